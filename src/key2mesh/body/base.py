@@ -1,0 +1,111 @@
+"""The body-model interface shared by every backend.
+
+Conventions (all backends):
+- World frame = SMPL's: y up, x to the body's left, the body faces +z; metres.
+- Pose = 24 rotation matrices (B, 24, 3, 3) in SMPL's joint layout and kinematic tree
+  (:data:`key2mesh.keypoints.sets.SMPL24`), each the joint's rotation relative to its parent,
+  expressed in the world-aligned rest frame. Joint 0 is the global orientation about the root.
+  Identity rotations give the backend's own rest pose (SMPL: T-pose; anny: its A-pose).
+- Shape = (B, S) backend-specific (SMPL betas, anny phenotypes in [0, 1]).
+- The root joint sits at the origin (plus ``transl`` when given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from key2mesh.errors import Key2MeshError
+from key2mesh.keypoints.convert import conversion_matrix
+from key2mesh.keypoints.sets import canonical_set_name, keypoint_names
+
+
+@dataclass
+class BodyOutput:
+    """Batched body-model output, metres in the world frame.
+
+    vertices: (B, V, 3); joints: (B, 24, 3) kinematic joints in SMPL-24 order;
+    keypoints: (B, 23, 3) COCO-WholeBody body points regressed from the vertices.
+    """
+
+    vertices: torch.Tensor
+    joints: torch.Tensor
+    keypoints: torch.Tensor
+
+
+class BodyModel(nn.Module):
+    """Abstract body model: pose (B,24,3,3) + shape (B,S) → :class:`BodyOutput`."""
+
+    name: str = "abstract"
+    num_joints: int = 24
+    shape_dim: int = 0
+    # (23, V) COCO-23 vertex regressor, registered by subclasses as buffer ``coco23_regressor``.
+    coco23_regressor: torch.Tensor
+    faces: torch.Tensor
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.coco23_regressor.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.coco23_regressor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.coco23_regressor.dtype
+
+    def config(self) -> dict:
+        """Everything needed to rebuild this body model (stored in checkpoints)."""
+        raise NotImplementedError
+
+    def default_shape(self, batch_size: int = 1) -> torch.Tensor:
+        """(B, S) the neutral / average shape."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        rotmats: torch.Tensor,
+        shape: torch.Tensor | None = None,
+        transl: torch.Tensor | None = None,
+    ) -> BodyOutput:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ keypoints
+    def keypoint_regressor(self, keypoint_set: str) -> torch.Tensor:
+        """(K, V) vertex regressor W for a named keypoint set: ``X = W @ vertices``.
+
+        Built from the model's COCO-23 regressor through the set conversion, so points such as
+        ``neck`` (mid-shoulders) or ``mid_hip`` are linear in the vertices as well.
+        """
+        name = canonical_set_name(keypoint_set)
+        cache = self.__dict__.setdefault("_regressor_cache", {})
+        key = (name, self.device, self.dtype)
+        if key not in cache:
+            if name == "smpl24":
+                raise Key2MeshError("SMPL-24 joints are kinematic: use BodyOutput.joints instead of a vertex regressor")
+            m, ok = conversion_matrix("coco23", name)
+            if not ok.all():
+                missing = [n for n, good in zip(keypoint_names(name), ok) if not good]
+                raise Key2MeshError(f"keypoint set {name!r} cannot be regressed on {self.name}: no source for {missing}")
+            cache[key] = torch.as_tensor(m, dtype=self.dtype, device=self.device) @ self.coco23_regressor
+        return cache[key]
+
+    def regress(self, vertices: torch.Tensor, keypoint_set: str) -> torch.Tensor:
+        """Vertices (B, V, 3) → keypoints (B, K, 3) of ``keypoint_set``."""
+        return torch.einsum("kv,bvd->bkd", self.keypoint_regressor(keypoint_set), vertices)
+
+    def _check_pose(self, rotmats: torch.Tensor, shape: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if rotmats.ndim != 4 or rotmats.shape[1:] != (self.num_joints, 3, 3):
+            raise Key2MeshError(
+                f"{self.name} expects pose rotations of shape (B, {self.num_joints}, 3, 3), got {tuple(rotmats.shape)}"
+            )
+        b = rotmats.shape[0]
+        if shape is None:
+            shape = self.default_shape(b)
+        if shape.ndim != 2 or shape.shape[1] != self.shape_dim or shape.shape[0] not in (1, b):
+            raise Key2MeshError(f"{self.name} expects shape parameters (B, {self.shape_dim}), got {tuple(shape.shape)}")
+        return rotmats.to(self.dtype), shape.to(self.dtype).expand(b, -1)
+

@@ -1,0 +1,71 @@
+"""The ``key2mesh`` command line: one sub-command per module in :mod:`key2mesh.commands`.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+User mistakes (:class:`~key2mesh.errors.Key2MeshError`) print one line and exit with status 2;
+commands that are not implemented yet say so and exit with status 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from key2mesh import __version__
+from key2mesh.errors import Key2MeshError, NotImplementedYet
+
+# name -> module under key2mesh.commands
+COMMANDS: dict[str, str] = {
+    "info": "info",
+    "data": "data",
+    "pretrain": "pretrain",
+    "adapt": "adapt",
+    "predict": "predict",
+    "demo": "demo",
+    "export": "export",
+    "evaluate": "evaluate",
+    "fit": "fit",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="key2mesh",
+        description="3D human body meshes from 2D keypoints, adapted to your detector without 3D labels.",
+    )
+    parser.add_argument("--version", action="version", version=f"key2mesh {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"key2mesh.commands.{module_name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args._run(args) or 0)
+    except NotImplementedYet as exc:
+        print(f"key2mesh {args.command}: not implemented yet: {exc}", file=sys.stderr)
+        return 3
+    except Key2MeshError as exc:
+        if args.verbose:
+            raise
+        print(f"key2mesh {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

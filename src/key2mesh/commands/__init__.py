@@ -1,0 +1,1 @@
+"""Sub-commands of the ``key2mesh`` CLI (see :mod:`key2mesh.cli`)."""
