@@ -24,11 +24,15 @@ import torch
 from key2mesh.body.base import BodyModel, BodyOutput
 from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
 from key2mesh.errors import Key2MeshError
+from key2mesh.keypoints.convert import conversion_matrix
 from key2mesh.keypoints.sets import COCO23, SMPL24
 
 TRAIN_RIG = "anny-notoes-nohands-noeyes"
 TRAIN_TOPOLOGY = "notoes_collapse10pc"
 FULL_TOPOLOGY = "anny"
+# Mean of the adult shape distribution used for training (rounded); anny's own default (all 0.5)
+# is a teenager.
+DEFAULT_PHENOTYPES = {"gender": 0.5, "age": 0.8, "muscle": 0.35, "weight": 0.55, "height": 0.37, "proportions": 0.5}
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,7 @@ class AnnyBody(BodyModel):
         self.register_buffer("frame", _frame_change(dtype), persistent=False)
         self.register_buffer("faces", model.get_triangular_faces().long(), persistent=False)
         self.model = model.to(dtype)
+        self._init_fast_paths()
         cidx = {n: i for i, n in enumerate(COCO23)}
         self._toe_idx = [(cidx["left_big_toe"], cidx["left_small_toe"]), (cidx["right_big_toe"], cidx["right_small_toe"])]
 
@@ -124,18 +129,87 @@ class AnnyBody(BodyModel):
         return {"name": "anny", "rig": self.rig, "topology": self.topology}
 
     def default_shape(self, batch_size: int = 1) -> torch.Tensor:
-        return torch.full((batch_size, self.shape_dim), 0.5, dtype=self.dtype, device=self.device)
+        """The mean adult of :func:`key2mesh.data.shapes.sample_shapes` (1.70 m tall)."""
+        values = [DEFAULT_PHENOTYPES[label] for label in self.phenotype_labels]
+        return torch.tensor(values, dtype=self.dtype, device=self.device).expand(batch_size, -1).clone()
+
+    # ------------------------------------------------------------------ fast paths
+    def _init_fast_paths(self) -> None:
+        """Precompute what makes the forward ~3x faster than ``anny.Anny.forward``.
+
+        anny turns phenotypes into blendshape coefficients with a dense masked product over
+        (B, K, n_variations); each blendshape only multiplies a handful of variations, so we
+        gather those few factors instead (same numbers, far fewer operations). We also keep the
+        vertices that carry keypoint-regressor weight, to skin only those when only keypoints
+        are needed (training losses)."""
+        m = self.model
+        mask = m.stacked_phenotype_blend_shapes_mask.to(torch.float32)  # (K, NV)
+        nv = mask.shape[1]
+        width = int(mask.sum(1).max().item())
+        order = torch.argsort(mask, dim=1, descending=True, stable=True)[:, :width]
+        picked = torch.gather(mask, 1, order) > 0
+        self.register_buffer("_factor_idx", torch.where(picked, order, torch.full_like(order, nv)), persistent=False)
+        self._num_variations = nv
+        support = torch.nonzero(self.coco23_regressor.abs().sum(0) > 0).squeeze(1)
+        self.register_buffer("_support", support, persistent=False)
+        # Keypoints are linear in LBS: k = sum_b T_b · sum_v W_kv w_vb [rest_v; 1]. G (23, S, bones)
+        # folds the regressor into the skinning weights of the S supporting vertices.
+        skin = torch.zeros(len(support), self.num_bones, dtype=self.dtype)
+        skin.scatter_add_(1, m.vertex_bone_indices[support].long(), m.vertex_bone_weights[support].to(self.dtype))
+        g = self.coco23_regressor[:, support, None] * skin[None]
+        self.register_buffer("_kp_skin_sum", g.sum(1), persistent=False)
+        # ... and into the rest shape, which is linear in the blendshape coefficients.
+        self.register_buffer("_kp_rest0", torch.einsum("ksn,sd->knd", g, m.template_vertices[support].to(self.dtype)), persistent=False)
+        self.register_buffer("_kp_rest_blend", torch.einsum("ksn,csd->cknd", g, m.blendshapes[:, support].to(self.dtype)), persistent=False)
+
+    def blendshape_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
+        """Phenotypes (B, 6) → anny blendshape coefficients (B, C); equals anny's own result."""
+        from anny.models.phenotype import phenotype_blendshape_weights
+
+        m = self.model
+        eye = torch.eye(self._num_variations, dtype=shape.dtype, device=shape.device)
+        phens = phenotype_blendshape_weights(shape, m.phenotype_labels, m.anchors, eye, m.extrapolate_phenotypes)
+        phens = torch.cat([phens, phens.new_ones(phens.shape[0], 1)], dim=1)
+        weights = phens[:, self._factor_idx].prod(dim=-1)  # (B, K)
+        if m.phenotype_blendshape_projection is not None:
+            weights = weights @ m.phenotype_blendshape_projection
+        return weights
+
+    def _anny_delta(self, rotmats: torch.Tensor) -> torch.Tensor:
+        """SMPL-frame local rotations (B, 24, 3, 3) → anny local-ref deltas (B, bones, 4, 4)."""
+        c = self.frame
+        delta = torch.eye(4, dtype=self.dtype, device=self.device).repeat(rotmats.shape[0], self.num_bones, 1, 1)
+        delta[:, self.bone_idx, :3, :3] = c @ rotmats[:, self.smpl_idx] @ c.T
+        return delta
+
+    def forward_keypoints(self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, keypoint_set: str = "coco23") -> torch.Tensor:
+        """Keypoints (B, K, 3) of ``keypoint_set`` only: linear-blend skinning folded into the
+        regressor, so no vertex is skinned (same numbers as ``regress(forward().vertices)``)."""
+        rotmats, shape = self._check_pose(rotmats, shape)
+        m = self.model
+        coeffs = self.blendshape_coefficients(shape)
+        rest = m.get_rest_model(coeffs)
+        transforms, _ = m.get_bone_transforms(self._anny_delta(rotmats), rest["rest_bone_poses"])
+        p = self._kp_rest0 + torch.einsum("bc,cknd->bknd", coeffs, self._kp_rest_blend)  # (B, 23, bones, 3)
+        kp = torch.einsum("bnij,bknj->bki", transforms[..., :3, :3], p)
+        kp = kp + torch.einsum("bni,kn->bki", transforms[..., :3, 3], self._kp_skin_sum)
+        kp = kp @ self.frame
+        if keypoint_set == "coco23":
+            return kp
+        conv, _ = conversion_matrix("coco23", keypoint_set)
+        return torch.einsum("kc,bcd->bkd", torch.as_tensor(conv, dtype=kp.dtype, device=kp.device), kp)
 
     def forward(self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, transl: torch.Tensor | None = None) -> BodyOutput:
         rotmats, shape = self._check_pose(rotmats, shape)
         b = rotmats.shape[0]
         c = self.frame
-        local = c @ rotmats[:, self.smpl_idx] @ c.T  # (B, J_mapped, 3, 3) in anny's frame
-        delta = torch.eye(4, dtype=self.dtype, device=self.device).repeat(b, self.num_bones, 1, 1)
-        delta[:, self.bone_idx, :3, :3] = local
-        out = self.model(delta, phenotype_kwargs=shape)
-        verts = out["vertices"] @ c  # row vectors: (Cᵀ v)ᵀ = vᵀ C
-        heads = out["bone_poses"][..., :3, 3] @ c
+        m = self.model
+        rest = m.get_rest_model(self.blendshape_coefficients(shape))
+        transforms, bone_poses = m.get_bone_transforms(self._anny_delta(rotmats), rest["rest_bone_poses"])
+        verts = m.get_skinned_vertices(rest["rest_vertices"], transforms)
+        heads = bone_poses[..., :3, 3]
+        verts = verts @ c  # row vectors: (Cᵀ v)ᵀ = vᵀ C
+        heads = heads @ c
         keypoints = torch.einsum("kv,bvd->bkd", self.coco23_regressor, verts)
         joints = verts.new_zeros(b, 24, 3)
         joints[:, self.smpl_idx] = heads[:, self.bone_idx]

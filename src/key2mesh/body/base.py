@@ -97,6 +97,10 @@ class BodyModel(nn.Module):
         """Vertices (B, V, 3) → keypoints (B, K, 3) of ``keypoint_set``."""
         return torch.einsum("kv,bvd->bkd", self.keypoint_regressor(keypoint_set), vertices)
 
+    def forward_keypoints(self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, keypoint_set: str = "coco23") -> torch.Tensor:
+        """Keypoints (B, K, 3) of ``keypoint_set``; backends may override with a faster path."""
+        return self.regress(self.forward(rotmats, shape).vertices, keypoint_set)
+
     def _check_pose(self, rotmats: torch.Tensor, shape: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if rotmats.ndim != 4 or rotmats.shape[1:] != (self.num_joints, 3, 3):
             raise Key2MeshError(

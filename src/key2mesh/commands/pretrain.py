@@ -1,17 +1,45 @@
-"""`key2mesh pretrain` (not implemented yet)."""
+"""`key2mesh pretrain`: pre-train Key2Mesh on synthesised MoCap pairs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from key2mesh.errors import NotImplementedYet
-
-HELP = "(pretrain: not implemented yet)"
+HELP = "pre-train the network on MoCap bodies projected through the virtual camera"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="JSON/YAML file of PretrainConfig options (command-line flags override it)")
+    p.add_argument("--cache", help="training cache from `key2mesh data prepare`")
+    p.add_argument("--out", dest="out_dir", help="output folder (checkpoints, metrics.csv, tensorboard/)")
+    p.add_argument("--keypoint-set", help="input keypoint set (default openpose_body25)")
+    p.add_argument("--steps", type=int, help="number of optimisation steps (default: from --epochs)")
+    p.add_argument("--epochs", type=float, help="epochs over the training frames (paper: 10)")
+    p.add_argument("--batch-size", type=int, help="batch size (paper: 256)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--val-every", type=int, help="validate and checkpoint every N steps")
+    p.add_argument("--noise-profile", help="detector-like noise on the inputs: none, detector, strong")
+    p.add_argument("--no-pose-augment", action="store_true", help="disable the pose sampler (mirroring, perturbation, limb mixing)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (same result as an uninterrupted run)")
+    p.add_argument("--stop-after", type=int, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("'key2mesh pretrain' is planned; see the open issues")
+    from key2mesh.commands._config import read_config
+    from key2mesh.train.pretrain import PretrainConfig, run_pretrain
+
+    d = read_config(args.config)
+    for key in ("cache", "out_dir", "keypoint_set", "steps", "epochs", "batch_size", "lr", "val_every", "seed", "device", "threads", "stop_after"):
+        if getattr(args, key, None) is not None:
+            d[key] = getattr(args, key)
+    cfg = PretrainConfig.from_dict(d)
+    if args.noise_profile:
+        cfg.synth.noise_profile = args.noise_profile
+    if args.no_pose_augment:
+        cfg.pose_augment = False
+    result = run_pretrain(cfg, resume=args.resume)
+    print(json.dumps(result, indent=2, default=float))
+    return 0

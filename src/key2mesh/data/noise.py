@@ -1,0 +1,84 @@
+"""Detector-like corruption of clean 2D keypoints (the shift between MoCap and real detections).
+
+Profiles model what real detectors do that a clean projection does not: per-joint localisation
+noise that grows towards the extremities, confidences that drop with that noise, left/right
+swaps of whole limbs, and truncation by the image border. Everything is batched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from key2mesh.keypoints.sets import flip_permutation, keypoint_names
+
+
+@dataclass(frozen=True)
+class NoiseProfile:
+    """Parameters of a detector-like noise model.
+
+    sigma: localisation std as a fraction of the person's box height, for a torso point;
+        ``extremity_scale`` multiplies it for wrists/ankles/feet (elbows/knees get half of that).
+    swap_prob: probability per sample of swapping the left/right labels of the whole body.
+    truncation_prob: probability per sample of cutting the body at a random height (the part
+        below is dropped, as when the image ends at the knees).
+    conf_noise: confidences are ``1 - conf_noise * |noise| / sigma_box`` clipped, so noisier
+        points get lower scores (as real detectors roughly do).
+    """
+
+    name: str = "detector"
+    sigma: float = 0.015
+    extremity_scale: float = 2.5
+    swap_prob: float = 0.02
+    truncation_prob: float = 0.05
+    conf_noise: float = 0.15
+
+
+PROFILES: dict[str, NoiseProfile | None] = {
+    "none": None,
+    "detector": NoiseProfile(),
+    "strong": NoiseProfile(name="strong", sigma=0.03, extremity_scale=3.0, swap_prob=0.05, truncation_prob=0.1),
+}
+
+
+def _extremity_weights(keypoint_set: str, scale: float) -> torch.Tensor:
+    w = []
+    for n in keypoint_names(keypoint_set):
+        if any(t in n for t in ("wrist", "ankle", "toe", "heel", "pinky", "index", "thumb")):
+            w.append(scale)
+        elif any(t in n for t in ("elbow", "knee")):
+            w.append(0.5 * (1 + scale))
+        else:
+            w.append(1.0)
+    return torch.tensor(w)
+
+
+def apply_noise_profile(
+    keypoints: torch.Tensor,
+    confidence: torch.Tensor,
+    keypoint_set: str,
+    profile: NoiseProfile,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corrupt (B, K, 2) pixel keypoints and (B, K) confidences with ``profile``."""
+    b, k, _ = keypoints.shape
+    dev, dt = keypoints.device, keypoints.dtype
+    height = (keypoints[..., 1].amax(-1) - keypoints[..., 1].amin(-1)).clamp(min=1.0)  # (B,)
+    scale = _extremity_weights(keypoint_set, profile.extremity_scale).to(dev, dt)
+    sigma = profile.sigma * height[:, None] * scale[None]  # (B, K)
+    eps = torch.randn(b, k, 2, generator=generator, device=dev, dtype=dt)
+    noisy = keypoints + eps * sigma[..., None]
+    conf = confidence * (1 - profile.conf_noise * eps.norm(dim=-1) / 2).clamp(0.05, 1.0)
+    # left/right swap of the whole body
+    perm = torch.as_tensor(flip_permutation(keypoint_set), device=dev)
+    swap = torch.rand(b, generator=generator, device=dev) < profile.swap_prob
+    noisy = torch.where(swap[:, None, None], noisy[:, perm], noisy)
+    conf = torch.where(swap[:, None], conf[:, perm], conf)
+    # truncation: drop everything below a random cut between 40% and 90% of the height
+    trunc = torch.rand(b, generator=generator, device=dev) < profile.truncation_prob
+    top = keypoints[..., 1].amin(-1)
+    cut = top + height * (0.4 + 0.5 * torch.rand(b, generator=generator, device=dev))
+    below = keypoints[..., 1] > cut[:, None]
+    conf = torch.where(trunc[:, None] & below, torch.zeros_like(conf), conf)
+    return noisy, conf

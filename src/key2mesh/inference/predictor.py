@@ -1,0 +1,125 @@
+"""The user-facing Python API: ``Key2Mesh.from_pretrained(...).predict(keypoints)``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from key2mesh.body import body_model_from_config
+from key2mesh.body.base import BodyModel
+from key2mesh.errors import Key2MeshError
+from key2mesh.geometry.camera import VirtualCamera
+from key2mesh.geometry.normalize import bbox_normalize
+from key2mesh.keypoints.convert import convert_keypoints
+from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
+from key2mesh.model.checkpoint import build_network, load_checkpoint
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+PRETRAINED = {"anny-body25": "anny_body25.pt", "anny-coco17": "anny_coco17.pt"}
+
+
+@dataclass
+class Prediction:
+    """Batched outputs (N = number of inputs), metres, SMPL-like world frame (root at origin).
+
+    rotmats (N,24,3,3); shape (N,S); vertices (N,V,3) or None; joints (N,24,3) or None;
+    keypoints3d (N,K,3) in the model's keypoint set; valid (N,) inputs with enough keypoints."""
+
+    rotmats: torch.Tensor
+    shape: torch.Tensor
+    vertices: torch.Tensor | None
+    joints: torch.Tensor | None
+    keypoints3d: torch.Tensor
+    valid: torch.Tensor
+    faces: torch.Tensor
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy() for k, v in self.__dict__.items() if isinstance(v, torch.Tensor)}
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
+    """A file path, or the name of a shipped checkpoint (``anny-body25``, ``anny-coco17``)."""
+    p = Path(path_or_name)
+    if p.is_file():
+        return p
+    name = str(path_or_name)
+    if name in PRETRAINED:
+        shipped = PRETRAINED_DIR / PRETRAINED[name]
+        if shipped.is_file():
+            return shipped
+        raise Key2MeshError(f"the shipped checkpoint {shipped} is missing from this install; "
+                            "rebuild it with `bash scripts/train_default.sh` (see README)")
+    raise Key2MeshError(f"no checkpoint file {p} and no shipped model named {name!r} (shipped: {', '.join(PRETRAINED)})")
+
+
+class Key2Mesh:
+    """Keypoints → body-model parameters and mesh in one forward pass (no autograd)."""
+
+    def __init__(self, checkpoint: dict, device: str | torch.device | None = None, full_mesh: bool = True,
+                 min_keypoints: int = 6):
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.checkpoint = checkpoint
+        self.net = build_network(checkpoint, self.device)
+        self.keypoint_set: str = checkpoint["keypoint_set"]
+        self.camera = VirtualCamera(**checkpoint["camera"])
+        self.normalization: dict = checkpoint["normalization"]
+        self.min_keypoints = min_keypoints
+        self.body: BodyModel = body_model_from_config(checkpoint["body"], device=str(self.device))
+        body_cfg = dict(checkpoint["body"])
+        if full_mesh and body_cfg.get("name") == "anny" and body_cfg.get("topology") != "anny":
+            body_cfg["topology"] = "anny"  # same rig, so the parameters drive the full mesh too
+            self.mesh_body: BodyModel = body_model_from_config(body_cfg, device=str(self.device))
+        else:
+            self.mesh_body = self.body
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str | os.PathLike = "anny-body25", device: str | None = None,
+                        full_mesh: bool = True) -> Key2Mesh:
+        return cls(load_checkpoint(resolve_checkpoint(path_or_name)), device=device, full_mesh=full_mesh)
+
+    @property
+    def faces(self) -> torch.Tensor:
+        return self.mesh_body.faces
+
+    def normalize(self, keypoints, confidences=None, keypoint_set: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel keypoints (N,K,2)/(K,2) of any known set → network inputs (N,K_model,2), valid (N,K_model)."""
+        kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32) if not torch.is_tensor(keypoints) else keypoints).float()
+        if kp.ndim == 2:
+            kp = kp[None]
+        if kp.ndim != 3 or kp.shape[-1] != 2:
+            raise Key2MeshError(f"keypoints must be (N, K, 2) or (K, 2) pixels, got shape {tuple(kp.shape)}")
+        conf = torch.ones(kp.shape[:2]) if confidences is None else torch.as_tensor(np.asarray(confidences, dtype=np.float32)).float().reshape(kp.shape[:2])
+        src = canonical_set_name(keypoint_set or self.keypoint_set)
+        if kp.shape[1] != num_keypoints(src):
+            raise Key2MeshError(f"keypoint set {src!r} has {num_keypoints(src)} points, got {kp.shape[1]}")
+        bad = ~torch.isfinite(kp).all(-1)
+        conf = torch.where(bad, torch.zeros_like(conf), conf)
+        kp = torch.where(bad[..., None], torch.zeros_like(kp), kp)
+        if src != self.keypoint_set:
+            kp, conf = convert_keypoints(kp, conf, src, self.keypoint_set)
+        return bbox_normalize(kp, conf, self.normalization.get("conf_threshold", 0.1), self.normalization.get("missing_value", -1.0))
+
+    @torch.inference_mode()
+    def predict(self, keypoints, confidences=None, keypoint_set: str | None = None, mesh: bool = True,
+                batch_size: int = 4096) -> Prediction:
+        """Predict bodies for (N,K,2) pixel keypoints (any scale/offset) of ``keypoint_set``
+        (default: the model's own). Inputs with fewer than ``min_keypoints`` confident points
+        are still predicted but flagged in ``valid``."""
+        inputs, valid_kp = self.normalize(keypoints, confidences, keypoint_set)
+        rots, shapes, verts, joints, kps = [], [], [], [], []
+        for i in range(0, len(inputs), batch_size):
+            r, s = self.net(inputs[i:i + batch_size].to(self.device))
+            rots.append(r)
+            shapes.append(s)
+            kps.append(self.body.forward_keypoints(r, s, self.keypoint_set))
+            if mesh:
+                out = self.mesh_body(r, s)
+                verts.append(out.vertices)
+                joints.append(out.joints)
+        cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
+        return Prediction(cat(rots), cat(shapes), cat(verts), cat(joints), cat(kps),
+                          valid_kp.sum(-1).to(self.device) >= self.min_keypoints, self.mesh_body.faces)

@@ -1,0 +1,115 @@
+"""The Key2Mesh MLP (paper §Model, sizes as in the official code by default).
+
+Feature extractor F: R^{K·2} → R^d = Linear(K·2 → d) + BN + PReLU + Dropout, then residual
+blocks of two [Linear(d) + BN + PReLU + Dropout]. Head H: residual blocks + Linear(d → 6·24 + S)
+giving 6D rotations (Zhou et al.) and shape. Critic D: Linear-PReLU-...-Linear(→1), no
+normalisation layers (WDGRL's gradient penalty forbids batch statistics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from key2mesh.geometry.rotations import rot6d_to_matrix
+
+
+@dataclass
+class ModelConfig:
+    """Everything that fixes the network's shapes. ``shape_init``: initial shape output
+    (e.g. 0.5 for anny phenotypes, 0 for SMPL betas)."""
+
+    num_keypoints: int = 25
+    num_joints: int = 24
+    shape_dim: int = 6
+    hidden: int = 1024
+    extractor_blocks: int = 2
+    head_blocks: int = 1
+    critic_hidden: int = 1024
+    critic_layers: int = 2
+    dropout: float = 0.2
+    shape_init: list[float] = field(default_factory=lambda: [0.5] * 6)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _layer(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.PReLU(), nn.Dropout(dropout))
+
+
+class ResidualBlock(nn.Module):
+    """x + [Linear-BN-PReLU-Dropout] x 2."""
+
+    def __init__(self, dim: int, dropout: float):
+        super().__init__()
+        self.body = nn.Sequential(_layer(dim, dim, dropout), _layer(dim, dim, dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class FeatureExtractor(nn.Module):
+    """(B, K, 2) normalised keypoints → (B, d) features."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.inp = _layer(cfg.num_keypoints * 2, cfg.hidden, cfg.dropout)
+        self.blocks = nn.Sequential(*[ResidualBlock(cfg.hidden, cfg.dropout) for _ in range(cfg.extractor_blocks)])
+
+    def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.inp(keypoints.flatten(1)))
+
+
+class ParamHead(nn.Module):
+    """(B, d) features → rotations (B, 24, 3, 3) and shape (B, S).
+
+    The output layer starts at identity rotations and ``shape_init`` (small random weights), so
+    an untrained network predicts the rest pose and the mean shape."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.num_joints, self.shape_dim = cfg.num_joints, cfg.shape_dim
+        self.blocks = nn.Sequential(*[ResidualBlock(cfg.hidden, cfg.dropout) for _ in range(cfg.head_blocks)])
+        self.out = nn.Linear(cfg.hidden, 6 * cfg.num_joints + cfg.shape_dim)
+        with torch.no_grad():
+            self.out.weight.mul_(0.01)
+            ident = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).repeat(cfg.num_joints)
+            self.out.bias.copy_(torch.cat([ident, torch.tensor(cfg.shape_init, dtype=torch.float32)]))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.out(self.blocks(features))
+        rot6d = y[:, : 6 * self.num_joints].reshape(-1, self.num_joints, 6)
+        return rot6d_to_matrix(rot6d), y[:, 6 * self.num_joints :]
+
+
+class Key2MeshNet(nn.Module):
+    """F then H: normalised keypoints (B, K, 2) → (rotmats (B,24,3,3), shape (B,S))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.extractor = FeatureExtractor(cfg)
+        self.head = ParamHead(cfg)
+
+    def forward(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.extractor(keypoints))
+
+
+class DomainCritic(nn.Module):
+    """Wasserstein critic D: (B, d) → (B,), no normalisation layers."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = cfg.hidden
+        for _ in range(cfg.critic_layers - 1):
+            layers += [nn.Linear(d, cfg.critic_hidden), nn.PReLU()]
+            d = cfg.critic_hidden
+        layers.append(nn.Linear(d, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features).squeeze(-1)

@@ -1,0 +1,1 @@
+"""Training: MoCap pre-training and label-free domain adaptation (WDGRL)."""

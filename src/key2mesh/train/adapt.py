@@ -1,0 +1,220 @@
+"""Label-free domain adaptation (paper §Domain adaptation, WDGRL).
+
+Frozen pre-trained extractor F_pt and head H_pt; a new extractor F initialised from F_pt; a
+Wasserstein critic D with gradient penalty. Per step: ``k`` critic steps maximising
+L_wd − γ·L_grad, then one extractor step on L_DA = w_2d·L2D^t + w_wd·L_wd + w_reg·L_reg.
+Model selection every ``select_every`` steps: PA-MPJPE on a labelled validation set when one
+is given, else the re-projection error on held-out target detections (label-free).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from key2mesh.body import body_model_from_config
+from key2mesh.data.cache import PoseBank
+from key2mesh.data.synth import PairSynthesizer, SynthConfig
+from key2mesh.errors import Key2MeshError
+from key2mesh.geometry.camera import VirtualCamera
+from key2mesh.keypoints.weights import joint_weights
+from key2mesh.model.checkpoint import atomic_save, build_network, load_checkpoint, make_checkpoint
+from key2mesh.model.network import DomainCritic, ModelConfig
+from key2mesh.train.common import MetricLogger, check_finite, pick_device
+from key2mesh.train.losses import AdaptWeights, feature_regularizer, gradient_penalty, reprojection_loss, wasserstein_distance
+from key2mesh.train.validation import keypoint_metrics
+
+log = logging.getLogger(__name__)
+
+ABLATIONS = {"2d": AdaptWeights(10.0, 0.0, 0.0), "2d+wd": AdaptWeights(10.0, 0.1, 0.0), "2d+wd+reg": AdaptWeights()}
+
+
+@dataclass
+class TargetSet:
+    """Target-domain inputs: normalised keypoints (N,K,2) and valid mask (N,K); optional labels
+    (rotmats (N,24,3,3), shape (N,S)) used only for validation / model selection."""
+
+    inputs: torch.Tensor
+    valid: torch.Tensor
+    rotmats: torch.Tensor | None = None
+    shape: torch.Tensor | None = None
+    dropped: int = 0
+    name: str = "target"
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def subset(self, idx: torch.Tensor) -> TargetSet:
+        return TargetSet(self.inputs[idx], self.valid[idx], None if self.rotmats is None else self.rotmats[idx],
+                         None if self.shape is None else self.shape[idx], 0, self.name)
+
+
+@dataclass
+class AdaptConfig:
+    source: str = ""  # pre-trained checkpoint
+    cache: str = ""  # MoCap training cache for source-domain samples
+    out_dir: str = "runs/adapt"
+    steps: int = 0
+    epochs: float = 5.0
+    batch_size: int = 256
+    lr: float = 1e-4
+    critic_lr: float = 1e-4
+    critic_steps: int = 3  # k (paper 3, official code 10)
+    gamma: float = 50.0  # gradient-penalty weight (official code)
+    weights: AdaptWeights = field(default_factory=AdaptWeights)
+    select_every: int = 500
+    min_keypoints: int = 6
+    holdout_fraction: float = 0.1  # target detections held out for the label-free criterion
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalization: dict, min_keypoints: int = 6,
+                   name: str = "target", rotmats=None, shape=None) -> TargetSet:
+    """Pixel keypoints (N,K,2) + confidence (N,K) in the model's set → normalised TargetSet,
+    dropping detections with fewer than ``min_keypoints`` valid points (the paper's rule)."""
+    from key2mesh.geometry.normalize import bbox_normalize
+
+    kp = torch.as_tensor(keypoints, dtype=torch.float32)
+    conf = torch.as_tensor(confidence, dtype=torch.float32)
+    thr = normalization.get("conf_threshold", 0.1)
+    enough = ((conf >= thr).sum(-1) >= min_keypoints) & torch.isfinite(kp).all(-1).all(-1)
+    n, kept = len(kp), int(enough.sum())
+    if kept < 2:
+        raise Key2MeshError(f"{name}: only {kept} of {n} detections have at least {min_keypoints} keypoints "
+                            f"with confidence ≥ {thr}; adaptation needs more")
+    inputs, valid = bbox_normalize(kp[enough], conf[enough], thr, normalization.get("missing_value", -1.0))
+    sel = lambda x: None if x is None else torch.as_tensor(x)[enough]  # noqa: E731
+    return TargetSet(inputs, valid, sel(rotmats), sel(shape), dropped=n - kept, name=name)
+
+
+def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None = None, progress: bool = True) -> dict:
+    """Adapt ``cfg.source`` to ``target``; writes best.pt / last.pt / metrics.csv in ``cfg.out_dir``."""
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ck = load_checkpoint(cfg.source)
+    bank = PoseBank.load(cfg.cache)
+    if bank.body != ck["body"]:
+        raise Key2MeshError(f"cache {cfg.cache} is for body {bank.body}, checkpoint {cfg.source} for {ck['body']}")
+    body = body_model_from_config(ck["body"], device=str(device))
+    kset = ck["keypoint_set"]
+    camera = VirtualCamera(**ck["camera"])
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    net_pt = build_network(ck, device)  # F_pt, H_pt: frozen, eval mode
+    for p in net_pt.parameters():
+        p.requires_grad_(False)
+    extractor = copy.deepcopy(net_pt.extractor).train()
+    for p in extractor.parameters():
+        p.requires_grad_(True)
+    critic = DomainCritic(ModelConfig(**ck["model_config"])).to(device)
+    opt_f = torch.optim.Adam(extractor.parameters(), lr=cfg.lr)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
+    synth_cfg = SynthConfig(**ck.get("config", {}).get("synth", {})) if isinstance(ck.get("config", {}).get("synth"), dict) else SynthConfig()
+    synth = PairSynthesizer(body, kset, camera, synth_cfg)
+    jw = joint_weights(kset).to(device)
+    train_idx, _ = bank.split(0.1, 0)
+    rot_all, shapes_all = torch.from_numpy(bank.rotmats), torch.from_numpy(bank.shapes)
+
+    perm = torch.randperm(len(target), generator=gen)
+    n_hold = max(1, int(cfg.holdout_fraction * len(target))) if validation is None else 0
+    hold, train_t = target.subset(perm[:n_hold]), target.subset(perm[n_hold:]) if n_hold else target
+    total = cfg.steps or int(math.ceil(cfg.epochs * max(1, len(train_t) // cfg.batch_size)))
+    w = cfg.weights
+
+    def predict(extr: torch.nn.Module, inputs: torch.Tensor):
+        return net_pt.head(extr(inputs.to(device)))
+
+    @torch.no_grad()
+    def evaluate() -> dict[str, float]:
+        extractor.eval()
+        res: dict[str, float] = {}
+        if validation is not None and validation.rotmats is not None:
+            r, s = predict(extractor, validation.inputs)
+            res.update(keypoint_metrics(body, kset, r, s, validation.rotmats.to(device), validation.shape.to(device), with_vertices=False))
+        ev = validation if validation is not None else hold
+        r, s = predict(extractor, ev.inputs)
+        kp = body.forward_keypoints(r, s, kset)
+        res["reproj"] = float(reprojection_loss(kp, ev.inputs.to(device), ev.valid.to(device), camera))
+        extractor.train()
+        return res
+
+    key = "pa_mpjpe" if validation is not None and validation.rotmats is not None else "reproj"
+    logger = MetricLogger(out)
+    start = evaluate()
+    best, best_state = {**start, "step": 0}, copy.deepcopy(extractor.state_dict())
+    logger.log(0, {f"val_{k}": v for k, v in start.items()})
+    log.info("before adaptation: %s (selection by %s)", start, key)
+    normalization = ck["normalization"]
+
+    def save(name: str, state: dict, metrics: dict) -> None:
+        net = copy.deepcopy(net_pt)
+        net.extractor.load_state_dict(state)
+        atomic_save(make_checkpoint(net, keypoint_set=kset, body_config=ck["body"], camera=camera, normalization=normalization,
+                                    stage="adapt", step=step, metrics=metrics, before=start, config=cfg.to_dict(),
+                                    target=target.name), out / name)
+
+    bar = tqdm(total=total, desc="adapt", disable=not progress, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    step = 0
+    for step in range(1, total + 1):
+        sidx = torch.from_numpy(train_idx)[torch.randint(len(train_idx), (cfg.batch_size,), generator=gen)]
+        src = synth(rot_all[sidx], shapes_all[torch.randint(len(shapes_all), (cfg.batch_size,), generator=gen)], gen)
+        tsel = torch.randint(len(train_t), (cfg.batch_size,), generator=gen)
+        xt, vt = train_t.inputs[tsel].to(device), train_t.valid[tsel].to(device)
+        with torch.no_grad():
+            f_src = net_pt.extractor(src.inputs)
+            f_tgt_pt = net_pt.extractor(xt)
+        f_tgt = extractor(xt)
+        if w.wd > 0:
+            for _ in range(cfg.critic_steps):
+                wd = wasserstein_distance(critic(f_src), critic(f_tgt.detach()))
+                gp = gradient_penalty(critic, f_src, f_tgt.detach(), gen)
+                loss_d = -(wd - cfg.gamma * gp)
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+        rot, shp = net_pt.head(f_tgt)
+        kp = body.forward_keypoints(rot, shp, kset)
+        l2d = reprojection_loss(kp, xt, vt, camera, jw)
+        lwd = wasserstein_distance(critic(f_src), critic(f_tgt)) if w.wd > 0 else torch.zeros((), device=device)
+        lreg = feature_regularizer(f_tgt, f_tgt_pt) if w.reg > 0 else torch.zeros((), device=device)
+        loss = w.kp2d * l2d + w.wd * lwd + w.reg * lreg
+        check_finite(loss, step, out)
+        opt_f.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_f.step()
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(l2d=f"{l2d.item():.4f}", wd=f"{lwd.item():.3f}", reg=f"{lreg.item():.4f}")
+        if step % cfg.select_every == 0 or step == total:
+            m = evaluate()
+            logger.log(step, {"loss": loss.item(), "l2d": l2d.item(), "lwd": lwd.item(), "lreg": lreg.item(),
+                              **{f"val_{k}": v for k, v in m.items()}, "samples_per_s": step * cfg.batch_size / (time.perf_counter() - t0)})
+            if m[key] < best[key]:
+                best, best_state = {**m, "step": step}, copy.deepcopy(extractor.state_dict())
+                save("best.pt", best_state, best)
+            save("last.pt", extractor.state_dict(), m)
+            bar.write(f"step {step}: {m}")
+    bar.close()
+    logger.close()
+    if best["step"] == 0:
+        save("best.pt", best_state, best)
+    return {"before": start, "best": best, "selection": key, "steps": step, "dropped": target.dropped,
+            "samples_per_s": step * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)}

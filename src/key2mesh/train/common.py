@@ -1,0 +1,102 @@
+"""Shared training plumbing: devices, distributed set-up, logging to CSV/TensorBoard, validation."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from key2mesh.errors import Key2MeshError
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``cuda`` when available unless told otherwise; a clear error for an unavailable device."""
+    if requested in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(requested)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise Key2MeshError(f"device {requested!r} requested but CUDA is not available here")
+    return dev
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join a ``torchrun`` job when WORLD_SIZE > 1 (NCCL on CUDA, Gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+class MetricLogger:
+    """Appends rows to ``metrics.csv`` (one column per key, header from the first row) and to
+    TensorBoard when the ``tensorboard`` package is installed."""
+
+    def __init__(self, out_dir: Path, enabled: bool = True):
+        self.path = out_dir / "metrics.csv"
+        self.enabled = enabled
+        self.writer = None
+        self._fields: list[str] | None = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+            except Exception:  # noqa: BLE001 - tensorboard is optional
+                self.writer = None
+
+    def log(self, step: int, row: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        row = {"step": step, **row}
+        if self._fields is None:
+            exists = self.path.exists()
+            if exists:
+                with open(self.path) as f:
+                    header = f.readline().strip().split(",")
+                self._fields = header if header != [""] else list(row)
+            else:
+                self._fields = list(row)
+                with open(self.path, "w", newline="") as f:
+                    csv.writer(f).writerow(self._fields)
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self._fields])
+        if self.writer is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, float) and math.isfinite(v):
+                    self.writer.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def check_finite(loss: torch.Tensor, step: int, out_dir: Path) -> None:
+    if not torch.isfinite(loss):
+        raise Key2MeshError(
+            f"loss became {loss.item()} at step {step}; stopped. The last good checkpoint is in {out_dir}"
+        )

@@ -1,0 +1,104 @@
+"""Losses of pre-training (L_PT) and domain adaptation (L_DA), paper's weights by default."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from key2mesh.geometry.camera import VirtualCamera
+from key2mesh.geometry.normalize import bbox_normalize
+
+
+@dataclass
+class PretrainWeights:
+    """L_PT = w_pose·|θ̂−θ|₁ + w_shape·|β̂−β|₁ + w_2d·|x̂−x|₁ + w_3d·|X̂−X|₁ (paper: 100/100/50/50)."""
+
+    pose: float = 100.0
+    shape: float = 100.0
+    kp2d: float = 50.0
+    kp3d: float = 50.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AdaptWeights:
+    """L_DA = w_2d·L2D^t + w_wd·L_wd + w_reg·L_reg (paper: 10/0.1/20); zero a weight to ablate."""
+
+    kp2d: float = 10.0
+    wd: float = 0.1
+    reg: float = 20.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def reprojection_loss(
+    pred_kp3d: torch.Tensor,
+    target2d: torch.Tensor,
+    valid: torch.Tensor,
+    camera: VirtualCamera,
+    joint_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted L1 between box-normalised projections and box-normalised targets.
+
+    pred_kp3d (B,K,3) metres, root at origin; target2d (B,K,2) already normalised with
+    :func:`bbox_normalize` over ``valid`` (B,K). The prediction is projected by the fixed camera
+    and normalised over the same valid joints, which makes the loss independent of the unknown
+    scale/offset of real detections. Mean over valid (weighted) joints and both coordinates.
+    """
+    proj = camera.project(pred_kp3d)
+    norm, _ = bbox_normalize(proj, valid.to(proj.dtype), valid=valid)
+    w = valid.to(proj.dtype)
+    if joint_weights is not None:
+        w = w * joint_weights.to(proj)
+    err = (norm - target2d).abs().sum(-1)  # (B, K)
+    return (err * w).sum() / (2 * w.sum()).clamp(min=1e-8)
+
+
+def pretrain_loss(
+    pred_rotmats: torch.Tensor,
+    pred_shape: torch.Tensor,
+    pred_kp3d: torch.Tensor,
+    rotmats: torch.Tensor,
+    shape: torch.Tensor,
+    kp3d: torch.Tensor,
+    target2d: torch.Tensor,
+    camera: VirtualCamera,
+    weights: PretrainWeights,
+    joint_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """L_PT and its terms. Rotations compared as matrices (B,24,3,3); kp3d (B,K,3) metres."""
+    all_valid = torch.ones(target2d.shape[:2], dtype=torch.bool, device=target2d.device)
+    terms = {
+        "pose": (pred_rotmats - rotmats).abs().mean(),
+        "shape": (pred_shape - shape).abs().mean(),
+        "kp2d": reprojection_loss(pred_kp3d, target2d, all_valid, camera, joint_weights),
+        "kp3d": (pred_kp3d - kp3d).abs().mean(),
+    }
+    w = weights.to_dict()
+    total = sum(w[k] * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def wasserstein_distance(critic_source: torch.Tensor, critic_target: torch.Tensor) -> torch.Tensor:
+    """L_wd = mean D(source features) − mean D(target features)."""
+    return critic_source.mean() - critic_target.mean()
+
+
+def gradient_penalty(critic: torch.nn.Module, source: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP: mean (‖∇D(φ̂)‖₂ − 1)² at φ̂ uniformly on segments between paired source/target
+    features (B, d); uses the first min(B_s, B_t) of each."""
+    n = min(source.shape[0], target.shape[0])
+    alpha = torch.rand(n, 1, generator=generator, device=source.device, dtype=source.dtype)
+    mixed = (alpha * source[:n] + (1 - alpha) * target[:n]).detach().requires_grad_(True)
+    out = critic(mixed)
+    (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)
+    return ((grad.norm(dim=1) - 1) ** 2).mean()
+
+
+def feature_regularizer(features: torch.Tensor, features_pt: torch.Tensor) -> torch.Tensor:
+    """L_reg: mean squared distance between adapted and pre-trained features of the same input."""
+    return ((features - features_pt) ** 2).mean()

@@ -1,0 +1,216 @@
+"""Pre-training on MoCap (paper §Pre-training): synthesised pairs, L_PT, Adam, validation on
+held-out clips, atomic checkpoints, exact ``--resume``, optional torchrun DDP and CUDA AMP."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from key2mesh.body import body_model_from_config
+from key2mesh.data.cache import PoseBank
+from key2mesh.data.synth import PairSynthesizer, SynthConfig
+from key2mesh.errors import Key2MeshError
+from key2mesh.geometry.camera import VirtualCamera
+from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
+from key2mesh.keypoints.weights import joint_weights
+from key2mesh.model.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from key2mesh.model.network import Key2MeshNet, ModelConfig
+from key2mesh.train.common import MetricLogger, check_finite, init_distributed, pick_device
+from key2mesh.train.losses import PretrainWeights, pretrain_loss
+from key2mesh.train.validation import keypoint_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainConfig:
+    """All options of ``key2mesh pretrain`` (a JSON/YAML ``--config`` file sets any of them)."""
+
+    cache: str = ""
+    out_dir: str = "runs/pretrain"
+    keypoint_set: str = "openpose_body25"
+    steps: int = 0  # 0: derive from epochs
+    epochs: float = 10.0
+    batch_size: int = 256
+    lr: float = 1e-3
+    weights: PretrainWeights = field(default_factory=PretrainWeights)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    camera: VirtualCamera = field(default_factory=VirtualCamera)
+    model: dict = field(default_factory=dict)  # overrides of ModelConfig (hidden, blocks, dropout)
+    pose_augment: bool = True  # key2mesh.data.mocap.sampler.PoseSampler on the fly
+    val_fraction: float = 0.1
+    val_every: int = 500
+    val_size: int = 2048
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # 0: torch default
+    amp: bool = True  # bf16 autocast on CUDA only
+    stop_after: int = 0  # stop (as if killed) after this many steps of this run; for testing resume
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PretrainConfig:
+        d = dict(d)
+        sub = {"weights": PretrainWeights, "synth": SynthConfig, "camera": VirtualCamera}
+        for key, typ in sub.items():
+            if isinstance(d.get(key), dict):
+                d[key] = typ(**d[key])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise Key2MeshError(f"unknown pretrain options: {sorted(unknown)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    return {"gen": gen.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(gen: torch.Generator, state: dict) -> None:
+    gen.set_state(state["gen"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def mean_pose_baseline(bank: PoseBank, train_idx: np.ndarray) -> torch.Tensor:
+    """(24,3,3) per-joint chordal mean of the training rotations (the "mean-pose predictor")."""
+    import roma
+
+    mean = torch.from_numpy(bank.rotmats[train_idx]).double().mean(0)
+    return roma.special_procrustes(mean).float()
+
+
+def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train; returns the best validation metrics. Writes ``last.pt``, ``best.pt``,
+    ``metrics.csv`` (and TensorBoard logs when available) under ``cfg.out_dir``."""
+    cfg.keypoint_set = canonical_set_name(cfg.keypoint_set)
+    out = Path(cfg.out_dir)
+    device = pick_device(cfg.device)
+    dist = init_distributed(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    bank = PoseBank.load(cfg.cache)
+    body = body_model_from_config(bank.body, device=str(device))
+    train_idx, val_idx = bank.split(cfg.val_fraction, cfg.seed)
+    epoch_steps = max(1, len(train_idx) // cfg.batch_size)
+    total_steps = cfg.steps or int(math.ceil(cfg.epochs * epoch_steps))
+
+    mcfg = ModelConfig(num_keypoints=num_keypoints(cfg.keypoint_set), shape_dim=body.shape_dim,
+                       shape_init=body.default_shape(1)[0].tolist(), **cfg.model)
+    torch.manual_seed(cfg.seed)
+    net = Key2MeshNet(mcfg).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1000 * dist.rank)
+    synth = PairSynthesizer(body, cfg.keypoint_set, cfg.camera, cfg.synth)
+    sampler = None
+    if cfg.pose_augment:
+        from key2mesh.data.mocap.sampler import PoseSampler
+
+        sampler = PoseSampler()
+    jw = joint_weights(cfg.keypoint_set).to(device)
+    rot_all = torch.from_numpy(bank.rotmats)
+    shapes_all = torch.from_numpy(bank.shapes)
+    normalization = {"conf_threshold": cfg.synth.conf_threshold, "missing_value": cfg.synth.missing_value, "method": "bbox"}
+
+    # Fixed validation pairs from held-out clips (same augmentations, fixed seed).
+    vgen = torch.Generator().manual_seed(12345)
+    vsel = torch.from_numpy(val_idx)[torch.randint(len(val_idx), (cfg.val_size,), generator=vgen)]
+    vshape = shapes_all[torch.randint(len(shapes_all), (cfg.val_size,), generator=vgen)]
+    val = synth(rot_all[vsel], vshape, vgen)
+    mean_rot = mean_pose_baseline(bank, train_idx).to(device)
+    baseline = keypoint_metrics(body, cfg.keypoint_set, mean_rot.expand(cfg.val_size, -1, -1, -1).clone(),
+                                body.default_shape(cfg.val_size), val.rotmats, val.shape)
+    # the mean-pose predictor at least gets the global orientation right (an upper bound on its quality)
+    base_rot = mean_rot.expand(cfg.val_size, -1, -1, -1).clone()
+    base_rot[:, 0] = val.rotmats[:, 0]
+    baseline_go = keypoint_metrics(body, cfg.keypoint_set, base_rot, body.default_shape(cfg.val_size), val.rotmats, val.shape)
+
+    step, best = 0, {"pa_mpjpe": float("inf")}
+    if resume and (out / "last.pt").exists():
+        ck = load_checkpoint(out / "last.pt", expect_body=bank.body, expect_keypoint_set=cfg.keypoint_set)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, best = ck["step"], ck.get("best", best)
+        _set_rng_state(gen, ck["rng"])
+        log.info("resumed from %s at step %d", out / "last.pt", step)
+    elif resume:
+        log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
+
+    model = net
+    if dist.world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dist.local_rank] if device.type == "cuda" else None)
+    logger = MetricLogger(out, enabled=dist.is_main)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        logger.log(step, {f"baseline_mean_pose_{k}": v for k, v in {**baseline, **{f"go_{k}": v for k, v in baseline_go.items()}}.items()})
+        log.info("mean-pose predictor on validation: %s (with true global orientation: %s)", _fmt(baseline), _fmt(baseline_go))
+
+    def save(name: str, metrics: dict) -> None:
+        ck = make_checkpoint(net, keypoint_set=cfg.keypoint_set, body_config=bank.body, camera=cfg.camera,
+                             normalization=normalization, stage="pretrain", optimizer=opt.state_dict(), step=step,
+                             best=best, metrics=metrics, rng=_rng_state(gen), config=cfg.to_dict(), baseline=baseline)
+        atomic_save(ck, out / name)
+
+    amp = cfg.amp and device.type == "cuda"
+    ran = 0
+    bar = tqdm(total=total_steps, initial=step, desc="pretrain", disable=not (progress and dist.is_main), dynamic_ncols=True)
+    t0, seen = time.perf_counter(), 0
+    metrics: dict = {}
+    while step < total_steps:
+        net.train()
+        idx = torch.from_numpy(train_idx)[torch.randint(len(train_idx), (cfg.batch_size,), generator=gen)]
+        rot = rot_all[idx].to(device)
+        if sampler is not None:
+            rot = sampler(rot, generator=gen)
+        shp = shapes_all[torch.randint(len(shapes_all), (cfg.batch_size,), generator=gen)]
+        batch = synth(rot, shp, gen)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            pred_rot, pred_shape = model(batch.inputs)
+        pred_rot, pred_shape = pred_rot.float(), pred_shape.float()
+        pred_kp = body.forward_keypoints(pred_rot, pred_shape, cfg.keypoint_set)
+        loss, terms = pretrain_loss(pred_rot, pred_shape, pred_kp, batch.rotmats, batch.shape, batch.keypoints3d,
+                                    batch.target2d, cfg.camera, cfg.weights, jw)
+        check_finite(loss, step, out)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        ran += 1
+        seen += cfg.batch_size
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}")
+        if dist.is_main and (step % cfg.val_every == 0 or step == total_steps):
+            net.eval()
+            with torch.no_grad():
+                vr, vs = net(val.inputs)
+            metrics = keypoint_metrics(body, cfg.keypoint_set, vr, vs, val.rotmats, val.shape)
+            if metrics["pa_mpjpe"] < best["pa_mpjpe"]:
+                best = {**metrics, "step": step}
+                save("best.pt", metrics)
+            logger.log(step, {"loss": loss.item(), **{f"train_{k}": v for k, v in terms.items()},
+                              **{f"val_{k}": v for k, v in metrics.items()}, "samples_per_s": seen / (time.perf_counter() - t0)})
+            save("last.pt", metrics)
+            bar.write(f"step {step}: val {_fmt(metrics)}  (mean-pose predictor: {_fmt(baseline)})")
+        if cfg.stop_after and ran >= cfg.stop_after:
+            if dist.is_main:
+                save("last.pt", metrics)
+            break
+    bar.close()
+    logger.close()
+    return {"best": best, "baseline_mean_pose": baseline, "baseline_mean_pose_true_orient": baseline_go, "step": step,
+            "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+
+
+def _fmt(m: dict) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in m.items() if k != "step")

@@ -1,0 +1,51 @@
+"""Validation of a Key2Mesh network on labelled pairs: MPJPE, PA-MPJPE (3D keypoints of the
+model's set, mid-hip centred) and PVE (vertices, root at the origin, unaligned), in mm."""
+
+from __future__ import annotations
+
+import torch
+
+from key2mesh.body.base import BodyModel
+from key2mesh.keypoints.sets import keypoint_names
+
+
+def _midhip(kp: torch.Tensor, keypoint_set: str) -> torch.Tensor:
+    names = keypoint_names(keypoint_set)
+    if "mid_hip" in names:
+        return kp[:, names.index("mid_hip")]
+    return 0.5 * (kp[:, names.index("left_hip")] + kp[:, names.index("right_hip")])
+
+
+@torch.no_grad()
+def keypoint_metrics(
+    body: BodyModel,
+    keypoint_set: str,
+    pred_rotmats: torch.Tensor,
+    pred_shape: torch.Tensor,
+    rotmats: torch.Tensor,
+    shape: torch.Tensor,
+    with_vertices: bool = True,
+    chunk: int = 1024,
+) -> dict[str, float]:
+    """Mean metrics (mm) of predicted vs ground-truth body parameters over a batch."""
+    from key2mesh.eval.metrics import pa_mpjpe
+
+    sums = {"mpjpe": 0.0, "pa_mpjpe": 0.0, "pve": 0.0}
+    n = pred_rotmats.shape[0]
+    for i in range(0, n, chunk):
+        sl = slice(i, i + chunk)
+        if with_vertices:
+            po, go = body(pred_rotmats[sl], pred_shape[sl]), body(rotmats[sl], shape[sl])
+            pk, gk = body.regress(po.vertices, keypoint_set), body.regress(go.vertices, keypoint_set)
+            sums["pve"] += float((po.vertices - go.vertices).norm(dim=-1).mean(-1).sum()) * 1000
+        else:
+            pk = body.forward_keypoints(pred_rotmats[sl], pred_shape[sl], keypoint_set)
+            gk = body.forward_keypoints(rotmats[sl], shape[sl], keypoint_set)
+        pc = pk - _midhip(pk, keypoint_set)[:, None]
+        gc = gk - _midhip(gk, keypoint_set)[:, None]
+        sums["mpjpe"] += float((pc - gc).norm(dim=-1).mean(-1).sum()) * 1000
+        sums["pa_mpjpe"] += float(pa_mpjpe(pk, gk).sum())
+    out = {k: v / n for k, v in sums.items()}
+    if not with_vertices:
+        out.pop("pve")
+    return out

@@ -1,0 +1,60 @@
+import math
+
+import pytest
+import torch
+
+from key2mesh.geometry import (
+    VirtualCamera,
+    axis_angle_to_matrix,
+    bbox_normalize,
+    matrix_to_axis_angle,
+    matrix_to_rot6d,
+    rot6d_to_matrix,
+    rotation_x,
+    rotation_y,
+)
+
+
+def test_camera_projects_known_point():
+    cam = VirtualCamera()  # f = 256, principal point 0, 6 m away on +z
+    # A point 1 m up and 0.5 m to the body's left, 1 m towards the camera.
+    uv = cam.project(torch.tensor([[[0.5, 1.0, 1.0]]]))
+    # camera coords: (0.5, -1, 6 - 1 = 5) → u = 256·0.5/5, v = 256·(−1)/5
+    assert torch.allclose(uv, torch.tensor([[[25.6, -51.2]]]), atol=1e-5)
+    assert torch.allclose(cam.project(torch.zeros(1, 1, 3)), torch.zeros(1, 1, 2))
+
+
+def test_rot6d_round_trip_and_gram_schmidt():
+    r = axis_angle_to_matrix(torch.randn(10, 3))
+    assert torch.allclose(rot6d_to_matrix(matrix_to_rot6d(r)), r, atol=1e-5)
+    # arbitrary 6D input gives a proper rotation
+    m = rot6d_to_matrix(torch.randn(7, 6))
+    assert torch.allclose(m @ m.transpose(-1, -2), torch.eye(3).expand(7, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(m), torch.ones(7), atol=1e-5)
+    with pytest.raises(ValueError):
+        rot6d_to_matrix(torch.randn(3, 5))
+
+
+def test_axis_rotations_and_axis_angle():
+    assert torch.allclose(rotation_x(math.pi / 2) @ torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 0.0, 1.0]), atol=1e-6)
+    assert torch.allclose(rotation_y(math.pi / 2) @ torch.tensor([0.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 0.0]), atol=1e-6)
+    v = torch.tensor([[0.3, -0.2, 0.1]])
+    assert torch.allclose(matrix_to_axis_angle(axis_angle_to_matrix(v)), v, atol=1e-6)
+
+
+def test_bbox_normalize_hand_computed():
+    kp = torch.tensor([[[10.0, 20.0], [30.0, 60.0], [1000.0, 1000.0]]])
+    conf = torch.tensor([[1.0, 0.9, 0.05]])  # third point below the 0.1 threshold
+    out, valid = bbox_normalize(kp, conf)
+    # box x∈[10,30], y∈[20,60]; longest side 40, centre (20, 40) → (x−20)/40+0.5
+    assert torch.allclose(out[0, :2], torch.tensor([[0.25, 0.0], [0.75, 1.0]]))
+    assert torch.equal(out[0, 2], torch.tensor([-1.0, -1.0]))
+    assert valid.tolist() == [[True, True, False]]
+    # invariant to scale and offset of the image
+    out2, _ = bbox_normalize(kp * 3 + 7, conf)
+    assert torch.allclose(out[0, :2], out2[0, :2], atol=1e-6)
+
+
+def test_bbox_normalize_no_valid_joint():
+    out, valid = bbox_normalize(torch.ones(1, 4, 2), torch.zeros(1, 4))
+    assert not valid.any() and torch.all(out == -1)

@@ -1,0 +1,70 @@
+import torch
+
+from key2mesh.geometry.camera import VirtualCamera
+from key2mesh.geometry.normalize import bbox_normalize
+from key2mesh.keypoints.weights import joint_weights
+from key2mesh.model.network import DomainCritic, Key2MeshNet, ModelConfig
+from key2mesh.train.losses import (
+    PretrainWeights,
+    feature_regularizer,
+    gradient_penalty,
+    pretrain_loss,
+    reprojection_loss,
+    wasserstein_distance,
+)
+
+
+def test_joint_weights_official_values():
+    w = joint_weights("coco17")
+    names = dict(zip(["nose", "l_sh", "r_sh"], [w[0], w[5], w[6]]))
+    assert names == {"nose": 1.0, "l_sh": 2.0, "r_sh": 2.0}
+    assert w[9] == 8 and w[15] == 8 and w[7] == 4 and w[13] == 4 and w[11] == 2
+
+
+def test_reprojection_loss_zero_for_exact_and_hand_value():
+    cam = VirtualCamera()
+    kp3d = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 0.0]]])
+    valid = torch.ones(1, 3, dtype=torch.bool)
+    target, _ = bbox_normalize(cam.project(kp3d), valid.float())
+    assert reprojection_loss(kp3d, target, valid, cam).item() < 1e-6
+    shifted = target.clone()
+    shifted[0, 0, 0] += 0.1  # one coordinate off by 0.1 → mean over 3 joints × 2 coords = 0.1/6
+    assert abs(reprojection_loss(kp3d, shifted, valid, cam).item() - 0.1 / 6) < 1e-6
+
+
+def test_pretrain_loss_hand_built():
+    w = PretrainWeights()
+    r = torch.eye(3).repeat(2, 24, 1, 1)
+    s = torch.zeros(2, 6)
+    kp = torch.randn(2, 5, 3) * 0.3
+    target, _ = bbox_normalize(VirtualCamera().project(kp), torch.ones(2, 5))
+    loss, terms = pretrain_loss(r, s + 0.1, kp + 0.02, r, s, kp, target, VirtualCamera(), w)
+    assert abs(terms["shape"] - 0.1) < 1e-6 and abs(terms["kp3d"] - 0.02) < 1e-6 and terms["pose"] == 0
+    # a pure translation of the prediction keeps the box-normalised 2D projection almost the same
+    assert terms["kp2d"] < 0.02
+    assert abs(loss.item() - (100 * 0.1 + 50 * 0.02 + 50 * terms["kp2d"])) < 1e-4
+
+
+def test_gradient_penalty_linear_critic_known_value():
+    critic = torch.nn.Linear(4, 1)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[3.0, 0.0, 4.0, 0.0]]))  # ‖∇D‖ = 5 everywhere
+    gp = gradient_penalty(lambda x: critic(x).squeeze(-1), torch.randn(6, 4), torch.randn(6, 4))
+    assert abs(gp.item() - 16.0) < 1e-5  # (5 − 1)²
+
+
+def test_wasserstein_and_regularizer_values():
+    assert wasserstein_distance(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 1.0])).item() == 1.5
+    assert feature_regularizer(torch.ones(2, 4), torch.zeros(2, 4)).item() == 1.0
+
+
+def test_network_shapes_and_init_predicts_rest_pose():
+    cfg = ModelConfig(num_keypoints=25, shape_dim=6, hidden=64)
+    net = Key2MeshNet(cfg).eval()
+    rot, shape = net(torch.rand(3, 25, 2))
+    assert rot.shape == (3, 24, 3, 3) and shape.shape == (3, 6)
+    assert (rot - torch.eye(3)).abs().max() < 0.2  # starts near identity rotations
+    assert (shape - 0.5).abs().max() < 0.2
+    critic = DomainCritic(cfg)
+    assert critic(torch.randn(5, 64)).shape == (5,)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in critic.modules())
