@@ -1,17 +1,37 @@
-"""`key2mesh export` (not implemented yet)."""
+"""`key2mesh export`: ONNX and/or TorchScript versions of a checkpoint's network."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from key2mesh.errors import NotImplementedYet
-
-HELP = "(export: not implemented yet)"
+HELP = "export a checkpoint's network (with input normalisation) to ONNX and/or TorchScript"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="checkpoint file or shipped model name (anny-body25, anny-coco17)")
+    p.add_argument("--onnx", metavar="PATH", help="write an ONNX model here")
+    p.add_argument("--torchscript", metavar="PATH", help="write a TorchScript model here")
+    p.add_argument("--check", action="store_true", help="compare the ONNX outputs with PyTorch (needs onnxruntime)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("'key2mesh export' is planned; see the open issues")
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.inference.export import export_onnx, export_torchscript
+    from key2mesh.inference.predictor import resolve_checkpoint
+    from key2mesh.model.checkpoint import load_checkpoint
+
+    if not args.onnx and not args.torchscript:
+        raise Key2MeshError("nothing to do: give --onnx PATH and/or --torchscript PATH")
+    ck = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    if args.onnx:
+        path = export_onnx(ck, args.onnx)
+        print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
+        if args.check:
+            from key2mesh.inference.export import max_onnx_difference
+
+            print(f"max |onnx - torch| = {max_onnx_difference(ck, path):.2e}")
+    if args.torchscript:
+        path = export_torchscript(ck, args.torchscript)
+        print(f"wrote {path}")
+    return 0

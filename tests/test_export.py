@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from key2mesh.model.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from key2mesh.model.network import Key2MeshNet, ModelConfig
+from key2mesh.geometry.camera import VirtualCamera
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    net = Key2MeshNet(ModelConfig(num_keypoints=25, hidden=64))
+    # perturb BN statistics and weights so the test is not trivially near identity
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    ck = make_checkpoint(net, keypoint_set="openpose_body25", body_config={"name": "anny", "rig": "r", "topology": "t"},
+                         camera=VirtualCamera(), normalization={"conf_threshold": 0.1, "missing_value": -1.0}, stage="test")
+    path = tmp_path / "m.pt"
+    atomic_save(ck, path)
+    return load_checkpoint(path)
+
+
+def test_onnx_matches_torch(checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from key2mesh.inference.export import export_onnx, max_onnx_difference
+
+    path = export_onnx(checkpoint, tmp_path / "m.onnx")
+    assert max_onnx_difference(checkpoint, path, batch=32) < 1e-4
+
+
+def test_torchscript_matches_torch(checkpoint, tmp_path):
+    from key2mesh.inference.export import ExportableKey2Mesh, _example, export_torchscript
+
+    path = export_torchscript(checkpoint, tmp_path / "m.ts")
+    ts = torch.jit.load(str(path))
+    kp, conf = _example(checkpoint, 5)
+    ref = ExportableKey2Mesh(checkpoint)(kp, conf)
+    out = ts(kp, conf)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(out, ref))
+
+
+def test_checkpoint_errors(tmp_path, checkpoint):
+    from key2mesh.errors import Key2MeshError
+
+    with pytest.raises(Key2MeshError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(Key2MeshError, match="not a readable"):
+        load_checkpoint(tmp_path / "junk.pt")
+    bad = dict(checkpoint, format_version=99)
+    atomic_save(bad, tmp_path / "old.pt")
+    with pytest.raises(Key2MeshError, match="format 99"):
+        load_checkpoint(tmp_path / "old.pt")
+    atomic_save(checkpoint, tmp_path / "ok.pt")
+    with pytest.raises(Key2MeshError, match="body model"):
+        load_checkpoint(tmp_path / "ok.pt", expect_body={"name": "smpl"})
+    with pytest.raises(Key2MeshError, match="keypoint set"):
+        load_checkpoint(tmp_path / "ok.pt", expect_keypoint_set="coco17")
