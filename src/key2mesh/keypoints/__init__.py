@@ -18,3 +18,25 @@ __all__ = [
     "keypoint_names",
     "num_keypoints",
 ]
+
+from key2mesh.keypoints.io import (  # noqa: E402
+    Detections,
+    PersonDetections,
+    read_coco_json,
+    read_detections,
+    read_numpy,
+    read_openpose_json,
+    write_npz,
+    write_openpose_json,
+)
+
+__all__ += [
+    "Detections",
+    "PersonDetections",
+    "read_coco_json",
+    "read_detections",
+    "read_numpy",
+    "read_openpose_json",
+    "write_npz",
+    "write_openpose_json",
+]

@@ -8,7 +8,7 @@ turns a per-set vertex regressor into another: ``W_dst = M @ W_src``.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ def _resolve(name: str, available: dict[str, int], depth: int = 0) -> dict[int, 
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _matrix_for_names(src: tuple[str, ...], dst: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     available = {n: i for i, n in enumerate(src)}
     m = np.zeros((len(dst), len(src)), dtype=np.float64)

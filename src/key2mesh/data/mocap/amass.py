@@ -1,0 +1,121 @@
+"""AMASS motions (user-supplied ``.npz`` files; AMASS is not redistributable).
+
+An AMASS file holds ``poses`` (F, 156) SMPL-H axis-angles (or (F, 72) SMPL, (F, 165) SMPL-X),
+``betas`` (16,), ``mocap_framerate`` (``mocap_frame_rate`` in the SMPL-X release), ``trans`` and
+``gender``. We keep the 22 body joints (``poses[:, :66]``), set the two SMPL hand joints to
+identity (kept as given for 72-wide SMPL poses), keep ``betas[:10]`` and subsample to a target
+frame rate.
+
+AMASS global orientations live in a z-up world; key2mesh's world is y-up, so the root rotation is
+left-multiplied by ``Rx(-90°)`` (a person standing along +z then stands along +y).
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import roma
+import torch
+
+from key2mesh.data.mocap.clip import LoadReport, MotionClip, register_loader
+from key2mesh.errors import Key2MeshError
+
+FPS_KEYS = ("mocap_framerate", "mocap_frame_rate")
+# AMASS folders hold one shape.npz (betas + gender only) per subject: not a motion.
+METADATA_FILES = frozenset({"shape.npz"})
+
+
+def zup_to_yup() -> np.ndarray:
+    """(3, 3) Rx(-90°): z-up world coordinates → y-up world coordinates ((0,0,1) → (0,1,0))."""
+    return np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+
+NEEDED_KEYS = ("poses", "betas", *FPS_KEYS)
+
+
+def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The needed arrays of ``path`` and the names of all its keys (other keys, such as an
+    object-dtype ``gender``, are never unpickled)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise Key2MeshError(f"{path}: holds a single array, expected an AMASS .npz archive")
+        with data:
+            return {k: data[k] for k in data.files if k in NEEDED_KEYS}, list(data.files)
+    except FileNotFoundError as exc:
+        raise Key2MeshError(f"{path}: AMASS file not found") from exc
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise Key2MeshError(f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+
+
+def load_amass_file(path: str | Path, target_fps: float | None = 30.0) -> MotionClip:
+    """One AMASS ``.npz`` → :class:`MotionClip` with rotmats (F', 24, 3, 3) in key2mesh's y-up world,
+    betas (10,) (or None when the file has none), subsampled to ``target_fps`` (None keeps all)."""
+    path = Path(path)
+    data, keys = _read_npz(path)
+    found = ", ".join(sorted(keys)) or "none"
+    fps_key = next((k for k in FPS_KEYS if k in data), None)
+    if "poses" not in data or fps_key is None:
+        raise Key2MeshError(f"{path}: expected AMASS keys 'poses' and 'mocap_framerate' (or 'mocap_frame_rate'), found: {found}")
+    poses = np.asarray(data["poses"])
+    if poses.ndim != 2 or poses.shape[1] < 66 or poses.shape[1] % 3:
+        raise Key2MeshError(f"{path}: 'poses' has shape {poses.shape}, expected (F, 156) SMPL-H, (F, 72) SMPL or (F, 165) SMPL-X axis-angles")
+    if poses.shape[0] == 0:
+        raise Key2MeshError(f"{path}: 'poses' has zero frames")
+    bad = np.flatnonzero(~np.isfinite(poses).all(axis=1))
+    if len(bad):
+        raise Key2MeshError(f"{path}: 'poses' has {len(bad)} frames with NaN/inf values (first: frame {int(bad[0])})")
+    try:
+        fps = float(np.asarray(data[fps_key]).reshape(-1)[0])
+    except (IndexError, TypeError, ValueError) as exc:
+        raise Key2MeshError(f"{path}: '{fps_key}' is not a number") from exc
+    if not (math.isfinite(fps) and fps > 0):
+        raise Key2MeshError(f"{path}: '{fps_key}' = {fps}, expected a frame rate > 0")
+    betas = None
+    if "betas" in data:
+        betas = np.asarray(data["betas"], dtype=np.float32).reshape(-1)[:10]
+        if betas.shape[0] < 10 or not np.isfinite(betas).all():
+            raise Key2MeshError(f"{path}: 'betas' must hold at least 10 finite values, got {data['betas'].shape}")
+
+    n_joints = 24 if poses.shape[1] == 72 else 22
+    aa = np.zeros((poses.shape[0], 24, 3), dtype=np.float64)
+    aa[:, :n_joints] = poses[:, : 3 * n_joints].reshape(-1, n_joints, 3)
+    rotmats = roma.rotvec_to_rotmat(torch.from_numpy(aa)).numpy()
+    rotmats[:, 0] = zup_to_yup() @ rotmats[:, 0]
+    clip = MotionClip(name=path.stem, source="amass", fps=fps, rotmats=rotmats.astype(np.float32), betas=betas)
+    if target_fps is not None:
+        clip = clip.subsample(target_fps)
+    return clip.validate()
+
+
+def load_amass(paths: str | Path | list[str | Path], target_fps: float | None = 30.0) -> LoadReport:
+    """AMASS files and/or folders (searched recursively for ``*.npz``) → :class:`LoadReport`.
+
+    A bad file given explicitly raises :class:`Key2MeshError`; inside a folder it is skipped with a
+    warning and counted in ``LoadReport.skipped``. An empty folder raises.
+    """
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not items:
+        raise Key2MeshError("no AMASS path given")
+    report = LoadReport()
+    for item in map(Path, items):
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*.npz") if p.name not in METADATA_FILES)
+            if not files:
+                raise Key2MeshError(f"{item}: folder holds no AMASS .npz motion file")
+            for f in files:
+                try:
+                    report.clips.append(load_amass_file(f, target_fps))
+                except Key2MeshError as exc:
+                    report.skip(f, str(exc))
+        elif item.exists() or item.suffix == ".npz":
+            report.clips.append(load_amass_file(item, target_fps))
+        else:
+            raise Key2MeshError(f"{item}: no such AMASS file or folder")
+    return report
+
+
+register_loader("amass", load_amass)

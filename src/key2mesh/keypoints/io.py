@@ -1,0 +1,649 @@
+"""Readers and writers of 2D keypoint detections (OpenPose JSON, COCO keypoint JSON, NumPy).
+
+Every reader returns a :class:`Detections`: pixel keypoints (F, P, K, 2) and confidences
+(F, P, K) of F frames with up to P persons each, in one named keypoint set. A missing point has
+confidence 0 (NaN positions are missing points); a padding person slot (a frame with fewer than
+P persons) has ``person_ids == -1`` and confidence 0 everywhere.
+
+Bad input raises :class:`~key2mesh.errors.Key2MeshError` with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from key2mesh.errors import Key2MeshError
+from key2mesh.keypoints.sets import KEYPOINT_SETS, canonical_set_name, num_keypoints
+
+OPENPOSE_VERSION = 1.3
+# OpenPose body models by number of points: BODY_25 (default) and COCO (18).
+_OPENPOSE_SETS = {25: "openpose_body25", 18: "openpose_coco18"}
+# COCO-style keypoint counts: body, body + feet, COCO-WholeBody (body + feet + face + hands).
+_COCO_SETS = {17: "coco17", 23: "coco23"}
+_WHOLEBODY = 133
+_NUMPY_EXT = (".npy", ".npz")
+
+
+class PersonDetections(NamedTuple):
+    """Per-detection arrays: keypoints (N, K, 2) px, confidence (N, K), index (N, 2) = (frame, person slot)."""
+
+    keypoints: np.ndarray
+    confidence: np.ndarray
+    index: np.ndarray
+
+
+def _sanitize(
+    keypoints: np.ndarray, confidence: np.ndarray, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Float32 copies with NaN points (or NaN confidences) made missing; an infinite point is an error."""
+    kp = np.asarray(keypoints, dtype=np.float32).copy()
+    conf = np.asarray(confidence, dtype=np.float32).copy()
+    conf[~np.isfinite(conf)] = 0.0
+    conf = np.clip(conf, 0.0, 1.0)
+    nan = np.isnan(kp).any(axis=-1)
+    inf = np.isinf(kp).any(axis=-1)
+    if (inf & (conf > 0)).any():
+        f, p, k = (int(i[0]) for i in np.nonzero(inf & (conf > 0)))
+        raise Key2MeshError(
+            f"{where}: infinite coordinate at frame {f}, person {p}, keypoint {k} (expected finite pixels)"
+        )
+    bad = nan | inf
+    conf[bad] = 0.0
+    kp[bad] = 0.0
+    return kp, conf
+
+
+@dataclass
+class Detections:
+    """2D detections of F frames, up to P persons each, K points of ``keypoint_set``.
+
+    keypoints: (F, P, K, 2) float32 pixels. confidence: (F, P, K) float32 in [0, 1], 0 = missing.
+    frame_names: F names (file stems or image ids). person_ids: (F, P) int64 track ids (or the slot
+    index for untracked detectors), -1 = padding. image_size: (width, height) px when known.
+    tracked: whether ``person_ids`` are real track ids (OpenPose writes ``person_id: [-1]`` otherwise).
+    """
+
+    keypoints: np.ndarray
+    confidence: np.ndarray
+    keypoint_set: str
+    frame_names: list[str]
+    person_ids: np.ndarray
+    image_size: tuple[int, int] | None = None
+    tracked: bool = False
+    source: str = field(default="<memory>", compare=False)
+
+    def __post_init__(self) -> None:
+        self.keypoint_set = canonical_set_name(self.keypoint_set)
+        k = num_keypoints(self.keypoint_set)
+        kp = np.asarray(self.keypoints)
+        conf = np.asarray(self.confidence)
+        pids = np.asarray(self.person_ids, dtype=np.int64)
+        if kp.ndim != 4 or kp.shape[2:] != (k, 2):
+            raise Key2MeshError(
+                f"{self.source}: keypoints of set {self.keypoint_set!r} must be (F, P, {k}, 2), got {kp.shape}"
+            )
+        if conf.shape != kp.shape[:3]:
+            raise Key2MeshError(
+                f"{self.source}: confidence must be {kp.shape[:3]}, got {conf.shape}"
+            )
+        if pids.shape != kp.shape[:2]:
+            raise Key2MeshError(
+                f"{self.source}: person_ids must be {kp.shape[:2]}, got {pids.shape}"
+            )
+        self.frame_names = [str(n) for n in self.frame_names]
+        if len(self.frame_names) != kp.shape[0]:
+            raise Key2MeshError(
+                f"{self.source}: {len(self.frame_names)} frame names for {kp.shape[0]} frames"
+            )
+        self.keypoints, self.confidence = _sanitize(kp, conf, self.source)
+        self.person_ids = pids.copy()
+        pad = self.person_ids < 0
+        self.confidence[pad] = 0.0
+        self.keypoints[pad] = 0.0
+        if self.image_size is not None:
+            self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    @property
+    def max_persons(self) -> int:
+        """P, the number of person slots per frame."""
+        return int(self.keypoints.shape[1])
+
+    @property
+    def num_keypoints(self) -> int:
+        return int(self.keypoints.shape[2])
+
+    @property
+    def present(self) -> np.ndarray:
+        """(F, P) bool: the slot holds a detection (not padding)."""
+        return self.person_ids >= 0
+
+    @property
+    def num_detections(self) -> int:
+        return int(self.present.sum())
+
+    def to(self, keypoint_set: str) -> Detections:
+        """The same detections in another keypoint set (derived points: min confidence; underivable: 0)."""
+        from key2mesh.keypoints.convert import convert_keypoints
+
+        dst = canonical_set_name(keypoint_set)
+        if dst == self.keypoint_set:
+            return replace(self)
+        kp, conf = convert_keypoints(self.keypoints, self.confidence, self.keypoint_set, dst)
+        return replace(self, keypoints=kp.numpy(), confidence=conf.numpy(), keypoint_set=dst)
+
+    def _gather(self, mask: np.ndarray) -> PersonDetections:
+        f, p = np.nonzero(mask)
+        return PersonDetections(
+            self.keypoints[f, p], self.confidence[f, p], np.stack([f, p], axis=1).astype(np.int64)
+        )
+
+    def flatten(self) -> PersonDetections:
+        """Every detection (padding left out), in frame order: (N, K, 2), (N, K), (N, 2) index."""
+        return self._gather(self.present)
+
+    def select_person(self, person_id: int) -> PersonDetections:
+        """The detections of one person id (slot index when untracked) over the frames it appears in."""
+        return self._gather(self.present & (self.person_ids == int(person_id)))
+
+    def valid_mask(self, min_keypoints: int = 6, threshold: float = 0.1) -> np.ndarray:
+        """(F, P) bool: detections with at least ``min_keypoints`` points of confidence > ``threshold``.
+
+        The paper drops detections with fewer than 6 keypoints.
+        """
+        count = (self.confidence > threshold).sum(axis=-1)
+        return self.present & (count >= min_keypoints)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise Key2MeshError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+    if not text.strip():
+        raise Key2MeshError(f"{path}: file is empty (expected JSON keypoints)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise Key2MeshError(
+            f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
+
+
+def _declared(keypoint_set: str | None) -> str | None:
+    return None if keypoint_set is None else canonical_set_name(keypoint_set)
+
+
+def _check_count(
+    path: Path | str, k: int, declared: str | None, inferred: dict[int, str], what: str
+) -> str:
+    """The set of ``k``-point data: the declared set (must have k points) or the one inferred from k."""
+    if declared is not None:
+        if num_keypoints(declared) != k:
+            raise Key2MeshError(
+                f"{path}: {what} has {k} keypoints, but set {declared!r} has {num_keypoints(declared)}"
+            )
+        return declared
+    if k not in inferred:
+        expected = " or ".join(f"{n} ({s})" for n, s in inferred.items())
+        raise Key2MeshError(
+            f"{path}: {what} has {k} keypoints; expected {expected} or pass the keypoint set explicitly"
+        )
+    return inferred[k]
+
+
+def _pack(
+    persons: list[list[tuple[int, np.ndarray]]], k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame lists of (person id, (K, 3) x/y/c) → padded (F, P, K, 2), (F, P, K), (F, P)."""
+    f = len(persons)
+    p = max((len(x) for x in persons), default=0)
+    kp = np.zeros((f, p, k, 2), dtype=np.float32)
+    conf = np.zeros((f, p, k), dtype=np.float32)
+    pids = np.full((f, p), -1, dtype=np.int64)
+    for i, frame in enumerate(persons):
+        if frame:
+            arr = np.stack([a for _, a in frame])
+            kp[i, : len(frame)] = arr[..., :2]
+            conf[i, : len(frame)] = arr[..., 2]
+            pids[i, : len(frame)] = [pid for pid, _ in frame]
+    return kp, conf, pids
+
+
+def _finite_check(path: Path | str, xyc: np.ndarray, what: str) -> None:
+    bad = np.isinf(xyc[..., :2]).any(axis=-1) & (np.nan_to_num(xyc[..., 2], nan=0.0) > 0)
+    if bad.any():
+        k = int(np.nonzero(bad)[-1][0])
+        raise Key2MeshError(
+            f"{path}: {what}: infinite coordinate at keypoint {k} (expected finite pixels)"
+        )
+
+
+# ---------------------------------------------------------------------------------------- OpenPose
+
+
+def _openpose_frame(
+    path: Path, data: Any, declared: str | None
+) -> tuple[list[tuple[int, np.ndarray]], str | None, bool]:
+    """One OpenPose frame → [(person id, (K, 3))], its set (None when no person), any untracked id."""
+    if not isinstance(data, dict) or not isinstance(data.get("people"), list):
+        raise Key2MeshError(
+            f"{path}: not an OpenPose frame (expected a JSON object with a 'people' list)"
+        )
+    out, found, untracked = [], None, False
+    for j, person in enumerate(data["people"]):
+        values = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
+        if not isinstance(values, list):
+            raise Key2MeshError(f"{path}: person {j} has no 'pose_keypoints_2d' list")
+        if not values:  # OpenPose run without the body network (e.g. hands/face only)
+            continue
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise Key2MeshError(
+                f"{path}: person {j}: 'pose_keypoints_2d' must hold numbers"
+            ) from None
+        if arr.ndim != 1 or arr.size % 3:
+            raise Key2MeshError(
+                f"{path}: person {j}: 'pose_keypoints_2d' has {arr.size} values, expected 3 per keypoint (x, y, confidence)"
+            )
+        k = arr.size // 3
+        name = _check_count(path, k, declared, _OPENPOSE_SETS, f"person {j} ({arr.size} values)")
+        if found is not None and name != found:
+            raise Key2MeshError(f"{path}: persons with different keypoint counts in one frame")
+        found = name
+        xyc = arr.reshape(k, 3)
+        _finite_check(path, xyc, f"person {j}")
+        pid = person.get("person_id", [-1])
+        pid = int(
+            pid[0]
+            if isinstance(pid, list) and pid
+            else pid
+            if isinstance(pid, (int, float))
+            else -1
+        )
+        untracked |= pid < 0
+        out.append((pid, xyc))
+    return out, found, untracked
+
+
+def _frame_name(path: Path) -> str:
+    stem = path.stem
+    return stem[: -len("_keypoints")] if stem.endswith("_keypoints") else stem
+
+
+def read_openpose_json(path: str | Path, keypoint_set: str | None = None) -> Detections:
+    """An OpenPose ``*_keypoints.json`` file or a folder of them (natural frame order).
+
+    BODY_25 (75 values a person) or COCO-18 (54) is inferred from the length. A frame with no
+    person is kept as a frame without detections.
+    """
+    path = Path(path)
+    declared = _declared(keypoint_set)
+    if path.is_dir():
+        files = sorted(
+            (p for p in path.iterdir() if p.suffix.lower() == ".json" and p.is_file()),
+            key=lambda p: _natural_key(p.name),
+        )
+        if not files:
+            raise Key2MeshError(
+                f"{path}: folder has no .json files (expected OpenPose *_keypoints.json)"
+            )
+    elif path.is_file():
+        files = [path]
+    else:
+        raise Key2MeshError(f"{path}: no such file or folder")
+    return _openpose_from_files(path, files, declared)
+
+
+def _openpose_from_files(
+    path: Path, files: list[Path], declared: str | None, preloaded: Any = None
+) -> Detections:
+    frames, found, untracked = [], None, False
+    for f in files:
+        data = preloaded if preloaded is not None and f == path else _load_json(f)
+        persons, name, untr = _openpose_frame(f, data, declared)
+        if name is not None:
+            if found is not None and name != found:
+                raise Key2MeshError(
+                    f"{f}: keypoint set {name!r} differs from the earlier frames' {found!r}"
+                )
+            found = name
+        untracked |= untr
+        frames.append(persons)
+    name = found or declared or "openpose_body25"
+    if untracked:  # renumber: the slot index stands in for the missing track id
+        frames = [[(i, xyc) for i, (_, xyc) in enumerate(fr)] for fr in frames]
+    kp, conf, pids = _pack(frames, num_keypoints(name))
+    return Detections(
+        kp,
+        conf,
+        name,
+        [_frame_name(f) for f in files],
+        pids,
+        tracked=not untracked,
+        source=str(path),
+    )
+
+
+def _float32_list(values: np.ndarray) -> list[float]:
+    """Shortest decimals that give back the same float32 (so files stay readable)."""
+    return [float(str(v)) for v in np.asarray(values, dtype=np.float32).ravel()]
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^\w.\-]+", "_", name).strip("._") or "frame"
+
+
+def write_openpose_json(
+    detections: Detections, folder: str | Path, keypoint_set: str | None = None
+) -> list[Path]:
+    """One OpenPose-layout file ``<frame name>_keypoints.json`` per frame; returns the paths.
+
+    Written in ``keypoint_set`` (default: the detections' set when it is an OpenPose set, else
+    BODY_25 through conversion). Untracked persons get ``person_id: [-1]`` as OpenPose writes.
+    """
+    folder = Path(folder)
+    if keypoint_set is None:
+        keypoint_set = (
+            detections.keypoint_set
+            if detections.keypoint_set in _OPENPOSE_SETS.values()
+            else "openpose_body25"
+        )
+    det = detections.to(keypoint_set)
+    names = [_safe_name(n) for n in det.frame_names]
+    if len(set(names)) != len(names):
+        raise Key2MeshError(
+            f"{folder}: frame names are not unique, cannot write one file per frame"
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Key2MeshError(f"{folder}: cannot create output folder ({e})") from None
+    xyc = np.concatenate([det.keypoints, det.confidence[..., None]], axis=-1)  # (F, P, K, 3)
+    paths = []
+    for f, name in enumerate(names):
+        people = []
+        for p in np.nonzero(det.present[f])[0]:
+            people.append({
+                "person_id": [int(det.person_ids[f, p]) if det.tracked else -1],
+                "pose_keypoints_2d": _float32_list(xyc[f, p]),
+                "face_keypoints_2d": [], "hand_left_keypoints_2d": [], "hand_right_keypoints_2d": [],
+                "pose_keypoints_3d": [], "face_keypoints_3d": [], "hand_left_keypoints_3d": [], "hand_right_keypoints_3d": [],
+            })  # fmt: skip
+        out = folder / f"{name}_keypoints.json"
+        out.write_text(json.dumps({"version": OPENPOSE_VERSION, "people": people}))
+        paths.append(out)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------- COCO
+
+
+def _coco_xyc(path: Path, values: Any, j: int, declared: str | None) -> tuple[np.ndarray, str]:
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise Key2MeshError(f"{path}: entry {j}: 'keypoints' must hold numbers") from None
+    if arr.ndim != 1 or arr.size % 3:
+        raise Key2MeshError(
+            f"{path}: entry {j}: 'keypoints' has {arr.size} values, expected 3 per keypoint (x, y, v/score)"
+        )
+    k = arr.size // 3
+    xyc = arr.reshape(k, 3)
+    if k == _WHOLEBODY and (declared is None or declared in _COCO_SETS.values()):
+        name = declared or "coco23"  # COCO-WholeBody: body (17) + feet (6) come first
+        xyc = xyc[: num_keypoints(name)]
+    else:
+        name = _check_count(path, k, declared, {**_COCO_SETS, _WHOLEBODY: "coco23"}, f"entry {j}")
+    _finite_check(path, xyc, f"entry {j}")
+    return xyc, name
+
+
+def read_coco_json(path: str | Path, keypoint_set: str | None = None) -> Detections:
+    """COCO keypoint results (a list of ``{image_id, keypoints, score}``, as mmpose/ViTPose/detectron
+    write them) or a COCO dataset dict with ``annotations`` (+ ``images`` for file names/sizes).
+
+    K = 17 → coco17, 23 → coco23, 133 (COCO-WholeBody) → its first 23 points (body + feet).
+    Confidence is the third value clipped to [0, 1] (scores, or visibility flags v ∈ {0, 1, 2}).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Key2MeshError(f"{path}: no such file")
+    return _coco_from_data(path, _load_json(path), _declared(keypoint_set))
+
+
+def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
+    images: dict[Any, dict] = {}
+    if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+        entries = data["annotations"]
+        for img in data.get("images", []) or []:
+            if isinstance(img, dict) and "id" in img:
+                images[img["id"]] = img
+    elif isinstance(data, list):
+        entries = data
+    else:
+        raise Key2MeshError(
+            f"{path}: not COCO keypoints (expected a list of results or an object with 'annotations')"
+        )
+
+    by_image: dict[Any, list[tuple[int | None, np.ndarray]]] = {i: [] for i in images}
+    found = None
+    for j, e in enumerate(entries):
+        if not isinstance(e, dict) or "image_id" not in e or "keypoints" not in e:
+            raise Key2MeshError(f"{path}: entry {j} lacks 'image_id' or 'keypoints'")
+        if e.get("iscrowd") or not e["keypoints"]:
+            continue
+        xyc, name = _coco_xyc(path, e["keypoints"], j, declared)
+        if found is not None and name != found:
+            raise Key2MeshError(
+                f"{path}: entry {j} has a different keypoint count than the earlier entries"
+            )
+        found = name
+        tid = e.get("track_id")
+        by_image.setdefault(e["image_id"], []).append((None if tid is None else int(tid), xyc))
+    if not by_image:
+        raise Key2MeshError(f"{path}: no keypoint entries")
+    name = found or declared
+    if name is None:
+        cats = data.get("categories") if isinstance(data, dict) else None
+        k = len(cats[0].get("keypoints", [])) if cats and isinstance(cats[0], dict) else 0
+        name = _check_count(path, k, None, {**_COCO_SETS, _WHOLEBODY: "coco23"}, "category")
+
+    ids = sorted(
+        by_image, key=lambda i: (0, i, "") if isinstance(i, (int, float)) else (1, 0, str(i))
+    )
+    tracked = all(pid is not None and pid >= 0 for i in ids for pid, _ in by_image[i])
+    frames = [
+        [(pid if tracked else s, xyc) for s, (pid, xyc) in enumerate(by_image[i])] for i in ids
+    ]
+    kp, conf, pids = _pack(frames, num_keypoints(name))
+    names = [
+        Path(images[i]["file_name"]).stem if "file_name" in images.get(i, {}) else str(i)
+        for i in ids
+    ]
+    sizes = {(img.get("width"), img.get("height")) for img in images.values()}
+    size = next(iter(sizes)) if len(sizes) == 1 and None not in next(iter(sizes)) else None
+    return Detections(
+        kp,
+        conf,
+        name,
+        names,
+        pids,
+        image_size=size,
+        tracked=tracked and bool(frames),
+        source=str(path),
+    )
+
+
+# ---------------------------------------------------------------------------------------- NumPy
+
+
+def _set_from_k(path: Path, k: int, declared: str | None) -> str:
+    candidates = {}
+    for name, names in KEYPOINT_SETS.items():
+        candidates.setdefault(len(names), []).append(name)
+    unique = {n: s[0] for n, s in candidates.items() if len(s) == 1}
+    if declared is None and k in candidates and k not in unique:
+        raise Key2MeshError(
+            f"{path}: {k} keypoints fit several sets ({', '.join(candidates[k])}); pass the keypoint set explicitly"
+        )
+    return _check_count(path, k, declared, unique, "array")
+
+
+def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
+    """``.npy`` array (F, K, 2|3) or (F, P, K, 2|3), or ``.npz`` with ``keypoints`` (+ optional
+    ``confidence``/``scores``, ``keypoint_set``, ``frame_names``, ``person_ids``, ``image_size``).
+
+    The set is the given one, else the ``keypoint_set`` stored in the npz, else inferred from K
+    when only one set has K points. A third coordinate is the confidence.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise Key2MeshError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise Key2MeshError(f"{path}: file is empty (expected a NumPy array)")
+    extra: dict[str, Any] = {}
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                if "keypoints" not in loaded.files:
+                    raise Key2MeshError(
+                        f"{path}: npz has no 'keypoints' array (found: {', '.join(loaded.files) or 'nothing'})"
+                    )
+                extra = {k: loaded[k] for k in loaded.files}
+                arr = extra.pop("keypoints")
+        else:
+            arr = loaded
+    except Key2MeshError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise Key2MeshError(f"{path}: not a readable NumPy file ({e})") from None
+    if not np.issubdtype(arr.dtype, np.number):
+        raise Key2MeshError(f"{path}: keypoints must be numbers, got dtype {arr.dtype}")
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4 or arr.shape[-1] not in (2, 3):
+        raise Key2MeshError(
+            f"{path}: keypoints must be (F, K, 2|3) or (F, P, K, 2|3), got {arr.shape}"
+        )
+    declared = _declared(keypoint_set)
+    if declared is None and "keypoint_set" in extra:
+        try:
+            declared = _declared(str(extra["keypoint_set"]))
+        except Key2MeshError as e:
+            raise Key2MeshError(f"{path}: {e}") from None
+    name = _set_from_k(path, arr.shape[2], declared)
+    f, p, k = arr.shape[:3]
+    conf_key = next((c for c in ("confidence", "scores") if c in extra), None)
+    if conf_key is not None:
+        conf = np.asarray(extra[conf_key], dtype=np.float64)
+        if conf.shape == (f, k) and p == 1:
+            conf = conf[:, None]
+        if conf.shape != (f, p, k):
+            raise Key2MeshError(
+                f"{path}: '{conf_key}' must be {(f, p, k)} to match keypoints {arr.shape}, got {conf.shape}"
+            )
+    elif arr.shape[-1] == 3:
+        conf = arr[..., 2].astype(np.float64)
+    else:
+        conf = np.ones((f, p, k))
+    xyc = np.concatenate([arr[..., :2].astype(np.float64), conf[..., None]], axis=-1)
+    _finite_check(path, xyc, "keypoints")
+    names = (
+        [str(n) for n in extra["frame_names"]]
+        if "frame_names" in extra
+        else [f"{i:06d}" for i in range(f)]
+    )
+    if len(names) != f:
+        raise Key2MeshError(f"{path}: {len(names)} frame_names for {f} frames")
+    pids = np.asarray(
+        extra.get("person_ids", np.broadcast_to(np.arange(p), (f, p))), dtype=np.int64
+    )
+    if pids.shape != (f, p):
+        raise Key2MeshError(f"{path}: person_ids must be {(f, p)}, got {pids.shape}")
+    size = tuple(int(v) for v in extra["image_size"]) if "image_size" in extra else None
+    tracked = bool(extra["tracked"]) if "tracked" in extra else False
+    return Detections(
+        xyc[..., :2],
+        xyc[..., 2],
+        name,
+        names,
+        pids,
+        image_size=size,
+        tracked=tracked,
+        source=str(path),
+    )
+
+
+def write_npz(detections: Detections, path: str | Path) -> Path:
+    """Save detections as ``.npz`` readable by :func:`read_numpy` (all fields kept)."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = (
+        {}
+        if detections.image_size is None
+        else {"image_size": np.asarray(detections.image_size, dtype=np.int64)}
+    )
+    np.savez(
+        path,
+        keypoints=detections.keypoints.astype(np.float32),
+        confidence=detections.confidence.astype(np.float32),
+        keypoint_set=np.asarray(detections.keypoint_set),
+        frame_names=np.asarray(detections.frame_names, dtype=str),
+        person_ids=detections.person_ids.astype(np.int64),
+        tracked=np.asarray(detections.tracked),
+        **extra,
+    )
+    return path
+
+
+# ---------------------------------------------------------------------------------------- dispatch
+
+
+def read_detections(path: str | Path, keypoint_set: str | None = None) -> Detections:
+    """Read detections from any supported file, chosen by extension and content.
+
+    A folder → OpenPose JSON files; ``.json`` → OpenPose (an object with ``people``) or COCO
+    (a results list or an object with ``annotations``); ``.npy``/``.npz`` → :func:`read_numpy`.
+    ``keypoint_set`` names the set in the file when it cannot be inferred.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return read_openpose_json(path, keypoint_set)
+    if not path.exists():
+        raise Key2MeshError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix in _NUMPY_EXT:
+        return read_numpy(path, keypoint_set)
+    if suffix != ".json":
+        raise Key2MeshError(
+            f"{path}: unknown detections format {suffix or '(no extension)'!r}; expected a folder, .json, .npy or .npz"
+        )
+    data = _load_json(path)
+    if isinstance(data, dict) and "people" in data:
+        return _openpose_from_files(path, [path], _declared(keypoint_set), preloaded=data)
+    if isinstance(data, list) or (isinstance(data, dict) and "annotations" in data):
+        return _coco_from_data(path, data, _declared(keypoint_set))
+    raise Key2MeshError(
+        f"{path}: unrecognised JSON layout (expected OpenPose 'people' or COCO keypoint results)"
+    )

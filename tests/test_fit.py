@@ -1,0 +1,206 @@
+"""SMPLify-style optimisation baseline (key2mesh.eval.fit) on the low-res anny body."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from key2mesh.errors import Key2MeshError
+from key2mesh.eval.fit import (
+    HINGE_JOINTS,
+    FitResult,
+    FitWeights,
+    fit_to_keypoints,
+    hinge_axes,
+    hinge_flexion,
+    joint_weights,
+)
+from key2mesh.geometry import VirtualCamera, axis_angle_to_matrix, rotation_y
+from key2mesh.keypoints.sets import OPENPOSE_BODY25, SMPL24
+
+KSET = "openpose_body25"
+
+
+def procrustes_error(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """(B,) mean joint distance after the best similarity transform of pred onto gt (B,N,3)."""
+    mp, mg = pred.mean(1, keepdim=True), gt.mean(1, keepdim=True)
+    p, g = pred - mp, gt - mg
+    u, s, vt = torch.linalg.svd(p.transpose(1, 2) @ g)
+    d = torch.sign(torch.det(u @ vt))
+    diag = torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1)
+    rot = u @ torch.diag_embed(diag) @ vt
+    scale = (s * diag).sum(-1) / (p**2).sum((1, 2))
+    return (scale[:, None, None] * p @ rot + mg - gt).norm(dim=-1).mean(-1)
+
+
+def random_pose(body, b: int, seed: int, yaw_deg: float = 60.0) -> torch.Tensor:
+    """(B,24,3,3) moderate random pose: 0.25 rad per joint, knees/elbows flexed 0.1-1.3 rad."""
+    g = torch.Generator().manual_seed(seed)
+    rot = axis_angle_to_matrix(torch.randn(b, 24, 3, generator=g) * 0.25)
+    flex = torch.rand(b, 4, 1, generator=g) * 1.2 + 0.1
+    rot[:, list(HINGE_JOINTS)] = axis_angle_to_matrix(flex * hinge_axes(body))
+    yaw = (torch.rand(b, generator=g) * 2 - 1) * yaw_deg * math.pi / 180
+    rot[:, 0] = rotation_y(yaw) @ rot[:, 0]
+    return rot
+
+
+@pytest.fixture(scope="module")
+def target(anny_body):
+    """Four posed bodies with a non-default shape and their clean 2D projections."""
+    rot = random_pose(anny_body, 4, seed=0)
+    shape = torch.tensor([[0.3, 0.7, 0.5, 0.4, 0.6, 0.45]]).expand(4, -1)
+    with torch.no_grad():
+        kp3d = anny_body.forward_keypoints(rot, shape, KSET)
+    return rot, shape, kp3d, VirtualCamera().project(kp3d)
+
+
+def test_fit_from_rest_recovers_pose(anny_body, target):
+    rot, shape, kp3d, kp2d = target
+    conf = torch.ones(4, 25)
+    rest = fit_to_keypoints(anny_body, kp2d, conf, KSET, iters=0, select_iters=0)
+    res = fit_to_keypoints(anny_body, kp2d, conf, KSET, iters=60, select_iters=15)
+    assert isinstance(res, FitResult)
+    assert res.rotmats.shape == (4, 24, 3, 3) and res.shape.shape == (4, 6)
+    assert res.vertices.shape == (4, anny_body.num_vertices, 3) and res.keypoints3d.shape == (4, 25, 3)
+    assert res.loss_history.shape == (15 + 60 + 1, 4)
+    # Rotations stay rotations; anny phenotypes stay in [0, 1].
+    eye = torch.eye(3).expand(4, 24, 3, 3)
+    assert torch.allclose(res.rotmats @ res.rotmats.transpose(-1, -2), eye, atol=1e-4)
+    assert res.shape.min() >= 0 and res.shape.max() <= 1
+    # The fit explains the 2D keypoints far better than the rest pose, for every sample.
+    assert (res.reprojection_error < rest.reprojection_error / 5).all()
+    assert res.loss_history[-1].mean() < 0.2 * res.loss_history[0].mean()
+    # ... and is closer in 3D (the keypoints the fit returns are those of its own vertices).
+    assert torch.allclose(res.keypoints3d, anny_body.regress(res.vertices, KSET), atol=1e-5)
+    pa_fit, pa_rest = procrustes_error(res.keypoints3d, kp3d), procrustes_error(rest.keypoints3d, kp3d)
+    assert pa_fit.mean() < 0.75 * pa_rest.mean()
+    # Pixel error = normalised error × the input's box size.
+    box = (kp2d.amax(1) - kp2d.amin(1)).amax(-1)
+    assert torch.allclose(res.reprojection_error_px, res.reprojection_error * box, rtol=1e-4)
+
+
+def test_init_from_truth_stays_near(anny_body, target):
+    rot, shape, kp3d, kp2d = target
+    res = fit_to_keypoints(anny_body, kp2d, torch.ones(4, 25), KSET, init_rotmats=rot, init_shape=shape, iters=20)
+    assert res.loss_history.shape == (21, 4)  # a single yaw candidate with an initialisation
+    assert res.reprojection_error.max() < 0.01
+    assert procrustes_error(res.keypoints3d, kp3d).max() < 0.02  # metres
+    mapped = [i for i, n in enumerate(SMPL24) if "foot" not in n and "hand" not in n]
+    rel = rot[:, mapped].transpose(-1, -2) @ res.rotmats[:, mapped]
+    angle = torch.arccos(((rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1))
+    assert angle.mean() < 0.1
+
+
+def test_back_view_picks_flipped_orientation(anny_body):
+    """A body facing away from the camera: the 180° yaw candidate must win."""
+    rot = torch.eye(3).repeat(2, 24, 1, 1)
+    rot[:, 0] = rotation_y(torch.tensor([math.radians(170.0), math.radians(-165.0)]))
+    with torch.no_grad():
+        kp2d = VirtualCamera().project(anny_body.forward_keypoints(rot, None, KSET))
+    res = fit_to_keypoints(anny_body, kp2d, torch.ones(2, 25), KSET, iters=5, select_iters=10)
+    facing = res.rotmats[:, 0] @ torch.tensor([0.0, 0.0, 1.0])  # the body's forward direction
+    assert (facing[:, 2] < -0.8).all()
+    only_front = fit_to_keypoints(anny_body, kp2d, torch.ones(2, 25), KSET, iters=5, yaw_candidates=(0.0,))
+    assert (res.reprojection_error < only_front.reprojection_error).all()
+
+
+def test_missing_keypoints_are_ignored(anny_body, target):
+    _, _, _, kp2d = target
+    conf = torch.ones(4, 25)
+    missing = [OPENPOSE_BODY25.index(n) for n in ("left_wrist", "right_ankle", "nose")]
+    conf[:, missing] = 0.0
+    moved = kp2d.clone()
+    moved[:, missing] = torch.tensor([500.0, -300.0])
+    moved[0, missing[0]] = float("nan")
+    a = fit_to_keypoints(anny_body, kp2d, conf, KSET, iters=8, select_iters=4)
+    b = fit_to_keypoints(anny_body, moved, conf, KSET, iters=8, select_iters=4)
+    assert torch.allclose(a.rotmats, b.rotmats, atol=1e-5)
+    assert torch.allclose(a.shape, b.shape, atol=1e-6)
+    assert not a.valid[:, missing].any() and a.valid.sum() == 4 * 22
+    assert (b.target2d[:, missing] == -1).all() and torch.isfinite(b.reprojection_error).all()
+    # ... while moving a present keypoint does change the fit.
+    c = moved.clone()
+    c[:, OPENPOSE_BODY25.index("left_elbow")] += torch.tensor([15.0, 10.0])
+    c_fit = fit_to_keypoints(anny_body, c, conf, KSET, iters=8, select_iters=4)
+    assert not torch.allclose(a.rotmats, c_fit.rotmats, atol=1e-3)
+
+
+def test_fit_ignores_image_scale_and_offset(anny_body, target):
+    """Detections from any camera: scaling and shifting the pixels changes nothing."""
+    _, _, _, kp2d = target
+    a = fit_to_keypoints(anny_body, kp2d[:2], torch.ones(2, 25), KSET, iters=6, select_iters=3)
+    b = fit_to_keypoints(anny_body, 3.5 * kp2d[:2] + torch.tensor([640.0, 360.0]), torch.ones(2, 25), KSET, iters=6, select_iters=3)
+    assert torch.allclose(a.rotmats, b.rotmats, atol=1e-4)
+    assert torch.allclose(b.reprojection_error_px, 3.5 * a.reprojection_error_px, rtol=1e-3)
+
+
+def test_lbfgs_reduces_error(anny_body, target):
+    _, _, _, kp2d = target
+    conf = torch.ones(2, 25)
+    rest = fit_to_keypoints(anny_body, kp2d[:2], conf, KSET, iters=0, select_iters=0)
+    res = fit_to_keypoints(anny_body, kp2d[:2], conf, KSET, iters=15, select_iters=5, optimizer="lbfgs")
+    assert (res.reprojection_error < rest.reprojection_error / 3).all()
+
+
+def test_hinge_axes_point_flexion_the_natural_way(anny_body):
+    axes = hinge_axes(anny_body)
+    assert torch.allclose(axes.norm(dim=-1), torch.ones(4), atol=1e-6)
+    assert axes[0, 0] > 0.9 and axes[1, 0] > 0.9  # knees flex about +x (SMPL's convention)
+    rot = torch.eye(3).repeat(3, 24, 1, 1)
+    angles = torch.tensor([0.0, 0.6, -0.6])
+    rot[:, list(HINGE_JOINTS)] = axis_angle_to_matrix(angles[:, None, None] * axes)
+    with torch.no_grad():
+        joints = anny_body(rot).joints
+    ankles, wrists = joints[:, [7, 8], 2], joints[:, [20, 21], 2]
+    assert (ankles[1] < ankles[0] - 0.1).all()  # flexed knees: ankles go backwards (-z)
+    assert (wrists[1] > wrists[0] + 0.05).all() and (wrists[2] < wrists[0]).all()  # elbows: forwards (+z)
+    flex = hinge_flexion(rot, axes)
+    assert torch.allclose(flex, torch.sin(angles)[:, None].expand(3, 4), atol=1e-5)
+
+
+def test_hyperextension_prior_bends_the_right_way(anny_body):
+    """A straight arm seen from the side is ambiguous; the prior must not hyper-extend it."""
+    rot = torch.eye(3).repeat(1, 24, 1, 1)
+    with torch.no_grad():
+        kp2d = VirtualCamera().project(anny_body.forward_keypoints(rot, None, KSET))
+    init = rot.clone()
+    init[:, list(HINGE_JOINTS)] = axis_angle_to_matrix(-0.3 * hinge_axes(anny_body))[None]
+    axes = hinge_axes(anny_body)
+    fits = {
+        h: fit_to_keypoints(anny_body, kp2d, torch.ones(1, 25), KSET, init_rotmats=init, iters=40, lr=0.03,
+                            weights=FitWeights(hinge=h))
+        for h in (0.0, 1.0)
+    }
+    assert (hinge_flexion(fits[1.0].rotmats, axes) > 0.0).all()
+    assert (hinge_flexion(fits[0.0].rotmats, axes) < -0.1).all()  # without the prior it stays bent backwards
+
+
+def test_joint_weights_paper_values():
+    w = dict(zip(OPENPOSE_BODY25, joint_weights(KSET).tolist(), strict=True))
+    assert w["left_wrist"] == w["right_ankle"] == 8.0
+    assert w["right_elbow"] == w["left_knee"] == 4.0
+    assert w["left_shoulder"] == w["right_hip"] == 2.0
+    assert w["nose"] == w["left_big_toe"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"keypoints2d": torch.zeros(2, 24, 2)}, r"\(B, 25, 2\)"),
+        ({"keypoints2d": torch.zeros(2, 25, 3)}, r"\(B, 25, 2\)"),
+        ({"confidence": torch.ones(2, 24)}, "confidence"),
+        ({"init_rotmats": torch.eye(3).repeat(2, 23, 1, 1)}, "init_rotmats"),
+        ({"init_shape": torch.zeros(2, 10)}, "init_shape"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"keypoint_set": "nope"}, "unknown keypoint set"),
+        ({"yaw_candidates": ()}, "yaw_candidates"),
+        ({"weights": FitWeights(sigma=0.0)}, "sigma"),
+    ],
+)
+def test_bad_inputs_raise(anny_body, kwargs, match):
+    args = {"keypoints2d": torch.zeros(2, 25, 2), "confidence": torch.ones(2, 25), "keypoint_set": KSET, "iters": 1}
+    args.update(kwargs)
+    with pytest.raises(Key2MeshError, match=match):
+        fit_to_keypoints(anny_body, **args)

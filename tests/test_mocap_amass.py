@@ -1,0 +1,164 @@
+"""AMASS loader on synthetic files written in AMASS's exact format (no AMASS data needed)."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from key2mesh.data.mocap import MotionClip, load_clips, load_report
+from key2mesh.data.mocap.amass import load_amass_file
+from key2mesh.errors import Key2MeshError
+
+
+def write_amass(path, frames=120, fps=120.0, width=156, fps_key="mocap_framerate", seed=0, **override):
+    """An AMASS SMPL-H npz: poses (F,156), betas (16,), mocap_framerate, trans (F,3), gender, dmpls."""
+    rng = np.random.default_rng(seed)
+    poses = rng.normal(scale=0.2, size=(frames, width))
+    poses[:, :3] = [math.pi / 2, 0.0, 0.0]  # upright in AMASS's z-up world: Rx(+90°)
+    data = {
+        "poses": poses,
+        "betas": np.arange(16, dtype=np.float64) * 0.1,
+        fps_key: np.array(fps),
+        "trans": rng.normal(size=(frames, 3)),
+        "gender": np.array("male"),
+        "dmpls": np.zeros((frames, 8)),
+    }
+    data.update(override)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **data)
+    return poses
+
+
+def test_reads_body_joints_subsamples_and_turns_upright(tmp_path):
+    poses = write_amass(tmp_path / "walk_poses.npz", frames=120, fps=120.0)
+    clip = load_amass_file(tmp_path / "walk_poses.npz", target_fps=30)
+    assert isinstance(clip, MotionClip) and clip.source == "amass" and clip.name == "walk_poses"
+    assert clip.fps == 30.0 and clip.num_frames == 30  # every 4th frame
+    assert clip.rotmats.shape == (30, 24, 3, 3) and clip.rotmats.dtype == np.float32
+    np.testing.assert_allclose(clip.betas, np.arange(10) * 0.1, atol=1e-6)
+    # body joints 1..21 are the axis-angles of frames 0, 4, 8, ...; hands (22, 23) are identity
+    from scipy.spatial.transform import Rotation
+
+    expected = Rotation.from_rotvec(poses[::4, 3:66].reshape(-1, 3)).as_matrix().reshape(30, 21, 3, 3)
+    np.testing.assert_allclose(clip.rotmats[:, 1:22], expected, atol=1e-5)
+    np.testing.assert_allclose(clip.rotmats[:, 22:], np.broadcast_to(np.eye(3), (30, 2, 3, 3)), atol=1e-7)
+    # the root Rx(+90°) (standing in z-up) becomes identity: SMPL's up axis (+y) points up (+y)
+    np.testing.assert_allclose(clip.rotmats[:, 0], np.broadcast_to(np.eye(3), (30, 3, 3)), atol=1e-6)
+
+
+def test_root_conversion_keeps_heading(tmp_path):
+    # z-up person turned 90° about the vertical (z) then stood up: in y-up it is a yaw about +y
+    from scipy.spatial.transform import Rotation
+
+    root = (Rotation.from_euler("z", 90, degrees=True) * Rotation.from_euler("x", 90, degrees=True)).as_rotvec()
+    poses = np.zeros((4, 156))
+    poses[:, :3] = root
+    write_amass(tmp_path / "turn.npz", frames=4, fps=30.0, poses=poses)
+    r0 = load_amass_file(tmp_path / "turn.npz").rotmats[0, 0]
+    np.testing.assert_allclose(r0, Rotation.from_euler("y", 90, degrees=True).as_matrix(), atol=1e-6)
+    np.testing.assert_allclose(r0 @ [0, 1, 0], [0, 1, 0], atol=1e-6)  # still standing up
+
+
+def test_smplx_key_name_smpl_width_and_no_subsampling(tmp_path):
+    # SMPL-X release: other key name, 165-wide poses and object-dtype extras that need pickling
+    labels = np.array([["a", 1], ["b", 2]], dtype=object)
+    poses = write_amass(tmp_path / "a.npz", frames=10, fps=60.0, width=165, fps_key="mocap_frame_rate", latent_labels=labels)
+    clip = load_amass_file(tmp_path / "a.npz", target_fps=None)
+    assert clip.num_frames == 10 and clip.fps == 60.0
+    write_amass(tmp_path / "b.npz", frames=7, fps=25.0, width=72)
+    clip = load_amass_file(tmp_path / "b.npz", target_fps=30)  # never upsampled
+    assert clip.num_frames == 7 and clip.fps == 25.0
+    assert not np.allclose(clip.rotmats[:, 22], np.eye(3))  # SMPL's own hand joints are kept
+    assert poses.shape == (10, 165)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"poses": np.zeros((0, 156))}, "zero frames"),
+        ({"poses": np.zeros((5, 40))}, "expected (F, 156)"),
+        ({"mocap_framerate": np.array(0.0)}, "frame rate > 0"),
+        ({"betas": np.zeros(4)}, "'betas'"),
+    ],
+)
+def test_bad_content_names_the_file(tmp_path, override, message):
+    path = tmp_path / "bad.npz"
+    write_amass(path, frames=5, **override)
+    with pytest.raises(Key2MeshError, match="bad.npz") as info:
+        load_amass_file(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_nan_frame_is_reported(tmp_path):
+    poses = np.zeros((6, 156))
+    poses[3, 10] = np.nan
+    write_amass(tmp_path / "nan.npz", frames=6, poses=poses)
+    with pytest.raises(Key2MeshError, match=r"nan\.npz.*first: frame 3"):
+        load_amass_file(tmp_path / "nan.npz")
+
+
+def test_wrong_keys_lists_found_keys(tmp_path):
+    np.savez(tmp_path / "keys.npz", pose_body=np.zeros((3, 63)), fps=np.array(30.0))
+    with pytest.raises(Key2MeshError, match=r"keys\.npz.*found: fps, pose_body"):
+        load_amass_file(tmp_path / "keys.npz")
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(Key2MeshError, match="missing.npz"):
+        load_clips("amass", paths=tmp_path / "missing.npz")
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(Key2MeshError, match="corrupt.npz.*not a readable"):
+        load_amass_file(tmp_path / "corrupt.npz")
+
+
+def test_folder_is_recursive_and_skips_bad_files(tmp_path, caplog):
+    write_amass(tmp_path / "CMU" / "01" / "01_01_poses.npz", frames=60, fps=60.0)
+    write_amass(tmp_path / "KIT" / "3" / "walk.npz", frames=30, fps=30.0, fps_key="mocap_frame_rate")
+    np.savez(tmp_path / "CMU" / "01" / "shape.npz", betas=np.zeros(16), gender=np.array("male"))  # metadata: ignored
+    (tmp_path / "KIT" / "broken.npz").write_bytes(b"garbage")
+    write_amass(tmp_path / "KIT" / "empty.npz", frames=0)
+    with caplog.at_level(logging.WARNING):
+        report = load_report("amass", paths=[tmp_path], target_fps=30)
+    assert sorted(c.name for c in report.clips) == ["01_01_poses", "walk"]
+    assert [c.num_frames for c in sorted(report.clips, key=lambda c: c.name)] == [30, 30]
+    assert report.num_skipped == 2
+    assert sorted(p.rsplit("/", 1)[-1] for p, _ in report.skipped) == ["broken.npz", "empty.npz"]
+    assert "broken.npz" in caplog.text and "empty.npz" in caplog.text
+    with pytest.raises(Key2MeshError, match="no such AMASS file or folder"):
+        load_clips("amass", paths=tmp_path / "none")
+
+
+def test_empty_folder_and_unknown_source(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Key2MeshError, match="holds no AMASS"):
+        load_clips("amass", paths=tmp_path / "empty")
+    with pytest.raises(Key2MeshError, match="unknown MoCap source 'nope'"):
+        load_clips("nope")
+
+
+def test_clip_validate_and_subsample():
+    rot = np.broadcast_to(np.eye(3, dtype=np.float32), (10, 24, 3, 3)).copy()
+    clip = MotionClip("c", "test", 100.0, rotmats=rot)
+    sub = clip.subsample(30)
+    assert sub.num_frames == 4 and sub.fps == pytest.approx(100 / 3)
+    rot[2, 5, 0, 0] = np.nan
+    with pytest.raises(Key2MeshError, match=r"clip 'c'.*first bad frame 2"):
+        clip.validate()
+    with pytest.raises(Key2MeshError, match="zero frames"):
+        MotionClip("z", "test", 30.0, rotmats=np.zeros((0, 24, 3, 3), np.float32)).validate()
+    with pytest.raises(Key2MeshError, match=r"expected \(F, 24, 3, 3\)"):
+        MotionClip("s", "test", 30.0, rotmats=np.zeros((2, 22, 3, 3), np.float32)).validate()
+
+
+def test_registry_wraps_plain_lists_and_lists_known_sources():
+    from key2mesh.data.mocap import register_loader
+
+    clip = MotionClip("x", "custom", 30.0, joints=np.zeros((2, 3, 3), np.float32), joint_names=("a", "b", "c"))
+    register_loader("custom_test", lambda scale=1: [clip] * scale)
+    report = load_report("custom_test", scale=2)
+    assert report.clips == [clip, clip] and report.num_skipped == 0
+    with pytest.raises(Key2MeshError, match="known: amass, custom_test, deepmimic, holosoma"):
+        load_report("missing_source")
