@@ -1,17 +1,73 @@
-"""`key2mesh adapt` (not implemented yet)."""
+"""`key2mesh adapt`: label-free adaptation of a pre-trained model to your detections."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from key2mesh.errors import NotImplementedYet
-
-HELP = "(adapt: not implemented yet)"
+HELP = "adapt a pre-trained model to unlabelled target detections (WDGRL critic, no 3D labels)"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", required=True, help="pre-trained checkpoint (from `key2mesh pretrain`)")
+    p.add_argument("--target", nargs="+", required=True,
+                   help="target detections: OpenPose JSON folders/files, COCO JSON, .npz/.npy, or "
+                        "'synthetic:PROFILE' (held-out MoCap clips with a detector-like noise profile, labelled)")
+    p.add_argument("--target-set", help="keypoint set of the target files when it cannot be inferred")
+    p.add_argument("--cache", required=True, help="MoCap training cache (source-domain samples)")
+    p.add_argument("--val", help="labelled validation: 'synthetic:PROFILE' or a benchmark file; selects by PA-MPJPE")
+    p.add_argument("--out", dest="out_dir", default="runs/adapt")
+    p.add_argument("--losses", choices=["2d", "2d+wd", "2d+wd+reg"], default="2d+wd+reg",
+                   help="loss ablation of the paper (default: all three terms)")
+    p.add_argument("--steps", type=int, default=0)
+    p.add_argument("--epochs", type=float, default=5.0)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--critic-steps", type=int, default=3, help="k critic steps per adaptation step (paper 3, official code 10)")
+    p.add_argument("--gamma", type=float, default=50.0, help="gradient-penalty weight (official code 50)")
+    p.add_argument("--select-every", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+
+
+def load_targets(paths: list[str], checkpoint: dict, cache: str, keypoint_set: str | None = None):
+    """Read target detections from files (any supported reader) into one TargetSet."""
+    import torch
+
+    from key2mesh.train.adapt import prepare_target, synthetic_target
+
+    if len(paths) == 1 and paths[0].startswith("synthetic:"):
+        return synthetic_target(cache, checkpoint, paths[0].split(":", 1)[1], split="train", seed=11)
+    from key2mesh.keypoints.io import read_detections
+
+    kps, confs = [], []
+    for path in paths:
+        det = read_detections(path, keypoint_set=keypoint_set).to(checkpoint["keypoint_set"])
+        kp, conf, _ = det.flatten()
+        kps.append(torch.as_tensor(kp))
+        confs.append(torch.as_tensor(conf))
+    return prepare_target(torch.cat(kps), torch.cat(confs), checkpoint["normalization"], name=",".join(paths))
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("'key2mesh adapt' is planned; see the open issues")
+    from key2mesh.model.checkpoint import load_checkpoint
+    from key2mesh.train.adapt import ABLATIONS, AdaptConfig, run_adapt, synthetic_target
+
+    ck = load_checkpoint(args.source)
+    target = load_targets(args.target, ck, args.cache, args.target_set)
+    print(f"target: {len(target)} detections kept, {target.dropped} dropped (< 6 keypoints)")
+    validation = None
+    if args.val:
+        if not args.val.startswith("synthetic:"):
+            from key2mesh.errors import Key2MeshError
+
+            raise Key2MeshError("--val takes 'synthetic:PROFILE' for now; use `key2mesh evaluate` on benchmark files")
+        validation = synthetic_target(args.cache, ck, args.val.split(":", 1)[1], split="val")
+    cfg = AdaptConfig(source=args.source, cache=args.cache, out_dir=args.out_dir, steps=args.steps, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, critic_steps=args.critic_steps, gamma=args.gamma,
+                      weights=ABLATIONS[args.losses], select_every=args.select_every, seed=args.seed,
+                      device=args.device, threads=args.threads)
+    result = run_adapt(cfg, target, validation)
+    print(json.dumps(result, indent=2, default=float))
+    return 0

@@ -1,17 +1,75 @@
-"""`key2mesh data` (not implemented yet)."""
+"""`key2mesh data prepare|stats`: build and inspect the MoCap training cache."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from key2mesh.errors import NotImplementedYet
+HELP = "build (prepare) or inspect (stats) the MoCap training cache"
+DEFAULT_CACHE = "cache/mocap_anny.npz"
 
-HELP = "(data: not implemented yet)"
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    prep = sub.add_parser("prepare", help="extract the free MoCap (and optional AMASS) into one training cache")
+    prep.add_argument("--out", default=DEFAULT_CACHE, help=f"cache file to write (default {DEFAULT_CACHE})")
+    prep.add_argument("--sources", default="deepmimic,holosoma",
+                      help="comma-separated: deepmimic (pybullet wheel), holosoma (climb mocap), amass (needs --amass)")
+    prep.add_argument("--amass", nargs="*", help="AMASS .npz files or folders (licensed, user-supplied)")
+    prep.add_argument("--body", default="anny", choices=["anny", "smpl"])
+    prep.add_argument("--smpl-dir", help="SMPL model folder for --body smpl (else $KEY2MESH_SMPL_DIR)")
+    prep.add_argument("--fps", type=float, default=30.0, help="subsample clips to this frame rate")
+    prep.add_argument("--num-shapes", type=int, default=8192, help="size of the shape bank")
+    prep.add_argument("--ik-iters", type=int, default=150, help="IK iterations for joint-only sources")
+    prep.add_argument("--seed", type=int, default=0)
+    st = sub.add_parser("stats", help="frames, clips, sources and pose coverage of a cache")
+    st.add_argument("cache", nargs="?", default=DEFAULT_CACHE)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("'key2mesh data' is planned; see the open issues")
+    if args.data_command == "prepare":
+        return _prepare(args)
+    return _stats(args)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from key2mesh.body import load_body_model
+    from key2mesh.data.prepare import prepare_cache
+
+    opts = {"model_dir": args.smpl_dir} if args.body == "smpl" else {}
+    body = load_body_model(args.body, **opts)
+    sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    if args.amass and "amass" not in sources:
+        sources = sources + ("amass",)
+    bank, rep = prepare_cache(body, args.out, sources, args.amass, args.fps, args.num_shapes, args.seed, args.ik_iters)
+    per = ", ".join(f"{k} {v}" for k, v in rep.per_source.items())
+    print(f"wrote {args.out}: {rep.frames} frames from {rep.clips} clips ({per}); "
+          f"{rep.skipped_files} files skipped; {rep.seconds:.0f} s")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from key2mesh.data.cache import PoseBank
+
+    bank = PoseBank.load(Path(args.cache))
+    counts = np.bincount(bank.clip_index, minlength=len(bank.clip_names))
+    print(f"{args.cache}: {bank.num_frames} frames, {len(bank.clip_names)} clips, body {bank.body}, "
+          f"{len(bank.shapes)} shapes")
+    by_source: dict[str, list[int]] = {}
+    for name, src, n in zip(bank.clip_names, bank.clip_sources or ["?"] * len(counts), counts):
+        by_source.setdefault(src, []).append(int(n))
+    for src, ns in by_source.items():
+        print(f"  {src:<10} {sum(ns):>7} frames in {len(ns):>3} clips (min {min(ns)}, max {max(ns)})")
+    train, val = bank.split()
+    print(f"  held-out split by clip: {len(train)} train / {len(val)} validation frames")
+    try:
+        from key2mesh.data.mocap.sampler import pose_coverage
+
+        print(f"  pose coverage: {pose_coverage(bank.rotmats):.3f}")
+    except ImportError:
+        pass
+    angles = np.degrees(np.arccos(np.clip((np.trace(bank.rotmats[:, 1:], axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
+    print(f"  joint rotation angle from rest: mean {angles.mean():.1f}°, 95th percentile {np.percentile(angles, 95):.1f}°")
+    return 0

@@ -1,17 +1,99 @@
-"""`key2mesh predict` (not implemented yet)."""
+"""`key2mesh predict`: keypoint files in, body parameters (and meshes) out."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 
-from key2mesh.errors import NotImplementedYet
+HELP = "predict body parameters (and optional meshes) from keypoint files (OpenPose JSON, COCO JSON, npz)"
+log = logging.getLogger(__name__)
 
-HELP = "(predict: not implemented yet)"
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", help="OpenPose JSON files/folders, COCO keypoint JSON, .npy/.npz")
+    p.add_argument("--checkpoint", default="anny-body25", help="checkpoint file or shipped model name (default anny-body25)")
+    p.add_argument("--keypoint-set", help="keypoint set of the inputs when it cannot be inferred (e.g. coco17)")
+    p.add_argument("--out", default="outputs/predictions.npz", help="npz with parameters per frame and person")
+    p.add_argument("--meshes", choices=["obj", "ply", "glb"], help="also write one mesh per detection into OUT_meshes/")
+    p.add_argument("--smooth", action="store_true", help="One-Euro smoothing over frames per tracked person")
+    p.add_argument("--min-keypoints", type=int, default=6, help="skip detections with fewer confident keypoints")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("'key2mesh predict' is planned; see the open issues")
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.inference.predictor import Key2Mesh
+    from key2mesh.keypoints.io import read_detections
+
+    model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device)
+    rows: dict[str, list] = {k: [] for k in ("source", "frame", "frame_name", "person_id", "rotmats", "shape", "keypoints3d")}
+    skipped, total = 0, 0
+    for path in args.inputs:
+        det = read_detections(path, keypoint_set=args.keypoint_set)
+        kp, conf, index = det.flatten()
+        total += len(kp)
+        ok = (conf >= model.normalization.get("conf_threshold", 0.1)).sum(-1) >= args.min_keypoints
+        for f in np.unique(index[~ok, 0]):
+            log.warning("%s frame %s: detection skipped (fewer than %d keypoints)", path, det.frame_names[f], args.min_keypoints)
+        skipped += int((~ok).sum())
+        if not ok.any():
+            continue
+        kp, conf, index = kp[ok], conf[ok], index[ok]
+        pred = model.predict(kp, conf, keypoint_set=det.keypoint_set, mesh=False)
+        rot, shape = pred.rotmats.cpu(), pred.shape.cpu()
+        pids = det.person_ids[index[:, 0], index[:, 1]]
+        if args.smooth:
+            rot, shape = _smooth_tracks(rot, shape, index[:, 0], pids)
+        rows["source"] += [str(path)] * len(kp)
+        rows["frame"].append(index[:, 0])
+        rows["frame_name"] += [det.frame_names[f] for f in index[:, 0]]
+        rows["person_id"].append(pids)
+        rows["rotmats"].append(rot.numpy())
+        rows["shape"].append(shape.numpy())
+        rows["keypoints3d"].append(model.body.forward_keypoints(rot.to(model.device), shape.to(model.device), model.keypoint_set).cpu().numpy())
+    if not rows["rotmats"]:
+        raise Key2MeshError(f"no detection with at least {args.min_keypoints} keypoints in {args.inputs} ({total} detections read)")
+    arrays = {k: (np.concatenate(v) if k in ("frame", "person_id", "rotmats", "shape", "keypoints3d") else np.array(v)) for k, v in rows.items()}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays, keypoint_set=model.keypoint_set, body=str(model.checkpoint["body"]))
+    n = len(arrays["rotmats"])
+    print(f"wrote {out}: {n} predictions ({skipped} of {total} detections skipped for too few keypoints)")
+    if args.meshes:
+        from key2mesh.inference.meshes import write_mesh
+
+        mesh_dir = out.with_name(out.stem + "_meshes")
+        rot_t, shape_t = torch.from_numpy(arrays["rotmats"]), torch.from_numpy(arrays["shape"])
+        for i in tqdm(range(0, n, 256), desc="meshes"):
+            with torch.inference_mode():
+                verts = model.mesh_body(rot_t[i:i + 256].to(model.device), shape_t[i:i + 256].to(model.device)).vertices.cpu().numpy()
+            for j, v in enumerate(verts):
+                k = i + j
+                write_mesh(v, model.faces.cpu().numpy(), mesh_dir / f"{arrays['frame_name'][k]}_p{arrays['person_id'][k]}.{args.meshes}")
+        print(f"wrote {n} meshes to {mesh_dir}/")
+    return 0
+
+
+def _smooth_tracks(rot, shape, frames, pids):
+    """One-Euro filter of 6D rotations and shape along frames, separately per person id."""
+    import numpy as np
+    import torch
+
+    from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+    from key2mesh.inference.smoothing import one_euro_filter
+
+    rot, shape = rot.clone(), shape.clone()
+    for pid in np.unique(pids):
+        sel = np.nonzero(pids == pid)[0]
+        sel = sel[np.argsort(frames[sel])]
+        if len(sel) < 3:
+            continue
+        six = one_euro_filter(matrix_to_rot6d(rot[sel]).numpy())
+        rot[sel] = rot6d_to_matrix(torch.from_numpy(np.asarray(six, dtype=np.float32)))
+        shape[sel] = torch.from_numpy(np.asarray(one_euro_filter(shape[sel].numpy()), dtype=np.float32))
+    return rot, shape

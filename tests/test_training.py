@@ -1,0 +1,97 @@
+"""Pre-training and adaptation loops on a tiny synthetic pose bank (seconds, CPU)."""
+
+import numpy as np
+import pytest
+import torch
+
+from key2mesh.data.cache import PoseBank
+from key2mesh.errors import Key2MeshError
+from key2mesh.geometry.rotations import axis_angle_to_matrix
+from key2mesh.model.checkpoint import load_checkpoint
+from key2mesh.train.adapt import ABLATIONS, AdaptConfig, run_adapt, synthetic_target
+from key2mesh.train.pretrain import PretrainConfig, run_pretrain
+
+
+@pytest.fixture(scope="module")
+def bank_path(tmp_path_factory, anny_body):
+    g = torch.Generator().manual_seed(0)
+    n = 240
+    rot = axis_angle_to_matrix(0.3 * torch.randn(n, 24, 3, generator=g)).numpy().astype(np.float32)
+    bank = PoseBank(rot, np.repeat(np.arange(4), n // 4).astype(np.int32), [f"c{i}" for i in range(4)], ["test"] * 4,
+                    anny_body.default_shape(16).numpy(), anny_body.config())
+    return bank.save(tmp_path_factory.mktemp("bank") / "bank.npz")
+
+
+def _cfg(bank_path, out, **kw):
+    return PretrainConfig(cache=str(bank_path), out_dir=str(out), steps=6, batch_size=16, val_every=3, val_size=32,
+                          model={"hidden": 64}, pose_augment=False, threads=1, **kw)
+
+
+def test_pose_bank_split_by_clip(bank_path):
+    bank = PoseBank.load(bank_path)
+    train, val = bank.split(0.25, 0)
+    assert len(train) + len(val) == bank.num_frames
+    assert not set(bank.clip_index[train]) & set(bank.clip_index[val])  # never split inside a clip
+    with pytest.raises(Key2MeshError, match="does not exist"):
+        PoseBank.load(bank_path.parent / "missing.npz")
+
+
+def test_resume_matches_uninterrupted_run(bank_path, tmp_path):
+    full = run_pretrain(_cfg(bank_path, tmp_path / "full"), progress=False)
+    run_pretrain(_cfg(bank_path, tmp_path / "cut", stop_after=4), progress=False)  # "killed" after 4 steps
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 4
+    resumed = run_pretrain(_cfg(bank_path, tmp_path / "cut"), resume=True, progress=False)
+    assert resumed["step"] == full["step"] == 6
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "full" / "metrics.csv").read_text().count("\n") >= 3
+
+
+def test_nan_loss_stops_with_step(bank_path, tmp_path, monkeypatch):
+    import key2mesh.train.pretrain as pt
+
+    real, calls = pt.pretrain_loss, {"n": 0}
+
+    def poisoned(*a, **k):
+        loss, terms = real(*a, **k)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 5 else loss), terms
+
+    monkeypatch.setattr(pt, "pretrain_loss", poisoned)
+    with pytest.raises(Key2MeshError, match="at step 4"):  # 0-based: the 5th step
+        run_pretrain(_cfg(bank_path, tmp_path / "nan"), progress=False)
+    good = load_checkpoint(tmp_path / "nan" / "last.pt")  # the last good checkpoint is kept
+    assert good["step"] == 3 and all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
+
+
+def test_adaptation_freezes_pretrained_parts(bank_path, tmp_path):
+    run_pretrain(_cfg(bank_path, tmp_path / "pt"), progress=False)
+    src = tmp_path / "pt" / "last.pt"
+    ck = load_checkpoint(src)
+    target = synthetic_target(str(bank_path), ck, "strong", n=64, split="train")
+    val = synthetic_target(str(bank_path), ck, "strong", n=32, split="val")
+    cfg = AdaptConfig(source=str(src), cache=str(bank_path), out_dir=str(tmp_path / "ad"), steps=4, batch_size=16,
+                      select_every=2, weights=ABLATIONS["2d+wd+reg"], threads=1)
+    result = run_adapt(cfg, target, val, progress=False)
+    assert result["selection"] == "pa_mpjpe"
+    ad = load_checkpoint(tmp_path / "ad" / "last.pt")
+    assert ad["stage"] == "adapt"
+    # the head H_pt is frozen: identical weights; the extractor F was trained: different
+    for k, v in ck["model"].items():
+        if k.startswith("head."):
+            assert torch.equal(v, ad["model"][k]), k
+    assert any(not torch.equal(v, ad["model"][k]) for k, v in ck["model"].items() if k.startswith("extractor.") and v.is_floating_point())
+    # the source checkpoint file itself (F_pt) is untouched
+    again = load_checkpoint(src)["model"]
+    assert all(torch.equal(again[k], ck["model"][k]) for k in again)
+
+
+def test_adaptation_rejects_too_few_detections():
+    from key2mesh.train.adapt import prepare_target
+
+    kp = torch.rand(5, 25, 2) * 100
+    conf = torch.zeros(5, 25)
+    conf[:, :5] = 1.0  # only 5 keypoints each
+    with pytest.raises(Key2MeshError, match="only 0 of 5 detections"):
+        prepare_target(kp, conf, {"conf_threshold": 0.1})
