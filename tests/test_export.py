@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.model.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from key2mesh.model.network import Key2MeshNet, ModelConfig
-from key2mesh.geometry.camera import VirtualCamera
 
 
 @pytest.fixture()

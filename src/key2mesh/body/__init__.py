@@ -23,7 +23,7 @@ def load_body_model(name: str = "anny", device: str | None = None, **options) ->
     elif name == "smpl":
         from key2mesh.body.smpl_backend import SMPLBody
 
-        model = SMPLBody(**{k: v for k, v in options.items() if k in ("model_dir", "gender")})
+        model = SMPLBody(**{k: v for k, v in options.items() if k in ("model_dir", "gender", "joint_regressor_h36m")})
     else:
         raise Key2MeshError(f"unknown body model {name!r}; available: {', '.join(BACKENDS)}")
     if device is not None:

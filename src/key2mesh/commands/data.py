@@ -58,7 +58,7 @@ def _stats(args: argparse.Namespace) -> int:
     print(f"{args.cache}: {bank.num_frames} frames, {len(bank.clip_names)} clips, body {bank.body}, "
           f"{len(bank.shapes)} shapes")
     by_source: dict[str, list[int]] = {}
-    for name, src, n in zip(bank.clip_names, bank.clip_sources or ["?"] * len(counts), counts):
+    for src, n in zip(bank.clip_sources or ["?"] * len(counts), counts):
         by_source.setdefault(src, []).append(int(n))
     for src, ns in by_source.items():
         print(f"  {src:<10} {sum(ns):>7} frames in {len(ns):>3} clips (min {min(ns)}, max {max(ns)})")

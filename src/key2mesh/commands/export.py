@@ -12,6 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="checkpoint file or shipped model name (anny-body25, anny-coco17)")
     p.add_argument("--onnx", metavar="PATH", help="write an ONNX model here")
     p.add_argument("--torchscript", metavar="PATH", help="write a TorchScript model here")
+    p.add_argument("--slim", metavar="PATH", help="write a shippable checkpoint (no optimizer state, float16 weights)")
     p.add_argument("--check", action="store_true", help="compare the ONNX outputs with PyTorch (needs onnxruntime)")
 
 
@@ -21,9 +22,14 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.inference.predictor import resolve_checkpoint
     from key2mesh.model.checkpoint import load_checkpoint
 
-    if not args.onnx and not args.torchscript:
-        raise Key2MeshError("nothing to do: give --onnx PATH and/or --torchscript PATH")
+    if not (args.onnx or args.torchscript or args.slim):
+        raise Key2MeshError("nothing to do: give --onnx PATH, --torchscript PATH and/or --slim PATH")
     ck = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    if args.slim:
+        from key2mesh.model.checkpoint import atomic_save, slim_checkpoint
+
+        atomic_save(slim_checkpoint(ck), args.slim)
+        print(f"wrote {args.slim} ({Path(args.slim).stat().st_size / 1e6:.1f} MB)")
     if args.onnx:
         path = export_onnx(ck, args.onnx)
         print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")

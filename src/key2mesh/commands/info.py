@@ -7,7 +7,6 @@ import importlib.metadata as md
 import os
 import platform
 
-
 HELP = "print the body models, keypoint sets and library versions available"
 
 

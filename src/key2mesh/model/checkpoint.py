@@ -64,6 +64,14 @@ def make_checkpoint(
     }
 
 
+def slim_checkpoint(ckpt: dict, half: bool = True) -> dict:
+    """A shippable copy: no optimizer/RNG state, weights in float16 (restored to float32 on load)."""
+    keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "rng")}
+    if half:
+        keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    return keep
+
+
 def load_checkpoint(
     path: str | Path,
     expect_body: dict | None = None,
@@ -96,5 +104,5 @@ def load_checkpoint(
 def build_network(ckpt: dict, device: str | torch.device = "cpu") -> Key2MeshNet:
     """Rebuild the network of a checkpoint, weights loaded, in eval mode."""
     net = Key2MeshNet(ModelConfig(**ckpt["model_config"]))
-    net.load_state_dict(ckpt["model"])
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
     return net.to(device).eval()

@@ -16,7 +16,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -29,7 +28,13 @@ from key2mesh.keypoints.weights import joint_weights
 from key2mesh.model.checkpoint import atomic_save, build_network, load_checkpoint, make_checkpoint
 from key2mesh.model.network import DomainCritic, ModelConfig
 from key2mesh.train.common import MetricLogger, check_finite, pick_device
-from key2mesh.train.losses import AdaptWeights, feature_regularizer, gradient_penalty, reprojection_loss, wasserstein_distance
+from key2mesh.train.losses import (
+    AdaptWeights,
+    feature_regularizer,
+    gradient_penalty,
+    reprojection_loss,
+    wasserstein_distance,
+)
 from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)

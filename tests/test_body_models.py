@@ -1,0 +1,300 @@
+"""Both body backends (anny, SMPL) behind the BodyModel interface.
+
+SMPL is exercised with the synthetic SMPL-format file of :mod:`key2mesh.body.synthetic_smpl`
+(not SMPL's geometry, but SMPL's file format, loaded through smplx's real code).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import sys
+import types
+
+import numpy as np
+import pytest
+import roma
+import torch
+
+from key2mesh.body import body_model_from_config, load_body_model
+from key2mesh.body.smpl_backend import SMPLBody, find_smpl_files, load_smpl_data
+from key2mesh.body.synthetic_smpl import synthetic_smpl_data, write_synthetic_smpl
+from key2mesh.errors import Key2MeshError
+
+L_HIP, L_KNEE, L_ANKLE, R_KNEE, R_ANKLE = 1, 4, 7, 5, 8
+# SMPL (y up) → anny (z up) is Rx(+90°); a row vector in anny's frame maps back with v @ C.
+C = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
+
+def rx(deg: float) -> torch.Tensor:
+    a = math.radians(deg)
+    return torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(a), -math.sin(a)], [0.0, math.sin(a), math.cos(a)]])
+
+
+def identity(b: int = 1) -> torch.Tensor:
+    return torch.eye(3).repeat(b, 24, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def smpl_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("smpl_models")
+    write_synthetic_smpl(d / "SMPL_NEUTRAL.pkl")
+    write_synthetic_smpl(d / "SMPL_MALE.pkl", gender="male", seed=1)
+    return d
+
+
+@pytest.fixture(scope="module")
+def smpl_body(smpl_dir):
+    return SMPLBody(model_dir=smpl_dir)
+
+
+@pytest.fixture(params=["anny", "smpl"])
+def body(request):
+    return request.getfixturevalue("anny_body" if request.param == "anny" else "smpl_body")
+
+
+# ---------------------------------------------------------------------------------------- both
+def test_knee_rotation_bends_shin_backwards(body):
+    """+90° about x at the left knee: the ankle swings to -z (behind), the thigh stays put."""
+    rest = body(identity())
+    rot = identity()
+    rot[0, L_KNEE] = rx(90)
+    posed = body(rot)
+    j0, j1 = rest.joints[0], posed.joints[0]
+    knee = j0[L_KNEE]
+    shin = j0[L_ANKLE] - knee
+    assert shin[1] < -0.3  # the shin hangs down at rest
+    # The ankle rotates about the knee: knee + Rx(90°) (ankle - knee), i.e. straight behind it.
+    torch.testing.assert_close(j1[L_ANKLE], knee + rx(90) @ shin, atol=1e-4, rtol=0)
+    assert j1[L_ANKLE, 2] < knee[2] - 0.3
+    assert abs(j1[L_ANKLE, 1] - knee[1]) < 0.1
+    # Thigh joints and the other leg do not move.
+    for j in (0, L_HIP, L_KNEE, R_KNEE, R_ANKLE):
+        torch.testing.assert_close(j1[j], j0[j], atol=1e-5, rtol=0)
+    # Upper-thigh vertices (20-50 % along the hip→knee segment, within 12 cm of it) stay put.
+    hip = j0[L_HIP]
+    axis = knee - hip
+    v = rest.vertices[0]
+    t = ((v - hip) @ axis) / axis.dot(axis)
+    dist = (v - hip - t[:, None] * axis).norm(dim=1)
+    thigh = (t > 0.2) & (t < 0.5) & (dist < 0.12) & (v[:, 0] > 0.02)
+    assert thigh.sum() >= 10
+    moved = (posed.vertices[0, thigh] - v[thigh]).norm(dim=1)
+    assert moved.max() < 1.5e-3, f"thigh vertices moved by up to {moved.max():.4f} m"
+    # ... while the lower shin went with the ankle.
+    lower = (rest.vertices[0] - j0[L_ANKLE]).norm(dim=1) < 0.05
+    assert (posed.vertices[0, lower] - v[lower]).norm(dim=1).min() > 0.2
+
+
+def test_outputs_shapes_consistency_and_gradients(body):
+    torch.manual_seed(0)
+    b = 3
+    rotmats = roma.rotvec_to_rotmat(0.3 * torch.randn(b, 24, 3)).requires_grad_(True)
+    shape = (body.default_shape(b) + 0.05 * torch.rand(b, body.shape_dim)).requires_grad_(True)
+    out = body(rotmats, shape)
+    nv = body.num_vertices
+    assert out.vertices.shape == (b, nv, 3) and out.joints.shape == (b, 24, 3) and out.keypoints.shape == (b, 23, 3)
+    assert out.vertices.dtype == out.joints.dtype == out.keypoints.dtype == torch.float32
+    assert body.faces.dtype == torch.long and int(body.faces.max()) < nv
+    torch.testing.assert_close(out.keypoints, body.regress(out.vertices, "coco23"), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.joints[:, 0], torch.zeros(b, 3), atol=1e-6, rtol=0)
+    # Samples are independent: sample 1 alone gives the same result.
+    single = body(rotmats[1:2].detach(), shape[1:2].detach())
+    torch.testing.assert_close(single.vertices[0], out.vertices[1].detach(), atol=1e-5, rtol=0)
+    # transl moves everything rigidly.
+    t = torch.tensor([[0.1, -0.2, 3.0]]).repeat(b, 1)
+    moved = body(rotmats.detach(), shape.detach(), transl=t)
+    torch.testing.assert_close(moved.vertices, out.vertices.detach() + t[:, None], atol=1e-5, rtol=0)
+    (out.vertices.square().sum() + out.keypoints.sum()).backward()
+    for g in (rotmats.grad, shape.grad):
+        assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_bad_pose_shape_raises(body):
+    with pytest.raises(Key2MeshError, match=r"\(B, 24, 3, 3\)"):
+        body(torch.eye(3).repeat(2, 23, 1, 1))
+    with pytest.raises(Key2MeshError, match=r"\(B, 24, 3, 3\)"):
+        body(torch.zeros(2, 72))
+    with pytest.raises(Key2MeshError, match="shape parameters"):
+        body(identity(2), torch.zeros(2, body.shape_dim + 1))
+
+
+# ---------------------------------------------------------------------------------------- anny
+def test_anny_identity_is_anny_reference_pose(anny_body):
+    """Identity rotations give anny's own default (reference A-)pose, frame-changed to SMPL's."""
+    m = anny_body.model
+    shape = anny_body.default_shape(1)
+    phen = {k: shape[:, i] for i, k in enumerate(anny_body.phenotype_labels)}
+    with torch.no_grad():
+        ref = m(phenotype_kwargs=phen)
+        out = anny_body(identity())
+    v_ref = ref["vertices"][0] @ C  # anny → SMPL frame
+    torch.testing.assert_close(out.vertices[0], v_ref, atol=1e-5, rtol=0)
+    # It is close to (but not exactly) anny's rest mesh: the reference bone orientations differ
+    # from the rest ones by a few degrees (measured: <= 2.4 cm per vertex after the root shift).
+    rest = (ref["rest_vertices"][0] - ref["rest_bone_heads"][0, :1]) @ C
+    gap = (out.vertices[0] - rest).norm(dim=1)
+    assert gap.max() < 0.04
+    # SMPL frame: y up, facing +z, left = +x.
+    v = out.vertices[0]
+    assert 1.5 < float(v[:, 1].max() - v[:, 1].min()) < 1.9
+    nose, l_sh, r_sh = out.keypoints[0, 0], out.keypoints[0, 5], out.keypoints[0, 6]
+    assert nose[1] > l_sh[1] and l_sh[0] > 0.1 and r_sh[0] < -0.1 and nose[2] > 0.0
+
+
+# ---------------------------------------------------------------------------------------- smpl
+def test_synthetic_smpl_file_format(smpl_dir):
+    with open(smpl_dir / "SMPL_NEUTRAL.pkl", "rb") as fh:
+        data = pickle.load(fh, encoding="latin1")
+    import scipy.sparse
+
+    assert data["v_template"].shape == (6890, 3) and data["shapedirs"].shape == (6890, 3, 10)
+    assert data["posedirs"].shape == (6890, 3, 207) and data["weights"].shape == (6890, 24)
+    assert scipy.sparse.issparse(data["J_regressor"]) and data["J_regressor"].format == "csc"
+    assert data["J_regressor"].shape == (24, 6890)
+    assert data["f"].shape == (13776, 3) and data["f"].dtype == np.uint32 and data["f"].max() < 6890
+    assert data["kintree_table"][0, 0] == 4294967295 and list(data["kintree_table"][1]) == list(range(24))
+    np.testing.assert_allclose(data["J_regressor"].sum(1), 1.0)
+    np.testing.assert_allclose(data["weights"].sum(1), 1.0)
+    assert data["bs_style"] == "lbs" and data["bs_type"] == "lrotmin"
+    j = data["J_regressor"] @ data["v_template"]
+    assert -0.3 < j[0, 1] < -0.15 and j[15, 1] > 0.3 and j[7, 1] < -1.0 and j[16, 0] > 0.1  # pelvis, head, l ankle, l shoulder
+
+
+def test_smpl_matches_smplx_reading_the_file_itself(smpl_dir, smpl_body):
+    """Same numbers as smplx loading the pickle on its own (axis-angle path), minus its pelvis."""
+    import smplx
+
+    ref_model = smplx.create(str(smpl_dir / "SMPL_NEUTRAL.pkl"), model_type="smpl")
+    torch.manual_seed(1)
+    rotvec = 0.4 * torch.randn(2, 24, 3)
+    betas = torch.randn(2, 10)
+    with torch.no_grad():
+        ref = ref_model(betas=betas, global_orient=rotvec[:, 0], body_pose=rotvec[:, 1:].reshape(2, -1))
+        out = smpl_body(roma.rotvec_to_rotmat(rotvec), betas)
+    pelvis = ref.joints[:, :1]
+    assert pelvis[0, 0, 1] < -0.15  # smplx keeps SMPL's rest pelvis offset...
+    torch.testing.assert_close(out.vertices, ref.vertices - pelvis, atol=1e-5, rtol=0)  # ...we remove it
+    torch.testing.assert_close(out.joints, ref.joints[:, :24] - pelvis, atol=1e-5, rtol=0)
+    # The face/feet keypoints are smplx's own extra joints (nose, reye, leye, rear, lear, toes, heels).
+    extra = ref.joints[:, 24:35] - pelvis
+    torch.testing.assert_close(out.keypoints[:, [0, 2, 1, 4, 3, 17, 18, 19, 20, 21, 22]], extra, atol=1e-5, rtol=0)
+    # The body keypoints are SMPL's J_regressor rows (left shoulder = 16, left ankle = 7): at rest
+    # they equal the kinematic joints (posed, pose blend shapes and skinning make them differ).
+    with torch.no_grad():
+        rest = smpl_body(identity(2), betas)
+    torch.testing.assert_close(rest.keypoints[:, 5], rest.joints[:, 16], atol=1e-5, rtol=0)
+    torch.testing.assert_close(rest.keypoints[:, 15], rest.joints[:, 7], atol=1e-5, rtol=0)
+
+
+def test_smpl_missing_files_raise_one_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(Key2MeshError) as err:
+        SMPLBody(model_dir=tmp_path / "nowhere")
+    msg = str(err.value)
+    assert "KEY2MESH_SMPL_DIR" in msg and "SMPL_NEUTRAL.pkl" in msg and "smpl.is.tue.mpg.de" in msg
+    assert str(tmp_path / "nowhere") in msg and "\n" not in msg
+    monkeypatch.delenv("KEY2MESH_SMPL_DIR", raising=False)
+    with pytest.raises(Key2MeshError, match="KEY2MESH_SMPL_DIR"):
+        load_body_model("smpl")
+    with pytest.raises(Key2MeshError, match="gender"):
+        SMPLBody(model_dir=tmp_path, gender="robot")
+    (tmp_path / "SMPL_NEUTRAL.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(Key2MeshError, match="SMPL_NEUTRAL.pkl"):
+        SMPLBody(model_dir=tmp_path)
+    write_synthetic_smpl(tmp_path / "SMPL_NEUTRAL.pkl")
+    monkeypatch.setitem(sys.modules, "smplx", None)  # as if smplx were not installed
+    with pytest.raises(Key2MeshError, match="pip install smplx"):
+        SMPLBody(model_dir=tmp_path)
+
+
+def test_smpl_genders_and_missing_gender(smpl_dir, smpl_body):
+    male = SMPLBody(model_dir=smpl_dir, gender="male")
+    with torch.no_grad():
+        h_n = smpl_body(identity()).vertices[0, :, 1]
+        h_m = male(identity()).vertices[0, :, 1]
+    assert float(h_m.max() - h_m.min()) > float(h_n.max() - h_n.min()) + 0.03  # synthetic male is 4% taller
+    with pytest.raises(Key2MeshError, match="found only male, neutral"):
+        SMPLBody(model_dir=smpl_dir, gender="female")
+
+
+def test_find_smpl_files_accepts_other_names(tmp_path):
+    sub = tmp_path / "smpl"
+    write_synthetic_smpl(sub / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", gender="male")
+    data = synthetic_smpl_data("female")
+    data["J_regressor"] = data["J_regressor"].toarray()
+    np.savez(sub / "SMPL_FEMALE.npz", **data)
+    write_synthetic_smpl(tmp_path / "SMPL_FEMALE.pkl", gender="female", seed=3)  # preferred over the npz
+    write_synthetic_smpl(tmp_path / "notes_SMPL_NEUTRAL.pkl.bak")  # not a model file name
+    files = find_smpl_files(tmp_path)
+    assert files == {"male": sub / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", "female": tmp_path / "SMPL_FEMALE.pkl"}
+    assert find_smpl_files(sub)["female"] == sub / "SMPL_FEMALE.npz"
+    male = SMPLBody(model_dir=tmp_path, gender="male")  # basicmodel name: smplx cannot open it by itself
+    female_npz = SMPLBody(model_dir=sub, gender="female")
+    with torch.no_grad():
+        assert male(identity()).vertices.shape == (1, 6890, 3)
+        v = female_npz(identity()).vertices[0]
+    rest = torch.as_tensor(data["v_template"] - data["J_regressor"][0] @ data["v_template"], dtype=torch.float32)
+    torch.testing.assert_close(v, rest, atol=1e-5, rtol=0)
+
+
+def test_smpl_reads_chumpy_pickles_without_chumpy(tmp_path, monkeypatch):
+    """SMPL's original pickles store chumpy objects; their value lives in the ``x`` attribute."""
+    chumpy, ch = types.ModuleType("chumpy"), types.ModuleType("chumpy.ch")
+
+    class Ch:  # what chumpy pickles: an object whose state holds the array under "x"
+        def __init__(self, x):
+            self.x = x
+            self._dirty = True
+
+    Ch.__module__, Ch.__qualname__ = "chumpy.ch", "Ch"
+    ch.Ch, chumpy.ch = Ch, ch
+    monkeypatch.setitem(sys.modules, "chumpy", chumpy)
+    monkeypatch.setitem(sys.modules, "chumpy.ch", ch)
+    data = synthetic_smpl_data()
+    wrapped = dict(data, shapedirs=Ch(data["shapedirs"]), posedirs=Ch(data["posedirs"]), v_template=Ch(data["v_template"]))
+    with open(tmp_path / "SMPL_NEUTRAL.pkl", "wb") as fh:
+        pickle.dump(wrapped, fh, protocol=2)
+    monkeypatch.delitem(sys.modules, "chumpy")
+    monkeypatch.delitem(sys.modules, "chumpy.ch")
+    loaded = load_smpl_data(tmp_path / "SMPL_NEUTRAL.pkl")
+    np.testing.assert_array_equal(loaded["shapedirs"], data["shapedirs"])
+    assert SMPLBody(model_dir=tmp_path).num_vertices == 6890
+
+
+def test_smpl_h36m_regressor_override(smpl_dir, smpl_body, tmp_path):
+    derived = smpl_body.keypoint_regressor("h36m17")
+    assert derived.shape == (17, 6890)
+    rng = np.random.default_rng(0)
+    w = rng.random((17, 6890))
+    w /= w.sum(1, keepdims=True)
+    np.save(tmp_path / "J_regressor_h36m.npy", w)
+    body = SMPLBody(model_dir=smpl_dir, joint_regressor_h36m=tmp_path / "J_regressor_h36m.npy")
+    torch.testing.assert_close(body.keypoint_regressor("h36m"), torch.as_tensor(w, dtype=torch.float32))
+    assert not torch.allclose(body.keypoint_regressor("h36m17"), derived)
+    torch.testing.assert_close(body.keypoint_regressor("coco17"), smpl_body.keypoint_regressor("coco17"))
+    with torch.no_grad():
+        out = body(identity())
+        kp = body.forward_keypoints(identity(), keypoint_set="h36m17")
+    torch.testing.assert_close(kp[0], torch.as_tensor(w, dtype=torch.float32) @ out.vertices[0], atol=1e-5, rtol=0)
+    assert body.config()["joint_regressor_h36m"] == str((tmp_path / "J_regressor_h36m.npy").resolve())
+    np.save(tmp_path / "bad.npy", w[:, :100])
+    with pytest.raises(Key2MeshError, match=r"bad.npy.*\(17, 6890\)"):
+        SMPLBody(model_dir=smpl_dir, joint_regressor_h36m=tmp_path / "bad.npy")
+
+
+def test_smpl_config_round_trip_without_licensed_arrays(smpl_dir, monkeypatch):
+    body = load_body_model("smpl", model_dir=smpl_dir, gender="male")
+    cfg = body.config()
+    assert cfg == {"name": "smpl", "model_dir": str(smpl_dir.resolve()), "gender": "male"}
+    assert len(body.state_dict()) == 0  # no SMPL array ends up in checkpoints
+    again = body_model_from_config(cfg)
+    rot = roma.rotvec_to_rotmat(0.3 * torch.randn(2, 24, 3))
+    with torch.no_grad():
+        torch.testing.assert_close(again(rot).vertices, body(rot).vertices)
+    monkeypatch.setenv("KEY2MESH_SMPL_DIR", str(smpl_dir))
+    from_env = load_body_model("smpl")
+    assert from_env.config() == {"name": "smpl", "model_dir": None, "gender": "neutral"}
+    # dtype/device moves carry every buffer (CPU here; .to("cuda") is the same call).
+    double = from_env.to(torch.float64)
+    out = double(identity().double())
+    assert out.vertices.dtype == torch.float64 and out.keypoints.dtype == torch.float64
