@@ -1,17 +1,74 @@
-"""`key2mesh evaluate` (not implemented yet)."""
+"""`key2mesh evaluate`: MPJPE / PA-MPJPE / PVE of a checkpoint under an explicit protocol."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from key2mesh.errors import NotImplementedYet
-
-HELP = "(evaluate: not implemented yet)"
+HELP = "evaluate a checkpoint (3dpw, h36m-p2, mocap-heldout) with explicit protocol switches"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="mocap-heldout, 3dpw, h36m-p2")
+    p.add_argument("--path", help="dataset file/folder (3DPW sequenceFiles root or .pkl; H3.6M SPIN-style .npz)")
+    p.add_argument("--detections", help="H3.6M: your OpenPose detections (else the npz's 'openpose' key)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--cache", help="mocap-heldout: the MoCap training cache")
+    p.add_argument("--noise-profile", default="none", help="mocap-heldout: none, detector, strong")
+    p.add_argument("--num", type=int, default=4096, help="mocap-heldout: number of samples")
+    p.add_argument("--split", default="test", help="3dpw split (test, validation, train)")
+    p.add_argument("--smpl-dir", help="SMPL files for ground-truth meshes of 3dpw / h36m-p2")
+    p.add_argument("--protocol", choices=["key2mesh", "spin"], default="key2mesh")
+    p.add_argument("--gt-gender", choices=["neutral", "gendered"])
+    p.add_argument("--pelvis", choices=["h36m-root", "midhip"])
+    p.add_argument("--pve-align", choices=["none", "root"])
+    p.add_argument("--json", dest="json_out", help="write the results as JSON here")
+    p.add_argument("--device", default=None)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedYet("'key2mesh evaluate' is planned; see the open issues")
+    import dataclasses
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.eval.evaluate import score_bodies, summarize
+    from key2mesh.eval.metrics import PROTOCOLS
+    from key2mesh.inference.predictor import Key2Mesh
+
+    protocol = PROTOCOLS[args.protocol]
+    overrides = {k: v for k, v in (("gt_gender", args.gt_gender), ("pelvis", args.pelvis and args.pelvis.replace("-", "_")),
+                                   ("pve_align", args.pve_align)) if v}
+    protocol = dataclasses.replace(protocol, **overrides)
+    model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, full_mesh=False)
+    if args.dataset == "mocap-heldout":
+        if not args.cache:
+            raise Key2MeshError("--dataset mocap-heldout needs --cache (from `key2mesh data prepare`)")
+        from key2mesh.train.adapt import synthetic_target
+
+        t = synthetic_target(args.cache, model.checkpoint, args.noise_profile, n=args.num, split="val")
+        import torch
+
+        with torch.no_grad():
+            r, s = model.net(t.inputs.to(model.device))
+        errors = score_bodies(model.body, r, s, model.body, t.rotmats.to(model.device), t.shape.to(model.device), protocol)
+        result = summarize(f"mocap-heldout+{args.noise_profile}", errors, protocol, t.dropped)
+    elif args.dataset in ("3dpw", "h36m-p2"):
+        from key2mesh.eval.benchmarks import evaluate_benchmark
+
+        result = evaluate_benchmark(model, args.dataset, args.path, protocol, split=args.split,
+                                    detections=args.detections, smpl_dir=args.smpl_dir)
+    else:
+        raise Key2MeshError(f"unknown dataset {args.dataset!r}: use mocap-heldout, 3dpw or h36m-p2")
+    table = Table(title=f"{result.name} — protocol {args.protocol} {protocol.__dict__}")
+    for col in ("n", "dropped", "MPJPE (mm)", "PA-MPJPE (mm)", "PVE (mm)"):
+        table.add_column(col, justify="right")
+    table.add_row(str(result.count), str(result.dropped), f"{result.mpjpe:.1f}", f"{result.pa_mpjpe:.1f}",
+                  "-" if result.pve is None else f"{result.pve:.1f}")
+    Console().print(table)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(result.row(), indent=2))
+    return 0

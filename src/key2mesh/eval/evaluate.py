@@ -1,0 +1,60 @@
+"""Evaluation of a checkpoint on a benchmark: MPJPE, PA-MPJPE, PVE with explicit protocols.
+
+Joints are the 14 LSP-order joints taken from H36M-17 (the paper's / SPIN's choice), regressed
+from the meshes of prediction and ground truth; the pelvis is mid-hip (Key2Mesh) or the H36M
+root (SPIN). On 'mocap-heldout' the ground truth is the same body model as the prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from key2mesh.body.base import BodyModel
+from key2mesh.eval.metrics import PROTOCOLS, Protocol, center_on_pelvis, eval14, mpjpe, pa_mpjpe, pve
+
+
+@dataclass
+class EvalResult:
+    name: str
+    protocol: Protocol
+    count: int
+    dropped: int
+    mpjpe: float
+    pa_mpjpe: float
+    pve: float | None
+
+    def row(self) -> dict:
+        return {"dataset": self.name, "n": self.count, "dropped": self.dropped, "mpjpe": self.mpjpe,
+                "pa_mpjpe": self.pa_mpjpe, "pve": self.pve, **self.protocol.__dict__}
+
+
+@torch.no_grad()
+def score_bodies(pred_body: BodyModel, pred_rot: torch.Tensor, pred_shape: torch.Tensor,
+                 gt_body: BodyModel, gt_rot: torch.Tensor, gt_shape: torch.Tensor,
+                 protocol: Protocol | str = "key2mesh", chunk: int = 512) -> dict[str, torch.Tensor]:
+    """Per-sample errors (mm) of predicted vs ground-truth parameters (each with its body model)."""
+    protocol = PROTOCOLS[protocol] if isinstance(protocol, str) else protocol
+    same_mesh = pred_body.num_vertices == gt_body.num_vertices and pred_body.config() == gt_body.config()
+    out: dict[str, list[torch.Tensor]] = {"mpjpe": [], "pa_mpjpe": [], "pve": []}
+    for i in range(0, len(pred_rot), chunk):
+        sl = slice(i, i + chunk)
+        po = pred_body(pred_rot[sl], pred_shape[sl])
+        go = gt_body(gt_rot[sl].to(gt_body.device), gt_shape[sl].to(gt_body.device))
+        pj = pred_body.regress(po.vertices, "h36m17")
+        gj = gt_body.regress(go.vertices, "h36m17").to(pj)
+        pc, gc = center_on_pelvis(pj, "h36m17", protocol.pelvis), center_on_pelvis(gj, "h36m17", protocol.pelvis)
+        out["mpjpe"].append(mpjpe(eval14(pc), eval14(gc)))
+        out["pa_mpjpe"].append(pa_mpjpe(eval14(pj), eval14(gj)))
+        if same_mesh:
+            if protocol.pve_align == "root":
+                out["pve"].append(pve(po.vertices, go.vertices.to(po.vertices), "root", po.joints[:, 0], go.joints[:, 0].to(po.vertices)))
+            else:
+                out["pve"].append(pve(po.vertices, go.vertices.to(po.vertices)))
+    return {k: torch.cat(v) for k, v in out.items() if v}
+
+
+def summarize(name: str, errors: dict[str, torch.Tensor], protocol: Protocol, dropped: int = 0) -> EvalResult:
+    return EvalResult(name, protocol, int(len(errors["mpjpe"])), dropped, float(errors["mpjpe"].mean()),
+                      float(errors["pa_mpjpe"].mean()), float(errors["pve"].mean()) if "pve" in errors else None)

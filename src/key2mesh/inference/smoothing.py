@@ -1,0 +1,96 @@
+"""Temporal smoothing of per-frame predictions with the One-Euro filter (Casiez et al., CHI 2012).
+
+An adaptive low-pass filter: a low cutoff when the signal is slow (removes jitter), rising with
+the signal's speed (limits lag): ``cutoff = min_cutoff + beta · |dx/dt|``. Each element of the
+trailing dimensions is filtered independently, so it applies to keypoints (T, K, 2), 6D
+rotations (T, J, 6) — re-orthonormalise them afterwards with
+:func:`key2mesh.geometry.rotations.rot6d_to_matrix` — shape parameters or translations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from key2mesh.errors import Key2MeshError
+
+
+def _alpha(cutoff, rate: float):
+    """Smoothing factor of a first-order low-pass at ``cutoff`` Hz sampled at ``rate`` Hz."""
+    tau = 1.0 / (2.0 * math.pi * cutoff)
+    return 1.0 / (1.0 + tau * rate)
+
+
+class OneEuroFilter:
+    """Streaming One-Euro filter over arrays of any fixed shape (numpy, vectorised).
+
+    Args:
+        fps: sampling rate in Hz (frames per second).
+        min_cutoff: cutoff (Hz) at zero speed; lower = smoother, more lag when slow.
+        beta: speed coefficient (1 / signal unit); higher = less lag on fast motion.
+        d_cutoff: cutoff (Hz) of the low-pass on the derivative.
+    """
+
+    def __init__(self, fps: float = 30.0, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0):
+        if fps <= 0 or min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+            raise Key2MeshError(
+                f"One-Euro filter needs fps, min_cutoff, d_cutoff > 0 and beta >= 0, got "
+                f"fps={fps}, min_cutoff={min_cutoff}, beta={beta}, d_cutoff={d_cutoff}"
+            )
+        self.fps, self.min_cutoff, self.beta, self.d_cutoff = float(fps), float(min_cutoff), float(beta), float(d_cutoff)
+        self.reset()
+
+    def reset(self) -> None:
+        self._x: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+
+    def __call__(self, x, valid=None) -> np.ndarray:
+        """Filter one sample ``x`` (any shape, fixed across calls). Elements where ``valid``
+        (same shape, bool) is False keep their previous filtered value (or pass through while
+        no value has been seen yet)."""
+        x = np.asarray(x, dtype=np.float64)
+        ok = np.ones(x.shape, bool) if valid is None else np.broadcast_to(np.asarray(valid, bool), x.shape)
+        ok = ok & np.isfinite(x)
+        if self._x is None:
+            self._x = np.where(ok, x, np.nan)
+            self._dx = np.zeros_like(x)
+            return x.copy()
+        if self._x.shape != x.shape:
+            raise Key2MeshError(f"One-Euro filter: sample shape changed from {self._x.shape} to {x.shape}")
+        seen = np.isfinite(self._x)
+        prev = np.where(seen, self._x, x)
+        dx = (x - prev) * self.fps
+        dx_hat = self._dx + _alpha(self.d_cutoff, self.fps) * (dx - self._dx)
+        a = _alpha(self.min_cutoff + self.beta * np.abs(dx_hat), self.fps)
+        x_hat = prev + a * (x - prev)
+        self._x = np.where(ok, x_hat, self._x)
+        self._dx = np.where(ok & seen, dx_hat, self._dx)
+        return np.where(ok, x_hat, np.where(seen, self._x, x))
+
+
+def one_euro(
+    x,
+    fps: float = 30.0,
+    min_cutoff: float = 1.0,
+    beta: float = 0.0,
+    d_cutoff: float = 1.0,
+    valid=None,
+):
+    """Filter a whole sequence (T, ...) along its first axis; returns the same type (numpy array
+    or torch tensor, same dtype/device) and shape. ``valid`` (T, ...) bool, broadcastable,
+    marks the samples to trust (e.g. keypoint confidence above a threshold)."""
+    is_torch = torch.is_tensor(x)
+    arr = x.detach().cpu().numpy() if is_torch else np.asarray(x)
+    if arr.ndim < 1 or arr.shape[0] == 0:
+        raise Key2MeshError(f"one_euro expects a sequence (T, ...), got shape {arr.shape}")
+    if valid is not None:
+        v = valid.detach().cpu().numpy() if torch.is_tensor(valid) else np.asarray(valid)
+        v = np.broadcast_to(v.astype(bool), arr.shape) if v.ndim == arr.ndim else np.broadcast_to(
+            v.astype(bool).reshape(v.shape + (1,) * (arr.ndim - v.ndim)), arr.shape)
+    filt = OneEuroFilter(fps, min_cutoff, beta, d_cutoff)
+    out = np.stack([filt(arr[i], None if valid is None else v[i]) for i in range(arr.shape[0])])
+    if is_torch:
+        return torch.as_tensor(out, dtype=x.dtype, device=x.device)
+    return out.astype(arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64)

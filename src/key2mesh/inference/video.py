@@ -1,0 +1,233 @@
+"""Frames in and out: video files, single images, folders of images (RGB uint8 everywhere).
+
+Images go through Pillow (a core dependency). Video files use OpenCV, which the ``detect`` extra
+brings (MediaPipe depends on it, with its own FFmpeg inside the wheel): no system packages and
+no second video stack. Written videos use the MPEG-4 Part 2 codec (``mp4v``) for .mp4/.mov/.m4v
+and Motion-JPEG for .avi, the encoders every OpenCV wheel ships.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from key2mesh.errors import Key2MeshError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:
+        raise Key2MeshError(
+            "video files need OpenCV: pip install 'key2mesh[detect]' (or opencv-python-headless)"
+        ) from exc
+    return cv2
+
+
+def _natural_key(p: Path) -> list:
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
+
+
+def _kind(path: Path) -> str:
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise Key2MeshError(f"{path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise Key2MeshError(
+        f"{path}: unknown input type {suffix!r}; expected a video ({', '.join(VIDEO_SUFFIXES)}), "
+        f"an image ({', '.join(IMAGE_SUFFIXES)}) or a folder of images"
+    )
+
+
+def folder_images(folder: str | Path) -> list[Path]:
+    """Image files of a folder in natural order (frame2 before frame10)."""
+    folder = Path(folder)
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    if not files:
+        raise Key2MeshError(f"{folder}: folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """One image file → (H, W, 3) uint8 RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError as exc:
+        raise Key2MeshError(f"{path}: no such image file") from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise Key2MeshError(f"{path}: not a readable image ({exc.__class__.__name__})") from exc
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Save (H, W, 3) uint8 RGB; the format follows the suffix."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(image)).save(path)
+    return path
+
+
+@dataclass
+class SourceInfo:
+    """What :func:`iter_frames` will read: ``kind`` is video / image / folder; ``fps`` is None
+    for images (``num_frames`` of a video is the container's count and may be approximate)."""
+
+    kind: str
+    num_frames: int
+    width: int
+    height: int
+    fps: float | None
+
+
+def _open_video(path: Path):
+    cv2 = _cv2()
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise Key2MeshError(f"{path}: OpenCV cannot open this video (corrupt file or unsupported codec)")
+    return cap
+
+
+def source_info(path: str | Path) -> SourceInfo:
+    """Frame count, size and frame rate of a video, image or folder of images."""
+    path = Path(path)
+    kind = _kind(path)
+    if kind == "video":
+        cv2 = _cv2()
+        cap = _open_video(path)
+        try:
+            fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        finally:
+            cap.release()
+        return SourceInfo("video", n, w, h, fps)
+    files = [path] if kind == "image" else folder_images(path)
+    first = read_image(files[0])
+    return SourceInfo(kind, len(files), first.shape[1], first.shape[0], None)
+
+
+def iter_frames(path: str | Path, start: int = 0, stop: int | None = None, step: int = 1) -> Iterator[np.ndarray]:
+    """Yield RGB frames (H, W, 3) uint8 with indices ``range(start, stop, step)`` of a video,
+    a single image (one frame) or a folder of images (natural order)."""
+    path = Path(path)
+    if start < 0 or step < 1 or (stop is not None and stop < 0):
+        raise Key2MeshError(f"frame range needs start >= 0, stop >= 0 and step >= 1, got {start}:{stop}:{step}")
+    kind = _kind(path)
+    if kind != "video":
+        files = [path] if kind == "image" else folder_images(path)
+        for f in files[start:stop:step]:
+            yield read_image(f)
+        return
+    cv2 = _cv2()
+    cap = _open_video(path)
+    try:
+        if start:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        index = start
+        while stop is None or index < stop:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if (index - start) % step == 0:
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        cap.release()
+
+
+def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
+    """Frame ``index`` of a video / folder (or the image itself, index 0) as RGB uint8."""
+    for frame in iter_frames(path, start=index, stop=index + 1):
+        return frame
+    raise Key2MeshError(f"{path}: has no frame {index} (frames: {source_info(path).num_frames})")
+
+
+def read_frames(path: str | Path, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+    """All selected frames stacked: (T, H, W, 3) uint8."""
+    frames = list(iter_frames(path, start, stop, step))
+    if not frames:
+        raise Key2MeshError(f"{path}: no frame in range {start}:{stop}:{step}")
+    return np.stack(frames)
+
+
+class VideoWriter:
+    """Write RGB frames to a video file (.mp4/.mov/.m4v: mp4v; .avi: MJPG) or, for a path
+    without a video suffix, to numbered PNGs in that folder. Use as a context manager."""
+
+    def __init__(self, path: str | Path, fps: float = 30.0):
+        self.path = Path(path)
+        self.fps = float(fps)
+        self.count = 0
+        self._writer = None
+        self._size: tuple[int, int] | None = None
+        suffix = self.path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES and suffix not in _FOURCC:
+            raise Key2MeshError(f"{self.path}: cannot write {suffix} videos; use one of {', '.join(_FOURCC)}")
+        self._folder = suffix not in _FOURCC
+        if self._folder:
+            self.path.mkdir(parents=True, exist_ok=True)
+        else:
+            _cv2()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one (H, W, 3) uint8 RGB frame (all frames must share the first one's size)."""
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise Key2MeshError(f"{self.path}: frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+        size = (frame.shape[1], frame.shape[0])
+        if self._size is None:
+            self._size = size
+        elif size != self._size:
+            raise Key2MeshError(f"{self.path}: frame {self.count} is {size[0]}x{size[1]}, earlier frames {self._size[0]}x{self._size[1]}")
+        if self._folder:
+            write_image(self.path / f"frame_{self.count:06d}.png", frame)
+        else:
+            cv2 = _cv2()
+            if self._writer is None:
+                fourcc = cv2.VideoWriter_fourcc(*_FOURCC[self.path.suffix.lower()])
+                self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
+                if not self._writer.isOpened():
+                    raise Key2MeshError(f"{self.path}: OpenCV cannot write this video file")
+            self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+        self.count += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:
+    """Write frames (iterable of (H, W, 3) uint8 RGB) to ``path``; returns the path."""
+    with VideoWriter(path, fps) as writer:
+        for frame in frames:
+            writer.write(frame)
+    if writer.count == 0:
+        raise Key2MeshError(f"{path}: no frames to write")
+    return Path(path)

@@ -1,0 +1,85 @@
+"""One-Euro temporal filter."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from key2mesh.errors import Key2MeshError
+from key2mesh.inference.smoothing import OneEuroFilter, one_euro
+
+FPS = 30.0
+
+
+def _alpha(cutoff: float) -> float:
+    # first-order low-pass: alpha = 1 / (1 + tau·fps), tau = 1 / (2π·cutoff)
+    return 1.0 / (1.0 + FPS / (2.0 * math.pi * cutoff))
+
+
+def test_reduces_jitter_of_noisy_constant():
+    rng = np.random.default_rng(0)
+    x = 2.0 + rng.normal(0.0, 0.05, size=(300, 17, 2))
+    y = one_euro(x, fps=FPS, min_cutoff=1.0, beta=0.0)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    # steady-state noise std of an EMA: sqrt(a / (2 - a)) · sigma ≈ 0.31 sigma for a = 0.173
+    a = _alpha(1.0)
+    ratio = y[50:].std() / x[50:].std()
+    assert ratio == pytest.approx(math.sqrt(a / (2 - a)), rel=0.15)
+    assert abs(y[50:].mean() - 2.0) < 0.01  # no bias
+
+
+def test_step_response_matches_hand_computed_lag():
+    x = np.r_[np.zeros(10), np.ones(40)]
+    a = _alpha(1.0)  # 0.17318
+    y = one_euro(x, fps=FPS, min_cutoff=1.0, beta=0.0)
+    k = np.arange(40)
+    assert np.allclose(y[10:], 1.0 - (1.0 - a) ** (k + 1))  # exponential smoothing at beta = 0
+    lag0 = int(np.argmax(y[10:] >= 0.9))
+    assert lag0 == 12  # (1 - a)^13 < 0.1 <= (1 - a)^12
+    # the speed term shortens the lag on fast changes, and never overshoots
+    y_fast = one_euro(x, fps=FPS, min_cutoff=1.0, beta=0.5)
+    lag_fast = int(np.argmax(y_fast[10:] >= 0.9))
+    assert lag_fast <= 4 and lag_fast < lag0
+    assert y_fast.max() <= 1.0 + 1e-9 and (np.diff(y_fast) >= -1e-12).all()
+
+
+def test_vectorised_over_trailing_dims_and_torch():
+    rng = np.random.default_rng(1)
+    x = np.cumsum(rng.normal(size=(60, 4, 6)), axis=0)
+    y = one_euro(x, fps=FPS, min_cutoff=0.5, beta=0.3)
+    y_col = one_euro(x[:, 2, 5], fps=FPS, min_cutoff=0.5, beta=0.3)
+    assert np.allclose(y[:, 2, 5], y_col)
+    t = torch.tensor(x, dtype=torch.float32)
+    yt = one_euro(t, fps=FPS, min_cutoff=0.5, beta=0.3)
+    assert torch.is_tensor(yt) and yt.dtype == torch.float32 and yt.shape == t.shape
+    assert np.allclose(yt.numpy(), y, atol=1e-4)
+
+
+def test_invalid_samples_hold_previous_value():
+    x = np.array([1.0, 1.0, 50.0, 50.0, 1.0])
+    valid = np.array([True, True, False, False, True])
+    y = one_euro(x, fps=FPS, valid=valid)
+    assert np.allclose(y, 1.0)
+    # per-joint validity (T, K) broadcast over coordinates (T, K, 2)
+    kp = np.ones((4, 3, 2))
+    kp[2, 1] = 99.0
+    conf_ok = np.ones((4, 3), bool)
+    conf_ok[2, 1] = False
+    assert np.allclose(one_euro(kp, valid=conf_ok), 1.0)
+
+
+def test_streaming_equals_batch_and_errors():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(20, 3))
+    f = OneEuroFilter(fps=FPS, min_cutoff=1.5, beta=0.1)
+    streamed = np.stack([f(s) for s in x])
+    assert np.allclose(streamed, one_euro(x, fps=FPS, min_cutoff=1.5, beta=0.1))
+    with pytest.raises(Key2MeshError):
+        f(np.zeros(4))
+    with pytest.raises(Key2MeshError):
+        OneEuroFilter(fps=0)
+    with pytest.raises(Key2MeshError):
+        one_euro(np.zeros((0, 3)))
