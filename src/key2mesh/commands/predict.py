@@ -85,7 +85,7 @@ def _smooth_tracks(rot, shape, frames, pids):
     import torch
 
     from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
-    from key2mesh.inference.smoothing import one_euro_filter
+    from key2mesh.inference.smoothing import one_euro
 
     rot, shape = rot.clone(), shape.clone()
     for pid in np.unique(pids):
@@ -93,7 +93,7 @@ def _smooth_tracks(rot, shape, frames, pids):
         sel = sel[np.argsort(frames[sel])]
         if len(sel) < 3:
             continue
-        six = one_euro_filter(matrix_to_rot6d(rot[sel]).numpy())
+        six = one_euro(matrix_to_rot6d(rot[sel]).numpy())
         rot[sel] = rot6d_to_matrix(torch.from_numpy(np.asarray(six, dtype=np.float32)))
-        shape[sel] = torch.from_numpy(np.asarray(one_euro_filter(shape[sel].numpy()), dtype=np.float32))
+        shape[sel] = torch.from_numpy(np.asarray(one_euro(shape[sel].numpy()), dtype=np.float32))
     return rot, shape
