@@ -1,0 +1,100 @@
+"""The user-facing API and CLI with the shipped checkpoint."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from key2mesh.errors import Key2MeshError
+from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR, Key2Mesh
+
+pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Key2Mesh.from_pretrained("anny-body25", device="cpu", full_mesh=False)
+
+
+def _sample(model, n=4, seed=0):
+    from key2mesh.data.synth import PairSynthesizer
+    from key2mesh.geometry.rotations import axis_angle_to_matrix
+
+    g = torch.Generator().manual_seed(seed)
+    rot = axis_angle_to_matrix(0.25 * torch.randn(n, 24, 3, generator=g))
+    return PairSynthesizer(model.body, model.keypoint_set)(rot, model.body.default_shape(n), g)
+
+
+def test_predict_shapes_and_image_invariance(model):
+    b = _sample(model)
+    p = model.predict(b.keypoints2d, b.confidence)
+    assert p.rotmats.shape == (4, 24, 3, 3) and p.shape.shape == (4, 6)
+    assert p.vertices.shape == (4, 1229, 3) and p.keypoints3d.shape == (4, 25, 3)
+    assert p.valid.all()
+    # a detection is in pixels of an unknown image: scale and offset must not matter
+    q = model.predict(b.keypoints2d * 2.5 + 100.0, b.confidence)
+    assert torch.allclose(p.rotmats, q.rotmats, atol=1e-4)
+    # a single (K, 2) input works and is not autograd-tracked
+    one = model.predict(b.keypoints2d[0].numpy(), b.confidence[0].numpy(), mesh=False)
+    assert one.rotmats.shape == (1, 24, 3, 3) and not one.rotmats.requires_grad
+
+
+def test_predict_from_another_keypoint_set(model):
+    from key2mesh.keypoints.convert import convert_keypoints
+
+    b = _sample(model, seed=1)
+    coco, cconf = convert_keypoints(b.keypoints2d, b.confidence, "openpose_body25", "coco17")
+    p = model.predict(coco, cconf, keypoint_set="coco17", mesh=False)
+    assert p.rotmats.shape == (4, 24, 3, 3)
+    with pytest.raises(Key2MeshError, match="has 17 points"):
+        model.predict(b.keypoints2d, b.confidence, keypoint_set="coco17")
+    with pytest.raises(Key2MeshError, match="unknown keypoint set"):
+        model.predict(b.keypoints2d, b.confidence, keypoint_set="nope")
+
+
+def test_predict_flags_too_few_keypoints_and_nan(model):
+    b = _sample(model, n=2, seed=2)
+    conf = b.confidence.clone()
+    conf[0, 5:] = 0.0  # five points left
+    kp = b.keypoints2d.clone()
+    kp[1, 0] = float("nan")  # a NaN point is a missing point
+    p = model.predict(kp, conf, mesh=False)
+    assert p.valid.tolist() == [False, True]
+    assert torch.isfinite(p.rotmats).all()
+
+
+def test_unknown_checkpoint_name():
+    with pytest.raises(Key2MeshError, match="no checkpoint file"):
+        Key2Mesh.from_pretrained("does-not-exist")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "key2mesh.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_help_info_and_errors(tmp_path):
+    assert _cli("--help").returncode == 0
+    info = _cli("info")
+    assert info.returncode == 0 and "openpose_body25" in info.stdout and "anny" in info.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text("{ not json")
+    r = _cli("predict", str(bad), "--out", str(tmp_path / "o.npz"))
+    assert r.returncode == 2 and "bad.json" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_predict_round_trip(tmp_path, model):
+    from key2mesh.keypoints.io import Detections, write_openpose_json
+
+    b = _sample(model, n=3, seed=3)
+    det = Detections(b.keypoints2d.numpy()[:, None], b.confidence.numpy()[:, None], "openpose_body25",
+                     [f"f{i}" for i in range(3)], np.zeros((3, 1), dtype=np.int64))
+    write_openpose_json(det, tmp_path / "json")
+    r = _cli("predict", str(tmp_path / "json"), "--out", str(tmp_path / "pred.npz"), "--meshes", "obj")
+    assert r.returncode == 0, r.stderr
+    z = np.load(tmp_path / "pred.npz")
+    assert z["rotmats"].shape == (3, 24, 3, 3)
+    direct = model.predict(b.keypoints2d, b.confidence, mesh=False).rotmats.numpy()
+    assert np.allclose(z["rotmats"], direct, atol=1e-4)
+    assert len(list((tmp_path / "pred_meshes").glob("*.obj"))) == 3
