@@ -13,12 +13,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     prep = sub.add_parser("prepare", help="extract the free MoCap (and optional AMASS) into one training cache")
     prep.add_argument("--out", default=DEFAULT_CACHE, help=f"cache file to write (default {DEFAULT_CACHE})")
-    prep.add_argument("--sources", default="deepmimic,holosoma",
-                      help="comma-separated: deepmimic (pybullet wheel), holosoma (climb mocap), amass (needs --amass)")
+    prep.add_argument("--sources", default=None,
+                      help="comma-separated: deepmimic (pybullet wheel), holosoma (climb mocap), amass (needs --amass); "
+                           "default: every free source available")
     prep.add_argument("--amass", nargs="*", help="AMASS .npz files or folders (licensed, user-supplied)")
     prep.add_argument("--body", default="anny", choices=["anny", "smpl"])
     prep.add_argument("--smpl-dir", help="SMPL model folder for --body smpl (else $KEY2MESH_SMPL_DIR)")
-    prep.add_argument("--fps", type=float, default=30.0, help="subsample clips to this frame rate")
+    prep.add_argument("--fps", type=float, default=60.0, help="subsample clips to at most this frame rate")
     prep.add_argument("--num-shapes", type=int, default=8192, help="size of the shape bank")
     prep.add_argument("--ik-iters", type=int, default=150, help="IK iterations for joint-only sources")
     prep.add_argument("--seed", type=int, default=0)
@@ -34,11 +35,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     from key2mesh.body import load_body_model
-    from key2mesh.data.prepare import prepare_cache
+    from key2mesh.data.prepare import prepare_cache  # noqa: I001
 
     opts = {"model_dir": args.smpl_dir} if args.body == "smpl" else {}
     body = load_body_model(args.body, **opts)
-    sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    from key2mesh.data.prepare import FREE_SOURCES
+
+    sources = tuple(s.strip() for s in args.sources.split(",") if s.strip()) if args.sources else FREE_SOURCES
     if args.amass and "amass" not in sources:
         sources = sources + ("amass",)
     bank, rep = prepare_cache(body, args.out, sources, args.amass, args.fps, args.num_shapes, args.seed, args.ik_iters)

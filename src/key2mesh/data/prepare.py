@@ -24,7 +24,14 @@ from key2mesh.errors import Key2MeshError
 
 log = logging.getLogger(__name__)
 
-FREE_SOURCES = ("deepmimic", "holosoma")
+def _available_free_sources() -> tuple[str, ...]:
+    """The free MoCap sources whose loaders are installed in this version."""
+    import importlib.util
+
+    return tuple(s for s in ("deepmimic", "holosoma") if importlib.util.find_spec(f"key2mesh.data.mocap.{s}") is not None)
+
+
+FREE_SOURCES = _available_free_sources()
 
 
 @dataclass

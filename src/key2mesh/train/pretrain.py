@@ -44,7 +44,7 @@ class PretrainConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     camera: VirtualCamera = field(default_factory=VirtualCamera)
     model: dict = field(default_factory=dict)  # overrides of ModelConfig (hidden, blocks, dropout)
-    pose_augment: bool = True  # key2mesh.data.mocap.sampler.PoseSampler on the fly
+    pose_augment: bool = field(default_factory=lambda: _sampler_available())  # PoseSampler on the fly
     val_fraction: float = 0.1
     val_every: int = 500
     val_size: int = 2048
@@ -68,6 +68,12 @@ class PretrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _sampler_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("key2mesh.data.mocap.sampler") is not None
 
 
 def _rng_state(gen: torch.Generator) -> dict:
@@ -114,6 +120,8 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     synth = PairSynthesizer(body, cfg.keypoint_set, cfg.camera, cfg.synth)
     sampler = None
     if cfg.pose_augment:
+        if not _sampler_available():
+            raise Key2MeshError("pose_augment needs key2mesh.data.mocap.sampler, which this version lacks")
         from key2mesh.data.mocap.sampler import PoseSampler
 
         sampler = PoseSampler()
