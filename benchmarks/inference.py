@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from _common import timeit
 
 

@@ -10,7 +10,6 @@ import argparse
 import copy
 
 import torch
-
 from _common import random_poses, timeit
 
 
@@ -26,8 +25,14 @@ def main() -> None:
     from key2mesh.data.synth import PairSynthesizer
     from key2mesh.geometry.camera import VirtualCamera
     from key2mesh.model.network import DomainCritic, Key2MeshNet, ModelConfig
-    from key2mesh.train.losses import (PretrainWeights, feature_regularizer, gradient_penalty, pretrain_loss,
-                                       reprojection_loss, wasserstein_distance)
+    from key2mesh.train.losses import (
+        PretrainWeights,
+        feature_regularizer,
+        gradient_penalty,
+        pretrain_loss,
+        reprojection_loss,
+        wasserstein_distance,
+    )
 
     body = load_body_model("anny")
     cam = VirtualCamera()

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import torch
 
 from key2mesh.body.base import BodyModel
-from key2mesh.eval.metrics import PROTOCOLS, Protocol, center_on_pelvis, eval14, mpjpe, pa_mpjpe, pve
+from key2mesh.eval.metrics import (
+    PROTOCOLS,
+    Protocol,
+    center_on_pelvis,
+    eval14,
+    mpjpe,
+    pa_mpjpe,
+    pve,
+)
 
 
 @dataclass
