@@ -47,8 +47,10 @@ MEDIAPIPE33 = (
     "left_heel", "right_heel", "left_foot_index", "right_foot_index",
 )  # fmt: skip
 
+# Human3.6M's 17 joints in the order of SPIN's J_regressor_h36m (whose joints 1-3 are the left leg,
+# 4-6 the right leg), so that H36M_TO_EVAL14 yields the LSP order: right ankle first.
 H36M17 = (
-    "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+    "pelvis", "left_hip", "left_knee", "left_ankle", "right_hip", "right_knee", "right_ankle",
     "spine", "thorax", "neck_nose", "head_top",
     "left_shoulder", "left_elbow", "left_wrist", "right_shoulder", "right_elbow", "right_wrist",
 )  # fmt: skip
@@ -88,7 +90,8 @@ ALIASES = {
     "smpl": "smpl24",
 }
 
-# The 14 evaluation joints (LSP order) taken from H36M-17, as in the paper / SPIN.
+# The 14 evaluation joints taken from H36M-17, as in the paper / SPIN, in LSP order: right ankle,
+# knee, hip, left hip, knee, ankle, right wrist, elbow, shoulder, left shoulder, elbow, wrist, neck, head.
 H36M_TO_EVAL14 = (6, 5, 4, 1, 2, 3, 16, 15, 14, 11, 12, 13, 8, 10)
 
 
