@@ -10,10 +10,9 @@ pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / PRETRAINED["anny-body25"])
 
 
 def test_h36m_p2_without_smpl_uses_dataset_joints(tmp_path):
-    from test_eval_datasets import write_synthetic_h36m_npz
-
     from key2mesh.eval.benchmarks import evaluate_benchmark
     from key2mesh.inference.predictor import Key2Mesh
+    from test_eval_datasets import write_synthetic_h36m_npz
 
     rows = [("S9", "60457274")] * 6 + [("S11", "60457274")] * 3 + [("S1", "60457274"), ("S9", "55011271")]
     write_synthetic_h36m_npz(tmp_path / "h36m.npz", rows, sparse={0: 4})  # row 0 has only 4 keypoints
