@@ -23,8 +23,9 @@ def bank_path(tmp_path_factory, anny_body):
 
 
 def _cfg(bank_path, out, **kw):
+    kw.setdefault("pose_augment", False)
     return PretrainConfig(cache=str(bank_path), out_dir=str(out), steps=6, batch_size=16, val_every=3, val_size=32,
-                          model={"hidden": 64}, pose_augment=False, threads=1, **kw)
+                          model={"hidden": 64}, threads=1, **kw)
 
 
 def test_pose_bank_split_by_clip(bank_path):
@@ -36,11 +37,12 @@ def test_pose_bank_split_by_clip(bank_path):
         PoseBank.load(bank_path.parent / "missing.npz")
 
 
-def test_resume_matches_uninterrupted_run(bank_path, tmp_path):
-    full = run_pretrain(_cfg(bank_path, tmp_path / "full"), progress=False)
-    run_pretrain(_cfg(bank_path, tmp_path / "cut", stop_after=4), progress=False)  # "killed" after 4 steps
+@pytest.mark.parametrize("augment", [False, True])
+def test_resume_matches_uninterrupted_run(bank_path, tmp_path, augment):
+    full = run_pretrain(_cfg(bank_path, tmp_path / "full", pose_augment=augment), progress=False)
+    run_pretrain(_cfg(bank_path, tmp_path / "cut", stop_after=4, pose_augment=augment), progress=False)  # "killed" after 4 steps
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 4
-    resumed = run_pretrain(_cfg(bank_path, tmp_path / "cut"), resume=True, progress=False)
+    resumed = run_pretrain(_cfg(bank_path, tmp_path / "cut", pose_augment=augment), resume=True, progress=False)
     assert resumed["step"] == full["step"] == 6
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]

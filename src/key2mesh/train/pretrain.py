@@ -124,7 +124,7 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
             raise Key2MeshError("pose_augment needs key2mesh.data.mocap.sampler, which this version lacks")
         from key2mesh.data.mocap.sampler import PoseSampler
 
-        sampler = PoseSampler()
+        sampler = PoseSampler(bank.rotmats[train_idx], device=device, seed=cfg.seed + 17 + dist.rank)
     jw = joint_weights(cfg.keypoint_set).to(device)
     rot_all = torch.from_numpy(bank.rotmats)
     shapes_all = torch.from_numpy(bank.shapes)
@@ -150,6 +150,8 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         opt.load_state_dict(ck["optimizer"])
         step, best = ck["step"], ck.get("best", best)
         _set_rng_state(gen, ck["rng"])
+        if sampler is not None and ck["rng"].get("sampler") is not None:
+            sampler.generator.set_state(ck["rng"]["sampler"])
         log.info("resumed from %s at step %d", out / "last.pt", step)
     elif resume:
         log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
@@ -166,7 +168,8 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     def save(name: str, metrics: dict) -> None:
         ck = make_checkpoint(net, keypoint_set=cfg.keypoint_set, body_config=bank.body, camera=cfg.camera,
                              normalization=normalization, stage="pretrain", optimizer=opt.state_dict(), step=step,
-                             best=best, metrics=metrics, rng=_rng_state(gen), config=cfg.to_dict(), baseline=baseline)
+                             best=best, metrics=metrics,
+                             rng={**_rng_state(gen), "sampler": None if sampler is None else sampler.generator.get_state()}, config=cfg.to_dict(), baseline=baseline)
         atomic_save(ck, out / name)
 
     amp = cfg.amp and device.type == "cuda"
@@ -176,10 +179,10 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     metrics: dict = {}
     while step < total_steps:
         net.train()
-        idx = torch.from_numpy(train_idx)[torch.randint(len(train_idx), (cfg.batch_size,), generator=gen)]
-        rot = rot_all[idx].to(device)
-        if sampler is not None:
-            rot = sampler(rot, generator=gen)
+        if sampler is not None:  # real poses, mirrored / perturbed / limb-mixed on the fly
+            rot = sampler.sample(cfg.batch_size)
+        else:
+            rot = rot_all[torch.from_numpy(train_idx)[torch.randint(len(train_idx), (cfg.batch_size,), generator=gen)]].to(device)
         shp = shapes_all[torch.randint(len(shapes_all), (cfg.batch_size,), generator=gen)]
         batch = synth(rot, shp, gen)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):

@@ -1,0 +1,157 @@
+"""Batched IK: fast FK against the body model, recovery of synthetic poses, bad inputs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from key2mesh.data.mocap.ik import (
+    KinematicSkeleton,
+    estimate_bone_scale,
+    fit_joints,
+    fit_pose_to_joints,
+    kinematic_levels,
+)
+from key2mesh.errors import Key2MeshError
+from key2mesh.geometry import axis_angle_to_matrix, rotation_x
+from key2mesh.keypoints.sets import SMPL24, SMPL24_PARENTS
+
+HANDS = (22, 23)  # anny places its hand points along the forearm, not by the wrist rotation
+KINEMATIC = [j for j in range(24) if j not in HANDS]
+LIMBS = [(SMPL24.index(f"smpl_{s}_{a}"), SMPL24.index(f"smpl_{s}_{b}")) for s in ("left", "right")
+         for a, b in (("hip", "knee"), ("knee", "ankle"), ("shoulder", "elbow"), ("elbow", "wrist"))]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def skeleton(anny_body):
+    return KinematicSkeleton.from_body(anny_body)
+
+
+def plausible_poses(n: int, seed: int = 0) -> torch.Tensor:
+    """(n, 24, 3, 3): any root orientation, moderate joint rotations, knees/elbows flexed only."""
+    g = torch.Generator().manual_seed(seed)
+    rv = torch.randn(n, 24, 3, generator=g) * 0.25
+    rv[:, 0] = torch.randn(n, 3, generator=g) * 1.5
+    rot = axis_angle_to_matrix(rv)
+    for j in (SMPL24.index("smpl_left_knee"), SMPL24.index("smpl_right_knee")):
+        rot[:, j] = rotation_x(torch.rand(n, generator=g) * 1.8)  # flexion: shin backwards
+    return rot
+
+
+def test_kinematic_levels_respect_parents():
+    levels = kinematic_levels()
+    depth = {j: d for d, lvl in enumerate(levels) for j in lvl}
+    assert sorted(depth) == list(range(24)) and levels[0] == [0]
+    assert all(depth[j] == depth[p] + 1 for j, p in enumerate(SMPL24_PARENTS) if p >= 0)
+
+
+@pytest.mark.parametrize("random_shape", [False, True])
+def test_fast_fk_matches_body_joints(anny_body, random_shape):
+    shape = (
+        torch.rand(1, anny_body.shape_dim, generator=torch.Generator().manual_seed(3))
+        if random_shape
+        else None
+    )
+    skel = KinematicSkeleton.from_body(anny_body, shape)
+    rot = axis_angle_to_matrix(
+        torch.randn(12, 24, 3, generator=torch.Generator().manual_seed(1)) * 0.5
+    )
+    fk, glob = skel(rot)
+    ref = anny_body(rot, shape).joints
+    err = (fk - ref).norm(dim=-1)[:, KINEMATIC]
+    assert err.max() < 1e-3
+    # global rotations: G_child = G_parent R_child
+    assert torch.allclose(glob[:, 4], glob[:, 1] @ rot[:, 4], atol=1e-5)
+    # the hands (not kinematic on anny) really differ, so the mask above is not hiding an FK bug
+    assert (fk - ref).norm(dim=-1)[:, HANDS].max() > 1e-2
+
+
+def test_bone_scale_of_a_scaled_skeleton(skeleton):
+    rot = plausible_poses(20)
+    scale = torch.full((24,), 1.1)
+    scale[0] = 1.0
+    joints, _ = skeleton(rot, scale)
+    est = estimate_bone_scale(skeleton, joints, torch.ones(20, 24, dtype=torch.bool))
+    assert torch.allclose(est, scale, atol=1e-4)
+
+
+def test_ik_recovers_synthetic_positions_and_limb_directions(anny_body, skeleton):
+    rot = plausible_poses(48)
+    joints, _ = skeleton(rot)
+    transl = torch.randn(48, 1, 3, generator=torch.Generator().manual_seed(2))
+    res = fit_joints(anny_body, joints + transl, SMPL24, iters=100)
+    assert res.rotmats.shape == (48, 24, 3, 3)
+    assert torch.allclose(
+        res.rotmats.transpose(-1, -2) @ res.rotmats, torch.eye(3).expand(48, 24, 3, 3), atol=1e-4
+    )
+    err = (res.joints - (joints + transl)).norm(dim=-1)
+    assert err.mean() < 0.01, f"mean per-joint error {err.mean():.4f} m"
+    assert torch.allclose(res.bone_scale, torch.ones(24), atol=1e-3)
+    # the recovered rotations drive the real body model: its limbs point where the targets do
+    out = anny_body(res.rotmats).joints
+    for a, b in LIMBS:
+        want = torch.nn.functional.normalize(joints[:, b] - joints[:, a], dim=-1)
+        got = torch.nn.functional.normalize(out[:, b] - out[:, a], dim=-1)
+        angle = torch.rad2deg(torch.arccos((want * got).sum(-1).clamp(-1, 1)))
+        assert angle.mean() < 3.0, f"{SMPL24[a]}→{SMPL24[b]}: {angle.mean():.1f}°"
+
+
+def test_ik_ignores_non_smpl_names_and_missing_targets(anny_body, skeleton):
+    rot = plausible_poses(16, seed=5)
+    joints, _ = skeleton(rot)
+    garbage = torch.randn(16, 2, 3) * 5  # COCO-named points are not used
+    target = torch.cat([joints, garbage], 1)
+    target[:4, SMPL24.index("smpl_left_elbow")] = float("nan")  # missing in a few frames
+    names = list(SMPL24) + ["left_wrist", "nose"]
+    res = fit_joints(anny_body, target, names, iters=100)
+    assert "nose" not in res.used_names and len(res.used_names) == 24
+    assert torch.isfinite(res.rotmats).all()
+    assert (res.joints - joints).norm(dim=-1)[:, KINEMATIC].mean() < 0.01
+
+
+def test_ik_keeps_a_good_init(anny_body, skeleton):
+    rot = plausible_poses(8, seed=7)
+    joints, _ = skeleton(rot)
+    out = fit_pose_to_joints(anny_body, joints, SMPL24, iters=0, init=rot, scale_bones=False)
+    assert torch.allclose(out, rot, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("target", "names", "kwargs", "match"),
+    [
+        (torch.zeros(5, 24), SMPL24, {}, "shape"),
+        (torch.zeros(5, 24, 2), SMPL24, {}, "shape"),
+        (torch.zeros(5, 24, 3), SMPL24[:20], {}, "names"),
+        (torch.zeros(5, 3, 3), ("nose", "left_eye", "right_eye"), {}, "at least 4"),
+        (torch.zeros(5, 24, 3), SMPL24, {"weights": torch.ones(3)}, "weights"),
+        (torch.zeros(5, 24, 3), SMPL24, {"init": torch.zeros(4, 24, 3, 3)}, "init"),
+        (torch.zeros(5, 2, 3), ("smpl_head", "smpl_head"), {}, "repeat"),
+    ],
+)
+def test_bad_inputs_raise(anny_body, target, names, kwargs, match):
+    with pytest.raises(Key2MeshError, match=match):
+        fit_joints(anny_body, target, names, iters=1, **kwargs)
+
+
+def test_fk_rejects_bad_shapes(skeleton):
+    with pytest.raises(Key2MeshError, match="rotations"):
+        skeleton(torch.eye(3).expand(2, 23, 3, 3))
+    with pytest.raises(Key2MeshError, match="rest joints"):
+        KinematicSkeleton(torch.zeros(23, 3))
+
+
+def test_hinge_limit_prefers_natural_knee(anny_body, skeleton):
+    """The limit penalty is zero for a flexed knee and positive for a sideways-bent one."""
+    from key2mesh.data.mocap.ik import limit_penalty
+
+    eye = torch.eye(3).expand(3, 24, 3, 3).clone()
+    knee = SMPL24.index("smpl_left_knee")
+    eye[0, knee] = rotation_x(torch.tensor(1.2))  # flexion: shin backwards
+    eye[1, knee] = axis_angle_to_matrix(torch.tensor([0.0, 0.0, 1.2]))  # sideways
+    eye[2, knee] = rotation_x(torch.tensor(-1.2))  # hyperextension: shin forwards
+    pen = limit_penalty(eye, skeleton)
+    assert pen[0] < 1e-3
+    assert pen[1] > 0.9 * math.sin(1.2) ** 2
+    assert pen[2] > 0.1  # beyond the rest bend + 10° tolerance
