@@ -13,7 +13,7 @@ import torch
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.eval.evaluate import EvalResult
-from key2mesh.eval.metrics import Protocol, center_on_pelvis, eval14, mpjpe, pa_mpjpe, pve
+from key2mesh.eval.metrics import Protocol, eval14, per_sample_metrics
 
 
 def _gt_smpl(bench, protocol: Protocol, smpl_dir: str | None, device) -> tuple[torch.Tensor, torch.Tensor | None, object]:
@@ -56,22 +56,17 @@ def evaluate_benchmark(model, dataset: str, path: str | None, protocol: Protocol
         gj = bench.joints3d.float()
     else:
         raise Key2MeshError(f"{bench.source}: ground-truth meshes need SMPL files (--smpl-dir or KEY2MESH_SMPL_DIR)")
-    pelvis = protocol.pelvis
-    if pelvis == "h36m_root":
+    if protocol.pelvis == "h36m_root":
         raise Key2MeshError("the 14 evaluation joints have no H36M root; use --pelvis midhip "
                             "(SPIN's root-centred numbers need the 17-joint ground truth)")
-    err_mp = mpjpe(center_on_pelvis(pj, "eval14", pelvis), center_on_pelvis(gj, "eval14", pelvis))
-    err_pa = pa_mpjpe(pj, gj)
-    pve_mean = None
-    if gv is not None and gv.shape[1] == out.vertices.shape[1]:
-        pv = out.vertices.cpu()
-        if protocol.pve_align == "root":
-            pve_mean = float(pve(pv, gv, "root", pv.mean(1), gv.mean(1)).mean())
-        else:
-            pve_mean = float(pve(pv, gv).mean())
+    same_mesh = gv is not None and gv.shape[1] == out.vertices.shape[1]
+    pv = out.vertices.cpu() if same_mesh else None
+    roots = (pv.mean(1), gv.mean(1)) if same_mesh else (None, None)
+    errors = per_sample_metrics(pj, gj, pv, gv if same_mesh else None, protocol, "eval14", *roots)
     keep = pred.valid.cpu()
     return EvalResult(f"{dataset} ({bench.source})", protocol, int(keep.sum()), bench.dropped,
-                      float(err_mp[keep].mean()), float(err_pa[keep].mean()), pve_mean)
+                      float(errors["mpjpe"][keep].mean()), float(errors["pa_mpjpe"][keep].mean()),
+                      float(errors["pve"][keep].mean()) if "pve" in errors else None)
 
 
 def _smpl_env() -> bool:

@@ -12,15 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from key2mesh.body.base import BodyModel
-from key2mesh.eval.metrics import (
-    PROTOCOLS,
-    Protocol,
-    center_on_pelvis,
-    eval14,
-    mpjpe,
-    pa_mpjpe,
-    pve,
-)
+from key2mesh.eval.metrics import Protocol, get_protocol, per_sample_metrics
 
 
 @dataclass
@@ -43,23 +35,18 @@ def score_bodies(pred_body: BodyModel, pred_rot: torch.Tensor, pred_shape: torch
                  gt_body: BodyModel, gt_rot: torch.Tensor, gt_shape: torch.Tensor,
                  protocol: Protocol | str = "key2mesh", chunk: int = 512) -> dict[str, torch.Tensor]:
     """Per-sample errors (mm) of predicted vs ground-truth parameters (each with its body model)."""
-    protocol = PROTOCOLS[protocol] if isinstance(protocol, str) else protocol
+    protocol = get_protocol(protocol)
     same_mesh = pred_body.num_vertices == gt_body.num_vertices and pred_body.config() == gt_body.config()
-    out: dict[str, list[torch.Tensor]] = {"mpjpe": [], "pa_mpjpe": [], "pve": []}
+    out: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(pred_rot), chunk):
         sl = slice(i, i + chunk)
         po = pred_body(pred_rot[sl], pred_shape[sl])
         go = gt_body(gt_rot[sl].to(gt_body.device), gt_shape[sl].to(gt_body.device))
         pj = pred_body.regress(po.vertices, "h36m17")
         gj = gt_body.regress(go.vertices, "h36m17").to(pj)
-        pc, gc = center_on_pelvis(pj, "h36m17", protocol.pelvis), center_on_pelvis(gj, "h36m17", protocol.pelvis)
-        out["mpjpe"].append(mpjpe(eval14(pc), eval14(gc)))
-        out["pa_mpjpe"].append(pa_mpjpe(eval14(pj), eval14(gj)))
-        if same_mesh:
-            if protocol.pve_align == "root":
-                out["pve"].append(pve(po.vertices, go.vertices.to(po.vertices), "root", po.joints[:, 0], go.joints[:, 0].to(po.vertices)))
-            else:
-                out["pve"].append(pve(po.vertices, go.vertices.to(po.vertices)))
+        verts = (po.vertices, go.vertices.to(po.vertices), po.joints[:, 0], go.joints[:, 0].to(po.vertices)) if same_mesh else (None,) * 4
+        for k, v in per_sample_metrics(pj, gj, verts[0], verts[1], protocol, "h36m17", verts[2], verts[3]).items():
+            out.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in out.items() if v}
 
 
