@@ -47,7 +47,11 @@ def test_resume_matches_uninterrupted_run(bank_path, tmp_path, augment):
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert (tmp_path / "full" / "metrics.csv").read_text().count("\n") >= 3
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "full" / "metrics.csv")))
+    assert [r["step"] for r in rows] == ["0", "3", "6"]  # baseline row, then every validation
+    assert rows[0]["baseline_mean_pose_pa_mpjpe"] and float(rows[2]["val_pa_mpjpe"]) > 0 and float(rows[2]["loss"]) > 0
 
 
 def test_nan_loss_stops_with_step(bank_path, tmp_path, monkeypatch):

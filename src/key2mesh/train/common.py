@@ -53,14 +53,18 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 
 class MetricLogger:
-    """Appends rows to ``metrics.csv`` (one column per key, header from the first row) and to
-    TensorBoard when the ``tensorboard`` package is installed."""
+    """Writes ``metrics.csv`` (one row per call, columns = union of all keys seen, rewritten
+    atomically each time so new metrics get their own column) and TensorBoard scalars when the
+    ``tensorboard`` package is installed. Existing rows are kept on ``--resume``."""
 
     def __init__(self, out_dir: Path, enabled: bool = True):
         self.path = out_dir / "metrics.csv"
         self.enabled = enabled
         self.writer = None
-        self._fields: list[str] | None = None
+        self.rows: list[dict] = []
+        if enabled and self.path.exists():
+            with open(self.path, newline="") as f:
+                self.rows = list(csv.DictReader(f))
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -72,22 +76,20 @@ class MetricLogger:
     def log(self, step: int, row: dict[str, float]) -> None:
         if not self.enabled:
             return
-        row = {"step": step, **row}
-        if self._fields is None:
-            exists = self.path.exists()
-            if exists:
-                with open(self.path) as f:
-                    header = f.readline().strip().split(",")
-                self._fields = header if header != [""] else list(row)
-            else:
-                self._fields = list(row)
-                with open(self.path, "w", newline="") as f:
-                    csv.writer(f).writerow(self._fields)
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([row.get(k, "") for k in self._fields])
+        self.rows.append({"step": step, **row})
+        fields: list[str] = []
+        for r in self.rows:
+            fields += [k for k in r if k not in fields]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(self.rows)
+        os.replace(tmp, self.path)
         if self.writer is not None:
             for k, v in row.items():
-                if k != "step" and isinstance(v, float) and math.isfinite(v):
+                if isinstance(v, float) and math.isfinite(v):
                     self.writer.add_scalar(k, v, step)
 
     def close(self) -> None:
