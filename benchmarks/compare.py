@@ -49,7 +49,7 @@ def main() -> None:
     del synthetic_target
 
     def k2m(k, c):
-        with torch.inference_mode():
+        with torch.no_grad():
             pr = model.predict(k, c, mesh=False)
         return pr.rotmats, pr.shape
 

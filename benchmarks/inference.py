@@ -27,7 +27,7 @@ def main() -> None:
     for batch in (1, 512):
         x = torch.rand(batch, k, 2)
         conf = torch.ones(batch, k)
-        with torch.inference_mode():
+        with torch.no_grad():
             t_params = timeit(lambda: model.net(model.normalize(x * 300, conf)[0]), 20 if batch == 1 else 5)
             t_low = timeit(lambda: model.body(*model.net(model.normalize(x * 300, conf)[0])), 10 if batch == 1 else 3)
             t_full = timeit(lambda: model.mesh_body(*model.net(model.normalize(x * 300, conf)[0])), 10 if batch == 1 else 3)

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         mesh_dir = out.with_name(out.stem + "_meshes")
         rot_t, shape_t = torch.from_numpy(arrays["rotmats"]), torch.from_numpy(arrays["shape"])
         for i in tqdm(range(0, n, 256), desc="meshes"):
-            with torch.inference_mode():
+            with torch.no_grad():
                 verts = model.mesh_body(rot_t[i:i + 256].to(model.device), shape_t[i:i + 256].to(model.device)).vertices.cpu().numpy()
             for j, v in enumerate(verts):
                 k = i + j

@@ -86,7 +86,7 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
             overlay = side = None
             if i in good:
                 j = good[i]
-                with torch.inference_mode():
+                with torch.no_grad():
                     o = model.mesh_body(rot[j:j + 1].to(model.device), shape[j:j + 1].to(model.device))
                 verts = o.vertices[0].cpu()
                 kp3d = model.mesh_body.regress(o.vertices, model.keypoint_set)[0].cpu()

@@ -103,7 +103,7 @@ class Key2Mesh:
             kp, conf = convert_keypoints(kp, conf, src, self.keypoint_set)
         return bbox_normalize(kp, conf, self.normalization.get("conf_threshold", 0.1), self.normalization.get("missing_value", -1.0))
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def predict(self, keypoints, confidences=None, keypoint_set: str | None = None, mesh: bool = True,
                 batch_size: int = 4096) -> Prediction:
         """Predict bodies for (N,K,2) pixel keypoints (any scale/offset) of ``keypoint_set``
