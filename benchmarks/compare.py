@@ -31,7 +31,6 @@ def main() -> None:
     from key2mesh.eval.evaluate import score_bodies
     from key2mesh.eval.fit import fit_to_keypoints
     from key2mesh.inference.predictor import Key2Mesh
-    from key2mesh.train.adapt import synthetic_target
 
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False)
     body, kset = model.body, model.keypoint_set
@@ -46,7 +45,6 @@ def main() -> None:
     shapes = torch.from_numpy(bank.shapes)[torch.randint(len(bank.shapes), (a.num,), generator=g)]
     batch = PairSynthesizer(body, kset, model.camera, SynthConfig(noise_profile=a.profile))(torch.from_numpy(bank.rotmats)[sel], shapes, g)
     kp, conf = batch.keypoints2d, batch.confidence
-    del synthetic_target
 
     def k2m(k, c):
         with torch.no_grad():

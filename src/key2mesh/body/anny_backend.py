@@ -139,9 +139,9 @@ class AnnyBody(BodyModel):
 
         anny turns phenotypes into blendshape coefficients with a dense masked product over
         (B, K, n_variations); each blendshape only multiplies a handful of variations, so we
-        gather those few factors instead (same numbers, far fewer operations). We also keep the
-        vertices that carry keypoint-regressor weight, to skin only those when only keypoints
-        are needed (training losses)."""
+        gather those few factors instead (same numbers, far fewer operations). We also fold the
+        keypoint regressor into skinning weights and rest shape, so that keypoints-only forwards
+        (training losses) skin no vertex."""
         m = self.model
         mask = m.stacked_phenotype_blend_shapes_mask.to(torch.float32)  # (K, NV)
         nv = mask.shape[1]
@@ -151,7 +151,6 @@ class AnnyBody(BodyModel):
         self.register_buffer("_factor_idx", torch.where(picked, order, torch.full_like(order, nv)), persistent=False)
         self._num_variations = nv
         support = torch.nonzero(self.coco23_regressor.abs().sum(0) > 0).squeeze(1)
-        self.register_buffer("_support", support, persistent=False)
         # Keypoints are linear in LBS: k = sum_b T_b · sum_v W_kv w_vb [rest_v; 1]. G (23, S, bones)
         # folds the regressor into the skinning weights of the S supporting vertices.
         skin = torch.zeros(len(support), self.num_bones, dtype=self.dtype)

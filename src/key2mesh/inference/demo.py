@@ -78,7 +78,8 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
 
             rot = rot6d_to_matrix(one_euro(matrix_to_rot6d(rot), fps=fps, min_cutoff=1.0, beta=0.05))
             shape = one_euro(shape, fps=fps, min_cutoff=0.3)
-    good = {i: j for j, i in enumerate(ok) if i not in sum(report.skipped.values(), [])}
+    skipped = {i for idx in report.skipped.values() for i in idx}
+    good = {i: j for j, i in enumerate(ok) if i not in skipped}
     writer = VideoWriter(out, fps) if is_video else None
     faces = model.faces.cpu()
     try:

@@ -131,8 +131,8 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
     critic = DomainCritic(ModelConfig(**ck["model_config"])).to(device)
     opt_f = torch.optim.Adam(extractor.parameters(), lr=cfg.lr)
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
-    synth_cfg = SynthConfig(**ck.get("config", {}).get("synth", {})) if isinstance(ck.get("config", {}).get("synth"), dict) else SynthConfig()
-    synth = PairSynthesizer(body, kset, camera, synth_cfg)
+    # source-domain pairs are synthesised exactly as in pre-training
+    synth = PairSynthesizer(body, kset, camera, SynthConfig(**ck.get("config", {}).get("synth", {})))
     jw = joint_weights(kset).to(device)
     train_idx, _ = bank.split(0.1, 0)
     rot_all, shapes_all = torch.from_numpy(bank.rotmats), torch.from_numpy(bank.shapes)

@@ -6,14 +6,6 @@ from __future__ import annotations
 import torch
 
 from key2mesh.body.base import BodyModel
-from key2mesh.keypoints.sets import keypoint_names
-
-
-def _midhip(kp: torch.Tensor, keypoint_set: str) -> torch.Tensor:
-    names = keypoint_names(keypoint_set)
-    if "mid_hip" in names:
-        return kp[:, names.index("mid_hip")]
-    return 0.5 * (kp[:, names.index("left_hip")] + kp[:, names.index("right_hip")])
 
 
 @torch.no_grad()
@@ -28,7 +20,7 @@ def keypoint_metrics(
     chunk: int = 1024,
 ) -> dict[str, float]:
     """Mean metrics (mm) of predicted vs ground-truth body parameters over a batch."""
-    from key2mesh.eval.metrics import pa_mpjpe
+    from key2mesh.eval.metrics import center_on_pelvis, pa_mpjpe
 
     sums = {"mpjpe": 0.0, "pa_mpjpe": 0.0, "pve": 0.0}
     n = pred_rotmats.shape[0]
@@ -41,8 +33,8 @@ def keypoint_metrics(
         else:
             pk = body.forward_keypoints(pred_rotmats[sl], pred_shape[sl], keypoint_set)
             gk = body.forward_keypoints(rotmats[sl], shape[sl], keypoint_set)
-        pc = pk - _midhip(pk, keypoint_set)[:, None]
-        gc = gk - _midhip(gk, keypoint_set)[:, None]
+        pc = center_on_pelvis(pk, keypoint_set, "midhip")
+        gc = center_on_pelvis(gk, keypoint_set, "midhip")
         sums["mpjpe"] += float((pc - gc).norm(dim=-1).mean(-1).sum()) * 1000
         sums["pa_mpjpe"] += float(pa_mpjpe(pk, gk).sum())
     out = {k: v / n for k, v in sums.items()}
