@@ -10,8 +10,15 @@ import pytest
 import torch
 
 from key2mesh.errors import Key2MeshError
-from key2mesh.eval.datasets import J24_TO_LSP14, BenchmarkSet, load_3dpw, load_h36m_p2
+from key2mesh.eval.datasets import (
+    J24_TO_H36M17,
+    J24_TO_LSP14,
+    BenchmarkSet,
+    load_3dpw,
+    load_h36m_p2,
+)
 from key2mesh.geometry.rotations import axis_angle_to_matrix
+from key2mesh.keypoints.sets import H36M17, H36M_TO_EVAL14
 
 # 90° about +y: x → -z, z → x (hand-written, not computed with the code under test)
 ROT_Y90 = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
@@ -224,6 +231,13 @@ ROWS = [("S9", "60457274"), ("S9", "55011271"), ("S11", "60457274"), ("S1", "604
 P2_ROWS = [0, 2, 4, 5, 7]  # S9/S11 seen by camera 60457274
 
 
+def test_spin_j24_tables_agree():
+    # H36M-17 → eval-14 after J24 → H36M-17 must pick SPIN's LSP-14 rows (head top = H36M head)
+    assert tuple(J24_TO_H36M17[i] for i in H36M_TO_EVAL14) == (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18)
+    assert tuple(J24_TO_H36M17[i] for i in H36M_TO_EVAL14) == J24_TO_LSP14
+    assert len(set(J24_TO_H36M17)) == 17 and len(J24_TO_H36M17) == len(H36M17)
+
+
 def test_h36m_p2_subject_camera_filter_and_drops(tmp_path):
     path = tmp_path / "h36m_valid_protocol2.npz"
     data = write_synthetic_h36m_npz(path, ROWS, sparse={4: 5, 5: 6, 1: 0})  # row 4 dropped; row 1 excluded anyway
@@ -236,9 +250,15 @@ def test_h36m_p2_subject_camera_filter_and_drops(tmp_path):
     assert torch.allclose(ds.pose, axis_angle_to_matrix(torch.tensor(data["pose"][kept]).reshape(4, 24, 3)).float(),
                           atol=1e-6)
     assert torch.allclose(ds.betas, torch.tensor(data["shape"][kept], dtype=torch.float32))
-    assert ds.joints3d_set == "lsp14" and ds.joints3d.shape == (4, 14, 3)
-    assert torch.allclose(ds.joints3d[:, 13], torch.tensor(data["S"][kept, 18, :3], dtype=torch.float32))
-    assert torch.allclose(ds.joints3d, torch.tensor(data["S"][kept][:, list(J24_TO_LSP14), :3], dtype=torch.float32))
+    assert ds.joints3d_set == "h36m17" and ds.joints3d.shape == (4, 17, 3)
+    s = torch.tensor(data["S"][kept, :, :3], dtype=torch.float32)
+    # SPIN J24 rows: 14 pelvis (the H36M root), 3 left hip, 0 right ankle, 18 H36M head
+    assert torch.equal(ds.joints3d[:, H36M17.index("pelvis")], s[:, 14])
+    assert torch.equal(ds.joints3d[:, H36M17.index("left_hip")], s[:, 3])
+    assert torch.equal(ds.joints3d[:, H36M17.index("right_ankle")], s[:, 0])
+    assert torch.equal(ds.joints3d[:, H36M17.index("head_top")], s[:, 18])
+    # the 14 evaluation joints of these H36M-17 joints are SPIN's LSP-14 of S
+    assert torch.equal(ds.joints3d[:, list(H36M_TO_EVAL14)], s[:, list(J24_TO_LSP14)])
     assert torch.allclose(ds.keypoints2d[1], torch.tensor(data["openpose"][2, :, :2], dtype=torch.float32))
     assert int((ds.confidence[2] > 0).sum()) == 6
     # other subjects / cameras on request
@@ -252,7 +272,7 @@ def test_h36m_spin_layout_without_pose(tmp_path):
     path = tmp_path / "p2.npz"
     write_synthetic_h36m_npz(path, ROWS, with_pose=False)
     ds = load_h36m_p2(path)
-    assert ds.pose is None and ds.betas is None and ds.joints3d.shape == (5, 14, 3)
+    assert ds.pose is None and ds.betas is None and ds.joints3d.shape == (5, 17, 3)
     sub = ds.subset(torch.tensor([True, False, True, False, False]))
     assert len(sub) == 2 and sub.image_names == [ds.image_names[0], ds.image_names[2]]
     assert torch.equal(sub.joints3d, ds.joints3d[[0, 2]])

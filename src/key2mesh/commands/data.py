@@ -1,12 +1,14 @@
-"""`key2mesh data prepare|stats`: build and inspect the MoCap training cache."""
+"""`key2mesh data prepare|stats|pose2sim`: build and inspect the MoCap training cache; build the
+real-footage benchmark from Pose2Sim's 4-camera demo."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "build (prepare) or inspect (stats) the MoCap training cache"
+HELP = "build (prepare) or inspect (stats) the MoCap training cache; build the pose2sim benchmark"
 DEFAULT_CACHE = "cache/mocap_anny.npz"
+DEFAULT_POSE2SIM = "cache/pose2sim_benchmark.npz"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,12 +27,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     prep.add_argument("--seed", type=int, default=0)
     st = sub.add_parser("stats", help="frames, clips, sources and pose coverage of a cache")
     st.add_argument("cache", nargs="?", default=DEFAULT_CACHE)
+    mv = sub.add_parser("pose2sim", help="real-footage benchmark: MediaPipe on Pose2Sim's 4 demo videos, 3D by "
+                                         "triangulation (needs the [detect] extra)")
+    mv.add_argument("--out", default=DEFAULT_POSE2SIM, help=f"benchmark file to write (default {DEFAULT_POSE2SIM})")
+    mv.add_argument("--max-offset", type=int, default=6, help="largest frame offset searched between cameras")
+    mv.add_argument("--offsets", help="fixed frame offsets per camera instead of the search, e.g. 0,0,2,0")
+    mv.add_argument("--max-error", type=float, default=25.0, help="largest reprojection error (px) of a view kept")
+    mv.add_argument("--min-views", type=int, default=2)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.data_command == "prepare":
         return _prepare(args)
+    if args.data_command == "pose2sim":
+        return _pose2sim(args)
     return _stats(args)
+
+
+def _pose2sim(args: argparse.Namespace) -> int:
+    from key2mesh.eval.datasets import save_benchmark
+    from key2mesh.eval.multiview import pose2sim_benchmark
+
+    offsets = [int(x) for x in args.offsets.split(",")] if args.offsets else None
+    bench, report = pose2sim_benchmark(offsets=offsets, max_offset=args.max_offset, max_error=args.max_error,
+                                       min_views=args.min_views)
+    save_benchmark(bench, args.out)
+    for line in report.lines():
+        print(line)
+    print(f"wrote {args.out}: {bench.summary()}")
+    return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:

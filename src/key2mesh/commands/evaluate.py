@@ -6,11 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "evaluate a checkpoint (3dpw, h36m-p2, mocap-heldout) with explicit protocol switches"
+HELP = "evaluate a checkpoint (3dpw, h36m-p2, mocap-heldout, a benchmark .npz) with explicit protocol switches"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="mocap-heldout, 3dpw, h36m-p2")
+    p.add_argument("--dataset", required=True,
+                   help="mocap-heldout, 3dpw, h36m-p2, or a benchmark .npz (e.g. from `key2mesh data pose2sim`)")
     p.add_argument("--path", help="dataset file/folder (3DPW sequenceFiles root or .pkl; H3.6M SPIN-style .npz)")
     p.add_argument("--detections", help="H3.6M: your OpenPose detections (else the npz's 'openpose' key)")
     p.add_argument("--checkpoint", required=True)
@@ -19,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num", type=int, default=4096, help="mocap-heldout: number of samples")
     p.add_argument("--split", default="test", help="3dpw split (test, validation, train)")
     p.add_argument("--smpl-dir", help="SMPL files for ground-truth meshes of 3dpw / h36m-p2")
+    p.add_argument("--h36m-regressor", help="SPIN's J_regressor_h36m.npy for the SMPL ground truth's H36M joints")
     p.add_argument("--protocol", choices=["key2mesh", "spin"], default="key2mesh")
     p.add_argument("--gt-gender", choices=["neutral", "gendered"])
     p.add_argument("--pelvis", choices=["h36m-root", "midhip"])
@@ -55,13 +57,14 @@ def run(args: argparse.Namespace) -> int:
             r, s = model.net(t.inputs.to(model.device))
         errors = score_bodies(model.body, r, s, model.body, t.rotmats.to(model.device), t.shape.to(model.device), protocol)
         result = summarize(f"mocap-heldout+{args.noise_profile}", errors, protocol, t.dropped)
-    elif args.dataset in ("3dpw", "h36m-p2"):
+    elif args.dataset in ("3dpw", "h36m-p2") or args.dataset.endswith(".npz"):
         from key2mesh.eval.benchmarks import evaluate_benchmark
 
         result = evaluate_benchmark(model, args.dataset, args.path, protocol, split=args.split,
-                                    detections=args.detections, smpl_dir=args.smpl_dir)
+                                    detections=args.detections, smpl_dir=args.smpl_dir,
+                                    h36m_regressor=args.h36m_regressor)
     else:
-        raise Key2MeshError(f"unknown dataset {args.dataset!r}: use mocap-heldout, 3dpw or h36m-p2")
+        raise Key2MeshError(f"unknown dataset {args.dataset!r}: use mocap-heldout, 3dpw, h36m-p2 or a benchmark .npz file")
     table = Table(title=f"{result.name} — protocol {args.protocol} {protocol.__dict__}")
     for col in ("n", "dropped", "MPJPE (mm)", "PA-MPJPE (mm)", "PVE (mm)"):
         table.add_column(col, justify="right")

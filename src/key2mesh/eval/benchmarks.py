@@ -1,10 +1,21 @@
-"""Scoring a Key2Mesh model on the user-supplied benchmarks (3DPW, Human3.6M Protocol 2).
+"""Scoring a Key2Mesh model on benchmarks: 3DPW, Human3.6M Protocol 2 (user-supplied), benchmark files.
 
-Predictions: the model's body → H36M-17 joints → the 14 evaluation joints (LSP order).
-Ground truth: SMPL meshes from the dataset's parameters (user-supplied SMPL files, neutral or
-gendered per the protocol; H36M-17 from SPIN's ``J_regressor_h36m`` when the SMPL body was built
-with one) or, without SMPL files, the dataset's own 14 joints (H3.6M ``S``). PVE needs the same
-mesh on both sides (an SMPL-trained model).
+Predictions: the model's body in its world frame (y up, facing +z), rotated into the camera
+frame of the ground truth (:func:`model_to_camera_frame`), → H36M-17 joints → the 14 evaluation
+joints (LSP order), centred on the protocol's pelvis. Ground truth, by what the user supplies:
+
+- SMPL files (``--smpl-dir`` / ``KEY2MESH_SMPL_DIR``), both datasets: SMPL meshes from the
+  dataset's parameters (neutral or gendered per the protocol) and their H36M-17 joints (SPIN's
+  ``J_regressor_h36m`` when the SMPL body was built with one). Both pelvis choices (mid-hip,
+  H36M root) work; PVE needs the same mesh on both sides (an SMPL-trained model).
+- no SMPL files, H3.6M: the npz's ``S`` joints (SPIN's 24-joint layout → H36M-17). Both pelvis
+  choices work; no PVE.
+- no SMPL files, 3DPW: cannot be scored (its joints are SMPL-24 joints, not H36M ones).
+- a key2mesh benchmark file (``key2mesh data pose2sim``) whose ground truth is a detector's
+  keypoints (e.g. triangulated COCO-17): the 12 limb joints of the 14 (no neck/head top, whose
+  definitions differ between detectors and body models), mid-hip only; no PVE.
+
+PVE with ``pve_align="root"`` subtracts each mesh's pelvis (the protocol's choice) first.
 """
 
 from __future__ import annotations
@@ -13,58 +24,116 @@ import torch
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.eval.evaluate import EvalResult
-from key2mesh.eval.metrics import Protocol, eval14, per_sample_metrics
+from key2mesh.eval.metrics import Protocol, per_sample_metrics
 
 
-def _gt_smpl(bench, protocol: Protocol, smpl_dir: str | None, device) -> tuple[torch.Tensor, torch.Tensor | None, object]:
-    """GT eval-14 joints (N,14,3) and, for an SMPL prediction, vertices (N,6890,3)."""
+def model_to_camera_frame(points: torch.Tensor) -> torch.Tensor:
+    """Points (..., 3) in metres from the model's world frame to the camera frame: (x, -y, -z).
+
+    The model predicts bodies in its world frame (SMPL's: y up, facing +z); the benchmarks' ground
+    truth is in the real camera frame (OpenCV: x right, y down, z forward). This is the rotation
+    of the virtual camera (:class:`~key2mesh.geometry.camera.VirtualCamera`, ``diag(1, -1, -1)``)
+    without its translation; without it an upright prediction meets an upside-down ground truth
+    (PA-MPJPE is unaffected, MPJPE and PVE are not).
+    """
+    return points * points.new_tensor([1.0, -1.0, -1.0])
+
+
+def _gt_smpl(bench, protocol: Protocol, smpl_dir: str | None, device, h36m_regressor: str | None = None) -> tuple[torch.Tensor, torch.Tensor, object]:
+    """GT H36M-17 joints (N,17,3) and vertices (N,6890,3), metres in the camera frame."""
     from key2mesh.body import load_body_model
 
     n = len(bench.pose)
-    joints = torch.zeros(n, 14, 3)
+    joints = torch.zeros(n, 17, 3)
     verts = None
     genders = bench.genders if protocol.gt_gender == "gendered" else ["neutral"] * n
     body = None
-    for gender in sorted(set(genders)):
+    for gender in sorted(set(genders)):  # one batch per gender
         idx = torch.tensor([i for i, g in enumerate(genders) if g == gender])
-        body = load_body_model("smpl", model_dir=smpl_dir, gender=gender, device=str(device))
+        opts = {"joint_regressor_h36m": h36m_regressor} if h36m_regressor else {}
+        body = load_body_model("smpl", model_dir=smpl_dir, gender=gender, device=str(device), **opts)
         with torch.no_grad():
             out = body(bench.pose[idx].to(device), bench.betas[idx].to(device))
-        joints[idx] = eval14(body.regress(out.vertices, "h36m17")).cpu()
+        joints[idx] = body.regress(out.vertices, "h36m17").cpu()
         if verts is None:
             verts = torch.zeros(n, out.vertices.shape[1], 3)
         verts[idx] = out.vertices.cpu()
     return joints, verts, body
 
 
-def evaluate_benchmark(model, dataset: str, path: str | None, protocol: Protocol, split: str = "test",
-                       detections: str | None = None, smpl_dir: str | None = None) -> EvalResult:
-    """Load ``dataset`` (``3dpw`` or ``h36m-p2``) from ``path``, predict, and score."""
-    from key2mesh.eval.datasets import load_3dpw, load_h36m_p2
+def load_benchmark(dataset: str, path: str | None = None, split: str = "test", detections: str | None = None):
+    """``3dpw`` / ``h36m-p2`` from ``path`` (licensed, user-supplied) or a key2mesh benchmark file
+    (``dataset`` is then the ``.npz`` path, e.g. from ``key2mesh data pose2sim``)."""
+    from key2mesh.eval.datasets import load_3dpw, load_benchmark_file, load_h36m_p2
 
-    if not path:
-        raise Key2MeshError(f"--dataset {dataset} needs --path (the dataset is licensed and user-supplied)")
-    bench = load_3dpw(path, split) if dataset == "3dpw" else load_h36m_p2(path, detections)
-    pred = model.predict(bench.keypoints2d, bench.confidence, keypoint_set=bench.keypoint_set, mesh=False)
-    with torch.no_grad():
-        out = model.body(pred.rotmats, pred.shape)
-    pj = eval14(model.body.regress(out.vertices, "h36m17")).cpu()
-    gv = None
+    if dataset in ("3dpw", "h36m-p2"):
+        if not path:
+            raise Key2MeshError(f"--dataset {dataset} needs --path (the dataset is licensed and user-supplied)")
+        return load_3dpw(path, split) if dataset == "3dpw" else load_h36m_p2(path, detections)
+    return load_benchmark_file(path or dataset)
+
+
+def ground_truth(bench, protocol: Protocol, smpl_dir: str | None = None, device="cpu",
+                 h36m_regressor: str | None = None):
+    """(joints (N,J,3), their set, vertices (N,V,3) or None) of ``bench`` in the camera frame.
+
+    SMPL meshes when the benchmark has SMPL parameters and SMPL files are available (H36M-17
+    joints), else the benchmark's own joints: ``h36m17``, or a detector keypoint set (scored on
+    the 12 limb joints, mid-hip only).
+    """
+    from key2mesh.keypoints.sets import KEYPOINT_SETS
+
     if bench.pose is not None and (smpl_dir or _smpl_env()):
-        gj, gv, _ = _gt_smpl(bench, protocol, smpl_dir, model.device)
-    elif bench.joints3d is not None and bench.joints3d_set == "lsp14":
-        gj = bench.joints3d.float()
-    else:
-        raise Key2MeshError(f"{bench.source}: ground-truth meshes need SMPL files (--smpl-dir or KEY2MESH_SMPL_DIR)")
-    if protocol.pelvis == "h36m_root":
-        raise Key2MeshError("the 14 evaluation joints have no H36M root; use --pelvis midhip "
-                            "(SPIN's root-centred numbers need the 17-joint ground truth)")
-    same_mesh = gv is not None and gv.shape[1] == out.vertices.shape[1]
-    pv = out.vertices.cpu() if same_mesh else None
-    roots = (pv.mean(1), gv.mean(1)) if same_mesh else (None, None)
-    errors = per_sample_metrics(pj, gj, pv, gv if same_mesh else None, protocol, "eval14", *roots)
+        joints, verts, _ = _gt_smpl(bench, protocol, smpl_dir, device, h36m_regressor)
+        return joints, "h36m17", verts
+    if bench.joints3d is not None and bench.joints3d_set == "h36m17":
+        return bench.joints3d.float(), "h36m17", None
+    if bench.joints3d is not None and bench.joints3d_set in KEYPOINT_SETS and bench.joints3d_set != "smpl24":
+        if protocol.pelvis != "midhip":
+            raise Key2MeshError(f"{bench.source}: its {bench.joints3d_set} ground truth has no H36M root; use --pelvis midhip")
+        return bench.joints3d.float(), bench.joints3d_set, None
+    raise Key2MeshError(f"{bench.source}: scoring needs SMPL files for ground-truth meshes (--smpl-dir or "
+                        f"KEY2MESH_SMPL_DIR); the dataset's own {bench.joints3d_set or 'no'} joints are not H36M joints")
+
+
+@torch.no_grad()
+def score_parameters(body, rotmats: torch.Tensor, shape: torch.Tensor, gt_joints: torch.Tensor, gt_set: str,
+                     gt_verts: torch.Tensor | None, protocol: Protocol, chunk: int = 1024) -> dict[str, torch.Tensor]:
+    """Per-sample errors (mm) of predicted parameters (in the model's world frame) against camera-frame
+    ground truth from :func:`ground_truth`: ``mpjpe``, ``pa_mpjpe`` and, on the same mesh, ``pve``."""
+    from key2mesh.eval.metrics import EVAL12_NAMES
+    from key2mesh.keypoints.sets import keypoint_names
+
+    out: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, len(rotmats), chunk):
+        sl = slice(i, i + chunk)
+        verts = model_to_camera_frame(body(rotmats[sl], shape[sl]).vertices)
+        gj = gt_joints[sl].to(verts)
+        if gt_set == "h36m17":
+            gv = None if gt_verts is None or gt_verts.shape[1] != verts.shape[1] else gt_verts[sl].to(verts)
+            errors = per_sample_metrics(body.regress(verts, "h36m17"), gj, None if gv is None else verts, gv, protocol, "h36m17")
+        else:
+            idx = [keypoint_names(gt_set).index(n) for n in EVAL12_NAMES]
+            errors = per_sample_metrics(body.regress(verts, gt_set)[:, idx], gj[:, idx], None, None, protocol, "eval12")
+        for k, v in errors.items():
+            out.setdefault(k, []).append(v.cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def evaluate_benchmark(model, dataset: str, path: str | None, protocol: Protocol, split: str = "test",
+                       detections: str | None = None, smpl_dir: str | None = None,
+                       h36m_regressor: str | None = None) -> EvalResult:
+    """Load ``dataset`` (``3dpw``, ``h36m-p2`` or a benchmark ``.npz``), predict, and score.
+
+    ``h36m_regressor``: SPIN's ``J_regressor_h36m.npy`` for the SMPL ground truth's H36M-17 joints
+    (default: key2mesh's name-derived regressor)."""
+    bench = load_benchmark(dataset, path, split, detections)
+    gj, gset, gv = ground_truth(bench, protocol, smpl_dir, model.device, h36m_regressor)
+    pred = model.predict(bench.keypoints2d, bench.confidence, keypoint_set=bench.keypoint_set, mesh=False)
+    errors = score_parameters(model.body, pred.rotmats, pred.shape, gj, gset, gv, protocol)
     keep = pred.valid.cpu()
-    return EvalResult(f"{dataset} ({bench.source})", protocol, int(keep.sum()), bench.dropped,
+    name = bench.name if dataset not in ("3dpw", "h36m-p2") else f"{dataset} ({bench.source})"
+    return EvalResult(name, protocol, int(keep.sum()), bench.dropped + int((~keep).sum()),
                       float(errors["mpjpe"][keep].mean()), float(errors["pa_mpjpe"][keep].mean()),
                       float(errors["pve"][keep].mean()) if "pve" in errors else None)
 

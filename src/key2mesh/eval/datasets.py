@@ -30,11 +30,15 @@ H36M_P2_SUBJECTS = ("S9", "S11")
 H36M_P2_CAMERA = "60457274"
 # Human3.6M subjects' genders (S1, S5, S7 female; S6, S8, S9, S11 male).
 H36M_GENDERS = {"S1": "female", "S5": "female", "S6": "male", "S7": "female", "S8": "male", "S9": "male", "S11": "male"}
-# SPIN's 24 ground-truth joints ('S' / 'part'): the 14 LSP joints first, then MPII pelvis and
-# thorax, H36M spine, jaw, head, nose, eyes, ears. The 14 evaluation joints are the LSP ones with
-# the H36M head (index 18) as head top: they pair element-wise with eval14() of the H36M-17
-# joints of SPIN's J_regressor_h36m, as in SPIN's evaluation.
+# SPIN's 24 ground-truth joints ('S' / 'part'): the 14 LSP joints first (0 R ankle … 11 L wrist,
+# 12 neck, 13 head top), then 14 MPII pelvis, 15 MPII thorax, 16 H36M spine, 17 jaw, 18 head,
+# 19-23 nose, eyes, ears. For H3.6M data the pelvis row holds the H36M root and the neck row the
+# thorax. The 14 evaluation joints are the LSP ones with the H36M head (index 18) as head top:
+# they pair element-wise with eval14() of the H36M-17 joints of SPIN's J_regressor_h36m, as in
+# SPIN's evaluation. J24_TO_H36M17 gives the H36M-17 joints in key2mesh's (= SPIN's regressor)
+# order; composed with H36M_TO_EVAL14 it is J24_TO_LSP14.
 J24_TO_LSP14 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18)
+J24_TO_H36M17 = (14, 3, 4, 5, 2, 1, 0, 16, 12, 17, 18, 9, 10, 11, 8, 7, 6)
 LSP14 = (
     "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
     "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
@@ -52,8 +56,8 @@ class BenchmarkSet:
     ``keypoint_set``. pose: (N,24,3,3) SMPL rotations (each relative to its parent; the global
     orientation is in the camera frame) or None when the file has none; betas: (N,10) or None;
     genders: N of ``"male"``/``"female"``/``"neutral"``. joints3d: optional (N,J,3) metres in the
-    camera frame, ``joints3d_set`` names their order (``"lsp14"``: SPIN's 14 evaluation joints,
-    pelvis-centred; ``"smpl24"``: SMPL joints). intrinsics: optional (N,3,3) pixels.
+    camera frame, ``joints3d_set`` names their order (``"h36m17"``: H36M-17 joints from SPIN's
+    ``S``, root-centred; ``"smpl24"``: SMPL joints). intrinsics: optional (N,3,3) pixels.
     dropped: detections removed for too few keypoints (``drop_reason`` says why); excluded:
     samples left out by the protocol (invalid camera pose, other subjects/cameras), by reason.
     """
@@ -423,9 +427,10 @@ def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keyp
 
     Keys: ``imgname`` (required; subject and camera are read from it, e.g.
     ``images/S9_Directions_1.60457274_000001.jpg``), ground truth ``pose`` (N,72) axis-angle in
-    the camera frame + ``shape`` (N,10) and/or ``S`` (N,24,4) pelvis-centred 3D joints in metres
-    (→ ``joints3d`` in ``"lsp14"`` order), optional ``gender``, and 2D detections from
-    ``openpose`` (N,25,3) BODY_25 unless a ``detections`` file (any format of
+    the camera frame + ``shape`` (N,10) and/or ``S`` (N,24,4) root-centred 3D joints in metres,
+    camera frame, SPIN's 24-joint layout (→ ``joints3d`` (N,17,3) in ``"h36m17"`` order, see
+    ``J24_TO_H36M17``), optional ``gender``, and 2D detections from ``openpose`` (N,25,3)
+    BODY_25 unless a ``detections`` file (any format of
     :func:`key2mesh.keypoints.io.read_detections`) is given. Keeps ``subjects`` seen by
     ``camera``; drops detections with fewer than ``min_keypoints`` points of confidence >
     ``threshold``. ``center``/``scale``/``part`` are not used.
@@ -449,7 +454,7 @@ def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keyp
         s = _array(path, data["S"], "S", (n, 24, None))
         if s.shape[2] not in (3, 4):
             raise Key2MeshError(f"{path}: 'S' must be ({n}, 24, 4) joints with confidence, got {s.shape}")
-        joints = torch.from_numpy(s[rows][:, list(J24_TO_LSP14), :3]).float()
+        joints = torch.from_numpy(s[rows][:, list(J24_TO_H36M17), :3]).float()
     if pose is None and joints is None:
         raise Key2MeshError(f"{path}: missing key 'pose' (with 'shape') or 'S': no ground truth to evaluate against")
     if detections is not None:
@@ -477,9 +482,84 @@ def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keyp
         genders=[g for g, k in zip(genders, keep_list) if k],
         image_names=[names[r] for r, k in zip(rows, keep_list) if k],
         joints3d=None if joints is None else joints[keep],
-        joints3d_set=None if joints is None else "lsp14",
+        joints3d_set=None if joints is None else "h36m17",
         dropped=int(sparse.sum()),
         drop_reason=_drop_reason(int(sparse.sum()), min_keypoints, threshold),
         excluded={"other subjects/cameras": n - len(rows)},
+        source=str(path),
+    )
+
+
+# ------------------------------------------------------------------------- key2mesh benchmark file
+
+BENCHMARK_FILE_KEYS = ("keypoints", "confidence", "keypoint_set", "joints3d", "joints3d_set")
+
+
+def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
+    """Write ``bench`` as a key2mesh benchmark ``.npz`` (read back by :func:`load_benchmark_file`).
+
+    Keys: ``keypoints`` (N,K,2) pixels, ``confidence`` (N,K), ``keypoint_set``, ``frame_names``
+    (N,) — so the file is also a detections file for ``key2mesh adapt --target`` — plus the
+    ground truth ``joints3d`` (N,J,3) metres in the camera frame with ``joints3d_set`` (a keypoint
+    set name, e.g. ``coco17``, or ``h36m17``), optional ``pose`` (N,24,3,3) / ``betas`` (N,10) /
+    ``genders``, ``intrinsics`` (N,3,3), and the ``name``, ``dropped`` and ``excluded`` counters.
+    """
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {
+        "keypoints": bench.keypoints2d.numpy(), "confidence": bench.confidence.numpy(),
+        "keypoint_set": np.array(bench.keypoint_set), "frame_names": np.array(bench.image_names),
+        "genders": np.array(bench.genders), "name": np.array(bench.name), "dropped": np.array(bench.dropped),
+        "drop_reason": np.array(bench.drop_reason), "excluded": np.array(json.dumps(bench.excluded)),
+    }
+    for key in ("joints3d", "pose", "betas", "intrinsics"):
+        value = getattr(bench, key)
+        if value is not None:
+            arrays[key] = value.numpy()
+    if bench.joints3d_set:
+        arrays["joints3d_set"] = np.array(bench.joints3d_set)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+    return path
+
+
+def load_benchmark_file(path: str | Path) -> BenchmarkSet:
+    """A key2mesh benchmark ``.npz`` (see :func:`save_benchmark`), e.g. from ``key2mesh data pose2sim``."""
+    import json
+
+    path = Path(path)
+    data = _load_npz(path) if path.is_file() else None
+    if data is None:
+        raise Key2MeshError(f"{path}: no such benchmark file (expected a .npz from `key2mesh data pose2sim`)")
+    for key in ("keypoints", "confidence", "keypoint_set"):
+        _require(path, data, key)
+    if "joints3d" not in data and "pose" not in data:
+        raise Key2MeshError(f"{path}: missing key 'joints3d' (or 'pose'): no ground truth to evaluate against")
+    if "joints3d" in data and "joints3d_set" not in data:
+        raise Key2MeshError(f"{path}: 'joints3d' needs 'joints3d_set' naming its joint order")
+    joints_set = str(data["joints3d_set"]) if "joints3d_set" in data else None
+    if joints_set is not None:
+        try:
+            joints_set = canonical_set_name(joints_set)
+        except Key2MeshError as e:
+            raise Key2MeshError(f"{path}: joints3d_set: {e}") from None
+    n = len(data["keypoints"])
+
+    def tensor(key: str) -> torch.Tensor | None:
+        return torch.from_numpy(np.asarray(data[key], dtype=np.float32)) if key in data else None
+
+    names = [str(x) for x in data["frame_names"]] if "frame_names" in data else [f"{i:06d}" for i in range(n)]
+    genders = [str(x) for x in data["genders"]] if "genders" in data else ["neutral"] * n
+    return BenchmarkSet(
+        name=str(data["name"]) if "name" in data else path.stem,
+        keypoints2d=tensor("keypoints"), confidence=tensor("confidence"), keypoint_set=str(data["keypoint_set"]),
+        pose=tensor("pose"), betas=tensor("betas"), genders=genders, image_names=names,
+        joints3d=tensor("joints3d"), joints3d_set=joints_set, intrinsics=tensor("intrinsics"),
+        dropped=int(data["dropped"]) if "dropped" in data else 0,
+        drop_reason=str(data["drop_reason"]) if "drop_reason" in data else "",
+        excluded=json.loads(str(data["excluded"])) if "excluded" in data else {},
         source=str(path),
     )

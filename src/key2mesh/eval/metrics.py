@@ -30,6 +30,9 @@ EVAL14 = tuple(H36M_TO_EVAL14)
 # Names of the 14 evaluation joints (their H36M-17 names, in EVAL14 order); "eval14" is accepted
 # as a keypoint set name by the pelvis helpers below (it has hips but no H36M root).
 EVAL14_NAMES = tuple(H36M17[i] for i in EVAL14)
+# The 12 limb joints of the 14 (no neck, no head top): what detector-defined ground truth (e.g.
+# triangulated COCO keypoints) shares with every body model's regressor. Mid-hip only.
+EVAL12_NAMES = tuple(n for n in EVAL14_NAMES if n not in ("thorax", "head_top"))
 
 MM = 1000.0  # metres -> millimetres
 
@@ -79,7 +82,9 @@ def _check(pred: torch.Tensor, gt: torch.Tensor, what: str = "points") -> None:
 
 
 def _names(keypoint_set: str) -> tuple[str, ...]:
-    return EVAL14_NAMES if keypoint_set == "eval14" else keypoint_names(keypoint_set)
+    if keypoint_set in ("eval14", "eval12"):
+        return EVAL14_NAMES if keypoint_set == "eval14" else EVAL12_NAMES
+    return keypoint_names(keypoint_set)
 
 
 def procrustes_align(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -190,14 +195,14 @@ def per_sample_metrics(
     """Per-sample ``mpjpe``, ``pa_mpjpe`` (and ``pve``) (B,) in mm under ``protocol``.
 
     Joints (B,17,3) in ``"h36m17"`` (centred on the protocol's pelvis, then reduced to the 14
-    evaluation joints) or (B,14,3) in ``"eval14"`` order (mid-hip only). PA-MPJPE uses the 14
-    joints. PVE needs both vertex tensors; with ``pve_align="root"`` the roots default to each
+    evaluation joints), (B,14,3) in ``"eval14"`` or (B,12,3) in ``"eval12"`` order (mid-hip only).
+    PA-MPJPE uses the 14 (12) joints. PVE needs both vertex tensors; with ``pve_align="root"`` the roots default to each
     side's pelvis (protocol's choice) of the joints.
     """
     protocol = get_protocol(protocol)
     _check(pred_joints, gt_joints, "joints")
-    if keypoint_set not in ("h36m17", "eval14"):
-        raise ValueError(f"compute_metrics works on 'h36m17' or 'eval14' joints, got {keypoint_set!r}")
+    if keypoint_set not in ("h36m17", "eval14", "eval12"):
+        raise ValueError(f"compute_metrics works on 'h36m17', 'eval14' or 'eval12' joints, got {keypoint_set!r}")
     pc = center_on_pelvis(pred_joints, keypoint_set, protocol.pelvis)
     gc = center_on_pelvis(gt_joints, keypoint_set, protocol.pelvis)
     if keypoint_set == "h36m17":
