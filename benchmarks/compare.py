@@ -1,10 +1,16 @@
 """Key2Mesh vs the optimisation baseline (SMPLify-style fit) vs Key2Mesh + refinement, on the same
-inputs in one run: held-out MoCap clips projected with a detector-like noise profile.
+inputs in one run, for two input sets:
 
-    .venv/bin/python benchmarks/compare.py --checkpoint anny-body25 --cache cache/mocap_anny.npz \
-        [--num 256] [--iters 100] [--out benchmarks/results/compare.md]
+- ``mocap``: held-out MoCap clips projected with a detector-like noise profile (ground truth: the
+  body parameters; 14 H36M joints);
+- ``pose2sim``: real MediaPipe detections in the 4 Pose2Sim demo views (ground truth: 3D
+  triangulated from all views, ``key2mesh data pose2sim``; 12 limb joints).
 
-Accuracy: PA-MPJPE / MPJPE (mm, 14 H36M joints, mid-hip pelvis). Latency: batch 1 and batch 512.
+    .venv/bin/python benchmarks/compare.py [--checkpoint anny-coco17] [--inputs mocap,pose2sim]
+        [--num 512] [--iters 100] [--refine-iters 50] [--out benchmarks/results/compare.md]
+
+Accuracy: PA-MPJPE / MPJPE (mm, mid-hip pelvis). Latency: batch 1 and the whole set as one batch;
+speed-ups are ratios to the baseline measured in the same run.
 """
 
 from __future__ import annotations
@@ -16,39 +22,69 @@ from pathlib import Path
 import torch
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--checkpoint", default="anny-body25")
-    p.add_argument("--cache", default="cache/mocap_anny.npz")
-    p.add_argument("--profile", default="detector")
-    p.add_argument("--num", type=int, default=512, help="inputs; the whole set is one batch (latency column 'batch N')")
-    p.add_argument("--iters", type=int, default=100)
-    p.add_argument("--refine-iters", type=int, default=50)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default="benchmarks/results/compare.md")
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    from key2mesh.eval.evaluate import score_bodies
-    from key2mesh.eval.fit import fit_to_keypoints
-    from key2mesh.inference.predictor import Key2Mesh
-
-    model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False)
-    body, kset = model.body, model.keypoint_set
-    # the same inputs for every method: pixel keypoints + confidences of held-out clips
+def _mocap_inputs(model, a):
+    """(keypoints (N,K,2), confidence (N,K), score(rotmats, shape) -> errors) of held-out clips."""
     from key2mesh.data.cache import PoseBank
     from key2mesh.data.synth import PairSynthesizer, SynthConfig
+    from key2mesh.eval.evaluate import score_bodies
 
     bank = PoseBank.load(a.cache)
     _, val_idx = bank.split(0.1, 0)
     g = torch.Generator().manual_seed(7)
     sel = torch.from_numpy(val_idx)[torch.randint(len(val_idx), (a.num,), generator=g)]
     shapes = torch.from_numpy(bank.shapes)[torch.randint(len(bank.shapes), (a.num,), generator=g)]
-    batch = PairSynthesizer(body, kset, model.camera, SynthConfig(noise_profile=a.profile))(torch.from_numpy(bank.rotmats)[sel], shapes, g)
-    kp, conf = batch.keypoints2d, batch.confidence
+    synth = PairSynthesizer(model.body, model.keypoint_set, model.camera, SynthConfig(noise_profile=a.profile))
+    batch = synth(torch.from_numpy(bank.rotmats)[sel], shapes, g)
+    desc = f"{a.num} held-out MoCap frames ({a.cache}), noise profile '{a.profile}', 14 joints"
+    return batch.keypoints2d, batch.confidence, lambda r, s: score_bodies(model.body, r, s, model.body, batch.rotmats, batch.shape, "key2mesh"), desc
+
+
+def _pose2sim_inputs(model, a):
+    """The same for the real pose2sim views (detections converted to the model's keypoint set)."""
+    from key2mesh.eval.benchmarks import ground_truth, load_benchmark, score_parameters
+    from key2mesh.eval.metrics import PROTOCOLS
+    from key2mesh.keypoints.convert import convert_keypoints
+
+    if not Path(a.pose2sim).is_file():
+        from key2mesh.eval.datasets import save_benchmark
+        from key2mesh.eval.multiview import pose2sim_benchmark
+
+        save_benchmark(pose2sim_benchmark()[0], a.pose2sim)
+    bench = load_benchmark(a.pose2sim)
+    gj, gset, gv = ground_truth(bench, PROTOCOLS["key2mesh"])
+    kp, conf = convert_keypoints(bench.keypoints2d, bench.confidence, bench.keypoint_set, model.keypoint_set)
+    desc = f"{len(bench)} real views of the pose2sim demo (MediaPipe), 3D triangulated from 4 cameras, 12 limb joints"
+    return kp, conf, lambda r, s: score_parameters(model.body, r, s, gj, gset, gv, PROTOCOLS["key2mesh"]), desc
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--checkpoint", default="anny-coco17")
+    p.add_argument("--inputs", default="mocap,pose2sim", help="comma-separated: mocap, pose2sim")
+    p.add_argument("--cache", default="cache/mocap_anny.npz")
+    p.add_argument("--pose2sim", default="cache/pose2sim_benchmark.npz", help="benchmark file (built if missing)")
+    p.add_argument("--profile", default="detector")
+    p.add_argument("--num", type=int, default=512, help="MoCap inputs; the whole set is one batch")
+    p.add_argument("--iters", type=int, default=100)
+    p.add_argument("--refine-iters", type=int, default=50)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default="benchmarks/results/compare.md")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    from key2mesh.eval.fit import fit_to_keypoints
+    from key2mesh.inference.predictor import Key2Mesh
+
+    model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False)
+    body, kset = model.body, model.keypoint_set
 
     def k2m(k, c):
-        with torch.no_grad():
-            pr = model.predict(k, c, mesh=False)
+        pr = model.predict(k, c, mesh=False)
         return pr.rotmats, pr.shape
 
     def fit(k, c, init=None, iters=a.iters):
@@ -61,31 +97,31 @@ def main() -> None:
         f"Optimisation baseline ({a.iters} it)": lambda k, c: fit(k, c),
         f"Key2Mesh + refinement ({a.refine_iters} it)": lambda k, c: fit(k, c, k2m(k, c), a.refine_iters),
     }
-    rows = []
-    for name, fn in methods.items():
-        t0 = time.perf_counter()
-        r, s = fn(kp, conf)
-        t_all = time.perf_counter() - t0  # the whole set as one batch
-        err = score_bodies(body, r, s, body, batch.rotmats, batch.shape, "key2mesh")
-        t1 = min(_time(lambda: fn(kp[:1], conf[:1])) for _ in range(3))
-        rows.append((name, float(err["pa_mpjpe"].mean()), float(err["mpjpe"].mean()), 1000 * t1, 1000 * t_all))
-    base1, base512 = rows[1][3], rows[1][4]
-    lines = [f"Inputs: {a.num} held-out MoCap frames ({a.cache}), noise profile '{a.profile}', checkpoint {a.checkpoint}; "
-             f"{a.threads} CPU threads.", "",
-             f"| method | PA-MPJPE (mm) | MPJPE (mm) | batch 1 (ms) | batch {a.num} (ms) | speed-up vs baseline (batch 1 / {a.num}) |",
-             "|---|---|---|---|---|---|"]
-    for name, pa, mp, t1, t512 in rows:
-        lines.append(f"| {name} | {pa:.1f} | {mp:.1f} | {t1:.1f} | {t512:.0f} | {base1 / t1:.0f}x / {base512 / t512:.0f}x |")
+    loaders = {"mocap": _mocap_inputs, "pose2sim": _pose2sim_inputs}
+    lines = [f"Checkpoint {a.checkpoint}; {a.threads} CPU threads; speed-ups are vs the baseline in the same run.", ""]
+    for name in [s.strip() for s in a.inputs.split(",") if s.strip()]:
+        kp, conf, score, desc = loaders[name](model, a)
+        n = len(kp)
+        rows = []
+        for method, fn in methods.items():
+            t0 = time.perf_counter()
+            r, s = fn(kp, conf)  # the whole set as one batch
+            t_all = time.perf_counter() - t0
+            err = score(r, s)
+            t1 = min(_time(lambda: fn(kp[:1], conf[:1])) for _ in range(3))
+            rows.append((method, float(err["pa_mpjpe"].mean()), float(err["mpjpe"].mean()), 1000 * t1, 1000 * t_all))
+            print(f"{name}: {rows[-1]}", flush=True)
+        base1, base_all = rows[1][3], rows[1][4]
+        lines += [f"**{name}**: {desc}.", "",
+                  f"| method | PA-MPJPE (mm) | MPJPE (mm) | batch 1 (ms) | batch {n} (ms) | speed-up vs baseline (batch 1 / {n}) |",
+                  "|---|---|---|---|---|---|"]
+        for method, pa, mp, t1, t_n in rows:
+            lines.append(f"| {method} | {pa:.1f} | {mp:.1f} | {t1:.1f} | {t_n:.0f} | {base1 / t1:.0f}x / {base_all / t_n:.0f}x |")
+        lines.append("")
     text = "\n".join(lines)
     print(text)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(text + "\n")
-
-
-def _time(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    Path(a.out).write_text(text)
 
 
 if __name__ == "__main__":

@@ -101,3 +101,36 @@ def test_adaptation_rejects_too_few_detections():
     conf[:, :5] = 1.0  # only 5 keypoints each
     with pytest.raises(Key2MeshError, match="only 0 of 5 detections"):
         prepare_target(kp, conf, {"conf_threshold": 0.1})
+
+
+def test_train_mode_freezes_only_batchnorm():
+    from key2mesh.train.adapt import train_mode
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5)).eval()
+    train_mode(net, "frozen")
+    assert net.training and net[2].training and not net[1].training
+    x = torch.randn(32, 4) * 3 + 5  # far from the running statistics (0, 1)
+    net(x)
+    assert torch.equal(net[1].running_mean, torch.zeros(8)) and torch.equal(net[1].running_var, torch.ones(8))
+    train_mode(net, "batch")
+    assert net[1].training
+    net(x)
+    assert not torch.equal(net[1].running_mean, torch.zeros(8))
+    with pytest.raises(ValueError, match="bn must be"):
+        train_mode(net, "sync")
+
+
+@pytest.mark.parametrize("bn", ["frozen", "batch"])
+def test_adaptation_batchnorm_statistics(bank_path, tmp_path, bn):
+    run_pretrain(_cfg(bank_path, tmp_path / "pt"), progress=False)
+    ck = load_checkpoint(tmp_path / "pt" / "last.pt")
+    target = synthetic_target(str(bank_path), ck, "strong", n=64, split="train")
+    cfg = AdaptConfig(source=str(tmp_path / "pt" / "last.pt"), cache=str(bank_path), out_dir=str(tmp_path / "ad"),
+                      steps=3, batch_size=16, select_every=3, weights=ABLATIONS["2d"], threads=1, bn=bn)
+    run_adapt(cfg, target, progress=False)
+    ad = load_checkpoint(tmp_path / "ad" / "last.pt")["model"]
+    stats = [k for k in ck["model"] if k.startswith("extractor.") and k.endswith("running_mean")]
+    assert stats
+    same = [torch.equal(ck["model"][k], ad[k]) for k in stats]
+    # frozen: F keeps F_pt's normalisation statistics; batch: they drift to the target batches
+    assert all(same) if bn == "frozen" else not any(same)

@@ -9,7 +9,8 @@ HELP = "adapt a pre-trained model to unlabelled target detections (WDGRL critic,
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True, help="pre-trained checkpoint (from `key2mesh pretrain`)")
+    p.add_argument("--source", required=True,
+                   help="pre-trained checkpoint (from `key2mesh pretrain`, or a shipped name such as anny-coco17)")
     p.add_argument("--target", nargs="+", required=True,
                    help="target detections: OpenPose JSON folders/files, COCO JSON, .npz/.npy, or "
                         "'synthetic:PROFILE' (held-out MoCap clips with a detector-like noise profile, labelled)")
@@ -26,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--critic-steps", type=int, default=3, help="k critic steps per adaptation step (paper 3, official code 10)")
     p.add_argument("--gamma", type=float, default=50.0, help="gradient-penalty weight (official code 50)")
     p.add_argument("--select-every", type=int, default=500)
+    p.add_argument("--bn", choices=["frozen", "batch"], default="frozen",
+                   help="BatchNorm of the adapted extractor: F_pt's statistics (frozen, default) or batch statistics")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
@@ -51,9 +54,11 @@ def load_targets(paths: list[str], checkpoint: dict, cache: str, keypoint_set: s
 
 
 def run(args: argparse.Namespace) -> int:
+    from key2mesh.inference.predictor import resolve_checkpoint
     from key2mesh.model.checkpoint import load_checkpoint
     from key2mesh.train.adapt import ABLATIONS, AdaptConfig, run_adapt, synthetic_target
 
+    args.source = str(resolve_checkpoint(args.source))
     ck = load_checkpoint(args.source)
     target = load_targets(args.target, ck, args.cache, args.target_set)
     print(f"target: {len(target)} detections kept, {target.dropped} dropped (< 6 keypoints)")
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         validation = synthetic_target(args.cache, ck, args.val.split(":", 1)[1], split="val")
     cfg = AdaptConfig(source=args.source, cache=args.cache, out_dir=args.out_dir, steps=args.steps, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, critic_steps=args.critic_steps, gamma=args.gamma,
-                      weights=ABLATIONS[args.losses], select_every=args.select_every, seed=args.seed,
+                      weights=ABLATIONS[args.losses], select_every=args.select_every, bn=args.bn, seed=args.seed,
                       device=args.device, threads=args.threads)
     result = run_adapt(cfg, target, validation)
     print(json.dumps(result, indent=2, default=float))

@@ -156,9 +156,14 @@ def build_multiview_benchmark(det: MultiViewDetections, calib, offsets: np.ndarr
         raise Key2MeshError(f"{len(det.cameras)} videos for {len(calib.names)} calibrated cameras")
     kw = {"min_views": min_views, "conf_threshold": conf_threshold, "max_error": max_error}
     offsets = estimate_frame_offsets(det, calib, max_offset) if offsets is None else np.asarray(offsets, np.int64)
+    if offsets.shape != (len(det.cameras),):
+        raise Key2MeshError(f"{len(offsets)} frame offsets for {len(det.cameras)} cameras")
     tri, t = _triangulate(det, calib, offsets, _GT_INDEX, **kw)
     world = tri.points.reshape(t, len(_GT_INDEX), 3)  # (T,17,3)
     ok = np.isfinite(world).all((-1, -2))  # (T,)
+    if not ok.any():
+        raise Key2MeshError(f"{name}: no frame could be triangulated from {len(det.cameras)} views "
+                            f"(min_views={min_views}, conf_threshold={conf_threshold}, max_error={max_error} px)")
     c = len(det.cameras)
     cam_pts = np.einsum("cij,tkj->ctki", calib.R, world) + calib.t[:, None, None, :]  # (C,T,17,3)
     kp, conf = _shifted(det.keypoints, offsets), _shifted(det.confidence, offsets)  # (C,T,33,.)

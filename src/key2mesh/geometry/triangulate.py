@@ -121,6 +121,9 @@ def triangulate_robust(pixels: np.ndarray, confidence: np.ndarray, K: np.ndarray
     c, n = confidence.shape
     if pixels.shape != (c, n, 2):
         raise ValueError(f"pixels must be (C, N, 2) = {(c, n, 2)}, got {pixels.shape}")
+    finite = np.isfinite(pixels).all(-1)  # a non-finite pixel is a missing view, not a NaN system
+    confidence = np.where(finite, confidence, 0.0)
+    pixels = np.where(finite[..., None], pixels, 0.0)
     if min_views < 2 or min_views > c:
         raise ValueError(f"min_views must be in [2, {c}], got {min_views}")
     normalized = np.stack([undistort_points(pixels[i], K[i], dist[i]) for i in range(c)])  # C is small

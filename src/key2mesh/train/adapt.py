@@ -78,12 +78,32 @@ class AdaptConfig:
     select_every: int = 500
     min_keypoints: int = 6
     holdout_fraction: float = 0.1  # target detections held out for the label-free criterion
+    # "frozen": the adapted extractor normalises with F_pt's BatchNorm statistics (not updated);
+    # "batch": train-mode BatchNorm (batch statistics, running averages drift to the target).
+    bn: str = "frozen"
     seed: int = 0
     device: str = "auto"
     threads: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def train_mode(module: torch.nn.Module, bn: str = "frozen") -> torch.nn.Module:
+    """``module.train()``, with its BatchNorm layers back in eval mode when ``bn == "frozen"``.
+
+    A target set is often far narrower than a training batch of MoCap (one person, one camera): its
+    batch statistics then differ from F_pt's running statistics, so train-mode BatchNorm changes
+    every feature at step 1 and drags the running averages to the target. Frozen statistics keep
+    F = F_pt at step 0 and let the losses move the weights (dropout stays on)."""
+    if bn not in ("frozen", "batch"):
+        raise ValueError(f"bn must be 'frozen' or 'batch', got {bn!r}")
+    module.train()
+    if bn == "frozen":
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    return module
 
 
 def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalization: dict, min_keypoints: int = 6,
@@ -125,7 +145,7 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
     net_pt = build_network(ck, device)  # F_pt, H_pt: frozen, eval mode
     for p in net_pt.parameters():
         p.requires_grad_(False)
-    extractor = copy.deepcopy(net_pt.extractor).train()
+    extractor = train_mode(copy.deepcopy(net_pt.extractor), cfg.bn)
     for p in extractor.parameters():
         p.requires_grad_(True)
     critic = DomainCritic(ModelConfig(**ck["model_config"])).to(device)
@@ -157,7 +177,7 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
         r, s = predict(extractor, ev.inputs)
         kp = body.forward_keypoints(r, s, kset)
         res["reproj"] = float(reprojection_loss(kp, ev.inputs.to(device), ev.valid.to(device), camera))
-        extractor.train()
+        train_mode(extractor, cfg.bn)
         return res
 
     key = "pa_mpjpe" if validation is not None and validation.rotmats is not None else "reproj"
