@@ -7,7 +7,8 @@ inputs in one run, for two input sets:
   triangulated from all views, ``key2mesh data pose2sim``; 12 limb joints).
 
     .venv/bin/python benchmarks/compare.py [--checkpoint anny-coco17] [--inputs mocap,pose2sim]
-        [--num 512] [--iters 100] [--refine-iters 50] [--out benchmarks/results/compare.md]
+        [--adapted runs/ablation/pose2sim_2d/best.pt] [--num 512] [--iters 100] [--refine-iters 50]
+        [--out benchmarks/results/compare.md]
 
 Accuracy: PA-MPJPE / MPJPE (mm, mid-hip pelvis). Latency: batch 1 and the whole set as one batch;
 speed-ups are ratios to the baseline measured in the same run.
@@ -69,6 +70,7 @@ def main() -> None:
     p.add_argument("--inputs", default="mocap,pose2sim", help="comma-separated: mocap, pose2sim")
     p.add_argument("--cache", default="cache/mocap_anny.npz")
     p.add_argument("--pose2sim", default="cache/pose2sim_benchmark.npz", help="benchmark file (built if missing)")
+    p.add_argument("--adapted", help="an adapted checkpoint (`key2mesh adapt`) scored beside the pre-trained one")
     p.add_argument("--profile", default="detector")
     p.add_argument("--num", type=int, default=512, help="MoCap inputs; the whole set is one batch")
     p.add_argument("--iters", type=int, default=100)
@@ -83,8 +85,10 @@ def main() -> None:
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False)
     body, kset = model.body, model.keypoint_set
 
-    def k2m(k, c):
-        pr = model.predict(k, c, mesh=False)
+    adapted = Key2Mesh.from_pretrained(a.adapted, device="cpu", full_mesh=False) if a.adapted else None
+
+    def k2m(k, c, net=model):
+        pr = net.predict(k, c, mesh=False)
         return pr.rotmats, pr.shape
 
     def fit(k, c, init=None, iters=a.iters):
@@ -97,8 +101,12 @@ def main() -> None:
         f"Optimisation baseline ({a.iters} it)": lambda k, c: fit(k, c),
         f"Key2Mesh + refinement ({a.refine_iters} it)": lambda k, c: fit(k, c, k2m(k, c), a.refine_iters),
     }
+    if adapted is not None:
+        methods["Key2Mesh adapted"] = lambda k, c: k2m(k, c, adapted)
+        methods[f"Key2Mesh adapted + refinement ({a.refine_iters} it)"] = lambda k, c: fit(k, c, k2m(k, c, adapted), a.refine_iters)
     loaders = {"mocap": _mocap_inputs, "pose2sim": _pose2sim_inputs}
-    lines = [f"Checkpoint {a.checkpoint}; {a.threads} CPU threads; speed-ups are vs the baseline in the same run.", ""]
+    lines = [f"Checkpoint {a.checkpoint}" + (f", adapted {a.adapted}" if a.adapted else "")
+             + f"; {a.threads} CPU threads; speed-ups are vs the baseline in the same run.", ""]
     for name in [s.strip() for s in a.inputs.split(",") if s.strip()]:
         kp, conf, score, desc = loaders[name](model, a)
         n = len(kp)
