@@ -7,7 +7,7 @@ inputs in one run, for two input sets:
   triangulated from all views, ``key2mesh data pose2sim``; 12 limb joints).
 
     .venv/bin/python benchmarks/compare.py [--checkpoint anny-coco17] [--inputs mocap,pose2sim]
-        [--adapted runs/ablation/pose2sim_2d/best.pt] [--num 512] [--iters 100] [--refine-iters 50]
+        [--adapted CKPT|none] [--num 512] [--iters 100] [--refine-iters 50]
         [--out benchmarks/results/compare.md]
 
 Accuracy: PA-MPJPE / MPJPE (mm, mid-hip pelvis). Latency: batch 1 and the whole set as one batch;
@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 import torch
+
+ADAPTED = "runs/ablation/pose2sim_2d/best.pt"  # anny-coco17 adapted to the pose2sim detections (+L2D^t)
 
 
 def _mocap_inputs(model, a):
@@ -70,7 +72,9 @@ def main() -> None:
     p.add_argument("--inputs", default="mocap,pose2sim", help="comma-separated: mocap, pose2sim")
     p.add_argument("--cache", default="cache/mocap_anny.npz")
     p.add_argument("--pose2sim", default="cache/pose2sim_benchmark.npz", help="benchmark file (built if missing)")
-    p.add_argument("--adapted", help="an adapted checkpoint (`key2mesh adapt`) scored beside the pre-trained one")
+    p.add_argument("--adapted", default=ADAPTED,
+                   help=f"an adapted checkpoint scored beside the pre-trained one (default {ADAPTED}, from "
+                        "benchmarks/ablation.sh, when it exists; 'none' to skip)")
     p.add_argument("--profile", default="detector")
     p.add_argument("--num", type=int, default=512, help="MoCap inputs; the whole set is one batch")
     p.add_argument("--iters", type=int, default=100)
@@ -85,6 +89,10 @@ def main() -> None:
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False)
     body, kset = model.body, model.keypoint_set
 
+    if a.adapted == ADAPTED and not Path(ADAPTED).is_file():
+        print(f"note: {ADAPTED} not found (run bash benchmarks/ablation.sh); no adapted rows")
+        a.adapted = None
+    a.adapted = None if a.adapted in (None, "none") else a.adapted
     adapted = Key2Mesh.from_pretrained(a.adapted, device="cpu", full_mesh=False) if a.adapted else None
 
     def k2m(k, c, net=model):
