@@ -32,6 +32,7 @@ from key2mesh.eval.multiview import (
 from key2mesh.inference.demo_inputs import MultiCameraCalibration
 from key2mesh.keypoints.io import read_detections
 from key2mesh.keypoints.sets import COCO17
+from test_triangulate import look_at
 
 # MediaPipe BlazePose indices of the COCO-17 points, in COCO-17 order (from the BlazePose landmark chart)
 MP_OF_COCO = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
@@ -40,21 +41,9 @@ T = 12
 DELAY = 2  # camera index 2 ("cam3") starts DELAY frames late: its frame g shows time g - DELAY
 
 
-def look_at(center, target=(0.0, 0.0, 1.0), up=(0.0, 0.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
-    """OpenCV world→camera (R, t) of a camera at ``center`` looking at ``target`` (world z up)."""
-    center = np.asarray(center, dtype=np.float64)
-    forward = np.asarray(target, dtype=np.float64) - center
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, up)
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    R = np.stack([right, down, forward])
-    return R, -R @ center
-
-
 def calibration() -> MultiCameraCalibration:
     centers = [(4.0, 0.3, 1.5), (-0.2, 4.0, 1.8), (-4.0, -0.5, 1.2), (0.4, -4.0, 2.0)]
-    Rs, ts = zip(*(look_at(c) for c in centers))
+    Rs, ts = zip(*(look_at(c, target=(0.0, 0.0, 1.0)) for c in centers))
     K = np.stack([[[f, 0.0, 960.0 + 5 * i], [0.0, f, 540.0 - 3 * i], [0.0, 0.0, 1.0]]
                   for i, f in enumerate((1000.0, 1100.0, 950.0, 1050.0))])  # a different K per camera
     return MultiCameraCalibration(list(CAMS), np.tile([1920, 1080], (4, 1)), K, np.zeros((4, 4)),
