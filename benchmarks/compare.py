@@ -89,11 +89,11 @@ def main() -> None:
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False)
     body, kset = model.body, model.keypoint_set
 
+    adapted = None
     if a.adapted == ADAPTED and not Path(ADAPTED).is_file():
         print(f"note: {ADAPTED} not found (run bash benchmarks/ablation.sh); no adapted rows")
-        a.adapted = None
-    a.adapted = None if a.adapted in (None, "none") else a.adapted
-    adapted = Key2Mesh.from_pretrained(a.adapted, device="cpu", full_mesh=False) if a.adapted else None
+    elif a.adapted != "none":
+        adapted = Key2Mesh.from_pretrained(a.adapted, device="cpu", full_mesh=False)
 
     def k2m(k, c, net=model):
         pr = net.predict(k, c, mesh=False)
@@ -113,7 +113,7 @@ def main() -> None:
         methods["Key2Mesh adapted"] = lambda k, c: k2m(k, c, adapted)
         methods[f"Key2Mesh adapted + refinement ({a.refine_iters} it)"] = lambda k, c: fit(k, c, k2m(k, c, adapted), a.refine_iters)
     loaders = {"mocap": _mocap_inputs, "pose2sim": _pose2sim_inputs}
-    lines = [f"Checkpoint {a.checkpoint}" + (f", adapted {a.adapted}" if a.adapted else "")
+    lines = [f"Checkpoint {a.checkpoint}" + (f", adapted {a.adapted}" if adapted is not None else "")
              + f"; {a.threads} CPU threads; speed-ups are vs the baseline in the same run.", ""]
     for name in [s.strip() for s in a.inputs.split(",") if s.strip()]:
         kp, conf, score, desc = loaders[name](model, a)

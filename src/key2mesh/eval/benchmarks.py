@@ -105,15 +105,15 @@ def score_parameters(body, rotmats: torch.Tensor, shape: torch.Tensor, gt_joints
     from key2mesh.keypoints.sets import keypoint_names
 
     out: dict[str, list[torch.Tensor]] = {}
+    idx = None if gt_set == "h36m17" else [keypoint_names(gt_set).index(n) for n in EVAL12_NAMES]
     for i in range(0, len(rotmats), chunk):
         sl = slice(i, i + chunk)
         verts = model_to_camera_frame(body(rotmats[sl], shape[sl]).vertices)
         gj = gt_joints[sl].to(verts)
-        if gt_set == "h36m17":
+        if idx is None:
             gv = None if gt_verts is None or gt_verts.shape[1] != verts.shape[1] else gt_verts[sl].to(verts)
             errors = per_sample_metrics(body.regress(verts, "h36m17"), gj, None if gv is None else verts, gv, protocol, "h36m17")
         else:
-            idx = [keypoint_names(gt_set).index(n) for n in EVAL12_NAMES]
             errors = per_sample_metrics(body.regress(verts, gt_set)[:, idx], gj[:, idx], None, None, protocol, "eval12")
         for k, v in errors.items():
             out.setdefault(k, []).append(v.cpu())

@@ -492,9 +492,6 @@ def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keyp
 
 # ------------------------------------------------------------------------- key2mesh benchmark file
 
-BENCHMARK_FILE_KEYS = ("keypoints", "confidence", "keypoint_set", "joints3d", "joints3d_set")
-
-
 def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
     """Write ``bench`` as a key2mesh benchmark ``.npz`` (read back by :func:`load_benchmark_file`).
 
@@ -531,9 +528,9 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
     import json
 
     path = Path(path)
-    data = _load_npz(path) if path.is_file() else None
-    if data is None:
+    if not path.is_file():
         raise Key2MeshError(f"{path}: no such benchmark file (expected a .npz from `key2mesh data pose2sim`)")
+    data = _load_npz(path)
     for key in ("keypoints", "confidence", "keypoint_set"):
         _require(path, data, key)
     if "joints3d" not in data and "pose" not in data:

@@ -74,14 +74,10 @@ def _shifted(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.stack([values[c, idx + offsets[c]] for c in range(len(offsets))])
 
 
-def _triangulate(det: MultiViewDetections, calib, offsets: np.ndarray, points: list[int] | None = None,
-                 **kw) -> tuple[Triangulation, int]:
-    kp, conf = _shifted(det.keypoints, offsets), _shifted(det.confidence, offsets)
-    if points is not None:
-        kp, conf = kp[:, :, points], conf[:, :, points]
+def _triangulate(kp: np.ndarray, conf: np.ndarray, calib, **kw) -> Triangulation:
+    """Synchronised keypoints (C, T, K, 2) and confidence (C, T, K) → T·K points (frame-major)."""
     c, t, k = conf.shape
-    tri = triangulate_robust(kp.reshape(c, t * k, 2), conf.reshape(c, t * k), calib.K, calib.dist, calib.R, calib.t, **kw)
-    return tri, t
+    return triangulate_robust(kp.reshape(c, t * k, 2), conf.reshape(c, t * k), calib.K, calib.dist, calib.R, calib.t, **kw)
 
 
 def estimate_frame_offsets(det: MultiViewDetections, calib, max_offset: int = 6, rounds: int = 2) -> np.ndarray:
@@ -93,14 +89,16 @@ def estimate_frame_offsets(det: MultiViewDetections, calib, max_offset: int = 6,
     """
     c = len(det.cameras)
     offsets = np.zeros(c, dtype=np.int64)
-    pts = _GT_INDEX if det.keypoint_set == "mediapipe33" else None
+    pts = _GT_INDEX if det.keypoint_set == "mediapipe33" else slice(None)
+    kp_all, conf_all = det.keypoints[:, :, pts], det.confidence[:, :, pts]
     for _ in range(rounds):
         for cam in range(1, c):
             errors = []
             for o in range(-max_offset, max_offset + 1):
                 trial = offsets.copy()
                 trial[cam] = o
-                tri, _ = _triangulate(det, calib, trial, pts, min_views=c, conf_threshold=0.0, max_error=np.inf)
+                tri = _triangulate(_shifted(kp_all, trial), _shifted(conf_all, trial), calib,
+                                   min_views=c, conf_threshold=0.0, max_error=np.inf)
                 errors.append(float(np.nanmean(tri.error)) if tri.valid.any() else np.inf)
             offsets[cam] = int(np.argmin(errors)) - max_offset
     return offsets
@@ -158,7 +156,9 @@ def build_multiview_benchmark(det: MultiViewDetections, calib, offsets: np.ndarr
     offsets = estimate_frame_offsets(det, calib, max_offset) if offsets is None else np.asarray(offsets, np.int64)
     if offsets.shape != (len(det.cameras),):
         raise Key2MeshError(f"{len(offsets)} frame offsets for {len(det.cameras)} cameras")
-    tri, t = _triangulate(det, calib, offsets, _GT_INDEX, **kw)
+    kp, conf = _shifted(det.keypoints, offsets), _shifted(det.confidence, offsets)  # (C,T,33,.)
+    t = kp.shape[1]
+    tri = _triangulate(kp[:, :, _GT_INDEX], conf[:, :, _GT_INDEX], calib, **kw)
     world = tri.points.reshape(t, len(_GT_INDEX), 3)  # (T,17,3)
     ok = np.isfinite(world).all((-1, -2))  # (T,)
     if not ok.any():
@@ -166,7 +166,6 @@ def build_multiview_benchmark(det: MultiViewDetections, calib, offsets: np.ndarr
                             f"(min_views={min_views}, conf_threshold={conf_threshold}, max_error={max_error} px)")
     c = len(det.cameras)
     cam_pts = np.einsum("cij,tkj->ctki", calib.R, world) + calib.t[:, None, None, :]  # (C,T,17,3)
-    kp, conf = _shifted(det.keypoints, offsets), _shifted(det.confidence, offsets)  # (C,T,33,.)
     frame0 = max(0, -int(offsets.min()))
     keep = np.broadcast_to(ok, (c, t)).reshape(-1)
     names = [f"{cam}/frame_{frame0 + f + int(offsets[i]):05d}" for i, cam in enumerate(det.cameras) for f in range(t)]

@@ -88,11 +88,12 @@ class MultiCameraCalibration:
         """(C, 3, 4) ``P = K [R | t]`` (ignores distortion), for linear triangulation."""
         return self.K @ np.concatenate([self.R, self.t[..., None]], axis=-1)
 
-    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """World points (N, 3) → pixels (C, N, 2) without distortion, and depths (C, N)."""
-        cam = np.einsum("cij,nj->cni", self.R, np.asarray(points, dtype=np.float64)) + self.t[:, None, :]
-        uvw = np.einsum("cij,cnj->cni", self.K, cam)
-        return uvw[..., :2] / uvw[..., 2:3], cam[..., 2]
+    def project(self, points: np.ndarray, distorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """World points (N, 3) → pixels (C, N, 2) (lens distortion applied when ``distorted``),
+        and depths (C, N); see :func:`key2mesh.geometry.triangulate.project_points`."""
+        from key2mesh.geometry.triangulate import project_points
+
+        return project_points(points, self.R, self.t, self.K, self.dist if distorted else None)
 
 
 def _floats(tag: ET.Element, keys: tuple[str, ...], path: Path) -> list[float]:
