@@ -1,15 +1,26 @@
 """Checkpoints that carry everything needed to rebuild the model and its input convention:
 network config and weights, keypoint set, normalisation, virtual camera, body backend and its
-configuration, library versions, training state. Writes are atomic (temp file + rename)."""
+configuration, library versions, training state. Writes are atomic (temp file + rename).
+
+Checkpoints are read with ``torch.load(weights_only=True)``: a file that holds anything but
+tensors and plain Python values (dicts, lists, tuples, str, numbers, bools, None) is refused, so
+loading a checkpoint never runs code. Everything written here is first reduced to those types
+(:func:`to_plain`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import os
+import pickle
+import re
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
+import numpy as np
 import torch
+from torch.torch_version import TorchVersion
 
 from key2mesh import __version__
 from key2mesh.errors import Key2MeshError
@@ -21,8 +32,55 @@ FORMAT_VERSION = 1
 REQUIRED = ("format", "format_version", "model_config", "model", "keypoint_set", "body", "camera", "normalization")
 
 
+# Classes older checkpoints hold besides plain types: ``torch.__version__`` (a str subclass that
+# runs no code when rebuilt) was stored as is before version strings were made plain.
+_SAFE_GLOBALS = [TorchVersion]
+
+
+def to_plain(obj: Any, where: str = "checkpoint") -> Any:
+    """``obj`` with every value turned into a type ``torch.load(weights_only=True)`` accepts.
+
+    Dataclasses become dicts, paths and str subclasses plain str, enums their value, NumPy
+    scalars Python numbers and NumPy arrays tensors; tensors, dicts, lists, tuples and plain
+    scalars are kept. Anything else is a programming error (``TypeError`` naming its key)."""
+    if obj is None or type(obj) in (bool, int, float, complex, str, bytes):
+        return obj
+    if isinstance(obj, (torch.Tensor, torch.Size, torch.dtype, torch.device)):
+        return obj
+    if isinstance(obj, dict):
+        return {to_plain(k, where): to_plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_plain(dataclasses.asdict(obj), where)
+    if isinstance(obj, enum.Enum):
+        return to_plain(obj.value, where)
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind in "biufc":
+            return torch.from_numpy(np.ascontiguousarray(obj))
+        return to_plain(obj.tolist(), where)
+    raise TypeError(f"{where}: {type(obj).__name__} cannot be stored in a checkpoint (tensors and plain values only)")
+
+
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file in the same folder, then rename (never a half-written file)."""
+    """torch.save to a temp file in the same folder, then rename (never a half-written file).
+
+    ``obj`` is reduced to plain types first (:func:`to_plain`), so the file loads with
+    ``weights_only=True``."""
+    obj = to_plain(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -49,11 +107,12 @@ def make_checkpoint(
     import anny
     import roma
 
-    return {
+    return to_plain({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "stage": stage,
-        "versions": {"key2mesh": __version__, "torch": torch.__version__, "anny": anny.__version__, "roma": roma.__version__},
+        "versions": {"key2mesh": str(__version__), "torch": str(torch.__version__), "anny": str(anny.__version__),
+                     "roma": str(roma.__version__)},
         "model_config": net.config.to_dict(),
         "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "keypoint_set": keypoint_set,
@@ -61,7 +120,7 @@ def make_checkpoint(
         "camera": camera.to_dict(),
         "normalization": dict(normalization),
         **extra,
-    }
+    })
 
 
 def slim_checkpoint(ckpt: dict, half: bool = True) -> dict:
@@ -82,7 +141,16 @@ def load_checkpoint(
     if not path.is_file():
         raise Key2MeshError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain values only, so a crafted file cannot run code
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        unsafe = re.search(r"GLOBAL (\S+)|allowlist|add_safe_globals", str(exc))
+        if not unsafe:
+            raise Key2MeshError(f"{path} is not a readable key2mesh checkpoint (corrupt, or not a torch file)") from None
+        what = f" ({unsafe.group(1)})" if unsafe.group(1) else ""
+        raise Key2MeshError(f"{path} is refused: it holds Python objects{what} besides tensors and plain values "
+                            "(loading it could run code); key2mesh checkpoints never do") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
         raise Key2MeshError(f"{path} is not a readable key2mesh checkpoint ({type(exc).__name__})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

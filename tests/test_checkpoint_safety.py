@@ -1,0 +1,177 @@
+"""Checkpoints never run code (weights_only loading), and what key2mesh writes loads that way."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from key2mesh.cli import main
+from key2mesh.errors import Key2MeshError
+from key2mesh.geometry.camera import VirtualCamera
+from key2mesh.model.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    atomic_save,
+    load_checkpoint,
+    make_checkpoint,
+)
+from key2mesh.model.network import Key2MeshNet, ModelConfig
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "key2mesh"
+
+
+class _Payload:
+    """Unpickling this creates ``path`` (stands in for any code an attacker would run)."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _evil(tmp_path: Path, name: str = "evil.pt", sentinel: str = "SENTINEL") -> tuple[Path, Path]:
+    """A file that looks like a key2mesh checkpoint but carries a payload."""
+    target = tmp_path / sentinel
+    path = tmp_path / name
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "payload": _Payload(target)}, path)
+    assert not target.exists()
+    return path, target
+
+
+def _small_checkpoint(**extra) -> dict:
+    torch.manual_seed(0)
+    net = Key2MeshNet(ModelConfig(num_keypoints=25, hidden=32))
+    return make_checkpoint(net, keypoint_set="openpose_body25", body_config={"name": "anny", "rig": "r", "topology": "t"},
+                           camera=VirtualCamera(), normalization={"conf_threshold": 0.1, "missing_value": -1.0},
+                           stage="test", **extra)
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_load_checkpoint_refuses_code(tmp_path):
+    path, sentinel = _evil(tmp_path)
+    with pytest.raises(Key2MeshError, match="could run code"):
+        load_checkpoint(path)
+    assert not sentinel.exists()
+
+
+def test_from_pretrained_refuses_code(tmp_path):
+    from key2mesh.inference.predictor import Key2Mesh
+
+    path, sentinel = _evil(tmp_path)
+    with pytest.raises(Key2MeshError, match="refused"):
+        Key2Mesh.from_pretrained(path)
+    assert not sentinel.exists()
+
+
+def _keypoint_file(tmp_path: Path) -> Path:
+    f = tmp_path / "kp.npz"
+    np.savez(f, keypoints=np.random.default_rng(0).uniform(0, 100, (2, 25, 3)).astype(np.float32),
+             keypoint_set="openpose_body25")
+    return f
+
+
+@pytest.mark.parametrize("command", ["predict", "export", "evaluate", "fit", "adapt"])
+def test_cli_refuses_code(tmp_path, capsys, command):
+    path, sentinel = _evil(tmp_path)
+    kp = _keypoint_file(tmp_path)
+    argv = {
+        "predict": ["predict", str(kp), "--checkpoint", str(path), "--out", str(tmp_path / "o.npz")],
+        "export": ["export", str(path), "--onnx", str(tmp_path / "m.onnx")],
+        "evaluate": ["evaluate", "--dataset", "mocap-heldout", "--cache", str(tmp_path / "c.npz"), "--checkpoint", str(path)],
+        "fit": ["fit", str(kp), "--init-from", str(path), "--out", str(tmp_path / "f.npz")],
+        "adapt": ["adapt", "--source", str(path), "--target", str(kp), "--cache", str(tmp_path / "c.npz"),
+                  "--out", str(tmp_path / "ad")],
+    }[command]
+    assert main(argv) == 2
+    line = _one_line_error(capsys)
+    assert "evil.pt" in line and "refused" in line
+    assert not sentinel.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.pt", "kp.npz"]  # nothing written
+
+
+def test_pretrain_resume_refuses_planted_last_pt(tmp_path):
+    """`pretrain --resume` reads OUT/last.pt through load_checkpoint (same refusal)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    path, sentinel = _evil(out, "last.pt")
+    with pytest.raises(Key2MeshError, match="refused"):
+        load_checkpoint(path, expect_body={"name": "anny"}, expect_keypoint_set="openpose_body25")
+    assert not sentinel.exists()
+
+
+def test_every_torch_load_in_src_passes_weights_only_true():
+    calls = []
+    for f in SRC.rglob("*.py"):
+        text = f.read_text()
+        for m in re.finditer(r"torch\.load\(", text):
+            depth, i = 1, m.end()
+            while depth and i < len(text):
+                depth += {"(": 1, ")": -1}.get(text[i], 0)
+                i += 1
+            calls.append((f.relative_to(SRC), text[m.start():i]))
+    assert calls, "expected at least the checkpoint loader"
+    bad = [(f, c) for f, c in calls if not re.search(r"weights_only\s*=\s*True", c)]
+    assert not bad, bad
+    # training code (pretrain --resume, adapt --source) reads checkpoints only through load_checkpoint
+    for f in (SRC / "train").glob("*.py"):
+        assert "pickle.load" not in f.read_text() and "torch.load" not in f.read_text(), f
+
+
+def test_shipped_models_load_weights_only():
+    from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
+
+    found = [PRETRAINED_DIR / f for f in PRETRAINED.values() if (PRETRAINED_DIR / f).exists()]
+    if not found:
+        pytest.skip("no shipped checkpoint")
+    for path in found:
+        ck = load_checkpoint(path)
+        assert ck["format"] == FORMAT and ck["model"]
+
+
+def test_written_checkpoints_are_plain(tmp_path):
+    """Whatever training stores (configs with paths, NumPy numbers, tuples, RNG states, optimizer
+    state) is written in a form weights_only accepts, and reads back equal."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Cfg:
+        out: Path = Path("runs/x")
+        lr: np.float32 = np.float32(1e-3)
+        sizes: tuple = (1, 2)
+
+    net = Key2MeshNet(ModelConfig(num_keypoints=25, hidden=32))
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.randn(4, 25, 2))[0].sum().backward()
+    opt.step()
+    ck = _small_checkpoint(optimizer=opt.state_dict(), config=Cfg(), step=np.int64(7), best={"pa": np.float64(1.5)},
+                           rng={"gen": torch.Generator().get_state(), "torch": torch.get_rng_state(), "cuda": None},
+                           arr=np.arange(3), where=Path("a/b"))
+    path = tmp_path / "c.pt"
+    atomic_save(ck, path)
+    raw = torch.load(path, map_location="cpu", weights_only=True)  # no allow-list at all
+    assert raw["config"] == {"out": "runs/x", "lr": pytest.approx(1e-3), "sizes": (1, 2)}
+    assert raw["step"] == 7 and type(raw["step"]) is int and raw["where"] == "a/b"
+    assert type(raw["versions"]["torch"]) is str
+    assert torch.equal(raw["arr"], torch.arange(3))
+    opt2 = torch.optim.Adam(Key2MeshNet(ModelConfig(num_keypoints=25, hidden=32)).parameters())
+    opt2.load_state_dict(raw["optimizer"])
+    assert load_checkpoint(path)["stage"] == "test"
+
+
+def test_to_plain_rejects_objects():
+    from key2mesh.model.checkpoint import to_plain
+
+    with pytest.raises(TypeError, match=r"checkpoint\['x'\]: object"):
+        to_plain({"x": object()})
