@@ -175,3 +175,25 @@ def test_to_plain_rejects_objects():
 
     with pytest.raises(TypeError, match=r"checkpoint\['x'\]: object"):
         to_plain({"x": object()})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, value):
+    ck = _small_checkpoint()
+    names = [k for k, v in ck["model"].items() if v.is_floating_point()]
+    ck["model"][names[0]] = ck["model"][names[0]].clone()
+    ck["model"][names[0]].view(-1)[0] = value
+    ck["model"][names[2]] = torch.full_like(ck["model"][names[2]], value)
+    path = tmp_path / "nan.pt"
+    atomic_save(ck, path)
+    with pytest.raises(Key2MeshError, match=r"nan\.pt has non-finite weights \(2 tensors"):
+        load_checkpoint(path)
+
+
+def test_cli_refuses_non_finite_weights(tmp_path, capsys):
+    ck = _small_checkpoint()
+    ck["model"] = {k: v * float("nan") if v.is_floating_point() else v for k, v in ck["model"].items()}
+    atomic_save(ck, tmp_path / "nan.pt")
+    assert main(["export", str(tmp_path / "nan.pt"), "--torchscript", str(tmp_path / "m.ts")]) == 2
+    assert "non-finite weights" in _one_line_error(capsys)
+    assert not (tmp_path / "m.ts").exists()

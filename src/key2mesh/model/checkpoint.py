@@ -162,6 +162,12 @@ def load_checkpoint(
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise Key2MeshError(f"{path} lacks {missing}; was it written by key2mesh {ckpt.get('versions', {}).get('key2mesh', '?')}?")
+    if not isinstance(ckpt["model"], dict) or not all(torch.is_tensor(v) for v in ckpt["model"].values()):
+        raise Key2MeshError(f"{path}: its 'model' entry is not a dict of tensors")
+    bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise Key2MeshError(f"checkpoint {path} has non-finite weights ({len(bad)} tensor{'s' if len(bad) > 1 else ''} "
+                            f"with NaN/inf, first {bad[0]!r}); it cannot be used (was training diverging?)")
     if expect_body is not None and {k: ckpt["body"].get(k) for k in expect_body} != dict(expect_body):
         raise Key2MeshError(f"{path} was trained for body model {ckpt['body']}, not {expect_body}")
     if expect_keypoint_set is not None and ckpt["keypoint_set"] != expect_keypoint_set:
