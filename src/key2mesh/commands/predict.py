@@ -66,15 +66,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {n} predictions ({skipped} of {total} detections skipped for too few keypoints)")
     if args.meshes:
         from key2mesh.inference.meshes import write_mesh
+        from key2mesh.safe_paths import unique_names
 
         mesh_dir = out.with_name(out.stem + "_meshes")
+        # names come from inside the input files: plain, unique file names inside mesh_dir only
+        stems = unique_names(f"{fn}_p{pid}" for fn, pid in zip(arrays["frame_name"], arrays["person_id"]))
         rot_t, shape_t = torch.from_numpy(arrays["rotmats"]), torch.from_numpy(arrays["shape"])
         for i in tqdm(range(0, n, 256), desc="meshes"):
             with torch.no_grad():
                 verts = model.mesh_body(rot_t[i:i + 256].to(model.device), shape_t[i:i + 256].to(model.device)).vertices.cpu().numpy()
             for j, v in enumerate(verts):
                 k = i + j
-                write_mesh(v, model.faces.cpu().numpy(), mesh_dir / f"{arrays['frame_name'][k]}_p{arrays['person_id'][k]}.{args.meshes}")
+                write_mesh(v, model.faces.cpu().numpy(), mesh_dir / f"{stems[k]}.{args.meshes}")
         print(f"wrote {n} meshes to {mesh_dir}/")
     return 0
 

@@ -46,8 +46,10 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
     """Process an iterable of RGB frames; writes ``out`` (an .mp4 for videos, PNGs otherwise)."""
     from key2mesh.inference.detect import PoseDetector
     from key2mesh.inference.video import VideoWriter, write_image
+    from key2mesh.safe_paths import unique_names
 
     report = DemoReport()
+    names = unique_names(names) if names else None  # plain file names inside ``out``
     images, kps, confs = [], [], []
     with PoseDetector(video=is_video) as detector:
         for i, frame in enumerate(tqdm(frames, desc="detect", unit="frame")):

@@ -20,6 +20,7 @@ import numpy as np
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import KEYPOINT_SETS, canonical_set_name, num_keypoints
+from key2mesh.safe_paths import unique_names
 
 OPENPOSE_VERSION = 1.3
 # OpenPose body models by number of points: BODY_25 (default) and COCO (18).
@@ -347,14 +348,13 @@ def _float32_list(values: np.ndarray) -> list[float]:
     return [float(str(v)) for v in np.asarray(values, dtype=np.float32).ravel()]
 
 
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^\w.\-]+", "_", name).strip("._") or "frame"
-
-
 def write_openpose_json(
     detections: Detections, folder: str | Path, keypoint_set: str | None = None
 ) -> list[Path]:
     """One OpenPose-layout file ``<frame name>_keypoints.json`` per frame; returns the paths.
+
+    Frame names become plain file names inside ``folder`` (:func:`key2mesh.safe_paths.unique_names`:
+    no path separators or leading dots; repeated names get ``_1``, ``_2`` ...).
 
     Written in ``keypoint_set`` (default: the detections' set when it is an OpenPose set, else
     BODY_25 through conversion). Untracked persons get ``person_id: [-1]`` as OpenPose writes.
@@ -367,11 +367,7 @@ def write_openpose_json(
             else "openpose_body25"
         )
     det = detections.to(keypoint_set)
-    names = [_safe_name(n) for n in det.frame_names]
-    if len(set(names)) != len(names):
-        raise Key2MeshError(
-            f"{folder}: frame names are not unique, cannot write one file per frame"
-        )
+    names = unique_names(det.frame_names)  # plain, unique file names inside ``folder``
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
