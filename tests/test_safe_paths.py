@@ -72,3 +72,137 @@ def test_predict_meshes_stay_in_folder(tmp_path):
     assert len(meshes) == len(names)
     assert {m.name for m in meshes} >= {"evil_p0.ply", "dup_p0.ply", "dup_p0_1.ply"}
     assert _files(tmp_path) == {"in.npz", "a/b/pred.npz"} | {f"a/b/pred_meshes/{m.name}" for m in meshes}
+
+
+# ------------------------------------------------------------------------------- atomic outputs
+
+def _kp_file(path: Path, n: int = 2) -> Path:
+    kp = np.random.default_rng(2).uniform(100, 300, (n, 25, 2)).astype(np.float32)
+    np.savez(path, keypoints=kp, keypoint_set="openpose_body25")
+    return path
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err
+    return lines[0]
+
+
+def _disk_full_savez(monkeypatch):
+    """np.savez writes part of the archive, then the disk is full."""
+    import errno
+
+    def full(file, *args, **kwargs):
+        file.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+
+
+def test_atomic_savez_disk_full_keeps_previous(tmp_path, monkeypatch):
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.safe_paths import atomic_savez
+
+    out = tmp_path / "o.npz"
+    atomic_savez(out, a=np.arange(3))
+    before = out.read_bytes()
+    _disk_full_savez(monkeypatch)
+    with pytest.raises(Key2MeshError, match="no space left"):
+        atomic_savez(out, a=np.arange(5))
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["o.npz"]
+
+
+@pytest.mark.parametrize("command", ["predict", "fit"])
+def test_cli_disk_full_keeps_previous_output(tmp_path, monkeypatch, capsys, command):
+    from key2mesh.cli import main
+
+    inp = _kp_file(tmp_path / "in.npz")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "result.npz"
+    out.write_bytes(b"previous result")
+    _disk_full_savez(monkeypatch)
+    argv = {"predict": ["predict", str(inp), "--out", str(out), "--device", "cpu"],
+            "fit": ["fit", str(inp), "--out", str(out), "--iters", "1"]}[command]
+    assert main(argv) == 2
+    line = _one_line(capsys)
+    assert "no space left" in line and str(out) in line
+    assert out.read_bytes() == b"previous result"
+    assert [p.name for p in out_dir.iterdir()] == ["result.npz"]  # no temp file left
+
+
+@pytest.mark.parametrize("command", ["predict", "fit", "export", "evaluate"])
+def test_cli_refuses_out_equal_to_input(tmp_path, capsys, command):
+    from key2mesh.cli import main
+
+    inp = _kp_file(tmp_path / "in.npz")
+    before = inp.read_bytes()
+    link = tmp_path / "link.npz"
+    link.symlink_to(inp)
+    argv = {"predict": ["predict", str(inp), "--out", str(link)],
+            "fit": ["fit", str(inp), "--out", str(tmp_path / "." / "in.npz")],
+            "export": ["export", str(inp), "--onnx", str(link)],
+            "evaluate": ["evaluate", "--dataset", str(inp), "--checkpoint", "anny-body25", "--json", str(inp)]}[command]
+    assert main(argv) == 2
+    assert "is the input" in _one_line(capsys)
+    assert inp.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["predict", "fit", "export"])
+def test_cli_unwritable_out_is_one_line(tmp_path, capsys, command):
+    from key2mesh.cli import main
+
+    inp = _kp_file(tmp_path / "in.npz")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    out = blocker / "sub" / "o.npz"
+    argv = {"predict": ["predict", str(inp), "--out", str(out), "--device", "cpu"],
+            "fit": ["fit", str(inp), "--out", str(out), "--iters", "1"],
+            "export": ["export", "anny-body25", "--torchscript", str(out)]}[command]
+    assert main(argv) == 2
+    line = _one_line(capsys)
+    assert "cannot write" in line and "a_file is a file, not a folder" in line
+    assert blocker.read_text() == "x"
+
+
+def test_writers_leave_no_temp_files(tmp_path):
+    from key2mesh.inference.meshes import write_mesh
+    from key2mesh.inference.video import write_image
+    from key2mesh.keypoints.io import Detections, read_numpy, write_npz
+    from key2mesh.safe_paths import atomic_write_text
+
+    v = np.random.default_rng(0).normal(size=(4, 3))
+    f = np.array([[0, 1, 2], [0, 2, 3]])
+    for fmt in ("obj", "ply", "glb"):
+        write_mesh(v, f, tmp_path / f"m.{fmt}")
+    write_image(tmp_path / "i.png", np.zeros((4, 5, 3), np.uint8))
+    det = Detections(np.ones((1, 1, 25, 2)), np.ones((1, 1, 25)), "openpose_body25", ["f"], np.zeros((1, 1), np.int64))
+    write_npz(det, tmp_path / "d.npz")
+    atomic_write_text(tmp_path / "t.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "i.png", "m.glb", "m.obj", "m.ply", "t.json"]
+    assert read_numpy(tmp_path / "d.npz").num_frames == 1
+    import trimesh
+
+    assert len(trimesh.load(tmp_path / "m.obj", process=False).vertices) == 4
+    ref = tmp_path / "ref"
+    ref.write_text("")
+    assert (tmp_path / "t.json").stat().st_mode == ref.stat().st_mode  # ordinary permissions, not mkstemp's 0600
+
+
+def test_video_writer_discards_interrupted_video(tmp_path):
+    pytest.importorskip("cv2")
+    from key2mesh.inference.video import VideoWriter, source_info
+
+    frame = np.zeros((32, 48, 3), np.uint8)
+    with VideoWriter(tmp_path / "ok.mp4", fps=10) as w:
+        for _ in range(3):
+            w.write(frame)
+        assert not (tmp_path / "ok.mp4").exists()  # only the temporary file while writing
+    assert source_info(tmp_path / "ok.mp4").num_frames == 3
+    before = (tmp_path / "ok.mp4").read_bytes()
+    with pytest.raises(KeyboardInterrupt), VideoWriter(tmp_path / "ok.mp4", fps=10) as w:
+        w.write(frame)
+        raise KeyboardInterrupt
+    assert (tmp_path / "ok.mp4").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ok.mp4"]

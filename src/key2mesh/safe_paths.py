@@ -1,9 +1,18 @@
-"""Turning names read from input files into file names (never a path out of the output folder)."""
+"""Safe output paths: names read from input files become plain file names (never a path out of
+the output folder), and output files are written atomically (temp file in the same folder, then
+``os.replace``), so a full disk or a crash never leaves a half-written output."""
 
 from __future__ import annotations
 
+import errno
+import os
 import re
-from collections.abc import Iterable
+import secrets
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from key2mesh.errors import Key2MeshError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 120  # characters; leaves room for suffixes within the usual 255-byte limit
@@ -32,3 +41,92 @@ def unique_names(names: Iterable[object], default: str = "frame") -> list[str]:
         used.add(candidate.lower())
         out.append(candidate)
     return out
+
+
+# ---------------------------------------------------------------------------------------- outputs
+
+_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EISDIR: "it is a folder",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> Key2MeshError:
+    """A one-line user error for a failed write of ``path``."""
+    path = Path(path)
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return Key2MeshError(f"cannot write {path}: {blocker} is a file, not a folder")
+    reason = _REASONS.get(exc.errno) or exc.strerror or str(exc) or type(exc).__name__
+    return Key2MeshError(f"cannot write {path}: {reason}")
+
+
+def temp_name(path: Path) -> Path:
+    """A fresh name next to ``path`` with the same suffix (writers that pick the format from it)."""
+    return path.with_name(f".{path.name[:MAX_NAME]}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Write to the yielded temporary path in ``path``'s folder; it replaces ``path`` when the block
+    ends without an error and is removed otherwise, so ``path`` is never half-written (a full disk
+    or a crash leaves the previous file intact). OS errors become one-line :class:`Key2MeshError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise Key2MeshError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    tmp = temp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    finally:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "xb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savez(path: str | os.PathLike, compressed: bool = False, **arrays) -> Path:
+    """``np.savez`` (``.npz`` appended when missing, as NumPy does), written atomically."""
+    import numpy as np
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    with atomic_path(path) as tmp, open(tmp, "xb") as fh:
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+    return path
+
+
+def refuse_overwriting_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], option: str = "--out") -> None:
+    """Key2MeshError when the output path is one of the input files (same file, by any path)."""
+    out = Path(out)
+    for inp in inputs:
+        if inp is None:
+            continue
+        inp = Path(inp)
+        same = out.resolve() == inp.resolve()
+        if not same and out.exists() and inp.exists():
+            with suppress(OSError):
+                same = os.path.samefile(out, inp)
+        if same:
+            raise Key2MeshError(f"{option} {out} is the input {inp}; writing it would destroy the input, choose another path")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 HELP = "evaluate a checkpoint (3dpw, h36m-p2, mocap-heldout, a benchmark .npz) with explicit protocol switches"
 
@@ -39,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.eval.evaluate import score_bodies, summarize
     from key2mesh.eval.metrics import PROTOCOLS
     from key2mesh.inference.predictor import Key2Mesh
+    from key2mesh.safe_paths import atomic_write_text, refuse_overwriting_inputs
 
+    if args.json_out:
+        refuse_overwriting_inputs(args.json_out, [args.dataset, args.path, args.detections, args.checkpoint, args.cache,
+                                                  args.h36m_regressor], option="--json")
     protocol = PROTOCOLS[args.protocol]
     overrides = {k: v for k, v in (("gt_gender", args.gt_gender), ("pelvis", args.pelvis and args.pelvis.replace("-", "_")),
                                    ("pve_align", args.pve_align)) if v}
@@ -72,6 +75,5 @@ def run(args: argparse.Namespace) -> int:
                   "-" if result.pve is None else f"{result.pve:.1f}")
     Console().print(table)
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result.row(), indent=2))
+        atomic_write_text(args.json_out, json.dumps(result.row(), indent=2))
     return 0

@@ -24,6 +24,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not (args.onnx or args.torchscript or args.slim):
         raise Key2MeshError("nothing to do: give --onnx PATH, --torchscript PATH and/or --slim PATH")
+    from key2mesh.safe_paths import refuse_overwriting_inputs
+
+    for option, out in (("--onnx", args.onnx), ("--torchscript", args.torchscript), ("--slim", args.slim)):
+        if out:
+            refuse_overwriting_inputs(out, [args.checkpoint], option=option)
     ck = load_checkpoint(resolve_checkpoint(args.checkpoint))
     if args.slim:
         from key2mesh.model.checkpoint import atomic_save, slim_checkpoint

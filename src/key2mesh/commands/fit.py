@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 HELP = "fit the body model to 2D keypoint files by optimisation (baseline; --init-from for Key2Mesh + refinement)"
 
@@ -33,7 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.errors import Key2MeshError
     from key2mesh.eval.fit import FitWeights, fit_to_keypoints
     from key2mesh.keypoints.io import read_detections
+    from key2mesh.safe_paths import atomic_savez, refuse_overwriting_inputs
 
+    refuse_overwriting_inputs(args.out, [*args.inputs, args.init_from])
     model = None
     if args.init_from:
         from key2mesh.inference.predictor import Key2Mesh
@@ -63,10 +64,8 @@ def run(args: argparse.Namespace) -> int:
         names += [f"{det.frame_names[f]}_p{det.person_ids[f, p]}" for f, p in index]
     if not names:
         raise Key2MeshError(f"no detections in {args.inputs}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     err = np.concatenate(err_all)
-    np.savez(out, rotmats=np.concatenate(rot_all), shape=np.concatenate(shape_all), reprojection_error=err,
+    out = atomic_savez(args.out, rotmats=np.concatenate(rot_all), shape=np.concatenate(shape_all), reprojection_error=err,
              names=np.array(names), body=str(body.config()), keypoint_set=fit_set)
     print(f"wrote {out}: {len(names)} fits in {time.perf_counter() - t0:.1f} s, "
           f"mean normalised re-projection error {err.mean():.4f}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 HELP = "predict body parameters (and optional meshes) from keypoint files (OpenPose JSON, COCO JSON, npz)"
 log = logging.getLogger(__name__)
@@ -29,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.errors import Key2MeshError
     from key2mesh.inference.predictor import Key2Mesh
     from key2mesh.keypoints.io import read_detections
+    from key2mesh.safe_paths import atomic_savez, refuse_overwriting_inputs
 
+    refuse_overwriting_inputs(args.out, [*args.inputs, args.checkpoint])
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device)
     rows: dict[str, list] = {k: [] for k in ("source", "frame", "frame_name", "person_id", "rotmats", "shape", "keypoints3d")}
     skipped, total = 0, 0
@@ -59,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if not rows["rotmats"]:
         raise Key2MeshError(f"no detection with at least {args.min_keypoints} keypoints in {args.inputs} ({total} detections read)")
     arrays = {k: (np.concatenate(v) if k in ("frame", "person_id", "rotmats", "shape", "keypoints3d") else np.array(v)) for k, v in rows.items()}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays, keypoint_set=model.keypoint_set, body=str(model.checkpoint["body"]))
+    out = atomic_savez(args.out, **arrays, keypoint_set=model.keypoint_set, body=str(model.checkpoint["body"]))
     n = len(arrays["rotmats"])
     print(f"wrote {out}: {n} predictions ({skipped} of {total} detections skipped for too few keypoints)")
     if args.meshes:

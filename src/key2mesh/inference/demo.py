@@ -84,6 +84,7 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
     good = {i: j for j, i in enumerate(ok) if i not in skipped}
     writer = VideoWriter(out, fps) if is_video else None
     faces = model.faces.cpu()
+    failed = True
     try:
         for i, image in enumerate(tqdm(images, desc="render", unit="frame")):
             overlay = side = None
@@ -107,8 +108,10 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
                 path = write_image(out / f"{name}_key2mesh.png", panel)
                 report.outputs.append(path)
             report.written += 1
+        failed = False
     finally:
         if writer is not None:
-            writer.close()
-            report.outputs.append(out)
+            writer.close(discard=failed)  # an interrupted run leaves no truncated video
+            if not failed:
+                report.outputs.append(out)
     return report

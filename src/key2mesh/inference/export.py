@@ -3,6 +3,7 @@
 The exported graph takes pixel keypoints (B, K, 2) in the model's keypoint set and
 confidences (B, K), normalises them exactly like training, and returns rotation matrices
 (B, 24, 3, 3) and shape (B, S). The body model stays in Python (anny/SMPL forward).
+Files are written atomically (a temporary file in the same folder, then renamed).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.model.checkpoint import build_network
+from key2mesh.safe_paths import atomic_path
 
 
 class ExportableKey2Mesh(nn.Module):
@@ -41,14 +43,14 @@ def _example(checkpoint: dict, batch: int = 2) -> tuple[torch.Tensor, torch.Tens
 def export_onnx(checkpoint: dict, path: str | Path, opset: int = 18) -> Path:
     """Write an ONNX model with a dynamic batch axis; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = ExportableKey2Mesh(checkpoint)
     try:
-        torch.onnx.export(
-            model, _example(checkpoint), str(path), input_names=["keypoints", "confidence"],
-            output_names=["rotmats", "shape"], opset_version=opset, dynamo=False,
-            dynamic_axes={"keypoints": {0: "batch"}, "confidence": {0: "batch"}, "rotmats": {0: "batch"}, "shape": {0: "batch"}},
-        )
+        with atomic_path(path) as tmp:
+            torch.onnx.export(
+                model, _example(checkpoint), str(tmp), input_names=["keypoints", "confidence"],
+                output_names=["rotmats", "shape"], opset_version=opset, dynamo=False,
+                dynamic_axes={"keypoints": {0: "batch"}, "confidence": {0: "batch"}, "rotmats": {0: "batch"}, "shape": {0: "batch"}},
+            )
     except ImportError as exc:
         raise Key2MeshError(f"ONNX export needs the onnx package: pip install onnx ({exc})") from exc
     return path
@@ -56,9 +58,9 @@ def export_onnx(checkpoint: dict, path: str | Path, opset: int = 18) -> Path:
 
 def export_torchscript(checkpoint: dict, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     traced = torch.jit.trace(ExportableKey2Mesh(checkpoint), _example(checkpoint))
-    traced.save(str(path))
+    with atomic_path(path) as tmp:
+        traced.save(str(tmp))
     return path
 
 

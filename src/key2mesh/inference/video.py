@@ -8,6 +8,7 @@ and Motion-JPEG for .avi, the encoders every OpenCV wheel ships.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -76,12 +77,14 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Save (H, W, 3) uint8 RGB; the format follows the suffix."""
+    """Save (H, W, 3) uint8 RGB (atomically); the format follows the suffix."""
     from PIL import Image
 
+    from key2mesh.safe_paths import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(image)).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp)
     return path
 
 
@@ -171,7 +174,11 @@ def read_frames(path: str | Path, start: int = 0, stop: int | None = None, step:
 
 class VideoWriter:
     """Write RGB frames to a video file (.mp4/.mov/.m4v: mp4v; .avi: MJPG) or, for a path
-    without a video suffix, to numbered PNGs in that folder. Use as a context manager."""
+    without a video suffix, to numbered PNGs in that folder. Use as a context manager.
+
+    A video is written to a temporary file next to ``path`` and renamed to ``path`` by
+    :meth:`close`; ``close(discard=True)`` (or leaving the ``with`` block on an error) removes it,
+    so an interrupted run never leaves a truncated video (or replaces a good one)."""
 
     def __init__(self, path: str | Path, fps: float = 30.0):
         self.path = Path(path)
@@ -186,8 +193,14 @@ class VideoWriter:
         if self._folder:
             self.path.mkdir(parents=True, exist_ok=True)
         else:
+            from key2mesh.safe_paths import temp_name, write_error
+
             _cv2()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise write_error(self.path, exc) from None
+            self._tmp = temp_name(self.path)
 
     def write(self, frame: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 RGB frame (all frames must share the first one's size)."""
@@ -205,22 +218,33 @@ class VideoWriter:
             cv2 = _cv2()
             if self._writer is None:
                 fourcc = cv2.VideoWriter_fourcc(*_FOURCC[self.path.suffix.lower()])
-                self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, size)
+                self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, size)
                 if not self._writer.isOpened():
                     raise Key2MeshError(f"{self.path}: OpenCV cannot write this video file")
             self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
         self.count += 1
 
-    def close(self) -> None:
+    def close(self, discard: bool = False) -> None:
+        """Finish the video: rename it into place (or remove it with ``discard``)."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            if discard:
+                self._tmp.unlink(missing_ok=True)
+            else:
+                from key2mesh.safe_paths import write_error
+
+                try:
+                    os.replace(self._tmp, self.path)
+                except OSError as exc:
+                    self._tmp.unlink(missing_ok=True)
+                    raise write_error(self.path, exc) from None
 
     def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(discard=exc_type is not None)
 
 
 def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 30.0) -> Path:

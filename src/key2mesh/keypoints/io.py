@@ -20,7 +20,7 @@ import numpy as np
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import KEYPOINT_SETS, canonical_set_name, num_keypoints
-from key2mesh.safe_paths import unique_names
+from key2mesh.safe_paths import atomic_savez, atomic_write_text, unique_names
 
 OPENPOSE_VERSION = 1.3
 # OpenPose body models by number of points: BODY_25 (default) and COCO (18).
@@ -383,8 +383,7 @@ def write_openpose_json(
                 "face_keypoints_2d": [], "hand_left_keypoints_2d": [], "hand_right_keypoints_2d": [],
                 "pose_keypoints_3d": [], "face_keypoints_3d": [], "hand_left_keypoints_3d": [], "hand_right_keypoints_3d": [],
             })  # fmt: skip
-        out = folder / f"{name}_keypoints.json"
-        out.write_text(json.dumps({"version": OPENPOSE_VERSION, "people": people}))
+        out = atomic_write_text(folder / f"{name}_keypoints.json", json.dumps({"version": OPENPOSE_VERSION, "people": people}))
         paths.append(out)
     return paths
 
@@ -594,13 +593,12 @@ def write_npz(detections: Detections, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
     extra = (
         {}
         if detections.image_size is None
         else {"image_size": np.asarray(detections.image_size, dtype=np.int64)}
     )
-    np.savez(
+    return atomic_savez(
         path,
         keypoints=detections.keypoints.astype(np.float32),
         confidence=detections.confidence.astype(np.float32),
@@ -610,7 +608,6 @@ def write_npz(detections: Detections, path: str | Path) -> Path:
         tracked=np.asarray(detections.tracked),
         **extra,
     )
-    return path
 
 
 # ---------------------------------------------------------------------------------------- dispatch
