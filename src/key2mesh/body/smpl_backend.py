@@ -33,6 +33,12 @@ ENV_VAR = "KEY2MESH_SMPL_DIR"
 SMPL_URL = "https://smpl.is.tue.mpg.de"
 GENDERS = ("neutral", "male", "female")
 EXPECTED_FILES = "SMPL_NEUTRAL.pkl / SMPL_MALE.pkl / SMPL_FEMALE.pkl"
+SMPL_VERTICES, SMPL_JOINTS = 6890, 24
+# What a file with another vertex count (and joint count) most likely is.
+_OTHER_MODELS = {
+    10475: "an SMPL-X model?", (6890, 52): "an SMPL-H model?", 778: "a MANO hand model?", 5023: "a FLAME head model?",
+    (6890, 55): "an SMPL-X-like model on SMPL's mesh?",
+}
 
 # COCO-23 points taken as single vertices: COCO name -> key of smplx.vertex_ids["smplh"].
 _VERTEX_KEYPOINTS = {
@@ -111,7 +117,11 @@ def load_smpl_data(path: str | Path) -> dict:
     missing = [k for k in required if k not in data]
     if missing:
         raise Key2MeshError(f"{path}: not an SMPL model file, missing {missing}")
-    nv = np.shape(data["v_template"])[0]
+    nv, nj = np.shape(data["v_template"])[0], np.shape(data["kintree_table"])[-1]
+    if (nv, nj) != (SMPL_VERTICES, SMPL_JOINTS):
+        hint = _OTHER_MODELS.get((nv, nj)) or _OTHER_MODELS.get(nv)
+        raise Key2MeshError(f"{path} has {nv:,} vertices and {nj} joints{f': {hint} ' if hint else '; '}key2mesh needs "
+                            f"SMPL ({SMPL_VERTICES:,} vertices, {SMPL_JOINTS} joints) from {SMPL_URL}")
     checks = {
         "v_template": (np.shape(data["v_template"]), (nv, 3)),
         "shapedirs": (np.shape(data["shapedirs"])[:2], (nv, 3)),
