@@ -68,3 +68,31 @@ def test_network_shapes_and_init_predicts_rest_pose():
     critic = DomainCritic(cfg)
     assert critic(torch.randn(5, 64)).shape == (5,)
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in critic.modules())
+
+
+def test_weighted_keypoint_losses_use_lgd_reduction():
+    """mean(w·|e|) over all entries (not divided by Σw), and the joint weights apply in 3D too."""
+    cam = VirtualCamera()
+    kp3d = torch.tensor([[[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 0.0]]])
+    valid = torch.tensor([[True, True, False]])
+    target, _ = bbox_normalize(cam.project(kp3d), valid.float(), valid=valid)
+    shifted = target.clone()
+    shifted[0, 0, 0] += 0.1
+    w = torch.tensor([8.0, 1.0, 1.0])
+    # 3 joints × 2 coordinates = 6 entries; joint 0 weighs 8; joint 2 is invalid (weight 0)
+    assert abs(reprojection_loss(kp3d, shifted, valid, cam, w).item() - 8 * 0.1 / 6) < 1e-6
+    r = torch.eye(3).repeat(1, 24, 1, 1)
+    s = torch.zeros(1, 6)
+    pred = kp3d.clone()
+    pred[0, 2, 1] += 0.03  # 3 cm on one coordinate of the last joint (weight 1)
+    pred[0, 0, 2] += 0.01  # 1 cm on joint 0 (weight 8)
+    full, _ = bbox_normalize(cam.project(kp3d), torch.ones(1, 3))
+    _, terms = pretrain_loss(r, s, pred, r, s, kp3d, full, cam, PretrainWeights(), w)
+    assert abs(terms["kp3d"] - (0.03 * 1 + 0.01 * 8) / 9) < 1e-6
+
+
+def test_critic_matches_official_layers():
+    cfg = ModelConfig(num_keypoints=17, hidden=32, critic_hidden=16)
+    kinds = [type(m).__name__ for m in DomainCritic(cfg).net]
+    assert kinds == ["Linear", "PReLU", "Dropout", "Linear", "PReLU", "Dropout", "Linear"]
+    assert DomainCritic(cfg).net[3].in_features == 16 and DomainCritic(cfg).net[-1].out_features == 1

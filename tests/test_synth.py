@@ -6,22 +6,29 @@ from key2mesh.data.synth import PairSynthesizer, SynthConfig, random_global_rota
 from key2mesh.geometry.normalize import bbox_normalize
 
 
-def _angles(r: torch.Tensor):
-    """Inverse of Ry(yaw)·Rx(pitch)·Rz(roll)."""
-    pitch = torch.asin(-r[:, 1, 2].clamp(-1, 1))
-    yaw = torch.atan2(r[:, 0, 2], r[:, 2, 2])
-    roll = torch.atan2(r[:, 1, 0], r[:, 1, 1])
-    return yaw, pitch, roll
+def _rot(axis: int, a: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos(a), torch.sin(a)
+    i, j = [(1, 2), (2, 0), (0, 1)][axis]
+    r = torch.eye(3).repeat(len(a), 1, 1)
+    r[:, i, i], r[:, j, j], r[:, i, j], r[:, j, i] = c, c, -s, s
+    return r
 
 
-def test_rotation_augmentation_ranges_statistically():
-    g = torch.Generator().manual_seed(0)
-    r = random_global_rotation(20000, SynthConfig(), g)
-    yaw, pitch, roll = (a * 180 / math.pi for a in _angles(r))
-    assert yaw.abs().max() <= 180.0 and pitch.abs().max() <= 20.0 + 1e-3 and roll.abs().max() <= 20.0 + 1e-3
-    # uniform: mean ≈ 0, std ≈ range/√3
-    assert abs(yaw.mean()) < 3 and abs(yaw.std() - 180 / math.sqrt(3)) < 2
-    assert abs(pitch.std() - 20 / math.sqrt(3)) < 0.3 and abs(roll.std() - 20 / math.sqrt(3)) < 0.3
+def test_rotation_augmentation_is_roll_yaw_pitch_in_official_order():
+    """R = Rz(roll)·Ry(yaw)·Rx(pitch) (official code order), angles uniform in their ranges."""
+    r = random_global_rotation(20000, SynthConfig(), torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)  # the same draws: yaw, pitch, roll
+    yaw, pitch, roll = ((2 * torch.rand(20000, generator=g) - 1) * lim * math.pi / 180 for lim in (180, 20, 20))
+    expected = _rot(2, roll) @ _rot(1, yaw) @ _rot(0, pitch)
+    assert (r - expected).abs().max() < 1e-5
+    # the old order Ry·Rx·Rz is a different rotation
+    assert (r - _rot(1, yaw) @ _rot(0, pitch) @ _rot(2, roll)).abs().max() > 0.1
+    deg = [a * 180 / math.pi for a in (yaw, pitch, roll)]
+    assert deg[0].abs().max() <= 180 and deg[1].abs().max() <= 20 and deg[2].abs().max() <= 20
+    assert abs(deg[0].std() - 180 / math.sqrt(3)) < 2 and abs(deg[1].std() - 20 / math.sqrt(3)) < 0.3
+    # yaw turns about the pitched up axis, roll (outermost) adds its tilt: ≤ |pitch| + |roll| ≤ 40°
+    up_tilt = torch.rad2deg(torch.acos(r[:, 1, 1].clamp(-1, 1)))
+    assert up_tilt.max() <= 40 + 1e-3 and up_tilt.max() > 30
 
 
 def test_synth_batch_occlusion_rate_and_consistency(anny_body):

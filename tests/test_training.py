@@ -103,12 +103,14 @@ def test_adaptation_rejects_too_few_detections():
         prepare_target(kp, conf, {"conf_threshold": 0.1})
 
 
-def test_train_mode_freezes_only_batchnorm():
+def test_train_mode_freezes_batchnorm_and_dropout():
     from key2mesh.train.adapt import train_mode
 
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5)).eval()
-    train_mode(net, "frozen")
+    train_mode(net, "frozen", dropout=True)
     assert net.training and net[2].training and not net[1].training
+    train_mode(net, "frozen")  # default: dropout off, so F(x) == F_pt(x) at step 0
+    assert net.training and not net[2].training and not net[1].training
     x = torch.randn(32, 4) * 3 + 5  # far from the running statistics (0, 1)
     net(x)
     assert torch.equal(net[1].running_mean, torch.zeros(8)) and torch.equal(net[1].running_var, torch.ones(8))
@@ -134,3 +136,22 @@ def test_adaptation_batchnorm_statistics(bank_path, tmp_path, bn):
     same = [torch.equal(ck["model"][k], ad[k]) for k in stats]
     # frozen: F keeps F_pt's normalisation statistics; batch: they drift to the target batches
     assert all(same) if bn == "frozen" else not any(same)
+
+
+def test_adaptation_without_domain_shift_is_a_no_op(bank_path, tmp_path):
+    """L_reg alone (no 2D term, no critic) must not move F: F(x) = F_pt(x) exactly, so its gradient
+    is zero. With dropout on in F (the old behaviour) dropout noise alone moved the weights."""
+    run_pretrain(_cfg(bank_path, tmp_path / "pt"), progress=False)
+    ck = load_checkpoint(tmp_path / "pt" / "last.pt")
+    target = synthetic_target(str(bank_path), ck, "none", n=64, split="train")
+    from key2mesh.train.losses import AdaptWeights
+
+    for dropout, moved in ((False, False), (True, True)):
+        out = tmp_path / f"ad{dropout}"
+        cfg = AdaptConfig(source=str(tmp_path / "pt" / "last.pt"), cache=str(bank_path), out_dir=str(out), steps=4,
+                          batch_size=16, select_every=4, weights=AdaptWeights(0.0, 0.0, 20.0), threads=1,
+                          dropout=dropout)
+        run_adapt(cfg, target, progress=False)
+        ad = load_checkpoint(out / "last.pt")["model"]
+        changed = any(not torch.equal(ck["model"][k].float(), ad[k].float()) for k in ck["model"] if k.startswith("extractor."))
+        assert changed == moved

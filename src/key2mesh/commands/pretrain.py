@@ -17,6 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=float, help="epochs over the training frames (paper: 10)")
     p.add_argument("--batch-size", type=int, help="batch size (paper: 256)")
     p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--lr-gamma", type=float, help="StepLR decay factor (official code: 0.8; 1 = constant)")
+    p.add_argument("--lr-step", type=int, help="steps between LR decays (default: one epoch)")
+    p.add_argument("--hidden", type=int, help="network width (paper: 1024)")
+    p.add_argument("--val-subjects", help="comma-separated subjects held out whole for validation (default cmu_02,cmu_05)")
     p.add_argument("--val-every", type=int, help="validate and checkpoint every N steps")
     p.add_argument("--noise-profile", help="detector-like noise on the inputs: none, detector, strong")
     p.add_argument("--no-pose-augment", action="store_true", help="disable the pose sampler (mirroring, perturbation, limb mixing)")
@@ -32,9 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.train.pretrain import PretrainConfig, run_pretrain
 
     d = read_config(args.config)
-    for key in ("cache", "out_dir", "keypoint_set", "steps", "epochs", "batch_size", "lr", "val_every", "seed", "device", "threads", "stop_after"):
+    for key in ("cache", "out_dir", "keypoint_set", "steps", "epochs", "batch_size", "lr", "lr_gamma", "lr_step",
+                "val_every", "seed", "device", "threads", "stop_after"):
         if getattr(args, key, None) is not None:
             d[key] = getattr(args, key)
+    if args.hidden is not None:
+        d["model"] = {**d.get("model", {}), "hidden": args.hidden, "critic_hidden": args.hidden}
+    if args.val_subjects is not None:
+        d["val_subjects"] = [s.strip() for s in args.val_subjects.split(",") if s.strip()]
     cfg = PretrainConfig.from_dict(d)
     if args.noise_profile:
         cfg.synth.noise_profile = args.noise_profile

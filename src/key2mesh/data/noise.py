@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from key2mesh.keypoints.sets import flip_permutation, keypoint_names
+from key2mesh.train.random import rand, randn
 
 
 @dataclass(frozen=True)
@@ -67,18 +68,18 @@ def apply_noise_profile(
     height = (keypoints[..., 1].amax(-1) - keypoints[..., 1].amin(-1)).clamp(min=1.0)  # (B,)
     scale = _extremity_weights(keypoint_set, profile.extremity_scale).to(dev, dt)
     sigma = profile.sigma * height[:, None] * scale[None]  # (B, K)
-    eps = torch.randn(b, k, 2, generator=generator, device=dev, dtype=dt)
+    eps = randn((b, k, 2), generator, dev, dt)
     noisy = keypoints + eps * sigma[..., None]
     conf = confidence * (1 - profile.conf_noise * eps.norm(dim=-1) / 2).clamp(0.05, 1.0)
     # left/right swap of the whole body
     perm = torch.as_tensor(flip_permutation(keypoint_set), device=dev)
-    swap = torch.rand(b, generator=generator, device=dev) < profile.swap_prob
+    swap = rand(b, generator, dev) < profile.swap_prob
     noisy = torch.where(swap[:, None, None], noisy[:, perm], noisy)
     conf = torch.where(swap[:, None], conf[:, perm], conf)
     # truncation: drop everything below a random cut between 40% and 90% of the height
-    trunc = torch.rand(b, generator=generator, device=dev) < profile.truncation_prob
+    trunc = rand(b, generator, dev) < profile.truncation_prob
     top = keypoints[..., 1].amin(-1)
-    cut = top + height * (0.4 + 0.5 * torch.rand(b, generator=generator, device=dev))
+    cut = top + height * (0.4 + 0.5 * rand(b, generator, dev, dt))
     below = keypoints[..., 1] > cut[:, None]
     conf = torch.where(trunc[:, None] & below, torch.zeros_like(conf), conf)
     return noisy, conf

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from key2mesh.body.base import BodyModel
+from key2mesh.train.random import randn
 
 
 def sample_shapes(body: BodyModel, n: int, seed: int = 0, min_age: float = 18.0, max_age: float = 70.0) -> np.ndarray:
@@ -19,7 +20,7 @@ def sample_shapes(body: BodyModel, n: int, seed: int = 0, min_age: float = 18.0,
     """
     gen = torch.Generator().manual_seed(seed)
     if body.name != "anny":
-        return torch.randn(n, body.shape_dim, generator=gen).numpy().astype(np.float32)
+        return randn((n, body.shape_dim), gen).numpy().astype(np.float32)
     from anny.shape_distribution import SimpleShapeDistribution
 
     model = body.model

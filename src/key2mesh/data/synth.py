@@ -1,7 +1,7 @@
 """On-the-fly synthesis of (2D keypoints, 3D body) training pairs, batched on the training device.
 
 For a batch of MoCap poses and sampled shapes: random global rotation (yaw ±180°, roll/pitch
-±20°), the body's 3D keypoints, projection through the fixed virtual camera, occlusion
+±20°, composed Rz(roll)·Ry(yaw)·Rx(pitch)), the body's 3D keypoints, projection through the fixed virtual camera, occlusion
 (p = 0.2), Gaussian jitter (σ = 1 px), an optional detector-like noise profile, and
 bounding-box normalisation — the paper's recipe, with every range configurable.
 """
@@ -19,6 +19,7 @@ from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.geometry.rotations import DEG, rotation_x, rotation_y, rotation_z
 from key2mesh.keypoints.sets import canonical_set_name
+from key2mesh.train.random import rand, randn
 
 
 @dataclass
@@ -61,14 +62,15 @@ class SynthBatch:
 def random_global_rotation(
     batch: int, config: SynthConfig, generator: torch.Generator | None = None, device=None, dtype=torch.float32
 ) -> torch.Tensor:
-    """(B, 3, 3) = Ry(yaw) · Rx(pitch) · Rz(roll), angles uniform in ±range (y is up)."""
+    """(B, 3, 3) = Rz(roll) · Ry(yaw) · Rx(pitch), angles uniform in ±range (y is up), composed in
+    the official code's order (roll outermost)."""
 
     def uniform(limit_deg: float) -> torch.Tensor:
-        u = torch.rand(batch, generator=generator, device=device, dtype=dtype)
+        u = rand(batch, generator, device, dtype)
         return (2 * u - 1) * limit_deg * DEG
 
     yaw, pitch, roll = uniform(config.yaw_deg), uniform(config.pitch_deg), uniform(config.roll_deg)
-    return rotation_y(yaw) @ rotation_x(pitch) @ rotation_z(roll)
+    return rotation_z(roll) @ rotation_y(yaw) @ rotation_x(pitch)
 
 
 class PairSynthesizer:
@@ -100,11 +102,11 @@ class PairSynthesizer:
         clean = self.camera.project(kp3d)
         k = clean.shape[1]
         conf = torch.ones(b, k, device=dev, dtype=dt)
-        noisy = clean + cfg.jitter_px * torch.randn(clean.shape, generator=generator, device=dev, dtype=dt)
+        noisy = clean + cfg.jitter_px * randn(clean.shape, generator, dev, dt)
         profile = PROFILES[cfg.noise_profile]
         if profile is not None:
             noisy, conf = apply_noise_profile(noisy, conf, self.keypoint_set, profile, generator)
-        occluded = torch.rand(b, k, generator=generator, device=dev, dtype=dt) < cfg.occlusion_prob
+        occluded = rand((b, k), generator, dev, dt) < cfg.occlusion_prob
         conf = torch.where(occluded, torch.zeros_like(conf), conf)
         inputs, valid = bbox_normalize(noisy, conf, cfg.conf_threshold, cfg.missing_value)
         target2d, _ = bbox_normalize(clean, torch.ones_like(conf), cfg.conf_threshold, cfg.missing_value)

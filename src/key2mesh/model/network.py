@@ -2,8 +2,8 @@
 
 Feature extractor F: R^{K·2} → R^d = Linear(K·2 → d) + BN + PReLU + Dropout, then residual
 blocks of two [Linear(d) + BN + PReLU + Dropout]. Head H: residual blocks + Linear(d → 6·24 + S)
-giving 6D rotations (Zhou et al.) and shape. Critic D: Linear-PReLU-...-Linear(→1), no
-normalisation layers (WDGRL's gradient penalty forbids batch statistics).
+giving 6D rotations (Zhou et al.) and shape. Critic D: 2 × [Linear + PReLU + Dropout(0.2)], then
+Linear(→1), no normalisation layers (WDGRL's gradient penalty forbids batch statistics).
 """
 
 from __future__ import annotations
@@ -99,14 +99,15 @@ class Key2MeshNet(nn.Module):
 
 
 class DomainCritic(nn.Module):
-    """Wasserstein critic D: (B, d) → (B,), no normalisation layers."""
+    """Wasserstein critic D: (B, d) → (B,), as in the official code: ``critic_layers`` ×
+    [Linear(→ critic_hidden) + PReLU + Dropout], then Linear(→ 1); no normalisation layers."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         layers: list[nn.Module] = []
         d = cfg.hidden
-        for _ in range(cfg.critic_layers - 1):
-            layers += [nn.Linear(d, cfg.critic_hidden), nn.PReLU()]
+        for _ in range(cfg.critic_layers):
+            layers += [nn.Linear(d, cfg.critic_hidden), nn.PReLU(), nn.Dropout(cfg.dropout)]
             d = cfg.critic_hidden
         layers.append(nn.Linear(d, 1))
         self.net = nn.Sequential(*layers)

@@ -27,7 +27,7 @@ from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.keypoints.weights import joint_weights
 from key2mesh.model.checkpoint import atomic_save, build_network, load_checkpoint, make_checkpoint
 from key2mesh.model.network import DomainCritic, ModelConfig
-from key2mesh.train.common import MetricLogger, check_finite, pick_device
+from key2mesh.train.common import MetricLogger, check_finite, check_finite_parameters, pick_device
 from key2mesh.train.losses import (
     AdaptWeights,
     feature_regularizer,
@@ -35,6 +35,7 @@ from key2mesh.train.losses import (
     reprojection_loss,
     wasserstein_distance,
 )
+from key2mesh.train.random import randint
 from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ ABLATIONS = {"2d": AdaptWeights(10.0, 0.0, 0.0), "2d+wd": AdaptWeights(10.0, 0.1
 @dataclass
 class TargetSet:
     """Target-domain inputs: normalised keypoints (N,K,2) and valid mask (N,K); optional labels
-    (rotmats (N,24,3,3), shape (N,S)) used only for validation / model selection."""
+    used only for validation / model selection: body parameters (rotmats (N,24,3,3), shape (N,S))
+    or camera-frame 3D keypoints (joints3d (N,J,3) metres of set ``joints3d_set``, e.g. a
+    benchmark file's triangulated COCO-17)."""
 
     inputs: torch.Tensor
     valid: torch.Tensor
@@ -53,13 +56,20 @@ class TargetSet:
     shape: torch.Tensor | None = None
     dropped: int = 0
     name: str = "target"
+    joints3d: torch.Tensor | None = None
+    joints3d_set: str | None = None
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
+    @property
+    def labelled(self) -> bool:
+        return self.rotmats is not None or self.joints3d is not None
+
     def subset(self, idx: torch.Tensor) -> TargetSet:
-        return TargetSet(self.inputs[idx], self.valid[idx], None if self.rotmats is None else self.rotmats[idx],
-                         None if self.shape is None else self.shape[idx], 0, self.name)
+        pick = lambda x: None if x is None else x[idx]  # noqa: E731
+        return TargetSet(self.inputs[idx], self.valid[idx], pick(self.rotmats), pick(self.shape), 0, self.name,
+                         pick(self.joints3d), self.joints3d_set)
 
 
 @dataclass
@@ -81,6 +91,7 @@ class AdaptConfig:
     # "frozen": the adapted extractor normalises with F_pt's BatchNorm statistics (not updated);
     # "batch": train-mode BatchNorm (batch statistics, running averages drift to the target).
     bn: str = "frozen"
+    dropout: bool = False  # dropout in the adapted extractor (off: no-shift adaptation is a no-op)
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -89,25 +100,29 @@ class AdaptConfig:
         return asdict(self)
 
 
-def train_mode(module: torch.nn.Module, bn: str = "frozen") -> torch.nn.Module:
-    """``module.train()``, with its BatchNorm layers back in eval mode when ``bn == "frozen"``.
+def train_mode(module: torch.nn.Module, bn: str = "frozen", dropout: bool = False) -> torch.nn.Module:
+    """``module.train()``, with its BatchNorm layers back in eval mode when ``bn == "frozen"`` and
+    its Dropout layers off unless ``dropout``.
 
     A target set is often far narrower than a training batch of MoCap (one person, one camera): its
     batch statistics then differ from F_pt's running statistics, so train-mode BatchNorm changes
     every feature at step 1 and drags the running averages to the target. Frozen statistics keep
-    F = F_pt at step 0 and let the losses move the weights (dropout stays on)."""
+    F = F_pt at step 0 and let the losses move the weights. Dropout is off by default because
+    L_reg compares F(x) with F_pt(x) (dropout off): with dropout on, its noise alone gave
+    L_reg ≈ 0.095 at step 0 and moved the weights with no domain shift at all."""
     if bn not in ("frozen", "batch"):
         raise ValueError(f"bn must be 'frozen' or 'batch', got {bn!r}")
     module.train()
-    if bn == "frozen":
-        for m in module.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.eval()
+    for m in module.modules():
+        if bn == "frozen" and isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+        if not dropout and isinstance(m, torch.nn.Dropout):
+            m.eval()
     return module
 
 
 def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalization: dict, min_keypoints: int = 6,
-                   name: str = "target", rotmats=None, shape=None) -> TargetSet:
+                   name: str = "target", rotmats=None, shape=None, joints3d=None, joints3d_set=None) -> TargetSet:
     """Pixel keypoints (N,K,2) + confidence (N,K) in the model's set → normalised TargetSet,
     dropping detections with fewer than ``min_keypoints`` valid points (the paper's rule)."""
     from key2mesh.geometry.normalize import bbox_normalize
@@ -122,7 +137,8 @@ def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalizat
                             f"with confidence ≥ {thr}; adaptation needs more")
     inputs, valid = bbox_normalize(kp[enough], conf[enough], thr, normalization.get("missing_value", -1.0))
     sel = lambda x: None if x is None else torch.as_tensor(x)[enough]  # noqa: E731
-    return TargetSet(inputs, valid, sel(rotmats), sel(shape), dropped=n - kept, name=name)
+    return TargetSet(inputs, valid, sel(rotmats), sel(shape), dropped=n - kept, name=name, joints3d=sel(joints3d),
+                     joints3d_set=joints3d_set)
 
 
 def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None = None, progress: bool = True) -> dict:
@@ -145,7 +161,7 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
     net_pt = build_network(ck, device)  # F_pt, H_pt: frozen, eval mode
     for p in net_pt.parameters():
         p.requires_grad_(False)
-    extractor = train_mode(copy.deepcopy(net_pt.extractor), cfg.bn)
+    extractor = train_mode(copy.deepcopy(net_pt.extractor), cfg.bn, cfg.dropout)
     for p in extractor.parameters():
         p.requires_grad_(True)
     critic = DomainCritic(ModelConfig(**ck["model_config"])).to(device)
@@ -154,7 +170,7 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
     # source-domain pairs are synthesised exactly as in pre-training
     synth = PairSynthesizer(body, kset, camera, SynthConfig(**ck.get("config", {}).get("synth", {})))
     jw = joint_weights(kset).to(device)
-    train_idx, _ = bank.split(0.1, 0)
+    train_idx, _ = bank.split_for(ck.get("config", {}))  # exactly what pre-training held out
     rot_all, shapes_all = torch.from_numpy(bank.rotmats), torch.from_numpy(bank.shapes)
 
     perm = torch.randperm(len(target), generator=gen)
@@ -173,14 +189,16 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
         if validation is not None and validation.rotmats is not None:
             r, s = predict(extractor, validation.inputs)
             res.update(keypoint_metrics(body, kset, r, s, validation.rotmats.to(device), validation.shape.to(device), with_vertices=False))
+        elif validation is not None and validation.joints3d is not None:
+            res.update(_score_keypoint_labels(body, extractor, net_pt, validation))
         ev = validation if validation is not None else hold
         r, s = predict(extractor, ev.inputs)
         kp = body.forward_keypoints(r, s, kset)
         res["reproj"] = float(reprojection_loss(kp, ev.inputs.to(device), ev.valid.to(device), camera))
-        train_mode(extractor, cfg.bn)
+        train_mode(extractor, cfg.bn, cfg.dropout)
         return res
 
-    key = "pa_mpjpe" if validation is not None and validation.rotmats is not None else "reproj"
+    key = "pa_mpjpe" if validation is not None and validation.labelled else "reproj"
     logger = MetricLogger(out)
     start = evaluate()
     best, best_state = {**start, "step": 0}, copy.deepcopy(extractor.state_dict())
@@ -188,20 +206,22 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
     log.info("before adaptation: %s (selection by %s)", start, key)
     normalization = ck["normalization"]
 
-    def save(name: str, state: dict, metrics: dict) -> None:
+    def save(name: str, state: dict, metrics: dict, at_step: int) -> None:
         net = copy.deepcopy(net_pt)
         net.extractor.load_state_dict(state)
+        check_finite_parameters(net, at_step, out)
         atomic_save(make_checkpoint(net, keypoint_set=kset, body_config=ck["body"], camera=camera, normalization=normalization,
-                                    stage="adapt", step=step, metrics=metrics, before=start, config=cfg.to_dict(),
+                                    stage="adapt", step=at_step, metrics=metrics, before=start, selection=key,
+                                    config={**ck.get("config", {}), "adapt": cfg.to_dict()},
                                     target=target.name), out / name)
 
     bar = tqdm(total=total, desc="adapt", disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter()
     step = 0
     for step in range(1, total + 1):
-        sidx = torch.from_numpy(train_idx)[torch.randint(len(train_idx), (cfg.batch_size,), generator=gen)]
-        src = synth(rot_all[sidx], shapes_all[torch.randint(len(shapes_all), (cfg.batch_size,), generator=gen)], gen)
-        tsel = torch.randint(len(train_t), (cfg.batch_size,), generator=gen)
+        sidx = torch.from_numpy(train_idx)[randint(len(train_idx), (cfg.batch_size,), gen)]
+        src = synth(rot_all[sidx], shapes_all[randint(len(shapes_all), (cfg.batch_size,), gen)], gen)
+        tsel = randint(len(train_t), (cfg.batch_size,), gen)
         xt, vt = train_t.inputs[tsel].to(device), train_t.valid[tsel].to(device)
         with torch.no_grad():
             f_src = net_pt.extractor(src.inputs)
@@ -234,15 +254,41 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
                               **{f"val_{k}": v for k, v in m.items()}, "samples_per_s": step * cfg.batch_size / (time.perf_counter() - t0)})
             if m[key] < best[key]:
                 best, best_state = {**m, "step": step}, copy.deepcopy(extractor.state_dict())
-                save("best.pt", best_state, best)
-            save("last.pt", extractor.state_dict(), m)
+                save("best.pt", best_state, best, step)
+            save("last.pt", extractor.state_dict(), m, step)
             bar.write(f"step {step}: {m}")
     bar.close()
     logger.close()
     if best["step"] == 0:
-        save("best.pt", best_state, best)
+        save("best.pt", best_state, best, 0)
     return {"before": start, "best": best, "selection": key, "steps": step, "dropped": target.dropped,
             "samples_per_s": step * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)}
+
+
+def _score_keypoint_labels(body, extractor, net_pt, validation: TargetSet) -> dict[str, float]:
+    """Mean MPJPE / PA-MPJPE (mm, 12 limb joints, mid-hip) against camera-frame 3D keypoints."""
+    from key2mesh.eval.benchmarks import score_parameters
+    from key2mesh.eval.metrics import Protocol
+
+    device = next(extractor.parameters()).device
+    r, s = net_pt.head(extractor(validation.inputs.to(device)))
+    err = score_parameters(body, r, s, validation.joints3d, validation.joints3d_set, None, Protocol(pelvis="midhip"))
+    return {"mpjpe": float(err["mpjpe"].mean()), "pa_mpjpe": float(err["pa_mpjpe"].mean())}
+
+
+def benchmark_target(path: str, checkpoint: dict, min_keypoints: int = 6) -> TargetSet:
+    """A key2mesh benchmark file (e.g. ``key2mesh data pose2sim``) as a labelled validation set:
+    its detections (converted to the model's keypoint set) in, its 3D keypoints as labels."""
+    from key2mesh.eval.datasets import load_benchmark_file
+
+    bench = load_benchmark_file(path)
+    if bench.joints3d is None or bench.joints3d_set in (None, "smpl24"):
+        raise Key2MeshError(f"{path}: a validation benchmark needs 3D keypoints of a detector set (joints3d)")
+    from key2mesh.keypoints.convert import convert_keypoints
+
+    kp, conf = convert_keypoints(bench.keypoints2d, bench.confidence, bench.keypoint_set, checkpoint["keypoint_set"])
+    return prepare_target(kp, conf, checkpoint["normalization"], min_keypoints, name=str(path),
+                          joints3d=bench.joints3d.float(), joints3d_set=bench.joints3d_set)
 
 
 def synthetic_target(cache: str, checkpoint: dict, noise_profile: str = "strong", n: int = 4096, seed: int = 7,
@@ -251,11 +297,11 @@ def synthetic_target(cache: str, checkpoint: dict, noise_profile: str = "strong"
     synthesised with a detector-like noise profile. Labels are kept for validation only."""
     bank = PoseBank.load(cache)
     body = body_model_from_config(checkpoint["body"])
-    train_idx, val_idx = bank.split(0.1, 0)
+    train_idx, val_idx = bank.split_for(checkpoint.get("config", {}))
     idx = val_idx if split == "val" else train_idx
     g = torch.Generator().manual_seed(seed)
-    sel = torch.from_numpy(idx)[torch.randint(len(idx), (n,), generator=g)]
-    shapes = torch.from_numpy(bank.shapes)[torch.randint(len(bank.shapes), (n,), generator=g)]
+    sel = torch.from_numpy(idx)[randint(len(idx), (n,), g)]
+    shapes = torch.from_numpy(bank.shapes)[randint(len(bank.shapes), (n,), g)]
     cfg = SynthConfig(noise_profile=noise_profile, **(synth_overrides or {}))
     synth = PairSynthesizer(body, checkpoint["keypoint_set"], VirtualCamera(**checkpoint["camera"]), cfg)
     b = synth(torch.from_numpy(bank.rotmats)[sel], shapes, g)

@@ -102,3 +102,13 @@ def check_finite(loss: torch.Tensor, step: int, out_dir: Path) -> None:
         raise Key2MeshError(
             f"loss became {loss.item()} at step {step}; stopped. The last good checkpoint is in {out_dir}"
         )
+
+
+def check_finite_parameters(module: torch.nn.Module, step: int, out_dir: Path) -> None:
+    """Refuse to save non-finite weights (a bad update between loss checks): stop with the step."""
+    bad = [n for n, p in module.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise Key2MeshError(
+            f"weights became non-finite at step {step} ({len(bad)} tensors, e.g. {bad[0]}); stopped without saving. "
+            f"The checkpoints in {out_dir} hold the last finite weights (try a lower --lr)"
+        )

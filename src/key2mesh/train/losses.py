@@ -47,15 +47,15 @@ def reprojection_loss(
     pred_kp3d (B,K,3) metres, root at origin; target2d (B,K,2) already normalised with
     :func:`bbox_normalize` over ``valid`` (B,K). The prediction is projected by the fixed camera
     and normalised over the same valid joints, which makes the loss independent of the unknown
-    scale/offset of real detections. Mean over valid (weighted) joints and both coordinates.
+    scale/offset of real detections. Reduction as in the authors' base code (LGD):
+    mean(w·|e|) over all B·K·2 entries, w = valid · joint weight (not divided by Σw).
     """
     proj = camera.project(pred_kp3d)
     norm, _ = bbox_normalize(proj, valid.to(proj.dtype), valid=valid)
     w = valid.to(proj.dtype)
     if joint_weights is not None:
         w = w * joint_weights.to(proj)
-    err = (norm - target2d).abs().sum(-1)  # (B, K)
-    return (err * w).sum() / (2 * w.sum()).clamp(min=1e-8)
+    return ((norm - target2d).abs() * w[..., None]).mean()
 
 
 def pretrain_loss(
@@ -70,13 +70,15 @@ def pretrain_loss(
     weights: PretrainWeights,
     joint_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """L_PT and its terms. Rotations compared as matrices (B,24,3,3); kp3d (B,K,3) metres."""
+    """L_PT and its terms. Rotations compared as matrices (B,24,3,3); kp3d (B,K,3) metres.
+    ``joint_weights`` (K,) weight both keypoint terms, reduced as mean(w·|e|) (LGD)."""
     all_valid = torch.ones(target2d.shape[:2], dtype=torch.bool, device=target2d.device)
+    w3d = torch.ones(1, device=kp3d.device) if joint_weights is None else joint_weights.to(kp3d)[:, None]
     terms = {
         "pose": (pred_rotmats - rotmats).abs().mean(),
         "shape": (pred_shape - shape).abs().mean(),
         "kp2d": reprojection_loss(pred_kp3d, target2d, all_valid, camera, joint_weights),
-        "kp3d": (pred_kp3d - kp3d).abs().mean(),
+        "kp3d": ((pred_kp3d - kp3d).abs() * w3d).mean(),
     }
     w = weights.to_dict()
     total = sum(w[k] * v for k, v in terms.items())
@@ -91,8 +93,10 @@ def wasserstein_distance(critic_source: torch.Tensor, critic_target: torch.Tenso
 def gradient_penalty(critic: torch.nn.Module, source: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """WGAN-GP: mean (‖∇D(φ̂)‖₂ − 1)² at φ̂ uniformly on segments between paired source/target
     features (B, d); uses the first min(B_s, B_t) of each."""
+    from key2mesh.train.random import rand
+
     n = min(source.shape[0], target.shape[0])
-    alpha = torch.rand(n, 1, generator=generator, device=source.device, dtype=source.dtype)
+    alpha = rand((n, 1), generator, source.device, source.dtype)
     mixed = (alpha * source[:n] + (1 - alpha) * target[:n]).detach().requires_grad_(True)
     out = critic(mixed)
     (grad,) = torch.autograd.grad(out.sum(), mixed, create_graph=True)

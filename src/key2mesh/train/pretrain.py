@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from key2mesh.body import body_model_from_config
-from key2mesh.data.cache import PoseBank
+from key2mesh.data.cache import DEFAULT_VAL_SUBJECTS, PoseBank
 from key2mesh.data.synth import PairSynthesizer, SynthConfig
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
@@ -22,7 +22,8 @@ from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 from key2mesh.keypoints.weights import joint_weights
 from key2mesh.model.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from key2mesh.model.network import Key2MeshNet, ModelConfig
-from key2mesh.train.common import MetricLogger, check_finite, init_distributed, pick_device
+from key2mesh.train.common import MetricLogger, check_finite, check_finite_parameters, init_distributed, pick_device
+from key2mesh.train.random import randint
 from key2mesh.train.losses import PretrainWeights, pretrain_loss
 from key2mesh.train.validation import keypoint_metrics
 
@@ -40,12 +41,15 @@ class PretrainConfig:
     epochs: float = 10.0
     batch_size: int = 256
     lr: float = 1e-3
+    lr_gamma: float = 0.8  # StepLR factor (official / LGD code: 0.8 per epoch); 1 = constant
+    lr_step: int = 0  # steps between LR decays; 0 = one epoch (training frames / batch size)
     weights: PretrainWeights = field(default_factory=PretrainWeights)
     synth: SynthConfig = field(default_factory=SynthConfig)
     camera: VirtualCamera = field(default_factory=VirtualCamera)
     model: dict = field(default_factory=dict)  # overrides of ModelConfig (hidden, blocks, dropout)
     pose_augment: bool = field(default_factory=lambda: _sampler_available())  # PoseSampler on the fly
     val_fraction: float = 0.1
+    val_subjects: list[str] = field(default_factory=lambda: list(DEFAULT_VAL_SUBJECTS))  # held out whole
     val_every: int = 500
     val_size: int = 2048
     seed: int = 0
@@ -107,7 +111,12 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         torch.set_num_threads(cfg.threads)
     bank = PoseBank.load(cfg.cache)
     body = body_model_from_config(bank.body, device=str(device))
-    train_idx, val_idx = bank.split(cfg.val_fraction, cfg.seed)
+    if cfg.batch_size < 1 or cfg.val_every < 1 or cfg.val_size < 1 or cfg.steps < 0 or not (cfg.lr > 0):
+        raise Key2MeshError("batch_size, val_every and val_size must be ≥ 1, steps ≥ 0 and lr > 0 "
+                            f"(got {cfg.batch_size}, {cfg.val_every}, {cfg.val_size}, {cfg.steps}, {cfg.lr})")
+    split = {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "val_subjects": tuple(cfg.val_subjects)}
+    train_idx, val_idx = bank.split(**split)
+    val_sets = bank.validation_sets(**split)
     epoch_steps = max(1, len(train_idx) // cfg.batch_size)
     total_steps = cfg.steps or int(math.ceil(cfg.epochs * epoch_steps))
 
@@ -116,6 +125,7 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     torch.manual_seed(cfg.seed)
     net = Key2MeshNet(mcfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step or epoch_steps, gamma=cfg.lr_gamma)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1000 * dist.rank)
     synth = PairSynthesizer(body, cfg.keypoint_set, cfg.camera, cfg.synth)
     sampler = None
@@ -130,24 +140,29 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     shapes_all = torch.from_numpy(bank.shapes)
     normalization = {"conf_threshold": cfg.synth.conf_threshold, "missing_value": cfg.synth.missing_value, "method": "bbox"}
 
-    # Fixed validation pairs from held-out clips (same augmentations, fixed seed).
+    # Fixed validation pairs from each held-out set (same augmentations, fixed seed), then pooled.
     vgen = torch.Generator().manual_seed(12345)
-    vsel = torch.from_numpy(val_idx)[torch.randint(len(val_idx), (cfg.val_size,), generator=vgen)]
-    vshape = shapes_all[torch.randint(len(shapes_all), (cfg.val_size,), generator=vgen)]
+    vsel = torch.cat([torch.from_numpy(ix)[randint(len(ix), (cfg.val_size,), vgen)] for ix in val_sets.values()])
+    vshape = shapes_all[randint(len(shapes_all), (len(vsel),), vgen)]
     val = synth(rot_all[vsel], vshape, vgen)
+    val_parts = {name: slice(i * cfg.val_size, (i + 1) * cfg.val_size) for i, name in enumerate(val_sets)}
+    n_val = len(vsel)
     mean_rot = mean_pose_baseline(bank, train_idx).to(device)
-    baseline = keypoint_metrics(body, cfg.keypoint_set, mean_rot.expand(cfg.val_size, -1, -1, -1).clone(),
-                                body.default_shape(cfg.val_size), val.rotmats, val.shape)
+    baseline = keypoint_metrics(body, cfg.keypoint_set, mean_rot.expand(n_val, -1, -1, -1).clone(),
+                                body.default_shape(n_val), val.rotmats, val.shape)
     # the mean-pose predictor at least gets the global orientation right (an upper bound on its quality)
-    base_rot = mean_rot.expand(cfg.val_size, -1, -1, -1).clone()
+    base_rot = mean_rot.expand(n_val, -1, -1, -1).clone()
     base_rot[:, 0] = val.rotmats[:, 0]
-    baseline_go = keypoint_metrics(body, cfg.keypoint_set, base_rot, body.default_shape(cfg.val_size), val.rotmats, val.shape)
+    baseline_go = keypoint_metrics(body, cfg.keypoint_set, base_rot, body.default_shape(n_val), val.rotmats, val.shape)
 
     step, best = 0, {"pa_mpjpe": float("inf")}
     if resume and (out / "last.pt").exists():
         ck = load_checkpoint(out / "last.pt", expect_body=bank.body, expect_keypoint_set=cfg.keypoint_set)
+        _check_resume_config(ck.get("config", {}), cfg, out / "last.pt")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if ck.get("scheduler") is not None:
+            sched.load_state_dict(ck["scheduler"])
         step, best = ck["step"], ck.get("best", best)
         _set_rng_state(gen, ck["rng"])
         if sampler is not None and ck["rng"].get("sampler") is not None:
@@ -166,8 +181,10 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         log.info("mean-pose predictor on validation: %s (with true global orientation: %s)", _fmt(baseline), _fmt(baseline_go))
 
     def save(name: str, metrics: dict) -> None:
+        check_finite_parameters(net, step, out)  # never overwrite a good checkpoint with broken weights
         ck = make_checkpoint(net, keypoint_set=cfg.keypoint_set, body_config=bank.body, camera=cfg.camera,
-                             normalization=normalization, stage="pretrain", optimizer=opt.state_dict(), step=step,
+                             normalization=normalization, stage="pretrain", optimizer=opt.state_dict(),
+                             scheduler=sched.state_dict(), step=step,
                              best=best, metrics=metrics,
                              rng={**_rng_state(gen), "sampler": None if sampler is None else sampler.generator.get_state()}, config=cfg.to_dict(), baseline=baseline)
         atomic_save(ck, out / name)
@@ -182,8 +199,8 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         if sampler is not None:  # real poses, mirrored / perturbed / limb-mixed on the fly
             rot = sampler.sample(cfg.batch_size)
         else:
-            rot = rot_all[torch.from_numpy(train_idx)[torch.randint(len(train_idx), (cfg.batch_size,), generator=gen)]].to(device)
-        shp = shapes_all[torch.randint(len(shapes_all), (cfg.batch_size,), generator=gen)]
+            rot = rot_all[torch.from_numpy(train_idx)[randint(len(train_idx), (cfg.batch_size,), gen)]].to(device)
+        shp = shapes_all[randint(len(shapes_all), (cfg.batch_size,), gen)]
         batch = synth(rot, shp, gen)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred_rot, pred_shape = model(batch.inputs)
@@ -195,6 +212,7 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sched.step()
         step += 1
         ran += 1
         seen += cfg.batch_size
@@ -205,12 +223,17 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
             net.eval()
             with torch.no_grad():
                 vr, vs = net(val.inputs)
-            metrics = keypoint_metrics(body, cfg.keypoint_set, vr, vs, val.rotmats, val.shape)
+            parts = {name: keypoint_metrics(body, cfg.keypoint_set, vr[sl], vs[sl], val.rotmats[sl], val.shape[sl])
+                     for name, sl in val_parts.items()}
+            # selection metric: the mean over held-out sets (clips of the free sources, whole subjects)
+            metrics = {k: sum(p[k] for p in parts.values()) / len(parts) for k in next(iter(parts.values()))}
+            metrics.update({f"{name}_{k}": v for name, p in parts.items() for k, v in p.items()})
             if metrics["pa_mpjpe"] < best["pa_mpjpe"]:
                 best = {**metrics, "step": step}
                 save("best.pt", metrics)
             logger.log(step, {"loss": loss.item(), **{f"train_{k}": v for k, v in terms.items()},
-                              **{f"val_{k}": v for k, v in metrics.items()}, "samples_per_s": seen / (time.perf_counter() - t0)})
+                              **{f"val_{k}": v for k, v in metrics.items()}, "lr": sched.get_last_lr()[0],
+                              "samples_per_s": seen / (time.perf_counter() - t0)})
             save("last.pt", metrics)
             bar.write(f"step {step}: val {_fmt(metrics)}  (mean-pose predictor: {_fmt(baseline)})")
         if cfg.stop_after and ran >= cfg.stop_after:
@@ -221,6 +244,19 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     logger.close()
     return {"best": best, "baseline_mean_pose": baseline, "baseline_mean_pose_true_orient": baseline_go, "step": step,
             "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+
+
+_RESUME_KEYS = ("seed", "batch_size", "keypoint_set", "lr", "lr_gamma", "lr_step", "val_fraction", "val_subjects",
+                "pose_augment", "model")
+
+
+def _check_resume_config(saved: dict, cfg: PretrainConfig, path: Path) -> None:
+    """``--resume`` continues the same run: options that change the random stream or the model must match."""
+    now = cfg.to_dict()
+    diff = [f"{k} {saved[k]!r} → {now[k]!r}" for k in _RESUME_KEYS if k in saved and saved[k] != now[k]]
+    if diff:
+        raise Key2MeshError(f"--resume: {path} was trained with other options ({'; '.join(diff)}); "
+                            "use the same options or a new --out")
 
 
 def _fmt(m: dict) -> str:
