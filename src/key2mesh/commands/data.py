@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from key2mesh.errors import Key2MeshError
+
 HELP = "build (prepare) or inspect (stats) the MoCap training cache; build the pose2sim benchmark"
 DEFAULT_CACHE = "cache/mocap_anny.npz"
 DEFAULT_POSE2SIM = "cache/pose2sim_benchmark.npz"
@@ -19,9 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="comma-separated: deepmimic (pybullet wheel), holosoma (climb mocap), amass (needs --amass); "
                            "default: every free source available")
     prep.add_argument("--amass", nargs="*", help="AMASS .npz files or folders (licensed, user-supplied)")
+    prep.add_argument("--bvh", nargs="*", help="BVH files, folders or .tar.xz/.tar.gz/.zip archives (e.g. CMU's "
+                                               "cgspeed conversion; cgspeed/Daz, CMU-ASF and MotionBuilder joint names)")
+    prep.add_argument("--asf-amc", nargs="*", dest="asf_amc",
+                      help="Acclaim ASF/AMC files, folders or archives (CMU's original format; <subject>.asf beside the .amc)")
+    prep.add_argument("--index", help="per-trial table (tab-separated: trial, subject, cmu_fps, tpose_frames) giving "
+                                      "true frame rates and T-pose frames; default: INDEX.tsv beside the archive")
+    prep.add_argument("--fps-override", nargs="*", dest="fps_override", metavar="PATTERN=FPS",
+                      help="true capture rate for trials whose name matches PATTERN, e.g. '60_*=60' '61_*=60'")
     prep.add_argument("--body", default="anny", choices=["anny", "smpl"])
     prep.add_argument("--smpl-dir", help="SMPL model folder for --body smpl (else $KEY2MESH_SMPL_DIR)")
-    prep.add_argument("--fps", type=float, default=60.0, help="subsample clips to at most this frame rate")
+    prep.add_argument("--fps", type=float, default=60.0, help="resample clips to at most this frame rate")
     prep.add_argument("--num-shapes", type=int, default=8192, help="size of the shape bank")
     prep.add_argument("--ik-iters", type=int, default=150, help="IK iterations for joint-only sources")
     prep.add_argument("--seed", type=int, default=0)
@@ -69,10 +79,17 @@ def _prepare(args: argparse.Namespace) -> int:
     sources = tuple(s.strip() for s in args.sources.split(",") if s.strip()) if args.sources else FREE_SOURCES
     if args.amass and "amass" not in sources:
         sources = sources + ("amass",)
-    bank, rep = prepare_cache(body, args.out, sources, args.amass, args.fps, args.num_shapes, args.seed, args.ik_iters)
+    if not (args.fps > 0):
+        raise Key2MeshError(f"--fps must be > 0, got {args.fps}")
+    bank, rep = prepare_cache(body, args.out, sources, args.amass, args.fps, args.num_shapes, args.seed, args.ik_iters,
+                              bvh=args.bvh, asf_amc=args.asf_amc, index=args.index, fps_override=args.fps_override)
     per = ", ".join(f"{k} {v}" for k, v in rep.per_source.items())
     print(f"wrote {args.out}: {rep.frames} frames from {rep.clips} clips ({per}); "
           f"{rep.skipped_files} files skipped; {rep.seconds:.0f} s")
+    for src, err in rep.ik_error_mm.items():
+        print(f"  IK fit of {src}: mean joint error {err:.1f} mm")
+    for path, reason in rep.skipped:
+        print(f"  skipped {path}: {reason}")
     return 0
 
 
@@ -91,7 +108,12 @@ def _stats(args: argparse.Namespace) -> int:
     for src, ns in by_source.items():
         print(f"  {src:<10} {sum(ns):>7} frames in {len(ns):>3} clips (min {min(ns)}, max {max(ns)})")
     train, val = bank.split()
-    print(f"  held-out split by clip: {len(train)} train / {len(val)} validation frames")
+    sets = bank.validation_sets()
+    parts = ", ".join(f"{len(v)} from held-out {k}" for k, v in sets.items())
+    print(f"  held-out split (whole clips / whole subjects): {len(train)} train / {len(val)} validation frames ({parts})")
+    if bank.clip_subjects and any(bank.clip_subjects):
+        subj = sorted({s for s in bank.clip_subjects if s})
+        print(f"  {len(subj)} subjects: {', '.join(subj)}")
     try:
         from key2mesh.data.mocap.sampler import pose_coverage
 

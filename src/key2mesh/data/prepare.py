@@ -40,25 +40,30 @@ class PrepareReport:
     clips: int = 0
     per_source: dict[str, int] = field(default_factory=dict)
     skipped_files: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     seconds: float = 0.0
+    ik_error_mm: dict[str, float] = field(default_factory=dict)  # mean IK residual per joint-only source
 
 
-def clip_to_body_rotations(clip: MotionClip, body: BodyModel, ik_iters: int = 150) -> np.ndarray:
-    """(F, 24, 3, 3) float32 rotations of ``clip`` in ``body``'s own convention."""
+def clip_to_body_rotations(clip: MotionClip, body: BodyModel, ik_iters: int = 150, return_error: bool = False):
+    """(F, 24, 3, 3) float32 rotations of ``clip`` in ``body``'s own convention; with
+    ``return_error`` also the mean IK residual in metres (None for clips with rotations)."""
     if clip.rotmats is not None:
         rot = torch.from_numpy(clip.rotmats).float()
         if body.name == "anny":
             from key2mesh.data.mocap.retarget import retarget_smpl_to_anny
 
             rot = retarget_smpl_to_anny(rot, body)
-        return rot.cpu().numpy().astype(np.float32)
+        out = rot.cpu().numpy().astype(np.float32)
+        return (out, None) if return_error else out
     if clip.joints is None or clip.joint_names is None:
         raise Key2MeshError(f"clip {clip.name!r} has neither rotations nor named joints")
-    from key2mesh.data.mocap.ik import fit_pose_to_joints
+    from key2mesh.data.mocap.ik import fit_joints
 
     target = torch.from_numpy(clip.joints).float().to(body.device)
-    rot = fit_pose_to_joints(body, target, list(clip.joint_names), iters=ik_iters)
-    return rot.detach().cpu().numpy().astype(np.float32)
+    fit = fit_joints(body, target, list(clip.joint_names), iters=ik_iters)
+    out = fit.rotmats.detach().cpu().numpy().astype(np.float32)
+    return (out, float(fit.error.mean())) if return_error else out
 
 
 def prepare_cache(
@@ -71,33 +76,53 @@ def prepare_cache(
     seed: int = 0,
     ik_iters: int = 150,
     progress: bool = True,
+    bvh: list[str] | None = None,
+    asf_amc: list[str] | None = None,
+    index: str | None = None,
+    fps_override: list[str] | None = None,
 ) -> tuple[PoseBank, PrepareReport]:
-    """Load every source, convert to body rotations, write one ``.npz`` cache at ``out``."""
+    """Load every source, convert to body rotations, write one ``.npz`` cache at ``out``.
+
+    ``bvh`` / ``asf_amc``: folders, files or archives of skeleton MoCap (e.g. CMU), read with
+    :mod:`key2mesh.data.mocap.cmu` (``index``: per-trial fps / T-pose table; ``fps_override``:
+    ``PATTERN=FPS`` items). Their sources are added to ``sources`` when given."""
     t0 = time.perf_counter()
     report = PrepareReport()
     clips: list[MotionClip] = []
+    paths = {"amass": amass, "bvh": bvh, "asf_amc": asf_amc}
+    sources = tuple(sources) + tuple(s for s in ("bvh", "asf_amc") if paths[s] and s not in sources)
     for source in sources:
-        opts = {"paths": amass} if source == "amass" else {}
-        if source == "amass" and not amass:
-            raise Key2MeshError("source 'amass' needs --amass PATH (AMASS .npz files or folders; licensed, user-supplied)")
+        if source in paths and not paths[source]:
+            flag = source.replace("_", "-")
+            raise Key2MeshError(f"source {source!r} needs --{flag} PATH (files, folders or archives)")
+        opts: dict = {"paths": paths[source]} if source in paths else {}
+        if source in ("bvh", "asf_amc"):
+            opts.update(index=index, fps_override=fps_override)
         rep = load_report(source, **opts)
         report.skipped_files += rep.num_skipped
+        report.skipped.extend(rep.skipped)
         clips.extend(c.subsample(fps).validate() for c in rep.clips)
     if not clips:
         raise Key2MeshError(f"no MoCap clips found in sources {list(sources)}")
-    rots, index, names, srcs = [], [], [], []
+    rots, clip_index, names, srcs, subjects = [], [], [], [], []
+    ik_err: dict[str, list[float]] = {}
     for i, clip in enumerate(tqdm(clips, desc="retarget/IK", disable=not progress, dynamic_ncols=True)):
-        r = clip_to_body_rotations(clip, body, ik_iters)
+        r, err = clip_to_body_rotations(clip, body, ik_iters, return_error=True)
         rots.append(r)
-        index.append(np.full(len(r), i, dtype=np.int32))
+        clip_index.append(np.full(len(r), i, dtype=np.int32))
         names.append(clip.name)
         srcs.append(clip.source)
+        subjects.append(clip.subject or "")
         report.per_source[clip.source] = report.per_source.get(clip.source, 0) + len(r)
+        if err is not None:
+            ik_err.setdefault(clip.source, []).extend([err] * len(r))
+    report.ik_error_mm = {k: 1000 * float(np.mean(v)) for k, v in ik_err.items()}
     bank = PoseBank(
         rotmats=np.concatenate(rots),
-        clip_index=np.concatenate(index),
+        clip_index=np.concatenate(clip_index),
         clip_names=names,
         clip_sources=srcs,
+        clip_subjects=subjects,
         shapes=sample_shapes(body, num_shapes, seed),
         body=body.config(),
         meta={"fps": fps, "sources": list(sources), "seed": seed},

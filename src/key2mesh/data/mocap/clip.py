@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,8 @@ class MotionClip:
         the world-aligned rest frame, identity = SMPL T-pose; the root is in the y-up world.
     joints: (F, J, 3) float32 world joint positions in metres (y up), named by ``joint_names``.
     betas: (10,) SMPL shape coefficients, or None.
+    subject: the captured person's id (e.g. ``cmu_02``) when the source knows it, for held-out
+        splits by subject; None otherwise.
     """
 
     name: str
@@ -38,6 +40,7 @@ class MotionClip:
     joints: np.ndarray | None = None
     joint_names: tuple[str, ...] | None = None
     betas: np.ndarray | None = None
+    subject: str | None = None
 
     @property
     def num_frames(self) -> int:
@@ -72,21 +75,31 @@ class MotionClip:
         return self
 
     def subsample(self, target_fps: float) -> MotionClip:
-        """A copy keeping every k-th frame, k = round(fps / target_fps) (>= 1); never upsamples."""
-        if target_fps <= 0:
+        """A copy at about ``target_fps``; never upsamples.
+
+        When fps / target_fps is (within 2 %) an integer k, every k-th frame is kept. Otherwise a
+        joint-only clip is resampled exactly at t = n / target_fps by linear interpolation of the
+        positions; a clip with rotations keeps the nearest frames (no rotation interpolation)."""
+        if not (np.isfinite(target_fps) and target_fps > 0):
             raise Key2MeshError(f"target fps must be > 0, got {target_fps}")
-        step = max(1, int(round(self.fps / target_fps)))
-        if step == 1:
+        ratio = self.fps / target_fps
+        if ratio <= 1.0:
             return self
-        return MotionClip(
-            name=self.name,
-            source=self.source,
-            fps=self.fps / step,
-            rotmats=None if self.rotmats is None else self.rotmats[::step],
-            joints=None if self.joints is None else self.joints[::step],
-            joint_names=self.joint_names,
-            betas=self.betas,
-        )
+        step = int(round(ratio))
+        if abs(ratio - step) <= 0.02 * step:
+            return replace(self, fps=self.fps / step,
+                           rotmats=None if self.rotmats is None else self.rotmats[::step],
+                           joints=None if self.joints is None else self.joints[::step])
+        t = np.arange(0.0, (self.num_frames - 1) / self.fps + 1e-9, 1.0 / target_fps) * self.fps  # source frame units
+        if self.rotmats is None and self.joints is not None:
+            lo = np.minimum(np.floor(t).astype(int), self.num_frames - 1)
+            hi = np.minimum(lo + 1, self.num_frames - 1)
+            a = (t - lo)[:, None, None].astype(np.float32)
+            return replace(self, fps=float(target_fps), joints=(1 - a) * self.joints[lo] + a * self.joints[hi])
+        near = np.minimum(np.round(t).astype(int), self.num_frames - 1)
+        return replace(self, fps=float(target_fps),
+                       rotmats=None if self.rotmats is None else self.rotmats[near],
+                       joints=None if self.joints is None else self.joints[near])
 
 
 @dataclass
@@ -113,6 +126,8 @@ SOURCE_MODULES: dict[str, str] = {
     "amass": "key2mesh.data.mocap.amass",
     "deepmimic": "key2mesh.data.mocap.deepmimic",
     "holosoma": "key2mesh.data.mocap.holosoma",
+    "bvh": "key2mesh.data.mocap.cmu",
+    "asf_amc": "key2mesh.data.mocap.cmu",
 }
 
 

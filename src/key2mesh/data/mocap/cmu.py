@@ -1,0 +1,312 @@
+"""Skeleton MoCap files (BVH, ASF/AMC) as joint-position clips, e.g. the CMU MoCap database.
+
+``key2mesh data prepare --bvh PATH --asf-amc PATH`` reads folders of files or ``.tar.xz`` /
+``.tar.gz`` / ``.zip`` archives in place (nothing is extracted to disk). Each file goes through
+forward kinematics (:mod:`~key2mesh.data.mocap.bvh`, :mod:`~key2mesh.data.mocap.asf_amc`); its
+joints are renamed to SMPL-24 names by one of the joint-name tables below (cgspeed/Daz,
+CMU-ASF, MotionBuilder/Mixamo, chosen per file by the most matches) and scaled to metres; the
+poses then come from the batched IK (:mod:`~key2mesh.data.mocap.ik`) in ``prepare``.
+
+Per-trial facts come from an index file (CMU's ``INDEX.tsv`` layout: ``trial``, ``subject``,
+``tpose_frames``, ``cmu_fps``), found next to the archive or given with ``--index``: the true
+capture rate (cgspeed wrote 120 fps into the 60 fps salsa trials) and the added T-pose frames to
+drop. ``--fps-override PATTERN=FPS`` (glob on the trial name) does the same without an index.
+Without either, leading T-pose frames are detected (both arms horizontal, then a jump).
+Unreadable files and files of an unknown skeleton are skipped, counted and named.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import logging
+import re
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from key2mesh.data.mocap.clip import LoadReport, MotionClip, register_loader
+from key2mesh.errors import Key2MeshError
+
+log = logging.getLogger(__name__)
+
+_SIDES = (("l", "left"), ("r", "right"))
+
+
+def _sided(pairs: dict[str, str], left: str, right: str) -> dict[str, str]:
+    """Expand ``{"{s}Thigh": "hip"}`` into both sides with the file's side prefixes."""
+    out = {}
+    for pattern, joint in pairs.items():
+        out[pattern.format(s=left)] = f"smpl_left_{joint}"
+        out[pattern.format(s=right)] = f"smpl_right_{joint}"
+    return out
+
+
+# File joint name → SMPL-24 joint at about the same anatomical place (positions at the START of
+# the named bone, as BVH joints are). Spine joints are matched by height above the pelvis.
+# Collars are left out: cgspeed's and CMU's clavicles start at the spine (SMPL's ~7 cm to the
+# side), and fitting them pulled the shoulders ~10 cm off; without them the IK puts elbows,
+# wrists, knees and ankles within ~2-12 mm of the capture (measured on CMU 02_01, 05_02).
+JOINT_TABLES: dict[str, dict[str, str]] = {
+    # cgspeed's "Daz-friendly" CMU conversion (43 joints, ≈ cm, Y up)
+    "cgspeed_daz": {
+        "hip": "smpl_pelvis", "abdomen": "smpl_spine2", "chest": "smpl_spine3", "neck": "smpl_neck",
+        "head": "smpl_head",
+        **_sided({"{s}Shldr": "shoulder", "{s}ForeArm": "elbow", "{s}Hand": "wrist",
+                  "{s}Mid1": "hand", "{s}Thigh": "hip", "{s}Shin": "knee", "{s}Foot": "ankle",
+                  "{s}Foot_end": "foot"}, "l", "r"),
+    },
+    # CMU's Acclaim bone names (ASF/AMC, and BVH conversions that keep them)
+    "cmu_asf": {
+        "root": "smpl_pelvis", "upperback": "smpl_spine1", "thorax": "smpl_spine2", "lowerneck": "smpl_spine3",
+        "upperneck": "smpl_neck", "head": "smpl_head",
+        **_sided({"{s}humerus": "shoulder", "{s}radius": "elbow", "{s}wrist": "wrist",
+                  "{s}fingers": "hand", "{s}femur": "hip", "{s}tibia": "knee", "{s}foot": "ankle", "{s}toes": "foot"},
+                 "l", "r"),
+    },
+    # MotionBuilder / Mixamo naming (CMU's own BVH release, Mixamo exports)
+    "motionbuilder": {
+        "Hips": "smpl_pelvis", "Spine": "smpl_spine1", "Spine1": "smpl_spine2", "Spine2": "smpl_spine3",
+        "Neck": "smpl_neck", "Head": "smpl_head",
+        **_sided({"{s}Shoulder": "collar", "{s}Arm": "shoulder", "{s}ForeArm": "elbow", "{s}Hand": "wrist",
+                  "{s}HandMiddle1": "hand", "{s}UpLeg": "hip", "{s}Leg": "knee", "{s}Foot": "ankle",
+                  "{s}ToeBase": "foot"}, "Left", "Right"),
+    },
+}  # fmt: skip
+
+# Joints a file must have (after renaming) to be usable: pelvis and the 12 limb joints.
+REQUIRED = ("smpl_pelvis",) + tuple(
+    f"smpl_{side}_{j}" for side in ("left", "right") for j in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")
+)
+# Metres per file unit, per skeleton naming (BVH from cgspeed: cm; Mixamo: cm).
+UNIT_SCALE: dict[str, float] = {"cgspeed_daz": 0.01, "cmu_asf": 1.0, "motionbuilder": 0.01}
+
+
+def match_joint_table(names: tuple[str, ...] | list[str], source: str = "") -> tuple[str, dict[str, str]]:
+    """The table covering most of ``names``, and its map restricted to ``names``.
+
+    Raises :class:`Key2MeshError` listing the names when no table maps the pelvis and all 12 limb
+    joints (an unknown skeleton)."""
+    best, best_map = "", {}
+    for table, mapping in JOINT_TABLES.items():
+        found = {n: mapping[n] for n in names if n in mapping}
+        if len(found) > len(best_map):
+            best, best_map = table, found
+    missing = [j for j in REQUIRED if j not in best_map.values()]
+    if missing:
+        known = set().union(*JOINT_TABLES.values())
+        unknown = [n for n in names if n not in known]
+        raise Key2MeshError(
+            f"{source}: unknown skeleton: its joint names match none of the tables "
+            f"({', '.join(JOINT_TABLES)}); closest {best or 'none'} lacks {[m.removeprefix('smpl_') for m in missing]}; "
+            f"names not in any table: {unknown[:40]}{' …' if len(unknown) > 40 else ''}"
+        )
+    return best, best_map
+
+
+@dataclass
+class TrialInfo:
+    """Per-trial facts from an index file: subject id, true capture fps, added T-pose frames."""
+
+    subject: str | None = None
+    fps: float | None = None
+    tpose_frames: int | None = None
+
+
+def read_index(path: str | Path) -> dict[str, TrialInfo]:
+    """Trial name → :class:`TrialInfo` from a tab-separated index (columns ``trial`` and any of
+    ``subject``, ``cmu_fps`` / ``fps``, ``tpose_frames``)."""
+    path = Path(path)
+    try:
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines(), delimiter="\t"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Key2MeshError(f"cannot read index {path}: {exc}") from exc
+    if not rows or "trial" not in rows[0]:
+        raise Key2MeshError(f"{path}: an index needs a tab-separated header with a 'trial' column")
+    out = {}
+    for r in rows:
+        def num(key: str, typ=float):
+            v = (r.get(key) or "").strip()
+            try:
+                return typ(float(v)) if v else None
+            except ValueError as exc:
+                raise Key2MeshError(f"{path}: trial {r['trial']}: {key} = {v!r} is not a number") from exc
+
+        fps = num("cmu_fps") or num("fps")
+        subj = (r.get("subject") or "").strip()
+        out[r["trial"].strip()] = TrialInfo(f"cmu_{int(subj):02d}" if subj.isdigit() else (subj or None), fps,
+                                            num("tpose_frames", int))
+    return out
+
+
+def parse_fps_overrides(items: list[str] | None) -> dict[str, float]:
+    """``["60_*=60", "61_*=60"]`` → ``{"60_*": 60.0, ...}`` (glob pattern on the trial name)."""
+    out = {}
+    for item in items or []:
+        for part in item.split(","):
+            pat, sep, val = part.partition("=")
+            try:
+                fps = float(val)
+            except ValueError:
+                fps = -1.0
+            if not sep or not pat or not (fps > 0):
+                raise Key2MeshError(f"--fps-override {part!r}: expected PATTERN=FPS, e.g. 60_*=60")
+            out[pat.strip()] = fps
+    return out
+
+
+def _iter_files(path: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of every file with one of ``suffixes`` in a folder, a file, or an archive."""
+    name = path.name.lower()
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file()):
+            yield str(f), f.read_bytes()
+    elif name.endswith((".tar.xz", ".tar.gz", ".tgz", ".tar", ".tar.bz2")):
+        try:
+            with tarfile.open(path, "r:*") as tar:
+                for m in tar:
+                    if m.isfile() and Path(m.name).suffix.lower() in suffixes:
+                        fh = tar.extractfile(m)
+                        if fh is not None:
+                            yield f"{path}:{m.name}", fh.read()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise Key2MeshError(f"cannot read archive {path}: {exc}") from exc
+    elif name.endswith(".zip"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                for info in sorted(z.infolist(), key=lambda i: i.filename):
+                    if not info.is_dir() and Path(info.filename).suffix.lower() in suffixes:
+                        yield f"{path}:{info.filename}", z.read(info)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise Key2MeshError(f"cannot read archive {path}: {exc}") from exc
+    elif path.is_file() and path.suffix.lower() in suffixes:
+        yield str(path), path.read_bytes()
+    elif not path.exists():
+        raise Key2MeshError(f"{path} does not exist")
+    else:
+        raise Key2MeshError(f"{path}: expected a folder, a {'/'.join(suffixes)} file, or a .tar.xz/.tar.gz/.zip archive")
+
+
+def _find_index(paths: list[Path]) -> Path | None:
+    for p in paths:
+        cand = (p if p.is_dir() else p.parent) / "INDEX.tsv"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _trial_name(member: str) -> str:
+    return Path(member.split(":")[-1]).stem
+
+
+def _subject_from_name(trial: str) -> str | None:
+    m = re.match(r"^(\d+)_\d+", trial)
+    return f"cmu_{int(m.group(1)):02d}" if m else None
+
+
+def tpose_prefix(joints: np.ndarray, names: tuple[str, ...], max_frames: int = 5) -> int:
+    """How many leading frames of (F, J, 3) metre positions are an added T-pose: both arms
+    (shoulder → elbow → wrist) within 20° of horizontal, followed by a jump (mean joint move
+    > 5 cm to the next frame)."""
+    idx = {n: i for i, n in enumerate(names)}
+    need = [f"smpl_{s}_{j}" for s in ("left", "right") for j in ("shoulder", "elbow", "wrist")]
+    if any(n not in idx for n in need) or len(joints) < 2:
+        return 0
+    k = 0
+    while k < min(max_frames, len(joints) - 1):
+        f = joints[k]
+        horizontal = True
+        for s in ("left", "right"):
+            for a, b in (("shoulder", "elbow"), ("elbow", "wrist")):
+                v = f[idx[f"smpl_{s}_{b}"]] - f[idx[f"smpl_{s}_{a}"]]
+                horizontal &= abs(v[1]) < np.sin(np.radians(20)) * np.linalg.norm(v)
+        jump = np.linalg.norm(joints[k + 1] - joints[k], axis=-1).mean() > 0.05
+        if not (horizontal and jump):
+            break
+        k += 1
+    return k
+
+
+def _to_clip(positions: np.ndarray, names: tuple[str, ...], fps: float, trial: str, source: str,
+             member: str, info: TrialInfo | None, overrides: dict[str, float], metres: float | None) -> MotionClip:
+    table, mapping = match_joint_table(names, member)
+    keep = [i for i, n in enumerate(names) if n in mapping]
+    joints = (positions[:, keep] * (UNIT_SCALE[table] if metres is None else metres)).astype(np.float32)
+    smpl_names = tuple(mapping[names[i]] for i in keep)
+    for pat, val in overrides.items():
+        if fnmatch.fnmatch(trial, pat):
+            fps = val
+    if info is not None and info.fps and not any(fnmatch.fnmatch(trial, p) for p in overrides):
+        fps = info.fps
+    drop = info.tpose_frames if info is not None and info.tpose_frames is not None else tpose_prefix(joints, smpl_names)
+    if drop >= len(joints):
+        raise Key2MeshError(f"{member}: no frames left after dropping {drop} T-pose frame(s)")
+    subject = (info.subject if info is not None and info.subject else None) or _subject_from_name(trial)
+    return MotionClip(name=trial, source=source, fps=float(fps), joints=joints[drop:], joint_names=smpl_names,
+                      subject=subject).validate()
+
+
+def load_bvh_files(paths: list[str | Path], index: str | Path | None = None, fps_override: list[str] | None = None,
+                   source: str = "bvh") -> LoadReport:
+    """Every ``.bvh`` in ``paths`` (folders, files, archives) → joint clips (metres, SMPL names)."""
+    from key2mesh.data.mocap.bvh import forward_kinematics, parse_bvh
+
+    paths = [Path(p) for p in paths]
+    idx_path = Path(index) if index else _find_index(paths)
+    info = read_index(idx_path) if idx_path else {}
+    overrides = parse_fps_overrides(fps_override)
+    report = LoadReport()
+    for path in paths:
+        for member, data in _iter_files(path, (".bvh",)):
+            trial = _trial_name(member)
+            try:
+                motion = parse_bvh(data.decode("utf-8", errors="replace"), member)
+                pos, names = forward_kinematics(motion)
+                report.clips.append(_to_clip(pos, names, motion.fps, trial, source, member, info.get(trial),
+                                             overrides, None))
+            except Key2MeshError as exc:
+                report.skip(member, str(exc))
+    return report
+
+
+def load_asf_amc_files(paths: list[str | Path], index: str | Path | None = None,
+                       fps_override: list[str] | None = None, source: str = "asf_amc") -> LoadReport:
+    """Every ``.amc`` in ``paths`` with its subject's ``.asf`` (same folder: ``<subject>.asf``, or
+    the only ``.asf`` there) → joint clips (metres, SMPL names). CMU's rate is 120 fps."""
+    from key2mesh.data.mocap.asf_amc import asf_amc_joint_positions, parse_amc, parse_asf
+
+    paths = [Path(p) for p in paths]
+    idx_path = Path(index) if index else _find_index(paths)
+    info = read_index(idx_path) if idx_path else {}
+    overrides = parse_fps_overrides(fps_override)
+    report = LoadReport()
+    for path in paths:
+        files = dict(_iter_files(path, (".asf", ".amc")))  # ASF/AMC sets are small (≈ 100 MB for CMU 01+03)
+        asfs: dict[str, list[str]] = {}
+        for m in files:
+            if m.lower().endswith(".asf"):
+                asfs.setdefault(str(Path(m).parent), []).append(m)
+        for member in sorted(m for m in files if m.lower().endswith(".amc")):
+            trial = _trial_name(member)
+            folder = asfs.get(str(Path(member).parent), [])
+            subj = trial.split("_")[0]
+            asf = next((a for a in folder if Path(a).stem == subj), folder[0] if len(folder) == 1 else None)
+            if asf is None:
+                report.skip(member, f"no skeleton .asf beside it (looked for {subj}.asf)")
+                continue
+            try:
+                skel = parse_asf(files[asf].decode("utf-8", errors="replace"), asf)
+                motion = parse_amc(files[member].decode("utf-8", errors="replace"), skel, member)
+                pos, names = asf_amc_joint_positions(skel, motion)
+                report.clips.append(_to_clip(pos, names, 120.0, trial, source, member, info.get(trial), overrides, 1.0))
+            except Key2MeshError as exc:
+                report.skip(member, str(exc))
+    return report
+
+
+register_loader("bvh", lambda paths=(), **kw: load_bvh_files(list(paths), **kw))
+register_loader("asf_amc", lambda paths=(), **kw: load_asf_amc_files(list(paths), **kw))
