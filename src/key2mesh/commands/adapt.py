@@ -16,7 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'synthetic:PROFILE' (held-out MoCap clips with a detector-like noise profile, labelled)")
     p.add_argument("--target-set", help="keypoint set of the target files when it cannot be inferred")
     p.add_argument("--cache", required=True, help="MoCap training cache (source-domain samples)")
-    p.add_argument("--val", help="labelled validation: 'synthetic:PROFILE' or a benchmark file; selects by PA-MPJPE")
+    p.add_argument("--val", help="labelled validation: a benchmark file (e.g. `key2mesh data pose2sim`, 12 limb joints) "
+                                 "or 'synthetic:PROFILE' (held-out MoCap with a noise profile); selects by PA-MPJPE. "
+                                 "Without it: the re-projection error on held-out target detections (label-free)")
     p.add_argument("--out", dest="out_dir", default="runs/adapt")
     p.add_argument("--losses", choices=["2d", "2d+wd", "2d+wd+reg"], default="2d+wd+reg",
                    help="loss ablation of the paper (default: all three terms)")
@@ -29,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select-every", type=int, default=500)
     p.add_argument("--bn", choices=["frozen", "batch"], default="frozen",
                    help="BatchNorm of the adapted extractor: F_pt's statistics (frozen, default) or batch statistics")
+    p.add_argument("--dropout", action="store_true",
+                   help="keep dropout on in the adapted extractor (off by default: L_reg then sees no dropout noise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
@@ -56,7 +60,7 @@ def load_targets(paths: list[str], checkpoint: dict, cache: str, keypoint_set: s
 def run(args: argparse.Namespace) -> int:
     from key2mesh.inference.predictor import resolve_checkpoint
     from key2mesh.model.checkpoint import load_checkpoint
-    from key2mesh.train.adapt import ABLATIONS, AdaptConfig, run_adapt, synthetic_target
+    from key2mesh.train.adapt import ABLATIONS, AdaptConfig, benchmark_target, run_adapt, synthetic_target
 
     args.source = str(resolve_checkpoint(args.source))
     ck = load_checkpoint(args.source)
@@ -64,14 +68,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"target: {len(target)} detections kept, {target.dropped} dropped (< 6 keypoints)")
     validation = None
     if args.val:
-        if not args.val.startswith("synthetic:"):
-            from key2mesh.errors import Key2MeshError
-
-            raise Key2MeshError("--val takes 'synthetic:PROFILE' for now; use `key2mesh evaluate` on benchmark files")
-        validation = synthetic_target(args.cache, ck, args.val.split(":", 1)[1], split="val")
+        if args.val.startswith("synthetic:"):
+            validation = synthetic_target(args.cache, ck, args.val.split(":", 1)[1], split="val")
+        else:
+            validation = benchmark_target(args.val, ck)
+        print(f"validation: {len(validation)} labelled samples from {args.val} (model selection by PA-MPJPE)")
     cfg = AdaptConfig(source=args.source, cache=args.cache, out_dir=args.out_dir, steps=args.steps, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, critic_steps=args.critic_steps, gamma=args.gamma,
-                      weights=ABLATIONS[args.losses], select_every=args.select_every, bn=args.bn, seed=args.seed,
+                      weights=ABLATIONS[args.losses], select_every=args.select_every, bn=args.bn,
+                      dropout=args.dropout, seed=args.seed,
                       device=args.device, threads=args.threads)
     result = run_adapt(cfg, target, validation)
     print(json.dumps(result, indent=2, default=float))

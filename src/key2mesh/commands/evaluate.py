@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", help="mocap-heldout: the MoCap training cache")
     p.add_argument("--noise-profile", default="none", help="mocap-heldout: none, detector, strong")
     p.add_argument("--num", type=int, default=4096, help="mocap-heldout: number of samples")
+    p.add_argument("--heldout", choices=["all", "clips", "subjects"], default="all",
+                   help="mocap-heldout: every held-out frame, only the held-out clips of sources without subjects, "
+                        "or only the held-out subjects (e.g. CMU 02 and 05)")
     p.add_argument("--split", default="test", help="3dpw split (test, validation, train)")
     p.add_argument("--smpl-dir", help="SMPL files for ground-truth meshes of 3dpw / h36m-p2")
     p.add_argument("--h36m-regressor", help="SPIN's J_regressor_h36m.npy for the SMPL ground truth's H36M joints")
@@ -53,13 +56,15 @@ def run(args: argparse.Namespace) -> int:
             raise Key2MeshError("--dataset mocap-heldout needs --cache (from `key2mesh data prepare`)")
         from key2mesh.train.adapt import synthetic_target
 
-        t = synthetic_target(args.cache, model.checkpoint, args.noise_profile, n=args.num, split="val")
+        t = synthetic_target(args.cache, model.checkpoint, args.noise_profile, n=args.num, split="val",
+                             heldout=args.heldout)
         import torch
 
         with torch.no_grad():
             r, s = model.net(t.inputs.to(model.device))
         errors = score_bodies(model.body, r, s, model.body, t.rotmats.to(model.device), t.shape.to(model.device), protocol)
-        result = summarize(f"mocap-heldout+{args.noise_profile}", errors, protocol, t.dropped)
+        suffix = "" if args.heldout == "all" else f"[{args.heldout}]"
+        result = summarize(f"mocap-heldout{suffix}+{args.noise_profile}", errors, protocol, t.dropped)
     elif args.dataset in ("3dpw", "h36m-p2") or args.dataset.endswith(".npz"):
         from key2mesh.eval.benchmarks import evaluate_benchmark
 

@@ -292,12 +292,22 @@ def benchmark_target(path: str, checkpoint: dict, min_keypoints: int = 6) -> Tar
 
 
 def synthetic_target(cache: str, checkpoint: dict, noise_profile: str = "strong", n: int = 4096, seed: int = 7,
-                     split: str = "val", synth_overrides: dict | None = None) -> TargetSet:
-    """A labelled, domain-shifted target built from free MoCap: held-out clips (``split="val"``)
-    synthesised with a detector-like noise profile. Labels are kept for validation only."""
+                     split: str = "val", synth_overrides: dict | None = None, heldout: str = "all") -> TargetSet:
+    """A labelled, domain-shifted target built from MoCap: frames pre-training held out
+    (``split="val"``; ``heldout``: ``all``, only held-out ``clips`` of sources without subjects, or
+    only held-out ``subjects``) synthesised with a detector-like noise profile. Labels are kept
+    for validation only."""
+    from key2mesh.data.cache import split_options
+
     bank = PoseBank.load(cache)
     body = body_model_from_config(checkpoint["body"])
-    train_idx, val_idx = bank.split_for(checkpoint.get("config", {}))
+    opts = split_options(checkpoint.get("config", {}))
+    train_idx, val_idx = bank.split(**opts)
+    if split == "val" and heldout != "all":
+        sets = bank.validation_sets(**opts)
+        if heldout not in sets:
+            raise Key2MeshError(f"{cache}: no held-out {heldout} for this checkpoint's split (held out: {sorted(sets)})")
+        val_idx = sets[heldout]
     idx = val_idx if split == "val" else train_idx
     g = torch.Generator().manual_seed(seed)
     sel = torch.from_numpy(idx)[randint(len(idx), (n,), g)]
