@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma", type=float, default=0.1, help="Geman-McClure scale (box-normalised units)")
     p.add_argument("--pose-weight", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--min-keypoints", type=int, default=6, help="skip detections with fewer confident keypoints")
     p.add_argument("--out", default="outputs/fit.npz")
 
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.body import load_body_model
     from key2mesh.errors import Key2MeshError
     from key2mesh.eval.fit import FitWeights, fit_to_keypoints
-    from key2mesh.keypoints.io import read_detections
+    from key2mesh.keypoints.io import check_detections, read_detections
     from key2mesh.safe_paths import atomic_savez, refuse_overwriting_inputs
 
     refuse_overwriting_inputs(args.out, [*args.inputs, args.init_from])
@@ -46,10 +47,18 @@ def run(args: argparse.Namespace) -> int:
         fit_set = args.fit_set
     weights = FitWeights(sigma=args.sigma, pose=args.pose_weight)
     rot_all, shape_all, err_all, names = [], [], [], []
+    skipped: dict[str, int] = {}
+    total = 0
     t0 = time.perf_counter()
     for path in args.inputs:
         det = read_detections(path, keypoint_set=args.keypoint_set).to(fit_set)
         kp, conf, index = det.flatten()
+        total += len(kp)
+        # a detection without enough confident keypoints has nothing to fit (its error would read 0)
+        check = check_detections(kp, conf, args.min_keypoints)
+        for why, count in check.reasons(args.min_keypoints).items():
+            skipped[why] = skipped.get(why, 0) + count
+        kp, conf, index = kp[check.usable], conf[check.usable], index[check.usable]
         for i in range(0, len(kp), args.batch_size):
             k, c = torch.from_numpy(kp[i:i + args.batch_size]), torch.from_numpy(conf[i:i + args.batch_size])
             init_r = init_s = None
@@ -62,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
             shape_all.append(res.shape.detach().cpu().numpy())
             err_all.append(res.reprojection_error.detach().cpu().numpy())
         names += [f"{det.frame_names[f]}_p{det.person_ids[f, p]}" for f, p in index]
+    why = "; ".join(f"{n} {reason}" for reason, n in skipped.items())
     if not names:
-        raise Key2MeshError(f"no detections in {args.inputs}")
+        raise Key2MeshError(f"nothing to fit in {', '.join(args.inputs)}: {total} detections read"
+                            f"{', none usable (' + why + ')' if why else ''}")
     err = np.concatenate(err_all)
     out = atomic_savez(args.out, rotmats=np.concatenate(rot_all), shape=np.concatenate(shape_all), reprojection_error=err,
              names=np.array(names), body=str(body.config()), keypoint_set=fit_set)
     print(f"wrote {out}: {len(names)} fits in {time.perf_counter() - t0:.1f} s, "
-          f"mean normalised re-projection error {err.mean():.4f}")
+          f"mean normalised re-projection error {err.mean():.4f}"
+          f"{f' ({total - len(names)} of {total} detections skipped: {why})' if why else ''}")
     return 0

@@ -27,21 +27,26 @@ def run(args: argparse.Namespace) -> int:
 
     from key2mesh.errors import Key2MeshError
     from key2mesh.inference.predictor import Key2Mesh
-    from key2mesh.keypoints.io import read_detections
+    from key2mesh.keypoints.io import check_detections, read_detections
     from key2mesh.safe_paths import atomic_savez, refuse_overwriting_inputs
 
     refuse_overwriting_inputs(args.out, [*args.inputs, args.checkpoint])
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device)
     rows: dict[str, list] = {k: [] for k in ("source", "frame", "frame_name", "person_id", "rotmats", "shape", "keypoints3d")}
-    skipped, total = 0, 0
+    skipped: dict[str, int] = {}
+    total = 0
     for path in args.inputs:
         det = read_detections(path, keypoint_set=args.keypoint_set)
         kp, conf, index = det.flatten()
         total += len(kp)
-        ok = (conf >= model.normalization.get("conf_threshold", 0.1)).sum(-1) >= args.min_keypoints
-        for f in np.unique(index[~ok, 0]):
-            log.warning("%s frame %s: detection skipped (fewer than %d keypoints)", path, det.frame_names[f], args.min_keypoints)
-        skipped += int((~ok).sum())
+        check = check_detections(kp, conf, args.min_keypoints, model.normalization.get("conf_threshold", 0.1))
+        ok = check.usable
+        for mask, why in ((check.too_few, f"fewer than {args.min_keypoints} keypoints"),
+                          (check.degenerate, "degenerate detection: all keypoints on one spot")):
+            for f in np.unique(index[mask, 0]):
+                log.warning("%s frame %s: detection skipped (%s)", path, det.frame_names[f], why)
+        for why, count in check.reasons(args.min_keypoints).items():
+            skipped[why] = skipped.get(why, 0) + count
         if not ok.any():
             continue
         kp, conf, index = kp[ok], conf[ok], index[ok]
@@ -58,11 +63,14 @@ def run(args: argparse.Namespace) -> int:
         rows["shape"].append(shape.numpy())
         rows["keypoints3d"].append(model.body.forward_keypoints(rot.to(model.device), shape.to(model.device), model.keypoint_set).cpu().numpy())
     if not rows["rotmats"]:
-        raise Key2MeshError(f"no detection with at least {args.min_keypoints} keypoints in {args.inputs} ({total} detections read)")
+        why = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "no detection in the files"
+        raise Key2MeshError(f"no usable detection (at least {args.min_keypoints} keypoints, not all on one spot) in "
+                            f"{', '.join(args.inputs)}: {total} detections read ({why})")
     arrays = {k: (np.concatenate(v) if k in ("frame", "person_id", "rotmats", "shape", "keypoints3d") else np.array(v)) for k, v in rows.items()}
     out = atomic_savez(args.out, **arrays, keypoint_set=model.keypoint_set, body=str(model.checkpoint["body"]))
     n = len(arrays["rotmats"])
-    print(f"wrote {out}: {n} predictions ({skipped} of {total} detections skipped for too few keypoints)")
+    why = ", ".join(f"{c} {reason}" for reason, c in skipped.items())
+    print(f"wrote {out}: {n} predictions ({sum(skipped.values())} of {total} detections skipped{': ' + why if why else ''})")
     if args.meshes:
         from key2mesh.inference.meshes import write_mesh
         from key2mesh.safe_paths import unique_names

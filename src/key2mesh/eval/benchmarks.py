@@ -133,6 +133,9 @@ def evaluate_benchmark(model, dataset: str, path: str | None, protocol: Protocol
     errors = score_parameters(model.body, pred.rotmats, pred.shape, gj, gset, gv, protocol)
     keep = pred.valid.cpu()
     name = bench.name if dataset not in ("3dpw", "h36m-p2") else f"{dataset} ({bench.source})"
+    if not bool(keep.any()):
+        raise Key2MeshError(f"{bench.source}: all {bench.dropped + len(keep)} samples were dropped (too few confident "
+                            "keypoints, or all on one spot); nothing to score")
     return EvalResult(name, protocol, int(keep.sum()), bench.dropped + int((~keep).sum()),
                       float(errors["mpjpe"][keep].mean()), float(errors["pa_mpjpe"][keep].mean()),
                       float(errors["pve"][keep].mean()) if "pve" in errors else None)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from key2mesh.body.base import BodyModel
+from key2mesh.errors import Key2MeshError
 from key2mesh.eval.metrics import Protocol, get_protocol, per_sample_metrics
 
 
@@ -51,5 +52,7 @@ def score_bodies(pred_body: BodyModel, pred_rot: torch.Tensor, pred_shape: torch
 
 
 def summarize(name: str, errors: dict[str, torch.Tensor], protocol: Protocol, dropped: int = 0) -> EvalResult:
+    if len(errors.get("mpjpe", ())) == 0:
+        raise Key2MeshError(f"{name}: no sample left to score ({dropped} dropped); the mean errors would be NaN")
     return EvalResult(name, protocol, int(len(errors["mpjpe"])), dropped, float(errors["mpjpe"].mean()),
                       float(errors["pa_mpjpe"].mean()), float(errors["pve"].mean()) if "pve" in errors else None)

@@ -73,7 +73,7 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
         rot, shape = pred.rotmats.cpu(), pred.shape.cpu()
         for j, i in enumerate(ok):
             if not bool(pred.valid[j]):
-                report.skip(i, f"fewer than {model.min_keypoints} keypoints")
+                report.skip(i, f"fewer than {model.min_keypoints} keypoints, or all on one spot")
         if smooth and len(ok) > 2:
             from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
             from key2mesh.inference.smoothing import one_euro

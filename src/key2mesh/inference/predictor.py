@@ -15,6 +15,7 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.keypoints.convert import convert_keypoints
+from key2mesh.keypoints.io import check_detections
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 from key2mesh.model.checkpoint import build_network, load_checkpoint
 
@@ -87,6 +88,11 @@ class Key2Mesh:
 
     def normalize(self, keypoints, confidences=None, keypoint_set: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel keypoints (N,K,2)/(K,2) of any known set → network inputs (N,K_model,2), valid (N,K_model)."""
+        kp, conf = self._in_model_set(keypoints, confidences, keypoint_set)
+        return bbox_normalize(kp, conf, self.normalization.get("conf_threshold", 0.1), self.normalization.get("missing_value", -1.0))
+
+    def _in_model_set(self, keypoints, confidences=None, keypoint_set: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel keypoints (N,K,2)/(K,2) of any known set → pixels (N,K_model,2) and confidences of the model's set."""
         kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32) if not torch.is_tensor(keypoints) else keypoints).float()
         if kp.ndim == 2:
             kp = kp[None]
@@ -101,15 +107,19 @@ class Key2Mesh:
         kp = torch.where(bad[..., None], torch.zeros_like(kp), kp)
         if src != self.keypoint_set:
             kp, conf = convert_keypoints(kp, conf, src, self.keypoint_set)
-        return bbox_normalize(kp, conf, self.normalization.get("conf_threshold", 0.1), self.normalization.get("missing_value", -1.0))
+        return kp, conf
 
     @torch.no_grad()
     def predict(self, keypoints, confidences=None, keypoint_set: str | None = None, mesh: bool = True,
                 batch_size: int = 4096) -> Prediction:
         """Predict bodies for (N,K,2) pixel keypoints (any scale/offset) of ``keypoint_set``
-        (default: the model's own). Inputs with fewer than ``min_keypoints`` confident points
-        are still predicted but flagged in ``valid``."""
-        inputs, valid_kp = self.normalize(keypoints, confidences, keypoint_set)
+        (default: the model's own). Inputs with fewer than ``min_keypoints`` confident points, or
+        with all of them on one spot (:func:`~key2mesh.keypoints.io.check_detections`), are still
+        predicted but flagged in ``valid``."""
+        kp, conf = self._in_model_set(keypoints, confidences, keypoint_set)
+        threshold = self.normalization.get("conf_threshold", 0.1)
+        inputs, _ = bbox_normalize(kp, conf, threshold, self.normalization.get("missing_value", -1.0))
+        usable = check_detections(kp.detach().cpu().numpy(), conf.detach().cpu().numpy(), self.min_keypoints, threshold).usable
         rots, shapes, verts, joints, kps = [], [], [], [], []
         for i in range(0, len(inputs), batch_size):
             r, s = self.net(inputs[i:i + batch_size].to(self.device))
@@ -122,4 +132,4 @@ class Key2Mesh:
                 joints.append(out.joints)
         cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
         return Prediction(cat(rots), cat(shapes), cat(verts), cat(joints), cat(kps),
-                          valid_kp.sum(-1).to(self.device) >= self.min_keypoints, self.mesh_body.faces)
+                          torch.from_numpy(usable).to(self.device), self.mesh_body.faces)

@@ -31,6 +31,44 @@ _WHOLEBODY = 133
 _NUMPY_EXT = (".npy", ".npz")
 
 
+MIN_KEYPOINTS = 6  # the paper drops detections with fewer confident keypoints
+CONF_THRESHOLD = 0.1
+DEGENERATE_BOX = 1e-3  # a box smaller than this fraction of the coordinates' magnitude (at least 1) is one spot
+
+
+class DetectionCheck(NamedTuple):
+    """Which detections are used, and why the others are not (bool arrays over the leading dims)."""
+
+    usable: np.ndarray
+    too_few: np.ndarray  # fewer than ``min_keypoints`` points with confidence >= threshold
+    degenerate: np.ndarray  # enough points, but all on one spot (a zero-size box)
+
+    def reasons(self, min_keypoints: int = MIN_KEYPOINTS) -> dict[str, int]:
+        """Counts of skipped detections by reason (reasons with a zero count left out)."""
+        counts = {f"fewer than {min_keypoints} keypoints": int(self.too_few.sum()),
+                  "degenerate detection (all keypoints on one spot)": int(self.degenerate.sum())}
+        return {k: v for k, v in counts.items() if v}
+
+
+def check_detections(keypoints, confidence, min_keypoints: int = MIN_KEYPOINTS,
+                     threshold: float = CONF_THRESHOLD) -> DetectionCheck:
+    """The rule for which detections (..., K, 2) px / (..., K) are usable as inputs: at least
+    ``min_keypoints`` points of confidence >= ``threshold``, spread over a box of non-zero size
+    (all points on one pixel is a detector failure, not a person)."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0)
+    ok = (conf >= threshold) & np.isfinite(kp).all(-1)
+    too_few = ok.sum(-1) < min_keypoints
+    m = ok[..., None]
+    lo = np.where(m, kp, np.inf).min(-2)
+    hi = np.where(m, kp, -np.inf).max(-2)
+    with np.errstate(invalid="ignore"):
+        size = np.nan_to_num((hi - lo).max(-1), nan=0.0, neginf=0.0)
+        scale = np.maximum(1.0, np.where(m, np.abs(kp), 0.0).max((-1, -2)))
+    degenerate = ~too_few & (size < DEGENERATE_BOX * scale)
+    return DetectionCheck(~too_few & ~degenerate, too_few, degenerate)
+
+
 class PersonDetections(NamedTuple):
     """Per-detection arrays: keypoints (N, K, 2) px, confidence (N, K), index (N, 2) = (frame, person slot)."""
 
@@ -156,13 +194,13 @@ class Detections:
         """The detections of one person id (slot index when untracked) over the frames it appears in."""
         return self._gather(self.present & (self.person_ids == int(person_id)))
 
-    def valid_mask(self, min_keypoints: int = 6, threshold: float = 0.1) -> np.ndarray:
-        """(F, P) bool: detections with at least ``min_keypoints`` points of confidence > ``threshold``.
+    def valid_mask(self, min_keypoints: int = MIN_KEYPOINTS, threshold: float = CONF_THRESHOLD) -> np.ndarray:
+        """(F, P) bool: detections usable as inputs (:func:`check_detections`: at least
+        ``min_keypoints`` points of confidence >= ``threshold``, not all on one spot).
 
         The paper drops detections with fewer than 6 keypoints.
         """
-        count = (self.confidence > threshold).sum(axis=-1)
-        return self.present & (count >= min_keypoints)
+        return self.present & check_detections(self.keypoints, self.confidence, min_keypoints, threshold).usable
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -490,10 +528,21 @@ def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
 # ---------------------------------------------------------------------------------------- NumPy
 
 
+# Sets a NumPy file must name: SMPL's 24 joints are body-model joints, not a detector's output, and
+# 24 points from an unknown source are too easily read as them.
+_NOT_INFERRED = ("smpl24",)
+
+
 def _set_from_k(path: Path, k: int, declared: str | None) -> str:
     candidates = {}
     for name, names in KEYPOINT_SETS.items():
         candidates.setdefault(len(names), []).append(name)
+    if declared is None and k in candidates and set(candidates[k]) <= set(_NOT_INFERRED):
+        raise Key2MeshError(
+            f"{path}: {k} keypoints and no keypoint set named; key2mesh will not assume "
+            f"{' / '.join(candidates[k])} joints: pass --keypoint-set (e.g. --keypoint-set {candidates[k][0]}) "
+            "or store a 'keypoint_set' entry in the npz"
+        )
     unique = {n: s[0] for n, s in candidates.items() if len(s) == 1}
     if declared is None and k in candidates and k not in unique:
         raise Key2MeshError(
@@ -507,7 +556,8 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
     ``confidence``/``scores``, ``keypoint_set``, ``frame_names``, ``person_ids``, ``image_size``).
 
     The set is the given one, else the ``keypoint_set`` stored in the npz, else inferred from K
-    when only one set has K points. A third coordinate is the confidence.
+    when only one set has K points (never SMPL's 24 joints: those must be named). A third
+    coordinate is the confidence.
     """
     path = Path(path)
     if not path.is_file():
