@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
-# Train the shipped default checkpoints (anny body; BODY_25 and COCO-17 inputs) on the free MoCap,
-# on CPU, with the project's own commands. Writes src/key2mesh/pretrained/anny_{body25,coco17}.pt.
-# STEPS (default 5000) and HIDDEN (default 512) can be overridden from the environment.
+# Train the shipped default checkpoints (anny body; COCO-17 and BODY_25 inputs) on every free MoCap
+# source (DeepMimic and holosoma from their wheels, the CMU MoCap archives in ../shared/data/cmu-mocap
+# or CMU_DIR), on CPU, with the project's own commands. Writes
+# src/key2mesh/pretrained/anny_{coco17,body25}.pt (float16 weights).
+#   bash scripts/train_default.sh          (STEPS, HIDDEN, LR_STEP, SETS, CACHE, CMU_DIR overridable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K2M=.venv/bin/key2mesh
-STEPS=${STEPS:-5000}
-HIDDEN=${HIDDEN:-512}
-CACHE=${CACHE:-cache/mocap_anny.npz}
-SOURCES=${SOURCES:-deepmimic,holosoma}
-AUGMENT=${AUGMENT:-true}
-[ -f "$CACHE" ] || $K2M data prepare --out "$CACHE" --fps 60 --sources "$SOURCES"
+STEPS=${STEPS:-10000}
+HIDDEN=${HIDDEN:-1024}
+LR_STEP=${LR_STEP:-$((STEPS / 10))}  # StepLR x0.8 ten times over the run (the official 10 epochs)
+SETS=${SETS:-coco17 body25}
+CACHE=${CACHE:-cache/mocap_all.npz}
+CMU_DIR=${CMU_DIR:-../shared/data/cmu-mocap}
+[ -x .venv/bin/python ] || bash scripts/setup.sh
+if [ ! -f "$CACHE" ]; then
+  $K2M data prepare --out "$CACHE" --fps 30 \
+      --bvh "$CMU_DIR/cmu-bvh-cgspeed-daz.tar.xz" --asf-amc "$CMU_DIR/cmu-asf-amc-01-03.tar.xz"
+fi
+$K2M data stats "$CACHE"
 mkdir -p runs src/key2mesh/pretrained
-for SET in body25 coco17; do
+for SET in $SETS; do
   KSET=$([ "$SET" = body25 ] && echo openpose_body25 || echo coco17)
-  printf '{"model": {"hidden": %s}, "synth": {"noise_profile": "detector"}, "pose_augment": %s}\n' "$HIDDEN" "$AUGMENT" > "runs/default_$SET.json"
+  printf '{"synth": {"noise_profile": "detector"}, "pose_augment": true}\n' > "runs/default_$SET.json"
   $K2M pretrain --config "runs/default_$SET.json" --cache "$CACHE" --out "runs/default_$SET" \
-      --keypoint-set "$KSET" --steps "$STEPS" --val-every 500
+      --keypoint-set "$KSET" --hidden "$HIDDEN" --steps "$STEPS" --lr-step "$LR_STEP" --val-every 1000
   $K2M export "runs/default_$SET/best.pt" --slim "src/key2mesh/pretrained/anny_$SET.pt"
 done
