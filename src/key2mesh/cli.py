@@ -1,8 +1,9 @@
 """The ``key2mesh`` command line: one sub-command per module in :mod:`key2mesh.commands`.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-User mistakes (:class:`~key2mesh.errors.Key2MeshError`) print one line and exit with status 2;
-commands that are not implemented yet say so and exit with status 3.
+User mistakes (:class:`~key2mesh.errors.Key2MeshError`, bad options, an unavailable ``--device``,
+files that cannot be read or written) print one line and exit with status 2; commands that are not
+implemented yet say so and exit with status 3. ``-v`` shows full tracebacks instead.
 """
 
 from __future__ import annotations
@@ -29,8 +30,15 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``key2mesh predict: error: ...``), status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="key2mesh",
         description="3D human body meshes from 2D keypoints, adapted to your detector without 3D labels.",
     )
@@ -47,12 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: return the status (in-process callers too)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1
     try:
+        from key2mesh.devices import check_device
+
+        check_device(getattr(args, "device", None))
         return int(args._run(args) or 0)
     except NotImplementedYet as exc:
         print(f"key2mesh {args.command}: not implemented yet: {exc}", file=sys.stderr)
@@ -60,11 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     except Key2MeshError as exc:
         if args.verbose:
             raise
-        print(f"key2mesh {args.command}: error: {exc}", file=sys.stderr)
+        print(f"key2mesh {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that cannot be read or written (disk full, permissions, a folder...)
+        if args.verbose:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"key2mesh {args.command}: error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: object) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from key2mesh.commands._args import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
 HELP = "adapt a pre-trained model to unlabelled target detections (WDGRL critic, no 3D labels)"
 
 
@@ -22,20 +29,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", dest="out_dir", default="runs/adapt")
     p.add_argument("--losses", choices=["2d", "2d+wd", "2d+wd+reg"], default="2d+wd+reg",
                    help="loss ablation of the paper (default: all three terms)")
-    p.add_argument("--steps", type=int, default=0)
-    p.add_argument("--epochs", type=float, default=5.0)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--critic-steps", type=int, default=3, help="k critic steps per adaptation step (paper 3, official code 10)")
-    p.add_argument("--gamma", type=float, default=50.0, help="gradient-penalty weight (official code 50)")
-    p.add_argument("--select-every", type=int, default=500)
+    p.add_argument("--steps", type=non_negative_int, default=0)
+    p.add_argument("--epochs", type=positive_float, default=5.0)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--lr", type=positive_float, default=1e-4)
+    p.add_argument("--critic-steps", type=non_negative_int, default=3, help="k critic steps per adaptation step (paper 3, official code 10)")
+    p.add_argument("--gamma", type=non_negative_float, default=50.0, help="gradient-penalty weight (official code 50)")
+    p.add_argument("--select-every", type=positive_int, default=500)
     p.add_argument("--bn", choices=["frozen", "batch"], default="frozen",
                    help="BatchNorm of the adapted extractor: F_pt's statistics (frozen, default) or batch statistics")
     p.add_argument("--dropout", action="store_true",
                    help="keep dropout on in the adapted extractor (off by default: L_reg then sees no dropout noise)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=non_negative_int, default=0)
 
 
 def load_targets(paths: list[str], checkpoint: dict, cache: str, keypoint_set: str | None = None):
@@ -60,7 +67,13 @@ def load_targets(paths: list[str], checkpoint: dict, cache: str, keypoint_set: s
 def run(args: argparse.Namespace) -> int:
     from key2mesh.inference.predictor import resolve_checkpoint
     from key2mesh.model.checkpoint import load_checkpoint
-    from key2mesh.train.adapt import ABLATIONS, AdaptConfig, benchmark_target, run_adapt, synthetic_target
+    from key2mesh.train.adapt import (
+        ABLATIONS,
+        AdaptConfig,
+        benchmark_target,
+        run_adapt,
+        synthetic_target,
+    )
 
     args.source = str(resolve_checkpoint(args.source))
     ck = load_checkpoint(args.source)

@@ -18,11 +18,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _range(spec: str | None) -> tuple[int, int | None, int]:
+    """``START:STOP[:STEP]`` (each part optional) → (start, stop or None, step)."""
+    from key2mesh.errors import Key2MeshError
+
     if not spec:
         return 0, None, 1
-    parts = [int(x) if x else None for x in spec.split(":")]
-    start, stop, step = (parts + [None, None, None])[:3]
-    return start or 0, stop, step or 1
+    parts = spec.split(":")
+    bad = Key2MeshError(f"--frames {spec!r}: expected START:STOP[:STEP] with whole numbers, e.g. 0:60:10 or 100:")
+    if len(parts) > 3:
+        raise bad
+    try:
+        values = [int(x) if x.strip() else None for x in parts]
+    except ValueError:
+        raise bad from None
+    start, stop, step = (values + [None, None, None])[:3]
+    start = 0 if start is None else start
+    step = 1 if step is None else step
+    if start < 0 or step < 1 or (stop is not None and stop <= start):
+        raise Key2MeshError(f"--frames {spec!r}: needs 0 <= START < STOP and STEP >= 1")
+    return start, stop, step
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,13 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.inference.predictor import Key2Mesh
     from key2mesh.inference.video import iter_frames, source_info
 
+    start, stop, step = _range(args.frames)
     src = Path(demo_video(args.input)) if args.input in DEMO_VIDEOS else Path(args.input)
     if not src.exists():
         raise Key2MeshError(f"{src} does not exist (give an image, a video, a folder, or one of {', '.join(DEMO_VIDEOS)})")
     info = source_info(src)
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device)
     out = Path(args.out)
-    start, stop, step = _range(args.frames)
     frames = iter_frames(src, start, stop, step)
     is_video = info.kind == "video" and (stop is None or stop - start > step)
     name = args.input if args.input in DEMO_VIDEOS else src.stem

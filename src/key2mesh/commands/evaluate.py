@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from key2mesh.commands._args import positive_int
+
 HELP = "evaluate a checkpoint (3dpw, h36m-p2, mocap-heldout, a benchmark .npz) with explicit protocol switches"
 
 
@@ -16,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--cache", help="mocap-heldout: the MoCap training cache")
     p.add_argument("--noise-profile", default="none", help="mocap-heldout: none, detector, strong")
-    p.add_argument("--num", type=int, default=4096, help="mocap-heldout: number of samples")
+    p.add_argument("--num", type=positive_int, default=4096, help="mocap-heldout: number of samples")
     p.add_argument("--heldout", choices=["all", "clips", "subjects"], default="all",
                    help="mocap-heldout: every held-out frame, only the held-out clips of sources without subjects, "
                         "or only the held-out subjects (e.g. CMU 02 and 05)")

@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
+from key2mesh.commands._args import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
 HELP = "fit the body model to 2D keypoint files by optimisation (baseline; --init-from for Key2Mesh + refinement)"
 
 
@@ -15,13 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--body", default="anny", choices=["anny", "smpl"])
     p.add_argument("--smpl-dir", help="SMPL model folder for --body smpl")
     p.add_argument("--init-from", help="checkpoint (or shipped name): start from Key2Mesh's prediction (refinement)")
-    p.add_argument("--iters", type=int, default=100)
+    p.add_argument("--iters", type=non_negative_int, default=100)
     p.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--sigma", type=float, default=0.1, help="Geman-McClure scale (box-normalised units)")
-    p.add_argument("--pose-weight", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--min-keypoints", type=int, default=6, help="skip detections with fewer confident keypoints")
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--sigma", type=positive_float, default=0.1, help="Geman-McClure scale (box-normalised units)")
+    p.add_argument("--pose-weight", type=non_negative_float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=512)
+    p.add_argument("--min-keypoints", type=positive_int, default=6, help="skip detections with fewer confident keypoints")
     p.add_argument("--out", default="outputs/fit.npz")
 
 

@@ -11,6 +11,7 @@ import torch
 
 from key2mesh.body import body_model_from_config
 from key2mesh.body.base import BodyModel
+from key2mesh.devices import check_device
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.geometry.normalize import bbox_normalize
@@ -62,6 +63,7 @@ class Key2Mesh:
 
     def __init__(self, checkpoint: dict, device: str | torch.device | None = None, full_mesh: bool = True,
                  min_keypoints: int = 6):
+        check_device(None if device is None else str(device))
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.checkpoint = checkpoint
         self.net = build_network(checkpoint, self.device)

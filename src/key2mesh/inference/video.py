@@ -21,6 +21,7 @@ from key2mesh.errors import Key2MeshError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+MAX_IMAGE_PIXELS = 100_000_000  # larger images are refused before decoding
 
 
 def _cv2():
@@ -63,15 +64,26 @@ def folder_images(folder: str | Path) -> list[Path]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """One image file → (H, W, 3) uint8 RGB."""
+    """One image file → (H, W, 3) uint8 RGB. Images over ``MAX_IMAGE_PIXELS`` are refused from
+    their header, before any decoding (a decompression bomb never reaches memory)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise Key2MeshError(f"{path}: {w}x{h} image ({w * h / 1e6:.0f} megapixels) is larger than the "
+                                        f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels key2mesh reads; downscale it first")
+                return np.asarray(im.convert("RGB"))
     except FileNotFoundError as exc:
         raise Key2MeshError(f"{path}: no such image file") from exc
+    except Image.DecompressionBombError as exc:
+        raise Key2MeshError(f"{path}: refused by Pillow as a decompression bomb ({exc})".splitlines()[0]) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise Key2MeshError(f"{path}: not a readable image ({exc.__class__.__name__})") from exc
 
