@@ -106,8 +106,16 @@ def prepare_cache(
         raise Key2MeshError(f"no MoCap clips found in sources {list(sources)}")
     rots, clip_index, names, srcs, subjects = [], [], [], [], []
     ik_err: dict[str, list[float]] = {}
-    for i, clip in enumerate(tqdm(clips, desc="retarget/IK", disable=not progress, dynamic_ncols=True)):
-        r, err = clip_to_body_rotations(clip, body, ik_iters, return_error=True)
+    threads = torch.get_num_threads()
+    # The IK's tensors are small (a clip × 24 joints): one thread is faster, and with other work on
+    # the machine multi-threaded small ops spin-wait (measured 15× slower on a busy 2-core machine).
+    torch.set_num_threads(1)
+    try:
+        converted = [clip_to_body_rotations(clip, body, ik_iters, return_error=True)
+                     for clip in tqdm(clips, desc="retarget/IK", disable=not progress, dynamic_ncols=True)]
+    finally:
+        torch.set_num_threads(threads)
+    for i, (clip, (r, err)) in enumerate(zip(clips, converted)):
         rots.append(r)
         clip_index.append(np.full(len(r), i, dtype=np.int32))
         names.append(clip.name)

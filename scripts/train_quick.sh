@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# A short training run on CPU (~10 min on 2 cores): build the free MoCap cache (DeepMimic clips from
+# the pybullet wheel, climbing MoCap from holosoma-retargeting), pre-train briefly, and adapt
+# label-free to a detector-like shifted domain. Outputs: cache/mocap_anny.npz, runs/quickstart_*/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || bash scripts/setup.sh
+K2M=.venv/bin/key2mesh
+[ -f cache/mocap_anny.npz ] || $K2M data prepare --out cache/mocap_anny.npz
+$K2M data stats cache/mocap_anny.npz
+$K2M pretrain --cache cache/mocap_anny.npz --out runs/quickstart_pretrain --steps 300 --val-every 100
+$K2M adapt --source runs/quickstart_pretrain/best.pt --cache cache/mocap_anny.npz \
+    --target synthetic:strong --val synthetic:strong --out runs/quickstart_adapt --steps 100 --select-every 50
+echo "done: see runs/quickstart_pretrain and runs/quickstart_adapt"
