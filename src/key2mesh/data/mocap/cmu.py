@@ -129,7 +129,7 @@ def read_index(path: str | Path) -> dict[str, TrialInfo]:
         raise Key2MeshError(f"{path}: an index needs a tab-separated header with a 'trial' column")
     out = {}
     for r in rows:
-        def num(key: str, typ=float):
+        def num(key: str, typ=float, r=r):
             v = (r.get(key) or "").strip()
             try:
                 return typ(float(v)) if v else None
@@ -153,7 +153,7 @@ def parse_fps_overrides(items: list[str] | None) -> dict[str, float]:
                 fps = float(val)
             except ValueError:
                 fps = -1.0
-            if not sep or not pat or not (fps > 0):
+            if not sep or not pat or not (np.isfinite(fps) and fps > 0):
                 raise Key2MeshError(f"--fps-override {part!r}: expected PATTERN=FPS, e.g. 60_*=60")
             out[pat.strip()] = fps
     return out
@@ -276,8 +276,15 @@ def load_bvh_files(paths: list[str | Path], index: str | Path | None = None, fps
 def load_asf_amc_files(paths: list[str | Path], index: str | Path | None = None,
                        fps_override: list[str] | None = None, source: str = "asf_amc") -> LoadReport:
     """Every ``.amc`` in ``paths`` with its subject's ``.asf`` (same folder: ``<subject>.asf``, or
-    the only ``.asf`` there) → joint clips (metres, SMPL names). CMU's rate is 120 fps."""
-    from key2mesh.data.mocap.asf_amc import asf_amc_joint_positions, parse_amc, parse_asf
+    the only ``.asf`` there) → joint clips (metres, SMPL names). CMU's rate is 120 fps unless
+    the AMC (or ASF) states one (``:samples-per-second N``)."""
+    from key2mesh.data.mocap.asf_amc import (
+        DEFAULT_FPS,
+        _declared_fps,
+        asf_amc_joint_positions,
+        parse_amc,
+        parse_asf,
+    )
 
     paths = [Path(p) for p in paths]
     idx_path = Path(index) if index else _find_index(paths)
@@ -299,10 +306,12 @@ def load_asf_amc_files(paths: list[str | Path], index: str | Path | None = None,
                 report.skip(member, f"no skeleton .asf beside it (looked for {subj}.asf)")
                 continue
             try:
-                skel = parse_asf(files[asf].decode("utf-8", errors="replace"), asf)
-                motion = parse_amc(files[member].decode("utf-8", errors="replace"), skel, member)
+                asf_text, amc_text = (files[m].decode("utf-8", errors="replace") for m in (asf, member))
+                skel = parse_asf(asf_text, asf)
+                motion = parse_amc(amc_text, skel, member)
                 pos, names = asf_amc_joint_positions(skel, motion)
-                report.clips.append(_to_clip(pos, names, 120.0, trial, source, member, info.get(trial), overrides, 1.0))
+                fps = _declared_fps(amc_text) or _declared_fps(asf_text) or DEFAULT_FPS  # as read_asf_amc
+                report.clips.append(_to_clip(pos, names, fps, trial, source, member, info.get(trial), overrides, 1.0))
             except Key2MeshError as exc:
                 report.skip(member, str(exc))
     return report
