@@ -792,3 +792,12 @@ def test_data_prepare_cli_reads_bvh_folder(tmp_path: Path, capsys):
         bank.rotmats.shape[0] == 5 and np.isfinite(bank.rotmats).all() and bank.shapes.shape[0] == 8
     )
     assert bank.meta["sources"] == ["bvh"]
+
+
+def test_namespaced_mixamo_names_match_motionbuilder():
+    from key2mesh.data.mocap.cmu import match_joint_table
+
+    names = ["mixamorig:Hips"] + [f"mixamorig:{s}{j}" for s in ("Left", "Right")
+                                  for j in ("UpLeg", "Leg", "Foot", "Arm", "ForeArm", "Hand")]
+    table, mapping = match_joint_table(names)
+    assert table == "motionbuilder" and mapping["mixamorig:LeftLeg"] == "smpl_left_knee"

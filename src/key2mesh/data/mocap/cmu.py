@@ -90,10 +90,10 @@ def match_joint_table(names: tuple[str, ...] | list[str], source: str = "") -> t
     """The table covering most of ``names``, and its map restricted to ``names``.
 
     Raises :class:`Key2MeshError` listing the names when no table maps the pelvis and all 12 limb
-    joints (an unknown skeleton)."""
+    joints (an unknown skeleton). A namespace prefix (``mixamorig:Hips``) is ignored."""
     best, best_map = "", {}
     for table, mapping in JOINT_TABLES.items():
-        found = {n: mapping[n] for n in names if n in mapping}
+        found = {n: mapping[n.rsplit(":", 1)[-1]] for n in names if n.rsplit(":", 1)[-1] in mapping}
         if len(found) > len(best_map):
             best, best_map = table, found
     missing = [j for j in REQUIRED if j not in best_map.values()]
