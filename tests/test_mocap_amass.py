@@ -141,9 +141,12 @@ def test_empty_folder_and_unknown_source(tmp_path):
 
 def test_clip_validate_and_subsample():
     rot = np.broadcast_to(np.eye(3, dtype=np.float32), (10, 24, 3, 3)).copy()
+    rot[:, 0, 0, 1] = np.arange(10)  # frame id
     clip = MotionClip("c", "test", 100.0, rotmats=rot)
-    sub = clip.subsample(30)
-    assert sub.num_frames == 4 and sub.fps == pytest.approx(100 / 3)
+    sub = clip.subsample(30)  # 100/30 is no integer: resampled at exactly 30 fps, nearest frames
+    assert sub.fps == 30.0 and sub.rotmats[:, 0, 0, 1].tolist() == [0, 3, 7]  # t = 0, 1/30, 2/30 s
+    assert clip.subsample(50).rotmats[:, 0, 0, 1].tolist() == [0, 2, 4, 6, 8]  # integer ratio: stride
+    rot[:, 0, 0, 1] = 0
     rot[2, 5, 0, 0] = np.nan
     with pytest.raises(Key2MeshError, match=r"clip 'c'.*first bad frame 2"):
         clip.validate()
@@ -160,5 +163,5 @@ def test_registry_wraps_plain_lists_and_lists_known_sources():
     register_loader("custom_test", lambda scale=1: [clip] * scale)
     report = load_report("custom_test", scale=2)
     assert report.clips == [clip, clip] and report.num_skipped == 0
-    with pytest.raises(Key2MeshError, match="known: amass, custom_test, deepmimic, holosoma"):
+    with pytest.raises(Key2MeshError, match="known: amass, asf_amc, bvh, custom_test, deepmimic, holosoma"):
         load_report("missing_source")
