@@ -354,3 +354,27 @@ def test_score_parameters_on_coco17_ground_truth():
     gt2[:, COCO17.index("left_wrist"), 1] += 0.024
     out = score_parameters(body, rot, shape, gt2, "coco17", None, PROTOCOLS["key2mesh"], chunk=2)
     assert torch.allclose(out["mpjpe"], torch.full((n,), 2.0), atol=1e-3)
+
+
+def test_score_parameters_applies_the_given_h36m_regressor_to_predictions():
+    """--h36m-regressor: predictions are regressed with the same matrix as the ground truth."""
+    n = 4
+    gt = torch.from_numpy(np.random.default_rng(3).uniform(-0.8, 0.8, size=(n, 17, 3))).float()
+    gt[..., 2] += 3.0
+    world = gt * torch.tensor([1.0, -1.0, -1.0])
+    other = world + torch.from_numpy(np.random.default_rng(4).normal(0, 0.05, size=(n, 17, 3))).float()
+
+    class TwoSetBody(PointBody):
+        num_vertices = 34
+
+        def regress(self, verts, keypoint_set):  # the body's own regressor reads the second half
+            return verts[:, 17:]
+
+    body = TwoSetBody(torch.cat([world, other], 1))
+    reg = torch.cat([torch.eye(17), torch.zeros(17, 17)], 1)  # "SPIN's": the first half
+    rot, shape = torch.zeros(n, 24, 3, 3), torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 10)
+    own = score_parameters(body, rot, shape, gt, "h36m17", None, PROTOCOLS["key2mesh"])
+    same = score_parameters(body, rot, shape, gt, "h36m17", None, PROTOCOLS["key2mesh"], h36m_regressor=reg)
+    assert own["mpjpe"].min() > 10 and torch.allclose(same["mpjpe"], torch.zeros(n), atol=1e-3)
+    with pytest.raises(Key2MeshError, match="cannot be applied"):
+        score_parameters(body, rot, shape, gt, "h36m17", None, PROTOCOLS["key2mesh"], h36m_regressor=reg[:, :20])

@@ -20,6 +20,8 @@ PVE with ``pve_align="root"`` subtracts each mesh's pelvis (the protocol's choic
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from key2mesh.errors import Key2MeshError
@@ -98,9 +100,15 @@ def ground_truth(bench, protocol: Protocol, smpl_dir: str | None = None, device=
 
 @torch.no_grad()
 def score_parameters(body, rotmats: torch.Tensor, shape: torch.Tensor, gt_joints: torch.Tensor, gt_set: str,
-                     gt_verts: torch.Tensor | None, protocol: Protocol, chunk: int = 1024) -> dict[str, torch.Tensor]:
+                     gt_verts: torch.Tensor | None, protocol: Protocol, chunk: int = 1024,
+                     h36m_regressor: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per-sample errors (mm) of predicted parameters (in the model's world frame) against camera-frame
-    ground truth from :func:`ground_truth`: ``mpjpe``, ``pa_mpjpe`` and, on the same mesh, ``pve``."""
+    ground truth from :func:`ground_truth`: ``mpjpe``, ``pa_mpjpe`` and, on the same mesh, ``pve``.
+    ``h36m_regressor`` (17, V): the H36M joint regressor for the predicted mesh (the one the
+    ground truth used, e.g. SPIN's); default the body's own."""
+    if h36m_regressor is not None and h36m_regressor.shape[-1] != body.num_vertices:
+        raise Key2MeshError(f"the H36M regressor has {h36m_regressor.shape[-1]} vertices, the predicted mesh "
+                            f"{body.num_vertices}: it cannot be applied to the predictions")
     from key2mesh.eval.metrics import EVAL12_NAMES
     from key2mesh.keypoints.sets import keypoint_names
 
@@ -112,7 +120,9 @@ def score_parameters(body, rotmats: torch.Tensor, shape: torch.Tensor, gt_joints
         gj = gt_joints[sl].to(verts)
         if idx is None:
             gv = None if gt_verts is None or gt_verts.shape[1] != verts.shape[1] else gt_verts[sl].to(verts)
-            errors = per_sample_metrics(body.regress(verts, "h36m17"), gj, None if gv is None else verts, gv, protocol, "h36m17")
+            pj = (body.regress(verts, "h36m17") if h36m_regressor is None
+                  else torch.einsum("jv,bvc->bjc", h36m_regressor.to(verts), verts))
+            errors = per_sample_metrics(pj, gj, None if gv is None else verts, gv, protocol, "h36m17")
         else:
             errors = per_sample_metrics(body.regress(verts, gt_set)[:, idx], gj[:, idx], None, None, protocol, "eval12")
         for k, v in errors.items():
@@ -130,7 +140,13 @@ def evaluate_benchmark(model, dataset: str, path: str | None, protocol: Protocol
     bench = load_benchmark(dataset, path, split, detections)
     gj, gset, gv = ground_truth(bench, protocol, smpl_dir, model.device, h36m_regressor)
     pred = model.predict(bench.keypoints2d, bench.confidence, keypoint_set=bench.keypoint_set, mesh=False)
-    errors = score_parameters(model.body, pred.rotmats, pred.shape, gj, gset, gv, protocol)
+    pred_reg = None
+    if h36m_regressor and gset == "h36m17" and model.body.num_vertices == 6890:
+        # the same regressor on both sides (an SMPL-trained model); another mesh keeps its own
+        from key2mesh.body.smpl_backend import SMPLBody
+
+        pred_reg = SMPLBody._load_h36m(Path(h36m_regressor), 6890).float()
+    errors = score_parameters(model.body, pred.rotmats, pred.shape, gj, gset, gv, protocol, h36m_regressor=pred_reg)
     keep = pred.valid.cpu()
     name = bench.name if dataset not in ("3dpw", "h36m-p2") else f"{dataset} ({bench.source})"
     if not bool(keep.any()):
