@@ -11,7 +11,8 @@ inputs in one run, for two input sets:
         [--out benchmarks/results/compare.md]
 
 Accuracy: PA-MPJPE / MPJPE (mm, mid-hip pelvis). Latency: batch 1 and the whole set as one batch;
-speed-ups are ratios to the baseline measured in the same run.
+speed-ups are ratios to the baseline measured in the same run. The last line is machine-readable:
+``RESULT pose2sim_k2m_pa_mpjpe=... pose2sim_base_pa_mpjpe=... pose2sim_pa_ratio_k2m_vs_base=... ...``.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", default="anny-coco17")
     p.add_argument("--inputs", default="mocap,pose2sim", help="comma-separated: mocap, pose2sim")
-    p.add_argument("--cache", default="cache/mocap_anny.npz")
+    p.add_argument("--cache", default="cache/mocap_all.npz", help="the MoCap cache the checkpoint was trained on")
     p.add_argument("--pose2sim", default="cache/pose2sim_benchmark.npz", help="benchmark file (built if missing)")
     p.add_argument("--adapted", default=ADAPTED,
                    help=f"an adapted checkpoint scored beside the pre-trained one (default {ADAPTED}, from "
@@ -105,7 +106,7 @@ def main() -> None:
         return r.rotmats.detach(), r.shape.detach()
 
     methods = {
-        "Key2Mesh": lambda k, c: k2m(k, c),
+        "Key2Mesh (pre-trained)": lambda k, c: k2m(k, c),
         f"Optimisation baseline ({a.iters} it)": lambda k, c: fit(k, c),
         f"Key2Mesh + refinement ({a.refine_iters} it)": lambda k, c: fit(k, c, k2m(k, c), a.refine_iters),
     }
@@ -115,6 +116,8 @@ def main() -> None:
     loaders = {"mocap": _mocap_inputs, "pose2sim": _pose2sim_inputs}
     lines = [f"Checkpoint {a.checkpoint}" + (f", adapted {a.adapted}" if adapted is not None else "")
              + f"; {a.threads} CPU threads; speed-ups are vs the baseline in the same run.", ""]
+    short = dict(zip(methods, ["k2m", "base", "k2m_refine", "adapted", "adapted_refine"]))
+    result: list[str] = []
     for name in [s.strip() for s in a.inputs.split(",") if s.strip()]:
         kp, conf, score, desc = loaders[name](model, a)
         n = len(kp)
@@ -133,11 +136,17 @@ def main() -> None:
                   "|---|---|---|---|---|---|"]
         for method, pa, mp, t1, t_n in rows:
             lines.append(f"| {method} | {pa:.1f} | {mp:.1f} | {t1:.1f} | {t_n:.0f} | {base1 / t1:.0f}x / {base_all / t_n:.0f}x |")
+            result += [f"{name}_{short[method]}_pa_mpjpe={pa:.1f}", f"{name}_{short[method]}_mpjpe={mp:.1f}"]
         lines.append("")
+        k2m_row, base_row = rows[0], rows[1]
+        result += [f"{name}_pa_ratio_k2m_vs_base={k2m_row[1] / base_row[1]:.3f}",
+                   f"{name}_mpjpe_ratio_k2m_vs_base={k2m_row[2] / base_row[2]:.3f}",
+                   f"{name}_speedup_b1={base1 / k2m_row[3]:.0f}", f"{name}_speedup_all={base_all / k2m_row[4]:.0f}"]
     text = "\n".join(lines)
     print(text)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(text)
+    Path(a.out).write_text(text + "\n")
+    print("RESULT " + " ".join(result))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import numpy as np
 
 from key2mesh.errors import Key2MeshError
 
-
 # CMU subjects held out whole for validation (walking, running, jumps, gestures, dance; ~9 % of CMU).
 DEFAULT_VAL_SUBJECTS: tuple[str, ...] = ("cmu_02", "cmu_05")
 

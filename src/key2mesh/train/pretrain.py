@@ -22,9 +22,15 @@ from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 from key2mesh.keypoints.weights import joint_weights
 from key2mesh.model.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from key2mesh.model.network import Key2MeshNet, ModelConfig
-from key2mesh.train.common import MetricLogger, check_finite, check_finite_parameters, init_distributed, pick_device
-from key2mesh.train.random import randint
+from key2mesh.train.common import (
+    MetricLogger,
+    check_finite,
+    check_finite_parameters,
+    init_distributed,
+    pick_device,
+)
 from key2mesh.train.losses import PretrainWeights, pretrain_loss
+from key2mesh.train.random import randint
 from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)
