@@ -197,3 +197,43 @@ def test_cli_refuses_non_finite_weights(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nan.pt"), "--torchscript", str(tmp_path / "m.ts")]) == 2
     assert "non-finite weights" in _one_line_error(capsys)
     assert not (tmp_path / "m.ts").exists()
+
+
+def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "last.pt"
+    atomic_save(_small_checkpoint(), path)
+    before = path.read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")  # some bytes land in the temp file first
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(Key2MeshError) as info:
+        atomic_save(_small_checkpoint(step=2), path)
+    message = str(info.value)
+    assert "no space left" in message and str(path) in message and "previous file is unchanged" in message
+    assert "\n" not in message and info.value.__cause__ is None
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp file left
+
+
+def test_full_disk_reaches_atomic_save_as_enospc(tmp_path, monkeypatch):
+    """torch.save into a path reports a full disk as an opaque RuntimeError; atomic_save writes
+    through a file object, so the real ENOSPC from the OS gets through (/dev/full: always full)."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    import os
+
+    real_fdopen = os.fdopen
+
+    def fdopen_full(fd, mode="r", *args, **kwargs):  # the temp file's writes go to /dev/full
+        os.close(fd)
+        return real_fdopen(os.open("/dev/full", os.O_WRONLY), mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", fdopen_full)
+    with pytest.raises(Key2MeshError, match=r"no space left on the device while writing .*full\.pt; the previous"):
+        atomic_save(_small_checkpoint(), tmp_path / "full.pt")
+    assert list(tmp_path.iterdir()) == []

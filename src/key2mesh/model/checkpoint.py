@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import os
 import pickle
 import re
 import tempfile
+from contextlib import suppress
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -26,6 +28,7 @@ from key2mesh import __version__
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.model.network import Key2MeshNet, ModelConfig
+from key2mesh.safe_paths import write_error
 
 FORMAT = "key2mesh-checkpoint"
 FORMAT_VERSION = 1
@@ -82,15 +85,24 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     ``weights_only=True``."""
     obj = to_plain(obj)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
-        torch.save(obj, tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # through a Python file object, so a full disk surfaces as OSError(ENOSPC) (torch's own
+        # path writer reports it as an opaque RuntimeError)
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = "no space left on the device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
+            raise Key2MeshError(f"{what} while writing {path}; the previous file is unchanged") from None
+        raise write_error(path, exc) from None
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp is not None:
+            with suppress(OSError):
+                os.remove(tmp)
 
 
 def make_checkpoint(
