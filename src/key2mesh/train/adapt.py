@@ -124,13 +124,17 @@ def train_mode(module: torch.nn.Module, bn: str = "frozen", dropout: bool = Fals
 def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalization: dict, min_keypoints: int = 6,
                    name: str = "target", rotmats=None, shape=None, joints3d=None, joints3d_set=None) -> TargetSet:
     """Pixel keypoints (N,K,2) + confidence (N,K) in the model's set → normalised TargetSet,
-    dropping detections with fewer than ``min_keypoints`` valid points (the paper's rule)."""
+    dropping detections that fail :func:`~key2mesh.keypoints.io.check_detections` (fewer than
+    ``min_keypoints`` confident points, the paper's rule, or all points on one spot)."""
     from key2mesh.geometry.normalize import bbox_normalize
 
     kp = torch.as_tensor(keypoints, dtype=torch.float32)
     conf = torch.as_tensor(confidence, dtype=torch.float32)
     thr = normalization.get("conf_threshold", 0.1)
-    enough = ((conf >= thr).sum(-1) >= min_keypoints) & torch.isfinite(kp).all(-1).all(-1)
+    from key2mesh.keypoints.io import check_detections
+
+    usable = check_detections(kp.numpy(), conf.numpy(), min_keypoints, thr).usable  # the one detection rule
+    enough = torch.from_numpy(usable) & torch.isfinite(kp).all(-1).all(-1)
     n, kept = len(kp), int(enough.sum())
     if kept < 2:
         raise Key2MeshError(f"{name}: only {kept} of {n} detections have at least {min_keypoints} keypoints "
