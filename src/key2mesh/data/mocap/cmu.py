@@ -250,15 +250,19 @@ def _to_clip(positions: np.ndarray, names: tuple[str, ...], fps: float, trial: s
                       subject=subject).validate()
 
 
+def _trial_facts(paths: list[Path], index: str | Path | None, fps_override: list[str] | None):
+    """(trial → :class:`TrialInfo` from ``index`` or an INDEX.tsv beside ``paths``, fps overrides)."""
+    idx_path = Path(index) if index else _find_index(paths)
+    return (read_index(idx_path) if idx_path else {}), parse_fps_overrides(fps_override)
+
+
 def load_bvh_files(paths: list[str | Path], index: str | Path | None = None, fps_override: list[str] | None = None,
                    source: str = "bvh") -> LoadReport:
     """Every ``.bvh`` in ``paths`` (folders, files, archives) → joint clips (metres, SMPL names)."""
     from key2mesh.data.mocap.bvh import forward_kinematics, parse_bvh
 
     paths = [Path(p) for p in paths]
-    idx_path = Path(index) if index else _find_index(paths)
-    info = read_index(idx_path) if idx_path else {}
-    overrides = parse_fps_overrides(fps_override)
+    info, overrides = _trial_facts(paths, index, fps_override)
     report = LoadReport()
     for path in paths:
         for member, data in _iter_files(path, (".bvh",)):
@@ -287,9 +291,7 @@ def load_asf_amc_files(paths: list[str | Path], index: str | Path | None = None,
     )
 
     paths = [Path(p) for p in paths]
-    idx_path = Path(index) if index else _find_index(paths)
-    info = read_index(idx_path) if idx_path else {}
-    overrides = parse_fps_overrides(fps_override)
+    info, overrides = _trial_facts(paths, index, fps_override)
     report = LoadReport()
     for path in paths:
         files = dict(_iter_files(path, (".asf", ".amc")))  # ASF/AMC sets are small (≈ 100 MB for CMU 01+03)
