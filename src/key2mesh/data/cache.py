@@ -58,22 +58,54 @@ class PoseBank:
         if not path.is_file():
             raise Key2MeshError(f"training cache {path} does not exist; build it with `key2mesh data prepare`")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise Key2MeshError(f"{path} is not a key2mesh training cache (a single array, not an .npz archive)")
+            with loaded as z:
                 missing = [k for k in ("rotmats", "clip_index", "clip_names", "shapes", "body") if k not in z.files]
                 if missing:
                     raise Key2MeshError(f"{path} is not a key2mesh training cache (missing {missing})")
-                return cls(
-                    rotmats=z["rotmats"],
-                    clip_index=z["clip_index"],
-                    clip_names=[str(s) for s in z["clip_names"]],
-                    clip_sources=[str(s) for s in z["clip_sources"]] if "clip_sources" in z.files else [],
-                    shapes=z["shapes"],
-                    body=json.loads(str(z["body"])),
-                    meta=json.loads(str(z["meta"])) if "meta" in z.files else {},
-                    clip_subjects=[str(s) for s in z["clip_subjects"]] if "clip_subjects" in z.files else [],
-                )
-        except (OSError, ValueError) as exc:
-            raise Key2MeshError(f"cannot read training cache {path}: {exc}") from exc
+                arrays = {k: z[k] for k in _CACHE_KEYS if k in z.files}
+        except Key2MeshError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a cut or damaged archive raises zip, EOF, npy-header or zlib errors
+            reason = " ".join(str(exc).split()) or "damaged file"
+            raise Key2MeshError(f"cannot read training cache {path}: {type(exc).__name__}: {reason} "
+                                "(a truncated or damaged file; rebuild it with `key2mesh data prepare`)") from None
+        return cls._from_arrays(path, arrays)
+
+    @classmethod
+    def _from_arrays(cls, path: Path, a: dict[str, np.ndarray]) -> PoseBank:
+        """The cache from its arrays, each checked (shape, dtype, finite, in range); else one line naming ``path``."""
+
+        def bad(what: str) -> Key2MeshError:
+            return Key2MeshError(f"{path} is not a valid key2mesh training cache: {what}")
+
+        def described(x: np.ndarray) -> str:
+            return f"{x.shape} {x.dtype}"
+
+        rot, clip, shapes = a["rotmats"], a["clip_index"], a["shapes"]
+        if rot.dtype.kind != "f" or rot.ndim != 4 or rot.shape[1:] != (24, 3, 3) or len(rot) == 0:
+            raise bad(f"rotmats must be (N>0, 24, 3, 3) floats, got {described(rot)}")
+        for i in range(0, len(rot), 65536):  # in chunks: a cache can hold millions of frames
+            part = rot[i:i + 65536]
+            if not np.isfinite(part).all() or np.abs(part).max() > 1.01:
+                raise bad("rotmats holds values that are not rotation matrices (non-finite or beyond ±1)")
+        names = _strings(a["clip_names"], "clip_names", bad)
+        if clip.dtype.kind not in "iu" or clip.shape != (len(rot),):
+            raise bad(f"clip_index must be ({len(rot)},) integers, got {described(clip)}")
+        if len(names) == 0 or clip.min() < 0 or clip.max() >= len(names):
+            raise bad(f"clip_index must lie in [0, {len(names)}) (one entry of clip_names per clip)")
+        if shapes.dtype.kind != "f" or shapes.ndim != 2 or 0 in shapes.shape or not np.isfinite(shapes).all():
+            raise bad(f"shapes must be (M>0, S>0) finite floats, got {described(shapes)}")
+        extra = {}
+        for key in ("clip_sources", "clip_subjects"):
+            extra[key] = _strings(a[key], key, bad) if key in a else []
+            if len(extra[key]) not in (0, len(names)):
+                raise bad(f"{len(extra[key])} {key} for {len(names)} clips")
+        body = _json_dict(a["body"], "body", bad)
+        meta = _json_dict(a["meta"], "meta", bad) if "meta" in a else {}
+        return cls(rotmats=rot, clip_index=clip, clip_names=names, shapes=shapes, body=body, meta=meta, **extra)
 
     def split(
         self, val_fraction: float = 0.1, seed: int = 0, val_subjects: tuple[str, ...] | list[str] = DEFAULT_VAL_SUBJECTS
@@ -120,6 +152,29 @@ class PoseBank:
     def split_for(self, config: dict) -> tuple[np.ndarray, np.ndarray]:
         """The split a pre-training ``config`` (checkpoint ``config`` dict) used."""
         return self.split(**split_options(config))
+
+
+_CACHE_KEYS = ("rotmats", "clip_index", "clip_names", "clip_sources", "clip_subjects", "shapes", "body", "meta")
+
+
+def _strings(arr: np.ndarray, key: str, bad) -> list[str]:
+    """A 1-D array of text as a list (an empty array of any dtype: an empty list)."""
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind != "U"):
+        raise bad(f"{key} must be a list of text, got {arr.shape} {arr.dtype}")
+    return [str(s) for s in arr]
+
+
+def _json_dict(arr: np.ndarray, key: str, bad) -> dict:
+    """A 0-D text array holding a JSON object."""
+    if arr.ndim != 0 or arr.dtype.kind != "U":
+        raise bad(f"{key} must be JSON text, got {arr.shape} {arr.dtype}")
+    try:
+        value = json.loads(str(arr))
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise bad(f"{key} is not a JSON object")
+    return value
 
 
 def split_options(config: dict | None) -> dict:

@@ -524,7 +524,10 @@ def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
 
 
 def load_benchmark_file(path: str | Path) -> BenchmarkSet:
-    """A key2mesh benchmark ``.npz`` (see :func:`save_benchmark`), e.g. from ``key2mesh data pose2sim``."""
+    """A key2mesh benchmark ``.npz`` (see :func:`save_benchmark`), e.g. from ``key2mesh data pose2sim``.
+
+    Every entry is checked: numbers where numbers belong, finite ground truth, joint counts that
+    match ``joints3d_set``; missing or non-finite 2D keypoints become confidence 0."""
     import json
 
     path = Path(path)
@@ -537,26 +540,75 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
         raise Key2MeshError(f"{path}: missing key 'joints3d' (or 'pose'): no ground truth to evaluate against")
     if "joints3d" in data and "joints3d_set" not in data:
         raise Key2MeshError(f"{path}: 'joints3d' needs 'joints3d_set' naming its joint order")
-    joints_set = str(data["joints3d_set"]) if "joints3d_set" in data else None
+
+    def text(key: str, default: str | None = None) -> str | None:
+        if key not in data:
+            return default
+        value = data[key]
+        if value.ndim != 0 or value.dtype.kind != "U":
+            raise Key2MeshError(f"{path}: {key!r} must be one text value, got {value.shape} {value.dtype}")
+        return str(value)
+
+    def numbers(key: str) -> np.ndarray | None:
+        if key not in data:
+            return None
+        value = data[key]
+        if value.dtype.kind not in "iuf":
+            raise Key2MeshError(f"{path}: {key!r} must hold real numbers, got dtype {value.dtype}")
+        with np.errstate(over="ignore"):
+            return np.asarray(value, dtype=np.float32)
+
+    def names(key: str, n: int) -> list[str] | None:
+        if key not in data:
+            return None
+        value = data[key]
+        if value.shape != (n,):
+            raise Key2MeshError(f"{path}: {key!r} must list {n} entries, got shape {value.shape}")
+        return [str(x) for x in value]
+
+    joints_set = text("joints3d_set")
     if joints_set is not None:
         try:
             joints_set = canonical_set_name(joints_set)
         except Key2MeshError as e:
             raise Key2MeshError(f"{path}: joints3d_set: {e}") from None
-    n = len(data["keypoints"])
+    kp, conf = numbers("keypoints"), numbers("confidence")
+    if kp.ndim != 3 or kp.shape[-1] != 2 or conf.shape != kp.shape[:2]:
+        raise Key2MeshError(f"{path}: 'keypoints' must be (N, K, 2) with 'confidence' (N, K), got {kp.shape} and {conf.shape}")
+    n = len(kp)
+    kp, conf = _clean(kp, conf)
+    truth = {key: numbers(key) for key in ("pose", "betas", "joints3d", "intrinsics")}
+    for key, value in truth.items():
+        if value is not None and not np.isfinite(value).all():
+            raise Key2MeshError(f"{path}: {key!r} holds NaN or infinite values")
+    if truth["pose"] is not None and np.abs(truth["pose"]).max(initial=0.0) > 1.01:
+        raise Key2MeshError(f"{path}: 'pose' holds values beyond ±1 (expected (N, 24, 3, 3) rotation matrices)")
+    joints = truth["joints3d"]
+    if joints is not None and (joints.ndim != 3 or joints.shape[1] != num_keypoints(joints_set)):
+        raise Key2MeshError(f"{path}: 'joints3d' must be (N, {num_keypoints(joints_set)}, 3) for {joints_set!r}, "
+                            f"got {joints.shape}")
+    dropped = data.get("dropped", np.asarray(0))
+    if dropped.size != 1 or dropped.dtype.kind not in "iu" or int(dropped.reshape(-1)[0]) < 0:
+        raise Key2MeshError(f"{path}: 'dropped' must be one count >= 0, got {dropped.reshape(-1)[:3]} ({dropped.dtype})")
+    try:
+        excluded = json.loads(text("excluded", "{}"))
+    except ValueError:
+        excluded = None
+    if not isinstance(excluded, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in excluded.values()):
+        raise Key2MeshError(f"{path}: 'excluded' must be a JSON object of counts, got {text('excluded')!r}")
+    genders = names("genders", n)
+    genders = [_gender(path, g) for g in genders] if genders is not None else ["neutral"] * n
 
-    def tensor(key: str) -> torch.Tensor | None:
-        return torch.from_numpy(np.asarray(data[key], dtype=np.float32)) if key in data else None
+    def tensor(value: np.ndarray | None) -> torch.Tensor | None:
+        return None if value is None else torch.from_numpy(np.asarray(value, dtype=np.float32))
 
-    names = [str(x) for x in data["frame_names"]] if "frame_names" in data else [f"{i:06d}" for i in range(n)]
-    genders = [str(x) for x in data["genders"]] if "genders" in data else ["neutral"] * n
     return BenchmarkSet(
-        name=str(data["name"]) if "name" in data else path.stem,
-        keypoints2d=tensor("keypoints"), confidence=tensor("confidence"), keypoint_set=str(data["keypoint_set"]),
-        pose=tensor("pose"), betas=tensor("betas"), genders=genders, image_names=names,
-        joints3d=tensor("joints3d"), joints3d_set=joints_set, intrinsics=tensor("intrinsics"),
-        dropped=int(data["dropped"]) if "dropped" in data else 0,
-        drop_reason=str(data["drop_reason"]) if "drop_reason" in data else "",
-        excluded=json.loads(str(data["excluded"])) if "excluded" in data else {},
-        source=str(path),
+        name=text("name", path.stem),
+        keypoints2d=tensor(kp), confidence=tensor(np.clip(conf, 0.0, 1.0)), keypoint_set=text("keypoint_set"),
+        pose=tensor(truth["pose"]), betas=tensor(truth["betas"]), genders=genders,
+        image_names=names("frame_names", n) or [f"{i:06d}" for i in range(n)],
+        joints3d=tensor(joints), joints3d_set=joints_set, intrinsics=tensor(truth["intrinsics"]),
+        dropped=int(dropped.reshape(-1)[0]), drop_reason=text("drop_reason", ""),
+        excluded=excluded, source=str(path),
     )

@@ -81,8 +81,9 @@ def _sanitize(
     keypoints: np.ndarray, confidence: np.ndarray, where: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Float32 copies with NaN points (or NaN confidences) made missing; an infinite point is an error."""
-    kp = np.asarray(keypoints, dtype=np.float32).copy()
-    conf = np.asarray(confidence, dtype=np.float32).copy()
+    with np.errstate(over="ignore"):  # beyond float32: infinite, refused below
+        kp = np.asarray(keypoints, dtype=np.float32).copy()
+        conf = np.asarray(confidence, dtype=np.float32).copy()
     conf[~np.isfinite(conf)] = 0.0
     conf = np.clip(conf, 0.0, 1.0)
     nan = np.isnan(kp).any(axis=-1)
@@ -146,7 +147,15 @@ class Detections:
         self.confidence[pad] = 0.0
         self.keypoints[pad] = 0.0
         if self.image_size is not None:
-            self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+            try:
+                w, h = (int(v) for v in self.image_size)
+            except (TypeError, ValueError, OverflowError):
+                w = h = 0
+            if not (0 < w < 2**31 and 0 < h < 2**31):
+                raise Key2MeshError(
+                    f"{self.source}: image_size must be (width, height) in pixels, got {self.image_size!r}"
+                )
+            self.image_size = (w, h)
 
     @property
     def num_frames(self) -> int:
@@ -259,10 +268,23 @@ def _pack(
     for i, frame in enumerate(persons):
         if frame:
             arr = np.stack([a for _, a in frame])
-            kp[i, : len(frame)] = arr[..., :2]
-            conf[i, : len(frame)] = arr[..., 2]
+            with np.errstate(over="ignore"):  # beyond float32: infinite, refused later
+                kp[i, : len(frame)] = arr[..., :2]
+                conf[i, : len(frame)] = arr[..., 2]
             pids[i, : len(frame)] = [pid for pid, _ in frame]
     return kp, conf, pids
+
+
+def _track_id(value: Any) -> int | None:
+    """A person/track id read from JSON as an int; None when it is not a whole number in the
+    int64 range (text, lists, NaN, 1e30, ...): the person is then untracked."""
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not (np.isfinite(value) and float(value).is_integer() and abs(value) < 2**62):
+        return None
+    return int(value)
 
 
 def _finite_check(path: Path | str, xyc: np.ndarray, what: str) -> None:
@@ -294,7 +316,7 @@ def _openpose_frame(
             continue
         try:
             arr = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise Key2MeshError(
                 f"{path}: person {j}: 'pose_keypoints_2d' must hold numbers"
             ) from None
@@ -309,14 +331,8 @@ def _openpose_frame(
         found = name
         xyc = arr.reshape(k, 3)
         _finite_check(path, xyc, f"person {j}")
-        pid = person.get("person_id", [-1])
-        pid = int(
-            pid[0]
-            if isinstance(pid, list) and pid
-            else pid
-            if isinstance(pid, (int, float))
-            else -1
-        )
+        pid = _track_id(person.get("person_id", [-1]))
+        pid = -1 if pid is None else pid
         untracked |= pid < 0
         out.append((pid, xyc))
     return out, found, untracked
@@ -432,7 +448,7 @@ def write_openpose_json(
 def _coco_xyc(path: Path, values: Any, j: int, declared: str | None) -> tuple[np.ndarray, str]:
     try:
         arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise Key2MeshError(f"{path}: entry {j}: 'keypoints' must hold numbers") from None
     if arr.ndim != 1 or arr.size % 3:
         raise Key2MeshError(
@@ -466,9 +482,12 @@ def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
     images: dict[Any, dict] = {}
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
         entries = data["annotations"]
-        for img in data.get("images", []) or []:
+        listed = data.get("images") or []
+        if not isinstance(listed, list):
+            raise Key2MeshError(f"{path}: 'images' must be a list of image records")
+        for img in listed:
             if isinstance(img, dict) and "id" in img:
-                images[img["id"]] = img
+                images[_image_id(path, img["id"], "an image record")] = img
     elif isinstance(data, list):
         entries = data
     else:
@@ -489,14 +508,15 @@ def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
                 f"{path}: entry {j} has a different keypoint count than the earlier entries"
             )
         found = name
-        tid = e.get("track_id")
-        by_image.setdefault(e["image_id"], []).append((None if tid is None else int(tid), xyc))
+        image_id = _image_id(path, e["image_id"], f"entry {j}")
+        by_image.setdefault(image_id, []).append((_track_id(e.get("track_id")), xyc))
     if not by_image:
         raise Key2MeshError(f"{path}: no keypoint entries")
     name = found or declared
     if name is None:
         cats = data.get("categories") if isinstance(data, dict) else None
-        k = len(cats[0].get("keypoints", [])) if cats and isinstance(cats[0], dict) else 0
+        names = cats[0].get("keypoints") if isinstance(cats, list) and cats and isinstance(cats[0], dict) else None
+        k = len(names) if isinstance(names, list) else 0
         name = _check_count(path, k, None, {**_COCO_SETS, _WHOLEBODY: "coco23"}, "category")
 
     ids = sorted(
@@ -508,11 +528,13 @@ def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
     ]
     kp, conf, pids = _pack(frames, num_keypoints(name))
     names = [
-        Path(images[i]["file_name"]).stem if "file_name" in images.get(i, {}) else str(i)
+        Path(images[i]["file_name"]).stem
+        if isinstance(images.get(i, {}).get("file_name"), str) and images[i]["file_name"]
+        else str(i)
         for i in ids
     ]
-    sizes = {(img.get("width"), img.get("height")) for img in images.values()}
-    size = next(iter(sizes)) if len(sizes) == 1 and None not in next(iter(sizes)) else None
+    sizes = {_image_size(path, img) for img in images.values()}
+    size = next(iter(sizes)) if len(sizes) == 1 else None
     return Detections(
         kp,
         conf,
@@ -523,6 +545,27 @@ def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
         tracked=tracked and bool(frames),
         source=str(path),
     )
+
+
+def _image_id(path: Path, value: Any, what: str) -> int | float | str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
+        isinstance(value, float) and not np.isfinite(value)
+    ):
+        raise Key2MeshError(f"{path}: {what} has image_id {value!r}; expected a number or a name")
+    return value
+
+
+def _image_size(path: Path, img: dict) -> tuple[int, int] | None:
+    """(width, height) of a COCO image record; None when it does not say."""
+    w, h = img.get("width"), img.get("height")
+    if w is None or h is None:
+        return None
+    for v in (w, h):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < 2**31):
+            raise Key2MeshError(
+                f"{path}: image {img.get('id')!r} has width {w!r}, height {h!r}; expected positive pixel counts"
+            )
+    return int(w), int(h)
 
 
 # ---------------------------------------------------------------------------------------- NumPy
@@ -579,10 +622,11 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
             arr = loaded
     except Key2MeshError:
         raise
-    except (OSError, ValueError, EOFError) as e:
-        raise Key2MeshError(f"{path}: not a readable NumPy file ({e})") from None
-    if not np.issubdtype(arr.dtype, np.number):
-        raise Key2MeshError(f"{path}: keypoints must be numbers, got dtype {arr.dtype}")
+    except Exception as e:  # noqa: BLE001 - a damaged file raises zip, EOF, npy-header (SyntaxError) or zlib errors
+        reason = " ".join(str(e).split()) or "damaged file"
+        raise Key2MeshError(f"{path}: not a readable NumPy file ({e.__class__.__name__}: {reason})") from None
+    if arr.dtype.kind not in "iuf":
+        raise Key2MeshError(f"{path}: keypoints must be real numbers, got dtype {arr.dtype}")
     if arr.ndim == 3:
         arr = arr[:, None]
     if arr.ndim != 4 or arr.shape[-1] not in (2, 3):
@@ -599,6 +643,8 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
     f, p, k = arr.shape[:3]
     conf_key = next((c for c in ("confidence", "scores") if c in extra), None)
     if conf_key is not None:
+        if extra[conf_key].dtype.kind not in "iufb":
+            raise Key2MeshError(f"{path}: '{conf_key}' must be real numbers, got dtype {extra[conf_key].dtype}")
         conf = np.asarray(extra[conf_key], dtype=np.float64)
         if conf.shape == (f, k) and p == 1:
             conf = conf[:, None]
@@ -612,20 +658,24 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
         conf = np.ones((f, p, k))
     xyc = np.concatenate([arr[..., :2].astype(np.float64), conf[..., None]], axis=-1)
     _finite_check(path, xyc, "keypoints")
+    if "frame_names" in extra and extra["frame_names"].shape != (f,):
+        raise Key2MeshError(f"{path}: frame_names must be a list of {f} names, got shape {extra['frame_names'].shape}")
     names = (
         [str(n) for n in extra["frame_names"]]
         if "frame_names" in extra
         else [f"{i:06d}" for i in range(f)]
     )
-    if len(names) != f:
-        raise Key2MeshError(f"{path}: {len(names)} frame_names for {f} frames")
-    pids = np.asarray(
-        extra.get("person_ids", np.broadcast_to(np.arange(p), (f, p))), dtype=np.int64
+    pids = extra.get("person_ids", np.broadcast_to(np.arange(p), (f, p)))
+    whole = pids.dtype.kind in "iu" or (
+        pids.dtype.kind == "f" and bool(np.all((pids == np.round(pids)) & (np.abs(pids.astype(np.float64)) < 2.0**62)))
     )
-    if pids.shape != (f, p):
-        raise Key2MeshError(f"{path}: person_ids must be {(f, p)}, got {pids.shape}")
-    size = tuple(int(v) for v in extra["image_size"]) if "image_size" in extra else None
-    tracked = bool(extra["tracked"]) if "tracked" in extra else False
+    if not whole or pids.shape != (f, p):
+        raise Key2MeshError(f"{path}: person_ids must be {(f, p)} integers, got {pids.shape} {pids.dtype}")
+    size = extra["image_size"].reshape(-1).tolist() if "image_size" in extra else None
+    tracked = extra.get("tracked", np.asarray(False))
+    if tracked.size != 1 or tracked.dtype.kind not in "biu":
+        raise Key2MeshError(f"{path}: tracked must be one boolean, got {tracked.shape} {tracked.dtype}")
+    tracked = bool(tracked.reshape(-1)[0])
     return Detections(
         xyc[..., :2],
         xyc[..., 2],

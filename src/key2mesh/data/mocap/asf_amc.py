@@ -426,7 +426,7 @@ def parse_amc(text: str, skeleton: AsfSkeleton, source: str = "<amc>") -> dict[s
             elif key in ("radians", "rad"):
                 radians = True
             continue  # :FULLY-SPECIFIED and other header keywords
-        if len(toks) == 1 and head.isdigit():
+        if len(toks) == 1 and head.isascii() and head.isdigit():  # not "²": str.isdigit() is wider than int()
             close_frame()
             number = int(head)
             if frame is not None and number != frame + 1:
@@ -458,7 +458,10 @@ def parse_amc(text: str, skeleton: AsfSkeleton, source: str = "<amc>") -> dict[s
         arr = np.asarray(values[name], dtype=np.float64).reshape(n_frames, len(chans))
         if radians:
             rot = [i for i, c in enumerate(chans) if c.startswith("r")]
-            arr[:, rot] = np.degrees(arr[:, rot])
+            with np.errstate(over="ignore"):
+                arr[:, rot] = np.degrees(arr[:, rot])
+            if not np.isfinite(arr).all():
+                raise Key2MeshError(f"{source}: {name!r} has an angle too large to convert from radians")
         motion[name] = arr
     return motion
 
@@ -528,7 +531,8 @@ def asf_amc_joint_positions(
         target[:, "xyz".index(chan[1])] = root_vals[:, i]
     c_root = euler_matrix(to_rad(skeleton.root_orientation), skeleton.root_axis)
     g_root = c_root @ euler_matrix(np.radians(rotation)) @ c_root.T  # (F, 3, 3)
-    root_pos = translation + skeleton.root_position
+    with np.errstate(over="ignore"):
+        root_pos = translation + skeleton.root_position
 
     starts: dict[str, np.ndarray] = {}
     ends: dict[str, np.ndarray] = {ROOT: root_pos}
@@ -548,15 +552,20 @@ def asf_amc_joint_positions(
         local = c @ euler_matrix(np.radians(angles)) @ c.T
         rots[bone.name] = rots[bone.parent] @ local
         starts[bone.name] = ends[bone.parent]
-        offset = bone.direction * bone.length  # (3,)
-        ends[bone.name] = starts[bone.name] + rots[bone.name] @ offset
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported at the end
+            offset = bone.direction * bone.length  # (3,)
+            ends[bone.name] = starts[bone.name] + rots[bone.name] @ offset
 
     parents = {b.parent for b in skeleton.bones}
     leaves = [b.name for b in skeleton.bones if b.name not in parents]
     names = (ROOT, *(b.name for b in skeleton.bones), *(f"{n}_end" for n in leaves))
     stacked = [root_pos, *(starts[b.name] for b in skeleton.bones), *(ends[n] for n in leaves)]
-    positions = np.stack(stacked, axis=1) * metres_per_unit
-    return positions.astype(np.float32), names
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+        positions = (np.stack(stacked, axis=1) * metres_per_unit).astype(np.float32)
+    if not np.isfinite(positions).all():
+        raise Key2MeshError("joint positions overflow (bone lengths, offsets or translations too large for metres "
+                            f"in float32 at {metres_per_unit:g} m per unit)")
+    return positions, names
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,6 +594,9 @@ def read_asf_amc(
     asf_text, amc_text = _read_text(asf_path), _read_text(amc_path)
     skeleton = parse_asf(asf_text, source=str(asf_path))
     motion = parse_amc(amc_text, skeleton, source=str(amc_path))
-    positions, names = asf_amc_joint_positions(skeleton, motion)
+    try:
+        positions, names = asf_amc_joint_positions(skeleton, motion)
+    except Key2MeshError as exc:
+        raise Key2MeshError(f"{amc_path}: {exc}") from None
     fps = _declared_fps(amc_text) or _declared_fps(asf_text) or DEFAULT_FPS
     return positions, names, fps

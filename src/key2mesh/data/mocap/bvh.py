@@ -70,9 +70,12 @@ class BvhMotion:
 
 def _floats(tokens: list[str], where: str) -> np.ndarray:
     try:
-        return np.array([float(t) for t in tokens], dtype=np.float64)
+        values = np.array([float(t) for t in tokens], dtype=np.float64)
     except ValueError as exc:
         raise Key2MeshError(f"{where}: expected numbers, got {' '.join(tokens)!r}") from exc
+    if not np.isfinite(values).all():
+        raise Key2MeshError(f"{where}: non-finite number in {' '.join(tokens)!r}")
+    return values
 
 
 def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
@@ -127,7 +130,7 @@ def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
                 raise Key2MeshError(f"{source}: CHANNELS needs a count") from exc
             chans = tuple(tokens[i + 2 : i + 2 + n])
             bad = [c for c in chans if c.lower() not in _ROT_CHANNELS and c.lower() not in _POS_CHANNELS]
-            if len(chans) != n or bad:
+            if len(chans) != n or bad or len({c.lower() for c in chans}) != n:  # each channel once
                 raise Key2MeshError(f"{source}: joint {joints[stack[-1]].name}: bad CHANNELS {' '.join(chans)}")
             joints[stack[-1]].channels = chans
             i += 2 + n
@@ -151,7 +154,7 @@ def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
         frame_time = float(lines[1].split(":", 1)[1]) if lines[1].lower().startswith("frame time:") else -1.0
     except (IndexError, ValueError) as exc:
         raise Key2MeshError(f"{source}: MOTION needs 'Frames: N' and 'Frame Time: dt'") from exc
-    if n_frames < 1 or not (np.isfinite(frame_time) and frame_time > 0):
+    if n_frames < 1 or not (np.isfinite(frame_time) and frame_time > 0 and np.isfinite(1.0 / frame_time)):
         raise Key2MeshError(f"{source}: MOTION needs Frames ≥ 1 and Frame Time > 0 (got {n_frames}, {frame_time})")
     starts, c = [], 0
     for j in joints:
@@ -204,19 +207,23 @@ def forward_kinematics(motion: BvhMotion) -> tuple[np.ndarray, tuple[str, ...]]:
     f, nj = motion.num_frames, len(motion.joints)
     glob = np.empty_like(rot)
     pos = np.empty((f, nj, 3))
-    for j, joint in enumerate(motion.joints):  # parents come before children in a BVH file
-        local = np.broadcast_to(joint.offset, (f, 3)).copy()
-        for k, ch in enumerate(joint.channels):
-            axis = _POS_CHANNELS.get(ch.lower())
-            if axis is not None:
-                local[:, axis] += motion.values[:, motion.channel_start[j] + k]
-        if joint.parent < 0:
-            glob[:, j], pos[:, j] = rot[:, j], local
-        else:
-            p = joint.parent
-            glob[:, j] = glob[:, p] @ rot[:, j]
-            pos[:, j] = pos[:, p] + np.einsum("fab,fb->fa", glob[:, p], local)
-    ends = [j for j, joint in enumerate(motion.joints) if joint.end_offset is not None]
-    end_pos = np.stack([pos[:, j] + glob[:, j] @ motion.joints[j].end_offset for j in ends], 1) if ends else np.zeros((f, 0, 3))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+        for j, joint in enumerate(motion.joints):  # parents come before children in a BVH file
+            local = np.broadcast_to(joint.offset, (f, 3)).copy()
+            for k, ch in enumerate(joint.channels):
+                axis = _POS_CHANNELS.get(ch.lower())
+                if axis is not None:
+                    local[:, axis] += motion.values[:, motion.channel_start[j] + k]
+            if joint.parent < 0:
+                glob[:, j], pos[:, j] = rot[:, j], local
+            else:
+                p = joint.parent
+                glob[:, j] = glob[:, p] @ rot[:, j]
+                pos[:, j] = pos[:, p] + np.einsum("fab,fb->fa", glob[:, p], local)
+        ends = [j for j, joint in enumerate(motion.joints) if joint.end_offset is not None]
+        end_pos = np.stack([pos[:, j] + glob[:, j] @ motion.joints[j].end_offset for j in ends], 1) if ends else np.zeros((f, 0, 3))
     names = motion.joint_names + tuple(f"{motion.joints[j].name}_end" for j in ends)
-    return np.concatenate([pos, end_pos], 1), names
+    positions = np.concatenate([pos, end_pos], 1)
+    if not np.isfinite(positions).all():  # offsets or position channels near the float range
+        raise Key2MeshError(f"{motion.source}: joint positions overflow (offsets or position channels too large)")
+    return positions, names
