@@ -9,6 +9,8 @@ from key2mesh.commands._args import positive_int
 
 HELP = "predict body parameters (and optional meshes) from keypoint files (OpenPose JSON, COCO JSON, npz)"
 log = logging.getLogger(__name__)
+CHUNK = 4096  # detections per chunk: outputs beyond the compact parameters are never held for more
+MESH_BATCH = 256  # bodies per mesh batch (their vertices are dropped once the meshes are written)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing over frames per tracked person")
     p.add_argument("--min-keypoints", type=positive_int, default=6, help="skip detections with fewer confident keypoints")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--chunk-size", type=positive_int, default=CHUNK,
+                   help=f"detections processed at a time (bounds memory; results do not depend on it; default {CHUNK})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,18 +56,23 @@ def run(args: argparse.Namespace) -> int:
         if not ok.any():
             continue
         kp, conf, index = kp[ok], conf[ok], index[ok]
-        pred = model.predict(kp, conf, keypoint_set=det.keypoint_set, mesh=False)
-        rot, shape = pred.rotmats.cpu(), pred.shape.cpu()
+        rot, shape, kp3d = [], [], []
+        for _, pred in model.predict_chunks(kp, conf, keypoint_set=det.keypoint_set, chunk_size=args.chunk_size):
+            rot.append(pred.rotmats.cpu())
+            shape.append(pred.shape.cpu())
+            kp3d.append(pred.keypoints3d.cpu())
+        rot, shape, kp3d = torch.cat(rot), torch.cat(shape), torch.cat(kp3d)
         pids = det.person_ids[index[:, 0], index[:, 1]]
-        if args.smooth:
+        if args.smooth:  # over whole tracks (compact parameters), then the keypoints again, chunk by chunk
             rot, shape = _smooth_tracks(rot, shape, index[:, 0], pids)
+            kp3d = model.keypoints3d(rot, shape, args.chunk_size)
         rows["source"] += [str(path)] * len(kp)
         rows["frame"].append(index[:, 0])
         rows["frame_name"] += [det.frame_names[f] for f in index[:, 0]]
         rows["person_id"].append(pids)
         rows["rotmats"].append(rot.numpy())
         rows["shape"].append(shape.numpy())
-        rows["keypoints3d"].append(model.body.forward_keypoints(rot.to(model.device), shape.to(model.device), model.keypoint_set).cpu().numpy())
+        rows["keypoints3d"].append(kp3d.numpy())
     if not rows["rotmats"]:
         why = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "no detection in the files"
         raise Key2MeshError(f"no usable detection (at least {args.min_keypoints} keypoints, not all on one spot) in "
@@ -81,12 +90,14 @@ def run(args: argparse.Namespace) -> int:
         # names come from inside the input files: plain, unique file names inside mesh_dir only
         stems = unique_names(f"{fn}_p{pid}" for fn, pid in zip(arrays["frame_name"], arrays["person_id"]))
         rot_t, shape_t = torch.from_numpy(arrays["rotmats"]), torch.from_numpy(arrays["shape"])
-        for i in tqdm(range(0, n, 256), desc="meshes"):
-            with torch.no_grad():
-                verts = model.mesh_body(rot_t[i:i + 256].to(model.device), shape_t[i:i + 256].to(model.device)).vertices.cpu().numpy()
-            for j, v in enumerate(verts):
-                k = i + j
-                write_mesh(v, model.faces.cpu().numpy(), mesh_dir / f"{stems[k]}.{args.meshes}")
+        faces = model.faces.cpu().numpy()
+        batch = min(MESH_BATCH, args.chunk_size)
+        with tqdm(total=n, desc="meshes") as bar:
+            for part, verts in model.mesh_chunks(rot_t, shape_t, batch):
+                for j, k in enumerate(range(part.start, part.stop)):
+                    write_mesh(verts[j], faces, mesh_dir / f"{stems[k]}.{args.meshes}")
+                bar.update(len(verts))
+                del verts  # this batch's vertices go before the next batch is computed
         print(f"wrote {n} meshes to {mesh_dir}/")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,27 @@ from key2mesh.model.checkpoint import build_network, load_checkpoint
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 PRETRAINED = {"anny-body25": "anny_body25.pt", "anny-coco17": "anny_coco17.pt"}
+# Every batch through the network and the body model is padded to a multiple of this many rows:
+# for 1-3 rows the CPU BLAS takes another code path whose sums differ in the last bit, so a
+# detection's numbers would depend on how many others it is batched (or chunked) with.
+PAD_ROWS = 8
+
+
+def _padded(fn, *batch: torch.Tensor):
+    """``fn(*batch)`` on the batch padded (last row repeated) to a multiple of PAD_ROWS rows, the
+    padding cut off again from every tensor (or BodyOutput field) of the result."""
+    n = batch[0].shape[0]
+    pad = -n % PAD_ROWS
+    if pad and n:
+        batch = tuple(torch.cat([t, t[-1:].expand(pad, *t.shape[1:])]) for t in batch)
+    out = fn(*batch)
+    if not pad or not n:
+        return out
+    if isinstance(out, torch.Tensor):
+        return out[:n]
+    if isinstance(out, tuple):
+        return tuple(o[:n] for o in out)
+    return type(out)(**{k: v[:n] for k, v in out.__dict__.items()})
 
 
 @dataclass
@@ -124,14 +146,44 @@ class Key2Mesh:
         usable = check_detections(kp.detach().cpu().numpy(), conf.detach().cpu().numpy(), self.min_keypoints, threshold).usable
         rots, shapes, verts, joints, kps = [], [], [], [], []
         for i in range(0, len(inputs), batch_size):
-            r, s = self.net(inputs[i:i + batch_size].to(self.device))
+            r, s = _padded(self.net, inputs[i:i + batch_size].to(self.device))
             rots.append(r)
             shapes.append(s)
-            kps.append(self.body.forward_keypoints(r, s, self.keypoint_set))
+            kps.append(_padded(lambda r, s: self.body.forward_keypoints(r, s, self.keypoint_set), r, s))
             if mesh:
-                out = self.mesh_body(r, s)
+                out = _padded(self.mesh_body, r, s)
                 verts.append(out.vertices)
                 joints.append(out.joints)
         cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
         return Prediction(cat(rots), cat(shapes), cat(verts), cat(joints), cat(kps),
                           torch.from_numpy(usable).to(self.device), self.mesh_body.faces)
+
+    def predict_chunks(self, keypoints, confidences=None, keypoint_set: str | None = None, mesh: bool = False,
+                       chunk_size: int = 4096) -> Iterator[tuple[slice, Prediction]]:
+        """:meth:`predict` on ``chunk_size`` inputs (N,K,2) at a time: yields (the inputs' slice,
+        its Prediction), so an input of any length never holds every output (vertices above all)
+        at once. The numbers are those of one :meth:`predict` call on everything."""
+        if chunk_size < 1:
+            raise Key2MeshError(f"chunk_size must be a positive integer, got {chunk_size}")
+        n = len(keypoints)
+        for i in range(0, n, chunk_size):
+            part = slice(i, min(i + chunk_size, n))
+            conf = None if confidences is None else confidences[part]
+            yield part, self.predict(keypoints[part], conf, keypoint_set, mesh=mesh, batch_size=chunk_size)
+
+    @torch.no_grad()
+    def keypoints3d(self, rotmats: torch.Tensor, shape: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+        """Body keypoints (N,K,3) of the model's set from parameters, ``chunk_size`` bodies at a
+        time (the body model's vertices of one chunk only); returned on the CPU."""
+        def keypoints(r: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return self.body.forward_keypoints(r, s, self.keypoint_set)
+
+        return torch.cat([_padded(keypoints, rotmats[i:i + chunk_size].to(self.device), shape[i:i + chunk_size].to(self.device)).cpu()
+                          for i in range(0, len(rotmats), chunk_size)] or [torch.zeros(0, num_keypoints(self.keypoint_set), 3)])
+
+    @torch.no_grad()
+    def mesh_chunks(self, rotmats: torch.Tensor, shape: torch.Tensor, chunk_size: int = 256) -> Iterator[tuple[slice, np.ndarray]]:
+        """Mesh vertices (n,V,3) of ``chunk_size`` bodies at a time, as (slice, CPU array)."""
+        for i in range(0, len(rotmats), chunk_size):
+            part = slice(i, min(i + chunk_size, len(rotmats)))
+            yield part, _padded(self.mesh_body, rotmats[part].to(self.device), shape[part].to(self.device)).vertices.cpu().numpy()
