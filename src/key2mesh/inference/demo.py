@@ -15,8 +15,12 @@ from key2mesh.inference.camera_fit import default_focal, fit_camera
 from key2mesh.inference.predictor import Key2Mesh
 from key2mesh.inference.render import draw_keypoints, render_overlay, render_side_view
 from key2mesh.keypoints.convert import convert_keypoints
+from key2mesh.keypoints.io import check_detections
 
 log = logging.getLogger(__name__)
+# Frames narrower or lower than this hold no person to mesh (MediaPipe "finds" one in 8x8 noise);
+# they are skipped before detection.
+MIN_IMAGE_SIDE = 32
 
 
 @dataclass
@@ -29,6 +33,15 @@ class DemoReport:
     def skip(self, index: int, reason: str) -> None:
         log.warning("frame %d skipped: %s", index, reason)
         self.skipped.setdefault(reason, []).append(index)
+
+
+def _unusable(det: tuple[np.ndarray, np.ndarray], model: Key2Mesh) -> str | None:
+    """Why the detector's keypoints are no person to mesh (``check_detections``), or None."""
+    check = check_detections(det[0], det[1], model.min_keypoints, model.normalization.get("conf_threshold", 0.1))
+    if bool(check.usable):
+        return None
+    why = "; ".join(check.reasons(model.min_keypoints)) or "unusable keypoints"
+    return f"the detector's keypoints are unusable ({why})"
 
 
 def compose_panel(image: np.ndarray, keypoints: np.ndarray | None, conf: np.ndarray | None, keypoint_set: str,
@@ -54,10 +67,14 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
     with PoseDetector(video=is_video) as detector:
         for i, frame in enumerate(tqdm(frames, desc="detect", unit="frame")):
             report.frames += 1
-            det = detector(frame)
             images.append(frame)
-            if det is None:
-                report.skip(i, "no person found")
+            if min(np.shape(frame)[:2]) < MIN_IMAGE_SIDE:
+                det, reason = None, f"image smaller than {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px"
+            else:
+                det = detector(frame)
+                reason = "no person found" if det is None else _unusable(det, model)
+            if reason:
+                report.skip(i, reason)
                 kps.append(None)
                 confs.append(None)
                 continue
