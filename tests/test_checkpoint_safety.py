@@ -237,3 +237,17 @@ def test_full_disk_reaches_atomic_save_as_enospc(tmp_path, monkeypatch):
     with pytest.raises(Key2MeshError, match=r"no space left on the device while writing .*full\.pt; the previous"):
         atomic_save(_small_checkpoint(), tmp_path / "full.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_save_gives_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from key2mesh.model.checkpoint import atomic_save
+
+    umask = os.umask(0o022)
+    try:
+        atomic_save({"a": 1}, tmp_path / "c.pt")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "c.pt").stat().st_mode) == 0o644

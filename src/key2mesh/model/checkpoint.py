@@ -93,6 +93,9 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         # path writer reports it as an opaque RuntimeError)
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # a normal file's permissions, not mkstemp's 0600
         os.replace(tmp, path)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
