@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-ADAPTED = "runs/ablation/pose2sim_2d/best.pt"  # anny-coco17 adapted to the pose2sim detections (+L2D^t)
+ADAPTED = "runs/ablation/pose2sim_2d+wd+reg/best.pt"  # anny-coco17 adapted to the pose2sim detections (full L_DA)
 
 
 def _mocap_inputs(model, a):

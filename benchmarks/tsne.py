@@ -18,7 +18,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--pretrained", required=True)
     p.add_argument("--adapted", required=True)
-    p.add_argument("--cache", default="cache/mocap_anny.npz")
+    p.add_argument("--cache", default="cache/mocap_all.npz")
     p.add_argument("--target", default="cache/pose2sim_benchmark.npz", help="detections file or synthetic:PROFILE")
     p.add_argument("--num", type=int, default=600)
     p.add_argument("--out", default="benchmarks/results/tsne.png")
