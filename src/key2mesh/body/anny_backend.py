@@ -48,7 +48,21 @@ def key2mesh_cache_dir() -> Path:
     return Path(os.environ.get("KEY2MESH_CACHE_DIR", Path.home() / ".cache" / "key2mesh"))
 
 
+def _quiet_warp() -> None:
+    """anny's skinning runs on NVIDIA Warp, which prints a multi-line banner when it initialises
+    (into every command's output and error stream); keep it quiet (errors still surface)."""
+    try:
+        import warp
+
+        warp.config.quiet = True
+        if hasattr(warp, "LOG_WARNING") and hasattr(warp.config, "log_level"):  # warp ≥ 1.19
+            warp.config.log_level = max(warp.config.log_level, warp.LOG_WARNING)
+    except Exception:  # noqa: BLE001 - warp is anny's dependency; a missing or changed one is not ours to fail on
+        pass
+
+
 def _build_anny(rig: str, topology: str):
+    _quiet_warp()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import anny
