@@ -58,3 +58,15 @@ def test_bbox_normalize_hand_computed():
 def test_bbox_normalize_no_valid_joint():
     out, valid = bbox_normalize(torch.ones(1, 4, 2), torch.zeros(1, 4))
     assert not valid.any() and torch.all(out == -1)
+
+
+def test_per_sample_camera_distance_matches_separate_cameras():
+    from key2mesh.geometry.camera import VirtualCamera
+
+    pts = torch.tensor([[[0.1, 0.5, 0.2], [-0.3, -0.8, 0.0]], [[0.4, 0.0, -0.1], [0.0, 0.9, 0.3]]])
+    dist = torch.tensor([2.5, 8.0])
+    out = VirtualCamera().project(pts, dist)
+    for i, d in enumerate(dist.tolist()):
+        assert torch.allclose(out[i], VirtualCamera(distance=d).project(pts[i]), atol=1e-5)
+    # hand value: x = f·X / (d − Z) = 256·0.1 / (2.5 − 0.2)
+    assert abs(out[0, 0, 0].item() - 256 * 0.1 / 2.3) < 1e-4

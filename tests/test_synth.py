@@ -59,3 +59,18 @@ def test_synth_is_seeded(anny_body):
     a = synth(rot, anny_body.default_shape(8), torch.Generator().manual_seed(3))
     b = synth(rot, anny_body.default_shape(8), torch.Generator().manual_seed(3))
     assert torch.equal(a.inputs, b.inputs)
+
+
+def test_distance_augmentation_projects_each_sample_with_its_own_camera(anny_body):
+    from key2mesh.geometry.camera import VirtualCamera
+
+    g = torch.Generator().manual_seed(3)
+    synth = PairSynthesizer(anny_body, "coco17", config=SynthConfig(distance_range=[2.5, 8.0], occlusion_prob=0.0,
+                                                                     jitter_px=0.0))
+    b = synth(torch.eye(3).repeat(64, 24, 1, 1), anny_body.default_shape(64), g)
+    assert b.distance.shape == (64,) and b.distance.min() >= 2.5 and b.distance.max() <= 8.0
+    assert b.distance.std() > 1.0  # uniform over 5.5 m: std ≈ 1.59
+    i = int(b.distance.argmin())
+    expected = VirtualCamera(distance=float(b.distance[i])).project(b.keypoints3d[i])
+    assert torch.allclose(b.keypoints2d[i], expected, atol=1e-3)
+    assert SynthConfig().distance_range is None  # the paper's fixed camera by default

@@ -34,6 +34,9 @@ class SynthConfig:
     noise_profile: str = "none"  # a key of key2mesh.data.noise.PROFILES
     conf_threshold: float = 0.1
     missing_value: float = -1.0
+    # camera distance per sample, uniform in [min, max] metres (e.g. [2.5, 8]); None: the fixed
+    # virtual camera's distance (the paper). Real cameras are often closer (pose2sim: 3.3 m).
+    distance_range: list[float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +60,7 @@ class SynthBatch:
     keypoints3d: torch.Tensor
     rotmats: torch.Tensor
     shape: torch.Tensor
+    distance: torch.Tensor | None = None  # (B,) camera distance per sample when augmented
 
 
 def random_global_rotation(
@@ -99,7 +103,11 @@ class PairSynthesizer:
         b = rotmats.shape[0]
         rotmats[:, 0] = random_global_rotation(b, cfg, generator, dev, dt) @ rotmats[:, 0]
         kp3d = self.body.forward_keypoints(rotmats, shape, self.keypoint_set)
-        clean = self.camera.project(kp3d)
+        distance = None
+        if cfg.distance_range is not None:
+            lo, hi = cfg.distance_range
+            distance = lo + (hi - lo) * rand(b, generator, dev, dt)
+        clean = self.camera.project(kp3d, distance)
         k = clean.shape[1]
         conf = torch.ones(b, k, device=dev, dtype=dt)
         noisy = clean + cfg.jitter_px * randn(clean.shape, generator, dev, dt)
@@ -110,4 +118,4 @@ class PairSynthesizer:
         conf = torch.where(occluded, torch.zeros_like(conf), conf)
         inputs, valid = bbox_normalize(noisy, conf, cfg.conf_threshold, cfg.missing_value)
         target2d, _ = bbox_normalize(clean, torch.ones_like(conf), cfg.conf_threshold, cfg.missing_value)
-        return SynthBatch(inputs, valid, noisy, conf, target2d, kp3d, rotmats, shape)
+        return SynthBatch(inputs, valid, noisy, conf, target2d, kp3d, rotmats, shape, distance)

@@ -26,15 +26,18 @@ class VirtualCamera:
     cy: float = 0.0
     distance: float = 6.0
 
-    def to_camera(self, points: torch.Tensor) -> torch.Tensor:
-        """World points (..., N, 3) in metres → camera coordinates (..., N, 3)."""
+    def to_camera(self, points: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
+        """World points (..., N, 3) in metres → camera coordinates (..., N, 3); ``distance`` (...,)
+        replaces the camera's distance per sample (distance augmentation)."""
         flip = points.new_tensor([1.0, -1.0, -1.0])
-        offset = points.new_tensor([0.0, 0.0, self.distance])
-        return points * flip + offset
+        if distance is None:
+            return points * flip + points.new_tensor([0.0, 0.0, self.distance])
+        out = points * flip
+        return torch.cat([out[..., :2], out[..., 2:] + distance.to(out)[..., None, None]], -1)
 
-    def project(self, points: torch.Tensor) -> torch.Tensor:
-        """World points (..., N, 3) in metres → pixels (..., N, 2)."""
-        cam = self.to_camera(points)
+    def project(self, points: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
+        """World points (..., N, 3) in metres → pixels (..., N, 2) (``distance``: see :meth:`to_camera`)."""
+        cam = self.to_camera(points, distance)
         depth = cam[..., 2:3].clamp(min=1e-3)
         centre = points.new_tensor([self.cx, self.cy])
         return self.focal * cam[..., :2] / depth + centre

@@ -41,6 +41,7 @@ def reprojection_loss(
     valid: torch.Tensor,
     camera: VirtualCamera,
     joint_weights: torch.Tensor | None = None,
+    distance: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted L1 between box-normalised projections and box-normalised targets.
 
@@ -50,7 +51,7 @@ def reprojection_loss(
     scale/offset of real detections. Reduction as in the authors' base code (LGD):
     mean(w·|e|) over all B·K·2 entries, w = valid · joint weight (not divided by Σw).
     """
-    proj = camera.project(pred_kp3d)
+    proj = camera.project(pred_kp3d, distance)  # distance (B,): the sample's own camera, if augmented
     norm, _ = bbox_normalize(proj, valid.to(proj.dtype), valid=valid)
     w = valid.to(proj.dtype)
     if joint_weights is not None:
@@ -69,6 +70,7 @@ def pretrain_loss(
     camera: VirtualCamera,
     weights: PretrainWeights,
     joint_weights: torch.Tensor | None = None,
+    distance: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """L_PT and its terms. Rotations compared as matrices (B,24,3,3); kp3d (B,K,3) metres.
     ``joint_weights`` (K,) weight both keypoint terms, reduced as mean(w·|e|) (LGD)."""
@@ -77,7 +79,7 @@ def pretrain_loss(
     terms = {
         "pose": (pred_rotmats - rotmats).abs().mean(),
         "shape": (pred_shape - shape).abs().mean(),
-        "kp2d": reprojection_loss(pred_kp3d, target2d, all_valid, camera, joint_weights),
+        "kp2d": reprojection_loss(pred_kp3d, target2d, all_valid, camera, joint_weights, distance),
         "kp3d": ((pred_kp3d - kp3d).abs() * w3d).mean(),
     }
     w = weights.to_dict()

@@ -213,7 +213,7 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         pred_rot, pred_shape = pred_rot.float(), pred_shape.float()
         pred_kp = body.forward_keypoints(pred_rot, pred_shape, cfg.keypoint_set)
         loss, terms = pretrain_loss(pred_rot, pred_shape, pred_kp, batch.rotmats, batch.shape, batch.keypoints3d,
-                                    batch.target2d, cfg.camera, cfg.weights, jw)
+                                    batch.target2d, cfg.camera, cfg.weights, jw, batch.distance)
         check_finite(loss, step, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
