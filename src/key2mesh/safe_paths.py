@@ -57,8 +57,11 @@ _REASONS = {
 
 
 def write_error(path: str | os.PathLike, exc: OSError) -> Key2MeshError:
-    """A one-line user error for a failed write of ``path``."""
+    """A one-line user error for a failed write of ``path`` (every writer here is atomic, so a full
+    disk leaves the previous file as it was)."""
     path = Path(path)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Key2MeshError(f"{_REASONS[exc.errno]} while writing {path}; the previous file is unchanged")
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
         if blocker is not None:

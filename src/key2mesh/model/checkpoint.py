@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import errno
 import os
 import pickle
 import re
-import tempfile
-from contextlib import suppress
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -28,7 +25,7 @@ from key2mesh import __version__
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.model.network import Key2MeshNet, ModelConfig
-from key2mesh.safe_paths import write_error
+from key2mesh.safe_paths import atomic_path
 
 FORMAT = "key2mesh-checkpoint"
 FORMAT_VERSION = 1
@@ -79,33 +76,18 @@ def to_plain(obj: Any, where: str = "checkpoint") -> Any:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file in the same folder, then rename (never a half-written file).
+    """torch.save to a temp file in the same folder, then rename (never a half-written file;
+    :func:`~key2mesh.safe_paths.atomic_path`). A full disk is a one-line error that keeps the
+    previous file.
 
     ``obj`` is reduced to plain types first (:func:`to_plain`), so the file loads with
     ``weights_only=True``."""
     obj = to_plain(obj)
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with atomic_path(path) as tmp:
         # through a Python file object, so a full disk surfaces as OSError(ENOSPC) (torch's own
-        # path writer reports it as an opaque RuntimeError)
-        with os.fdopen(fd, "wb") as fh:
+        # path writer reports it as an opaque RuntimeError); mode 0o666 & umask, as any new file
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as fh:
             torch.save(obj, fh)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # a normal file's permissions, not mkstemp's 0600
-        os.replace(tmp, path)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            what = "no space left on the device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
-            raise Key2MeshError(f"{what} while writing {path}; the previous file is unchanged") from None
-        raise write_error(path, exc) from None
-    finally:
-        if tmp is not None:
-            with suppress(OSError):
-                os.remove(tmp)
 
 
 def make_checkpoint(
