@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from key2mesh.body import body_model_from_config
-from key2mesh.data.cache import DEFAULT_VAL_SUBJECTS, PoseBank
+from key2mesh.data.cache import DEFAULT_VAL_SUBJECTS, PoseBank, split_options
 from key2mesh.data.synth import PairSynthesizer, SynthConfig
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
@@ -120,8 +120,8 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     if cfg.batch_size < 1 or cfg.val_every < 1 or cfg.val_size < 1 or cfg.steps < 0 or not (cfg.lr > 0):
         raise Key2MeshError("batch_size, val_every and val_size must be ≥ 1, steps ≥ 0 and lr > 0 "
                             f"(got {cfg.batch_size}, {cfg.val_every}, {cfg.val_size}, {cfg.steps}, {cfg.lr})")
-    split = {"val_fraction": cfg.val_fraction, "seed": cfg.seed, "val_subjects": tuple(cfg.val_subjects)}
-    train_idx, val_idx = bank.split(**split)
+    split = split_options(cfg.to_dict())  # the one reading of the split options (adapt/evaluate use it too)
+    train_idx, _ = bank.split(**split)
     val_sets = bank.validation_sets(**split)
     epoch_steps = max(1, len(train_idx) // cfg.batch_size)
     total_steps = cfg.steps or int(math.ceil(cfg.epochs * epoch_steps))

@@ -237,15 +237,15 @@ def _to_clip(positions: np.ndarray, names: tuple[str, ...], fps: float, trial: s
     keep = [i for i, n in enumerate(names) if n in mapping]
     joints = (positions[:, keep] * (UNIT_SCALE[table] if metres is None else metres)).astype(np.float32)
     smpl_names = tuple(mapping[names[i]] for i in keep)
+    info = info or TrialInfo()
+    fps = info.fps or fps  # the index's true rate, then any matching override (the last one wins)
     for pat, val in overrides.items():
         if fnmatch.fnmatch(trial, pat):
             fps = val
-    if info is not None and info.fps and not any(fnmatch.fnmatch(trial, p) for p in overrides):
-        fps = info.fps
-    drop = info.tpose_frames if info is not None and info.tpose_frames is not None else tpose_prefix(joints, smpl_names)
+    drop = info.tpose_frames if info.tpose_frames is not None else tpose_prefix(joints, smpl_names)
     if drop >= len(joints):
         raise Key2MeshError(f"{member}: no frames left after dropping {drop} T-pose frame(s)")
-    subject = (info.subject if info is not None and info.subject else None) or _subject_from_name(trial)
+    subject = info.subject or _subject_from_name(trial)
     return MotionClip(name=trial, source=source, fps=float(fps), joints=joints[drop:], joint_names=smpl_names,
                       subject=subject).validate()
 
