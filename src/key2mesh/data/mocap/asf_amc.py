@@ -591,12 +591,19 @@ def read_asf_amc(
     ``fps`` is 120 (CMU's capture rate) unless a ``:samples-per-second N`` line (or
     ``:frame-rate``/``:fps``) in the AMC header or the ASF says otherwise.
     """
-    asf_text, amc_text = _read_text(asf_path), _read_text(amc_path)
-    skeleton = parse_asf(asf_text, source=str(asf_path))
-    motion = parse_amc(amc_text, skeleton, source=str(amc_path))
+    return asf_amc_from_text(_read_text(asf_path), _read_text(amc_path), str(asf_path), str(amc_path))
+
+
+def asf_amc_from_text(
+    asf_text: str, amc_text: str, asf_source: str = "<asf>", amc_source: str = "<amc>"
+) -> tuple[np.ndarray, tuple[str, ...], float]:
+    """:func:`read_asf_amc` on already-read texts (e.g. members of an archive); the sources name
+    the files in errors."""
+    skeleton = parse_asf(asf_text, source=asf_source)
+    motion = parse_amc(amc_text, skeleton, source=amc_source)
     try:
         positions, names = asf_amc_joint_positions(skeleton, motion)
     except Key2MeshError as exc:
-        raise Key2MeshError(f"{amc_path}: {exc}") from None
+        raise Key2MeshError(f"{amc_source}: {exc}") from None
     fps = _declared_fps(amc_text) or _declared_fps(asf_text) or DEFAULT_FPS
     return positions, names, fps

@@ -282,13 +282,7 @@ def load_asf_amc_files(paths: list[str | Path], index: str | Path | None = None,
     """Every ``.amc`` in ``paths`` with its subject's ``.asf`` (same folder: ``<subject>.asf``, or
     the only ``.asf`` there) → joint clips (metres, SMPL names). CMU's rate is 120 fps unless
     the AMC (or ASF) states one (``:samples-per-second N``)."""
-    from key2mesh.data.mocap.asf_amc import (
-        DEFAULT_FPS,
-        _declared_fps,
-        asf_amc_joint_positions,
-        parse_amc,
-        parse_asf,
-    )
+    from key2mesh.data.mocap.asf_amc import asf_amc_from_text
 
     paths = [Path(p) for p in paths]
     info, overrides = _trial_facts(paths, index, fps_override)
@@ -309,10 +303,7 @@ def load_asf_amc_files(paths: list[str | Path], index: str | Path | None = None,
                 continue
             try:
                 asf_text, amc_text = (files[m].decode("utf-8", errors="replace") for m in (asf, member))
-                skel = parse_asf(asf_text, asf)
-                motion = parse_amc(amc_text, skel, member)
-                pos, names = asf_amc_joint_positions(skel, motion)
-                fps = _declared_fps(amc_text) or _declared_fps(asf_text) or DEFAULT_FPS  # as read_asf_amc
+                pos, names, fps = asf_amc_from_text(asf_text, amc_text, asf, member)
                 report.clips.append(_to_clip(pos, names, fps, trial, source, member, info.get(trial), overrides, 1.0))
             except Key2MeshError as exc:
                 report.skip(member, str(exc))
