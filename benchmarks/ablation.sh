@@ -14,6 +14,7 @@
 # (re-projection error on the target detections).
 # DATA_FREE / DATA_ALL: two checkpoints trained with the same recipe on free MoCap only and on free +
 # CMU (scripts/train_default.sh with CACHE=...); their rows give the data-scale effect.
+# The last line is machine-readable: RESULT pretrained_pose2sim_pa_mpjpe=... full_vs_pretrained_pose2sim_pa_ratio=...
 #
 #   bash benchmarks/ablation.sh        (SOURCE, STEPS, CACHE, BENCH, OUT, DATA_FREE, DATA_ALL overridable)
 set -euo pipefail
@@ -78,4 +79,11 @@ if data_free and data_all:
 text = "\n".join(lines)
 print(text)
 Path("benchmarks/results/ablation.md").write_text(text + "\n")
+result = {f"{short}_{d}_pa_mpjpe": res(name, d)["pa_mpjpe"] for short, name in
+          (("pretrained", "pretrained"), ("l2d", "pose2sim_2d"), ("wd", "pose2sim_2d+wd"), ("full", "pose2sim_2d+wd+reg"))
+          for d in domains}
+result["full_vs_pretrained_pose2sim_pa_ratio"] = result["full_pose2sim_pa_mpjpe"] / result["pretrained_pose2sim_pa_mpjpe"]
+if data_free and data_all:
+    result.update({f"data_{k}_{d}_pa_mpjpe": res(f"data_{k}", d)["pa_mpjpe"] for k in ("free", "all") for d in domains})
+print("RESULT " + " ".join(f"{k}={v:.3f}" if "ratio" in k else f"{k}={v:.1f}" for k, v in result.items()))
 PY
