@@ -45,13 +45,14 @@ def _mocap_inputs(model, a):
 
 def _pose2sim_inputs(model, a):
     """The same for the real pose2sim views (detections converted to the model's keypoint set)."""
-    from key2mesh.eval.benchmarks import ground_truth, load_benchmark, score_parameters
+    from key2mesh.data.datasets import load_benchmark
+    from key2mesh.eval.benchmarks import ground_truth, score_parameters
     from key2mesh.eval.metrics import PROTOCOLS
     from key2mesh.keypoints.convert import convert_keypoints
 
     if not Path(a.pose2sim).is_file():
-        from key2mesh.eval.datasets import save_benchmark
-        from key2mesh.eval.multiview import pose2sim_benchmark
+        from key2mesh.data.benchmark import save_benchmark
+        from key2mesh.data.multiview import pose2sim_benchmark
 
         save_benchmark(pose2sim_benchmark()[0], a.pose2sim)
     bench = load_benchmark(a.pose2sim)
@@ -84,7 +85,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/compare.md")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    from key2mesh.eval.fit import fit_to_keypoints
+    from key2mesh.fitting.smplify import fit_to_keypoints
     from key2mesh.inference.predictor import Key2Mesh
 
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False)

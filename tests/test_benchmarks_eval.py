@@ -56,7 +56,7 @@ class _StubModel:
 
 @pytest.fixture(scope="module")
 def smpl_dir(tmp_path_factory):
-    from key2mesh.body.synthetic_smpl import write_synthetic_smpl
+    from helpers.synthetic_smpl import write_synthetic_smpl
 
     d = tmp_path_factory.mktemp("smpl")
     write_synthetic_smpl(d / "SMPL_NEUTRAL.pkl")

@@ -1,6 +1,6 @@
 """Both body backends (anny, SMPL) behind the BodyModel interface.
 
-SMPL is exercised with the synthetic SMPL-format file of :mod:`key2mesh.body.synthetic_smpl`
+SMPL is exercised with the synthetic SMPL-format file of :mod:`helpers.synthetic_smpl`
 (not SMPL's geometry, but SMPL's file format, loaded through smplx's real code).
 """
 
@@ -16,9 +16,9 @@ import pytest
 import roma
 import torch
 
+from helpers.synthetic_smpl import synthetic_smpl_data, write_synthetic_smpl
 from key2mesh.body import body_model_from_config, load_body_model
 from key2mesh.body.smpl_backend import SMPLBody, find_smpl_files, load_smpl_data
-from key2mesh.body.synthetic_smpl import synthetic_smpl_data, write_synthetic_smpl
 from key2mesh.errors import Key2MeshError
 
 L_HIP, L_KNEE, L_ANKLE, R_KNEE, R_ANKLE = 1, 4, 7, 5, 8

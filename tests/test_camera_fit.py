@@ -121,7 +121,7 @@ QCA = """<?xml version='1.0' encoding='ASCII'?>
 
 
 def test_read_qca_calibration(tmp_path):
-    from key2mesh.inference.demo_inputs import read_qca_calibration
+    from key2mesh.data.demo_inputs import read_qca_calibration
 
     path = tmp_path / "calib.qca.txt"
     # cam01 principal point (600, 400) inside its video window that starts at (100, 300)
@@ -148,7 +148,7 @@ def test_read_qca_calibration(tmp_path):
 
 
 def test_read_qca_errors(tmp_path):
-    from key2mesh.inference.demo_inputs import read_qca_calibration
+    from key2mesh.data.demo_inputs import read_qca_calibration
 
     with pytest.raises(Key2MeshError, match="no such"):
         read_qca_calibration(tmp_path / "none.qca.txt")
@@ -163,7 +163,7 @@ def test_read_qca_errors(tmp_path):
 
 
 def test_pose2sim_demo_calibration_is_consistent():
-    from key2mesh.inference.demo_inputs import demo_available, pose2sim_calibration
+    from key2mesh.data.demo_inputs import demo_available, pose2sim_calibration
 
     if not demo_available("pose2sim-cam01"):
         pytest.skip("pose2sim wheel not cached (needs a download)")

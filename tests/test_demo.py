@@ -11,10 +11,10 @@ pytestmark = [pytest.mark.slow,
 
 
 def test_demo_overlay_on_real_frame(tmp_path):
+    from key2mesh.data.demo_inputs import demo_frame
     from key2mesh.inference.demo import run_demo
-    from key2mesh.inference.demo_inputs import demo_frame
     from key2mesh.inference.predictor import Key2Mesh
-    from key2mesh.inference.video import read_image
+    from key2mesh.media.video import read_image
 
     frame = demo_frame("pose2sim-cam01", 30)
     model = Key2Mesh.from_pretrained("anny-body25", device="cpu")

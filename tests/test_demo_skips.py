@@ -61,7 +61,7 @@ def detector(monkeypatch):
         def __exit__(self, *exc):
             return None
 
-    monkeypatch.setattr("key2mesh.inference.detect.PoseDetector", StandIn)
+    monkeypatch.setattr("key2mesh.media.detect.PoseDetector", StandIn)
     return StandIn
 
 

@@ -10,14 +10,14 @@ import pytest
 pytest.importorskip("mediapipe")
 
 from key2mesh.errors import Key2MeshError  # noqa: E402
-from key2mesh.inference import detect  # noqa: E402
 from key2mesh.keypoints.convert import convert_keypoints  # noqa: E402
 from key2mesh.keypoints.sets import keypoint_names  # noqa: E402
+from key2mesh.media import detect  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def demo_image():
-    from key2mesh.inference.demo_inputs import demo_available, demo_frame
+    from key2mesh.data.demo_inputs import demo_available, demo_frame
 
     if not demo_available("pose2sim-cam01"):
         pytest.skip("pose2sim wheel not cached (needs a download)")

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from key2mesh.errors import Key2MeshError
-from key2mesh.eval.datasets import (
+from key2mesh.data.datasets import (
     J24_TO_H36M17,
     J24_TO_LSP14,
     BenchmarkSet,
     load_3dpw,
     load_h36m_p2,
 )
+from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.rotations import axis_angle_to_matrix
 from key2mesh.keypoints.sets import H36M17, H36M_TO_EVAL14
 

@@ -1,4 +1,4 @@
-"""SMPLify-style optimisation baseline (key2mesh.eval.fit) on the low-res anny body."""
+"""SMPLify-style optimisation baseline (key2mesh.fitting.smplify) on the low-res anny body."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from key2mesh.errors import Key2MeshError
-from key2mesh.eval.fit import (
+from key2mesh.fitting.smplify import (
     HINGE_JOINTS,
     FitResult,
     FitWeights,

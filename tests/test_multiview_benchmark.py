@@ -1,4 +1,4 @@
-"""The multi-view benchmark (key2mesh.eval.multiview), its file format and keypoint-GT scoring.
+"""The multi-view benchmark (key2mesh.data.multiview), its file format and keypoint-GT scoring.
 
 Everything is synthetic: a rigid 33-point "person" moving in front of 4 calibrated pinhole
 cameras; the real Pose2Sim videos are never read.
@@ -13,23 +13,23 @@ import numpy as np
 import pytest
 import torch
 
-from key2mesh.errors import Key2MeshError
-from key2mesh.eval.benchmarks import (
-    ground_truth,
-    load_benchmark,
-    model_to_camera_frame,
-    score_parameters,
-)
-from key2mesh.eval.datasets import BenchmarkSet, load_benchmark_file, save_benchmark
-from key2mesh.eval.metrics import EVAL12_NAMES, PROTOCOLS, Protocol, per_sample_metrics
-from key2mesh.eval.multiview import (
+from key2mesh.data.benchmark import BenchmarkSet, load_benchmark_file, save_benchmark
+from key2mesh.data.datasets import load_benchmark
+from key2mesh.data.demo_inputs import MultiCameraCalibration
+from key2mesh.data.multiview import (
     MultiViewDetections,
     _shifted,
     build_multiview_benchmark,
     estimate_frame_offsets,
     limb_length_variation,
 )
-from key2mesh.inference.demo_inputs import MultiCameraCalibration
+from key2mesh.errors import Key2MeshError
+from key2mesh.eval.benchmarks import (
+    ground_truth,
+    model_to_camera_frame,
+    score_parameters,
+)
+from key2mesh.eval.metrics import EVAL12_NAMES, PROTOCOLS, Protocol, per_sample_metrics
 from key2mesh.keypoints.io import read_detections
 from key2mesh.keypoints.sets import COCO17
 from test_triangulate import look_at

@@ -19,7 +19,7 @@ def test_pose2sim_benchmark_end_to_end(tmp_path, capsys):
     assert main(["data", "pose2sim", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "samples (camera × frame)" in printed and "frame offsets vs camera 1" in printed
-    from key2mesh.eval.datasets import load_benchmark_file
+    from key2mesh.data.benchmark import load_benchmark_file
 
     bench = load_benchmark_file(out)
     assert len(bench) >= 360 and bench.joints3d_set == "coco17" and bench.keypoint_set == "mediapipe33"

@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from key2mesh.data.benchmark import BenchmarkSet, load_benchmark_file, save_benchmark
 from key2mesh.data.cache import PoseBank
 from key2mesh.data.mocap.asf_amc import asf_amc_joint_positions, parse_amc, parse_asf, read_asf_amc
 from key2mesh.data.mocap.bvh import forward_kinematics, read_bvh
 from key2mesh.errors import Key2MeshError
-from key2mesh.eval.datasets import BenchmarkSet, load_benchmark_file, save_benchmark
 from key2mesh.keypoints.io import Detections, read_detections
 from key2mesh.keypoints.sets import num_keypoints
 

@@ -160,7 +160,7 @@ def test_draw_keypoints_marks_points_and_skips_low_confidence():
 
 # ------------------------------------------------------------------------------ image / video IO
 def test_image_and_folder_io(tmp_path):
-    from key2mesh.inference.video import (
+    from key2mesh.media.video import (
         VideoWriter,
         read_frame,
         read_frames,
@@ -193,7 +193,7 @@ def test_image_and_folder_io(tmp_path):
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
 def test_video_round_trip(tmp_path, suffix):
     pytest.importorskip("cv2")
-    from key2mesh.inference.video import read_frames, source_info, write_video
+    from key2mesh.media.video import read_frames, source_info, write_video
 
     colors = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (120, 120, 120)]
     frames = [np.tile(np.array(c, np.uint8), (48, 64, 1)) for c in colors]
@@ -210,7 +210,7 @@ def test_video_round_trip(tmp_path, suffix):
 
 def test_unreadable_video_raises(tmp_path):
     pytest.importorskip("cv2")
-    from key2mesh.inference.video import VideoWriter, read_frames
+    from key2mesh.media.video import VideoWriter, read_frames
 
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 100)

@@ -168,8 +168,8 @@ def test_cli_unwritable_out_is_one_line(tmp_path, capsys, command):
 
 def test_writers_leave_no_temp_files(tmp_path):
     from key2mesh.inference.meshes import write_mesh
-    from key2mesh.inference.video import write_image
     from key2mesh.keypoints.io import Detections, read_numpy, write_npz
+    from key2mesh.media.video import write_image
     from key2mesh.safe_paths import atomic_write_text
 
     v = np.random.default_rng(0).normal(size=(4, 3))
@@ -192,7 +192,7 @@ def test_writers_leave_no_temp_files(tmp_path):
 
 def test_video_writer_discards_interrupted_video(tmp_path):
     pytest.importorskip("cv2")
-    from key2mesh.inference.video import VideoWriter, source_info
+    from key2mesh.media.video import VideoWriter, source_info
 
     frame = np.zeros((32, 48, 3), np.uint8)
     with VideoWriter(tmp_path / "ok.mp4", fps=10) as w:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from key2mesh.body.synthetic_smpl import synthetic_smpl_data
+from helpers.synthetic_smpl import synthetic_smpl_data
 from key2mesh.errors import Key2MeshError
 
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,6 +24,7 @@ from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.convert import conversion_matrix
 from key2mesh.keypoints.sets import COCO23, SMPL24
+from key2mesh.paths import key2mesh_cache_dir
 
 TRAIN_RIG = "anny-notoes-nohands-noeyes"
 TRAIN_TOPOLOGY = "notoes_collapse10pc"
@@ -41,11 +40,6 @@ def _frame_change(dtype=torch.float64) -> torch.Tensor:
     """C = Rx(+90°): SMPL (y-up) coordinates → anny (z-up) coordinates."""
     c, s = math.cos(math.pi / 2), math.sin(math.pi / 2)
     return torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], dtype=dtype).round(decimals=12)
-
-
-def key2mesh_cache_dir() -> Path:
-    """Cache root of key2mesh (``KEY2MESH_CACHE_DIR``, default ``~/.cache/key2mesh``)."""
-    return Path(os.environ.get("KEY2MESH_CACHE_DIR", Path.home() / ".cache" / "key2mesh"))
 
 
 def _quiet_warp() -> None:

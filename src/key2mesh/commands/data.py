@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pose2sim(args: argparse.Namespace) -> int:
-    from key2mesh.eval.datasets import save_benchmark
-    from key2mesh.eval.multiview import pose2sim_benchmark
+    from key2mesh.data.benchmark import save_benchmark
+    from key2mesh.data.multiview import pose2sim_benchmark
 
     offsets = [int(x) for x in args.offsets.split(",")] if args.offsets else None
     bench, report = pose2sim_benchmark(offsets=offsets, max_offset=args.max_offset, max_error=args.max_error,

@@ -41,11 +41,11 @@ def _range(spec: str | None) -> tuple[int, int | None, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from key2mesh.data.demo_inputs import DEMO_VIDEOS, demo_video
     from key2mesh.errors import Key2MeshError
     from key2mesh.inference.demo import run_demo
-    from key2mesh.inference.demo_inputs import DEMO_VIDEOS, demo_video
     from key2mesh.inference.predictor import Key2Mesh
-    from key2mesh.inference.video import iter_frames, source_info
+    from key2mesh.media.video import iter_frames, source_info
 
     start, stop, step = _range(args.frames)
     src = Path(demo_video(args.input)) if args.input in DEMO_VIDEOS else Path(args.input)

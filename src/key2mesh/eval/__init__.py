@@ -1,7 +1,7 @@
-"""Evaluation: metrics (MPJPE, PA-MPJPE, PVE under explicit protocols) and readers of the
-user-supplied benchmark datasets (3DPW, Human3.6M Protocol 2)."""
+"""Evaluation: scoring only. Metrics (MPJPE, PA-MPJPE, PVE under explicit protocols) and the
+scoring of predictions against a benchmark's ground truth; the datasets themselves are built and
+read in :mod:`key2mesh.data` (``data.benchmark``, ``data.datasets``)."""
 
-from key2mesh.eval.datasets import BenchmarkSet, load_3dpw, load_h36m_p2
 from key2mesh.eval.metrics import (
     EVAL14,
     PROTOCOLS,
@@ -18,9 +18,6 @@ from key2mesh.eval.metrics import (
 )
 
 __all__ = [
-    "BenchmarkSet",
-    "load_3dpw",
-    "load_h36m_p2",
     "EVAL14",
     "PROTOCOLS",
     "Protocol",

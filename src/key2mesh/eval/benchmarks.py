@@ -63,18 +63,6 @@ def _gt_smpl(bench, protocol: Protocol, smpl_dir: str | None, device, h36m_regre
     return joints, verts, body
 
 
-def load_benchmark(dataset: str, path: str | None = None, split: str = "test", detections: str | None = None):
-    """``3dpw`` / ``h36m-p2`` from ``path`` (licensed, user-supplied) or a key2mesh benchmark file
-    (``dataset`` is then the ``.npz`` path, e.g. from ``key2mesh data pose2sim``)."""
-    from key2mesh.eval.datasets import load_3dpw, load_benchmark_file, load_h36m_p2
-
-    if dataset in ("3dpw", "h36m-p2"):
-        if not path:
-            raise Key2MeshError(f"--dataset {dataset} needs --path (the dataset is licensed and user-supplied)")
-        return load_3dpw(path, split) if dataset == "3dpw" else load_h36m_p2(path, detections)
-    return load_benchmark_file(path or dataset)
-
-
 def ground_truth(bench, protocol: Protocol, smpl_dir: str | None = None, device="cpu",
                  h36m_regressor: str | None = None):
     """(joints (N,J,3), their set, vertices (N,V,3) or None) of ``bench`` in the camera frame.
@@ -137,6 +125,8 @@ def evaluate_benchmark(model, dataset: str, path: str | None, protocol: Protocol
 
     ``h36m_regressor``: SPIN's ``J_regressor_h36m.npy`` for the SMPL ground truth's H36M-17 joints
     (default: key2mesh's name-derived regressor)."""
+    from key2mesh.data.datasets import load_benchmark
+
     bench = load_benchmark(dataset, path, split, detections)
     gj, gset, gv = ground_truth(bench, protocol, smpl_dir, model.device, h36m_regressor)
     pred = model.predict(bench.keypoints2d, bench.confidence, keypoint_set=bench.keypoint_set, mesh=False)

@@ -2,7 +2,7 @@
 
 Cameras follow OpenCV's conventions (``X_cam = R X + t``, pixels ``u = K · distort(x / z)``) with
 the Brown–Conrady distortion ``(k1, k2, p1, p2)``; see
-:class:`key2mesh.inference.demo_inputs.MultiCameraCalibration`. Everything is vectorised over
+:class:`key2mesh.data.demo_inputs.MultiCameraCalibration`. Everything is vectorised over
 points and cameras (NumPy, float64).
 
 Robust triangulation (:func:`triangulate_robust`) tries every subset of at least ``min_views``

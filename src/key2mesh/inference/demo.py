@@ -57,8 +57,8 @@ def compose_panel(image: np.ndarray, keypoints: np.ndarray | None, conf: np.ndar
 def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30.0, smooth: bool = False,
              names: list[str] | None = None) -> DemoReport:
     """Process an iterable of RGB frames; writes ``out`` (an .mp4 for videos, PNGs otherwise)."""
-    from key2mesh.inference.detect import PoseDetector
-    from key2mesh.inference.video import VideoWriter, write_image
+    from key2mesh.media.detect import PoseDetector
+    from key2mesh.media.video import VideoWriter, write_image
     from key2mesh.safe_paths import unique_names
 
     report = DemoReport()

@@ -283,7 +283,7 @@ def _score_keypoint_labels(body, extractor, net_pt, validation: TargetSet) -> di
 def benchmark_target(path: str, checkpoint: dict, min_keypoints: int = 6) -> TargetSet:
     """A key2mesh benchmark file (e.g. ``key2mesh data pose2sim``) as a labelled validation set:
     its detections (converted to the model's keypoint set) in, its 3D keypoints as labels."""
-    from key2mesh.eval.datasets import load_benchmark_file
+    from key2mesh.data.benchmark import load_benchmark_file
 
     bench = load_benchmark_file(path)
     if bench.joints3d is None or bench.joints3d_set in (None, "smpl24"):

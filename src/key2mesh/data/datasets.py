@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import pickle
 import re
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from key2mesh.data.benchmark import (
+    BenchmarkSet,
+    clean_keypoints,
+    gender_name,
+    load_benchmark_file,
+    load_npz,
+    require_key,
+)
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.rotations import axis_angle_to_matrix
-from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 
 SPLITS_3DPW = ("train", "validation", "test")
 H36M_P2_SUBJECTS = ("S9", "S11")
@@ -44,88 +50,7 @@ LSP14 = (
     "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
     "neck", "head_top",
 )  # fmt: skip
-_GENDER_NAMES = {"m": "male", "male": "male", "f": "female", "female": "female", "n": "neutral", "neutral": "neutral"}
 _H36M_NAME = re.compile(r"(S\d+)_.*\.(\d+)_\d+(?:\.\w+)?$")
-
-
-@dataclass
-class BenchmarkSet:
-    """N evaluation samples: 2D detections in, SMPL ground truth out.
-
-    keypoints2d: (N,K,2) float32 pixels; confidence: (N,K) float32 (0 = missing), K points of
-    ``keypoint_set``. pose: (N,24,3,3) SMPL rotations (each relative to its parent; the global
-    orientation is in the camera frame) or None when the file has none; betas: (N,10) or None;
-    genders: N of ``"male"``/``"female"``/``"neutral"``. joints3d: optional (N,J,3) metres in the
-    camera frame, ``joints3d_set`` names their order (``"h36m17"``: H36M-17 joints from SPIN's
-    ``S``, root-centred; ``"smpl24"``: SMPL joints). intrinsics: optional (N,3,3) pixels.
-    dropped: detections removed for too few keypoints (``drop_reason`` says why); excluded:
-    samples left out by the protocol (invalid camera pose, other subjects/cameras), by reason.
-    """
-
-    name: str
-    keypoints2d: torch.Tensor
-    confidence: torch.Tensor
-    keypoint_set: str
-    pose: torch.Tensor | None
-    betas: torch.Tensor | None
-    genders: list[str]
-    image_names: list[str]
-    joints3d: torch.Tensor | None = None
-    joints3d_set: str | None = None
-    intrinsics: torch.Tensor | None = None
-    dropped: int = 0
-    drop_reason: str = ""
-    excluded: dict[str, int] = field(default_factory=dict)
-    source: str = "<memory>"
-
-    def __post_init__(self) -> None:
-        self.keypoint_set = canonical_set_name(self.keypoint_set)
-        n, k = len(self.keypoints2d), num_keypoints(self.keypoint_set)
-        joints = self.joints3d
-        expected = {
-            "keypoints2d": (self.keypoints2d, (n, k, 2)),
-            "confidence": (self.confidence, (n, k)),
-            "pose": (self.pose, (n, 24, 3, 3)),
-            "betas": (self.betas, (n, 10)),
-            "joints3d": (joints, (n, joints.shape[1] if joints is not None and joints.ndim == 3 else -1, 3)),
-            "intrinsics": (self.intrinsics, (n, 3, 3)),
-        }
-        for key, (value, shape) in expected.items():
-            if value is not None and tuple(value.shape) != shape:
-                raise Key2MeshError(f"{self.source}: {key} must be {shape}, got {tuple(value.shape)}")
-        if self.pose is None and self.joints3d is None:
-            raise Key2MeshError(f"{self.source}: a benchmark needs ground-truth poses or 3D joints")
-        for key, values in (("genders", self.genders), ("image_names", self.image_names)):
-            if len(values) != n:
-                raise Key2MeshError(f"{self.source}: {len(values)} {key} for {n} samples")
-
-    def __len__(self) -> int:
-        return int(self.keypoints2d.shape[0])
-
-    def subset(self, index: torch.Tensor | np.ndarray | list[int] | slice) -> BenchmarkSet:
-        """The samples at ``index`` (indices, boolean mask or slice); counters are kept."""
-        if isinstance(index, slice):
-            idx = torch.arange(len(self))[index]
-        else:
-            idx = torch.as_tensor(np.asarray(index))
-            idx = idx.nonzero().flatten() if idx.dtype == torch.bool else idx.long()
-        pick = idx.tolist()
-
-        def sel(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t[idx]
-
-        return replace(self, keypoints2d=self.keypoints2d[idx], confidence=self.confidence[idx],
-                       pose=sel(self.pose), betas=sel(self.betas), joints3d=sel(self.joints3d),
-                       intrinsics=sel(self.intrinsics), genders=[self.genders[i] for i in pick],
-                       image_names=[self.image_names[i] for i in pick], excluded=dict(self.excluded))
-
-    def summary(self) -> str:
-        """One line: name, kept samples, dropped detections and protocol exclusions."""
-        parts = [f"{self.name}: {len(self)} samples", f"{self.dropped} dropped"]
-        if self.dropped and self.drop_reason:
-            parts[-1] += f" ({self.drop_reason})"
-        parts += [f"{v} excluded ({k})" for k, v in self.excluded.items() if v]
-        return ", ".join(parts)
 
 
 # -------------------------------------------------------------------------------------- helpers
@@ -136,24 +61,8 @@ def sparse_detections(confidence: np.ndarray, min_keypoints: int = 6, threshold:
     return (np.nan_to_num(confidence, nan=0.0) > threshold).sum(-1) < min_keypoints
 
 
-def _clean(xy: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Missing points (confidence <= 0 or non-finite, or non-finite position) → (0, 0) with confidence 0."""
-    xy, conf = np.array(xy, dtype=np.float64), np.nan_to_num(np.asarray(conf, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    missing = (conf <= 0) | ~np.isfinite(xy).all(-1)
-    xy[missing], conf[missing] = 0.0, 0.0
-    return xy, conf
-
-
 def _drop_reason(count: int, min_keypoints: int, threshold: float) -> str:
     return f"{count} detections with fewer than {min_keypoints} keypoints of confidence > {threshold:g}"
-
-
-def _gender(path: Path, value: Any) -> str:
-    text = value.decode() if isinstance(value, bytes) else str(value)
-    key = text.strip().lower()
-    if key not in _GENDER_NAMES:
-        raise Key2MeshError(f"{path}: unknown gender {text!r} (expected 'm'/'f' or male/female/neutral)")
-    return _GENDER_NAMES[key]
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -185,13 +94,6 @@ def _load_pickle(path: Path) -> dict:
     if not isinstance(data, dict):
         raise Key2MeshError(f"{path}: expected a dict of 3DPW sequence data, got {type(data).__name__}")
     return data
-
-
-def _require(path: Path, data: Any, key: str) -> Any:
-    if key not in data:
-        found = ", ".join(sorted(map(str, data))) or "nothing"
-        raise Key2MeshError(f"{path}: missing key {key!r} (found: {found})")
-    return data[key]
 
 
 def _array(path: Path, value: Any, key: str, shape: tuple[int | None, ...]) -> np.ndarray:
@@ -242,14 +144,14 @@ def _3dpw_files(path: Path, split: str) -> tuple[list[Path], str]:
 def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
     """One 3DPW sequence → per-detection arrays of its camera-valid frames (all persons)."""
     data = _load_pickle(path)
-    seq = str(_require(path, data, "sequence"))
-    poses = _require(path, data, "poses")
+    seq = str(require_key(path, data, "sequence"))
+    poses = require_key(path, data, "poses")
     persons = len(poses)
-    per_person = {k: _require(path, data, k) for k in ("genders", "betas", "campose_valid", "poses2d")}
+    per_person = {k: require_key(path, data, k) for k in ("genders", "betas", "campose_valid", "poses2d")}
     for key, values in per_person.items():
         if len(values) != persons:
             raise Key2MeshError(f"{path}: {key!r} has {len(values)} entries for {persons} persons in 'poses'")
-    cam = _array(path, _require(path, data, "cam_poses"), "cam_poses", (None, 4, 4))
+    cam = _array(path, require_key(path, data, "cam_poses"), "cam_poses", (None, 4, 4))
     frames = cam.shape[0]
     frame_ids = np.arange(frames)
     if "img_frame_ids" in data:
@@ -283,7 +185,7 @@ def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
         out["rot"].append(rot)
         out["kp"].append(kp[valid])
         out["betas"].append(np.broadcast_to(betas[:10], (n, 10)))
-        out["genders"] += [_gender(path, per_person["genders"][p])] * n
+        out["genders"] += [gender_name(path, per_person["genders"][p])] * n
         out["names"] += [f"imageFiles/{seq}/image_{i:05d}.jpg" for i in frame_ids[valid]]
         if joints is not None:
             j = _array(path, joints[p], f"jointPositions[{p}]", (frames, 72)).reshape(frames, 24, 3)[valid]
@@ -315,7 +217,7 @@ def load_3dpw(path_or_dir: str | Path, split: str = "test", min_keypoints: int =
     files, split = _3dpw_files(Path(path_or_dir), split)
     seqs = [_read_3dpw_sequence(f) for f in files]
     kp = np.concatenate([s["kp"] for s in seqs])  # (N,18,3) x, y, confidence
-    xy, conf = _clean(kp[..., :2], kp[..., 2])
+    xy, conf = clean_keypoints(kp[..., :2], kp[..., 2])
     joints = [s["joints"] for s in seqs]
     intr = [s["intr"] for s in seqs]
     sparse = sparse_detections(conf, min_keypoints, threshold)
@@ -350,20 +252,6 @@ def load_3dpw(path_or_dir: str | Path, split: str = "test", min_keypoints: int =
 
 
 # ---------------------------------------------------------------------------------------- H3.6M
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise Key2MeshError(f"{path}: no such file (expected a SPIN-style Human3.6M .npz)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise Key2MeshError(f"{path}: expected an .npz archive of arrays, got a single array")
-            return {k: z[k] for k in z.files}
-    except Key2MeshError:
-        raise
-    except Exception as e:  # noqa: BLE001 - zip/pickle/format errors all mean a bad file
-        raise Key2MeshError(f"{path}: not a readable .npz ({e.__class__.__name__}: {e})") from None
 
 
 def _parse_h36m_names(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -436,8 +324,8 @@ def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keyp
     ``threshold``. ``center``/``scale``/``part`` are not used.
     """
     path = Path(npz)
-    data = _load_npz(path)
-    names = [str(n) for n in np.asarray(_require(path, data, "imgname")).reshape(-1)]
+    data = load_npz(path)
+    names = [str(n) for n in np.asarray(require_key(path, data, "imgname")).reshape(-1)]
     n = len(names)
     subj, cams = _parse_h36m_names(path, names)
     rows = np.nonzero(np.isin(subj, list(subjects)) & (cams == str(camera)))[0]
@@ -445,8 +333,8 @@ def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keyp
         raise Key2MeshError(f"{path}: no image of subjects {', '.join(subjects)} from camera {camera}")
     pose = betas = joints = None
     if "pose" in data or "shape" in data:
-        aa = _array(path, _require(path, data, "pose"), "pose", (n, 72))
-        betas = _array(path, _require(path, data, "shape"), "shape", (n, None))[:, :10]
+        aa = _array(path, require_key(path, data, "pose"), "pose", (n, 72))
+        betas = _array(path, require_key(path, data, "shape"), "shape", (n, None))[:, :10]
         if betas.shape[1] < 10:
             raise Key2MeshError(f"{path}: 'shape' must have at least 10 betas, got {betas.shape[1]}")
         pose, betas = _rotmats(aa[rows]).float(), torch.from_numpy(betas[rows]).float()
@@ -465,10 +353,10 @@ def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keyp
         op = _array(path, data["openpose"], "openpose", (n, 25, 3))[rows]
         kp, conf, kset = op[..., :2], op[..., 2], "openpose_body25"
     if "gender" in data:
-        genders = [_gender(path, g) for g in np.asarray(data["gender"]).reshape(-1)[rows]]
+        genders = [gender_name(path, g) for g in np.asarray(data["gender"]).reshape(-1)[rows]]
     else:
         genders = [H36M_GENDERS.get(s, "neutral") for s in subj[rows]]
-    kp, conf = _clean(kp, conf)
+    kp, conf = clean_keypoints(kp, conf)
     sparse = sparse_detections(conf, min_keypoints, threshold)
     keep = torch.from_numpy(~sparse)
     keep_list = keep.tolist()
@@ -490,125 +378,14 @@ def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keyp
     )
 
 
-# ------------------------------------------------------------------------- key2mesh benchmark file
-
-def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
-    """Write ``bench`` as a key2mesh benchmark ``.npz`` (read back by :func:`load_benchmark_file`).
-
-    Keys: ``keypoints`` (N,K,2) pixels, ``confidence`` (N,K), ``keypoint_set``, ``frame_names``
-    (N,) — so the file is also a detections file for ``key2mesh adapt --target`` — plus the
-    ground truth ``joints3d`` (N,J,3) metres in the camera frame with ``joints3d_set`` (a keypoint
-    set name, e.g. ``coco17``, or ``h36m17``), optional ``pose`` (N,24,3,3) / ``betas`` (N,10) /
-    ``genders``, ``intrinsics`` (N,3,3), and the ``name``, ``dropped`` and ``excluded`` counters.
-    """
-    import json
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, Any] = {
-        "keypoints": bench.keypoints2d.numpy(), "confidence": bench.confidence.numpy(),
-        "keypoint_set": np.array(bench.keypoint_set), "frame_names": np.array(bench.image_names),
-        "genders": np.array(bench.genders), "name": np.array(bench.name), "dropped": np.array(bench.dropped),
-        "drop_reason": np.array(bench.drop_reason), "excluded": np.array(json.dumps(bench.excluded)),
-    }
-    for key in ("joints3d", "pose", "betas", "intrinsics"):
-        value = getattr(bench, key)
-        if value is not None:
-            arrays[key] = value.numpy()
-    if bench.joints3d_set:
-        arrays["joints3d_set"] = np.array(bench.joints3d_set)
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
-    return path
+# ------------------------------------------------------------------------------- any benchmark
 
 
-def load_benchmark_file(path: str | Path) -> BenchmarkSet:
-    """A key2mesh benchmark ``.npz`` (see :func:`save_benchmark`), e.g. from ``key2mesh data pose2sim``.
-
-    Every entry is checked: numbers where numbers belong, finite ground truth, joint counts that
-    match ``joints3d_set``; missing or non-finite 2D keypoints become confidence 0."""
-    import json
-
-    path = Path(path)
-    if not path.is_file():
-        raise Key2MeshError(f"{path}: no such benchmark file (expected a .npz from `key2mesh data pose2sim`)")
-    data = _load_npz(path)
-    for key in ("keypoints", "confidence", "keypoint_set"):
-        _require(path, data, key)
-    if "joints3d" not in data and "pose" not in data:
-        raise Key2MeshError(f"{path}: missing key 'joints3d' (or 'pose'): no ground truth to evaluate against")
-    if "joints3d" in data and "joints3d_set" not in data:
-        raise Key2MeshError(f"{path}: 'joints3d' needs 'joints3d_set' naming its joint order")
-
-    def text(key: str, default: str | None = None) -> str | None:
-        if key not in data:
-            return default
-        value = data[key]
-        if value.ndim != 0 or value.dtype.kind != "U":
-            raise Key2MeshError(f"{path}: {key!r} must be one text value, got {value.shape} {value.dtype}")
-        return str(value)
-
-    def numbers(key: str) -> np.ndarray | None:
-        if key not in data:
-            return None
-        value = data[key]
-        if value.dtype.kind not in "iuf":
-            raise Key2MeshError(f"{path}: {key!r} must hold real numbers, got dtype {value.dtype}")
-        with np.errstate(over="ignore"):
-            return np.asarray(value, dtype=np.float32)
-
-    def names(key: str, n: int) -> list[str] | None:
-        if key not in data:
-            return None
-        value = data[key]
-        if value.shape != (n,):
-            raise Key2MeshError(f"{path}: {key!r} must list {n} entries, got shape {value.shape}")
-        return [str(x) for x in value]
-
-    joints_set = text("joints3d_set")
-    if joints_set is not None:
-        try:
-            joints_set = canonical_set_name(joints_set)
-        except Key2MeshError as e:
-            raise Key2MeshError(f"{path}: joints3d_set: {e}") from None
-    kp, conf = numbers("keypoints"), numbers("confidence")
-    if kp.ndim != 3 or kp.shape[-1] != 2 or conf.shape != kp.shape[:2]:
-        raise Key2MeshError(f"{path}: 'keypoints' must be (N, K, 2) with 'confidence' (N, K), got {kp.shape} and {conf.shape}")
-    n = len(kp)
-    kp, conf = _clean(kp, conf)
-    truth = {key: numbers(key) for key in ("pose", "betas", "joints3d", "intrinsics")}
-    for key, value in truth.items():
-        if value is not None and not np.isfinite(value).all():
-            raise Key2MeshError(f"{path}: {key!r} holds NaN or infinite values")
-    if truth["pose"] is not None and np.abs(truth["pose"]).max(initial=0.0) > 1.01:
-        raise Key2MeshError(f"{path}: 'pose' holds values beyond ±1 (expected (N, 24, 3, 3) rotation matrices)")
-    joints = truth["joints3d"]
-    if joints is not None and (joints.ndim != 3 or joints.shape[1] != num_keypoints(joints_set)):
-        raise Key2MeshError(f"{path}: 'joints3d' must be (N, {num_keypoints(joints_set)}, 3) for {joints_set!r}, "
-                            f"got {joints.shape}")
-    dropped = data.get("dropped", np.asarray(0))
-    if dropped.size != 1 or dropped.dtype.kind not in "iu" or int(dropped.reshape(-1)[0]) < 0:
-        raise Key2MeshError(f"{path}: 'dropped' must be one count >= 0, got {dropped.reshape(-1)[:3]} ({dropped.dtype})")
-    try:
-        excluded = json.loads(text("excluded", "{}"))
-    except ValueError:
-        excluded = None
-    if not isinstance(excluded, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in excluded.values()):
-        raise Key2MeshError(f"{path}: 'excluded' must be a JSON object of counts, got {text('excluded')!r}")
-    genders = names("genders", n)
-    genders = [_gender(path, g) for g in genders] if genders is not None else ["neutral"] * n
-
-    def tensor(value: np.ndarray | None) -> torch.Tensor | None:
-        return None if value is None else torch.from_numpy(np.asarray(value, dtype=np.float32))
-
-    return BenchmarkSet(
-        name=text("name", path.stem),
-        keypoints2d=tensor(kp), confidence=tensor(np.clip(conf, 0.0, 1.0)), keypoint_set=text("keypoint_set"),
-        pose=tensor(truth["pose"]), betas=tensor(truth["betas"]), genders=genders,
-        image_names=names("frame_names", n) or [f"{i:06d}" for i in range(n)],
-        joints3d=tensor(joints), joints3d_set=joints_set, intrinsics=tensor(truth["intrinsics"]),
-        dropped=int(dropped.reshape(-1)[0]), drop_reason=text("drop_reason", ""),
-        excluded=excluded, source=str(path),
-    )
+def load_benchmark(dataset: str, path: str | None = None, split: str = "test", detections: str | None = None):
+    """``3dpw`` / ``h36m-p2`` from ``path`` (licensed, user-supplied) or a key2mesh benchmark file
+    (``dataset`` is then the ``.npz`` path, e.g. from ``key2mesh data pose2sim``)."""
+    if dataset in ("3dpw", "h36m-p2"):
+        if not path:
+            raise Key2MeshError(f"--dataset {dataset} needs --path (the dataset is licensed and user-supplied)")
+        return load_3dpw(path, split) if dataset == "3dpw" else load_h36m_p2(path, detections)
+    return load_benchmark_file(path or dataset)

@@ -34,16 +34,10 @@ def demo_names() -> list[str]:
 
 def demo_available(name: str = "pose2sim-cam01") -> bool:
     """Whether the wheel holding demo ``name`` is already on disk (no download needed)."""
-    import os
-
-    from key2mesh.body.anny_backend import key2mesh_cache_dir
-    from key2mesh.data.wheels import WHEELS, _wheel_glob
+    from key2mesh.data.wheels import cached_wheel
 
     dist = DEMO_VIDEOS[name][0] if name in DEMO_VIDEOS else name
-    dirs = [key2mesh_cache_dir() / "wheels"]
-    if os.environ.get("KEY2MESH_WHEEL_DIR"):
-        dirs.append(Path(os.environ["KEY2MESH_WHEEL_DIR"]))
-    return any(d.is_dir() and any(d.glob(_wheel_glob(dist, WHEELS[dist]))) for d in dirs)
+    return cached_wheel(dist) is not None
 
 
 def demo_video(name: str = "pose2sim-cam01") -> Path:
@@ -58,7 +52,7 @@ def demo_video(name: str = "pose2sim-cam01") -> Path:
 
 def demo_frame(name: str = "pose2sim-cam01", index: int = 0) -> np.ndarray:
     """Frame ``index`` of a demo video as (H, W, 3) uint8 RGB."""
-    from key2mesh.inference.video import read_frame
+    from key2mesh.media.video import read_frame
 
     return read_frame(demo_video(name), index)
 

@@ -46,8 +46,8 @@ class MultiViewDetections:
 
 def detect_videos(videos: list, cameras: list[str], model_complexity: int = 1, progress: bool = True) -> MultiViewDetections:
     """MediaPipe BlazePose through each video (tracking mode); videos are cut to the shortest."""
-    from key2mesh.inference.detect import KEYPOINT_SET, detect_frames
-    from key2mesh.inference.video import iter_frames
+    from key2mesh.media.detect import KEYPOINT_SET, detect_frames
+    from key2mesh.media.video import iter_frames
 
     kps, confs = [], []
     for cam, video in zip(cameras, videos):
@@ -146,7 +146,7 @@ def build_multiview_benchmark(det: MultiViewDetections, calib, offsets: np.ndarr
     truth ``joints3d`` (N, 17, 3) are the triangulated COCO-17 points in that camera's frame
     (OpenCV: x right, y down, z forward; metres). A sample is kept when all 17 were triangulated.
     """
-    from key2mesh.eval.datasets import BenchmarkSet
+    from key2mesh.data.benchmark import BenchmarkSet
 
     if det.keypoint_set != "mediapipe33":
         raise Key2MeshError(f"multi-view benchmark expects MediaPipe-33 detections, got {det.keypoint_set!r}")
@@ -193,7 +193,7 @@ def build_multiview_benchmark(det: MultiViewDetections, calib, offsets: np.ndarr
 
 def pose2sim_benchmark(progress: bool = True, **kw):
     """The Pose2Sim demo (4 cameras, extracted from the wheel) as (BenchmarkSet, MultiViewReport)."""
-    from key2mesh.inference.demo_inputs import demo_video, pose2sim_calibration
+    from key2mesh.data.demo_inputs import demo_video, pose2sim_calibration
 
     calib = pose2sim_calibration()
     videos = [demo_video(f"pose2sim-{cam}") for cam in calib.names]

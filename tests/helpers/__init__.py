@@ -1,0 +1,1 @@
+"""Test helpers (not collected as tests): the synthetic SMPL-format writer."""

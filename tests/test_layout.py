@@ -1,0 +1,85 @@
+"""The package layout (README, "Design notes"): every module in the room its name promises.
+
+Imports are read with ``ast`` (nothing is imported or run), so the rules hold for imports inside
+functions too:
+
+- ``eval/`` only scores and ``data/`` only builds datasets: neither imports ``inference/`` (the
+  detector and video I/O they need live in ``media/``, shared with the demo);
+- ``media/`` and ``paths.py`` depend on nothing above them (no data, model, inference, eval);
+- nothing in the package imports the test-only synthetic SMPL writer.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "key2mesh"
+
+
+def _imports(path: Path, root: Path = PACKAGE) -> list[tuple[int, str]]:
+    """(line, module) of every import in ``path``; relative imports resolved against the package."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    parts = ["key2mesh", *path.relative_to(root).with_suffix("").parts]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = parts[: len(parts) - node.level]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def _violations(folder: str, forbidden: tuple[str, ...], root: Path = PACKAGE) -> list[str]:
+    files = sorted((root / folder).rglob("*.py")) if (root / folder).is_dir() else [root / folder]
+    assert files, f"no Python files under {folder}"
+    bad = []
+    for path in files:
+        for line, module in _imports(path, root):
+            if any(module == f or module.startswith(f + ".") for f in forbidden):
+                bad.append(f"{path.relative_to(root)}:{line} imports {module}")
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("folder", "forbidden"),
+    [
+        ("eval", ("key2mesh.inference",)),
+        ("data", ("key2mesh.inference", "key2mesh.eval")),
+        ("media", ("key2mesh.inference", "key2mesh.eval", "key2mesh.data", "key2mesh.model", "key2mesh.train")),
+        ("paths.py", ("key2mesh.body", "key2mesh.inference", "key2mesh.eval", "key2mesh.data")),
+    ],
+)
+def test_import_direction(folder, forbidden):
+    assert _violations(folder, forbidden) == []
+
+
+def test_the_checker_sees_imports_inside_functions(tmp_path):
+    """The rule is not vacuous: function-level, relative and plain imports are all found."""
+    pkg = tmp_path / "key2mesh"
+    (pkg / "eval").mkdir(parents=True)
+    (pkg / "eval" / "x.py").write_text(
+        "import key2mesh.inference.demo\n"
+        "def f():\n    from key2mesh.inference import demo\n    from ..inference import render\n"
+    )
+    lines = {v.split(":")[1].split()[0] for v in _violations("eval", ("key2mesh.inference",), pkg)}
+    assert lines == {"1", "3", "4"}
+
+
+def test_no_test_helpers_in_the_package():
+    assert not (PACKAGE / "body" / "synthetic_smpl.py").exists()
+    bad = [
+        f"{p.relative_to(PACKAGE)}:{line}"
+        for p in PACKAGE.rglob("*.py")
+        for line, module in _imports(p)
+        if "synthetic_smpl" in module
+    ]
+    assert bad == []
