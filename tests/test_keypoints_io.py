@@ -403,3 +403,22 @@ def test_npy_nan_is_missing(tmp_path):
     np.save(tmp_path / "n.npy", arr)
     det = read_detections(tmp_path / "n.npy")
     assert det.confidence[1, 0, 7] == 0.0 and det.confidence.sum() == 2 * 25 - 1
+
+
+def test_enough_keypoints_is_the_one_rule():
+    """check_detections (>= threshold, finite positions) and the benchmark readers (> 0) count
+    confident points through the same enough_keypoints()."""
+    from key2mesh.data.datasets import sparse_detections
+    from key2mesh.keypoints.io import MIN_KEYPOINTS, check_detections, enough_keypoints
+
+    conf = np.zeros((3, 17))
+    conf[0, :MIN_KEYPOINTS] = 0.1  # exactly at the detection threshold
+    conf[1, : MIN_KEYPOINTS - 1] = 1.0
+    conf[2, :MIN_KEYPOINTS] = np.nan
+    np.testing.assert_array_equal(enough_keypoints(conf), [True, False, False])
+    np.testing.assert_array_equal(enough_keypoints(conf, threshold=0.1, strict=True), [False, False, False])
+    np.testing.assert_array_equal(~sparse_detections(conf), enough_keypoints(conf, threshold=0.0, strict=True))
+    kp = np.random.default_rng(0).normal(size=(3, 17, 2)) * 100
+    kp[0, 0] = np.nan  # a non-finite position is not a confident point
+    np.testing.assert_array_equal(enough_keypoints(conf, keypoints=kp), [False, False, False])
+    np.testing.assert_array_equal(~check_detections(kp, conf).too_few, enough_keypoints(conf, keypoints=kp))

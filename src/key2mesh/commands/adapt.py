@@ -66,6 +66,7 @@ def load_targets(paths: list[str], checkpoint: dict, cache: str, keypoint_set: s
 
 def run(args: argparse.Namespace) -> int:
     from key2mesh.inference.predictor import resolve_checkpoint
+    from key2mesh.keypoints.io import MIN_KEYPOINTS
     from key2mesh.model.checkpoint import load_checkpoint
     from key2mesh.train.adapt import (
         ABLATIONS,
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     args.source = str(resolve_checkpoint(args.source))
     ck = load_checkpoint(args.source)
     target = load_targets(args.target, ck, args.cache, args.target_set)
-    print(f"target: {len(target)} detections kept, {target.dropped} dropped (< 6 keypoints)")
+    print(f"target: {len(target)} detections kept, {target.dropped} dropped (< {MIN_KEYPOINTS} keypoints)")
     validation = None
     if args.val:
         if args.val.startswith("synthetic:"):

@@ -11,6 +11,7 @@ from key2mesh.commands._args import (
     positive_float,
     positive_int,
 )
+from key2mesh.keypoints.io import MIN_KEYPOINTS
 
 HELP = "fit the body model to 2D keypoint files by optimisation (baseline; --init-from for Key2Mesh + refinement)"
 
@@ -28,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma", type=positive_float, default=0.1, help="Geman-McClure scale (box-normalised units)")
     p.add_argument("--pose-weight", type=non_negative_float, default=1e-3)
     p.add_argument("--batch-size", type=positive_int, default=512)
-    p.add_argument("--min-keypoints", type=positive_int, default=6, help="skip detections with fewer confident keypoints")
+    p.add_argument("--min-keypoints", type=positive_int, default=MIN_KEYPOINTS, help="skip detections with fewer confident keypoints")
     p.add_argument("--out", default="outputs/fit.npz")
 
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from key2mesh.commands._args import positive_int
+from key2mesh.keypoints.io import MIN_KEYPOINTS
 
 HELP = "predict body parameters (and optional meshes) from keypoint files (OpenPose JSON, COCO JSON, npz)"
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="outputs/predictions.npz", help="npz with parameters per frame and person")
     p.add_argument("--meshes", choices=["obj", "ply", "glb"], help="also write one mesh per detection into OUT_meshes/")
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing over frames per tracked person")
-    p.add_argument("--min-keypoints", type=positive_int, default=6, help="skip detections with fewer confident keypoints")
+    p.add_argument("--min-keypoints", type=positive_int, default=MIN_KEYPOINTS, help="skip detections with fewer confident keypoints")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--chunk-size", type=positive_int, default=CHUNK,
                    help=f"detections processed at a time (bounds memory; results do not depend on it; default {CHUNK})")

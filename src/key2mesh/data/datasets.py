@@ -30,6 +30,7 @@ from key2mesh.data.benchmark import (
 )
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.rotations import axis_angle_to_matrix
+from key2mesh.keypoints.io import MIN_KEYPOINTS, enough_keypoints
 
 SPLITS_3DPW = ("train", "validation", "test")
 H36M_P2_SUBJECTS = ("S9", "S11")
@@ -56,9 +57,10 @@ _H36M_NAME = re.compile(r"(S\d+)_.*\.(\d+)_\d+(?:\.\w+)?$")
 # -------------------------------------------------------------------------------------- helpers
 
 
-def sparse_detections(confidence: np.ndarray, min_keypoints: int = 6, threshold: float = 0.0) -> np.ndarray:
-    """(N,) bool: detections (N,K) with fewer than ``min_keypoints`` points of confidence > threshold."""
-    return (np.nan_to_num(confidence, nan=0.0) > threshold).sum(-1) < min_keypoints
+def sparse_detections(confidence: np.ndarray, min_keypoints: int = MIN_KEYPOINTS, threshold: float = 0.0) -> np.ndarray:
+    """(N,) bool: detections (N,K) with fewer than ``min_keypoints`` points of confidence > threshold
+    (:func:`~key2mesh.keypoints.io.enough_keypoints`, strict)."""
+    return ~enough_keypoints(confidence, min_keypoints, threshold, strict=True)
 
 
 def _drop_reason(count: int, min_keypoints: int, threshold: float) -> str:
@@ -203,7 +205,7 @@ def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
     return result
 
 
-def load_3dpw(path_or_dir: str | Path, split: str = "test", min_keypoints: int = 6,
+def load_3dpw(path_or_dir: str | Path, split: str = "test", min_keypoints: int = MIN_KEYPOINTS,
               threshold: float = 0.0) -> BenchmarkSet:
     """3DPW from its original sequence pickles.
 
@@ -308,7 +310,7 @@ def _detections_for(path: Path, det_path: Path, names: list[str], rows: np.ndarr
     return out_kp, out_conf, det.keypoint_set
 
 
-def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keypoints: int = 6,
+def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keypoints: int = MIN_KEYPOINTS,
                  threshold: float = 0.0, subjects: tuple[str, ...] = H36M_P2_SUBJECTS,
                  camera: str = H36M_P2_CAMERA, keypoint_set: str | None = None) -> BenchmarkSet:
     """Human3.6M Protocol 2 from a SPIN-style ``.npz``.

@@ -17,7 +17,7 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.keypoints.convert import convert_keypoints
-from key2mesh.keypoints.io import check_detections
+from key2mesh.keypoints.io import MIN_KEYPOINTS, check_detections
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 from key2mesh.model.checkpoint import build_network, load_checkpoint
 
@@ -84,7 +84,7 @@ class Key2Mesh:
     """Keypoints → body-model parameters and mesh in one forward pass (no autograd)."""
 
     def __init__(self, checkpoint: dict, device: str | torch.device | None = None, full_mesh: bool = True,
-                 min_keypoints: int = 6):
+                 min_keypoints: int = MIN_KEYPOINTS):
         check_device(None if device is None else str(device))
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.checkpoint = checkpoint

@@ -50,15 +50,33 @@ class DetectionCheck(NamedTuple):
         return {k: v for k, v in counts.items() if v}
 
 
+def confident_points(confidence, threshold: float = CONF_THRESHOLD, keypoints=None, *, strict: bool = False) -> np.ndarray:
+    """(..., K) bool: points with confidence >= ``threshold`` (> ``threshold`` when ``strict``;
+    NaN counts as 0) and, when ``keypoints`` (..., K, 2) are given, finite positions."""
+    conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0)
+    ok = conf > threshold if strict else conf >= threshold
+    if keypoints is not None:
+        ok &= np.isfinite(np.asarray(keypoints, dtype=np.float64)).all(-1)
+    return ok
+
+
+def enough_keypoints(confidence, min_keypoints: int = MIN_KEYPOINTS, threshold: float = CONF_THRESHOLD,
+                     keypoints=None, *, strict: bool = False) -> np.ndarray:
+    """(...,) bool: the one "enough keypoints" rule (the paper drops detections with fewer than 6):
+    at least ``min_keypoints`` :func:`confident_points`. Detection inputs use confidence >= 0.1
+    and finite positions (:func:`check_detections`); the benchmark readers of
+    :mod:`key2mesh.data.datasets` count confidence > 0 (``threshold=0, strict=True``)."""
+    return confident_points(confidence, threshold, keypoints, strict=strict).sum(-1) >= min_keypoints
+
+
 def check_detections(keypoints, confidence, min_keypoints: int = MIN_KEYPOINTS,
                      threshold: float = CONF_THRESHOLD) -> DetectionCheck:
     """The rule for which detections (..., K, 2) px / (..., K) are usable as inputs: at least
-    ``min_keypoints`` points of confidence >= ``threshold``, spread over a box of non-zero size
-    (all points on one pixel is a detector failure, not a person)."""
+    ``min_keypoints`` points of confidence >= ``threshold`` (:func:`enough_keypoints`), spread
+    over a box of non-zero size (all points on one pixel is a detector failure, not a person)."""
     kp = np.asarray(keypoints, dtype=np.float64)
-    conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0)
-    ok = (conf >= threshold) & np.isfinite(kp).all(-1)
-    too_few = ok.sum(-1) < min_keypoints
+    ok = confident_points(confidence, threshold, kp)
+    too_few = ~enough_keypoints(confidence, min_keypoints, threshold, kp)
     m = ok[..., None]
     lo = np.where(m, kp, np.inf).min(-2)
     hi = np.where(m, kp, -np.inf).max(-2)

@@ -24,6 +24,7 @@ from key2mesh.data.cache import PoseBank
 from key2mesh.data.synth import PairSynthesizer, SynthConfig
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
+from key2mesh.keypoints.io import MIN_KEYPOINTS, check_detections
 from key2mesh.keypoints.weights import joint_weights
 from key2mesh.model.checkpoint import atomic_save, build_network, load_checkpoint, make_checkpoint
 from key2mesh.model.network import DomainCritic, ModelConfig
@@ -86,7 +87,7 @@ class AdaptConfig:
     gamma: float = 50.0  # gradient-penalty weight (official code)
     weights: AdaptWeights = field(default_factory=AdaptWeights)
     select_every: int = 500
-    min_keypoints: int = 6
+    min_keypoints: int = MIN_KEYPOINTS
     holdout_fraction: float = 0.1  # target detections held out for the label-free criterion
     # "frozen": the adapted extractor normalises with F_pt's BatchNorm statistics (not updated);
     # "batch": train-mode BatchNorm (batch statistics, running averages drift to the target).
@@ -121,7 +122,7 @@ def train_mode(module: torch.nn.Module, bn: str = "frozen", dropout: bool = Fals
     return module
 
 
-def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalization: dict, min_keypoints: int = 6,
+def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalization: dict, min_keypoints: int = MIN_KEYPOINTS,
                    name: str = "target", rotmats=None, shape=None, joints3d=None, joints3d_set=None) -> TargetSet:
     """Pixel keypoints (N,K,2) + confidence (N,K) in the model's set → normalised TargetSet,
     dropping detections that fail :func:`~key2mesh.keypoints.io.check_detections` (fewer than
@@ -131,7 +132,6 @@ def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalizat
     kp = torch.as_tensor(keypoints, dtype=torch.float32)
     conf = torch.as_tensor(confidence, dtype=torch.float32)
     thr = normalization.get("conf_threshold", 0.1)
-    from key2mesh.keypoints.io import check_detections
 
     usable = check_detections(kp.numpy(), conf.numpy(), min_keypoints, thr).usable  # the one detection rule
     enough = torch.from_numpy(usable) & torch.isfinite(kp).all(-1).all(-1)
@@ -280,7 +280,7 @@ def _score_keypoint_labels(body, extractor, net_pt, validation: TargetSet) -> di
     return {"mpjpe": float(err["mpjpe"].mean()), "pa_mpjpe": float(err["pa_mpjpe"].mean())}
 
 
-def benchmark_target(path: str, checkpoint: dict, min_keypoints: int = 6) -> TargetSet:
+def benchmark_target(path: str, checkpoint: dict, min_keypoints: int = MIN_KEYPOINTS) -> TargetSet:
     """A key2mesh benchmark file (e.g. ``key2mesh data pose2sim``) as a labelled validation set:
     its detections (converted to the model's keypoint set) in, its 3D keypoints as labels."""
     from key2mesh.data.benchmark import load_benchmark_file
