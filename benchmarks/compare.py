@@ -33,7 +33,7 @@ def _mocap_inputs(model, a):
     from key2mesh.eval.evaluate import score_bodies
 
     bank = PoseBank.load(a.cache)
-    _, val_idx = bank.split_for(model.checkpoint.get("config", {}))  # what pre-training held out
+    _, val_idx = bank.split(**model.checkpoint.split_options())  # what pre-training held out
     g = torch.Generator().manual_seed(7)
     sel = torch.from_numpy(val_idx)[torch.randint(len(val_idx), (a.num,), generator=g)]
     shapes = torch.from_numpy(bank.shapes)[torch.randint(len(bank.shapes), (a.num,), generator=g)]

@@ -21,8 +21,8 @@ def main() -> None:
     from key2mesh.inference.predictor import Key2Mesh
 
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu")
-    k = model.checkpoint["model_config"]["num_keypoints"]
-    print(f"checkpoint {a.checkpoint}: hidden {model.checkpoint['model_config']['hidden']}, threads {a.threads}")
+    k = model.checkpoint.model_config.num_keypoints
+    print(f"checkpoint {a.checkpoint}: hidden {model.checkpoint.model_config.hidden}, threads {a.threads}")
     print(f"{'batch':>5} {'params ms':>10} {'mesh(low) ms':>13} {'mesh(full) ms':>14} {'meshes/s (full)':>16}")
     for batch in (1, 512):
         x = torch.rand(batch, k, 2)

@@ -25,8 +25,7 @@ def main() -> None:
     a = p.parse_args()
     from key2mesh.commands.adapt import load_targets
     from key2mesh.eval.tsne import domain_gap, tsne_figure
-    from key2mesh.inference.predictor import resolve_checkpoint
-    from key2mesh.model.checkpoint import build_network, load_checkpoint
+    from key2mesh.model.checkpoint import build_network, load_checkpoint, resolve_checkpoint
     from key2mesh.train.adapt import synthetic_target
 
     ck_pt, ck_ad = load_checkpoint(resolve_checkpoint(a.pretrained)), load_checkpoint(resolve_checkpoint(a.adapted))

@@ -137,7 +137,30 @@ def test_shipped_models_load_weights_only():
         pytest.skip("no shipped checkpoint")
     for path in found:
         ck = load_checkpoint(path)
-        assert ck["format"] == FORMAT and ck["model"]
+        assert ck.to_dict()["format"] == FORMAT and ck.model
+
+
+def test_typed_checkpoint_round_trips_the_on_disk_format():
+    """load_checkpoint gives a typed Checkpoint; to_dict() is the same plain dict as on disk
+    (shipped files included), so re-saving keeps the format."""
+    from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR, Checkpoint, InputNormalization
+
+    paths = [PRETRAINED_DIR / f for f in PRETRAINED.values() if (PRETRAINED_DIR / f).exists()]
+    for path in paths:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        ck = load_checkpoint(path)
+        assert isinstance(ck, Checkpoint) and isinstance(ck.normalization, InputNormalization)
+        again = ck.to_dict()
+        assert sorted(again) == sorted(raw)
+        for key, value in raw.items():
+            if key == "model":
+                assert all(torch.equal(value[k], again["model"][k]) for k in value)
+            elif key not in ("scheduler",):
+                assert again[key] == value, key
+    small = _small_checkpoint(step=3)
+    ck = Checkpoint.from_dict(small)
+    assert ck.step == 3 and ck.normalization.conf_threshold == 0.1 and ck.model_config.hidden == 32
+    assert sorted(ck.to_dict()) == sorted(small)
 
 
 def test_written_checkpoints_are_plain(tmp_path):
@@ -167,7 +190,7 @@ def test_written_checkpoints_are_plain(tmp_path):
     assert torch.equal(raw["arr"], torch.arange(3))
     opt2 = torch.optim.Adam(Key2MeshNet(ModelConfig(num_keypoints=25, hidden=32)).parameters())
     opt2.load_state_dict(raw["optimizer"])
-    assert load_checkpoint(path)["stage"] == "test"
+    assert load_checkpoint(path).stage == "test"
 
 
 def test_to_plain_rejects_objects():

@@ -42,7 +42,7 @@ def test_pretrain_resume_and_adapt_on_cuda(tiny_bank, tmp_path):
                          val_size=32, model={"hidden": 64}, device="cuda", pose_augment=True)
     run_pretrain(cfg, progress=False)
     ck = load_checkpoint(tmp_path / "pt" / "last.pt")
-    assert ck["step"] == 6
+    assert ck.step == 6
     target = synthetic_target(str(tiny_bank), ck, "strong", n=64, split="train")
     acfg = AdaptConfig(source=str(tmp_path / "pt" / "last.pt"), cache=str(tiny_bank), out_dir=str(tmp_path / "ad"),
                        steps=3, batch_size=16, select_every=3, weights=ABLATIONS["2d+wd+reg"], device="cuda")

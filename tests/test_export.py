@@ -50,7 +50,7 @@ def test_checkpoint_errors(tmp_path, checkpoint):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(Key2MeshError, match="not a readable"):
         load_checkpoint(tmp_path / "junk.pt")
-    bad = dict(checkpoint, format_version=99)
+    bad = dict(checkpoint.to_dict(), format_version=99)
     atomic_save(bad, tmp_path / "old.pt")
     with pytest.raises(Key2MeshError, match="format 99"):
         load_checkpoint(tmp_path / "old.pt")

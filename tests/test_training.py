@@ -41,11 +41,11 @@ def test_pose_bank_split_by_clip(bank_path):
 def test_resume_matches_uninterrupted_run(bank_path, tmp_path, augment):
     full = run_pretrain(_cfg(bank_path, tmp_path / "full", pose_augment=augment), progress=False)
     run_pretrain(_cfg(bank_path, tmp_path / "cut", stop_after=4, pose_augment=augment), progress=False)  # "killed" after 4 steps
-    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 4
+    assert load_checkpoint(tmp_path / "cut" / "last.pt").step == 4
     resumed = run_pretrain(_cfg(bank_path, tmp_path / "cut", pose_augment=augment), resume=True, progress=False)
     assert resumed["step"] == full["step"] == 6
-    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
+    a = load_checkpoint(tmp_path / "full" / "last.pt").model
+    b = load_checkpoint(tmp_path / "cut" / "last.pt").model
     assert all(torch.equal(a[k], b[k]) for k in a)
     import csv
 
@@ -68,7 +68,7 @@ def test_nan_loss_stops_with_step(bank_path, tmp_path, monkeypatch):
     with pytest.raises(Key2MeshError, match="at step 4"):  # 0-based: the 5th step
         run_pretrain(_cfg(bank_path, tmp_path / "nan"), progress=False)
     good = load_checkpoint(tmp_path / "nan" / "last.pt")  # the last good checkpoint is kept
-    assert good["step"] == 3 and all(torch.isfinite(v).all() for v in good["model"].values() if v.is_floating_point())
+    assert good.step == 3 and all(torch.isfinite(v).all() for v in good.model.values() if v.is_floating_point())
 
 
 def test_adaptation_freezes_pretrained_parts(bank_path, tmp_path):
@@ -82,15 +82,15 @@ def test_adaptation_freezes_pretrained_parts(bank_path, tmp_path):
     result = run_adapt(cfg, target, val, progress=False)
     assert result["selection"] == "pa_mpjpe"
     ad = load_checkpoint(tmp_path / "ad" / "last.pt")
-    assert ad["stage"] == "adapt"
+    assert ad.stage == "adapt"
     # the head H_pt is frozen: identical weights; the extractor F was trained: different
-    for k, v in ck["model"].items():
+    for k, v in ck.model.items():
         if k.startswith("head."):
-            assert torch.equal(v, ad["model"][k]), k
-    assert any(not torch.equal(v, ad["model"][k]) for k, v in ck["model"].items() if k.startswith("extractor.") and v.is_floating_point())
+            assert torch.equal(v, ad.model[k]), k
+    assert any(not torch.equal(v, ad.model[k]) for k, v in ck.model.items() if k.startswith("extractor.") and v.is_floating_point())
     # the source checkpoint file itself (F_pt) is untouched
-    again = load_checkpoint(src)["model"]
-    assert all(torch.equal(again[k], ck["model"][k]) for k in again)
+    again = load_checkpoint(src).model
+    assert all(torch.equal(again[k], ck.model[k]) for k in again)
 
 
 def test_adaptation_rejects_too_few_detections():
@@ -130,10 +130,10 @@ def test_adaptation_batchnorm_statistics(bank_path, tmp_path, bn):
     cfg = AdaptConfig(source=str(tmp_path / "pt" / "last.pt"), cache=str(bank_path), out_dir=str(tmp_path / "ad"),
                       steps=3, batch_size=16, select_every=3, weights=ABLATIONS["2d"], threads=1, bn=bn)
     run_adapt(cfg, target, progress=False)
-    ad = load_checkpoint(tmp_path / "ad" / "last.pt")["model"]
-    stats = [k for k in ck["model"] if k.startswith("extractor.") and k.endswith("running_mean")]
+    ad = load_checkpoint(tmp_path / "ad" / "last.pt").model
+    stats = [k for k in ck.model if k.startswith("extractor.") and k.endswith("running_mean")]
     assert stats
-    same = [torch.equal(ck["model"][k], ad[k]) for k in stats]
+    same = [torch.equal(ck.model[k], ad[k]) for k in stats]
     # frozen: F keeps F_pt's normalisation statistics; batch: they drift to the target batches
     assert all(same) if bn == "frozen" else not any(same)
 
@@ -152,6 +152,6 @@ def test_adaptation_without_domain_shift_is_a_no_op(bank_path, tmp_path):
                           batch_size=16, select_every=4, weights=AdaptWeights(0.0, 0.0, 20.0), threads=1,
                           dropout=dropout)
         run_adapt(cfg, target, progress=False)
-        ad = load_checkpoint(out / "last.pt")["model"]
-        changed = any(not torch.equal(ck["model"][k].float(), ad[k].float()) for k in ck["model"] if k.startswith("extractor."))
+        ad = load_checkpoint(out / "last.pt").model
+        changed = any(not torch.equal(ck.model[k].float(), ad[k].float()) for k in ck.model if k.startswith("extractor."))
         assert changed == moved

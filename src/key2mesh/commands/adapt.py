@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=non_negative_int, default=0)
 
 
-def load_targets(paths: list[str], checkpoint: dict, cache: str, keypoint_set: str | None = None):
+def load_targets(paths: list[str], checkpoint, cache: str, keypoint_set: str | None = None):
     """Read target detections from files (any supported reader) into one TargetSet."""
     import torch
 
@@ -57,17 +57,16 @@ def load_targets(paths: list[str], checkpoint: dict, cache: str, keypoint_set: s
 
     kps, confs = [], []
     for path in paths:
-        det = read_detections(path, keypoint_set=keypoint_set).to(checkpoint["keypoint_set"])
+        det = read_detections(path, keypoint_set=keypoint_set).to(checkpoint.keypoint_set)
         kp, conf, _ = det.flatten()
         kps.append(torch.as_tensor(kp))
         confs.append(torch.as_tensor(conf))
-    return prepare_target(torch.cat(kps), torch.cat(confs), checkpoint["normalization"], name=",".join(paths))
+    return prepare_target(torch.cat(kps), torch.cat(confs), checkpoint.normalization, name=",".join(paths))
 
 
 def run(args: argparse.Namespace) -> int:
-    from key2mesh.inference.predictor import resolve_checkpoint
     from key2mesh.keypoints.io import MIN_KEYPOINTS
-    from key2mesh.model.checkpoint import load_checkpoint
+    from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
     from key2mesh.train.adapt import (
         ABLATIONS,
         AdaptConfig,

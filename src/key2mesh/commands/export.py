@@ -19,8 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from key2mesh.errors import Key2MeshError
     from key2mesh.inference.export import export_onnx, export_torchscript
-    from key2mesh.inference.predictor import resolve_checkpoint
-    from key2mesh.model.checkpoint import load_checkpoint
+    from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
 
     if not (args.onnx or args.torchscript or args.slim):
         raise Key2MeshError("nothing to do: give --onnx PATH, --torchscript PATH and/or --slim PATH")

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         det = read_detections(path, keypoint_set=args.keypoint_set)
         kp, conf, index = det.flatten()
         total += len(kp)
-        check = check_detections(kp, conf, args.min_keypoints, model.normalization.get("conf_threshold", 0.1))
+        check = check_detections(kp, conf, args.min_keypoints, model.normalization.conf_threshold)
         ok = check.usable
         for mask, why in ((check.too_few, f"fewer than {args.min_keypoints} keypoints"),
                           (check.degenerate, "degenerate detection: all keypoints on one spot")):
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise Key2MeshError(f"no usable detection (at least {args.min_keypoints} keypoints, not all on one spot) in "
                             f"{', '.join(args.inputs)}: {total} detections read ({why})")
     arrays = {k: (np.concatenate(v) if k in ("frame", "person_id", "rotmats", "shape", "keypoints3d") else np.array(v)) for k, v in rows.items()}
-    out = atomic_savez(args.out, **arrays, keypoint_set=model.keypoint_set, body=str(model.checkpoint["body"]))
+    out = atomic_savez(args.out, **arrays, keypoint_set=model.keypoint_set, body=str(model.checkpoint.body))
     n = len(arrays["rotmats"])
     why = ", ".join(f"{c} {reason}" for reason, c in skipped.items())
     print(f"wrote {out}: {n} predictions ({sum(skipped.values())} of {total} detections skipped{': ' + why if why else ''})")

@@ -15,7 +15,6 @@ from key2mesh.inference.camera_fit import default_focal, fit_camera
 from key2mesh.inference.predictor import Key2Mesh
 from key2mesh.inference.render import draw_keypoints, render_overlay, render_side_view
 from key2mesh.keypoints.convert import convert_keypoints
-from key2mesh.keypoints.io import check_detections
 
 log = logging.getLogger(__name__)
 # Frames narrower or lower than this hold no person to mesh (MediaPipe "finds" one in 8x8 noise);
@@ -37,7 +36,7 @@ class DemoReport:
 
 def _unusable(det: tuple[np.ndarray, np.ndarray], model: Key2Mesh) -> str | None:
     """Why the detector's keypoints are no person to mesh (``check_detections``), or None."""
-    check = check_detections(det[0], det[1], model.min_keypoints, model.normalization.get("conf_threshold", 0.1))
+    check = model.check(det[0], det[1])
     if bool(check.usable):
         return None
     why = "; ".join(check.reasons(model.min_keypoints)) or "unusable keypoints"

@@ -15,32 +15,31 @@ from torch import nn
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.normalize import bbox_normalize
-from key2mesh.model.checkpoint import build_network
+from key2mesh.model.checkpoint import Checkpoint, build_network
 from key2mesh.safe_paths import atomic_path
 
 
 class ExportableKey2Mesh(nn.Module):
     """Normalisation + network, in eval mode, for export."""
 
-    def __init__(self, checkpoint: dict):
+    def __init__(self, checkpoint: Checkpoint):
         super().__init__()
         self.net = build_network(checkpoint, "cpu").eval()
-        norm = checkpoint["normalization"]
-        self.threshold = float(norm.get("conf_threshold", 0.1))
-        self.missing = float(norm.get("missing_value", -1.0))
+        self.threshold = float(checkpoint.normalization.conf_threshold)
+        self.missing = float(checkpoint.normalization.missing_value)
 
     def forward(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x, _ = bbox_normalize(keypoints, confidence, self.threshold, self.missing)
         return self.net(x)
 
 
-def _example(checkpoint: dict, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    k = checkpoint["model_config"]["num_keypoints"]
+def _example(checkpoint: Checkpoint, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    k = checkpoint.model_config.num_keypoints
     g = torch.Generator().manual_seed(0)
     return torch.rand(batch, k, 2, generator=g) * 200, torch.rand(batch, k, generator=g)
 
 
-def export_onnx(checkpoint: dict, path: str | Path, opset: int = 18) -> Path:
+def export_onnx(checkpoint: Checkpoint, path: str | Path, opset: int = 18) -> Path:
     """Write an ONNX model with a dynamic batch axis; returns the path."""
     path = Path(path)
     model = ExportableKey2Mesh(checkpoint)
@@ -56,7 +55,7 @@ def export_onnx(checkpoint: dict, path: str | Path, opset: int = 18) -> Path:
     return path
 
 
-def export_torchscript(checkpoint: dict, path: str | Path) -> Path:
+def export_torchscript(checkpoint: Checkpoint, path: str | Path) -> Path:
     path = Path(path)
     traced = torch.jit.trace(ExportableKey2Mesh(checkpoint), _example(checkpoint))
     with atomic_path(path) as tmp:
@@ -64,7 +63,7 @@ def export_torchscript(checkpoint: dict, path: str | Path) -> Path:
     return path
 
 
-def max_onnx_difference(checkpoint: dict, path: str | Path, batch: int = 16) -> float:
+def max_onnx_difference(checkpoint: Checkpoint, path: str | Path, batch: int = 16) -> float:
     """Largest absolute difference between onnxruntime and PyTorch outputs on random inputs."""
     try:
         import onnxruntime as ort

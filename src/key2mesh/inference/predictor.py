@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,15 +13,18 @@ from key2mesh.body import body_model_from_config
 from key2mesh.body.base import BodyModel
 from key2mesh.devices import check_device
 from key2mesh.errors import Key2MeshError
-from key2mesh.geometry.camera import VirtualCamera
-from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.keypoints.convert import convert_keypoints
 from key2mesh.keypoints.io import MIN_KEYPOINTS, check_detections
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
-from key2mesh.model.checkpoint import build_network, load_checkpoint
+from key2mesh.model.checkpoint import (  # noqa: F401 - PRETRAINED*, resolve_checkpoint: also reachable from here
+    PRETRAINED,
+    PRETRAINED_DIR,
+    Checkpoint,
+    build_network,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
-PRETRAINED = {"anny-body25": "anny_body25.pt", "anny-coco17": "anny_coco17.pt"}
 # Every batch through the network and the body model is padded to a multiple of this many rows:
 # for 1-3 rows the CPU BLAS takes another code path whose sums differ in the last bit, so a
 # detection's numbers would depend on how many others it is batched (or chunked) with.
@@ -65,36 +67,23 @@ class Prediction:
         return {k: v.detach().cpu().numpy() for k, v in self.__dict__.items() if isinstance(v, torch.Tensor)}
 
 
-def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
-    """A file path, or the name of a shipped checkpoint (``anny-body25``, ``anny-coco17``)."""
-    p = Path(path_or_name)
-    if p.is_file():
-        return p
-    name = str(path_or_name)
-    if name in PRETRAINED:
-        shipped = PRETRAINED_DIR / PRETRAINED[name]
-        if shipped.is_file():
-            return shipped
-        raise Key2MeshError(f"the shipped checkpoint {shipped} is missing from this install; "
-                            "rebuild it with `bash scripts/train_default.sh` (see README)")
-    raise Key2MeshError(f"no checkpoint file {p} and no shipped model named {name!r} (shipped: {', '.join(PRETRAINED)})")
-
-
 class Key2Mesh:
     """Keypoints → body-model parameters and mesh in one forward pass (no autograd)."""
 
-    def __init__(self, checkpoint: dict, device: str | torch.device | None = None, full_mesh: bool = True,
+    def __init__(self, checkpoint: Checkpoint | dict, device: str | torch.device | None = None, full_mesh: bool = True,
                  min_keypoints: int = MIN_KEYPOINTS):
         check_device(None if device is None else str(device))
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not isinstance(checkpoint, Checkpoint):  # the on-disk dict (e.g. torch.load's)
+            checkpoint = Checkpoint.from_dict(checkpoint)
         self.checkpoint = checkpoint
         self.net = build_network(checkpoint, self.device)
-        self.keypoint_set: str = checkpoint["keypoint_set"]
-        self.camera = VirtualCamera(**checkpoint["camera"])
-        self.normalization: dict = checkpoint["normalization"]
+        self.keypoint_set: str = checkpoint.keypoint_set
+        self.camera = checkpoint.camera
+        self.normalization = checkpoint.normalization
         self.min_keypoints = min_keypoints
-        self.body: BodyModel = body_model_from_config(checkpoint["body"], device=str(self.device))
-        body_cfg = dict(checkpoint["body"])
+        self.body: BodyModel = body_model_from_config(checkpoint.body, device=str(self.device))
+        body_cfg = dict(checkpoint.body)
         if full_mesh and body_cfg.get("name") == "anny" and body_cfg.get("topology") != "anny":
             body_cfg["topology"] = "anny"  # same rig, so the parameters drive the full mesh too
             self.mesh_body: BodyModel = body_model_from_config(body_cfg, device=str(self.device))
@@ -113,7 +102,7 @@ class Key2Mesh:
     def normalize(self, keypoints, confidences=None, keypoint_set: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel keypoints (N,K,2)/(K,2) of any known set → network inputs (N,K_model,2), valid (N,K_model)."""
         kp, conf = self._in_model_set(keypoints, confidences, keypoint_set)
-        return bbox_normalize(kp, conf, self.normalization.get("conf_threshold", 0.1), self.normalization.get("missing_value", -1.0))
+        return self.normalization(kp, conf)
 
     def _in_model_set(self, keypoints, confidences=None, keypoint_set: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel keypoints (N,K,2)/(K,2) of any known set → pixels (N,K_model,2) and confidences of the model's set."""
@@ -141,9 +130,8 @@ class Key2Mesh:
         with all of them on one spot (:func:`~key2mesh.keypoints.io.check_detections`), are still
         predicted but flagged in ``valid``."""
         kp, conf = self._in_model_set(keypoints, confidences, keypoint_set)
-        threshold = self.normalization.get("conf_threshold", 0.1)
-        inputs, _ = bbox_normalize(kp, conf, threshold, self.normalization.get("missing_value", -1.0))
-        usable = check_detections(kp.detach().cpu().numpy(), conf.detach().cpu().numpy(), self.min_keypoints, threshold).usable
+        inputs, _ = self.normalization(kp, conf)
+        usable = self.usable(kp, conf)
         rots, shapes, verts, joints, kps = [], [], [], [], []
         for i in range(0, len(inputs), batch_size):
             r, s = _padded(self.net, inputs[i:i + batch_size].to(self.device))
@@ -157,6 +145,18 @@ class Key2Mesh:
         cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
         return Prediction(cat(rots), cat(shapes), cat(verts), cat(joints), cat(kps),
                           torch.from_numpy(usable).to(self.device), self.mesh_body.faces)
+
+    def usable(self, keypoints, confidences) -> np.ndarray:
+        """(N,) bool: detections of the model's set (pixels) usable as inputs
+        (:func:`~key2mesh.keypoints.io.check_detections` with this model's threshold)."""
+        return self.check(keypoints, confidences).usable
+
+    def check(self, keypoints, confidences):
+        """:func:`~key2mesh.keypoints.io.check_detections` with ``min_keypoints`` and this model's
+        confidence threshold (keypoints (..., K, 2), confidences (..., K), tensors or arrays)."""
+        as_np = lambda x: x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)  # noqa: E731
+        return check_detections(as_np(keypoints), as_np(confidences), self.min_keypoints,
+                                self.normalization.conf_threshold)
 
     def predict_chunks(self, keypoints, confidences=None, keypoint_set: str | None = None, mesh: bool = False,
                        chunk_size: int = 4096) -> Iterator[tuple[slice, Prediction]]:

@@ -2,6 +2,10 @@
 network config and weights, keypoint set, normalisation, virtual camera, body backend and its
 configuration, library versions, training state. Writes are atomic (temp file + rename).
 
+In memory a checkpoint is a typed :class:`Checkpoint` (with :class:`InputNormalization`); on disk
+it is the plain dict of :meth:`Checkpoint.to_dict` (the format is unchanged). The shipped models
+(:data:`PRETRAINED`) are found by :func:`resolve_checkpoint`.
+
 Checkpoints are read with ``torch.load(weights_only=True)``: a file that holds anything but
 tensors and plain Python values (dicts, lists, tuples, str, numbers, bools, None) is refused, so
 loading a checkpoint never runs code. Everything written here is first reduced to those types
@@ -24,12 +28,122 @@ from torch.torch_version import TorchVersion
 from key2mesh import __version__
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
+from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.model.network import Key2MeshNet, ModelConfig
 from key2mesh.safe_paths import atomic_path
 
 FORMAT = "key2mesh-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED = ("format", "format_version", "model_config", "model", "keypoint_set", "body", "camera", "normalization")
+
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+PRETRAINED = {"anny-body25": "anny_body25.pt", "anny-coco17": "anny_coco17.pt"}
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
+    """A file path, or the name of a shipped checkpoint (``anny-body25``, ``anny-coco17``)."""
+    p = Path(path_or_name)
+    if p.is_file():
+        return p
+    name = str(path_or_name)
+    if name in PRETRAINED:
+        shipped = PRETRAINED_DIR / PRETRAINED[name]
+        if shipped.is_file():
+            return shipped
+        raise Key2MeshError(f"the shipped checkpoint {shipped} is missing from this install; "
+                            "rebuild it with `bash scripts/train_default.sh` (see README)")
+    raise Key2MeshError(f"no checkpoint file {p} and no shipped model named {name!r} (shipped: {', '.join(PRETRAINED)})")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputNormalization:
+    """How pixel keypoints become network inputs: the bounding-box rule over the points of
+    confidence >= ``conf_threshold``; missing points get ``missing_value``."""
+
+    conf_threshold: float = 0.1
+    missing_value: float = -1.0
+    method: str = "bbox"
+
+    @classmethod
+    def from_dict(cls, d: dict) -> InputNormalization:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def __call__(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel keypoints (N,K,2) and confidences (N,K) → network inputs (N,K,2), valid (N,K)."""
+        return bbox_normalize(keypoints, confidence, self.conf_threshold, self.missing_value)
+
+
+# The entries every checkpoint has; everything else (step, metrics, optimizer, ...) is ``extra``.
+_TYPED = ("format", "format_version", "stage", "versions", "model_config", "model", "keypoint_set", "body",
+          "camera", "normalization", "config")
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded checkpoint. ``config``: the training configuration (pre-training's, with an
+    ``"adapt"`` entry after adaptation; its held-out split: :meth:`split_options`); ``extra``: the
+    other stored entries (``step``, ``metrics``, ``optimizer``, ``scheduler``, ``rng``, ...)."""
+
+    model_config: ModelConfig
+    model: dict[str, torch.Tensor]
+    keypoint_set: str
+    body: dict
+    camera: VirtualCamera
+    normalization: InputNormalization
+    stage: str = ""
+    versions: dict = dataclasses.field(default_factory=dict)
+    config: dict = dataclasses.field(default_factory=dict)
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Checkpoint:
+        """From the on-disk dict (validated by :func:`load_checkpoint`)."""
+        return cls(
+            model_config=ModelConfig(**d["model_config"]),
+            model=d["model"],
+            keypoint_set=d["keypoint_set"],
+            body=dict(d["body"]),
+            camera=VirtualCamera(**d["camera"]),
+            normalization=InputNormalization.from_dict(d["normalization"]),
+            stage=d.get("stage", ""),
+            versions=dict(d.get("versions", {})),
+            config=dict(d.get("config", {})),
+            extra={k: v for k, v in d.items() if k not in _TYPED},
+        )
+
+    def to_dict(self) -> dict:
+        """The on-disk dict (plain types only)."""
+        d = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "stage": self.stage,
+            "versions": dict(self.versions),
+            "model_config": self.model_config.to_dict(),
+            "model": dict(self.model),
+            "keypoint_set": self.keypoint_set,
+            "body": dict(self.body),
+            "camera": self.camera.to_dict(),
+            "normalization": self.normalization.to_dict(),
+            **self.extra,
+        }
+        if self.config:
+            d["config"] = dict(self.config)
+        return to_plain(d)
+
+    @property
+    def step(self) -> int | None:
+        return self.extra.get("step")
+
+    def split_options(self) -> dict:
+        """The held-out split pre-training used (:func:`~key2mesh.data.cache.split_options` of ``config``)."""
+        from key2mesh.data.cache import split_options
+
+        return split_options(self.config)
 
 
 # Classes older checkpoints hold besides plain types: ``torch.__version__`` (a str subclass that
@@ -82,7 +196,7 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
     ``obj`` is reduced to plain types first (:func:`to_plain`), so the file loads with
     ``weights_only=True``."""
-    obj = to_plain(obj)
+    obj = obj.to_dict() if isinstance(obj, Checkpoint) else to_plain(obj)
     with atomic_path(path) as tmp:
         # through a Python file object, so a full disk surfaces as OSError(ENOSPC) (torch's own
         # path writer reports it as an opaque RuntimeError); mode 0o666 & umask, as any new file
@@ -96,7 +210,7 @@ def make_checkpoint(
     keypoint_set: str,
     body_config: dict,
     camera: VirtualCamera,
-    normalization: dict,
+    normalization: InputNormalization | dict,
     stage: str,
     **extra: Any,
 ) -> dict:
@@ -115,13 +229,15 @@ def make_checkpoint(
         "keypoint_set": keypoint_set,
         "body": dict(body_config),
         "camera": camera.to_dict(),
-        "normalization": dict(normalization),
+        "normalization": to_plain(normalization),
         **extra,
     })
 
 
-def slim_checkpoint(ckpt: dict, half: bool = True) -> dict:
+def slim_checkpoint(ckpt: Checkpoint | dict, half: bool = True) -> dict:
     """A shippable copy: no optimizer/RNG state, weights in float16 (restored to float32 on load)."""
+    if isinstance(ckpt, Checkpoint):
+        ckpt = ckpt.to_dict()
     keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "rng")}
     if half:
         keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
@@ -132,7 +248,7 @@ def load_checkpoint(
     path: str | Path,
     expect_body: dict | None = None,
     expect_keypoint_set: str | None = None,
-) -> dict:
+) -> Checkpoint:
     """Read and validate a checkpoint; mismatches with what the caller expects are user errors."""
     path = Path(path)
     if not path.is_file():
@@ -169,11 +285,14 @@ def load_checkpoint(
         raise Key2MeshError(f"{path} was trained for body model {ckpt['body']}, not {expect_body}")
     if expect_keypoint_set is not None and ckpt["keypoint_set"] != expect_keypoint_set:
         raise Key2MeshError(f"{path} takes keypoint set {ckpt['keypoint_set']!r}, not {expect_keypoint_set!r}")
-    return ckpt
+    try:
+        return Checkpoint.from_dict(ckpt)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise Key2MeshError(f"{path}: malformed checkpoint entries ({exc})") from None
 
 
-def build_network(ckpt: dict, device: str | torch.device = "cpu") -> Key2MeshNet:
+def build_network(ckpt: Checkpoint, device: str | torch.device = "cpu") -> Key2MeshNet:
     """Rebuild the network of a checkpoint, weights loaded, in eval mode."""
-    net = Key2MeshNet(ModelConfig(**ckpt["model_config"]))
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    net = Key2MeshNet(ckpt.model_config)
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt.model.items()})
     return net.to(device).eval()

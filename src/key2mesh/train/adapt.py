@@ -23,11 +23,17 @@ from key2mesh.body import body_model_from_config
 from key2mesh.data.cache import PoseBank
 from key2mesh.data.synth import PairSynthesizer, SynthConfig
 from key2mesh.errors import Key2MeshError
-from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.keypoints.io import MIN_KEYPOINTS, check_detections
 from key2mesh.keypoints.weights import joint_weights
-from key2mesh.model.checkpoint import atomic_save, build_network, load_checkpoint, make_checkpoint
-from key2mesh.model.network import DomainCritic, ModelConfig
+from key2mesh.model.checkpoint import (
+    Checkpoint,
+    InputNormalization,
+    atomic_save,
+    build_network,
+    load_checkpoint,
+    make_checkpoint,
+)
+from key2mesh.model.network import DomainCritic
 from key2mesh.train.common import MetricLogger, check_finite, check_finite_parameters, pick_device
 from key2mesh.train.losses import (
     AdaptWeights,
@@ -122,16 +128,16 @@ def train_mode(module: torch.nn.Module, bn: str = "frozen", dropout: bool = Fals
     return module
 
 
-def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalization: dict, min_keypoints: int = MIN_KEYPOINTS,
+def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalization: InputNormalization | dict, min_keypoints: int = MIN_KEYPOINTS,
                    name: str = "target", rotmats=None, shape=None, joints3d=None, joints3d_set=None) -> TargetSet:
     """Pixel keypoints (N,K,2) + confidence (N,K) in the model's set → normalised TargetSet,
     dropping detections that fail :func:`~key2mesh.keypoints.io.check_detections` (fewer than
     ``min_keypoints`` confident points, the paper's rule, or all points on one spot)."""
-    from key2mesh.geometry.normalize import bbox_normalize
-
+    if not isinstance(normalization, InputNormalization):
+        normalization = InputNormalization.from_dict(normalization)
     kp = torch.as_tensor(keypoints, dtype=torch.float32)
     conf = torch.as_tensor(confidence, dtype=torch.float32)
-    thr = normalization.get("conf_threshold", 0.1)
+    thr = normalization.conf_threshold
 
     usable = check_detections(kp.numpy(), conf.numpy(), min_keypoints, thr).usable  # the one detection rule
     enough = torch.from_numpy(usable) & torch.isfinite(kp).all(-1).all(-1)
@@ -139,7 +145,7 @@ def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalizat
     if kept < 2:
         raise Key2MeshError(f"{name}: only {kept} of {n} detections have at least {min_keypoints} keypoints "
                             f"with confidence ≥ {thr}; adaptation needs more")
-    inputs, valid = bbox_normalize(kp[enough], conf[enough], thr, normalization.get("missing_value", -1.0))
+    inputs, valid = normalization(kp[enough], conf[enough])
     sel = lambda x: None if x is None else torch.as_tensor(x)[enough]  # noqa: E731
     return TargetSet(inputs, valid, sel(rotmats), sel(shape), dropped=n - kept, name=name, joints3d=sel(joints3d),
                      joints3d_set=joints3d_set)
@@ -154,11 +160,11 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
         torch.set_num_threads(cfg.threads)
     ck = load_checkpoint(cfg.source)
     bank = PoseBank.load(cfg.cache)
-    if bank.body != ck["body"]:
-        raise Key2MeshError(f"cache {cfg.cache} is for body {bank.body}, checkpoint {cfg.source} for {ck['body']}")
-    body = body_model_from_config(ck["body"], device=str(device))
-    kset = ck["keypoint_set"]
-    camera = VirtualCamera(**ck["camera"])
+    if bank.body != ck.body:
+        raise Key2MeshError(f"cache {cfg.cache} is for body {bank.body}, checkpoint {cfg.source} for {ck.body}")
+    body = body_model_from_config(ck.body, device=str(device))
+    kset = ck.keypoint_set
+    camera = ck.camera
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -168,13 +174,13 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
     extractor = train_mode(copy.deepcopy(net_pt.extractor), cfg.bn, cfg.dropout)
     for p in extractor.parameters():
         p.requires_grad_(True)
-    critic = DomainCritic(ModelConfig(**ck["model_config"])).to(device)
+    critic = DomainCritic(ck.model_config).to(device)
     opt_f = torch.optim.Adam(extractor.parameters(), lr=cfg.lr)
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
     # source-domain pairs are synthesised exactly as in pre-training
-    synth = PairSynthesizer(body, kset, camera, SynthConfig(**ck.get("config", {}).get("synth", {})))
+    synth = PairSynthesizer(body, kset, camera, SynthConfig(**ck.config.get("synth", {})))
     jw = joint_weights(kset).to(device)
-    train_idx, _ = bank.split_for(ck.get("config", {}))  # exactly what pre-training held out
+    train_idx, _ = bank.split(**ck.split_options())  # exactly what pre-training held out
     rot_all, shapes_all = torch.from_numpy(bank.rotmats), torch.from_numpy(bank.shapes)
 
     perm = torch.randperm(len(target), generator=gen)
@@ -208,15 +214,15 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
     best, best_state = {**start, "step": 0}, copy.deepcopy(extractor.state_dict())
     logger.log(0, {f"val_{k}": v for k, v in start.items()})
     log.info("before adaptation: %s (selection by %s)", start, key)
-    normalization = ck["normalization"]
+    normalization = ck.normalization
 
     def save(name: str, state: dict, metrics: dict, at_step: int) -> None:
         net = copy.deepcopy(net_pt)
         net.extractor.load_state_dict(state)
         check_finite_parameters(net, at_step, out)
-        atomic_save(make_checkpoint(net, keypoint_set=kset, body_config=ck["body"], camera=camera, normalization=normalization,
+        atomic_save(make_checkpoint(net, keypoint_set=kset, body_config=ck.body, camera=camera, normalization=normalization,
                                     stage="adapt", step=at_step, metrics=metrics, before=start, selection=key,
-                                    config={**ck.get("config", {}), "adapt": cfg.to_dict()},
+                                    config={**ck.config, "adapt": cfg.to_dict()},
                                     target=target.name), out / name)
 
     bar = tqdm(total=total, desc="adapt", disable=not progress, dynamic_ncols=True)
@@ -280,7 +286,7 @@ def _score_keypoint_labels(body, extractor, net_pt, validation: TargetSet) -> di
     return {"mpjpe": float(err["mpjpe"].mean()), "pa_mpjpe": float(err["pa_mpjpe"].mean())}
 
 
-def benchmark_target(path: str, checkpoint: dict, min_keypoints: int = MIN_KEYPOINTS) -> TargetSet:
+def benchmark_target(path: str, checkpoint: Checkpoint, min_keypoints: int = MIN_KEYPOINTS) -> TargetSet:
     """A key2mesh benchmark file (e.g. ``key2mesh data pose2sim``) as a labelled validation set:
     its detections (converted to the model's keypoint set) in, its 3D keypoints as labels."""
     from key2mesh.data.benchmark import load_benchmark_file
@@ -290,22 +296,20 @@ def benchmark_target(path: str, checkpoint: dict, min_keypoints: int = MIN_KEYPO
         raise Key2MeshError(f"{path}: a validation benchmark needs 3D keypoints of a detector set (joints3d)")
     from key2mesh.keypoints.convert import convert_keypoints
 
-    kp, conf = convert_keypoints(bench.keypoints2d, bench.confidence, bench.keypoint_set, checkpoint["keypoint_set"])
-    return prepare_target(kp, conf, checkpoint["normalization"], min_keypoints, name=str(path),
+    kp, conf = convert_keypoints(bench.keypoints2d, bench.confidence, bench.keypoint_set, checkpoint.keypoint_set)
+    return prepare_target(kp, conf, checkpoint.normalization, min_keypoints, name=str(path),
                           joints3d=bench.joints3d.float(), joints3d_set=bench.joints3d_set)
 
 
-def synthetic_target(cache: str, checkpoint: dict, noise_profile: str = "strong", n: int = 4096, seed: int = 7,
+def synthetic_target(cache: str, checkpoint: Checkpoint, noise_profile: str = "strong", n: int = 4096, seed: int = 7,
                      split: str = "val", synth_overrides: dict | None = None, heldout: str = "all") -> TargetSet:
     """A labelled, domain-shifted target built from MoCap: frames pre-training held out
     (``split="val"``; ``heldout``: ``all``, only held-out ``clips`` of sources without subjects, or
     only held-out ``subjects``) synthesised with a detector-like noise profile. Labels are kept
     for validation only."""
-    from key2mesh.data.cache import split_options
-
     bank = PoseBank.load(cache)
-    body = body_model_from_config(checkpoint["body"])
-    opts = split_options(checkpoint.get("config", {}))
+    body = body_model_from_config(checkpoint.body)
+    opts = checkpoint.split_options()
     train_idx, val_idx = bank.split(**opts)
     if split == "val" and heldout != "all":
         sets = bank.validation_sets(**opts)
@@ -317,7 +321,6 @@ def synthetic_target(cache: str, checkpoint: dict, noise_profile: str = "strong"
     sel = torch.from_numpy(idx)[randint(len(idx), (n,), g)]
     shapes = torch.from_numpy(bank.shapes)[randint(len(bank.shapes), (n,), g)]
     cfg = SynthConfig(noise_profile=noise_profile, **(synth_overrides or {}))
-    synth = PairSynthesizer(body, checkpoint["keypoint_set"], VirtualCamera(**checkpoint["camera"]), cfg)
+    synth = PairSynthesizer(body, checkpoint.keypoint_set, checkpoint.camera, cfg)
     b = synth(torch.from_numpy(bank.rotmats)[sel], shapes, g)
-    norm = checkpoint["normalization"]
-    return prepare_target(b.keypoints2d, b.confidence, norm, name=f"mocap-{split}+{noise_profile}", rotmats=b.rotmats, shape=b.shape)
+    return prepare_target(b.keypoints2d, b.confidence, checkpoint.normalization, name=f"mocap-{split}+{noise_profile}", rotmats=b.rotmats, shape=b.shape)

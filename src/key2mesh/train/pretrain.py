@@ -164,15 +164,16 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     step, best = 0, {"pa_mpjpe": float("inf")}
     if resume and (out / "last.pt").exists():
         ck = load_checkpoint(out / "last.pt", expect_body=bank.body, expect_keypoint_set=cfg.keypoint_set)
-        _check_resume_config(ck.get("config", {}), cfg, out / "last.pt")
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if ck.get("scheduler") is not None:
-            sched.load_state_dict(ck["scheduler"])
-        step, best = ck["step"], ck.get("best", best)
-        _set_rng_state(gen, ck["rng"])
-        if sampler is not None and ck["rng"].get("sampler") is not None:
-            sampler.generator.set_state(ck["rng"]["sampler"])
+        _check_resume_config(ck.config, cfg, out / "last.pt")
+        state = ck.extra
+        net.load_state_dict(ck.model)
+        opt.load_state_dict(state["optimizer"])
+        if state.get("scheduler") is not None:
+            sched.load_state_dict(state["scheduler"])
+        step, best = state["step"], state.get("best", best)
+        _set_rng_state(gen, state["rng"])
+        if sampler is not None and state["rng"].get("sampler") is not None:
+            sampler.generator.set_state(state["rng"]["sampler"])
         log.info("resumed from %s at step %d", out / "last.pt", step)
     elif resume:
         log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
