@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -27,3 +28,23 @@ def read_config(path: str | None) -> dict:
     if not isinstance(data, dict):
         raise Key2MeshError(f"config {p} must hold a mapping of options")
     return data
+
+
+def merged_config(cls, path: str | None, flags: dict):
+    """The one config path of every training command: ``cls``'s dataclass defaults, then the
+    ``--config`` file, then the command-line ``flags`` that were given (None = not given).
+
+    ``flags`` keys are field names, dotted for nested ones (``"model.hidden"``,
+    ``"synth.noise_profile"``); ``cls.from_dict`` builds (and checks) the result."""
+    d = read_config(path)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        *parents, leaf = key.split(".")
+        node = d
+        for name in parents:
+            sub = node.get(name)
+            node[name] = dict(sub) if isinstance(sub, dict) else (dataclasses.asdict(sub) if dataclasses.is_dataclass(sub) else {})
+            node = node[name]
+        node[leaf] = value
+    return cls.from_dict(d)

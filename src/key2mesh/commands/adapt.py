@@ -16,33 +16,38 @@ HELP = "adapt a pre-trained model to unlabelled target detections (WDGRL critic,
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True,
+    p.add_argument("--config", help="JSON/YAML file of AdaptConfig options (command-line flags override it)")
+    p.add_argument("--source",
                    help="pre-trained checkpoint (from `key2mesh pretrain`, or a shipped name such as anny-coco17)")
     p.add_argument("--target", nargs="+", required=True,
                    help="target detections: OpenPose JSON folders/files, COCO JSON, .npz/.npy, or "
                         "'synthetic:PROFILE' (held-out MoCap clips with a detector-like noise profile, labelled)")
     p.add_argument("--target-set", help="keypoint set of the target files when it cannot be inferred")
-    p.add_argument("--cache", required=True, help="MoCap training cache (source-domain samples)")
+    p.add_argument("--cache", help="MoCap training cache (source-domain samples)")
     p.add_argument("--val", help="labelled validation: a benchmark file (e.g. `key2mesh data pose2sim`, 12 limb joints) "
                                  "or 'synthetic:PROFILE' (held-out MoCap with a noise profile); selects by PA-MPJPE. "
                                  "Without it: the re-projection error on held-out target detections (label-free)")
-    p.add_argument("--out", dest="out_dir", default="runs/adapt")
-    p.add_argument("--losses", choices=["2d", "2d+wd", "2d+wd+reg"], default="2d+wd+reg",
+    p.add_argument("--out", dest="out_dir", help="output folder (default runs/adapt)")
+    p.add_argument("--losses", choices=["2d", "2d+wd", "2d+wd+reg"],
                    help="loss ablation of the paper (default: all three terms)")
-    p.add_argument("--steps", type=non_negative_int, default=0)
-    p.add_argument("--epochs", type=positive_float, default=5.0)
-    p.add_argument("--batch-size", type=positive_int, default=256)
-    p.add_argument("--lr", type=positive_float, default=1e-4)
-    p.add_argument("--critic-steps", type=non_negative_int, default=3, help="k critic steps per adaptation step (paper 3, official code 10)")
-    p.add_argument("--gamma", type=non_negative_float, default=50.0, help="gradient-penalty weight (official code 50)")
-    p.add_argument("--select-every", type=positive_int, default=500)
-    p.add_argument("--bn", choices=["frozen", "batch"], default="frozen",
+    p.add_argument("--steps", type=non_negative_int)
+    p.add_argument("--epochs", type=positive_float)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--critic-steps", type=non_negative_int, help="k critic steps per adaptation step (paper 3, official code 10)")
+    p.add_argument("--gamma", type=non_negative_float, help="gradient-penalty weight (official code 50)")
+    p.add_argument("--critic-lr", type=positive_float, help="critic learning rate (default 1e-4)")
+    p.add_argument("--select-every", type=positive_int)
+    p.add_argument("--min-keypoints", type=positive_int, help="drop target detections with fewer confident keypoints (default 6)")
+    p.add_argument("--holdout-fraction", type=non_negative_float,
+                   help="target detections held out for the label-free selection (default 0.1)")
+    p.add_argument("--bn", choices=["frozen", "batch"],
                    help="BatchNorm of the adapted extractor: F_pt's statistics (frozen, default) or batch statistics")
-    p.add_argument("--dropout", action="store_true",
+    p.add_argument("--dropout", action="store_true", default=None,
                    help="keep dropout on in the adapted extractor (off by default: L_reg then sees no dropout noise)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--threads", type=non_negative_int)
 
 
 def load_targets(paths: list[str], checkpoint, cache: str, keypoint_set: str | None = None):
@@ -64,7 +69,14 @@ def load_targets(paths: list[str], checkpoint, cache: str, keypoint_set: str | N
     return prepare_target(torch.cat(kps), torch.cat(confs), checkpoint.normalization, name=",".join(paths))
 
 
+# flags that set the AdaptConfig field of the same name
+FLAGS = ("source", "cache", "out_dir", "steps", "epochs", "batch_size", "lr", "critic_steps", "gamma", "critic_lr",
+         "select_every", "min_keypoints", "holdout_fraction", "bn", "dropout", "seed", "device", "threads")
+
+
 def run(args: argparse.Namespace) -> int:
+    from key2mesh.commands._config import merged_config
+    from key2mesh.errors import Key2MeshError
     from key2mesh.keypoints.io import MIN_KEYPOINTS
     from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
     from key2mesh.train.adapt import (
@@ -75,22 +87,23 @@ def run(args: argparse.Namespace) -> int:
         synthetic_target,
     )
 
-    args.source = str(resolve_checkpoint(args.source))
-    ck = load_checkpoint(args.source)
-    target = load_targets(args.target, ck, args.cache, args.target_set)
+    flags = {key: getattr(args, key) for key in FLAGS}
+    flags["weights"] = ABLATIONS[args.losses].to_dict() if args.losses else None
+    cfg = merged_config(AdaptConfig, args.config, flags)
+    for option, value in (("--source", cfg.source), ("--cache", cfg.cache)):
+        if not value:
+            raise Key2MeshError(f"adapt needs {option} (on the command line or in --config)")
+    cfg.source = str(resolve_checkpoint(cfg.source))
+    ck = load_checkpoint(cfg.source)
+    target = load_targets(args.target, ck, cfg.cache, args.target_set)
     print(f"target: {len(target)} detections kept, {target.dropped} dropped (< {MIN_KEYPOINTS} keypoints)")
     validation = None
     if args.val:
         if args.val.startswith("synthetic:"):
-            validation = synthetic_target(args.cache, ck, args.val.split(":", 1)[1], split="val")
+            validation = synthetic_target(cfg.cache, ck, args.val.split(":", 1)[1], split="val")
         else:
             validation = benchmark_target(args.val, ck)
         print(f"validation: {len(validation)} labelled samples from {args.val} (model selection by PA-MPJPE)")
-    cfg = AdaptConfig(source=args.source, cache=args.cache, out_dir=args.out_dir, steps=args.steps, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, critic_steps=args.critic_steps, gamma=args.gamma,
-                      weights=ABLATIONS[args.losses], select_every=args.select_every, bn=args.bn,
-                      dropout=args.dropout, seed=args.seed,
-                      device=args.device, threads=args.threads)
     result = run_adapt(cfg, target, validation)
     print(json.dumps(result, indent=2, default=float))
     return 0

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from key2mesh.commands._args import non_negative_int, positive_float, positive_int
+from key2mesh.commands._args import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 HELP = "pre-train the network on MoCap bodies projected through the virtual camera"
 
@@ -21,11 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, help="Adam learning rate (paper: 1e-3)")
     p.add_argument("--lr-gamma", type=float, help="StepLR decay factor (official code: 0.8; 1 = constant)")
     p.add_argument("--lr-step", type=int, help="steps between LR decays (default: one epoch)")
-    p.add_argument("--hidden", type=int, help="network width (paper: 1024)")
+    p.add_argument("--hidden", type=int, help="network width, extractor and critic (paper: 1024)")
     p.add_argument("--val-subjects", help="comma-separated subjects held out whole for validation (default cmu_02,cmu_05)")
+    p.add_argument("--val-fraction", type=non_negative_float, help="share of the frames of sources without subjects held out (default 0.1)")
+    p.add_argument("--val-size", type=positive_int, help="validation samples synthesised from the held-out frames (default 2048)")
     p.add_argument("--val-every", type=positive_int, help="validate and checkpoint every N steps")
     p.add_argument("--noise-profile", help="detector-like noise on the inputs: none, detector, strong")
-    p.add_argument("--no-pose-augment", action="store_true", help="disable the pose sampler (mirroring, perturbation, limb mixing)")
+    p.add_argument("--no-pose-augment", dest="pose_augment", action="store_false", default=None, help="disable the pose sampler (mirroring, perturbation, limb mixing)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--threads", type=non_negative_int, help="CPU threads for torch")
@@ -33,24 +40,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-after", type=non_negative_int, help=argparse.SUPPRESS)
 
 
+# flags that set the PretrainConfig field of the same name
+FLAGS = ("cache", "out_dir", "keypoint_set", "steps", "epochs", "batch_size", "lr", "lr_gamma", "lr_step", "val_every",
+         "val_fraction", "val_size", "pose_augment", "seed", "device", "threads", "stop_after")
+
+
 def run(args: argparse.Namespace) -> int:
-    from key2mesh.commands._config import read_config
+    from key2mesh.commands._config import merged_config
     from key2mesh.train.pretrain import PretrainConfig, run_pretrain
 
-    d = read_config(args.config)
-    for key in ("cache", "out_dir", "keypoint_set", "steps", "epochs", "batch_size", "lr", "lr_gamma", "lr_step",
-                "val_every", "seed", "device", "threads", "stop_after"):
-        if getattr(args, key, None) is not None:
-            d[key] = getattr(args, key)
-    if args.hidden is not None:
-        d["model"] = {**d.get("model", {}), "hidden": args.hidden, "critic_hidden": args.hidden}
+    flags = {key: getattr(args, key) for key in FLAGS}
+    flags["model.hidden"] = flags["model.critic_hidden"] = args.hidden
+    flags["synth.noise_profile"] = args.noise_profile or None
     if args.val_subjects is not None:
-        d["val_subjects"] = [s.strip() for s in args.val_subjects.split(",") if s.strip()]
-    cfg = PretrainConfig.from_dict(d)
-    if args.noise_profile:
-        cfg.synth.noise_profile = args.noise_profile
-    if args.no_pose_augment:
-        cfg.pose_augment = False
+        flags["val_subjects"] = [s.strip() for s in args.val_subjects.split(",") if s.strip()]
+    cfg = merged_config(PretrainConfig, args.config, flags)
     result = run_pretrain(cfg, resume=args.resume)
     print(json.dumps(result, indent=2, default=float))
     return 0

@@ -103,6 +103,16 @@ class AdaptConfig:
     device: str = "auto"
     threads: int = 0
 
+    @classmethod
+    def from_dict(cls, d: dict) -> AdaptConfig:
+        d = dict(d)
+        if isinstance(d.get("weights"), dict):
+            d["weights"] = AdaptWeights(**d["weights"])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise Key2MeshError(f"unknown adapt options: {sorted(unknown)}")
+        return cls(**d)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

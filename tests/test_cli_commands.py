@@ -1,0 +1,117 @@
+"""`pretrain`, `adapt`, `fit` and `export` driven through the command line (tiny runs, seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from key2mesh.cli import main
+from key2mesh.data.cache import PoseBank
+from key2mesh.geometry.rotations import axis_angle_to_matrix
+from key2mesh.model.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def bank_path(tmp_path_factory, anny_body):
+    g = torch.Generator().manual_seed(0)
+    n = 240
+    rot = axis_angle_to_matrix(0.3 * torch.randn(n, 24, 3, generator=g)).numpy().astype(np.float32)
+    bank = PoseBank(
+        rot,
+        np.repeat(np.arange(4), n // 4).astype(np.int32),
+        [f"c{i}" for i in range(4)],
+        ["test"] * 4,
+        anny_body.default_shape(16).numpy(),
+        anny_body.config(),
+    )
+    return bank.save(tmp_path_factory.mktemp("bank") / "bank.npz")
+
+
+@pytest.fixture(scope="module")
+def pretrained(bank_path, tmp_path_factory):
+    """`key2mesh pretrain` with a --config file and flags (flags win over the file)."""
+    out = tmp_path_factory.mktemp("pt")
+    config = out / "config.json"
+    config.write_text(json.dumps({"steps": 99, "val_size": 32, "batch_size": 16, "val_every": 2}))
+    argv = ["pretrain", "--config", str(config), "--cache", str(bank_path), "--out", str(out), "--steps", "4",
+            "--hidden", "64", "--threads", "1", "--device", "cpu", "--no-pose-augment"]  # fmt: skip
+    assert main(argv) == 0
+    return out / "last.pt"
+
+
+def test_pretrain_cli(pretrained):
+    ck = load_checkpoint(pretrained)
+    assert ck.stage == "pretrain" and ck.step == 4
+    assert ck.model_config.hidden == 64 and ck.model_config.critic_hidden == 64
+    assert ck.config["val_size"] == 32 and ck.config["steps"] == 4 and ck.config["pose_augment"] is False
+
+
+def test_adapt_cli(pretrained, bank_path, tmp_path):
+    out = tmp_path / "ad"
+    argv = ["adapt", "--source", str(pretrained), "--target", "synthetic:strong", "--cache", str(bank_path),
+            "--out", str(out), "--steps", "2", "--batch-size", "16", "--select-every", "1", "--losses", "2d+wd",
+            "--threads", "1", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    ck = load_checkpoint(out / "last.pt")
+    assert ck.stage == "adapt" and ck.config["adapt"]["steps"] == 2
+    assert ck.config["adapt"]["weights"]["reg"] == 0.0  # --losses 2d+wd: no L_reg
+    assert ck.config["val_size"] == 32  # pre-training's config is kept
+
+
+def test_export_cli(pretrained, tmp_path):
+    ts, slim = tmp_path / "m.ts", tmp_path / "slim.pt"
+    assert main(["export", str(pretrained), "--torchscript", str(ts), "--slim", str(slim)]) == 0
+    module = torch.jit.load(str(ts))
+    r, s = module(torch.rand(3, 25, 2) * 200, torch.ones(3, 25))
+    assert r.shape[0] == 3 and torch.isfinite(r).all() and torch.isfinite(s).all()
+    small = load_checkpoint(slim)
+    assert "optimizer" not in small.extra and all(v.dtype == torch.float16 for v in small.model.values() if v.is_floating_point())
+
+
+def test_fit_cli(pretrained, tmp_path, capsys):
+    kp = np.random.default_rng(2).uniform(100, 300, (2, 25, 2)).astype(np.float32)
+    inp = tmp_path / "in.npz"
+    np.savez(inp, keypoints=kp, keypoint_set="openpose_body25")
+    out = tmp_path / "fit.npz"
+    assert main(["fit", str(inp), "--out", str(out), "--iters", "2", "--init-from", str(pretrained)]) == 0
+    z = np.load(out)
+    assert len(z["names"]) == 2 and np.isfinite(z["reprojection_error"]).all()
+
+
+@pytest.mark.parametrize("command", ["pretrain", "adapt"])
+def test_dataclass_defaults_are_the_only_defaults(command):
+    """Flags not given are None (the dataclass default applies after --config); every flag of
+    FLAGS names a field of the command's config."""
+    import dataclasses
+    import importlib
+
+    from key2mesh.cli import build_parser
+    from key2mesh.train.adapt import AdaptConfig
+    from key2mesh.train.pretrain import PretrainConfig
+
+    module = importlib.import_module(f"key2mesh.commands.{command}")
+    cls = {"pretrain": PretrainConfig, "adapt": AdaptConfig}[command]
+    argv = [command] + (["--target", "x.npz"] if command == "adapt" else [])
+    args = build_parser().parse_args(argv)
+    assert {k: getattr(args, k) for k in module.FLAGS} == dict.fromkeys(module.FLAGS)
+    assert set(module.FLAGS) <= {f.name for f in dataclasses.fields(cls)}
+
+
+def test_adapt_config_file_and_flags(pretrained, bank_path, tmp_path):
+    config = tmp_path / "adapt.json"
+    config.write_text(json.dumps({"source": str(pretrained), "cache": str(bank_path), "steps": 9, "batch_size": 16,
+                                  "select_every": 1, "weights": {"kp2d": 10.0, "wd": 0.1, "reg": 0.0}, "threads": 1}))
+    out = tmp_path / "ad"
+    assert main(["adapt", "--config", str(config), "--target", "synthetic:none", "--out", str(out), "--steps", "1",
+                 "--device", "cpu"]) == 0  # fmt: skip
+    adapt = load_checkpoint(out / "last.pt").config["adapt"]
+    assert adapt["steps"] == 1 and adapt["batch_size"] == 16 and adapt["weights"]["reg"] == 0.0
+    assert adapt["critic_steps"] == 3  # the dataclass default
+
+
+def test_adapt_without_source_is_a_one_line_error(tmp_path, capsys):
+    assert main(["adapt", "--target", "synthetic:none", "--cache", str(tmp_path / "c.npz")]) == 2
+    assert "needs --source" in capsys.readouterr().err
