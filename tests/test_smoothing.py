@@ -83,3 +83,25 @@ def test_streaming_equals_batch_and_errors():
         OneEuroFilter(fps=0)
     with pytest.raises(Key2MeshError):
         one_euro(np.zeros((0, 3)))
+
+
+def test_one_smoothing_function_for_predict_and_demo():
+    """smooth_parameters is the demo's smoothing and smooth_tracks predict's, per person id."""
+    import numpy as np
+    import torch
+
+    from key2mesh.geometry.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
+    from key2mesh.inference.smoothing import DEMO_SMOOTHING, one_euro, smooth_parameters, smooth_tracks
+
+    g = torch.Generator().manual_seed(0)
+    rot = axis_angle_to_matrix(torch.randn(40, 24, 3, generator=g)).float()
+    shape = torch.rand(40, 6, generator=g)
+    r, s = smooth_parameters(rot, shape, 25.0, DEMO_SMOOTHING)
+    assert torch.equal(r, rot6d_to_matrix(one_euro(matrix_to_rot6d(rot), fps=25.0, min_cutoff=1.0, beta=0.05)))
+    assert torch.equal(s, one_euro(shape, fps=25.0, min_cutoff=0.3))
+    frames, pids = np.arange(40) % 20, np.repeat([0, 1], 20)
+    r, s = smooth_tracks(rot, shape, frames[::-1].copy(), pids)  # rows in any order
+    for pid in (0, 1):
+        sel = np.nonzero(pids == pid)[0][::-1]  # in frame order
+        want_r, want_s = smooth_parameters(rot[sel.copy()], shape[sel.copy()])
+        assert torch.equal(r[sel.copy()], want_r) and torch.equal(s[sel.copy()], want_s)

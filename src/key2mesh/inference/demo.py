@@ -91,11 +91,9 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
             if not bool(pred.valid[j]):
                 report.skip(i, f"fewer than {model.min_keypoints} keypoints, or all on one spot")
         if smooth and len(ok) > 2:
-            from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
-            from key2mesh.inference.smoothing import one_euro
+            from key2mesh.inference.smoothing import DEMO_SMOOTHING, smooth_parameters
 
-            rot = rot6d_to_matrix(one_euro(matrix_to_rot6d(rot), fps=fps, min_cutoff=1.0, beta=0.05))
-            shape = one_euro(shape, fps=fps, min_cutoff=0.3)
+            rot, shape = smooth_parameters(rot, shape, fps, DEMO_SMOOTHING)
     skipped = {i for idx in report.skipped.values() for i in idx}
     good = {i: j for j, i in enumerate(ok) if i not in skipped}
     writer = VideoWriter(out, fps) if is_video else None

@@ -10,6 +10,7 @@ rotations (T, J, 6) — re-orthonormalise them afterwards with
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -94,3 +95,45 @@ def one_euro(
     if is_torch:
         return torch.as_tensor(out, dtype=x.dtype, device=x.device)
     return out.astype(arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64)
+
+
+@dataclass(frozen=True)
+class SmoothingSettings:
+    """One-Euro settings for body parameters: 6D rotations and shape, each its own (min_cutoff, beta)."""
+
+    rotation_min_cutoff: float = 1.0
+    rotation_beta: float = 0.0
+    shape_min_cutoff: float = 1.0
+    shape_beta: float = 0.0
+
+
+# `key2mesh predict --smooth` (per tracked person, 30 fps assumed) and the demo's `--smooth`
+# (the video's frame rate; a faster rotation response, a slower shape); kept as they were tuned.
+TRACK_SMOOTHING = SmoothingSettings()
+DEMO_SMOOTHING = SmoothingSettings(rotation_min_cutoff=1.0, rotation_beta=0.05, shape_min_cutoff=0.3)
+
+
+def smooth_parameters(rotmats: torch.Tensor, shape: torch.Tensor, fps: float = 30.0,
+                      settings: SmoothingSettings = TRACK_SMOOTHING) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one smoothing of body parameters over a sequence (T, ...) of one person: One-Euro on
+    the 6D rotations (re-orthonormalised) and on the shape; returns (rotmats (T,24,3,3), shape)."""
+    from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+
+    six = one_euro(matrix_to_rot6d(rotmats), fps=fps, min_cutoff=settings.rotation_min_cutoff,
+                   beta=settings.rotation_beta)
+    return rot6d_to_matrix(six), one_euro(shape, fps=fps, min_cutoff=settings.shape_min_cutoff,
+                                          beta=settings.shape_beta)
+
+
+def smooth_tracks(rotmats: torch.Tensor, shape: torch.Tensor, frames: np.ndarray, person_ids: np.ndarray,
+                  fps: float = 30.0, settings: SmoothingSettings = TRACK_SMOOTHING) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`smooth_parameters` along frames, separately per person id (tracks shorter than 3
+    frames are left as they are); rows in any order."""
+    rotmats, shape = rotmats.clone(), shape.clone()
+    for pid in np.unique(person_ids):
+        sel = np.nonzero(person_ids == pid)[0]
+        sel = sel[np.argsort(frames[sel])]
+        if len(sel) < 3:
+            continue
+        rotmats[sel], shape[sel] = smooth_parameters(rotmats[sel], shape[sel], fps, settings)
+    return rotmats, shape
