@@ -91,7 +91,12 @@ def test_one_smoothing_function_for_predict_and_demo():
     import torch
 
     from key2mesh.geometry.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
-    from key2mesh.inference.smoothing import DEMO_SMOOTHING, one_euro, smooth_parameters, smooth_tracks
+    from key2mesh.inference.smoothing import (
+        DEMO_SMOOTHING,
+        one_euro,
+        smooth_parameters,
+        smooth_tracks,
+    )
 
     g = torch.Generator().manual_seed(0)
     rot = axis_angle_to_matrix(torch.randn(40, 24, 3, generator=g)).float()
