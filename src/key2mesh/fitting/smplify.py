@@ -37,19 +37,13 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.geometry.rotations import DEG, matrix_to_rot6d, rot6d_to_matrix, rotation_y
-from key2mesh.keypoints.sets import SMPL24, canonical_set_name, num_keypoints
+from key2mesh.keypoints.sets import SMPL24, SMPL24_HINGES, canonical_set_name, num_keypoints
 from key2mesh.keypoints.weights import joint_weights
 
 __all__ = ["FitWeights", "FitResult", "fit_to_keypoints", "joint_weights", "hinge_axes", "hinge_flexion"]
 
-# (hinge joint, child joint, kind) in SMPL-24; kind decides the flexion sign of the hinge axis.
-_HINGES = (
-    ("smpl_left_knee", "smpl_left_ankle", "knee"),
-    ("smpl_right_knee", "smpl_right_ankle", "knee"),
-    ("smpl_left_elbow", "smpl_left_wrist", "elbow"),
-    ("smpl_right_elbow", "smpl_right_wrist", "elbow"),
-)
-HINGE_JOINTS = tuple(SMPL24.index(j) for j, _, _ in _HINGES)
+# the knees and elbows of the SMPL-24 skeleton table (keypoints.sets.SMPL24_HINGES)
+HINGE_JOINTS = tuple(SMPL24.index(j) for j, _, _, _ in SMPL24_HINGES)
 
 
 @dataclass
@@ -104,9 +98,9 @@ def hinge_axes(body: BodyModel) -> torch.Tensor:
         joints = body(eye, body.default_shape(1)).joints[0]
     z = joints.new_tensor([0.0, 0.0, 1.0])
     axes = []
-    for joint, child, kind in _HINGES:
+    for joint, child, _, forward in SMPL24_HINGES:  # knees swing backwards (-1), elbows forwards
         d = joints[SMPL24.index(child)] - joints[SMPL24.index(joint)]
-        axis = torch.linalg.cross(z, d) if kind == "knee" else torch.linalg.cross(d, z)
+        axis = torch.linalg.cross(z, d) if forward < 0 else torch.linalg.cross(d, z)
         axes.append(axis / axis.norm().clamp(min=1e-8))
     return torch.stack(axes)
 

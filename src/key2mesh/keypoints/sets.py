@@ -66,6 +66,29 @@ SMPL24 = (
 # SMPL's kinematic tree: parent index of each SMPL-24 joint (-1 for the root).
 SMPL24_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 
+# The one SMPL-24 skeleton table (retargeting, IK and the fitting baseline read it):
+# joint → the child its bone points to (limbs first, then the spine chain; the pelvis, the
+# leaves and the head have none). The limb entries give each limb joint its rest direction.
+SMPL24_CHILD: dict[str, str] = {
+    "smpl_left_hip": "smpl_left_knee", "smpl_right_hip": "smpl_right_knee",
+    "smpl_left_knee": "smpl_left_ankle", "smpl_right_knee": "smpl_right_ankle",
+    "smpl_left_ankle": "smpl_left_foot", "smpl_right_ankle": "smpl_right_foot",
+    "smpl_left_collar": "smpl_left_shoulder", "smpl_right_collar": "smpl_right_shoulder",
+    "smpl_left_shoulder": "smpl_left_elbow", "smpl_right_shoulder": "smpl_right_elbow",
+    "smpl_left_elbow": "smpl_left_wrist", "smpl_right_elbow": "smpl_right_wrist",
+    "smpl_left_wrist": "smpl_left_hand", "smpl_right_wrist": "smpl_right_hand",
+    "smpl_spine1": "smpl_spine2", "smpl_spine2": "smpl_spine3", "smpl_spine3": "smpl_neck", "smpl_neck": "smpl_head",
+}  # fmt: skip
+SMPL24_SPINE = ("smpl_spine1", "smpl_spine2", "smpl_spine3", "smpl_neck")
+# Hinge joints: (joint, its child, its parent, flexion direction of the child bone along z:
+# -1 the shin swings backwards (knees), +1 the forearm forwards (elbows)).
+SMPL24_HINGES: tuple[tuple[str, str, str, float], ...] = (
+    ("smpl_left_knee", "smpl_left_ankle", "smpl_left_hip", -1.0),
+    ("smpl_right_knee", "smpl_right_ankle", "smpl_right_hip", -1.0),
+    ("smpl_left_elbow", "smpl_left_wrist", "smpl_left_shoulder", 1.0),
+    ("smpl_right_elbow", "smpl_right_wrist", "smpl_right_shoulder", 1.0),
+)
+
 KEYPOINT_SETS: dict[str, tuple[str, ...]] = {
     "openpose_body25": OPENPOSE_BODY25,
     "openpose_coco18": OPENPOSE_COCO18,

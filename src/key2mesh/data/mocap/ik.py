@@ -28,7 +28,7 @@ import torch
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
-from key2mesh.keypoints.sets import SMPL24, SMPL24_PARENTS
+from key2mesh.keypoints.sets import SMPL24, SMPL24_CHILD, SMPL24_HINGES, SMPL24_PARENTS
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,6 @@ MAX_ANGLE_DEG: dict[str, float] = {
     "smpl_left_hand": 30, "smpl_right_hand": 30, "smpl_left_knee": 160, "smpl_right_knee": 160,
     "smpl_left_elbow": 160, "smpl_right_elbow": 160,
 }  # fmt: skip
-# Hinge joints: (joint, its child, the parent, flexion direction (+z = forward) of the child bone).
-_HINGES = (
-    ("smpl_left_knee", "smpl_left_ankle", "smpl_left_hip", -1.0),
-    ("smpl_right_knee", "smpl_right_ankle", "smpl_right_hip", -1.0),
-    ("smpl_left_elbow", "smpl_left_wrist", "smpl_left_shoulder", 1.0),
-    ("smpl_right_elbow", "smpl_right_wrist", "smpl_right_shoulder", 1.0),
-)
 _HYPEREXTENSION_TOL = math.radians(10.0)
 
 
@@ -237,7 +230,7 @@ def _hinge_frames(
     """Joint indices (H,), flexion axes (H, 3), sideways axes (H, 3) and allowed hyperextension (H,)."""
     idx, axes, side, tol = [], [], [], []
     rest = skeleton.rest.double()
-    for joint, child, parent, forward in _HINGES:
+    for joint, child, parent, forward in SMPL24_HINGES:
         j, c, p = _INDEX[joint], _INDEX[child], _INDEX[parent]
         d = rest[c] - rest[j]
         d = d / d.norm()
@@ -404,15 +397,7 @@ def fit_pose_to_joints(
 
 
 # The child whose direction a joint's rotation aims (the chain continues through untargeted joints).
-_AIM_CHILD: dict[str, str] = {
-    "smpl_spine1": "smpl_spine2", "smpl_spine2": "smpl_spine3", "smpl_spine3": "smpl_neck", "smpl_neck": "smpl_head",
-    "smpl_left_hip": "smpl_left_knee", "smpl_left_knee": "smpl_left_ankle", "smpl_left_ankle": "smpl_left_foot",
-    "smpl_right_hip": "smpl_right_knee", "smpl_right_knee": "smpl_right_ankle", "smpl_right_ankle": "smpl_right_foot",
-    "smpl_left_collar": "smpl_left_shoulder", "smpl_left_shoulder": "smpl_left_elbow",
-    "smpl_left_elbow": "smpl_left_wrist", "smpl_left_wrist": "smpl_left_hand",
-    "smpl_right_collar": "smpl_right_shoulder", "smpl_right_shoulder": "smpl_right_elbow",
-    "smpl_right_elbow": "smpl_right_wrist", "smpl_right_wrist": "smpl_right_hand",
-}  # fmt: skip
+_AIM_CHILD = SMPL24_CHILD
 
 
 _CHILDREN: dict[int, tuple[int, ...]] = {

@@ -20,21 +20,16 @@ import numpy as np
 import roma
 import torch
 
-from key2mesh.keypoints.sets import SMPL24, SMPL24_PARENTS
+from key2mesh.keypoints.sets import SMPL24, SMPL24_CHILD, SMPL24_PARENTS, SMPL24_SPINE
 
 PARENTS = np.array(SMPL24_PARENTS)
 _IDX = {n.removeprefix("smpl_"): i for i, n in enumerate(SMPL24)}
 
-# Bone j → child(j) that defines the rest direction of joint j (axial joints and leaves absent).
+# Bone j → child(j) that defines the rest direction of joint j: the limb entries of
+# SMPL24_CHILD (axial joints and leaves absent), without the "smpl_" prefix.
 BONE_CHILD: dict[str, str] = {
-    "left_hip": "left_knee", "right_hip": "right_knee",
-    "left_knee": "left_ankle", "right_knee": "right_ankle",
-    "left_ankle": "left_foot", "right_ankle": "right_foot",
-    "left_collar": "left_shoulder", "right_collar": "right_shoulder",
-    "left_shoulder": "left_elbow", "right_shoulder": "right_elbow",
-    "left_elbow": "left_wrist", "right_elbow": "right_wrist",
-    "left_wrist": "left_hand", "right_wrist": "right_hand",
-}  # fmt: skip
+    j.removeprefix("smpl_"): c.removeprefix("smpl_") for j, c in SMPL24_CHILD.items() if j not in SMPL24_SPINE
+}
 
 # SMPL T-pose direction (unit, y up, x = body's left, facing +z) of the bone j → child(j) for
 # every joint of SMPL-24; axial joints point up, leaves continue their parent's bone.
