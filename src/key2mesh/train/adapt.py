@@ -42,7 +42,7 @@ from key2mesh.train.losses import (
     reprojection_loss,
     wasserstein_distance,
 )
-from key2mesh.train.random import randint
+from key2mesh.train.random import choose
 from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)
@@ -239,9 +239,9 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
     t0 = time.perf_counter()
     step = 0
     for step in range(1, total + 1):
-        sidx = torch.from_numpy(train_idx)[randint(len(train_idx), (cfg.batch_size,), gen)]
-        src = synth(rot_all[sidx], shapes_all[randint(len(shapes_all), (cfg.batch_size,), gen)], gen)
-        tsel = randint(len(train_t), (cfg.batch_size,), gen)
+        sidx = choose(train_idx, cfg.batch_size, gen)
+        src = synth(rot_all[sidx], shapes_all[choose(len(shapes_all), cfg.batch_size, gen)], gen)
+        tsel = choose(len(train_t), cfg.batch_size, gen)
         xt, vt = train_t.inputs[tsel].to(device), train_t.valid[tsel].to(device)
         with torch.no_grad():
             f_src = net_pt.extractor(src.inputs)
@@ -328,8 +328,8 @@ def synthetic_target(cache: str, checkpoint: Checkpoint, noise_profile: str = "s
         val_idx = sets[heldout]
     idx = val_idx if split == "val" else train_idx
     g = torch.Generator().manual_seed(seed)
-    sel = torch.from_numpy(idx)[randint(len(idx), (n,), g)]
-    shapes = torch.from_numpy(bank.shapes)[randint(len(bank.shapes), (n,), g)]
+    sel = choose(idx, n, g)
+    shapes = torch.from_numpy(bank.shapes)[choose(len(bank.shapes), n, g)]
     cfg = SynthConfig(noise_profile=noise_profile, **(synth_overrides or {}))
     synth = PairSynthesizer(body, checkpoint.keypoint_set, checkpoint.camera, cfg)
     b = synth(torch.from_numpy(bank.rotmats)[sel], shapes, g)

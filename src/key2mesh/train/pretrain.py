@@ -20,7 +20,12 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 from key2mesh.keypoints.weights import joint_weights
-from key2mesh.model.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from key2mesh.model.checkpoint import (
+    InputNormalization,
+    atomic_save,
+    load_checkpoint,
+    make_checkpoint,
+)
 from key2mesh.model.network import Key2MeshNet, ModelConfig
 from key2mesh.train.common import (
     MetricLogger,
@@ -30,7 +35,7 @@ from key2mesh.train.common import (
     pick_device,
 )
 from key2mesh.train.losses import PretrainWeights, pretrain_loss
-from key2mesh.train.random import randint
+from key2mesh.train.random import choose
 from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)
@@ -144,12 +149,12 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     jw = joint_weights(cfg.keypoint_set).to(device)
     rot_all = torch.from_numpy(bank.rotmats)
     shapes_all = torch.from_numpy(bank.shapes)
-    normalization = {"conf_threshold": cfg.synth.conf_threshold, "missing_value": cfg.synth.missing_value, "method": "bbox"}
+    normalization = InputNormalization(cfg.synth.conf_threshold, cfg.synth.missing_value, "bbox")
 
     # Fixed validation pairs from each held-out set (same augmentations, fixed seed), then pooled.
     vgen = torch.Generator().manual_seed(12345)
-    vsel = torch.cat([torch.from_numpy(ix)[randint(len(ix), (cfg.val_size,), vgen)] for ix in val_sets.values()])
-    vshape = shapes_all[randint(len(shapes_all), (len(vsel),), vgen)]
+    vsel = torch.cat([choose(ix, cfg.val_size, vgen) for ix in val_sets.values()])
+    vshape = shapes_all[choose(len(shapes_all), len(vsel), vgen)]
     val = synth(rot_all[vsel], vshape, vgen)
     val_parts = {name: slice(i * cfg.val_size, (i + 1) * cfg.val_size) for i, name in enumerate(val_sets)}
     n_val = len(vsel)
@@ -206,8 +211,8 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         if sampler is not None:  # real poses, mirrored / perturbed / limb-mixed on the fly
             rot = sampler.sample(cfg.batch_size)
         else:
-            rot = rot_all[torch.from_numpy(train_idx)[randint(len(train_idx), (cfg.batch_size,), gen)]].to(device)
-        shp = shapes_all[randint(len(shapes_all), (cfg.batch_size,), gen)]
+            rot = rot_all[choose(train_idx, cfg.batch_size, gen)].to(device)
+        shp = shapes_all[choose(len(shapes_all), cfg.batch_size, gen)]
         batch = synth(rot, shp, gen)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             pred_rot, pred_shape = model(batch.inputs)

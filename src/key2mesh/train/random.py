@@ -32,3 +32,12 @@ def randint(high: int, shape, generator: torch.Generator | None = None, device=N
     """Integers in [0, high) of ``shape`` on ``device``, drawn from ``generator``."""
     out = torch.randint(high, shape, generator=generator, device=_draw_device(generator, device))
     return out if device is None else out.to(device)
+
+
+def choose(pool, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The one batch-sampling recipe: ``n`` entries of ``pool`` drawn uniformly with replacement
+    (``pool``: a 1-D array/tensor, e.g. frame indices of a split; an int ``m`` for ``range(m)``)."""
+    if isinstance(pool, int):
+        return randint(pool, (n,), generator)
+    pool = torch.as_tensor(pool)
+    return pool[randint(len(pool), (n,), generator)]
