@@ -56,17 +56,17 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset == "mocap-heldout":
         if not args.cache:
             raise Key2MeshError("--dataset mocap-heldout needs --cache (from `key2mesh data prepare`)")
-        from key2mesh.train.adapt import synthetic_target
+        from key2mesh.data.heldout import mocap_samples
 
-        t = synthetic_target(args.cache, model.checkpoint, args.noise_profile, n=args.num, split="val",
+        data = mocap_samples(args.cache, model.checkpoint, args.noise_profile, n=args.num, split="val",
                              heldout=args.heldout)
-        import torch
-
-        with torch.no_grad():
-            r, s = model.net(t.inputs.to(model.device))
-        errors = score_bodies(model.body, r, s, model.body, t.rotmats.to(model.device), t.shape.to(model.device), protocol)
+        pred = model.predict(data.keypoints2d, data.confidence, keypoint_set=data.keypoint_set, mesh=False)
+        keep = pred.valid.cpu() & data.keypoints2d.isfinite().all(-1).all(-1)  # usable detections only
+        dev = model.device
+        errors = score_bodies(model.body, pred.rotmats[keep.to(dev)], pred.shape[keep.to(dev)], model.body,
+                              data.rotmats[keep].to(dev), data.shape[keep].to(dev), protocol)
         suffix = "" if args.heldout == "all" else f"[{args.heldout}]"
-        result = summarize(f"mocap-heldout{suffix}+{args.noise_profile}", errors, protocol, t.dropped)
+        result = summarize(f"mocap-heldout{suffix}+{args.noise_profile}", errors, protocol, int((~keep).sum()))
     elif args.dataset in ("3dpw", "h36m-p2") or args.dataset.endswith(".npz"):
         from key2mesh.eval.benchmarks import evaluate_benchmark
 

@@ -315,22 +315,10 @@ def synthetic_target(cache: str, checkpoint: Checkpoint, noise_profile: str = "s
                      split: str = "val", synth_overrides: dict | None = None, heldout: str = "all") -> TargetSet:
     """A labelled, domain-shifted target built from MoCap: frames pre-training held out
     (``split="val"``; ``heldout``: ``all``, only held-out ``clips`` of sources without subjects, or
-    only held-out ``subjects``) synthesised with a detector-like noise profile. Labels are kept
-    for validation only."""
-    bank = PoseBank.load(cache)
-    body = body_model_from_config(checkpoint.body)
-    opts = checkpoint.split_options()
-    train_idx, val_idx = bank.split(**opts)
-    if split == "val" and heldout != "all":
-        sets = bank.validation_sets(**opts)
-        if heldout not in sets:
-            raise Key2MeshError(f"{cache}: no held-out {heldout} for this checkpoint's split (held out: {sorted(sets)})")
-        val_idx = sets[heldout]
-    idx = val_idx if split == "val" else train_idx
-    g = torch.Generator().manual_seed(seed)
-    sel = choose(idx, n, g)
-    shapes = torch.from_numpy(bank.shapes)[choose(len(bank.shapes), n, g)]
-    cfg = SynthConfig(noise_profile=noise_profile, **(synth_overrides or {}))
-    synth = PairSynthesizer(body, checkpoint.keypoint_set, checkpoint.camera, cfg)
-    b = synth(torch.from_numpy(bank.rotmats)[sel], shapes, g)
-    return prepare_target(b.keypoints2d, b.confidence, checkpoint.normalization, name=f"mocap-{split}+{noise_profile}", rotmats=b.rotmats, shape=b.shape)
+    only held-out ``subjects``) synthesised with a detector-like noise profile
+    (:func:`key2mesh.data.heldout.mocap_samples`), normalised. Labels are kept for validation only."""
+    from key2mesh.data.heldout import mocap_samples
+
+    s = mocap_samples(cache, checkpoint, noise_profile, n, seed, split, synth_overrides, heldout)
+    return prepare_target(s.keypoints2d, s.confidence, checkpoint.normalization, name=s.name, rotmats=s.rotmats,
+                          shape=s.shape)

@@ -1,0 +1,63 @@
+"""The MoCap held-out split as a labelled dataset: the frames pre-training held out (read from the
+checkpoint's config, :meth:`~key2mesh.model.checkpoint.Checkpoint.split_options`) with random
+shapes, projected through the virtual camera with a detector-like noise profile. Inputs are
+pixel keypoints of the model's set (what :meth:`Key2Mesh.predict` takes); the ground truth is
+the body parameters. ``key2mesh evaluate --dataset mocap-heldout`` scores on it, and adaptation
+uses it as a labelled synthetic target (:func:`key2mesh.train.adapt.synthetic_target`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from key2mesh.body import body_model_from_config
+from key2mesh.data.cache import PoseBank
+from key2mesh.data.synth import PairSynthesizer, SynthConfig
+from key2mesh.errors import Key2MeshError
+from key2mesh.train.random import choose
+
+HELDOUT = ("all", "clips", "subjects")
+
+
+@dataclass
+class MocapSamples:
+    """N synthesised samples: ``keypoints2d`` (N,K,2) virtual-camera pixels and ``confidence``
+    (N,K) of ``keypoint_set`` in, body parameters ``rotmats`` (N,24,3,3) / ``shape`` (N,S) out."""
+
+    name: str
+    keypoints2d: torch.Tensor
+    confidence: torch.Tensor
+    keypoint_set: str
+    rotmats: torch.Tensor
+    shape: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.keypoints2d)
+
+
+def mocap_samples(cache: str, checkpoint, noise_profile: str = "strong", n: int = 4096, seed: int = 7,
+                  split: str = "val", synth_overrides: dict | None = None, heldout: str = "all") -> MocapSamples:
+    """``n`` samples of the frames pre-training held out (``split="val"``; ``heldout``: ``all``,
+    only held-out ``clips`` of sources without subjects, or only held-out ``subjects``) or of its
+    training frames (``split="train"``). ``checkpoint``: a :class:`~key2mesh.model.checkpoint.Checkpoint`
+    (its body, keypoint set, camera and held-out split)."""
+    bank = PoseBank.load(cache)
+    body = body_model_from_config(checkpoint.body)
+    opts = checkpoint.split_options()
+    train_idx, val_idx = bank.split(**opts)
+    if split == "val" and heldout != "all":
+        sets = bank.validation_sets(**opts)
+        if heldout not in sets:
+            raise Key2MeshError(f"{cache}: no held-out {heldout} for this checkpoint's split (held out: {sorted(sets)})")
+        val_idx = sets[heldout]
+    idx = val_idx if split == "val" else train_idx
+    g = torch.Generator().manual_seed(seed)
+    sel = choose(idx, n, g)
+    shapes = torch.from_numpy(bank.shapes)[choose(len(bank.shapes), n, g)]
+    cfg = SynthConfig(noise_profile=noise_profile, **(synth_overrides or {}))
+    synth = PairSynthesizer(body, checkpoint.keypoint_set, checkpoint.camera, cfg)
+    b = synth(torch.from_numpy(bank.rotmats)[sel], shapes, g)
+    return MocapSamples(f"mocap-{split}+{noise_profile}", b.keypoints2d, b.confidence, checkpoint.keypoint_set,
+                        b.rotmats, b.shape)
