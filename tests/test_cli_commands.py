@@ -137,3 +137,24 @@ def test_evaluate_mocap_heldout_goes_through_predict(pretrained, bank_path, tmp_
     assert (got["n"], got["dropped"]) == (len(t), t.dropped)
     assert got["mpjpe"] == pytest.approx(float(errors["mpjpe"].mean()), rel=1e-6)
     assert got["pa_mpjpe"] == pytest.approx(float(errors["pa_mpjpe"].mean()), rel=1e-6)
+
+
+def test_fit_config_file_and_flags(tmp_path):
+    """`fit --config`: the file sets FitConfig fields (weights too), flags override them, and the
+    dataclass defaults are the only defaults."""
+    from key2mesh.cli import build_parser
+    from key2mesh.commands import fit as fit_command
+
+    args = build_parser().parse_args(["fit", "x.npz"])
+    assert all(getattr(args, k) is None for k in (*fit_command.FLAGS, *fit_command.WEIGHT_FLAGS))
+    kp = np.random.default_rng(2).uniform(100, 300, (2, 25, 2)).astype(np.float32)
+    inp = tmp_path / "in.npz"
+    np.savez(inp, keypoints=kp, keypoint_set="openpose_body25")
+    config = tmp_path / "fit.json"
+    config.write_text(json.dumps({"iters": 0, "weights": {"sigma": 0.2}, "fit_set": "coco17"}))
+    out = tmp_path / "fit.npz"
+    assert main(["fit", str(inp), "--config", str(config), "--fit-set", "openpose_body25", "--out", str(out)]) == 0
+    z = np.load(out)
+    assert str(z["keypoint_set"]) == "openpose_body25" and len(z["names"]) == 2
+    config.write_text(json.dumps({"iterations": 3}))
+    assert main(["fit", str(inp), "--config", str(config), "--out", str(out)]) == 2  # unknown option: one-line error
