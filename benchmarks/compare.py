@@ -28,17 +28,10 @@ ADAPTED = "runs/ablation/pose2sim_2d+wd+reg/best.pt"  # anny-coco17 adapted to t
 
 def _mocap_inputs(model, a):
     """(keypoints (N,K,2), confidence (N,K), score(rotmats, shape) -> errors) of held-out clips."""
-    from key2mesh.data.cache import PoseBank
-    from key2mesh.data.synth import PairSynthesizer, SynthConfig
+    from key2mesh.data.heldout import mocap_samples
     from key2mesh.eval.evaluate import score_bodies
 
-    bank = PoseBank.load(a.cache)
-    _, val_idx = bank.split(**model.checkpoint.split_options())  # what pre-training held out
-    g = torch.Generator().manual_seed(7)
-    sel = torch.from_numpy(val_idx)[torch.randint(len(val_idx), (a.num,), generator=g)]
-    shapes = torch.from_numpy(bank.shapes)[torch.randint(len(bank.shapes), (a.num,), generator=g)]
-    synth = PairSynthesizer(model.body, model.keypoint_set, model.camera, SynthConfig(noise_profile=a.profile))
-    batch = synth(torch.from_numpy(bank.rotmats)[sel], shapes, g)
+    batch = mocap_samples(a.cache, model.checkpoint, a.profile, n=a.num, seed=7, split="val")  # what pre-training held out
     desc = f"{a.num} held-out MoCap frames ({a.cache}), noise profile '{a.profile}', 14 joints"
     return batch.keypoints2d, batch.confidence, lambda r, s: score_bodies(model.body, r, s, model.body, batch.rotmats, batch.shape, "key2mesh"), desc
 
