@@ -31,9 +31,18 @@ def _mocap_inputs(model, a):
     from key2mesh.data.heldout import mocap_samples
     from key2mesh.eval.evaluate import score_bodies
 
-    batch = mocap_samples(a.cache, model.checkpoint, a.profile, n=a.num, seed=7, split="val")  # what pre-training held out
+    batch = mocap_samples(
+        a.cache, model.checkpoint, a.profile, n=a.num, seed=7, split="val"
+    )  # what pre-training held out
     desc = f"{a.num} held-out MoCap frames ({a.cache}), noise profile '{a.profile}', 14 joints"
-    return batch.keypoints2d, batch.confidence, lambda r, s: score_bodies(model.body, r, s, model.body, batch.rotmats, batch.shape, "key2mesh"), desc
+    return (
+        batch.keypoints2d,
+        batch.confidence,
+        lambda r, s: score_bodies(
+            model.body, r, s, model.body, batch.rotmats, batch.shape, "key2mesh"
+        ),
+        desc,
+    )
 
 
 def _pose2sim_inputs(model, a):
@@ -50,9 +59,16 @@ def _pose2sim_inputs(model, a):
         save_benchmark(pose2sim_benchmark()[0], a.pose2sim)
     bench = load_benchmark(a.pose2sim)
     gj, gset, gv = ground_truth(bench, PROTOCOLS["key2mesh"])
-    kp, conf = convert_keypoints(bench.keypoints2d, bench.confidence, bench.keypoint_set, model.keypoint_set)
+    kp, conf = convert_keypoints(
+        bench.keypoints2d, bench.confidence, bench.keypoint_set, model.keypoint_set
+    )
     desc = f"{len(bench)} real views of the pose2sim demo (MediaPipe), 3D triangulated from 4 cameras, 12 limb joints"
-    return kp, conf, lambda r, s: score_parameters(model.body, r, s, gj, gset, gv, PROTOCOLS["key2mesh"]), desc
+    return (
+        kp,
+        conf,
+        lambda r, s: score_parameters(model.body, r, s, gj, gset, gv, PROTOCOLS["key2mesh"]),
+        desc,
+    )
 
 
 def _time(fn) -> float:
@@ -65,11 +81,22 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", default="anny-coco17")
     p.add_argument("--inputs", default="mocap,pose2sim", help="comma-separated: mocap, pose2sim")
-    p.add_argument("--cache", default="cache/mocap_all.npz", help="the MoCap cache the checkpoint was trained on")
-    p.add_argument("--pose2sim", default="cache/pose2sim_benchmark.npz", help="benchmark file (built if missing)")
-    p.add_argument("--adapted", default=ADAPTED,
-                   help=f"an adapted checkpoint scored beside the pre-trained one (default {ADAPTED}, from "
-                        "benchmarks/ablation.sh, when it exists; 'none' to skip)")
+    p.add_argument(
+        "--cache",
+        default="cache/mocap_all.npz",
+        help="the MoCap cache the checkpoint was trained on",
+    )
+    p.add_argument(
+        "--pose2sim",
+        default="cache/pose2sim_benchmark.npz",
+        help="benchmark file (built if missing)",
+    )
+    p.add_argument(
+        "--adapted",
+        default=ADAPTED,
+        help=f"an adapted checkpoint scored beside the pre-trained one (default {ADAPTED}, from "
+        "benchmarks/ablation.sh, when it exists; 'none' to skip)",
+    )
     p.add_argument("--profile", default="detector")
     p.add_argument("--num", type=int, default=512, help="MoCap inputs; the whole set is one batch")
     p.add_argument("--iters", type=int, default=100)
@@ -95,21 +122,36 @@ def main() -> None:
         return pr.rotmats, pr.shape
 
     def fit(k, c, init=None, iters=a.iters):
-        r = fit_to_keypoints(body, k, c, kset, init_rotmats=None if init is None else init[0],
-                             init_shape=None if init is None else init[1], iters=iters)
+        r = fit_to_keypoints(
+            body,
+            k,
+            c,
+            kset,
+            init_rotmats=None if init is None else init[0],
+            init_shape=None if init is None else init[1],
+            iters=iters,
+        )
         return r.rotmats.detach(), r.shape.detach()
 
     methods = {
         "Key2Mesh (pre-trained)": lambda k, c: k2m(k, c),
         f"Optimisation baseline ({a.iters} it)": lambda k, c: fit(k, c),
-        f"Key2Mesh + refinement ({a.refine_iters} it)": lambda k, c: fit(k, c, k2m(k, c), a.refine_iters),
+        f"Key2Mesh + refinement ({a.refine_iters} it)": lambda k, c: fit(
+            k, c, k2m(k, c), a.refine_iters
+        ),
     }
     if adapted is not None:
         methods["Key2Mesh adapted"] = lambda k, c: k2m(k, c, adapted)
-        methods[f"Key2Mesh adapted + refinement ({a.refine_iters} it)"] = lambda k, c: fit(k, c, k2m(k, c, adapted), a.refine_iters)
+        methods[f"Key2Mesh adapted + refinement ({a.refine_iters} it)"] = lambda k, c: fit(
+            k, c, k2m(k, c, adapted), a.refine_iters
+        )
     loaders = {"mocap": _mocap_inputs, "pose2sim": _pose2sim_inputs}
-    lines = [f"Checkpoint {a.checkpoint}" + (f", adapted {a.adapted}" if adapted is not None else "")
-             + f"; {a.threads} CPU threads; speed-ups are vs the baseline in the same run.", ""]
+    lines = [
+        f"Checkpoint {a.checkpoint}"
+        + (f", adapted {a.adapted}" if adapted is not None else "")
+        + f"; {a.threads} CPU threads; speed-ups are vs the baseline in the same run.",
+        "",
+    ]
     short = dict(zip(methods, ["k2m", "base", "k2m_refine", "adapted", "adapted_refine"]))
     result: list[str] = []
     for name in [s.strip() for s in a.inputs.split(",") if s.strip()]:
@@ -122,20 +164,39 @@ def main() -> None:
             t_all = time.perf_counter() - t0
             err = score(r, s)
             t1 = min(_time(lambda: fn(kp[:1], conf[:1])) for _ in range(3))
-            rows.append((method, float(err["pa_mpjpe"].mean()), float(err["mpjpe"].mean()), 1000 * t1, 1000 * t_all))
+            rows.append(
+                (
+                    method,
+                    float(err["pa_mpjpe"].mean()),
+                    float(err["mpjpe"].mean()),
+                    1000 * t1,
+                    1000 * t_all,
+                )
+            )
             print(f"{name}: {rows[-1]}", flush=True)
         base1, base_all = rows[1][3], rows[1][4]
-        lines += [f"**{name}**: {desc}.", "",
-                  f"| method | PA-MPJPE (mm) | MPJPE (mm) | batch 1 (ms) | batch {n} (ms) | speed-up vs baseline (batch 1 / {n}) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"**{name}**: {desc}.",
+            "",
+            f"| method | PA-MPJPE (mm) | MPJPE (mm) | batch 1 (ms) | batch {n} (ms) | speed-up vs baseline (batch 1 / {n}) |",
+            "|---|---|---|---|---|---|",
+        ]
         for method, pa, mp, t1, t_n in rows:
-            lines.append(f"| {method} | {pa:.1f} | {mp:.1f} | {t1:.1f} | {t_n:.0f} | {base1 / t1:.0f}x / {base_all / t_n:.0f}x |")
-            result += [f"{name}_{short[method]}_pa_mpjpe={pa:.1f}", f"{name}_{short[method]}_mpjpe={mp:.1f}"]
+            lines.append(
+                f"| {method} | {pa:.1f} | {mp:.1f} | {t1:.1f} | {t_n:.0f} | {base1 / t1:.0f}x / {base_all / t_n:.0f}x |"
+            )
+            result += [
+                f"{name}_{short[method]}_pa_mpjpe={pa:.1f}",
+                f"{name}_{short[method]}_mpjpe={mp:.1f}",
+            ]
         lines.append("")
         k2m_row, base_row = rows[0], rows[1]
-        result += [f"{name}_pa_ratio_k2m_vs_base={k2m_row[1] / base_row[1]:.3f}",
-                   f"{name}_mpjpe_ratio_k2m_vs_base={k2m_row[2] / base_row[2]:.3f}",
-                   f"{name}_speedup_b1={base1 / k2m_row[3]:.0f}", f"{name}_speedup_all={base_all / k2m_row[4]:.0f}"]
+        result += [
+            f"{name}_pa_ratio_k2m_vs_base={k2m_row[1] / base_row[1]:.3f}",
+            f"{name}_mpjpe_ratio_k2m_vs_base={k2m_row[2] / base_row[2]:.3f}",
+            f"{name}_speedup_b1={base1 / k2m_row[3]:.0f}",
+            f"{name}_speedup_all={base_all / k2m_row[4]:.0f}",
+        ]
     text = "\n".join(lines)
     print(text)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -34,12 +34,18 @@ def main() -> None:
         t_full = timeit(lambda: body.regress(body(rot, shape).vertices, "openpose_body25"))
         t_kp = timeit(lambda: body.forward_keypoints(rot, shape, "openpose_body25"))
         delta = body._anny_delta(rot)
-        t_anny = timeit(lambda: body.regress(body.model(delta, phenotype_kwargs=shape)["vertices"], "openpose_body25"))
+        t_anny = timeit(
+            lambda: body.regress(
+                body.model(delta, phenotype_kwargs=shape)["vertices"], "openpose_body25"
+            )
+        )
     print(f"threads={a.threads} batch={a.batch} profile={a.profile}")
     print(f"pair synthesis:                    {a.batch / t_synth:8.0f} pairs/s")
     print(f"body keypoints, anny.Anny.forward: {a.batch / t_anny:8.0f} samples/s")
     print(f"body keypoints, full forward:      {a.batch / t_full:8.0f} samples/s")
-    print(f"body keypoints, key2mesh fast path: {a.batch / t_kp:8.0f} samples/s  (x{t_full / t_kp:.2f} vs full, x{t_anny / t_kp:.2f} vs anny)")
+    print(
+        f"body keypoints, key2mesh fast path: {a.batch / t_kp:8.0f} samples/s  (x{t_full / t_kp:.2f} vs full, x{t_anny / t_kp:.2f} vs anny)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,16 +22,30 @@ def main() -> None:
 
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu")
     k = model.checkpoint.model_config.num_keypoints
-    print(f"checkpoint {a.checkpoint}: hidden {model.checkpoint.model_config.hidden}, threads {a.threads}")
-    print(f"{'batch':>5} {'params ms':>10} {'mesh(low) ms':>13} {'mesh(full) ms':>14} {'meshes/s (full)':>16}")
+    print(
+        f"checkpoint {a.checkpoint}: hidden {model.checkpoint.model_config.hidden}, threads {a.threads}"
+    )
+    print(
+        f"{'batch':>5} {'params ms':>10} {'mesh(low) ms':>13} {'mesh(full) ms':>14} {'meshes/s (full)':>16}"
+    )
     for batch in (1, 512):
         x = torch.rand(batch, k, 2)
         conf = torch.ones(batch, k)
         with torch.no_grad():
-            t_params = timeit(lambda: model.net(model.normalize(x * 300, conf)[0]), 20 if batch == 1 else 5)
-            t_low = timeit(lambda: model.body(*model.net(model.normalize(x * 300, conf)[0])), 10 if batch == 1 else 3)
-            t_full = timeit(lambda: model.mesh_body(*model.net(model.normalize(x * 300, conf)[0])), 10 if batch == 1 else 3)
-        print(f"{batch:>5} {1000 * t_params:>10.2f} {1000 * t_low:>13.2f} {1000 * t_full:>14.2f} {batch / t_full:>16.0f}")
+            t_params = timeit(
+                lambda: model.net(model.normalize(x * 300, conf)[0]), 20 if batch == 1 else 5
+            )
+            t_low = timeit(
+                lambda: model.body(*model.net(model.normalize(x * 300, conf)[0])),
+                10 if batch == 1 else 3,
+            )
+            t_full = timeit(
+                lambda: model.mesh_body(*model.net(model.normalize(x * 300, conf)[0])),
+                10 if batch == 1 else 3,
+            )
+        print(
+            f"{batch:>5} {1000 * t_params:>10.2f} {1000 * t_low:>13.2f} {1000 * t_full:>14.2f} {batch / t_full:>16.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ def main() -> None:
         b = synth(rot, shape, g)
         r, s = net(b.inputs)
         kp = body.forward_keypoints(r, s, "openpose_body25")
-        loss, _ = pretrain_loss(r, s, kp, b.rotmats, b.shape, b.keypoints3d, b.target2d, cam, PretrainWeights())
+        loss, _ = pretrain_loss(
+            r, s, kp, b.rotmats, b.shape, b.keypoints3d, b.target2d, cam, PretrainWeights()
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -55,7 +57,10 @@ def main() -> None:
     net_pt = copy.deepcopy(net).eval()
     extractor = copy.deepcopy(net.extractor).train()
     critic = DomainCritic(cfg)
-    opt_f, opt_d = torch.optim.Adam(extractor.parameters(), 1e-4), torch.optim.Adam(critic.parameters(), 1e-4)
+    opt_f, opt_d = (
+        torch.optim.Adam(extractor.parameters(), 1e-4),
+        torch.optim.Adam(critic.parameters(), 1e-4),
+    )
     target = synth(rot, shape, g)
 
     def adapt_step():
@@ -64,14 +69,20 @@ def main() -> None:
             fs, ftp = net_pt.extractor(src.inputs), net_pt.extractor(target.inputs)
         ft = extractor(target.inputs)
         for _ in range(a.critic_steps):
-            ld = -(wasserstein_distance(critic(fs), critic(ft.detach())) - 50 * gradient_penalty(critic, fs, ft.detach()))
+            ld = -(
+                wasserstein_distance(critic(fs), critic(ft.detach()))
+                - 50 * gradient_penalty(critic, fs, ft.detach())
+            )
             opt_d.zero_grad()
             ld.backward()
             opt_d.step()
         r, s = net_pt.head(ft)
         kp = body.forward_keypoints(r, s, "openpose_body25")
-        loss = 10 * reprojection_loss(kp, target.inputs, target.valid, cam) + 0.1 * wasserstein_distance(critic(fs), critic(ft)) \
+        loss = (
+            10 * reprojection_loss(kp, target.inputs, target.valid, cam)
+            + 0.1 * wasserstein_distance(critic(fs), critic(ft))
             + 20 * feature_regularizer(ft, ftp)
+        )
         opt_f.zero_grad()
         loss.backward()
         opt_f.step()
@@ -79,7 +90,9 @@ def main() -> None:
     t_pt, t_ad = timeit(pretrain_step, 5), timeit(adapt_step, 5)
     print(f"threads={a.threads} batch={a.batch} hidden={a.hidden}")
     print(f"pre-training: {a.batch / t_pt:7.0f} samples/s ({1000 * t_pt:.0f} ms/step)")
-    print(f"adaptation:   {a.batch / t_ad:7.0f} target samples/s ({1000 * t_ad:.0f} ms/step, k={a.critic_steps})")
+    print(
+        f"adaptation:   {a.batch / t_ad:7.0f} target samples/s ({1000 * t_ad:.0f} ms/step, k={a.critic_steps})"
+    )
 
 
 if __name__ == "__main__":

@@ -18,22 +18,32 @@ FLIP = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 SPIN_ROWS = [14, 3, 4, 5, 2, 1, 0, 16, 12, 17, 18, 9, 10, 11, 8, 7, 6]
 
 
-@pytest.mark.skipif(not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint")
+@pytest.mark.skipif(
+    not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint"
+)
 def test_h36m_p2_without_smpl_uses_dataset_joints(tmp_path, monkeypatch):
     from key2mesh.eval.benchmarks import evaluate_benchmark
     from key2mesh.inference.predictor import Key2Mesh
     from test_eval_datasets import write_synthetic_h36m_npz
 
     monkeypatch.delenv("KEY2MESH_SMPL_DIR", raising=False)
-    rows = [("S9", "60457274")] * 6 + [("S11", "60457274")] * 3 + [("S1", "60457274"), ("S9", "55011271")]
-    write_synthetic_h36m_npz(tmp_path / "h36m.npz", rows, sparse={0: 4})  # row 0 has only 4 keypoints
+    rows = (
+        [("S9", "60457274")] * 6
+        + [("S11", "60457274")] * 3
+        + [("S1", "60457274"), ("S9", "55011271")]
+    )
+    write_synthetic_h36m_npz(
+        tmp_path / "h36m.npz", rows, sparse={0: 4}
+    )  # row 0 has only 4 keypoints
     model = Key2Mesh.from_pretrained("anny-body25", device="cpu", full_mesh=False)
     res = evaluate_benchmark(model, "h36m-p2", str(tmp_path / "h36m.npz"), PROTOCOLS["key2mesh"])
     assert res.dropped == 1 and res.count == 8  # 9 P2 rows, one dropped for < 6 keypoints
     assert res.pa_mpjpe > 0 and res.mpjpe >= res.pa_mpjpe and res.pve is None
     spin = evaluate_benchmark(model, "h36m-p2", str(tmp_path / "h36m.npz"), PROTOCOLS["spin"])
     assert spin.count == 8 and spin.pve is None
-    assert np.isfinite([spin.mpjpe, spin.pa_mpjpe]).all() and spin.pa_mpjpe == pytest.approx(res.pa_mpjpe)
+    assert np.isfinite([spin.mpjpe, spin.pa_mpjpe]).all() and spin.pa_mpjpe == pytest.approx(
+        res.pa_mpjpe
+    )
     assert abs(spin.mpjpe - res.mpjpe) > 1.0  # S's pelvis row is not the mid-hip of its hip rows
     with pytest.raises(Key2MeshError, match="needs --path"):
         evaluate_benchmark(model, "3dpw", None, PROTOCOLS["key2mesh"])
@@ -51,7 +61,11 @@ class _StubModel:
 
     def predict(self, keypoints2d, confidence, keypoint_set=None, mesh=True):
         row = torch.cdist(keypoints2d.double().flatten(1), self._kp.flatten(1)).argmin(1)
-        return SimpleNamespace(rotmats=self._rot[row], shape=self._betas[row], valid=torch.ones(len(row), dtype=torch.bool))
+        return SimpleNamespace(
+            rotmats=self._rot[row],
+            shape=self._betas[row],
+            valid=torch.ones(len(row), dtype=torch.bool),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +82,9 @@ def smpl_dir(tmp_path_factory):
 def _bodies(smpl_dir):
     from key2mesh.body import load_body_model
 
-    return {g: load_body_model("smpl", model_dir=str(smpl_dir), gender=g) for g in ("neutral", "male")}
+    return {
+        g: load_body_model("smpl", model_dir=str(smpl_dir), gender=g) for g in ("neutral", "male")
+    }
 
 
 def _h36m_with_upright_gt(tmp_path, bodies) -> tuple:
@@ -76,13 +92,26 @@ def _h36m_with_upright_gt(tmp_path, bodies) -> tuple:
     from key2mesh.geometry.rotations import axis_angle_to_matrix
     from test_eval_datasets import write_synthetic_h36m_npz
 
-    rows = [("S9", "60457274")] * 4 + [("S11", "60457274")] * 2 + [("S1", "60457274"), ("S9", "55011271")]
+    rows = (
+        [("S9", "60457274")] * 4
+        + [("S11", "60457274")] * 2
+        + [("S1", "60457274"), ("S9", "55011271")]
+    )
     data = write_synthetic_h36m_npz(tmp_path / "h36m.npz", rows, sparse={1: 3})
-    data["pose"][:, :3] = [2.9, 0.2, -0.3]  # ~166° about ~x: head up (-y) in the camera, facing it (-z)
+    data["pose"][:, :3] = [
+        2.9,
+        0.2,
+        -0.3,
+    ]  # ~166° about ~x: head up (-y) in the camera, facing it (-z)
     r_cam = axis_angle_to_matrix(torch.tensor(data["pose"]).reshape(-1, 24, 3)).float()
     betas = torch.tensor(data["shape"]).float()
     with torch.no_grad():  # S: the neutral body's H36M-17 joints in the camera frame, root-centred
-        j = bodies["neutral"].regress(bodies["neutral"](r_cam, betas).vertices, "h36m17").double().numpy()
+        j = (
+            bodies["neutral"]
+            .regress(bodies["neutral"](r_cam, betas).vertices, "h36m17")
+            .double()
+            .numpy()
+        )
     data["S"][:, SPIN_ROWS, :3] = j - j[:, :1]
     np.savez(tmp_path / "h36m.npz", **data)
     r_model = r_cam.clone()
@@ -97,11 +126,18 @@ def test_stub_prediction_of_gt_scores_zero_on_h36m(tmp_path, smpl_dir, monkeypat
     monkeypatch.delenv("KEY2MESH_SMPL_DIR", raising=False)
     bodies = _bodies(smpl_dir)
     path, kp, r_cam, r_model, betas = _h36m_with_upright_gt(tmp_path, bodies)
-    for name, gender in (("key2mesh", "neutral"), ("spin", "male")):  # spin: gendered GT (S9/S11 are male)
+    for name, gender in (
+        ("key2mesh", "neutral"),
+        ("spin", "male"),
+    ):  # spin: gendered GT (S9/S11 are male)
         model = _StubModel(bodies[gender], kp, r_model, betas)
-        res = evaluate_benchmark(model, "h36m-p2", str(path), PROTOCOLS[name], smpl_dir=str(smpl_dir))
+        res = evaluate_benchmark(
+            model, "h36m-p2", str(path), PROTOCOLS[name], smpl_dir=str(smpl_dir)
+        )
         assert res.count == 5 and res.dropped == 1
-        assert res.mpjpe < 1e-3 and res.pa_mpjpe < 1e-3 and res.pve is not None and res.pve < 1e-3, name
+        assert (
+            res.mpjpe < 1e-3 and res.pa_mpjpe < 1e-3 and res.pve is not None and res.pve < 1e-3
+        ), name
         # the same prediction scored in the model's frame (no rotation into the camera) is far off
         with torch.no_grad():
             pred = bodies[gender].regress(bodies[gender](r_model, betas).vertices, "h36m17")
@@ -123,12 +159,20 @@ def test_stub_prediction_of_gt_scores_zero_on_3dpw(tmp_path, smpl_dir, monkeypat
 
     monkeypatch.delenv("KEY2MESH_SMPL_DIR", raising=False)
     pkl = tmp_path / "seq.pkl"
-    cam_rot = ROT_Y90 @ np.diag([1.0, -1.0, -1.0])  # a y-up world seen by a camera turned about its y axis
+    cam_rot = ROT_Y90 @ np.diag(
+        [1.0, -1.0, -1.0]
+    )  # a y-up world seen by a camera turned about its y axis
     data = write_synthetic_3dpw(pkl, frames=4, persons=2, cam_rot=cam_rot)
     with pytest.raises(Key2MeshError, match="needs SMPL files.*smpl24 joints are not H36M joints"):
-        evaluate_benchmark(_StubModel(None, torch.zeros(1, 18, 2), torch.zeros(1), torch.zeros(1)),
-                           "3dpw", str(pkl), PROTOCOLS["key2mesh"])
-    world = axis_angle_to_matrix(torch.tensor(np.concatenate(data["poses"])).reshape(-1, 24, 3)).float()
+        evaluate_benchmark(
+            _StubModel(None, torch.zeros(1, 18, 2), torch.zeros(1), torch.zeros(1)),
+            "3dpw",
+            str(pkl),
+            PROTOCOLS["key2mesh"],
+        )
+    world = axis_angle_to_matrix(
+        torch.tensor(np.concatenate(data["poses"])).reshape(-1, 24, 3)
+    ).float()
     r_model = world.clone()  # R_model = FLIP @ R_cam, R_cam = cam_R @ R_world
     r_model[:, 0] = FLIP @ torch.tensor(cam_rot).float() @ world[:, 0]
     betas = torch.tensor(np.repeat([b[:10] for b in data["betas"]], 4, axis=0)).float()

@@ -28,7 +28,9 @@ C = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 def rx(deg: float) -> torch.Tensor:
     a = math.radians(deg)
-    return torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(a), -math.sin(a)], [0.0, math.sin(a), math.cos(a)]])
+    return torch.tensor(
+        [[1.0, 0.0, 0.0], [0.0, math.cos(a), -math.sin(a)], [0.0, math.sin(a), math.cos(a)]]
+    )
 
 
 def identity(b: int = 1) -> torch.Tensor:
@@ -93,10 +95,16 @@ def test_outputs_shapes_consistency_and_gradients(body):
     shape = (body.default_shape(b) + 0.05 * torch.rand(b, body.shape_dim)).requires_grad_(True)
     out = body(rotmats, shape)
     nv = body.num_vertices
-    assert out.vertices.shape == (b, nv, 3) and out.joints.shape == (b, 24, 3) and out.keypoints.shape == (b, 23, 3)
+    assert (
+        out.vertices.shape == (b, nv, 3)
+        and out.joints.shape == (b, 24, 3)
+        and out.keypoints.shape == (b, 23, 3)
+    )
     assert out.vertices.dtype == out.joints.dtype == out.keypoints.dtype == torch.float32
     assert body.faces.dtype == torch.long and int(body.faces.max()) < nv
-    torch.testing.assert_close(out.keypoints, body.regress(out.vertices, "coco23"), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        out.keypoints, body.regress(out.vertices, "coco23"), atol=1e-6, rtol=0
+    )
     torch.testing.assert_close(out.joints[:, 0], torch.zeros(b, 3), atol=1e-6, rtol=0)
     # Samples are independent: sample 1 alone gives the same result.
     single = body(rotmats[1:2].detach(), shape[1:2].detach())
@@ -104,7 +112,9 @@ def test_outputs_shapes_consistency_and_gradients(body):
     # transl moves everything rigidly.
     t = torch.tensor([[0.1, -0.2, 3.0]]).repeat(b, 1)
     moved = body(rotmats.detach(), shape.detach(), transl=t)
-    torch.testing.assert_close(moved.vertices, out.vertices.detach() + t[:, None], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        moved.vertices, out.vertices.detach() + t[:, None], atol=1e-5, rtol=0
+    )
     (out.vertices.square().sum() + out.keypoints.sum()).backward()
     for g in (rotmats.grad, shape.grad):
         assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0
@@ -153,12 +163,16 @@ def test_synthetic_smpl_file_format(smpl_dir):
     assert scipy.sparse.issparse(data["J_regressor"]) and data["J_regressor"].format == "csc"
     assert data["J_regressor"].shape == (24, 6890)
     assert data["f"].shape == (13776, 3) and data["f"].dtype == np.uint32 and data["f"].max() < 6890
-    assert data["kintree_table"][0, 0] == 4294967295 and list(data["kintree_table"][1]) == list(range(24))
+    assert data["kintree_table"][0, 0] == 4294967295 and list(data["kintree_table"][1]) == list(
+        range(24)
+    )
     np.testing.assert_allclose(data["J_regressor"].sum(1), 1.0)
     np.testing.assert_allclose(data["weights"].sum(1), 1.0)
     assert data["bs_style"] == "lbs" and data["bs_type"] == "lrotmin"
     j = data["J_regressor"] @ data["v_template"]
-    assert -0.3 < j[0, 1] < -0.15 and j[15, 1] > 0.3 and j[7, 1] < -1.0 and j[16, 0] > 0.1  # pelvis, head, l ankle, l shoulder
+    assert (
+        -0.3 < j[0, 1] < -0.15 and j[15, 1] > 0.3 and j[7, 1] < -1.0 and j[16, 0] > 0.1
+    )  # pelvis, head, l ankle, l shoulder
 
 
 def test_smpl_matches_smplx_reading_the_file_itself(smpl_dir, smpl_body):
@@ -170,15 +184,21 @@ def test_smpl_matches_smplx_reading_the_file_itself(smpl_dir, smpl_body):
     rotvec = 0.4 * torch.randn(2, 24, 3)
     betas = torch.randn(2, 10)
     with torch.no_grad():
-        ref = ref_model(betas=betas, global_orient=rotvec[:, 0], body_pose=rotvec[:, 1:].reshape(2, -1))
+        ref = ref_model(
+            betas=betas, global_orient=rotvec[:, 0], body_pose=rotvec[:, 1:].reshape(2, -1)
+        )
         out = smpl_body(roma.rotvec_to_rotmat(rotvec), betas)
     pelvis = ref.joints[:, :1]
     assert pelvis[0, 0, 1] < -0.15  # smplx keeps SMPL's rest pelvis offset...
-    torch.testing.assert_close(out.vertices, ref.vertices - pelvis, atol=1e-5, rtol=0)  # ...we remove it
+    torch.testing.assert_close(
+        out.vertices, ref.vertices - pelvis, atol=1e-5, rtol=0
+    )  # ...we remove it
     torch.testing.assert_close(out.joints, ref.joints[:, :24] - pelvis, atol=1e-5, rtol=0)
     # The face/feet keypoints are smplx's own extra joints (nose, reye, leye, rear, lear, toes, heels).
     extra = ref.joints[:, 24:35] - pelvis
-    torch.testing.assert_close(out.keypoints[:, [0, 2, 1, 4, 3, 17, 18, 19, 20, 21, 22]], extra, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        out.keypoints[:, [0, 2, 1, 4, 3, 17, 18, 19, 20, 21, 22]], extra, atol=1e-5, rtol=0
+    )
     # The body keypoints are SMPL's J_regressor rows (left shoulder = 16, left ankle = 7): at rest
     # they equal the kinematic joints (posed, pose blend shapes and skinning make them differ).
     with torch.no_grad():
@@ -212,7 +232,9 @@ def test_smpl_genders_and_missing_gender(smpl_dir, smpl_body):
     with torch.no_grad():
         h_n = smpl_body(identity()).vertices[0, :, 1]
         h_m = male(identity()).vertices[0, :, 1]
-    assert float(h_m.max() - h_m.min()) > float(h_n.max() - h_n.min()) + 0.03  # synthetic male is 4% taller
+    assert (
+        float(h_m.max() - h_m.min()) > float(h_n.max() - h_n.min()) + 0.03
+    )  # synthetic male is 4% taller
     with pytest.raises(Key2MeshError, match="found only male, neutral"):
         SMPLBody(model_dir=smpl_dir, gender="female")
 
@@ -223,17 +245,26 @@ def test_find_smpl_files_accepts_other_names(tmp_path):
     data = synthetic_smpl_data("female")
     data["J_regressor"] = data["J_regressor"].toarray()
     np.savez(sub / "SMPL_FEMALE.npz", **data)
-    write_synthetic_smpl(tmp_path / "SMPL_FEMALE.pkl", gender="female", seed=3)  # preferred over the npz
+    write_synthetic_smpl(
+        tmp_path / "SMPL_FEMALE.pkl", gender="female", seed=3
+    )  # preferred over the npz
     write_synthetic_smpl(tmp_path / "notes_SMPL_NEUTRAL.pkl.bak")  # not a model file name
     files = find_smpl_files(tmp_path)
-    assert files == {"male": sub / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl", "female": tmp_path / "SMPL_FEMALE.pkl"}
+    assert files == {
+        "male": sub / "basicmodel_m_lbs_10_207_0_v1.1.0.pkl",
+        "female": tmp_path / "SMPL_FEMALE.pkl",
+    }
     assert find_smpl_files(sub)["female"] == sub / "SMPL_FEMALE.npz"
-    male = SMPLBody(model_dir=tmp_path, gender="male")  # basicmodel name: smplx cannot open it by itself
+    male = SMPLBody(
+        model_dir=tmp_path, gender="male"
+    )  # basicmodel name: smplx cannot open it by itself
     female_npz = SMPLBody(model_dir=sub, gender="female")
     with torch.no_grad():
         assert male(identity()).vertices.shape == (1, 6890, 3)
         v = female_npz(identity()).vertices[0]
-    rest = torch.as_tensor(data["v_template"] - data["J_regressor"][0] @ data["v_template"], dtype=torch.float32)
+    rest = torch.as_tensor(
+        data["v_template"] - data["J_regressor"][0] @ data["v_template"], dtype=torch.float32
+    )
     torch.testing.assert_close(v, rest, atol=1e-5, rtol=0)
 
 
@@ -251,7 +282,12 @@ def test_smpl_reads_chumpy_pickles_without_chumpy(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "chumpy", chumpy)
     monkeypatch.setitem(sys.modules, "chumpy.ch", ch)
     data = synthetic_smpl_data()
-    wrapped = dict(data, shapedirs=Ch(data["shapedirs"]), posedirs=Ch(data["posedirs"]), v_template=Ch(data["v_template"]))
+    wrapped = dict(
+        data,
+        shapedirs=Ch(data["shapedirs"]),
+        posedirs=Ch(data["posedirs"]),
+        v_template=Ch(data["v_template"]),
+    )
     with open(tmp_path / "SMPL_NEUTRAL.pkl", "wb") as fh:
         pickle.dump(wrapped, fh, protocol=2)
     monkeypatch.delitem(sys.modules, "chumpy")
@@ -269,14 +305,22 @@ def test_smpl_h36m_regressor_override(smpl_dir, smpl_body, tmp_path):
     w /= w.sum(1, keepdims=True)
     np.save(tmp_path / "J_regressor_h36m.npy", w)
     body = SMPLBody(model_dir=smpl_dir, joint_regressor_h36m=tmp_path / "J_regressor_h36m.npy")
-    torch.testing.assert_close(body.keypoint_regressor("h36m"), torch.as_tensor(w, dtype=torch.float32))
+    torch.testing.assert_close(
+        body.keypoint_regressor("h36m"), torch.as_tensor(w, dtype=torch.float32)
+    )
     assert not torch.allclose(body.keypoint_regressor("h36m17"), derived)
-    torch.testing.assert_close(body.keypoint_regressor("coco17"), smpl_body.keypoint_regressor("coco17"))
+    torch.testing.assert_close(
+        body.keypoint_regressor("coco17"), smpl_body.keypoint_regressor("coco17")
+    )
     with torch.no_grad():
         out = body(identity())
         kp = body.forward_keypoints(identity(), keypoint_set="h36m17")
-    torch.testing.assert_close(kp[0], torch.as_tensor(w, dtype=torch.float32) @ out.vertices[0], atol=1e-5, rtol=0)
-    assert body.config()["joint_regressor_h36m"] == str((tmp_path / "J_regressor_h36m.npy").resolve())
+    torch.testing.assert_close(
+        kp[0], torch.as_tensor(w, dtype=torch.float32) @ out.vertices[0], atol=1e-5, rtol=0
+    )
+    assert body.config()["joint_regressor_h36m"] == str(
+        (tmp_path / "J_regressor_h36m.npy").resolve()
+    )
     np.save(tmp_path / "bad.npy", w[:, :100])
     with pytest.raises(Key2MeshError, match=r"bad.npy.*\(17, 6890\)"):
         SMPLBody(model_dir=smpl_dir, joint_regressor_h36m=tmp_path / "bad.npy")

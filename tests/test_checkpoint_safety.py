@@ -38,7 +38,9 @@ def _evil(tmp_path: Path, name: str = "evil.pt", sentinel: str = "SENTINEL") -> 
     """A file that looks like a key2mesh checkpoint but carries a payload."""
     target = tmp_path / sentinel
     path = tmp_path / name
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "payload": _Payload(target)}, path)
+    torch.save(
+        {"format": FORMAT, "format_version": FORMAT_VERSION, "payload": _Payload(target)}, path
+    )
     assert not target.exists()
     return path, target
 
@@ -46,9 +48,15 @@ def _evil(tmp_path: Path, name: str = "evil.pt", sentinel: str = "SENTINEL") -> 
 def _small_checkpoint(**extra) -> dict:
     torch.manual_seed(0)
     net = Key2MeshNet(ModelConfig(num_keypoints=25, hidden=32))
-    return make_checkpoint(net, keypoint_set="openpose_body25", body_config={"name": "anny", "rig": "r", "topology": "t"},
-                           camera=VirtualCamera(), normalization={"conf_threshold": 0.1, "missing_value": -1.0},
-                           stage="test", **extra)
+    return make_checkpoint(
+        net,
+        keypoint_set="openpose_body25",
+        body_config={"name": "anny", "rig": "r", "topology": "t"},
+        camera=VirtualCamera(),
+        normalization={"conf_threshold": 0.1, "missing_value": -1.0},
+        stage="test",
+        **extra,
+    )
 
 
 def _one_line_error(capsys) -> str:
@@ -77,8 +85,11 @@ def test_from_pretrained_refuses_code(tmp_path):
 
 def _keypoint_file(tmp_path: Path) -> Path:
     f = tmp_path / "kp.npz"
-    np.savez(f, keypoints=np.random.default_rng(0).uniform(0, 100, (2, 25, 3)).astype(np.float32),
-             keypoint_set="openpose_body25")
+    np.savez(
+        f,
+        keypoints=np.random.default_rng(0).uniform(0, 100, (2, 25, 3)).astype(np.float32),
+        keypoint_set="openpose_body25",
+    )
     return f
 
 
@@ -87,12 +98,36 @@ def test_cli_refuses_code(tmp_path, capsys, command):
     path, sentinel = _evil(tmp_path)
     kp = _keypoint_file(tmp_path)
     argv = {
-        "predict": ["predict", str(kp), "--checkpoint", str(path), "--out", str(tmp_path / "o.npz")],
+        "predict": [
+            "predict",
+            str(kp),
+            "--checkpoint",
+            str(path),
+            "--out",
+            str(tmp_path / "o.npz"),
+        ],
         "export": ["export", str(path), "--onnx", str(tmp_path / "m.onnx")],
-        "evaluate": ["evaluate", "--dataset", "mocap-heldout", "--cache", str(tmp_path / "c.npz"), "--checkpoint", str(path)],
+        "evaluate": [
+            "evaluate",
+            "--dataset",
+            "mocap-heldout",
+            "--cache",
+            str(tmp_path / "c.npz"),
+            "--checkpoint",
+            str(path),
+        ],
         "fit": ["fit", str(kp), "--init-from", str(path), "--out", str(tmp_path / "f.npz")],
-        "adapt": ["adapt", "--source", str(path), "--target", str(kp), "--cache", str(tmp_path / "c.npz"),
-                  "--out", str(tmp_path / "ad")],
+        "adapt": [
+            "adapt",
+            "--source",
+            str(path),
+            "--target",
+            str(kp),
+            "--cache",
+            str(tmp_path / "c.npz"),
+            "--out",
+            str(tmp_path / "ad"),
+        ],
     }[command]
     assert main(argv) == 2
     line = _one_line_error(capsys)
@@ -120,7 +155,7 @@ def test_every_torch_load_in_src_passes_weights_only_true():
             while depth and i < len(text):
                 depth += {"(": 1, ")": -1}.get(text[i], 0)
                 i += 1
-            calls.append((f.relative_to(SRC), text[m.start():i]))
+            calls.append((f.relative_to(SRC), text[m.start() : i]))
     assert calls, "expected at least the checkpoint loader"
     bad = [(f, c) for f, c in calls if not re.search(r"weights_only\s*=\s*True", c)]
     assert not bad, bad
@@ -178,9 +213,15 @@ def test_written_checkpoints_are_plain(tmp_path):
     opt = torch.optim.Adam(net.parameters())
     net(torch.randn(4, 25, 2))[0].sum().backward()
     opt.step()
-    ck = _small_checkpoint(optimizer=opt.state_dict(), config=Cfg(), step=np.int64(7), best={"pa": np.float64(1.5)},
-                           rng={"gen": torch.Generator().get_state(), "torch": torch.get_rng_state(), "cuda": None},
-                           arr=np.arange(3), where=Path("a/b"))
+    ck = _small_checkpoint(
+        optimizer=opt.state_dict(),
+        config=Cfg(),
+        step=np.int64(7),
+        best={"pa": np.float64(1.5)},
+        rng={"gen": torch.Generator().get_state(), "torch": torch.get_rng_state(), "cuda": None},
+        arr=np.arange(3),
+        where=Path("a/b"),
+    )
     path = tmp_path / "c.pt"
     atomic_save(ck, path)
     raw = torch.load(path, map_location="cpu", weights_only=True)  # no allow-list at all
@@ -215,7 +256,9 @@ def test_non_finite_weights_are_refused(tmp_path, value):
 
 def test_cli_refuses_non_finite_weights(tmp_path, capsys):
     ck = _small_checkpoint()
-    ck["model"] = {k: v * float("nan") if v.is_floating_point() else v for k, v in ck["model"].items()}
+    ck["model"] = {
+        k: v * float("nan") if v.is_floating_point() else v for k, v in ck["model"].items()
+    }
     atomic_save(ck, tmp_path / "nan.pt")
     assert main(["export", str(tmp_path / "nan.pt"), "--torchscript", str(tmp_path / "m.ts")]) == 2
     assert "non-finite weights" in _one_line_error(capsys)
@@ -237,7 +280,11 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypa
     with pytest.raises(Key2MeshError) as info:
         atomic_save(_small_checkpoint(step=2), path)
     message = str(info.value)
-    assert "no space left" in message and str(path) in message and "previous file is unchanged" in message
+    assert (
+        "no space left" in message
+        and str(path) in message
+        and "previous file is unchanged" in message
+    )
     assert "\n" not in message and info.value.__cause__ is None
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp file left
@@ -257,7 +304,9 @@ def test_full_disk_reaches_atomic_save_as_enospc(tmp_path, monkeypatch):
         return real_fdopen(os.open("/dev/full", os.O_WRONLY), mode, *args, **kwargs)
 
     monkeypatch.setattr(os, "fdopen", fdopen_full)
-    with pytest.raises(Key2MeshError, match=r"no space left on the device while writing .*full\.pt; the previous"):
+    with pytest.raises(
+        Key2MeshError, match=r"no space left on the device while writing .*full\.pt; the previous"
+    ):
         atomic_save(_small_checkpoint(), tmp_path / "full.pt")
     assert list(tmp_path.iterdir()) == []
 

@@ -46,7 +46,11 @@ def test_pretrain_cli(pretrained):
     ck = load_checkpoint(pretrained)
     assert ck.stage == "pretrain" and ck.step == 4
     assert ck.model_config.hidden == 64 and ck.model_config.critic_hidden == 64
-    assert ck.config["val_size"] == 32 and ck.config["steps"] == 4 and ck.config["pose_augment"] is False
+    assert (
+        ck.config["val_size"] == 32
+        and ck.config["steps"] == 4
+        and ck.config["pose_augment"] is False
+    )
 
 
 def test_adapt_cli(pretrained, bank_path, tmp_path):
@@ -68,7 +72,9 @@ def test_export_cli(pretrained, tmp_path):
     r, s = module(torch.rand(3, 25, 2) * 200, torch.ones(3, 25))
     assert r.shape[0] == 3 and torch.isfinite(r).all() and torch.isfinite(s).all()
     small = load_checkpoint(slim)
-    assert "optimizer" not in small.extra and all(v.dtype == torch.float16 for v in small.model.values() if v.is_floating_point())
+    assert "optimizer" not in small.extra and all(
+        v.dtype == torch.float16 for v in small.model.values() if v.is_floating_point()
+    )
 
 
 def test_fit_cli(pretrained, tmp_path, capsys):
@@ -76,7 +82,10 @@ def test_fit_cli(pretrained, tmp_path, capsys):
     inp = tmp_path / "in.npz"
     np.savez(inp, keypoints=kp, keypoint_set="openpose_body25")
     out = tmp_path / "fit.npz"
-    assert main(["fit", str(inp), "--out", str(out), "--iters", "2", "--init-from", str(pretrained)]) == 0
+    assert (
+        main(["fit", str(inp), "--out", str(out), "--iters", "2", "--init-from", str(pretrained)])
+        == 0
+    )
     z = np.load(out)
     assert len(z["names"]) == 2 and np.isfinite(z["reprojection_error"]).all()
 
@@ -102,8 +111,19 @@ def test_dataclass_defaults_are_the_only_defaults(command):
 
 def test_adapt_config_file_and_flags(pretrained, bank_path, tmp_path):
     config = tmp_path / "adapt.json"
-    config.write_text(json.dumps({"source": str(pretrained), "cache": str(bank_path), "steps": 9, "batch_size": 16,
-                                  "select_every": 1, "weights": {"kp2d": 10.0, "wd": 0.1, "reg": 0.0}, "threads": 1}))
+    config.write_text(
+        json.dumps(
+            {
+                "source": str(pretrained),
+                "cache": str(bank_path),
+                "steps": 9,
+                "batch_size": 16,
+                "select_every": 1,
+                "weights": {"kp2d": 10.0, "wd": 0.1, "reg": 0.0},
+                "threads": 1,
+            }
+        )
+    )
     out = tmp_path / "ad"
     assert main(["adapt", "--config", str(config), "--target", "synthetic:none", "--out", str(out), "--steps", "1",
                  "--device", "cpu"]) == 0  # fmt: skip
@@ -153,8 +173,24 @@ def test_fit_config_file_and_flags(tmp_path):
     config = tmp_path / "fit.json"
     config.write_text(json.dumps({"iters": 0, "weights": {"sigma": 0.2}, "fit_set": "coco17"}))
     out = tmp_path / "fit.npz"
-    assert main(["fit", str(inp), "--config", str(config), "--fit-set", "openpose_body25", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(inp),
+                "--config",
+                str(config),
+                "--fit-set",
+                "openpose_body25",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     z = np.load(out)
     assert str(z["keypoint_set"]) == "openpose_body25" and len(z["names"]) == 2
     config.write_text(json.dumps({"iterations": 3}))
-    assert main(["fit", str(inp), "--config", str(config), "--out", str(out)]) == 2  # unknown option: one-line error
+    assert (
+        main(["fit", str(inp), "--config", str(config), "--out", str(out)]) == 2
+    )  # unknown option: one-line error

@@ -797,8 +797,11 @@ def test_data_prepare_cli_reads_bvh_folder(tmp_path: Path, capsys):
 def test_namespaced_mixamo_names_match_motionbuilder():
     from key2mesh.data.mocap.cmu import match_joint_table
 
-    names = ["mixamorig:Hips"] + [f"mixamorig:{s}{j}" for s in ("Left", "Right")
-                                  for j in ("UpLeg", "Leg", "Foot", "Arm", "ForeArm", "Hand")]
+    names = ["mixamorig:Hips"] + [
+        f"mixamorig:{s}{j}"
+        for s in ("Left", "Right")
+        for j in ("UpLeg", "Leg", "Foot", "Arm", "ForeArm", "Hand")
+    ]
     table, mapping = match_joint_table(names)
     assert table == "motionbuilder" and mapping["mixamorig:LeftLeg"] == "smpl_left_knee"
 
@@ -807,13 +810,18 @@ CMU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cmu-mocap"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (CMU_DIR / "cmu-bvh-cgspeed-daz.tar.xz").is_file(), reason="needs ../shared/data/cmu-mocap")
+@pytest.mark.skipif(
+    not (CMU_DIR / "cmu-bvh-cgspeed-daz.tar.xz").is_file(), reason="needs ../shared/data/cmu-mocap"
+)
 def test_real_cmu_bvh_archive():
     """The 185 cgspeed trials: read in place, true rates from INDEX.tsv, T-pose frames dropped."""
     report = load_bvh_files([CMU_DIR / "cmu-bvh-cgspeed-daz.tar.xz"])
     assert len(report.clips) == 185 and not report.skipped
     rates = [c.fps for c in report.clips]
-    assert sum(abs(r - 60) < 1e-3 for r in rates) == 28 and sum(abs(r - 120) < 1e-3 for r in rates) == 157
+    assert (
+        sum(abs(r - 60) < 1e-3 for r in rates) == 28
+        and sum(abs(r - 120) < 1e-3 for r in rates) == 157
+    )
     assert all(c.name.split("_")[0] in ("60", "61") for c in report.clips if abs(c.fps - 60) < 1e-3)
     assert sum(c.subsample(30).num_frames for c in report.clips) == 73202
     assert len({c.subject for c in report.clips}) == 17

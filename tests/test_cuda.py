@@ -28,9 +28,17 @@ def tiny_bank(tmp_path, anny_body):
     from key2mesh.geometry.rotations import axis_angle_to_matrix
 
     g = torch.Generator().manual_seed(0)
-    rot = axis_angle_to_matrix(0.3 * torch.randn(120, 24, 3, generator=g)).numpy().astype(np.float32)
-    bank = PoseBank(rot, np.repeat(np.arange(4), 30).astype(np.int32), [f"c{i}" for i in range(4)], ["test"] * 4,
-                    anny_body.default_shape(16).numpy(), anny_body.config())
+    rot = (
+        axis_angle_to_matrix(0.3 * torch.randn(120, 24, 3, generator=g)).numpy().astype(np.float32)
+    )
+    bank = PoseBank(
+        rot,
+        np.repeat(np.arange(4), 30).astype(np.int32),
+        [f"c{i}" for i in range(4)],
+        ["test"] * 4,
+        anny_body.default_shape(16).numpy(),
+        anny_body.config(),
+    )
     return bank.save(tmp_path / "bank.npz")
 
 
@@ -38,13 +46,30 @@ def test_pretrain_resume_and_adapt_on_cuda(tiny_bank, tmp_path):
     from key2mesh.model.checkpoint import load_checkpoint
     from key2mesh.train.pretrain import PretrainConfig
 
-    cfg = PretrainConfig(cache=str(tiny_bank), out_dir=str(tmp_path / "pt"), steps=6, batch_size=16, val_every=3,
-                         val_size=32, model={"hidden": 64}, device="cuda", pose_augment=True)
+    cfg = PretrainConfig(
+        cache=str(tiny_bank),
+        out_dir=str(tmp_path / "pt"),
+        steps=6,
+        batch_size=16,
+        val_every=3,
+        val_size=32,
+        model={"hidden": 64},
+        device="cuda",
+        pose_augment=True,
+    )
     run_pretrain(cfg, progress=False)
     ck = load_checkpoint(tmp_path / "pt" / "last.pt")
     assert ck.step == 6
     target = synthetic_target(str(tiny_bank), ck, "strong", n=64, split="train")
-    acfg = AdaptConfig(source=str(tmp_path / "pt" / "last.pt"), cache=str(tiny_bank), out_dir=str(tmp_path / "ad"),
-                       steps=3, batch_size=16, select_every=3, weights=ABLATIONS["2d+wd+reg"], device="cuda")
+    acfg = AdaptConfig(
+        source=str(tmp_path / "pt" / "last.pt"),
+        cache=str(tiny_bank),
+        out_dir=str(tmp_path / "ad"),
+        steps=3,
+        batch_size=16,
+        select_every=3,
+        weights=ABLATIONS["2d+wd+reg"],
+        device="cuda",
+    )
     result = run_adapt(acfg, target, progress=False)
     assert result["steps"] == 3

@@ -24,7 +24,17 @@ from key2mesh.keypoints.sets import SMPL24
 
 P = {n: i for i, n in enumerate(JOINT_NAMES)}
 S = {n: i for i, n in enumerate(SMPL24)}
-LIMBS = [(f"smpl_{s}_{a}", f"smpl_{s}_{b}") for s in ("left", "right") for a, b in (("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"), ("shoulder", "elbow"), ("elbow", "wrist"))]
+LIMBS = [
+    (f"smpl_{s}_{a}", f"smpl_{s}_{b}")
+    for s in ("left", "right")
+    for a, b in (
+        ("hip", "knee"),
+        ("knee", "ankle"),
+        ("ankle", "foot"),
+        ("shoulder", "elbow"),
+        ("elbow", "wrist"),
+    )
+]
 RIGHT_KNEE, LEFT_KNEE = 20, 34  # columns of the knee angles in a 44-value frame
 
 
@@ -52,7 +62,9 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def raw_frames(name: str) -> np.ndarray:
-    path = next(p for p in extract("pybullet", "pybullet_data/data/motions/", (".txt",)) if p.stem == name)
+    path = next(
+        p for p in extract("pybullet", "pybullet_data/data/motions/", (".txt",)) if p.stem == name
+    )
     return np.asarray(json.loads(path.read_text())["Frames"])
 
 
@@ -64,10 +76,18 @@ def test_clip_inventory(report, clips):
     assert clips["humanoid3d_cartwheel"].fps == 60.0 and clips["humanoid3d_spin"].fps == 24.0
     assert sum(n.startswith("walker_") for n in clips) == 5
     for c in clips.values():
-        assert c.source == "deepmimic" and c.rotmats.shape == (c.num_frames, 24, 3, 3) and c.rotmats.dtype == np.float32
-        assert c.joints.shape == (c.num_frames, len(JOINT_NAMES), 3) and c.joint_names == JOINT_NAMES
+        assert (
+            c.source == "deepmimic"
+            and c.rotmats.shape == (c.num_frames, 24, 3, 3)
+            and c.rotmats.dtype == np.float32
+        )
+        assert (
+            c.joints.shape == (c.num_frames, len(JOINT_NAMES), 3) and c.joint_names == JOINT_NAMES
+        )
     sub = {c.name: c for c in load_deepmimic(target_fps=30).clips}
-    assert sub["humanoid3d_cartwheel"].num_frames == 82 and sub["humanoid3d_cartwheel"].fps == 30.0  # 164 at 60 fps
+    assert (
+        sub["humanoid3d_cartwheel"].num_frames == 82 and sub["humanoid3d_cartwheel"].fps == 30.0
+    )  # 164 at 60 fps
     assert sub["humanoid3d_walk"].num_frames == 39
 
 
@@ -116,7 +136,9 @@ def test_smpl_rotations_point_limbs_like_the_fk_in_every_clip(clips):
             err = angle_deg(c.joints[:, P[b]] - c.joints[:, P[a]], d[:, S[a]])
             worst = max(worst, float(err.max()))
         # torso: the chest rotation is spread over spine1..3, so the spine points pelvis → neck-ish
-        spine = angle_deg(c.joints[:, P["smpl_neck"]] - c.joints[:, P["deepmimic_chest"]], d[:, S["smpl_spine3"]])
+        spine = angle_deg(
+            c.joints[:, P["smpl_neck"]] - c.joints[:, P["deepmimic_chest"]], d[:, S["smpl_spine3"]]
+        )
         assert spine.max() < 25, c.name
     assert worst < 10.0
 
@@ -127,8 +149,16 @@ def test_rest_frame_becomes_a_standing_smpl_pose(skeleton):
     frame[0, [4, 8, 12, 16, 21, 25, 30, 35, 39]] = 1.0  # identity quaternions (w first)
     rot, joints = convert_frames(frame, skeleton)
     # arms hang down: shoulders are T-pose arms turned down by 90° (left about -z, right about +z)
-    np.testing.assert_allclose(rot[0, S["smpl_left_shoulder"]], Rotation.from_euler("z", -90, degrees=True).as_matrix(), atol=1e-9)
-    np.testing.assert_allclose(rot[0, S["smpl_right_shoulder"]], Rotation.from_euler("z", 90, degrees=True).as_matrix(), atol=1e-9)
+    np.testing.assert_allclose(
+        rot[0, S["smpl_left_shoulder"]],
+        Rotation.from_euler("z", -90, degrees=True).as_matrix(),
+        atol=1e-9,
+    )
+    np.testing.assert_allclose(
+        rot[0, S["smpl_right_shoulder"]],
+        Rotation.from_euler("z", 90, degrees=True).as_matrix(),
+        atol=1e-9,
+    )
     np.testing.assert_allclose(rot[0, S["smpl_left_elbow"]], np.eye(3), atol=1e-9)
     d = smpl_bone_directions(rot)[0]
     for j in ("left_hip", "right_knee", "left_shoulder", "right_elbow"):
@@ -137,7 +167,10 @@ def test_rest_frame_becomes_a_standing_smpl_pose(skeleton):
     # FK: root at the given height, left side at +x, ~1.6 m tall
     assert joints[0, P["smpl_pelvis"], 1] == pytest.approx(0.9)
     assert joints[0, P["smpl_left_hip"], 0] > 0.05 > -0.05 > joints[0, P["smpl_right_hip"], 0]
-    height = joints[0, P["deepmimic_head_center"], 1] - joints[0, [P["smpl_left_ankle"], P["smpl_right_ankle"]], 1].min()
+    height = (
+        joints[0, P["deepmimic_head_center"], 1]
+        - joints[0, [P["smpl_left_ankle"], P["smpl_right_ankle"]], 1].min()
+    )
     assert 1.3 < height < 1.7
 
 
@@ -156,7 +189,9 @@ def test_retargeted_onto_anny_keeps_limb_directions(clips, anny_body):
 
 def test_bad_files_are_skipped_and_counted(tmp_path, caplog):
     (tmp_path / "broken.txt").write_text("{not json")
-    (tmp_path / "dog.txt").write_text(json.dumps({"Loop": "wrap", "Frames": [[0.03] + [0.0] * 19] * 3}))
+    (tmp_path / "dog.txt").write_text(
+        json.dumps({"Loop": "wrap", "Frames": [[0.03] + [0.0] * 19] * 3})
+    )
     nan = [[1 / 30] + [0.0] * 43] * 2
     nan[1] = [1 / 30, float("nan")] + [0.0] * 42
     (tmp_path / "nan.txt").write_text(json.dumps({"Frames": nan}))
@@ -181,22 +216,36 @@ def test_fk_matches_pybullets_own_fk_when_installed(clips):
     cid = p.connect(p.DIRECT)
     try:
         body = p.loadURDF(str(urdf), globalScaling=0.25, physicsClientId=cid)
-        index = {p.getJointInfo(body, i, physicsClientId=cid)[1].decode(): i for i in range(p.getNumJoints(body, physicsClientId=cid))}
+        index = {
+            p.getJointInfo(body, i, physicsClientId=cid)[1].decode(): i
+            for i in range(p.getNumJoints(body, physicsClientId=cid))
+        }
         for name in ("humanoid3d_cartwheel", "humanoid3d_punch"):
             raw, c = raw_frames(name), clips[name]
             for k in range(0, len(raw), 20):
                 x = raw[k]
-                p.resetBasePositionAndOrientation(body, x[1:4], [x[5], x[6], x[7], x[4]], physicsClientId=cid)
+                p.resetBasePositionAndOrientation(
+                    body, x[1:4], [x[5], x[6], x[7], x[4]], physicsClientId=cid
+                )
                 col = 8
                 for joint, width in LAYOUT[1:]:
                     if width == 4:
-                        p.resetJointStateMultiDof(body, index[joint], [x[col + 1], x[col + 2], x[col + 3], x[col]], physicsClientId=cid)
+                        p.resetJointStateMultiDof(
+                            body,
+                            index[joint],
+                            [x[col + 1], x[col + 2], x[col + 3], x[col]],
+                            physicsClientId=cid,
+                        )
                     else:
                         p.resetJointState(body, index[joint], x[col], physicsClientId=cid)
                     col += width
                 for point in ("smpl_left_knee", "smpl_right_wrist", "smpl_left_ankle", "smpl_neck"):
                     link = index["neck" if point == "smpl_neck" else point.removeprefix("smpl_")]
-                    ref = dm_to_smpl() @ np.asarray(p.getLinkState(body, link, computeForwardKinematics=True, physicsClientId=cid)[4])
+                    ref = dm_to_smpl() @ np.asarray(
+                        p.getLinkState(
+                            body, link, computeForwardKinematics=True, physicsClientId=cid
+                        )[4]
+                    )
                     np.testing.assert_allclose(c.joints[k, P[point]], ref, atol=1e-4)
     finally:
         p.disconnect(cid)

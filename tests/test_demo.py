@@ -6,8 +6,12 @@ import pytest
 from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
 
 pytest.importorskip("mediapipe")
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint"
+    ),
+]
 
 
 def test_demo_overlay_on_real_frame(tmp_path):
@@ -23,7 +27,7 @@ def test_demo_overlay_on_real_frame(tmp_path):
     panel = read_image(report.outputs[0])
     h, w = frame.shape[:2]
     assert panel.shape[0] == h and panel.shape[1] > 2 * w
-    overlay = panel[:, w:2 * w].astype(int)
+    overlay = panel[:, w : 2 * w].astype(int)
     changed = np.abs(overlay - frame.astype(int)).sum(-1) > 30
     ys, xs = np.nonzero(changed)
     # the mesh covers a person-sized region in the middle of the frame, not the whole image

@@ -12,7 +12,9 @@ from key2mesh.cli import main
 from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
 from key2mesh.keypoints.sets import keypoint_names
 
-pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint")
+pytestmark = pytest.mark.skipif(
+    not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint"
+)
 
 # A standing person facing the camera, in a unit box (x right, y down), MediaPipe-33 order.
 _PERSON = {
@@ -31,7 +33,10 @@ _PERSON = {
 
 def person(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """A plausible MediaPipe-33 detection filling a ``width`` x ``height`` image."""
-    kp = np.array([_PERSON[n] for n in keypoint_names("mediapipe33")], dtype=np.float32) * [width, height]
+    kp = np.array([_PERSON[n] for n in keypoint_names("mediapipe33")], dtype=np.float32) * [
+        width,
+        height,
+    ]
     return kp.astype(np.float32), np.full(33, 0.95, dtype=np.float32)
 
 
@@ -46,7 +51,9 @@ def detector(monkeypatch):
 
     class StandIn:
         calls: list[tuple[int, ...]] = []
-        output = staticmethod(lambda image: person(image.shape[1], image.shape[0]))  # always "finds" someone
+        output = staticmethod(
+            lambda image: person(image.shape[1], image.shape[0])
+        )  # always "finds" someone
 
         def __init__(self, video: bool = True, **kwargs):
             pass
@@ -93,9 +100,16 @@ def test_tiny_noise_image_is_skipped_not_meshed(tmp_path, detector, meshed, caps
     from PIL import Image
 
     Image.fromarray(_noise((8, 8))).save(tmp_path / "noise.png")
-    assert main(["demo", str(tmp_path / "noise.png"), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            ["demo", str(tmp_path / "noise.png"), "--out", str(tmp_path / "out"), "--device", "cpu"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "0 of 1 frames" not in out and "1 of 1 frames written" in out  # the panel is still written
+    assert (
+        "0 of 1 frames" not in out and "1 of 1 frames written" in out
+    )  # the panel is still written
     assert "skipped 1 frame(s): image smaller than 32x32 px" in out
     assert detector.calls == [] and meshed == []  # the stand-in would have "found" a person
 
@@ -109,13 +123,30 @@ def test_images_under_32_px_are_skipped(tmp_path, detector, meshed, model, size)
     assert detector.calls == [] and meshed == []
 
 
-@pytest.mark.parametrize("output, reason", [
-    (lambda image: (person(*image.shape[1::-1])[0], np.full(33, 0.05, np.float32)), "fewer than 6 keypoints"),
-    (lambda image: (np.full((33, 2), 20.0, np.float32), np.ones(33, np.float32)), "all keypoints on one spot"),
-    (lambda image: (person(*image.shape[1::-1])[0], np.r_[np.ones(5), np.zeros(28)].astype(np.float32)),
-     "fewer than 6 keypoints"),
-], ids=["low-visibility", "one-spot", "five-points"])
-def test_unusable_detector_output_is_skipped_with_the_reason(tmp_path, detector, meshed, model, output, reason):
+@pytest.mark.parametrize(
+    "output, reason",
+    [
+        (
+            lambda image: (person(*image.shape[1::-1])[0], np.full(33, 0.05, np.float32)),
+            "fewer than 6 keypoints",
+        ),
+        (
+            lambda image: (np.full((33, 2), 20.0, np.float32), np.ones(33, np.float32)),
+            "all keypoints on one spot",
+        ),
+        (
+            lambda image: (
+                person(*image.shape[1::-1])[0],
+                np.r_[np.ones(5), np.zeros(28)].astype(np.float32),
+            ),
+            "fewer than 6 keypoints",
+        ),
+    ],
+    ids=["low-visibility", "one-spot", "five-points"],
+)
+def test_unusable_detector_output_is_skipped_with_the_reason(
+    tmp_path, detector, meshed, model, output, reason
+):
     from key2mesh.inference.demo import run_demo
 
     detector.output = staticmethod(output)
@@ -123,7 +154,7 @@ def test_unusable_detector_output_is_skipped_with_the_reason(tmp_path, detector,
     report = run_demo(model, [_noise((96, 64)), good], tmp_path, is_video=False)
     assert detector.calls == [(96, 64, 3), (96, 64, 3)]
     assert len(report.skipped) == 1
-    (why, frames), = report.skipped.items()
+    ((why, frames),) = report.skipped.items()
     assert frames == [0, 1] and reason in why and "detector" in why
     assert meshed == [] and report.written == 2
 

@@ -38,7 +38,13 @@ def test_detects_the_person_on_a_real_frame(demo_image):
     at = {n: kp[i] for i, n in enumerate(names)}
     assert ((kp >= 0) & (kp < [w, h])).all()
     # an upright person facing the camera: head above shoulders above hips above knees above ankles
-    assert at["nose"][1] < at["left_shoulder"][1] < at["left_hip"][1] < at["left_knee"][1] < at["left_ankle"][1]
+    assert (
+        at["nose"][1]
+        < at["left_shoulder"][1]
+        < at["left_hip"][1]
+        < at["left_knee"][1]
+        < at["left_ankle"][1]
+    )
     # facing the camera, the person's right side is on the image's left
     assert at["right_shoulder"][0] < at["left_shoulder"][0]
     # standing 1.6-2 m tall in a 1920 px portrait frame taken from ~3 m: hundreds of pixels

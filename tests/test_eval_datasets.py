@@ -24,10 +24,18 @@ from key2mesh.keypoints.sets import H36M17, H36M_TO_EVAL14
 ROT_Y90 = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
 
 
-def write_synthetic_3dpw(path: Path, frames: int = 10, persons: int = 2, sequence: str = "seq_a",
-                         invalid: dict[int, list[int]] | None = None, sparse: dict[int, dict[int, int]] | None = None,
-                         cam_rot: np.ndarray | None = None, betas_dim: int = 10, seed: int = 0,
-                         drop_keys: tuple[str, ...] = ()) -> dict:
+def write_synthetic_3dpw(
+    path: Path,
+    frames: int = 10,
+    persons: int = 2,
+    sequence: str = "seq_a",
+    invalid: dict[int, list[int]] | None = None,
+    sparse: dict[int, dict[int, int]] | None = None,
+    cam_rot: np.ndarray | None = None,
+    betas_dim: int = 10,
+    seed: int = 0,
+    drop_keys: tuple[str, ...] = (),
+) -> dict:
     """A 3DPW sequence pickle (the original layout; lists per person, Python-2 style protocol 2).
 
     invalid: person → frames with ``campose_valid`` 0. sparse: person → {frame: number of
@@ -72,14 +80,22 @@ def write_synthetic_3dpw(path: Path, frames: int = 10, persons: int = 2, sequenc
     return data
 
 
-def write_synthetic_h36m_npz(path: Path, rows: list[tuple[str, str]], sparse: dict[int, int] | None = None,
-                             with_pose: bool = True, with_s: bool = True, with_openpose: bool = True,
-                             seed: int = 0) -> dict:
+def write_synthetic_h36m_npz(
+    path: Path,
+    rows: list[tuple[str, str]],
+    sparse: dict[int, int] | None = None,
+    with_pose: bool = True,
+    with_s: bool = True,
+    with_openpose: bool = True,
+    seed: int = 0,
+) -> dict:
     """A SPIN-style H3.6M npz; rows are (subject, camera); sparse: row → keypoints with conf > 0."""
     rng = np.random.default_rng(seed)
     n = len(rows)
     data: dict[str, np.ndarray] = {
-        "imgname": np.array([f"images/{s}_Directions_1.{c}_{5 * i + 1:06d}.jpg" for i, (s, c) in enumerate(rows)]),
+        "imgname": np.array(
+            [f"images/{s}_Directions_1.{c}_{5 * i + 1:06d}.jpg" for i, (s, c) in enumerate(rows)]
+        ),
         "center": rng.uniform(400, 600, size=(n, 2)),
         "scale": rng.uniform(3, 5, size=n),
     }
@@ -108,15 +124,25 @@ def write_synthetic_h36m_npz(path: Path, rows: list[tuple[str, str]], sparse: di
 def test_3dpw_keeps_valid_frames_drops_sparse_and_rotates_into_camera(tmp_path):
     pkl = tmp_path / "sequenceFiles" / "test" / "seq_a.pkl"
     data = write_synthetic_3dpw(
-        pkl, frames=10, cam_rot=ROT_Y90, betas_dim=300,
+        pkl,
+        frames=10,
+        cam_rot=ROT_Y90,
+        betas_dim=300,
         invalid={0: [0, 3], 1: [9]},
-        sparse={0: {5: 5}, 1: {2: 6, 9: 2}},  # p0 f5: 5 points → dropped; p1 f2: 6 → kept; p1 f9 invalid anyway
+        sparse={
+            0: {5: 5},
+            1: {2: 6, 9: 2},
+        },  # p0 f5: 5 points → dropped; p1 f2: 6 → kept; p1 f9 invalid anyway
     )
     data["poses"][0][1, :3] = 0.0  # person 0, frame 1: identity global orientation in the world
     with pkl.open("wb") as f:
         pickle.dump(data, f, protocol=2)
     ds = load_3dpw(tmp_path, split="test")
-    assert isinstance(ds, BenchmarkSet) and ds.name == "3dpw-test" and ds.keypoint_set == "openpose_coco18"
+    assert (
+        isinstance(ds, BenchmarkSet)
+        and ds.name == "3dpw-test"
+        and ds.keypoint_set == "openpose_coco18"
+    )
     assert len(ds) == (10 - 2 - 1) + (10 - 1)  # 16
     assert ds.dropped == 1 and "fewer than 6 keypoints" in ds.drop_reason
     assert ds.excluded == {"invalid camera pose": 3}
@@ -132,13 +158,17 @@ def test_3dpw_keeps_valid_frames_drops_sparse_and_rotates_into_camera(tmp_path):
     # identity world orientation seen by a camera rotated 90° about y is that rotation
     assert torch.allclose(ds.pose[0, 0], torch.tensor(ROT_Y90, dtype=torch.float32), atol=1e-6)
     # the body faces +z in the world → +x in the camera
-    assert torch.allclose(ds.pose[0, 0] @ torch.tensor([0.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 0.0]), atol=1e-6)
+    assert torch.allclose(
+        ds.pose[0, 0] @ torch.tensor([0.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 0.0]), atol=1e-6
+    )
     # a general frame: R_cam = cam_R @ R_world; the other 23 joints are untouched
     world = axis_angle_to_matrix(torch.tensor(data["poses"][1][4].reshape(24, 3)))
     assert torch.allclose(ds.pose[7 + 4, 0].double(), torch.tensor(ROT_Y90) @ world[0], atol=1e-6)
     assert torch.allclose(ds.pose[7 + 4, 1:].double(), world[1:], atol=1e-6)
     # 2D keypoints: (x, y) rows of poses2d; the 6-point detection kept with 6 confident points
-    assert torch.allclose(ds.keypoints2d[1], torch.tensor(data["poses2d"][0][2, :2].T, dtype=torch.float32))
+    assert torch.allclose(
+        ds.keypoints2d[1], torch.tensor(data["poses2d"][0][2, :2].T, dtype=torch.float32)
+    )
     assert int((ds.confidence[7 + 2] > 0).sum()) == 6
     # SMPL joints in the camera frame: R j + t
     j_world = data["jointPositions"][0][1].reshape(24, 3)
@@ -161,9 +191,15 @@ def test_3dpw_drop_threshold_is_configurable(tmp_path):
 
 def test_3dpw_split_selection(tmp_path):
     root = tmp_path / "3DPW"
-    write_synthetic_3dpw(root / "sequenceFiles" / "test" / "downtown_a.pkl", sequence="downtown_a", persons=1)
-    write_synthetic_3dpw(root / "sequenceFiles" / "train" / "courtyard_b.pkl", sequence="courtyard_b", seed=1)
-    write_synthetic_3dpw(root / "sequenceFiles" / "train" / "courtyard_c.pkl", sequence="courtyard_c", seed=2)
+    write_synthetic_3dpw(
+        root / "sequenceFiles" / "test" / "downtown_a.pkl", sequence="downtown_a", persons=1
+    )
+    write_synthetic_3dpw(
+        root / "sequenceFiles" / "train" / "courtyard_b.pkl", sequence="courtyard_b", seed=1
+    )
+    write_synthetic_3dpw(
+        root / "sequenceFiles" / "train" / "courtyard_c.pkl", sequence="courtyard_c", seed=2
+    )
     test = load_3dpw(root)  # default split: test
     assert {n.split("/")[1] for n in test.image_names} == {"downtown_a"} and len(test) == 10
     train = load_3dpw(root, split="train")
@@ -173,7 +209,9 @@ def test_3dpw_split_selection(tmp_path):
     assert len(load_3dpw(root / "sequenceFiles" / "train", split="train")) == 40
     with pytest.raises(Key2MeshError, match=r"train.*split='test'"):
         load_3dpw(root / "sequenceFiles" / "train")
-    with pytest.raises(Key2MeshError, match="no 3DPW split 'validation'.*folders here: test, train"):
+    with pytest.raises(
+        Key2MeshError, match="no 3DPW split 'validation'.*folders here: test, train"
+    ):
         load_3dpw(root, split="validation")
     with pytest.raises(Key2MeshError, match="unknown 3DPW split 'val'"):
         load_3dpw(root, split="val")
@@ -226,29 +264,57 @@ def test_3dpw_pickle_cannot_run_code(tmp_path):
 
 # ---------------------------------------------------------------------------------------- H3.6M
 
-ROWS = [("S9", "60457274"), ("S9", "55011271"), ("S11", "60457274"), ("S1", "60457274"),
-        ("S11", "60457274"), ("S9", "60457274"), ("S11", "54138969"), ("S9", "60457274")]
+ROWS = [
+    ("S9", "60457274"),
+    ("S9", "55011271"),
+    ("S11", "60457274"),
+    ("S1", "60457274"),
+    ("S11", "60457274"),
+    ("S9", "60457274"),
+    ("S11", "54138969"),
+    ("S9", "60457274"),
+]
 P2_ROWS = [0, 2, 4, 5, 7]  # S9/S11 seen by camera 60457274
 
 
 def test_spin_j24_tables_agree():
     # H36M-17 → eval-14 after J24 → H36M-17 must pick SPIN's LSP-14 rows (head top = H36M head)
-    assert tuple(J24_TO_H36M17[i] for i in H36M_TO_EVAL14) == (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18)
+    assert tuple(J24_TO_H36M17[i] for i in H36M_TO_EVAL14) == (
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+        9,
+        10,
+        11,
+        12,
+        18,
+    )
     assert tuple(J24_TO_H36M17[i] for i in H36M_TO_EVAL14) == J24_TO_LSP14
     assert len(set(J24_TO_H36M17)) == 17 and len(J24_TO_H36M17) == len(H36M17)
 
 
 def test_h36m_p2_subject_camera_filter_and_drops(tmp_path):
     path = tmp_path / "h36m_valid_protocol2.npz"
-    data = write_synthetic_h36m_npz(path, ROWS, sparse={4: 5, 5: 6, 1: 0})  # row 4 dropped; row 1 excluded anyway
+    data = write_synthetic_h36m_npz(
+        path, ROWS, sparse={4: 5, 5: 6, 1: 0}
+    )  # row 4 dropped; row 1 excluded anyway
     ds = load_h36m_p2(path)
     kept = [0, 2, 5, 7]
     assert ds.name == "h36m-p2" and ds.keypoint_set == "openpose_body25" and len(ds) == 4
     assert ds.dropped == 1 and ds.excluded == {"other subjects/cameras": 3}
     assert ds.image_names == [str(data["imgname"][r]) for r in kept]
     assert ds.genders == ["male"] * 4
-    assert torch.allclose(ds.pose, axis_angle_to_matrix(torch.tensor(data["pose"][kept]).reshape(4, 24, 3)).float(),
-                          atol=1e-6)
+    assert torch.allclose(
+        ds.pose,
+        axis_angle_to_matrix(torch.tensor(data["pose"][kept]).reshape(4, 24, 3)).float(),
+        atol=1e-6,
+    )
     assert torch.allclose(ds.betas, torch.tensor(data["shape"][kept], dtype=torch.float32))
     assert ds.joints3d_set == "h36m17" and ds.joints3d.shape == (4, 17, 3)
     s = torch.tensor(data["S"][kept, :, :3], dtype=torch.float32)
@@ -259,7 +325,9 @@ def test_h36m_p2_subject_camera_filter_and_drops(tmp_path):
     assert torch.equal(ds.joints3d[:, H36M17.index("head_top")], s[:, 18])
     # the 14 evaluation joints of these H36M-17 joints are SPIN's LSP-14 of S
     assert torch.equal(ds.joints3d[:, list(H36M_TO_EVAL14)], s[:, list(J24_TO_LSP14)])
-    assert torch.allclose(ds.keypoints2d[1], torch.tensor(data["openpose"][2, :, :2], dtype=torch.float32))
+    assert torch.allclose(
+        ds.keypoints2d[1], torch.tensor(data["openpose"][2, :, :2], dtype=torch.float32)
+    )
     assert int((ds.confidence[2] > 0).sum()) == 6
     # other subjects / cameras on request
     s1 = load_h36m_p2(path, subjects=("S1",))
@@ -292,13 +360,20 @@ def test_h36m_user_detections_file(tmp_path):
     kp[3, 0, 4:, 2] = 0.0  # row 5: only 4 keypoints → dropped
     kp[[0, 2, 3], 1] = 0.0
     det = tmp_path / "dets.npz"
-    np.savez(det, keypoints=kp, keypoint_set="coco17", frame_names=np.array([stems[r] for r in order]),
-             person_ids=np.array([[0, -1], [0, 1], [0, -1], [0, -1]]))
+    np.savez(
+        det,
+        keypoints=kp,
+        keypoint_set="coco17",
+        frame_names=np.array([stems[r] for r in order]),
+        person_ids=np.array([[0, -1], [0, 1], [0, -1], [0, -1]]),
+    )
     ds = load_h36m_p2(path, detections=det)
     assert ds.keypoint_set == "coco17"
     assert ds.image_names == [str(data["imgname"][r]) for r in (0, 2, 7)]
     assert ds.dropped == 2  # row 4 (no detection) and row 5 (4 keypoints)
-    assert np.allclose(ds.keypoints2d[0].numpy(), kp[1, 1, :, :2], atol=1e-3)  # most confident person
+    assert np.allclose(
+        ds.keypoints2d[0].numpy(), kp[1, 1, :, :2], atol=1e-3
+    )  # most confident person
     assert np.allclose(ds.keypoints2d[2].numpy(), kp[0, 0, :, :2], atol=1e-3)
     # frames without matching names are matched by order when the counts fit
     np.savez(det, keypoints=np.broadcast_to(kp[:1, 0], (len(ROWS), 17, 3)), keypoint_set="coco17")
@@ -333,7 +408,9 @@ def test_h36m_bad_files(tmp_path):
     with pytest.raises(Key2MeshError, match="p2.npz: missing key 'shape'"):
         load_h36m_p2(path)
     np.savez(path, **{**data, "imgname": np.array(["frame_0001.jpg"] * len(ROWS))})
-    with pytest.raises(Key2MeshError, match="p2.npz: cannot read subject/camera from imgname 'frame_0001.jpg'"):
+    with pytest.raises(
+        Key2MeshError, match="p2.npz: cannot read subject/camera from imgname 'frame_0001.jpg'"
+    ):
         load_h36m_p2(path)
     np.savez(path, **{**data, "openpose": data["openpose"][:, :18]})
     with pytest.raises(Key2MeshError, match=r"p2.npz: 'openpose' must be \(8, 25, 3\)"):
@@ -345,9 +422,16 @@ def test_h36m_bad_files(tmp_path):
 
 def test_benchmark_set_validates_shapes():
     n = 2
-    kw = dict(name="x", keypoints2d=torch.zeros(n, 17, 2), confidence=torch.zeros(n, 17), keypoint_set="coco",
-              pose=torch.eye(3).expand(n, 24, 3, 3), betas=torch.zeros(n, 10), genders=["neutral"] * n,
-              image_names=["a", "b"])
+    kw = dict(
+        name="x",
+        keypoints2d=torch.zeros(n, 17, 2),
+        confidence=torch.zeros(n, 17),
+        keypoint_set="coco",
+        pose=torch.eye(3).expand(n, 24, 3, 3),
+        betas=torch.zeros(n, 10),
+        genders=["neutral"] * n,
+        image_names=["a", "b"],
+    )
     assert BenchmarkSet(**kw).keypoint_set == "coco17"
     with pytest.raises(Key2MeshError, match=r"betas must be \(2, 10\)"):
         BenchmarkSet(**{**kw, "betas": torch.zeros(n, 11)})

@@ -15,8 +15,14 @@ def checkpoint(tmp_path):
         if isinstance(m, torch.nn.BatchNorm1d):
             m.running_mean.normal_()
             m.running_var.uniform_(0.5, 2.0)
-    ck = make_checkpoint(net, keypoint_set="openpose_body25", body_config={"name": "anny", "rig": "r", "topology": "t"},
-                         camera=VirtualCamera(), normalization={"conf_threshold": 0.1, "missing_value": -1.0}, stage="test")
+    ck = make_checkpoint(
+        net,
+        keypoint_set="openpose_body25",
+        body_config={"name": "anny", "rig": "r", "topology": "t"},
+        camera=VirtualCamera(),
+        normalization={"conf_threshold": 0.1, "missing_value": -1.0},
+        stage="test",
+    )
     path = tmp_path / "m.pt"
     atomic_save(ck, path)
     return load_checkpoint(path)

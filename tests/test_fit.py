@@ -63,7 +63,11 @@ def test_fit_from_rest_recovers_pose(anny_body, target):
     res = fit_to_keypoints(anny_body, kp2d, conf, KSET, iters=60, select_iters=15)
     assert isinstance(res, FitResult)
     assert res.rotmats.shape == (4, 24, 3, 3) and res.shape.shape == (4, 6)
-    assert res.vertices.shape == (4, anny_body.num_vertices, 3) and res.keypoints3d.shape == (4, 25, 3)
+    assert res.vertices.shape == (4, anny_body.num_vertices, 3) and res.keypoints3d.shape == (
+        4,
+        25,
+        3,
+    )
     assert res.loss_history.shape == (15 + 60 + 1, 4)
     # Rotations stay rotations; anny phenotypes stay in [0, 1].
     eye = torch.eye(3).expand(4, 24, 3, 3)
@@ -74,7 +78,10 @@ def test_fit_from_rest_recovers_pose(anny_body, target):
     assert res.loss_history[-1].mean() < 0.2 * res.loss_history[0].mean()
     # ... and is closer in 3D (the keypoints the fit returns are those of its own vertices).
     assert torch.allclose(res.keypoints3d, anny_body.regress(res.vertices, KSET), atol=1e-5)
-    pa_fit, pa_rest = procrustes_error(res.keypoints3d, kp3d), procrustes_error(rest.keypoints3d, kp3d)
+    pa_fit, pa_rest = (
+        procrustes_error(res.keypoints3d, kp3d),
+        procrustes_error(rest.keypoints3d, kp3d),
+    )
     assert pa_fit.mean() < 0.75 * pa_rest.mean()
     # Pixel error = normalised error × the input's box size.
     box = (kp2d.amax(1) - kp2d.amin(1)).amax(-1)
@@ -83,7 +90,9 @@ def test_fit_from_rest_recovers_pose(anny_body, target):
 
 def test_init_from_truth_stays_near(anny_body, target):
     rot, shape, kp3d, kp2d = target
-    res = fit_to_keypoints(anny_body, kp2d, torch.ones(4, 25), KSET, init_rotmats=rot, init_shape=shape, iters=20)
+    res = fit_to_keypoints(
+        anny_body, kp2d, torch.ones(4, 25), KSET, init_rotmats=rot, init_shape=shape, iters=20
+    )
     assert res.loss_history.shape == (21, 4)  # a single yaw candidate with an initialisation
     assert res.reprojection_error.max() < 0.01
     assert procrustes_error(res.keypoints3d, kp3d).max() < 0.02  # metres
@@ -102,7 +111,9 @@ def test_back_view_picks_flipped_orientation(anny_body):
     res = fit_to_keypoints(anny_body, kp2d, torch.ones(2, 25), KSET, iters=5, select_iters=10)
     facing = res.rotmats[:, 0] @ torch.tensor([0.0, 0.0, 1.0])  # the body's forward direction
     assert (facing[:, 2] < -0.8).all()
-    only_front = fit_to_keypoints(anny_body, kp2d, torch.ones(2, 25), KSET, iters=5, yaw_candidates=(0.0,))
+    only_front = fit_to_keypoints(
+        anny_body, kp2d, torch.ones(2, 25), KSET, iters=5, yaw_candidates=(0.0,)
+    )
     assert (res.reprojection_error < only_front.reprojection_error).all()
 
 
@@ -131,7 +142,14 @@ def test_fit_ignores_image_scale_and_offset(anny_body, target):
     """Detections from any camera: scaling and shifting the pixels changes nothing."""
     _, _, _, kp2d = target
     a = fit_to_keypoints(anny_body, kp2d[:2], torch.ones(2, 25), KSET, iters=6, select_iters=3)
-    b = fit_to_keypoints(anny_body, 3.5 * kp2d[:2] + torch.tensor([640.0, 360.0]), torch.ones(2, 25), KSET, iters=6, select_iters=3)
+    b = fit_to_keypoints(
+        anny_body,
+        3.5 * kp2d[:2] + torch.tensor([640.0, 360.0]),
+        torch.ones(2, 25),
+        KSET,
+        iters=6,
+        select_iters=3,
+    )
     assert torch.allclose(a.rotmats, b.rotmats, atol=1e-4)
     assert torch.allclose(b.reprojection_error_px, 3.5 * a.reprojection_error_px, rtol=1e-3)
 
@@ -140,7 +158,9 @@ def test_lbfgs_reduces_error(anny_body, target):
     _, _, _, kp2d = target
     conf = torch.ones(2, 25)
     rest = fit_to_keypoints(anny_body, kp2d[:2], conf, KSET, iters=0, select_iters=0)
-    res = fit_to_keypoints(anny_body, kp2d[:2], conf, KSET, iters=15, select_iters=5, optimizer="lbfgs")
+    res = fit_to_keypoints(
+        anny_body, kp2d[:2], conf, KSET, iters=15, select_iters=5, optimizer="lbfgs"
+    )
     assert (res.reprojection_error < rest.reprojection_error / 3).all()
 
 
@@ -155,7 +175,9 @@ def test_hinge_axes_point_flexion_the_natural_way(anny_body):
         joints = anny_body(rot).joints
     ankles, wrists = joints[:, [7, 8], 2], joints[:, [20, 21], 2]
     assert (ankles[1] < ankles[0] - 0.1).all()  # flexed knees: ankles go backwards (-z)
-    assert (wrists[1] > wrists[0] + 0.05).all() and (wrists[2] < wrists[0]).all()  # elbows: forwards (+z)
+    assert (wrists[1] > wrists[0] + 0.05).all() and (
+        wrists[2] < wrists[0]
+    ).all()  # elbows: forwards (+z)
     flex = hinge_flexion(rot, axes)
     assert torch.allclose(flex, torch.sin(angles)[:, None].expand(3, 4), atol=1e-5)
 
@@ -169,12 +191,22 @@ def test_hyperextension_prior_bends_the_right_way(anny_body):
     init[:, list(HINGE_JOINTS)] = axis_angle_to_matrix(-0.3 * hinge_axes(anny_body))[None]
     axes = hinge_axes(anny_body)
     fits = {
-        h: fit_to_keypoints(anny_body, kp2d, torch.ones(1, 25), KSET, init_rotmats=init, iters=40, lr=0.03,
-                            weights=FitWeights(hinge=h))
+        h: fit_to_keypoints(
+            anny_body,
+            kp2d,
+            torch.ones(1, 25),
+            KSET,
+            init_rotmats=init,
+            iters=40,
+            lr=0.03,
+            weights=FitWeights(hinge=h),
+        )
         for h in (0.0, 1.0)
     }
     assert (hinge_flexion(fits[1.0].rotmats, axes) > 0.0).all()
-    assert (hinge_flexion(fits[0.0].rotmats, axes) < -0.1).all()  # without the prior it stays bent backwards
+    assert (
+        hinge_flexion(fits[0.0].rotmats, axes) < -0.1
+    ).all()  # without the prior it stays bent backwards
 
 
 def test_joint_weights_paper_values():
@@ -200,7 +232,12 @@ def test_joint_weights_paper_values():
     ],
 )
 def test_bad_inputs_raise(anny_body, kwargs, match):
-    args = {"keypoints2d": torch.zeros(2, 25, 2), "confidence": torch.ones(2, 25), "keypoint_set": KSET, "iters": 1}
+    args = {
+        "keypoints2d": torch.zeros(2, 25, 2),
+        "confidence": torch.ones(2, 25),
+        "keypoint_set": KSET,
+        "iters": 1,
+    }
     args.update(kwargs)
     with pytest.raises(Key2MeshError, match=match):
         fit_to_keypoints(anny_body, **args)

@@ -36,12 +36,21 @@ def clone(tmp_path):
     """A stand-in checkout: the real scripts/test.sh, a fake setup.sh that installs a fake python."""
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
-    _write_exe(tmp_path / "scripts" / "setup.sh", FAKE_SETUP.replace("{python}", FAKE_PYTHON.format(import_rc=0)))
+    _write_exe(
+        tmp_path / "scripts" / "setup.sh",
+        FAKE_SETUP.replace("{python}", FAKE_PYTHON.format(import_rc=0)),
+    )
     return tmp_path
 
 
 def _run(clone: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "scripts/test.sh", "-q", "-x"], cwd=clone, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", "scripts/test.sh", "-q", "-x"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_fresh_clone_runs_setup_then_pytest(clone):
@@ -51,7 +60,9 @@ def test_fresh_clone_runs_setup_then_pytest(clone):
 
 
 def test_broken_venv_runs_setup(clone):
-    _write_exe(clone / ".venv" / "bin" / "python", FAKE_PYTHON.format(import_rc=1))  # cannot import key2mesh
+    _write_exe(
+        clone / ".venv" / "bin" / "python", FAKE_PYTHON.format(import_rc=1)
+    )  # cannot import key2mesh
     r = _run(clone)
     assert r.returncode == 0, r.stderr
     assert (clone / "setup_ran").exists() and "PYTEST -m pytest -q -x" in r.stdout

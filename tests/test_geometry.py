@@ -36,8 +36,16 @@ def test_rot6d_round_trip_and_gram_schmidt():
 
 
 def test_axis_rotations_and_axis_angle():
-    assert torch.allclose(rotation_x(math.pi / 2) @ torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 0.0, 1.0]), atol=1e-6)
-    assert torch.allclose(rotation_y(math.pi / 2) @ torch.tensor([0.0, 0.0, 1.0]), torch.tensor([1.0, 0.0, 0.0]), atol=1e-6)
+    assert torch.allclose(
+        rotation_x(math.pi / 2) @ torch.tensor([0.0, 1.0, 0.0]),
+        torch.tensor([0.0, 0.0, 1.0]),
+        atol=1e-6,
+    )
+    assert torch.allclose(
+        rotation_y(math.pi / 2) @ torch.tensor([0.0, 0.0, 1.0]),
+        torch.tensor([1.0, 0.0, 0.0]),
+        atol=1e-6,
+    )
     v = torch.tensor([[0.3, -0.2, 0.1]])
     assert torch.allclose(matrix_to_axis_angle(axis_angle_to_matrix(v)), v, atol=1e-6)
 

@@ -416,9 +416,15 @@ def test_enough_keypoints_is_the_one_rule():
     conf[1, : MIN_KEYPOINTS - 1] = 1.0
     conf[2, :MIN_KEYPOINTS] = np.nan
     np.testing.assert_array_equal(enough_keypoints(conf), [True, False, False])
-    np.testing.assert_array_equal(enough_keypoints(conf, threshold=0.1, strict=True), [False, False, False])
-    np.testing.assert_array_equal(~sparse_detections(conf), enough_keypoints(conf, threshold=0.0, strict=True))
+    np.testing.assert_array_equal(
+        enough_keypoints(conf, threshold=0.1, strict=True), [False, False, False]
+    )
+    np.testing.assert_array_equal(
+        ~sparse_detections(conf), enough_keypoints(conf, threshold=0.0, strict=True)
+    )
     kp = np.random.default_rng(0).normal(size=(3, 17, 2)) * 100
     kp[0, 0] = np.nan  # a non-finite position is not a confident point
     np.testing.assert_array_equal(enough_keypoints(conf, keypoints=kp), [False, False, False])
-    np.testing.assert_array_equal(~check_detections(kp, conf).too_few, enough_keypoints(conf, keypoints=kp))
+    np.testing.assert_array_equal(
+        ~check_detections(kp, conf).too_few, enough_keypoints(conf, keypoints=kp)
+    )

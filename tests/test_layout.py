@@ -54,7 +54,16 @@ def _violations(folder: str, forbidden: tuple[str, ...], root: Path = PACKAGE) -
     [
         ("eval", ("key2mesh.inference",)),
         ("data", ("key2mesh.inference", "key2mesh.eval")),
-        ("media", ("key2mesh.inference", "key2mesh.eval", "key2mesh.data", "key2mesh.model", "key2mesh.train")),
+        (
+            "media",
+            (
+                "key2mesh.inference",
+                "key2mesh.eval",
+                "key2mesh.data",
+                "key2mesh.model",
+                "key2mesh.train",
+            ),
+        ),
         ("paths.py", ("key2mesh.body", "key2mesh.inference", "key2mesh.eval", "key2mesh.data")),
     ],
 )

@@ -39,7 +39,9 @@ def test_pretrain_loss_hand_built():
     kp = torch.randn(2, 5, 3) * 0.3
     target, _ = bbox_normalize(VirtualCamera().project(kp), torch.ones(2, 5))
     loss, terms = pretrain_loss(r, s + 0.1, kp + 0.02, r, s, kp, target, VirtualCamera(), w)
-    assert abs(terms["shape"] - 0.1) < 1e-6 and abs(terms["kp3d"] - 0.02) < 1e-6 and terms["pose"] == 0
+    assert (
+        abs(terms["shape"] - 0.1) < 1e-6 and abs(terms["kp3d"] - 0.02) < 1e-6 and terms["pose"] == 0
+    )
     # a pure translation of the prediction keeps the box-normalised 2D projection almost the same
     assert terms["kp2d"] < 0.02
     assert abs(loss.item() - (100 * 0.1 + 50 * 0.02 + 50 * terms["kp2d"])) < 1e-4
@@ -95,4 +97,6 @@ def test_critic_matches_official_layers():
     cfg = ModelConfig(num_keypoints=17, hidden=32, critic_hidden=16)
     kinds = [type(m).__name__ for m in DomainCritic(cfg).net]
     assert kinds == ["Linear", "PReLU", "Dropout", "Linear", "PReLU", "Dropout", "Linear"]
-    assert DomainCritic(cfg).net[3].in_features == 16 and DomainCritic(cfg).net[-1].out_features == 1
+    assert (
+        DomainCritic(cfg).net[3].in_features == 16 and DomainCritic(cfg).net[-1].out_features == 1
+    )

@@ -66,7 +66,9 @@ def test_procrustes_matches_independent_weighted_umeyama():
     w0[0] = 0
     y2 = y.clone()
     y2[:, 0] += 100.0
-    assert torch.allclose(procrustes_align(x, y, w0)[:, 1:], procrustes_align(x, y2, w0)[:, 1:], atol=1e-9)
+    assert torch.allclose(
+        procrustes_align(x, y, w0)[:, 1:], procrustes_align(x, y2, w0)[:, 1:], atol=1e-9
+    )
 
 
 def test_procrustes_is_reflection_safe():
@@ -78,7 +80,9 @@ def test_procrustes_is_reflection_safe():
     m = torch.linalg.lstsq(xc, ac).solution  # aligned = x @ m: m = s·Rᵀ
     scale = torch.linalg.det(m).abs() ** (1 / 3)
     rot = m / scale[:, None, None]
-    assert torch.allclose(rot @ rot.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(2, 3, 3), atol=1e-9)
+    assert torch.allclose(
+        rot @ rot.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(2, 3, 3), atol=1e-9
+    )
     assert (torch.linalg.det(rot) - 1).abs().max() < 1e-9  # a proper rotation, not the mirror
     err = pa_mpjpe(x, mirrored)
     assert (err > 1.0).all()  # a chiral point cloud cannot be matched by a rotation
@@ -191,8 +195,15 @@ def test_compute_metrics_protocols_hand_computed():
     assert abs(k["pve"] - 30.0) < 1e-3  # unaligned
     # SPIN: roots default to the H36M root joints: pred root (0, .05, 0), gt root 0
     assert abs(s["pve"] - (0.05**2 + 0.03**2) ** 0.5 * 1000) < 1e-3
-    s_given = compute_metrics(pred, gt, verts_p, verts_g, "spin", pred_root=torch.tensor([[0.0, 0.0, 0.03]]),
-                              gt_root=torch.zeros(1, 3))
+    s_given = compute_metrics(
+        pred,
+        gt,
+        verts_p,
+        verts_g,
+        "spin",
+        pred_root=torch.tensor([[0.0, 0.0, 0.03]]),
+        gt_root=torch.zeros(1, 3),
+    )
     assert abs(s_given["pve"]) < 1e-4
     per = per_sample_metrics(pred.expand(3, -1, -1), gt.expand(3, -1, -1), protocol="spin")
     assert set(per) == {"mpjpe", "pa_mpjpe"} and per["mpjpe"].shape == (3,)
@@ -209,10 +220,14 @@ def test_compute_metrics_rejects_bad_input():
     bad[1, 3, 0] = float("nan")
     with pytest.raises(ValueError, match="pred_joints .* non-finite values in 1 sample"):
         compute_metrics(bad, gt)
-    assert torch.isnan(mpjpe(bad, gt))[1] and torch.isfinite(mpjpe(bad, gt))[0]  # per-sample: NaN only there
+    assert (
+        torch.isnan(mpjpe(bad, gt))[1] and torch.isfinite(mpjpe(bad, gt))[0]
+    )  # per-sample: NaN only there
     with pytest.raises(ValueError, match="both pred_verts and gt_verts"):
         compute_metrics(gt, gt, pred_verts=torch.zeros(2, 5, 3))
     with pytest.raises(ValueError, match="unknown protocol"):
         compute_metrics(gt, gt, protocol="hmr")
     with pytest.raises(ValueError, match="'h36m17', 'eval14' or 'eval12'"):
-        compute_metrics(torch.zeros(2, 25, 3), torch.zeros(2, 25, 3), keypoint_set="openpose_body25")
+        compute_metrics(
+            torch.zeros(2, 25, 3), torch.zeros(2, 25, 3), keypoint_set="openpose_body25"
+        )

@@ -13,7 +13,9 @@ from key2mesh.data.mocap.amass import load_amass_file
 from key2mesh.errors import Key2MeshError
 
 
-def write_amass(path, frames=120, fps=120.0, width=156, fps_key="mocap_framerate", seed=0, **override):
+def write_amass(
+    path, frames=120, fps=120.0, width=156, fps_key="mocap_framerate", seed=0, **override
+):
     """An AMASS SMPL-H npz: poses (F,156), betas (16,), mocap_framerate, trans (F,3), gender, dmpls."""
     rng = np.random.default_rng(seed)
     poses = rng.normal(scale=0.2, size=(frames, width))
@@ -42,30 +44,47 @@ def test_reads_body_joints_subsamples_and_turns_upright(tmp_path):
     # body joints 1..21 are the axis-angles of frames 0, 4, 8, ...; hands (22, 23) are identity
     from scipy.spatial.transform import Rotation
 
-    expected = Rotation.from_rotvec(poses[::4, 3:66].reshape(-1, 3)).as_matrix().reshape(30, 21, 3, 3)
+    expected = (
+        Rotation.from_rotvec(poses[::4, 3:66].reshape(-1, 3)).as_matrix().reshape(30, 21, 3, 3)
+    )
     np.testing.assert_allclose(clip.rotmats[:, 1:22], expected, atol=1e-5)
-    np.testing.assert_allclose(clip.rotmats[:, 22:], np.broadcast_to(np.eye(3), (30, 2, 3, 3)), atol=1e-7)
+    np.testing.assert_allclose(
+        clip.rotmats[:, 22:], np.broadcast_to(np.eye(3), (30, 2, 3, 3)), atol=1e-7
+    )
     # the root Rx(+90°) (standing in z-up) becomes identity: SMPL's up axis (+y) points up (+y)
-    np.testing.assert_allclose(clip.rotmats[:, 0], np.broadcast_to(np.eye(3), (30, 3, 3)), atol=1e-6)
+    np.testing.assert_allclose(
+        clip.rotmats[:, 0], np.broadcast_to(np.eye(3), (30, 3, 3)), atol=1e-6
+    )
 
 
 def test_root_conversion_keeps_heading(tmp_path):
     # z-up person turned 90° about the vertical (z) then stood up: in y-up it is a yaw about +y
     from scipy.spatial.transform import Rotation
 
-    root = (Rotation.from_euler("z", 90, degrees=True) * Rotation.from_euler("x", 90, degrees=True)).as_rotvec()
+    root = (
+        Rotation.from_euler("z", 90, degrees=True) * Rotation.from_euler("x", 90, degrees=True)
+    ).as_rotvec()
     poses = np.zeros((4, 156))
     poses[:, :3] = root
     write_amass(tmp_path / "turn.npz", frames=4, fps=30.0, poses=poses)
     r0 = load_amass_file(tmp_path / "turn.npz").rotmats[0, 0]
-    np.testing.assert_allclose(r0, Rotation.from_euler("y", 90, degrees=True).as_matrix(), atol=1e-6)
+    np.testing.assert_allclose(
+        r0, Rotation.from_euler("y", 90, degrees=True).as_matrix(), atol=1e-6
+    )
     np.testing.assert_allclose(r0 @ [0, 1, 0], [0, 1, 0], atol=1e-6)  # still standing up
 
 
 def test_smplx_key_name_smpl_width_and_no_subsampling(tmp_path):
     # SMPL-X release: other key name, 165-wide poses and object-dtype extras that need pickling
     labels = np.array([["a", 1], ["b", 2]], dtype=object)
-    poses = write_amass(tmp_path / "a.npz", frames=10, fps=60.0, width=165, fps_key="mocap_frame_rate", latent_labels=labels)
+    poses = write_amass(
+        tmp_path / "a.npz",
+        frames=10,
+        fps=60.0,
+        width=165,
+        fps_key="mocap_frame_rate",
+        latent_labels=labels,
+    )
     clip = load_amass_file(tmp_path / "a.npz", target_fps=None)
     assert clip.num_frames == 10 and clip.fps == 60.0
     write_amass(tmp_path / "b.npz", frames=7, fps=25.0, width=72)
@@ -116,8 +135,12 @@ def test_missing_and_corrupt_files(tmp_path):
 
 def test_folder_is_recursive_and_skips_bad_files(tmp_path, caplog):
     write_amass(tmp_path / "CMU" / "01" / "01_01_poses.npz", frames=60, fps=60.0)
-    write_amass(tmp_path / "KIT" / "3" / "walk.npz", frames=30, fps=30.0, fps_key="mocap_frame_rate")
-    np.savez(tmp_path / "CMU" / "01" / "shape.npz", betas=np.zeros(16), gender=np.array("male"))  # metadata: ignored
+    write_amass(
+        tmp_path / "KIT" / "3" / "walk.npz", frames=30, fps=30.0, fps_key="mocap_frame_rate"
+    )
+    np.savez(
+        tmp_path / "CMU" / "01" / "shape.npz", betas=np.zeros(16), gender=np.array("male")
+    )  # metadata: ignored
     (tmp_path / "KIT" / "broken.npz").write_bytes(b"garbage")
     write_amass(tmp_path / "KIT" / "empty.npz", frames=0)
     with caplog.at_level(logging.WARNING):
@@ -145,7 +168,13 @@ def test_clip_validate_and_subsample():
     clip = MotionClip("c", "test", 100.0, rotmats=rot)
     sub = clip.subsample(30)  # 100/30 is no integer: resampled at exactly 30 fps, nearest frames
     assert sub.fps == 30.0 and sub.rotmats[:, 0, 0, 1].tolist() == [0, 3, 7]  # t = 0, 1/30, 2/30 s
-    assert clip.subsample(50).rotmats[:, 0, 0, 1].tolist() == [0, 2, 4, 6, 8]  # integer ratio: stride
+    assert clip.subsample(50).rotmats[:, 0, 0, 1].tolist() == [
+        0,
+        2,
+        4,
+        6,
+        8,
+    ]  # integer ratio: stride
     rot[:, 0, 0, 1] = 0
     rot[2, 5, 0, 0] = np.nan
     with pytest.raises(Key2MeshError, match=r"clip 'c'.*first bad frame 2"):
@@ -159,9 +188,13 @@ def test_clip_validate_and_subsample():
 def test_registry_wraps_plain_lists_and_lists_known_sources():
     from key2mesh.data.mocap import register_loader
 
-    clip = MotionClip("x", "custom", 30.0, joints=np.zeros((2, 3, 3), np.float32), joint_names=("a", "b", "c"))
+    clip = MotionClip(
+        "x", "custom", 30.0, joints=np.zeros((2, 3, 3), np.float32), joint_names=("a", "b", "c")
+    )
     register_loader("custom_test", lambda scale=1: [clip] * scale)
     report = load_report("custom_test", scale=2)
     assert report.clips == [clip, clip] and report.num_skipped == 0
-    with pytest.raises(Key2MeshError, match="known: amass, asf_amc, bvh, custom_test, deepmimic, holosoma"):
+    with pytest.raises(
+        Key2MeshError, match="known: amass, asf_amc, bvh, custom_test, deepmimic, holosoma"
+    ):
         load_report("missing_source")

@@ -44,10 +44,15 @@ DELAY = 2  # camera index 2 ("cam3") starts DELAY frames late: its frame g shows
 def calibration() -> MultiCameraCalibration:
     centers = [(4.0, 0.3, 1.5), (-0.2, 4.0, 1.8), (-4.0, -0.5, 1.2), (0.4, -4.0, 2.0)]
     Rs, ts = zip(*(look_at(c, target=(0.0, 0.0, 1.0)) for c in centers))
-    K = np.stack([[[f, 0.0, 960.0 + 5 * i], [0.0, f, 540.0 - 3 * i], [0.0, 0.0, 1.0]]
-                  for i, f in enumerate((1000.0, 1100.0, 950.0, 1050.0))])  # a different K per camera
-    return MultiCameraCalibration(list(CAMS), np.tile([1920, 1080], (4, 1)), K, np.zeros((4, 4)),
-                                  np.stack(Rs), np.stack(ts))
+    K = np.stack(
+        [
+            [[f, 0.0, 960.0 + 5 * i], [0.0, f, 540.0 - 3 * i], [0.0, 0.0, 1.0]]
+            for i, f in enumerate((1000.0, 1100.0, 950.0, 1050.0))
+        ]
+    )  # a different K per camera
+    return MultiCameraCalibration(
+        list(CAMS), np.tile([1920, 1080], (4, 1)), K, np.zeros((4, 4)), np.stack(Rs), np.stack(ts)
+    )
 
 
 def person(n_times: int) -> np.ndarray:
@@ -64,7 +69,9 @@ def person(n_times: int) -> np.ndarray:
 
 def pinhole(points: np.ndarray, calib: MultiCameraCalibration) -> np.ndarray:
     """(..., 3) world → (C, ..., 2) pixels (independent of the module's projection)."""
-    cam = np.einsum("cij,...j->c...i", calib.R, points) + calib.t.reshape(4, *([1] * (points.ndim - 1)), 3)
+    cam = np.einsum("cij,...j->c...i", calib.R, points) + calib.t.reshape(
+        4, *([1] * (points.ndim - 1)), 3
+    )
     uv = cam[..., :2] / cam[..., 2:]
     f = calib.K[:, [0, 1], [0, 1]].reshape(4, *([1] * (points.ndim - 1)), 2)
     pp = calib.K[:, :2, 2].reshape(4, *([1] * (points.ndim - 1)), 2)
@@ -79,7 +86,9 @@ def detections(delay: int = DELAY):
     calib = calibration()
     poses = person(T + delay)
     pix = pinhole(poses, calib)  # (C, T+delay, 33, 2)
-    kp = np.stack([pix[c, delay:] if c != 2 else pix[c, :T] for c in range(4)])  # camera c frame g: time g (or g-delay)
+    kp = np.stack(
+        [pix[c, delay:] if c != 2 else pix[c, :T] for c in range(4)]
+    )  # camera c frame g: time g (or g-delay)
     conf = np.full((4, T, 33), 0.9)
     return MultiViewDetections(kp, conf, "mediapipe33", list(CAMS)), calib, poses
 
@@ -100,7 +109,9 @@ def test_shifted_reads_camera_c_at_f_plus_offset():
 
 def test_estimate_frame_offsets_finds_the_delay():
     det, calib, _ = detections()
-    np.testing.assert_array_equal(estimate_frame_offsets(det, calib, max_offset=3), [0, 0, DELAY, 0])
+    np.testing.assert_array_equal(
+        estimate_frame_offsets(det, calib, max_offset=3), [0, 0, DELAY, 0]
+    )
     det0, calib0, _ = detections(delay=0)
     np.testing.assert_array_equal(estimate_frame_offsets(det0, calib0, max_offset=3), [0, 0, 0, 0])
 
@@ -118,7 +129,9 @@ def test_estimate_frame_offsets_negative_delay():
 # --- building the benchmark ------------------------------------------------------------------------
 
 
-def expected_joints(poses: np.ndarray, calib: MultiCameraCalibration, frames: np.ndarray) -> np.ndarray:
+def expected_joints(
+    poses: np.ndarray, calib: MultiCameraCalibration, frames: np.ndarray
+) -> np.ndarray:
     """(C·F, 17, 3) COCO-17 points of times ``frames`` (poses index = time + DELAY) in each camera frame."""
     world = poses[frames + DELAY][:, MP_OF_COCO]  # (F,17,3)
     return np.concatenate([world @ calib.R[c].T + calib.t[c] for c in range(4)])
@@ -126,7 +139,9 @@ def expected_joints(poses: np.ndarray, calib: MultiCameraCalibration, frames: np
 
 def test_build_multiview_benchmark_samples_and_ground_truth():
     det, calib, poses = detections()
-    bench, report = build_multiview_benchmark(det, calib, offsets=[0, 0, DELAY, 0], name="synthetic")
+    bench, report = build_multiview_benchmark(
+        det, calib, offsets=[0, 0, DELAY, 0], name="synthetic"
+    )
     frames = T - DELAY
     assert isinstance(bench, BenchmarkSet)
     assert len(bench) == 4 * frames
@@ -134,16 +149,24 @@ def test_build_multiview_benchmark_samples_and_ground_truth():
     assert bench.keypoint_set == "mediapipe33" and bench.joints3d_set == "coco17"
     assert bench.pose is None and bench.betas is None
     assert bench.joints3d.shape == (4 * frames, 17, 3)
-    np.testing.assert_allclose(bench.joints3d.numpy(), expected_joints(poses, calib, np.arange(frames)), atol=1e-4)
+    np.testing.assert_allclose(
+        bench.joints3d.numpy(), expected_joints(poses, calib, np.arange(frames)), atol=1e-4
+    )
     # inputs: camera-major, each camera's own (shifted) detections
     for c in range(4):
         first = c * frames
         src = DELAY if c == 2 else 0
-        np.testing.assert_allclose(bench.keypoints2d[first:first + frames].numpy(), det.keypoints[c, src:src + frames],
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            bench.keypoints2d[first : first + frames].numpy(),
+            det.keypoints[c, src : src + frames],
+            atol=1e-3,
+        )
         assert bench.image_names[first] == f"{CAMS[c]}/frame_{src:05d}"
-        assert all(n.startswith(CAMS[c] + "/") for n in bench.image_names[first:first + frames])
-        np.testing.assert_allclose(bench.intrinsics[first:first + frames].numpy(), np.broadcast_to(calib.K[c], (frames, 3, 3)))
+        assert all(n.startswith(CAMS[c] + "/") for n in bench.image_names[first : first + frames])
+        np.testing.assert_allclose(
+            bench.intrinsics[first : first + frames].numpy(),
+            np.broadcast_to(calib.K[c], (frames, 3, 3)),
+        )
     assert bench.excluded == {"evaluation joints not triangulated": 0}
     assert report.frames == frames and report.offsets == [0, 0, DELAY, 0]
     assert report.samples == len(bench) and report.excluded == 0
@@ -174,14 +197,20 @@ def test_build_multiview_benchmark_excludes_frames_seen_by_one_camera():
     assert bench.excluded == {"evaluation joints not triangulated": 4}  # one per camera
     assert report.excluded == 4 and report.samples == len(bench)
     kept = np.delete(np.arange(frames), bad)
-    np.testing.assert_allclose(bench.joints3d.numpy(), expected_joints(poses, calib, kept), atol=1e-4)
-    assert "cam1/frame_00004" not in bench.image_names and "cam3/frame_00006" not in bench.image_names
+    np.testing.assert_allclose(
+        bench.joints3d.numpy(), expected_joints(poses, calib, kept), atol=1e-4
+    )
+    assert (
+        "cam1/frame_00004" not in bench.image_names and "cam3/frame_00006" not in bench.image_names
+    )
     assert "cam1/frame_00005" in bench.image_names and "cam3/frame_00007" in bench.image_names
 
 
 def test_build_multiview_benchmark_rejects_bad_inputs():
     det, calib, _ = detections()
-    coco = MultiViewDetections(det.keypoints[:, :, MP_OF_COCO], det.confidence[:, :, MP_OF_COCO], "coco17", list(CAMS))
+    coco = MultiViewDetections(
+        det.keypoints[:, :, MP_OF_COCO], det.confidence[:, :, MP_OF_COCO], "coco17", list(CAMS)
+    )
     with pytest.raises(Key2MeshError, match="MediaPipe-33"):
         build_multiview_benchmark(coco, calib, offsets=[0, 0, 0, 0])
     three = MultiViewDetections(det.keypoints[:3], det.confidence[:3], "mediapipe33", CAMS[:3])
@@ -189,7 +218,9 @@ def test_build_multiview_benchmark_rejects_bad_inputs():
         build_multiview_benchmark(three, calib, offsets=[0, 0, 0])
     with pytest.raises(Key2MeshError, match="3 frame offsets for 4 cameras"):
         build_multiview_benchmark(det, calib, offsets=[0, 0, 2])
-    blind = MultiViewDetections(det.keypoints, np.zeros_like(det.confidence), "mediapipe33", list(CAMS))
+    blind = MultiViewDetections(
+        det.keypoints, np.zeros_like(det.confidence), "mediapipe33", list(CAMS)
+    )
     with pytest.raises(Key2MeshError, match="no frame could be triangulated"):
         build_multiview_benchmark(blind, calib, offsets=[0, 0, 0, 0])
 
@@ -197,9 +228,20 @@ def test_build_multiview_benchmark_rejects_bad_inputs():
 def test_limb_length_variation_by_hand():
     # the 8 limbs (shoulder-elbow-wrist, hip-knee-ankle, both sides), each 1 m long along x
     pts = np.zeros((3, 17, 3))
-    chain = {"left_shoulder": 0, "left_elbow": 1, "left_wrist": 2, "right_shoulder": 10, "right_elbow": 11,
-             "right_wrist": 12, "left_hip": 20, "left_knee": 21, "left_ankle": 22, "right_hip": 30,
-             "right_knee": 31, "right_ankle": 32}
+    chain = {
+        "left_shoulder": 0,
+        "left_elbow": 1,
+        "left_wrist": 2,
+        "right_shoulder": 10,
+        "right_elbow": 11,
+        "right_wrist": 12,
+        "left_hip": 20,
+        "left_knee": 21,
+        "left_ankle": 22,
+        "right_hip": 30,
+        "right_knee": 31,
+        "right_ankle": 32,
+    }
     for n, x in chain.items():
         pts[:, COCO17.index(n), 0] = x
     assert limb_length_variation(pts) == pytest.approx(0.0)
@@ -225,7 +267,11 @@ def test_save_load_round_trip(tmp_path, bench):
     path = save_benchmark(bench, tmp_path / "sub" / "bench.npz")
     assert path.is_file() and not list(path.parent.glob("*.part*"))
     back = load_benchmark_file(path)
-    assert back.name == "synthetic" and back.keypoint_set == "mediapipe33" and back.joints3d_set == "coco17"
+    assert (
+        back.name == "synthetic"
+        and back.keypoint_set == "mediapipe33"
+        and back.joints3d_set == "coco17"
+    )
     for key in ("keypoints2d", "confidence", "joints3d", "intrinsics"):
         assert torch.equal(getattr(back, key), getattr(bench, key)), key
     assert back.pose is None and back.betas is None
@@ -238,7 +284,14 @@ def test_save_load_round_trip(tmp_path, bench):
     assert torch.equal(again.joints3d, bench.joints3d)
     # the raw file keys (a detections file too)
     with np.load(path) as raw:
-        assert {"keypoints", "confidence", "keypoint_set", "frame_names", "joints3d", "joints3d_set"} <= set(raw.files)
+        assert {
+            "keypoints",
+            "confidence",
+            "keypoint_set",
+            "frame_names",
+            "joints3d",
+            "joints3d_set",
+        } <= set(raw.files)
         assert json.loads(str(raw["excluded"])) == bench.excluded
 
 
@@ -256,12 +309,22 @@ def test_load_benchmark_file_errors(tmp_path):
     with pytest.raises(Key2MeshError, match="no such benchmark file"):
         load_benchmark_file(tmp_path / "missing.npz")
     only_det = tmp_path / "detections_only.npz"
-    np.savez(only_det, keypoints=np.zeros((2, 17, 2)), confidence=np.ones((2, 17)), keypoint_set=np.array("coco17"))
+    np.savez(
+        only_det,
+        keypoints=np.zeros((2, 17, 2)),
+        confidence=np.ones((2, 17)),
+        keypoint_set=np.array("coco17"),
+    )
     with pytest.raises(Key2MeshError, match="detections_only.npz.*joints3d"):
         load_benchmark_file(only_det)
     no_set = tmp_path / "no_set.npz"
-    np.savez(no_set, keypoints=np.zeros((2, 17, 2)), confidence=np.ones((2, 17)), keypoint_set=np.array("coco17"),
-             joints3d=np.zeros((2, 17, 3)))
+    np.savez(
+        no_set,
+        keypoints=np.zeros((2, 17, 2)),
+        confidence=np.ones((2, 17)),
+        keypoint_set=np.array("coco17"),
+        joints3d=np.zeros((2, 17, 3)),
+    )
     with pytest.raises(Key2MeshError, match="joints3d_set"):
         load_benchmark_file(no_set)
 
@@ -270,8 +333,20 @@ def test_load_benchmark_file_errors(tmp_path):
 
 
 def test_eval12_names():
-    assert EVAL12_NAMES == ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
-                            "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist")
+    assert EVAL12_NAMES == (
+        "right_ankle",
+        "right_knee",
+        "right_hip",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "right_wrist",
+        "right_elbow",
+        "right_shoulder",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+    )
     assert set(EVAL12_NAMES) <= set(COCO17)
 
 
@@ -299,7 +374,9 @@ def test_eval12_metrics_by_hand():
     with pytest.raises(ValueError, match="H36M root"):
         per_sample_metrics(gt, gt, protocol=PROTOCOLS["spin"], keypoint_set="eval12")
     with pytest.raises(ValueError, match="H36M root"):
-        per_sample_metrics(gt, gt, protocol=Protocol("neutral", "h36m_root", "none"), keypoint_set="eval12")
+        per_sample_metrics(
+            gt, gt, protocol=Protocol("neutral", "h36m_root", "none"), keypoint_set="eval12"
+        )
 
 
 def test_ground_truth_for_keypoint_benchmark(bench, monkeypatch):
@@ -309,8 +386,18 @@ def test_ground_truth_for_keypoint_benchmark(bench, monkeypatch):
     joints, gset, verts = ground_truth(bench, PROTOCOLS["key2mesh"])
     assert gset == "coco17" and verts is None
     assert torch.equal(joints, bench.joints3d.float())
-    smpl24 = BenchmarkSet("s", bench.keypoints2d, bench.confidence, "mediapipe33", None, None, bench.genders,
-                          bench.image_names, joints3d=torch.zeros(len(bench), 24, 3), joints3d_set="smpl24")
+    smpl24 = BenchmarkSet(
+        "s",
+        bench.keypoints2d,
+        bench.confidence,
+        "mediapipe33",
+        None,
+        None,
+        bench.genders,
+        bench.image_names,
+        joints3d=torch.zeros(len(bench), 24, 3),
+        joints3d_set="smpl24",
+    )
     with pytest.raises(Key2MeshError, match="SMPL files"):
         ground_truth(smpl24, PROTOCOLS["key2mesh"])
 
@@ -340,7 +427,9 @@ def test_score_parameters_on_coco17_ground_truth():
     n = 5
     gt = torch.from_numpy(np.random.default_rng(2).uniform(-0.8, 0.8, size=(n, 17, 3))).float()
     gt[..., 2] += 3.0  # in front of the camera
-    world = gt * torch.tensor([1.0, -1.0, -1.0])  # the same body in the model's frame (y up, facing +z)
+    world = gt * torch.tensor(
+        [1.0, -1.0, -1.0]
+    )  # the same body in the model's frame (y up, facing +z)
     body = PointBody(world)
     rot = torch.zeros(n, 24, 3, 3)
     shape = torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 10)
@@ -362,7 +451,9 @@ def test_score_parameters_applies_the_given_h36m_regressor_to_predictions():
     gt = torch.from_numpy(np.random.default_rng(3).uniform(-0.8, 0.8, size=(n, 17, 3))).float()
     gt[..., 2] += 3.0
     world = gt * torch.tensor([1.0, -1.0, -1.0])
-    other = world + torch.from_numpy(np.random.default_rng(4).normal(0, 0.05, size=(n, 17, 3))).float()
+    other = (
+        world + torch.from_numpy(np.random.default_rng(4).normal(0, 0.05, size=(n, 17, 3))).float()
+    )
 
     class TwoSetBody(PointBody):
         num_vertices = 34
@@ -372,9 +463,16 @@ def test_score_parameters_applies_the_given_h36m_regressor_to_predictions():
 
     body = TwoSetBody(torch.cat([world, other], 1))
     reg = torch.cat([torch.eye(17), torch.zeros(17, 17)], 1)  # "SPIN's": the first half
-    rot, shape = torch.zeros(n, 24, 3, 3), torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 10)
+    rot, shape = (
+        torch.zeros(n, 24, 3, 3),
+        torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 10),
+    )
     own = score_parameters(body, rot, shape, gt, "h36m17", None, PROTOCOLS["key2mesh"])
-    same = score_parameters(body, rot, shape, gt, "h36m17", None, PROTOCOLS["key2mesh"], h36m_regressor=reg)
+    same = score_parameters(
+        body, rot, shape, gt, "h36m17", None, PROTOCOLS["key2mesh"], h36m_regressor=reg
+    )
     assert own["mpjpe"].min() > 10 and torch.allclose(same["mpjpe"], torch.zeros(n), atol=1e-3)
     with pytest.raises(Key2MeshError, match="cannot be applied"):
-        score_parameters(body, rot, shape, gt, "h36m17", None, PROTOCOLS["key2mesh"], h36m_regressor=reg[:, :20])
+        score_parameters(
+            body, rot, shape, gt, "h36m17", None, PROTOCOLS["key2mesh"], h36m_regressor=reg[:, :20]
+        )

@@ -8,8 +8,12 @@ import pytest
 from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
 
 pytest.importorskip("mediapipe")
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (PRETRAINED_DIR / PRETRAINED["anny-coco17"]).exists(), reason="no shipped checkpoint")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (PRETRAINED_DIR / PRETRAINED["anny-coco17"]).exists(), reason="no shipped checkpoint"
+    ),
+]
 
 
 def test_pose2sim_benchmark_end_to_end(tmp_path, capsys):
@@ -22,14 +26,29 @@ def test_pose2sim_benchmark_end_to_end(tmp_path, capsys):
     from key2mesh.data.benchmark import load_benchmark_file
 
     bench = load_benchmark_file(out)
-    assert len(bench) >= 360 and bench.joints3d_set == "coco17" and bench.keypoint_set == "mediapipe33"
+    assert (
+        len(bench) >= 360 and bench.joints3d_set == "coco17" and bench.keypoint_set == "mediapipe33"
+    )
     assert {n.split("/")[0] for n in bench.image_names} == {"cam01", "cam02", "cam03", "cam04"}
     # a standing adult seen from ~3-6 m: depth of the mid-hip in each camera frame
     mid_hip = bench.joints3d[:, 11:13].mean(1)
     assert bool(((mid_hip[:, 2] > 1.0) & (mid_hip[:, 2] < 10.0)).all())
     # y down in the camera frame: ankles below the shoulders in every sample
     assert bool((bench.joints3d[:, 15:17, 1].mean(1) > bench.joints3d[:, 5:7, 1].mean(1)).all())
-    assert main(["evaluate", "--dataset", str(out), "--checkpoint", "anny-coco17", "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                str(out),
+                "--checkpoint",
+                "anny-coco17",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     r = json.loads((tmp_path / "r.json").read_text())
     # measured 112.7 mm (T-pose facing the camera: 140.5 mm); MPJPE includes the global orientation
     assert 60 < r["pa_mpjpe"] < 135 and r["mpjpe"] > r["pa_mpjpe"] and r["pve"] is None

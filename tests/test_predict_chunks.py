@@ -10,7 +10,10 @@ from key2mesh.body.base import BodyModel
 from key2mesh.cli import main
 from key2mesh.inference.predictor import PAD_ROWS, PRETRAINED, PRETRAINED_DIR
 
-pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / PRETRAINED["anny-coco17"]).exists(), reason="no shipped checkpoint")
+pytestmark = pytest.mark.skipif(
+    not (PRETRAINED_DIR / PRETRAINED["anny-coco17"]).exists(), reason="no shipped checkpoint"
+)
+
 
 def _rows(chunk: int) -> int:
     """A chunk's batch as the body model sees it: padded to a multiple of PAD_ROWS rows."""
@@ -30,16 +33,36 @@ def _coco17_detections(path, frames: int, persons: int = 1, seed: int = 0):
     conf = rng.uniform(0.2, 1.0, (frames, persons, 17))
     conf[rng.random((frames, persons, 17)) < 0.1] = 0.0
     conf[rng.random((frames, persons)) < 0.02] = 0.0  # whole detections that must be skipped
-    np.savez(path, keypoints=kp.astype(np.float32), confidence=conf.astype(np.float32), keypoint_set="coco17",
-             person_ids=np.broadcast_to(np.arange(persons), (frames, persons)).astype(np.int64),
-             tracked=np.asarray(True))
+    np.savez(
+        path,
+        keypoints=kp.astype(np.float32),
+        confidence=conf.astype(np.float32),
+        keypoint_set="coco17",
+        person_ids=np.broadcast_to(np.arange(persons), (frames, persons)).astype(np.int64),
+        tracked=np.asarray(True),
+    )
     return path
 
 
 def _predict(tmp_path, inputs, name: str, *extra: str) -> dict[str, np.ndarray]:
     out = tmp_path / f"{name}.npz"
     inputs = [str(p) for p in (inputs if isinstance(inputs, list) else [inputs])]
-    assert main(["predict", *inputs, "--checkpoint", "anny-coco17", "--device", "cpu", "--out", str(out), *extra]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                *inputs,
+                "--checkpoint",
+                "anny-coco17",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                *extra,
+            ]
+        )
+        == 0
+    )
     with np.load(out) as z:
         return {k: z[k] for k in z.files}
 
@@ -102,9 +125,13 @@ def test_chunked_meshes_equal_one_piece(tmp_path, batch_sizes, chunk):
     assert batch_sizes and max(batch_sizes) == _rows(chunk)
     _assert_same(whole, chunked)
     meshes = sorted(p.name for p in (tmp_path / "chunked_meshes").iterdir())
-    assert len(meshes) == len(chunked["rotmats"]) and meshes == sorted(p.name for p in (tmp_path / "whole_meshes").iterdir())
+    assert len(meshes) == len(chunked["rotmats"]) and meshes == sorted(
+        p.name for p in (tmp_path / "whole_meshes").iterdir()
+    )
     for name in meshes:
-        assert (tmp_path / "chunked_meshes" / name).read_bytes() == (tmp_path / "whole_meshes" / name).read_bytes()
+        assert (tmp_path / "chunked_meshes" / name).read_bytes() == (
+            tmp_path / "whole_meshes" / name
+        ).read_bytes()
 
 
 def test_chunk_size_must_be_positive(tmp_path, capsys):

@@ -10,7 +10,9 @@ import torch
 from key2mesh.errors import Key2MeshError
 from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR, Key2Mesh
 
-pytestmark = pytest.mark.skipif(not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint")
+pytestmark = pytest.mark.skipif(
+    not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint"
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,9 @@ def test_unknown_checkpoint_name():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "key2mesh.cli", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "key2mesh.cli", *args], capture_output=True, text=True
+    )
 
 
 def test_cli_help_info_and_errors(tmp_path):
@@ -88,10 +92,17 @@ def test_cli_predict_round_trip(tmp_path, model):
     from key2mesh.keypoints.io import Detections, write_openpose_json
 
     b = _sample(model, n=3, seed=3)
-    det = Detections(b.keypoints2d.numpy()[:, None], b.confidence.numpy()[:, None], "openpose_body25",
-                     [f"f{i}" for i in range(3)], np.zeros((3, 1), dtype=np.int64))
+    det = Detections(
+        b.keypoints2d.numpy()[:, None],
+        b.confidence.numpy()[:, None],
+        "openpose_body25",
+        [f"f{i}" for i in range(3)],
+        np.zeros((3, 1), dtype=np.int64),
+    )
     write_openpose_json(det, tmp_path / "json")
-    r = _cli("predict", str(tmp_path / "json"), "--out", str(tmp_path / "pred.npz"), "--meshes", "obj")
+    r = _cli(
+        "predict", str(tmp_path / "json"), "--out", str(tmp_path / "pred.npz"), "--meshes", "obj"
+    )
     assert r.returncode == 0, r.stderr
     z = np.load(tmp_path / "pred.npz")
     assert z["rotmats"].shape == (3, 24, 3, 3)

@@ -28,7 +28,9 @@ def strict_generators(monkeypatch):
             if gen is not None and dev is not None and torch.device(dev).type != gen.device.type:
                 raise RuntimeError(f"generator on {gen.device} used for a draw on {dev}")
             if gen is not None and dev is not None:
-                kwargs["device"] = gen.device  # meta stands in for CUDA: draw where the generator is
+                kwargs["device"] = (
+                    gen.device
+                )  # meta stands in for CUDA: draw where the generator is
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(torch, name, strict)
@@ -59,8 +61,12 @@ def test_synthesis_noise_and_penalty_draws_are_device_correct():
     noisy, c = apply_noise_profile(kp, conf, "coco17", PROFILES["strong"], g)
     assert noisy.device.type == "meta" and c.device.type == "meta"
     critic = torch.nn.Linear(6, 1).to("meta")
-    gp = gradient_penalty(lambda x: critic(x).squeeze(-1), torch.zeros(5, 6, device="meta"),
-                          torch.zeros(5, 6, device="meta"), g)
+    gp = gradient_penalty(
+        lambda x: critic(x).squeeze(-1),
+        torch.zeros(5, 6, device="meta"),
+        torch.zeros(5, 6, device="meta"),
+        g,
+    )
     assert gp.device.type == "meta"
 
 
@@ -68,7 +74,11 @@ def test_no_seeded_draw_bypasses_the_helpers():
     """Every torch.rand/randn/randint with a generator in training code goes through train/random.py
     (the pose sampler keeps its own generator on its own device)."""
     pattern = re.compile(r"torch\.(rand|randn|randint)\([^)]*generator=")
-    allowed = {"train/random.py", "data/mocap/sampler.py", "inference/export.py"}  # export: CPU example inputs
+    allowed = {
+        "train/random.py",
+        "data/mocap/sampler.py",
+        "inference/export.py",
+    }  # export: CPU example inputs
     bad = []
     for path in SRC.rglob("*.py"):
         rel = path.relative_to(SRC).as_posix()

@@ -32,7 +32,11 @@ from key2mesh.keypoints.sets import num_keypoints
 
 # 60 examples a test keeps the file fast; KEY2MESH_PROPERTY_EXAMPLES=5000 searches harder.
 EXAMPLES = int(os.environ.get("KEY2MESH_PROPERTY_EXAMPLES", "60"))
-PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 
 
 def _refused_or(read, *args):
@@ -50,9 +54,36 @@ def _refused_or(read, *args):
 _NUMBER = re.compile(rb"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 # What a number may be replaced by: text, JSON values of other types, non-finite and huge values,
 # and characters that str.isdigit() accepts but int() does not.
-_SWAPS = (b"abc", b"", b"nan", b"NaN", b"-inf", b"Infinity", b"1e999", b"-1e400", b"1e308", b"-1e308", b"1e-320",
-          b"null", b"true", b'"7"', b"[]", b"{}", b"[1, 2]", b'{"a": 1}', b"0", b"-1", b"-0", b"1.5", b"1e30",
-          b"123456789012345678901234567890", b"\xff\xfe", b"\xc2\xb2", b"\xe2\x91\xa0", b"\x00")
+_SWAPS = (
+    b"abc",
+    b"",
+    b"nan",
+    b"NaN",
+    b"-inf",
+    b"Infinity",
+    b"1e999",
+    b"-1e400",
+    b"1e308",
+    b"-1e308",
+    b"1e-320",
+    b"null",
+    b"true",
+    b'"7"',
+    b"[]",
+    b"{}",
+    b"[1, 2]",
+    b'{"a": 1}',
+    b"0",
+    b"-1",
+    b"-0",
+    b"1.5",
+    b"1e30",
+    b"123456789012345678901234567890",
+    b"\xff\xfe",
+    b"\xc2\xb2",
+    b"\xe2\x91\xa0",
+    b"\x00",
+)
 _OPS = ("flip", "truncate", "delete_line", "duplicate_line", "swap_number", "insert")
 
 
@@ -66,12 +97,12 @@ def mutated(draw, valid: bytes) -> bytes:
             i = draw(st.integers(0, len(data) - 1))
             data[i] ^= draw(st.integers(1, 255))
         elif op == "truncate":
-            del data[draw(st.integers(0, len(data))):]
+            del data[draw(st.integers(0, len(data))) :]
         elif op in ("delete_line", "duplicate_line"):
             lines = bytes(data).splitlines(keepends=True)
             if lines:
                 i = draw(st.integers(0, len(lines) - 1))
-                lines[i:i + 1] = [] if op == "delete_line" else [lines[i], lines[i]]
+                lines[i : i + 1] = [] if op == "delete_line" else [lines[i], lines[i]]
                 data = bytearray(b"".join(lines))
         elif op == "swap_number":
             spans = [m.span() for m in _NUMBER.finditer(data)]
@@ -86,22 +117,63 @@ def mutated(draw, valid: bytes) -> bytes:
 
 def random_bytes(*prefixes: bytes):
     """Arbitrary bytes, some starting like a real file (so they get past the first check)."""
-    return st.tuples(st.sampled_from((b"", *prefixes)), st.binary(max_size=600)).map(lambda t: t[0] + t[1])
+    return st.tuples(st.sampled_from((b"", *prefixes)), st.binary(max_size=600)).map(
+        lambda t: t[0] + t[1]
+    )
 
 
-_DTYPES = st.sampled_from([np.float32, np.float64, np.float16, np.int64, np.int8, np.uint8, np.bool_,
-                           np.complex64, np.dtype("U4"), np.dtype("S3")])
-_SCALARS = (np.nan, np.inf, -np.inf, -1, 0, 1, 2, 1e30, 2**62, -(2**62), "x", "", "coco17", "smpl24", "h36m17",
-            "{}", "[]", "{\"a\": 1}", "null", True, False)
+_DTYPES = st.sampled_from(
+    [
+        np.float32,
+        np.float64,
+        np.float16,
+        np.int64,
+        np.int8,
+        np.uint8,
+        np.bool_,
+        np.complex64,
+        np.dtype("U4"),
+        np.dtype("S3"),
+    ]
+)
+_SCALARS = (
+    np.nan,
+    np.inf,
+    -np.inf,
+    -1,
+    0,
+    1,
+    2,
+    1e30,
+    2**62,
+    -(2**62),
+    "x",
+    "",
+    "coco17",
+    "smpl24",
+    "h36m17",
+    "{}",
+    "[]",
+    '{"a": 1}',
+    "null",
+    True,
+    False,
+)
 
 
 def any_array(shape=None):
-    shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=3) if shape is None else st.just(shape)
+    shapes = (
+        hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=3)
+        if shape is None
+        else st.just(shape)
+    )
     return hnp.arrays(_DTYPES, shapes)
 
 
 @st.composite
-def edited_arrays(draw, base: dict[str, np.ndarray], extra_keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def edited_arrays(
+    draw, base: dict[str, np.ndarray], extra_keys: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
     """``base`` with one to three entries dropped or replaced by arrays of other dtypes/shapes/values."""
     arrays = dict(base)
     keys = sorted(set(base) | set(extra_keys))
@@ -134,45 +206,84 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
 
 # --------------------------------------------------------------------------------- detections
 
+
 def _xyc(rng: np.random.Generator, k: int) -> np.ndarray:
-    xyc = np.stack([rng.uniform(0, 640, k), rng.uniform(0, 480, k), rng.uniform(0.2, 1, k)], 1).round(2)
+    xyc = np.stack(
+        [rng.uniform(0, 640, k), rng.uniform(0, 480, k), rng.uniform(0.2, 1, k)], 1
+    ).round(2)
     xyc[2] = 0  # one missing point
     return xyc
 
 
 def _openpose_json() -> bytes:
     rng = np.random.default_rng(1)
-    people = [{"person_id": [i], "pose_keypoints_2d": _xyc(rng, 25).ravel().tolist(), "face_keypoints_2d": []}
-              for i in range(2)]
+    people = [
+        {
+            "person_id": [i],
+            "pose_keypoints_2d": _xyc(rng, 25).ravel().tolist(),
+            "face_keypoints_2d": [],
+        }
+        for i in range(2)
+    ]
     return json.dumps({"version": 1.3, "people": people}, indent=1).encode()
 
 
 def _coco_results_json() -> bytes:
     rng = np.random.default_rng(2)
-    entries = [{"image_id": i // 2, "category_id": 1, "keypoints": _xyc(rng, 17).ravel().tolist(), "score": 0.9,
-                "track_id": i % 2} for i in range(4)]
+    entries = [
+        {
+            "image_id": i // 2,
+            "category_id": 1,
+            "keypoints": _xyc(rng, 17).ravel().tolist(),
+            "score": 0.9,
+            "track_id": i % 2,
+        }
+        for i in range(4)
+    ]
     return json.dumps(entries, indent=1).encode()
 
 
 def _coco_dataset_json() -> bytes:
     rng = np.random.default_rng(3)
-    data = {"images": [{"id": i, "file_name": f"img_{i}.jpg", "width": 640, "height": 480} for i in range(2)],
-            "annotations": [{"id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "num_keypoints": 16,
-                             "keypoints": _xyc(rng, 17).ravel().tolist()} for i in range(2)],
-            "categories": [{"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(17)]}]}
+    data = {
+        "images": [
+            {"id": i, "file_name": f"img_{i}.jpg", "width": 640, "height": 480} for i in range(2)
+        ],
+        "annotations": [
+            {
+                "id": i,
+                "image_id": i,
+                "category_id": 1,
+                "iscrowd": 0,
+                "num_keypoints": 16,
+                "keypoints": _xyc(rng, 17).ravel().tolist(),
+            }
+            for i in range(2)
+        ],
+        "categories": [{"id": 1, "name": "person", "keypoints": [f"k{i}" for i in range(17)]}],
+    }
     return json.dumps(data, indent=1).encode()
 
 
-JSON_FILES = {"openpose": _openpose_json(), "coco-results": _coco_results_json(), "coco-dataset": _coco_dataset_json()}
+JSON_FILES = {
+    "openpose": _openpose_json(),
+    "coco-results": _coco_results_json(),
+    "coco-dataset": _coco_dataset_json(),
+}
 
 
 def _detections_arrays() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(4)
     kp = rng.uniform(0, 500, (3, 2, 25, 2)).astype(np.float32)
-    return {"keypoints": kp, "confidence": rng.uniform(0, 1, (3, 2, 25)).astype(np.float32),
-            "keypoint_set": np.asarray("openpose_body25"), "frame_names": np.asarray(["a", "b", "c"]),
-            "person_ids": np.asarray([[0, 1], [0, -1], [1, 0]]), "tracked": np.asarray(True),
-            "image_size": np.asarray([640, 480])}
+    return {
+        "keypoints": kp,
+        "confidence": rng.uniform(0, 1, (3, 2, 25)).astype(np.float32),
+        "keypoint_set": np.asarray("openpose_body25"),
+        "frame_names": np.asarray(["a", "b", "c"]),
+        "person_ids": np.asarray([[0, 1], [0, -1], [1, 0]]),
+        "tracked": np.asarray(True),
+        "image_size": np.asarray([640, 480]),
+    }
 
 
 NPZ_DETECTIONS = _detections_arrays()
@@ -220,7 +331,10 @@ def test_mutated_json_detections(tmp_path, kind, data):
 
 
 @PROPERTY
-@given(raw=random_bytes(b"{", b"[", b'{"people": [', b"[{", b"\xef\xbb\xbf"), suffix=st.sampled_from([".json", ".npy", ".npz"]))
+@given(
+    raw=random_bytes(b"{", b"[", b'{"people": [', b"[{", b"\xef\xbb\xbf"),
+    suffix=st.sampled_from([".json", ".npy", ".npz"]),
+)
 def test_random_bytes_detections(tmp_path, raw, suffix):
     det = _refused_or(read_detections, _write(tmp_path, f"x{suffix}", raw))
     if det is not None:
@@ -228,11 +342,20 @@ def test_random_bytes_detections(tmp_path, raw, suffix):
 
 
 def _json_values():
-    scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                        st.text(max_size=4))
-    return st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                         st.dictionaries(st.text(max_size=3), inner, max_size=3)),
-                        max_leaves=8)
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=True),
+        st.text(max_size=4),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
 
 
 @PROPERTY
@@ -240,8 +363,16 @@ def _json_values():
 def test_json_detections_with_odd_values(tmp_path, kind, data):
     """Valid files with one field set to a JSON value of another type (lists, dicts, huge ints, ...)."""
     doc = json.loads(JSON_FILES[kind])
-    records = doc["people"] if kind == "openpose" else doc if kind == "coco-results" else doc["annotations"]
-    targets = [records[0], records[-1]] + ([doc["images"][0], doc["categories"][0], doc] if kind == "coco-dataset" else [])
+    records = (
+        doc["people"]
+        if kind == "openpose"
+        else doc
+        if kind == "coco-results"
+        else doc["annotations"]
+    )
+    targets = [records[0], records[-1]] + (
+        [doc["images"][0], doc["categories"][0], doc] if kind == "coco-dataset" else []
+    )
     target = data.draw(st.sampled_from(targets))
     key = data.draw(st.sampled_from(sorted(target) + ["track_id", "person_id"]))
     target[key] = data.draw(_json_values())
@@ -285,15 +416,27 @@ def test_any_npy_array_as_detections(tmp_path, array):
 
 # ----------------------------------------------------------------------------- benchmark files
 
+
 def _benchmark_arrays() -> dict[str, np.ndarray]:
     g = torch.Generator().manual_seed(0)
     n = 3
     q, _ = torch.linalg.qr(torch.randn(n, 24, 3, 3, generator=g))
     bench = BenchmarkSet(
-        name="tiny", keypoints2d=torch.rand(n, 17, 2, generator=g) * 500, confidence=torch.rand(n, 17, generator=g),
-        keypoint_set="coco17", pose=q, betas=torch.randn(n, 10, generator=g), genders=["male", "female", "neutral"],
-        image_names=["a", "b", "c"], joints3d=torch.randn(n, 17, 3, generator=g), joints3d_set="coco17",
-        intrinsics=torch.eye(3).repeat(n, 1, 1), dropped=1, drop_reason="1 too sparse", excluded={"other": 2})
+        name="tiny",
+        keypoints2d=torch.rand(n, 17, 2, generator=g) * 500,
+        confidence=torch.rand(n, 17, generator=g),
+        keypoint_set="coco17",
+        pose=q,
+        betas=torch.randn(n, 10, generator=g),
+        genders=["male", "female", "neutral"],
+        image_names=["a", "b", "c"],
+        joints3d=torch.randn(n, 17, 3, generator=g),
+        joints3d_set="coco17",
+        intrinsics=torch.eye(3).repeat(n, 1, 1),
+        dropped=1,
+        drop_reason="1 too sparse",
+        excluded={"other": 2},
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = save_benchmark(bench, Path(tmp) / "b.npz")
         with np.load(out) as z:
@@ -319,12 +462,16 @@ def check_benchmark_result(bench: BenchmarkSet) -> None:
     assert all(isinstance(x, str) for x in bench.image_names)
     assert isinstance(bench.dropped, int) and bench.dropped >= 0
     assert isinstance(bench.excluded, dict)
-    assert all(isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in bench.excluded.items())
+    assert all(
+        isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in bench.excluded.items()
+    )
     bench.summary()
 
 
 def test_valid_benchmark_file_reads(tmp_path):
-    check_benchmark_result(load_benchmark_file(_write(tmp_path, "b.npz", _npz_bytes(BENCHMARK, compressed=True))))
+    check_benchmark_result(
+        load_benchmark_file(_write(tmp_path, "b.npz", _npz_bytes(BENCHMARK, compressed=True)))
+    )
 
 
 @PROPERTY
@@ -354,14 +501,20 @@ def test_random_bytes_benchmark_file(tmp_path, raw):
 
 # ----------------------------------------------------------------------------- training cache
 
+
 def _cache_arrays() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(6)
     q, _ = np.linalg.qr(rng.normal(size=(6, 24, 3, 3)))
-    return {"rotmats": q.astype(np.float32), "clip_index": np.asarray([0, 0, 1, 1, 2, 2], np.int32),
-            "clip_names": np.asarray(["c0", "c1", "c2"]), "clip_sources": np.asarray(["s", "s", "t"]),
-            "clip_subjects": np.asarray(["", "cmu_02", ""]), "shapes": rng.normal(size=(4, 10)).astype(np.float32),
-            "body": np.asarray(json.dumps({"name": "anny", "topology": "smpl"})),
-            "meta": np.asarray(json.dumps({"fps": 30}))}
+    return {
+        "rotmats": q.astype(np.float32),
+        "clip_index": np.asarray([0, 0, 1, 1, 2, 2], np.int32),
+        "clip_names": np.asarray(["c0", "c1", "c2"]),
+        "clip_sources": np.asarray(["s", "s", "t"]),
+        "clip_subjects": np.asarray(["", "cmu_02", ""]),
+        "shapes": rng.normal(size=(4, 10)).astype(np.float32),
+        "body": np.asarray(json.dumps({"name": "anny", "topology": "smpl"})),
+        "meta": np.asarray(json.dumps({"fps": 30})),
+    }
 
 
 CACHE = _cache_arrays()
@@ -391,7 +544,9 @@ def test_valid_cache_reads_and_a_cut_cache_is_one_line(tmp_path):
     assert bank.num_frames == 6 and bank.clip_subjects == ["", "cmu_02", ""]
     path = tmp_path / "cache.npz"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a copy interrupted half way
-    with pytest.raises(Key2MeshError, match=r"^cannot read training cache .*cache\.npz: [^\n]*$") as info:
+    with pytest.raises(
+        Key2MeshError, match=r"^cannot read training cache .*cache\.npz: [^\n]*$"
+    ) as info:
         PoseBank.load(path)
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
@@ -474,12 +629,19 @@ def check_bvh(path: Path) -> None:
     channels = sum(len(j.channels) for j in motion.joints)
     assert motion.values.shape == (motion.num_frames, channels) and motion.num_frames >= 1
     assert np.isfinite(motion.values).all()
-    assert math.isfinite(motion.frame_time) and motion.frame_time > 0 and math.isfinite(motion.fps) and motion.fps > 0
+    assert (
+        math.isfinite(motion.frame_time)
+        and motion.frame_time > 0
+        and math.isfinite(motion.fps)
+        and motion.fps > 0
+    )
     assert all(-1 <= j.parent < i for i, j in enumerate(motion.joints))
     out = _refused_or(forward_kinematics, motion)
     if out is not None:
         positions, names = out
-        assert positions.shape == (motion.num_frames, len(names), 3) and np.isfinite(positions).all()
+        assert (
+            positions.shape == (motion.num_frames, len(names), 3) and np.isfinite(positions).all()
+        )
 
 
 def test_valid_bvh_reads(tmp_path):
@@ -580,7 +742,9 @@ def check_asf_amc(asf: Path, amc: Path) -> None:
 
 
 def test_valid_asf_amc_reads(tmp_path):
-    positions, names, fps = read_asf_amc(_write(tmp_path, "t.asf", ASF), _write(tmp_path, "t.amc", AMC))
+    positions, names, fps = read_asf_amc(
+        _write(tmp_path, "t.asf", ASF), _write(tmp_path, "t.amc", AMC)
+    )
     assert positions.shape == (3, 5, 3) and fps == 120
     sk = parse_asf(ASF.decode())
     assert asf_amc_joint_positions(sk, parse_amc(AMC.decode(), sk))[0].shape == (3, 5, 3)
@@ -595,7 +759,10 @@ def test_mutated_asf_amc(tmp_path, data, which):
 
 
 @PROPERTY
-@given(raw=random_bytes(b":root\n", b":bonedata\n  begin\n", b"1\nroot "), which=st.sampled_from(["asf", "amc"]))
+@given(
+    raw=random_bytes(b":root\n", b":bonedata\n  begin\n", b"1\nroot "),
+    which=st.sampled_from(["asf", "amc"]),
+)
 def test_random_bytes_asf_amc(tmp_path, raw, which):
     asf, amc = (raw, AMC) if which == "asf" else (ASF, raw)
     check_asf_amc(_write(tmp_path, "r.asf", asf), _write(tmp_path, "r.amc", amc))

@@ -25,7 +25,10 @@ SIZE = (64, 96)  # H, W
 def _lift(uv: np.ndarray, z: float) -> torch.Tensor:
     """Pixels (N, 2) at depth z → camera points (N, 3) that project exactly there."""
     uv = np.asarray(uv, dtype=np.float64)
-    return torch.tensor(np.c_[(uv[:, 0] - CX) * z / F, (uv[:, 1] - CY) * z / F, np.full(len(uv), z)], dtype=torch.float32)
+    return torch.tensor(
+        np.c_[(uv[:, 0] - CX) * z / F, (uv[:, 1] - CY) * z / F, np.full(len(uv), z)],
+        dtype=torch.float32,
+    )
 
 
 def test_triangle_covers_expected_pixels():
@@ -91,8 +94,12 @@ def test_cube_silhouette_is_front_face():
     mask = out.sum(-1) > 0
     rows, cols = np.nonzero(mask)
     half = f * 0.5 / 4.5  # 50 px
-    assert rows.min() == pytest.approx(99.5 - half, abs=1) and rows.max() == pytest.approx(99.5 + half, abs=1)
-    assert cols.min() == pytest.approx(99.5 - half, abs=1) and cols.max() == pytest.approx(99.5 + half, abs=1)
+    assert rows.min() == pytest.approx(99.5 - half, abs=1) and rows.max() == pytest.approx(
+        99.5 + half, abs=1
+    )
+    assert cols.min() == pytest.approx(99.5 - half, abs=1) and cols.max() == pytest.approx(
+        99.5 + half, abs=1
+    )
     assert mask.sum() == pytest.approx((2 * half) ** 2, rel=0.05)
 
 
@@ -106,7 +113,9 @@ def test_overlay_shading_and_alpha_blend():
     assert np.array_equal(out[20, 20], expected.astype(np.uint8))
     assert np.array_equal(out[60, 90], [100, 100, 100])  # untouched background
     # anti-aliased render: same interior colour, fractional coverage on the hypotenuse
-    aa = render_overlay(img, verts, [[0, 1, 2]], F, (CX, CY), color=(1.0, 0.5, 0.0), alpha=0.5, supersample=2)
+    aa = render_overlay(
+        img, verts, [[0, 1, 2]], F, (CX, CY), color=(1.0, 0.5, 0.0), alpha=0.5, supersample=2
+    )
     assert np.abs(aa[20, 20].astype(int) - out[20, 20]).max() <= 1
     partial = ((aa[..., 0] > 100) & (aa[..., 0] < expected[0] - 2)).sum()
     assert partial > 20

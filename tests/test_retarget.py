@@ -18,7 +18,13 @@ J = {n.removeprefix("smpl_"): i for i, n in enumerate(SMPL24)}
 LIMBS = [
     (a, b)
     for side in ("left", "right")
-    for a, b in (("hip", "knee"), ("knee", "ankle"), ("collar", "shoulder"), ("shoulder", "elbow"), ("elbow", "wrist"))
+    for a, b in (
+        ("hip", "knee"),
+        ("knee", "ankle"),
+        ("collar", "shoulder"),
+        ("shoulder", "elbow"),
+        ("elbow", "wrist"),
+    )
     for a, b in [(f"{side}_{a}", f"{side}_{b}")]
 ]
 
@@ -46,7 +52,9 @@ def test_zero_pose_is_a_tpose(anny_body):
         assert plain[J[f"{side}_shoulder"], 1] - plain[J[f"{side}_wrist"], 1] > 0.25
         for a, b in (("hip", "knee"), ("knee", "ankle")):
             d = j[J[f"{side}_{b}"]] - j[J[f"{side}_{a}"]]
-            assert d[1] < 0 and np.degrees(np.arccos(-d[1] / np.linalg.norm(d))) < 1.0  # straight down
+            assert (
+                d[1] < 0 and np.degrees(np.arccos(-d[1] / np.linalg.norm(d))) < 1.0
+            )  # straight down
     assert j[J["head"], 1] > j[J["neck"], 1] > j[J["pelvis"], 1]
 
 
@@ -63,7 +71,11 @@ def test_shoulder_adduction_brings_the_arm_down(anny_body):
 
 def test_limb_directions_round_trip_for_random_poses(anny_body):
     rng = np.random.default_rng(0)
-    r = Rotation.from_rotvec(rng.normal(scale=0.5, size=(8 * 24, 3))).as_matrix().reshape(8, 24, 3, 3)
+    r = (
+        Rotation.from_rotvec(rng.normal(scale=0.5, size=(8 * 24, 3)))
+        .as_matrix()
+        .reshape(8, 24, 3, 3)
+    )
     j = anny_joints(anny_body, r)
     want = smpl_bone_directions(r)
     for a, b in LIMBS:
@@ -75,12 +87,19 @@ def test_limb_directions_round_trip_for_random_poses(anny_body):
 
 def test_torch_and_numpy_agree_and_alignment_is_cached(anny_body):
     rng = np.random.default_rng(1)
-    r = Rotation.from_rotvec(rng.normal(size=(3 * 24, 3))).as_matrix().reshape(3, 24, 3, 3).astype(np.float32)
+    r = (
+        Rotation.from_rotvec(rng.normal(size=(3 * 24, 3)))
+        .as_matrix()
+        .reshape(3, 24, 3, 3)
+        .astype(np.float32)
+    )
     out_np = retarget_smpl_to_anny(r, anny_body)
     out_t = retarget_smpl_to_anny(torch.from_numpy(r), anny_body)
     assert isinstance(out_np, np.ndarray) and out_np.dtype == np.float32 and torch.is_tensor(out_t)
     np.testing.assert_allclose(out_t.numpy(), out_np, atol=1e-5)
-    np.testing.assert_allclose(out_np @ np.swapaxes(out_np, -1, -2), np.broadcast_to(np.eye(3), out_np.shape), atol=1e-5)
+    np.testing.assert_allclose(
+        out_np @ np.swapaxes(out_np, -1, -2), np.broadcast_to(np.eye(3), out_np.shape), atol=1e-5
+    )
     assert anny_rest_alignment(anny_body) is anny_rest_alignment(anny_body)
     # the axial chain is left as is: a spine rotation passes through unchanged
     assert np.allclose(out_np[:, J["spine2"]], r[:, J["spine2"]], atol=1e-6)
@@ -88,7 +107,9 @@ def test_torch_and_numpy_agree_and_alignment_is_cached(anny_body):
 
 def test_bone_directions_fk_by_hand():
     r = identity(1)
-    r[0, J["left_hip"]] = Rotation.from_euler("x", -90, degrees=True).as_matrix()  # leg forward (+z)
+    r[0, J["left_hip"]] = Rotation.from_euler(
+        "x", -90, degrees=True
+    ).as_matrix()  # leg forward (+z)
     d = smpl_bone_directions(r)[0]
     np.testing.assert_allclose(d[J["left_hip"]], [0, 0, 1], atol=1e-9)
     np.testing.assert_allclose(d[J["left_knee"]], [0, 0, 1], atol=1e-9)  # child follows

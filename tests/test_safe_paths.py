@@ -14,26 +14,36 @@ def _files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("../../evil", "evil"),
-    ("/etc/passwd", "etc_passwd"),
-    ("..\\..\\win", "win"),
-    ("a\x00b", "a_b"),
-    ("", "frame"),
-    (".", "frame"),
-    ("..", "frame"),
-    (".hidden", "hidden"),
-    ("frame 001 (copy)", "frame_001_copy"),
-    ("ok-name_1.v2", "ok-name_1.v2"),
-    ("é/ü", "frame"),
-    ("x" * 500, "x" * 120),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("../../evil", "evil"),
+        ("/etc/passwd", "etc_passwd"),
+        ("..\\..\\win", "win"),
+        ("a\x00b", "a_b"),
+        ("", "frame"),
+        (".", "frame"),
+        ("..", "frame"),
+        (".hidden", "hidden"),
+        ("frame 001 (copy)", "frame_001_copy"),
+        ("ok-name_1.v2", "ok-name_1.v2"),
+        ("é/ü", "frame"),
+        ("x" * 500, "x" * 120),
+    ],
+)
 def test_safe_name(name, expected):
     assert safe_name(name) == expected
 
 
 def test_unique_names():
-    assert unique_names(["a", "a", "A", "a_1", "../a", ""]) == ["a", "a_1", "A_2", "a_1_1", "a_3", "frame"]
+    assert unique_names(["a", "a", "A", "a_1", "../a", ""]) == [
+        "a",
+        "a_1",
+        "A_2",
+        "a_1_1",
+        "a_3",
+        "frame",
+    ]
 
 
 def test_write_openpose_json_stays_in_folder(tmp_path):
@@ -42,14 +52,24 @@ def test_write_openpose_json_stays_in_folder(tmp_path):
     names = ["../../evil", str(tmp_path / "abs" / "x"), "dup", "dup", "", "a\x00b"]
     n = len(names)
     kp = np.random.default_rng(0).uniform(0, 100, (n, 1, 25, 2))
-    det = Detections(kp, np.ones((n, 1, 25)), "openpose_body25", names, np.zeros((n, 1), dtype=np.int64))
+    det = Detections(
+        kp, np.ones((n, 1, 25)), "openpose_body25", names, np.zeros((n, 1), dtype=np.int64)
+    )
     out = tmp_path / "a" / "b" / "json"
     paths = write_openpose_json(det, out)
     assert all(p.parent == out for p in paths) and len(set(paths)) == n
     assert _files(tmp_path) == {f"a/b/json/{p.name}" for p in paths}
-    assert sorted(p.name for p in paths) == sorted(f"{s}_keypoints.json" for s in
-                                                   ["evil", unique_names([str(tmp_path / "abs" / "x")])[0],
-                                                    "dup", "dup_1", "frame", "a_b"])
+    assert sorted(p.name for p in paths) == sorted(
+        f"{s}_keypoints.json"
+        for s in [
+            "evil",
+            unique_names([str(tmp_path / "abs" / "x")])[0],
+            "dup",
+            "dup_1",
+            "frame",
+            "a_b",
+        ]
+    )
     back = read_openpose_json(out)
     assert back.num_frames == n
 
@@ -66,15 +86,33 @@ def test_predict_meshes_stay_in_folder(tmp_path):
     inp = tmp_path / "in.npz"
     np.savez(inp, keypoints=kp, keypoint_set="coco17", frame_names=np.array(names))
     out = tmp_path / "a" / "b" / "pred.npz"
-    assert main(["predict", str(inp), "--checkpoint", "anny-coco17", "--out", str(out), "--meshes", "ply",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(inp),
+                "--checkpoint",
+                "anny-coco17",
+                "--out",
+                str(out),
+                "--meshes",
+                "ply",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     meshes = sorted((tmp_path / "a" / "b" / "pred_meshes").iterdir())
     assert len(meshes) == len(names)
     assert {m.name for m in meshes} >= {"evil_p0.ply", "dup_p0.ply", "dup_p0_1.ply"}
-    assert _files(tmp_path) == {"in.npz", "a/b/pred.npz"} | {f"a/b/pred_meshes/{m.name}" for m in meshes}
+    assert _files(tmp_path) == {"in.npz", "a/b/pred.npz"} | {
+        f"a/b/pred_meshes/{m.name}" for m in meshes
+    }
 
 
 # ------------------------------------------------------------------------------- atomic outputs
+
 
 def _kp_file(path: Path, n: int = 2) -> Path:
     kp = np.random.default_rng(2).uniform(100, 300, (n, 25, 2)).astype(np.float32)
@@ -123,8 +161,10 @@ def test_cli_disk_full_keeps_previous_output(tmp_path, monkeypatch, capsys, comm
     out = out_dir / "result.npz"
     out.write_bytes(b"previous result")
     _disk_full_savez(monkeypatch)
-    argv = {"predict": ["predict", str(inp), "--out", str(out), "--device", "cpu"],
-            "fit": ["fit", str(inp), "--out", str(out), "--iters", "1"]}[command]
+    argv = {
+        "predict": ["predict", str(inp), "--out", str(out), "--device", "cpu"],
+        "fit": ["fit", str(inp), "--out", str(out), "--iters", "1"],
+    }[command]
     assert main(argv) == 2
     line = _one_line(capsys)
     assert "no space left" in line and str(out) in line
@@ -140,10 +180,20 @@ def test_cli_refuses_out_equal_to_input(tmp_path, capsys, command):
     before = inp.read_bytes()
     link = tmp_path / "link.npz"
     link.symlink_to(inp)
-    argv = {"predict": ["predict", str(inp), "--out", str(link)],
-            "fit": ["fit", str(inp), "--out", str(tmp_path / "." / "in.npz")],
-            "export": ["export", str(inp), "--onnx", str(link)],
-            "evaluate": ["evaluate", "--dataset", str(inp), "--checkpoint", "anny-body25", "--json", str(inp)]}[command]
+    argv = {
+        "predict": ["predict", str(inp), "--out", str(link)],
+        "fit": ["fit", str(inp), "--out", str(tmp_path / "." / "in.npz")],
+        "export": ["export", str(inp), "--onnx", str(link)],
+        "evaluate": [
+            "evaluate",
+            "--dataset",
+            str(inp),
+            "--checkpoint",
+            "anny-body25",
+            "--json",
+            str(inp),
+        ],
+    }[command]
     assert main(argv) == 2
     assert "is the input" in _one_line(capsys)
     assert inp.read_bytes() == before
@@ -157,9 +207,11 @@ def test_cli_unwritable_out_is_one_line(tmp_path, capsys, command):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     out = blocker / "sub" / "o.npz"
-    argv = {"predict": ["predict", str(inp), "--out", str(out), "--device", "cpu"],
-            "fit": ["fit", str(inp), "--out", str(out), "--iters", "1"],
-            "export": ["export", "anny-body25", "--torchscript", str(out)]}[command]
+    argv = {
+        "predict": ["predict", str(inp), "--out", str(out), "--device", "cpu"],
+        "fit": ["fit", str(inp), "--out", str(out), "--iters", "1"],
+        "export": ["export", "anny-body25", "--torchscript", str(out)],
+    }[command]
     assert main(argv) == 2
     line = _one_line(capsys)
     assert "cannot write" in line and "a_file is a file, not a folder" in line
@@ -177,17 +229,32 @@ def test_writers_leave_no_temp_files(tmp_path):
     for fmt in ("obj", "ply", "glb"):
         write_mesh(v, f, tmp_path / f"m.{fmt}")
     write_image(tmp_path / "i.png", np.zeros((4, 5, 3), np.uint8))
-    det = Detections(np.ones((1, 1, 25, 2)), np.ones((1, 1, 25)), "openpose_body25", ["f"], np.zeros((1, 1), np.int64))
+    det = Detections(
+        np.ones((1, 1, 25, 2)),
+        np.ones((1, 1, 25)),
+        "openpose_body25",
+        ["f"],
+        np.zeros((1, 1), np.int64),
+    )
     write_npz(det, tmp_path / "d.npz")
     atomic_write_text(tmp_path / "t.json", "{}")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "i.png", "m.glb", "m.obj", "m.ply", "t.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "d.npz",
+        "i.png",
+        "m.glb",
+        "m.obj",
+        "m.ply",
+        "t.json",
+    ]
     assert read_numpy(tmp_path / "d.npz").num_frames == 1
     import trimesh
 
     assert len(trimesh.load(tmp_path / "m.obj", process=False).vertices) == 4
     ref = tmp_path / "ref"
     ref.write_text("")
-    assert (tmp_path / "t.json").stat().st_mode == ref.stat().st_mode  # ordinary permissions, not mkstemp's 0600
+    assert (
+        tmp_path / "t.json"
+    ).stat().st_mode == ref.stat().st_mode  # ordinary permissions, not mkstemp's 0600
 
 
 def test_video_writer_discards_interrupted_video(tmp_path):

@@ -11,7 +11,9 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
 from key2mesh.keypoints.io import read_detections
 
-needs_model = pytest.mark.skipif(not (PRETRAINED_DIR / PRETRAINED["anny-coco17"]).exists(), reason="no shipped checkpoint")
+needs_model = pytest.mark.skipif(
+    not (PRETRAINED_DIR / PRETRAINED["anny-coco17"]).exists(), reason="no shipped checkpoint"
+)
 
 
 def _one_line(capsys) -> str:
@@ -27,11 +29,19 @@ def _person(rng, k: int = 17) -> np.ndarray:
 
 def test_fit_with_no_usable_keypoints_errors(tmp_path, capsys):
     f = tmp_path / "zero.npz"
-    np.savez(f, keypoints=_person(np.random.default_rng(0), 25)[None].repeat(3, 0), confidence=np.zeros((3, 25)),
-             keypoint_set="openpose_body25")
+    np.savez(
+        f,
+        keypoints=_person(np.random.default_rng(0), 25)[None].repeat(3, 0),
+        confidence=np.zeros((3, 25)),
+        keypoint_set="openpose_body25",
+    )
     assert main(["fit", str(f), "--out", str(tmp_path / "o.npz"), "--iters", "1"]) == 2
     line = _one_line(capsys)
-    assert "nothing to fit" in line and "3 detections read" in line and "fewer than 6 keypoints" in line
+    assert (
+        "nothing to fit" in line
+        and "3 detections read" in line
+        and "fewer than 6 keypoints" in line
+    )
     assert not (tmp_path / "o.npz").exists()
 
 
@@ -52,16 +62,36 @@ def test_fit_skips_and_reports_unusable_detections(tmp_path, capsys):
 def _benchmark(path, conf):
     rng = np.random.default_rng(2)
     n = len(conf)
-    np.savez(path, keypoints=np.stack([_person(rng) for _ in range(n)]), confidence=conf, keypoint_set="coco17",
-             joints3d=rng.normal(size=(n, 17, 3)).astype(np.float32), joints3d_set="coco17")
+    np.savez(
+        path,
+        keypoints=np.stack([_person(rng) for _ in range(n)]),
+        confidence=conf,
+        keypoint_set="coco17",
+        joints3d=rng.normal(size=(n, 17, 3)).astype(np.float32),
+        joints3d_set="coco17",
+    )
     return path
 
 
 @needs_model
 def test_evaluate_all_dropped_errors_instead_of_nan(tmp_path, capsys):
     f = _benchmark(tmp_path / "bench.npz", np.zeros((4, 17)))
-    assert main(["evaluate", "--dataset", str(f), "--checkpoint", "anny-coco17", "--device", "cpu",
-                 "--json", str(tmp_path / "r.json")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                str(f),
+                "--checkpoint",
+                "anny-coco17",
+                "--device",
+                "cpu",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 2
+    )
     line = _one_line(capsys)
     assert "all 4 samples were dropped" in line and "nan" not in line.lower()
     assert not (tmp_path / "r.json").exists()
@@ -72,7 +102,12 @@ def test_summarize_refuses_empty():
     from key2mesh.eval.metrics import PROTOCOLS
 
     with pytest.raises(Key2MeshError, match="no sample left"):
-        summarize("x", {"mpjpe": torch.zeros(0), "pa_mpjpe": torch.zeros(0)}, PROTOCOLS["key2mesh"], dropped=3)
+        summarize(
+            "x",
+            {"mpjpe": torch.zeros(0), "pa_mpjpe": torch.zeros(0)},
+            PROTOCOLS["key2mesh"],
+            dropped=3,
+        )
 
 
 def test_degenerate_detection_rule():
@@ -86,7 +121,9 @@ def test_degenerate_detection_rule():
     assert c.usable.tolist() == [True, False, True, True]
     assert c.degenerate.tolist() == [False, True, False, False] and not c.too_few.any()
     one_spot_low_conf = np.full((1, 17, 2), 5.0)
-    assert check_detections(one_spot_low_conf, np.zeros((1, 17))).too_few.all()  # too few wins over degenerate
+    assert check_detections(
+        one_spot_low_conf, np.zeros((1, 17))
+    ).too_few.all()  # too few wins over degenerate
 
 
 @needs_model
@@ -95,11 +132,39 @@ def test_predict_rejects_degenerate_detections(tmp_path, capsys):
     kp = np.stack([_person(rng), np.full((17, 2), 250.0, np.float32)])
     f = tmp_path / "in.npz"
     np.savez(f, keypoints=kp, keypoint_set="coco17")
-    assert main(["predict", str(f), "--checkpoint", "anny-coco17", "--out", str(tmp_path / "p.npz"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(f),
+                "--checkpoint",
+                "anny-coco17",
+                "--out",
+                str(tmp_path / "p.npz"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "1 predictions" in out and "1 degenerate detection" in out
     np.savez(f, keypoints=kp[1:], keypoint_set="coco17")
-    assert main(["predict", str(f), "--checkpoint", "anny-coco17", "--out", str(tmp_path / "p.npz"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(f),
+                "--checkpoint",
+                "anny-coco17",
+                "--out",
+                str(tmp_path / "p.npz"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "degenerate detection" in _one_line(capsys)
 
     from key2mesh.inference.predictor import Key2Mesh
@@ -112,7 +177,9 @@ def test_npz_with_24_unnamed_keypoints_is_not_read_as_smpl_joints(tmp_path):
     kp = np.random.default_rng(5).uniform(0, 100, (2, 24, 2))
     f = tmp_path / "k24.npz"
     np.savez(f, keypoints=kp)
-    with pytest.raises(Key2MeshError, match=r"24 keypoints and no keypoint set named.*--keypoint-set"):
+    with pytest.raises(
+        Key2MeshError, match=r"24 keypoints and no keypoint set named.*--keypoint-set"
+    ):
         read_detections(f)
     np.save(tmp_path / "k24.npy", kp)
     with pytest.raises(Key2MeshError, match="no keypoint set named"):
@@ -120,7 +187,9 @@ def test_npz_with_24_unnamed_keypoints_is_not_read_as_smpl_joints(tmp_path):
     assert read_detections(f, keypoint_set="smpl24").keypoint_set == "smpl24"  # explicit: fine
     np.savez(f, keypoints=kp, keypoint_set="smpl24")
     assert read_detections(f).keypoint_set == "smpl24"
-    np.savez(tmp_path / "k25.npz", keypoints=np.zeros((1, 25, 2)))  # unique counts are still inferred
+    np.savez(
+        tmp_path / "k25.npz", keypoints=np.zeros((1, 25, 2))
+    )  # unique counts are still inferred
     assert read_detections(tmp_path / "k25.npz").keypoint_set == "openpose_body25"
 
 

@@ -102,7 +102,9 @@ def test_one_smoothing_function_for_predict_and_demo():
     rot = axis_angle_to_matrix(torch.randn(40, 24, 3, generator=g)).float()
     shape = torch.rand(40, 6, generator=g)
     r, s = smooth_parameters(rot, shape, 25.0, DEMO_SMOOTHING)
-    assert torch.equal(r, rot6d_to_matrix(one_euro(matrix_to_rot6d(rot), fps=25.0, min_cutoff=1.0, beta=0.05)))
+    assert torch.equal(
+        r, rot6d_to_matrix(one_euro(matrix_to_rot6d(rot), fps=25.0, min_cutoff=1.0, beta=0.05))
+    )
     assert torch.equal(s, one_euro(shape, fps=25.0, min_cutoff=0.3))
     frames, pids = np.arange(40) % 20, np.repeat([0, 1], 20)
     r, s = smooth_tracks(rot, shape, frames[::-1].copy(), pids)  # rows in any order

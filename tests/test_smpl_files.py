@@ -33,11 +33,14 @@ def _write(path, data):
     return path
 
 
-@pytest.mark.parametrize("nv, nj, hint", [
-    (10475, 55, "an SMPL-X model?"),
-    (6890, 52, "an SMPL-H model?"),
-    (6000, 24, None),
-])
+@pytest.mark.parametrize(
+    "nv, nj, hint",
+    [
+        (10475, 55, "an SMPL-X model?"),
+        (6890, 52, "an SMPL-H model?"),
+        (6000, 24, None),
+    ],
+)
 def test_wrong_model_files_are_refused(tmp_path, nv, nj, hint):
     pytest.importorskip("smplx")
     from key2mesh.body.smpl_backend import SMPLBody
@@ -57,8 +60,26 @@ def test_smpl_x_named_file_in_cli(tmp_path, capsys):
 
     _write(tmp_path / "SMPL_NEUTRAL.pkl", _model(10475, 55))
     kp = tmp_path / "kp.npz"
-    np.savez(kp, keypoints=np.random.default_rng(0).uniform(0, 100, (1, 25, 2)), keypoint_set="openpose_body25")
-    assert main(["fit", str(kp), "--body", "smpl", "--smpl-dir", str(tmp_path), "--out", str(tmp_path / "o.npz")]) == 2
+    np.savez(
+        kp,
+        keypoints=np.random.default_rng(0).uniform(0, 100, (1, 25, 2)),
+        keypoint_set="openpose_body25",
+    )
+    assert (
+        main(
+            [
+                "fit",
+                str(kp),
+                "--body",
+                "smpl",
+                "--smpl-dir",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o.npz"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "10,475 vertices and 55 joints: an SMPL-X model?" in err and "Traceback" not in err
 

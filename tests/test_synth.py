@@ -18,14 +18,18 @@ def test_rotation_augmentation_is_roll_yaw_pitch_in_official_order():
     """R = Rz(roll)·Ry(yaw)·Rx(pitch) (official code order), angles uniform in their ranges."""
     r = random_global_rotation(20000, SynthConfig(), torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)  # the same draws: yaw, pitch, roll
-    yaw, pitch, roll = ((2 * torch.rand(20000, generator=g) - 1) * lim * math.pi / 180 for lim in (180, 20, 20))
+    yaw, pitch, roll = (
+        (2 * torch.rand(20000, generator=g) - 1) * lim * math.pi / 180 for lim in (180, 20, 20)
+    )
     expected = _rot(2, roll) @ _rot(1, yaw) @ _rot(0, pitch)
     assert (r - expected).abs().max() < 1e-5
     # the old order Ry·Rx·Rz is a different rotation
     assert (r - _rot(1, yaw) @ _rot(0, pitch) @ _rot(2, roll)).abs().max() > 0.1
     deg = [a * 180 / math.pi for a in (yaw, pitch, roll)]
     assert deg[0].abs().max() <= 180 and deg[1].abs().max() <= 20 and deg[2].abs().max() <= 20
-    assert abs(deg[0].std() - 180 / math.sqrt(3)) < 2 and abs(deg[1].std() - 20 / math.sqrt(3)) < 0.3
+    assert (
+        abs(deg[0].std() - 180 / math.sqrt(3)) < 2 and abs(deg[1].std() - 20 / math.sqrt(3)) < 0.3
+    )
     # yaw turns about the pitched up axis, roll (outermost) adds its tilt: ≤ |pitch| + |roll| ≤ 40°
     up_tilt = torch.rad2deg(torch.acos(r[:, 1, 1].clamp(-1, 1)))
     assert up_tilt.max() <= 40 + 1e-3 and up_tilt.max() > 30
@@ -65,8 +69,11 @@ def test_distance_augmentation_projects_each_sample_with_its_own_camera(anny_bod
     from key2mesh.geometry.camera import VirtualCamera
 
     g = torch.Generator().manual_seed(3)
-    synth = PairSynthesizer(anny_body, "coco17", config=SynthConfig(distance_range=[2.5, 8.0], occlusion_prob=0.0,
-                                                                     jitter_px=0.0))
+    synth = PairSynthesizer(
+        anny_body,
+        "coco17",
+        config=SynthConfig(distance_range=[2.5, 8.0], occlusion_prob=0.0, jitter_px=0.0),
+    )
     b = synth(torch.eye(3).repeat(64, 24, 1, 1), anny_body.default_shape(64), g)
     assert b.distance.shape == (64,) and b.distance.min() >= 2.5 and b.distance.max() <= 8.0
     assert b.distance.std() > 1.0  # uniform over 5.5 m: std ≈ 1.59

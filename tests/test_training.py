@@ -17,15 +17,30 @@ def bank_path(tmp_path_factory, anny_body):
     g = torch.Generator().manual_seed(0)
     n = 240
     rot = axis_angle_to_matrix(0.3 * torch.randn(n, 24, 3, generator=g)).numpy().astype(np.float32)
-    bank = PoseBank(rot, np.repeat(np.arange(4), n // 4).astype(np.int32), [f"c{i}" for i in range(4)], ["test"] * 4,
-                    anny_body.default_shape(16).numpy(), anny_body.config())
+    bank = PoseBank(
+        rot,
+        np.repeat(np.arange(4), n // 4).astype(np.int32),
+        [f"c{i}" for i in range(4)],
+        ["test"] * 4,
+        anny_body.default_shape(16).numpy(),
+        anny_body.config(),
+    )
     return bank.save(tmp_path_factory.mktemp("bank") / "bank.npz")
 
 
 def _cfg(bank_path, out, **kw):
     kw.setdefault("pose_augment", False)
-    return PretrainConfig(cache=str(bank_path), out_dir=str(out), steps=6, batch_size=16, val_every=3, val_size=32,
-                          model={"hidden": 64}, threads=1, **kw)
+    return PretrainConfig(
+        cache=str(bank_path),
+        out_dir=str(out),
+        steps=6,
+        batch_size=16,
+        val_every=3,
+        val_size=32,
+        model={"hidden": 64},
+        threads=1,
+        **kw,
+    )
 
 
 def test_pose_bank_split_by_clip(bank_path):
@@ -40,9 +55,13 @@ def test_pose_bank_split_by_clip(bank_path):
 @pytest.mark.parametrize("augment", [False, True])
 def test_resume_matches_uninterrupted_run(bank_path, tmp_path, augment):
     full = run_pretrain(_cfg(bank_path, tmp_path / "full", pose_augment=augment), progress=False)
-    run_pretrain(_cfg(bank_path, tmp_path / "cut", stop_after=4, pose_augment=augment), progress=False)  # "killed" after 4 steps
+    run_pretrain(
+        _cfg(bank_path, tmp_path / "cut", stop_after=4, pose_augment=augment), progress=False
+    )  # "killed" after 4 steps
     assert load_checkpoint(tmp_path / "cut" / "last.pt").step == 4
-    resumed = run_pretrain(_cfg(bank_path, tmp_path / "cut", pose_augment=augment), resume=True, progress=False)
+    resumed = run_pretrain(
+        _cfg(bank_path, tmp_path / "cut", pose_augment=augment), resume=True, progress=False
+    )
     assert resumed["step"] == full["step"] == 6
     a = load_checkpoint(tmp_path / "full" / "last.pt").model
     b = load_checkpoint(tmp_path / "cut" / "last.pt").model
@@ -51,7 +70,11 @@ def test_resume_matches_uninterrupted_run(bank_path, tmp_path, augment):
 
     rows = list(csv.DictReader(open(tmp_path / "full" / "metrics.csv")))
     assert [r["step"] for r in rows] == ["0", "3", "6"]  # baseline row, then every validation
-    assert rows[0]["baseline_mean_pose_pa_mpjpe"] and float(rows[2]["val_pa_mpjpe"]) > 0 and float(rows[2]["loss"]) > 0
+    assert (
+        rows[0]["baseline_mean_pose_pa_mpjpe"]
+        and float(rows[2]["val_pa_mpjpe"]) > 0
+        and float(rows[2]["loss"]) > 0
+    )
 
 
 def test_nan_loss_stops_with_step(bank_path, tmp_path, monkeypatch):
@@ -68,7 +91,9 @@ def test_nan_loss_stops_with_step(bank_path, tmp_path, monkeypatch):
     with pytest.raises(Key2MeshError, match="at step 4"):  # 0-based: the 5th step
         run_pretrain(_cfg(bank_path, tmp_path / "nan"), progress=False)
     good = load_checkpoint(tmp_path / "nan" / "last.pt")  # the last good checkpoint is kept
-    assert good.step == 3 and all(torch.isfinite(v).all() for v in good.model.values() if v.is_floating_point())
+    assert good.step == 3 and all(
+        torch.isfinite(v).all() for v in good.model.values() if v.is_floating_point()
+    )
 
 
 def test_adaptation_freezes_pretrained_parts(bank_path, tmp_path):
@@ -77,8 +102,16 @@ def test_adaptation_freezes_pretrained_parts(bank_path, tmp_path):
     ck = load_checkpoint(src)
     target = synthetic_target(str(bank_path), ck, "strong", n=64, split="train")
     val = synthetic_target(str(bank_path), ck, "strong", n=32, split="val")
-    cfg = AdaptConfig(source=str(src), cache=str(bank_path), out_dir=str(tmp_path / "ad"), steps=4, batch_size=16,
-                      select_every=2, weights=ABLATIONS["2d+wd+reg"], threads=1)
+    cfg = AdaptConfig(
+        source=str(src),
+        cache=str(bank_path),
+        out_dir=str(tmp_path / "ad"),
+        steps=4,
+        batch_size=16,
+        select_every=2,
+        weights=ABLATIONS["2d+wd+reg"],
+        threads=1,
+    )
     result = run_adapt(cfg, target, val, progress=False)
     assert result["selection"] == "pa_mpjpe"
     ad = load_checkpoint(tmp_path / "ad" / "last.pt")
@@ -87,7 +120,11 @@ def test_adaptation_freezes_pretrained_parts(bank_path, tmp_path):
     for k, v in ck.model.items():
         if k.startswith("head."):
             assert torch.equal(v, ad.model[k]), k
-    assert any(not torch.equal(v, ad.model[k]) for k, v in ck.model.items() if k.startswith("extractor.") and v.is_floating_point())
+    assert any(
+        not torch.equal(v, ad.model[k])
+        for k, v in ck.model.items()
+        if k.startswith("extractor.") and v.is_floating_point()
+    )
     # the source checkpoint file itself (F_pt) is untouched
     again = load_checkpoint(src).model
     assert all(torch.equal(again[k], ck.model[k]) for k in again)
@@ -106,14 +143,18 @@ def test_adaptation_rejects_too_few_detections():
 def test_train_mode_freezes_batchnorm_and_dropout():
     from key2mesh.train.adapt import train_mode
 
-    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5)).eval()
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Dropout(0.5)
+    ).eval()
     train_mode(net, "frozen", dropout=True)
     assert net.training and net[2].training and not net[1].training
     train_mode(net, "frozen")  # default: dropout off, so F(x) == F_pt(x) at step 0
     assert net.training and not net[2].training and not net[1].training
     x = torch.randn(32, 4) * 3 + 5  # far from the running statistics (0, 1)
     net(x)
-    assert torch.equal(net[1].running_mean, torch.zeros(8)) and torch.equal(net[1].running_var, torch.ones(8))
+    assert torch.equal(net[1].running_mean, torch.zeros(8)) and torch.equal(
+        net[1].running_var, torch.ones(8)
+    )
     train_mode(net, "batch")
     assert net[1].training
     net(x)
@@ -127,8 +168,17 @@ def test_adaptation_batchnorm_statistics(bank_path, tmp_path, bn):
     run_pretrain(_cfg(bank_path, tmp_path / "pt"), progress=False)
     ck = load_checkpoint(tmp_path / "pt" / "last.pt")
     target = synthetic_target(str(bank_path), ck, "strong", n=64, split="train")
-    cfg = AdaptConfig(source=str(tmp_path / "pt" / "last.pt"), cache=str(bank_path), out_dir=str(tmp_path / "ad"),
-                      steps=3, batch_size=16, select_every=3, weights=ABLATIONS["2d"], threads=1, bn=bn)
+    cfg = AdaptConfig(
+        source=str(tmp_path / "pt" / "last.pt"),
+        cache=str(bank_path),
+        out_dir=str(tmp_path / "ad"),
+        steps=3,
+        batch_size=16,
+        select_every=3,
+        weights=ABLATIONS["2d"],
+        threads=1,
+        bn=bn,
+    )
     run_adapt(cfg, target, progress=False)
     ad = load_checkpoint(tmp_path / "ad" / "last.pt").model
     stats = [k for k in ck.model if k.startswith("extractor.") and k.endswith("running_mean")]
@@ -148,10 +198,22 @@ def test_adaptation_without_domain_shift_is_a_no_op(bank_path, tmp_path):
 
     for dropout, moved in ((False, False), (True, True)):
         out = tmp_path / f"ad{dropout}"
-        cfg = AdaptConfig(source=str(tmp_path / "pt" / "last.pt"), cache=str(bank_path), out_dir=str(out), steps=4,
-                          batch_size=16, select_every=4, weights=AdaptWeights(0.0, 0.0, 20.0), threads=1,
-                          dropout=dropout)
+        cfg = AdaptConfig(
+            source=str(tmp_path / "pt" / "last.pt"),
+            cache=str(bank_path),
+            out_dir=str(out),
+            steps=4,
+            batch_size=16,
+            select_every=4,
+            weights=AdaptWeights(0.0, 0.0, 20.0),
+            threads=1,
+            dropout=dropout,
+        )
         run_adapt(cfg, target, progress=False)
         ad = load_checkpoint(out / "last.pt").model
-        changed = any(not torch.equal(ck.model[k].float(), ad[k].float()) for k in ck.model if k.startswith("extractor."))
+        changed = any(
+            not torch.equal(ck.model[k].float(), ad[k].float())
+            for k in ck.model
+            if k.startswith("extractor.")
+        )
         assert changed == moved

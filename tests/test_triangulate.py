@@ -48,8 +48,10 @@ def ref_distort(x: np.ndarray, y: np.ndarray, k1, k2, p1, p2) -> tuple[np.ndarra
     """Brown–Conrady (OpenCV's formula), written out independently of the module."""
     r2 = x**2 + y**2
     radial = 1 + k1 * r2 + k2 * r2**2
-    return (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x**2),
-            y * radial + p1 * (r2 + 2 * y**2) + 2 * p2 * x * y)
+    return (
+        x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x**2),
+        y * radial + p1 * (r2 + 2 * y**2) + 2 * p2 * x * y,
+    )
 
 
 def ref_project(points, K, dist, R, t):
@@ -59,7 +61,11 @@ def ref_project(points, K, dist, R, t):
         cam = points @ R[c].T + t[c]
         x, y = cam[:, 0] / cam[:, 2], cam[:, 1] / cam[:, 2]
         xd, yd = ref_distort(x, y, *dist[c])
-        pix.append(np.stack([K[c, 0, 0] * xd + K[c, 0, 1] * yd + K[c, 0, 2], K[c, 1, 1] * yd + K[c, 1, 2]], -1))
+        pix.append(
+            np.stack(
+                [K[c, 0, 0] * xd + K[c, 0, 1] * yd + K[c, 0, 2], K[c, 1, 1] * yd + K[c, 1, 2]], -1
+            )
+        )
         norm.append(np.stack([x, y], -1))
         depth.append(cam[:, 2])
     return np.stack(pix), np.stack(norm), np.stack(depth)
@@ -98,7 +104,9 @@ def test_distort_broadcasts_per_camera_coefficients():
     dists = np.array([[0.0, 0, 0, 0], [0.1, 0, 0, 0], DIST])
     out = distort(pts, dists[:, None, :])
     for c in range(3):
-        np.testing.assert_allclose(out[c], np.stack(ref_distort(pts[c, :, 0], pts[c, :, 1], *dists[c]), -1), atol=1e-15)
+        np.testing.assert_allclose(
+            out[c], np.stack(ref_distort(pts[c, :, 0], pts[c, :, 1], *dists[c]), -1), atol=1e-15
+        )
 
 
 def _distorted_pixels(n: int = 200, seed: int = 3):
@@ -114,8 +122,11 @@ def test_undistort_points_inverts_distortion():
     ideal, pix, K = _distorted_pixels()
     np.testing.assert_allclose(undistort_points(pix, K, DIST), ideal, rtol=0, atol=1e-9)
     # zero distortion: just K⁻¹
-    np.testing.assert_allclose(undistort_points(pix, K, np.zeros(4)),
-                               np.stack([(pix[:, 0] - 955.0) / 1100.0, (pix[:, 1] - 545.0) / 1090.0], -1), atol=1e-15)
+    np.testing.assert_allclose(
+        undistort_points(pix, K, np.zeros(4)),
+        np.stack([(pix[:, 0] - 955.0) / 1100.0, (pix[:, 1] - 545.0) / 1090.0], -1),
+        atol=1e-15,
+    )
 
 
 def test_undistort_points_keeps_leading_shape():
@@ -129,7 +140,9 @@ def test_undistort_points_agrees_with_opencv():
     cv2 = pytest.importorskip("cv2")
     ideal, pix, K = _distorted_pixels()
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-15)
-    ref = cv2.undistortPoints(pix.reshape(-1, 1, 2), K, DIST, None, None, None, criteria).reshape(-1, 2)
+    ref = cv2.undistortPoints(pix.reshape(-1, 1, 2), K, DIST, None, None, None, criteria).reshape(
+        -1, 2
+    )
     np.testing.assert_allclose(undistort_points(pix, K, DIST), ref, rtol=0, atol=1e-8)
 
 
@@ -337,7 +350,9 @@ def test_robust_treats_non_finite_pixels_as_missing_views():
 
     K = np.array([[[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]]] * 3)
     R = np.stack([np.eye(3)] * 3)
-    t = np.array([[0.0, 0, 4], [-1.0, 0, 4], [1.0, 0, 4]])  # three cameras side by side, looking along +z
+    t = np.array(
+        [[0.0, 0, 4], [-1.0, 0, 4], [1.0, 0, 4]]
+    )  # three cameras side by side, looking along +z
     X = np.array([[0.1, -0.2, 0.3]])
     cam = X[None] + t[:, None]
     pix = 500.0 * cam[..., :2] / cam[..., 2:3] + np.array([320.0, 240.0])

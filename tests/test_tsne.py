@@ -16,7 +16,9 @@ def test_tsne_figure_writes_two_panels(tmp_path):
     torch.manual_seed(0)
     before = torch.nn.Linear(4, 6)
     after = torch.nn.Linear(4, 6)
-    path = tsne_figure(torch.randn(40, 4), torch.randn(40, 4) + 2, before, after, tmp_path / "t.png")
+    path = tsne_figure(
+        torch.randn(40, 4), torch.randn(40, 4) + 2, before, after, tmp_path / "t.png"
+    )
     img = Image.open(path)
     assert img.size == (960, 510)
     px = np.asarray(img)

@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="3D human body meshes from 2D keypoints, adapted to your detector without 3D labels.",
     )
     parser.add_argument("--version", action="version", version=f"key2mesh {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging and full tracebacks"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"key2mesh.commands.{module_name}")
@@ -57,9 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, usage errors: return the status (in-process callers too)
+    except (
+        SystemExit
+    ) as exc:  # --help, --version, usage errors: return the status (in-process callers too)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
+    )
     if not getattr(args, "_run", None):
         parser.print_help()
         return 1
@@ -76,11 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"key2mesh {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except OSError as exc:  # a file that cannot be read or written (disk full, permissions, a folder...)
+    except (
+        OSError
+    ) as exc:  # a file that cannot be read or written (disk full, permissions, a folder...)
         if args.verbose:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"key2mesh {args.command}: error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
+        print(
+            f"key2mesh {args.command}: error: {where}{_one_line(exc.strerror or exc)}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

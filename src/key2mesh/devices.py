@@ -16,17 +16,29 @@ def check_device(name: str | None) -> None:
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
-        raise Key2MeshError(f"device {name!r} is not a device name torch knows; use cpu, cuda, cuda:N or auto") from None
+        raise Key2MeshError(
+            f"device {name!r} is not a device name torch knows; use cpu, cuda, cuda:N or auto"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            why = "this torch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise Key2MeshError(f"device {name!r} requested but CUDA is not available here ({why}); use --device cpu")
+            why = (
+                "this torch build has no CUDA support"
+                if torch.version.cuda is None
+                else "no CUDA GPU is visible"
+            )
+            raise Key2MeshError(
+                f"device {name!r} requested but CUDA is not available here ({why}); use --device cpu"
+            )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise Key2MeshError(f"device {name!r} requested but this machine has {count} CUDA device(s) (cuda:0"
-                                f"{f'..cuda:{count - 1}' if count > 1 else ''})")
+            raise Key2MeshError(
+                f"device {name!r} requested but this machine has {count} CUDA device(s) (cuda:0"
+                f"{f'..cuda:{count - 1}' if count > 1 else ''})"
+            )
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise Key2MeshError(f"device {name!r} requested but Apple MPS is not available here; use --device cpu")
+            raise Key2MeshError(
+                f"device {name!r} requested but Apple MPS is not available here; use --device cpu"
+            )
     elif dev.type != "cpu":
         raise Key2MeshError(f"device {name!r}: key2mesh runs on cpu, cuda or mps")

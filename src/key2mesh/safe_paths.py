@@ -61,7 +61,9 @@ def write_error(path: str | os.PathLike, exc: OSError) -> Key2MeshError:
     disk leaves the previous file as it was)."""
     path = Path(path)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return Key2MeshError(f"{_REASONS[exc.errno]} while writing {path}; the previous file is unchanged")
+        return Key2MeshError(
+            f"{_REASONS[exc.errno]} while writing {path}; the previous file is unchanged"
+        )
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
         blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
         if blocker is not None:
@@ -72,7 +74,9 @@ def write_error(path: str | os.PathLike, exc: OSError) -> Key2MeshError:
 
 def temp_name(path: Path) -> Path:
     """A fresh name next to ``path`` with the same suffix (writers that pick the format from it)."""
-    return path.with_name(f".{path.name[:MAX_NAME]}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    return path.with_name(
+        f".{path.name[:MAX_NAME]}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}"
+    )
 
 
 @contextmanager
@@ -120,7 +124,9 @@ def atomic_savez(path: str | os.PathLike, compressed: bool = False, **arrays) ->
     return path
 
 
-def refuse_overwriting_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], option: str = "--out") -> None:
+def refuse_overwriting_inputs(
+    out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], option: str = "--out"
+) -> None:
     """Key2MeshError when the output path is one of the input files (same file, by any path)."""
     out = Path(out)
     for inp in inputs:
@@ -132,4 +138,6 @@ def refuse_overwriting_inputs(out: str | os.PathLike, inputs: Iterable[str | os.
             with suppress(OSError):
                 same = os.path.samefile(out, inp)
         if same:
-            raise Key2MeshError(f"{option} {out} is the input {inp}; writing it would destroy the input, choose another path")
+            raise Key2MeshError(
+                f"{option} {out} is the input {inp}; writing it would destroy the input, choose another path"
+            )

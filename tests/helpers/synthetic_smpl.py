@@ -83,7 +83,13 @@ _GENDER_SCALE = {"neutral": 1.0, "male": 1.04, "female": 0.96}
 def _segments(joints: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
     """(start, end, driving joint, end joint or -1) for every bone plus head/hand/toe end pieces."""
     segs = [(joints[p], joints[j], p, j) for j, p in enumerate(SMPL24_PARENTS) if p >= 0]
-    for j, off in ((15, (0, 0.15, 0)), (22, (0.08, 0, 0)), (23, (-0.08, 0, 0)), (10, (0, -0.02, 0.08)), (11, (0, -0.02, 0.08))):
+    for j, off in (
+        (15, (0, 0.15, 0)),
+        (22, (0.08, 0, 0)),
+        (23, (-0.08, 0, 0)),
+        (10, (0, -0.02, 0.08)),
+        (11, (0, -0.02, 0.08)),
+    ):
         segs.append((joints[j], joints[j] + np.asarray(off, dtype=float), j, -1))
     return segs
 
@@ -147,7 +153,9 @@ def synthetic_smpl_data(gender: str = "neutral", seed: int = 0, num_betas: int =
 
     rows = np.repeat(np.arange(NUM_JOINTS), RING)
     cols = free[np.concatenate([ring_of_joint[j] for j in range(NUM_JOINTS)])]
-    j_regressor = scipy.sparse.csc_matrix((np.full(len(rows), 1.0 / RING), (rows, cols)), shape=(NUM_JOINTS, NUM_VERTICES))
+    j_regressor = scipy.sparse.csc_matrix(
+        (np.full(len(rows), 1.0 / RING), (rows, cols)), shape=(NUM_JOINTS, NUM_VERTICES)
+    )
     weights = np.zeros((NUM_VERTICES, NUM_JOINTS))
     weights[np.arange(NUM_VERTICES), driver_of] = 1.0
 
@@ -156,9 +164,14 @@ def synthetic_smpl_data(gender: str = "neutral", seed: int = 0, num_betas: int =
     shapedirs = np.zeros((NUM_VERTICES, 3, num_betas))
     shapedirs[:, :, 0] = 0.05 * (v - joints[0])
     bone_offsets = rng.normal(0.0, 0.006, size=(NUM_JOINTS, 3, num_betas - 1))
-    shapedirs[:, :, 1:] = bone_offsets[driver_of] + rng.normal(0.0, 0.0005, size=(NUM_VERTICES, 3, num_betas - 1))
+    shapedirs[:, :, 1:] = bone_offsets[driver_of] + rng.normal(
+        0.0, 0.0005, size=(NUM_VERTICES, 3, num_betas - 1)
+    )
     posedirs = rng.normal(0.0, 1e-4, size=(NUM_VERTICES, 3, 9 * (NUM_JOINTS - 1)))
-    kintree = np.array([[4294967295 if p < 0 else p for p in SMPL24_PARENTS], list(range(NUM_JOINTS))], dtype=np.int64)
+    kintree = np.array(
+        [[4294967295 if p < 0 else p for p in SMPL24_PARENTS], list(range(NUM_JOINTS))],
+        dtype=np.int64,
+    )
     return {
         "v_template": v,
         "shapedirs": shapedirs,
@@ -173,7 +186,9 @@ def synthetic_smpl_data(gender: str = "neutral", seed: int = 0, num_betas: int =
     }
 
 
-def write_synthetic_smpl(path: str | Path, gender: str = "neutral", seed: int = 0, num_betas: int = 10) -> Path:
+def write_synthetic_smpl(
+    path: str | Path, gender: str = "neutral", seed: int = 0, num_betas: int = 10
+) -> Path:
     """Write a synthetic SMPL-format model file to ``path`` (tests only; see the module doc).
 
     Pickled with protocol 2 so that ``pickle.load(f, encoding="latin1")`` (smplx's loader) reads it.

@@ -19,11 +19,19 @@ def load_body_model(name: str = "anny", device: str | None = None, **options) ->
     if name == "anny":
         from key2mesh.body.anny_backend import AnnyBody
 
-        model: BodyModel = AnnyBody(**{k: v for k, v in options.items() if k in ("rig", "topology")})
+        model: BodyModel = AnnyBody(
+            **{k: v for k, v in options.items() if k in ("rig", "topology")}
+        )
     elif name == "smpl":
         from key2mesh.body.smpl_backend import SMPLBody
 
-        model = SMPLBody(**{k: v for k, v in options.items() if k in ("model_dir", "gender", "joint_regressor_h36m")})
+        model = SMPLBody(
+            **{
+                k: v
+                for k, v in options.items()
+                if k in ("model_dir", "gender", "joint_regressor_h36m")
+            }
+        )
     else:
         raise Key2MeshError(f"unknown body model {name!r}; available: {', '.join(BACKENDS)}")
     if device is not None:

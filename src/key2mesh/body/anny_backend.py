@@ -31,7 +31,14 @@ TRAIN_TOPOLOGY = "notoes_collapse10pc"
 FULL_TOPOLOGY = "anny"
 # Mean of the adult shape distribution used for training (rounded); anny's own default (all 0.5)
 # is a teenager.
-DEFAULT_PHENOTYPES = {"gender": 0.5, "age": 0.8, "muscle": 0.35, "weight": 0.55, "height": 0.37, "proportions": 0.5}
+DEFAULT_PHENOTYPES = {
+    "gender": 0.5,
+    "age": 0.8,
+    "muscle": 0.35,
+    "weight": 0.55,
+    "height": 0.37,
+    "proportions": 0.5,
+}
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +46,9 @@ log = logging.getLogger(__name__)
 def _frame_change(dtype=torch.float64) -> torch.Tensor:
     """C = Rx(+90°): SMPL (y-up) coordinates → anny (z-up) coordinates."""
     c, s = math.cos(math.pi / 2), math.sin(math.pi / 2)
-    return torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], dtype=dtype).round(decimals=12)
+    return torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], dtype=dtype).round(
+        decimals=12
+    )
 
 
 def _quiet_warp() -> None:
@@ -64,7 +73,9 @@ def _build_anny(rig: str, topology: str):
         try:
             return anny.Anny(rig=rig, topology=topology)
         except (ValueError, KeyError, FileNotFoundError) as exc:
-            raise Key2MeshError(f"anny cannot build rig {rig!r} with topology {topology!r}: {exc}") from exc
+            raise Key2MeshError(
+                f"anny cannot build rig {rig!r} with topology {topology!r}: {exc}"
+            ) from exc
 
 
 def _coco23_regressor(model, rig: str, topology: str) -> torch.Tensor:
@@ -95,7 +106,11 @@ def _coco23_regressor(model, rig: str, topology: str) -> torch.Tensor:
     dist, nn = torch.cdist(v_full[support], v_low).topk(4, largest=False)
     inv = 1.0 / dist.clamp(min=1e-5)
     transfer = np.zeros((len(support), len(v_low)))
-    np.add.at(transfer, (np.repeat(np.arange(len(support)), 4), nn.reshape(-1).numpy()), (inv / inv.sum(1, keepdim=True)).reshape(-1).numpy())
+    np.add.at(
+        transfer,
+        (np.repeat(np.arange(len(support)), 4), nn.reshape(-1).numpy()),
+        (inv / inv.sum(1, keepdim=True)).reshape(-1).numpy(),
+    )
     w_low = w_full[:, support].numpy() @ transfer
     w_low /= w_low.sum(1, keepdims=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +125,12 @@ class AnnyBody(BodyModel):
     name = "anny"
     shape_dim = 6
 
-    def __init__(self, rig: str = TRAIN_RIG, topology: str = TRAIN_TOPOLOGY, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        rig: str = TRAIN_RIG,
+        topology: str = TRAIN_TOPOLOGY,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         self.rig, self.topology = rig, topology
         model = _build_anny(rig, topology)
@@ -119,19 +139,26 @@ class AnnyBody(BodyModel):
         index = {b: i for i, b in enumerate(bones)}
         missing = [b for b in SMPL_TO_ANNY_BONE.values() if b is not None and b not in index]
         if missing:
-            raise Key2MeshError(f"anny rig {rig!r} lacks the bones {missing} that key2mesh maps SMPL joints onto")
+            raise Key2MeshError(
+                f"anny rig {rig!r} lacks the bones {missing} that key2mesh maps SMPL joints onto"
+            )
         smpl_idx = [i for i, n in enumerate(SMPL24) if SMPL_TO_ANNY_BONE[n] is not None]
         bone_idx = [index[SMPL_TO_ANNY_BONE[SMPL24[i]]] for i in smpl_idx]
         self.num_bones = len(bones)
         self.register_buffer("smpl_idx", torch.tensor(smpl_idx), persistent=False)
         self.register_buffer("bone_idx", torch.tensor(bone_idx), persistent=False)
-        self.register_buffer("coco23_regressor", _coco23_regressor(model, rig, topology).to(dtype), persistent=False)
+        self.register_buffer(
+            "coco23_regressor", _coco23_regressor(model, rig, topology).to(dtype), persistent=False
+        )
         self.register_buffer("frame", _frame_change(dtype), persistent=False)
         self.register_buffer("faces", model.get_triangular_faces().long(), persistent=False)
         self.model = model.to(dtype)
         self._init_fast_paths()
         cidx = {n: i for i, n in enumerate(COCO23)}
-        self._toe_idx = [(cidx["left_big_toe"], cidx["left_small_toe"]), (cidx["right_big_toe"], cidx["right_small_toe"])]
+        self._toe_idx = [
+            (cidx["left_big_toe"], cidx["left_small_toe"]),
+            (cidx["right_big_toe"], cidx["right_small_toe"]),
+        ]
 
     def config(self) -> dict:
         return {"name": "anny", "rig": self.rig, "topology": self.topology}
@@ -139,7 +166,11 @@ class AnnyBody(BodyModel):
     def default_shape(self, batch_size: int = 1) -> torch.Tensor:
         """The mean adult of :func:`key2mesh.data.shapes.sample_shapes` (1.70 m tall)."""
         values = [DEFAULT_PHENOTYPES[label] for label in self.phenotype_labels]
-        return torch.tensor(values, dtype=self.dtype, device=self.device).expand(batch_size, -1).clone()
+        return (
+            torch.tensor(values, dtype=self.dtype, device=self.device)
+            .expand(batch_size, -1)
+            .clone()
+        )
 
     # ------------------------------------------------------------------ fast paths
     def _init_fast_paths(self) -> None:
@@ -156,18 +187,30 @@ class AnnyBody(BodyModel):
         width = int(mask.sum(1).max().item())
         order = torch.argsort(mask, dim=1, descending=True, stable=True)[:, :width]
         picked = torch.gather(mask, 1, order) > 0
-        self.register_buffer("_factor_idx", torch.where(picked, order, torch.full_like(order, nv)), persistent=False)
+        self.register_buffer(
+            "_factor_idx", torch.where(picked, order, torch.full_like(order, nv)), persistent=False
+        )
         self._num_variations = nv
         support = torch.nonzero(self.coco23_regressor.abs().sum(0) > 0).squeeze(1)
         # Keypoints are linear in LBS: k = sum_b T_b · sum_v W_kv w_vb [rest_v; 1]. G (23, S, bones)
         # folds the regressor into the skinning weights of the S supporting vertices.
         skin = torch.zeros(len(support), self.num_bones, dtype=self.dtype)
-        skin.scatter_add_(1, m.vertex_bone_indices[support].long(), m.vertex_bone_weights[support].to(self.dtype))
+        skin.scatter_add_(
+            1, m.vertex_bone_indices[support].long(), m.vertex_bone_weights[support].to(self.dtype)
+        )
         g = self.coco23_regressor[:, support, None] * skin[None]
         self.register_buffer("_kp_skin_sum", g.sum(1), persistent=False)
         # ... and into the rest shape, which is linear in the blendshape coefficients.
-        self.register_buffer("_kp_rest0", torch.einsum("ksn,sd->knd", g, m.template_vertices[support].to(self.dtype)), persistent=False)
-        self.register_buffer("_kp_rest_blend", torch.einsum("ksn,csd->cknd", g, m.blendshapes[:, support].to(self.dtype)), persistent=False)
+        self.register_buffer(
+            "_kp_rest0",
+            torch.einsum("ksn,sd->knd", g, m.template_vertices[support].to(self.dtype)),
+            persistent=False,
+        )
+        self.register_buffer(
+            "_kp_rest_blend",
+            torch.einsum("ksn,csd->cknd", g, m.blendshapes[:, support].to(self.dtype)),
+            persistent=False,
+        )
 
     def blendshape_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
         """Phenotypes (B, 6) → anny blendshape coefficients (B, C); equals anny's own result."""
@@ -175,7 +218,9 @@ class AnnyBody(BodyModel):
 
         m = self.model
         eye = torch.eye(self._num_variations, dtype=shape.dtype, device=shape.device)
-        phens = phenotype_blendshape_weights(shape, m.phenotype_labels, m.anchors, eye, m.extrapolate_phenotypes)
+        phens = phenotype_blendshape_weights(
+            shape, m.phenotype_labels, m.anchors, eye, m.extrapolate_phenotypes
+        )
         phens = torch.cat([phens, phens.new_ones(phens.shape[0], 1)], dim=1)
         weights = phens[:, self._factor_idx].prod(dim=-1)  # (B, K)
         if m.phenotype_blendshape_projection is not None:
@@ -185,11 +230,15 @@ class AnnyBody(BodyModel):
     def _anny_delta(self, rotmats: torch.Tensor) -> torch.Tensor:
         """SMPL-frame local rotations (B, 24, 3, 3) → anny local-ref deltas (B, bones, 4, 4)."""
         c = self.frame
-        delta = torch.eye(4, dtype=self.dtype, device=self.device).repeat(rotmats.shape[0], self.num_bones, 1, 1)
+        delta = torch.eye(4, dtype=self.dtype, device=self.device).repeat(
+            rotmats.shape[0], self.num_bones, 1, 1
+        )
         delta[:, self.bone_idx, :3, :3] = c @ rotmats[:, self.smpl_idx] @ c.T
         return delta
 
-    def forward_keypoints(self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, keypoint_set: str = "coco23") -> torch.Tensor:
+    def forward_keypoints(
+        self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, keypoint_set: str = "coco23"
+    ) -> torch.Tensor:
         """Keypoints (B, K, 3) of ``keypoint_set`` only: linear-blend skinning folded into the
         regressor, so no vertex is skinned (same numbers as ``regress(forward().vertices)``)."""
         rotmats, shape = self._check_pose(rotmats, shape)
@@ -197,22 +246,33 @@ class AnnyBody(BodyModel):
         coeffs = self.blendshape_coefficients(shape)
         rest = m.get_rest_model(coeffs)
         transforms, _ = m.get_bone_transforms(self._anny_delta(rotmats), rest["rest_bone_poses"])
-        p = self._kp_rest0 + torch.einsum("bc,cknd->bknd", coeffs, self._kp_rest_blend)  # (B, 23, bones, 3)
+        p = self._kp_rest0 + torch.einsum(
+            "bc,cknd->bknd", coeffs, self._kp_rest_blend
+        )  # (B, 23, bones, 3)
         kp = torch.einsum("bnij,bknj->bki", transforms[..., :3, :3], p)
         kp = kp + torch.einsum("bni,kn->bki", transforms[..., :3, 3], self._kp_skin_sum)
         kp = kp @ self.frame
         if keypoint_set == "coco23":
             return kp
         conv, _ = conversion_matrix("coco23", keypoint_set)
-        return torch.einsum("kc,bcd->bkd", torch.as_tensor(conv, dtype=kp.dtype, device=kp.device), kp)
+        return torch.einsum(
+            "kc,bcd->bkd", torch.as_tensor(conv, dtype=kp.dtype, device=kp.device), kp
+        )
 
-    def forward(self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, transl: torch.Tensor | None = None) -> BodyOutput:
+    def forward(
+        self,
+        rotmats: torch.Tensor,
+        shape: torch.Tensor | None = None,
+        transl: torch.Tensor | None = None,
+    ) -> BodyOutput:
         rotmats, shape = self._check_pose(rotmats, shape)
         b = rotmats.shape[0]
         c = self.frame
         m = self.model
         rest = m.get_rest_model(self.blendshape_coefficients(shape))
-        transforms, bone_poses = m.get_bone_transforms(self._anny_delta(rotmats), rest["rest_bone_poses"])
+        transforms, bone_poses = m.get_bone_transforms(
+            self._anny_delta(rotmats), rest["rest_bone_poses"]
+        )
         verts = m.get_skinned_vertices(rest["rest_vertices"], transforms)
         heads = bone_poses[..., :3, 3]
         verts = verts @ c  # row vectors: (Cᵀ v)ᵀ = vᵀ C
@@ -225,7 +285,9 @@ class AnnyBody(BodyModel):
             joints[:, j] = 0.5 * (keypoints[:, t1] + keypoints[:, t2])
         for hand, wrist, elbow in ((22, 20, 18), (23, 21, 19)):
             fore = joints[:, wrist] - joints[:, elbow]
-            joints[:, hand] = joints[:, wrist] + 0.08 * fore / fore.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+            joints[:, hand] = joints[:, wrist] + 0.08 * fore / fore.norm(
+                dim=-1, keepdim=True
+            ).clamp(min=1e-6)
         if transl is not None:
             t = transl.to(self.dtype)[:, None]
             verts, joints, keypoints = verts + t, joints + t, keypoints + t

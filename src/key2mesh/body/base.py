@@ -85,23 +85,33 @@ class BodyModel(nn.Module):
         key = (name, self.device, self.dtype)
         if key not in cache:
             if name == "smpl24":
-                raise Key2MeshError("SMPL-24 joints are kinematic: use BodyOutput.joints instead of a vertex regressor")
+                raise Key2MeshError(
+                    "SMPL-24 joints are kinematic: use BodyOutput.joints instead of a vertex regressor"
+                )
             m, ok = conversion_matrix("coco23", name)
             if not ok.all():
                 missing = [n for n, good in zip(keypoint_names(name), ok) if not good]
-                raise Key2MeshError(f"keypoint set {name!r} cannot be regressed on {self.name}: no source for {missing}")
-            cache[key] = torch.as_tensor(m, dtype=self.dtype, device=self.device) @ self.coco23_regressor
+                raise Key2MeshError(
+                    f"keypoint set {name!r} cannot be regressed on {self.name}: no source for {missing}"
+                )
+            cache[key] = (
+                torch.as_tensor(m, dtype=self.dtype, device=self.device) @ self.coco23_regressor
+            )
         return cache[key]
 
     def regress(self, vertices: torch.Tensor, keypoint_set: str) -> torch.Tensor:
         """Vertices (B, V, 3) → keypoints (B, K, 3) of ``keypoint_set``."""
         return torch.einsum("kv,bvd->bkd", self.keypoint_regressor(keypoint_set), vertices)
 
-    def forward_keypoints(self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, keypoint_set: str = "coco23") -> torch.Tensor:
+    def forward_keypoints(
+        self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, keypoint_set: str = "coco23"
+    ) -> torch.Tensor:
         """Keypoints (B, K, 3) of ``keypoint_set``; backends may override with a faster path."""
         return self.regress(self.forward(rotmats, shape).vertices, keypoint_set)
 
-    def _check_pose(self, rotmats: torch.Tensor, shape: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _check_pose(
+        self, rotmats: torch.Tensor, shape: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if rotmats.ndim != 4 or rotmats.shape[1:] != (self.num_joints, 3, 3):
             raise Key2MeshError(
                 f"{self.name} expects pose rotations of shape (B, {self.num_joints}, 3, 3), got {tuple(rotmats.shape)}"
@@ -110,6 +120,7 @@ class BodyModel(nn.Module):
         if shape is None:
             shape = self.default_shape(b)
         if shape.ndim != 2 or shape.shape[1] != self.shape_dim or shape.shape[0] not in (1, b):
-            raise Key2MeshError(f"{self.name} expects shape parameters (B, {self.shape_dim}), got {tuple(shape.shape)}")
+            raise Key2MeshError(
+                f"{self.name} expects shape parameters (B, {self.shape_dim}), got {tuple(shape.shape)}"
+            )
         return rotmats.to(self.dtype), shape.to(self.dtype).expand(b, -1)
-

@@ -36,7 +36,10 @@ EXPECTED_FILES = "SMPL_NEUTRAL.pkl / SMPL_MALE.pkl / SMPL_FEMALE.pkl"
 SMPL_VERTICES, SMPL_JOINTS = 6890, 24
 # What a file with another vertex count (and joint count) most likely is.
 _OTHER_MODELS = {
-    10475: "an SMPL-X model?", (6890, 52): "an SMPL-H model?", 778: "a MANO hand model?", 5023: "a FLAME head model?",
+    10475: "an SMPL-X model?",
+    (6890, 52): "an SMPL-H model?",
+    778: "a MANO hand model?",
+    5023: "a FLAME head model?",
     (6890, 55): "an SMPL-X-like model on SMPL's mesh?",
 }
 
@@ -51,7 +54,10 @@ _VERTEX_KEYPOINTS = {
 _FILE_PATTERNS = (  # (regex on the file name, gender group → gender); earlier = preferred
     (re.compile(r"smpl_(neutral|male|female)\.pkl", re.I), None),
     (re.compile(r"smpl_(neutral|male|female)\.npz", re.I), None),
-    (re.compile(r"basicmodel_(neutral|m|f)_lbs_10_207_0_v[\d.]+\.pkl", re.I), {"m": "male", "f": "female"}),
+    (
+        re.compile(r"basicmodel_(neutral|m|f)_lbs_10_207_0_v[\d.]+\.pkl", re.I),
+        {"m": "male", "f": "female"},
+    ),
 )
 
 
@@ -94,7 +100,9 @@ def _plain(value, path: Path, key: str):
         state = value.__dict__.get("_state")
         if isinstance(state, dict) and "x" in state:
             return np.asarray(state["x"])
-        raise Key2MeshError(f"{path}: entry {key!r} is a chumpy expression key2mesh cannot read; re-save the file with plain numpy arrays")
+        raise Key2MeshError(
+            f"{path}: entry {key!r} is a chumpy expression key2mesh cannot read; re-save the file with plain numpy arrays"
+        )
     return value
 
 
@@ -108,20 +116,39 @@ def load_smpl_data(path: str | Path) -> dict:
         else:
             with open(path, "rb") as fh:
                 data = _SMPLUnpickler(fh, encoding="latin1").load()
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError, ImportError, AttributeError) as exc:
-        raise Key2MeshError(f"{path}: not a readable SMPL model file ({type(exc).__name__}: {exc})") from exc
+    except (
+        OSError,
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        ImportError,
+        AttributeError,
+    ) as exc:
+        raise Key2MeshError(
+            f"{path}: not a readable SMPL model file ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(data, dict):
         raise Key2MeshError(f"{path}: expected a dict of SMPL arrays, got {type(data).__name__}")
     data = {k: _plain(v, path, k) for k, v in data.items()}
-    required = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
+    required = (
+        "v_template",
+        "shapedirs",
+        "posedirs",
+        "J_regressor",
+        "weights",
+        "kintree_table",
+        "f",
+    )
     missing = [k for k in required if k not in data]
     if missing:
         raise Key2MeshError(f"{path}: not an SMPL model file, missing {missing}")
     nv, nj = np.shape(data["v_template"])[0], np.shape(data["kintree_table"])[-1]
     if (nv, nj) != (SMPL_VERTICES, SMPL_JOINTS):
         hint = _OTHER_MODELS.get((nv, nj)) or _OTHER_MODELS.get(nv)
-        raise Key2MeshError(f"{path} has {nv:,} vertices and {nj} joints{f': {hint} ' if hint else '; '}key2mesh needs "
-                            f"SMPL ({SMPL_VERTICES:,} vertices, {SMPL_JOINTS} joints) from {SMPL_URL}")
+        raise Key2MeshError(
+            f"{path} has {nv:,} vertices and {nj} joints{f': {hint} ' if hint else '; '}key2mesh needs "
+            f"SMPL ({SMPL_VERTICES:,} vertices, {SMPL_JOINTS} joints) from {SMPL_URL}"
+        )
     checks = {
         "v_template": (np.shape(data["v_template"]), (nv, 3)),
         "shapedirs": (np.shape(data["shapedirs"])[:2], (nv, 3)),
@@ -131,9 +158,13 @@ def load_smpl_data(path: str | Path) -> dict:
     }
     for key, (got, want) in checks.items():
         if tuple(got) != want:
-            raise Key2MeshError(f"{path}: SMPL entry {key!r} has shape {tuple(got)}, expected {want}")
+            raise Key2MeshError(
+                f"{path}: SMPL entry {key!r} has shape {tuple(got)}, expected {want}"
+            )
     if np.shape(data["shapedirs"])[2] < 10:
-        raise Key2MeshError(f"{path}: SMPL shapedirs has {np.shape(data['shapedirs'])[2]} components, expected at least 10")
+        raise Key2MeshError(
+            f"{path}: SMPL shapedirs has {np.shape(data['shapedirs'])[2]} components, expected at least 10"
+        )
     return data
 
 
@@ -142,7 +173,9 @@ def _import_smplx():
         import smplx
         from smplx.utils import Struct
     except ImportError as exc:
-        raise Key2MeshError(f"the SMPL body model needs the smplx package ({exc}); install it with `pip install 'key2mesh[smpl]'` (or `pip install smplx`)") from exc
+        raise Key2MeshError(
+            f"the SMPL body model needs the smplx package ({exc}); install it with `pip install 'key2mesh[smpl]'` (or `pip install smplx`)"
+        ) from exc
     return smplx, Struct
 
 
@@ -168,11 +201,17 @@ class SMPLBody(BodyModel):
         if gender not in GENDERS:
             raise Key2MeshError(f"SMPL gender must be one of {', '.join(GENDERS)}, got {gender!r}")
         self.gender = gender
-        self._model_dir_arg = None if model_dir is None else str(Path(model_dir).expanduser().resolve())
+        self._model_dir_arg = (
+            None if model_dir is None else str(Path(model_dir).expanduser().resolve())
+        )
         directory = self._model_dir_arg or os.environ.get(ENV_VAR)
-        licence = f"the licensed SMPL files come from {SMPL_URL} and are never bundled with key2mesh"
+        licence = (
+            f"the licensed SMPL files come from {SMPL_URL} and are never bundled with key2mesh"
+        )
         if not directory:
-            raise Key2MeshError(f"no SMPL model folder: pass model_dir or set {ENV_VAR} to a folder with {EXPECTED_FILES}; {licence}")
+            raise Key2MeshError(
+                f"no SMPL model folder: pass model_dir or set {ENV_VAR} to a folder with {EXPECTED_FILES}; {licence}"
+            )
         directory = Path(directory).expanduser()
         files = find_smpl_files(directory)
         if gender not in files:
@@ -199,8 +238,14 @@ class SMPLBody(BodyModel):
         self.register_buffer("faces", smpl.faces_tensor.clone(), persistent=False)
         j_reg = data["J_regressor"]
         j_reg = j_reg.toarray() if scipy.sparse.issparse(j_reg) else np.asarray(j_reg)
-        self.register_buffer("coco23_regressor", self._build_coco23(j_reg, nv).to(dtype), persistent=False)
-        self._h36m_path = None if joint_regressor_h36m is None else str(Path(joint_regressor_h36m).expanduser().resolve())
+        self.register_buffer(
+            "coco23_regressor", self._build_coco23(j_reg, nv).to(dtype), persistent=False
+        )
+        self._h36m_path = (
+            None
+            if joint_regressor_h36m is None
+            else str(Path(joint_regressor_h36m).expanduser().resolve())
+        )
         h36m = None
         if self._h36m_path is not None:
             h36m = self._load_h36m(Path(self._h36m_path), nv).to(dtype)
@@ -225,9 +270,13 @@ class SMPLBody(BodyModel):
         try:
             reg = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise Key2MeshError(f"{path}: cannot read the H36M joint regressor ({exc}); expected a (17, {num_vertices}) .npy") from exc
+            raise Key2MeshError(
+                f"{path}: cannot read the H36M joint regressor ({exc}); expected a (17, {num_vertices}) .npy"
+            ) from exc
         if reg.shape != (17, num_vertices):
-            raise Key2MeshError(f"{path}: H36M joint regressor has shape {reg.shape}, expected (17, {num_vertices})")
+            raise Key2MeshError(
+                f"{path}: H36M joint regressor has shape {reg.shape}, expected (17, {num_vertices})"
+            )
         return torch.from_numpy(np.asarray(reg, dtype=np.float64))
 
     def config(self) -> dict:
@@ -247,13 +296,22 @@ class SMPLBody(BodyModel):
             return self.joint_regressor_h36m
         return super().keypoint_regressor(keypoint_set)
 
-    def forward(self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, transl: torch.Tensor | None = None) -> BodyOutput:
+    def forward(
+        self,
+        rotmats: torch.Tensor,
+        shape: torch.Tensor | None = None,
+        transl: torch.Tensor | None = None,
+    ) -> BodyOutput:
         """rotmats (B, 24, 3, 3), shape (B, 10) betas, transl (B, 3) metres → :class:`BodyOutput`
         with vertices (B, 6890, 3), joints (B, 24, 3), keypoints (B, 23, 3); root at ``transl``."""
         rotmats, shape = self._check_pose(rotmats, shape)
         if transl is not None and tuple(transl.shape) != (rotmats.shape[0], 3):
-            raise Key2MeshError(f"smpl expects transl of shape ({rotmats.shape[0]}, 3), got {tuple(transl.shape)}")
-        out = self.smpl(betas=shape, global_orient=rotmats[:, :1], body_pose=rotmats[:, 1:], pose2rot=False)
+            raise Key2MeshError(
+                f"smpl expects transl of shape ({rotmats.shape[0]}, 3), got {tuple(transl.shape)}"
+            )
+        out = self.smpl(
+            betas=shape, global_orient=rotmats[:, :1], body_pose=rotmats[:, 1:], pose2rot=False
+        )
         root = out.joints[:, :1]  # the root joint does not move under rotations: its rest offset
         verts = out.vertices - root
         joints = out.joints[:, :24] - root

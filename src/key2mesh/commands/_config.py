@@ -44,7 +44,11 @@ def merged_config(cls, path: str | None, flags: dict):
         node = d
         for name in parents:
             sub = node.get(name)
-            node[name] = dict(sub) if isinstance(sub, dict) else (dataclasses.asdict(sub) if dataclasses.is_dataclass(sub) else {})
+            node[name] = (
+                dict(sub)
+                if isinstance(sub, dict)
+                else (dataclasses.asdict(sub) if dataclasses.is_dataclass(sub) else {})
+            )
             node = node[name]
         node[leaf] = value
     return cls.from_dict(d)

@@ -16,35 +16,71 @@ HELP = "adapt a pre-trained model to unlabelled target detections (WDGRL critic,
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="JSON/YAML file of AdaptConfig options (command-line flags override it)")
-    p.add_argument("--source",
-                   help="pre-trained checkpoint (from `key2mesh pretrain`, or a shipped name such as anny-coco17)")
-    p.add_argument("--target", nargs="+", required=True,
-                   help="target detections: OpenPose JSON folders/files, COCO JSON, .npz/.npy, or "
-                        "'synthetic:PROFILE' (held-out MoCap clips with a detector-like noise profile, labelled)")
-    p.add_argument("--target-set", help="keypoint set of the target files when it cannot be inferred")
+    p.add_argument(
+        "--config", help="JSON/YAML file of AdaptConfig options (command-line flags override it)"
+    )
+    p.add_argument(
+        "--source",
+        help="pre-trained checkpoint (from `key2mesh pretrain`, or a shipped name such as anny-coco17)",
+    )
+    p.add_argument(
+        "--target",
+        nargs="+",
+        required=True,
+        help="target detections: OpenPose JSON folders/files, COCO JSON, .npz/.npy, or "
+        "'synthetic:PROFILE' (held-out MoCap clips with a detector-like noise profile, labelled)",
+    )
+    p.add_argument(
+        "--target-set", help="keypoint set of the target files when it cannot be inferred"
+    )
     p.add_argument("--cache", help="MoCap training cache (source-domain samples)")
-    p.add_argument("--val", help="labelled validation: a benchmark file (e.g. `key2mesh data pose2sim`, 12 limb joints) "
-                                 "or 'synthetic:PROFILE' (held-out MoCap with a noise profile); selects by PA-MPJPE. "
-                                 "Without it: the re-projection error on held-out target detections (label-free)")
+    p.add_argument(
+        "--val",
+        help="labelled validation: a benchmark file (e.g. `key2mesh data pose2sim`, 12 limb joints) "
+        "or 'synthetic:PROFILE' (held-out MoCap with a noise profile); selects by PA-MPJPE. "
+        "Without it: the re-projection error on held-out target detections (label-free)",
+    )
     p.add_argument("--out", dest="out_dir", help="output folder (default runs/adapt)")
-    p.add_argument("--losses", choices=["2d", "2d+wd", "2d+wd+reg"],
-                   help="loss ablation of the paper (default: all three terms)")
+    p.add_argument(
+        "--losses",
+        choices=["2d", "2d+wd", "2d+wd+reg"],
+        help="loss ablation of the paper (default: all three terms)",
+    )
     p.add_argument("--steps", type=non_negative_int)
     p.add_argument("--epochs", type=positive_float)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=positive_float)
-    p.add_argument("--critic-steps", type=non_negative_int, help="k critic steps per adaptation step (paper 3, official code 10)")
-    p.add_argument("--gamma", type=non_negative_float, help="gradient-penalty weight (official code 50)")
+    p.add_argument(
+        "--critic-steps",
+        type=non_negative_int,
+        help="k critic steps per adaptation step (paper 3, official code 10)",
+    )
+    p.add_argument(
+        "--gamma", type=non_negative_float, help="gradient-penalty weight (official code 50)"
+    )
     p.add_argument("--critic-lr", type=positive_float, help="critic learning rate (default 1e-4)")
     p.add_argument("--select-every", type=positive_int)
-    p.add_argument("--min-keypoints", type=positive_int, help="drop target detections with fewer confident keypoints (default 6)")
-    p.add_argument("--holdout-fraction", type=non_negative_float,
-                   help="target detections held out for the label-free selection (default 0.1)")
-    p.add_argument("--bn", choices=["frozen", "batch"],
-                   help="BatchNorm of the adapted extractor: F_pt's statistics (frozen, default) or batch statistics")
-    p.add_argument("--dropout", action="store_true", default=None,
-                   help="keep dropout on in the adapted extractor (off by default: L_reg then sees no dropout noise)")
+    p.add_argument(
+        "--min-keypoints",
+        type=positive_int,
+        help="drop target detections with fewer confident keypoints (default 6)",
+    )
+    p.add_argument(
+        "--holdout-fraction",
+        type=non_negative_float,
+        help="target detections held out for the label-free selection (default 0.1)",
+    )
+    p.add_argument(
+        "--bn",
+        choices=["frozen", "batch"],
+        help="BatchNorm of the adapted extractor: F_pt's statistics (frozen, default) or batch statistics",
+    )
+    p.add_argument(
+        "--dropout",
+        action="store_true",
+        default=None,
+        help="keep dropout on in the adapted extractor (off by default: L_reg then sees no dropout noise)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
     p.add_argument("--threads", type=non_negative_int)
@@ -57,7 +93,9 @@ def load_targets(paths: list[str], checkpoint, cache: str, keypoint_set: str | N
     from key2mesh.train.adapt import prepare_target, synthetic_target
 
     if len(paths) == 1 and paths[0].startswith("synthetic:"):
-        return synthetic_target(cache, checkpoint, paths[0].split(":", 1)[1], split="train", seed=11)
+        return synthetic_target(
+            cache, checkpoint, paths[0].split(":", 1)[1], split="train", seed=11
+        )
     from key2mesh.keypoints.io import read_detections
 
     kps, confs = [], []
@@ -66,12 +104,32 @@ def load_targets(paths: list[str], checkpoint, cache: str, keypoint_set: str | N
         kp, conf, _ = det.flatten()
         kps.append(torch.as_tensor(kp))
         confs.append(torch.as_tensor(conf))
-    return prepare_target(torch.cat(kps), torch.cat(confs), checkpoint.normalization, name=",".join(paths))
+    return prepare_target(
+        torch.cat(kps), torch.cat(confs), checkpoint.normalization, name=",".join(paths)
+    )
 
 
 # flags that set the AdaptConfig field of the same name
-FLAGS = ("source", "cache", "out_dir", "steps", "epochs", "batch_size", "lr", "critic_steps", "gamma", "critic_lr",
-         "select_every", "min_keypoints", "holdout_fraction", "bn", "dropout", "seed", "device", "threads")
+FLAGS = (
+    "source",
+    "cache",
+    "out_dir",
+    "steps",
+    "epochs",
+    "batch_size",
+    "lr",
+    "critic_steps",
+    "gamma",
+    "critic_lr",
+    "select_every",
+    "min_keypoints",
+    "holdout_fraction",
+    "bn",
+    "dropout",
+    "seed",
+    "device",
+    "threads",
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,14 +154,18 @@ def run(args: argparse.Namespace) -> int:
     cfg.source = str(resolve_checkpoint(cfg.source))
     ck = load_checkpoint(cfg.source)
     target = load_targets(args.target, ck, cfg.cache, args.target_set)
-    print(f"target: {len(target)} detections kept, {target.dropped} dropped (< {MIN_KEYPOINTS} keypoints)")
+    print(
+        f"target: {len(target)} detections kept, {target.dropped} dropped (< {MIN_KEYPOINTS} keypoints)"
+    )
     validation = None
     if args.val:
         if args.val.startswith("synthetic:"):
             validation = synthetic_target(cfg.cache, ck, args.val.split(":", 1)[1], split="val")
         else:
             validation = benchmark_target(args.val, ck)
-        print(f"validation: {len(validation)} labelled samples from {args.val} (model selection by PA-MPJPE)")
+        print(
+            f"validation: {len(validation)} labelled samples from {args.val} (model selection by PA-MPJPE)"
+        )
     result = run_adapt(cfg, target, validation)
     print(json.dumps(result, indent=2, default=float))
     return 0

@@ -15,34 +15,81 @@ DEFAULT_POSE2SIM = "cache/pose2sim_benchmark.npz"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    prep = sub.add_parser("prepare", help="extract the free MoCap (and optional AMASS) into one training cache")
-    prep.add_argument("--out", default=DEFAULT_CACHE, help=f"cache file to write (default {DEFAULT_CACHE})")
-    prep.add_argument("--sources", default=None,
-                      help="comma-separated: deepmimic (pybullet wheel), holosoma (climb mocap), amass (needs --amass); "
-                           "default: every free source available")
-    prep.add_argument("--amass", nargs="*", help="AMASS .npz files or folders (licensed, user-supplied)")
-    prep.add_argument("--bvh", nargs="*", help="BVH files, folders or .tar.xz/.tar.gz/.zip archives (e.g. CMU's "
-                                               "cgspeed conversion; cgspeed/Daz, CMU-ASF and MotionBuilder joint names)")
-    prep.add_argument("--asf-amc", nargs="*", dest="asf_amc",
-                      help="Acclaim ASF/AMC files, folders or archives (CMU's original format; <subject>.asf beside the .amc)")
-    prep.add_argument("--index", help="per-trial table (tab-separated: trial, subject, cmu_fps, tpose_frames) giving "
-                                      "true frame rates and T-pose frames; default: INDEX.tsv beside the archive")
-    prep.add_argument("--fps-override", nargs="*", dest="fps_override", metavar="PATTERN=FPS",
-                      help="true capture rate for trials whose name matches PATTERN, e.g. '60_*=60' '61_*=60'")
+    prep = sub.add_parser(
+        "prepare", help="extract the free MoCap (and optional AMASS) into one training cache"
+    )
+    prep.add_argument(
+        "--out", default=DEFAULT_CACHE, help=f"cache file to write (default {DEFAULT_CACHE})"
+    )
+    prep.add_argument(
+        "--sources",
+        default=None,
+        help="comma-separated: deepmimic (pybullet wheel), holosoma (climb mocap), amass (needs --amass); "
+        "default: every free source available",
+    )
+    prep.add_argument(
+        "--amass", nargs="*", help="AMASS .npz files or folders (licensed, user-supplied)"
+    )
+    prep.add_argument(
+        "--bvh",
+        nargs="*",
+        help="BVH files, folders or .tar.xz/.tar.gz/.zip archives (e.g. CMU's "
+        "cgspeed conversion; cgspeed/Daz, CMU-ASF and MotionBuilder joint names)",
+    )
+    prep.add_argument(
+        "--asf-amc",
+        nargs="*",
+        dest="asf_amc",
+        help="Acclaim ASF/AMC files, folders or archives (CMU's original format; <subject>.asf beside the .amc)",
+    )
+    prep.add_argument(
+        "--index",
+        help="per-trial table (tab-separated: trial, subject, cmu_fps, tpose_frames) giving "
+        "true frame rates and T-pose frames; default: INDEX.tsv beside the archive",
+    )
+    prep.add_argument(
+        "--fps-override",
+        nargs="*",
+        dest="fps_override",
+        metavar="PATTERN=FPS",
+        help="true capture rate for trials whose name matches PATTERN, e.g. '60_*=60' '61_*=60'",
+    )
     prep.add_argument("--body", default="anny", choices=["anny", "smpl"])
-    prep.add_argument("--smpl-dir", help="SMPL model folder for --body smpl (else $KEY2MESH_SMPL_DIR)")
-    prep.add_argument("--fps", type=float, default=60.0, help="resample clips to at most this frame rate")
+    prep.add_argument(
+        "--smpl-dir", help="SMPL model folder for --body smpl (else $KEY2MESH_SMPL_DIR)"
+    )
+    prep.add_argument(
+        "--fps", type=float, default=60.0, help="resample clips to at most this frame rate"
+    )
     prep.add_argument("--num-shapes", type=int, default=8192, help="size of the shape bank")
-    prep.add_argument("--ik-iters", type=int, default=150, help="IK iterations for joint-only sources")
+    prep.add_argument(
+        "--ik-iters", type=int, default=150, help="IK iterations for joint-only sources"
+    )
     prep.add_argument("--seed", type=int, default=0)
     st = sub.add_parser("stats", help="frames, clips, sources and pose coverage of a cache")
     st.add_argument("cache", nargs="?", default=DEFAULT_CACHE)
-    mv = sub.add_parser("pose2sim", help="real-footage benchmark: MediaPipe on Pose2Sim's 4 demo videos, 3D by "
-                                         "triangulation (needs the [detect] extra)")
-    mv.add_argument("--out", default=DEFAULT_POSE2SIM, help=f"benchmark file to write (default {DEFAULT_POSE2SIM})")
-    mv.add_argument("--max-offset", type=int, default=6, help="largest frame offset searched between cameras")
-    mv.add_argument("--offsets", help="fixed frame offsets per camera instead of the search, e.g. 0,0,2,0")
-    mv.add_argument("--max-error", type=float, default=25.0, help="largest reprojection error (px) of a view kept")
+    mv = sub.add_parser(
+        "pose2sim",
+        help="real-footage benchmark: MediaPipe on Pose2Sim's 4 demo videos, 3D by "
+        "triangulation (needs the [detect] extra)",
+    )
+    mv.add_argument(
+        "--out",
+        default=DEFAULT_POSE2SIM,
+        help=f"benchmark file to write (default {DEFAULT_POSE2SIM})",
+    )
+    mv.add_argument(
+        "--max-offset", type=int, default=6, help="largest frame offset searched between cameras"
+    )
+    mv.add_argument(
+        "--offsets", help="fixed frame offsets per camera instead of the search, e.g. 0,0,2,0"
+    )
+    mv.add_argument(
+        "--max-error",
+        type=float,
+        default=25.0,
+        help="largest reprojection error (px) of a view kept",
+    )
     mv.add_argument("--min-views", type=int, default=2)
 
 
@@ -59,8 +106,12 @@ def _pose2sim(args: argparse.Namespace) -> int:
     from key2mesh.data.multiview import pose2sim_benchmark
 
     offsets = [int(x) for x in args.offsets.split(",")] if args.offsets else None
-    bench, report = pose2sim_benchmark(offsets=offsets, max_offset=args.max_offset, max_error=args.max_error,
-                                       min_views=args.min_views)
+    bench, report = pose2sim_benchmark(
+        offsets=offsets,
+        max_offset=args.max_offset,
+        max_error=args.max_error,
+        min_views=args.min_views,
+    )
     save_benchmark(bench, args.out)
     for line in report.lines():
         print(line)
@@ -76,16 +127,34 @@ def _prepare(args: argparse.Namespace) -> int:
     body = load_body_model(args.body, **opts)
     from key2mesh.data.prepare import FREE_SOURCES
 
-    sources = tuple(s.strip() for s in args.sources.split(",") if s.strip()) if args.sources else FREE_SOURCES
+    sources = (
+        tuple(s.strip() for s in args.sources.split(",") if s.strip())
+        if args.sources
+        else FREE_SOURCES
+    )
     if args.amass and "amass" not in sources:
         sources = sources + ("amass",)
     if not (args.fps > 0):
         raise Key2MeshError(f"--fps must be > 0, got {args.fps}")
-    bank, rep = prepare_cache(body, args.out, sources, args.amass, args.fps, args.num_shapes, args.seed, args.ik_iters,
-                              bvh=args.bvh, asf_amc=args.asf_amc, index=args.index, fps_override=args.fps_override)
+    bank, rep = prepare_cache(
+        body,
+        args.out,
+        sources,
+        args.amass,
+        args.fps,
+        args.num_shapes,
+        args.seed,
+        args.ik_iters,
+        bvh=args.bvh,
+        asf_amc=args.asf_amc,
+        index=args.index,
+        fps_override=args.fps_override,
+    )
     per = ", ".join(f"{k} {v}" for k, v in rep.per_source.items())
-    print(f"wrote {args.out}: {rep.frames} frames from {rep.clips} clips ({per}); "
-          f"{rep.skipped_files} files skipped; {rep.seconds:.0f} s")
+    print(
+        f"wrote {args.out}: {rep.frames} frames from {rep.clips} clips ({per}); "
+        f"{rep.skipped_files} files skipped; {rep.seconds:.0f} s"
+    )
     for src, err in rep.ik_error_mm.items():
         print(f"  IK fit of {src}: mean joint error {err:.1f} mm")
     for path, reason in rep.skipped:
@@ -100,17 +169,23 @@ def _stats(args: argparse.Namespace) -> int:
 
     bank = PoseBank.load(Path(args.cache))
     counts = np.bincount(bank.clip_index, minlength=len(bank.clip_names))
-    print(f"{args.cache}: {bank.num_frames} frames, {len(bank.clip_names)} clips, body {bank.body}, "
-          f"{len(bank.shapes)} shapes")
+    print(
+        f"{args.cache}: {bank.num_frames} frames, {len(bank.clip_names)} clips, body {bank.body}, "
+        f"{len(bank.shapes)} shapes"
+    )
     by_source: dict[str, list[int]] = {}
     for src, n in zip(bank.clip_sources or ["?"] * len(counts), counts):
         by_source.setdefault(src, []).append(int(n))
     for src, ns in by_source.items():
-        print(f"  {src:<10} {sum(ns):>7} frames in {len(ns):>3} clips (min {min(ns)}, max {max(ns)})")
+        print(
+            f"  {src:<10} {sum(ns):>7} frames in {len(ns):>3} clips (min {min(ns)}, max {max(ns)})"
+        )
     train, val = bank.split()
     sets = bank.validation_sets()
     parts = ", ".join(f"{len(v)} from held-out {k}" for k, v in sets.items())
-    print(f"  held-out split (whole clips / whole subjects): {len(train)} train / {len(val)} validation frames ({parts})")
+    print(
+        f"  held-out split (whole clips / whole subjects): {len(train)} train / {len(val)} validation frames ({parts})"
+    )
     if bank.clip_subjects and any(bank.clip_subjects):
         subj = sorted({s for s in bank.clip_subjects if s})
         print(f"  {len(subj)} subjects: {', '.join(subj)}")
@@ -120,6 +195,10 @@ def _stats(args: argparse.Namespace) -> int:
         print(f"  pose coverage: {pose_coverage(bank.rotmats):.3f}")
     except ImportError:
         pass
-    angles = np.degrees(np.arccos(np.clip((np.trace(bank.rotmats[:, 1:], axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
-    print(f"  joint rotation angle from rest: mean {angles.mean():.1f}°, 95th percentile {np.percentile(angles, 95):.1f}°")
+    angles = np.degrees(
+        np.arccos(np.clip((np.trace(bank.rotmats[:, 1:], axis1=-2, axis2=-1) - 1) / 2, -1, 1))
+    )
+    print(
+        f"  joint rotation angle from rest: mean {angles.mean():.1f}°, 95th percentile {np.percentile(angles, 95):.1f}°"
+    )
     return 0

@@ -9,12 +9,27 @@ HELP = "run MediaPipe + Key2Mesh on an IMAGE, VIDEO, FOLDER or a demo video name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="image, video, folder of images, or a demo name: pose2sim-cam01..04, sports2d")
-    p.add_argument("--checkpoint", default="anny-coco17",
-                   help="checkpoint file or shipped model name (default anny-coco17: the most accurate on real MediaPipe detections)")
-    p.add_argument("--out", default="outputs/demo", help="output folder (PNGs) — videos are written as OUT/<name>.mp4")
-    p.add_argument("--frames", default=None, help="frame range START:STOP[:STEP] for videos (default: all)")
-    p.add_argument("--smooth", action="store_true", help="One-Euro temporal smoothing of the parameters (videos)")
+    p.add_argument(
+        "input", help="image, video, folder of images, or a demo name: pose2sim-cam01..04, sports2d"
+    )
+    p.add_argument(
+        "--checkpoint",
+        default="anny-coco17",
+        help="checkpoint file or shipped model name (default anny-coco17: the most accurate on real MediaPipe detections)",
+    )
+    p.add_argument(
+        "--out",
+        default="outputs/demo",
+        help="output folder (PNGs) — videos are written as OUT/<name>.mp4",
+    )
+    p.add_argument(
+        "--frames", default=None, help="frame range START:STOP[:STEP] for videos (default: all)"
+    )
+    p.add_argument(
+        "--smooth",
+        action="store_true",
+        help="One-Euro temporal smoothing of the parameters (videos)",
+    )
     p.add_argument("--device", default=None)
 
 
@@ -25,7 +40,9 @@ def _range(spec: str | None) -> tuple[int, int | None, int]:
     if not spec:
         return 0, None, 1
     parts = spec.split(":")
-    bad = Key2MeshError(f"--frames {spec!r}: expected START:STOP[:STEP] with whole numbers, e.g. 0:60:10 or 100:")
+    bad = Key2MeshError(
+        f"--frames {spec!r}: expected START:STOP[:STEP] with whole numbers, e.g. 0:60:10 or 100:"
+    )
     if len(parts) > 3:
         raise bad
     try:
@@ -50,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     start, stop, step = _range(args.frames)
     src = Path(demo_video(args.input)) if args.input in DEMO_VIDEOS else Path(args.input)
     if not src.exists():
-        raise Key2MeshError(f"{src} does not exist (give an image, a video, a folder, or one of {', '.join(DEMO_VIDEOS)})")
+        raise Key2MeshError(
+            f"{src} does not exist (give an image, a video, a folder, or one of {', '.join(DEMO_VIDEOS)})"
+        )
     info = source_info(src)
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device)
     out = Path(args.out)
@@ -58,9 +77,13 @@ def run(args: argparse.Namespace) -> int:
     is_video = info.kind == "video" and (stop is None or stop - start > step)
     name = args.input if args.input in DEMO_VIDEOS else src.stem
     target = out / f"{name}_key2mesh.mp4" if is_video else out
-    report = run_demo(model, frames, target, is_video, fps=(info.fps or 30.0) / step, smooth=args.smooth)
-    print(f"{report.written} of {report.frames} frames written to {', '.join(str(p) for p in report.outputs[:3])}"
-          f"{' ...' if len(report.outputs) > 3 else ''}")
+    report = run_demo(
+        model, frames, target, is_video, fps=(info.fps or 30.0) / step, smooth=args.smooth
+    )
+    print(
+        f"{report.written} of {report.frames} frames written to {', '.join(str(p) for p in report.outputs[:3])}"
+        f"{' ...' if len(report.outputs) > 3 else ''}"
+    )
     for reason, idx in report.skipped.items():
         print(f"  skipped {len(idx)} frame(s): {reason} (first: {idx[:5]})")
     return 0

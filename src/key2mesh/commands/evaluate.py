@@ -11,20 +11,37 @@ HELP = "evaluate a checkpoint (3dpw, h36m-p2, mocap-heldout, a benchmark .npz) w
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True,
-                   help="mocap-heldout, 3dpw, h36m-p2, or a benchmark .npz (e.g. from `key2mesh data pose2sim`)")
-    p.add_argument("--path", help="dataset file/folder (3DPW sequenceFiles root or .pkl; H3.6M SPIN-style .npz)")
-    p.add_argument("--detections", help="H3.6M: your OpenPose detections (else the npz's 'openpose' key)")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="mocap-heldout, 3dpw, h36m-p2, or a benchmark .npz (e.g. from `key2mesh data pose2sim`)",
+    )
+    p.add_argument(
+        "--path",
+        help="dataset file/folder (3DPW sequenceFiles root or .pkl; H3.6M SPIN-style .npz)",
+    )
+    p.add_argument(
+        "--detections", help="H3.6M: your OpenPose detections (else the npz's 'openpose' key)"
+    )
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--cache", help="mocap-heldout: the MoCap training cache")
     p.add_argument("--noise-profile", default="none", help="mocap-heldout: none, detector, strong")
-    p.add_argument("--num", type=positive_int, default=4096, help="mocap-heldout: number of samples")
-    p.add_argument("--heldout", choices=["all", "clips", "subjects"], default="all",
-                   help="mocap-heldout: every held-out frame, only the held-out clips of sources without subjects, "
-                        "or only the held-out subjects (e.g. CMU 02 and 05)")
+    p.add_argument(
+        "--num", type=positive_int, default=4096, help="mocap-heldout: number of samples"
+    )
+    p.add_argument(
+        "--heldout",
+        choices=["all", "clips", "subjects"],
+        default="all",
+        help="mocap-heldout: every held-out frame, only the held-out clips of sources without subjects, "
+        "or only the held-out subjects (e.g. CMU 02 and 05)",
+    )
     p.add_argument("--split", default="test", help="3dpw split (test, validation, train)")
     p.add_argument("--smpl-dir", help="SMPL files for ground-truth meshes of 3dpw / h36m-p2")
-    p.add_argument("--h36m-regressor", help="SPIN's J_regressor_h36m.npy for the SMPL ground truth's H36M joints")
+    p.add_argument(
+        "--h36m-regressor",
+        help="SPIN's J_regressor_h36m.npy for the SMPL ground truth's H36M joints",
+    )
     p.add_argument("--protocol", choices=["key2mesh", "spin"], default="key2mesh")
     p.add_argument("--gt-gender", choices=["neutral", "gendered"])
     p.add_argument("--pelvis", choices=["h36m-root", "midhip"])
@@ -46,40 +63,92 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.safe_paths import atomic_write_text, refuse_overwriting_inputs
 
     if args.json_out:
-        refuse_overwriting_inputs(args.json_out, [args.dataset, args.path, args.detections, args.checkpoint, args.cache,
-                                                  args.h36m_regressor], option="--json")
+        refuse_overwriting_inputs(
+            args.json_out,
+            [
+                args.dataset,
+                args.path,
+                args.detections,
+                args.checkpoint,
+                args.cache,
+                args.h36m_regressor,
+            ],
+            option="--json",
+        )
     protocol = PROTOCOLS[args.protocol]
-    overrides = {k: v for k, v in (("gt_gender", args.gt_gender), ("pelvis", args.pelvis and args.pelvis.replace("-", "_")),
-                                   ("pve_align", args.pve_align)) if v}
+    overrides = {
+        k: v
+        for k, v in (
+            ("gt_gender", args.gt_gender),
+            ("pelvis", args.pelvis and args.pelvis.replace("-", "_")),
+            ("pve_align", args.pve_align),
+        )
+        if v
+    }
     protocol = dataclasses.replace(protocol, **overrides)
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, full_mesh=False)
     if args.dataset == "mocap-heldout":
         if not args.cache:
-            raise Key2MeshError("--dataset mocap-heldout needs --cache (from `key2mesh data prepare`)")
+            raise Key2MeshError(
+                "--dataset mocap-heldout needs --cache (from `key2mesh data prepare`)"
+            )
         from key2mesh.data.heldout import mocap_samples
 
-        data = mocap_samples(args.cache, model.checkpoint, args.noise_profile, n=args.num, split="val",
-                             heldout=args.heldout)
-        pred = model.predict(data.keypoints2d, data.confidence, keypoint_set=data.keypoint_set, mesh=False)
-        keep = pred.valid.cpu() & data.keypoints2d.isfinite().all(-1).all(-1)  # usable detections only
+        data = mocap_samples(
+            args.cache,
+            model.checkpoint,
+            args.noise_profile,
+            n=args.num,
+            split="val",
+            heldout=args.heldout,
+        )
+        pred = model.predict(
+            data.keypoints2d, data.confidence, keypoint_set=data.keypoint_set, mesh=False
+        )
+        keep = pred.valid.cpu() & data.keypoints2d.isfinite().all(-1).all(
+            -1
+        )  # usable detections only
         dev = model.device
-        errors = score_bodies(model.body, pred.rotmats[keep.to(dev)], pred.shape[keep.to(dev)], model.body,
-                              data.rotmats[keep].to(dev), data.shape[keep].to(dev), protocol)
+        errors = score_bodies(
+            model.body,
+            pred.rotmats[keep.to(dev)],
+            pred.shape[keep.to(dev)],
+            model.body,
+            data.rotmats[keep].to(dev),
+            data.shape[keep].to(dev),
+            protocol,
+        )
         suffix = "" if args.heldout == "all" else f"[{args.heldout}]"
-        result = summarize(f"mocap-heldout{suffix}+{args.noise_profile}", errors, protocol, int((~keep).sum()))
+        result = summarize(
+            f"mocap-heldout{suffix}+{args.noise_profile}", errors, protocol, int((~keep).sum())
+        )
     elif args.dataset in ("3dpw", "h36m-p2") or args.dataset.endswith(".npz"):
         from key2mesh.eval.benchmarks import evaluate_benchmark
 
-        result = evaluate_benchmark(model, args.dataset, args.path, protocol, split=args.split,
-                                    detections=args.detections, smpl_dir=args.smpl_dir,
-                                    h36m_regressor=args.h36m_regressor)
+        result = evaluate_benchmark(
+            model,
+            args.dataset,
+            args.path,
+            protocol,
+            split=args.split,
+            detections=args.detections,
+            smpl_dir=args.smpl_dir,
+            h36m_regressor=args.h36m_regressor,
+        )
     else:
-        raise Key2MeshError(f"unknown dataset {args.dataset!r}: use mocap-heldout, 3dpw, h36m-p2 or a benchmark .npz file")
+        raise Key2MeshError(
+            f"unknown dataset {args.dataset!r}: use mocap-heldout, 3dpw, h36m-p2 or a benchmark .npz file"
+        )
     table = Table(title=f"{result.name} — protocol {args.protocol} {protocol.__dict__}")
     for col in ("n", "dropped", "MPJPE (mm)", "PA-MPJPE (mm)", "PVE (mm)"):
         table.add_column(col, justify="right")
-    table.add_row(str(result.count), str(result.dropped), f"{result.mpjpe:.1f}", f"{result.pa_mpjpe:.1f}",
-                  "-" if result.pve is None else f"{result.pve:.1f}")
+    table.add_row(
+        str(result.count),
+        str(result.dropped),
+        f"{result.mpjpe:.1f}",
+        f"{result.pa_mpjpe:.1f}",
+        "-" if result.pve is None else f"{result.pve:.1f}",
+    )
     Console().print(table)
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(result.row(), indent=2))

@@ -9,11 +9,21 @@ HELP = "export a checkpoint's network (with input normalisation) to ONNX and/or 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="checkpoint file or shipped model name (anny-body25, anny-coco17)")
+    p.add_argument(
+        "checkpoint", help="checkpoint file or shipped model name (anny-body25, anny-coco17)"
+    )
     p.add_argument("--onnx", metavar="PATH", help="write an ONNX model here")
     p.add_argument("--torchscript", metavar="PATH", help="write a TorchScript model here")
-    p.add_argument("--slim", metavar="PATH", help="write a shippable checkpoint (no optimizer state, float16 weights)")
-    p.add_argument("--check", action="store_true", help="compare the ONNX outputs with PyTorch (needs onnxruntime)")
+    p.add_argument(
+        "--slim",
+        metavar="PATH",
+        help="write a shippable checkpoint (no optimizer state, float16 weights)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="compare the ONNX outputs with PyTorch (needs onnxruntime)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,10 +32,16 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
 
     if not (args.onnx or args.torchscript or args.slim):
-        raise Key2MeshError("nothing to do: give --onnx PATH, --torchscript PATH and/or --slim PATH")
+        raise Key2MeshError(
+            "nothing to do: give --onnx PATH, --torchscript PATH and/or --slim PATH"
+        )
     from key2mesh.safe_paths import refuse_overwriting_inputs
 
-    for option, out in (("--onnx", args.onnx), ("--torchscript", args.torchscript), ("--slim", args.slim)):
+    for option, out in (
+        ("--onnx", args.onnx),
+        ("--torchscript", args.torchscript),
+        ("--slim", args.slim),
+    ):
         if out:
             refuse_overwriting_inputs(out, [args.checkpoint], option=option)
     ck = load_checkpoint(resolve_checkpoint(args.checkpoint))

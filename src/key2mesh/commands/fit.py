@@ -16,28 +16,71 @@ HELP = "fit the body model to 2D keypoint files by optimisation (baseline; --ini
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", help="OpenPose JSON files/folders, COCO keypoint JSON, .npy/.npz")
-    p.add_argument("--config", help="JSON/YAML file of FitConfig options (command-line flags override it)")
+    p.add_argument(
+        "inputs", nargs="+", help="OpenPose JSON files/folders, COCO keypoint JSON, .npy/.npz"
+    )
+    p.add_argument(
+        "--config", help="JSON/YAML file of FitConfig options (command-line flags override it)"
+    )
     p.add_argument("--keypoint-set", help="keypoint set of the inputs when it cannot be inferred")
-    p.add_argument("--fit-set", help="keypoint set the fit uses (inputs are converted; default openpose_body25)")
+    p.add_argument(
+        "--fit-set",
+        help="keypoint set the fit uses (inputs are converted; default openpose_body25)",
+    )
     p.add_argument("--body", choices=["anny", "smpl"], help="body model (default anny)")
     p.add_argument("--smpl-dir", help="SMPL model folder for --body smpl")
-    p.add_argument("--init-from", help="checkpoint (or shipped name): start from Key2Mesh's prediction (refinement)")
+    p.add_argument(
+        "--init-from",
+        help="checkpoint (or shipped name): start from Key2Mesh's prediction (refinement)",
+    )
     p.add_argument("--iters", type=non_negative_int, help="optimisation steps (default 100)")
     p.add_argument("--optimizer", choices=["adam", "lbfgs"], help="default adam")
     p.add_argument("--lr", type=positive_float)
-    p.add_argument("--sigma", type=positive_float, help="Geman-McClure scale (box-normalised units; default 0.1)")
-    p.add_argument("--pose-weight", type=non_negative_float, help="pose prior weight (default 1e-3)")
-    p.add_argument("--hinge-weight", type=non_negative_float, help="knee/elbow hyper-extension weight (default 1)")
-    p.add_argument("--shape-weight", type=non_negative_float, help="shape prior weight (default 1e-2)")
-    p.add_argument("--batch-size", type=positive_int, help="detections fitted at a time (default 512)")
-    p.add_argument("--min-keypoints", type=positive_int, help=f"skip detections with fewer confident keypoints (default {MIN_KEYPOINTS})")
+    p.add_argument(
+        "--sigma",
+        type=positive_float,
+        help="Geman-McClure scale (box-normalised units; default 0.1)",
+    )
+    p.add_argument(
+        "--pose-weight", type=non_negative_float, help="pose prior weight (default 1e-3)"
+    )
+    p.add_argument(
+        "--hinge-weight",
+        type=non_negative_float,
+        help="knee/elbow hyper-extension weight (default 1)",
+    )
+    p.add_argument(
+        "--shape-weight", type=non_negative_float, help="shape prior weight (default 1e-2)"
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, help="detections fitted at a time (default 512)"
+    )
+    p.add_argument(
+        "--min-keypoints",
+        type=positive_int,
+        help=f"skip detections with fewer confident keypoints (default {MIN_KEYPOINTS})",
+    )
     p.add_argument("--out", default="outputs/fit.npz")
 
 
 # flags that set the FitConfig field of the same name, and those of its weights
-FLAGS = ("fit_set", "body", "smpl_dir", "init_from", "iters", "optimizer", "lr", "batch_size", "min_keypoints")
-WEIGHT_FLAGS = {"sigma": "sigma", "pose_weight": "pose", "hinge_weight": "hinge", "shape_weight": "shape"}
+FLAGS = (
+    "fit_set",
+    "body",
+    "smpl_dir",
+    "init_from",
+    "iters",
+    "optimizer",
+    "lr",
+    "batch_size",
+    "min_keypoints",
+)
+WEIGHT_FLAGS = {
+    "sigma": "sigma",
+    "pose_weight": "pose",
+    "hinge_weight": "hinge",
+    "shape_weight": "shape",
+}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,11 +95,20 @@ def run(args: argparse.Namespace) -> int:
     cfg = merged_config(FitConfig, args.config, flags)
     refuse_overwriting_inputs(args.out, [*args.inputs, cfg.init_from])
     table = fit_files(cfg, args.inputs, args.keypoint_set)
-    out = atomic_savez(args.out, rotmats=table.rotmats, shape=table.shape, reprojection_error=table.reprojection_error,
-                       names=np.array(table.names), body=table.body, keypoint_set=table.keypoint_set)
+    out = atomic_savez(
+        args.out,
+        rotmats=table.rotmats,
+        shape=table.shape,
+        reprojection_error=table.reprojection_error,
+        names=np.array(table.names),
+        body=table.body,
+        keypoint_set=table.keypoint_set,
+    )
     why = "; ".join(f"{n} {reason}" for reason, n in table.skipped.items())
     n, total = len(table.names), table.total
-    print(f"wrote {out}: {n} fits in {table.seconds:.1f} s, "
-          f"mean normalised re-projection error {table.reprojection_error.mean():.4f}"
-          f"{f' ({total - n} of {total} detections skipped: {why})' if why else ''}")
+    print(
+        f"wrote {out}: {n} fits in {table.seconds:.1f} s, "
+        f"mean normalised re-projection error {table.reprojection_error.mean():.4f}"
+        f"{f' ({total - n} of {total} detections skipped: {why})' if why else ''}"
+    )
     return 0

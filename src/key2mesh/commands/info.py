@@ -11,7 +11,9 @@ HELP = "print the body models, keypoint sets and library versions available"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--smpl-dir", help="SMPL model folder to check (default: $KEY2MESH_SMPL_DIR)")
+    parser.add_argument(
+        "--smpl-dir", help="SMPL model folder to check (default: $KEY2MESH_SMPL_DIR)"
+    )
 
 
 def _version(dist: str) -> str:
@@ -27,8 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh import __version__
     from key2mesh.keypoints.sets import KEYPOINT_SETS
 
-    print(f"key2mesh {__version__}  (python {platform.python_version()}, torch {torch.__version__}, "
-          f"cuda {'available' if torch.cuda.is_available() else 'not available'})")
+    print(
+        f"key2mesh {__version__}  (python {platform.python_version()}, torch {torch.__version__}, "
+        f"cuda {'available' if torch.cuda.is_available() else 'not available'})"
+    )
     print("\nbody models:")
     print(f"  anny   available (anny {_version('anny')}, bundled; Apache-2.0)")
     smpl_dir = args.smpl_dir or os.environ.get("KEY2MESH_SMPL_DIR")
@@ -38,9 +42,12 @@ def run(args: argparse.Namespace) -> int:
         from key2mesh.body.smpl_backend import find_smpl_files
 
         found = find_smpl_files(smpl_dir) if smpl_dir else {}
-        smpl = (f"available: {', '.join(sorted(found))} in {smpl_dir}" if found else
-                "smplx installed; no SMPL model files found (set KEY2MESH_SMPL_DIR or --smpl-dir; "
-                "files from https://smpl.is.tue.mpg.de)")
+        smpl = (
+            f"available: {', '.join(sorted(found))} in {smpl_dir}"
+            if found
+            else "smplx installed; no SMPL model files found (set KEY2MESH_SMPL_DIR or --smpl-dir; "
+            "files from https://smpl.is.tue.mpg.de)"
+        )
     print(f"  smpl   {smpl}")
     print("\nkeypoint sets:")
     for name, names in KEYPOINT_SETS.items():

@@ -16,33 +16,85 @@ HELP = "pre-train the network on MoCap bodies projected through the virtual came
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="JSON/YAML file of PretrainConfig options (command-line flags override it)")
+    p.add_argument(
+        "--config", help="JSON/YAML file of PretrainConfig options (command-line flags override it)"
+    )
     p.add_argument("--cache", help="training cache from `key2mesh data prepare`")
-    p.add_argument("--out", dest="out_dir", help="output folder (checkpoints, metrics.csv, tensorboard/)")
+    p.add_argument(
+        "--out", dest="out_dir", help="output folder (checkpoints, metrics.csv, tensorboard/)"
+    )
     p.add_argument("--keypoint-set", help="input keypoint set (default openpose_body25)")
-    p.add_argument("--steps", type=non_negative_int, help="number of optimisation steps (default: from --epochs)")
-    p.add_argument("--epochs", type=positive_float, help="epochs over the training frames (paper: 10)")
+    p.add_argument(
+        "--steps",
+        type=non_negative_int,
+        help="number of optimisation steps (default: from --epochs)",
+    )
+    p.add_argument(
+        "--epochs", type=positive_float, help="epochs over the training frames (paper: 10)"
+    )
     p.add_argument("--batch-size", type=positive_int, help="batch size (paper: 256)")
     p.add_argument("--lr", type=positive_float, help="Adam learning rate (paper: 1e-3)")
-    p.add_argument("--lr-gamma", type=float, help="StepLR decay factor (official code: 0.8; 1 = constant)")
+    p.add_argument(
+        "--lr-gamma", type=float, help="StepLR decay factor (official code: 0.8; 1 = constant)"
+    )
     p.add_argument("--lr-step", type=int, help="steps between LR decays (default: one epoch)")
     p.add_argument("--hidden", type=int, help="network width, extractor and critic (paper: 1024)")
-    p.add_argument("--val-subjects", help="comma-separated subjects held out whole for validation (default cmu_02,cmu_05)")
-    p.add_argument("--val-fraction", type=non_negative_float, help="share of the frames of sources without subjects held out (default 0.1)")
-    p.add_argument("--val-size", type=positive_int, help="validation samples synthesised from the held-out frames (default 2048)")
+    p.add_argument(
+        "--val-subjects",
+        help="comma-separated subjects held out whole for validation (default cmu_02,cmu_05)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=non_negative_float,
+        help="share of the frames of sources without subjects held out (default 0.1)",
+    )
+    p.add_argument(
+        "--val-size",
+        type=positive_int,
+        help="validation samples synthesised from the held-out frames (default 2048)",
+    )
     p.add_argument("--val-every", type=positive_int, help="validate and checkpoint every N steps")
-    p.add_argument("--noise-profile", help="detector-like noise on the inputs: none, detector, strong")
-    p.add_argument("--no-pose-augment", dest="pose_augment", action="store_false", default=None, help="disable the pose sampler (mirroring, perturbation, limb mixing)")
+    p.add_argument(
+        "--noise-profile", help="detector-like noise on the inputs: none, detector, strong"
+    )
+    p.add_argument(
+        "--no-pose-augment",
+        dest="pose_augment",
+        action="store_false",
+        default=None,
+        help="disable the pose sampler (mirroring, perturbation, limb mixing)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default)")
     p.add_argument("--threads", type=non_negative_int, help="CPU threads for torch")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (same result as an uninterrupted run)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/last.pt (same result as an uninterrupted run)",
+    )
     p.add_argument("--stop-after", type=non_negative_int, help=argparse.SUPPRESS)
 
 
 # flags that set the PretrainConfig field of the same name
-FLAGS = ("cache", "out_dir", "keypoint_set", "steps", "epochs", "batch_size", "lr", "lr_gamma", "lr_step", "val_every",
-         "val_fraction", "val_size", "pose_augment", "seed", "device", "threads", "stop_after")
+FLAGS = (
+    "cache",
+    "out_dir",
+    "keypoint_set",
+    "steps",
+    "epochs",
+    "batch_size",
+    "lr",
+    "lr_gamma",
+    "lr_step",
+    "val_every",
+    "val_fraction",
+    "val_size",
+    "pose_augment",
+    "seed",
+    "device",
+    "threads",
+    "stop_after",
+)
 
 
 def run(args: argparse.Namespace) -> int:

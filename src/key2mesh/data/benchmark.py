@@ -19,7 +19,14 @@ import torch
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 
-GENDER_NAMES = {"m": "male", "male": "male", "f": "female", "female": "female", "n": "neutral", "neutral": "neutral"}
+GENDER_NAMES = {
+    "m": "male",
+    "male": "male",
+    "f": "female",
+    "female": "female",
+    "n": "neutral",
+    "neutral": "neutral",
+}
 
 
 @dataclass
@@ -61,12 +68,17 @@ class BenchmarkSet:
             "confidence": (self.confidence, (n, k)),
             "pose": (self.pose, (n, 24, 3, 3)),
             "betas": (self.betas, (n, 10)),
-            "joints3d": (joints, (n, joints.shape[1] if joints is not None and joints.ndim == 3 else -1, 3)),
+            "joints3d": (
+                joints,
+                (n, joints.shape[1] if joints is not None and joints.ndim == 3 else -1, 3),
+            ),
             "intrinsics": (self.intrinsics, (n, 3, 3)),
         }
         for key, (value, shape) in expected.items():
             if value is not None and tuple(value.shape) != shape:
-                raise Key2MeshError(f"{self.source}: {key} must be {shape}, got {tuple(value.shape)}")
+                raise Key2MeshError(
+                    f"{self.source}: {key} must be {shape}, got {tuple(value.shape)}"
+                )
         if self.pose is None and self.joints3d is None:
             raise Key2MeshError(f"{self.source}: a benchmark needs ground-truth poses or 3D joints")
         for key, values in (("genders", self.genders), ("image_names", self.image_names)):
@@ -88,10 +100,18 @@ class BenchmarkSet:
         def sel(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t[idx]
 
-        return replace(self, keypoints2d=self.keypoints2d[idx], confidence=self.confidence[idx],
-                       pose=sel(self.pose), betas=sel(self.betas), joints3d=sel(self.joints3d),
-                       intrinsics=sel(self.intrinsics), genders=[self.genders[i] for i in pick],
-                       image_names=[self.image_names[i] for i in pick], excluded=dict(self.excluded))
+        return replace(
+            self,
+            keypoints2d=self.keypoints2d[idx],
+            confidence=self.confidence[idx],
+            pose=sel(self.pose),
+            betas=sel(self.betas),
+            joints3d=sel(self.joints3d),
+            intrinsics=sel(self.intrinsics),
+            genders=[self.genders[i] for i in pick],
+            image_names=[self.image_names[i] for i in pick],
+            excluded=dict(self.excluded),
+        )
 
     def summary(self) -> str:
         """One line: name, kept samples, dropped detections and protocol exclusions."""
@@ -104,7 +124,10 @@ class BenchmarkSet:
 
 def clean_keypoints(xy: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Missing points (confidence <= 0 or non-finite, or non-finite position) → (0, 0) with confidence 0."""
-    xy, conf = np.array(xy, dtype=np.float64), np.nan_to_num(np.asarray(conf, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    xy, conf = (
+        np.array(xy, dtype=np.float64),
+        np.nan_to_num(np.asarray(conf, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0),
+    )
     missing = (conf <= 0) | ~np.isfinite(xy).all(-1)
     xy[missing], conf[missing] = 0.0, 0.0
     return xy, conf
@@ -114,7 +137,9 @@ def gender_name(path: Path, value: Any) -> str:
     text = value.decode() if isinstance(value, bytes) else str(value)
     key = text.strip().lower()
     if key not in GENDER_NAMES:
-        raise Key2MeshError(f"{path}: unknown gender {text!r} (expected 'm'/'f' or male/female/neutral)")
+        raise Key2MeshError(
+            f"{path}: unknown gender {text!r} (expected 'm'/'f' or male/female/neutral)"
+        )
     return GENDER_NAMES[key]
 
 
@@ -131,7 +156,9 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             if not isinstance(z, np.lib.npyio.NpzFile):
-                raise Key2MeshError(f"{path}: expected an .npz archive of arrays, got a single array")
+                raise Key2MeshError(
+                    f"{path}: expected an .npz archive of arrays, got a single array"
+                )
             return {k: z[k] for k in z.files}
     except Key2MeshError:
         raise
@@ -140,6 +167,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------- key2mesh benchmark file
+
 
 def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
     """Write ``bench`` as a key2mesh benchmark ``.npz`` (read back by :func:`load_benchmark_file`).
@@ -155,10 +183,15 @@ def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, Any] = {
-        "keypoints": bench.keypoints2d.numpy(), "confidence": bench.confidence.numpy(),
-        "keypoint_set": np.array(bench.keypoint_set), "frame_names": np.array(bench.image_names),
-        "genders": np.array(bench.genders), "name": np.array(bench.name), "dropped": np.array(bench.dropped),
-        "drop_reason": np.array(bench.drop_reason), "excluded": np.array(json.dumps(bench.excluded)),
+        "keypoints": bench.keypoints2d.numpy(),
+        "confidence": bench.confidence.numpy(),
+        "keypoint_set": np.array(bench.keypoint_set),
+        "frame_names": np.array(bench.image_names),
+        "genders": np.array(bench.genders),
+        "name": np.array(bench.name),
+        "dropped": np.array(bench.dropped),
+        "drop_reason": np.array(bench.drop_reason),
+        "excluded": np.array(json.dumps(bench.excluded)),
     }
     for key in ("joints3d", "pose", "betas", "intrinsics"):
         value = getattr(bench, key)
@@ -181,12 +214,16 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
 
     path = Path(path)
     if not path.is_file():
-        raise Key2MeshError(f"{path}: no such benchmark file (expected a .npz from `key2mesh data pose2sim`)")
+        raise Key2MeshError(
+            f"{path}: no such benchmark file (expected a .npz from `key2mesh data pose2sim`)"
+        )
     data = load_npz(path)
     for key in ("keypoints", "confidence", "keypoint_set"):
         require_key(path, data, key)
     if "joints3d" not in data and "pose" not in data:
-        raise Key2MeshError(f"{path}: missing key 'joints3d' (or 'pose'): no ground truth to evaluate against")
+        raise Key2MeshError(
+            f"{path}: missing key 'joints3d' (or 'pose'): no ground truth to evaluate against"
+        )
     if "joints3d" in data and "joints3d_set" not in data:
         raise Key2MeshError(f"{path}: 'joints3d' needs 'joints3d_set' naming its joint order")
 
@@ -195,7 +232,9 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
             return default
         value = data[key]
         if value.ndim != 0 or value.dtype.kind != "U":
-            raise Key2MeshError(f"{path}: {key!r} must be one text value, got {value.shape} {value.dtype}")
+            raise Key2MeshError(
+                f"{path}: {key!r} must be one text value, got {value.shape} {value.dtype}"
+            )
         return str(value)
 
     def numbers(key: str) -> np.ndarray | None:
@@ -223,7 +262,9 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
             raise Key2MeshError(f"{path}: joints3d_set: {e}") from None
     kp, conf = numbers("keypoints"), numbers("confidence")
     if kp.ndim != 3 or kp.shape[-1] != 2 or conf.shape != kp.shape[:2]:
-        raise Key2MeshError(f"{path}: 'keypoints' must be (N, K, 2) with 'confidence' (N, K), got {kp.shape} and {conf.shape}")
+        raise Key2MeshError(
+            f"{path}: 'keypoints' must be (N, K, 2) with 'confidence' (N, K), got {kp.shape} and {conf.shape}"
+        )
     n = len(kp)
     kp, conf = clean_keypoints(kp, conf)
     truth = {key: numbers(key) for key in ("pose", "betas", "joints3d", "intrinsics")}
@@ -231,21 +272,30 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
         if value is not None and not np.isfinite(value).all():
             raise Key2MeshError(f"{path}: {key!r} holds NaN or infinite values")
     if truth["pose"] is not None and np.abs(truth["pose"]).max(initial=0.0) > 1.01:
-        raise Key2MeshError(f"{path}: 'pose' holds values beyond ±1 (expected (N, 24, 3, 3) rotation matrices)")
+        raise Key2MeshError(
+            f"{path}: 'pose' holds values beyond ±1 (expected (N, 24, 3, 3) rotation matrices)"
+        )
     joints = truth["joints3d"]
     if joints is not None and (joints.ndim != 3 or joints.shape[1] != num_keypoints(joints_set)):
-        raise Key2MeshError(f"{path}: 'joints3d' must be (N, {num_keypoints(joints_set)}, 3) for {joints_set!r}, "
-                            f"got {joints.shape}")
+        raise Key2MeshError(
+            f"{path}: 'joints3d' must be (N, {num_keypoints(joints_set)}, 3) for {joints_set!r}, "
+            f"got {joints.shape}"
+        )
     dropped = data.get("dropped", np.asarray(0))
     if dropped.size != 1 or dropped.dtype.kind not in "iu" or int(dropped.reshape(-1)[0]) < 0:
-        raise Key2MeshError(f"{path}: 'dropped' must be one count >= 0, got {dropped.reshape(-1)[:3]} ({dropped.dtype})")
+        raise Key2MeshError(
+            f"{path}: 'dropped' must be one count >= 0, got {dropped.reshape(-1)[:3]} ({dropped.dtype})"
+        )
     try:
         excluded = json.loads(text("excluded", "{}"))
     except ValueError:
         excluded = None
     if not isinstance(excluded, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in excluded.values()):
-        raise Key2MeshError(f"{path}: 'excluded' must be a JSON object of counts, got {text('excluded')!r}")
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in excluded.values()
+    ):
+        raise Key2MeshError(
+            f"{path}: 'excluded' must be a JSON object of counts, got {text('excluded')!r}"
+        )
     genders = names("genders", n)
     genders = [gender_name(path, g) for g in genders] if genders is not None else ["neutral"] * n
 
@@ -254,10 +304,18 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
 
     return BenchmarkSet(
         name=text("name", path.stem),
-        keypoints2d=tensor(kp), confidence=tensor(np.clip(conf, 0.0, 1.0)), keypoint_set=text("keypoint_set"),
-        pose=tensor(truth["pose"]), betas=tensor(truth["betas"]), genders=genders,
+        keypoints2d=tensor(kp),
+        confidence=tensor(np.clip(conf, 0.0, 1.0)),
+        keypoint_set=text("keypoint_set"),
+        pose=tensor(truth["pose"]),
+        betas=tensor(truth["betas"]),
+        genders=genders,
         image_names=names("frame_names", n) or [f"{i:06d}" for i in range(n)],
-        joints3d=tensor(joints), joints3d_set=joints_set, intrinsics=tensor(truth["intrinsics"]),
-        dropped=int(dropped.reshape(-1)[0]), drop_reason=text("drop_reason", ""),
-        excluded=excluded, source=str(path),
+        joints3d=tensor(joints),
+        joints3d_set=joints_set,
+        intrinsics=tensor(truth["intrinsics"]),
+        dropped=int(dropped.reshape(-1)[0]),
+        drop_reason=text("drop_reason", ""),
+        excluded=excluded,
+        source=str(path),
     )

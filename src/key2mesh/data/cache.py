@@ -56,22 +56,34 @@ class PoseBank:
     def load(cls, path: str | Path) -> PoseBank:
         path = Path(path)
         if not path.is_file():
-            raise Key2MeshError(f"training cache {path} does not exist; build it with `key2mesh data prepare`")
+            raise Key2MeshError(
+                f"training cache {path} does not exist; build it with `key2mesh data prepare`"
+            )
         try:
             loaded = np.load(path, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):
-                raise Key2MeshError(f"{path} is not a key2mesh training cache (a single array, not an .npz archive)")
+                raise Key2MeshError(
+                    f"{path} is not a key2mesh training cache (a single array, not an .npz archive)"
+                )
             with loaded as z:
-                missing = [k for k in ("rotmats", "clip_index", "clip_names", "shapes", "body") if k not in z.files]
+                missing = [
+                    k
+                    for k in ("rotmats", "clip_index", "clip_names", "shapes", "body")
+                    if k not in z.files
+                ]
                 if missing:
-                    raise Key2MeshError(f"{path} is not a key2mesh training cache (missing {missing})")
+                    raise Key2MeshError(
+                        f"{path} is not a key2mesh training cache (missing {missing})"
+                    )
                 arrays = {k: z[k] for k in _CACHE_KEYS if k in z.files}
         except Key2MeshError:
             raise
         except Exception as exc:  # noqa: BLE001 - a cut or damaged archive raises zip, EOF, npy-header or zlib errors
             reason = " ".join(str(exc).split()) or "damaged file"
-            raise Key2MeshError(f"cannot read training cache {path}: {type(exc).__name__}: {reason} "
-                                "(a truncated or damaged file; rebuild it with `key2mesh data prepare`)") from None
+            raise Key2MeshError(
+                f"cannot read training cache {path}: {type(exc).__name__}: {reason} "
+                "(a truncated or damaged file; rebuild it with `key2mesh data prepare`)"
+            ) from None
         return cls._from_arrays(path, arrays)
 
     @classmethod
@@ -88,15 +100,24 @@ class PoseBank:
         if rot.dtype.kind != "f" or rot.ndim != 4 or rot.shape[1:] != (24, 3, 3) or len(rot) == 0:
             raise bad(f"rotmats must be (N>0, 24, 3, 3) floats, got {described(rot)}")
         for i in range(0, len(rot), 65536):  # in chunks: a cache can hold millions of frames
-            part = rot[i:i + 65536]
+            part = rot[i : i + 65536]
             if not np.isfinite(part).all() or np.abs(part).max() > 1.01:
-                raise bad("rotmats holds values that are not rotation matrices (non-finite or beyond ±1)")
+                raise bad(
+                    "rotmats holds values that are not rotation matrices (non-finite or beyond ±1)"
+                )
         names = _strings(a["clip_names"], "clip_names", bad)
         if clip.dtype.kind not in "iu" or clip.shape != (len(rot),):
             raise bad(f"clip_index must be ({len(rot)},) integers, got {described(clip)}")
         if len(names) == 0 or clip.min() < 0 or clip.max() >= len(names):
-            raise bad(f"clip_index must lie in [0, {len(names)}) (one entry of clip_names per clip)")
-        if shapes.dtype.kind != "f" or shapes.ndim != 2 or 0 in shapes.shape or not np.isfinite(shapes).all():
+            raise bad(
+                f"clip_index must lie in [0, {len(names)}) (one entry of clip_names per clip)"
+            )
+        if (
+            shapes.dtype.kind != "f"
+            or shapes.ndim != 2
+            or 0 in shapes.shape
+            or not np.isfinite(shapes).all()
+        ):
             raise bad(f"shapes must be (M>0, S>0) finite floats, got {described(shapes)}")
         extra = {}
         for key in ("clip_sources", "clip_subjects"):
@@ -105,10 +126,21 @@ class PoseBank:
                 raise bad(f"{len(extra[key])} {key} for {len(names)} clips")
         body = _json_dict(a["body"], "body", bad)
         meta = _json_dict(a["meta"], "meta", bad) if "meta" in a else {}
-        return cls(rotmats=rot, clip_index=clip, clip_names=names, shapes=shapes, body=body, meta=meta, **extra)
+        return cls(
+            rotmats=rot,
+            clip_index=clip,
+            clip_names=names,
+            shapes=shapes,
+            body=body,
+            meta=meta,
+            **extra,
+        )
 
     def split(
-        self, val_fraction: float = 0.1, seed: int = 0, val_subjects: tuple[str, ...] | list[str] = DEFAULT_VAL_SUBJECTS
+        self,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        val_subjects: tuple[str, ...] | list[str] = DEFAULT_VAL_SUBJECTS,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Frame indices (train, val), never splitting a clip or a subject.
 
@@ -123,7 +155,10 @@ class PoseBank:
         return np.nonzero(~is_val)[0], np.nonzero(is_val)[0]
 
     def validation_sets(
-        self, val_fraction: float = 0.1, seed: int = 0, val_subjects: tuple[str, ...] | list[str] = DEFAULT_VAL_SUBJECTS
+        self,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        val_subjects: tuple[str, ...] | list[str] = DEFAULT_VAL_SUBJECTS,
     ) -> dict[str, np.ndarray]:
         """The held-out frames of :meth:`split`, reported separately: ``"clips"`` (held-out clips
         without a subject) and ``"subjects"`` (every clip of ``val_subjects``); empty sets are left out."""
@@ -141,12 +176,16 @@ class PoseBank:
             n_val = max(1, int(np.searchsorted(cum, val_fraction * cum[-1])) + 1)
             n_val = min(n_val, len(free) - 1)
             val_clips = order[:n_val]
-        out = {"clips": np.nonzero(np.isin(self.clip_index, val_clips))[0],
-               "subjects": np.nonzero(np.isin(self.clip_index, np.nonzero(held_subject)[0]))[0]}
+        out = {
+            "clips": np.nonzero(np.isin(self.clip_index, val_clips))[0],
+            "subjects": np.nonzero(np.isin(self.clip_index, np.nonzero(held_subject)[0]))[0],
+        }
         out = {k: v for k, v in out.items() if len(v)}
         if not out or sum(len(v) for v in out.values()) >= self.num_frames:
-            raise Key2MeshError("the held-out split leaves no validation or no training frames "
-                                f"(val_fraction {val_fraction}, val_subjects {list(val_subjects)})")
+            raise Key2MeshError(
+                "the held-out split leaves no validation or no training frames "
+                f"(val_fraction {val_fraction}, val_subjects {list(val_subjects)})"
+            )
         return out
 
     def split_for(self, config: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +193,16 @@ class PoseBank:
         return self.split(**split_options(config))
 
 
-_CACHE_KEYS = ("rotmats", "clip_index", "clip_names", "clip_sources", "clip_subjects", "shapes", "body", "meta")
+_CACHE_KEYS = (
+    "rotmats",
+    "clip_index",
+    "clip_names",
+    "clip_sources",
+    "clip_subjects",
+    "shapes",
+    "body",
+    "meta",
+)
 
 
 def _strings(arr: np.ndarray, key: str, bad) -> list[str]:
@@ -181,5 +229,8 @@ def split_options(config: dict | None) -> dict:
     """``val_fraction``, ``seed``, ``val_subjects`` of a pre-training config (defaults when absent),
     so adaptation and evaluation hold out exactly what pre-training held out."""
     config = config or {}
-    return {"val_fraction": float(config.get("val_fraction", 0.1)), "seed": int(config.get("seed", 0)),
-            "val_subjects": tuple(config.get("val_subjects", DEFAULT_VAL_SUBJECTS))}
+    return {
+        "val_fraction": float(config.get("val_fraction", 0.1)),
+        "seed": int(config.get("seed", 0)),
+        "val_subjects": tuple(config.get("val_subjects", DEFAULT_VAL_SUBJECTS)),
+    }

@@ -36,7 +36,15 @@ SPLITS_3DPW = ("train", "validation", "test")
 H36M_P2_SUBJECTS = ("S9", "S11")
 H36M_P2_CAMERA = "60457274"
 # Human3.6M subjects' genders (S1, S5, S7 female; S6, S8, S9, S11 male).
-H36M_GENDERS = {"S1": "female", "S5": "female", "S6": "male", "S7": "female", "S8": "male", "S9": "male", "S11": "male"}
+H36M_GENDERS = {
+    "S1": "female",
+    "S5": "female",
+    "S6": "male",
+    "S7": "female",
+    "S8": "male",
+    "S9": "male",
+    "S11": "male",
+}
 # SPIN's 24 ground-truth joints ('S' / 'part'): the 14 LSP joints first (0 R ankle … 11 L wrist,
 # 12 neck, 13 head top), then 14 MPII pelvis, 15 MPII thorax, 16 H36M spine, 17 jaw, 18 head,
 # 19-23 nose, eyes, ears. For H3.6M data the pelvis row holds the H36M root and the neck row the
@@ -57,7 +65,9 @@ _H36M_NAME = re.compile(r"(S\d+)_.*\.(\d+)_\d+(?:\.\w+)?$")
 # -------------------------------------------------------------------------------------- helpers
 
 
-def sparse_detections(confidence: np.ndarray, min_keypoints: int = MIN_KEYPOINTS, threshold: float = 0.0) -> np.ndarray:
+def sparse_detections(
+    confidence: np.ndarray, min_keypoints: int = MIN_KEYPOINTS, threshold: float = 0.0
+) -> np.ndarray:
     """(N,) bool: detections (N,K) with fewer than ``min_keypoints`` points of confidence > threshold
     (:func:`~key2mesh.keypoints.io.enough_keypoints`, strict)."""
     return ~enough_keypoints(confidence, min_keypoints, threshold, strict=True)
@@ -92,9 +102,13 @@ def _load_pickle(path: Path) -> dict:
         with path.open("rb") as f:
             data = _ArrayUnpickler(f, encoding="latin1").load()
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise Key2MeshError(f"{path}: not a readable 3DPW sequence pickle ({e.__class__.__name__}: {e})") from None
+        raise Key2MeshError(
+            f"{path}: not a readable 3DPW sequence pickle ({e.__class__.__name__}: {e})"
+        ) from None
     if not isinstance(data, dict):
-        raise Key2MeshError(f"{path}: expected a dict of 3DPW sequence data, got {type(data).__name__}")
+        raise Key2MeshError(
+            f"{path}: expected a dict of 3DPW sequence data, got {type(data).__name__}"
+        )
     return data
 
 
@@ -124,19 +138,25 @@ def _3dpw_files(path: Path, split: str) -> tuple[list[Path], str]:
     if path.is_file():
         return [path], path.parent.name if path.parent.name in SPLITS_3DPW else split
     if not path.is_dir():
-        raise Key2MeshError(f"{path}: no such file or folder (expected the 3DPW root or a sequence .pkl)")
+        raise Key2MeshError(
+            f"{path}: no such file or folder (expected the 3DPW root or a sequence .pkl)"
+        )
     if (path / "sequenceFiles").is_dir():
         path = path / "sequenceFiles"
     if (path / split).is_dir():
         folder = path / split
     elif any(path.glob("*.pkl")):
         if path.name in SPLITS_3DPW and path.name != split:
-            raise Key2MeshError(f"{path}: holds the 3DPW {path.name!r} split but split={split!r} was asked")
+            raise Key2MeshError(
+                f"{path}: holds the 3DPW {path.name!r} split but split={split!r} was asked"
+            )
         folder = path
     else:
         found = [p.name for p in sorted(path.iterdir()) if p.is_dir()]
-        raise Key2MeshError(f"{path}: no 3DPW split {split!r} (expected sequenceFiles/{split}/*.pkl; "
-                            f"folders here: {', '.join(found) or 'none'})")
+        raise Key2MeshError(
+            f"{path}: no 3DPW split {split!r} (expected sequenceFiles/{split}/*.pkl; "
+            f"folders here: {', '.join(found) or 'none'})"
+        )
     files = sorted(folder.glob("*.pkl"))
     if not files:
         raise Key2MeshError(f"{folder}: no 3DPW sequence .pkl files")
@@ -149,10 +169,14 @@ def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
     seq = str(require_key(path, data, "sequence"))
     poses = require_key(path, data, "poses")
     persons = len(poses)
-    per_person = {k: require_key(path, data, k) for k in ("genders", "betas", "campose_valid", "poses2d")}
+    per_person = {
+        k: require_key(path, data, k) for k in ("genders", "betas", "campose_valid", "poses2d")
+    }
     for key, values in per_person.items():
         if len(values) != persons:
-            raise Key2MeshError(f"{path}: {key!r} has {len(values)} entries for {persons} persons in 'poses'")
+            raise Key2MeshError(
+                f"{path}: {key!r} has {len(values)} entries for {persons} persons in 'poses'"
+            )
     cam = _array(path, require_key(path, data, "cam_poses"), "cam_poses", (None, 4, 4))
     frames = cam.shape[0]
     frame_ids = np.arange(frames)
@@ -163,22 +187,32 @@ def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
         intr = _array(path, data["cam_intrinsics"], "cam_intrinsics", (3, 3))
     joints = data.get("jointPositions")
     if joints is not None and len(joints) != persons:
-        raise Key2MeshError(f"{path}: 'jointPositions' has {len(joints)} entries for {persons} persons")
-    out: dict[str, list] = {k: [] for k in ("kp", "rot", "betas", "genders", "names", "joints", "intr")}
+        raise Key2MeshError(
+            f"{path}: 'jointPositions' has {len(joints)} entries for {persons} persons"
+        )
+    out: dict[str, list] = {
+        k: [] for k in ("kp", "rot", "betas", "genders", "names", "joints", "intr")
+    }
     invalid = 0
     for p in range(persons):  # a sequence has one or two persons
         pose = _array(path, poses[p], f"poses[{p}]", (frames, 72))
         valid = np.asarray(per_person["campose_valid"][p]).astype(bool).reshape(-1)
         if valid.shape != (frames,):
-            raise Key2MeshError(f"{path}: 'campose_valid[{p}]' must have {frames} entries, got {valid.shape}")
+            raise Key2MeshError(
+                f"{path}: 'campose_valid[{p}]' must have {frames} entries, got {valid.shape}"
+            )
         kp = np.asarray(per_person["poses2d"][p], dtype=np.float64)
         if kp.shape == (frames, 3, 18):
             kp = kp.transpose(0, 2, 1)
         elif kp.shape != (frames, 18, 3):
-            raise Key2MeshError(f"{path}: 'poses2d[{p}]' must be ({frames}, 3, 18) OpenPose COCO-18, got {kp.shape}")
+            raise Key2MeshError(
+                f"{path}: 'poses2d[{p}]' must be ({frames}, 3, 18) OpenPose COCO-18, got {kp.shape}"
+            )
         betas = _array(path, per_person["betas"][p], f"betas[{p}]", (None,)).reshape(-1)
         if betas.size < 10:
-            raise Key2MeshError(f"{path}: 'betas[{p}]' has {betas.size} values, expected at least 10")
+            raise Key2MeshError(
+                f"{path}: 'betas[{p}]' has {betas.size} values, expected at least 10"
+            )
         invalid += int((~valid).sum())
         n = int(valid.sum())
         rot = _rotmats(pose[valid])
@@ -190,23 +224,33 @@ def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
         out["genders"] += [gender_name(path, per_person["genders"][p])] * n
         out["names"] += [f"imageFiles/{seq}/image_{i:05d}.jpg" for i in frame_ids[valid]]
         if joints is not None:
-            j = _array(path, joints[p], f"jointPositions[{p}]", (frames, 72)).reshape(frames, 24, 3)[valid]
-            out["joints"].append(np.einsum("nij,nkj->nki", cam[valid, :3, :3], j) + cam[valid, None, :3, 3])
+            j = _array(path, joints[p], f"jointPositions[{p}]", (frames, 72)).reshape(
+                frames, 24, 3
+            )[valid]
+            out["joints"].append(
+                np.einsum("nij,nkj->nki", cam[valid, :3, :3], j) + cam[valid, None, :3, 3]
+            )
         if intr is not None:
             out["intr"].append(np.broadcast_to(intr, (n, 3, 3)))
     result: dict[str, Any] = {
         "kp": np.concatenate(out["kp"]) if persons else np.zeros((0, 18, 3)),
         "rot": torch.cat(out["rot"]) if persons else torch.zeros(0, 24, 3, 3, dtype=torch.float64),
         "betas": np.concatenate(out["betas"]) if persons else np.zeros((0, 10)),
-        "genders": out["genders"], "names": out["names"], "invalid": invalid,
+        "genders": out["genders"],
+        "names": out["names"],
+        "invalid": invalid,
         "joints": np.concatenate(out["joints"]) if out["joints"] else None,
         "intr": np.concatenate(out["intr"]) if out["intr"] else None,
     }
     return result
 
 
-def load_3dpw(path_or_dir: str | Path, split: str = "test", min_keypoints: int = MIN_KEYPOINTS,
-              threshold: float = 0.0) -> BenchmarkSet:
+def load_3dpw(
+    path_or_dir: str | Path,
+    split: str = "test",
+    min_keypoints: int = MIN_KEYPOINTS,
+    threshold: float = 0.0,
+) -> BenchmarkSet:
     """3DPW from its original sequence pickles.
 
     ``path_or_dir``: the dataset root (``sequenceFiles/<split>/*.pkl``), ``sequenceFiles``, a
@@ -260,9 +304,14 @@ def _parse_h36m_names(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndar
     matches = [_H36M_NAME.search(n) for n in names]
     bad = next((n for n, m in zip(names, matches) if m is None), None)
     if bad is not None:
-        raise Key2MeshError(f"{path}: cannot read subject/camera from imgname {bad!r} "
-                            "(expected e.g. 'images/S9_Directions_1.60457274_000001.jpg')")
-    return (np.array([m.group(1) for m in matches if m]), np.array([m.group(2) for m in matches if m]))
+        raise Key2MeshError(
+            f"{path}: cannot read subject/camera from imgname {bad!r} "
+            "(expected e.g. 'images/S9_Directions_1.60457274_000001.jpg')"
+        )
+    return (
+        np.array([m.group(1) for m in matches if m]),
+        np.array([m.group(2) for m in matches if m]),
+    )
 
 
 def _stem(name: str) -> str:
@@ -271,8 +320,9 @@ def _stem(name: str) -> str:
     return stem[: -len("_keypoints")] if stem.endswith("_keypoints") else stem
 
 
-def _detections_for(path: Path, det_path: Path, names: list[str], rows: np.ndarray,
-                    keypoint_set: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+def _detections_for(
+    path: Path, det_path: Path, names: list[str], rows: np.ndarray, keypoint_set: str | None
+) -> tuple[np.ndarray, np.ndarray, str]:
     """A user detections file → (N,K,2), (N,K), set for the npz rows ``rows`` (index of kept rows).
 
     Frames are matched to ``imgname`` by file stem; when no stem matches, by order (the file
@@ -282,7 +332,9 @@ def _detections_for(path: Path, det_path: Path, names: list[str], rows: np.ndarr
     try:
         from key2mesh.keypoints.io import read_detections
     except ImportError as e:  # pragma: no cover - the reader ships with key2mesh
-        raise Key2MeshError(f"{det_path}: cannot read detections, key2mesh.keypoints.io is unavailable ({e})") from None
+        raise Key2MeshError(
+            f"{det_path}: cannot read detections, key2mesh.keypoints.io is unavailable ({e})"
+        ) from None
     det = read_detections(det_path, keypoint_set)
     k = det.num_keypoints
     if det.max_persons == 0:  # no person detected in any frame
@@ -300,9 +352,11 @@ def _detections_for(path: Path, det_path: Path, names: list[str], rows: np.ndarr
         elif det.num_frames == len(rows):
             found = np.arange(len(rows))
         else:
-            raise Key2MeshError(f"{det_path}: frame names match none of the {len(rows)} selected images of {path} "
-                                f"and the {det.num_frames} frames cannot be matched by order "
-                                f"(expected {len(names)} or {len(rows)})")
+            raise Key2MeshError(
+                f"{det_path}: frame names match none of the {len(rows)} selected images of {path} "
+                f"and the {det.num_frames} frames cannot be matched by order "
+                f"(expected {len(names)} or {len(rows)})"
+            )
     out_kp = np.zeros((len(rows), k, 2))
     out_conf = np.zeros((len(rows), k))
     hit = found >= 0
@@ -310,9 +364,15 @@ def _detections_for(path: Path, det_path: Path, names: list[str], rows: np.ndarr
     return out_kp, out_conf, det.keypoint_set
 
 
-def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keypoints: int = MIN_KEYPOINTS,
-                 threshold: float = 0.0, subjects: tuple[str, ...] = H36M_P2_SUBJECTS,
-                 camera: str = H36M_P2_CAMERA, keypoint_set: str | None = None) -> BenchmarkSet:
+def load_h36m_p2(
+    npz: str | Path,
+    detections: str | Path | None = None,
+    min_keypoints: int = MIN_KEYPOINTS,
+    threshold: float = 0.0,
+    subjects: tuple[str, ...] = H36M_P2_SUBJECTS,
+    camera: str = H36M_P2_CAMERA,
+    keypoint_set: str | None = None,
+) -> BenchmarkSet:
     """Human3.6M Protocol 2 from a SPIN-style ``.npz``.
 
     Keys: ``imgname`` (required; subject and camera are read from it, e.g.
@@ -332,26 +392,36 @@ def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keyp
     subj, cams = _parse_h36m_names(path, names)
     rows = np.nonzero(np.isin(subj, list(subjects)) & (cams == str(camera)))[0]
     if len(rows) == 0:
-        raise Key2MeshError(f"{path}: no image of subjects {', '.join(subjects)} from camera {camera}")
+        raise Key2MeshError(
+            f"{path}: no image of subjects {', '.join(subjects)} from camera {camera}"
+        )
     pose = betas = joints = None
     if "pose" in data or "shape" in data:
         aa = _array(path, require_key(path, data, "pose"), "pose", (n, 72))
         betas = _array(path, require_key(path, data, "shape"), "shape", (n, None))[:, :10]
         if betas.shape[1] < 10:
-            raise Key2MeshError(f"{path}: 'shape' must have at least 10 betas, got {betas.shape[1]}")
+            raise Key2MeshError(
+                f"{path}: 'shape' must have at least 10 betas, got {betas.shape[1]}"
+            )
         pose, betas = _rotmats(aa[rows]).float(), torch.from_numpy(betas[rows]).float()
     if "S" in data:
         s = _array(path, data["S"], "S", (n, 24, None))
         if s.shape[2] not in (3, 4):
-            raise Key2MeshError(f"{path}: 'S' must be ({n}, 24, 4) joints with confidence, got {s.shape}")
+            raise Key2MeshError(
+                f"{path}: 'S' must be ({n}, 24, 4) joints with confidence, got {s.shape}"
+            )
         joints = torch.from_numpy(s[rows][:, list(J24_TO_H36M17), :3]).float()
     if pose is None and joints is None:
-        raise Key2MeshError(f"{path}: missing key 'pose' (with 'shape') or 'S': no ground truth to evaluate against")
+        raise Key2MeshError(
+            f"{path}: missing key 'pose' (with 'shape') or 'S': no ground truth to evaluate against"
+        )
     if detections is not None:
         kp, conf, kset = _detections_for(path, Path(detections), names, rows, keypoint_set)
     else:
         if "openpose" not in data:
-            raise Key2MeshError(f"{path}: missing key 'openpose' (BODY_25 detections); pass a detections file instead")
+            raise Key2MeshError(
+                f"{path}: missing key 'openpose' (BODY_25 detections); pass a detections file instead"
+            )
         op = _array(path, data["openpose"], "openpose", (n, 25, 3))[rows]
         kp, conf, kset = op[..., :2], op[..., 2], "openpose_body25"
     if "gender" in data:
@@ -383,11 +453,15 @@ def load_h36m_p2(npz: str | Path, detections: str | Path | None = None, min_keyp
 # ------------------------------------------------------------------------------- any benchmark
 
 
-def load_benchmark(dataset: str, path: str | None = None, split: str = "test", detections: str | None = None):
+def load_benchmark(
+    dataset: str, path: str | None = None, split: str = "test", detections: str | None = None
+):
     """``3dpw`` / ``h36m-p2`` from ``path`` (licensed, user-supplied) or a key2mesh benchmark file
     (``dataset`` is then the ``.npz`` path, e.g. from ``key2mesh data pose2sim``)."""
     if dataset in ("3dpw", "h36m-p2"):
         if not path:
-            raise Key2MeshError(f"--dataset {dataset} needs --path (the dataset is licensed and user-supplied)")
+            raise Key2MeshError(
+                f"--dataset {dataset} needs --path (the dataset is licensed and user-supplied)"
+            )
         return load_3dpw(path, split) if dataset == "3dpw" else load_h36m_p2(path, detections)
     return load_benchmark_file(path or dataset)

@@ -23,7 +23,9 @@ POSE2SIM_DEMO = "Pose2Sim/Demo_SinglePerson/"
 POSE2SIM_CALIB = POSE2SIM_DEMO + "calibration/Calib.qca.txt"
 
 DEMO_VIDEOS: dict[str, tuple[str, str]] = {
-    **{f"pose2sim-cam0{i}": ("pose2sim", f"{POSE2SIM_DEMO}videos/cam0{i}.mp4") for i in range(1, 5)},
+    **{
+        f"pose2sim-cam0{i}": ("pose2sim", f"{POSE2SIM_DEMO}videos/cam0{i}.mp4") for i in range(1, 5)
+    },
     "sports2d": ("sports2d", "Sports2D/Demo/demo.mp4"),
 }
 
@@ -115,21 +117,45 @@ def read_qca_calibration(path: str | Path, binning_factor: int = 1) -> MultiCame
         raise Key2MeshError(f"{path}: not a valid Qualisys .qca.txt XML file ({exc})") from exc
     cams = root.findall("cameras/camera")
     if not cams:
-        raise Key2MeshError(f"{path}: no <cameras><camera> entries (expected a Qualisys .qca.txt file)")
+        raise Key2MeshError(
+            f"{path}: no <cameras><camera> entries (expected a Qualisys .qca.txt file)"
+        )
     names, size, k_all, dist, r_all, t_all = [], [], [], [], [], []
     flip = np.diag([1.0, -1.0, -1.0])
     for cam in cams:
         fov, tr, intr = cam.find("fov_video"), cam.find("transform"), cam.find("intrinsic")
         if fov is None or tr is None or intr is None:
-            raise Key2MeshError(f"{path}: camera {cam.attrib.get('serial')!r} lacks fov_video/transform/intrinsic")
+            raise Key2MeshError(
+                f"{path}: camera {cam.attrib.get('serial')!r} lacks fov_video/transform/intrinsic"
+            )
         left, top, right, bottom = _floats(fov, ("left", "top", "right", "bottom"), path)
         names.append(cam.attrib.get("serial", f"cam{len(names) + 1:02d}"))
         size.append([(right - left + 1) / binning_factor, (bottom - top + 1) / binning_factor])
-        fu, fv, cu, cv = (x / 64.0 / binning_factor for x in _floats(intr, ("focalLengthU", "focalLengthV", "centerPointU", "centerPointV"), path))
+        fu, fv, cu, cv = (
+            x / 64.0 / binning_factor
+            for x in _floats(
+                intr, ("focalLengthU", "focalLengthV", "centerPointU", "centerPointV"), path
+            )
+        )
         k_all.append([[fu, 0.0, cu - left], [0.0, fv, cv - top], [0.0, 0.0, 1.0]])
-        dist.append([x / 64.0 / binning_factor for x in _floats(
-            intr, ("radialDistortion1", "radialDistortion2", "tangentalDistortion1", "tangentalDistortion2"), path)])
-        m = np.array(_floats(tr, tuple(f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3)), path)).reshape(3, 3)
+        dist.append(
+            [
+                x / 64.0 / binning_factor
+                for x in _floats(
+                    intr,
+                    (
+                        "radialDistortion1",
+                        "radialDistortion2",
+                        "tangentalDistortion1",
+                        "tangentalDistortion2",
+                    ),
+                    path,
+                )
+            ]
+        )
+        m = np.array(
+            _floats(tr, tuple(f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3)), path)
+        ).reshape(3, 3)
         pos = np.array(_floats(tr, ("x", "y", "z"), path)) / 1000.0
         r = flip @ m
         r_all.append(r)

@@ -37,8 +37,16 @@ class MocapSamples:
         return len(self.keypoints2d)
 
 
-def mocap_samples(cache: str, checkpoint, noise_profile: str = "strong", n: int = 4096, seed: int = 7,
-                  split: str = "val", synth_overrides: dict | None = None, heldout: str = "all") -> MocapSamples:
+def mocap_samples(
+    cache: str,
+    checkpoint,
+    noise_profile: str = "strong",
+    n: int = 4096,
+    seed: int = 7,
+    split: str = "val",
+    synth_overrides: dict | None = None,
+    heldout: str = "all",
+) -> MocapSamples:
     """``n`` samples of the frames pre-training held out (``split="val"``; ``heldout``: ``all``,
     only held-out ``clips`` of sources without subjects, or only held-out ``subjects``) or of its
     training frames (``split="train"``). ``checkpoint``: a :class:`~key2mesh.model.checkpoint.Checkpoint`
@@ -50,7 +58,9 @@ def mocap_samples(cache: str, checkpoint, noise_profile: str = "strong", n: int 
     if split == "val" and heldout != "all":
         sets = bank.validation_sets(**opts)
         if heldout not in sets:
-            raise Key2MeshError(f"{cache}: no held-out {heldout} for this checkpoint's split (held out: {sorted(sets)})")
+            raise Key2MeshError(
+                f"{cache}: no held-out {heldout} for this checkpoint's split (held out: {sorted(sets)})"
+            )
         val_idx = sets[heldout]
     idx = val_idx if split == "val" else train_idx
     g = torch.Generator().manual_seed(seed)
@@ -59,5 +69,11 @@ def mocap_samples(cache: str, checkpoint, noise_profile: str = "strong", n: int 
     cfg = SynthConfig(noise_profile=noise_profile, **(synth_overrides or {}))
     synth = PairSynthesizer(body, checkpoint.keypoint_set, checkpoint.camera, cfg)
     b = synth(torch.from_numpy(bank.rotmats)[sel], shapes, g)
-    return MocapSamples(f"mocap-{split}+{noise_profile}", b.keypoints2d, b.confidence, checkpoint.keypoint_set,
-                        b.rotmats, b.shape)
+    return MocapSamples(
+        f"mocap-{split}+{noise_profile}",
+        b.keypoints2d,
+        b.confidence,
+        checkpoint.keypoint_set,
+        b.rotmats,
+        b.shape,
+    )

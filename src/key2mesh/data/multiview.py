@@ -44,7 +44,9 @@ class MultiViewDetections:
     cameras: list[str]
 
 
-def detect_videos(videos: list, cameras: list[str], model_complexity: int = 1, progress: bool = True) -> MultiViewDetections:
+def detect_videos(
+    videos: list, cameras: list[str], model_complexity: int = 1, progress: bool = True
+) -> MultiViewDetections:
     """MediaPipe BlazePose through each video (tracking mode); videos are cut to the shortest."""
     from key2mesh.media.detect import KEYPOINT_SET, detect_frames
     from key2mesh.media.video import iter_frames
@@ -60,8 +62,12 @@ def detect_videos(videos: list, cameras: list[str], model_complexity: int = 1, p
         kps.append(kp)
         confs.append(conf)
     t = min(len(k) for k in kps)
-    return MultiViewDetections(np.stack([k[:t] for k in kps]).astype(np.float64),
-                               np.stack([c[:t] for c in confs]).astype(np.float64), KEYPOINT_SET, list(cameras))
+    return MultiViewDetections(
+        np.stack([k[:t] for k in kps]).astype(np.float64),
+        np.stack([c[:t] for c in confs]).astype(np.float64),
+        KEYPOINT_SET,
+        list(cameras),
+    )
 
 
 def _shifted(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -77,10 +83,14 @@ def _shifted(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def _triangulate(kp: np.ndarray, conf: np.ndarray, calib, **kw) -> Triangulation:
     """Synchronised keypoints (C, T, K, 2) and confidence (C, T, K) → T·K points (frame-major)."""
     c, t, k = conf.shape
-    return triangulate_robust(kp.reshape(c, t * k, 2), conf.reshape(c, t * k), calib.K, calib.dist, calib.R, calib.t, **kw)
+    return triangulate_robust(
+        kp.reshape(c, t * k, 2), conf.reshape(c, t * k), calib.K, calib.dist, calib.R, calib.t, **kw
+    )
 
 
-def estimate_frame_offsets(det: MultiViewDetections, calib, max_offset: int = 6, rounds: int = 2) -> np.ndarray:
+def estimate_frame_offsets(
+    det: MultiViewDetections, calib, max_offset: int = 6, rounds: int = 2
+) -> np.ndarray:
     """(C,) integer frame offsets of each camera relative to camera 0 (offsets[0] = 0).
 
     Coordinate search: each camera's offset in [−max_offset, max_offset] is chosen to minimise the
@@ -97,8 +107,14 @@ def estimate_frame_offsets(det: MultiViewDetections, calib, max_offset: int = 6,
             for o in range(-max_offset, max_offset + 1):
                 trial = offsets.copy()
                 trial[cam] = o
-                tri = _triangulate(_shifted(kp_all, trial), _shifted(conf_all, trial), calib,
-                                   min_views=c, conf_threshold=0.0, max_error=np.inf)
+                tri = _triangulate(
+                    _shifted(kp_all, trial),
+                    _shifted(conf_all, trial),
+                    calib,
+                    min_views=c,
+                    conf_threshold=0.0,
+                    max_error=np.inf,
+                )
                 errors.append(float(np.nanmean(tri.error)) if tri.valid.any() else np.inf)
             offsets[cam] = int(np.argmin(errors)) - max_offset
     return offsets
@@ -117,15 +133,24 @@ class MultiViewReport:
     bone_cv: float
 
     def lines(self) -> list[str]:
-        return [f"{self.frames} synchronised frames (frame offsets vs camera 1: {self.offsets})",
-                f"{self.samples} samples (camera × frame), {self.excluded} excluded (evaluation joints not triangulated)",
-                f"triangulation: {self.views_per_point:.2f} views per point, mean reprojection error "
-                f"{self.reprojection_px:.1f} px, limb-length variation over time {100 * self.bone_cv:.1f}%"]
+        return [
+            f"{self.frames} synchronised frames (frame offsets vs camera 1: {self.offsets})",
+            f"{self.samples} samples (camera × frame), {self.excluded} excluded (evaluation joints not triangulated)",
+            f"triangulation: {self.views_per_point:.2f} views per point, mean reprojection error "
+            f"{self.reprojection_px:.1f} px, limb-length variation over time {100 * self.bone_cv:.1f}%",
+        ]
 
 
-_BONES = (("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("right_shoulder", "right_elbow"),
-          ("right_elbow", "right_wrist"), ("left_hip", "left_knee"), ("left_knee", "left_ankle"),
-          ("right_hip", "right_knee"), ("right_knee", "right_ankle"))
+_BONES = (
+    ("left_shoulder", "left_elbow"),
+    ("left_elbow", "left_wrist"),
+    ("right_shoulder", "right_elbow"),
+    ("right_elbow", "right_wrist"),
+    ("left_hip", "left_knee"),
+    ("left_knee", "left_ankle"),
+    ("right_hip", "right_knee"),
+    ("right_knee", "right_ankle"),
+)
 
 
 def limb_length_variation(points: np.ndarray, names: tuple[str, ...] = COCO17) -> float:
@@ -137,9 +162,16 @@ def limb_length_variation(points: np.ndarray, names: tuple[str, ...] = COCO17) -
     return float(np.nanmean(np.nanstd(lengths, 0) / np.nanmean(lengths, 0)))
 
 
-def build_multiview_benchmark(det: MultiViewDetections, calib, offsets: np.ndarray | None = None,
-                              max_offset: int = 6, name: str = "pose2sim", min_views: int = 2,
-                              conf_threshold: float = 0.3, max_error: float = 25.0):
+def build_multiview_benchmark(
+    det: MultiViewDetections,
+    calib,
+    offsets: np.ndarray | None = None,
+    max_offset: int = 6,
+    name: str = "pose2sim",
+    min_views: int = 2,
+    conf_threshold: float = 0.3,
+    max_error: float = 25.0,
+):
     """Detections of C views + calibration → (BenchmarkSet, MultiViewReport).
 
     Samples are ordered camera-major (all frames of camera 1, then camera 2, ...); their ground
@@ -149,11 +181,17 @@ def build_multiview_benchmark(det: MultiViewDetections, calib, offsets: np.ndarr
     from key2mesh.data.benchmark import BenchmarkSet
 
     if det.keypoint_set != "mediapipe33":
-        raise Key2MeshError(f"multi-view benchmark expects MediaPipe-33 detections, got {det.keypoint_set!r}")
+        raise Key2MeshError(
+            f"multi-view benchmark expects MediaPipe-33 detections, got {det.keypoint_set!r}"
+        )
     if len(det.cameras) != len(calib.names):
         raise Key2MeshError(f"{len(det.cameras)} videos for {len(calib.names)} calibrated cameras")
     kw = {"min_views": min_views, "conf_threshold": conf_threshold, "max_error": max_error}
-    offsets = estimate_frame_offsets(det, calib, max_offset) if offsets is None else np.asarray(offsets, np.int64)
+    offsets = (
+        estimate_frame_offsets(det, calib, max_offset)
+        if offsets is None
+        else np.asarray(offsets, np.int64)
+    )
     if offsets.shape != (len(det.cameras),):
         raise Key2MeshError(f"{len(offsets)} frame offsets for {len(det.cameras)} cameras")
     kp, conf = _shifted(det.keypoints, offsets), _shifted(det.confidence, offsets)  # (C,T,33,.)
@@ -162,19 +200,26 @@ def build_multiview_benchmark(det: MultiViewDetections, calib, offsets: np.ndarr
     world = tri.points.reshape(t, len(_GT_INDEX), 3)  # (T,17,3)
     ok = np.isfinite(world).all((-1, -2))  # (T,)
     if not ok.any():
-        raise Key2MeshError(f"{name}: no frame could be triangulated from {len(det.cameras)} views "
-                            f"(min_views={min_views}, conf_threshold={conf_threshold}, max_error={max_error} px)")
+        raise Key2MeshError(
+            f"{name}: no frame could be triangulated from {len(det.cameras)} views "
+            f"(min_views={min_views}, conf_threshold={conf_threshold}, max_error={max_error} px)"
+        )
     c = len(det.cameras)
     cam_pts = np.einsum("cij,tkj->ctki", calib.R, world) + calib.t[:, None, None, :]  # (C,T,17,3)
     frame0 = max(0, -int(offsets.min()))
     keep = np.broadcast_to(ok, (c, t)).reshape(-1)
-    names = [f"{cam}/frame_{frame0 + f + int(offsets[i]):05d}" for i, cam in enumerate(det.cameras) for f in range(t)]
+    names = [
+        f"{cam}/frame_{frame0 + f + int(offsets[i]):05d}"
+        for i, cam in enumerate(det.cameras)
+        for f in range(t)
+    ]
     bench = BenchmarkSet(
         name=name,
         keypoints2d=torch.from_numpy(kp.reshape(c * t, -1, 2)[keep]).float(),
         confidence=torch.from_numpy(conf.reshape(c * t, -1)[keep]).float(),
         keypoint_set=det.keypoint_set,
-        pose=None, betas=None,
+        pose=None,
+        betas=None,
         genders=["neutral"] * int(keep.sum()),
         image_names=[n for n, k in zip(names, keep) if k],
         joints3d=torch.from_numpy(cam_pts.reshape(c * t, -1, 3)[keep]).float(),
@@ -184,8 +229,12 @@ def build_multiview_benchmark(det: MultiViewDetections, calib, offsets: np.ndarr
         source=name,
     )
     report = MultiViewReport(
-        frames=t, offsets=offsets.tolist(), samples=len(bench), excluded=int((~keep).sum()),
-        reprojection_px=float(np.nanmean(tri.error)), views_per_point=float(tri.views.sum(0)[tri.valid].mean()),
+        frames=t,
+        offsets=offsets.tolist(),
+        samples=len(bench),
+        excluded=int((~keep).sum()),
+        reprojection_px=float(np.nanmean(tri.error)),
+        views_per_point=float(tri.views.sum(0)[tri.valid].mean()),
         bone_cv=limb_length_variation(world[ok]),
     )
     return bench, report

@@ -39,7 +39,9 @@ class NoiseProfile:
 PROFILES: dict[str, NoiseProfile | None] = {
     "none": None,
     "detector": NoiseProfile(),
-    "strong": NoiseProfile(name="strong", sigma=0.03, extremity_scale=3.0, swap_prob=0.05, truncation_prob=0.1),
+    "strong": NoiseProfile(
+        name="strong", sigma=0.03, extremity_scale=3.0, swap_prob=0.05, truncation_prob=0.1
+    ),
 }
 
 

@@ -24,11 +24,16 @@ from key2mesh.errors import Key2MeshError
 
 log = logging.getLogger(__name__)
 
+
 def _available_free_sources() -> tuple[str, ...]:
     """The free MoCap sources whose loaders are installed in this version."""
     import importlib.util
 
-    return tuple(s for s in ("deepmimic", "holosoma") if importlib.util.find_spec(f"key2mesh.data.mocap.{s}") is not None)
+    return tuple(
+        s
+        for s in ("deepmimic", "holosoma")
+        if importlib.util.find_spec(f"key2mesh.data.mocap.{s}") is not None
+    )
 
 
 FREE_SOURCES = _available_free_sources()
@@ -42,10 +47,14 @@ class PrepareReport:
     skipped_files: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     seconds: float = 0.0
-    ik_error_mm: dict[str, float] = field(default_factory=dict)  # mean IK residual per joint-only source
+    ik_error_mm: dict[str, float] = field(
+        default_factory=dict
+    )  # mean IK residual per joint-only source
 
 
-def clip_to_body_rotations(clip: MotionClip, body: BodyModel, ik_iters: int = 150, return_error: bool = False):
+def clip_to_body_rotations(
+    clip: MotionClip, body: BodyModel, ik_iters: int = 150, return_error: bool = False
+):
     """(F, 24, 3, 3) float32 rotations of ``clip`` in ``body``'s own convention; with
     ``return_error`` also the mean IK residual in metres (None for clips with rotations)."""
     if clip.rotmats is not None:
@@ -94,7 +103,9 @@ def prepare_cache(
     for source in sources:
         if source in paths and not paths[source]:
             flag = source.replace("_", "-")
-            raise Key2MeshError(f"source {source!r} needs --{flag} PATH (files, folders or archives)")
+            raise Key2MeshError(
+                f"source {source!r} needs --{flag} PATH (files, folders or archives)"
+            )
         opts: dict = {"paths": paths[source]} if source in paths else {}
         if source in ("bvh", "asf_amc"):
             opts.update(index=index, fps_override=fps_override)
@@ -111,8 +122,10 @@ def prepare_cache(
     # the machine multi-threaded small ops spin-wait (measured 15× slower on a busy 2-core machine).
     torch.set_num_threads(1)
     try:
-        converted = [clip_to_body_rotations(clip, body, ik_iters, return_error=True)
-                     for clip in tqdm(clips, desc="retarget/IK", disable=not progress, dynamic_ncols=True)]
+        converted = [
+            clip_to_body_rotations(clip, body, ik_iters, return_error=True)
+            for clip in tqdm(clips, desc="retarget/IK", disable=not progress, dynamic_ncols=True)
+        ]
     finally:
         torch.set_num_threads(threads)
     for i, (clip, (r, err)) in enumerate(zip(clips, converted)):
@@ -138,5 +151,9 @@ def prepare_cache(
         meta={"fps": fps, "sources": list(sources), "seed": seed},
     )
     bank.save(out)
-    report.frames, report.clips, report.seconds = bank.num_frames, len(clips), time.perf_counter() - t0
+    report.frames, report.clips, report.seconds = (
+        bank.num_frames,
+        len(clips),
+        time.perf_counter() - t0,
+    )
     return bank, report

@@ -11,7 +11,9 @@ from key2mesh.body.base import BodyModel
 from key2mesh.train.random import randn
 
 
-def sample_shapes(body: BodyModel, n: int, seed: int = 0, min_age: float = 18.0, max_age: float = 70.0) -> np.ndarray:
+def sample_shapes(
+    body: BodyModel, n: int, seed: int = 0, min_age: float = 18.0, max_age: float = 70.0
+) -> np.ndarray:
     """(n, S) float32 shape parameters.
 
     anny: ``anny.shape_distribution.SimpleShapeDistribution`` (height/weight/muscle/proportions
@@ -26,7 +28,9 @@ def sample_shapes(body: BodyModel, n: int, seed: int = 0, min_age: float = 18.0,
     model = body.model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ages = torch.distributions.Uniform(torch.tensor(min_age, dtype=model.dtype), torch.tensor(max_age, dtype=model.dtype))
+        ages = torch.distributions.Uniform(
+            torch.tensor(min_age, dtype=model.dtype), torch.tensor(max_age, dtype=model.dtype)
+        )
         dist = SimpleShapeDistribution(model, morphological_age_distribution=ages)
         state = torch.get_rng_state()
         torch.manual_seed(seed)  # torch.distributions only draw from the global generator

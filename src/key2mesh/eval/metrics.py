@@ -50,9 +50,11 @@ class Protocol:
     pve_align: str = "none"
 
     def __post_init__(self) -> None:
-        for field, value, choices in (("gt_gender", self.gt_gender, GENDER_CHOICES),
-                                      ("pelvis", self.pelvis, PELVIS_CHOICES),
-                                      ("pve_align", self.pve_align, PVE_ALIGN_CHOICES)):
+        for field, value, choices in (
+            ("gt_gender", self.gt_gender, GENDER_CHOICES),
+            ("pelvis", self.pelvis, PELVIS_CHOICES),
+            ("pve_align", self.pve_align, PVE_ALIGN_CHOICES),
+        ):
             if value not in choices:
                 raise ValueError(f"Protocol.{field} must be one of {choices}, got {value!r}")
 
@@ -87,7 +89,9 @@ def _names(keypoint_set: str) -> tuple[str, ...]:
     return keypoint_names(keypoint_set)
 
 
-def procrustes_align(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def procrustes_align(
+    pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Similarity-align ``pred`` (B,N,3) onto ``gt`` (B,N,3): returns ``s·R·p + t`` (B,N,3).
 
     Least squares over scale ``s``, proper rotation ``R`` (det +1: a mirrored cloud is not
@@ -99,11 +103,17 @@ def procrustes_align(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor
     if weights is not None:
         weights = torch.as_tensor(weights, dtype=pred.dtype, device=pred.device)
         if weights.shape not in (pred.shape[1:2], pred.shape[:2]):
-            raise ValueError(f"weights must be (N,) or (B, N) for points {tuple(pred.shape)}, got {tuple(weights.shape)}")
+            raise ValueError(
+                f"weights must be (N,) or (B, N) for points {tuple(pred.shape)}, got {tuple(weights.shape)}"
+            )
         weights = weights.expand(pred.shape[:2])
     r, t, s = roma.rigid_points_registration(pred, gt, weights=weights, compute_scaling=True)
     aligned = s[:, None, None] * pred @ r.transpose(-1, -2) + t[:, None]
-    w = torch.ones(pred.shape[:2], dtype=pred.dtype, device=pred.device) if weights is None else weights
+    w = (
+        torch.ones(pred.shape[:2], dtype=pred.dtype, device=pred.device)
+        if weights is None
+        else weights
+    )
     w = w / w.sum(-1, keepdim=True)
     centroid = (w[..., None] * gt).sum(-2, keepdim=True)
     spread = (w * (pred - (w[..., None] * pred).sum(-2, keepdim=True)).square().sum(-1)).sum(-1)
@@ -120,7 +130,9 @@ def pelvis_of(joints: torch.Tensor, keypoint_set: str, pelvis: str) -> torch.Ten
     """
     names = _names(keypoint_set)
     if joints.ndim != 3 or joints.shape[1:] != (len(names), 3):
-        raise ValueError(f"joints of set {keypoint_set!r} must be (B, {len(names)}, 3), got {tuple(joints.shape)}")
+        raise ValueError(
+            f"joints of set {keypoint_set!r} must be (B, {len(names)}, 3), got {tuple(joints.shape)}"
+        )
     if pelvis == "h36m_root":
         if "pelvis" not in names:
             raise ValueError(f"set {keypoint_set!r} has no H36M root joint; use pelvis='midhip'")
@@ -144,8 +156,9 @@ def eval14(h36m_joints: torch.Tensor) -> torch.Tensor:
     return h36m_joints[:, list(EVAL14)]
 
 
-def mpjpe(pred: torch.Tensor, gt: torch.Tensor, pelvis: str | None = None,
-          keypoint_set: str = "h36m17") -> torch.Tensor:
+def mpjpe(
+    pred: torch.Tensor, gt: torch.Tensor, pelvis: str | None = None, keypoint_set: str = "h36m17"
+) -> torch.Tensor:
     """Mean per-joint position error (B,) in mm of ``pred``/``gt`` (B,N,3) in metres.
 
     ``pelvis=None`` compares the points as given; ``"midhip"`` / ``"h36m_root"`` first centres
@@ -153,17 +166,27 @@ def mpjpe(pred: torch.Tensor, gt: torch.Tensor, pelvis: str | None = None,
     """
     _check(pred, gt, "mpjpe")
     if pelvis is not None:
-        pred, gt = center_on_pelvis(pred, keypoint_set, pelvis), center_on_pelvis(gt, keypoint_set, pelvis)
+        pred, gt = (
+            center_on_pelvis(pred, keypoint_set, pelvis),
+            center_on_pelvis(gt, keypoint_set, pelvis),
+        )
     return (pred - gt).norm(dim=-1).mean(-1) * MM
 
 
-def pa_mpjpe(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def pa_mpjpe(
+    pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-sample error (B,) in mm after similarity Procrustes alignment of ``pred`` onto ``gt``."""
     return mpjpe(procrustes_align(pred, gt, weights), gt)
 
 
-def pve(pred_verts: torch.Tensor, gt_verts: torch.Tensor, align: str = "none",
-        pred_root: torch.Tensor | None = None, gt_root: torch.Tensor | None = None) -> torch.Tensor:
+def pve(
+    pred_verts: torch.Tensor,
+    gt_verts: torch.Tensor,
+    align: str = "none",
+    pred_root: torch.Tensor | None = None,
+    gt_root: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Per-vertex error (B,) in mm of meshes (B,V,3) in metres (same topology).
 
     ``align="none"``: vertices as given; ``"root"``: subtract ``pred_root`` / ``gt_root`` (B,3)
@@ -175,7 +198,9 @@ def pve(pred_verts: torch.Tensor, gt_verts: torch.Tensor, align: str = "none",
             raise ValueError("pve(align='root') needs pred_root and gt_root (B, 3)")
         b = pred_verts.shape[0]
         if pred_root.shape != (b, 3) or gt_root.shape != (b, 3):
-            raise ValueError(f"roots must be ({b}, 3), got {tuple(pred_root.shape)} and {tuple(gt_root.shape)}")
+            raise ValueError(
+                f"roots must be ({b}, 3), got {tuple(pred_root.shape)} and {tuple(gt_root.shape)}"
+            )
         pred_verts, gt_verts = pred_verts - pred_root[:, None], gt_verts - gt_root[:, None]
     elif align != "none":
         raise ValueError(f"unknown PVE alignment {align!r}; use one of {PVE_ALIGN_CHOICES}")
@@ -202,7 +227,9 @@ def per_sample_metrics(
     protocol = get_protocol(protocol)
     _check(pred_joints, gt_joints, "joints")
     if keypoint_set not in ("h36m17", "eval14", "eval12"):
-        raise ValueError(f"compute_metrics works on 'h36m17', 'eval14' or 'eval12' joints, got {keypoint_set!r}")
+        raise ValueError(
+            f"compute_metrics works on 'h36m17', 'eval14' or 'eval12' joints, got {keypoint_set!r}"
+        )
     pc = center_on_pelvis(pred_joints, keypoint_set, protocol.pelvis)
     gc = center_on_pelvis(gt_joints, keypoint_set, protocol.pelvis)
     if keypoint_set == "h36m17":
@@ -216,8 +243,14 @@ def per_sample_metrics(
         if pred_verts.shape[0] != pred_joints.shape[0]:
             raise ValueError(f"{pred_verts.shape[0]} meshes for {pred_joints.shape[0]} joint sets")
         if protocol.pve_align == "root":
-            pred_root = pelvis_of(pred_joints, keypoint_set, protocol.pelvis) if pred_root is None else pred_root
-            gt_root = pelvis_of(gt_joints, keypoint_set, protocol.pelvis) if gt_root is None else gt_root
+            pred_root = (
+                pelvis_of(pred_joints, keypoint_set, protocol.pelvis)
+                if pred_root is None
+                else pred_root
+            )
+            gt_root = (
+                pelvis_of(gt_joints, keypoint_set, protocol.pelvis) if gt_root is None else gt_root
+            )
         out["pve"] = pve(pred_verts, gt_verts, protocol.pve_align, pred_root, gt_root)
     return out
 
@@ -237,13 +270,20 @@ def compute_metrics(
     Same arguments as :func:`per_sample_metrics`; non-finite inputs raise :class:`ValueError`
     (a mean over NaNs would hide the failure).
     """
-    for name, t in (("pred_joints", pred_joints), ("gt_joints", gt_joints), ("pred_verts", pred_verts),
-                    ("gt_verts", gt_verts), ("pred_root", pred_root), ("gt_root", gt_root)):
+    for name, t in (
+        ("pred_joints", pred_joints),
+        ("gt_joints", gt_joints),
+        ("pred_verts", pred_verts),
+        ("gt_verts", gt_verts),
+        ("pred_root", pred_root),
+        ("gt_root", gt_root),
+    ):
         if t is not None and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).flatten(1).any(-1).sum()) if t.ndim > 1 else -1
             raise ValueError(f"{name} {tuple(t.shape)} has non-finite values in {bad} sample(s)")
-    errors = per_sample_metrics(pred_joints, gt_joints, pred_verts, gt_verts, protocol, keypoint_set,
-                                pred_root, gt_root)
+    errors = per_sample_metrics(
+        pred_joints, gt_joints, pred_verts, gt_verts, protocol, keypoint_set, pred_root, gt_root
+    )
     out: dict[str, float] = {k: float(v.mean()) for k, v in errors.items()}
     out["count"] = int(pred_joints.shape[0])
     return out

@@ -17,7 +17,9 @@ def tsne_embed(features: np.ndarray, seed: int = 0, perplexity: float = 30.0) ->
     """(N, d) → (N, 2) with scikit-learn's t-SNE (PCA initialisation, seeded)."""
     from sklearn.manifold import TSNE
 
-    return TSNE(2, perplexity=min(perplexity, (len(features) - 1) / 3), init="pca", random_state=seed).fit_transform(features)
+    return TSNE(
+        2, perplexity=min(perplexity, (len(features) - 1) / 3), init="pca", random_state=seed
+    ).fit_transform(features)
 
 
 def _panel(xy: np.ndarray, is_target: np.ndarray, title: str, size: int = 480) -> Image.Image:
@@ -33,18 +35,33 @@ def _panel(xy: np.ndarray, is_target: np.ndarray, title: str, size: int = 480) -
 
 
 @torch.no_grad()
-def tsne_figure(src_inputs: torch.Tensor, tgt_inputs: torch.Tensor, extractor_before: torch.nn.Module,
-                extractor_after: torch.nn.Module, out: str | Path, seed: int = 0) -> Path:
+def tsne_figure(
+    src_inputs: torch.Tensor,
+    tgt_inputs: torch.Tensor,
+    extractor_before: torch.nn.Module,
+    extractor_after: torch.nn.Module,
+    out: str | Path,
+    seed: int = 0,
+) -> Path:
     """Two panels (before | after adaptation): source features from the pre-trained extractor,
     target features from the extractor named in the panel. Source blue, target orange."""
     extractor_before.eval()
     extractor_after.eval()
     src = extractor_before(src_inputs).cpu().numpy()
     panels = []
-    for name, ext in (("before adaptation", extractor_before), ("after adaptation", extractor_after)):
+    for name, ext in (
+        ("before adaptation", extractor_before),
+        ("after adaptation", extractor_after),
+    ):
         tgt = ext(tgt_inputs).cpu().numpy()
         xy = tsne_embed(np.concatenate([src, tgt]), seed)
-        panels.append(_panel(xy, np.r_[np.zeros(len(src), bool), np.ones(len(tgt), bool)], f"{name} (blue: MoCap source, orange: target)"))
+        panels.append(
+            _panel(
+                xy,
+                np.r_[np.zeros(len(src), bool), np.ones(len(tgt), bool)],
+                f"{name} (blue: MoCap source, orange: target)",
+            )
+        )
     fig = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
     x = 0
     for p in panels:

@@ -72,7 +72,9 @@ def fit_files(cfg: FitConfig, inputs: list[str], keypoint_set: str | None = None
         model = Key2Mesh.from_pretrained(cfg.init_from, full_mesh=False)
         body, fit_set = model.body, model.keypoint_set
     else:
-        body = load_body_model(cfg.body, **({"model_dir": cfg.smpl_dir} if cfg.body == "smpl" else {}))
+        body = load_body_model(
+            cfg.body, **({"model_dir": cfg.smpl_dir} if cfg.body == "smpl" else {})
+        )
         fit_set = cfg.fit_set
     rot_all, shape_all, err_all, names = [], [], [], []
     skipped: dict[str, int] = {}
@@ -88,20 +90,44 @@ def fit_files(cfg: FitConfig, inputs: list[str], keypoint_set: str | None = None
             skipped[why] = skipped.get(why, 0) + count
         kp, conf, index = kp[check.usable], conf[check.usable], index[check.usable]
         for i in range(0, len(kp), cfg.batch_size):
-            k, c = torch.from_numpy(kp[i:i + cfg.batch_size]), torch.from_numpy(conf[i:i + cfg.batch_size])
+            k, c = (
+                torch.from_numpy(kp[i : i + cfg.batch_size]),
+                torch.from_numpy(conf[i : i + cfg.batch_size]),
+            )
             init_r = init_s = None
             if model is not None:
                 pred = model.predict(k, c, mesh=False)
                 init_r, init_s = pred.rotmats, pred.shape
-            res = fit_to_keypoints(body, k, c, fit_set, init_rotmats=init_r, init_shape=init_s, iters=cfg.iters,
-                                   lr=cfg.lr, optimizer=cfg.optimizer, weights=cfg.weights)
+            res = fit_to_keypoints(
+                body,
+                k,
+                c,
+                fit_set,
+                init_rotmats=init_r,
+                init_shape=init_s,
+                iters=cfg.iters,
+                lr=cfg.lr,
+                optimizer=cfg.optimizer,
+                weights=cfg.weights,
+            )
             rot_all.append(res.rotmats.detach().cpu().numpy())
             shape_all.append(res.shape.detach().cpu().numpy())
             err_all.append(res.reprojection_error.detach().cpu().numpy())
         names += [f"{det.frame_names[f]}_p{det.person_ids[f, p]}" for f, p in index]
     if not names:
         why = "; ".join(f"{n} {reason}" for reason, n in skipped.items())
-        raise Key2MeshError(f"nothing to fit in {', '.join(inputs)}: {total} detections read"
-                            f"{', none usable (' + why + ')' if why else ''}")
-    return FitTable(np.concatenate(rot_all), np.concatenate(shape_all), np.concatenate(err_all), names,
-                    str(body.config()), fit_set, total, skipped, time.perf_counter() - t0)
+        raise Key2MeshError(
+            f"nothing to fit in {', '.join(inputs)}: {total} detections read"
+            f"{', none usable (' + why + ')' if why else ''}"
+        )
+    return FitTable(
+        np.concatenate(rot_all),
+        np.concatenate(shape_all),
+        np.concatenate(err_all),
+        names,
+        str(body.config()),
+        fit_set,
+        total,
+        skipped,
+        time.perf_counter() - t0,
+    )

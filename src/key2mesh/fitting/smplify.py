@@ -40,7 +40,14 @@ from key2mesh.geometry.rotations import DEG, matrix_to_rot6d, rot6d_to_matrix, r
 from key2mesh.keypoints.sets import SMPL24, SMPL24_HINGES, canonical_set_name, num_keypoints
 from key2mesh.keypoints.weights import joint_weights
 
-__all__ = ["FitWeights", "FitResult", "fit_to_keypoints", "joint_weights", "hinge_axes", "hinge_flexion"]
+__all__ = [
+    "FitWeights",
+    "FitResult",
+    "fit_to_keypoints",
+    "joint_weights",
+    "hinge_axes",
+    "hinge_flexion",
+]
 
 # the knees and elbows of the SMPL-24 skeleton table (keypoints.sets.SMPL24_HINGES)
 HINGE_JOINTS = tuple(SMPL24.index(j) for j, _, _, _ in SMPL24_HINGES)
@@ -116,7 +123,9 @@ def hinge_flexion(rotmats: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
 
 def _as_tensor(x, name: str, device, dtype) -> torch.Tensor:
     try:
-        return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(device=device, dtype=dtype)
+        return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(
+            device=device, dtype=dtype
+        )
     except (TypeError, ValueError, RuntimeError) as exc:
         raise Key2MeshError(f"fit_to_keypoints: {name} must be a numeric array ({exc})") from exc
 
@@ -141,8 +150,17 @@ def _similarity_align(pred: torch.Tensor, target: torch.Tensor, w: torch.Tensor)
 class _Objective:
     """Per-sample fitting objective for fixed targets (B,K,2), weights (B,K), valid (B,K)."""
 
-    def __init__(self, body: BodyModel, keypoint_set: str, camera: VirtualCamera, target: torch.Tensor,
-                 weight: torch.Tensor, valid: torch.Tensor, weights: FitWeights, shape0: torch.Tensor):
+    def __init__(
+        self,
+        body: BodyModel,
+        keypoint_set: str,
+        camera: VirtualCamera,
+        target: torch.Tensor,
+        weight: torch.Tensor,
+        valid: torch.Tensor,
+        weights: FitWeights,
+        shape0: torch.Tensor,
+    ):
         self.body, self.keypoint_set, self.camera = body, keypoint_set, camera
         self.target, self.weight, self.valid, self.weights = target, weight, valid, weights
         self.shape0 = shape0
@@ -171,8 +189,16 @@ class _Objective:
         return w.reprojection * data + w.pose * pose + w.hinge * hinge + w.shape * shape_term
 
 
-def _optimise(objective: _Objective, rot6d: torch.Tensor, shape: torch.Tensor, iters: int, lr: float,
-              optimizer: str, fit_shape: bool, shape_bounds: tuple[float, float] | None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+def _optimise(
+    objective: _Objective,
+    rot6d: torch.Tensor,
+    shape: torch.Tensor,
+    iters: int,
+    lr: float,
+    optimizer: str,
+    fit_shape: bool,
+    shape_bounds: tuple[float, float] | None,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Run ``iters`` steps from (rot6d (B,24,6), shape (B,S)); returns the final values and the
     per-sample objective (B,) before each step."""
     rot6d = rot6d.detach().clone().requires_grad_(True)
@@ -188,7 +214,9 @@ def _optimise(objective: _Objective, rot6d: torch.Tensor, shape: torch.Tensor, i
     if optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr)
         # Cosine decay to 10 % of lr: large steps first, fine convergence at the end.
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.1 + 0.45 * (1 + math.cos(math.pi * t / iters)))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda t: 0.1 + 0.45 * (1 + math.cos(math.pi * t / iters))
+        )
 
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
@@ -197,7 +225,9 @@ def _optimise(objective: _Objective, rot6d: torch.Tensor, shape: torch.Tensor, i
             per_sample.sum().backward()
             return per_sample.sum()
     else:
-        opt = torch.optim.LBFGS(params, lr=lr, max_iter=1, max_eval=8, history_size=10, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            params, lr=lr, max_iter=1, max_eval=8, history_size=10, line_search_fn="strong_wolfe"
+        )
         first: list[bool] = []
 
         def closure() -> torch.Tensor:
@@ -274,26 +304,38 @@ def fit_to_keypoints(
     weights = weights or FitWeights()
     optimizer = optimizer.lower()
     if optimizer not in ("adam", "lbfgs"):
-        raise Key2MeshError(f"fit_to_keypoints: optimizer must be 'adam' or 'lbfgs', got {optimizer!r}")
+        raise Key2MeshError(
+            f"fit_to_keypoints: optimizer must be 'adam' or 'lbfgs', got {optimizer!r}"
+        )
     if iters < 0 or select_iters < 0:
-        raise Key2MeshError(f"fit_to_keypoints: iters and select_iters must be >= 0, got {iters} and {select_iters}")
+        raise Key2MeshError(
+            f"fit_to_keypoints: iters and select_iters must be >= 0, got {iters} and {select_iters}"
+        )
     if weights.sigma <= 0:
         raise Key2MeshError(f"fit_to_keypoints: FitWeights.sigma must be > 0, got {weights.sigma}")
     kp = _as_tensor(keypoints2d, "keypoints2d", dev, dt)
     if kp.ndim != 3 or kp.shape[1:] != (k, 2):
-        raise Key2MeshError(f"fit_to_keypoints: keypoints2d must have shape (B, {k}, 2) for {kset}, got {tuple(kp.shape)}")
+        raise Key2MeshError(
+            f"fit_to_keypoints: keypoints2d must have shape (B, {k}, 2) for {kset}, got {tuple(kp.shape)}"
+        )
     b = kp.shape[0]
     conf = _as_tensor(confidence, "confidence", dev, dt)
     if conf.shape != (b, k):
-        raise Key2MeshError(f"fit_to_keypoints: confidence must have shape ({b}, {k}), got {tuple(conf.shape)}")
+        raise Key2MeshError(
+            f"fit_to_keypoints: confidence must have shape ({b}, {k}), got {tuple(conf.shape)}"
+        )
     if init_rotmats is not None:
         init_rotmats = _as_tensor(init_rotmats, "init_rotmats", dev, dt)
         if init_rotmats.shape != (b, 24, 3, 3):
-            raise Key2MeshError(f"fit_to_keypoints: init_rotmats must have shape ({b}, 24, 3, 3), got {tuple(init_rotmats.shape)}")
+            raise Key2MeshError(
+                f"fit_to_keypoints: init_rotmats must have shape ({b}, 24, 3, 3), got {tuple(init_rotmats.shape)}"
+            )
     if init_shape is not None:
         init_shape = _as_tensor(init_shape, "init_shape", dev, dt)
         if init_shape.shape != (b, body.shape_dim):
-            raise Key2MeshError(f"fit_to_keypoints: init_shape must have shape ({b}, {body.shape_dim}), got {tuple(init_shape.shape)}")
+            raise Key2MeshError(
+                f"fit_to_keypoints: init_shape must have shape ({b}, {body.shape_dim}), got {tuple(init_shape.shape)}"
+            )
     if lr is None:
         lr = 1.0 if optimizer == "lbfgs" else 0.05 if init_rotmats is None else 0.01
 
@@ -312,7 +354,11 @@ def fit_to_keypoints(
 
     shape_bounds = (0.0, 1.0) if body.name == "anny" else None
     shape0 = body.default_shape(b).to(dev, dt)
-    rot = init_rotmats if init_rotmats is not None else torch.eye(3, dtype=dt, device=dev).repeat(b, 24, 1, 1)
+    rot = (
+        init_rotmats
+        if init_rotmats is not None
+        else torch.eye(3, dtype=dt, device=dev).repeat(b, 24, 1, 1)
+    )
     shape = init_shape if init_shape is not None else shape0
     if shape_bounds is not None:
         shape = shape.clamp(*shape_bounds)
@@ -329,10 +375,26 @@ def fit_to_keypoints(
         # Stage 1: every candidate orientation, all samples at once (candidate-major batch).
         rot_c = rot.repeat(c, 1, 1, 1).clone()
         rot_c[:, 0] = rotation_y(yaws * DEG).to(dt).repeat_interleave(b, 0) @ rot_c[:, 0]
-        obj = _Objective(body, kset, camera, target.repeat(c, 1, 1), weight.repeat(c, 1), valid.repeat(c, 1),
-                         weights, shape0.repeat(c, 1))
-        r6, sh, hist = _optimise(obj, matrix_to_rot6d(rot_c), shape.repeat(c, 1), select_iters, lr, optimizer,
-                                 fit_shape, shape_bounds)
+        obj = _Objective(
+            body,
+            kset,
+            camera,
+            target.repeat(c, 1, 1),
+            weight.repeat(c, 1),
+            valid.repeat(c, 1),
+            weights,
+            shape0.repeat(c, 1),
+        )
+        r6, sh, hist = _optimise(
+            obj,
+            matrix_to_rot6d(rot_c),
+            shape.repeat(c, 1),
+            select_iters,
+            lr,
+            optimizer,
+            fit_shape,
+            shape_bounds,
+        )
         with torch.no_grad():
             final = obj(rot6d_to_matrix(r6), sh).view(c, b)
         best = final.argmin(0)  # (B,)

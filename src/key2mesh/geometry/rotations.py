@@ -35,7 +35,9 @@ def matrix_to_axis_angle(r: torch.Tensor) -> torch.Tensor:
 
 
 def _axis_rotation(angle: torch.Tensor | float, axis: int) -> torch.Tensor:
-    a = torch.as_tensor(angle, dtype=torch.get_default_dtype() if not torch.is_tensor(angle) else angle.dtype)
+    a = torch.as_tensor(
+        angle, dtype=torch.get_default_dtype() if not torch.is_tensor(angle) else angle.dtype
+    )
     c, s = torch.cos(a), torch.sin(a)
     one, zero = torch.ones_like(a), torch.zeros_like(a)
     i, j = [(1, 2), (2, 0), (0, 1)][axis]

@@ -34,7 +34,9 @@ def distort(normalized: np.ndarray, dist: np.ndarray) -> np.ndarray:
     return np.stack([xd, yd], axis=-1)
 
 
-def undistort_points(pixels: np.ndarray, K: np.ndarray, dist: np.ndarray, iterations: int = 20) -> np.ndarray:
+def undistort_points(
+    pixels: np.ndarray, K: np.ndarray, dist: np.ndarray, iterations: int = 20
+) -> np.ndarray:
     """Pixels (..., 2) of one camera → ideal normalised coordinates (..., 2) (``x/z, y/z``).
 
     Inverts :func:`distort` by fixed-point iteration (as ``cv2.undistortPoints`` does); exact to
@@ -42,16 +44,22 @@ def undistort_points(pixels: np.ndarray, K: np.ndarray, dist: np.ndarray, iterat
     """
     K = np.asarray(K, dtype=np.float64)
     pts = np.asarray(pixels, dtype=np.float64)
-    xd = np.stack([(pts[..., 0] - K[0, 2] - K[0, 1] * (pts[..., 1] - K[1, 2]) / K[1, 1]) / K[0, 0],
-                   (pts[..., 1] - K[1, 2]) / K[1, 1]], axis=-1)
+    xd = np.stack(
+        [
+            (pts[..., 0] - K[0, 2] - K[0, 1] * (pts[..., 1] - K[1, 2]) / K[1, 1]) / K[0, 0],
+            (pts[..., 1] - K[1, 2]) / K[1, 1],
+        ],
+        axis=-1,
+    )
     x = xd.copy()
     for _ in range(iterations):
         x = x + (xd - distort(x, dist))
     return x
 
 
-def project_points(points: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray,
-                   dist: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def project_points(
+    points: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """World points (N, 3) → pixels (C, N, 2) in each of C cameras and depths (C, N) (metres).
 
     ``R`` (C, 3, 3), ``t`` (C, 3), ``K`` (C, 3, 3), ``dist`` (C, 4) or None (no distortion).
@@ -67,15 +75,22 @@ def project_points(points: np.ndarray, R: np.ndarray, t: np.ndarray, K: np.ndarr
     return pix, depth
 
 
-def triangulate_dlt(normalized: np.ndarray, extrinsics: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def triangulate_dlt(
+    normalized: np.ndarray, extrinsics: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
     """Weighted linear triangulation: (C, N, 2) normalised points, (C, 3, 4) ``[R | t]``, (C, N)
     weights (0 = view unused) → (N, 3) world points; NaN where fewer than 2 views have weight.
 
     Each view contributes ``w·(x·P₃ − P₁)`` and ``w·(y·P₃ − P₂)``; the point is the right singular
     vector of the stacked (N, 2C, 4) system with the smallest singular value.
     """
-    rows = np.stack([normalized[..., 0:1] * extrinsics[:, None, 2] - extrinsics[:, None, 0],
-                     normalized[..., 1:2] * extrinsics[:, None, 2] - extrinsics[:, None, 1]], axis=2)  # (C,N,2,4)
+    rows = np.stack(
+        [
+            normalized[..., 0:1] * extrinsics[:, None, 2] - extrinsics[:, None, 0],
+            normalized[..., 1:2] * extrinsics[:, None, 2] - extrinsics[:, None, 1],
+        ],
+        axis=2,
+    )  # (C,N,2,4)
     rows = rows * weights[..., None, None]
     system = rows.transpose(1, 0, 2, 3).reshape(normalized.shape[1], -1, 4)
     _, _, vt = np.linalg.svd(system)
@@ -104,9 +119,17 @@ class Triangulation:
         return np.isfinite(self.points).all(-1)
 
 
-def triangulate_robust(pixels: np.ndarray, confidence: np.ndarray, K: np.ndarray, dist: np.ndarray,
-                       R: np.ndarray, t: np.ndarray, min_views: int = 2, conf_threshold: float = 0.3,
-                       max_error: float = 25.0) -> Triangulation:
+def triangulate_robust(
+    pixels: np.ndarray,
+    confidence: np.ndarray,
+    K: np.ndarray,
+    dist: np.ndarray,
+    R: np.ndarray,
+    t: np.ndarray,
+    min_views: int = 2,
+    conf_threshold: float = 0.3,
+    max_error: float = 25.0,
+) -> Triangulation:
     """Triangulate N points from C calibrated views, rejecting inconsistent views.
 
     pixels (C, N, 2), confidence (C, N) in [0, 1] (views below ``conf_threshold`` are never
@@ -126,7 +149,9 @@ def triangulate_robust(pixels: np.ndarray, confidence: np.ndarray, K: np.ndarray
     pixels = np.where(finite[..., None], pixels, 0.0)
     if min_views < 2 or min_views > c:
         raise ValueError(f"min_views must be in [2, {c}], got {min_views}")
-    normalized = np.stack([undistort_points(pixels[i], K[i], dist[i]) for i in range(c)])  # C is small
+    normalized = np.stack(
+        [undistort_points(pixels[i], K[i], dist[i]) for i in range(c)]
+    )  # C is small
     extrinsics = np.concatenate([R, t[..., None]], axis=-1)
     subsets = [s for k in range(min_views, c + 1) for s in itertools.combinations(range(c), k)]
     masks = np.zeros((len(subsets), c), dtype=bool)
@@ -139,7 +164,9 @@ def triangulate_robust(pixels: np.ndarray, confidence: np.ndarray, K: np.ndarray
     flat_norm = np.broadcast_to(normalized[:, None], (c, len(subsets), n, 2)).reshape(c, -1, 2)
     points = triangulate_dlt(flat_norm, extrinsics, flat_w).reshape(len(subsets), n, 3)
     proj, depth = project_points(points.reshape(-1, 3), R, t, K, dist)  # (C, S·N, 2)
-    err = np.linalg.norm(proj.reshape(c, len(subsets), n, 2) - pixels[:, None], axis=-1).transpose(1, 0, 2)  # (S,C,N)
+    err = np.linalg.norm(proj.reshape(c, len(subsets), n, 2) - pixels[:, None], axis=-1).transpose(
+        1, 0, 2
+    )  # (S,C,N)
     front = depth.reshape(c, len(subsets), n).transpose(1, 0, 2) > 0
     in_subset = masks[:, :, None]
     complete = (~in_subset | usable[None]).all(1)  # every view of the subset is confident

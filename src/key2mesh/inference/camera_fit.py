@@ -76,7 +76,9 @@ def _batched(x, name: str, dims: int) -> torch.Tensor:
     if t.ndim == dims - 1:
         t = t.unsqueeze(0)
     if t.ndim != dims:
-        raise Key2MeshError(f"camera fit: {name} has shape {tuple(t.shape)}, expected {dims - 1} or {dims} dims")
+        raise Key2MeshError(
+            f"camera fit: {name} has shape {tuple(t.shape)}, expected {dims - 1} or {dims} dims"
+        )
     return t
 
 
@@ -112,17 +114,45 @@ def fit_camera(
     x2 = _batched(keypoints2d, "keypoints2d", 3).to(x3)
     b, k = x3.shape[:2]
     if x3.shape[-1] != 3 or x2.shape != (b, k, 2):
-        raise Key2MeshError(f"camera fit: points3d (B, K, 3) and keypoints2d (B, K, 2) must match, got {tuple(x3.shape)} and {tuple(x2.shape)}")
-    conf = torch.ones(b, k, dtype=x3.dtype, device=x3.device) if confidence is None else _batched(confidence, "confidence", 2).to(x3)
+        raise Key2MeshError(
+            f"camera fit: points3d (B, K, 3) and keypoints2d (B, K, 2) must match, got {tuple(x3.shape)} and {tuple(x2.shape)}"
+        )
+    conf = (
+        torch.ones(b, k, dtype=x3.dtype, device=x3.device)
+        if confidence is None
+        else _batched(confidence, "confidence", 2).to(x3)
+    )
     if conf.shape != (b, k):
-        raise Key2MeshError(f"camera fit: confidence must be (B, K) = {(b, k)}, got {tuple(conf.shape)}")
+        raise Key2MeshError(
+            f"camera fit: confidence must be (B, K) = {(b, k)}, got {tuple(conf.shape)}"
+        )
     if (focal is None or principal is None) and image_size is None:
         raise Key2MeshError("camera fit: give image_size=(H, W) or both focal and principal")
-    f = torch.as_tensor(default_focal(*image_size) if focal is None else focal, dtype=x3.dtype, device=x3.device).reshape(-1).expand(b).clone()
-    c = torch.as_tensor(default_principal(*image_size) if principal is None else principal, dtype=x3.dtype, device=x3.device).reshape(-1, 2).expand(b, 2).clone()
+    f = (
+        torch.as_tensor(
+            default_focal(*image_size) if focal is None else focal, dtype=x3.dtype, device=x3.device
+        )
+        .reshape(-1)
+        .expand(b)
+        .clone()
+    )
+    c = (
+        torch.as_tensor(
+            default_principal(*image_size) if principal is None else principal,
+            dtype=x3.dtype,
+            device=x3.device,
+        )
+        .reshape(-1, 2)
+        .expand(b, 2)
+        .clone()
+    )
     rot = (WORLD_TO_CAMERA if rotation is None else torch.as_tensor(rotation)).to(x3)
 
-    w = torch.where((conf >= min_confidence) & torch.isfinite(x2).all(-1) & torch.isfinite(x3).all(-1), conf, torch.zeros_like(conf))
+    w = torch.where(
+        (conf >= min_confidence) & torch.isfinite(x2).all(-1) & torch.isfinite(x3).all(-1),
+        conf,
+        torch.zeros_like(conf),
+    )
     valid = (w > 0).sum(dim=1) >= 2
     x2 = torch.nan_to_num(x2)
     p = torch.nan_to_num(x3) @ rot.T  # rotated, not yet translated (B, K, 3)
@@ -169,8 +199,12 @@ def fit_camera(
     t = torch.where(valid[:, None], t, torch.full_like(t, float("nan")))
     error = torch.where(valid, error, torch.full_like(error, float("nan")))
     return CameraFit(
-        translation=t.to(out_dtype), focal=f.to(out_dtype), principal=c.to(out_dtype),
-        rotation=rot.to(out_dtype), error=error.to(out_dtype), valid=valid,
+        translation=t.to(out_dtype),
+        focal=f.to(out_dtype),
+        principal=c.to(out_dtype),
+        rotation=rot.to(out_dtype),
+        error=error.to(out_dtype),
+        valid=valid,
     )
 
 

@@ -43,8 +43,14 @@ def _unusable(det: tuple[np.ndarray, np.ndarray], model: Key2Mesh) -> str | None
     return f"the detector's keypoints are unusable ({why})"
 
 
-def compose_panel(image: np.ndarray, keypoints: np.ndarray | None, conf: np.ndarray | None, keypoint_set: str,
-                  overlay: np.ndarray | None, side: np.ndarray | None) -> np.ndarray:
+def compose_panel(
+    image: np.ndarray,
+    keypoints: np.ndarray | None,
+    conf: np.ndarray | None,
+    keypoint_set: str,
+    overlay: np.ndarray | None,
+    side: np.ndarray | None,
+) -> np.ndarray:
     """[input + 2D keypoints | mesh overlay | side view], each the frame's height (H, W_total, 3)."""
     h, w = image.shape[:2]
     left = draw_keypoints(image, keypoints, conf, keypoint_set) if keypoints is not None else image
@@ -53,8 +59,15 @@ def compose_panel(image: np.ndarray, keypoints: np.ndarray | None, conf: np.ndar
     return np.concatenate([left, mid, right], axis=1)
 
 
-def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30.0, smooth: bool = False,
-             names: list[str] | None = None) -> DemoReport:
+def run_demo(
+    model: Key2Mesh,
+    frames,
+    out: Path,
+    is_video: bool,
+    fps: float = 30.0,
+    smooth: bool = False,
+    names: list[str] | None = None,
+) -> DemoReport:
     """Process an iterable of RGB frames; writes ``out`` (an .mp4 for videos, PNGs otherwise)."""
     from key2mesh.media.detect import PoseDetector
     from key2mesh.media.video import VideoWriter, write_image
@@ -77,7 +90,12 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
                 kps.append(None)
                 confs.append(None)
                 continue
-            kp, conf = convert_keypoints(torch.from_numpy(det[0]).float(), torch.from_numpy(det[1]).float(), "mediapipe33", model.keypoint_set)
+            kp, conf = convert_keypoints(
+                torch.from_numpy(det[0]).float(),
+                torch.from_numpy(det[1]).float(),
+                "mediapipe33",
+                model.keypoint_set,
+            )
             kps.append(kp.numpy())
             confs.append(conf.numpy())
     if report.frames == 0:
@@ -85,7 +103,9 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
     ok = [i for i, k in enumerate(kps) if k is not None]
     rot = shape = None
     if ok:
-        pred = model.predict(np.stack([kps[i] for i in ok]), np.stack([confs[i] for i in ok]), mesh=False)
+        pred = model.predict(
+            np.stack([kps[i] for i in ok]), np.stack([confs[i] for i in ok]), mesh=False
+        )
         rot, shape = pred.rotmats.cpu(), pred.shape.cpu()
         for j, i in enumerate(ok):
             if not bool(pred.valid[j]):
@@ -105,11 +125,15 @@ def run_demo(model: Key2Mesh, frames, out: Path, is_video: bool, fps: float = 30
             if i in good:
                 j = good[i]
                 with torch.no_grad():
-                    o = model.mesh_body(rot[j:j + 1].to(model.device), shape[j:j + 1].to(model.device))
+                    o = model.mesh_body(
+                        rot[j : j + 1].to(model.device), shape[j : j + 1].to(model.device)
+                    )
                 verts = o.vertices[0].cpu()
                 kp3d = model.mesh_body.regress(o.vertices, model.keypoint_set)[0].cpu()
                 h, w = image.shape[:2]
-                cam = fit_camera(kp3d, torch.from_numpy(kps[i]), torch.from_numpy(confs[i]), image_size=(h, w))
+                cam = fit_camera(
+                    kp3d, torch.from_numpy(kps[i]), torch.from_numpy(confs[i]), image_size=(h, w)
+                )
                 if bool(cam.valid[0]):
                     vcam = verts @ cam.rotation.T.to(verts) + cam.translation[0].to(verts)
                     overlay = render_overlay(image, vcam, faces, default_focal(h, w))

@@ -28,7 +28,9 @@ class ExportableKey2Mesh(nn.Module):
         self.threshold = float(checkpoint.normalization.conf_threshold)
         self.missing = float(checkpoint.normalization.missing_value)
 
-    def forward(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, keypoints: torch.Tensor, confidence: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x, _ = bbox_normalize(keypoints, confidence, self.threshold, self.missing)
         return self.net(x)
 
@@ -46,12 +48,24 @@ def export_onnx(checkpoint: Checkpoint, path: str | Path, opset: int = 18) -> Pa
     try:
         with atomic_path(path) as tmp:
             torch.onnx.export(
-                model, _example(checkpoint), str(tmp), input_names=["keypoints", "confidence"],
-                output_names=["rotmats", "shape"], opset_version=opset, dynamo=False,
-                dynamic_axes={"keypoints": {0: "batch"}, "confidence": {0: "batch"}, "rotmats": {0: "batch"}, "shape": {0: "batch"}},
+                model,
+                _example(checkpoint),
+                str(tmp),
+                input_names=["keypoints", "confidence"],
+                output_names=["rotmats", "shape"],
+                opset_version=opset,
+                dynamo=False,
+                dynamic_axes={
+                    "keypoints": {0: "batch"},
+                    "confidence": {0: "batch"},
+                    "rotmats": {0: "batch"},
+                    "shape": {0: "batch"},
+                },
             )
     except ImportError as exc:
-        raise Key2MeshError(f"ONNX export needs the onnx package: pip install onnx ({exc})") from exc
+        raise Key2MeshError(
+            f"ONNX export needs the onnx package: pip install onnx ({exc})"
+        ) from exc
     return path
 
 
@@ -68,7 +82,9 @@ def max_onnx_difference(checkpoint: Checkpoint, path: str | Path, batch: int = 1
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise Key2MeshError("checking the ONNX model needs onnxruntime: pip install onnxruntime") from exc
+        raise Key2MeshError(
+            "checking the ONNX model needs onnxruntime: pip install onnxruntime"
+        ) from exc
     kp, conf = _example(checkpoint, batch)
     conf[:, :3] = 0.0  # exercise the missing-joint path too
     with torch.no_grad():

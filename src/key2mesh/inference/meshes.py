@@ -19,6 +19,10 @@ def write_mesh(vertices: np.ndarray, faces: np.ndarray, path: str | Path) -> Pat
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in MESH_FORMATS:
-        raise Key2MeshError(f"{path}: unknown mesh format {fmt!r}; use one of {', '.join(MESH_FORMATS)}")
-    data = trimesh.Trimesh(np.asarray(vertices), np.asarray(faces), process=False).export(file_type=fmt)
+        raise Key2MeshError(
+            f"{path}: unknown mesh format {fmt!r}; use one of {', '.join(MESH_FORMATS)}"
+        )
+    data = trimesh.Trimesh(np.asarray(vertices), np.asarray(faces), process=False).export(
+        file_type=fmt
+    )
     return atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)

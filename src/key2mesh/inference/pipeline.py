@@ -38,15 +38,23 @@ class PredictionTable:
         return len(self.arrays["rotmats"])
 
 
-def predict_files(model: Key2Mesh, inputs: list[str], keypoint_set: str | None = None, smooth: bool = False,
-                  chunk_size: int = CHUNK) -> PredictionTable:
+def predict_files(
+    model: Key2Mesh,
+    inputs: list[str],
+    keypoint_set: str | None = None,
+    smooth: bool = False,
+    chunk_size: int = CHUNK,
+) -> PredictionTable:
     """Read keypoint files (:func:`~key2mesh.keypoints.io.read_detections`), skip unusable
     detections (logged per frame, counted by reason) and predict the rest. A one-line
     :class:`Key2MeshError` when no detection is usable."""
     from key2mesh.inference.smoothing import smooth_tracks
     from key2mesh.keypoints.io import read_detections
 
-    rows: dict[str, list] = {k: [] for k in ("source", "frame", "frame_name", "person_id", "rotmats", "shape", "keypoints3d")}
+    rows: dict[str, list] = {
+        k: []
+        for k in ("source", "frame", "frame_name", "person_id", "rotmats", "shape", "keypoints3d")
+    }
     skipped: dict[str, int] = {}
     total = 0
     for path in inputs:
@@ -55,8 +63,10 @@ def predict_files(model: Key2Mesh, inputs: list[str], keypoint_set: str | None =
         total += len(kp)
         check = model.check(kp, conf)
         ok = check.usable
-        for mask, why in ((check.too_few, f"fewer than {model.min_keypoints} keypoints"),
-                          (check.degenerate, "degenerate detection: all keypoints on one spot")):
+        for mask, why in (
+            (check.too_few, f"fewer than {model.min_keypoints} keypoints"),
+            (check.degenerate, "degenerate detection: all keypoints on one spot"),
+        ):
             for f in np.unique(index[mask, 0]):
                 log.warning("%s frame %s: detection skipped (%s)", path, det.frame_names[f], why)
         for why, count in check.reasons(model.min_keypoints).items():
@@ -65,13 +75,17 @@ def predict_files(model: Key2Mesh, inputs: list[str], keypoint_set: str | None =
             continue
         kp, conf, index = kp[ok], conf[ok], index[ok]
         rot, shape, kp3d = [], [], []
-        for _, pred in model.predict_chunks(kp, conf, keypoint_set=det.keypoint_set, chunk_size=chunk_size):
+        for _, pred in model.predict_chunks(
+            kp, conf, keypoint_set=det.keypoint_set, chunk_size=chunk_size
+        ):
             rot.append(pred.rotmats.cpu())
             shape.append(pred.shape.cpu())
             kp3d.append(pred.keypoints3d.cpu())
         rot, shape, kp3d = torch.cat(rot), torch.cat(shape), torch.cat(kp3d)
         pids = det.person_ids[index[:, 0], index[:, 1]]
-        if smooth:  # over whole tracks (compact parameters), then the keypoints again, chunk by chunk
+        if (
+            smooth
+        ):  # over whole tracks (compact parameters), then the keypoints again, chunk by chunk
             rot, shape = smooth_tracks(rot, shape, index[:, 0], pids)
             kp3d = model.keypoints3d(rot, shape, chunk_size)
         rows["source"] += [str(path)] * len(kp)
@@ -82,16 +96,27 @@ def predict_files(model: Key2Mesh, inputs: list[str], keypoint_set: str | None =
         rows["shape"].append(shape.numpy())
         rows["keypoints3d"].append(kp3d.numpy())
     if not rows["rotmats"]:
-        why = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "no detection in the files"
-        raise Key2MeshError(f"no usable detection (at least {model.min_keypoints} keypoints, not all on one spot) in "
-                            f"{', '.join(inputs)}: {total} detections read ({why})")
+        why = (
+            "; ".join(f"{n} {reason}" for reason, n in skipped.items())
+            or "no detection in the files"
+        )
+        raise Key2MeshError(
+            f"no usable detection (at least {model.min_keypoints} keypoints, not all on one spot) in "
+            f"{', '.join(inputs)}: {total} detections read ({why})"
+        )
     stacked = ("frame", "person_id", "rotmats", "shape", "keypoints3d")
     arrays = {k: (np.concatenate(v) if k in stacked else np.array(v)) for k, v in rows.items()}
     return PredictionTable(arrays, total, skipped)
 
 
-def write_meshes(model: Key2Mesh, table: PredictionTable, mesh_dir: Path, fmt: str, chunk_size: int = CHUNK,
-                 progress: bool = True) -> int:
+def write_meshes(
+    model: Key2Mesh,
+    table: PredictionTable,
+    mesh_dir: Path,
+    fmt: str,
+    chunk_size: int = CHUNK,
+    progress: bool = True,
+) -> int:
     """One mesh file per row of ``table`` into ``mesh_dir`` (``{frame_name}_p{person_id}.{fmt}``,
     sanitised and unique), computed ``min(MESH_BATCH, chunk_size)`` bodies at a time."""
     from tqdm import tqdm
@@ -101,7 +126,9 @@ def write_meshes(model: Key2Mesh, table: PredictionTable, mesh_dir: Path, fmt: s
 
     arrays = table.arrays
     # names come from inside the input files: plain, unique file names inside mesh_dir only
-    stems = unique_names(f"{fn}_p{pid}" for fn, pid in zip(arrays["frame_name"], arrays["person_id"]))
+    stems = unique_names(
+        f"{fn}_p{pid}" for fn, pid in zip(arrays["frame_name"], arrays["person_id"])
+    )
     rot_t, shape_t = torch.from_numpy(arrays["rotmats"]), torch.from_numpy(arrays["shape"])
     faces = model.faces.cpu().numpy()
     batch = min(MESH_BATCH, chunk_size)

@@ -64,16 +64,29 @@ class Prediction:
     faces: torch.Tensor
 
     def to_numpy(self) -> dict[str, np.ndarray]:
-        return {k: v.detach().cpu().numpy() for k, v in self.__dict__.items() if isinstance(v, torch.Tensor)}
+        return {
+            k: v.detach().cpu().numpy()
+            for k, v in self.__dict__.items()
+            if isinstance(v, torch.Tensor)
+        }
 
 
 class Key2Mesh:
     """Keypoints → body-model parameters and mesh in one forward pass (no autograd)."""
 
-    def __init__(self, checkpoint: Checkpoint | dict, device: str | torch.device | None = None, full_mesh: bool = True,
-                 min_keypoints: int = MIN_KEYPOINTS):
+    def __init__(
+        self,
+        checkpoint: Checkpoint | dict,
+        device: str | torch.device | None = None,
+        full_mesh: bool = True,
+        min_keypoints: int = MIN_KEYPOINTS,
+    ):
         check_device(None if device is None else str(device))
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = (
+            torch.device(device)
+            if device
+            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
         if not isinstance(checkpoint, Checkpoint):  # the on-disk dict (e.g. torch.load's)
             checkpoint = Checkpoint.from_dict(checkpoint)
         self.checkpoint = checkpoint
@@ -91,30 +104,52 @@ class Key2Mesh:
             self.mesh_body = self.body
 
     @classmethod
-    def from_pretrained(cls, path_or_name: str | os.PathLike = "anny-body25", device: str | None = None,
-                        full_mesh: bool = True) -> Key2Mesh:
-        return cls(load_checkpoint(resolve_checkpoint(path_or_name)), device=device, full_mesh=full_mesh)
+    def from_pretrained(
+        cls,
+        path_or_name: str | os.PathLike = "anny-body25",
+        device: str | None = None,
+        full_mesh: bool = True,
+    ) -> Key2Mesh:
+        return cls(
+            load_checkpoint(resolve_checkpoint(path_or_name)), device=device, full_mesh=full_mesh
+        )
 
     @property
     def faces(self) -> torch.Tensor:
         return self.mesh_body.faces
 
-    def normalize(self, keypoints, confidences=None, keypoint_set: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def normalize(
+        self, keypoints, confidences=None, keypoint_set: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel keypoints (N,K,2)/(K,2) of any known set → network inputs (N,K_model,2), valid (N,K_model)."""
         kp, conf = self._in_model_set(keypoints, confidences, keypoint_set)
         return self.normalization(kp, conf)
 
-    def _in_model_set(self, keypoints, confidences=None, keypoint_set: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _in_model_set(
+        self, keypoints, confidences=None, keypoint_set: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel keypoints (N,K,2)/(K,2) of any known set → pixels (N,K_model,2) and confidences of the model's set."""
-        kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32) if not torch.is_tensor(keypoints) else keypoints).float()
+        kp = torch.as_tensor(
+            np.asarray(keypoints, dtype=np.float32) if not torch.is_tensor(keypoints) else keypoints
+        ).float()
         if kp.ndim == 2:
             kp = kp[None]
         if kp.ndim != 3 or kp.shape[-1] != 2:
-            raise Key2MeshError(f"keypoints must be (N, K, 2) or (K, 2) pixels, got shape {tuple(kp.shape)}")
-        conf = torch.ones(kp.shape[:2]) if confidences is None else torch.as_tensor(np.asarray(confidences, dtype=np.float32)).float().reshape(kp.shape[:2])
+            raise Key2MeshError(
+                f"keypoints must be (N, K, 2) or (K, 2) pixels, got shape {tuple(kp.shape)}"
+            )
+        conf = (
+            torch.ones(kp.shape[:2])
+            if confidences is None
+            else torch.as_tensor(np.asarray(confidences, dtype=np.float32))
+            .float()
+            .reshape(kp.shape[:2])
+        )
         src = canonical_set_name(keypoint_set or self.keypoint_set)
         if kp.shape[1] != num_keypoints(src):
-            raise Key2MeshError(f"keypoint set {src!r} has {num_keypoints(src)} points, got {kp.shape[1]}")
+            raise Key2MeshError(
+                f"keypoint set {src!r} has {num_keypoints(src)} points, got {kp.shape[1]}"
+            )
         bad = ~torch.isfinite(kp).all(-1)
         conf = torch.where(bad, torch.zeros_like(conf), conf)
         kp = torch.where(bad[..., None], torch.zeros_like(kp), kp)
@@ -123,8 +158,14 @@ class Key2Mesh:
         return kp, conf
 
     @torch.no_grad()
-    def predict(self, keypoints, confidences=None, keypoint_set: str | None = None, mesh: bool = True,
-                batch_size: int = 4096) -> Prediction:
+    def predict(
+        self,
+        keypoints,
+        confidences=None,
+        keypoint_set: str | None = None,
+        mesh: bool = True,
+        batch_size: int = 4096,
+    ) -> Prediction:
         """Predict bodies for (N,K,2) pixel keypoints (any scale/offset) of ``keypoint_set``
         (default: the model's own). Inputs with fewer than ``min_keypoints`` confident points, or
         with all of them on one spot (:func:`~key2mesh.keypoints.io.check_detections`), are still
@@ -134,17 +175,26 @@ class Key2Mesh:
         usable = self.usable(kp, conf)
         rots, shapes, verts, joints, kps = [], [], [], [], []
         for i in range(0, len(inputs), batch_size):
-            r, s = _padded(self.net, inputs[i:i + batch_size].to(self.device))
+            r, s = _padded(self.net, inputs[i : i + batch_size].to(self.device))
             rots.append(r)
             shapes.append(s)
-            kps.append(_padded(lambda r, s: self.body.forward_keypoints(r, s, self.keypoint_set), r, s))
+            kps.append(
+                _padded(lambda r, s: self.body.forward_keypoints(r, s, self.keypoint_set), r, s)
+            )
             if mesh:
                 out = _padded(self.mesh_body, r, s)
                 verts.append(out.vertices)
                 joints.append(out.joints)
         cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
-        return Prediction(cat(rots), cat(shapes), cat(verts), cat(joints), cat(kps),
-                          torch.from_numpy(usable).to(self.device), self.mesh_body.faces)
+        return Prediction(
+            cat(rots),
+            cat(shapes),
+            cat(verts),
+            cat(joints),
+            cat(kps),
+            torch.from_numpy(usable).to(self.device),
+            self.mesh_body.faces,
+        )
 
     def usable(self, keypoints, confidences) -> np.ndarray:
         """(N,) bool: detections of the model's set (pixels) usable as inputs
@@ -155,11 +205,21 @@ class Key2Mesh:
         """:func:`~key2mesh.keypoints.io.check_detections` with ``min_keypoints`` and this model's
         confidence threshold (keypoints (..., K, 2), confidences (..., K), tensors or arrays)."""
         as_np = lambda x: x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)  # noqa: E731
-        return check_detections(as_np(keypoints), as_np(confidences), self.min_keypoints,
-                                self.normalization.conf_threshold)
+        return check_detections(
+            as_np(keypoints),
+            as_np(confidences),
+            self.min_keypoints,
+            self.normalization.conf_threshold,
+        )
 
-    def predict_chunks(self, keypoints, confidences=None, keypoint_set: str | None = None, mesh: bool = False,
-                       chunk_size: int = 4096) -> Iterator[tuple[slice, Prediction]]:
+    def predict_chunks(
+        self,
+        keypoints,
+        confidences=None,
+        keypoint_set: str | None = None,
+        mesh: bool = False,
+        chunk_size: int = 4096,
+    ) -> Iterator[tuple[slice, Prediction]]:
         """:meth:`predict` on ``chunk_size`` inputs (N,K,2) at a time: yields (the inputs' slice,
         its Prediction), so an input of any length never holds every output (vertices above all)
         at once. The numbers are those of one :meth:`predict` call on everything."""
@@ -169,21 +229,43 @@ class Key2Mesh:
         for i in range(0, n, chunk_size):
             part = slice(i, min(i + chunk_size, n))
             conf = None if confidences is None else confidences[part]
-            yield part, self.predict(keypoints[part], conf, keypoint_set, mesh=mesh, batch_size=chunk_size)
+            yield (
+                part,
+                self.predict(keypoints[part], conf, keypoint_set, mesh=mesh, batch_size=chunk_size),
+            )
 
     @torch.no_grad()
-    def keypoints3d(self, rotmats: torch.Tensor, shape: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    def keypoints3d(
+        self, rotmats: torch.Tensor, shape: torch.Tensor, chunk_size: int = 4096
+    ) -> torch.Tensor:
         """Body keypoints (N,K,3) of the model's set from parameters, ``chunk_size`` bodies at a
         time (the body model's vertices of one chunk only); returned on the CPU."""
+
         def keypoints(r: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             return self.body.forward_keypoints(r, s, self.keypoint_set)
 
-        return torch.cat([_padded(keypoints, rotmats[i:i + chunk_size].to(self.device), shape[i:i + chunk_size].to(self.device)).cpu()
-                          for i in range(0, len(rotmats), chunk_size)] or [torch.zeros(0, num_keypoints(self.keypoint_set), 3)])
+        return torch.cat(
+            [
+                _padded(
+                    keypoints,
+                    rotmats[i : i + chunk_size].to(self.device),
+                    shape[i : i + chunk_size].to(self.device),
+                ).cpu()
+                for i in range(0, len(rotmats), chunk_size)
+            ]
+            or [torch.zeros(0, num_keypoints(self.keypoint_set), 3)]
+        )
 
     @torch.no_grad()
-    def mesh_chunks(self, rotmats: torch.Tensor, shape: torch.Tensor, chunk_size: int = 256) -> Iterator[tuple[slice, np.ndarray]]:
+    def mesh_chunks(
+        self, rotmats: torch.Tensor, shape: torch.Tensor, chunk_size: int = 256
+    ) -> Iterator[tuple[slice, np.ndarray]]:
         """Mesh vertices (n,V,3) of ``chunk_size`` bodies at a time, as (slice, CPU array)."""
         for i in range(0, len(rotmats), chunk_size):
             part = slice(i, min(i + chunk_size, len(rotmats)))
-            yield part, _padded(self.mesh_body, rotmats[part].to(self.device), shape[part].to(self.device)).vertices.cpu().numpy()
+            yield (
+                part,
+                _padded(self.mesh_body, rotmats[part].to(self.device), shape[part].to(self.device))
+                .vertices.cpu()
+                .numpy(),
+            )

@@ -73,9 +73,15 @@ def rasterize(
         focal: f or (fx, fy) in pixels. principal: (cx, cy) in pixels.
     """
     v = _as_tensor(vertices_cam)
-    f = torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces).long().to(v.device)
+    f = (
+        torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces)
+        .long()
+        .to(v.device)
+    )
     if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3:
-        raise Key2MeshError(f"rasterize expects vertices (V, 3) and faces (F, 3), got {tuple(v.shape)} and {tuple(f.shape)}")
+        raise Key2MeshError(
+            f"rasterize expects vertices (V, 3) and faces (F, 3), got {tuple(v.shape)} and {tuple(f.shape)}"
+        )
     h, w = int(size[0]), int(size[1])
     fx, fy = _focal_pair(focal)
     cx, cy = float(principal[0]), float(principal[1])
@@ -87,7 +93,9 @@ def rasterize(
         return Raster(face_buf.view(h, w), zbuf.view(h, w), bary_buf.view(h, w, 3))
 
     z = v[:, 2]
-    uv = torch.stack([fx * v[:, 0] / z.clamp(min=NEAR) + cx, fy * v[:, 1] / z.clamp(min=NEAR) + cy], dim=-1)
+    uv = torch.stack(
+        [fx * v[:, 0] / z.clamp(min=NEAR) + cx, fy * v[:, 1] / z.clamp(min=NEAR) + cy], dim=-1
+    )
     tri = uv[f]  # (F, 3, 2)
     tz = z[f]  # (F, 3)
     lo = tri.amin(dim=1).ceil()
@@ -105,7 +113,9 @@ def rasterize(
     cand_pix, cand_z, cand_face, cand_bary = [], [], [], []
     for lvl in torch.unique(level).tolist():
         side = 1 << lvl
-        grid_y, grid_x = torch.meshgrid(torch.arange(side, device=dev), torch.arange(side, device=dev), indexing="ij")
+        grid_y, grid_x = torch.meshgrid(
+            torch.arange(side, device=dev), torch.arange(side, device=dev), indexing="ij"
+        )
         offs = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1).to(v.dtype)  # (M, 2)
         group = ids[level == lvl]
         step = max(1, _BUDGET // (side * side))
@@ -118,7 +128,9 @@ def rasterize(
             b1 = _edge(t[:, 2], t[:, 0], px, py) / a
             b2 = 1.0 - b0 - b1
             eps = -1e-6
-            inside = (b0 >= eps) & (b1 >= eps) & (b2 >= eps) & (px <= hi[g, 0:1]) & (py <= hi[g, 1:2])
+            inside = (
+                (b0 >= eps) & (b1 >= eps) & (b2 >= eps) & (px <= hi[g, 0:1]) & (py <= hi[g, 1:2])
+            )
             if not bool(inside.any()):
                 continue
             # one nonzero, then 1D index_select (cheaper than 2D advanced indexing)
@@ -157,13 +169,19 @@ def shade(raster: Raster, vertices_cam, faces, ambient: float = 0.3) -> torch.Te
     """Lambert intensity (H, W) in [0, 1] of the covered pixels (0 elsewhere), lit from the camera
     (slightly above it); two-sided so face winding does not matter."""
     v = _as_tensor(vertices_cam).to(raster.depth.device)
-    f = torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces).long().to(v.device)
+    f = (
+        torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces)
+        .long()
+        .to(v.device)
+    )
     vn = vertex_normals(v, f)
     m = raster.mask
     fid = raster.face[m]
     n = (vn[f[fid]] * raster.bary[m][..., None]).sum(dim=1)
     n = torch.nn.functional.normalize(n, dim=-1)
-    light = torch.nn.functional.normalize(v.new_tensor([0.2, -0.4, -1.0]), dim=0)  # towards the light
+    light = torch.nn.functional.normalize(
+        v.new_tensor([0.2, -0.4, -1.0]), dim=0
+    )  # towards the light
     out = torch.zeros(raster.face.shape, dtype=v.dtype, device=v.device)
     out[m] = ambient + (1.0 - ambient) * (n @ light).abs()
     return out
@@ -219,12 +237,19 @@ def render_overlay(
     cols = torch.nonzero(cover.any(dim=0)).squeeze(1)
     if rows.numel() == 0:
         return out
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1  # blend the box only
+    r0, r1, c0, c1 = (
+        int(rows[0]),
+        int(rows[-1]) + 1,
+        int(cols[0]),
+        int(cols[-1]) + 1,
+    )  # blend the box only
     col = torch.as_tensor(color, dtype=inten.dtype, device=inten.device) * 255.0
     mesh_rgb = inten[r0:r1, c0:c1, None] * col
     a = (alpha * cover[r0:r1, c0:c1])[..., None]
     base = torch.as_tensor(img[r0:r1, c0:c1], dtype=inten.dtype, device=inten.device)
-    out[r0:r1, c0:c1] = (base * (1.0 - a) + mesh_rgb * a).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    out[r0:r1, c0:c1] = (
+        (base * (1.0 - a) + mesh_rgb * a).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    )
     return out
 
 
@@ -259,7 +284,9 @@ def render_view(
     principal = ((w - 1) / 2.0 - f * float(mid[0]), (h - 1) / 2.0 - f * float(mid[1]))
     bg = np.empty((h, w, 3), dtype=np.uint8)
     bg[:] = np.asarray(background, dtype=np.uint8)
-    return render_overlay(bg, cam, faces, f, principal, color=color, alpha=1.0, supersample=supersample)
+    return render_overlay(
+        bg, cam, faces, f, principal, color=color, alpha=1.0, supersample=supersample
+    )
 
 
 def render_side_view(vertices, faces, size: int | tuple[int, int] = 512, **kwargs) -> np.ndarray:
@@ -293,14 +320,18 @@ SIDE_COLORS = {"left": (255, 140, 0), "right": (30, 144, 255), "centre": (50, 20
 
 
 def _side(name: str) -> str:
-    return "left" if name.startswith("left_") else "right" if name.startswith("right_") else "centre"
+    return (
+        "left" if name.startswith("left_") else "right" if name.startswith("right_") else "centre"
+    )
 
 
 def skeleton_edges(keypoint_set: str) -> list[tuple[int, int]]:
     """Index pairs (i, j) of :data:`SKELETON` edges present in ``keypoint_set``."""
     names = keypoint_names(keypoint_set)
     index = {n: i for i, n in enumerate(names)}
-    return list(dict.fromkeys((index[a], index[b]) for a, b in SKELETON if a in index and b in index))
+    return list(
+        dict.fromkeys((index[a], index[b]) for a, b in SKELETON if a in index and b in index)
+    )
 
 
 def draw_keypoints(
@@ -318,12 +349,22 @@ def draw_keypoints(
     Left side orange, right side blue, centre green. Radius/width default to ~0.4% / 0.3% of the
     image diagonal."""
     img = _check_image(image)
-    kp = np.asarray(keypoints.detach().cpu() if torch.is_tensor(keypoints) else keypoints, dtype=np.float64)
+    kp = np.asarray(
+        keypoints.detach().cpu() if torch.is_tensor(keypoints) else keypoints, dtype=np.float64
+    )
     names = keypoint_names(keypoint_set)
     if kp.shape != (len(names), 2):
-        raise Key2MeshError(f"keypoints of set {keypoint_set!r} need shape ({len(names)}, 2), got {kp.shape}")
-    conf = np.ones(len(names)) if confidence is None else np.asarray(
-        confidence.detach().cpu() if torch.is_tensor(confidence) else confidence, dtype=np.float64)
+        raise Key2MeshError(
+            f"keypoints of set {keypoint_set!r} need shape ({len(names)}, 2), got {kp.shape}"
+        )
+    conf = (
+        np.ones(len(names))
+        if confidence is None
+        else np.asarray(
+            confidence.detach().cpu() if torch.is_tensor(confidence) else confidence,
+            dtype=np.float64,
+        )
+    )
     ok = (conf >= threshold) & np.isfinite(kp).all(axis=1)
     diag = math.hypot(*img.shape[:2])
     r = radius if radius is not None else max(2, round(0.004 * diag))
@@ -336,5 +377,7 @@ def draw_keypoints(
             draw.line([tuple(kp[i]), tuple(kp[j])], fill=SIDE_COLORS[side], width=lw)
     for i in np.flatnonzero(ok):
         x, y = kp[i]
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=SIDE_COLORS[_side(names[i])], outline=(0, 0, 0))
+        draw.ellipse(
+            [x - r, y - r, x + r, y + r], fill=SIDE_COLORS[_side(names[i])], outline=(0, 0, 0)
+        )
     return np.asarray(pil)

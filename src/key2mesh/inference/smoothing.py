@@ -34,13 +34,20 @@ class OneEuroFilter:
         d_cutoff: cutoff (Hz) of the low-pass on the derivative.
     """
 
-    def __init__(self, fps: float = 30.0, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0):
+    def __init__(
+        self, fps: float = 30.0, min_cutoff: float = 1.0, beta: float = 0.0, d_cutoff: float = 1.0
+    ):
         if fps <= 0 or min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
             raise Key2MeshError(
                 f"One-Euro filter needs fps, min_cutoff, d_cutoff > 0 and beta >= 0, got "
                 f"fps={fps}, min_cutoff={min_cutoff}, beta={beta}, d_cutoff={d_cutoff}"
             )
-        self.fps, self.min_cutoff, self.beta, self.d_cutoff = float(fps), float(min_cutoff), float(beta), float(d_cutoff)
+        self.fps, self.min_cutoff, self.beta, self.d_cutoff = (
+            float(fps),
+            float(min_cutoff),
+            float(beta),
+            float(d_cutoff),
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -52,14 +59,20 @@ class OneEuroFilter:
         (same shape, bool) is False keep their previous filtered value (or pass through while
         no value has been seen yet)."""
         x = np.asarray(x, dtype=np.float64)
-        ok = np.ones(x.shape, bool) if valid is None else np.broadcast_to(np.asarray(valid, bool), x.shape)
+        ok = (
+            np.ones(x.shape, bool)
+            if valid is None
+            else np.broadcast_to(np.asarray(valid, bool), x.shape)
+        )
         ok = ok & np.isfinite(x)
         if self._x is None:
             self._x = np.where(ok, x, np.nan)
             self._dx = np.zeros_like(x)
             return x.copy()
         if self._x.shape != x.shape:
-            raise Key2MeshError(f"One-Euro filter: sample shape changed from {self._x.shape} to {x.shape}")
+            raise Key2MeshError(
+                f"One-Euro filter: sample shape changed from {self._x.shape} to {x.shape}"
+            )
         seen = np.isfinite(self._x)
         prev = np.where(seen, self._x, x)
         dx = (x - prev) * self.fps
@@ -88,8 +101,13 @@ def one_euro(
         raise Key2MeshError(f"one_euro expects a sequence (T, ...), got shape {arr.shape}")
     if valid is not None:
         v = valid.detach().cpu().numpy() if torch.is_tensor(valid) else np.asarray(valid)
-        v = np.broadcast_to(v.astype(bool), arr.shape) if v.ndim == arr.ndim else np.broadcast_to(
-            v.astype(bool).reshape(v.shape + (1,) * (arr.ndim - v.ndim)), arr.shape)
+        v = (
+            np.broadcast_to(v.astype(bool), arr.shape)
+            if v.ndim == arr.ndim
+            else np.broadcast_to(
+                v.astype(bool).reshape(v.shape + (1,) * (arr.ndim - v.ndim)), arr.shape
+            )
+        )
     filt = OneEuroFilter(fps, min_cutoff, beta, d_cutoff)
     out = np.stack([filt(arr[i], None if valid is None else v[i]) for i in range(arr.shape[0])])
     if is_torch:
@@ -110,23 +128,40 @@ class SmoothingSettings:
 # `key2mesh predict --smooth` (per tracked person, 30 fps assumed) and the demo's `--smooth`
 # (the video's frame rate; a faster rotation response, a slower shape); kept as they were tuned.
 TRACK_SMOOTHING = SmoothingSettings()
-DEMO_SMOOTHING = SmoothingSettings(rotation_min_cutoff=1.0, rotation_beta=0.05, shape_min_cutoff=0.3)
+DEMO_SMOOTHING = SmoothingSettings(
+    rotation_min_cutoff=1.0, rotation_beta=0.05, shape_min_cutoff=0.3
+)
 
 
-def smooth_parameters(rotmats: torch.Tensor, shape: torch.Tensor, fps: float = 30.0,
-                      settings: SmoothingSettings = TRACK_SMOOTHING) -> tuple[torch.Tensor, torch.Tensor]:
+def smooth_parameters(
+    rotmats: torch.Tensor,
+    shape: torch.Tensor,
+    fps: float = 30.0,
+    settings: SmoothingSettings = TRACK_SMOOTHING,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The one smoothing of body parameters over a sequence (T, ...) of one person: One-Euro on
     the 6D rotations (re-orthonormalised) and on the shape; returns (rotmats (T,24,3,3), shape)."""
     from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 
-    six = one_euro(matrix_to_rot6d(rotmats), fps=fps, min_cutoff=settings.rotation_min_cutoff,
-                   beta=settings.rotation_beta)
-    return rot6d_to_matrix(six), one_euro(shape, fps=fps, min_cutoff=settings.shape_min_cutoff,
-                                          beta=settings.shape_beta)
+    six = one_euro(
+        matrix_to_rot6d(rotmats),
+        fps=fps,
+        min_cutoff=settings.rotation_min_cutoff,
+        beta=settings.rotation_beta,
+    )
+    return rot6d_to_matrix(six), one_euro(
+        shape, fps=fps, min_cutoff=settings.shape_min_cutoff, beta=settings.shape_beta
+    )
 
 
-def smooth_tracks(rotmats: torch.Tensor, shape: torch.Tensor, frames: np.ndarray, person_ids: np.ndarray,
-                  fps: float = 30.0, settings: SmoothingSettings = TRACK_SMOOTHING) -> tuple[torch.Tensor, torch.Tensor]:
+def smooth_tracks(
+    rotmats: torch.Tensor,
+    shape: torch.Tensor,
+    frames: np.ndarray,
+    person_ids: np.ndarray,
+    fps: float = 30.0,
+    settings: SmoothingSettings = TRACK_SMOOTHING,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`smooth_parameters` along frames, separately per person id (tracks shorter than 3
     frames are left as they are); rows in any order."""
     rotmats, shape = rotmats.clone(), shape.clone()

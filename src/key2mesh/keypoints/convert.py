@@ -101,7 +101,11 @@ def convert_keypoints(
         raise Key2MeshError(
             f"keypoints of set {canonical_set_name(src)!r} need {k_src} points, got shape {tuple(kp.shape)}"
         )
-    conf = torch.ones(kp.shape[:-1], dtype=kp.dtype, device=kp.device) if confidence is None else torch.as_tensor(confidence, dtype=kp.dtype, device=kp.device)
+    conf = (
+        torch.ones(kp.shape[:-1], dtype=kp.dtype, device=kp.device)
+        if confidence is None
+        else torch.as_tensor(confidence, dtype=kp.dtype, device=kp.device)
+    )
     m_np, ok_np = conversion_matrix(src, dst)
     m = torch.as_tensor(m_np, dtype=kp.dtype, device=kp.device)
     ok = torch.as_tensor(ok_np, device=kp.device)

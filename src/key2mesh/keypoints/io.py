@@ -33,7 +33,9 @@ _NUMPY_EXT = (".npy", ".npz")
 
 MIN_KEYPOINTS = 6  # the paper drops detections with fewer confident keypoints
 CONF_THRESHOLD = 0.1
-DEGENERATE_BOX = 1e-3  # a box smaller than this fraction of the coordinates' magnitude (at least 1) is one spot
+DEGENERATE_BOX = (
+    1e-3  # a box smaller than this fraction of the coordinates' magnitude (at least 1) is one spot
+)
 
 
 class DetectionCheck(NamedTuple):
@@ -45,12 +47,16 @@ class DetectionCheck(NamedTuple):
 
     def reasons(self, min_keypoints: int = MIN_KEYPOINTS) -> dict[str, int]:
         """Counts of skipped detections by reason (reasons with a zero count left out)."""
-        counts = {f"fewer than {min_keypoints} keypoints": int(self.too_few.sum()),
-                  "degenerate detection (all keypoints on one spot)": int(self.degenerate.sum())}
+        counts = {
+            f"fewer than {min_keypoints} keypoints": int(self.too_few.sum()),
+            "degenerate detection (all keypoints on one spot)": int(self.degenerate.sum()),
+        }
         return {k: v for k, v in counts.items() if v}
 
 
-def confident_points(confidence, threshold: float = CONF_THRESHOLD, keypoints=None, *, strict: bool = False) -> np.ndarray:
+def confident_points(
+    confidence, threshold: float = CONF_THRESHOLD, keypoints=None, *, strict: bool = False
+) -> np.ndarray:
     """(..., K) bool: points with confidence >= ``threshold`` (> ``threshold`` when ``strict``;
     NaN counts as 0) and, when ``keypoints`` (..., K, 2) are given, finite positions."""
     conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0)
@@ -60,17 +66,26 @@ def confident_points(confidence, threshold: float = CONF_THRESHOLD, keypoints=No
     return ok
 
 
-def enough_keypoints(confidence, min_keypoints: int = MIN_KEYPOINTS, threshold: float = CONF_THRESHOLD,
-                     keypoints=None, *, strict: bool = False) -> np.ndarray:
+def enough_keypoints(
+    confidence,
+    min_keypoints: int = MIN_KEYPOINTS,
+    threshold: float = CONF_THRESHOLD,
+    keypoints=None,
+    *,
+    strict: bool = False,
+) -> np.ndarray:
     """(...,) bool: the one "enough keypoints" rule (the paper drops detections with fewer than 6):
     at least ``min_keypoints`` :func:`confident_points`. Detection inputs use confidence >= 0.1
     and finite positions (:func:`check_detections`); the benchmark readers of
     :mod:`key2mesh.data.datasets` count confidence > 0 (``threshold=0, strict=True``)."""
-    return confident_points(confidence, threshold, keypoints, strict=strict).sum(-1) >= min_keypoints
+    return (
+        confident_points(confidence, threshold, keypoints, strict=strict).sum(-1) >= min_keypoints
+    )
 
 
-def check_detections(keypoints, confidence, min_keypoints: int = MIN_KEYPOINTS,
-                     threshold: float = CONF_THRESHOLD) -> DetectionCheck:
+def check_detections(
+    keypoints, confidence, min_keypoints: int = MIN_KEYPOINTS, threshold: float = CONF_THRESHOLD
+) -> DetectionCheck:
     """The rule for which detections (..., K, 2) px / (..., K) are usable as inputs: at least
     ``min_keypoints`` points of confidence >= ``threshold`` (:func:`enough_keypoints`), spread
     over a box of non-zero size (all points on one pixel is a detector failure, not a person)."""
@@ -221,13 +236,18 @@ class Detections:
         """The detections of one person id (slot index when untracked) over the frames it appears in."""
         return self._gather(self.present & (self.person_ids == int(person_id)))
 
-    def valid_mask(self, min_keypoints: int = MIN_KEYPOINTS, threshold: float = CONF_THRESHOLD) -> np.ndarray:
+    def valid_mask(
+        self, min_keypoints: int = MIN_KEYPOINTS, threshold: float = CONF_THRESHOLD
+    ) -> np.ndarray:
         """(F, P) bool: detections usable as inputs (:func:`check_detections`: at least
         ``min_keypoints`` points of confidence >= ``threshold``, not all on one spot).
 
         The paper drops detections with fewer than 6 keypoints.
         """
-        return self.present & check_detections(self.keypoints, self.confidence, min_keypoints, threshold).usable
+        return (
+            self.present
+            & check_detections(self.keypoints, self.confidence, min_keypoints, threshold).usable
+        )
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -455,7 +475,10 @@ def write_openpose_json(
                 "face_keypoints_2d": [], "hand_left_keypoints_2d": [], "hand_right_keypoints_2d": [],
                 "pose_keypoints_3d": [], "face_keypoints_3d": [], "hand_left_keypoints_3d": [], "hand_right_keypoints_3d": [],
             })  # fmt: skip
-        out = atomic_write_text(folder / f"{name}_keypoints.json", json.dumps({"version": OPENPOSE_VERSION, "people": people}))
+        out = atomic_write_text(
+            folder / f"{name}_keypoints.json",
+            json.dumps({"version": OPENPOSE_VERSION, "people": people}),
+        )
         paths.append(out)
     return paths
 
@@ -533,7 +556,11 @@ def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
     name = found or declared
     if name is None:
         cats = data.get("categories") if isinstance(data, dict) else None
-        names = cats[0].get("keypoints") if isinstance(cats, list) and cats and isinstance(cats[0], dict) else None
+        names = (
+            cats[0].get("keypoints")
+            if isinstance(cats, list) and cats and isinstance(cats[0], dict)
+            else None
+        )
         k = len(names) if isinstance(names, list) else 0
         name = _check_count(path, k, None, {**_COCO_SETS, _WHOLEBODY: "coco23"}, "category")
 
@@ -566,8 +593,10 @@ def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
 
 
 def _image_id(path: Path, value: Any, what: str) -> int | float | str:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or (
-        isinstance(value, float) and not np.isfinite(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, str))
+        or (isinstance(value, float) and not np.isfinite(value))
     ):
         raise Key2MeshError(f"{path}: {what} has image_id {value!r}; expected a number or a name")
     return value
@@ -642,7 +671,9 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
         raise
     except Exception as e:  # noqa: BLE001 - a damaged file raises zip, EOF, npy-header (SyntaxError) or zlib errors
         reason = " ".join(str(e).split()) or "damaged file"
-        raise Key2MeshError(f"{path}: not a readable NumPy file ({e.__class__.__name__}: {reason})") from None
+        raise Key2MeshError(
+            f"{path}: not a readable NumPy file ({e.__class__.__name__}: {reason})"
+        ) from None
     if arr.dtype.kind not in "iuf":
         raise Key2MeshError(f"{path}: keypoints must be real numbers, got dtype {arr.dtype}")
     if arr.ndim == 3:
@@ -662,7 +693,9 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
     conf_key = next((c for c in ("confidence", "scores") if c in extra), None)
     if conf_key is not None:
         if extra[conf_key].dtype.kind not in "iufb":
-            raise Key2MeshError(f"{path}: '{conf_key}' must be real numbers, got dtype {extra[conf_key].dtype}")
+            raise Key2MeshError(
+                f"{path}: '{conf_key}' must be real numbers, got dtype {extra[conf_key].dtype}"
+            )
         conf = np.asarray(extra[conf_key], dtype=np.float64)
         if conf.shape == (f, k) and p == 1:
             conf = conf[:, None]
@@ -677,7 +710,9 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
     xyc = np.concatenate([arr[..., :2].astype(np.float64), conf[..., None]], axis=-1)
     _finite_check(path, xyc, "keypoints")
     if "frame_names" in extra and extra["frame_names"].shape != (f,):
-        raise Key2MeshError(f"{path}: frame_names must be a list of {f} names, got shape {extra['frame_names'].shape}")
+        raise Key2MeshError(
+            f"{path}: frame_names must be a list of {f} names, got shape {extra['frame_names'].shape}"
+        )
     names = (
         [str(n) for n in extra["frame_names"]]
         if "frame_names" in extra
@@ -685,14 +720,19 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
     )
     pids = extra.get("person_ids", np.broadcast_to(np.arange(p), (f, p)))
     whole = pids.dtype.kind in "iu" or (
-        pids.dtype.kind == "f" and bool(np.all((pids == np.round(pids)) & (np.abs(pids.astype(np.float64)) < 2.0**62)))
+        pids.dtype.kind == "f"
+        and bool(np.all((pids == np.round(pids)) & (np.abs(pids.astype(np.float64)) < 2.0**62)))
     )
     if not whole or pids.shape != (f, p):
-        raise Key2MeshError(f"{path}: person_ids must be {(f, p)} integers, got {pids.shape} {pids.dtype}")
+        raise Key2MeshError(
+            f"{path}: person_ids must be {(f, p)} integers, got {pids.shape} {pids.dtype}"
+        )
     size = extra["image_size"].reshape(-1).tolist() if "image_size" in extra else None
     tracked = extra.get("tracked", np.asarray(False))
     if tracked.size != 1 or tracked.dtype.kind not in "biu":
-        raise Key2MeshError(f"{path}: tracked must be one boolean, got {tracked.shape} {tracked.dtype}")
+        raise Key2MeshError(
+            f"{path}: tracked must be one boolean, got {tracked.shape} {tracked.dtype}"
+        )
     tracked = bool(tracked.reshape(-1)[0])
     return Detections(
         xyc[..., :2],

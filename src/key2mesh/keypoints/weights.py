@@ -7,7 +7,14 @@ import torch
 
 from key2mesh.keypoints.sets import keypoint_names
 
-_WEIGHTS = (("wrist", 8.0), ("ankle", 8.0), ("elbow", 4.0), ("knee", 4.0), ("shoulder", 2.0), ("hip", 2.0))
+_WEIGHTS = (
+    ("wrist", 8.0),
+    ("ankle", 8.0),
+    ("elbow", 4.0),
+    ("knee", 4.0),
+    ("shoulder", 2.0),
+    ("hip", 2.0),
+)
 
 
 def joint_weights(keypoint_set: str) -> torch.Tensor:

@@ -26,7 +26,9 @@ def _pose_module():
         _protobuf_compat()  # before MediaPipe is imported
         from mediapipe.python.solutions import pose
     except ImportError as exc:
-        raise Key2MeshError(f"2D keypoint detection needs MediaPipe: {INSTALL_HINT} ({exc})") from exc
+        raise Key2MeshError(
+            f"2D keypoint detection needs MediaPipe: {INSTALL_HINT} ({exc})"
+        ) from exc
     return pose
 
 
@@ -36,14 +38,20 @@ def _protobuf_compat() -> None:
     replacement (``message_factory.GetMessageClass``) when the method is missing."""
     from google.protobuf import message_factory
 
-    if not hasattr(message_factory.MessageFactory, "GetPrototype") and hasattr(message_factory, "GetMessageClass"):
-        message_factory.MessageFactory.GetPrototype = lambda self, descriptor: message_factory.GetMessageClass(descriptor)
+    if not hasattr(message_factory.MessageFactory, "GetPrototype") and hasattr(
+        message_factory, "GetMessageClass"
+    ):
+        message_factory.MessageFactory.GetPrototype = lambda self, descriptor: (
+            message_factory.GetMessageClass(descriptor)
+        )
 
 
 def _check_rgb(image) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-        raise Key2MeshError(f"detection expects an RGB image (H, W, 3) uint8, got {img.shape} {img.dtype}")
+        raise Key2MeshError(
+            f"detection expects an RGB image (H, W, 3) uint8, got {img.shape} {img.dtype}"
+        )
     return np.ascontiguousarray(img)
 
 
@@ -84,7 +92,9 @@ class PoseDetector:
                 "install a compatible one: pip install 'protobuf>=4.25.3,<7'"
             ) from exc
         except (FileNotFoundError, RuntimeError) as exc:
-            raise Key2MeshError(f"MediaPipe could not load its pose model ({exc}); reinstall with {INSTALL_HINT}") from exc
+            raise Key2MeshError(
+                f"MediaPipe could not load its pose model ({exc}); reinstall with {INSTALL_HINT}"
+            ) from exc
 
     def __call__(self, image) -> tuple[np.ndarray, np.ndarray] | None:
         img = _check_rgb(image)
@@ -129,7 +139,10 @@ def detect_frames(frames, model_complexity: int = 1) -> tuple[np.ndarray, np.nda
         for frame in frames:
             out = det(frame)
             if out is None:
-                out = (np.zeros((NUM_KEYPOINTS, 2), np.float32), np.zeros(NUM_KEYPOINTS, np.float32))
+                out = (
+                    np.zeros((NUM_KEYPOINTS, 2), np.float32),
+                    np.zeros(NUM_KEYPOINTS, np.float32),
+                )
             kps.append(out[0])
             confs.append(out[1])
     if not kps:

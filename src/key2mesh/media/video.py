@@ -57,7 +57,9 @@ def _kind(path: Path) -> str:
 def folder_images(folder: str | Path) -> list[Path]:
     """Image files of a folder in natural order (frame2 before frame10)."""
     folder = Path(folder)
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    files = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key
+    )
     if not files:
         raise Key2MeshError(f"{folder}: folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -73,17 +75,23 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
+            warnings.simplefilter(
+                "ignore", Image.DecompressionBombWarning
+            )  # our own limit applies below
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > MAX_IMAGE_PIXELS:
-                    raise Key2MeshError(f"{path}: {w}x{h} image ({w * h / 1e6:.0f} megapixels) is larger than the "
-                                        f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels key2mesh reads; downscale it first")
+                    raise Key2MeshError(
+                        f"{path}: {w}x{h} image ({w * h / 1e6:.0f} megapixels) is larger than the "
+                        f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels key2mesh reads; downscale it first"
+                    )
                 return np.asarray(im.convert("RGB"))
     except FileNotFoundError as exc:
         raise Key2MeshError(f"{path}: no such image file") from exc
     except Image.DecompressionBombError as exc:
-        raise Key2MeshError(f"{path}: refused by Pillow as a decompression bomb ({exc})".splitlines()[0]) from None
+        raise Key2MeshError(
+            f"{path}: refused by Pillow as a decompression bomb ({exc})".splitlines()[0]
+        ) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise Key2MeshError(f"{path}: not a readable image ({exc.__class__.__name__})") from exc
 
@@ -117,7 +125,9 @@ def _open_video(path: Path):
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
-        raise Key2MeshError(f"{path}: OpenCV cannot open this video (corrupt file or unsupported codec)")
+        raise Key2MeshError(
+            f"{path}: OpenCV cannot open this video (corrupt file or unsupported codec)"
+        )
     return cap
 
 
@@ -140,12 +150,16 @@ def source_info(path: str | Path) -> SourceInfo:
     return SourceInfo(kind, len(files), first.shape[1], first.shape[0], None)
 
 
-def iter_frames(path: str | Path, start: int = 0, stop: int | None = None, step: int = 1) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | Path, start: int = 0, stop: int | None = None, step: int = 1
+) -> Iterator[np.ndarray]:
     """Yield RGB frames (H, W, 3) uint8 with indices ``range(start, stop, step)`` of a video,
     a single image (one frame) or a folder of images (natural order)."""
     path = Path(path)
     if start < 0 or step < 1 or (stop is not None and stop < 0):
-        raise Key2MeshError(f"frame range needs start >= 0, stop >= 0 and step >= 1, got {start}:{stop}:{step}")
+        raise Key2MeshError(
+            f"frame range needs start >= 0, stop >= 0 and step >= 1, got {start}:{stop}:{step}"
+        )
     kind = _kind(path)
     if kind != "video":
         files = [path] if kind == "image" else folder_images(path)
@@ -176,7 +190,9 @@ def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
     raise Key2MeshError(f"{path}: has no frame {index} (frames: {source_info(path).num_frames})")
 
 
-def read_frames(path: str | Path, start: int = 0, stop: int | None = None, step: int = 1) -> np.ndarray:
+def read_frames(
+    path: str | Path, start: int = 0, stop: int | None = None, step: int = 1
+) -> np.ndarray:
     """All selected frames stacked: (T, H, W, 3) uint8."""
     frames = list(iter_frames(path, start, stop, step))
     if not frames:
@@ -200,7 +216,9 @@ class VideoWriter:
         self._size: tuple[int, int] | None = None
         suffix = self.path.suffix.lower()
         if suffix in VIDEO_SUFFIXES and suffix not in _FOURCC:
-            raise Key2MeshError(f"{self.path}: cannot write {suffix} videos; use one of {', '.join(_FOURCC)}")
+            raise Key2MeshError(
+                f"{self.path}: cannot write {suffix} videos; use one of {', '.join(_FOURCC)}"
+            )
         self._folder = suffix not in _FOURCC
         if self._folder:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -218,12 +236,16 @@ class VideoWriter:
         """Append one (H, W, 3) uint8 RGB frame (all frames must share the first one's size)."""
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-            raise Key2MeshError(f"{self.path}: frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+            raise Key2MeshError(
+                f"{self.path}: frames must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}"
+            )
         size = (frame.shape[1], frame.shape[0])
         if self._size is None:
             self._size = size
         elif size != self._size:
-            raise Key2MeshError(f"{self.path}: frame {self.count} is {size[0]}x{size[1]}, earlier frames {self._size[0]}x{self._size[1]}")
+            raise Key2MeshError(
+                f"{self.path}: frame {self.count} is {size[0]}x{size[1]}, earlier frames {self._size[0]}x{self._size[1]}"
+            )
         if self._folder:
             write_image(self.path / f"frame_{self.count:06d}.png", frame)
         else:

@@ -34,7 +34,16 @@ from key2mesh.safe_paths import atomic_path
 
 FORMAT = "key2mesh-checkpoint"
 FORMAT_VERSION = 1
-REQUIRED = ("format", "format_version", "model_config", "model", "keypoint_set", "body", "camera", "normalization")
+REQUIRED = (
+    "format",
+    "format_version",
+    "model_config",
+    "model",
+    "keypoint_set",
+    "body",
+    "camera",
+    "normalization",
+)
 
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
@@ -51,9 +60,13 @@ def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
         shipped = PRETRAINED_DIR / PRETRAINED[name]
         if shipped.is_file():
             return shipped
-        raise Key2MeshError(f"the shipped checkpoint {shipped} is missing from this install; "
-                            "rebuild it with `bash scripts/train_default.sh` (see README)")
-    raise Key2MeshError(f"no checkpoint file {p} and no shipped model named {name!r} (shipped: {', '.join(PRETRAINED)})")
+        raise Key2MeshError(
+            f"the shipped checkpoint {shipped} is missing from this install; "
+            "rebuild it with `bash scripts/train_default.sh` (see README)"
+        )
+    raise Key2MeshError(
+        f"no checkpoint file {p} and no shipped model named {name!r} (shipped: {', '.join(PRETRAINED)})"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,14 +86,27 @@ class InputNormalization:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def __call__(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, keypoints: torch.Tensor, confidence: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel keypoints (N,K,2) and confidences (N,K) → network inputs (N,K,2), valid (N,K)."""
         return bbox_normalize(keypoints, confidence, self.conf_threshold, self.missing_value)
 
 
 # The entries every checkpoint has; everything else (step, metrics, optimizer, ...) is ``extra``.
-_TYPED = ("format", "format_version", "stage", "versions", "model_config", "model", "keypoint_set", "body",
-          "camera", "normalization", "config")
+_TYPED = (
+    "format",
+    "format_version",
+    "stage",
+    "versions",
+    "model_config",
+    "model",
+    "keypoint_set",
+    "body",
+    "camera",
+    "normalization",
+    "config",
+)
 
 
 @dataclasses.dataclass
@@ -186,7 +212,9 @@ def to_plain(obj: Any, where: str = "checkpoint") -> Any:
         if obj.dtype.kind in "biufc":
             return torch.from_numpy(np.ascontiguousarray(obj))
         return to_plain(obj.tolist(), where)
-    raise TypeError(f"{where}: {type(obj).__name__} cannot be stored in a checkpoint (tensors and plain values only)")
+    raise TypeError(
+        f"{where}: {type(obj).__name__} cannot be stored in a checkpoint (tensors and plain values only)"
+    )
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -218,20 +246,26 @@ def make_checkpoint(
     import anny
     import roma
 
-    return to_plain({
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "stage": stage,
-        "versions": {"key2mesh": str(__version__), "torch": str(torch.__version__), "anny": str(anny.__version__),
-                     "roma": str(roma.__version__)},
-        "model_config": net.config.to_dict(),
-        "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "keypoint_set": keypoint_set,
-        "body": dict(body_config),
-        "camera": camera.to_dict(),
-        "normalization": to_plain(normalization),
-        **extra,
-    })
+    return to_plain(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "stage": stage,
+            "versions": {
+                "key2mesh": str(__version__),
+                "torch": str(torch.__version__),
+                "anny": str(anny.__version__),
+                "roma": str(roma.__version__),
+            },
+            "model_config": net.config.to_dict(),
+            "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "keypoint_set": keypoint_set,
+            "body": dict(body_config),
+            "camera": camera.to_dict(),
+            "normalization": to_plain(normalization),
+            **extra,
+        }
+    )
 
 
 def slim_checkpoint(ckpt: Checkpoint | dict, half: bool = True) -> dict:
@@ -240,7 +274,9 @@ def slim_checkpoint(ckpt: Checkpoint | dict, half: bool = True) -> dict:
         ckpt = ckpt.to_dict()
     keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "rng")}
     if half:
-        keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+        keep["model"] = {
+            k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()
+        }
     return keep
 
 
@@ -260,12 +296,18 @@ def load_checkpoint(
     except pickle.UnpicklingError as exc:
         unsafe = re.search(r"GLOBAL (\S+)|allowlist|add_safe_globals", str(exc))
         if not unsafe:
-            raise Key2MeshError(f"{path} is not a readable key2mesh checkpoint (corrupt, or not a torch file)") from None
+            raise Key2MeshError(
+                f"{path} is not a readable key2mesh checkpoint (corrupt, or not a torch file)"
+            ) from None
         what = f" ({unsafe.group(1)})" if unsafe.group(1) else ""
-        raise Key2MeshError(f"{path} is refused: it holds Python objects{what} besides tensors and plain values "
-                            "(loading it could run code); key2mesh checkpoints never do") from None
+        raise Key2MeshError(
+            f"{path} is refused: it holds Python objects{what} besides tensors and plain values "
+            "(loading it could run code); key2mesh checkpoints never do"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise Key2MeshError(f"{path} is not a readable key2mesh checkpoint ({type(exc).__name__})") from exc
+        raise Key2MeshError(
+            f"{path} is not a readable key2mesh checkpoint ({type(exc).__name__})"
+        ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise Key2MeshError(f"{path} is not a key2mesh checkpoint")
     if ckpt.get("format_version") != FORMAT_VERSION:
@@ -274,17 +316,31 @@ def load_checkpoint(
         )
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
-        raise Key2MeshError(f"{path} lacks {missing}; was it written by key2mesh {ckpt.get('versions', {}).get('key2mesh', '?')}?")
-    if not isinstance(ckpt["model"], dict) or not all(torch.is_tensor(v) for v in ckpt["model"].values()):
+        raise Key2MeshError(
+            f"{path} lacks {missing}; was it written by key2mesh {ckpt.get('versions', {}).get('key2mesh', '?')}?"
+        )
+    if not isinstance(ckpt["model"], dict) or not all(
+        torch.is_tensor(v) for v in ckpt["model"].values()
+    ):
         raise Key2MeshError(f"{path}: its 'model' entry is not a dict of tensors")
-    bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [
+        k
+        for k, v in ckpt["model"].items()
+        if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
     if bad:
-        raise Key2MeshError(f"checkpoint {path} has non-finite weights ({len(bad)} tensor{'s' if len(bad) > 1 else ''} "
-                            f"with NaN/inf, first {bad[0]!r}); it cannot be used (was training diverging?)")
-    if expect_body is not None and {k: ckpt["body"].get(k) for k in expect_body} != dict(expect_body):
+        raise Key2MeshError(
+            f"checkpoint {path} has non-finite weights ({len(bad)} tensor{'s' if len(bad) > 1 else ''} "
+            f"with NaN/inf, first {bad[0]!r}); it cannot be used (was training diverging?)"
+        )
+    if expect_body is not None and {k: ckpt["body"].get(k) for k in expect_body} != dict(
+        expect_body
+    ):
         raise Key2MeshError(f"{path} was trained for body model {ckpt['body']}, not {expect_body}")
     if expect_keypoint_set is not None and ckpt["keypoint_set"] != expect_keypoint_set:
-        raise Key2MeshError(f"{path} takes keypoint set {ckpt['keypoint_set']!r}, not {expect_keypoint_set!r}")
+        raise Key2MeshError(
+            f"{path} takes keypoint set {ckpt['keypoint_set']!r}, not {expect_keypoint_set!r}"
+        )
     try:
         return Checkpoint.from_dict(ckpt)
     except (TypeError, ValueError, AttributeError) as exc:
@@ -294,5 +350,7 @@ def load_checkpoint(
 def build_network(ckpt: Checkpoint, device: str | torch.device = "cpu") -> Key2MeshNet:
     """Rebuild the network of a checkpoint, weights loaded, in eval mode."""
     net = Key2MeshNet(ckpt.model_config)
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt.model.items()})
+    net.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in ckpt.model.items()}
+    )
     return net.to(device).eval()

@@ -37,7 +37,9 @@ class ModelConfig:
 
 
 def _layer(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.PReLU(), nn.Dropout(dropout))
+    return nn.Sequential(
+        nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.PReLU(), nn.Dropout(dropout)
+    )
 
 
 class ResidualBlock(nn.Module):
@@ -57,7 +59,9 @@ class FeatureExtractor(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.inp = _layer(cfg.num_keypoints * 2, cfg.hidden, cfg.dropout)
-        self.blocks = nn.Sequential(*[ResidualBlock(cfg.hidden, cfg.dropout) for _ in range(cfg.extractor_blocks)])
+        self.blocks = nn.Sequential(
+            *[ResidualBlock(cfg.hidden, cfg.dropout) for _ in range(cfg.extractor_blocks)]
+        )
 
     def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.inp(keypoints.flatten(1)))
@@ -72,12 +76,16 @@ class ParamHead(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.num_joints, self.shape_dim = cfg.num_joints, cfg.shape_dim
-        self.blocks = nn.Sequential(*[ResidualBlock(cfg.hidden, cfg.dropout) for _ in range(cfg.head_blocks)])
+        self.blocks = nn.Sequential(
+            *[ResidualBlock(cfg.hidden, cfg.dropout) for _ in range(cfg.head_blocks)]
+        )
         self.out = nn.Linear(cfg.hidden, 6 * cfg.num_joints + cfg.shape_dim)
         with torch.no_grad():
             self.out.weight.mul_(0.01)
             ident = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).repeat(cfg.num_joints)
-            self.out.bias.copy_(torch.cat([ident, torch.tensor(cfg.shape_init, dtype=torch.float32)]))
+            self.out.bias.copy_(
+                torch.cat([ident, torch.tensor(cfg.shape_init, dtype=torch.float32)])
+            )
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.out(self.blocks(features))

@@ -47,7 +47,11 @@ from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)
 
-ABLATIONS = {"2d": AdaptWeights(10.0, 0.0, 0.0), "2d+wd": AdaptWeights(10.0, 0.1, 0.0), "2d+wd+reg": AdaptWeights()}
+ABLATIONS = {
+    "2d": AdaptWeights(10.0, 0.0, 0.0),
+    "2d+wd": AdaptWeights(10.0, 0.1, 0.0),
+    "2d+wd+reg": AdaptWeights(),
+}
 
 
 @dataclass
@@ -75,8 +79,16 @@ class TargetSet:
 
     def subset(self, idx: torch.Tensor) -> TargetSet:
         pick = lambda x: None if x is None else x[idx]  # noqa: E731
-        return TargetSet(self.inputs[idx], self.valid[idx], pick(self.rotmats), pick(self.shape), 0, self.name,
-                         pick(self.joints3d), self.joints3d_set)
+        return TargetSet(
+            self.inputs[idx],
+            self.valid[idx],
+            pick(self.rotmats),
+            pick(self.shape),
+            0,
+            self.name,
+            pick(self.joints3d),
+            self.joints3d_set,
+        )
 
 
 @dataclass
@@ -117,7 +129,9 @@ class AdaptConfig:
         return asdict(self)
 
 
-def train_mode(module: torch.nn.Module, bn: str = "frozen", dropout: bool = False) -> torch.nn.Module:
+def train_mode(
+    module: torch.nn.Module, bn: str = "frozen", dropout: bool = False
+) -> torch.nn.Module:
     """``module.train()``, with its BatchNorm layers back in eval mode when ``bn == "frozen"`` and
     its Dropout layers off unless ``dropout``.
 
@@ -138,8 +152,17 @@ def train_mode(module: torch.nn.Module, bn: str = "frozen", dropout: bool = Fals
     return module
 
 
-def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalization: InputNormalization | dict, min_keypoints: int = MIN_KEYPOINTS,
-                   name: str = "target", rotmats=None, shape=None, joints3d=None, joints3d_set=None) -> TargetSet:
+def prepare_target(
+    keypoints: torch.Tensor,
+    confidence: torch.Tensor,
+    normalization: InputNormalization | dict,
+    min_keypoints: int = MIN_KEYPOINTS,
+    name: str = "target",
+    rotmats=None,
+    shape=None,
+    joints3d=None,
+    joints3d_set=None,
+) -> TargetSet:
     """Pixel keypoints (N,K,2) + confidence (N,K) in the model's set → normalised TargetSet,
     dropping detections that fail :func:`~key2mesh.keypoints.io.check_detections` (fewer than
     ``min_keypoints`` confident points, the paper's rule, or all points on one spot)."""
@@ -149,19 +172,33 @@ def prepare_target(keypoints: torch.Tensor, confidence: torch.Tensor, normalizat
     conf = torch.as_tensor(confidence, dtype=torch.float32)
     thr = normalization.conf_threshold
 
-    usable = check_detections(kp.numpy(), conf.numpy(), min_keypoints, thr).usable  # the one detection rule
+    usable = check_detections(
+        kp.numpy(), conf.numpy(), min_keypoints, thr
+    ).usable  # the one detection rule
     enough = torch.from_numpy(usable) & torch.isfinite(kp).all(-1).all(-1)
     n, kept = len(kp), int(enough.sum())
     if kept < 2:
-        raise Key2MeshError(f"{name}: only {kept} of {n} detections have at least {min_keypoints} keypoints "
-                            f"with confidence ≥ {thr}; adaptation needs more")
+        raise Key2MeshError(
+            f"{name}: only {kept} of {n} detections have at least {min_keypoints} keypoints "
+            f"with confidence ≥ {thr}; adaptation needs more"
+        )
     inputs, valid = normalization(kp[enough], conf[enough])
     sel = lambda x: None if x is None else torch.as_tensor(x)[enough]  # noqa: E731
-    return TargetSet(inputs, valid, sel(rotmats), sel(shape), dropped=n - kept, name=name, joints3d=sel(joints3d),
-                     joints3d_set=joints3d_set)
+    return TargetSet(
+        inputs,
+        valid,
+        sel(rotmats),
+        sel(shape),
+        dropped=n - kept,
+        name=name,
+        joints3d=sel(joints3d),
+        joints3d_set=joints3d_set,
+    )
 
 
-def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None = None, progress: bool = True) -> dict:
+def run_adapt(
+    cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None = None, progress: bool = True
+) -> dict:
     """Adapt ``cfg.source`` to ``target``; writes best.pt / last.pt / metrics.csv in ``cfg.out_dir``."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +208,9 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
     ck = load_checkpoint(cfg.source)
     bank = PoseBank.load(cfg.cache)
     if bank.body != ck.body:
-        raise Key2MeshError(f"cache {cfg.cache} is for body {bank.body}, checkpoint {cfg.source} for {ck.body}")
+        raise Key2MeshError(
+            f"cache {cfg.cache} is for body {bank.body}, checkpoint {cfg.source} for {ck.body}"
+        )
     body = body_model_from_config(ck.body, device=str(device))
     kset = ck.keypoint_set
     camera = ck.camera
@@ -208,13 +247,25 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
         res: dict[str, float] = {}
         if validation is not None and validation.rotmats is not None:
             r, s = predict(extractor, validation.inputs)
-            res.update(keypoint_metrics(body, kset, r, s, validation.rotmats.to(device), validation.shape.to(device), with_vertices=False))
+            res.update(
+                keypoint_metrics(
+                    body,
+                    kset,
+                    r,
+                    s,
+                    validation.rotmats.to(device),
+                    validation.shape.to(device),
+                    with_vertices=False,
+                )
+            )
         elif validation is not None and validation.joints3d is not None:
             res.update(_score_keypoint_labels(body, extractor, net_pt, validation))
         ev = validation if validation is not None else hold
         r, s = predict(extractor, ev.inputs)
         kp = body.forward_keypoints(r, s, kset)
-        res["reproj"] = float(reprojection_loss(kp, ev.inputs.to(device), ev.valid.to(device), camera))
+        res["reproj"] = float(
+            reprojection_loss(kp, ev.inputs.to(device), ev.valid.to(device), camera)
+        )
         train_mode(extractor, cfg.bn, cfg.dropout)
         return res
 
@@ -230,10 +281,23 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
         net = copy.deepcopy(net_pt)
         net.extractor.load_state_dict(state)
         check_finite_parameters(net, at_step, out)
-        atomic_save(make_checkpoint(net, keypoint_set=kset, body_config=ck.body, camera=camera, normalization=normalization,
-                                    stage="adapt", step=at_step, metrics=metrics, before=start, selection=key,
-                                    config={**ck.config, "adapt": cfg.to_dict()},
-                                    target=target.name), out / name)
+        atomic_save(
+            make_checkpoint(
+                net,
+                keypoint_set=kset,
+                body_config=ck.body,
+                camera=camera,
+                normalization=normalization,
+                stage="adapt",
+                step=at_step,
+                metrics=metrics,
+                before=start,
+                selection=key,
+                config={**ck.config, "adapt": cfg.to_dict()},
+                target=target.name,
+            ),
+            out / name,
+        )
 
     bar = tqdm(total=total, desc="adapt", disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter()
@@ -258,7 +322,11 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
         rot, shp = net_pt.head(f_tgt)
         kp = body.forward_keypoints(rot, shp, kset)
         l2d = reprojection_loss(kp, xt, vt, camera, jw)
-        lwd = wasserstein_distance(critic(f_src), critic(f_tgt)) if w.wd > 0 else torch.zeros((), device=device)
+        lwd = (
+            wasserstein_distance(critic(f_src), critic(f_tgt))
+            if w.wd > 0
+            else torch.zeros((), device=device)
+        )
         lreg = feature_regularizer(f_tgt, f_tgt_pt) if w.reg > 0 else torch.zeros((), device=device)
         loss = w.kp2d * l2d + w.wd * lwd + w.reg * lreg
         check_finite(loss, step, out)
@@ -267,11 +335,22 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
         opt_f.step()
         bar.update(1)
         if step % 20 == 0:
-            bar.set_postfix(l2d=f"{l2d.item():.4f}", wd=f"{lwd.item():.3f}", reg=f"{lreg.item():.4f}")
+            bar.set_postfix(
+                l2d=f"{l2d.item():.4f}", wd=f"{lwd.item():.3f}", reg=f"{lreg.item():.4f}"
+            )
         if step % cfg.select_every == 0 or step == total:
             m = evaluate()
-            logger.log(step, {"loss": loss.item(), "l2d": l2d.item(), "lwd": lwd.item(), "lreg": lreg.item(),
-                              **{f"val_{k}": v for k, v in m.items()}, "samples_per_s": step * cfg.batch_size / (time.perf_counter() - t0)})
+            logger.log(
+                step,
+                {
+                    "loss": loss.item(),
+                    "l2d": l2d.item(),
+                    "lwd": lwd.item(),
+                    "lreg": lreg.item(),
+                    **{f"val_{k}": v for k, v in m.items()},
+                    "samples_per_s": step * cfg.batch_size / (time.perf_counter() - t0),
+                },
+            )
             if m[key] < best[key]:
                 best, best_state = {**m, "step": step}, copy.deepcopy(extractor.state_dict())
                 save("best.pt", best_state, best, step)
@@ -281,8 +360,14 @@ def run_adapt(cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None 
     logger.close()
     if best["step"] == 0:
         save("best.pt", best_state, best, 0)
-    return {"before": start, "best": best, "selection": key, "steps": step, "dropped": target.dropped,
-            "samples_per_s": step * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)}
+    return {
+        "before": start,
+        "best": best,
+        "selection": key,
+        "steps": step,
+        "dropped": target.dropped,
+        "samples_per_s": step * cfg.batch_size / max(time.perf_counter() - t0, 1e-9),
+    }
 
 
 def _score_keypoint_labels(body, extractor, net_pt, validation: TargetSet) -> dict[str, float]:
@@ -292,27 +377,50 @@ def _score_keypoint_labels(body, extractor, net_pt, validation: TargetSet) -> di
 
     device = next(extractor.parameters()).device
     r, s = net_pt.head(extractor(validation.inputs.to(device)))
-    err = score_parameters(body, r, s, validation.joints3d, validation.joints3d_set, None, Protocol(pelvis="midhip"))
+    err = score_parameters(
+        body, r, s, validation.joints3d, validation.joints3d_set, None, Protocol(pelvis="midhip")
+    )
     return {"mpjpe": float(err["mpjpe"].mean()), "pa_mpjpe": float(err["pa_mpjpe"].mean())}
 
 
-def benchmark_target(path: str, checkpoint: Checkpoint, min_keypoints: int = MIN_KEYPOINTS) -> TargetSet:
+def benchmark_target(
+    path: str, checkpoint: Checkpoint, min_keypoints: int = MIN_KEYPOINTS
+) -> TargetSet:
     """A key2mesh benchmark file (e.g. ``key2mesh data pose2sim``) as a labelled validation set:
     its detections (converted to the model's keypoint set) in, its 3D keypoints as labels."""
     from key2mesh.data.benchmark import load_benchmark_file
 
     bench = load_benchmark_file(path)
     if bench.joints3d is None or bench.joints3d_set in (None, "smpl24"):
-        raise Key2MeshError(f"{path}: a validation benchmark needs 3D keypoints of a detector set (joints3d)")
+        raise Key2MeshError(
+            f"{path}: a validation benchmark needs 3D keypoints of a detector set (joints3d)"
+        )
     from key2mesh.keypoints.convert import convert_keypoints
 
-    kp, conf = convert_keypoints(bench.keypoints2d, bench.confidence, bench.keypoint_set, checkpoint.keypoint_set)
-    return prepare_target(kp, conf, checkpoint.normalization, min_keypoints, name=str(path),
-                          joints3d=bench.joints3d.float(), joints3d_set=bench.joints3d_set)
+    kp, conf = convert_keypoints(
+        bench.keypoints2d, bench.confidence, bench.keypoint_set, checkpoint.keypoint_set
+    )
+    return prepare_target(
+        kp,
+        conf,
+        checkpoint.normalization,
+        min_keypoints,
+        name=str(path),
+        joints3d=bench.joints3d.float(),
+        joints3d_set=bench.joints3d_set,
+    )
 
 
-def synthetic_target(cache: str, checkpoint: Checkpoint, noise_profile: str = "strong", n: int = 4096, seed: int = 7,
-                     split: str = "val", synth_overrides: dict | None = None, heldout: str = "all") -> TargetSet:
+def synthetic_target(
+    cache: str,
+    checkpoint: Checkpoint,
+    noise_profile: str = "strong",
+    n: int = 4096,
+    seed: int = 7,
+    split: str = "val",
+    synth_overrides: dict | None = None,
+    heldout: str = "all",
+) -> TargetSet:
     """A labelled, domain-shifted target built from MoCap: frames pre-training held out
     (``split="val"``; ``heldout``: ``all``, only held-out ``clips`` of sources without subjects, or
     only held-out ``subjects``) synthesised with a detector-like noise profile
@@ -320,5 +428,11 @@ def synthetic_target(cache: str, checkpoint: Checkpoint, noise_profile: str = "s
     from key2mesh.data.heldout import mocap_samples
 
     s = mocap_samples(cache, checkpoint, noise_profile, n, seed, split, synth_overrides, heldout)
-    return prepare_target(s.keypoints2d, s.confidence, checkpoint.normalization, name=s.name, rotmats=s.rotmats,
-                          shape=s.shape)
+    return prepare_target(
+        s.keypoints2d,
+        s.confidence,
+        checkpoint.normalization,
+        name=s.name,
+        rotmats=s.rotmats,
+        shape=s.shape,
+    )

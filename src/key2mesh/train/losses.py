@@ -51,7 +51,9 @@ def reprojection_loss(
     scale/offset of real detections. Reduction as in the authors' base code (LGD):
     mean(w·|e|) over all B·K·2 entries, w = valid · joint weight (not divided by Σw).
     """
-    proj = camera.project(pred_kp3d, distance)  # distance (B,): the sample's own camera, if augmented
+    proj = camera.project(
+        pred_kp3d, distance
+    )  # distance (B,): the sample's own camera, if augmented
     norm, _ = bbox_normalize(proj, valid.to(proj.dtype), valid=valid)
     w = valid.to(proj.dtype)
     if joint_weights is not None:
@@ -75,7 +77,11 @@ def pretrain_loss(
     """L_PT and its terms. Rotations compared as matrices (B,24,3,3); kp3d (B,K,3) metres.
     ``joint_weights`` (K,) weight both keypoint terms, reduced as mean(w·|e|) (LGD)."""
     all_valid = torch.ones(target2d.shape[:2], dtype=torch.bool, device=target2d.device)
-    w3d = torch.ones(1, device=kp3d.device) if joint_weights is None else joint_weights.to(kp3d)[:, None]
+    w3d = (
+        torch.ones(1, device=kp3d.device)
+        if joint_weights is None
+        else joint_weights.to(kp3d)[:, None]
+    )
     terms = {
         "pose": (pred_rotmats - rotmats).abs().mean(),
         "shape": (pred_shape - shape).abs().mean(),
@@ -92,7 +98,12 @@ def wasserstein_distance(critic_source: torch.Tensor, critic_target: torch.Tenso
     return critic_source.mean() - critic_target.mean()
 
 
-def gradient_penalty(critic: torch.nn.Module, source: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def gradient_penalty(
+    critic: torch.nn.Module,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """WGAN-GP: mean (‖∇D(φ̂)‖₂ − 1)² at φ̂ uniformly on segments between paired source/target
     features (B, d); uses the first min(B_s, B_t) of each."""
     from key2mesh.train.random import rand

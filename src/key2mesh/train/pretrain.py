@@ -58,9 +58,13 @@ class PretrainConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     camera: VirtualCamera = field(default_factory=VirtualCamera)
     model: dict = field(default_factory=dict)  # overrides of ModelConfig (hidden, blocks, dropout)
-    pose_augment: bool = field(default_factory=lambda: _sampler_available())  # PoseSampler on the fly
+    pose_augment: bool = field(
+        default_factory=lambda: _sampler_available()
+    )  # PoseSampler on the fly
     val_fraction: float = 0.1
-    val_subjects: list[str] = field(default_factory=lambda: list(DEFAULT_VAL_SUBJECTS))  # held out whole
+    val_subjects: list[str] = field(
+        default_factory=lambda: list(DEFAULT_VAL_SUBJECTS)
+    )  # held out whole
     val_every: int = 500
     val_size: int = 2048
     seed: int = 0
@@ -92,8 +96,11 @@ def _sampler_available() -> bool:
 
 
 def _rng_state(gen: torch.Generator) -> dict:
-    return {"gen": gen.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "gen": gen.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def _set_rng_state(gen: torch.Generator, state: dict) -> None:
@@ -122,30 +129,50 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         torch.set_num_threads(cfg.threads)
     bank = PoseBank.load(cfg.cache)
     body = body_model_from_config(bank.body, device=str(device))
-    if cfg.batch_size < 1 or cfg.val_every < 1 or cfg.val_size < 1 or cfg.steps < 0 or not (cfg.lr > 0):
-        raise Key2MeshError("batch_size, val_every and val_size must be ≥ 1, steps ≥ 0 and lr > 0 "
-                            f"(got {cfg.batch_size}, {cfg.val_every}, {cfg.val_size}, {cfg.steps}, {cfg.lr})")
-    split = split_options(cfg.to_dict())  # the one reading of the split options (adapt/evaluate use it too)
+    if (
+        cfg.batch_size < 1
+        or cfg.val_every < 1
+        or cfg.val_size < 1
+        or cfg.steps < 0
+        or not (cfg.lr > 0)
+    ):
+        raise Key2MeshError(
+            "batch_size, val_every and val_size must be ≥ 1, steps ≥ 0 and lr > 0 "
+            f"(got {cfg.batch_size}, {cfg.val_every}, {cfg.val_size}, {cfg.steps}, {cfg.lr})"
+        )
+    split = split_options(
+        cfg.to_dict()
+    )  # the one reading of the split options (adapt/evaluate use it too)
     train_idx, _ = bank.split(**split)
     val_sets = bank.validation_sets(**split)
     epoch_steps = max(1, len(train_idx) // cfg.batch_size)
     total_steps = cfg.steps or int(math.ceil(cfg.epochs * epoch_steps))
 
-    mcfg = ModelConfig(num_keypoints=num_keypoints(cfg.keypoint_set), shape_dim=body.shape_dim,
-                       shape_init=body.default_shape(1)[0].tolist(), **cfg.model)
+    mcfg = ModelConfig(
+        num_keypoints=num_keypoints(cfg.keypoint_set),
+        shape_dim=body.shape_dim,
+        shape_init=body.default_shape(1)[0].tolist(),
+        **cfg.model,
+    )
     torch.manual_seed(cfg.seed)
     net = Key2MeshNet(mcfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step or epoch_steps, gamma=cfg.lr_gamma)
+    sched = torch.optim.lr_scheduler.StepLR(
+        opt, step_size=cfg.lr_step or epoch_steps, gamma=cfg.lr_gamma
+    )
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 1000 * dist.rank)
     synth = PairSynthesizer(body, cfg.keypoint_set, cfg.camera, cfg.synth)
     sampler = None
     if cfg.pose_augment:
         if not _sampler_available():
-            raise Key2MeshError("pose_augment needs key2mesh.data.mocap.sampler, which this version lacks")
+            raise Key2MeshError(
+                "pose_augment needs key2mesh.data.mocap.sampler, which this version lacks"
+            )
         from key2mesh.data.mocap.sampler import PoseSampler
 
-        sampler = PoseSampler(bank.rotmats[train_idx], device=device, seed=cfg.seed + 17 + dist.rank)
+        sampler = PoseSampler(
+            bank.rotmats[train_idx], device=device, seed=cfg.seed + 17 + dist.rank
+        )
     jw = joint_weights(cfg.keypoint_set).to(device)
     rot_all = torch.from_numpy(bank.rotmats)
     shapes_all = torch.from_numpy(bank.shapes)
@@ -156,19 +183,31 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     vsel = torch.cat([choose(ix, cfg.val_size, vgen) for ix in val_sets.values()])
     vshape = shapes_all[choose(len(shapes_all), len(vsel), vgen)]
     val = synth(rot_all[vsel], vshape, vgen)
-    val_parts = {name: slice(i * cfg.val_size, (i + 1) * cfg.val_size) for i, name in enumerate(val_sets)}
+    val_parts = {
+        name: slice(i * cfg.val_size, (i + 1) * cfg.val_size) for i, name in enumerate(val_sets)
+    }
     n_val = len(vsel)
     mean_rot = mean_pose_baseline(bank, train_idx).to(device)
-    baseline = keypoint_metrics(body, cfg.keypoint_set, mean_rot.expand(n_val, -1, -1, -1).clone(),
-                                body.default_shape(n_val), val.rotmats, val.shape)
+    baseline = keypoint_metrics(
+        body,
+        cfg.keypoint_set,
+        mean_rot.expand(n_val, -1, -1, -1).clone(),
+        body.default_shape(n_val),
+        val.rotmats,
+        val.shape,
+    )
     # the mean-pose predictor at least gets the global orientation right (an upper bound on its quality)
     base_rot = mean_rot.expand(n_val, -1, -1, -1).clone()
     base_rot[:, 0] = val.rotmats[:, 0]
-    baseline_go = keypoint_metrics(body, cfg.keypoint_set, base_rot, body.default_shape(n_val), val.rotmats, val.shape)
+    baseline_go = keypoint_metrics(
+        body, cfg.keypoint_set, base_rot, body.default_shape(n_val), val.rotmats, val.shape
+    )
 
     step, best = 0, {"pa_mpjpe": float("inf")}
     if resume and (out / "last.pt").exists():
-        ck = load_checkpoint(out / "last.pt", expect_body=bank.body, expect_keypoint_set=cfg.keypoint_set)
+        ck = load_checkpoint(
+            out / "last.pt", expect_body=bank.body, expect_keypoint_set=cfg.keypoint_set
+        )
         _check_resume_config(ck.config, cfg, out / "last.pt")
         state = ck.extra
         net.load_state_dict(ck.model)
@@ -185,25 +224,59 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
 
     model = net
     if dist.world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dist.local_rank] if device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[dist.local_rank] if device.type == "cuda" else None
+        )
     logger = MetricLogger(out, enabled=dist.is_main)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        logger.log(step, {f"baseline_mean_pose_{k}": v for k, v in {**baseline, **{f"go_{k}": v for k, v in baseline_go.items()}}.items()})
-        log.info("mean-pose predictor on validation: %s (with true global orientation: %s)", _fmt(baseline), _fmt(baseline_go))
+        logger.log(
+            step,
+            {
+                f"baseline_mean_pose_{k}": v
+                for k, v in {**baseline, **{f"go_{k}": v for k, v in baseline_go.items()}}.items()
+            },
+        )
+        log.info(
+            "mean-pose predictor on validation: %s (with true global orientation: %s)",
+            _fmt(baseline),
+            _fmt(baseline_go),
+        )
 
     def save(name: str, metrics: dict) -> None:
-        check_finite_parameters(net, step, out)  # never overwrite a good checkpoint with broken weights
-        ck = make_checkpoint(net, keypoint_set=cfg.keypoint_set, body_config=bank.body, camera=cfg.camera,
-                             normalization=normalization, stage="pretrain", optimizer=opt.state_dict(),
-                             scheduler=sched.state_dict(), step=step,
-                             best=best, metrics=metrics,
-                             rng={**_rng_state(gen), "sampler": None if sampler is None else sampler.generator.get_state()}, config=cfg.to_dict(), baseline=baseline)
+        check_finite_parameters(
+            net, step, out
+        )  # never overwrite a good checkpoint with broken weights
+        ck = make_checkpoint(
+            net,
+            keypoint_set=cfg.keypoint_set,
+            body_config=bank.body,
+            camera=cfg.camera,
+            normalization=normalization,
+            stage="pretrain",
+            optimizer=opt.state_dict(),
+            scheduler=sched.state_dict(),
+            step=step,
+            best=best,
+            metrics=metrics,
+            rng={
+                **_rng_state(gen),
+                "sampler": None if sampler is None else sampler.generator.get_state(),
+            },
+            config=cfg.to_dict(),
+            baseline=baseline,
+        )
         atomic_save(ck, out / name)
 
     amp = cfg.amp and device.type == "cuda"
     ran = 0
-    bar = tqdm(total=total_steps, initial=step, desc="pretrain", disable=not (progress and dist.is_main), dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        desc="pretrain",
+        disable=not (progress and dist.is_main),
+        dynamic_ncols=True,
+    )
     t0, seen = time.perf_counter(), 0
     metrics: dict = {}
     while step < total_steps:
@@ -218,8 +291,19 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
             pred_rot, pred_shape = model(batch.inputs)
         pred_rot, pred_shape = pred_rot.float(), pred_shape.float()
         pred_kp = body.forward_keypoints(pred_rot, pred_shape, cfg.keypoint_set)
-        loss, terms = pretrain_loss(pred_rot, pred_shape, pred_kp, batch.rotmats, batch.shape, batch.keypoints3d,
-                                    batch.target2d, cfg.camera, cfg.weights, jw, batch.distance)
+        loss, terms = pretrain_loss(
+            pred_rot,
+            pred_shape,
+            pred_kp,
+            batch.rotmats,
+            batch.shape,
+            batch.keypoints3d,
+            batch.target2d,
+            cfg.camera,
+            cfg.weights,
+            jw,
+            batch.distance,
+        )
         check_finite(loss, step, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -230,22 +314,38 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         seen += cfg.batch_size
         bar.update(1)
         if step % 20 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            bar.set_postfix(
+                loss=f"{loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}"
+            )
         if dist.is_main and (step % cfg.val_every == 0 or step == total_steps):
             net.eval()
             with torch.no_grad():
                 vr, vs = net(val.inputs)
-            parts = {name: keypoint_metrics(body, cfg.keypoint_set, vr[sl], vs[sl], val.rotmats[sl], val.shape[sl])
-                     for name, sl in val_parts.items()}
+            parts = {
+                name: keypoint_metrics(
+                    body, cfg.keypoint_set, vr[sl], vs[sl], val.rotmats[sl], val.shape[sl]
+                )
+                for name, sl in val_parts.items()
+            }
             # selection metric: the mean over held-out sets (clips of the free sources, whole subjects)
-            metrics = {k: sum(p[k] for p in parts.values()) / len(parts) for k in next(iter(parts.values()))}
+            metrics = {
+                k: sum(p[k] for p in parts.values()) / len(parts)
+                for k in next(iter(parts.values()))
+            }
             metrics.update({f"{name}_{k}": v for name, p in parts.items() for k, v in p.items()})
             if metrics["pa_mpjpe"] < best["pa_mpjpe"]:
                 best = {**metrics, "step": step}
                 save("best.pt", metrics)
-            logger.log(step, {"loss": loss.item(), **{f"train_{k}": v for k, v in terms.items()},
-                              **{f"val_{k}": v for k, v in metrics.items()}, "lr": sched.get_last_lr()[0],
-                              "samples_per_s": seen / (time.perf_counter() - t0)})
+            logger.log(
+                step,
+                {
+                    "loss": loss.item(),
+                    **{f"train_{k}": v for k, v in terms.items()},
+                    **{f"val_{k}": v for k, v in metrics.items()},
+                    "lr": sched.get_last_lr()[0],
+                    "samples_per_s": seen / (time.perf_counter() - t0),
+                },
+            )
             save("last.pt", metrics)
             bar.write(f"step {step}: val {_fmt(metrics)}  (mean-pose predictor: {_fmt(baseline)})")
         if cfg.stop_after and ran >= cfg.stop_after:
@@ -254,21 +354,40 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
             break
     bar.close()
     logger.close()
-    return {"best": best, "baseline_mean_pose": baseline, "baseline_mean_pose_true_orient": baseline_go, "step": step,
-            "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
+    return {
+        "best": best,
+        "baseline_mean_pose": baseline,
+        "baseline_mean_pose_true_orient": baseline_go,
+        "step": step,
+        "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+    }
 
 
-_RESUME_KEYS = ("seed", "batch_size", "keypoint_set", "lr", "lr_gamma", "lr_step", "val_fraction", "val_subjects",
-                "pose_augment", "model")
+_RESUME_KEYS = (
+    "seed",
+    "batch_size",
+    "keypoint_set",
+    "lr",
+    "lr_gamma",
+    "lr_step",
+    "val_fraction",
+    "val_subjects",
+    "pose_augment",
+    "model",
+)
 
 
 def _check_resume_config(saved: dict, cfg: PretrainConfig, path: Path) -> None:
     """``--resume`` continues the same run: options that change the random stream or the model must match."""
     now = cfg.to_dict()
-    diff = [f"{k} {saved[k]!r} → {now[k]!r}" for k in _RESUME_KEYS if k in saved and saved[k] != now[k]]
+    diff = [
+        f"{k} {saved[k]!r} → {now[k]!r}" for k in _RESUME_KEYS if k in saved and saved[k] != now[k]
+    ]
     if diff:
-        raise Key2MeshError(f"--resume: {path} was trained with other options ({'; '.join(diff)}); "
-                            "use the same options or a new --out")
+        raise Key2MeshError(
+            f"--resume: {path} was trained with other options ({'; '.join(diff)}); "
+            "use the same options or a new --out"
+        )
 
 
 def _fmt(m: dict) -> str:

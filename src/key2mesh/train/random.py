@@ -13,22 +13,36 @@ import torch
 
 
 def _draw_device(generator: torch.Generator | None, device) -> torch.device:
-    return generator.device if generator is not None else torch.device(device if device is not None else "cpu")
+    return (
+        generator.device
+        if generator is not None
+        else torch.device(device if device is not None else "cpu")
+    )
 
 
-def rand(shape, generator: torch.Generator | None = None, device=None, dtype=torch.float32) -> torch.Tensor:
+def rand(
+    shape, generator: torch.Generator | None = None, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """Uniform [0, 1) of ``shape`` on ``device``, drawn from ``generator``."""
-    out = torch.rand(shape, generator=generator, device=_draw_device(generator, device), dtype=dtype)
+    out = torch.rand(
+        shape, generator=generator, device=_draw_device(generator, device), dtype=dtype
+    )
     return out if device is None else out.to(device)
 
 
-def randn(shape, generator: torch.Generator | None = None, device=None, dtype=torch.float32) -> torch.Tensor:
+def randn(
+    shape, generator: torch.Generator | None = None, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """Standard normal of ``shape`` on ``device``, drawn from ``generator``."""
-    out = torch.randn(shape, generator=generator, device=_draw_device(generator, device), dtype=dtype)
+    out = torch.randn(
+        shape, generator=generator, device=_draw_device(generator, device), dtype=dtype
+    )
     return out if device is None else out.to(device)
 
 
-def randint(high: int, shape, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+def randint(
+    high: int, shape, generator: torch.Generator | None = None, device=None
+) -> torch.Tensor:
     """Integers in [0, high) of ``shape`` on ``device``, drawn from ``generator``."""
     out = torch.randint(high, shape, generator=generator, device=_draw_device(generator, device))
     return out if device is None else out.to(device)

@@ -28,7 +28,10 @@ def keypoint_metrics(
         sl = slice(i, i + chunk)
         if with_vertices:
             po, go = body(pred_rotmats[sl], pred_shape[sl]), body(rotmats[sl], shape[sl])
-            pk, gk = body.regress(po.vertices, keypoint_set), body.regress(go.vertices, keypoint_set)
+            pk, gk = (
+                body.regress(po.vertices, keypoint_set),
+                body.regress(go.vertices, keypoint_set),
+            )
             sums["pve"] += float((po.vertices - go.vertices).norm(dim=-1).mean(-1).sum()) * 1000
         else:
             pk = body.forward_keypoints(pred_rotmats[sl], pred_shape[sl], keypoint_set)

@@ -48,7 +48,9 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
     except FileNotFoundError as exc:
         raise Key2MeshError(f"{path}: AMASS file not found") from exc
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise Key2MeshError(f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise Key2MeshError(
+            f"{path}: not a readable .npz file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
 
 
 def load_amass_file(path: str | Path, target_fps: float | None = 30.0) -> MotionClip:
@@ -59,15 +61,21 @@ def load_amass_file(path: str | Path, target_fps: float | None = 30.0) -> Motion
     found = ", ".join(sorted(keys)) or "none"
     fps_key = next((k for k in FPS_KEYS if k in data), None)
     if "poses" not in data or fps_key is None:
-        raise Key2MeshError(f"{path}: expected AMASS keys 'poses' and 'mocap_framerate' (or 'mocap_frame_rate'), found: {found}")
+        raise Key2MeshError(
+            f"{path}: expected AMASS keys 'poses' and 'mocap_framerate' (or 'mocap_frame_rate'), found: {found}"
+        )
     poses = np.asarray(data["poses"])
     if poses.ndim != 2 or poses.shape[1] < 66 or poses.shape[1] % 3:
-        raise Key2MeshError(f"{path}: 'poses' has shape {poses.shape}, expected (F, 156) SMPL-H, (F, 72) SMPL or (F, 165) SMPL-X axis-angles")
+        raise Key2MeshError(
+            f"{path}: 'poses' has shape {poses.shape}, expected (F, 156) SMPL-H, (F, 72) SMPL or (F, 165) SMPL-X axis-angles"
+        )
     if poses.shape[0] == 0:
         raise Key2MeshError(f"{path}: 'poses' has zero frames")
     bad = np.flatnonzero(~np.isfinite(poses).all(axis=1))
     if len(bad):
-        raise Key2MeshError(f"{path}: 'poses' has {len(bad)} frames with NaN/inf values (first: frame {int(bad[0])})")
+        raise Key2MeshError(
+            f"{path}: 'poses' has {len(bad)} frames with NaN/inf values (first: frame {int(bad[0])})"
+        )
     try:
         fps = float(np.asarray(data[fps_key]).reshape(-1)[0])
     except (IndexError, TypeError, ValueError) as exc:
@@ -78,14 +86,18 @@ def load_amass_file(path: str | Path, target_fps: float | None = 30.0) -> Motion
     if "betas" in data:
         betas = np.asarray(data["betas"], dtype=np.float32).reshape(-1)[:10]
         if betas.shape[0] < 10 or not np.isfinite(betas).all():
-            raise Key2MeshError(f"{path}: 'betas' must hold at least 10 finite values, got {data['betas'].shape}")
+            raise Key2MeshError(
+                f"{path}: 'betas' must hold at least 10 finite values, got {data['betas'].shape}"
+            )
 
     n_joints = 24 if poses.shape[1] == 72 else 22
     aa = np.zeros((poses.shape[0], 24, 3), dtype=np.float64)
     aa[:, :n_joints] = poses[:, : 3 * n_joints].reshape(-1, n_joints, 3)
     rotmats = roma.rotvec_to_rotmat(torch.from_numpy(aa)).numpy()
     rotmats[:, 0] = zup_to_yup() @ rotmats[:, 0]
-    clip = MotionClip(name=path.stem, source="amass", fps=fps, rotmats=rotmats.astype(np.float32), betas=betas)
+    clip = MotionClip(
+        name=path.stem, source="amass", fps=fps, rotmats=rotmats.astype(np.float32), betas=betas
+    )
     if target_fps is not None:
         clip = clip.subsample(target_fps)
     return clip.validate()

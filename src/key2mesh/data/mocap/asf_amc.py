@@ -426,7 +426,9 @@ def parse_amc(text: str, skeleton: AsfSkeleton, source: str = "<amc>") -> dict[s
             elif key in ("radians", "rad"):
                 radians = True
             continue  # :FULLY-SPECIFIED and other header keywords
-        if len(toks) == 1 and head.isascii() and head.isdigit():  # not "²": str.isdigit() is wider than int()
+        if (
+            len(toks) == 1 and head.isascii() and head.isdigit()
+        ):  # not "²": str.isdigit() is wider than int()
             close_frame()
             number = int(head)
             if frame is not None and number != frame + 1:
@@ -461,7 +463,9 @@ def parse_amc(text: str, skeleton: AsfSkeleton, source: str = "<amc>") -> dict[s
             with np.errstate(over="ignore"):
                 arr[:, rot] = np.degrees(arr[:, rot])
             if not np.isfinite(arr).all():
-                raise Key2MeshError(f"{source}: {name!r} has an angle too large to convert from radians")
+                raise Key2MeshError(
+                    f"{source}: {name!r} has an angle too large to convert from radians"
+                )
         motion[name] = arr
     return motion
 
@@ -563,8 +567,10 @@ def asf_amc_joint_positions(
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
         positions = (np.stack(stacked, axis=1) * metres_per_unit).astype(np.float32)
     if not np.isfinite(positions).all():
-        raise Key2MeshError("joint positions overflow (bone lengths, offsets or translations too large for metres "
-                            f"in float32 at {metres_per_unit:g} m per unit)")
+        raise Key2MeshError(
+            "joint positions overflow (bone lengths, offsets or translations too large for metres "
+            f"in float32 at {metres_per_unit:g} m per unit)"
+        )
     return positions, names
 
 
@@ -591,7 +597,9 @@ def read_asf_amc(
     ``fps`` is 120 (CMU's capture rate) unless a ``:samples-per-second N`` line (or
     ``:frame-rate``/``:fps``) in the AMC header or the ASF says otherwise.
     """
-    return asf_amc_from_text(_read_text(asf_path), _read_text(amc_path), str(asf_path), str(amc_path))
+    return asf_amc_from_text(
+        _read_text(asf_path), _read_text(amc_path), str(asf_path), str(amc_path)
+    )
 
 
 def asf_amc_from_text(

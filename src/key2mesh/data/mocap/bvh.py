@@ -95,7 +95,9 @@ def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
             if i + 1 >= len(tokens):
                 raise Key2MeshError(f"{source}: {tok} without a name")
             if tok == "ROOT" and joints:
-                raise Key2MeshError(f"{source}: more than one ROOT (only single-skeleton files are read)")
+                raise Key2MeshError(
+                    f"{source}: more than one ROOT (only single-skeleton files are read)"
+                )
             if tok == "JOINT" and (not stack or stack[-1] < 0):
                 raise Key2MeshError(f"{source}: JOINT {tokens[i + 1]} outside a joint block")
             parent = stack[-1] if stack else -1
@@ -129,9 +131,15 @@ def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
             except (IndexError, ValueError) as exc:
                 raise Key2MeshError(f"{source}: CHANNELS needs a count") from exc
             chans = tuple(tokens[i + 2 : i + 2 + n])
-            bad = [c for c in chans if c.lower() not in _ROT_CHANNELS and c.lower() not in _POS_CHANNELS]
+            bad = [
+                c
+                for c in chans
+                if c.lower() not in _ROT_CHANNELS and c.lower() not in _POS_CHANNELS
+            ]
             if len(chans) != n or bad or len({c.lower() for c in chans}) != n:  # each channel once
-                raise Key2MeshError(f"{source}: joint {joints[stack[-1]].name}: bad CHANNELS {' '.join(chans)}")
+                raise Key2MeshError(
+                    f"{source}: joint {joints[stack[-1]].name}: bad CHANNELS {' '.join(chans)}"
+                )
             joints[stack[-1]].channels = chans
             i += 2 + n
         elif tok == "}":
@@ -151,11 +159,17 @@ def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
     lines = [ln.strip() for ln in motion.strip().splitlines()]
     try:
         n_frames = int(lines[0].split(":", 1)[1]) if lines[0].lower().startswith("frames:") else -1
-        frame_time = float(lines[1].split(":", 1)[1]) if lines[1].lower().startswith("frame time:") else -1.0
+        frame_time = (
+            float(lines[1].split(":", 1)[1]) if lines[1].lower().startswith("frame time:") else -1.0
+        )
     except (IndexError, ValueError) as exc:
         raise Key2MeshError(f"{source}: MOTION needs 'Frames: N' and 'Frame Time: dt'") from exc
-    if n_frames < 1 or not (np.isfinite(frame_time) and frame_time > 0 and np.isfinite(1.0 / frame_time)):
-        raise Key2MeshError(f"{source}: MOTION needs Frames ≥ 1 and Frame Time > 0 (got {n_frames}, {frame_time})")
+    if n_frames < 1 or not (
+        np.isfinite(frame_time) and frame_time > 0 and np.isfinite(1.0 / frame_time)
+    ):
+        raise Key2MeshError(
+            f"{source}: MOTION needs Frames ≥ 1 and Frame Time > 0 (got {n_frames}, {frame_time})"
+        )
     starts, c = [], 0
     for j in joints:
         starts.append(c)
@@ -168,7 +182,9 @@ def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
     except ValueError as exc:
         raise Key2MeshError(f"{source}: non-numeric value in MOTION data") from exc
     if values.size != n_frames * c:
-        raise Key2MeshError(f"{source}: {values.size} motion values for {n_frames} frames × {c} channels")
+        raise Key2MeshError(
+            f"{source}: {values.size} motion values for {n_frames} frames × {c} channels"
+        )
     values = values.reshape(n_frames, c)
     if not np.isfinite(values).all():
         raise Key2MeshError(f"{source}: MOTION data contains NaN/inf")
@@ -221,9 +237,15 @@ def forward_kinematics(motion: BvhMotion) -> tuple[np.ndarray, tuple[str, ...]]:
                 glob[:, j] = glob[:, p] @ rot[:, j]
                 pos[:, j] = pos[:, p] + np.einsum("fab,fb->fa", glob[:, p], local)
         ends = [j for j, joint in enumerate(motion.joints) if joint.end_offset is not None]
-        end_pos = np.stack([pos[:, j] + glob[:, j] @ motion.joints[j].end_offset for j in ends], 1) if ends else np.zeros((f, 0, 3))
+        end_pos = (
+            np.stack([pos[:, j] + glob[:, j] @ motion.joints[j].end_offset for j in ends], 1)
+            if ends
+            else np.zeros((f, 0, 3))
+        )
     names = motion.joint_names + tuple(f"{motion.joints[j].name}_end" for j in ends)
     positions = np.concatenate([pos, end_pos], 1)
     if not np.isfinite(positions).all():  # offsets or position channels near the float range
-        raise Key2MeshError(f"{motion.source}: joint positions overflow (offsets or position channels too large)")
+        raise Key2MeshError(
+            f"{motion.source}: joint positions overflow (offsets or position channels too large)"
+        )
     return positions, names

@@ -57,19 +57,35 @@ class MotionClip:
             raise Key2MeshError(f"{where} has an invalid frame rate {self.fps!r} (expected > 0)")
         if self.rotmats is not None:
             if self.rotmats.ndim != 4 or self.rotmats.shape[1:] != (24, 3, 3):
-                raise Key2MeshError(f"{where}: rotmats has shape {self.rotmats.shape}, expected (F, 24, 3, 3)")
+                raise Key2MeshError(
+                    f"{where}: rotmats has shape {self.rotmats.shape}, expected (F, 24, 3, 3)"
+                )
         if self.joints is not None:
             if self.joints.ndim != 3 or self.joints.shape[2] != 3:
-                raise Key2MeshError(f"{where}: joints has shape {self.joints.shape}, expected (F, J, 3)")
+                raise Key2MeshError(
+                    f"{where}: joints has shape {self.joints.shape}, expected (F, J, 3)"
+                )
             if self.joint_names is not None and len(self.joint_names) != self.joints.shape[1]:
-                raise Key2MeshError(f"{where}: {len(self.joint_names)} joint names for {self.joints.shape[1]} joints")
+                raise Key2MeshError(
+                    f"{where}: {len(self.joint_names)} joint names for {self.joints.shape[1]} joints"
+                )
             if self.rotmats is not None and self.joints.shape[0] != self.rotmats.shape[0]:
-                raise Key2MeshError(f"{where}: {self.rotmats.shape[0]} rotation frames but {self.joints.shape[0]} joint frames")
+                raise Key2MeshError(
+                    f"{where}: {self.rotmats.shape[0]} rotation frames but {self.joints.shape[0]} joint frames"
+                )
         if self.num_frames == 0:
             raise Key2MeshError(f"{where} has zero frames")
-        for label, arr in (("rotmats", self.rotmats), ("joints", self.joints), ("betas", self.betas)):
+        for label, arr in (
+            ("rotmats", self.rotmats),
+            ("joints", self.joints),
+            ("betas", self.betas),
+        ):
             if arr is not None and not np.isfinite(arr).all():
-                bad = np.flatnonzero(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)) if label != "betas" else []
+                bad = (
+                    np.flatnonzero(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1))
+                    if label != "betas"
+                    else []
+                )
                 first = f" (first bad frame {int(bad[0])})" if len(bad) else ""
                 raise Key2MeshError(f"{where}: {label} contains NaN/inf values{first}")
         return self
@@ -87,19 +103,29 @@ class MotionClip:
             return self
         step = int(round(ratio))
         if abs(ratio - step) <= 0.02 * step:
-            return replace(self, fps=self.fps / step,
-                           rotmats=None if self.rotmats is None else self.rotmats[::step],
-                           joints=None if self.joints is None else self.joints[::step])
-        t = np.arange(0.0, (self.num_frames - 1) / self.fps + 1e-9, 1.0 / target_fps) * self.fps  # source frame units
+            return replace(
+                self,
+                fps=self.fps / step,
+                rotmats=None if self.rotmats is None else self.rotmats[::step],
+                joints=None if self.joints is None else self.joints[::step],
+            )
+        t = (
+            np.arange(0.0, (self.num_frames - 1) / self.fps + 1e-9, 1.0 / target_fps) * self.fps
+        )  # source frame units
         if self.rotmats is None and self.joints is not None:
             lo = np.minimum(np.floor(t).astype(int), self.num_frames - 1)
             hi = np.minimum(lo + 1, self.num_frames - 1)
             a = (t - lo)[:, None, None].astype(np.float32)
-            return replace(self, fps=float(target_fps), joints=(1 - a) * self.joints[lo] + a * self.joints[hi])
+            return replace(
+                self, fps=float(target_fps), joints=(1 - a) * self.joints[lo] + a * self.joints[hi]
+            )
         near = np.minimum(np.round(t).astype(int), self.num_frames - 1)
-        return replace(self, fps=float(target_fps),
-                       rotmats=None if self.rotmats is None else self.rotmats[near],
-                       joints=None if self.joints is None else self.joints[near])
+        return replace(
+            self,
+            fps=float(target_fps),
+            rotmats=None if self.rotmats is None else self.rotmats[near],
+            joints=None if self.joints is None else self.joints[near],
+        )
 
 
 @dataclass
@@ -147,7 +173,9 @@ def load_report(source: str, **opts) -> LoadReport:
         except ModuleNotFoundError as exc:
             if exc.name != SOURCE_MODULES[source]:
                 raise
-            raise Key2MeshError(f"MoCap source {source!r} is not available in this installation") from exc
+            raise Key2MeshError(
+                f"MoCap source {source!r} is not available in this installation"
+            ) from exc
         # a module may also just define ``load_<source>(**opts) -> LoadReport``
         if source not in _LOADERS and callable(getattr(module, f"load_{source}", None)):
             register_loader(source, getattr(module, f"load_{source}"))

@@ -80,13 +80,17 @@ JOINT_TABLES: dict[str, dict[str, str]] = {
 
 # Joints a file must have (after renaming) to be usable: pelvis and the 12 limb joints.
 REQUIRED = ("smpl_pelvis",) + tuple(
-    f"smpl_{side}_{j}" for side in ("left", "right") for j in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")
+    f"smpl_{side}_{j}"
+    for side in ("left", "right")
+    for j in ("hip", "knee", "ankle", "shoulder", "elbow", "wrist")
 )
 # Metres per file unit, per skeleton naming (BVH from cgspeed: cm; Mixamo: cm).
 UNIT_SCALE: dict[str, float] = {"cgspeed_daz": 0.01, "cmu_asf": 1.0, "motionbuilder": 0.01}
 
 
-def match_joint_table(names: tuple[str, ...] | list[str], source: str = "") -> tuple[str, dict[str, str]]:
+def match_joint_table(
+    names: tuple[str, ...] | list[str], source: str = ""
+) -> tuple[str, dict[str, str]]:
     """The table covering most of ``names``, and its map restricted to ``names``.
 
     Raises :class:`Key2MeshError` listing the names when no table maps the pelvis and all 12 limb
@@ -129,17 +133,23 @@ def read_index(path: str | Path) -> dict[str, TrialInfo]:
         raise Key2MeshError(f"{path}: an index needs a tab-separated header with a 'trial' column")
     out = {}
     for r in rows:
+
         def num(key: str, typ=float, r=r):
             v = (r.get(key) or "").strip()
             try:
                 return typ(float(v)) if v else None
             except ValueError as exc:
-                raise Key2MeshError(f"{path}: trial {r['trial']}: {key} = {v!r} is not a number") from exc
+                raise Key2MeshError(
+                    f"{path}: trial {r['trial']}: {key} = {v!r} is not a number"
+                ) from exc
 
         fps = num("cmu_fps") or num("fps")
         subj = (r.get("subject") or "").strip()
-        out[r["trial"].strip()] = TrialInfo(f"cmu_{int(subj):02d}" if subj.isdigit() else (subj or None), fps,
-                                            num("tpose_frames", int))
+        out[r["trial"].strip()] = TrialInfo(
+            f"cmu_{int(subj):02d}" if subj.isdigit() else (subj or None),
+            fps,
+            num("tpose_frames", int),
+        )
     return out
 
 
@@ -188,7 +198,9 @@ def _iter_files(path: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[str, by
     elif not path.exists():
         raise Key2MeshError(f"{path} does not exist")
     else:
-        raise Key2MeshError(f"{path}: expected a folder, a {'/'.join(suffixes)} file, or a .tar.xz/.tar.gz/.zip archive")
+        raise Key2MeshError(
+            f"{path}: expected a folder, a {'/'.join(suffixes)} file, or a .tar.xz/.tar.gz/.zip archive"
+        )
 
 
 def _find_index(paths: list[Path]) -> Path | None:
@@ -231,11 +243,22 @@ def tpose_prefix(joints: np.ndarray, names: tuple[str, ...], max_frames: int = 5
     return k
 
 
-def _to_clip(positions: np.ndarray, names: tuple[str, ...], fps: float, trial: str, source: str,
-             member: str, info: TrialInfo | None, overrides: dict[str, float], metres: float | None) -> MotionClip:
+def _to_clip(
+    positions: np.ndarray,
+    names: tuple[str, ...],
+    fps: float,
+    trial: str,
+    source: str,
+    member: str,
+    info: TrialInfo | None,
+    overrides: dict[str, float],
+    metres: float | None,
+) -> MotionClip:
     table, mapping = match_joint_table(names, member)
     keep = [i for i, n in enumerate(names) if n in mapping]
-    joints = (positions[:, keep] * (UNIT_SCALE[table] if metres is None else metres)).astype(np.float32)
+    joints = (positions[:, keep] * (UNIT_SCALE[table] if metres is None else metres)).astype(
+        np.float32
+    )
     smpl_names = tuple(mapping[names[i]] for i in keep)
     info = info or TrialInfo()
     fps = info.fps or fps  # the index's true rate, then any matching override (the last one wins)
@@ -246,8 +269,14 @@ def _to_clip(positions: np.ndarray, names: tuple[str, ...], fps: float, trial: s
     if drop >= len(joints):
         raise Key2MeshError(f"{member}: no frames left after dropping {drop} T-pose frame(s)")
     subject = info.subject or _subject_from_name(trial)
-    return MotionClip(name=trial, source=source, fps=float(fps), joints=joints[drop:], joint_names=smpl_names,
-                      subject=subject).validate()
+    return MotionClip(
+        name=trial,
+        source=source,
+        fps=float(fps),
+        joints=joints[drop:],
+        joint_names=smpl_names,
+        subject=subject,
+    ).validate()
 
 
 def _trial_facts(paths: list[Path], index: str | Path | None, fps_override: list[str] | None):
@@ -256,8 +285,12 @@ def _trial_facts(paths: list[Path], index: str | Path | None, fps_override: list
     return (read_index(idx_path) if idx_path else {}), parse_fps_overrides(fps_override)
 
 
-def load_bvh_files(paths: list[str | Path], index: str | Path | None = None, fps_override: list[str] | None = None,
-                   source: str = "bvh") -> LoadReport:
+def load_bvh_files(
+    paths: list[str | Path],
+    index: str | Path | None = None,
+    fps_override: list[str] | None = None,
+    source: str = "bvh",
+) -> LoadReport:
     """Every ``.bvh`` in ``paths`` (folders, files, archives) → joint clips (metres, SMPL names)."""
     from key2mesh.data.mocap.bvh import forward_kinematics, parse_bvh
 
@@ -270,15 +303,30 @@ def load_bvh_files(paths: list[str | Path], index: str | Path | None = None, fps
             try:
                 motion = parse_bvh(data.decode("utf-8", errors="replace"), member)
                 pos, names = forward_kinematics(motion)
-                report.clips.append(_to_clip(pos, names, motion.fps, trial, source, member, info.get(trial),
-                                             overrides, None))
+                report.clips.append(
+                    _to_clip(
+                        pos,
+                        names,
+                        motion.fps,
+                        trial,
+                        source,
+                        member,
+                        info.get(trial),
+                        overrides,
+                        None,
+                    )
+                )
             except Key2MeshError as exc:
                 report.skip(member, str(exc))
     return report
 
 
-def load_asf_amc_files(paths: list[str | Path], index: str | Path | None = None,
-                       fps_override: list[str] | None = None, source: str = "asf_amc") -> LoadReport:
+def load_asf_amc_files(
+    paths: list[str | Path],
+    index: str | Path | None = None,
+    fps_override: list[str] | None = None,
+    source: str = "asf_amc",
+) -> LoadReport:
     """Every ``.amc`` in ``paths`` with its subject's ``.asf`` (same folder: ``<subject>.asf``, or
     the only ``.asf`` there) → joint clips (metres, SMPL names). CMU's rate is 120 fps unless
     the AMC (or ASF) states one (``:samples-per-second N``)."""
@@ -288,7 +336,9 @@ def load_asf_amc_files(paths: list[str | Path], index: str | Path | None = None,
     info, overrides = _trial_facts(paths, index, fps_override)
     report = LoadReport()
     for path in paths:
-        files = dict(_iter_files(path, (".asf", ".amc")))  # ASF/AMC sets are small (≈ 100 MB for CMU 01+03)
+        files = dict(
+            _iter_files(path, (".asf", ".amc"))
+        )  # ASF/AMC sets are small (≈ 100 MB for CMU 01+03)
         asfs: dict[str, list[str]] = {}
         for m in files:
             if m.lower().endswith(".asf"):
@@ -297,14 +347,22 @@ def load_asf_amc_files(paths: list[str | Path], index: str | Path | None = None,
             trial = _trial_name(member)
             folder = asfs.get(str(Path(member).parent), [])
             subj = trial.split("_")[0]
-            asf = next((a for a in folder if Path(a).stem == subj), folder[0] if len(folder) == 1 else None)
+            asf = next(
+                (a for a in folder if Path(a).stem == subj), folder[0] if len(folder) == 1 else None
+            )
             if asf is None:
                 report.skip(member, f"no skeleton .asf beside it (looked for {subj}.asf)")
                 continue
             try:
-                asf_text, amc_text = (files[m].decode("utf-8", errors="replace") for m in (asf, member))
+                asf_text, amc_text = (
+                    files[m].decode("utf-8", errors="replace") for m in (asf, member)
+                )
                 pos, names, fps = asf_amc_from_text(asf_text, amc_text, asf, member)
-                report.clips.append(_to_clip(pos, names, fps, trial, source, member, info.get(trial), overrides, 1.0))
+                report.clips.append(
+                    _to_clip(
+                        pos, names, fps, trial, source, member, info.get(trial), overrides, 1.0
+                    )
+                )
             except Key2MeshError as exc:
                 report.skip(member, str(exc))
     return report

@@ -143,7 +143,9 @@ def _quat_wxyz(q: np.ndarray) -> np.ndarray:
     return roma.unitquat_to_rotmat(torch.from_numpy(q[..., [1, 2, 3, 0]])).numpy()
 
 
-def _local_rotations(frames: np.ndarray, skel: Skeleton) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _local_rotations(
+    frames: np.ndarray, skel: Skeleton
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(F, 44) frames → root positions (F, 3) and DeepMimic local rotations (F, 3, 3) per joint,
     all in the SMPL frame."""
     m = dm_to_smpl()
@@ -161,7 +163,9 @@ def _local_rotations(frames: np.ndarray, skel: Skeleton) -> tuple[np.ndarray, di
     return frames[:, 1:4] @ m.T, rots
 
 
-def _forward_kinematics(root_pos: np.ndarray, rots: dict[str, np.ndarray], skel: Skeleton) -> np.ndarray:
+def _forward_kinematics(
+    root_pos: np.ndarray, rots: dict[str, np.ndarray], skel: Skeleton
+) -> np.ndarray:
     """World positions (F, len(POINTS), 3) in metres (SMPL frame) of :data:`POINTS`."""
     glob: dict[str, np.ndarray] = {}
     pos: dict[str, np.ndarray] = {}
@@ -174,7 +178,10 @@ def _forward_kinematics(root_pos: np.ndarray, rots: dict[str, np.ndarray], skel:
             continue  # links outside the humanoid chain (none in pybullet's file)
         pos[link] = pos[par] + glob[par] @ skel.offset[link]
         glob[link] = glob[par] @ rots.get(link, eye)
-    out = [pos[link] if extra is None else pos[link] + glob[link] @ skel.points[extra] for _, link, extra in POINTS]
+    out = [
+        pos[link] if extra is None else pos[link] + glob[link] @ skel.points[extra]
+        for _, link, extra in POINTS
+    ]
     return np.stack(out, axis=1)
 
 
@@ -186,7 +193,13 @@ def _rest_alignment(skel: Skeleton) -> np.ndarray:
     bones = {
         f"{s}_{a}": (f"smpl_{s}_{a}", f"smpl_{s}_{b}")
         for s in ("left", "right")
-        for a, b in (("hip", "knee"), ("knee", "ankle"), ("ankle", "foot"), ("shoulder", "elbow"), ("elbow", "wrist"))
+        for a, b in (
+            ("hip", "knee"),
+            ("knee", "ankle"),
+            ("ankle", "foot"),
+            ("shoulder", "elbow"),
+            ("elbow", "wrist"),
+        )
     }
     p = np.broadcast_to(np.eye(3), (24, 3, 3)).copy()
     joints = np.array([idx[j] for j in bones])
@@ -222,22 +235,30 @@ def convert_frames(frames: np.ndarray, skel: Skeleton) -> tuple[np.ndarray, np.n
     return np.swapaxes(p_parent, -1, -2) @ local @ p, joints
 
 
-def load_motion_file(path: str | Path, skel: Skeleton, target_fps: float | None = None) -> MotionClip:
+def load_motion_file(
+    path: str | Path, skel: Skeleton, target_fps: float | None = None
+) -> MotionClip:
     """One DeepMimic motion file → :class:`MotionClip` (rotmats and joints), fps = 1 / dt."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Key2MeshError(f"{path}: not a readable DeepMimic JSON motion ({type(exc).__name__})") from exc
+        raise Key2MeshError(
+            f"{path}: not a readable DeepMimic JSON motion ({type(exc).__name__})"
+        ) from exc
     if not isinstance(data, dict) or "Frames" not in data:
         found = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
-        raise Key2MeshError(f"{path}: expected a DeepMimic motion with a 'Frames' list, found: {found}")
+        raise Key2MeshError(
+            f"{path}: expected a DeepMimic motion with a 'Frames' list, found: {found}"
+        )
     try:
         frames = np.asarray(data["Frames"], dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise Key2MeshError(f"{path}: 'Frames' is not a rectangular list of numbers") from exc
     if frames.ndim != 2 or frames.shape[0] == 0 or frames.shape[1] != FRAME_WIDTH:
-        raise Key2MeshError(f"{path}: 'Frames' has shape {frames.shape}, expected (F > 0, {FRAME_WIDTH}) humanoid frames")
+        raise Key2MeshError(
+            f"{path}: 'Frames' has shape {frames.shape}, expected (F > 0, {FRAME_WIDTH}) humanoid frames"
+        )
     if not np.isfinite(frames).all():
         bad = int(np.flatnonzero(~np.isfinite(frames).all(axis=1))[0])
         raise Key2MeshError(f"{path}: frame {bad} holds NaN/inf values")
@@ -262,7 +283,9 @@ def load_motion_file(path: str | Path, skel: Skeleton, target_fps: float | None 
     return clip.validate()
 
 
-def load_deepmimic(target_fps: float | None = None, paths: list[str | Path] | None = None) -> LoadReport:
+def load_deepmimic(
+    target_fps: float | None = None, paths: list[str | Path] | None = None
+) -> LoadReport:
     """All DeepMimic humanoid motions of the pybullet wheel (``humanoid3d_*`` and ``walker/*``),
     or the given motion files; unreadable files are skipped with a warning and counted."""
     from key2mesh.data.wheels import extract
@@ -270,7 +293,11 @@ def load_deepmimic(target_fps: float | None = None, paths: list[str | Path] | No
     urdf = extract("pybullet", URDF_MEMBER)[0]
     skel = load_skeleton(urdf)
     if paths is None:
-        files = [p for p in extract("pybullet", MOTIONS_PREFIX, (".txt",)) if not p.name.startswith(SKIP_PREFIXES)]
+        files = [
+            p
+            for p in extract("pybullet", MOTIONS_PREFIX, (".txt",))
+            if not p.name.startswith(SKIP_PREFIXES)
+        ]
     else:
         files = [Path(p) for p in paths]
     report = LoadReport()

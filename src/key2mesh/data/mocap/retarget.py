@@ -28,7 +28,9 @@ _IDX = {n.removeprefix("smpl_"): i for i, n in enumerate(SMPL24)}
 # Bone j → child(j) that defines the rest direction of joint j: the limb entries of
 # SMPL24_CHILD (axial joints and leaves absent), without the "smpl_" prefix.
 BONE_CHILD: dict[str, str] = {
-    j.removeprefix("smpl_"): c.removeprefix("smpl_") for j, c in SMPL24_CHILD.items() if j not in SMPL24_SPINE
+    j.removeprefix("smpl_"): c.removeprefix("smpl_")
+    for j, c in SMPL24_CHILD.items()
+    if j not in SMPL24_SPINE
 }
 
 # SMPL T-pose direction (unit, y up, x = body's left, facing +z) of the bone j → child(j) for
@@ -85,14 +87,18 @@ def anny_rest_alignment(anny_body) -> np.ndarray:
         src = np.array([_IDX[j] for j in BONE_CHILD])
         dst = np.array([_IDX[c] for c in BONE_CHILD.values()])
         rest = joints[dst] - joints[src]
-        q[src] = _align(rest / np.linalg.norm(rest, axis=1, keepdims=True), smpl_tpose_directions()[src])
+        q[src] = _align(
+            rest / np.linalg.norm(rest, axis=1, keepdims=True), smpl_tpose_directions()[src]
+        )
         for leaf in ("left_foot", "right_foot", "left_hand", "right_hand"):
             q[_IDX[leaf]] = q[PARENTS[_IDX[leaf]]]
         cache["q"] = q
     return cache["q"]
 
 
-def retarget_smpl_to_anny(rotmats: np.ndarray | torch.Tensor, anny_body) -> np.ndarray | torch.Tensor:
+def retarget_smpl_to_anny(
+    rotmats: np.ndarray | torch.Tensor, anny_body
+) -> np.ndarray | torch.Tensor:
     """SMPL-convention local rotations (F, 24, 3, 3) → anny-convention ones (F, 24, 3, 3) that put
     every anny limb bone along the SMPL bone; returns the input's type (numpy or torch) and dtype."""
     q = anny_rest_alignment(anny_body)
