@@ -92,3 +92,26 @@ def test_no_test_helpers_in_the_package():
         if "synthetic_smpl" in module
     ]
     assert bad == []
+
+
+def _ruff() -> str | None:
+    import shutil
+    import sys
+
+    local = Path(sys.executable).with_name("ruff")
+    return str(local) if local.exists() else shutil.which("ruff")
+
+
+@pytest.mark.parametrize("check", [["format", "--check"], ["check"]], ids=["format", "lint"])
+def test_tree_is_ruff_clean(check):
+    """`ruff format --check` and `ruff check` pass on src, tests and benchmarks (no drift)."""
+    import subprocess
+
+    ruff = _ruff()
+    if ruff is None:
+        pytest.skip("ruff is not installed (dev extra)")
+    root = PACKAGE.parents[1]
+    result = subprocess.run(
+        [ruff, *check, "src", "tests", "benchmarks"], cwd=root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
