@@ -10,7 +10,7 @@ import torch
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.eval.metrics import PROTOCOLS, per_sample_metrics
-from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
+from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
 # diag(1, -1, -1): the model's world frame (y up) seen from the camera (y down); hand-written
 FLIP = torch.diag(torch.tensor([1.0, -1.0, -1.0]))

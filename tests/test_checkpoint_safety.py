@@ -165,7 +165,7 @@ def test_every_torch_load_in_src_passes_weights_only_true():
 
 
 def test_shipped_models_load_weights_only():
-    from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
+    from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
     found = [PRETRAINED_DIR / f for f in PRETRAINED.values() if (PRETRAINED_DIR / f).exists()]
     if not found:

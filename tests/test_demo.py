@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
+from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
 pytest.importorskip("mediapipe")
 pytestmark = [

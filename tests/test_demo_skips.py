@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from key2mesh.cli import main
-from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
 from key2mesh.keypoints.sets import keypoint_names
+from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
 pytestmark = pytest.mark.skipif(
     not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint"

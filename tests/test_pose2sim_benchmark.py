@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
+from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
 pytest.importorskip("mediapipe")
 pytestmark = [

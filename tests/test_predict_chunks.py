@@ -8,7 +8,8 @@ import pytest
 
 from key2mesh.body.base import BodyModel
 from key2mesh.cli import main
-from key2mesh.inference.predictor import PAD_ROWS, PRETRAINED, PRETRAINED_DIR
+from key2mesh.inference.predictor import PAD_ROWS
+from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
 pytestmark = pytest.mark.skipif(
     not (PRETRAINED_DIR / PRETRAINED["anny-coco17"]).exists(), reason="no shipped checkpoint"

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from key2mesh.errors import Key2MeshError
-from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR, Key2Mesh
+from key2mesh.inference.predictor import Key2Mesh
+from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
 pytestmark = pytest.mark.skipif(
     not (PRETRAINED_DIR / PRETRAINED["anny-body25"]).exists(), reason="no shipped checkpoint"

@@ -76,7 +76,7 @@ def test_write_openpose_json_stays_in_folder(tmp_path):
 
 def test_predict_meshes_stay_in_folder(tmp_path):
     from key2mesh.cli import main
-    from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
+    from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
     if not (PRETRAINED_DIR / PRETRAINED["anny-coco17"]).exists():
         pytest.skip("no shipped checkpoint")

@@ -8,8 +8,8 @@ import torch
 
 from key2mesh.cli import main
 from key2mesh.errors import Key2MeshError
-from key2mesh.inference.predictor import PRETRAINED, PRETRAINED_DIR
 from key2mesh.keypoints.io import read_detections
+from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
 needs_model = pytest.mark.skipif(
     not (PRETRAINED_DIR / PRETRAINED["anny-coco17"]).exists(), reason="no shipped checkpoint"

@@ -16,9 +16,7 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.convert import convert_keypoints
 from key2mesh.keypoints.io import MIN_KEYPOINTS, check_detections
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
-from key2mesh.model.checkpoint import (  # noqa: F401 - PRETRAINED*, resolve_checkpoint: also reachable from here
-    PRETRAINED,
-    PRETRAINED_DIR,
+from key2mesh.model.checkpoint import (
     Checkpoint,
     build_network,
     load_checkpoint,
