@@ -194,3 +194,40 @@ def test_fit_config_file_and_flags(tmp_path):
     assert (
         main(["fit", str(inp), "--config", str(config), "--out", str(out)]) == 2
     )  # unknown option: one-line error
+
+
+def test_set_reaches_every_field(tmp_path):
+    """--set KEY=VALUE sets any field, nested ones too (file < --set < named flags); a bad key is
+    a one-line error."""
+    from key2mesh.commands._config import merged_config
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.train.pretrain import PretrainConfig
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"amp": True, "synth": {"noise_profile": "detector"}, "lr": 0.5}))
+    sets = [
+        "amp=false",
+        "synth.noise_profile=strong",
+        "camera.distance=7.5",
+        "model.dropout=0.1",
+        "lr=0.25",
+    ]
+    cfg = merged_config(PretrainConfig, str(config), {"lr": 0.125, "steps": None}, sets)
+    assert cfg.amp is False and cfg.synth.noise_profile == "strong" and cfg.camera.distance == 7.5
+    assert cfg.model == {"dropout": 0.1} and cfg.lr == 0.125 and cfg.steps == PretrainConfig().steps
+    for bad in (["synth.nope=1"], ["nope=1"], ["amp"]):
+        with pytest.raises(Key2MeshError):
+            merged_config(PretrainConfig, None, {}, bad)
+
+
+def test_fit_set_option(tmp_path, capsys):
+    kp = np.random.default_rng(2).uniform(100, 300, (2, 25, 2)).astype(np.float32)
+    inp = tmp_path / "in.npz"
+    np.savez(inp, keypoints=kp, keypoint_set="openpose_body25")
+    out = tmp_path / "fit.npz"
+    assert (
+        main(["fit", str(inp), "--set", "weights.hinge=0", "--set", "iters=1", "--out", str(out)])
+        == 0
+    )
+    assert main(["fit", str(inp), "--set", "weights.nope=0", "--out", str(out)]) == 2
+    assert "nope" in capsys.readouterr().err

@@ -30,16 +30,47 @@ def read_config(path: str | None) -> dict:
     return data
 
 
-def merged_config(cls, path: str | None, flags: dict):
-    """The one config path of every training command: ``cls``'s dataclass defaults, then the
-    ``--config`` file, then the command-line ``flags`` that were given (None = not given).
+def add_config_arguments(p, what: str) -> None:
+    """``--config FILE`` and ``--set KEY=VALUE`` (any field of the command's config dataclass)."""
+    p.add_argument(
+        "--config", help=f"JSON/YAML file of {what} options (command-line flags override it)"
+    )
+    p.add_argument(
+        "--set",
+        dest="set_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"set any {what} option, dotted for nested ones (e.g. synth.noise_profile=strong, "
+        "amp=false); VALUE is read as JSON, else as text; named flags override it",
+    )
 
-    ``flags`` keys are field names, dotted for nested ones (``"model.hidden"``,
-    ``"synth.noise_profile"``); ``cls.from_dict`` builds (and checks) the result."""
+
+def parse_set_options(items: list[str] | None) -> dict:
+    """``["a.b=1", "c=text"]`` → ``{"a.b": 1, "c": "text"}`` (values JSON when they parse)."""
+    out = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise Key2MeshError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        out[key.strip()] = value
+    return out
+
+
+def merged_config(cls, path: str | None, flags: dict, sets: list[str] | None = None):
+    """The one config path of every configurable command: ``cls``'s dataclass defaults, then the
+    ``--config`` file, then ``--set KEY=VALUE`` items, then the named command-line ``flags`` that
+    were given (None = not given).
+
+    Keys are field names, dotted for nested ones (``"model.hidden"``, ``"synth.noise_profile"``);
+    ``cls.from_dict`` builds (and checks) the result."""
     d = read_config(path)
-    for key, value in flags.items():
-        if value is None:
-            continue
+    given = {k: v for k, v in flags.items() if v is not None}
+    for key, value in {**parse_set_options(sets), **given}.items():
         *parents, leaf = key.split(".")
         node = d
         for name in parents:
@@ -51,4 +82,7 @@ def merged_config(cls, path: str | None, flags: dict):
             )
             node = node[name]
         node[leaf] = value
-    return cls.from_dict(d)
+    try:
+        return cls.from_dict(d)
+    except TypeError as exc:  # an unknown nested option, e.g. synth.nope
+        raise Key2MeshError(f"bad {cls.__name__} options: {exc}") from None

@@ -11,14 +11,13 @@ from key2mesh.commands._args import (
     positive_float,
     positive_int,
 )
+from key2mesh.commands._config import add_config_arguments
 
 HELP = "adapt a pre-trained model to unlabelled target detections (WDGRL critic, no 3D labels)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config", help="JSON/YAML file of AdaptConfig options (command-line flags override it)"
-    )
+    add_config_arguments(p, "AdaptConfig")
     p.add_argument(
         "--source",
         help="pre-trained checkpoint (from `key2mesh pretrain`, or a shipped name such as anny-coco17)",
@@ -147,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
     flags = {key: getattr(args, key) for key in FLAGS}
     flags["weights"] = ABLATIONS[args.losses].to_dict() if args.losses else None
-    cfg = merged_config(AdaptConfig, args.config, flags)
+    cfg = merged_config(AdaptConfig, args.config, flags, args.set_options)
     for option, value in (("--source", cfg.source), ("--cache", cfg.cache)):
         if not value:
             raise Key2MeshError(f"adapt needs {option} (on the command line or in --config)")

@@ -10,6 +10,7 @@ from key2mesh.commands._args import (
     positive_float,
     positive_int,
 )
+from key2mesh.commands._config import add_config_arguments
 from key2mesh.keypoints.io import MIN_KEYPOINTS
 
 HELP = "fit the body model to 2D keypoint files by optimisation (baseline; --init-from for Key2Mesh + refinement)"
@@ -19,9 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "inputs", nargs="+", help="OpenPose JSON files/folders, COCO keypoint JSON, .npy/.npz"
     )
-    p.add_argument(
-        "--config", help="JSON/YAML file of FitConfig options (command-line flags override it)"
-    )
+    add_config_arguments(p, "FitConfig")
     p.add_argument("--keypoint-set", help="keypoint set of the inputs when it cannot be inferred")
     p.add_argument(
         "--fit-set",
@@ -92,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     flags = {key: getattr(args, key) for key in FLAGS}
     flags.update({f"weights.{field}": getattr(args, flag) for flag, field in WEIGHT_FLAGS.items()})
-    cfg = merged_config(FitConfig, args.config, flags)
+    cfg = merged_config(FitConfig, args.config, flags, args.set_options)
     refuse_overwriting_inputs(args.out, [*args.inputs, cfg.init_from])
     table = fit_files(cfg, args.inputs, args.keypoint_set)
     out = atomic_savez(

@@ -11,14 +11,13 @@ from key2mesh.commands._args import (
     positive_float,
     positive_int,
 )
+from key2mesh.commands._config import add_config_arguments
 
 HELP = "pre-train the network on MoCap bodies projected through the virtual camera"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config", help="JSON/YAML file of PretrainConfig options (command-line flags override it)"
-    )
+    add_config_arguments(p, "PretrainConfig")
     p.add_argument("--cache", help="training cache from `key2mesh data prepare`")
     p.add_argument(
         "--out", dest="out_dir", help="output folder (checkpoints, metrics.csv, tensorboard/)"
@@ -106,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     flags["synth.noise_profile"] = args.noise_profile or None
     if args.val_subjects is not None:
         flags["val_subjects"] = [s.strip() for s in args.val_subjects.split(",") if s.strip()]
-    cfg = merged_config(PretrainConfig, args.config, flags)
+    cfg = merged_config(PretrainConfig, args.config, flags, args.set_options)
     result = run_pretrain(cfg, resume=args.resume)
     print(json.dumps(result, indent=2, default=float))
     return 0
