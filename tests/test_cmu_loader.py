@@ -201,6 +201,11 @@ def test_bvh_same_clip_from_folder_file_and_archives(tmp_path: Path):
     assert ref.fps == pytest.approx(120.0, rel=1e-5)  # header Frame Time 0.00833333
     assert ref.joint_names == NAMES and all(n.startswith("smpl_") for n in ref.joint_names)
     assert ref.rotmats is None and ref.joints.dtype == np.float32
+    # cgspeed's retargeting hints ride along: its root (below the thighs) is not the pelvis target
+    assert (
+        ref.ik_weights["smpl_pelvis"] == 0.0
+        and ref.ik_prior["smpl_left_collar"] > ref.ik_prior["default"]
+    )
     # the T-pose frame 0 was found and dropped (arms horizontal, then a jump)
     assert ref.joints.shape == (4, 21, 3)
     np.testing.assert_allclose(ref.joints, expected_metres(range(1, 5)), rtol=0, atol=1e-6)

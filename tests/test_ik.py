@@ -155,3 +155,68 @@ def test_hinge_limit_prefers_natural_knee(anny_body, skeleton):
     assert pen[0] < 1e-3
     assert pen[1] > 0.9 * math.sin(1.2) ** 2
     assert pen[2] > 0.1  # beyond the rest bend + 10° tolerance
+
+
+def _angle_deg(rot: torch.Tensor) -> torch.Tensor:
+    cos = ((rot.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)
+    return torch.rad2deg(torch.arccos(cos))
+
+
+def test_root_target_below_the_hips_pitches_the_pelvis_unless_dropped(anny_body, skeleton):
+    """cgspeed's root sits below its thighs; fitting it as the pelvis pitched the pelvis ~100° with
+    the spine and hips bent back (the CMU BVH poses before the fix). Weight 0 drops it."""
+    from key2mesh.data.mocap.cmu import IK_HINTS
+    from key2mesh.data.mocap.ik import DEFAULT_JOINT_WEIGHTS
+
+    rot = plausible_poses(24, seed=11)
+    rot[:, 0] = torch.eye(3)  # upright pelvis
+    joints, _ = skeleton(rot)
+    hips = 0.5 * (joints[:, 1] + joints[:, 2])
+    target = joints.clone()
+    target[:, 0] = hips - torch.tensor([0.0, 0.03, 0.0])  # root 3 cm below the hip line
+    hints = IK_HINTS["cgspeed_daz"]
+    table = {**DEFAULT_JOINT_WEIGHTS, **hints["ik_weights"]}
+    w_hint = torch.tensor([table.get(n, 1.0) for n in SMPL24], dtype=torch.float64)
+    pitched = fit_joints(anny_body, target, SMPL24, iters=100)
+    fixed = fit_joints(
+        anny_body, target, SMPL24, iters=100, weights=w_hint, prior=hints["ik_prior"]
+    )
+    assert _angle_deg(fixed.rotmats[:, 0]).mean() < 10.0
+    assert _angle_deg(pitched.rotmats[:, 0]).mean() > 2 * _angle_deg(fixed.rotmats[:, 0]).mean()
+    limbs = [j for a, b in LIMBS for j in (a, b)]
+    assert (fixed.joints - joints)[:, limbs].norm(dim=-1).mean() < 0.03
+
+
+def test_per_joint_prior_holds_untargeted_collars_at_rest(anny_body, skeleton):
+    """Shoulder targets 6 cm inside the body's shoulders (cgspeed's) roll free collars; a collar
+    prior keeps them nearer rest (16° vs 30° here) while the arms still follow their targets."""
+    rot = plausible_poses(24, seed=13)
+    rot[:, [13, 14]] = torch.eye(3)
+    joints, _ = skeleton(rot)
+    target = joints.clone()
+    for sh, col in ((16, 13), (17, 14)):
+        inward = torch.nn.functional.normalize(joints[:, col] - joints[:, sh], dim=-1)
+        target[:, sh] = joints[:, sh] + 0.06 * inward
+    target[:, [13, 14]] = float("nan")
+    free = fit_joints(anny_body, target, SMPL24, iters=100)
+    held = fit_joints(
+        anny_body,
+        target,
+        SMPL24,
+        iters=100,
+        prior={"default": 1e-5, "smpl_left_collar": 1e-2, "smpl_right_collar": 1e-2},
+    )
+    assert (
+        _angle_deg(held.rotmats[:, [13, 14]]).mean()
+        < 0.6 * _angle_deg(free.rotmats[:, [13, 14]]).mean()
+    )
+    wrists = [SMPL24.index("smpl_left_wrist"), SMPL24.index("smpl_right_wrist")]
+    assert (held.joints - joints)[:, wrists].norm(dim=-1).mean() < 0.05
+
+
+@pytest.mark.parametrize(
+    "prior", [{"smpl_nose": 1.0}, {"smpl_spine1": -1.0}, {"default": float("nan")}]
+)
+def test_bad_prior_raises(anny_body, prior):
+    with pytest.raises(Key2MeshError, match="prior"):
+        fit_joints(anny_body, torch.zeros(2, 24, 3), SMPL24, iters=1, prior=prior)

@@ -31,6 +31,9 @@ class MotionClip:
     betas: (10,) SMPL shape coefficients, or None.
     subject: the captured person's id (e.g. ``cmu_02``) when the source knows it, for held-out
         splits by subject; None otherwise.
+    ik_weights / ik_prior: retargeting hints of a joint-only clip's skeleton for the IK
+        (:func:`~key2mesh.data.mocap.ik.fit_joints`): per-target weights by SMPL-24 name (over the
+        defaults) and the per-joint pull toward rest; None: the IK's defaults.
     """
 
     name: str
@@ -41,6 +44,8 @@ class MotionClip:
     joint_names: tuple[str, ...] | None = None
     betas: np.ndarray | None = None
     subject: str | None = None
+    ik_weights: dict[str, float] | None = None
+    ik_prior: dict[str, float] | None = None
 
     @property
     def num_frames(self) -> int:

@@ -78,6 +78,33 @@ JOINT_TABLES: dict[str, dict[str, str]] = {
     },
 }  # fmt: skip
 
+# Retargeting hints per table (MotionClip.ik_weights / ik_prior), measured on CMU 02_01, 05_02,
+# 07_12 and 14_37. cgspeed's root "hip" sits 2.6 cm BELOW its thighs (SMPL's and anny's pelvis is
+# above the hip joints), so fitting it pitched the pelvis ~100° forward with the spine and both
+# hips bent back by as much; its clavicles start at the spine and its shoulders sit ~6 cm inside
+# anny's, so the free collars rolled ~50° and the shoulders came 7 cm narrower (COCO shoulder width
+# 254 mm vs 305-318 mm in the other sources). Without the root target, with the collars and the
+# axial chain held near rest and the spine/neck/head targets down-weighted, spine angles are
+# 1-7°, collars stay near rest, and elbows/wrists/knees/ankles are still within 1-6 mm.
+_AXIAL = ("smpl_spine1", "smpl_spine2", "smpl_spine3", "smpl_neck", "smpl_head")
+IK_HINTS: dict[str, dict[str, dict[str, float]]] = {
+    "cgspeed_daz": {
+        "ik_weights": {
+            "smpl_pelvis": 0.0,
+            "smpl_spine2": 0.2,
+            "smpl_spine3": 0.2,
+            "smpl_neck": 0.2,
+            "smpl_head": 0.2,
+        },
+        "ik_prior": {
+            "default": 1e-5,
+            "smpl_left_collar": 1e-2,
+            "smpl_right_collar": 1e-2,
+            **dict.fromkeys(_AXIAL, 1e-3),
+        },
+    },
+}
+
 # Joints a file must have (after renaming) to be usable: pelvis and the 12 limb joints.
 REQUIRED = ("smpl_pelvis",) + tuple(
     f"smpl_{side}_{j}"
@@ -276,6 +303,7 @@ def _to_clip(
         joints=joints[drop:],
         joint_names=smpl_names,
         subject=subject,
+        **IK_HINTS.get(table, {}),
     ).validate()
 
 

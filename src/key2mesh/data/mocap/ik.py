@@ -300,7 +300,7 @@ def fit_joints(
     shape: torch.Tensor | None = None,
     scale_bones: bool = True,
     lr: float = 0.01,
-    prior: float = 1e-5,
+    prior: float | dict[str, float] = 1e-5,
     limits: float = 1e-3,
     smooth: float = 0.0,
     chunk_size: int = 8192,
@@ -312,7 +312,8 @@ def fit_joints(
     weights: (J,) per-target confidence (default :data:`DEFAULT_JOINT_WEIGHTS`, else 1);
     init: (F, 24, 3, 3) starting rotations (default: analytic, see :func:`_analytic_init`);
     shape: (1, S) body shape (default the body's); scale_bones: give the skeleton the targets'
-    bone lengths; prior / limits / smooth: weights of the pull toward rest (per |R - I|²), the
+    bone lengths; prior / limits / smooth: weights of the pull toward rest (per |R - I|²; a float
+    for every joint, or a dict of SMPL-24 names → weight with ``"default"`` for the rest), the
     joint-limit penalty (rad²) and the temporal smoothness (|R_t - R_{t-1}|², frames in order),
     relative to the squared position error in m². Adam with cosine decay for ``iters`` steps over
     chunks of ``chunk_size`` frames; ``progress`` shows a tqdm bar (default: when F > 2000).
@@ -349,6 +350,7 @@ def fit_joints(
     skel = KinematicSkeleton.from_body(body, shape).to(dtype=dt)
     scale = estimate_bone_scale(skel, tgt, mask) if scale_bones else torch.ones(24, dtype=dt)
 
+    prior_w = _prior_weights(prior, dt)
     if init is None:
         init = _analytic_init(skel, scale, tgt, wf)
     init = torch.as_tensor(init, dtype=dt)
@@ -369,7 +371,7 @@ def fit_joints(
             init[sl].to(dev),
             iters,
             lr,
-            prior,
+            prior_w.to(dev),
             limits,
             smooth,
             bar,
@@ -385,6 +387,19 @@ def fit_joints(
         error=torch.cat(out_err),
         used_names=tuple(names[i] for i in src),
     )
+
+
+def _prior_weights(prior: float | dict[str, float], dtype) -> torch.Tensor:
+    """(23,) weights of the pull toward rest of joints 1..23 from a float or a name → weight dict."""
+    if not isinstance(prior, dict):
+        return torch.full((23,), float(prior), dtype=dtype)
+    unknown = [n for n in prior if n != "default" and n not in _INDEX]
+    if unknown or any(not math.isfinite(v) or v < 0 for v in prior.values()):
+        raise Key2MeshError(
+            f"IK prior: unknown joints {unknown} or negative/non-finite weights in {prior}"
+        )
+    default = float(prior.get("default", 0.0))
+    return torch.tensor([float(prior.get(n, default)) for n in SMPL24[1:]], dtype=dtype)
 
 
 def fit_pose_to_joints(
@@ -523,8 +538,8 @@ def _fit_chunk(skel, scale, tgt, wf, init, iters, lr, prior, limits, smooth, bar
         joints, _ = skel(rot, scale)
         err = ((_centred(joints, wf) - t_c).square().sum(-1) * wf).sum(1) / wsum
         loss = err.mean()
-        if prior > 0:
-            loss = loss + prior * (rot[:, 1:] - eye).square().sum((-1, -2)).mean(1).mean()
+        if bool((prior > 0).any()):
+            loss = loss + (prior * (rot[:, 1:] - eye).square().sum((-1, -2))).mean(1).mean()
         if limits > 0:
             loss = loss + limits * limit_penalty(rot, skel).mean()
         if smooth > 0 and rot.shape[0] > 1:
