@@ -686,6 +686,21 @@ def test_save_load_keeps_subjects(tmp_path: Path):
     np.testing.assert_array_equal(older.split(0.3, 0)[1], no_subj.split(0.3, 0)[1])
 
 
+def test_cache_of_bvh_poses_from_before_the_retargeting_fix_warns(tmp_path: Path, caplog):
+    from key2mesh.data.cache import RETARGET_VERSION
+
+    old = make_bank()  # bvh clips, no retarget_version in meta: built before the fix
+    with caplog.at_level("WARNING", logger="key2mesh.data.cache"):
+        PoseBank.load(old.save(tmp_path / "old.npz"))
+    assert "rebuild it with `key2mesh data prepare`" in caplog.text and "bvh" in caplog.text
+    caplog.clear()
+    new = make_bank()
+    new.meta["retarget_version"] = RETARGET_VERSION
+    with caplog.at_level("WARNING", logger="key2mesh.data.cache"):
+        PoseBank.load(new.save(tmp_path / "new.npz"))
+    assert caplog.text == ""
+
+
 def test_split_options_and_split_for():
     assert split_options({"seed": 3, "val_subjects": ["cmu_07"]}) == {
         "val_fraction": 0.1,
@@ -796,7 +811,7 @@ def test_data_prepare_cli_reads_bvh_folder(tmp_path: Path, capsys):
     assert (
         bank.rotmats.shape[0] == 5 and np.isfinite(bank.rotmats).all() and bank.shapes.shape[0] == 8
     )
-    assert bank.meta["sources"] == ["bvh"]
+    assert bank.meta["sources"] == ["bvh"] and bank.meta["retarget_version"] >= 2
 
 
 def test_namespaced_mixamo_names_match_motionbuilder():

@@ -171,7 +171,7 @@ def _stats(args: argparse.Namespace) -> int:
     counts = np.bincount(bank.clip_index, minlength=len(bank.clip_names))
     print(
         f"{args.cache}: {bank.num_frames} frames, {len(bank.clip_names)} clips, body {bank.body}, "
-        f"{len(bank.shapes)} shapes"
+        f"{len(bank.shapes)} shapes; retarget version {bank.meta.get('retarget_version', 1)}"
     )
     by_source: dict[str, list[int]] = {}
     for src, n in zip(bank.clip_sources or ["?"] * len(counts), counts):

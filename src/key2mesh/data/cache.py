@@ -4,6 +4,7 @@ each frame comes from (for held-out splits by clip, never by frame), and a bank 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,8 +12,17 @@ import numpy as np
 
 from key2mesh.errors import Key2MeshError
 
+log = logging.getLogger(__name__)
+
 # CMU subjects held out whole for validation (walking, running, jumps, gestures, dance; ~9 % of CMU).
 DEFAULT_VAL_SUBJECTS: tuple[str, ...] = ("cmu_02", "cmu_05")
+
+
+# Version of the skeleton-file retargeting written into a cache's meta by `data prepare`; caches
+# holding the sources in RETARGET_FIXED from an older version trigger a warning on load.
+# 2: cgspeed BVH root no longer fitted as the pelvis, collars/axial chain held near rest.
+RETARGET_VERSION = 2
+RETARGET_FIXED = ("bvh",)
 
 
 @dataclass
@@ -126,6 +136,16 @@ class PoseBank:
                 raise bad(f"{len(extra[key])} {key} for {len(names)} clips")
         body = _json_dict(a["body"], "body", bad)
         meta = _json_dict(a["meta"], "meta", bad) if "meta" in a else {}
+        stale = sorted(set(extra["clip_sources"]) & set(RETARGET_FIXED))
+        if stale and meta.get("retarget_version", 1) < RETARGET_VERSION:
+            log.warning(
+                "%s: its %s poses were retargeted before the CMU BVH fix (retarget_version %s < %d: "
+                "pelvis pitched ~100°, collars rolled ~50°); rebuild it with `key2mesh data prepare`",
+                path,
+                "/".join(stale),
+                meta.get("retarget_version", 1),
+                RETARGET_VERSION,
+            )
         return cls(
             rotmats=rot,
             clip_index=clip,

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from key2mesh.body.base import BodyModel
-from key2mesh.data.cache import PoseBank
+from key2mesh.data.cache import RETARGET_VERSION, PoseBank
 from key2mesh.data.mocap.clip import MotionClip, load_report
 from key2mesh.data.shapes import sample_shapes
 from key2mesh.errors import Key2MeshError
@@ -156,7 +156,12 @@ def prepare_cache(
         clip_subjects=subjects,
         shapes=sample_shapes(body, num_shapes, seed),
         body=body.config(),
-        meta={"fps": fps, "sources": list(sources), "seed": seed},
+        meta={
+            "fps": fps,
+            "sources": list(sources),
+            "seed": seed,
+            "retarget_version": RETARGET_VERSION,
+        },
     )
     bank.save(out)
     report.frames, report.clips, report.seconds = (
