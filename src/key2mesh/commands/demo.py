@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from key2mesh.commands._args import positive_int
+
 HELP = "run MediaPipe + Key2Mesh on an IMAGE, VIDEO, FOLDER or a demo video name; write overlays and side views"
 
 
@@ -23,12 +25,55 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="output folder (PNGs) — videos are written as OUT/<name>.mp4",
     )
     p.add_argument(
-        "--frames", default=None, help="frame range START:STOP[:STEP] for videos (default: all)"
+        "--frames",
+        default=None,
+        help="frame range START:STOP[:STEP] for videos (default: all), e.g. 0:120:4",
+    )
+    p.add_argument(
+        "--max-frames", type=positive_int, default=None, help="process at most this many frames"
+    )
+    p.add_argument(
+        "--max-people",
+        type=positive_int,
+        default=4,
+        help="most people detected per frame and tracked at once (default 4)",
     )
     p.add_argument(
         "--smooth",
-        action="store_true",
-        help="One-Euro temporal smoothing of the parameters (videos)",
+        nargs="?",
+        const="one-euro",
+        default="none",
+        choices=["none", "one-euro", "zero-phase"],
+        help="temporal smoothing per track: one-euro (online; the default of a bare --smooth) or "
+        "zero-phase (offline forward-backward)",
+    )
+    p.add_argument(
+        "--smooth-min-cutoff",
+        type=float,
+        default=1.0,
+        help="One-Euro cutoff at rest, Hz (lower: smoother; default 1.0)",
+    )
+    p.add_argument(
+        "--smooth-beta",
+        type=float,
+        default=0.05,
+        help="One-Euro speed coefficient (higher: less lag on fast motion; default 0.05)",
+    )
+    p.add_argument(
+        "--focal", type=float, default=None, help="focal length in pixels (default: max(H, W))"
+    )
+    p.add_argument("--no-side-view", action="store_true", help="leave out the side-view panel")
+    p.add_argument(
+        "--save-meshes",
+        nargs="?",
+        const="obj",
+        choices=["obj", "ply"],
+        help="also write one camera-frame mesh per person and frame into OUT/<name>_meshes/",
+    )
+    p.add_argument(
+        "--export",
+        default=None,
+        help="motion files per track, comma-separated: bvh, glb, trc, amass (SMPL models)",
     )
     p.add_argument("--device", default=None)
 
@@ -60,30 +105,68 @@ def _range(spec: str | None) -> tuple[int, int | None, int]:
 def run(args: argparse.Namespace) -> int:
     from key2mesh.data.demo_inputs import DEMO_VIDEOS, demo_video
     from key2mesh.errors import Key2MeshError
-    from key2mesh.inference.demo import run_demo
+    from key2mesh.inference.demo import DemoOptions, run_demo
+    from key2mesh.inference.motion import MotionSmoothing
+    from key2mesh.inference.motion_export import parse_formats
     from key2mesh.inference.predictor import Key2Mesh
     from key2mesh.media.video import iter_frames, source_info
 
     start, stop, step = _range(args.frames)
+    exports = parse_formats(args.export)
+    if args.smooth_min_cutoff <= 0 or args.smooth_beta < 0:
+        raise Key2MeshError("--smooth-min-cutoff must be > 0 and --smooth-beta >= 0")
+    if args.focal is not None and args.focal <= 0:
+        raise Key2MeshError(f"--focal must be a positive number of pixels, got {args.focal}")
     src = Path(demo_video(args.input)) if args.input in DEMO_VIDEOS else Path(args.input)
     if not src.exists():
         raise Key2MeshError(
             f"{src} does not exist (give an image, a video, a folder, or one of {', '.join(DEMO_VIDEOS)})"
         )
     info = source_info(src)
+    n = info.num_frames or (stop if stop is not None else 1 << 40)  # 0: count unknown
+    indices = range(start, n if stop is None else min(stop, n), step)
+    if args.max_frames is not None:
+        indices = indices[: args.max_frames]
+    if not indices:
+        raise Key2MeshError(
+            f"--frames {args.frames!r}: no frame in range (the input has {info.num_frames})"
+        )
+    last = indices[-1] + 1
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device)
     out = Path(args.out)
-    frames = iter_frames(src, start, stop, step)
-    is_video = info.kind == "video" and (stop is None or stop - start > step)
+    is_video = info.kind == "video" and len(indices) > 1
     name = args.input if args.input in DEMO_VIDEOS else src.stem
     target = out / f"{name}_key2mesh.mp4" if is_video else out
+    options = DemoOptions(
+        max_people=args.max_people,
+        smoothing=MotionSmoothing(args.smooth, args.smooth_min_cutoff, args.smooth_beta),
+        focal=args.focal,
+        side_view=not args.no_side_view,
+        save_meshes=args.save_meshes,
+        exports=exports,
+        stem=name,
+    )
     report = run_demo(
-        model, frames, target, is_video, fps=(info.fps or 30.0) / step, smooth=args.smooth
+        model,
+        lambda: iter_frames(src, start, last, step),
+        target,
+        is_video,
+        fps=info.fps or 30.0,
+        options=options,
+        frame_indices=indices if info.kind == "video" else None,
+        total=len(indices),
     )
+    shown = [p for p in report.outputs if p.suffix not in (".json",)]
     print(
-        f"{report.written} of {report.frames} frames written to {', '.join(str(p) for p in report.outputs[:3])}"
-        f"{' ...' if len(report.outputs) > 3 else ''}"
+        f"{report.written} of {report.frames} frames written; {len(report.tracks)} track(s); "
+        f"outputs: {', '.join(str(p) for p in shown[:8])}{' ...' if len(shown) > 8 else ''}"
     )
+    people = report.people_per_frame
+    if people:
+        counts = {k: people.count(k) for k in sorted(set(people))}
+        print("  people per frame: " + ", ".join(f"{k}: {v} frame(s)" for k, v in counts.items()))
+    if report.dropped_tracks:
+        print(f"  dropped {len(report.dropped_tracks)} track(s) seen in under 3 frames (spurious)")
     for reason, idx in report.skipped.items():
         print(f"  skipped {len(idx)} frame(s): {reason} (first: {idx[:5]})")
     return 0

@@ -1,8 +1,21 @@
-"""The demo pipeline: frames → MediaPipe BlazePose → Key2Mesh → camera fit → overlay + side view."""
+"""The demo pipeline: frames → MediaPipe BlazePose (several people) → tracking → Key2Mesh →
+camera fit → params npz, exports, overlay + side view.
+
+Two streaming passes, so memory stays bounded however long the video is:
+
+1. frames are read one at a time, people detected (:class:`~key2mesh.media.multi_detect.
+   MultiPersonDetector`, the tracker's predicted boxes as hints) and tracked
+   (:class:`~key2mesh.inference.tracking.Tracker`); only their 2D keypoints are kept
+   (a few hundred bytes per person and frame). The motion is then predicted, fitted and smoothed
+   per track (:func:`~key2mesh.inference.motion.build_motion`) and written.
+2. the frames are read again, one at a time: every person's mesh is rendered in its track's
+   colour over the frame, the panel written to the video (or a PNG), and the frame dropped.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,10 +24,17 @@ import torch
 from tqdm import tqdm
 
 from key2mesh.errors import Key2MeshError
-from key2mesh.inference.camera_fit import default_focal, fit_camera
+from key2mesh.inference.camera_fit import WORLD_TO_CAMERA, default_focal
+from key2mesh.inference.motion import Motion, MotionSmoothing, build_motion, write_params
 from key2mesh.inference.predictor import Key2Mesh
-from key2mesh.inference.render import draw_keypoints, render_overlay, render_side_view
+from key2mesh.inference.render import (
+    draw_keypoints,
+    render_overlay,
+    render_side_view,
+    track_color,
+)
 from key2mesh.keypoints.convert import convert_keypoints
+from key2mesh.keypoints.sets import num_keypoints
 
 log = logging.getLogger(__name__)
 # Frames narrower or lower than this hold no person to mesh (MediaPipe "finds" one in 8x8 noise);
@@ -23,15 +43,44 @@ MIN_IMAGE_SIDE = 32
 
 
 @dataclass
+class DemoOptions:
+    """What the demo does besides the overlay: ``max_people`` per frame (tracks alive at once),
+    ``smoothing`` of the motion, ``focal`` length in pixels (default max(H, W)),
+    ``side_view`` panel, ``save_meshes`` (None, "obj" or "ply": one camera-frame mesh per
+    person and frame), ``exports`` (bvh, glb, trc, amass: files per track),
+    ``max_gap_s`` (a track unseen longer ends), ``stem`` of the output files,
+    ``min_track_frames``: in videos, shorter tracks are dropped as spurious detections (when
+    at least that many frames are processed)."""
+
+    max_people: int = 4
+    smoothing: MotionSmoothing = MotionSmoothing()
+    focal: float | None = None
+    side_view: bool = True
+    save_meshes: str | None = None
+    exports: tuple[str, ...] = ()
+    max_gap_s: float = 1.0
+    stem: str = "demo"
+    min_track_frames: int = 3
+
+
+@dataclass
 class DemoReport:
     frames: int = 0
     written: int = 0
     skipped: dict[str, list[int]] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
+    people_per_frame: list[int] = field(default_factory=list)  # usable people found per frame
+    detector_calls: int = 0
+    dropped_tracks: list[int] = field(default_factory=list)  # too short: spurious detections
+    motion: Motion | None = None
 
     def skip(self, index: int, reason: str) -> None:
         log.warning("frame %d skipped: %s", index, reason)
         self.skipped.setdefault(reason, []).append(index)
+
+    @property
+    def tracks(self) -> list[int]:
+        return self.motion.tracks() if self.motion is not None else []
 
 
 def _unusable(det: tuple[np.ndarray, np.ndarray], model: Key2Mesh) -> str | None:
@@ -45,18 +94,123 @@ def _unusable(det: tuple[np.ndarray, np.ndarray], model: Key2Mesh) -> str | None
 
 def compose_panel(
     image: np.ndarray,
-    keypoints: np.ndarray | None,
-    conf: np.ndarray | None,
+    keypoints: Sequence[np.ndarray],
+    confs: Sequence[np.ndarray],
     keypoint_set: str,
     overlay: np.ndarray | None,
     side: np.ndarray | None,
+    side_view: bool = True,
 ) -> np.ndarray:
-    """[input + 2D keypoints | mesh overlay | side view], each the frame's height (H, W_total, 3)."""
+    """[input + 2D keypoints of every person | mesh overlay | side view], each the frame's
+    height (H, W_total, 3); without ``side_view`` the last panel is left out."""
     h, w = image.shape[:2]
-    left = draw_keypoints(image, keypoints, conf, keypoint_set) if keypoints is not None else image
+    left = image
+    for kp, conf in zip(keypoints, confs):
+        left = draw_keypoints(left, kp, conf, keypoint_set)
     mid = overlay if overlay is not None else image
-    right = side if side is not None else np.full((h, h // 2, 3), 255, np.uint8)
-    return np.concatenate([left, mid, right], axis=1)
+    parts = [left, mid]
+    if side_view:
+        parts.append(side if side is not None else np.full((h, max(h // 2, 64), 3), 255, np.uint8))
+    return np.concatenate(parts, axis=1)
+
+
+def _frames(source) -> Callable[[], Iterable[np.ndarray]]:
+    """A callable giving a fresh iterable of the frames each time (the demo reads them twice):
+    ``source`` is such a callable or a re-iterable sequence; a one-shot iterator is listed."""
+    if callable(source):
+        return source
+    if iter(source) is source:
+        source = list(source)
+    return lambda: source
+
+
+def _detect_pass(model, frames, report, options, frame_indices, fps, total):
+    """Pass 1: detection + tracking; returns per-row lists and the image size of each row."""
+    from key2mesh.inference.tracking import Tracker
+    from key2mesh.media.multi_detect import MultiPersonDetector
+
+    rows: dict[str, list] = {k: [] for k in ("frame", "time", "track", "kp", "conf", "size")}
+    tracker = Tracker(max_people=options.max_people, max_gap_s=options.max_gap_s)
+    with MultiPersonDetector(max_people=options.max_people) as detector:
+        for i, frame in enumerate(tqdm(frames, desc="detect + track", unit="frame", total=total)):
+            report.frames += 1
+            index = frame_indices[i] if frame_indices is not None else i
+            t = index / fps
+            h, w = np.shape(frame)[:2]
+            if min(h, w) < MIN_IMAGE_SIDE:
+                report.skip(i, f"image smaller than {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px")
+                report.people_per_frame.append(0)
+                continue
+            people = detector(frame, hints=tracker.predicted_boxes(t))
+            usable = [p for p in people if _unusable((p.keypoints, p.confidence), model) is None]
+            if not usable:
+                first = people[0] if people else None
+                raw = (first.keypoints, first.confidence) if first else detector.rejected
+                report.skip(i, "no person found" if raw is None else _unusable(raw, model))
+                report.people_per_frame.append(0)
+                tracker.update(t, np.zeros((0, 4)), np.zeros((0, 33, 2)), np.zeros((0, 33)))
+                continue
+            report.people_per_frame.append(len(usable))
+            kp33 = np.stack([p.keypoints for p in usable])
+            conf33 = np.stack([p.confidence for p in usable])
+            ids = tracker.update(t, np.stack([p.box for p in usable]), kp33, conf33)
+            kp, conf = convert_keypoints(
+                torch.from_numpy(kp33).float(),
+                torch.from_numpy(conf33).float(),
+                "mediapipe33",
+                model.keypoint_set,
+            )
+            for j in np.flatnonzero(ids >= 0):
+                rows["frame"].append(index)
+                rows["time"].append(t)
+                rows["track"].append(int(ids[j]))
+                rows["kp"].append(kp[j].numpy())
+                rows["conf"].append(conf[j].numpy())
+                rows["size"].append((h, w))
+        report.detector_calls = detector.calls
+    return rows
+
+
+def _drop_short_tracks(rows: dict[str, list], report: DemoReport, min_frames: int) -> None:
+    """Remove (in place) the rows of tracks seen in fewer than ``min_frames`` frames."""
+    tracks = np.array(rows["track"], dtype=np.int64)
+    ids, counts = np.unique(tracks, return_counts=True)
+    short = ids[counts < min_frames]
+    if not len(short):
+        return
+    keep = ~np.isin(tracks, short)
+    for k in rows:
+        rows[k] = [v for v, ok in zip(rows[k], keep) if ok]
+    report.dropped_tracks = [int(t) for t in short]
+    log.info("dropped %d track(s) seen in fewer than %d frames", len(short), min_frames)
+
+
+def _render_frame(model, image, motion: Motion, sel: np.ndarray, options) -> tuple:
+    """Overlay (all people, one colour per track) and side view of one frame's rows ``sel``."""
+    h, w = image.shape[:2]
+    faces = model.faces.cpu()
+    rot = torch.from_numpy(motion.rotmats[sel]).to(model.device, model.mesh_body.dtype)
+    shape = torch.from_numpy(motion.shape[sel]).to(model.device, model.mesh_body.dtype)
+    with torch.no_grad():
+        verts = model.mesh_body(rot, shape).vertices.cpu().double()
+    r = WORLD_TO_CAMERA.double()
+    vcam = verts @ r.T + torch.from_numpy(motion.transl[sel])[:, None]
+    ok = torch.isfinite(vcam).all(-1).all(-1)
+    nv = verts.shape[1]
+    colors = np.array([track_color(t) for t in motion.track_id[sel]])
+    overlay = side = None
+    if bool(ok.any()):
+        idx = torch.nonzero(ok).squeeze(1)
+        all_faces = torch.cat([faces + k * nv for k in range(len(idx))])
+        face_colors = np.repeat(colors[idx.numpy()], len(faces), axis=0)
+        f = float(motion.focal_length[sel][0]) if len(sel) else default_focal(h, w)
+        overlay = render_overlay(
+            image, vcam[idx].reshape(-1, 3).float(), all_faces, f, color=face_colors
+        )
+        if options.side_view:
+            world = (vcam[idx] @ r).reshape(-1, 3).float()  # camera → world (y up), people placed
+            side = render_side_view(world, all_faces, size=(h, max(h // 2, 64)), color=face_colors)
+    return overlay, side, vcam
 
 
 def run_demo(
@@ -67,84 +221,81 @@ def run_demo(
     fps: float = 30.0,
     smooth: bool = False,
     names: list[str] | None = None,
+    options: DemoOptions | None = None,
+    frame_indices: Sequence[int] | None = None,
+    total: int | None = None,
 ) -> DemoReport:
-    """Process an iterable of RGB frames; writes ``out`` (an .mp4 for videos, PNGs otherwise)."""
-    from key2mesh.media.detect import PoseDetector
+    """Process RGB frames (a sequence, or a callable returning a fresh iterable: read twice);
+    writes ``out`` (an .mp4 for videos, PNGs into the folder ``out`` otherwise) and, in the
+    same folder, ``<stem>_params.npz`` + ``.json`` and the exports. ``fps``: frame rate of the
+    frame indices (``frame_indices``: the source frame of each frame, default 0, 1, ...)."""
     from key2mesh.media.video import VideoWriter, write_image
     from key2mesh.safe_paths import unique_names
 
+    options = options or DemoOptions()
+    if smooth and options.smoothing.mode == "none":
+        options.smoothing = MotionSmoothing(mode="one-euro")
+    source = _frames(frames)
     report = DemoReport()
     names = unique_names(names) if names else None  # plain file names inside ``out``
-    images, kps, confs = [], [], []
-    with PoseDetector(video=is_video) as detector:
-        for i, frame in enumerate(tqdm(frames, desc="detect", unit="frame")):
-            report.frames += 1
-            images.append(frame)
-            if min(np.shape(frame)[:2]) < MIN_IMAGE_SIDE:
-                det, reason = None, f"image smaller than {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px"
-            else:
-                det = detector(frame)
-                reason = "no person found" if det is None else _unusable(det, model)
-            if reason:
-                report.skip(i, reason)
-                kps.append(None)
-                confs.append(None)
-                continue
-            kp, conf = convert_keypoints(
-                torch.from_numpy(det[0]).float(),
-                torch.from_numpy(det[1]).float(),
-                "mediapipe33",
-                model.keypoint_set,
-            )
-            kps.append(kp.numpy())
-            confs.append(conf.numpy())
+    rows = _detect_pass(model, source(), report, options, frame_indices, fps, total)
     if report.frames == 0:
         raise Key2MeshError("the input holds no frame")
-    ok = [i for i, k in enumerate(kps) if k is not None]
-    rot = shape = None
-    if ok:
-        pred = model.predict(
-            np.stack([kps[i] for i in ok]), np.stack([confs[i] for i in ok]), mesh=False
-        )
-        rot, shape = pred.rotmats.cpu(), pred.shape.cpu()
-        for j, i in enumerate(ok):
-            if not bool(pred.valid[j]):
-                report.skip(i, f"fewer than {model.min_keypoints} keypoints, or all on one spot")
-        if smooth and len(ok) > 2:
-            from key2mesh.inference.smoothing import DEMO_SMOOTHING, smooth_parameters
+    out_dir = out.parent if is_video else out
+    if is_video:  # unrelated images: every detection stands alone
+        _drop_short_tracks(rows, report, min(options.min_track_frames, report.frames))
+    sizes = np.array(rows["size"], dtype=np.int64).reshape(-1, 2)
+    k = num_keypoints(model.keypoint_set)
+    motion = build_motion(
+        model,
+        np.array(rows["frame"], dtype=np.int64),
+        np.array(rows["time"], dtype=np.float64),
+        np.array(rows["track"], dtype=np.int64),
+        np.array(rows["kp"], dtype=np.float32).reshape(len(sizes), k, 2),
+        np.array(rows["conf"], dtype=np.float32).reshape(len(sizes), k),
+        tuple(sizes[0]) if len(sizes) else (1, 1),
+        fps,
+        focal=options.focal,
+        smoothing=options.smoothing,
+    )
+    report.motion = motion
+    if len(motion):
+        report.outputs += write_params(motion, out_dir / f"{options.stem}_params.npz")
+        if options.exports:
+            from key2mesh.inference.motion_export import export_motion
 
-            rot, shape = smooth_parameters(rot, shape, fps, DEMO_SMOOTHING)
-    skipped = {i for idx in report.skipped.values() for i in idx}
-    good = {i: j for j, i in enumerate(ok) if i not in skipped}
-    writer = VideoWriter(out, fps) if is_video else None
-    faces = model.faces.cpu()
+            report.outputs += export_motion(model, motion, out_dir, options.stem, options.exports)
+    writer = VideoWriter(out, fps / _stride(frame_indices)) if is_video else None
     failed = True
+    mesh_names = None
     try:
-        for i, image in enumerate(tqdm(images, desc="render", unit="frame")):
+        for i, image in enumerate(tqdm(source(), desc="render", unit="frame", total=total)):
+            index = frame_indices[i] if frame_indices is not None else i
+            sel = motion.rows_of_frame(index) if min(image.shape[:2]) >= MIN_IMAGE_SIDE else []
             overlay = side = None
-            if i in good:
-                j = good[i]
-                with torch.no_grad():
-                    o = model.mesh_body(
-                        rot[j : j + 1].to(model.device), shape[j : j + 1].to(model.device)
-                    )
-                verts = o.vertices[0].cpu()
-                kp3d = model.mesh_body.regress(o.vertices, model.keypoint_set)[0].cpu()
-                h, w = image.shape[:2]
-                cam = fit_camera(
-                    kp3d, torch.from_numpy(kps[i]), torch.from_numpy(confs[i]), image_size=(h, w)
-                )
-                if bool(cam.valid[0]):
-                    vcam = verts @ cam.rotation.T.to(verts) + cam.translation[0].to(verts)
-                    overlay = render_overlay(image, vcam, faces, default_focal(h, w))
-                side = render_side_view(verts, faces, size=(h, max(h // 2, 64)))
-            panel = compose_panel(image, kps[i], confs[i], model.keypoint_set, overlay, side)
+            if len(sel):
+                overlay, side, vcam = _render_frame(model, image, motion, sel, options)
+                if options.save_meshes:
+                    from key2mesh.inference.meshes import write_mesh
+
+                    mesh_names = mesh_names or out_dir / f"{options.stem}_meshes"
+                    for k, row in enumerate(sel):
+                        name = f"frame{index:06d}_track{motion.track_id[row]}.{options.save_meshes}"
+                        write_mesh(vcam[k].numpy(), model.faces.cpu().numpy(), mesh_names / name)
+            panel = compose_panel(
+                image,
+                [motion.keypoints2d[r] for r in sel],
+                [motion.confidence[r] for r in sel],
+                model.keypoint_set,
+                overlay,
+                side,
+                options.side_view,
+            )
             if writer is not None:
                 writer.write(panel)
             else:
                 name = names[i] if names else f"frame_{i:05d}"
-                path = write_image(out / f"{name}_key2mesh.png", panel)
-                report.outputs.append(path)
+                report.outputs.append(write_image(out / f"{name}_key2mesh.png", panel))
             report.written += 1
         failed = False
     finally:
@@ -152,4 +303,13 @@ def run_demo(
             writer.close(discard=failed)  # an interrupted run leaves no truncated video
             if not failed:
                 report.outputs.append(out)
+    if mesh_names is not None:
+        report.outputs.append(mesh_names)
     return report
+
+
+def _stride(frame_indices: Sequence[int] | None) -> int:
+    """Frame step of the processed frames (1 when unknown)."""
+    if frame_indices is None or len(frame_indices) < 2:
+        return 1
+    return max(1, int(frame_indices[1]) - int(frame_indices[0]))

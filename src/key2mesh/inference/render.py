@@ -25,6 +25,18 @@ from key2mesh.geometry.rotations import rotation_y
 from key2mesh.keypoints.sets import keypoint_names
 
 DEFAULT_COLOR = (0.65, 0.74, 0.86)  # light blue, RGB in [0, 1]
+# one mesh colour per tracked person (track id modulo the list), RGB in [0, 1]
+TRACK_COLORS = (
+    (0.65, 0.74, 0.86), (0.95, 0.62, 0.45), (0.60, 0.85, 0.55), (0.85, 0.60, 0.85),
+    (0.95, 0.85, 0.45), (0.50, 0.85, 0.85), (0.80, 0.80, 0.80), (0.95, 0.55, 0.60),
+)  # fmt: skip
+
+
+def track_color(track_id: int) -> tuple[float, float, float]:
+    """The mesh colour of a track (RGB in [0, 1])."""
+    return TRACK_COLORS[int(track_id) % len(TRACK_COLORS)]
+
+
 NEAR = 1e-2  # metres; triangles with a vertex closer than this are dropped
 _BUDGET = 1 << 22  # (triangle, pixel) candidates tested per chunk
 
@@ -210,7 +222,7 @@ def render_overlay(
         image: (H, W, 3) uint8 RGB.
         vertices_cam: (V, 3) camera coordinates in metres (x right, y down, z forward).
         faces: (F, 3). focal: f or (fx, fy) pixels. principal: (cx, cy) pixels (default: centre).
-        color: RGB in [0, 1]. alpha: mesh opacity. supersample: render at k× resolution and
+        color: RGB in [0, 1], one (3,) or one per face (F, 3) (several people in one mesh). alpha: mesh opacity. supersample: render at k× resolution and
             average down (anti-aliasing; costs ~k² time).
 
     Returns:
@@ -227,11 +239,16 @@ def render_overlay(
     raster = rasterize(vertices_cam, faces, (h * k, w * k), (k * fx, k * fy), pr)
     inten = shade(raster, vertices_cam, faces)
     cover = raster.mask.to(inten.dtype)
+    col = torch.as_tensor(np.asarray(color, dtype=np.float64)).to(inten) * 255.0
+    if col.ndim == 2:  # one colour per face
+        rgb = inten[..., None] * col[raster.face.clamp(min=0)]
+    else:
+        rgb = inten[..., None] * col
     if k > 1:
         pool = torch.nn.functional.avg_pool2d
-        inten = pool(inten[None, None], k)[0, 0]
+        rgb = pool(rgb.permute(2, 0, 1)[None], k)[0].permute(1, 2, 0)
         cover = pool(cover[None, None], k)[0, 0]
-        inten = torch.where(cover > 0, inten / cover.clamp(min=1e-6), inten)
+        rgb = torch.where(cover[..., None] > 0, rgb / cover.clamp(min=1e-6)[..., None], rgb)
     out = img.copy()
     rows = torch.nonzero(cover.any(dim=1)).squeeze(1)
     cols = torch.nonzero(cover.any(dim=0)).squeeze(1)
@@ -243,8 +260,7 @@ def render_overlay(
         int(cols[0]),
         int(cols[-1]) + 1,
     )  # blend the box only
-    col = torch.as_tensor(color, dtype=inten.dtype, device=inten.device) * 255.0
-    mesh_rgb = inten[r0:r1, c0:c1, None] * col
+    mesh_rgb = rgb[r0:r1, c0:c1]
     a = (alpha * cover[r0:r1, c0:c1])[..., None]
     base = torch.as_tensor(img[r0:r1, c0:c1], dtype=inten.dtype, device=inten.device)
     out[r0:r1, c0:c1] = (

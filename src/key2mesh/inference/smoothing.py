@@ -5,6 +5,13 @@ the signal's speed (limits lag): ``cutoff = min_cutoff + beta · |dx/dt|``. Each
 trailing dimensions is filtered independently, so it applies to keypoints (T, K, 2), 6D
 rotations (T, J, 6) — re-orthonormalise them afterwards with
 :func:`key2mesh.geometry.rotations.rot6d_to_matrix` — shape parameters or translations.
+
+Real timestamps: :class:`OneEuroFilter` takes each sample's time step (``dt``), so skipped or
+missing frames are filtered with the time that really passed. :func:`smooth_series` runs it along
+one person's track, restarts after gaps longer than ``max_gap_s``, and offers an offline
+**zero-phase** variant: the forward pass's output filtered again backwards in time (as
+``filtfilt`` does for linear filters; with ``beta = 0`` the One-Euro filter is a first-order
+low-pass and the two lags cancel exactly on evenly spaced samples).
 """
 
 from __future__ import annotations
@@ -54,10 +61,11 @@ class OneEuroFilter:
         self._x: np.ndarray | None = None
         self._dx: np.ndarray | None = None
 
-    def __call__(self, x, valid=None) -> np.ndarray:
+    def __call__(self, x, valid=None, dt: float | None = None) -> np.ndarray:
         """Filter one sample ``x`` (any shape, fixed across calls). Elements where ``valid``
         (same shape, bool) is False keep their previous filtered value (or pass through while
-        no value has been seen yet)."""
+        no value has been seen yet). ``dt``: seconds since the previous sample (default
+        ``1 / fps``)."""
         x = np.asarray(x, dtype=np.float64)
         ok = (
             np.ones(x.shape, bool)
@@ -75,9 +83,10 @@ class OneEuroFilter:
             )
         seen = np.isfinite(self._x)
         prev = np.where(seen, self._x, x)
-        dx = (x - prev) * self.fps
-        dx_hat = self._dx + _alpha(self.d_cutoff, self.fps) * (dx - self._dx)
-        a = _alpha(self.min_cutoff + self.beta * np.abs(dx_hat), self.fps)
+        rate = self.fps if dt is None else 1.0 / max(float(dt), 1e-9)
+        dx = (x - prev) * rate
+        dx_hat = self._dx + _alpha(self.d_cutoff, rate) * (dx - self._dx)
+        a = _alpha(self.min_cutoff + self.beta * np.abs(dx_hat), rate)
         x_hat = prev + a * (x - prev)
         self._x = np.where(ok, x_hat, self._x)
         self._dx = np.where(ok & seen, dx_hat, self._dx)
@@ -113,6 +122,38 @@ def one_euro(
     if is_torch:
         return torch.as_tensor(out, dtype=x.dtype, device=x.device)
     return out.astype(arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64)
+
+
+def smooth_series(
+    x: np.ndarray,
+    times: np.ndarray,
+    min_cutoff: float = 1.0,
+    beta: float = 0.0,
+    zero_phase: bool = False,
+    max_gap_s: float = 0.5,
+    d_cutoff: float = 1.0,
+) -> np.ndarray:
+    """One-Euro along one track: ``x`` (T, ...) samples at ``times`` (T,) seconds, increasing
+    (any spacing). The filter restarts after a gap longer than ``max_gap_s``; ``zero_phase``
+    adds the backward pass (offline). Returns float64 (T, ...)."""
+    x = np.asarray(x, dtype=np.float64)
+    times = np.asarray(times, dtype=np.float64)
+    if len(times) != len(x) or (len(times) > 1 and np.any(np.diff(times) <= 0)):
+        raise Key2MeshError("smooth_series needs one increasing timestamp per sample")
+    out = x.copy()
+    cuts = np.flatnonzero(np.diff(times) > max_gap_s) + 1
+    for seg in np.split(np.arange(len(x)), cuts):
+        if len(seg) < 2:
+            continue
+        passes = (seg, seg[::-1]) if zero_phase else (seg,)
+        for order in passes:
+            filt = OneEuroFilter(30.0, min_cutoff, beta, d_cutoff)
+            prev = None
+            for i in order:
+                dt = None if prev is None else abs(times[i] - times[prev])
+                out[i] = filt(out[i], dt=dt)
+                prev = i
+    return out
 
 
 @dataclass(frozen=True)
@@ -172,3 +213,23 @@ def smooth_tracks(
             continue
         rotmats[sel], shape[sel] = smooth_parameters(rotmats[sel], shape[sel], fps, settings)
     return rotmats, shape
+
+
+def smooth_track_series(
+    x: np.ndarray,
+    track_ids: np.ndarray,
+    times: np.ndarray,
+    min_cutoff: float = 1.0,
+    beta: float = 0.0,
+    zero_phase: bool = False,
+    max_gap_s: float = 0.5,
+) -> np.ndarray:
+    """:func:`smooth_series` on rows (N, ...) of many tracks: each ``track_ids`` (N,) value is
+    filtered along its own ``times`` (N,) seconds; rows in any order. Returns float64."""
+    x = np.asarray(x, dtype=np.float64)
+    out = x.copy()
+    for tid in np.unique(track_ids):
+        sel = np.flatnonzero(track_ids == tid)
+        sel = sel[np.argsort(times[sel], kind="stable")]
+        out[sel] = smooth_series(x[sel], times[sel], min_cutoff, beta, zero_phase, max_gap_s)
+    return out

@@ -2,8 +2,10 @@
 
 Images go through Pillow (a core dependency). Video files use OpenCV, which the ``detect`` extra
 brings (MediaPipe depends on it, with its own FFmpeg inside the wheel): no system packages and
-no second video stack. Written videos use the MPEG-4 Part 2 codec (``mp4v``) for .mp4/.mov/.m4v
-and Motion-JPEG for .avi, the encoders every OpenCV wheel ships.
+no second video stack. Written .mp4/.mov/.m4v videos are H.264 (yuv420p, ``+faststart``:
+browsers play them) through the FFmpeg binary inside the ``imageio-ffmpeg`` wheel (``[detect]``
+extra); without it they fall back to OpenCV's MPEG-4 Part 2 (``mp4v``), which browsers do not
+play. .avi is Motion-JPEG.
 """
 
 from __future__ import annotations
@@ -200,15 +202,66 @@ def read_frames(
     return np.stack(frames)
 
 
+def h264_available() -> bool:
+    """Whether H.264 can be written (the ``imageio-ffmpeg`` wheel and its FFmpeg binary)."""
+    try:
+        import imageio_ffmpeg
+
+        return Path(imageio_ffmpeg.get_ffmpeg_exe()).exists()
+    except (ImportError, RuntimeError):
+        return False
+
+
+class _H264:
+    """Frames piped to the FFmpeg of ``imageio-ffmpeg`` (libx264, yuv420p); odd sizes are padded
+    by one black row/column (yuv420p needs even sizes)."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], fmt: str):
+        import imageio_ffmpeg
+
+        self.even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+        self._gen = imageio_ffmpeg.write_frames(
+            str(path),
+            self.even,
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            macro_block_size=1,
+            quality=None,
+            ffmpeg_log_level="error",
+            output_params=[
+                "-crf",
+                "23",
+                "-preset",
+                "veryfast",
+                "-movflags",
+                "+faststart",
+                "-f",
+                fmt,
+            ],
+        )
+        self._gen.send(None)
+
+    def write(self, frame: np.ndarray) -> None:
+        w, h = self.even
+        if frame.shape[:2] != (h, w):
+            frame = np.pad(frame, ((0, h - frame.shape[0]), (0, w - frame.shape[1]), (0, 0)))
+        self._gen.send(np.ascontiguousarray(frame))
+
+    def release(self) -> None:
+        self._gen.close()
+
+
 class VideoWriter:
-    """Write RGB frames to a video file (.mp4/.mov/.m4v: mp4v; .avi: MJPG) or, for a path
-    without a video suffix, to numbered PNGs in that folder. Use as a context manager.
+    """Write RGB frames to a video file (.mp4/.mov/.m4v: H.264, or mp4v without imageio-ffmpeg;
+    .avi: MJPG) or, for a path without a video suffix, to numbered PNGs in that folder. Use as a
+    context manager; ``codec`` says what was used (h264, mp4v, MJPG or png).
 
     A video is written to a temporary file next to ``path`` and renamed to ``path`` by
     :meth:`close`; ``close(discard=True)`` (or leaving the ``with`` block on an error) removes it,
     so an interrupted run never leaves a truncated video (or replaces a good one)."""
 
-    def __init__(self, path: str | Path, fps: float = 30.0):
+    def __init__(self, path: str | Path, fps: float = 30.0, h264: bool = True):
         self.path = Path(path)
         self.fps = float(fps)
         self.count = 0
@@ -220,12 +273,20 @@ class VideoWriter:
                 f"{self.path}: cannot write {suffix} videos; use one of {', '.join(_FOURCC)}"
             )
         self._folder = suffix not in _FOURCC
+        self.codec = (
+            "png"
+            if self._folder
+            else "h264"
+            if (suffix != ".avi" and h264 and h264_available())
+            else _FOURCC[suffix]
+        )
         if self._folder:
             self.path.mkdir(parents=True, exist_ok=True)
         else:
             from key2mesh.safe_paths import temp_name, write_error
 
-            _cv2()
+            if self.codec != "h264":
+                _cv2()
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -248,6 +309,11 @@ class VideoWriter:
             )
         if self._folder:
             write_image(self.path / f"frame_{self.count:06d}.png", frame)
+        elif self.codec == "h264":
+            if self._writer is None:
+                fmt = "mov" if self.path.suffix.lower() == ".mov" else "mp4"
+                self._writer = _H264(self._tmp, self.fps, size, fmt)
+            self._writer.write(np.ascontiguousarray(frame))
         else:
             cv2 = _cv2()
             if self._writer is None:

@@ -1,0 +1,73 @@
+"""TRC export: 3D keypoints as OpenSim / Pose2Sim markers (mm, y up), one file per track.
+
+The header is OpenSim's (``PathFileType 4 (X/Y/Z)``, the DataRate / CameraRate / NumFrames /
+NumMarkers / Units / OrigDataRate / OrigDataStartFrame / OrigNumFrames line, marker names,
+``X1 Y1 Z1 ...``), tab-separated; markers of the coco17 set get Pose2Sim's COCO_17 names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from key2mesh.inference.motion_export.series import TrackSeries
+from key2mesh.keypoints.sets import keypoint_names
+from key2mesh.safe_paths import atomic_write_text
+
+# Pose2Sim's marker names for the COCO-17 points (its skeletons.py / OpenSim models)
+POSE2SIM_NAMES = {
+    "nose": "Nose", "left_eye": "LEye", "right_eye": "REye", "left_ear": "LEar",
+    "right_ear": "REar", "left_shoulder": "LShoulder", "right_shoulder": "RShoulder",
+    "left_elbow": "LElbow", "right_elbow": "RElbow", "left_wrist": "LWrist",
+    "right_wrist": "RWrist", "left_hip": "LHip", "right_hip": "RHip", "left_knee": "LKnee",
+    "right_knee": "RKnee", "left_ankle": "LAnkle", "right_ankle": "RAnkle",
+    "neck": "Neck", "mid_hip": "Hip", "left_big_toe": "LBigToe", "right_big_toe": "RBigToe",
+    "left_small_toe": "LSmallToe", "right_small_toe": "RSmallToe", "left_heel": "LHeel",
+    "right_heel": "RHeel",
+}  # fmt: skip
+
+
+def marker_names(keypoint_set: str) -> list[str]:
+    """TRC marker names of a keypoint set (Pose2Sim's where it has one)."""
+    return [
+        POSE2SIM_NAMES.get(n, "".join(p.capitalize() for p in n.split("_")))
+        for n in keypoint_names(keypoint_set)
+    ]
+
+
+def trc_text(series: TrackSeries, name: str = "key2mesh.trc") -> str:
+    """The TRC file of one track: markers = the model's keypoints, mm, world frame (y up)."""
+    names = marker_names(series.keypoint_set)
+    t, m = len(series), len(names)
+    rate = f"{series.fps:.6g}"
+    head = [
+        f"PathFileType\t4\t(X/Y/Z)\t{name}",
+        "DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\tOrigDataStartFrame\tOrigNumFrames",
+        f"{rate}\t{rate}\t{t}\t{m}\tmm\t{rate}\t1\t{t}",
+        "Frame#\tTime\t" + "\t\t\t".join(names) + "\t\t",
+        "\t\t" + "\t".join(f"X{i}\tY{i}\tZ{i}" for i in range(1, m + 1)),
+        "",
+    ]
+    xyz = series.keypoints3d.reshape(t, m * 3) * 1000.0
+    times = (series.frame_index - series.frame_index[0]) / (series.fps * _step(series))
+    rows = [f"{k + 1}\t{times[k]:.6f}\t" + "\t".join(f"{v:.3f}" for v in xyz[k]) for k in range(t)]
+    return "\n".join(head + rows) + "\n"
+
+
+def _step(series: TrackSeries) -> int:
+    return int(series.frame_index[1] - series.frame_index[0]) if len(series) > 1 else 1
+
+
+def write_trc(series: TrackSeries, path: str | Path) -> Path:
+    path = Path(path)
+    return atomic_write_text(path, trc_text(series, path.name))
+
+
+def read_trc(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, str]]:
+    """Parse a TRC file: (marker names, times (T,), positions (T, M, 3), header values)."""
+    lines = Path(path).read_text().splitlines()
+    keys, vals = lines[1].split("\t"), lines[2].split("\t")
+    header = dict(zip(keys, vals))
+    names = [n for n in lines[3].split("\t")[2:] if n]
+    data = np.array([[float(v) for v in ln.split("\t")] for ln in lines[5:] if ln.strip()])
+    return names, data[:, 1], data[:, 2:].reshape(len(data), len(names), 3), header

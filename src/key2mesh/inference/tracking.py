@@ -1,0 +1,169 @@
+"""Identities across frames: detections → persistent track ids.
+
+Each track keeps its last keypoints and box and a constant-velocity estimate (pixels per
+second, from real timestamps, so skipped or missing frames are bridged correctly). Per frame,
+every (track, detection) pair is scored by
+
+    similarity = ½ · IoU(predicted box, box) + ½ · OKS(predicted keypoints, keypoints),
+
+OKS being COCO's keypoint similarity ``mean_k exp(-d_k² / (2 s² κ²))`` over the points both
+trust (``s²`` = box area, κ = 0.1), and the assignment maximising the total similarity is solved
+by the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`). Pairs below
+``min_similarity`` are not matched. The constant-velocity prediction keeps two people apart
+while they cross; a track unseen for more than ``max_gap_s`` seconds ends, and an unmatched
+detection starts a new track while fewer than ``max_people`` are alive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from key2mesh.errors import Key2MeshError
+
+OKS_KAPPA = 0.1
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU (N, M) of boxes a (N, 4) and b (M, 4), x0, y0, x1, y1."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
+
+
+def keypoint_similarity(
+    a: np.ndarray, a_ok: np.ndarray, b: np.ndarray, b_ok: np.ndarray, area: np.ndarray
+) -> np.ndarray:
+    """OKS (N, M) between keypoints a (N, K, 2) and b (M, K, 2) pixels, trusted where a_ok (N, K)
+    and b_ok (M, K); ``area`` (N, M) px² scale. 0 where no point is trusted by both."""
+    d2 = ((a[:, None] - b[None]) ** 2).sum(-1)  # (N, M, K)
+    both = a_ok[:, None] & b_ok[None]
+    e = np.exp(-d2 / (2.0 * np.maximum(area, 1.0)[..., None] * OKS_KAPPA**2))
+    return (e * both).sum(-1) / np.maximum(both.sum(-1), 1)
+
+
+@dataclass
+class _Track:
+    id: int
+    time: float
+    box: np.ndarray  # (4,)
+    keypoints: np.ndarray  # (K, 2)
+    trusted: np.ndarray  # (K,)
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px / s
+    hits: int = 1
+
+
+class Tracker:
+    """Online multi-person tracker (see module doc).
+
+    Args:
+        max_people: most tracks alive at once (extra unmatched detections are dropped).
+        max_gap_s: a track unseen for longer than this (seconds) ends.
+        min_similarity: least similarity for a match.
+        min_confidence: keypoint confidence trusted for OKS.
+        velocity_smoothing: weight of the newest velocity measurement (exponential average).
+    """
+
+    def __init__(
+        self,
+        max_people: int = 4,
+        max_gap_s: float = 1.0,
+        min_similarity: float = 0.1,
+        min_confidence: float = 0.3,
+        velocity_smoothing: float = 0.5,
+    ):
+        if max_people < 1 or max_gap_s <= 0:
+            raise Key2MeshError(
+                f"tracker needs max_people >= 1 and max_gap_s > 0, got {max_people}, {max_gap_s}"
+            )
+        self.max_people, self.max_gap_s = int(max_people), float(max_gap_s)
+        self.min_similarity, self.min_confidence = min_similarity, min_confidence
+        self.velocity_smoothing = velocity_smoothing
+        self.tracks: list[_Track] = []
+        self.next_id = 0
+
+    def _alive(self, time_s: float) -> list[_Track]:
+        self.tracks = [t for t in self.tracks if time_s - t.time <= self.max_gap_s]
+        return self.tracks
+
+    def predicted_boxes(self, time_s: float) -> np.ndarray:
+        """(M, 4) where the alive tracks are expected at ``time_s`` (constant velocity)."""
+        tracks = self._alive(time_s)
+        if not tracks:
+            return np.zeros((0, 4))
+        shift = np.stack([t.velocity * (time_s - t.time) for t in tracks])
+        return np.stack([t.box for t in tracks]) + np.tile(shift, 2)
+
+    def update(
+        self, time_s: float, boxes: np.ndarray, keypoints: np.ndarray, confidence: np.ndarray
+    ) -> np.ndarray:
+        """Assign the detections of the frame at ``time_s`` (seconds, increasing): ``boxes``
+        (N, 4), ``keypoints`` (N, K, 2) pixels, ``confidence`` (N, K). Returns track ids (N,)
+        int, -1 for detections left untracked (over ``max_people``)."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        kp = np.asarray(keypoints, np.float64)
+        ok = np.asarray(confidence) >= self.min_confidence
+        n = len(boxes)
+        ids = np.full(n, -1, dtype=int)
+        tracks = self._alive(time_s)
+        matched_det: set[int] = set()
+        if tracks and n:
+            dt = np.array([time_s - t.time for t in tracks])
+            vel = np.stack([t.velocity for t in tracks])
+            pbox = np.stack([t.box for t in tracks]) + np.tile(vel * dt[:, None], 2)
+            pkp = np.stack([t.keypoints for t in tracks]) + (vel * dt[:, None])[:, None]
+            pok = np.stack([t.trusted for t in tracks])
+            wh = np.clip(boxes[:, 2:] - boxes[:, :2], 1.0, None)
+            area = np.broadcast_to(wh.prod(-1)[None], (len(tracks), n))
+            sim = 0.5 * box_iou(pbox, boxes) + 0.5 * keypoint_similarity(pkp, pok, kp, ok, area)
+            from scipy.optimize import linear_sum_assignment
+
+            rows, cols = linear_sum_assignment(-sim)
+            for r, c in zip(rows, cols):
+                if sim[r, c] < self.min_similarity:
+                    continue
+                self._advance(tracks[r], time_s, boxes[c], kp[c], ok[c])
+                ids[c] = tracks[r].id
+                matched_det.add(int(c))
+        # unmatched detections start tracks (best-trusted first) while there is room
+        order = sorted(set(range(n)) - matched_det, key=lambda i: -int(ok[i].sum()))
+        for c in order:
+            if len(self.tracks) >= self.max_people:
+                break
+            self.tracks.append(_Track(self.next_id, time_s, boxes[c], kp[c], ok[c]))
+            ids[c] = self.next_id
+            self.next_id += 1
+        return ids
+
+    def _advance(
+        self, t: _Track, time_s: float, box: np.ndarray, kp: np.ndarray, ok: np.ndarray
+    ) -> None:
+        dt = time_s - t.time
+        if dt > 0:
+            centre = lambda b: 0.5 * (b[:2] + b[2:])  # noqa: E731
+            v = (centre(box) - centre(t.box)) / dt
+            a = self.velocity_smoothing if t.hits > 1 else 1.0
+            t.velocity = (1 - a) * t.velocity + a * v
+        # keep the last trusted position of points not seen now (for OKS on the next frame)
+        t.keypoints = np.where(ok[:, None], kp, t.keypoints + t.velocity * max(dt, 0.0))
+        t.trusted = ok | t.trusted
+        t.box, t.time, t.hits = box, time_s, t.hits + 1
+
+
+def identity_switches(truth: np.ndarray, predicted: np.ndarray, frames: np.ndarray) -> int:
+    """MOT identity switches: over detections sorted by frame, how often a true identity's
+    predicted track id differs from the one it last had (untracked detections, -1, ignored).
+    ``truth``, ``predicted``, ``frames`` (N,) per detection."""
+    last: dict[int, int] = {}
+    switches = 0
+    for i in np.argsort(frames, kind="stable"):
+        g, p = int(truth[i]), int(predicted[i])
+        if p < 0:
+            continue
+        if g in last and last[g] != p:
+            switches += 1
+        last[g] = p
+    return switches

@@ -1,0 +1,225 @@
+"""Several people per frame with the single-person MediaPipe BlazePose bundled in the wheel.
+
+BlazePose (``solutions.pose``) returns one person per call and finds people only when they fill
+a good part of its 224 px input. Nothing else ships inside a registry wheel without a download,
+so several people are found by running it on *search regions* and hiding each person found:
+
+1. hint crops: a square around each box the caller expects (e.g. a tracker's predicted boxes),
+   1.6× the box's longer side, so a tracked person is re-detected at a good scale;
+2. the whole frame, then overlapping square tiles of ``tile_fraction`` × the shorter image side
+   (only on frames larger than ``min_tile`` px), so small people are seen large enough.
+
+Each person found is painted grey in a working copy of the frame (every later region is cut
+from that copy) and the same region is searched again, up to ``max_people`` people in all.
+A detection that touches a tile edge inside the image is a cut-off body: it is searched again in
+a square around it (the whole person); overlapping detections are merged by non-maximum suppression on the
+intersection over the smaller box. Measured on the two-person sports2d demo video: see README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from key2mesh.errors import Key2MeshError
+
+MASK_VALUE = 127  # grey fill of people already found
+
+
+@dataclass
+class PersonDetection:
+    """One person in a frame: ``keypoints`` (33, 2) pixels (mediapipe33 order), ``confidence``
+    (33,) visibility in [0, 1], ``box`` (4,) x0, y0, x1, y1 pixels of the confident keypoints,
+    ``score`` the sum of confidences of the confident keypoints."""
+
+    keypoints: np.ndarray
+    confidence: np.ndarray
+    box: np.ndarray
+    score: float
+
+
+def keypoint_box(keypoints: np.ndarray, confidence: np.ndarray, threshold: float) -> np.ndarray:
+    """(..., 4) x0, y0, x1, y1 of the keypoints (..., K, 2) whose confidence (..., K) reaches
+    ``threshold``; NaN where none does."""
+    ok = (confidence >= threshold)[..., None] & np.isfinite(keypoints)
+    lo = np.where(ok, keypoints, np.inf).min(axis=-2)
+    hi = np.where(ok, keypoints, -np.inf).max(axis=-2)
+    box = np.concatenate([lo, hi], axis=-1)
+    return np.where(np.isfinite(box), box, np.nan)
+
+
+def tile_grid(height: int, width: int, side: int, overlap: float = 0.3) -> np.ndarray:
+    """(T, 4) integer x0, y0, x1, y1 (exclusive) of square tiles of ``side`` px covering an
+    image, neighbours overlapping by ``overlap`` of the side; the last row/column is flush
+    with the image border."""
+    side = int(min(side, height, width))
+    stride = max(1, int(round(side * (1.0 - overlap))))
+
+    def starts(n: int) -> np.ndarray:
+        s = np.arange(0, max(n - side, 0) + 1, stride)
+        return np.unique(np.r_[s, n - side])
+
+    ys, xs = np.meshgrid(starts(height), starts(width), indexing="ij")
+    x0, y0 = xs.reshape(-1), ys.reshape(-1)
+    return np.stack([x0, y0, x0 + side, y0 + side], axis=1)
+
+
+def hint_region(box: np.ndarray, height: int, width: int, scale: float = 1.6) -> np.ndarray:
+    """Square integer region (4,) around ``box`` (x0, y0, x1, y1), ``scale`` × its longer side,
+    shifted (and, if needed, shrunk) to lie inside the image."""
+    cx, cy = 0.5 * (box[0] + box[2]), 0.5 * (box[1] + box[3])
+    side = int(min(max(box[2] - box[0], box[3] - box[1]) * scale, height, width))
+    side = max(side, 1)
+    x0 = int(np.clip(round(cx - side / 2), 0, width - side))
+    y0 = int(np.clip(round(cy - side / 2), 0, height - side))
+    return np.array([x0, y0, x0 + side, y0 + side])
+
+
+def overlap_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box's area, (N, M), of boxes a (N, 4) and b (M, 4)."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(-1)
+    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 1e-9, None).prod(-1)  # noqa: E731
+    return inter / np.minimum(area(a)[:, None], area(b)[None, :])
+
+
+def suppress(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Greedy non-maximum suppression on :func:`overlap_smaller`; indices kept, best first."""
+    order = np.argsort(-scores, kind="stable")
+    ov = overlap_smaller(boxes, boxes)
+    keep: list[int] = []
+    for i in order:
+        if not keep or ov[i, keep].max() <= threshold:
+            keep.append(int(i))
+    return np.array(keep, dtype=int)
+
+
+class MultiPersonDetector:
+    """Up to ``max_people`` MediaPipe BlazePose detections per RGB frame (see module doc).
+
+    Args:
+        max_people: most people returned per frame (best score first).
+        tile_fraction: tile side as a fraction of the shorter image side.
+        min_tile: frames whose shorter side is under ``min_tile / tile_fraction`` px are searched
+            whole only (no tiles).
+        min_confidence: keypoint visibility counted as confident (box, score, usability).
+        min_points: fewer confident keypoints than this is no person.
+        min_size: a person's box must span this fraction of the shorter image side.
+        model_complexity: BlazePose model (1 is the one bundled in the wheel).
+    """
+
+    def __init__(
+        self,
+        max_people: int = 4,
+        tile_fraction: float = 0.7,
+        min_tile: int = 256,
+        overlap: float = 0.3,
+        min_confidence: float = 0.5,
+        min_points: int = 8,
+        min_size: float = 0.08,
+        model_complexity: int = 1,
+    ):
+        if max_people < 1:
+            raise Key2MeshError(f"max_people must be at least 1, got {max_people}")
+        from key2mesh.media import detect  # looked up at run time (tests replace PoseDetector)
+
+        self.max_people = int(max_people)
+        self.tile_fraction, self.min_tile, self.overlap = tile_fraction, min_tile, overlap
+        self.min_confidence, self.min_points, self.min_size = min_confidence, min_points, min_size
+        self._pose = detect.PoseDetector(video=False, model_complexity=model_complexity)
+        self.calls = 0  # BlazePose runs so far (cost accounting)
+        # the first raw detection of the last frame that was rejected as no person (keypoints
+        # (33, 2), confidence (33,)), so callers can say why a frame gave nobody
+        self.rejected: tuple[np.ndarray, np.ndarray] | None = None
+
+    def regions(self, height: int, width: int, hints: np.ndarray | None = None) -> np.ndarray:
+        """(R, 5) search regions x0, y0, x1, y1, is_tile (1 for tiles) in search order."""
+        out = [hint_region(b, height, width) for b in (hints if hints is not None else [])]
+        out = [np.r_[r, 0] for r in out if np.all(np.isfinite(r))]
+        out.append(np.array([0, 0, width, height, 0]))
+        side = int(self.tile_fraction * min(height, width))
+        if side >= self.min_tile:
+            tiles = tile_grid(height, width, side, self.overlap)
+            out += [np.r_[t, 1] for t in tiles]
+        return np.stack(out).astype(int)
+
+    def _run(self, crop: np.ndarray, x0: int, y0: int):
+        self.calls += 1
+        det = self._pose(crop)
+        if det is None:
+            return None
+        kp, conf = det
+        return np.asarray(kp, np.float32) + np.array([x0, y0], np.float32), np.asarray(
+            conf, np.float32
+        )
+
+    def _refine(self, work: np.ndarray, box: np.ndarray):
+        """Detect again in a square around ``box`` (1.6× its longer side); (keypoints,
+        confidence, box) of a person found there, or None."""
+        h, w = work.shape[:2]
+        x0, y0, x1, y1 = hint_region(box, h, w)
+        det = self._run(np.ascontiguousarray(work[y0:y1, x0:x1]), x0, y0)
+        if det is None or (det[1] >= self.min_confidence).sum() < self.min_points:
+            return None
+        return det[0], det[1], keypoint_box(det[0], det[1], self.min_confidence)
+
+    def __call__(self, image, hints: np.ndarray | None = None) -> list[PersonDetection]:
+        """Detect people in ``image`` (H, W, 3) uint8 RGB; ``hints`` (M, 4) boxes where people
+        are expected (pixels). Returns at most ``max_people`` detections, best score first."""
+        img = np.asarray(image)
+        h, w = img.shape[:2]
+        work = img.copy()
+        found: list[PersonDetection] = []
+        self.rejected = None
+        min_side = self.min_size * min(h, w)
+        for x0, y0, x1, y1, is_tile in self.regions(h, w, hints):
+            inner = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])  # region edges inside the image
+            while len(found) < self.max_people:
+                det = self._run(np.ascontiguousarray(work[y0:y1, x0:x1]), x0, y0)
+                if det is None:
+                    break
+                kp, conf = det
+                ok = conf >= self.min_confidence
+                box = keypoint_box(kp, conf, self.min_confidence)
+                size = box[2:] - box[:2]
+                if ok.sum() < self.min_points or not size.max() >= min_side:
+                    if self.rejected is None:
+                        self.rejected = (kp, conf)
+                    break
+                margin = 0.02 * (x1 - x0)
+                touches = np.array([box[0] - x0, box[1] - y0, x1 - box[2], y1 - box[3]]) < margin
+                if is_tile and np.any(touches & inner):
+                    # a body cut by the tile edge: search again around it, whole
+                    again = self._refine(work, box)
+                    if again is None:
+                        break
+                    kp, conf, box = again
+                    ok = conf >= self.min_confidence
+                    size = box[2:] - box[:2]
+                if (
+                    found
+                    and overlap_smaller(box[None], np.stack([f.box for f in found])).max() > 0.5
+                ):
+                    break  # the same person again (the grey fill did not hide them)
+                found.append(PersonDetection(kp, conf, box, float(conf[ok].sum())))
+                pad = 0.1 * size.max()
+                a = np.floor(np.maximum(box[:2] - pad, 0)).astype(int)
+                b = np.ceil(box[2:] + pad).astype(int)
+                work[a[1] : b[1] + 1, a[0] : b[0] + 1] = MASK_VALUE
+            if len(found) >= self.max_people:
+                break
+        if not found:
+            return []
+        keep = suppress(np.stack([f.box for f in found]), np.array([f.score for f in found]))
+        return [found[i] for i in keep]
+
+    def close(self) -> None:
+        self._pose.close()
+
+    def __enter__(self) -> MultiPersonDetector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,141 @@
+"""The motion table (params npz + JSON) and its exports, re-read by independent readers:
+BVH by bvhio (its forward kinematics against the predicted joints), TRC parsed back, GLB by
+pygltflib and trimesh (skin, animation frames)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
+
+pytestmark = pytest.mark.skipif(
+    not (PRETRAINED_DIR / PRETRAINED["anny-coco17"]).exists(), reason="no shipped checkpoint"
+)
+
+# a standing person facing the camera, COCO-17, unit box (x right, y down)
+_COCO = np.array(
+    [[0.5, 0.08], [0.53, 0.06], [0.47, 0.06], [0.56, 0.07], [0.44, 0.07], [0.62, 0.2], [0.38, 0.2],
+     [0.66, 0.36], [0.34, 0.36], [0.68, 0.5], [0.32, 0.5], [0.57, 0.52], [0.43, 0.52], [0.58, 0.72],
+     [0.42, 0.72], [0.58, 0.92], [0.42, 0.92]]
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def model():
+    from key2mesh.inference.predictor import Key2Mesh
+
+    return Key2Mesh.from_pretrained("anny-coco17", device="cpu", full_mesh=False)
+
+
+@pytest.fixture(scope="module")
+def motion(model):
+    """Two people over frames 0..36 every 2 (fps 30), person 1 missing at frames 10-14."""
+    from key2mesh.inference.motion import MotionSmoothing, build_motion
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for f in range(0, 38, 2):
+        for pid, (x, h) in enumerate(((200.0, 400.0), (700.0, 350.0))):
+            if pid == 1 and 10 <= f <= 14:
+                continue
+            kp = _COCO * [0.45 * h, h] + [x + 4 * f, 150.0] + rng.normal(0, 4, (17, 2))
+            kp[9, 1] -= 80 * np.sin(f / 6)  # a waving wrist
+            rows.append((f, f / 30.0, pid, kp))
+    f, t, pid, kp = (np.array(x) for x in zip(*rows))
+    return build_motion(
+        model, f, t, pid, kp, np.ones(kp.shape[:2]) * 0.9, (720, 1280), 30.0,
+        smoothing=MotionSmoothing("one-euro"),
+    )  # fmt: skip
+
+
+def test_params_npz_has_standard_keys(tmp_path, motion):
+    from key2mesh.inference.motion import write_params
+
+    npz, js = write_params(motion, tmp_path / "clip_params.npz", source="synthetic")
+    d = np.load(npz)
+    n = len(motion)
+    assert d["global_orient"].shape == (n, 3) and d["body_pose"].shape == (n, 69)
+    assert d["transl"].shape == (n, 3) and d["joints3d"].shape == (n, 24, 3)
+    assert d["phenotypes"].shape == (n, 6) and list(d["phenotype_names"])[0] == "gender"
+    assert str(d["body_model"]) == "anny" and float(d["fps"]) == 30.0
+    assert sorted(np.unique(d["track_id"])) == [0, 1]
+    assert np.allclose(d["time_s"], d["frame_index"] / 30.0)
+    # people stand in front of the camera, a few metres away; transl is the root joint
+    assert (d["transl"][:, 2] > 1).all() and (d["transl"][:, 2] < 20).all()
+    assert np.allclose(d["joints3d"][:, 0], d["transl"], atol=1e-5)
+    # body_pose is the axis-angle of rotmats 1..23
+    from scipy.spatial.transform import Rotation
+
+    r = Rotation.from_rotvec(d["body_pose"].reshape(-1, 3)).as_matrix().reshape(n, 23, 3, 3)
+    assert np.abs(r - d["rotmats"][:, 1:]).max() < 1e-4
+    meta = json.loads(js.read_text())
+    assert set(meta["keys"]) >= {"transl", "global_orient", "body_pose", "phenotypes"}
+    assert meta["tracks"]["1"]["rows"] == int((d["track_id"] == 1).sum())
+    # one shape per track
+    for t in (0, 1):
+        assert np.ptp(d["phenotypes"][d["track_id"] == t], axis=0).max() == 0
+
+
+def test_bvh_reread_by_bvhio_matches_the_joints(tmp_path, model, motion):
+    bvhio = pytest.importorskip("bvhio")
+    from key2mesh.inference.motion_export import export_motion
+    from key2mesh.inference.motion_export.skeleton import driven_joints
+
+    paths = export_motion(model, motion, tmp_path, "clip", ["bvh"])
+    assert [p.name for p in paths] == ["clip_track0.bvh", "clip_track1.bvh"]
+    for track, path in enumerate(paths):
+        rows = motion.rows_of(track)
+        root = bvhio.readAsHierarchy(str(path))
+        joints = {j.Name: j for j, _, _ in root.layout()}
+        frames = range(len(root.Keyframes) if root.Keyframes else 0)
+        grid = np.arange(motion.frame_index[rows][0], motion.frame_index[rows][-1] + 1, 2)
+        assert len(frames) == len(grid)
+        want = motion.joints3d[rows] * [1.0, -1.0, -1.0]  # camera → world (y up)
+        names = [
+            n.removeprefix("smpl_")
+            for i, n in enumerate(__import__("key2mesh").keypoints.sets.SMPL24)
+            if i in driven_joints("anny")
+        ]
+        worst = 0.0
+        for k, f in enumerate(motion.frame_index[rows]):
+            root.loadPose(int(np.searchsorted(grid, f)))
+            got = np.array([list(joints[n].PositionWorld) for n in names])
+            worst = max(worst, np.abs(got - want[k][driven_joints("anny")]).max())
+        assert worst < 1e-3, f"BVH forward kinematics {worst * 1000:.2f} mm off the joints"
+
+
+def test_trc_parsed_back(tmp_path, model, motion):
+    from key2mesh.inference.motion_export import export_motion
+    from key2mesh.inference.motion_export.trc import read_trc
+
+    (path,) = export_motion(model, motion, tmp_path, "clip", ["trc"])[:1]
+    names, times, xyz, header = read_trc(path)
+    assert names[:3] == ["Nose", "LEye", "REye"] and len(names) == 17
+    assert header["Units"] == "mm" and float(header["DataRate"]) == 15.0
+    rows = motion.rows_of(0)
+    assert int(header["NumFrames"]) == len(times) == len(rows)
+    want = motion.keypoints3d[rows] * [1.0, -1.0, -1.0] * 1000.0
+    assert np.abs(xyz - want).max() < 0.01
+    assert np.allclose(times, (motion.frame_index[rows] - motion.frame_index[rows][0]) / 30.0)
+
+
+def test_gaps_are_interpolated(motion):
+    from key2mesh.inference.motion_export.series import track_series
+
+    s = track_series(motion, 1)
+    assert s.interpolated.sum() == 3 and len(s) == 19 and s.fps == 15.0
+    # the filled-in frames lie between their neighbours
+    k = int(np.flatnonzero(s.interpolated)[1])
+    assert np.allclose(s.root[k], 0.5 * (s.root[k - 1] + s.root[k + 1]), atol=1e-9)
+
+
+def test_unknown_export_format_is_one_line():
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.inference.motion_export import parse_formats
+
+    assert parse_formats("bvh, TRC,bvh") == ("bvh", "trc")
+    with pytest.raises(Key2MeshError, match="unknown format"):
+        parse_formats("bvh,fbx")

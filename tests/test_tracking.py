@@ -1,0 +1,106 @@
+"""Tracking on synthetic people: crossings, missed detections, gaps, max_people."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from key2mesh.inference.tracking import Tracker, identity_switches
+from key2mesh.media.multi_detect import keypoint_box, overlap_smaller, suppress, tile_grid
+
+# a 17-point stick figure in a unit box (x right, y down)
+_FIGURE = np.array(
+    [[0.5, 0.05], [0.52, 0.04], [0.48, 0.04], [0.55, 0.05], [0.45, 0.05], [0.65, 0.2], [0.35, 0.2],
+     [0.7, 0.37], [0.3, 0.37], [0.72, 0.52], [0.28, 0.52], [0.6, 0.52], [0.4, 0.52], [0.6, 0.75],
+     [0.4, 0.75], [0.6, 0.97], [0.4, 0.97]]
+)  # fmt: skip
+
+
+def _people(n_frames=120, fps=30.0, miss=0.15, seed=0, speed=240.0):
+    """Two people walking towards each other and crossing (person 1 slightly behind, smaller),
+    with jitter and randomly missed detections. Returns per-detection arrays."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f in range(n_frames):
+        t = f / fps
+        for pid, (x0, v, y0, h) in enumerate(
+            ((100.0, speed, 300.0, 400.0), (1100.0, -speed, 320.0, 360.0))
+        ):
+            if rng.random() < miss:
+                continue
+            w = 0.45 * h
+            kp = _FIGURE * [w, h] + [x0 + v * t, y0] + rng.normal(0, 3.0, (17, 2))
+            # a walking gait: the legs swing
+            kp[13:, 0] += 0.1 * h * np.sin(2 * np.pi * t + np.array([0, np.pi, 0, np.pi]))
+            rows.append((f, t, pid, kp))
+    f, t, pid, kp = zip(*rows)
+    return np.array(f), np.array(t), np.array(pid), np.stack(kp)
+
+
+def _track(frames, times, truth, kps, tracker):
+    pred = np.full(len(frames), -1)
+    conf = np.ones(kps.shape[:2])
+    for f in np.unique(frames):
+        sel = np.nonzero(frames == f)[0]
+        boxes = keypoint_box(kps[sel], conf[sel], 0.5)
+        pred[sel] = tracker.update(times[sel[0]], boxes, kps[sel], conf[sel])
+    return pred
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_two_people_crossing_with_missed_frames_keep_their_ids(seed):
+    frames, times, truth, kps = _people(seed=seed)
+    pred = _track(frames, times, truth, kps, Tracker(max_people=4, max_gap_s=0.5))
+    assert identity_switches(truth, pred, frames) == 0
+    assert len(np.unique(pred)) == 2 and (pred >= 0).all()
+
+
+def test_crossing_with_a_long_occlusion_gap():
+    """Person 0 is not detected for 8 frames (0.27 s) right while the two overlap."""
+    frames, times, truth, kps = _people(miss=0.0)
+    cross = np.abs(times - 1000.0 / 480.0) < 0.14
+    keep = ~(cross & (truth == 0))
+    frames, times, truth, kps = frames[keep], times[keep], truth[keep], kps[keep]
+    pred = _track(frames, times, truth, kps, Tracker(max_gap_s=1.0))
+    assert identity_switches(truth, pred, frames) == 0 and len(np.unique(pred)) == 2
+
+
+def test_frame_stride_and_real_timestamps():
+    """Every 4th frame only (a --frames a:b:4 run): velocities are per second, ids still hold."""
+    frames, times, truth, kps = _people(miss=0.1, speed=120.0)
+    sel = frames % 4 == 0
+    pred = _track(frames[sel], times[sel], truth[sel], kps[sel], Tracker())
+    assert identity_switches(truth[sel], pred, frames[sel]) == 0
+
+
+def test_max_people_and_track_end():
+    frames, times, truth, kps = _people(miss=0.0)
+    pred = _track(frames, times, truth, kps, Tracker(max_people=1))
+    assert set(np.unique(pred)) == {-1, 0}  # the second person is never tracked
+    tracker = Tracker(max_gap_s=0.2)
+    conf = np.ones((1, 17))
+    kp = _FIGURE[None] * 100
+    box = keypoint_box(kp, conf, 0.5)
+    assert tracker.update(0.0, box, kp, conf).tolist() == [0]
+    assert tracker.update(0.1, box, kp, conf).tolist() == [0]
+    assert tracker.update(0.5, box, kp, conf).tolist() == [1]  # unseen for 0.4 s: a new track
+
+
+def test_identity_switch_count():
+    truth = np.array([0, 1, 0, 1, 0, 1])
+    frames = np.array([0, 0, 1, 1, 2, 2])
+    assert identity_switches(truth, np.array([5, 6, 5, 6, 5, 6]), frames) == 0
+    assert identity_switches(truth, np.array([5, 6, 6, 5, 6, 5]), frames) == 2
+    assert identity_switches(truth, np.array([5, 6, -1, 6, 5, 6]), frames) == 0
+
+
+def test_detector_geometry_helpers():
+    tiles = tile_grid(994, 1768, 695, 0.3)
+    assert (tiles[:, 2] - tiles[:, 0] == 695).all() and tiles[:, 2].max() == 1768
+    assert tiles[:, 3].max() == 994 and tiles[:, :2].min() == 0
+    boxes = np.array([[0, 0, 10, 10], [2, 2, 8, 8], [20, 20, 30, 30]], float)
+    assert overlap_smaller(boxes, boxes)[0, 1] == pytest.approx(1.0)
+    assert suppress(boxes, np.array([1.0, 2.0, 0.5])).tolist() == [1, 2]
+    conf = np.array([[1.0, 0.0, 1.0]])
+    kp = np.array([[[1, 2], [100, 100], [3, 5]]], float)
+    assert keypoint_box(kp, conf, 0.5).tolist() == [[1, 2, 3, 5]]
