@@ -209,3 +209,31 @@ def test_glb_reread_by_pygltflib_and_trimesh(tmp_path, model, motion):
     scene = trimesh.load(str(path))
     geom = list(scene.geometry.values())[0]
     assert len(geom.vertices) == len(rest) and len(geom.faces) == len(model.faces)
+
+
+def test_predict_writes_params_and_exports_for_keypoint_files(tmp_path, capsys):
+    """Untracked detections (slots swapped half-way) in an npz: predict tracks them, writes the
+    demo's params keys and one BVH/TRC per person."""
+    from key2mesh.cli import main
+    from key2mesh.keypoints.io import Detections, write_npz
+
+    f = 20
+    kp = np.zeros((f, 2, 17, 2), np.float32)
+    for t in range(f):
+        a = _COCO * [180, 400] + [200 + 3 * t, 100]
+        b = _COCO * [160, 350] + [800 - 3 * t, 150]
+        kp[t] = (a, b) if t < 10 else (b, a)  # the detector lists them in another order
+    det = Detections(kp, np.full((f, 2, 17), 0.9, np.float32), "coco17", [f"f{t}" for t in range(f)],
+                     np.tile([0, 1], (f, 1)), image_size=(1280, 720))  # fmt: skip
+    src = write_npz(det, tmp_path / "clip.npz")
+    out = tmp_path / "out" / "pred.npz"
+    args = ["predict", str(src), "--checkpoint", "anny-coco17", "--out", str(out)]
+    assert main([*args, "--export", "bvh,trc", "--fps", "25", "--device", "cpu"]) == 0
+    d = np.load(tmp_path / "out" / "clip_params.npz")
+    assert sorted(np.unique(d["track_id"])) == [0, 1] and float(d["fps"]) == 25.0
+    for t in (0, 1):  # each track stays one person: its root moves smoothly
+        x = d["transl"][d["track_id"] == t][:, 0]
+        assert np.abs(np.diff(x)).max() < 0.1
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert {"clip_track0.bvh", "clip_track1.trc", "clip_params.json", "pred.npz"} <= set(names)
+    assert "2 track(s)" in capsys.readouterr().out

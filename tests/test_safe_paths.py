@@ -106,7 +106,9 @@ def test_predict_meshes_stay_in_folder(tmp_path):
     meshes = sorted((tmp_path / "a" / "b" / "pred_meshes").iterdir())
     assert len(meshes) == len(names)
     assert {m.name for m in meshes} >= {"evil_p0.ply", "dup_p0.ply", "dup_p0_1.ply"}
-    assert _files(tmp_path) == {"in.npz", "a/b/pred.npz"} | {
+    # the motion table of the input (named after the input file) sits beside --out
+    motion = {"a/b/in_params.npz", "a/b/in_params.json"}
+    assert _files(tmp_path) == {"in.npz", "a/b/pred.npz"} | motion | {
         f"a/b/pred_meshes/{m.name}" for m in meshes
     }
 

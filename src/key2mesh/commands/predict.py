@@ -42,6 +42,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=MIN_KEYPOINTS,
         help="skip detections with fewer confident keypoints",
     )
+    p.add_argument(
+        "--export",
+        default=None,
+        help="motion files per track and input file, comma-separated: bvh, glb, trc, amass (SMPL)",
+    )
+    p.add_argument(
+        "--fps", type=float, default=30.0, help="frame rate of the keypoint frames (default 30)"
+    )
+    p.add_argument(
+        "--image-size",
+        default=None,
+        help="WIDTHxHEIGHT of the images, for the camera fit (default: from the file, else the keypoints' extent)",
+    )
+    p.add_argument(
+        "--focal", type=float, default=None, help="focal length in pixels (default max(H, W))"
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument(
         "--chunk-size",
@@ -70,8 +86,62 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {out}: {len(table)} predictions ({sum(table.skipped.values())} of {table.total} detections skipped"
         f"{': ' + why if why else ''})"
     )
+    _write_motions(model, args, out.parent)
     if args.meshes:
         mesh_dir = out.with_name(out.stem + "_meshes")
         n = write_meshes(model, table, mesh_dir, args.meshes, args.chunk_size)
         print(f"wrote {n} meshes to {mesh_dir}/")
     return 0
+
+
+def _image_size(spec: str | None) -> tuple[int, int] | None:
+    """``WIDTHxHEIGHT`` → (H, W)."""
+    from key2mesh.errors import Key2MeshError
+
+    if not spec:
+        return None
+    try:
+        w, h = (int(v) for v in spec.lower().split("x"))
+    except ValueError:
+        raise Key2MeshError(
+            f"--image-size {spec!r}: expected WIDTHxHEIGHT, e.g. 1920x1080"
+        ) from None
+    if w < 1 or h < 1:
+        raise Key2MeshError(f"--image-size {spec!r}: width and height must be positive")
+    return h, w
+
+
+def _write_motions(model, args: argparse.Namespace, folder) -> None:
+    """Per input file: ``<stem>_params.npz`` + ``.json`` (the demo's keys: tracks, translation)
+    and the ``--export`` files, next to ``--out``."""
+    from pathlib import Path
+
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.inference.motion import MotionSmoothing, write_params
+    from key2mesh.inference.motion_export import export_motion, parse_formats
+    from key2mesh.inference.pipeline import motion_from_file
+    from key2mesh.safe_paths import unique_names
+
+    formats = parse_formats(args.export)
+    if args.fps <= 0 or (args.focal is not None and args.focal <= 0):
+        raise Key2MeshError("--fps and --focal must be positive")
+    size = _image_size(args.image_size)
+    stems = unique_names(Path(p).stem if Path(p).suffix else Path(p).name for p in args.inputs)
+    for path, stem in zip(args.inputs, stems):
+        motion = motion_from_file(
+            model,
+            path,
+            args.keypoint_set,
+            fps=args.fps,
+            image_size=size,
+            focal=args.focal,
+            smoothing=MotionSmoothing("one-euro" if args.smooth else "none"),
+            chunk_size=args.chunk_size,
+        )
+        if not len(motion):
+            print(f"  {path}: no usable, tracked detection: no motion written")
+            continue
+        written = list(write_params(motion, folder / f"{stem}_params.npz", source=str(path)))
+        if formats:
+            written += export_motion(model, motion, folder, stem, formats)
+        print(f"  {path}: {len(motion.tracks())} track(s) -> {', '.join(str(w) for w in written)}")

@@ -139,3 +139,67 @@ def write_meshes(
             bar.update(len(verts))
             del verts  # this batch's vertices go before the next batch is computed
     return len(table)
+
+
+def track_ids(det, min_confidence: float = 0.3, fps: float = 30.0, max_people: int = 64):
+    """(N,) identities of ``det.flatten()``'s detections: the file's own person ids when it is
+    tracked, else assigned by :class:`~key2mesh.inference.tracking.Tracker` frame by frame."""
+    from key2mesh.inference.tracking import Tracker
+    from key2mesh.media.multi_detect import keypoint_box
+
+    kp, conf, index = det.flatten()
+    if det.tracked:
+        return det.person_ids[index[:, 0], index[:, 1]]
+    ids = np.full(len(kp), -1, dtype=np.int64)
+    tracker = Tracker(max_people=max_people)
+    for f in np.unique(index[:, 0]):
+        sel = np.flatnonzero(index[:, 0] == f)
+        boxes = keypoint_box(kp[sel], conf[sel], min_confidence)
+        ok = np.isfinite(boxes).all(1)
+        if ok.any():
+            ids[sel[ok]] = tracker.update(f / fps, boxes[ok], kp[sel[ok]], conf[sel[ok]])
+    return ids
+
+
+def motion_from_file(
+    model: Key2Mesh,
+    path: str,
+    keypoint_set: str | None = None,
+    fps: float = 30.0,
+    image_size: tuple[int, int] | None = None,
+    focal: float | None = None,
+    smoothing=None,
+    chunk_size: int = CHUNK,
+):
+    """One keypoint file → :class:`~key2mesh.inference.motion.Motion` (the demo's table:
+    tracked identities, camera translation, standard keys). ``image_size`` (H, W) px: from the
+    file when it has one, else this argument, else the keypoints' extent (principal point at
+    its centre). Unusable detections and untracked ones are left out."""
+    from key2mesh.inference.motion import MotionSmoothing, build_motion
+    from key2mesh.keypoints.io import read_detections
+
+    det = read_detections(path, keypoint_set=keypoint_set)
+    ids = track_ids(det, fps=fps)
+    det = det.to(model.keypoint_set)
+    kp, conf, index = det.flatten()
+    keep = model.check(kp, conf).usable & (ids >= 0)
+    if det.image_size is not None:
+        image_size = (det.image_size[1], det.image_size[0])
+    if image_size is None:
+        ok = conf > model.normalization.conf_threshold
+        hi = np.where(ok[..., None], kp, 0).reshape(-1, 2).max(0) if ok.any() else np.ones(2)
+        image_size = (int(np.ceil(hi[1] * 1.05)) + 1, int(np.ceil(hi[0] * 1.05)) + 1)
+    frames = index[keep, 0]
+    return build_motion(
+        model,
+        frames,
+        frames / fps,
+        ids[keep],
+        kp[keep],
+        conf[keep],
+        image_size,
+        fps,
+        focal=focal,
+        smoothing=smoothing or MotionSmoothing(),
+        chunk_size=chunk_size,
+    )
