@@ -237,3 +237,45 @@ def test_predict_writes_params_and_exports_for_keypoint_files(tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert {"clip_track0.bvh", "clip_track1.trc", "clip_params.json", "pred.npz"} <= set(names)
     assert "2 track(s)" in capsys.readouterr().out
+
+
+def test_amass_export_of_an_smpl_track(tmp_path):
+    """With a synthetic SMPL-format body: SMPL(poses, betas) + trans is the z-up track body."""
+    pytest.importorskip("smplx")
+    import torch
+    from scipy.spatial.transform import Rotation
+
+    from helpers.synthetic_smpl import write_synthetic_smpl
+    from key2mesh.body import load_body_model
+    from key2mesh.inference.motion_export.amass import Y_UP_TO_Z_UP, write_amass
+    from key2mesh.inference.motion_export.series import TrackSeries
+
+    write_synthetic_smpl(tmp_path / "SMPL_NEUTRAL.pkl")
+    body = load_body_model("smpl", model_dir=str(tmp_path), gender="neutral")
+    model = type("M", (), {"body": body})()
+    rng = np.random.default_rng(0)
+    rot = Rotation.from_rotvec(rng.normal(0, 0.3, (4 * 24, 3))).as_matrix().reshape(4, 24, 3, 3)
+    rot[:, 22:] = np.eye(3)  # SMPL's hand joints: no SMPL-H counterpart
+    series = TrackSeries(3, np.arange(4), 30.0, rot, rng.normal(0, 1, 10), rng.normal(0, 1, (4, 3)),
+                         np.zeros((4, 17, 3)), "coco17", np.zeros(4, bool), "smpl")  # fmt: skip
+    d = np.load(write_amass(model, series, tmp_path / "t_amass.npz"))
+    assert d["poses"].shape == (4, 156) and d["betas"].shape == (16,)
+    assert float(d["mocap_framerate"]) == 30.0 and str(d["gender"]) == "neutral"
+    aa = torch.from_numpy(d["poses"][:, :72].copy()).to(body.dtype)
+    with torch.no_grad():
+        raw = (
+            body.smpl(
+                betas=torch.from_numpy(d["betas"][:10]).to(body.dtype)[None].expand(4, -1),
+                global_orient=aa[:, :3],
+                body_pose=aa[:, 3:72],
+            )
+            .vertices.double()
+            .numpy()
+            + d["trans"][:, None]
+        )
+        ours = body(
+            torch.from_numpy(rot).to(body.dtype),
+            torch.from_numpy(series.shape)[None].to(body.dtype),
+        )
+    want = (ours.vertices.double().numpy() + series.root[:, None]) @ Y_UP_TO_Z_UP.T
+    assert np.abs(raw - want).max() < 1e-4
