@@ -342,3 +342,52 @@ def test_smpl_config_round_trip_without_licensed_arrays(smpl_dir, monkeypatch):
     double = from_env.to(torch.float64)
     out = double(identity().double())
     assert out.vertices.dtype == torch.float64 and out.keypoints.dtype == torch.float64
+
+
+# ------------------------------------------------------------------ anny fast forward vs anny
+@pytest.mark.parametrize("topology", ["notoes_collapse10pc", "anny"])
+def test_anny_fast_forward_matches_anny_float64(topology, anny_body):
+    """The inference forward (shape-only rest model computed once per distinct shape, folded
+    keypoints, frame change folded into the skinning transforms) in float32 gives anny's own
+    float64 forward within 1e-5 m, on random poses and shapes; its rows do not depend on the
+    batch; a cached rest model gives the same numbers as a fresh one."""
+    from key2mesh.body.anny_backend import TRAIN_RIG, AnnyBody, _build_anny
+
+    body = anny_body if topology == anny_body.topology else AnnyBody(topology=topology)
+    ref = _build_anny(TRAIN_RIG, topology)  # anny's default: float64
+    assert ref.template_vertices.dtype == torch.float64
+    g = torch.Generator().manual_seed(7)
+    b = 11
+    rot = roma.rotvec_to_rotmat(0.5 * torch.randn(b, 24, 3, generator=g))
+    shape = torch.rand(b, 6, generator=g)
+    shape[3] = shape[2]  # a repeated shape is computed once
+    body.clear_cache()
+    with torch.no_grad():
+        out = body(rot, shape)
+        # anny's own forward (phenotypes → coefficients → rest model → skinning), float64
+        r = ref(pose_parameters=body._anny_delta(rot).double(), phenotype_kwargs=shape.double())
+        c = body.frame.double()
+        verts = r["vertices"] @ c
+        kp = body.coco23_regressor.double() @ verts
+        heads = r["bone_poses"][..., :3, 3] @ c
+    assert (out.vertices.double() - verts).abs().max() < 1e-5
+    assert (out.keypoints.double() - kp).abs().max() < 1e-5
+    assert (body.forward_keypoints(rot, shape).double() - kp).abs().max() < 1e-5
+    assert (out.joints[:, body.smpl_idx].double() - heads[:, body.bone_idx]).abs().max() < 1e-5
+    with torch.no_grad():
+        one = body(rot[4:5], shape[4:5])  # another batch, cached rest model of shape 4 or not
+        again = body(rot, shape)  # every rest model from the cache
+    assert torch.equal(one.vertices[0], out.vertices[4])
+    assert torch.equal(one.joints[0], out.joints[4])
+    assert torch.equal(again.vertices, out.vertices)
+
+
+def test_anny_gradients_flow_without_the_cache(anny_body):
+    """With autograd the shape-only rest model is never cached: gradients reach the shape."""
+    shape = anny_body.default_shape(2).requires_grad_(True)
+    rot = torch.eye(3).expand(2, 24, 3, 3)
+    anny_body.forward_keypoints(rot, shape).sum().backward()
+    assert shape.grad is not None and shape.grad.abs().sum() > 0
+    shape.grad = None
+    anny_body(rot, shape).vertices.sum().backward()
+    assert shape.grad is not None and shape.grad.abs().sum() > 0

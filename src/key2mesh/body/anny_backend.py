@@ -15,6 +15,7 @@ import hashlib
 import logging
 import math
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -39,6 +40,11 @@ DEFAULT_PHENOTYPES = {
     "height": 0.37,
     "proportions": 0.5,
 }
+
+# Without autograd, the shape GEMMs run on a multiple of this many rows: MKL's sgemm takes
+# another code path (other last bits) for 1-3 rows and for row counts 5-7 and 9-11, so a mesh's
+# numbers would depend on how many distinct shapes share its batch.
+GEMM_ROWS = 4
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +130,9 @@ class AnnyBody(BodyModel):
 
     name = "anny"
     shape_dim = 6
+    # A body's numbers do not depend on the other rows of its batch (shape GEMMs on multiples of
+    # GEMM_ROWS distinct shapes, per-vertex skinning), so callers need not pad batches.
+    batch_invariant = True
 
     def __init__(
         self,
@@ -147,18 +156,24 @@ class AnnyBody(BodyModel):
         self.num_bones = len(bones)
         self.register_buffer("smpl_idx", torch.tensor(smpl_idx), persistent=False)
         self.register_buffer("bone_idx", torch.tensor(bone_idx), persistent=False)
-        self.register_buffer(
-            "coco23_regressor", _coco23_regressor(model, rig, topology).to(dtype), persistent=False
-        )
+        regressor = _coco23_regressor(model, rig, topology)
+        self.register_buffer("coco23_regressor", regressor.to(dtype), persistent=False)
         self.register_buffer("frame", _frame_change(dtype), persistent=False)
         self.register_buffer("faces", model.get_triangular_faces().long(), persistent=False)
+        # The folds are computed from anny's float64 arrays, then stored in ``dtype``.
+        self.model = model.to(torch.float64)
+        self._init_fast_paths(regressor.to(torch.float64))
+        self._init_mesh_path()
         self.model = model.to(dtype)
-        self._init_fast_paths()
         cidx = {n: i for i, n in enumerate(COCO23)}
-        self._toe_idx = [
-            (cidx["left_big_toe"], cidx["left_small_toe"]),
-            (cidx["right_big_toe"], cidx["right_small_toe"]),
-        ]
+        # Unmapped SMPL joints: feet (10, 11) = toe midpoints; hands (22, 23) beyond the wrists
+        # (20, 21) along the forearms (from the elbows 18, 19).
+        self._toe_idx = (
+            [cidx["left_big_toe"], cidx["right_big_toe"]],
+            [cidx["left_small_toe"], cidx["right_small_toe"]],
+        )
+        # Rest models of recently seen shapes (inference only): a tracked person's shape repeats.
+        self._rest_cache: OrderedDict = OrderedDict()
 
     def config(self) -> dict:
         return {"name": "anny", "rig": self.rig, "topology": self.topology}
@@ -173,7 +188,7 @@ class AnnyBody(BodyModel):
         )
 
     # ------------------------------------------------------------------ fast paths
-    def _init_fast_paths(self) -> None:
+    def _init_fast_paths(self, regressor: torch.Tensor) -> None:
         """Precompute what makes the forward ~3x faster than ``anny.Anny.forward``.
 
         anny turns phenotypes into blendshape coefficients with a dense masked product over
@@ -191,26 +206,50 @@ class AnnyBody(BodyModel):
             "_factor_idx", torch.where(picked, order, torch.full_like(order, nv)), persistent=False
         )
         self._num_variations = nv
-        support = torch.nonzero(self.coco23_regressor.abs().sum(0) > 0).squeeze(1)
-        # Keypoints are linear in LBS: k = sum_b T_b · sum_v W_kv w_vb [rest_v; 1]. G (23, S, bones)
-        # folds the regressor into the skinning weights of the S supporting vertices.
-        skin = torch.zeros(len(support), self.num_bones, dtype=self.dtype)
+        support = torch.nonzero(regressor.abs().sum(0) > 0).squeeze(1)
+        # Keypoints are linear in LBS: k = sum_b T_b · sum_v W_kv w_vb [rest_v; 1]. g (23, S, bones)
+        # folds the regressor into the skinning weights of the S supporting vertices; only the
+        # (keypoint, bone) pairs with a non-zero fold are kept (151 of 23 × 36 on anny).
+        f64 = torch.float64
+        skin = torch.zeros(len(support), self.num_bones, dtype=f64)
         skin.scatter_add_(
-            1, m.vertex_bone_indices[support].long(), m.vertex_bone_weights[support].to(self.dtype)
+            1, m.vertex_bone_indices[support].long(), m.vertex_bone_weights[support].to(f64)
         )
-        g = self.coco23_regressor[:, support, None] * skin[None]
-        self.register_buffer("_kp_skin_sum", g.sum(1), persistent=False)
-        # ... and into the rest shape, which is linear in the blendshape coefficients.
+        g = regressor[:, support, None] * skin[None]
+        kp_idx, bone_idx = torch.nonzero(g.abs().sum(1) > 0, as_tuple=True)
+        g = g[kp_idx, :, bone_idx]  # (P, S)
+        self.register_buffer("_pair_kp", kp_idx, persistent=False)
+        self.register_buffer("_pair_bone", bone_idx, persistent=False)
+        self.register_buffer("_pair_skin_sum", g.sum(1).to(self.dtype), persistent=False)
+        # ... and into the rest shape, which is linear in the blendshape coefficients: one
+        # (C, F) matrix maps coefficients to every shape-dependent quantity of the skeleton path
+        # (bone heads, rest-orientation matrices, the pairs' rest points), so it is one GEMM.
+        rest0 = [
+            m.template_bone_heads.reshape(-1),
+            torch.einsum("ps,sd->pd", g, m.template_vertices[support].to(f64)).reshape(-1),
+        ]
+        blend = [
+            m.bone_heads_blendshapes.reshape(len(m.blendshapes), -1),
+            torch.einsum("ps,csd->cpd", g, m.blendshapes[:, support].to(f64)).reshape(
+                len(m.blendshapes), -1
+            ),
+        ]
+        self._cached_orientation = m.bone_orientation == "cached"
+        if self._cached_orientation:
+            rest0.append(m.bone_template_orientation_matrices.reshape(-1))
+            blend.append(m.bone_orientation_blendshapes.reshape(len(m.blendshapes), -1))
+        self.register_buffer("_skel_rest0", torch.cat(rest0).to(self.dtype), persistent=False)
+        self.register_buffer("_skel_blend", torch.cat(blend, 1).to(self.dtype), persistent=False)
+
+    def _init_mesh_path(self) -> None:
+        c = self.model.blendshapes.shape[0]
         self.register_buffer(
-            "_kp_rest0",
-            torch.einsum("ksn,sd->knd", g, m.template_vertices[support].to(self.dtype)),
+            "_vert_rest0",
+            self.model.template_vertices.reshape(-1).to(self.dtype),
             persistent=False,
         )
-        self.register_buffer(
-            "_kp_rest_blend",
-            torch.einsum("ksn,csd->cknd", g, m.blendshapes[:, support].to(self.dtype)),
-            persistent=False,
-        )
+        # anny's own (C, V, 3) buffer viewed flat: no copy of the largest array.
+        self._vert_blend_shape = (c, -1)
 
     def blendshape_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
         """Phenotypes (B, 6) → anny blendshape coefficients (B, C); equals anny's own result."""
@@ -236,22 +275,105 @@ class AnnyBody(BodyModel):
         delta[:, self.bone_idx, :3, :3] = c @ rotmats[:, self.smpl_idx] @ c.T
         return delta
 
+    # ------------------------------------------------------------------ shape → rest model
+    def _skeleton_rest(self, coeffs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blendshape coefficients (B, C) → rest bone poses (B, bones, 4, 4) and the folded
+        keypoint pairs' rest points (B, P, 3), without anny's rest vertices (one GEMM)."""
+        b, nb, npair = coeffs.shape[0], self.num_bones, len(self._pair_kp)
+        feats = torch.addmm(self._skel_rest0, coeffs, self._skel_blend)
+        heads = feats[:, : nb * 3].reshape(b, nb, 3)
+        pairs = feats[:, nb * 3 : (nb + npair) * 3].reshape(b, npair, 3)
+        m = self.model
+        if not self._cached_orientation:  # anny's other rest-orientation rules: its own code
+            return m.get_rest_model(coeffs)["rest_bone_poses"], pairs
+        import roma
+
+        rot = roma.special_procrustes(feats[:, (nb + npair) * 3 :].reshape(b, nb, 3, 3))
+        if m.rest_orientation_refiner is not None:
+            rot = m.rest_orientation_refiner(rot, heads)
+        poses = roma.Rigid(linear=rot, translation=heads).to_homogeneous()
+        if m.root_identity_orientation:
+            poses[:, 0, :3, :3] = torch.eye(3, dtype=poses.dtype, device=poses.device)
+        return poses, pairs
+
+    def _rest(
+        self, shape: torch.Tensor, vertices: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Shapes (B, 6) → rest bone poses (B, bones, 4, 4), keypoint pairs' rest points (B, P, 3)
+        and, with ``vertices``, anny's rest vertices (B, V, 3) (anny's frame).
+
+        Without autograd, repeated shapes are computed once (a tracked person's shape, a padded
+        batch), and the rest models of the last few shape sets are kept: a rest mesh is a
+        function of the shape only. Every GEMM runs on a multiple of :data:`GEMM_ROWS` rows, so a
+        shape's numbers do not depend on which others share its batch.
+        """
+        b = shape.shape[0]
+        tracked = shape.requires_grad and torch.is_grad_enabled()
+        inverse = None
+        if not tracked and b > 1:
+            uniq, inverse = torch.unique(shape, dim=0, return_inverse=True)
+            if len(uniq) == b:
+                inverse = None
+            else:
+                shape = uniq
+        key = None
+        if not tracked and len(shape) <= 16:
+            key = (vertices, shape.dtype, str(shape.device), shape.detach().cpu().numpy().tobytes())
+            hit = self._rest_cache.get(key)
+            if hit is not None:
+                self._rest_cache.move_to_end(key)
+                return self._expand_rest(hit, inverse, b)
+        n = shape.shape[0]
+        pad = 0 if tracked else -n % GEMM_ROWS
+        padded = torch.cat([shape, shape[-1:].expand(pad, -1)]) if pad else shape
+        coeffs = self.blendshape_coefficients(padded)
+        poses, pairs = self._skeleton_rest(coeffs)
+        verts = None
+        if vertices:
+            blend = self.model.blendshapes.reshape(self._vert_blend_shape)
+            verts = torch.addmm(self._vert_rest0, coeffs, blend).reshape(len(padded), -1, 3)
+        out = (poses[:n], pairs[:n], None if verts is None else verts[:n])
+        if key is not None:
+            self._rest_cache[key] = out
+            while len(self._rest_cache) > 8:
+                self._rest_cache.popitem(last=False)
+        return self._expand_rest(out, inverse, b)
+
+    @staticmethod
+    def _expand_rest(rest, inverse: torch.Tensor | None, b: int):
+        if inverse is None:
+            return rest
+        if len(rest[0]) == 1:  # one shape for the whole batch: broadcast, no copy
+            return tuple(None if t is None else t.expand(b, *t.shape[1:]) for t in rest)
+        return tuple(None if t is None else t[inverse] for t in rest)
+
+    def _folded_keypoints(self, transforms: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        """COCO-23 keypoints (B, 23, 3), anny's frame, from the bone transforms and the folded
+        pairs' rest points: k = Σ_pairs R_n p + t_n s (no vertex skinned)."""
+        t = transforms[:, self._pair_bone]  # (B, P, 4, 4)
+        contrib = (t[..., :3, :3] * pairs[:, :, None, :]).sum(-1) + t[
+            ..., :3, 3
+        ] * self._pair_skin_sum[:, None].to(t.dtype)
+        kp = contrib.new_zeros(transforms.shape[0], len(COCO23), 3)
+        return kp.index_add(1, self._pair_kp, contrib)
+
+    def clear_cache(self) -> None:
+        """Forget the cached rest models (they are also keyed by device and dtype)."""
+        self._rest_cache.clear()
+
+    def _apply(self, fn, *args, **kwargs):  # .to()/.cuda()/.double(): cached tensors are stale
+        self.__dict__.get("_rest_cache", {}).clear()
+        return super()._apply(fn, *args, **kwargs)
+
     def forward_keypoints(
         self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, keypoint_set: str = "coco23"
     ) -> torch.Tensor:
         """Keypoints (B, K, 3) of ``keypoint_set`` only: linear-blend skinning folded into the
         regressor, so no vertex is skinned (same numbers as ``regress(forward().vertices)``)."""
         rotmats, shape = self._check_pose(rotmats, shape)
-        m = self.model
-        coeffs = self.blendshape_coefficients(shape)
-        rest = m.get_rest_model(coeffs)
-        transforms, _ = m.get_bone_transforms(self._anny_delta(rotmats), rest["rest_bone_poses"])
-        p = self._kp_rest0 + torch.einsum(
-            "bc,cknd->bknd", coeffs, self._kp_rest_blend
-        )  # (B, 23, bones, 3)
-        kp = torch.einsum("bnij,bknj->bki", transforms[..., :3, :3], p)
-        kp = kp + torch.einsum("bni,kn->bki", transforms[..., :3, 3], self._kp_skin_sum)
-        kp = kp @ self.frame
+        poses, pairs, _ = self._rest(shape, vertices=False)
+        transforms, _ = self.model.get_bone_transforms(self._anny_delta(rotmats), poses)
+        kp = self._folded_keypoints(transforms, pairs) @ self.frame
         if keypoint_set == "coco23":
             return kp
         conv, _ = conversion_matrix("coco23", keypoint_set)
@@ -259,35 +381,43 @@ class AnnyBody(BodyModel):
             "kc,bcd->bkd", torch.as_tensor(conv, dtype=kp.dtype, device=kp.device), kp
         )
 
+    def _skin(self, rest: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+        """Linear-blend skinning of anny's rest vertices (B or 1, V, 3) by the bone transforms
+        (B, bones, 4, 4), returned in the SMPL frame: the frame change is folded into the
+        transforms (Cᵀ T), so no extra pass over the vertices. anny's fused per-vertex kernel
+        (NVIDIA Warp) does the skinning: each (sample, vertex) is computed on its own, so a
+        mesh's numbers do not depend on its batch; it beat every vectorised torch formulation
+        tried here above batch 8 (they are memory-bound on the (B, V, 12) blended transforms)."""
+        folded = transforms.clone()
+        folded[..., :3, :] = self.frame.T @ transforms[..., :3, :]
+        if rest.shape[0] != folded.shape[0]:
+            rest = rest.expand(folded.shape[0], -1, -1)
+        return self.model.get_skinned_vertices(rest.contiguous(), folded)
+
     def forward(
         self,
         rotmats: torch.Tensor,
         shape: torch.Tensor | None = None,
         transl: torch.Tensor | None = None,
     ) -> BodyOutput:
+        """Vertices, joints and keypoints (anny's forward, the same numbers to float precision:
+        vectorised skinning, the shape-only rest model computed once per distinct shape)."""
         rotmats, shape = self._check_pose(rotmats, shape)
         b = rotmats.shape[0]
-        c = self.frame
-        m = self.model
-        rest = m.get_rest_model(self.blendshape_coefficients(shape))
-        transforms, bone_poses = m.get_bone_transforms(
-            self._anny_delta(rotmats), rest["rest_bone_poses"]
-        )
-        verts = m.get_skinned_vertices(rest["rest_vertices"], transforms)
-        heads = bone_poses[..., :3, 3]
-        verts = verts @ c  # row vectors: (Cᵀ v)ᵀ = vᵀ C
-        heads = heads @ c
-        keypoints = torch.einsum("kv,bvd->bkd", self.coco23_regressor, verts)
+        poses, pairs, rest = self._rest(shape, vertices=True)
+        transforms, bone_poses = self.model.get_bone_transforms(self._anny_delta(rotmats), poses)
+        verts = self._skin(rest, transforms)
+        keypoints = self._folded_keypoints(transforms, pairs) @ self.frame
+        heads = bone_poses[..., :3, 3] @ self.frame  # row vectors: (Cᵀ v)ᵀ = vᵀ C
         joints = verts.new_zeros(b, 24, 3)
         joints[:, self.smpl_idx] = heads[:, self.bone_idx]
         # Unmapped SMPL joints: feet = toe midpoints; hands = 8 cm beyond the wrist along the forearm.
-        for j, (t1, t2) in zip((10, 11), self._toe_idx):
-            joints[:, j] = 0.5 * (keypoints[:, t1] + keypoints[:, t2])
-        for hand, wrist, elbow in ((22, 20, 18), (23, 21, 19)):
-            fore = joints[:, wrist] - joints[:, elbow]
-            joints[:, hand] = joints[:, wrist] + 0.08 * fore / fore.norm(
-                dim=-1, keepdim=True
-            ).clamp(min=1e-6)
+        big, small = self._toe_idx
+        joints[:, [10, 11]] = 0.5 * (keypoints[:, big] + keypoints[:, small])
+        fore = joints[:, [20, 21]] - joints[:, [18, 19]]
+        joints[:, [22, 23]] = joints[:, [20, 21]] + 0.08 * fore / fore.norm(
+            dim=-1, keepdim=True
+        ).clamp(min=1e-6)
         if transl is not None:
             t = transl.to(self.dtype)[:, None]
             verts, joints, keypoints = verts + t, joints + t, keypoints + t

@@ -41,6 +41,8 @@ class BodyModel(nn.Module):
     name: str = "abstract"
     num_joints: int = 24
     shape_dim: int = 0
+    # True when a row's outputs are bit-identical whatever else shares its batch (no padding needed)
+    batch_invariant: bool = False
     # (23, V) COCO-23 vertex regressor, registered by subclasses as buffer ``coco23_regressor``.
     coco23_regressor: torch.Tensor
     faces: torch.Tensor

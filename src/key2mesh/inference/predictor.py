@@ -31,7 +31,10 @@ PAD_ROWS = 8
 
 def _padded(fn, *batch: torch.Tensor):
     """``fn(*batch)`` on the batch padded (last row repeated) to a multiple of PAD_ROWS rows, the
-    padding cut off again from every tensor (or BodyOutput field) of the result."""
+    padding cut off again from every tensor (or BodyOutput field) of the result. A body model
+    that is ``batch_invariant`` is called on the batch as it is (padding would only cost time)."""
+    if getattr(fn, "batch_invariant", False):
+        return fn(*batch)
     n = batch[0].shape[0]
     pad = -n % PAD_ROWS
     if pad and n:
