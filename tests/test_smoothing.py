@@ -112,3 +112,43 @@ def test_one_smoothing_function_for_predict_and_demo():
         sel = np.nonzero(pids == pid)[0][::-1]  # in frame order
         want_r, want_s = smooth_parameters(rot[sel.copy()], shape[sel.copy()])
         assert torch.equal(r[sel.copy()], want_r) and torch.equal(s[sel.copy()], want_s)
+
+
+def test_series_timestamps_zero_phase_and_gaps():
+    """smooth_series: real timestamps (even spacing = the fixed-rate filter), the zero-phase
+    variant has no lag, and the filter restarts after a gap."""
+    import numpy as np
+
+    from key2mesh.inference.smoothing import one_euro, smooth_series, smooth_track_series
+
+    t = np.arange(90) / 30.0
+    x = np.sin(2 * np.pi * 1.0 * t)[:, None]
+    assert np.allclose(smooth_series(x, t, 2.0), one_euro(x, fps=30.0, min_cutoff=2.0))
+    # strided sampling (every 3rd frame): same as a 10 fps filter
+    assert np.allclose(
+        smooth_series(x[::3], t[::3], 2.0), one_euro(x[::3], fps=10.0, min_cutoff=2.0)
+    )
+
+    def lag(y):  # samples by which y trails x (cross-correlation peak)
+        shifts = range(-6, 7)
+        err = [np.abs(np.roll(y[:, 0], -s)[10:-10] - x[10:-10, 0]).mean() for s in shifts]
+        return list(shifts)[int(np.argmin(err))]
+
+    assert lag(smooth_series(x, t, 2.0)) >= 2
+    assert lag(smooth_series(x, t, 2.0, zero_phase=True)) == 0
+    # a gap longer than max_gap_s: the second piece starts afresh (its first sample unfiltered)
+    tg = np.r_[t[:30], t[30:] + 2.0]
+    xg = np.r_[np.zeros(30), np.ones(60)][:, None]
+    y = smooth_series(xg, tg, 1.0, max_gap_s=0.5)
+    assert y[30, 0] == 1.0 and np.allclose(y[:30], 0.0)
+    # without the restart, the step is filtered with the 2.03 s that really passed
+    dt = tg[30] - tg[29]
+    want = 1.0 / (1.0 + 1.0 / (2 * np.pi * 1.0) / dt)
+    assert smooth_series(xg, tg, 1.0, max_gap_s=5.0)[30, 0] == pytest.approx(want)
+    # per track, rows in any order
+    ids = np.r_[np.zeros(45, int), np.ones(45, int)]
+    perm = np.random.default_rng(0).permutation(90)
+    y = smooth_track_series(x[perm], ids[perm], np.r_[t[:45], t[:45]][perm], 2.0)
+    back = np.empty_like(y)
+    back[perm] = y
+    assert np.allclose(back[:45], smooth_series(x[:45], t[:45], 2.0))
