@@ -104,3 +104,16 @@ def test_detector_geometry_helpers():
     conf = np.array([[1.0, 0.0, 1.0]])
     kp = np.array([[[1, 2], [100, 100], [3, 5]]], float)
     assert keypoint_box(kp, conf, 0.5).tolist() == [[1, 2, 3, 5]]
+
+
+def test_one_corrupted_detection_does_not_lose_the_tracks():
+    """Two people overlapping in the image (one above the other); for one frame the detector
+    merges them (the upper one's lower points slide onto the lower one, which loses its head):
+    neither track is lost and no identity switches."""
+    frames, times, truth, kps = _people(miss=0.0, speed=60.0)
+    kps[truth == 1] += [0, 350]  # person 1 walks below person 0, overlapping in x
+    bad = np.flatnonzero(frames == 60)
+    kps[bad[0], 9:] += [40, 180]  # person 0's hips/legs pulled down onto person 1
+    kps[bad[1], :5] += [30, 150]  # person 1's head lost into its torso
+    pred = _track(frames, times, truth, kps, Tracker())
+    assert identity_switches(truth, pred, frames) == 0 and len(np.unique(pred)) == 2

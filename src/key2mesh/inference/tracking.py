@@ -9,8 +9,11 @@ every (track, detection) pair is scored by
 OKS being COCO's keypoint similarity ``mean_k exp(-d_k² / (2 s² κ²))`` over the points both
 trust (``s²`` = box area, κ = 0.1), and the assignment maximising the total similarity is solved
 by the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`). Pairs below
-``min_similarity`` are not matched. The constant-velocity prediction keeps two people apart
-while they cross; a track unseen for more than ``max_gap_s`` seconds ends, and an unmatched
+``min_similarity`` are not matched; tracks and detections left over are matched once more
+against the tracks' last observations (one poor detection, e.g. two people merged where they
+overlap in the image, must not make a bad velocity lose the track). Velocities are the median
+displacement of the keypoints (robust to partial detections), capped at ``max_speed`` box
+sizes per second. The constant-velocity prediction keeps two people apart while they cross; a track unseen for more than ``max_gap_s`` seconds ends, and an unmatched
 detection starts a new track while fewer than ``max_people`` are alive.
 """
 
@@ -65,6 +68,7 @@ class Tracker:
         min_similarity: least similarity for a match.
         min_confidence: keypoint confidence trusted for OKS.
         velocity_smoothing: weight of the newest velocity measurement (exponential average).
+        max_speed: fastest motion believed, in the person's box sizes per second.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class Tracker:
         min_similarity: float = 0.1,
         min_confidence: float = 0.3,
         velocity_smoothing: float = 0.5,
+        max_speed: float = 2.0,
     ):
         if max_people < 1 or max_gap_s <= 0:
             raise Key2MeshError(
@@ -81,7 +86,7 @@ class Tracker:
             )
         self.max_people, self.max_gap_s = int(max_people), float(max_gap_s)
         self.min_similarity, self.min_confidence = min_similarity, min_confidence
-        self.velocity_smoothing = velocity_smoothing
+        self.velocity_smoothing, self.max_speed = velocity_smoothing, max_speed
         self.tracks: list[_Track] = []
         self.next_id = 0
 
@@ -113,21 +118,41 @@ class Tracker:
         if tracks and n:
             dt = np.array([time_s - t.time for t in tracks])
             vel = np.stack([t.velocity for t in tracks])
-            pbox = np.stack([t.box for t in tracks]) + np.tile(vel * dt[:, None], 2)
-            pkp = np.stack([t.keypoints for t in tracks]) + (vel * dt[:, None])[:, None]
+            box = np.stack([t.box for t in tracks])
+            pkp = np.stack([t.keypoints for t in tracks])
             pok = np.stack([t.trusted for t in tracks])
-            wh = np.clip(boxes[:, 2:] - boxes[:, :2], 1.0, None)
-            area = np.broadcast_to(wh.prod(-1)[None], (len(tracks), n))
-            sim = 0.5 * box_iou(pbox, boxes) + 0.5 * keypoint_similarity(pkp, pok, kp, ok, area)
-            from scipy.optimize import linear_sum_assignment
+            shift = vel * dt[:, None]
+            # stage 1 with the constant-velocity prediction; stage 2, for what is left, with the
+            # last observation (a bad velocity from one poor detection must not lose the track)
+            free_t = list(range(len(tracks)))
+            for stage_box, stage_kp in (
+                (box + np.tile(shift, 2), pkp + shift[:, None]),
+                (box, pkp),
+            ):
+                free_d = [c for c in range(n) if c not in matched_det]
+                if not free_t or not free_d:
+                    break
+                sim = self._similarity(
+                    stage_box[free_t],
+                    stage_kp[free_t],
+                    pok[free_t],
+                    boxes[free_d],
+                    kp[free_d],
+                    ok[free_d],
+                )
+                from scipy.optimize import linear_sum_assignment
 
-            rows, cols = linear_sum_assignment(-sim)
-            for r, c in zip(rows, cols):
-                if sim[r, c] < self.min_similarity:
-                    continue
-                self._advance(tracks[r], time_s, boxes[c], kp[c], ok[c])
-                ids[c] = tracks[r].id
-                matched_det.add(int(c))
+                rows, cols = linear_sum_assignment(-sim)
+                done = []
+                for r, c in zip(rows, cols):
+                    if sim[r, c] < self.min_similarity:
+                        continue
+                    tr, dc = tracks[free_t[r]], free_d[c]
+                    self._advance(tr, time_s, boxes[dc], kp[dc], ok[dc])
+                    ids[dc] = tr.id
+                    matched_det.add(dc)
+                    done.append(free_t[r])
+                free_t = [t for t in free_t if t not in done]
         # unmatched detections start tracks (best-trusted first) while there is room
         order = sorted(set(range(n)) - matched_det, key=lambda i: -int(ok[i].sum()))
         for c in order:
@@ -138,13 +163,29 @@ class Tracker:
             self.next_id += 1
         return ids
 
+    @staticmethod
+    def _similarity(tbox, tkp, tok, dbox, dkp, dok) -> np.ndarray:
+        """(T, D) ½ IoU + ½ OKS between track boxes/keypoints and detections."""
+        wh = np.clip(dbox[:, 2:] - dbox[:, :2], 1.0, None)
+        area = np.broadcast_to(wh.prod(-1)[None], (len(tbox), len(dbox)))
+        return 0.5 * box_iou(tbox, dbox) + 0.5 * keypoint_similarity(tkp, tok, dkp, dok, area)
+
     def _advance(
         self, t: _Track, time_s: float, box: np.ndarray, kp: np.ndarray, ok: np.ndarray
     ) -> None:
         dt = time_s - t.time
         if dt > 0:
-            centre = lambda b: 0.5 * (b[:2] + b[2:])  # noqa: E731
-            v = (centre(box) - centre(t.box)) / dt
+            # median displacement of the points trusted in both (robust to a partial or merged
+            # detection, which moves the box), else of the box centre; at most max_speed
+            both = ok & t.trusted
+            if both.sum() >= 3:
+                v = np.median(kp[both] - t.keypoints[both], axis=0) / dt
+            else:
+                v = (0.5 * (box[:2] + box[2:]) - 0.5 * (t.box[:2] + t.box[2:])) / dt
+            size = max(float(np.max(box[2:] - box[:2])), 1.0)
+            speed = float(np.linalg.norm(v))
+            if speed > self.max_speed * size:
+                v = v * (self.max_speed * size / speed)
             a = self.velocity_smoothing if t.hits > 1 else 1.0
             t.velocity = (1 - a) * t.velocity + a * v
         # keep the last trusted position of points not seen now (for OKS on the next frame)
