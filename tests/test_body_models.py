@@ -391,3 +391,27 @@ def test_anny_gradients_flow_without_the_cache(anny_body):
     shape.grad = None
     anny_body(rot, shape).vertices.sum().backward()
     assert shape.grad is not None and shape.grad.abs().sum() > 0
+
+
+def test_anny_phenotype_weights_equal_annys(anny_body):
+    """The batched phenotype → variation weights are anny's ``phenotype_blendshape_weights``
+    bit for bit, gradients included (anchors, clamping at 0 and 1, out-of-range values)."""
+    from anny.models.phenotype import phenotype_blendshape_weights
+
+    m = anny_body.model
+    g = torch.Generator().manual_seed(0)
+    shape = torch.cat(
+        [
+            torch.rand(64, 6, generator=g),
+            torch.tensor([[0.0] * 6, [1.0] * 6, [0.5] * 6, [-0.2, 1.3, 0.25, 0.75, 0.5, 1 / 3]]),
+        ]
+    ).requires_grad_(True)
+    eye = torch.eye(anny_body._num_variations)
+    ref = phenotype_blendshape_weights(
+        shape, m.phenotype_labels, m.anchors, eye, m.extrapolate_phenotypes
+    )
+    new = anny_body.phenotype_weights(shape)
+    assert torch.equal(new, ref)
+    (g_ref,) = torch.autograd.grad(ref.pow(2).sum(), shape)
+    (g_new,) = torch.autograd.grad(new.pow(2).sum(), shape)
+    assert torch.equal(g_new, g_ref)

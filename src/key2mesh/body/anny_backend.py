@@ -206,6 +206,7 @@ class AnnyBody(BodyModel):
             "_factor_idx", torch.where(picked, order, torch.full_like(order, nv)), persistent=False
         )
         self._num_variations = nv
+        self._init_phenotype_table()
         support = torch.nonzero(regressor.abs().sum(0) > 0).squeeze(1)
         # Keypoints are linear in LBS: k = sum_b T_b · sum_v W_kv w_vb [rest_v; 1]. g (23, S, bones)
         # folds the regressor into the skinning weights of the S supporting vertices; only the
@@ -251,17 +252,75 @@ class AnnyBody(BodyModel):
         # anny's own (C, V, 3) buffer viewed flat: no copy of the largest array.
         self._vert_blend_shape = (c, -1)
 
-    def blendshape_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
-        """Phenotypes (B, 6) → anny blendshape coefficients (B, C); equals anny's own result."""
-        from anny.models.phenotype import phenotype_blendshape_weights
+    def _init_phenotype_table(self) -> None:
+        """Tables of anny's phenotype → variation weights (``phenotype_blendshape_weights``) for
+        all features at once: each variation is a linear-interpolation "hat" of one feature
+        (gender, age, ...) at one anchor, or a race weight (constant: the race phenotypes are not
+        exposed, so anny sets them to 0.5 each)."""
+        from anny.models.model_data import PHENOTYPE_VARIATIONS
 
         m = self.model
-        eye = torch.eye(self._num_variations, dtype=shape.dtype, device=shape.device)
-        phens = phenotype_blendshape_weights(
-            shape, m.phenotype_labels, m.anchors, eye, m.extrapolate_phenotypes
+        features = [f for f in PHENOTYPE_VARIATIONS if f != "race"]
+        n = [len(PHENOTYPE_VARIATIONS[f]) for f in features]
+        anchors = torch.full((len(features), max(n)), math.inf, dtype=self.dtype)
+        for i, f in enumerate(features):
+            anchors[i, : n[i]] = m.anchors[f].to(self.dtype)
+        labels = list(m.phenotype_labels)
+        # the value of each feature: a column of the shape, or anny's default 0.5 (last column)
+        source = [labels.index(f) if f in labels else len(labels) for f in features]
+        feat, slot, race = [], [], []
+        for key, variations in PHENOTYPE_VARIATIONS.items():
+            for j, _ in enumerate(variations):
+                race.append(key == "race")
+                feat.append(0 if key == "race" else features.index(key))
+                slot.append(j)
+        self.register_buffer("_phen_anchors", anchors, persistent=False)
+        self.register_buffer("_phen_count", torch.tensor(n), persistent=False)
+        self.register_buffer("_phen_source", torch.tensor(source), persistent=False)
+        self.register_buffer("_phen_feature", torch.tensor(feat), persistent=False)
+        self.register_buffer("_phen_slot", torch.tensor(slot), persistent=False)
+        self.register_buffer("_phen_race", torch.tensor(race), persistent=False)
+        if any(r for r in ("african", "asian", "caucasian") if r in labels):
+            raise Key2MeshError("key2mesh's anny backend does not expose race phenotypes")
+
+    def phenotype_weights(self, shape: torch.Tensor) -> torch.Tensor:
+        """Phenotypes (B, 6) → anny's variation weights (B, 26), the numbers of anny's
+        ``phenotype_blendshape_weights`` in a few batched operations instead of per feature."""
+        b = shape.shape[0]
+        x = torch.cat([shape, shape.new_full((b, 1), 0.5)], 1)[:, self._phen_source]  # (B, F)
+        anchors = self._phen_anchors.to(shape.dtype)
+        first = anchors[:, 0]
+        last = anchors.gather(1, (self._phen_count - 1)[:, None])[:, 0]
+        if not self.model.extrapolate_phenotypes:
+            x = torch.where(x < first, first, x)
+            x = torch.where(x > last, last, x)
+        idx = torch.searchsorted(anchors, x.T.contiguous(), side="left").T
+        idx = torch.minimum(idx.clamp(min=1), self._phen_count - 1)
+        rows = torch.arange(len(anchors), device=shape.device).expand(b, -1)
+        lower, upper = anchors[rows, idx - 1], anchors[rows, idx]
+        alpha = (x - lower) / (upper - lower)
+        f = self._phen_feature
+        hit = idx[:, f]  # (B, NV): the upper anchor of each variation's feature
+        zero = x.new_zeros(())
+        w = torch.where(
+            self._phen_slot == hit - 1,
+            1.0 - alpha[:, f],
+            torch.where(self._phen_slot == hit, alpha[:, f], zero),
         )
+        half = x.new_full((), 0.5)
+        return torch.where(self._phen_race, half / (half + half + half), w)
+
+    def blendshape_coefficients(self, shape: torch.Tensor) -> torch.Tensor:
+        """Phenotypes (B, 6) → anny blendshape coefficients (B, C); equals anny's own result."""
+        m = self.model
+        phens = self.phenotype_weights(shape)
         phens = torch.cat([phens, phens.new_ones(phens.shape[0], 1)], dim=1)
-        weights = phens[:, self._factor_idx].prod(dim=-1)  # (B, K)
+        # the product of each blendshape's few factors, written out: torch.prod's backward takes a
+        # slow cumprod path whenever a factor is 0 (most hat weights are)
+        factors = phens[:, self._factor_idx]  # (B, K, width)
+        weights = factors[..., 0]
+        for i in range(1, factors.shape[-1]):
+            weights = weights * factors[..., i]
         if m.phenotype_blendshape_projection is not None:
             weights = weights @ m.phenotype_blendshape_projection
         return weights
