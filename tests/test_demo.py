@@ -24,7 +24,8 @@ def test_demo_overlay_on_real_frame(tmp_path):
     model = Key2Mesh.from_pretrained("anny-body25", device="cpu")
     report = run_demo(model, [frame], tmp_path, is_video=False)
     assert report.written == 1 and not report.skipped
-    panel = read_image(report.outputs[0])
+    (png,) = [p for p in report.outputs if p.suffix == ".png"]  # beside the params npz + json
+    panel = read_image(png)
     h, w = frame.shape[:2]
     assert panel.shape[0] == h and panel.shape[1] > 2 * w
     overlay = panel[:, w : 2 * w].astype(int)
