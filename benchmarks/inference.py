@@ -2,6 +2,12 @@
 (low-res 1,229 and full 13,718-vertex anny), at batch 1 and 512.
 
     .venv/bin/python benchmarks/inference.py [--checkpoint anny-body25] [--threads 2]
+
+"mesh" times are keypoints → network → body model, with a new shape every call (the body's
+shape-only rest model is recomputed); "tracked" reuses one shape (a tracked person whose shape is
+held fixed: the rest mesh comes from the body's cache). "anny" is anny's own forward (rest model,
+Warp skinning, dense regressor) on the same parameters, for the ratio in the same process. The
+last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=... meshes_per_s_b512=... ...``.
 """
 
 from __future__ import annotations
@@ -22,30 +28,66 @@ def main() -> None:
 
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu")
     k = model.checkpoint.model_config.num_keypoints
+    full, low = model.mesh_body, model.body
     print(
         f"checkpoint {a.checkpoint}: hidden {model.checkpoint.model_config.hidden}, threads {a.threads}"
     )
+
+    def anny_forward(body, r, s):
+        """anny's own pipeline (what key2mesh called before its inference path)."""
+        r, s = body._check_pose(r, s)
+        m = body.model
+        rest = m.get_rest_model(body.blendshape_coefficients(s))
+        tr, _ = m.get_bone_transforms(body._anny_delta(r), rest["rest_bone_poses"])
+        v = m.get_skinned_vertices(rest["rest_vertices"], tr) @ body.frame
+        return torch.einsum("kv,bvd->bkd", body.coco23_regressor, v)
+
+    res: dict[str, float] = {}
+    g = torch.Generator().manual_seed(0)
     print(
-        f"{'batch':>5} {'params ms':>10} {'mesh(low) ms':>13} {'mesh(full) ms':>14} {'meshes/s (full)':>16}"
+        f"{'batch':>5} {'params ms':>10} {'mesh(low) ms':>13} {'mesh(full) ms':>14} "
+        f"{'tracked ms':>11} {'anny ms':>8} {'meshes/s (full)':>16}"
     )
     for batch in (1, 512):
-        x = torch.rand(batch, k, 2)
+        reps = 20 if batch == 1 else 3
+        x = 300 * torch.rand(batch, k, 2, generator=g)
         conf = torch.ones(batch, k)
+
+        def params():
+            return model.net(model.normalize(x, conf)[0])
+
+        def mesh(body):
+            body.clear_cache()  # a new shape every call
+            return body(*params())
+
         with torch.no_grad():
-            t_params = timeit(
-                lambda: model.net(model.normalize(x * 300, conf)[0]), 20 if batch == 1 else 5
-            )
-            t_low = timeit(
-                lambda: model.body(*model.net(model.normalize(x * 300, conf)[0])),
-                10 if batch == 1 else 3,
-            )
-            t_full = timeit(
-                lambda: model.mesh_body(*model.net(model.normalize(x * 300, conf)[0])),
-                10 if batch == 1 else 3,
-            )
+            r, s = params()
+            t_params = timeit(params, 2 * reps)
+            t_low = timeit(lambda: mesh(low), reps)
+            t_full = timeit(lambda: mesh(full), reps)
+            t_tracked = timeit(lambda: full(params()[0], s), reps)
+            t_anny = timeit(lambda: anny_forward(full, *params()), reps)
         print(
-            f"{batch:>5} {1000 * t_params:>10.2f} {1000 * t_low:>13.2f} {1000 * t_full:>14.2f} {batch / t_full:>16.0f}"
+            f"{batch:>5} {1000 * t_params:>10.2f} {1000 * t_low:>13.2f} {1000 * t_full:>14.2f} "
+            f"{1000 * t_tracked:>11.2f} {1000 * t_anny:>8.2f} {batch / t_full:>16.0f}"
         )
+        if batch == 1:
+            res.update(
+                params_b1_ms=1000 * t_params,
+                mesh_full_b1_ms=1000 * t_full,
+                mesh_full_b1_tracked_ms=1000 * t_tracked,
+                mesh_low_b1_ms=1000 * t_low,
+                anny_full_b1_ms=1000 * t_anny,
+            )
+        else:
+            res.update(
+                params_b512_ms=1000 * t_params,
+                meshes_per_s_b512=batch / t_full,
+                anny_meshes_per_s_b512=batch / t_anny,
+            )
+    print(
+        "RESULT " + " ".join(f"{key}={v:.3g}" for key, v in res.items()) + f" threads={a.threads}"
+    )
 
 
 if __name__ == "__main__":

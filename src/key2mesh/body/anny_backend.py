@@ -422,6 +422,7 @@ class AnnyBody(BodyModel):
 
     def _apply(self, fn, *args, **kwargs):  # .to()/.cuda()/.double(): cached tensors are stale
         self.__dict__.get("_rest_cache", {}).clear()
+        self.__dict__.pop("_warp_launchers", None)  # they hold the skinning weights' arrays
         return super()._apply(fn, *args, **kwargs)
 
     def forward_keypoints(
@@ -443,15 +444,99 @@ class AnnyBody(BodyModel):
     def _skin(self, rest: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
         """Linear-blend skinning of anny's rest vertices (B or 1, V, 3) by the bone transforms
         (B, bones, 4, 4), returned in the SMPL frame: the frame change is folded into the
-        transforms (Cᵀ T), so no extra pass over the vertices. anny's fused per-vertex kernel
-        (NVIDIA Warp) does the skinning: each (sample, vertex) is computed on its own, so a
-        mesh's numbers do not depend on its batch; it beat every vectorised torch formulation
-        tried here above batch 8 (they are memory-bound on the (B, V, 12) blended transforms)."""
+        transforms (Cᵀ T), so no extra pass over the vertices.
+
+        anny's fused per-vertex kernel (NVIDIA Warp) does the skinning: each (sample, vertex) is
+        computed on its own, so a mesh's numbers do not depend on its batch; it beat every
+        vectorised torch formulation tried here above batch 8 (those are memory-bound on the
+        (B, V, 12) blended transforms). Without autograd the kernel is built once and launched
+        directly (anny rebuilds it every call), on slices of the batch in parallel threads (one
+        per torch thread: Warp's CPU kernels are single-threaded and release the GIL)."""
         folded = transforms.clone()
         folded[..., :3, :] = self.frame.T @ transforms[..., :3, :]
-        if rest.shape[0] != folded.shape[0]:
-            rest = rest.expand(folded.shape[0], -1, -1)
-        return self.model.get_skinned_vertices(rest.contiguous(), folded)
+        b = folded.shape[0]
+        if rest.shape[0] != b:
+            rest = rest.expand(b, -1, -1)
+        m = self.model
+        if (
+            (torch.is_grad_enabled() and (rest.requires_grad or folded.requires_grad))
+            or folded.device.type != "cpu"
+            or m._skinning_method_parameter not in (None, "warp_lbs")
+        ):
+            return m.get_skinned_vertices(rest.contiguous(), folded)
+        try:
+            launch = self._warp_launcher()
+        except ImportError:  # no Warp: anny's own fallback
+            return m.get_skinned_vertices(rest.contiguous(), folded)
+        rest, folded = rest.contiguous(), folded.contiguous()
+        out = torch.empty_like(rest)
+        parts = min(torch.get_num_threads(), max(1, b // 16))
+        if parts == 1:
+            launch(rest, folded, out)
+            return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = self.__dict__.get("_skin_pool")
+        if pool is None or pool._max_workers < parts:
+            pool = self.__dict__["_skin_pool"] = ThreadPoolExecutor(parts)
+        bounds = [b * i // parts for i in range(parts + 1)]
+        jobs = [
+            pool.submit(launch, rest[i:j], folded[i:j], out[i:j])
+            for i, j in zip(bounds, bounds[1:])
+        ]
+        for job in jobs:
+            job.result()
+        return out
+
+    def _warp_launcher(self):
+        """A function (rest (B,V,3), transforms (B,bones,4,4), out (B,V,3)) → None running
+        anny's Warp skinning kernel (built once per dtype) on contiguous CPU tensors."""
+        key = self.dtype
+        cache = self.__dict__.setdefault("_warp_launchers", {})
+        if key in cache:
+            return cache[key]
+        import warp as wp
+        from anny.skinning.warp_skinning import get_kernel
+
+        m = self.model
+        vec3, mat44 = {
+            torch.float32: (wp.vec3f, wp.mat44f),
+            torch.float64: (wp.vec3d, wp.mat44d),
+        }[self.dtype]
+        weights = m.vertex_bone_weights.contiguous()
+        indices = m.vertex_bone_indices.contiguous()
+        k = weights.shape[-1]
+        w_wp = wp.from_torch(
+            weights, dtype=wp.types.vector(k, dtype=wp.dtype_from_torch(weights.dtype))
+        )
+        i_wp = wp.from_torch(
+            indices, dtype=wp.types.vector(k, dtype=wp.dtype_from_torch(indices.dtype))
+        )
+        kernel = get_kernel(
+            k,
+            vertices_scalar_dtype=wp.dtype_from_torch(self.dtype),
+            weights_dtype=w_wp.dtype,
+            indices_dtype=i_wp.dtype,
+            vec3_dtype=vec3,
+            mat44_dtype=mat44,
+        )
+
+        def launch(rest: torch.Tensor, transforms: torch.Tensor, out: torch.Tensor) -> None:
+            wp.launch(
+                kernel,
+                dim=(rest.shape[0], rest.shape[1]),
+                inputs=[
+                    wp.from_torch(rest, dtype=vec3),
+                    w_wp,
+                    i_wp,
+                    wp.from_torch(transforms, dtype=mat44),
+                ],
+                outputs=[wp.from_torch(out, dtype=vec3)],
+                device="cpu",
+            )
+
+        cache[key] = launch
+        return launch
 
     def forward(
         self,
