@@ -166,8 +166,9 @@ class SmoothingSettings:
     shape_beta: float = 0.0
 
 
-# `key2mesh predict --smooth` (per tracked person, 30 fps assumed) and the demo's `--smooth`
-# (the video's frame rate; a faster rotation response, a slower shape); kept as they were tuned.
+# `key2mesh predict --smooth` on its parameter table (per tracked person, 30 fps assumed), and a
+# faster-rotation / slower-shape preset for API users (the demo and the motion table smooth per
+# track with :func:`smooth_track_series`, settings from the command line).
 TRACK_SMOOTHING = SmoothingSettings()
 DEMO_SMOOTHING = SmoothingSettings(
     rotation_min_cutoff=1.0, rotation_beta=0.05, shape_min_cutoff=0.3
