@@ -97,7 +97,10 @@ def test_frame_range_and_max_frames_through_the_cli(tmp_path, detector, long_vid
 
     out = tmp_path / "out"
     args = ["demo", str(long_video), "--out", str(out), "--frames", "10:200:5"]
-    assert main([*args, "--max-frames", "6", "--no-side-view", "--device", "cpu"]) == 0
+    more = ["--max-frames", "6", "--no-side-view", "--smooth", "zero-phase", "--save-meshes", "ply"]
+    assert main([*args, *more, "--device", "cpu"]) == 0
+    meshes = sorted(p.name for p in (out / "long_meshes").iterdir())
+    assert meshes[0] == "frame000010_track0.ply" and len(meshes) == 6
     d = np.load(out / "long_params.npz")
     assert d["frame_index"].tolist() == [10, 15, 20, 25, 30, 35]
     assert np.allclose(d["time_s"], d["frame_index"] / 30.0)
