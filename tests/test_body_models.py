@@ -415,3 +415,18 @@ def test_anny_phenotype_weights_equal_annys(anny_body):
     (g_ref,) = torch.autograd.grad(ref.pow(2).sum(), shape)
     (g_new,) = torch.autograd.grad(new.pow(2).sum(), shape)
     assert torch.equal(g_new, g_ref)
+
+
+def test_anny_bone_transforms_equal_annys_forward_kinematics(anny_body):
+    """The 3x3 forward kinematics are anny's ``get_bone_transforms`` (4x4, broadcast sums) to
+    float precision: skinning rotations, translations and posed bone heads."""
+    g = torch.Generator().manual_seed(3)
+    rot = roma.rotvec_to_rotmat(0.7 * torch.randn(9, 24, 3, generator=g))
+    shape = torch.rand(9, 6, generator=g)
+    with torch.no_grad():
+        poses, _, _ = anny_body._rest(shape, vertices=False)
+        t_ref, w_ref = anny_body.model.get_bone_transforms(anny_body._anny_delta(rot), poses)
+        t_rot, t_trans, heads = anny_body._bone_transforms(rot, poses)
+    torch.testing.assert_close(t_rot, t_ref[..., :3, :3], atol=1e-6, rtol=0)
+    torch.testing.assert_close(t_trans, t_ref[..., :3, 3], atol=1e-6, rtol=0)
+    torch.testing.assert_close(heads, w_ref[..., :3, 3], atol=1e-6, rtol=0)
