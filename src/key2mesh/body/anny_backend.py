@@ -124,6 +124,37 @@ def _coco23_regressor(model, rig: str, topology: str) -> torch.Tensor:
     return torch.from_numpy(w_low)
 
 
+_LBS_KERNELS: dict = {}
+
+
+def _lbs_kernel(scalar, vec3, mat44):
+    """Warp kernel: out[b, v] = Σ_i w[v, i] T[b, j[v, i]] (rest[b, v], 1) over the first
+    ``count[v]`` slots (anny's ``warp_skinning`` kernel, without its zero-weight slots)."""
+    key = (scalar, vec3, mat44)
+    if key not in _LBS_KERNELS:
+        import warp as wp
+
+        def lbs(rest, weights, indices, counts, transforms, out):
+            b, v = wp.tid()
+            x = rest[b, v]
+            result = vec3(scalar(0.0), scalar(0.0), scalar(0.0))
+            for i in range(counts[v]):
+                result += weights[v, i] * wp.transform_point(transforms[b, indices[v, i]], x)
+            out[b, v] = result
+
+        # the argument types as objects (this module's annotations are strings)
+        lbs.__annotations__ = {
+            "rest": wp.array2d(dtype=vec3),
+            "weights": wp.array2d(dtype=scalar),
+            "indices": wp.array2d(dtype=wp.int32),
+            "counts": wp.array(dtype=wp.int32),
+            "transforms": wp.array2d(dtype=mat44),
+            "out": wp.array2d(dtype=vec3),
+        }
+        _LBS_KERNELS[key] = wp.kernel(lbs, enable_backward=False, module="unique")
+    return _LBS_KERNELS[key]
+
+
 class AnnyBody(BodyModel):
     """anny behind the SMPL-like interface. Shape = 6 phenotypes in [0, 1]
     (gender, age, muscle, weight, height, proportions)."""
@@ -537,52 +568,51 @@ class AnnyBody(BodyModel):
         return out
 
     def _warp_launcher(self):
-        """A function (rest (B,V,3), transforms (B,bones,4,4), out (B,V,3)) → None running
-        anny's Warp skinning kernel (built once per dtype) on contiguous CPU tensors."""
+        """A function (rest (B,V,3), transforms (B,bones,4,4), out (B,V,3)) → None skinning on
+        the CPU with Warp (built once per dtype).
+
+        anny's kernel visits all 9 weight slots of every vertex, most of them 0 (1.95 bones per
+        vertex on the full mesh); this one visits each vertex's non-zero weights only, in anny's
+        slot order. A skipped term adds exactly 0, so the numbers are anny's kernel's, bit for bit
+        (tested), ~3x faster."""
         key = self.dtype
         cache = self.__dict__.setdefault("_warp_launchers", {})
         if key in cache:
             return cache[key]
         import warp as wp
-        from anny.skinning.warp_skinning import get_kernel
 
         m = self.model
+        scalar = wp.dtype_from_torch(self.dtype)
         vec3, mat44 = {
             torch.float32: (wp.vec3f, wp.mat44f),
             torch.float64: (wp.vec3d, wp.mat44d),
         }[self.dtype]
-        weights = m.vertex_bone_weights.contiguous()
-        indices = m.vertex_bone_indices.contiguous()
-        k = weights.shape[-1]
-        w_wp = wp.from_torch(
-            weights, dtype=wp.types.vector(k, dtype=wp.dtype_from_torch(weights.dtype))
+        weights = m.vertex_bone_weights.to(self.dtype)
+        indices = m.vertex_bone_indices.long()
+        used = weights != 0
+        # non-zero slots first, in their order (a stable sort of the "used" flags)
+        slots = torch.argsort((~used).to(torch.int8), dim=1, stable=True)
+        weights = weights.gather(1, slots).contiguous()
+        indices = indices.gather(1, slots).to(torch.int32).contiguous()
+        counts = used.sum(1).to(torch.int32).contiguous()
+        kernel = _lbs_kernel(scalar, vec3, mat44)
+        arrays = (
+            wp.from_torch(weights, dtype=scalar),
+            wp.from_torch(indices, dtype=wp.int32),
+            wp.from_torch(counts, dtype=wp.int32),
         )
-        i_wp = wp.from_torch(
-            indices, dtype=wp.types.vector(k, dtype=wp.dtype_from_torch(indices.dtype))
-        )
-        kernel = get_kernel(
-            k,
-            vertices_scalar_dtype=wp.dtype_from_torch(self.dtype),
-            weights_dtype=w_wp.dtype,
-            indices_dtype=i_wp.dtype,
-            vec3_dtype=vec3,
-            mat44_dtype=mat44,
-        )
+        keep = (weights, indices, counts)  # the Warp arrays view these tensors' memory
 
         def launch(rest: torch.Tensor, transforms: torch.Tensor, out: torch.Tensor) -> None:
             wp.launch(
                 kernel,
                 dim=(rest.shape[0], rest.shape[1]),
-                inputs=[
-                    wp.from_torch(rest, dtype=vec3),
-                    w_wp,
-                    i_wp,
-                    wp.from_torch(transforms, dtype=mat44),
-                ],
-                outputs=[wp.from_torch(out, dtype=vec3)],
+                inputs=[wp.from_torch(rest, dtype=vec3), *arrays],
+                outputs=[wp.from_torch(transforms, dtype=mat44), wp.from_torch(out, dtype=vec3)],
                 device="cpu",
             )
 
+        launch.keep = keep  # type: ignore[attr-defined]
         cache[key] = launch
         return launch
 
