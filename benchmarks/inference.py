@@ -7,7 +7,9 @@
 shape-only rest model is recomputed); "tracked" reuses one shape (a tracked person whose shape is
 held fixed: the rest mesh comes from the body's cache). "anny" is anny's own forward (rest model,
 Warp skinning, dense regressor) on the same parameters, for the ratio in the same process. The
-last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=... meshes_per_s_b512=... ...``.
+last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=... meshes_per_s_b512=... ...``;
+``mesh_full_b1_not_invariant_ms`` is the batch-1 mesh with ``batch_invariant=False`` (see the
+README's design notes).
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def main() -> None:
             t_full = timeit(lambda: mesh(full), reps)
             t_tracked = timeit(lambda: full(params()[0], s), reps)
             t_anny = timeit(lambda: anny_forward(full, *params()), reps)
+            full.batch_invariant = False  # a new shape's rest vertices by MKL's 1-row GEMV
+            t_gemv = timeit(lambda: mesh(full), reps)
+            full.batch_invariant = True
         print(
             f"{batch:>5} {1000 * t_params:>10.2f} {1000 * t_low:>13.2f} {1000 * t_full:>14.2f} "
             f"{1000 * t_tracked:>11.2f} {1000 * t_anny:>8.2f} {batch / t_full:>16.0f}"
@@ -76,6 +81,7 @@ def main() -> None:
                 params_b1_ms=1000 * t_params,
                 mesh_full_b1_ms=1000 * t_full,
                 mesh_full_b1_tracked_ms=1000 * t_tracked,
+                mesh_full_b1_not_invariant_ms=1000 * t_gemv,
                 mesh_low_b1_ms=1000 * t_low,
                 anny_full_b1_ms=1000 * t_anny,
             )

@@ -161,18 +161,21 @@ class AnnyBody(BodyModel):
 
     name = "anny"
     shape_dim = 6
-    # A body's numbers do not depend on the other rows of its batch (shape GEMMs on multiples of
-    # GEMM_ROWS distinct shapes, per-vertex skinning), so callers need not pad batches.
-    batch_invariant = True
 
     def __init__(
         self,
         rig: str = TRAIN_RIG,
         topology: str = TRAIN_TOPOLOGY,
         dtype: torch.dtype = torch.float32,
+        batch_invariant: bool = True,
     ):
         super().__init__()
         self.rig, self.topology = rig, topology
+        # True: a body's numbers do not depend on the other rows of its batch (the shape GEMMs
+        # run on multiples of GEMM_ROWS distinct shapes; skinning is per vertex), so callers need
+        # not pad batches. False: a single new shape takes MKL's 1-row GEMV for its rest
+        # vertices (~2 ms less at batch 1 here), whose last bits differ from the batched GEMM's.
+        self.batch_invariant = batch_invariant
         model = _build_anny(rig, topology)
         self.phenotype_labels = list(model.phenotype_labels)
         bones = list(model.bone_labels)
@@ -453,13 +456,19 @@ class AnnyBody(BodyModel):
                 shape = uniq
         key = None
         if not tracked and len(shape) <= 16:
-            key = (vertices, shape.dtype, str(shape.device), shape.detach().cpu().numpy().tobytes())
+            key = (
+                vertices,
+                self.batch_invariant,
+                shape.dtype,
+                str(shape.device),
+                shape.detach().cpu().numpy().tobytes(),
+            )
             hit = self._rest_cache.get(key)
             if hit is not None:
                 self._rest_cache.move_to_end(key)
                 return self._expand_rest(hit, inverse, b)
         n = shape.shape[0]
-        pad = 0 if tracked else -n % GEMM_ROWS
+        pad = 0 if tracked or not self.batch_invariant else -n % GEMM_ROWS
         padded = torch.cat([shape, shape[-1:].expand(pad, -1)]) if pad else shape
         coeffs = self.blendshape_coefficients(padded)
         poses, pairs = self._skeleton_rest(coeffs)
