@@ -12,6 +12,7 @@ from key2mesh.fitting.smplify import (
     HINGE_JOINTS,
     FitResult,
     FitWeights,
+    _Objective,
     fit_to_keypoints,
     hinge_axes,
     hinge_flexion,
@@ -241,3 +242,34 @@ def test_bad_inputs_raise(anny_body, kwargs, match):
     args.update(kwargs)
     with pytest.raises(Key2MeshError, match=match):
         fit_to_keypoints(anny_body, **args)
+
+
+def test_fit_runs_on_one_thread_and_restores_the_setting(anny_body, target):
+    """The fit runs its many small ops on one intra-op thread (num_threads=1, the default) and
+    restores torch's setting; the result is the same as with torch's own threads to float noise."""
+    rot, shape, kp3d, kp2d = target
+    before = torch.get_num_threads()
+    seen = []
+
+    class Spy(_Objective):
+        def __call__(self, *args):
+            seen.append(torch.get_num_threads())
+            return super().__call__(*args)
+
+    import key2mesh.fitting.smplify as smplify
+
+    try:
+        torch.set_num_threads(2)
+        original, smplify._Objective = smplify._Objective, Spy
+        one = fit_to_keypoints(anny_body, kp2d, torch.ones(4, 25), KSET, init_rotmats=rot, iters=5)
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        two = fit_to_keypoints(
+            anny_body, kp2d, torch.ones(4, 25), KSET, init_rotmats=rot, iters=5, num_threads=None
+        )
+        assert set(seen) == {2}
+    finally:
+        smplify._Objective = original
+        torch.set_num_threads(before)
+    torch.testing.assert_close(one.rotmats, two.rotmats, atol=1e-5, rtol=0)
+    torch.testing.assert_close(one.shape, two.shape, atol=1e-5, rtol=0)
