@@ -414,11 +414,16 @@ class AnnyBody(BodyModel):
         return t_rot, w_trans - (t_rot @ heads[..., None])[..., 0], w_trans
 
     # ------------------------------------------------------------------ shape → rest model
-    def _skeleton_rest(self, coeffs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blendshape coefficients (B, C) → rest bone poses (B, bones, 4, 4) and the folded
-        keypoint pairs' rest points (B, P, 3), without anny's rest vertices (one GEMM)."""
-        b, nb, npair = coeffs.shape[0], self.num_bones, len(self._pair_kp)
-        feats = torch.addmm(self._skel_rest0, coeffs, self._skel_blend)
+    def _skeleton_rest(
+        self, coeffs: torch.Tensor, rows: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blendshape coefficients (B, C) → rest bone poses (rows, bones, 4, 4) and the folded
+        keypoint pairs' rest points (rows, P, 3), without anny's rest vertices (one GEMM, on all
+        B rows; the per-bone work on the first ``rows`` only, default all)."""
+        nb, npair = self.num_bones, len(self._pair_kp)
+        feats = torch.addmm(self._skel_rest0, coeffs, self._skel_blend)[:rows]
+        coeffs = coeffs[:rows]
+        b = feats.shape[0]
         heads = feats[:, : nb * 3].reshape(b, nb, 3)
         pairs = feats[:, nb * 3 : (nb + npair) * 3].reshape(b, npair, 3)
         m = self.model
@@ -471,12 +476,12 @@ class AnnyBody(BodyModel):
         pad = 0 if tracked or not self.batch_invariant else -n % GEMM_ROWS
         padded = torch.cat([shape, shape[-1:].expand(pad, -1)]) if pad else shape
         coeffs = self.blendshape_coefficients(padded)
-        poses, pairs = self._skeleton_rest(coeffs)
+        poses, pairs = self._skeleton_rest(coeffs, n)  # procrustes on the real rows only
         verts = None
         if vertices:
             blend = self.model.blendshapes.reshape(self._vert_blend_shape)
-            verts = torch.addmm(self._vert_rest0, coeffs, blend).reshape(len(padded), -1, 3)
-        out = (poses[:n], pairs[:n], None if verts is None else verts[:n])
+            verts = torch.addmm(self._vert_rest0, coeffs, blend)[:n].reshape(n, -1, 3)
+        out = (poses, pairs, verts)
         if key is not None:
             self._rest_cache[key] = out
             while len(self._rest_cache) > 8:
