@@ -14,7 +14,9 @@ SETS=${SETS:-coco17 body25}
 CACHE=${CACHE:-cache/mocap_all.npz}
 CMU_DIR=${CMU_DIR:-../shared/data/cmu-mocap}
 [ -x .venv/bin/python ] || bash scripts/setup.sh
-if [ ! -f "$CACHE" ]; then
+# (re)build the cache when missing or retargeted before the current retargeting version
+if ! .venv/bin/python -c "import sys; from key2mesh.data.cache import PoseBank
+sys.exit(bool(PoseBank.load(sys.argv[1]).stale_sources()))" "$CACHE" 2>/dev/null; then
   $K2M data prepare --out "$CACHE" --fps 30 \
       --bvh "$CMU_DIR/cmu-bvh-cgspeed-daz.tar.xz" --asf-amc "$CMU_DIR/cmu-asf-amc-01-03.tar.xz"
 fi

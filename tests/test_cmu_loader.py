@@ -693,12 +693,16 @@ def test_cache_of_bvh_poses_from_before_the_retargeting_fix_warns(tmp_path: Path
     with caplog.at_level("WARNING", logger="key2mesh.data.cache"):
         PoseBank.load(old.save(tmp_path / "old.npz"))
     assert "rebuild it with `key2mesh data prepare`" in caplog.text and "bvh" in caplog.text
+    assert old.stale_sources() == ["bvh"]
+    free = make_bank()
+    free.clip_sources = ["holosoma"] * len(free.clip_names)
+    assert free.stale_sources() == []  # no BVH poses: nothing to rebuild
     caplog.clear()
     new = make_bank()
     new.meta["retarget_version"] = RETARGET_VERSION
     with caplog.at_level("WARNING", logger="key2mesh.data.cache"):
         PoseBank.load(new.save(tmp_path / "new.npz"))
-    assert caplog.text == ""
+    assert caplog.text == "" and new.stale_sources() == []
 
 
 def test_split_options_and_split_for():

@@ -136,17 +136,7 @@ class PoseBank:
                 raise bad(f"{len(extra[key])} {key} for {len(names)} clips")
         body = _json_dict(a["body"], "body", bad)
         meta = _json_dict(a["meta"], "meta", bad) if "meta" in a else {}
-        stale = sorted(set(extra["clip_sources"]) & set(RETARGET_FIXED))
-        if stale and meta.get("retarget_version", 1) < RETARGET_VERSION:
-            log.warning(
-                "%s: its %s poses were retargeted before the CMU BVH fix (retarget_version %s < %d: "
-                "pelvis pitched ~100°, collars rolled ~50°); rebuild it with `key2mesh data prepare`",
-                path,
-                "/".join(stale),
-                meta.get("retarget_version", 1),
-                RETARGET_VERSION,
-            )
-        return cls(
+        bank = cls(
             rotmats=rot,
             clip_index=clip,
             clip_names=names,
@@ -155,6 +145,23 @@ class PoseBank:
             meta=meta,
             **extra,
         )
+        stale = bank.stale_sources()
+        if stale:
+            log.warning(
+                "%s: its %s poses were retargeted before the CMU BVH fix (retarget_version %s < %d: "
+                "pelvis pitched ~100°, collars rolled ~50°); rebuild it with `key2mesh data prepare`",
+                path,
+                "/".join(stale),
+                meta.get("retarget_version", 1),
+                RETARGET_VERSION,
+            )
+        return bank
+
+    def stale_sources(self) -> list[str]:
+        """Sources whose poses an older retargeting version produced (see RETARGET_VERSION)."""
+        if self.meta.get("retarget_version", 1) >= RETARGET_VERSION:
+            return []
+        return sorted(set(self.clip_sources) & set(RETARGET_FIXED))
 
     def split(
         self,
