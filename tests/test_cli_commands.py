@@ -9,25 +9,7 @@ import pytest
 import torch
 
 from key2mesh.cli import main
-from key2mesh.data.cache import PoseBank
-from key2mesh.geometry.rotations import axis_angle_to_matrix
 from key2mesh.model.checkpoint import load_checkpoint
-
-
-@pytest.fixture(scope="module")
-def bank_path(tmp_path_factory, anny_body):
-    g = torch.Generator().manual_seed(0)
-    n = 240
-    rot = axis_angle_to_matrix(0.3 * torch.randn(n, 24, 3, generator=g)).numpy().astype(np.float32)
-    bank = PoseBank(
-        rot,
-        np.repeat(np.arange(4), n // 4).astype(np.int32),
-        [f"c{i}" for i in range(4)],
-        ["test"] * 4,
-        anny_body.default_shape(16).numpy(),
-        anny_body.config(),
-    )
-    return bank.save(tmp_path_factory.mktemp("bank") / "bank.npz")
 
 
 @pytest.fixture(scope="module")

@@ -1,31 +1,13 @@
 """Pre-training and adaptation loops on a tiny synthetic pose bank (seconds, CPU)."""
 
-import numpy as np
 import pytest
 import torch
 
 from key2mesh.data.cache import PoseBank
 from key2mesh.errors import Key2MeshError
-from key2mesh.geometry.rotations import axis_angle_to_matrix
 from key2mesh.model.checkpoint import load_checkpoint
 from key2mesh.train.adapt import ABLATIONS, AdaptConfig, run_adapt, synthetic_target
 from key2mesh.train.pretrain import PretrainConfig, run_pretrain
-
-
-@pytest.fixture(scope="module")
-def bank_path(tmp_path_factory, anny_body):
-    g = torch.Generator().manual_seed(0)
-    n = 240
-    rot = axis_angle_to_matrix(0.3 * torch.randn(n, 24, 3, generator=g)).numpy().astype(np.float32)
-    bank = PoseBank(
-        rot,
-        np.repeat(np.arange(4), n // 4).astype(np.int32),
-        [f"c{i}" for i in range(4)],
-        ["test"] * 4,
-        anny_body.default_shape(16).numpy(),
-        anny_body.config(),
-    )
-    return bank.save(tmp_path_factory.mktemp("bank") / "bank.npz")
 
 
 def _cfg(bank_path, out, **kw):
