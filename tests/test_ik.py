@@ -126,6 +126,7 @@ def test_ik_keeps_a_good_init(anny_body, skeleton):
         (torch.zeros(5, 24, 3), SMPL24[:20], {}, "names"),
         (torch.zeros(5, 3, 3), ("nose", "left_eye", "right_eye"), {}, "at least 4"),
         (torch.zeros(5, 24, 3), SMPL24, {"weights": torch.ones(3)}, "weights"),
+        (torch.zeros(5, 24, 3), SMPL24, {"weights": {"smpl_head": -1.0}}, "weights"),
         (torch.zeros(5, 24, 3), SMPL24, {"init": torch.zeros(4, 24, 3, 3)}, "init"),
         (torch.zeros(5, 2, 3), ("smpl_head", "smpl_head"), {}, "repeat"),
     ],
@@ -166,7 +167,6 @@ def test_root_target_below_the_hips_pitches_the_pelvis_unless_dropped(anny_body,
     """cgspeed's root sits below its thighs; fitting it as the pelvis pitched the pelvis ~100° with
     the spine and hips bent back (the CMU BVH poses before the fix). Weight 0 drops it."""
     from key2mesh.data.mocap.cmu import IK_HINTS
-    from key2mesh.data.mocap.ik import DEFAULT_JOINT_WEIGHTS
 
     rot = plausible_poses(24, seed=11)
     rot[:, 0] = torch.eye(3)  # upright pelvis
@@ -175,11 +175,9 @@ def test_root_target_below_the_hips_pitches_the_pelvis_unless_dropped(anny_body,
     target = joints.clone()
     target[:, 0] = hips - torch.tensor([0.0, 0.03, 0.0])  # root 3 cm below the hip line
     hints = IK_HINTS["cgspeed_daz"]
-    table = {**DEFAULT_JOINT_WEIGHTS, **hints["ik_weights"]}
-    w_hint = torch.tensor([table.get(n, 1.0) for n in SMPL24], dtype=torch.float64)
     pitched = fit_joints(anny_body, target, SMPL24, iters=100)
     fixed = fit_joints(
-        anny_body, target, SMPL24, iters=100, weights=w_hint, prior=hints["ik_prior"]
+        anny_body, target, SMPL24, iters=100, weights=hints["ik_weights"], prior=hints["ik_prior"]
     )
     assert _angle_deg(fixed.rotmats[:, 0]).mean() < 10.0
     assert _angle_deg(pitched.rotmats[:, 0]).mean() > 2 * _angle_deg(fixed.rotmats[:, 0]).mean()

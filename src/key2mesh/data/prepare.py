@@ -67,18 +67,13 @@ def clip_to_body_rotations(
         return (out, None) if return_error else out
     if clip.joints is None or clip.joint_names is None:
         raise Key2MeshError(f"clip {clip.name!r} has neither rotations nor named joints")
-    from key2mesh.data.mocap.ik import DEFAULT_JOINT_WEIGHTS, fit_joints
+    from key2mesh.data.mocap.ik import fit_joints
 
     target = torch.from_numpy(clip.joints).float().to(body.device)
-    opts: dict = {}
-    if clip.ik_weights:
-        table = {**DEFAULT_JOINT_WEIGHTS, **clip.ik_weights}
-        opts["weights"] = torch.tensor(
-            [table.get(n, 1.0) for n in clip.joint_names], dtype=torch.float64
-        )
-    if clip.ik_prior:
-        opts["prior"] = clip.ik_prior
-    fit = fit_joints(body, target, list(clip.joint_names), iters=ik_iters, **opts)
+    hints = {"prior": clip.ik_prior} if clip.ik_prior else {}  # else the IK's default prior
+    fit = fit_joints(
+        body, target, list(clip.joint_names), clip.ik_weights or None, iters=ik_iters, **hints
+    )
     out = fit.rotmats.detach().cpu().numpy().astype(np.float32)
     return (out, float(fit.error.mean())) if return_error else out
 

@@ -164,7 +164,13 @@ def _check_inputs(
     names = list(target_names)
     if len(names) != target.shape[1]:
         raise Key2MeshError(f"IK got {len(names)} target names for {target.shape[1]} target joints")
-    if weights is not None:
+    if isinstance(weights, dict):  # overrides of the defaults by target name
+        bad = {n: v for n, v in weights.items() if not (math.isfinite(v) and v >= 0)}
+        if bad:
+            raise Key2MeshError(f"IK weights must be finite and non-negative, got {bad}")
+        table = {**DEFAULT_JOINT_WEIGHTS, **weights}
+        weights = torch.tensor([table.get(n, 1.0) for n in names], dtype=torch.float64)
+    elif weights is not None:
         weights = torch.as_tensor(
             np.asarray(weights) if not torch.is_tensor(weights) else weights, dtype=torch.float64
         )
@@ -294,7 +300,7 @@ def fit_joints(
     body,
     target: torch.Tensor | np.ndarray,
     target_names: list[str] | tuple[str, ...],
-    weights: torch.Tensor | np.ndarray | None = None,
+    weights: torch.Tensor | np.ndarray | dict[str, float] | None = None,
     iters: int = 100,
     init: torch.Tensor | None = None,
     shape: torch.Tensor | None = None,
@@ -309,7 +315,8 @@ def fit_joints(
     """Fit local rotations of ``body`` to target joint positions, all frames at once.
 
     target: (F, J, 3) metres, y up (NaN = missing); target_names: J names, ``smpl_*`` ones are used;
-    weights: (J,) per-target confidence (default :data:`DEFAULT_JOINT_WEIGHTS`, else 1);
+    weights: (J,) per-target confidence, or a dict of target name → weight over the defaults
+    (default :data:`DEFAULT_JOINT_WEIGHTS`, else 1);
     init: (F, 24, 3, 3) starting rotations (default: analytic, see :func:`_analytic_init`);
     shape: (1, S) body shape (default the body's); scale_bones: give the skeleton the targets'
     bone lengths; prior / limits / smooth: weights of the pull toward rest (per |R - I|²; a float
