@@ -105,7 +105,7 @@ def _range(spec: str | None) -> tuple[int, int | None, int]:
 def run(args: argparse.Namespace) -> int:
     from key2mesh.data.demo_inputs import DEMO_VIDEOS, demo_video
     from key2mesh.errors import Key2MeshError
-    from key2mesh.inference.demo import DemoOptions, run_demo
+    from key2mesh.inference.demo import DemoOptions, run_demo, timing_summary
     from key2mesh.inference.motion import MotionSmoothing
     from key2mesh.inference.motion_export import parse_formats
     from key2mesh.inference.predictor import Key2Mesh
@@ -169,4 +169,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  dropped {len(report.dropped_tracks)} track(s) seen in under 3 frames (spurious)")
     for reason, idx in report.skipped.items():
         print(f"  skipped {len(idx)} frame(s): {reason} (first: {idx[:5]})")
+    print(f"  {timing_summary(report)}, {report.detector_calls} BlazePose runs")
     return 0

@@ -15,7 +15,9 @@ Two streaming passes, so memory stays bounded however long the video is:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,9 @@ log = logging.getLogger(__name__)
 # Frames narrower or lower than this hold no person to mesh (MediaPipe "finds" one in 8x8 noise);
 # they are skipped before detection.
 MIN_IMAGE_SIDE = 32
+# The demo's stages, as timed in DemoReport.timings: reading frames (both passes), detection,
+# tracking, prediction (network, camera fit, smoothing), params + exports, rendering, encoding.
+STAGES = ("decode", "detect", "track", "predict", "export", "render", "encode")
 
 
 @dataclass
@@ -73,10 +78,32 @@ class DemoReport:
     detector_calls: int = 0
     dropped_tracks: list[int] = field(default_factory=list)  # too short: spurious detections
     motion: Motion | None = None
+    # wall seconds per stage (STAGES), both passes: where the demo's time goes
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    seconds: float = 0.0  # wall time of run_demo (both passes; start-up before it excluded)
 
     def skip(self, index: int, reason: str) -> None:
         log.warning("frame %d skipped: %s", index, reason)
         self.skipped.setdefault(reason, []).append(index)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the wall time of the ``with`` block to ``timings[stage]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - t0
+
+    def timed_frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``frames`` with the time spent reading (decoding) each one added to ``decode``."""
+        it, end = iter(frames), object()
+        while True:
+            with self.timed("decode"):
+                frame = next(it, end)
+            if frame is end:
+                return
+            yield frame
 
     @property
     def tracks(self) -> list[int]:
@@ -132,7 +159,10 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total):
     rows: dict[str, list] = {k: [] for k in ("frame", "time", "track", "kp", "conf", "size")}
     tracker = Tracker(max_people=options.max_people, max_gap_s=options.max_gap_s)
     with MultiPersonDetector(max_people=options.max_people) as detector:
-        for i, frame in enumerate(tqdm(frames, desc="detect + track", unit="frame", total=total)):
+        progress = tqdm(
+            report.timed_frames(frames), desc="detect + track", unit="frame", total=total
+        )
+        for i, frame in enumerate(progress):
             report.frames += 1
             index = frame_indices[i] if frame_indices is not None else i
             t = index / fps
@@ -141,8 +171,11 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total):
                 report.skip(i, f"image smaller than {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px")
                 report.people_per_frame.append(0)
                 continue
-            people = detector(frame, hints=tracker.predicted_boxes(t))
-            usable = [p for p in people if _unusable((p.keypoints, p.confidence), model) is None]
+            with report.timed("detect"):
+                people = detector(frame, hints=tracker.predicted_boxes(t))
+                usable = [
+                    p for p in people if _unusable((p.keypoints, p.confidence), model) is None
+                ]
             if not usable:
                 first = people[0] if people else None
                 raw = (first.keypoints, first.confidence) if first else detector.rejected
@@ -153,7 +186,8 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total):
             report.people_per_frame.append(len(usable))
             kp33 = np.stack([p.keypoints for p in usable])
             conf33 = np.stack([p.confidence for p in usable])
-            ids = tracker.update(t, np.stack([p.box for p in usable]), kp33, conf33)
+            with report.timed("track"):
+                ids = tracker.update(t, np.stack([p.box for p in usable]), kp33, conf33)
             kp, conf = convert_keypoints(
                 torch.from_numpy(kp33).float(),
                 torch.from_numpy(conf33).float(),
@@ -232,6 +266,7 @@ def run_demo(
     from key2mesh.media.video import VideoWriter, write_image
     from key2mesh.safe_paths import unique_names
 
+    start = time.perf_counter()
     options = options or DemoOptions()
     if smooth and options.smoothing.mode == "none":
         options.smoothing = MotionSmoothing(mode="one-euro")
@@ -246,66 +281,84 @@ def run_demo(
         _drop_short_tracks(rows, report, min(options.min_track_frames, report.frames))
     sizes = np.array(rows["size"], dtype=np.int64).reshape(-1, 2)
     k = num_keypoints(model.keypoint_set)
-    motion = build_motion(
-        model,
-        np.array(rows["frame"], dtype=np.int64),
-        np.array(rows["time"], dtype=np.float64),
-        np.array(rows["track"], dtype=np.int64),
-        np.array(rows["kp"], dtype=np.float32).reshape(len(sizes), k, 2),
-        np.array(rows["conf"], dtype=np.float32).reshape(len(sizes), k),
-        tuple(sizes[0]) if len(sizes) else (1, 1),
-        fps,
-        focal=options.focal,
-        smoothing=options.smoothing,
-    )
+    with report.timed("predict"):
+        motion = build_motion(
+            model,
+            np.array(rows["frame"], dtype=np.int64),
+            np.array(rows["time"], dtype=np.float64),
+            np.array(rows["track"], dtype=np.int64),
+            np.array(rows["kp"], dtype=np.float32).reshape(len(sizes), k, 2),
+            np.array(rows["conf"], dtype=np.float32).reshape(len(sizes), k),
+            tuple(sizes[0]) if len(sizes) else (1, 1),
+            fps,
+            focal=options.focal,
+            smoothing=options.smoothing,
+        )
     report.motion = motion
     if len(motion):
-        report.outputs += write_params(motion, out_dir / f"{options.stem}_params.npz")
-        if options.exports:
-            from key2mesh.inference.motion_export import export_motion
+        with report.timed("export"):
+            report.outputs += write_params(motion, out_dir / f"{options.stem}_params.npz")
+            if options.exports:
+                from key2mesh.inference.motion_export import export_motion
 
-            report.outputs += export_motion(model, motion, out_dir, options.stem, options.exports)
+                report.outputs += export_motion(
+                    model, motion, out_dir, options.stem, options.exports
+                )
     writer = VideoWriter(out, fps / _stride(frame_indices)) if is_video else None
     failed = True
     mesh_names = None
     try:
-        for i, image in enumerate(tqdm(source(), desc="render", unit="frame", total=total)):
+        progress = tqdm(report.timed_frames(source()), desc="render", unit="frame", total=total)
+        for i, image in enumerate(progress):
             index = frame_indices[i] if frame_indices is not None else i
             sel = motion.rows_of_frame(index) if min(image.shape[:2]) >= MIN_IMAGE_SIDE else []
             overlay = side = None
-            if len(sel):
-                overlay, side, vcam = _render_frame(model, image, motion, sel, options)
-                if options.save_meshes:
-                    from key2mesh.inference.meshes import write_mesh
+            with report.timed("render"):
+                if len(sel):
+                    overlay, side, vcam = _render_frame(model, image, motion, sel, options)
+                panel = compose_panel(
+                    image,
+                    [motion.keypoints2d[r] for r in sel],
+                    [motion.confidence[r] for r in sel],
+                    model.keypoint_set,
+                    overlay,
+                    side,
+                    options.side_view,
+                )
+            if len(sel) and options.save_meshes:
+                from key2mesh.inference.meshes import write_mesh
 
-                    mesh_names = mesh_names or out_dir / f"{options.stem}_meshes"
+                mesh_names = mesh_names or out_dir / f"{options.stem}_meshes"
+                with report.timed("export"):
                     for k, row in enumerate(sel):
                         name = f"frame{index:06d}_track{motion.track_id[row]}.{options.save_meshes}"
                         write_mesh(vcam[k].numpy(), model.faces.cpu().numpy(), mesh_names / name)
-            panel = compose_panel(
-                image,
-                [motion.keypoints2d[r] for r in sel],
-                [motion.confidence[r] for r in sel],
-                model.keypoint_set,
-                overlay,
-                side,
-                options.side_view,
-            )
-            if writer is not None:
-                writer.write(panel)
-            else:
-                name = names[i] if names else f"frame_{i:05d}"
-                report.outputs.append(write_image(out / f"{name}_key2mesh.png", panel))
+            with report.timed("encode"):
+                if writer is not None:
+                    writer.write(panel)
+                else:
+                    name = names[i] if names else f"frame_{i:05d}"
+                    report.outputs.append(write_image(out / f"{name}_key2mesh.png", panel))
             report.written += 1
         failed = False
     finally:
         if writer is not None:
-            writer.close(discard=failed)  # an interrupted run leaves no truncated video
+            with report.timed("encode"):
+                writer.close(discard=failed)  # an interrupted run leaves no truncated video
             if not failed:
                 report.outputs.append(out)
     if mesh_names is not None:
         report.outputs.append(mesh_names)
+    report.seconds = time.perf_counter() - start
     return report
+
+
+def timing_summary(report: DemoReport) -> str:
+    """One line: the run's frames per second and seconds per stage (parsed by
+    ``benchmarks/demo_speed.py``)."""
+    fps = report.frames / report.seconds if report.seconds > 0 else 0.0
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items())
+    return f"time: {report.seconds:.2f} s, {fps:.2f} frames/s ({stages} s)"
 
 
 def _stride(frame_indices: Sequence[int] | None) -> int:

@@ -1,0 +1,97 @@
+"""Speed of ``key2mesh demo`` end to end on the real demo videos: the one-person pose2sim view
+(1080x1920, 60 fps, all 100 frames) and the two-person sports2d video (1768x994, frames
+0:120:4, the README's command). Each run is the real command in a subprocess; its stage times
+come from the line it prints (``time: ... (decode ..., detect ..., ... s)``, measured inside
+the demo), the whole command's wall time (imports, model load and detector start-up included)
+from here.
+
+    .venv/bin/python benchmarks/demo_speed.py [--threads 1] [--videos pose2sim-cam01 sports2d]
+        [-- extra demo options, e.g. --max-people 1]
+
+``demo_fps`` is frames / the demo's own run time (both passes: read, detect, track, predict,
+render, encode); ``command_fps`` divides by the whole command's wall time. For sports2d it also
+counts the frames of 48..116 (both people in view) where two people were found. The last line
+is ``RESULT demo_fps_pose2sim=... demo_fps_sports2d=... ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FRAMES = {"sports2d": "0:120:4"}  # others: every frame
+STAGES = ("decode", "detect", "track", "predict", "export", "render", "encode")
+BOTH_IN_VIEW = range(48, 120, 4)  # sports2d frames of 0:120:4 with both people in view
+
+
+def run_demo(video: str, out: Path, threads: int, extra: list[str]) -> dict[str, float]:
+    """Run ``key2mesh demo`` on ``video``; its wall time, frames, stage seconds and runs."""
+    cmd = [sys.executable, "-m", "key2mesh.cli", "demo", video, "--out", str(out)]
+    if video in FRAMES:
+        cmd += ["--frames", FRAMES[video]]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd + extra, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if done.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    line = re.search(r"time: ([\d.]+) s, [\d.]+ frames/s \((.*) s\), (\d+) BlazePose", done.stdout)
+    frames = re.search(r"(\d+) of (\d+) frames written", done.stdout)
+    if not line or not frames:
+        sys.exit(f"no timing line in the demo's output:\n{done.stdout[-2000:]}")
+    res = {"wall_s": wall, "run_s": float(line.group(1)), "frames": float(frames.group(2))}
+    res["runs"] = float(line.group(3))
+    for part in line.group(2).split(", "):
+        name, value = part.split()
+        res[name] = float(value)
+    if video == "sports2d":
+        d = np.load(out / "sports2d_params.npz")
+        res["both"] = float(sum((d["frame_index"] == f).sum() >= 2 for f in BOTH_IN_VIEW))
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--videos", nargs="+", default=["pose2sim-cam01", "sports2d"])
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the demo")
+    a, extra = p.parse_known_args()
+    extra = [x for x in extra if x != "--"]
+    rows, result = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for video in a.videos:
+            r = run_demo(video, Path(tmp) / video, a.threads, extra)
+            n = r["frames"]
+            key = video.split("-")[0]
+            result[f"demo_fps_{key}"] = n / r["run_s"]
+            result[f"command_fps_{key}"] = n / r["wall_s"]
+            result[f"runs_per_frame_{key}"] = r["runs"] / n
+            for s in ("detect", "render", "encode"):
+                result[f"{s}_ms_{key}"] = 1000 * r[s] / n
+            if "both" in r:
+                result["sports2d_both_found"] = r["both"]
+            both = f"{r['both']:.0f}/{len(BOTH_IN_VIEW)}" if "both" in r else ""
+            cells = [video, f"{n:.0f}", f"{n / r['run_s']:.2f}", f"{n / r['wall_s']:.2f}"]
+            cells += [f"{r['wall_s'] - r['run_s']:.1f}", f"{r['runs'] / n:.1f}"]
+            cells += [f"{1000 * r[s] / n:.0f}" for s in STAGES] + [both]
+            rows.append("| " + " | ".join(cells) + " |")
+    print(f"threads {a.threads}{', options ' + ' '.join(extra) if extra else ''}\n")
+    print(
+        "| video | frames | demo frames/s | command frames/s | start-up s | BlazePose runs/frame | "
+        + " | ".join(f"{s} ms/frame" for s in STAGES)
+        + " | both people found |"
+    )
+    print("|---" * (7 + len(STAGES)) + "|")
+    print("\n".join(rows))
+    print("RESULT " + " ".join(f"{k}={v:.3g}" for k, v in result.items()) + f" threads={a.threads}")
+
+
+if __name__ == "__main__":
+    main()
