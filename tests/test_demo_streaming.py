@@ -138,3 +138,47 @@ def test_odd_sizes_and_fallback(tmp_path, monkeypatch):
         for f in frames:
             writer.write(f)
     assert writer.codec == "mp4v" and video.source_info(tmp_path / "mp4v.mp4").num_frames == 5
+
+
+def test_max_height_renders_at_the_output_size(tmp_path, detector, model):
+    """Frames taller than ``max_height`` are shown, meshed and keypoint-drawn scaled down: the
+    panels are that high, and the mesh covers the same part of the frame as at full size."""
+    from key2mesh.inference.demo import DemoOptions, run_demo
+    from key2mesh.media.video import read_image
+
+    y, x = np.mgrid[0:240, 0:160]
+    frame = np.stack([x % 256, (y * 2) % 256, np.full_like(x, 90)], -1).astype(np.uint8)
+    masks = {}
+    for height in (None, 120):
+        out = tmp_path / f"h{height}"
+        report = run_demo(
+            model, [frame], out, is_video=False, options=DemoOptions(max_height=height)
+        )
+        (png,) = [p for p in report.outputs if p.suffix == ".png"]
+        panel = read_image(png).astype(int)
+        h, w = (240, 160) if height is None else (120, 80)
+        assert panel.shape[0] == h and panel.shape[1] == 2 * w + max(h // 2, 64)
+        shown = frame if height is None else frame.reshape(120, 2, 80, 2, 3).mean((1, 3))
+        masks[height] = np.abs(panel[:, w : 2 * w] - shown).sum(-1) > 30
+        assert report.timings["render"] > 0 and report.timings["detect"] > 0
+        assert sum(report.timings.values()) <= report.seconds
+    full = masks[None].reshape(120, 2, 80, 2).mean((1, 3))  # the full-size mask, pooled
+    assert 0.02 < masks[120].mean() < 0.6
+    assert np.abs(full - masks[120]).mean() < 0.05  # the same place and size
+
+
+def test_demo_cli_searches_whole_frames_on_schedule(tmp_path, detector, long_video, capsys):
+    """On a video with one person found on their crop every frame, the whole frame is searched
+    every --search-every seconds only (0: every frame); the CLI prints the stage timings."""
+    from key2mesh.cli import main
+
+    runs = {}
+    for every in ("0", "0.25"):
+        out = tmp_path / every
+        args = ["demo", str(long_video), "--out", str(out), "--frames", "0:30"]
+        assert main([*args, "--search-every", every, "--no-side-view", "--device", "cpu"]) == 0
+        printed = capsys.readouterr().out
+        assert "time: " in printed and "detect " in printed and "render " in printed
+        runs[every] = printed
+    assert "30 frame(s) searched whole" in runs["0"]
+    assert "4 frame(s) searched whole" in runs["0.25"]  # frames 0, 8, 16, 24 (0.25 s at 30 fps)

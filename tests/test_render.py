@@ -12,6 +12,7 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.inference.render import (
     draw_keypoints,
     rasterize,
+    rasterize_box,
     render_overlay,
     render_side_view,
     render_view,
@@ -65,6 +66,26 @@ def test_depth_order_nearest_wins(near_first):
     assert set(overlap) <= near_faces
     assert torch.allclose(r.depth[20:40, 27:38], torch.tensor(2.0), atol=1e-5)
     assert torch.allclose(r.depth[20:40, 45:58], torch.tensor(3.0), atol=1e-5)
+
+
+@pytest.mark.parametrize("align", [1, 4])
+def test_box_raster_is_the_full_raster_cropped(align):
+    """rasterize_box works on the visible triangles' box only: the full raster is background
+    outside it and the same numbers inside; a depth tie goes to the lower face index."""
+    verts = torch.cat([_lift([[13, 9], [47, 9], [47, 41], [13, 41]], 2.0), _lift([[30, 20]], 1.0)])
+    faces = [[0, 1, 2], [0, 2, 3], [1, 2, 4]]
+    full = rasterize(verts, faces, SIZE, F, (CX, CY))
+    box, (x0, y0) = rasterize_box(verts, faces, SIZE, F, (CX, CY), align=align)
+    bh, bw = box.face.shape
+    assert x0 % align == 0 and y0 % align == 0 and bw % align == 0 and bh % align == 0
+    assert x0 <= 13 and y0 <= 9 and x0 + bw >= 48 and y0 + bh >= 42
+    assert torch.equal(full.face[y0 : y0 + bh, x0 : x0 + bw], box.face)
+    assert torch.equal(full.depth[y0 : y0 + bh, x0 : x0 + bw], box.depth)
+    assert torch.equal(full.bary[y0 : y0 + bh, x0 : x0 + bw], box.bary)
+    assert int(full.mask.sum()) == int(box.mask.sum()) > 0
+    # the same triangle twice: every pixel is a depth tie, the lower face index wins
+    r = rasterize(verts[:3], [[0, 1, 2], [0, 1, 2]], SIZE, F, (CX, CY))
+    assert r.mask.sum() > 100 and (r.face[r.mask] == 0).all()
 
 
 def test_perspective_correct_depth_on_tilted_plane():

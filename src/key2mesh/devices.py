@@ -1,6 +1,10 @@
-"""Checking a requested torch device up front, so an unavailable one is a one-line error."""
+"""Checking a requested torch device up front, so an unavailable one is a one-line error; torch's
+intra-op thread count for a block of work."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from key2mesh.errors import Key2MeshError
 
@@ -42,3 +46,22 @@ def check_device(name: str | None) -> None:
             )
     elif dev.type != "cpu":
         raise Key2MeshError(f"device {name!r}: key2mesh runs on cpu, cuda or mps")
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` inside the block (``None``: unchanged).
+
+    Work made of many small ops (fitting, the demo's rasteriser) runs best on one thread: each
+    op's OpenMP fork/join costs more than it saves, and collapses when the cores are shared."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from key2mesh.commands._args import positive_int
 
+MIN_OUTPUT_HEIGHT = 64  # px: the smallest --max-height
 HELP = "run MediaPipe + Key2Mesh on an IMAGE, VIDEO, FOLDER or a demo video name; write overlays and side views"
 
 
@@ -62,6 +63,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--focal", type=float, default=None, help="focal length in pixels (default: max(H, W))"
     )
+    p.add_argument(
+        "--search-every",
+        type=float,
+        default=0.25,
+        metavar="SECONDS",
+        help="videos: while every tracked person is found on their crop, search the whole frame "
+        "for new people this often (seconds of video; default 0.25; 0: every frame)",
+    )
+    p.add_argument(
+        "--max-height",
+        type=int,
+        default=1080,
+        metavar="PX",
+        help="output panels at most this high: taller frames are shown and rendered scaled down "
+        "(default 1080; 0: the source size)",
+    )
     p.add_argument("--no-side-view", action="store_true", help="leave out the side-view panel")
     p.add_argument(
         "--save-meshes",
@@ -115,6 +132,12 @@ def run(args: argparse.Namespace) -> int:
     exports = parse_formats(args.export)
     if args.smooth_min_cutoff <= 0 or args.smooth_beta < 0:
         raise Key2MeshError("--smooth-min-cutoff must be > 0 and --smooth-beta >= 0")
+    if args.max_height < 0 or 0 < args.max_height < MIN_OUTPUT_HEIGHT:
+        raise Key2MeshError(
+            f"--max-height must be 0 (source size) or at least {MIN_OUTPUT_HEIGHT} px, got {args.max_height}"
+        )
+    if args.search_every < 0:
+        raise Key2MeshError(f"--search-every must be >= 0 seconds, got {args.search_every}")
     if args.focal is not None and args.focal <= 0:
         raise Key2MeshError(f"--focal must be a positive number of pixels, got {args.focal}")
     src = Path(demo_video(args.input)) if args.input in DEMO_VIDEOS else Path(args.input)
@@ -145,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         save_meshes=args.save_meshes,
         exports=exports,
         stem=name,
+        search_every_s=args.search_every,
+        max_height=args.max_height or None,
     )
     report = run_demo(
         model,
@@ -169,5 +194,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  dropped {len(report.dropped_tracks)} track(s) seen in under 3 frames (spurious)")
     for reason, idx in report.skipped.items():
         print(f"  skipped {len(idx)} frame(s): {reason} (first: {idx[:5]})")
-    print(f"  {timing_summary(report)}, {report.detector_calls} BlazePose runs")
+    print(
+        f"  {timing_summary(report)}, {report.detector_calls} BlazePose runs, "
+        f"{report.full_searches} frame(s) searched whole"
+    )
     return 0

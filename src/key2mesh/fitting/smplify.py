@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from key2mesh.body.base import BodyModel
+from key2mesh.devices import torch_threads
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.geometry.normalize import bbox_normalize
@@ -304,7 +304,7 @@ def fit_to_keypoints(
     Returns:
         :class:`FitResult`.
     """
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         return _fit(
             body,
             keypoints2d,
@@ -322,20 +322,6 @@ def fit_to_keypoints(
             fit_shape,
             conf_threshold,
         )
-
-
-@contextmanager
-def _torch_threads(n: int | None):
-    """torch's intra-op thread count set to ``n`` inside the block (``None``: unchanged)."""
-    old = torch.get_num_threads()
-    if n is None or n == old:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _fit(

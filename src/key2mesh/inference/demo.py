@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from key2mesh.devices import torch_threads
 from key2mesh.errors import Key2MeshError
 from key2mesh.inference.camera_fit import WORLD_TO_CAMERA, default_focal
 from key2mesh.inference.motion import Motion, MotionSmoothing, build_motion, write_params
@@ -55,7 +56,14 @@ class DemoOptions:
     person and frame), ``exports`` (bvh, glb, trc, amass: files per track),
     ``max_gap_s`` (a track unseen longer ends), ``stem`` of the output files,
     ``min_track_frames``: in videos, shorter tracks are dropped as spurious detections (when
-    at least that many frames are processed)."""
+    at least that many frames are processed), ``search_every_s``: in videos, while everyone
+    tracked is found on their crops, the whole frame is searched for new people this often
+    (seconds of video; 0: every frame; see :class:`~key2mesh.media.multi_detect.SearchSchedule`),
+    ``max_height``: frames higher than this are shown (and their meshes rendered) scaled down
+    to it, so the output panels are that high (None: the source size), ``threads``: torch's
+    intra-op threads while the demo runs (restored afterwards; None: unchanged): one, as the
+    rasteriser's many small ops collapse on OpenMP fork/joins when the cores are shared (26 s
+    instead of 0.7 s for 6 frames here with a training job on both cores)."""
 
     max_people: int = 4
     smoothing: MotionSmoothing = MotionSmoothing()
@@ -66,6 +74,9 @@ class DemoOptions:
     max_gap_s: float = 1.0
     stem: str = "demo"
     min_track_frames: int = 3
+    search_every_s: float = 0.25
+    max_height: int | None = None
+    threads: int | None = 1
 
 
 @dataclass
@@ -76,6 +87,7 @@ class DemoReport:
     outputs: list[Path] = field(default_factory=list)
     people_per_frame: list[int] = field(default_factory=list)  # usable people found per frame
     detector_calls: int = 0
+    full_searches: int = 0  # frames searched whole + tiles (the others: the tracked crops only)
     dropped_tracks: list[int] = field(default_factory=list)  # too short: spurious detections
     motion: Motion | None = None
     # wall seconds per stage (STAGES), both passes: where the demo's time goes
@@ -151,13 +163,15 @@ def _frames(source) -> Callable[[], Iterable[np.ndarray]]:
     return lambda: source
 
 
-def _detect_pass(model, frames, report, options, frame_indices, fps, total):
+def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_video):
     """Pass 1: detection + tracking; returns per-row lists and the image size of each row."""
     from key2mesh.inference.tracking import Tracker
-    from key2mesh.media.multi_detect import MultiPersonDetector
+    from key2mesh.media.multi_detect import MultiPersonDetector, SearchSchedule
 
     rows: dict[str, list] = {k: [] for k in ("frame", "time", "track", "kp", "conf", "size")}
     tracker = Tracker(max_people=options.max_people, max_gap_s=options.max_gap_s)
+    # unrelated images: every one is searched in full
+    schedule = SearchSchedule(options.search_every_s if is_video else 0.0)
     with MultiPersonDetector(max_people=options.max_people) as detector:
         progress = tqdm(
             report.timed_frames(frames), desc="detect + track", unit="frame", total=total
@@ -172,7 +186,10 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total):
                 report.people_per_frame.append(0)
                 continue
             with report.timed("detect"):
-                people = detector(frame, hints=tracker.predicted_boxes(t))
+                hints = tracker.predicted_boxes(t)
+                full = schedule.full(t, len(hints), options.max_people)
+                people = detector(frame, hints=hints, full=full)
+                schedule.searched(t, detector.searched_full)
                 usable = [
                     p for p in people if _unusable((p.keypoints, p.confidence), model) is None
                 ]
@@ -202,6 +219,7 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total):
                 rows["conf"].append(conf[j].numpy())
                 rows["size"].append((h, w))
         report.detector_calls = detector.calls
+        report.full_searches = detector.full_searches
     return rows
 
 
@@ -219,8 +237,12 @@ def _drop_short_tracks(rows: dict[str, list], report: DemoReport, min_frames: in
     log.info("dropped %d track(s) seen in fewer than %d frames", len(short), min_frames)
 
 
-def _render_frame(model, image, motion: Motion, sel: np.ndarray, options) -> tuple:
-    """Overlay (all people, one colour per track) and side view of one frame's rows ``sel``."""
+def _render_frame(
+    model, image, motion: Motion, sel: np.ndarray, options, scale: tuple[float, float] = (1, 1)
+) -> tuple:
+    """Overlay (all people, one colour per track) and side view of one frame's rows ``sel``;
+    ``image`` is the frame shown, ``scale`` (x, y) its size over the source frame's (the camera
+    is scaled with it, so only the shown pixels are rendered). Camera-frame vertices third."""
     h, w = image.shape[:2]
     faces = model.faces.cpu()
     rot = torch.from_numpy(motion.rotmats[sel]).to(model.device, model.mesh_body.dtype)
@@ -238,8 +260,13 @@ def _render_frame(model, image, motion: Motion, sel: np.ndarray, options) -> tup
         all_faces = torch.cat([faces + k * nv for k in range(len(idx))])
         face_colors = np.repeat(colors[idx.numpy()], len(faces), axis=0)
         f = float(motion.focal_length[sel][0]) if len(sel) else default_focal(h, w)
+        # pixel centres scale as u' = s (u + ½) - ½: the image centre stays the principal point
         overlay = render_overlay(
-            image, vcam[idx].reshape(-1, 3).float(), all_faces, f, color=face_colors
+            image,
+            vcam[idx].reshape(-1, 3).float(),
+            all_faces,
+            (f * scale[0], f * scale[1]),
+            color=face_colors,
         )
         if options.side_view:
             world = (vcam[idx] @ r).reshape(-1, 3).float()  # camera → world (y up), people placed
@@ -263,17 +290,26 @@ def run_demo(
     writes ``out`` (an .mp4 for videos, PNGs into the folder ``out`` otherwise) and, in the
     same folder, ``<stem>_params.npz`` + ``.json`` and the exports. ``fps``: frame rate of the
     frame indices (``frame_indices``: the source frame of each frame, default 0, 1, ...)."""
-    from key2mesh.media.video import VideoWriter, write_image
-    from key2mesh.safe_paths import unique_names
-
-    start = time.perf_counter()
     options = options or DemoOptions()
     if smooth and options.smoothing.mode == "none":
         options.smoothing = MotionSmoothing(mode="one-euro")
-    source = _frames(frames)
+    with torch_threads(options.threads):
+        return _run_demo(
+            model, _frames(frames), out, is_video, fps, names, options, frame_indices, total
+        )
+
+
+def _run_demo(
+    model, source, out, is_video, fps, names, options, frame_indices, total
+) -> DemoReport:
+    """:func:`run_demo` with its options set; ``source()`` gives a fresh iterable of the frames."""
+    from key2mesh.media.video import VideoWriter, fit_height, write_image
+    from key2mesh.safe_paths import unique_names
+
+    start = time.perf_counter()
     report = DemoReport()
     names = unique_names(names) if names else None  # plain file names inside ``out``
-    rows = _detect_pass(model, source(), report, options, frame_indices, fps, total)
+    rows = _detect_pass(model, source(), report, options, frame_indices, fps, total, is_video)
     if report.frames == 0:
         raise Key2MeshError("the input holds no frame")
     out_dir = out.parent if is_video else out
@@ -314,11 +350,20 @@ def run_demo(
             sel = motion.rows_of_frame(index) if min(image.shape[:2]) >= MIN_IMAGE_SIDE else []
             overlay = side = None
             with report.timed("render"):
+                shown = fit_height(image, options.max_height)
+                scale = np.array(shown.shape[1::-1], np.float64) / image.shape[1::-1]
                 if len(sel):
-                    overlay, side, vcam = _render_frame(model, image, motion, sel, options)
+                    overlay, side, vcam = _render_frame(
+                        model, shown, motion, sel, options, tuple(scale)
+                    )
                 panel = compose_panel(
-                    image,
-                    [motion.keypoints2d[r] for r in sel],
+                    shown,
+                    [
+                        motion.keypoints2d[r]
+                        if shown is image
+                        else (motion.keypoints2d[r] + 0.5) * scale - 0.5
+                        for r in sel
+                    ],
                     [motion.confidence[r] for r in sel],
                     model.keypoint_set,
                     overlay,

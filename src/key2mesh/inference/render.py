@@ -84,6 +84,32 @@ def rasterize(
         size: (H, W) image size in pixels.
         focal: f or (fx, fy) in pixels. principal: (cx, cy) in pixels.
     """
+    box, (x0, y0) = rasterize_box(vertices_cam, faces, size, focal, principal)
+    h, w = int(size[0]), int(size[1])
+    bh, bw = box.face.shape
+    if (bh, bw) == (h, w):
+        return box
+    face = box.face.new_full((h, w), -1)
+    depth = box.depth.new_full((h, w), math.inf)
+    bary = box.bary.new_zeros((h, w, 3))
+    face[y0 : y0 + bh, x0 : x0 + bw] = box.face
+    depth[y0 : y0 + bh, x0 : x0 + bw] = box.depth
+    bary[y0 : y0 + bh, x0 : x0 + bw] = box.bary
+    return Raster(face, depth, bary)
+
+
+def rasterize_box(
+    vertices_cam,
+    faces,
+    size: tuple[int, int],
+    focal,
+    principal,
+    align: int = 1,
+) -> tuple[Raster, tuple[int, int]]:
+    """:func:`rasterize` into the bounding box of the visible triangles only: the box's
+    :class:`Raster` and its top-left pixel (x0, y0) in the image (the rest of the image is
+    background). Same numbers as the full image, without per-pixel work where no mesh is.
+    ``align``: the box's corners fall on multiples of it (pooling a supersampled raster)."""
     v = _as_tensor(vertices_cam)
     f = (
         torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces)
@@ -98,12 +124,14 @@ def rasterize(
     fx, fy = _focal_pair(focal)
     cx, cy = float(principal[0]), float(principal[1])
     dev = v.device
-    face_buf = torch.full((h * w,), -1, dtype=torch.long, device=dev)
-    zbuf = torch.full((h * w,), math.inf, dtype=v.dtype, device=dev)
-    bary_buf = torch.zeros((h * w, 3), dtype=v.dtype, device=dev)
-    if f.numel() == 0:
-        return Raster(face_buf.view(h, w), zbuf.view(h, w), bary_buf.view(h, w, 3))
 
+    def empty() -> tuple[Raster, tuple[int, int]]:
+        face_buf = torch.full((0, 0), -1, dtype=torch.long, device=dev)
+        zbuf = torch.full((0, 0), math.inf, dtype=v.dtype, device=dev)
+        return Raster(face_buf, zbuf, torch.zeros((0, 0, 3), dtype=v.dtype, device=dev)), (0, 0)
+
+    if f.numel() == 0:
+        return empty()
     z = v[:, 2]
     uv = torch.stack(
         [fx * v[:, 0] / z.clamp(min=NEAR) + cx, fy * v[:, 1] / z.clamp(min=NEAR) + cy], dim=-1
@@ -118,19 +146,32 @@ def rasterize(
     keep = (tz.amin(dim=1) > NEAR) & (hi >= lo).all(dim=1) & (area.abs() > 1e-12)
     ids = torch.nonzero(keep).squeeze(1)
     if ids.numel() == 0:
-        return Raster(face_buf.view(h, w), zbuf.view(h, w), bary_buf.view(h, w, 3))
-    extent = (hi[ids] - lo[ids] + 1).amax(dim=1)  # longest bbox side, pixels
-    level = torch.ceil(torch.log2(extent)).long()
+        return empty()
+    # the box: every pixel a kept triangle may cover, corners on multiples of ``align``
+    x0, y0 = (int(c) // align * align for c in lo[ids].amin(dim=0).tolist())
+    x1, y1 = (
+        min(-(-(int(c) + 1) // align) * align, n)
+        for c, n in zip(hi[ids].amax(dim=0).tolist(), (w, h))
+    )
+    bw, bh = x1 - x0, y1 - y0
+    face_buf = torch.full((bh * bw,), -1, dtype=torch.long, device=dev)
+    zbuf = torch.full((bh * bw,), math.inf, dtype=v.dtype, device=dev)
+    bary_buf = torch.zeros((bh * bw, 3), dtype=v.dtype, device=dev)
+    corner = v.new_tensor([float(x0), float(y0)])
+    # triangles binned by their bounding box's power-of-two width and height (each tests the
+    # pixels of a 2^lx x 2^ly grid at its box's corner)
+    log_side = torch.ceil(torch.log2(hi[ids] - lo[ids] + 1)).long()  # (N, 2)
+    level = log_side[:, 0] * 64 + log_side[:, 1]
 
     cand_pix, cand_z, cand_face, cand_bary = [], [], [], []
     for lvl in torch.unique(level).tolist():
-        side = 1 << lvl
+        side_x, side_y = 1 << (lvl // 64), 1 << (lvl % 64)
         grid_y, grid_x = torch.meshgrid(
-            torch.arange(side, device=dev), torch.arange(side, device=dev), indexing="ij"
+            torch.arange(side_y, device=dev), torch.arange(side_x, device=dev), indexing="ij"
         )
         offs = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1).to(v.dtype)  # (M, 2)
         group = ids[level == lvl]
-        step = max(1, _BUDGET // (side * side))
+        step = max(1, _BUDGET // (side_x * side_y))
         for start in range(0, group.numel(), step):
             g = group[start : start + step]
             t, a = tri[g], area[g, None]
@@ -157,16 +198,20 @@ def rasterize(
             inv_z = bz.sum(dim=-1)  # 1/z is affine in screen space
             cand_z.append(1.0 / inv_z)
             cand_bary.append(bz / inv_z[:, None])  # perspective-correct
-            cand_pix.append(pick(py * w + px).long())
+            cand_pix.append(((pick(py) - corner[1]) * bw + pick(px) - corner[0]).long())
             cand_face.append(g.index_select(0, rows))
-    if not cand_pix:
-        return Raster(face_buf.view(h, w), zbuf.view(h, w), bary_buf.view(h, w, 3))
-    pix, depth = torch.cat(cand_pix), torch.cat(cand_z)
-    zbuf.scatter_reduce_(0, pix, depth, reduce="amin")
-    win = depth <= zbuf[pix]
-    face_buf[pix[win]] = torch.cat(cand_face)[win]
-    bary_buf[pix[win]] = torch.cat(cand_bary)[win]
-    return Raster(face_buf.view(h, w), zbuf.view(h, w), bary_buf.view(h, w, 3))
+    if cand_pix:
+        pix, depth = torch.cat(cand_pix), torch.cat(cand_z)
+        zbuf.scatter_reduce_(0, pix, depth, reduce="amin")
+        win = torch.nonzero(depth <= zbuf[pix]).squeeze(1)
+        pix, face = pix[win], torch.cat(cand_face)[win]
+        # equal depths (a pixel on a shared edge): the lowest face index, in any order
+        face_buf.fill_(torch.iinfo(torch.long).max).scatter_reduce_(0, pix, face, reduce="amin")
+        face_buf[face_buf == torch.iinfo(torch.long).max] = -1
+        first = face == face_buf[pix]
+        bary_buf[pix[first]] = torch.cat(cand_bary)[win[first]]
+    raster = Raster(face_buf.view(bh, bw), zbuf.view(bh, bw), bary_buf.view(bh, bw, 3))
+    return raster, (x0, y0)
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -187,15 +232,16 @@ def shade(raster: Raster, vertices_cam, faces, ambient: float = 0.3) -> torch.Te
         .to(v.device)
     )
     vn = vertex_normals(v, f)
-    m = raster.mask
-    fid = raster.face[m]
-    n = (vn[f[fid]] * raster.bary[m][..., None]).sum(dim=1)
+    pix = torch.nonzero(raster.mask.view(-1)).squeeze(1)  # covered pixels, flat
+    corners = f.index_select(0, raster.face.view(-1).index_select(0, pix))  # (P, 3)
+    bary = raster.bary.view(-1, 3).index_select(0, pix)
+    n = (vn.index_select(0, corners.view(-1)).view(-1, 3, 3) * bary[..., None]).sum(dim=1)
     n = torch.nn.functional.normalize(n, dim=-1)
     light = torch.nn.functional.normalize(
         v.new_tensor([0.2, -0.4, -1.0]), dim=0
     )  # towards the light
     out = torch.zeros(raster.face.shape, dtype=v.dtype, device=v.device)
-    out[m] = ambient + (1.0 - ambient) * (n @ light).abs()
+    out.view(-1)[pix] = ambient + (1.0 - ambient) * (n @ light).abs()
     return out
 
 
@@ -236,12 +282,20 @@ def render_overlay(
     fx, fy = _focal_pair(focal)
     # pixel centres of the k× grid: u_k = k·u + (k−1)/2
     pr = (k * float(principal[0]) + (k - 1) / 2.0, k * float(principal[1]) + (k - 1) / 2.0)
-    raster = rasterize(vertices_cam, faces, (h * k, w * k), (k * fx, k * fy), pr)
+    # only the box of the visible triangles is rasterised, shaded and blended
+    raster, (bx, by) = rasterize_box(
+        vertices_cam, faces, (h * k, w * k), (k * fx, k * fy), pr, align=k
+    )
+    out = img.copy()
+    if raster.face.numel() == 0:
+        return out
+    bx, by = bx // k, by // k
     inten = shade(raster, vertices_cam, faces)
     cover = raster.mask.to(inten.dtype)
     col = torch.as_tensor(np.asarray(color, dtype=np.float64)).to(inten) * 255.0
     if col.ndim == 2:  # one colour per face
-        rgb = inten[..., None] * col[raster.face.clamp(min=0)]
+        face_col = col.index_select(0, raster.face.clamp(min=0).view(-1)).view(*inten.shape, 3)
+        rgb = inten[..., None] * face_col
     else:
         rgb = inten[..., None] * col
     if k > 1:
@@ -249,7 +303,6 @@ def render_overlay(
         rgb = pool(rgb.permute(2, 0, 1)[None], k)[0].permute(1, 2, 0)
         cover = pool(cover[None, None], k)[0, 0]
         rgb = torch.where(cover[..., None] > 0, rgb / cover.clamp(min=1e-6)[..., None], rgb)
-    out = img.copy()
     rows = torch.nonzero(cover.any(dim=1)).squeeze(1)
     cols = torch.nonzero(cover.any(dim=0)).squeeze(1)
     if rows.numel() == 0:
@@ -259,9 +312,10 @@ def render_overlay(
         int(rows[-1]) + 1,
         int(cols[0]),
         int(cols[-1]) + 1,
-    )  # blend the box only
+    )  # blend the covered pixels' box only
     mesh_rgb = rgb[r0:r1, c0:c1]
     a = (alpha * cover[r0:r1, c0:c1])[..., None]
+    r0, r1, c0, c1 = r0 + by, r1 + by, c0 + bx, c1 + bx  # in the image
     base = torch.as_tensor(img[r0:r1, c0:c1], dtype=inten.dtype, device=inten.device)
     out[r0:r1, c0:c1] = (
         (base * (1.0 - a) + mesh_rgb * a).round().clamp(0, 255).to(torch.uint8).cpu().numpy()

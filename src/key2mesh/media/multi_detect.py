@@ -14,6 +14,12 @@ from that copy) and the same region is searched again, up to ``max_people`` peop
 A detection that touches a tile edge inside the image is a cut-off body: it is searched again in
 a square around it (the whole person); overlapping detections are merged by non-maximum suppression on the
 intersection over the smaller box. Measured on the two-person sports2d demo video: see README.
+
+That full search costs ~12 BlazePose runs per frame. In a video most frames need only the crops:
+``full=False`` searches each hint crop once and stops there when every crop gave a new person,
+else goes on with the whole frame and the tiles (a tracked person was lost, or moved far).
+:class:`SearchSchedule` says when a frame needs the full search anyway: nobody tracked yet, or
+room for more people and ``every_s`` seconds since the last one (to find people who come in).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 from key2mesh.errors import Key2MeshError
 
 MASK_VALUE = 127  # grey fill of people already found
+HINT, WHOLE, TILE = 0, 1, 2  # kinds of search region (last column of regions())
 
 
 @dataclass
@@ -96,6 +103,36 @@ def suppress(boxes: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> n
     return np.array(keep, dtype=int)
 
 
+@dataclass
+class SearchSchedule:
+    """When a video frame gets the detector's full search (whole frame + tiles) besides the
+    crops around the people already tracked.
+
+    Full search when nobody is tracked, or while fewer than ``max_people`` are tracked once
+    ``every_s`` seconds of video have passed since the last full search (a person who comes in
+    is found within ``every_s``); never otherwise: with ``max_people`` tracked there is no room
+    for anyone new. ``every_s = 0`` searches every frame in full. Whatever the schedule says,
+    the detector falls back to the full search when a crop loses its person.
+    """
+
+    every_s: float = 0.25
+    last_full: float | None = None  # video time of the last full search
+
+    def full(self, time_s: float, num_tracked: int, max_people: int) -> bool:
+        """Whether the frame at ``time_s`` seconds needs the full search."""
+        if num_tracked == 0:
+            return True
+        if num_tracked >= max_people:
+            return False
+        return self.last_full is None or time_s - self.last_full >= self.every_s - 1e-9
+
+    def searched(self, time_s: float, full: bool) -> None:
+        """Record what the detector did on the frame at ``time_s`` (``full``: the whole frame
+        and the tiles were searched, as scheduled or as a fallback)."""
+        if full:
+            self.last_full = time_s
+
+
 class MultiPersonDetector:
     """Up to ``max_people`` MediaPipe BlazePose detections per RGB frame (see module doc).
 
@@ -130,19 +167,21 @@ class MultiPersonDetector:
         self.min_confidence, self.min_points, self.min_size = min_confidence, min_points, min_size
         self._pose = detect.PoseDetector(video=False, model_complexity=model_complexity)
         self.calls = 0  # BlazePose runs so far (cost accounting)
+        self.full_searches = 0  # frames searched whole + tiles so far
+        self.searched_full = False  # whether the last frame was searched whole + tiles
         # the first raw detection of the last frame that was rejected as no person (keypoints
         # (33, 2), confidence (33,)), so callers can say why a frame gave nobody
         self.rejected: tuple[np.ndarray, np.ndarray] | None = None
 
     def regions(self, height: int, width: int, hints: np.ndarray | None = None) -> np.ndarray:
-        """(R, 5) search regions x0, y0, x1, y1, is_tile (1 for tiles) in search order."""
-        out = [hint_region(b, height, width) for b in (hints if hints is not None else [])]
-        out = [np.r_[r, 0] for r in out if np.all(np.isfinite(r))]
-        out.append(np.array([0, 0, width, height, 0]))
+        """(R, 5) search regions x0, y0, x1, y1, kind (HINT, WHOLE or TILE) in search order."""
+        hints = [b for b in (hints if hints is not None else []) if np.all(np.isfinite(b))]
+        out = [np.r_[hint_region(b, height, width), HINT] for b in hints]
+        out.append(np.array([0, 0, width, height, WHOLE]))
         side = int(self.tile_fraction * min(height, width))
         if side >= self.min_tile:
             tiles = tile_grid(height, width, side, self.overlap)
-            out += [np.r_[t, 1] for t in tiles]
+            out += [np.r_[t, TILE] for t in tiles]
         return np.stack(out).astype(int)
 
     def _run(self, crop: np.ndarray, x0: int, y0: int):
@@ -165,17 +204,30 @@ class MultiPersonDetector:
             return None
         return det[0], det[1], keypoint_box(det[0], det[1], self.min_confidence)
 
-    def __call__(self, image, hints: np.ndarray | None = None) -> list[PersonDetection]:
+    def __call__(
+        self, image, hints: np.ndarray | None = None, full: bool = True
+    ) -> list[PersonDetection]:
         """Detect people in ``image`` (H, W, 3) uint8 RGB; ``hints`` (M, 4) boxes where people
-        are expected (pixels). Returns at most ``max_people`` detections, best score first."""
+        are expected (pixels). ``full=False``: each hint crop is searched once, and the whole
+        frame and the tiles only when a crop found no new person (``searched_full`` says which
+        happened). Returns at most ``max_people`` detections, best score first."""
         img = np.asarray(image)
         h, w = img.shape[:2]
         work = img.copy()
         found: list[PersonDetection] = []
         self.rejected = None
         min_side = self.min_size * min(h, w)
-        for x0, y0, x1, y1, is_tile in self.regions(h, w, hints):
+        regions = self.regions(h, w, hints)
+        num_hints = int((regions[:, 4] == HINT).sum())
+        self.searched_full = full or num_hints == 0
+        for x0, y0, x1, y1, kind in regions:
+            is_tile = kind == TILE
+            if kind != HINT and not self.searched_full:
+                if len(found) == num_hints:
+                    break  # every crop gave its person: no full search this frame
+                self.searched_full = True  # a crop lost its person: search everywhere
             inner = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])  # region edges inside the image
+            once = kind == HINT and not self.searched_full
             while len(found) < self.max_people:
                 det = self._run(np.ascontiguousarray(work[y0:y1, x0:x1]), x0, y0)
                 if det is None:
@@ -208,8 +260,11 @@ class MultiPersonDetector:
                 a = np.floor(np.maximum(box[:2] - pad, 0)).astype(int)
                 b = np.ceil(box[2:] + pad).astype(int)
                 work[a[1] : b[1] + 1, a[0] : b[0] + 1] = MASK_VALUE
+                if once:
+                    break  # a tracked person's crop: searched once
             if len(found) >= self.max_people:
                 break
+        self.full_searches += self.searched_full
         if not found:
             return []
         keep = suppress(np.stack([f.box for f in found]), np.array([f.score for f in found]))

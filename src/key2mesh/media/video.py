@@ -202,6 +202,22 @@ def read_frames(
     return np.stack(frames)
 
 
+def fit_height(image: np.ndarray, max_height: int | None) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 scaled down (area averaging) to ``max_height`` rows, the aspect
+    ratio kept (width rounded); as it is when it is no higher or ``max_height`` is None/0."""
+    h, w = image.shape[:2]
+    if not max_height or h <= max_height:
+        return image
+    size = (max(1, round(w * max_height / h)), int(max_height))  # (width, height)
+    try:
+        import cv2
+    except ImportError:
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def h264_available() -> bool:
     """Whether H.264 can be written (the ``imageio-ffmpeg`` wheel and its FFmpeg binary)."""
     try:

@@ -1,0 +1,146 @@
+"""The multi-person detector's search schedule and its cheap path (tracked crops only), on a fake
+single-person BlazePose: people are drawn as uniquely coloured rectangles, and the fake
+"detects" the largest one left in the crop it is given (the real detector's grey fill hides the
+people already found). No MediaPipe needed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from key2mesh.media.multi_detect import MultiPersonDetector, SearchSchedule
+
+H, W = 400, 600
+
+
+def _scene(boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """A dark frame with one rectangle of colour (10 + 40 i, 200, 200) per box x0, y0, x1, y1."""
+    img = np.full((H, W, 3), 20, np.uint8)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        img[y0:y1, x0:x1] = (10 + 40 * i, 200, 200)
+    return img
+
+
+class FakePose:
+    """Stand-in for ``detect.PoseDetector``: the largest visible rectangle inside the crop (a
+    person cut by the crop's edge is not found) as 33 confident keypoints on a grid over it, or
+    None."""
+
+    def __init__(self, video: bool = True, **kwargs):
+        self.calls = 0
+
+    def __call__(self, crop: np.ndarray):
+        self.calls += 1
+        mask = (crop[..., 1] == 200) & (crop[..., 2] == 200)
+        best = None
+        for colour in np.unique(crop[..., 0][mask]):
+            ys, xs = np.nonzero(mask & (crop[..., 0] == colour))
+            h, w = crop.shape[:2]
+            if min(xs.min(), ys.min()) == 0 or xs.max() == w - 1 or ys.max() == h - 1:
+                continue
+            if best is None or len(ys) > best[0]:
+                best = (len(ys), xs.min(), ys.min(), xs.max(), ys.max())
+        if best is None or best[0] < 100:
+            return None
+        _, x0, y0, x1, y1 = best
+        gx, gy = np.meshgrid(np.linspace(x0, x1, 3), np.linspace(y0, y1, 11))
+        kp = np.c_[gx.ravel(), gy.ravel()][:33].astype(np.float32)
+        return kp, np.full(33, 0.9, np.float32)
+
+    def close(self):
+        return None
+
+
+@pytest.fixture()
+def detector(monkeypatch):
+    monkeypatch.setattr("key2mesh.media.detect.PoseDetector", FakePose)
+    with MultiPersonDetector(max_people=4, min_tile=128) as det:
+        yield det
+
+
+TWO = [(50, 60, 170, 330), (350, 80, 460, 360)]
+
+
+def test_full_search_finds_everyone(detector):
+    found = detector(_scene(TWO))
+    assert len(found) == 2 and detector.searched_full
+    boxes = sorted(f.box.tolist() for f in found)
+    assert np.allclose(boxes, [[50, 60, 169, 329], [350, 80, 459, 359]])
+    assert detector.calls > 6  # whole frame + tiles, each searched again after a find
+
+
+def test_cheap_path_runs_once_per_tracked_crop(detector):
+    img = _scene(TWO)
+    full = detector(img)
+    hints = np.stack([f.box for f in full]) + 3.0  # where the tracker expects them
+    before = detector.calls
+    cheap = detector(img, hints=hints, full=False)
+    assert detector.calls - before == 2 and not detector.searched_full
+    assert sorted(f.box.tolist() for f in cheap) == sorted(f.box.tolist() for f in full)
+    # full=True with the same hints searches everything (the schedule's full frames)
+    before = detector.calls
+    assert len(detector(img, hints=hints, full=True)) == 2
+    assert detector.calls - before > 2 and detector.searched_full
+
+
+def test_cheap_path_falls_back_when_a_crop_loses_its_person(detector):
+    img = _scene(TWO)
+    hints = np.stack([f.box for f in detector(img)])
+    moved = _scene([TWO[0], (420, 30, 530, 310)])  # the second person jumped away from its crop
+    hints[1] = [200, 100, 260, 200]  # ... and the tracker expects them in an empty place
+    found = detector(moved, hints=hints, full=False)
+    assert detector.searched_full and len(found) == 2
+    assert max(f.box[0] for f in found) == 420
+    # nobody to follow: always the full search
+    detector(img, hints=np.zeros((0, 4)), full=False)
+    assert detector.searched_full
+    assert detector.full_searches == 3
+
+
+def test_schedule():
+    s = SearchSchedule(every_s=0.25)
+    assert s.full(0.0, 0, 4)  # nobody tracked
+    s.searched(0.0, True)
+    assert not s.full(0.1, 1, 4) and not s.full(0.2, 1, 4)
+    assert s.full(0.25, 1, 4)  # room for someone new and the interval is over
+    assert not s.full(0.25, 4, 4)  # everyone tracked that may be
+    s.searched(0.3, False)  # cheap frames do not restart the interval
+    assert s.full(0.3, 2, 4)
+    s.searched(0.4, True)  # a fallback full search does
+    assert not s.full(0.5, 2, 4) and s.full(0.65, 2, 4)
+    every = SearchSchedule(every_s=0.0)
+    every.searched(1.0, True)
+    assert every.full(1.0, 3, 4)
+
+
+def test_schedule_in_a_video(monkeypatch, tmp_path):
+    """A person walks right; a second one enters at frame 12. With the schedule, most frames
+    cost one BlazePose run per person, and the newcomer is found within ``every_s``."""
+    monkeypatch.setattr("key2mesh.media.detect.PoseDetector", FakePose)
+    from key2mesh.inference.tracking import Tracker
+
+    frames = [
+        _scene([(40 + 5 * i, 60, 160 + 5 * i, 330)] + ([(420, 80, 530, 360)] if i >= 12 else []))
+        for i in range(30)
+    ]
+    fps, counts = 30.0, {}
+    for every in (0.0, 0.2):
+        tracker, schedule = Tracker(), SearchSchedule(every)
+        with MultiPersonDetector(max_people=4, min_tile=128) as det:
+            seen = []
+            for i, img in enumerate(frames):
+                t = i / fps
+                hints = tracker.predicted_boxes(t)
+                people = det(img, hints=hints, full=schedule.full(t, len(hints), 4))
+                schedule.searched(t, det.searched_full)
+                boxes = np.stack([p.box for p in people])
+                kp = np.stack([p.keypoints for p in people])
+                tracker.update(t, boxes, kp, np.stack([p.confidence for p in people]))
+                seen.append(len(people))
+        counts[every] = (det.calls, det.full_searches, seen)
+    calls_all, full_all, seen_all = counts[0.0]
+    calls, full, seen = counts[0.2]
+    assert full_all == 30 and seen_all == [1] * 12 + [2] * 18
+    assert full <= 6 and calls < calls_all / 3
+    # found at the first full search after entering (frame 12 is 0.4 s: a scheduled one)
+    assert seen == [1] * 12 + [2] * 18
