@@ -12,14 +12,13 @@ from key2mesh.train.pretrain import PretrainConfig, run_pretrain
 
 def _cfg(bank_path, out, **kw):
     kw.setdefault("pose_augment", False)
+    kw = {"steps": 6, "model": {"hidden": 64}, **kw}
     return PretrainConfig(
         cache=str(bank_path),
         out_dir=str(out),
-        steps=6,
         batch_size=16,
         val_every=3,
         val_size=32,
-        model={"hidden": 64},
         threads=1,
         **kw,
     )
@@ -57,6 +56,33 @@ def test_resume_matches_uninterrupted_run(bank_path, tmp_path, augment):
         and float(rows[2]["val_pa_mpjpe"]) > 0
         and float(rows[2]["loss"]) > 0
     )
+
+
+def test_init_starts_from_checkpoint_weights(bank_path, tmp_path):
+    """``init`` (fine-tuning) starts from the given weights with a fresh step count; a checkpoint
+    of another width is refused with a clear error."""
+    run_pretrain(_cfg(bank_path, tmp_path / "a"), progress=False)
+    start = load_checkpoint(tmp_path / "a" / "last.pt").model
+    # lr so small that 2 Adam steps move no weight by more than 2e-12: the result is the init
+    res = run_pretrain(
+        _cfg(bank_path, tmp_path / "b", steps=2, lr=1e-12, init=str(tmp_path / "a" / "last.pt")),
+        progress=False,
+    )
+    assert res["step"] == 2
+    tuned = load_checkpoint(tmp_path / "b" / "last.pt").model
+    floats = [k for k in start if start[k].is_floating_point() and "running" not in k]
+    assert all(torch.allclose(tuned[k], start[k], atol=1e-9) for k in floats)
+    # (without init the same run would hold its seed's random weights, not run a's trained ones)
+    with pytest.raises(Key2MeshError, match="another architecture"):
+        run_pretrain(
+            _cfg(
+                bank_path,
+                tmp_path / "d",
+                model={"hidden": 32},
+                init=str(tmp_path / "a" / "last.pt"),
+            ),
+            progress=False,
+        )
 
 
 def test_nan_loss_stops_with_step(bank_path, tmp_path, monkeypatch):

@@ -71,6 +71,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue from OUT/last.pt (same result as an uninterrupted run)",
     )
+    p.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="start from this checkpoint's weights (fine-tuning; fresh optimizer and schedule)",
+    )
     p.add_argument("--stop-after", type=non_negative_int, help=argparse.SUPPRESS)
 
 
@@ -93,6 +98,7 @@ FLAGS = (
     "device",
     "threads",
     "stop_after",
+    "init",
 )
 
 

@@ -72,6 +72,9 @@ class PretrainConfig:
     threads: int = 0  # 0: torch default
     amp: bool = True  # bf16 autocast on CUDA only
     stop_after: int = 0  # stop (as if killed) after this many steps of this run; for testing resume
+    # start from this checkpoint's network weights (fine-tuning): same keypoint set, body and
+    # architecture; the optimizer, LR schedule and step count start fresh. "" = random init.
+    init: str = ""
 
     @classmethod
     def from_dict(cls, d: dict) -> PretrainConfig:
@@ -224,6 +227,8 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         log.info("resumed from %s at step %d", out / "last.pt", step)
     elif resume:
         log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
+    if cfg.init and step == 0:
+        _init_from(net, cfg.init, bank.body, cfg.keypoint_set)
 
     model = net
     if dist.world_size > 1:
@@ -377,7 +382,24 @@ _RESUME_KEYS = (
     "val_subjects",
     "pose_augment",
     "model",
+    "init",
 )
+
+
+def _init_from(net: Key2MeshNet, path: str, body: dict, keypoint_set: str) -> None:
+    """Load the network weights of checkpoint ``path`` into ``net`` (``init``: fine-tuning)."""
+    ck = load_checkpoint(path, expect_body=body, expect_keypoint_set=keypoint_set)
+    try:
+        net.load_state_dict({k: v.float() for k, v in ck.model.items()})
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1].strip()
+        raise Key2MeshError(
+            f"init: {path} has another architecture (hidden {ck.model_config.hidden}, "
+            f"blocks {ck.model_config.extractor_blocks}/{ck.model_config.head_blocks}) than this "
+            f"run (hidden {net.config.hidden}, blocks {net.config.extractor_blocks}/"
+            f"{net.config.head_blocks}); set the same model options (e.g. --hidden): {first}"
+        ) from None
+    log.info("initialised the network from %s (stage %s)", path, ck.stage or "?")
 
 
 def _check_resume_config(saved: dict, cfg: PretrainConfig, path: Path) -> None:
