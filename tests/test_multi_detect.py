@@ -91,6 +91,10 @@ def test_cheap_path_falls_back_when_a_crop_loses_its_person(detector):
     found = detector(moved, hints=hints, full=False)
     assert detector.searched_full and len(found) == 2
     assert max(f.box[0] for f in found) == 420
+    assert detector.lost == 1
+    # without the fallback the frame stops after the crops: the lost person is reported only
+    found = detector(moved, hints=hints, full=False, fallback=False)
+    assert not detector.searched_full and detector.lost == 1 and len(found) == 1
     # nobody to follow: always the full search
     detector(img, hints=np.zeros((0, 4)), full=False)
     assert detector.searched_full
@@ -111,6 +115,16 @@ def test_schedule():
     every = SearchSchedule(every_s=0.0)
     every.searched(1.0, True)
     assert every.full(1.0, 3, 4)
+    # with max_people tracked, only a person lost on their crop makes a full search due
+    full = SearchSchedule(every_s=0.25)
+    full.searched(0.0, True)
+    assert not full.full(0.3, 2, 2)
+    full.searched(0.3, False, lost=1)
+    assert not full.full(0.2, 2, 2) and full.full(0.35, 2, 2)  # ... at its turn
+    full.searched(0.4, False, lost=0)  # found again on the crop: still due (not searched yet)
+    assert full.full(0.4, 2, 2)
+    full.searched(0.4, True)
+    assert not full.full(0.8, 2, 2)
 
 
 def test_schedule_in_a_video(monkeypatch, tmp_path):
@@ -131,8 +145,8 @@ def test_schedule_in_a_video(monkeypatch, tmp_path):
             for i, img in enumerate(frames):
                 t = i / fps
                 hints = tracker.predicted_boxes(t)
-                people = det(img, hints=hints, full=schedule.full(t, len(hints), 4))
-                schedule.searched(t, det.searched_full)
+                people = det(img, hints, schedule.full(t, len(hints), 4), fallback=False)
+                schedule.searched(t, det.searched_full, det.lost)
                 boxes = np.stack([p.box for p in people])
                 kp = np.stack([p.keypoints for p in people])
                 tracker.update(t, boxes, kp, np.stack([p.confidence for p in people]))

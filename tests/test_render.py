@@ -17,6 +17,7 @@ from key2mesh.inference.render import (
     render_side_view,
     render_view,
     skeleton_edges,
+    wound_outward,
 )
 
 F, CX, CY = 100.0, 40.0, 30.0  # focal and principal point of the test camera
@@ -122,6 +123,17 @@ def test_cube_silhouette_is_front_face():
         99.5 + half, abs=1
     )
     assert mask.sum() == pytest.approx((2 * half) ** 2, rel=0.05)
+    # the cube is closed and wound outward: culling its back faces leaves the same image
+    assert wound_outward(verts, torch.as_tensor(faces)) and not wound_outward(
+        verts, torch.as_tensor(faces[:, ::-1].copy())
+    )
+    rot = torch.tensor([[0.8, 0.0, 0.6], [0.0, 1.0, 0.0], [-0.6, 0.0, 0.8]])  # turned: 2 sides seen
+    turned = (verts - torch.tensor([0.0, 0.0, 5.0])) @ rot.T + torch.tensor([0.2, -0.1, 5.0])
+    both = render_overlay(img, turned, faces, f, (99.5, 99.5), color=(1, 1, 1), alpha=1.0)
+    culled = render_overlay(img, turned, faces, f, (99.5, 99.5), (1, 1, 1), 1.0, cull_back=True)
+    assert (both.sum(-1) > 0).sum() > 1000 and np.array_equal(both, culled)
+    inside_out = render_overlay(img, turned, faces[:, ::-1].copy(), f, (99.5, 99.5), cull_back=True)
+    assert not np.array_equal(inside_out, both)  # its far, inner walls are drawn instead
 
 
 def test_overlay_shading_and_alpha_blend():

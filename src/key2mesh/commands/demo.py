@@ -68,8 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.25,
         metavar="SECONDS",
-        help="videos: while every tracked person is found on their crop, search the whole frame "
-        "for new people this often (seconds of video; default 0.25; 0: every frame)",
+        help="videos: tracked people are searched on their crops; the whole frame (for people "
+        "coming in, or one lost on their crop) at most this often (seconds of video; default "
+        "0.25; 0: every frame where someone may be missing)",
     )
     p.add_argument(
         "--max-height",

@@ -35,6 +35,7 @@ from key2mesh.inference.render import (
     render_overlay,
     render_side_view,
     track_color,
+    wound_outward,
 )
 from key2mesh.keypoints.convert import convert_keypoints
 from key2mesh.keypoints.sets import num_keypoints
@@ -56,10 +57,10 @@ class DemoOptions:
     person and frame), ``exports`` (bvh, glb, trc, amass: files per track),
     ``max_gap_s`` (a track unseen longer ends), ``stem`` of the output files,
     ``min_track_frames``: in videos, shorter tracks are dropped as spurious detections (when
-    at least that many frames are processed), ``search_every_s``: in videos, while everyone
-    tracked is found on their crops, the whole frame is searched for new people this often
-    (seconds of video; 0: every frame; see :class:`~key2mesh.media.multi_detect.SearchSchedule`),
-    ``max_height``: frames higher than this are shown (and their meshes rendered) scaled down
+    at least that many frames are processed), ``search_every_s``: in videos, tracked people
+    are searched on their crops, the whole frame (for people coming in, or one lost on their
+    crop) at most this often (seconds of video; 0: every frame where someone may be missing;
+    see :class:`~key2mesh.media.multi_detect.SearchSchedule`), ``max_height``: frames higher than this are shown (and their meshes rendered) scaled down
     to it, so the output panels are that high (None: the source size), ``threads``: torch's
     intra-op threads while the demo runs (restored afterwards; None: unchanged): one, as the
     rasteriser's many small ops collapse on OpenMP fork/joins when the cores are shared (26 s
@@ -188,8 +189,8 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_v
             with report.timed("detect"):
                 hints = tracker.predicted_boxes(t)
                 full = schedule.full(t, len(hints), options.max_people)
-                people = detector(frame, hints=hints, full=full)
-                schedule.searched(t, detector.searched_full)
+                people = detector(frame, hints=hints, full=full, fallback=not is_video)
+                schedule.searched(t, detector.searched_full, detector.lost)
                 usable = [
                     p for p in people if _unusable((p.keypoints, p.confidence), model) is None
                 ]
@@ -260,6 +261,9 @@ def _render_frame(
         all_faces = torch.cat([faces + k * nv for k in range(len(idx))])
         face_colors = np.repeat(colors[idx.numpy()], len(faces), axis=0)
         f = float(motion.focal_length[sel][0]) if len(sel) else default_focal(h, w)
+        # body meshes are closed: their back faces are hidden anyway (the camera is a rotation
+        # of the world frame, so the winding seen from outside is the same)
+        cull = wound_outward(verts[0], faces)
         # pixel centres scale as u' = s (u + ½) - ½: the image centre stays the principal point
         overlay = render_overlay(
             image,
@@ -267,10 +271,13 @@ def _render_frame(
             all_faces,
             (f * scale[0], f * scale[1]),
             color=face_colors,
+            cull_back=cull,
         )
         if options.side_view:
             world = (vcam[idx] @ r).reshape(-1, 3).float()  # camera → world (y up), people placed
-            side = render_side_view(world, all_faces, size=(h, max(h // 2, 64)), color=face_colors)
+            side = render_side_view(
+                world, all_faces, size=(h, max(h // 2, 64)), color=face_colors, cull_back=cull
+            )
     return overlay, side, vcam
 
 

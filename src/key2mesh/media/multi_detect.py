@@ -17,7 +17,8 @@ intersection over the smaller box. Measured on the two-person sports2d demo vide
 
 That full search costs ~12 BlazePose runs per frame. In a video most frames need only the crops:
 ``full=False`` searches each hint crop once and stops there when every crop gave a new person,
-else goes on with the whole frame and the tiles (a tracked person was lost, or moved far).
+else goes on with the whole frame and the tiles (a tracked person was lost, or moved far), unless
+``fallback=False`` (the schedule then searches in full at its next turn).
 :class:`SearchSchedule` says when a frame needs the full search anyway: nobody tracked yet, or
 room for more people and ``every_s`` seconds since the last one (to find people who come in).
 """
@@ -108,29 +109,30 @@ class SearchSchedule:
     """When a video frame gets the detector's full search (whole frame + tiles) besides the
     crops around the people already tracked.
 
-    Full search when nobody is tracked, or while fewer than ``max_people`` are tracked once
-    ``every_s`` seconds of video have passed since the last full search (a person who comes in
-    is found within ``every_s``); never otherwise: with ``max_people`` tracked there is no room
-    for anyone new. ``every_s = 0`` searches every frame in full. Whatever the schedule says,
-    the detector falls back to the full search when a crop loses its person.
+    Full search when nobody is tracked, else at most every ``every_s`` seconds of video while
+    there is room for someone new (fewer than ``max_people`` tracked: a person who comes in is
+    found within ``every_s``) or a tracked person was lost on their crop (found again within
+    ``every_s``, or their track ends). ``every_s = 0``: every frame that needs it.
     """
 
     every_s: float = 0.25
     last_full: float | None = None  # video time of the last full search
+    lost: bool = False  # a tracked person was not found on their crop since then
 
     def full(self, time_s: float, num_tracked: int, max_people: int) -> bool:
         """Whether the frame at ``time_s`` seconds needs the full search."""
         if num_tracked == 0:
             return True
-        if num_tracked >= max_people:
-            return False
-        return self.last_full is None or time_s - self.last_full >= self.every_s - 1e-9
+        due = self.last_full is None or time_s - self.last_full >= self.every_s - 1e-9
+        return due and (num_tracked < max_people or self.lost)
 
-    def searched(self, time_s: float, full: bool) -> None:
-        """Record what the detector did on the frame at ``time_s`` (``full``: the whole frame
-        and the tiles were searched, as scheduled or as a fallback)."""
+    def searched(self, time_s: float, full: bool, lost: int = 0) -> None:
+        """Record what the detector did on the frame at ``time_s``: ``full``: the whole frame
+        and the tiles were searched; ``lost``: tracked people not found on their crops."""
         if full:
-            self.last_full = time_s
+            self.last_full, self.lost = time_s, False
+        else:
+            self.lost = self.lost or lost > 0
 
 
 class MultiPersonDetector:
@@ -169,6 +171,7 @@ class MultiPersonDetector:
         self.calls = 0  # BlazePose runs so far (cost accounting)
         self.full_searches = 0  # frames searched whole + tiles so far
         self.searched_full = False  # whether the last frame was searched whole + tiles
+        self.lost = 0  # hint crops of the last frame that gave no new person
         # the first raw detection of the last frame that was rejected as no person (keypoints
         # (33, 2), confidence (33,)), so callers can say why a frame gave nobody
         self.rejected: tuple[np.ndarray, np.ndarray] | None = None
@@ -205,12 +208,13 @@ class MultiPersonDetector:
         return det[0], det[1], keypoint_box(det[0], det[1], self.min_confidence)
 
     def __call__(
-        self, image, hints: np.ndarray | None = None, full: bool = True
+        self, image, hints: np.ndarray | None = None, full: bool = True, fallback: bool = True
     ) -> list[PersonDetection]:
         """Detect people in ``image`` (H, W, 3) uint8 RGB; ``hints`` (M, 4) boxes where people
         are expected (pixels). ``full=False``: each hint crop is searched once, and the whole
-        frame and the tiles only when a crop found no new person (``searched_full`` says which
-        happened). Returns at most ``max_people`` detections, best score first."""
+        frame and the tiles only when a crop found no new person and ``fallback`` is set
+        (``searched_full`` says which happened, ``lost`` how many crops found nobody new).
+        Returns at most ``max_people`` detections, best score first."""
         img = np.asarray(image)
         h, w = img.shape[:2]
         work = img.copy()
@@ -220,11 +224,13 @@ class MultiPersonDetector:
         regions = self.regions(h, w, hints)
         num_hints = int((regions[:, 4] == HINT).sum())
         self.searched_full = full or num_hints == 0
+        self.lost = 0
         for x0, y0, x1, y1, kind in regions:
             is_tile = kind == TILE
             if kind != HINT and not self.searched_full:
-                if len(found) == num_hints:
-                    break  # every crop gave its person: no full search this frame
+                self.lost = num_hints - len(found)
+                if not self.lost or not fallback:
+                    break  # every crop gave its person (or no fallback): no full search
                 self.searched_full = True  # a crop lost its person: search everywhere
             inner = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])  # region edges inside the image
             once = kind == HINT and not self.searched_full

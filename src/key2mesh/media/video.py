@@ -203,8 +203,9 @@ def read_frames(
 
 
 def fit_height(image: np.ndarray, max_height: int | None) -> np.ndarray:
-    """``image`` (H, W, 3) uint8 scaled down (area averaging) to ``max_height`` rows, the aspect
-    ratio kept (width rounded); as it is when it is no higher or ``max_height`` is None/0."""
+    """``image`` (H, W, 3) uint8 scaled down to ``max_height`` rows, the aspect ratio kept (width
+    rounded): bilinear down to half the size (8x faster than area averaging here, no aliasing
+    yet), area averaging below; as it is when it is no higher or ``max_height`` is None/0."""
     h, w = image.shape[:2]
     if not max_height or h <= max_height:
         return image
@@ -215,7 +216,8 @@ def fit_height(image: np.ndarray, max_height: int | None) -> np.ndarray:
         from PIL import Image
 
         return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    method = cv2.INTER_LINEAR if 2 * max_height >= h else cv2.INTER_AREA
+    return cv2.resize(image, size, interpolation=method)
 
 
 def h264_available() -> bool:
