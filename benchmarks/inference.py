@@ -6,8 +6,11 @@
 "mesh" times are keypoints → network → body model, with a new shape every call (the body's
 shape-only rest model is recomputed); "tracked" reuses one shape (a tracked person whose shape is
 held fixed: the rest mesh comes from the body's cache). "anny" is anny's own forward (rest model,
-Warp skinning, dense regressor) on the same parameters, for the ratio in the same process. The
-last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=... meshes_per_s_b512=... ...``;
+Warp skinning, dense regressor) on the same parameters, for the ratio in the same process.
+"params" is the network on normalised keypoints; ``predict_b1_ms`` is ``Key2Mesh.predict(...,
+mesh=False)`` at batch 1 (input checks, padding to 4 rows for batch-invariant numbers, the body's
+3D keypoints). The last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=...
+meshes_per_s_b512=... ...``;
 ``mesh_full_b1_not_invariant_ms`` is the batch-1 mesh with ``batch_invariant=False`` (see the
 README's design notes).
 """
@@ -56,7 +59,7 @@ def main() -> None:
         conf = torch.ones(batch, k)
 
         def params():
-            return model.net(model.normalize(x, conf)[0])
+            return model.net.predict(model.normalize(x, conf)[0])
 
         def mesh(body):
             body.clear_cache()  # a new shape every call
@@ -65,6 +68,8 @@ def main() -> None:
         with torch.no_grad():
             r, s = params()
             t_params = timeit(params, 2 * reps)
+            # the API: validation, padding for batch invariance, body keypoints included
+            t_predict = timeit(lambda: model.predict(x, conf, mesh=False), 2 * reps)
             t_low = timeit(lambda: mesh(low), reps)
             t_full = timeit(lambda: mesh(full), reps)
             t_tracked = timeit(lambda: full(params()[0], s), reps)
@@ -79,6 +84,7 @@ def main() -> None:
         if batch == 1:
             res.update(
                 params_b1_ms=1000 * t_params,
+                predict_b1_ms=1000 * t_predict,
                 mesh_full_b1_ms=1000 * t_full,
                 mesh_full_b1_tracked_ms=1000 * t_tracked,
                 mesh_full_b1_not_invariant_ms=1000 * t_gemv,

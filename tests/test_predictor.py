@@ -44,6 +44,29 @@ def test_predict_shapes_and_image_invariance(model):
     assert one.rotmats.shape == (1, 24, 3, 3) and not one.rotmats.requires_grad
 
 
+def test_inference_path_gives_the_same_numbers(model):
+    """The network's functional eval path is its module forward to the bit; a batch of one
+    (padded to PAD_ROWS) gives every row's numbers as a batch of 11 does."""
+    b = _sample(model, n=11, seed=3)
+    x = model.normalize(b.keypoints2d, b.confidence)[0]
+    with torch.no_grad():
+        for a, c in zip(model.net.predict(x), model.net(x)):
+            assert torch.equal(a, c)
+    whole = model.predict(b.keypoints2d, b.confidence, mesh=False)
+    for i in (0, 5, 10):
+        one = model.predict(b.keypoints2d[i], b.confidence[i], mesh=False)
+        assert torch.equal(one.rotmats[0], whole.rotmats[i])
+        assert torch.equal(one.shape[0], whole.shape[i])
+        assert torch.equal(one.keypoints3d[0], whole.keypoints3d[i])
+    import copy
+
+    net = copy.deepcopy(model.net).train()  # (a training step moves BatchNorm's statistics)
+    torch.manual_seed(0)
+    r1 = net.predict(x)[0]  # training mode: the module forward (dropout), not the eval path
+    torch.manual_seed(0)
+    assert torch.equal(r1, copy.deepcopy(model.net).train()(x)[0])
+
+
 def test_predict_from_another_keypoint_set(model):
     from key2mesh.keypoints.convert import convert_keypoints
 

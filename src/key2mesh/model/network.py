@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from key2mesh.geometry.rotations import rot6d_to_matrix
@@ -40,6 +41,23 @@ def _layer(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.PReLU(), nn.Dropout(dropout)
     )
+
+
+def _layer_eval(layer: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """A :func:`_layer` in eval mode through the functional ops its modules call (the same
+    numbers, without the modules' call overhead; dropout is the identity)."""
+    lin, bn, act, _ = layer
+    x = F.linear(x, lin.weight, lin.bias)
+    x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    return F.prelu(x, act.weight)
+
+
+def _blocks_eval(blocks: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Residual blocks in eval mode (see :func:`_layer_eval`)."""
+    for block in blocks:
+        a, b = block.body
+        x = x + _layer_eval(b, _layer_eval(a, x))
+    return x
 
 
 class ResidualBlock(nn.Module):
@@ -104,6 +122,18 @@ class Key2MeshNet(nn.Module):
 
     def forward(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.extractor(keypoints))
+
+    def predict(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for inference: in eval mode the layers run as functional ops (the
+        same numbers without ~50 module calls, a third of a batch-1 call's time); in training
+        mode it is :meth:`forward`."""
+        if self.training:
+            return self(keypoints)
+        ext, head = self.extractor, self.head
+        x = _blocks_eval(ext.blocks, _layer_eval(ext.inp, keypoints.flatten(1)))
+        y = F.linear(_blocks_eval(head.blocks, x), head.out.weight, head.out.bias)
+        rot6d = y[:, : 6 * head.num_joints].reshape(-1, head.num_joints, 6)
+        return rot6d_to_matrix(rot6d), y[:, 6 * head.num_joints :]
 
 
 class DomainCritic(nn.Module):
