@@ -175,10 +175,13 @@ def iter_frames(
             cap.set(cv2.CAP_PROP_POS_FRAMES, start)
         index = start
         while stop is None or index < stop:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if (index - start) % step == 0:
+            if (index - start) % step:
+                if not cap.grab():  # a frame between the kept ones: decoded, not converted
+                    break
+            else:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
                 yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             index += 1
     finally:
