@@ -233,7 +233,7 @@ class MultiPersonDetector:
                     break  # every crop gave its person (or no fallback): no full search
                 self.searched_full = True  # a crop lost its person: search everywhere
             inner = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])  # region edges inside the image
-            once = kind == HINT and not self.searched_full
+            once = kind == HINT  # a tracked person's crop: others are for the full search
             while len(found) < self.max_people:
                 det = self._run(np.ascontiguousarray(work[y0:y1, x0:x1]), x0, y0)
                 if det is None:
