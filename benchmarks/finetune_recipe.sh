@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Which inputs the second training stage should see: each variant fine-tunes the stage-1 model
+# (`pretrain --init`, the paper's recipe + the 'detector' noise profile, 10,000 steps) for STEPS more
+# steps (Adam 3e-4, StepLR x0.8 five times) and is scored on
+#   pose2sim   real MediaPipe detections in Pose2Sim's 4 demo views (12 limb joints, 392 views)
+#   cmu-det    held-out CMU subjects 02 + 05 with the 'detector' noise profile (robustness)
+#   cmu-clean  the same without detector noise
+# Variants (synth options / network dropout):
+#   A detector noise (stage 1's inputs: the control)   B no detector noise
+#   C B + 0.3 px jitter                                D B + no dropout (what the shipped models use)
+#   F C + no dropout                                   G F + 5 % occlusion
+# The last line is machine-readable: RESULT A_pose2sim_pa_mpjpe=... D_cmu_det_pa_mpjpe=...
+#
+#   bash benchmarks/finetune_recipe.sh     (INIT, STEPS, CACHE, BENCH, OUT, THREADS, VARIANTS overridable)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+K2M=.venv/bin/key2mesh
+INIT=${INIT:-runs/default_coco17/last.pt}
+STEPS=${STEPS:-1500}
+CACHE=${CACHE:-cache/mocap_all.npz}
+BENCH=${BENCH:-cache/pose2sim_benchmark.npz}
+OUT=${OUT:-runs/finetune_recipe}
+THREADS=${THREADS:-1}
+VARIANTS=${VARIANTS:-A B C D F G}
+[ -f "$INIT" ] || { echo "missing $INIT: run scripts/train_default.sh (stage 1) first"; exit 2; }
+[ -f "$CACHE" ] || { echo "missing $CACHE: build it as scripts/train_default.sh does"; exit 2; }
+[ -f "$BENCH" ] || $K2M data pose2sim --out "$BENCH"
+mkdir -p "$OUT" benchmarks/results
+
+config() {
+  case "$1" in
+    A) echo '{"synth": {"noise_profile": "detector"}, "pose_augment": true}' ;;
+    B) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true}' ;;
+    C) echo '{"synth": {"noise_profile": "none", "jitter_px": 0.3}, "pose_augment": true}' ;;
+    D) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}}' ;;
+    F) echo '{"synth": {"noise_profile": "none", "jitter_px": 0.3}, "pose_augment": true, "model": {"dropout": 0.0}}' ;;
+    G) echo '{"synth": {"noise_profile": "none", "jitter_px": 0.3, "occlusion_prob": 0.05}, "pose_augment": true, "model": {"dropout": 0.0}}' ;;
+    *) echo "unknown variant $1" >&2; exit 2 ;;
+  esac
+}
+
+for V in $VARIANTS; do
+  config "$V" > "$OUT/$V.json"
+  $K2M pretrain --config "$OUT/$V.json" --cache "$CACHE" --out "$OUT/$V" --keypoint-set coco17 \
+      --hidden 1024 --steps "$STEPS" --lr 3e-4 --lr-step $((STEPS / 5)) --val-every "$STEPS" \
+      --init "$INIT" --threads "$THREADS" --resume > "$OUT/$V.log" 2>&1
+  CK="$OUT/$V/last.pt"
+  $K2M evaluate --dataset "$BENCH" --checkpoint "$CK" --json "$OUT/eval_${V}_pose2sim.json" > /dev/null
+  for P in detector none; do
+    $K2M evaluate --dataset mocap-heldout --heldout subjects --noise-profile "$P" --cache "$CACHE" \
+        --checkpoint "$CK" --json "$OUT/eval_${V}_cmu_$P.json" > /dev/null
+  done
+done
+
+.venv/bin/python - "$OUT" "$INIT" "$STEPS" $VARIANTS <<'PY'
+import json, sys
+from pathlib import Path
+out, init, steps, variants = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+def res(v, d):
+    return json.loads((out / f"eval_{v}_{d}.json").read_text())
+def cell(v, d):
+    r = res(v, d)
+    return f"{r['pa_mpjpe']:.1f} / {r['mpjpe']:.1f}"
+lines = [f"Stage 2 variants: {steps} steps from {init}. Cells: PA-MPJPE / MPJPE (mm).", "",
+         "| variant | options | pose2sim (real) | CMU subjects, detector noise | CMU subjects, clean |",
+         "|---|---|---|---|---|"]
+result = {}
+for v in variants:
+    cfg = json.loads((out / f"{v}.json").read_text())
+    lines.append(f"| {v} | `{json.dumps(cfg)}` | {cell(v, 'pose2sim')} | {cell(v, 'cmu_detector')} | {cell(v, 'cmu_none')} |")
+    for d, key in (("pose2sim", "pose2sim"), ("cmu_detector", "cmu_det"), ("cmu_none", "cmu_clean")):
+        result[f"{v}_{key}_pa_mpjpe"] = res(v, d)["pa_mpjpe"]
+    result[f"{v}_pose2sim_mpjpe"] = res(v, "pose2sim")["mpjpe"]
+text = "\n".join(lines)
+print(text)
+Path("benchmarks/results/finetune_recipe.md").write_text(text + "\n")
+print("RESULT " + " ".join(f"{k}={v:.1f}" for k, v in result.items()))
+PY
