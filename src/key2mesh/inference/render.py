@@ -306,8 +306,10 @@ def render_overlay(
         return out
     bx, by = bx // k, by // k
     inten = shade(raster, vertices_cam, faces)
-    cover = raster.mask.to(inten.dtype)
     col = torch.as_tensor(np.asarray(color, dtype=np.float64)).to(inten) * 255.0
+    if k == 1:
+        return _blend_covered(out, raster, inten, col, alpha, bx, by)
+    cover = raster.mask.to(inten.dtype)
     if col.ndim == 2:  # one colour per face
         face_col = col.index_select(0, raster.face.clamp(min=0).view(-1)).view(*inten.shape, 3)
         rgb = inten[..., None] * face_col
@@ -335,6 +337,35 @@ def render_overlay(
     out[r0:r1, c0:c1] = (
         (base * (1.0 - a) + mesh_rgb * a).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     )
+    return out
+
+
+def _blend_covered(
+    out: np.ndarray,
+    raster: Raster,
+    inten: torch.Tensor,
+    col: torch.Tensor,
+    alpha: float,
+    bx: int,
+    by: int,
+) -> np.ndarray:
+    """Blend the shaded colour into ``out`` (in place) at the covered pixels of a box raster
+    whose corner is (bx, by) in the image: the numbers of :func:`render_overlay`'s box blend
+    without its work on the uncovered pixels (where alpha is 0 and the image stays as it is)."""
+    pix = torch.nonzero(raster.mask.view(-1)).squeeze(1)
+    if pix.numel() == 0:
+        return out
+    value = inten.view(-1).index_select(0, pix)[:, None]
+    if col.ndim == 2:  # one colour per face
+        rgb = value * col.index_select(0, raster.face.view(-1).index_select(0, pix))
+    else:
+        rgb = value * col
+    a = alpha * torch.ones_like(value)  # as alpha x coverage (1) in the box blend
+    bw = raster.face.shape[1]
+    ys = (torch.div(pix, bw, rounding_mode="floor") + by).cpu().numpy()
+    xs = (pix % bw + bx).cpu().numpy()
+    base = torch.as_tensor(out[ys, xs], dtype=inten.dtype, device=inten.device)
+    out[ys, xs] = (base * (1.0 - a) + rgb * a).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     return out
 
 
