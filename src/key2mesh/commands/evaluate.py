@@ -23,7 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--detections", help="H3.6M: your OpenPose detections (else the npz's 'openpose' key)"
     )
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="key2mesh checkpoint, shipped name, or the paper's official best-model.ckpt",
+    )
     p.add_argument("--cache", help="mocap-heldout: the MoCap training cache")
     p.add_argument("--noise-profile", default="none", help="mocap-heldout: none, detector, strong")
     p.add_argument(
@@ -37,7 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "or only the held-out subjects (e.g. CMU 02 and 05)",
     )
     p.add_argument("--split", default="test", help="3dpw split (test, validation, train)")
-    p.add_argument("--smpl-dir", help="SMPL files for ground-truth meshes of 3dpw / h36m-p2")
+    p.add_argument(
+        "--smpl-dir",
+        help="SMPL files for ground-truth meshes of 3dpw / h36m-p2 (and for an SMPL checkpoint's body)",
+    )
     p.add_argument(
         "--h36m-regressor",
         help="SPIN's J_regressor_h36m.npy for the SMPL ground truth's H36M joints",
@@ -86,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         if v
     }
     protocol = dataclasses.replace(protocol, **overrides)
-    model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, full_mesh=False)
+    model = Key2Mesh.from_pretrained(
+        args.checkpoint, device=args.device, full_mesh=False, smpl_dir=args.smpl_dir
+    )
     if args.dataset == "mocap-heldout":
         if not args.cache:
             raise Key2MeshError(

@@ -10,14 +10,22 @@ HELP = "export a checkpoint's network (with input normalisation) to ONNX and/or 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "checkpoint", help="checkpoint file or shipped model name (anny-body25, anny-coco17)"
+        "checkpoint",
+        help="checkpoint file, shipped model name (anny-body25, anny-coco17), or the paper's "
+        "official best-model.ckpt",
     )
     p.add_argument("--onnx", metavar="PATH", help="write an ONNX model here")
     p.add_argument("--torchscript", metavar="PATH", help="write a TorchScript model here")
     p.add_argument(
         "--slim",
         metavar="PATH",
-        help="write a shippable checkpoint (no optimizer state, float16 weights)",
+        help="write a shippable checkpoint (no optimizer state, float16 weights); the input may "
+        "be the paper's official best-model.ckpt, converted to key2mesh's format (SMPL body)",
+    )
+    p.add_argument(
+        "--float32",
+        action="store_true",
+        help="--slim: keep float32 weights (e.g. to convert an official checkpoint losslessly)",
     )
     p.add_argument(
         "--check",
@@ -48,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.slim:
         from key2mesh.model.checkpoint import atomic_save, slim_checkpoint
 
-        atomic_save(slim_checkpoint(ck), args.slim)
+        atomic_save(slim_checkpoint(ck, half=not args.float32), args.slim)
         print(f"wrote {args.slim} ({Path(args.slim).stat().st_size / 1e6:.1f} MB)")
     if args.onnx:
         path = export_onnx(ck, args.onnx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -113,10 +114,15 @@ class Key2Mesh:
         path_or_name: str | os.PathLike = "anny-body25",
         device: str | None = None,
         full_mesh: bool = True,
+        smpl_dir: str | os.PathLike | None = None,
     ) -> Key2Mesh:
-        return cls(
-            load_checkpoint(resolve_checkpoint(path_or_name)), device=device, full_mesh=full_mesh
-        )
+        """A checkpoint file (ours, or the paper's official ``best-model.ckpt``) or shipped name.
+        ``smpl_dir``: the SMPL files' folder for an SMPL checkpoint (replaces the stored one;
+        default: the stored folder, else ``$KEY2MESH_SMPL_DIR``); ignored for anny checkpoints."""
+        ckpt = load_checkpoint(resolve_checkpoint(path_or_name))
+        if smpl_dir is not None and ckpt.body.get("name") == "smpl":
+            ckpt.body["model_dir"] = str(Path(smpl_dir).expanduser().resolve())
+        return cls(ckpt, device=device, full_mesh=full_mesh)
 
     @property
     def faces(self) -> torch.Tensor:

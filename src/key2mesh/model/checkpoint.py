@@ -51,7 +51,9 @@ PRETRAINED = {"anny-body25": "anny_body25.pt", "anny-coco17": "anny_coco17.pt"}
 
 
 def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
-    """A file path, or the name of a shipped checkpoint (``anny-body25``, ``anny-coco17``)."""
+    """A file path (a key2mesh checkpoint, or the paper's official ``best-model.ckpt`` that
+    :func:`load_checkpoint` converts), or the name of a shipped checkpoint (``anny-body25``,
+    ``anny-coco17``)."""
     p = Path(path_or_name)
     if p.is_file():
         return p
@@ -285,7 +287,11 @@ def load_checkpoint(
     expect_body: dict | None = None,
     expect_keypoint_set: str | None = None,
 ) -> Checkpoint:
-    """Read and validate a checkpoint; mismatches with what the caller expects are user errors."""
+    """Read and validate a checkpoint; mismatches with what the caller expects are user errors.
+
+    An official Key2Mesh checkpoint (the paper's Lightning ``best-model.ckpt`` or its
+    ``state_dict``) is converted on the fly (:mod:`key2mesh.model.paper_import`): SMPL body
+    (files from ``$KEY2MESH_SMPL_DIR`` unless a folder is given later), OpenPose COCO-18 input."""
     path = Path(path)
     if not path.is_file():
         raise Key2MeshError(f"checkpoint {path} does not exist")
@@ -302,14 +308,27 @@ def load_checkpoint(
         what = f" ({unsafe.group(1)})" if unsafe.group(1) else ""
         raise Key2MeshError(
             f"{path} is refused: it holds Python objects{what} besides tensors and plain values "
-            "(loading it could run code); key2mesh checkpoints never do"
+            "(loading it could run code); key2mesh checkpoints never do. For an official Key2Mesh "
+            "(Lightning) checkpoint from a source you trust, save its bare weights first (its "
+            "'state_dict' entry, with torch.save) and pass that file"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
         raise Key2MeshError(
             f"{path} is not a readable key2mesh checkpoint ({type(exc).__name__})"
         ) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise Key2MeshError(f"{path} is not a key2mesh checkpoint")
+        from key2mesh.model.paper_import import convert_paper_state_dict, paper_state_dict
+
+        official = paper_state_dict(ckpt)
+        if official is None:
+            raise Key2MeshError(
+                f"{path} is neither a key2mesh checkpoint nor an official Key2Mesh one "
+                "(a Lightning best-model.ckpt, or its state_dict, with smpl_head.* weights)"
+            )
+        try:
+            ckpt = convert_paper_state_dict(official).to_dict()
+        except Key2MeshError as exc:
+            raise Key2MeshError(f"{path}: {exc}") from None
     if ckpt.get("format_version") != FORMAT_VERSION:
         raise Key2MeshError(
             f"{path} has checkpoint format {ckpt.get('format_version')}, this key2mesh reads format {FORMAT_VERSION}"
