@@ -9,6 +9,7 @@
 #   A detector noise (stage 1's inputs: the control)   B no detector noise
 #   C B + 0.3 px jitter                                D B + no dropout (what the shipped models use)
 #   F C + no dropout                                   G F + 5 % occlusion
+#   H D + 2D loss weight x4 (200)                      I D without the pose sampler
 # The last line is machine-readable: RESULT A_pose2sim_pa_mpjpe=... D_cmu_det_pa_mpjpe=...
 #
 #   bash benchmarks/finetune_recipe.sh     (INIT, STEPS, CACHE, BENCH, OUT, THREADS, VARIANTS overridable)
@@ -21,7 +22,7 @@ CACHE=${CACHE:-cache/mocap_all.npz}
 BENCH=${BENCH:-cache/pose2sim_benchmark.npz}
 OUT=${OUT:-runs/finetune_recipe}
 THREADS=${THREADS:-1}
-VARIANTS=${VARIANTS:-A B C D F G}
+VARIANTS=${VARIANTS:-A B C D F G H I}
 [ -f "$INIT" ] || { echo "missing $INIT: run scripts/train_default.sh (stage 1) first"; exit 2; }
 [ -f "$CACHE" ] || { echo "missing $CACHE: build it as scripts/train_default.sh does"; exit 2; }
 [ -f "$BENCH" ] || $K2M data pose2sim --out "$BENCH"
@@ -35,6 +36,8 @@ config() {
     D) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}}' ;;
     F) echo '{"synth": {"noise_profile": "none", "jitter_px": 0.3}, "pose_augment": true, "model": {"dropout": 0.0}}' ;;
     G) echo '{"synth": {"noise_profile": "none", "jitter_px": 0.3, "occlusion_prob": 0.05}, "pose_augment": true, "model": {"dropout": 0.0}}' ;;
+    H) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "weights": {"kp2d": 200.0}}' ;;
+    I) echo '{"synth": {"noise_profile": "none"}, "pose_augment": false, "model": {"dropout": 0.0}}' ;;
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
