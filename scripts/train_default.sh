@@ -9,7 +9,7 @@
 #      only (1 px jitter, 20 % occlusion; no detector noise) and no dropout (measured on real
 #      detections and held-out subjects: see README "Shipped models").
 #   bash scripts/train_default.sh   (STEPS, FT_STEPS, FT_LR, HIDDEN, LR_STEP, SETS, CACHE, CMU_DIR,
-#   THREADS overridable)
+#   THREADS, CONFIG (stage 1's pretrain config) overridable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K2M=.venv/bin/key2mesh
@@ -30,10 +30,11 @@ sys.exit(bool(PoseBank.load(sys.argv[1]).stale_sources()))" "$CACHE" 2>/dev/null
 fi
 $K2M data stats "$CACHE"
 mkdir -p runs src/key2mesh/pretrained
+CONFIG=${CONFIG:-'{"synth": {"noise_profile": "detector"}, "pose_augment": true}'}  # stage 1
 FT_CONFIG='{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}}'
 for SET in $SETS; do
   KSET=$([ "$SET" = body25 ] && echo openpose_body25 || echo coco17)
-  printf '{"synth": {"noise_profile": "detector"}, "pose_augment": true}\n' > "runs/default_$SET.json"
+  printf '%s\n' "$CONFIG" > "runs/default_$SET.json"
   $K2M pretrain --config "runs/default_$SET.json" --cache "$CACHE" --out "runs/default_$SET" \
       --keypoint-set "$KSET" --hidden "$HIDDEN" --steps "$STEPS" --lr-step "$LR_STEP" --val-every 1000 --resume ${THREADS:+--threads "$THREADS"}
   FINAL="runs/default_$SET/best.pt"
