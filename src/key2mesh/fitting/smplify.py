@@ -305,173 +305,141 @@ def fit_to_keypoints(
         :class:`FitResult`.
     """
     with torch_threads(num_threads):
-        return _fit(
-            body,
-            keypoints2d,
-            confidence,
-            keypoint_set,
-            camera,
-            init_rotmats,
-            init_shape,
-            iters,
-            lr,
-            optimizer,
-            weights,
-            yaw_candidates,
-            select_iters,
-            fit_shape,
-            conf_threshold,
-        )
-
-
-def _fit(
-    body,
-    keypoints2d,
-    confidence,
-    keypoint_set,
-    camera,
-    init_rotmats,
-    init_shape,
-    iters,
-    lr,
-    optimizer,
-    weights,
-    yaw_candidates,
-    select_iters,
-    fit_shape,
-    conf_threshold,
-) -> FitResult:
-    kset = canonical_set_name(keypoint_set)
-    k = num_keypoints(kset)
-    dev, dt = body.device, body.dtype
-    camera = camera or VirtualCamera()
-    weights = weights or FitWeights()
-    optimizer = optimizer.lower()
-    if optimizer not in ("adam", "lbfgs"):
-        raise Key2MeshError(
-            f"fit_to_keypoints: optimizer must be 'adam' or 'lbfgs', got {optimizer!r}"
-        )
-    if iters < 0 or select_iters < 0:
-        raise Key2MeshError(
-            f"fit_to_keypoints: iters and select_iters must be >= 0, got {iters} and {select_iters}"
-        )
-    if weights.sigma <= 0:
-        raise Key2MeshError(f"fit_to_keypoints: FitWeights.sigma must be > 0, got {weights.sigma}")
-    kp = _as_tensor(keypoints2d, "keypoints2d", dev, dt)
-    if kp.ndim != 3 or kp.shape[1:] != (k, 2):
-        raise Key2MeshError(
-            f"fit_to_keypoints: keypoints2d must have shape (B, {k}, 2) for {kset}, got {tuple(kp.shape)}"
-        )
-    b = kp.shape[0]
-    conf = _as_tensor(confidence, "confidence", dev, dt)
-    if conf.shape != (b, k):
-        raise Key2MeshError(
-            f"fit_to_keypoints: confidence must have shape ({b}, {k}), got {tuple(conf.shape)}"
-        )
-    if init_rotmats is not None:
-        init_rotmats = _as_tensor(init_rotmats, "init_rotmats", dev, dt)
-        if init_rotmats.shape != (b, 24, 3, 3):
+        kset = canonical_set_name(keypoint_set)
+        k = num_keypoints(kset)
+        dev, dt = body.device, body.dtype
+        camera = camera or VirtualCamera()
+        weights = weights or FitWeights()
+        optimizer = optimizer.lower()
+        if optimizer not in ("adam", "lbfgs"):
             raise Key2MeshError(
-                f"fit_to_keypoints: init_rotmats must have shape ({b}, 24, 3, 3), got {tuple(init_rotmats.shape)}"
+                f"fit_to_keypoints: optimizer must be 'adam' or 'lbfgs', got {optimizer!r}"
             )
-    if init_shape is not None:
-        init_shape = _as_tensor(init_shape, "init_shape", dev, dt)
-        if init_shape.shape != (b, body.shape_dim):
+        if iters < 0 or select_iters < 0:
             raise Key2MeshError(
-                f"fit_to_keypoints: init_shape must have shape ({b}, {body.shape_dim}), got {tuple(init_shape.shape)}"
+                f"fit_to_keypoints: iters and select_iters must be >= 0, got {iters} and {select_iters}"
             )
-    if lr is None:
-        lr = 1.0 if optimizer == "lbfgs" else 0.05 if init_rotmats is None else 0.01
+        if weights.sigma <= 0:
+            raise Key2MeshError(
+                f"fit_to_keypoints: FitWeights.sigma must be > 0, got {weights.sigma}"
+            )
+        kp = _as_tensor(keypoints2d, "keypoints2d", dev, dt)
+        if kp.ndim != 3 or kp.shape[1:] != (k, 2):
+            raise Key2MeshError(
+                f"fit_to_keypoints: keypoints2d must have shape (B, {k}, 2) for {kset}, got {tuple(kp.shape)}"
+            )
+        b = kp.shape[0]
+        conf = _as_tensor(confidence, "confidence", dev, dt)
+        if conf.shape != (b, k):
+            raise Key2MeshError(
+                f"fit_to_keypoints: confidence must have shape ({b}, {k}), got {tuple(conf.shape)}"
+            )
+        if init_rotmats is not None:
+            init_rotmats = _as_tensor(init_rotmats, "init_rotmats", dev, dt)
+            if init_rotmats.shape != (b, 24, 3, 3):
+                raise Key2MeshError(
+                    f"fit_to_keypoints: init_rotmats must have shape ({b}, 24, 3, 3), got {tuple(init_rotmats.shape)}"
+                )
+        if init_shape is not None:
+            init_shape = _as_tensor(init_shape, "init_shape", dev, dt)
+            if init_shape.shape != (b, body.shape_dim):
+                raise Key2MeshError(
+                    f"fit_to_keypoints: init_shape must have shape ({b}, {body.shape_dim}), got {tuple(init_shape.shape)}"
+                )
+        if lr is None:
+            lr = 1.0 if optimizer == "lbfgs" else 0.05 if init_rotmats is None else 0.01
 
-    # Targets: missing / non-finite joints get no weight and cannot influence anything.
-    conf = torch.nan_to_num(conf, nan=0.0).clamp(0, 1)
-    finite = torch.isfinite(kp).all(-1)
-    conf = torch.where(finite, conf, torch.zeros_like(conf))
-    kp = torch.where(finite[..., None], kp, torch.zeros_like(kp))
-    valid = conf >= conf_threshold
-    target, _ = bbox_normalize(kp, conf, valid=valid)
-    weight = conf * valid * joint_weights(kset).to(dev, dt)
-    big = torch.finfo(dt).max / 4
-    lo = torch.where(valid[..., None], kp, big).amin(-2)
-    hi = torch.where(valid[..., None], kp, -big).amax(-2)
-    box = torch.where(valid.any(-1), (hi - lo).amax(-1), torch.ones(b, dtype=dt, device=dev))
+        # Targets: missing / non-finite joints get no weight and cannot influence anything.
+        conf = torch.nan_to_num(conf, nan=0.0).clamp(0, 1)
+        finite = torch.isfinite(kp).all(-1)
+        conf = torch.where(finite, conf, torch.zeros_like(conf))
+        kp = torch.where(finite[..., None], kp, torch.zeros_like(kp))
+        valid = conf >= conf_threshold
+        target, _ = bbox_normalize(kp, conf, valid=valid)
+        weight = conf * valid * joint_weights(kset).to(dev, dt)
+        big = torch.finfo(dt).max / 4
+        lo = torch.where(valid[..., None], kp, big).amin(-2)
+        hi = torch.where(valid[..., None], kp, -big).amax(-2)
+        box = torch.where(valid.any(-1), (hi - lo).amax(-1), torch.ones(b, dtype=dt, device=dev))
 
-    shape_bounds = (0.0, 1.0) if body.name == "anny" else None
-    shape0 = body.default_shape(b).to(dev, dt)
-    rot = (
-        init_rotmats
-        if init_rotmats is not None
-        else torch.eye(3, dtype=dt, device=dev).repeat(b, 24, 1, 1)
-    )
-    shape = init_shape if init_shape is not None else shape0
-    if shape_bounds is not None:
-        shape = shape.clamp(*shape_bounds)
-    if yaw_candidates is None:
-        yaw_candidates = (0.0,) if init_rotmats is not None else (0.0, 180.0)
-    yaws = torch.as_tensor(list(yaw_candidates), dtype=dt, device=dev)
-    c = len(yaws)
-    if c == 0:
-        raise Key2MeshError("fit_to_keypoints: yaw_candidates must not be empty")
-
-    history: list[torch.Tensor] = []
-    rot6d = matrix_to_rot6d(rot)
-    if c > 1:
-        # Stage 1: every candidate orientation, all samples at once (candidate-major batch).
-        rot_c = rot.repeat(c, 1, 1, 1).clone()
-        rot_c[:, 0] = rotation_y(yaws * DEG).to(dt).repeat_interleave(b, 0) @ rot_c[:, 0]
-        obj = _Objective(
-            body,
-            kset,
-            camera,
-            target.repeat(c, 1, 1),
-            weight.repeat(c, 1),
-            valid.repeat(c, 1),
-            weights,
-            shape0.repeat(c, 1),
+        shape_bounds = (0.0, 1.0) if body.name == "anny" else None
+        shape0 = body.default_shape(b).to(dev, dt)
+        rot = (
+            init_rotmats
+            if init_rotmats is not None
+            else torch.eye(3, dtype=dt, device=dev).repeat(b, 24, 1, 1)
         )
-        r6, sh, hist = _optimise(
-            obj,
-            matrix_to_rot6d(rot_c),
-            shape.repeat(c, 1),
-            select_iters,
-            lr,
-            optimizer,
-            fit_shape,
-            shape_bounds,
+        shape = init_shape if init_shape is not None else shape0
+        if shape_bounds is not None:
+            shape = shape.clamp(*shape_bounds)
+        if yaw_candidates is None:
+            yaw_candidates = (0.0,) if init_rotmats is not None else (0.0, 180.0)
+        yaws = torch.as_tensor(list(yaw_candidates), dtype=dt, device=dev)
+        c = len(yaws)
+        if c == 0:
+            raise Key2MeshError("fit_to_keypoints: yaw_candidates must not be empty")
+
+        history: list[torch.Tensor] = []
+        rot6d = matrix_to_rot6d(rot)
+        if c > 1:
+            # Stage 1: every candidate orientation, all samples at once (candidate-major batch).
+            rot_c = rot.repeat(c, 1, 1, 1).clone()
+            rot_c[:, 0] = rotation_y(yaws * DEG).to(dt).repeat_interleave(b, 0) @ rot_c[:, 0]
+            obj = _Objective(
+                body,
+                kset,
+                camera,
+                target.repeat(c, 1, 1),
+                weight.repeat(c, 1),
+                valid.repeat(c, 1),
+                weights,
+                shape0.repeat(c, 1),
+            )
+            r6, sh, hist = _optimise(
+                obj,
+                matrix_to_rot6d(rot_c),
+                shape.repeat(c, 1),
+                select_iters,
+                lr,
+                optimizer,
+                fit_shape,
+                shape_bounds,
+            )
+            with torch.no_grad():
+                final = obj(rot6d_to_matrix(r6), sh).view(c, b)
+            best = final.argmin(0)  # (B,)
+            pick = best * b + torch.arange(b, device=dev)
+            rot6d, shape = r6[pick], sh[pick]
+            history += [h.view(c, b).gather(0, best[None])[0] for h in hist]
+        elif c == 1:
+            rot6d = matrix_to_rot6d(rotation_y(yaws[0] * DEG).to(dt) @ rot[:, 0]).unsqueeze(1)
+            rot6d = torch.cat([rot6d, matrix_to_rot6d(rot[:, 1:])], dim=1)
+
+        obj = _Objective(body, kset, camera, target, weight, valid, weights, shape0)
+        rot6d, shape, hist = _optimise(
+            obj, rot6d, shape, iters, lr, optimizer, fit_shape, shape_bounds
         )
+        history += hist
+
         with torch.no_grad():
-            final = obj(rot6d_to_matrix(r6), sh).view(c, b)
-        best = final.argmin(0)  # (B,)
-        pick = best * b + torch.arange(b, device=dev)
-        rot6d, shape = r6[pick], sh[pick]
-        history += [h.view(c, b).gather(0, best[None])[0] for h in hist]
-    elif c == 1:
-        rot6d = matrix_to_rot6d(rotation_y(yaws[0] * DEG).to(dt) @ rot[:, 0]).unsqueeze(1)
-        rot6d = torch.cat([rot6d, matrix_to_rot6d(rot[:, 1:])], dim=1)
-
-    obj = _Objective(body, kset, camera, target, weight, valid, weights, shape0)
-    rot6d, shape, hist = _optimise(obj, rot6d, shape, iters, lr, optimizer, fit_shape, shape_bounds)
-    history += hist
-
-    with torch.no_grad():
-        rotmats = rot6d_to_matrix(rot6d)
-        out = body(rotmats, shape)
-        kp3d = body.regress(out.vertices, kset)
-        history.append(obj(rotmats, shape))
-        pred = obj.project(kp3d)
-        dist = (pred - target).norm(dim=-1)
-        n_valid = valid.sum(-1).clamp(min=1)
-        err = (dist * valid).sum(-1) / n_valid
-        pred = torch.where(valid[..., None], pred, torch.full_like(pred, -1.0))
-    return FitResult(
-        rotmats=rotmats,
-        shape=shape,
-        vertices=out.vertices,
-        keypoints3d=kp3d,
-        loss_history=torch.stack(history),
-        reprojection_error=err,
-        reprojection_error_px=err * box,
-        projected2d=pred,
-        target2d=target,
-        valid=valid,
-    )
+            rotmats = rot6d_to_matrix(rot6d)
+            out = body(rotmats, shape)
+            kp3d = body.regress(out.vertices, kset)
+            history.append(obj(rotmats, shape))
+            pred = obj.project(kp3d)
+            dist = (pred - target).norm(dim=-1)
+            n_valid = valid.sum(-1).clamp(min=1)
+            err = (dist * valid).sum(-1) / n_valid
+            pred = torch.where(valid[..., None], pred, torch.full_like(pred, -1.0))
+        return FitResult(
+            rotmats=rotmats,
+            shape=shape,
+            vertices=out.vertices,
+            keypoints3d=kp3d,
+            loss_history=torch.stack(history),
+            reprojection_error=err,
+            reprojection_error_px=err * box,
+            projected2d=pred,
+            target2d=target,
+            valid=valid,
+        )
