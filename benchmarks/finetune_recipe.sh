@@ -10,6 +10,7 @@
 #   C B + 0.3 px jitter                                D B + no dropout (what the shipped models use)
 #   F C + no dropout                                   G F + 5 % occlusion
 #   H D + 2D loss weight x4 (200)                      I D without the pose sampler
+#   J D + weight average (EMA, decay 0.999)
 # The last line is machine-readable: RESULT A_pose2sim_pa_mpjpe=... D_cmu_det_pa_mpjpe=...
 #
 #   bash benchmarks/finetune_recipe.sh     (INIT, STEPS, CACHE, BENCH, OUT, THREADS, VARIANTS overridable)
@@ -22,7 +23,7 @@ CACHE=${CACHE:-cache/mocap_all.npz}
 BENCH=${BENCH:-cache/pose2sim_benchmark.npz}
 OUT=${OUT:-runs/finetune_recipe}
 THREADS=${THREADS:-1}
-VARIANTS=${VARIANTS:-A B C D F G H I}
+VARIANTS=${VARIANTS:-A B C D F G H I J}
 [ -f "$INIT" ] || { echo "missing $INIT: run scripts/train_default.sh (stage 1) first"; exit 2; }
 [ -f "$CACHE" ] || { echo "missing $CACHE: build it as scripts/train_default.sh does"; exit 2; }
 [ -f "$BENCH" ] || $K2M data pose2sim --out "$BENCH"
@@ -38,6 +39,7 @@ config() {
     G) echo '{"synth": {"noise_profile": "none", "jitter_px": 0.3, "occlusion_prob": 0.05}, "pose_augment": true, "model": {"dropout": 0.0}}' ;;
     H) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "weights": {"kp2d": 200.0}}' ;;
     I) echo '{"synth": {"noise_profile": "none"}, "pose_augment": false, "model": {"dropout": 0.0}}' ;;
+    J) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "ema": 0.999}' ;;
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
@@ -48,10 +50,13 @@ for V in $VARIANTS; do
       --hidden 1024 --steps "$STEPS" --lr 3e-4 --lr-step $((STEPS / 5)) --val-every "$STEPS" \
       --init "$INIT" --threads "$THREADS" --resume > "$OUT/$V.log" 2>&1
   CK="$OUT/$V/last.pt"
-  $K2M evaluate --dataset "$BENCH" --checkpoint "$CK" --json "$OUT/eval_${V}_pose2sim.json" > /dev/null
+  # scores newer than the checkpoint are kept (re-running the script only scores what changed)
+  [ "$OUT/eval_${V}_pose2sim.json" -nt "$CK" ] ||
+    $K2M evaluate --dataset "$BENCH" --checkpoint "$CK" --json "$OUT/eval_${V}_pose2sim.json" > /dev/null
   for P in detector none; do
-    $K2M evaluate --dataset mocap-heldout --heldout subjects --noise-profile "$P" --cache "$CACHE" \
-        --checkpoint "$CK" --json "$OUT/eval_${V}_cmu_$P.json" > /dev/null
+    [ "$OUT/eval_${V}_cmu_$P.json" -nt "$CK" ] ||
+      $K2M evaluate --dataset mocap-heldout --heldout subjects --noise-profile "$P" --cache "$CACHE" \
+          --checkpoint "$CK" --json "$OUT/eval_${V}_cmu_$P.json" > /dev/null
   done
 done
 

@@ -5,7 +5,7 @@ import torch
 
 from key2mesh.data.cache import PoseBank
 from key2mesh.errors import Key2MeshError
-from key2mesh.model.checkpoint import load_checkpoint
+from key2mesh.model.checkpoint import load_checkpoint, slim_checkpoint
 from key2mesh.train.adapt import ABLATIONS, AdaptConfig, run_adapt, synthetic_target
 from key2mesh.train.pretrain import PretrainConfig, run_pretrain
 
@@ -83,6 +83,31 @@ def test_init_starts_from_checkpoint_weights(bank_path, tmp_path):
             ),
             progress=False,
         )
+
+
+def test_ema_checkpoint_holds_the_average_and_resumes(bank_path, tmp_path):
+    """``ema``: the saved network is the weight average (first update copies, then
+    avg = d·avg + (1 − d)·w), the raw weights travel for --resume; a bad decay is refused."""
+    cfg = dict(steps=2, ema=0.5)
+    run_pretrain(_cfg(bank_path, tmp_path / "e", stop_after=1, **cfg), progress=False)
+    one = load_checkpoint(tmp_path / "e" / "last.pt")
+    w1 = one.extra["raw_model"]
+    assert all(torch.equal(one.model[k], w1[k]) for k in w1)  # one update: a copy
+    run_pretrain(_cfg(bank_path, tmp_path / "e", **cfg), resume=True, progress=False)
+    two = load_checkpoint(tmp_path / "e" / "last.pt")
+    w2 = two.extra["raw_model"]
+    floats = [k for k in w2 if w2[k].is_floating_point()]
+    assert any(not torch.equal(w1[k], w2[k]) for k in floats)  # training moved the weights
+    for k in floats:
+        torch.testing.assert_close(two.model[k], 0.5 * w1[k] + 0.5 * w2[k])
+    full = run_pretrain(_cfg(bank_path, tmp_path / "f", **cfg), progress=False)
+    assert full["step"] == 2
+    same = load_checkpoint(tmp_path / "f" / "last.pt").model
+    assert all(torch.equal(same[k], two.model[k]) for k in same)  # resume = uninterrupted
+    shipped = slim_checkpoint(two)
+    assert "raw_model" not in shipped and "ema" not in shipped  # only --resume needs them
+    with pytest.raises(Key2MeshError, match="ema"):
+        run_pretrain(_cfg(bank_path, tmp_path / "g", ema=1.0), progress=False)
 
 
 def test_nan_loss_stops_with_step(bank_path, tmp_path, monkeypatch):

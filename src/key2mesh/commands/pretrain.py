@@ -76,6 +76,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         help="start from this checkpoint's weights (fine-tuning; fresh optimizer and schedule)",
     )
+    p.add_argument(
+        "--ema",
+        type=non_negative_float,
+        metavar="DECAY",
+        help="validate, save and export an exponential moving average of the weights "
+        "(decay per step, e.g. 0.999; default 0 = off)",
+    )
     p.add_argument("--stop-after", type=non_negative_int, help=argparse.SUPPRESS)
 
 
@@ -99,6 +106,7 @@ FLAGS = (
     "threads",
     "stop_after",
     "init",
+    "ema",
 )
 
 

@@ -271,10 +271,12 @@ def make_checkpoint(
 
 
 def slim_checkpoint(ckpt: Checkpoint | dict, half: bool = True) -> dict:
-    """A shippable copy: no optimizer/RNG state, weights in float16 (restored to float32 on load)."""
+    """A shippable copy: no optimizer/RNG state and no raw weights of a weight-averaged run
+    (``ema``, ``raw_model``: only --resume needs them), weights in float16 (restored to float32
+    on load)."""
     if isinstance(ckpt, Checkpoint):
         ckpt = ckpt.to_dict()
-    keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "rng")}
+    keep = {k: v for k, v in ckpt.items() if k not in ("optimizer", "rng", "ema", "raw_model")}
     if half:
         keep["model"] = {
             k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()

@@ -75,6 +75,10 @@ class PretrainConfig:
     # start from this checkpoint's network weights (fine-tuning): same keypoint set, body and
     # architecture; the optimizer, LR schedule and step count start fresh. "" = random init.
     init: str = ""
+    # exponential moving average of the weights (decay per step, e.g. 0.999; 0 = off): validation,
+    # best.pt / last.pt's network and the exported model use the averaged weights; the raw ones
+    # are kept in the checkpoint for --resume
+    ema: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> PretrainConfig:
@@ -143,6 +147,8 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
             "batch_size, val_every and val_size must be ≥ 1, steps ≥ 0 and lr > 0 "
             f"(got {cfg.batch_size}, {cfg.val_every}, {cfg.val_size}, {cfg.steps}, {cfg.lr})"
         )
+    if not 0.0 <= cfg.ema < 1.0:
+        raise Key2MeshError(f"ema is a decay per step in [0, 1) (0 = off), got {cfg.ema}")
     split = split_options(
         cfg.to_dict()
     )  # the one reading of the split options (adapt/evaluate use it too)
@@ -229,6 +235,15 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
     if cfg.init and step == 0:
         _init_from(net, cfg.init, bank.body, cfg.keypoint_set)
+    ema = _make_ema(net, cfg.ema)
+    if ema is not None and step > 0:  # resumed: the checkpoint's network is the average
+        if "ema" not in state:
+            raise Key2MeshError(
+                f"--resume: {out / 'last.pt'} was trained without ema; use the same options or a new --out"
+            )
+        ema.load_state_dict(state["ema"])
+        net.load_state_dict(state["raw_model"])
+    averaged = net if ema is None else ema.module  # what is validated, saved and exported
 
     model = net
     if dist.world_size > 1:
@@ -255,8 +270,14 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         check_finite_parameters(
             net, step, out
         )  # never overwrite a good checkpoint with broken weights
+        ema_state = {}
+        if ema is not None:
+            ema_state = {
+                "ema": ema.state_dict(),
+                "raw_model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            }
         ck = make_checkpoint(
-            net,
+            averaged,
             keypoint_set=cfg.keypoint_set,
             body_config=bank.body,
             camera=cfg.camera,
@@ -273,6 +294,7 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
             },
             config=cfg.to_dict(),
             baseline=baseline,
+            **ema_state,
         )
         atomic_save(ck, out / name)
 
@@ -317,6 +339,8 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(net)
         step += 1
         ran += 1
         seen += cfg.batch_size
@@ -326,9 +350,9 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
                 loss=f"{loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}"
             )
         if dist.is_main and (step % cfg.val_every == 0 or step == total_steps):
-            net.eval()
+            averaged.eval()
             with torch.no_grad():
-                vr, vs = net(val.inputs)
+                vr, vs = averaged(val.inputs)
             parts = {
                 name: keypoint_metrics(
                     body, cfg.keypoint_set, vr[sl], vs[sl], val.rotmats[sl], val.shape[sl]
@@ -383,7 +407,18 @@ _RESUME_KEYS = (
     "pose_augment",
     "model",
     "init",
+    "ema",
 )
+
+
+def _make_ema(net: Key2MeshNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """The weight average (``ema`` decay per step; None when off). Its first update copies the
+    weights; each later one is ``avg = decay·avg + (1 − decay)·w``, BatchNorm statistics included."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _init_from(net: Key2MeshNet, path: str, body: dict, keypoint_set: str) -> None:
