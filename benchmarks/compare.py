@@ -125,6 +125,7 @@ def main() -> None:
     from key2mesh.inference.predictor import Key2Mesh
 
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False)
+    model_int8 = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False, int8=True)
     body, kset = model.body, model.keypoint_set
 
     adapted = None
@@ -149,17 +150,21 @@ def main() -> None:
         )
         return r.rotmats.detach(), r.shape.detach()
 
+    # method name -> (short name for the RESULT line, function)
     methods = {
-        "Key2Mesh (pre-trained)": lambda k, c: k2m(k, c),
-        f"Optimisation baseline ({a.iters} it)": lambda k, c: fit(k, c),
-        f"Key2Mesh + refinement ({a.refine_iters} it)": lambda k, c: fit(
-            k, c, k2m(k, c), a.refine_iters
+        "Key2Mesh (pre-trained)": ("k2m", lambda k, c: k2m(k, c)),
+        f"Optimisation baseline ({a.iters} it)": ("base", lambda k, c: fit(k, c)),
+        f"Key2Mesh + refinement ({a.refine_iters} it)": (
+            "k2m_refine",
+            lambda k, c: fit(k, c, k2m(k, c), a.refine_iters),
         ),
+        "Key2Mesh (pre-trained), int8 network": ("k2m_int8", lambda k, c: k2m(k, c, model_int8)),
     }
     if adapted is not None:
-        methods["Key2Mesh adapted"] = lambda k, c: k2m(k, c, adapted)
-        methods[f"Key2Mesh adapted + refinement ({a.refine_iters} it)"] = lambda k, c: fit(
-            k, c, k2m(k, c, adapted), a.refine_iters
+        methods["Key2Mesh adapted"] = ("adapted", lambda k, c: k2m(k, c, adapted))
+        methods[f"Key2Mesh adapted + refinement ({a.refine_iters} it)"] = (
+            "adapted_refine",
+            lambda k, c: fit(k, c, k2m(k, c, adapted), a.refine_iters),
         )
     loaders = {"mocap": _mocap_inputs, "pose2sim": _pose2sim_inputs}
     lines = [
@@ -168,13 +173,13 @@ def main() -> None:
         + f"; {a.threads} CPU threads; speed-ups are vs the baseline in the same run.",
         "",
     ]
-    short = dict(zip(methods, ["k2m", "base", "k2m_refine", "adapted", "adapted_refine"]))
+    short = {name: code for name, (code, _) in methods.items()}
     result: list[str] = []
     for name in [s.strip() for s in a.inputs.split(",") if s.strip()]:
         kp, conf, score, desc = loaders[name](model, a)
         n = len(kp)
         rows = []
-        for method, fn in methods.items():
+        for method, (_, fn) in methods.items():
             t0 = time.perf_counter()
             r, s = fn(kp, conf)  # the whole set as one batch
             t_all = time.perf_counter() - t0

@@ -60,10 +60,12 @@ for V in $VARIANTS; do
   done
 done
 
-.venv/bin/python - "$OUT" "$INIT" "$STEPS" $VARIANTS <<'PY'
+.venv/bin/python - "$OUT" "$INIT" "$STEPS" <<'PY'
 import json, sys
 from pathlib import Path
-out, init, steps, variants = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+out, init, steps = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+# every variant scored in OUT, not only this run's VARIANTS (a later run adds rows)
+variants = sorted(p.name.split("_")[1] for p in out.glob("eval_*_pose2sim.json"))
 def res(v, d):
     return json.loads((out / f"eval_{v}_{d}.json").read_text())
 def cell(v, d):

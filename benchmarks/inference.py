@@ -12,15 +12,20 @@ mesh=False)`` at batch 1 (input checks, padding to 4 rows for batch-invariant nu
 3D keypoints). The last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=...
 meshes_per_s_b512=... ...``;
 ``mesh_full_b1_not_invariant_ms`` is the batch-1 mesh with ``batch_invariant=False`` (see the
-README's design notes).
+README's design notes). Like the ``key2mesh`` command, it sets ``THP_MEM_ALLOC_ENABLE=1``
+(transparent huge pages for large CPU buffers) unless the environment says otherwise.
+``*_int8`` rows use the int8 network (``Key2Mesh(..., int8=True)``,
+:mod:`key2mesh.model.int8`) with the same body model.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
-import torch
-from _common import timeit
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
+import torch  # noqa: E402
+from _common import timeit  # noqa: E402
 
 
 def main() -> None:
@@ -30,8 +35,10 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     from key2mesh.inference.predictor import Key2Mesh
+    from key2mesh.model.int8 import quantize_int8
 
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu")
+    net_int8 = quantize_int8(model.net)
     k = model.checkpoint.model_config.num_keypoints
     full, low = model.mesh_body, model.body
     print(
@@ -51,19 +58,20 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     print(
         f"{'batch':>5} {'params ms':>10} {'mesh(low) ms':>13} {'mesh(full) ms':>14} "
-        f"{'tracked ms':>11} {'anny ms':>8} {'meshes/s (full)':>16}"
+        f"{'tracked ms':>11} {'anny ms':>8} {'meshes/s (full)':>16} "
+        f"{'params int8 ms':>15} {'meshes/s int8':>14}"
     )
     for batch in (1, 512):
         reps = 20 if batch == 1 else 3
         x = 300 * torch.rand(batch, k, 2, generator=g)
         conf = torch.ones(batch, k)
 
-        def params():
-            return model.net.predict(model.normalize(x, conf)[0])
+        def params(net=model.net):
+            return net.predict(model.normalize(x, conf)[0])
 
-        def mesh(body):
+        def mesh(body, net=model.net):
             body.clear_cache()  # a new shape every call
-            return body(*params())
+            return body(*params(net))
 
         with torch.no_grad():
             r, s = params()
@@ -77,13 +85,17 @@ def main() -> None:
             full.batch_invariant = False  # a new shape's rest vertices by MKL's 1-row GEMV
             t_gemv = timeit(lambda: mesh(full), reps)
             full.batch_invariant = True
+            t_params_int8 = timeit(lambda: params(net_int8), 2 * reps)
+            t_full_int8 = timeit(lambda: mesh(full, net_int8), reps)
         print(
             f"{batch:>5} {1000 * t_params:>10.2f} {1000 * t_low:>13.2f} {1000 * t_full:>14.2f} "
-            f"{1000 * t_tracked:>11.2f} {1000 * t_anny:>8.2f} {batch / t_full:>16.0f}"
+            f"{1000 * t_tracked:>11.2f} {1000 * t_anny:>8.2f} {batch / t_full:>16.0f} "
+            f"{1000 * t_params_int8:>15.2f} {batch / t_full_int8:>14.0f}"
         )
         if batch == 1:
             res.update(
                 params_b1_ms=1000 * t_params,
+                params_b1_int8_ms=1000 * t_params_int8,
                 predict_b1_ms=1000 * t_predict,
                 mesh_full_b1_ms=1000 * t_full,
                 mesh_full_b1_tracked_ms=1000 * t_tracked,
@@ -95,6 +107,7 @@ def main() -> None:
             res.update(
                 params_b512_ms=1000 * t_params,
                 meshes_per_s_b512=batch / t_full,
+                meshes_per_s_b512_int8=batch / t_full_int8,
                 anny_meshes_per_s_b512=batch / t_anny,
             )
     print(

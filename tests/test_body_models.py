@@ -382,6 +382,29 @@ def test_anny_fast_forward_matches_anny_float64(topology, anny_body):
     assert torch.equal(again.vertices, out.vertices)
 
 
+def test_anny_large_batches_reuse_a_rest_buffer_safely(anny_body):
+    """Batches above the rest-model cache (> 16 distinct shapes) write their rest vertices into a
+    buffer reused by the next such batch: earlier outputs are untouched, rows equal the same
+    body computed alone (batch invariance), and a copied body gets its own buffer."""
+    import copy
+
+    g = torch.Generator().manual_seed(3)
+    rot = roma.rotvec_to_rotmat(0.4 * torch.randn(2, 20, 24, 3, generator=g))
+    shape = torch.rand(2, 20, 6, generator=g)
+    anny_body.clear_cache()
+    with torch.no_grad():
+        first = anny_body(rot[0], shape[0])
+        kept = first.vertices.clone()
+        second = anny_body(rot[1], shape[1])
+        alone = anny_body(rot[1][7:8], shape[1][7:8])
+        twin = copy.deepcopy(anny_body)
+        again = twin(rot[0], shape[0])
+    assert torch.equal(first.vertices, kept)  # the second batch did not write into the first
+    assert not torch.equal(first.vertices, second.vertices)
+    assert torch.equal(alone.vertices[0], second.vertices[7])
+    assert torch.equal(again.vertices, kept)
+
+
 def test_anny_gradients_flow_without_the_cache(anny_body):
     """With autograd the shape-only rest model is never cached: gradients reach the shape."""
     shape = anny_body.default_shape(2).requires_grad_(True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import threading
 import warnings
 from collections import OrderedDict
 
@@ -208,6 +209,8 @@ class AnnyBody(BodyModel):
         )
         # Rest models of recently seen shapes (inference only): a tracked person's shape repeats.
         self._rest_cache: OrderedDict = OrderedDict()
+        # Per thread, the rest-vertex buffer of the last large uncached batch (see _rest).
+        self._scratch: dict[int, torch.Tensor] = {}
 
     def config(self) -> dict:
         return {"name": "anny", "rig": self.rig, "topology": self.topology}
@@ -480,13 +483,36 @@ class AnnyBody(BodyModel):
         verts = None
         if vertices:
             blend = self.model.blendshapes.reshape(self._vert_blend_shape)
-            verts = torch.addmm(self._vert_rest0, coeffs, blend)[:n].reshape(n, -1, 3)
+            # A large batch that is not cached writes its rest vertices (an intermediate: only
+            # skinning reads them) into a buffer kept for the next call: a fresh (B, 3V) array
+            # costs more in page faults than the GEMM that fills it (~30 ms at batch 512).
+            buf = None
+            if key is None and not tracked and len(coeffs) > 16:
+                buf = self._rest_buffer(coeffs.shape[0], blend.shape[1], coeffs)
+            verts = torch.addmm(self._vert_rest0, coeffs, blend, out=buf)[:n].reshape(n, -1, 3)
         out = (poses, pairs, verts)
         if key is not None:
             self._rest_cache[key] = out
             while len(self._rest_cache) > 8:
                 self._rest_cache.popitem(last=False)
         return self._expand_rest(out, inverse, b)
+
+    def _rest_buffer(self, rows: int, width: int, like: torch.Tensor) -> torch.Tensor:
+        """A (rows, width) buffer of ``like``'s dtype and device, reused by this thread's next
+        uncached batch (so the caller must not keep it: skinning reads and forgets it)."""
+        scratch = self.__dict__.setdefault("_scratch", {})
+        buf = scratch.get(threading.get_ident())
+        if (
+            buf is None
+            or buf.numel() < rows * width
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            buf = torch.empty(rows * width, dtype=like.dtype, device=like.device)
+            scratch[threading.get_ident()] = buf
+            while len(scratch) > 4:  # threads come and go (e.g. a pool): keep the last few
+                scratch.pop(next(iter(scratch)))
+        return buf[: rows * width].view(rows, width)
 
     @staticmethod
     def _expand_rest(rest, inverse: torch.Tensor | None, b: int):
@@ -513,6 +539,7 @@ class AnnyBody(BodyModel):
 
     def _apply(self, fn, *args, **kwargs):  # .to()/.cuda()/.double(): cached tensors are stale
         self.__dict__.get("_rest_cache", {}).clear()
+        self.__dict__["_scratch"] = {}
         self.__dict__.pop("_warp_launchers", None)  # they hold the skinning weights' arrays
         return super()._apply(fn, *args, **kwargs)
 

@@ -94,6 +94,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="motion files per track, comma-separated: bvh, glb, trc, amass (SMPL models)",
     )
     p.add_argument("--device", default=None)
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 network weights on the CPU: about 2x faster network, accuracy in the README",
+    )
 
 
 def _range(spec: str | None) -> tuple[int, int | None, int]:
@@ -156,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
             f"--frames {args.frames!r}: no frame in range (the input has {info.num_frames})"
         )
     last = indices[-1] + 1
-    model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device)
+    model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
     out = Path(args.out)
     is_video = info.kind == "video" and len(indices) > 1
     name = args.input if args.input in DEMO_VIDEOS else src.stem

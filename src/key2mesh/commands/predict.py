@@ -60,6 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 network weights on the CPU: about 2x faster network, accuracy in the README",
+    )
+    p.add_argument(
         "--chunk-size",
         type=positive_int,
         default=CHUNK,
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.safe_paths import atomic_savez, refuse_overwriting_inputs
 
     refuse_overwriting_inputs(args.out, [*args.inputs, args.checkpoint])
-    model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device)
+    model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
     model.min_keypoints = args.min_keypoints
     table = predict_files(
         model, args.inputs, args.keypoint_set, smooth=args.smooth, chunk_size=args.chunk_size
