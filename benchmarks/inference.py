@@ -62,7 +62,7 @@ def main() -> None:
         f"{'params int8 ms':>15} {'meshes/s int8':>14}"
     )
     for batch in (1, 512):
-        reps = 20 if batch == 1 else 3
+        reps = 20 if batch == 1 else 7
         x = 300 * torch.rand(batch, k, 2, generator=g)
         conf = torch.ones(batch, k)
 

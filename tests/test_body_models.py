@@ -405,6 +405,25 @@ def test_anny_large_batches_reuse_a_rest_buffer_safely(anny_body):
     assert torch.equal(again.vertices, kept)
 
 
+def test_nearest_rotation_equals_roma():
+    """The Newton polar iteration gives roma.special_procrustes's rotations: on scaled,
+    sheared near-rotations (det > 0), on reflections (det < 0: roma's answer via the fallback)
+    and on a singular matrix."""
+    from key2mesh.body.anny_backend import _nearest_rotation
+
+    g = torch.Generator().manual_seed(0)
+    r = roma.random_rotmat(600, generator=g)
+    m = r * torch.empty(600, 1, 1).uniform_(0.05, 2.0, generator=g)
+    m = m + 0.3 * torch.randn(600, 3, 3, generator=g) * m.norm(dim=(-1, -2), keepdim=True) / 3
+    m[:20] = m[:20] @ torch.diag(torch.tensor([1.0, 1.0, -1.0]))  # reflections
+    m[20] = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 0]])
+    det = torch.linalg.det(m)
+    assert (det < 0).sum() >= 20 and (det > 0).sum() > 500
+    got, ref = _nearest_rotation(m), roma.special_procrustes(m)
+    assert torch.allclose(got, ref, atol=2e-5)
+    assert torch.allclose(torch.linalg.det(got), torch.ones(600), atol=1e-5)
+
+
 def test_anny_gradients_flow_without_the_cache(anny_body):
     """With autograd the shape-only rest model is never cached: gradients reach the shape."""
     shape = anny_body.default_shape(2).requires_grad_(True)

@@ -81,3 +81,28 @@ def test_distance_augmentation_projects_each_sample_with_its_own_camera(anny_bod
     expected = VirtualCamera(distance=float(b.distance[i])).project(b.keypoints3d[i])
     assert torch.allclose(b.keypoints2d[i], expected, atol=1e-3)
     assert SynthConfig().distance_range is None  # the paper's fixed camera by default
+
+
+def test_drop_keypoints_are_always_missing(anny_body):
+    """``drop_keypoints``: those keypoints are never valid inputs (a detector without them,
+    e.g. MediaPipe's feet have no small toe); the others keep their occlusion rate; an unknown
+    name is refused with the set's names."""
+    import pytest
+
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.keypoints.sets import keypoint_names
+
+    drop = ["left_small_toe", "right_small_toe"]
+    cfg = SynthConfig(drop_keypoints=drop, occlusion_prob=0.1)
+    synth = PairSynthesizer(anny_body, "coco23", config=cfg)
+    g = torch.Generator().manual_seed(0)
+    n = 256
+    batch = synth(torch.eye(3).expand(n, 24, 3, 3), anny_body.default_shape(n), g)
+    idx = [keypoint_names("coco23").index(k) for k in drop]
+    others = [i for i in range(23) if i not in idx]
+    assert not batch.valid[:, idx].any() and (batch.confidence[:, idx] == 0).all()
+    assert (batch.inputs[:, idx] == cfg.missing_value).all()
+    assert abs((~batch.valid[:, others]).float().mean().item() - 0.1) < 0.02
+    assert torch.isfinite(batch.target2d[:, idx]).all()  # still supervised in 2D
+    with pytest.raises(Key2MeshError, match="left_pinky"):
+        PairSynthesizer(anny_body, "coco23", config=SynthConfig(drop_keypoints=["left_pinky"]))

@@ -110,6 +110,38 @@ def test_ema_checkpoint_holds_the_average_and_resumes(bank_path, tmp_path):
         run_pretrain(_cfg(bank_path, tmp_path / "g", ema=1.0), progress=False)
 
 
+def test_init_across_keypoint_sets_moves_input_columns_by_name(bank_path, tmp_path):
+    """``init`` from a coco17 checkpoint into a coco23 run: the 17 shared keypoints keep their
+    input weights (coco23 lists them first), the 6 foot points start at zero; a direct check of
+    the remapping on sets in another order (BODY_25 → COCO-17)."""
+    from key2mesh.keypoints.sets import keypoint_names
+    from key2mesh.train.pretrain import _remap_input_columns
+
+    run_pretrain(_cfg(bank_path, tmp_path / "c17", keypoint_set="coco17"), progress=False)
+    old = load_checkpoint(tmp_path / "c17" / "last.pt").model["extractor.inp.0.weight"]
+    run_pretrain(
+        _cfg(
+            bank_path,
+            tmp_path / "c23",
+            keypoint_set="coco23",
+            steps=2,
+            lr=1e-12,
+            init=str(tmp_path / "c17" / "last.pt"),
+        ),
+        progress=False,
+    )
+    new = load_checkpoint(tmp_path / "c23" / "last.pt").model["extractor.inp.0.weight"]
+    assert new.shape == (old.shape[0], 46)
+    torch.testing.assert_close(new[:, :34], old, atol=1e-9, rtol=0)
+    assert new[:, 34:].abs().max() < 1e-9
+    b25, c17 = keypoint_names("openpose_body25"), keypoint_names("coco17")
+    w = torch.arange(2 * len(b25), dtype=torch.float32).expand(3, -1)  # column j holds j
+    moved = _remap_input_columns(w, "openpose_body25", "coco17", "x.pt").reshape(3, 17, 2)
+    for i, name in enumerate(c17):
+        j = b25.index(name)
+        assert moved[0, i].tolist() == [2.0 * j, 2.0 * j + 1]
+
+
 def test_nan_loss_stops_with_step(bank_path, tmp_path, monkeypatch):
     import key2mesh.train.pretrain as pt
 

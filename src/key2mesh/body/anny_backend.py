@@ -128,6 +128,40 @@ def _coco23_regressor(model, rig: str, topology: str) -> torch.Tensor:
 _LBS_KERNELS: dict = {}
 
 
+def _nearest_rotation(m: torch.Tensor, iters: int = 6, tol: float = 1e-5) -> torch.Tensor:
+    """The rotation nearest to each matrix ``m`` (..., 3, 3): ``roma.special_procrustes``'s
+    result, ~3x faster on anny's blended rest orientations (no autograd needed).
+
+    The scaled Newton iteration for the polar factor, X ← ½(γX + X⁻ᵀ/γ) with γ = |det X|^(-1/3)
+    and X⁻ᵀ = cof(X)/det(X), converges quadratically from any matrix with det > 0 (6 iterations
+    reach float32 rounding on anny's, whose condition numbers go up to ~650). The matrices with
+    det ≤ 0 (their nearest rotation is not the polar factor; 30 of 18,432 in a batch of 512
+    bodies) or not orthonormal to ``tol`` after ``iters`` iterations go to roma."""
+    import roma
+
+    x = m
+    first_det = None
+    for _ in range(iters):
+        a, b, c = x[..., 0, :], x[..., 1, :], x[..., 2, :]
+        cof = torch.stack(
+            [torch.linalg.cross(b, c), torch.linalg.cross(c, a), torch.linalg.cross(a, b)], -2
+        )
+        det = (a * cof[..., 0, :]).sum(-1)[..., None, None]
+        if first_det is None:
+            first_det = det
+        det = torch.where(det > 0, det, torch.ones_like(det))  # those are replaced below
+        gamma = det.pow(-1.0 / 3.0)
+        x = 0.5 * (gamma * x + cof / (gamma * det))
+    eye = torch.eye(3, dtype=x.dtype, device=x.device)
+    ok = (first_det[..., 0, 0] > 0) & ((x.transpose(-1, -2) @ x - eye).abs() <= tol).flatten(
+        -2
+    ).all(-1)
+    if not bool(ok.all()):
+        x = x.clone()
+        x[~ok] = roma.special_procrustes(m[~ok])
+    return x
+
+
 def _lbs_kernel(scalar, vec3, mat44):
     """Warp kernel: out[b, v] = Σ_i w[v, i] T[b, j[v, i]] (rest[b, v], 1) over the first
     ``count[v]`` slots (anny's ``warp_skinning`` kernel, without its zero-weight slots)."""
@@ -434,7 +468,11 @@ class AnnyBody(BodyModel):
             return m.get_rest_model(coeffs)["rest_bone_poses"], pairs
         import roma
 
-        rot = roma.special_procrustes(feats[:, (nb + npair) * 3 :].reshape(b, nb, 3, 3))
+        blended = feats[:, (nb + npair) * 3 :].reshape(b, nb, 3, 3)
+        if torch.is_grad_enabled() and blended.requires_grad:
+            rot = roma.special_procrustes(blended)  # its derivatives, for training
+        else:
+            rot = _nearest_rotation(blended)
         if m.rest_orientation_refiner is not None:
             rot = m.rest_orientation_refiner(rot, heads)
         poses = roma.Rigid(linear=rot, translation=heads).to_homogeneous()

@@ -8,7 +8,7 @@ bounding-box normalisation — the paper's recipe, with every range configurable
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -18,7 +18,7 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.geometry.rotations import DEG, rotation_x, rotation_y, rotation_z
-from key2mesh.keypoints.sets import canonical_set_name
+from key2mesh.keypoints.sets import canonical_set_name, keypoint_names
 from key2mesh.train.random import rand, randn
 
 
@@ -37,6 +37,10 @@ class SynthConfig:
     # camera distance per sample, uniform in [min, max] metres (e.g. [2.5, 8]); None: the fixed
     # virtual camera's distance (the paper). Real cameras are often closer (pose2sim: 3.3 m).
     distance_range: list[float] | None = None
+    # keypoints of the model's set that are always given as missing (a detector that has no such
+    # point, e.g. MediaPipe's feet have a heel and a toe tip but no small toe: coco23 inputs
+    # converted from it never hold left_small_toe / right_small_toe)
+    drop_keypoints: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,6 +103,15 @@ class PairSynthesizer:
             raise Key2MeshError(
                 f"unknown noise profile {self.config.noise_profile!r}; known: {', '.join(PROFILES)}"
             )
+        names = keypoint_names(self.keypoint_set)
+        unknown = [n for n in self.config.drop_keypoints if n not in names]
+        if unknown:
+            raise Key2MeshError(
+                f"drop_keypoints: {unknown} are not keypoints of {self.keypoint_set} ({', '.join(names)})"
+            )
+        self._dropped = torch.tensor(
+            [names.index(n) for n in self.config.drop_keypoints], dtype=torch.long
+        )
 
     @torch.no_grad()
     def __call__(
@@ -124,6 +137,8 @@ class PairSynthesizer:
             noisy, conf = apply_noise_profile(noisy, conf, self.keypoint_set, profile, generator)
         occluded = rand((b, k), generator, dev, dt) < cfg.occlusion_prob
         conf = torch.where(occluded, torch.zeros_like(conf), conf)
+        if len(self._dropped):
+            conf[:, self._dropped.to(dev)] = 0.0
         inputs, valid = bbox_normalize(noisy, conf, cfg.conf_threshold, cfg.missing_value)
         target2d, _ = bbox_normalize(
             clean, torch.ones_like(conf), cfg.conf_threshold, cfg.missing_value

@@ -422,10 +422,20 @@ def _make_ema(net: Key2MeshNet, decay: float) -> torch.optim.swa_utils.AveragedM
 
 
 def _init_from(net: Key2MeshNet, path: str, body: dict, keypoint_set: str) -> None:
-    """Load the network weights of checkpoint ``path`` into ``net`` (``init``: fine-tuning)."""
-    ck = load_checkpoint(path, expect_body=body, expect_keypoint_set=keypoint_set)
+    """Load the network weights of checkpoint ``path`` into ``net`` (``init``: fine-tuning).
+
+    A checkpoint of another keypoint set is accepted: its input layer's columns move to the
+    keypoints of the same name, and this set's other keypoints start with zero weights (e.g.
+    coco17 → coco23 adds the feet; at the first step the network computes what it did on the
+    shared keypoints, up to their box normalisation)."""
+    ck = load_checkpoint(path, expect_body=body)
+    state = {k: v.float() for k, v in ck.model.items()}
+    if ck.keypoint_set != keypoint_set:
+        state[_INPUT_WEIGHT] = _remap_input_columns(
+            state[_INPUT_WEIGHT], ck.keypoint_set, keypoint_set, path
+        )
     try:
-        net.load_state_dict({k: v.float() for k, v in ck.model.items()})
+        net.load_state_dict(state)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1].strip()
         raise Key2MeshError(
@@ -435,6 +445,37 @@ def _init_from(net: Key2MeshNet, path: str, body: dict, keypoint_set: str) -> No
             f"{net.config.head_blocks}); set the same model options (e.g. --hidden): {first}"
         ) from None
     log.info("initialised the network from %s (stage %s)", path, ck.stage or "?")
+
+
+_INPUT_WEIGHT = "extractor.inp.0.weight"  # (hidden, 2K): columns 2k, 2k+1 read keypoint k's x, y
+
+
+def _remap_input_columns(
+    weight: torch.Tensor, old_set: str, new_set: str, path: str
+) -> torch.Tensor:
+    """The input layer's weight (hidden, 2·K_old) rearranged for ``new_set`` (hidden, 2·K_new):
+    columns of keypoints present in both sets (by name) move, the others are zero."""
+    from key2mesh.keypoints.sets import keypoint_names
+
+    old, new = keypoint_names(old_set), keypoint_names(new_set)
+    if weight.shape[1] != 2 * len(old):
+        raise Key2MeshError(f"init: {path}'s input layer does not match its keypoint set {old_set}")
+    shared = [(i, old.index(n)) for i, n in enumerate(new) if n in old]
+    if not shared:
+        raise Key2MeshError(
+            f"init: {path} was trained on {old_set}, which has no keypoint in common with {new_set}"
+        )
+    out = weight.new_zeros(weight.shape[0], len(new), 2)
+    dst, src = map(list, zip(*shared))
+    out[:, dst] = weight.reshape(weight.shape[0], len(old), 2)[:, src]
+    log.info(
+        "init: %s → %s, %d of %d input keypoints carried over (the others start at zero weight)",
+        old_set,
+        new_set,
+        len(shared),
+        len(new),
+    )
+    return out.reshape(weight.shape[0], 2 * len(new))
 
 
 def _check_resume_config(saved: dict, cfg: PretrainConfig, path: Path) -> None:
