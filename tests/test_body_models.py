@@ -408,7 +408,7 @@ def test_anny_large_batches_reuse_a_rest_buffer_safely(anny_body):
 def test_nearest_rotation_equals_roma():
     """The Newton polar iteration gives roma.special_procrustes's rotations: on scaled,
     sheared near-rotations (det > 0), on reflections (det < 0: roma's answer via the fallback)
-    and on a singular matrix."""
+    and on a singular matrix; each matrix's numbers do not depend on the batch."""
     from key2mesh.body.anny_backend import _nearest_rotation
 
     g = torch.Generator().manual_seed(0)
@@ -422,6 +422,8 @@ def test_nearest_rotation_equals_roma():
     got, ref = _nearest_rotation(m), roma.special_procrustes(m)
     assert torch.allclose(got, ref, atol=2e-5)
     assert torch.allclose(torch.linalg.det(got), torch.ones(600), atol=1e-5)
+    for n in (1, 5, 37):  # a matrix's numbers do not depend on how many share the call
+        assert torch.equal(_nearest_rotation(m[:n]), got[:n])
 
 
 def test_anny_gradients_flow_without_the_cache(anny_body):
