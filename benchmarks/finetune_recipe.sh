@@ -10,7 +10,7 @@
 #   C B + 0.3 px jitter                                D B + no dropout (what the shipped models use)
 #   F C + no dropout                                   G F + 5 % occlusion
 #   H D + 2D loss weight x4 (200)                      I D without the pose sampler
-#   J D + weight average (EMA, decay 0.999)
+#   J D + weight average (EMA, decay 0.999)            K D + bf16 autocast on the CPU
 # The last line is machine-readable: RESULT A_pose2sim_pa_mpjpe=... D_cmu_det_pa_mpjpe=...
 #
 #   bash benchmarks/finetune_recipe.sh     (INIT, STEPS, CACHE, BENCH, OUT, THREADS, VARIANTS overridable)
@@ -23,7 +23,7 @@ CACHE=${CACHE:-cache/mocap_all.npz}
 BENCH=${BENCH:-cache/pose2sim_benchmark.npz}
 OUT=${OUT:-runs/finetune_recipe}
 THREADS=${THREADS:-1}
-VARIANTS=${VARIANTS:-A B C D F G H I J}
+VARIANTS=${VARIANTS:-A B C D F G H I J K}
 [ -f "$INIT" ] || { echo "missing $INIT: run scripts/train_default.sh (stage 1) first"; exit 2; }
 [ -f "$CACHE" ] || { echo "missing $CACHE: build it as scripts/train_default.sh does"; exit 2; }
 [ -f "$BENCH" ] || $K2M data pose2sim --out "$BENCH"
@@ -40,6 +40,7 @@ config() {
     H) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "weights": {"kp2d": 200.0}}' ;;
     I) echo '{"synth": {"noise_profile": "none"}, "pose_augment": false, "model": {"dropout": 0.0}}' ;;
     J) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "ema": 0.999}' ;;
+    K) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "amp_cpu": true}' ;;
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }

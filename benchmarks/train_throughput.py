@@ -1,5 +1,7 @@
 """Samples/s of pre-training and adaptation steps (network + body keypoints + losses + Adam) on
-this machine, low-res anny body, batch 256. The last line is ``RESULT pretrain_samples_per_s=...``.
+this machine, low-res anny body, batch 256; the pre-training step also with the network under
+bf16 autocast (``pretrain --amp-cpu``). The last line is ``RESULT pretrain_samples_per_s=...
+pretrain_bf16_samples_per_s=...``.
 
     .venv/bin/python benchmarks/train_throughput.py [--threads 2] [--hidden 1024]
 """
@@ -43,9 +45,11 @@ def main() -> None:
     rot, shape = random_poses(a.batch), body.default_shape(a.batch)
     g = torch.Generator().manual_seed(0)
 
-    def pretrain_step():
+    def pretrain_step(bf16: bool = False):
         b = synth(rot, shape, g)
-        r, s = net(b.inputs)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            r, s = net(b.inputs)
+        r, s = r.float(), s.float()
         kp = body.forward_keypoints(r, s, "openpose_body25")
         loss, _ = pretrain_loss(
             r, s, kp, b.rotmats, b.shape, b.keypoints3d, b.target2d, cam, PretrainWeights()
@@ -88,13 +92,16 @@ def main() -> None:
         opt_f.step()
 
     t_pt, t_ad = timeit(pretrain_step, 5), timeit(adapt_step, 5)
+    t_bf = timeit(lambda: pretrain_step(bf16=True), 5)
     print(f"threads={a.threads} batch={a.batch} hidden={a.hidden}")
     print(f"pre-training: {a.batch / t_pt:7.0f} samples/s ({1000 * t_pt:.0f} ms/step)")
+    print(f"  bf16 CPU autocast: {a.batch / t_bf:7.0f} samples/s ({1000 * t_bf:.0f} ms/step)")
     print(
         f"adaptation:   {a.batch / t_ad:7.0f} target samples/s ({1000 * t_ad:.0f} ms/step, k={a.critic_steps})"
     )
     print(
-        f"RESULT pretrain_samples_per_s={a.batch / t_pt:.0f} adapt_samples_per_s={a.batch / t_ad:.0f} "
+        f"RESULT pretrain_samples_per_s={a.batch / t_pt:.0f} "
+        f"pretrain_bf16_samples_per_s={a.batch / t_bf:.0f} adapt_samples_per_s={a.batch / t_ad:.0f} "
         f"hidden={a.hidden} batch={a.batch} threads={a.threads}"
     )
 

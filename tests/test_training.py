@@ -142,6 +142,22 @@ def test_init_across_keypoint_sets_moves_input_columns_by_name(bank_path, tmp_pa
         assert moved[0, i].tolist() == [2.0 * j, 2.0 * j + 1]
 
 
+def test_amp_cpu_trains_in_bf16(bank_path, tmp_path):
+    """``amp_cpu``: the network runs under bf16 autocast on the CPU (other numbers than float32,
+    still finite, weights kept in float32)."""
+    run_pretrain(_cfg(bank_path, tmp_path / "f32", steps=3), progress=False)
+    res = run_pretrain(_cfg(bank_path, tmp_path / "bf16", steps=3, amp_cpu=True), progress=False)
+    assert res["step"] == 3
+    a = load_checkpoint(tmp_path / "f32" / "last.pt").model
+    b = load_checkpoint(tmp_path / "bf16" / "last.pt").model
+    assert all(
+        b[k].dtype == torch.float32 and torch.isfinite(b[k]).all()
+        for k in b
+        if b[k].is_floating_point()
+    )
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+
+
 def test_nan_loss_stops_with_step(bank_path, tmp_path, monkeypatch):
     import key2mesh.train.pretrain as pt
 

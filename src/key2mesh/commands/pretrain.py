@@ -83,6 +83,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="validate, save and export an exponential moving average of the weights "
         "(decay per step, e.g. 0.999; default 0 = off)",
     )
+    p.add_argument(
+        "--amp-cpu",
+        action="store_true",
+        default=None,
+        help="bf16 autocast on the CPU (faster on CPUs with AVX512-BF16/AMX; CUDA always uses it)",
+    )
     p.add_argument("--stop-after", type=non_negative_int, help=argparse.SUPPRESS)
 
 
@@ -107,6 +113,7 @@ FLAGS = (
     "stop_after",
     "init",
     "ema",
+    "amp_cpu",
 )
 
 

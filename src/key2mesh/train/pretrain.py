@@ -70,7 +70,10 @@ class PretrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # 0: torch default
-    amp: bool = True  # bf16 autocast on CUDA only
+    amp: bool = True  # bf16 autocast on CUDA
+    # bf16 autocast on the CPU too: the network's GEMMs ~1.5x faster on CPUs with AVX512-BF16 /
+    # AMX (slower on others); the accuracy cost is measured in the README
+    amp_cpu: bool = False
     stop_after: int = 0  # stop (as if killed) after this many steps of this run; for testing resume
     # start from this checkpoint's network weights (fine-tuning): same keypoint set, body and
     # architecture; the optimizer, LR schedule and step count start fresh. "" = random init.
@@ -298,7 +301,7 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         )
         atomic_save(ck, out / name)
 
-    amp = cfg.amp and device.type == "cuda"
+    amp = (cfg.amp and device.type == "cuda") or (cfg.amp_cpu and device.type == "cpu")
     ran = 0
     bar = tqdm(
         total=total_steps,
