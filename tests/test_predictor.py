@@ -133,3 +133,8 @@ def test_cli_predict_round_trip(tmp_path, model):
     direct = model.predict(b.keypoints2d, b.confidence, mesh=False).rotmats.numpy()
     assert np.allclose(z["rotmats"], direct, atol=1e-4)
     assert len(list((tmp_path / "pred_meshes").glob("*.obj"))) == 3
+    # --int8: the int8 network, close to the float one (not the same numbers)
+    r = _cli("predict", str(tmp_path / "json"), "--out", str(tmp_path / "q.npz"), "--int8")
+    assert r.returncode == 0, r.stderr
+    q = np.load(tmp_path / "q.npz")["rotmats"]
+    assert not np.array_equal(q, z["rotmats"]) and np.abs(q - z["rotmats"]).max() < 0.1
