@@ -11,6 +11,8 @@
 #   F C + no dropout                                   G F + 5 % occlusion
 #   H D + 2D loss weight x4 (200)                      I D without the pose sampler
 #   J D + weight average (EMA, decay 0.999)            K D + bf16 autocast on the CPU
+#   L K + camera distance 2.5-8 m per sample          M L + 3D keypoint loss weight x4 (200)
+#   N L + pose (rotation) loss weight x1/4 (25)
 # The last line is machine-readable: RESULT A_pose2sim_pa_mpjpe=... D_cmu_det_pa_mpjpe=...
 #
 #   bash benchmarks/finetune_recipe.sh     (INIT, STEPS, CACHE, BENCH, OUT, THREADS, VARIANTS overridable)
@@ -23,7 +25,7 @@ CACHE=${CACHE:-cache/mocap_all.npz}
 BENCH=${BENCH:-cache/pose2sim_benchmark.npz}
 OUT=${OUT:-runs/finetune_recipe}
 THREADS=${THREADS:-1}
-VARIANTS=${VARIANTS:-A B C D F G H I J K}
+VARIANTS=${VARIANTS:-A B C D F G H I J K L M N}
 [ -f "$INIT" ] || { echo "missing $INIT: run scripts/train_default.sh (stage 1) first"; exit 2; }
 [ -f "$CACHE" ] || { echo "missing $CACHE: build it as scripts/train_default.sh does"; exit 2; }
 [ -f "$BENCH" ] || $K2M data pose2sim --out "$BENCH"
@@ -41,6 +43,9 @@ config() {
     I) echo '{"synth": {"noise_profile": "none"}, "pose_augment": false, "model": {"dropout": 0.0}}' ;;
     J) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "ema": 0.999}' ;;
     K) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "amp_cpu": true}' ;;
+    L) echo '{"synth": {"noise_profile": "none", "distance_range": [2.5, 8.0]}, "pose_augment": true, "model": {"dropout": 0.0}, "amp_cpu": true}' ;;
+    M) echo '{"synth": {"noise_profile": "none", "distance_range": [2.5, 8.0]}, "pose_augment": true, "model": {"dropout": 0.0}, "amp_cpu": true, "weights": {"kp3d": 200.0}}' ;;
+    N) echo '{"synth": {"noise_profile": "none", "distance_range": [2.5, 8.0]}, "pose_augment": true, "model": {"dropout": 0.0}, "amp_cpu": true, "weights": {"pose": 25.0}}' ;;
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
