@@ -79,8 +79,8 @@ def _prelu(act: nn.PReLU) -> nn.PReLU:
 
 def fold_batchnorm(net: Key2MeshNet) -> FoldedNet:
     """The eval-mode network with every BatchNorm folded into its Linear (float32, same numbers
-    within rounding)."""
-    return FoldedNet(net.cpu())
+    within rounding), on the CPU; ``net`` itself is left as it is (any device)."""
+    return FoldedNet(net)
 
 
 def quantize_int8(net: Key2MeshNet) -> FoldedNet:
