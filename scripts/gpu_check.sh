@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check (< 4 min on one GPU): the CUDA tests, 200 pre-training steps and 50 adaptation steps on
-# CUDA (bf16 autocast), with samples/s. Needs an installed .venv (scripts/setup.sh) and a training
+# CUDA (bf16 autocast), with samples/s, and keypoints → full mesh through the API on CUDA
+# (benchmarks/inference_device.py: batch 1 and 512). Needs an installed .venv (scripts/setup.sh) and a training
 # cache (CACHE, default cache/mocap_anny.npz; built from the free wheels when missing and reachable).
 #   bash scripts/gpu_check.sh
 set -euo pipefail
@@ -18,6 +19,7 @@ $K2M pretrain --cache "$CACHE" --out "$OUT/pt" --keypoint-set coco17 --steps 200
     | tee "$OUT.pretrain.log" | grep -E '"samples_per_s"|pa_mpjpe' | tail -3
 $K2M adapt --source "$OUT/pt/last.pt" --cache "$CACHE" --target synthetic:strong --val synthetic:strong \
     --out "$OUT/ad" --steps 50 --select-every 25 --device cuda | tee "$OUT.adapt.log" | grep -E '"samples_per_s"' | tail -1
+$PY benchmarks/inference_device.py --device cuda | tee "$OUT.inference.log" | tail -3
 $PY - "$OUT" <<'PY'
 import json, re, sys
 out = sys.argv[1]
