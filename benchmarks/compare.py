@@ -113,6 +113,12 @@ def main() -> None:
         help=f"an adapted checkpoint scored beside the pre-trained one (default {ADAPTED}, from "
         "benchmarks/ablation.sh, when it exists; 'none' to skip)",
     )
+    p.add_argument(
+        "--ensemble",
+        default="anny-coco17-ensemble",
+        help="an ensemble (shipped name or 'a.pt+b.pt') scored beside the pre-trained model "
+        "(default anny-coco17-ensemble: the shipped coco17 recipe's two seeds; 'none' to skip)",
+    )
     p.add_argument("--profile", default="detector")
     p.add_argument("--num", type=int, default=512, help="MoCap inputs; the whole set is one batch")
     p.add_argument("--iters", type=int, default=100)
@@ -126,6 +132,9 @@ def main() -> None:
 
     model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False)
     model_int8 = Key2Mesh.from_pretrained(a.checkpoint, device="cpu", full_mesh=False, int8=True)
+    ensemble = None
+    if a.ensemble != "none":
+        ensemble = Key2Mesh.from_pretrained(a.ensemble, device="cpu", full_mesh=False)
     body, kset = model.body, model.keypoint_set
 
     adapted = None
@@ -160,6 +169,11 @@ def main() -> None:
         ),
         "Key2Mesh (pre-trained), int8 network": ("k2m_int8", lambda k, c: k2m(k, c, model_int8)),
     }
+    if ensemble is not None:
+        methods[f"Key2Mesh ensemble ({a.ensemble}, {ensemble.members} networks)"] = (
+            "ens",
+            lambda k, c: k2m(k, c, ensemble),
+        )
     if adapted is not None:
         methods["Key2Mesh adapted"] = ("adapted", lambda k, c: k2m(k, c, adapted))
         methods[f"Key2Mesh adapted + refinement ({a.refine_iters} it)"] = (
@@ -216,6 +230,13 @@ def main() -> None:
             ]
         lines.append("")
         k2m_row, base_row = rows[0], rows[1]
+        for method, pa, mp, t1, *_ in rows:
+            if short[method] == "ens":
+                result += [
+                    f"{name}_pa_ratio_ens_vs_base={pa / base_row[1]:.3f}",
+                    f"{name}_mpjpe_ratio_ens_vs_base={mp / base_row[2]:.3f}",
+                    f"{name}_speedup_ens_b1={base1 / t1:.0f}",
+                ]
         result += [
             f"{name}_pa_ratio_k2m_vs_base={k2m_row[1] / base_row[1]:.3f}",
             f"{name}_mpjpe_ratio_k2m_vs_base={k2m_row[2] / base_row[2]:.3f}",

@@ -10,7 +10,8 @@
 #      detections and held-out subjects: see README "Shipped models").
 #   bash scripts/train_default.sh   (STEPS, FT_STEPS, FT_LR, HIDDEN, LR_STEP, SETS, CACHE, CMU_DIR,
 #   THREADS, CONFIG (stage 1's pretrain config) overridable; AMP_CPU=1: bf16 autocast on the CPU,
-#   ~1.45x faster on CPUs with AVX512-BF16, same accuracy in benchmarks/finetune_recipe.sh's K)
+#   ~1.45x faster on CPUs with AVX512-BF16, same accuracy in benchmarks/finetune_recipe.sh's K;
+#   SEED=1 SETS=coco17 AMP_CPU=1: the second member of anny-coco17-ensemble, anny_coco17_seed1.pt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K2M=.venv/bin/key2mesh
@@ -33,19 +34,22 @@ $K2M data stats "$CACHE"
 mkdir -p runs src/key2mesh/pretrained
 CONFIG=${CONFIG:-'{"synth": {"noise_profile": "detector"}, "pose_augment": true}'}  # stage 1
 FT_CONFIG='{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}}'
+SEED=${SEED:-0}  # another seed trains another ensemble member: runs/default_<set>_seed<N>*, anny_<set>_seed<N>.pt
+SUF=$([ "$SEED" = 0 ] && echo "" || echo "_seed$SEED")
 for SET in $SETS; do
   KSET=$([ "$SET" = body25 ] && echo openpose_body25 || echo coco17)
-  printf '%s\n' "$CONFIG" > "runs/default_$SET.json"
-  $K2M pretrain --config "runs/default_$SET.json" --cache "$CACHE" --out "runs/default_$SET" \
+  RUN="runs/default_$SET$SUF"
+  printf '%s\n' "$CONFIG" > "$RUN.json"
+  $K2M pretrain --config "$RUN.json" --cache "$CACHE" --out "$RUN" --seed "$SEED" \
       --keypoint-set "$KSET" --hidden "$HIDDEN" --steps "$STEPS" --lr-step "$LR_STEP" --val-every 1000 --resume ${THREADS:+--threads "$THREADS"} ${AMP_CPU:+--amp-cpu}
-  FINAL="runs/default_$SET/best.pt"
+  FINAL="$RUN/best.pt"
   if [ "$FT_STEPS" -gt 0 ]; then
-    printf '%s\n' "$FT_CONFIG" > "runs/default_${SET}_ft.json"
-    $K2M pretrain --config "runs/default_${SET}_ft.json" --cache "$CACHE" --out "runs/default_${SET}_ft" \
+    printf '%s\n' "$FT_CONFIG" > "${RUN}_ft.json"
+    $K2M pretrain --config "${RUN}_ft.json" --cache "$CACHE" --out "${RUN}_ft" --seed "$SEED" \
         --keypoint-set "$KSET" --hidden "$HIDDEN" --steps "$FT_STEPS" --lr "$FT_LR" \
-        --lr-step $((FT_STEPS / 5)) --val-every "$FT_STEPS" --init "runs/default_$SET/last.pt" --resume \
+        --lr-step $((FT_STEPS / 5)) --val-every "$FT_STEPS" --init "$RUN/last.pt" --resume \
         ${THREADS:+--threads "$THREADS"} ${AMP_CPU:+--amp-cpu}
-    FINAL="runs/default_${SET}_ft/last.pt"
+    FINAL="${RUN}_ft/last.pt"
   fi
-  $K2M export "$FINAL" --slim "src/key2mesh/pretrained/anny_$SET.pt"
+  $K2M export "$FINAL" --slim "src/key2mesh/pretrained/anny_$SET$SUF.pt"
 done

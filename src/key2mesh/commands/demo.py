@@ -17,8 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--checkpoint",
-        default="anny-coco17",
-        help="checkpoint file or shipped model name (default anny-coco17: the most accurate on real MediaPipe detections)",
+        default="anny-coco17-ensemble",
+        help="checkpoint file, shipped model name, or ensemble ('a.pt+b.pt'); default "
+        "anny-coco17-ensemble (two seeds of the coco17 recipe averaged: the most accurate on real "
+        "MediaPipe detections)",
     )
     p.add_argument(
         "--out",

@@ -20,6 +20,7 @@ from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 from key2mesh.model.checkpoint import (
     Checkpoint,
     build_network,
+    ensemble_members,
     load_checkpoint,
     resolve_checkpoint,
 )
@@ -103,6 +104,7 @@ class Key2Mesh:
             checkpoint = Checkpoint.from_dict(checkpoint)
         self.checkpoint = checkpoint
         self.net = build_network(checkpoint, self.device)
+        self.members = 1  # networks averaged (see from_pretrained: ensembles)
         self.int8 = int8
         if int8:
             from key2mesh.model.int8 import quantize_int8
@@ -129,13 +131,45 @@ class Key2Mesh:
         smpl_dir: str | os.PathLike | None = None,
         int8: bool = False,
     ) -> Key2Mesh:
-        """A checkpoint file (ours, or the paper's official ``best-model.ckpt``) or shipped name.
-        ``smpl_dir``: the SMPL files' folder for an SMPL checkpoint (replaces the stored one;
-        default: the stored folder, else ``$KEY2MESH_SMPL_DIR``); ignored for anny checkpoints."""
-        ckpt = load_checkpoint(resolve_checkpoint(path_or_name))
-        if smpl_dir is not None and ckpt.body.get("name") == "smpl":
-            ckpt.body["model_dir"] = str(Path(smpl_dir).expanduser().resolve())
-        return cls(ckpt, device=device, full_mesh=full_mesh, int8=int8)
+        """A checkpoint file (ours, or the paper's official ``best-model.ckpt``) or shipped name,
+        or an ensemble: a shipped ensemble name (``anny-coco17-ensemble``) or checkpoints joined
+        by "+" (same keypoint set, body, camera and input normalisation; the first one's
+        metadata is ``self.checkpoint``). ``smpl_dir``: the SMPL files' folder for an SMPL
+        checkpoint (replaces the stored one; default: the stored folder, else
+        ``$KEY2MESH_SMPL_DIR``); ignored for anny checkpoints."""
+        members = ensemble_members(path_or_name)
+        names = members or [path_or_name]
+        ckpts = [load_checkpoint(resolve_checkpoint(n)) for n in names]
+        for ckpt in ckpts:
+            if smpl_dir is not None and ckpt.body.get("name") == "smpl":
+                ckpt.body["model_dir"] = str(Path(smpl_dir).expanduser().resolve())
+        model = cls(ckpts[0], device=device, full_mesh=full_mesh, int8=int8)
+        if members:
+            model._add_members(ckpts[1:], names)
+        return model
+
+    def _add_members(self, others: list[Checkpoint], names: list) -> None:
+        """Turn this predictor into an ensemble of its network and those of ``others``."""
+        from key2mesh.model.ensemble import EnsembleNet
+
+        first = self.checkpoint
+        for name, ck in zip(names[1:], others):
+            for what in ("keypoint_set", "body", "camera", "normalization"):
+                if getattr(ck, what) != getattr(first, what):
+                    raise Key2MeshError(
+                        f"ensemble: {name} has another {what.replace('_', ' ')} than {names[0]} "
+                        f"({getattr(ck, what)!r} vs {getattr(first, what)!r})"
+                    )
+        nets = [self.net]
+        for ck in others:
+            net = build_network(ck, self.device)
+            if self.int8:
+                from key2mesh.model.int8 import quantize_int8
+
+                net = quantize_int8(net)
+            nets.append(net)
+        self.net = EnsembleNet(nets)
+        self.members = len(nets)
 
     @property
     def faces(self) -> torch.Tensor:

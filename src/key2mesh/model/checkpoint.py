@@ -47,7 +47,28 @@ REQUIRED = (
 
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
-PRETRAINED = {"anny-body25": "anny_body25.pt", "anny-coco17": "anny_coco17.pt"}
+PRETRAINED = {
+    "anny-body25": "anny_body25.pt",
+    "anny-coco17": "anny_coco17.pt",
+    "anny-coco17-seed1": "anny_coco17_seed1.pt",  # the same recipe, training seed 1
+}
+# Shipped ensembles: several shipped networks of one recipe, averaged (model/ensemble.py). Users
+# name their own as "a.pt+b.pt".
+ENSEMBLES = {"anny-coco17-ensemble": ("anny-coco17", "anny-coco17-seed1")}
+
+
+def ensemble_members(path_or_name: str | os.PathLike) -> list[str] | None:
+    """The member checkpoints of an ensemble (a name of :data:`ENSEMBLES`, or paths/names joined
+    by "+"), or None for a single checkpoint."""
+    name = str(path_or_name)
+    if name in ENSEMBLES:
+        return list(ENSEMBLES[name])
+    if "+" in name and not Path(name).is_file():
+        members = [m.strip() for m in name.split("+") if m.strip()]
+        if len(members) < 2:
+            raise Key2MeshError(f"ensemble {name!r}: give two or more checkpoints joined by '+'")
+        return members
+    return None
 
 
 def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
@@ -58,6 +79,11 @@ def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
     if p.is_file():
         return p
     name = str(path_or_name)
+    if ensemble_members(name) is not None:
+        raise Key2MeshError(
+            f"{name!r} is an ensemble of several networks ({' + '.join(ensemble_members(name))}): "
+            "predict, demo and evaluate take it; adapt, export and fit take one checkpoint"
+        )
     if name in PRETRAINED:
         shipped = PRETRAINED_DIR / PRETRAINED[name]
         if shipped.is_file():
