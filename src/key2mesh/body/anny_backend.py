@@ -542,7 +542,7 @@ class AnnyBody(BodyModel):
     def _rest_buffer(self, rows: int, width: int, like: torch.Tensor) -> torch.Tensor:
         """A (rows, width) buffer of ``like``'s dtype and device, reused by this thread's next
         uncached batch (so the caller must not keep it: skinning reads and forgets it)."""
-        scratch = self.__dict__.setdefault("_scratch", {})
+        scratch = self._scratch
         buf = scratch.get(threading.get_ident())
         if (
             buf is None

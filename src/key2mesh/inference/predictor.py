@@ -103,13 +103,9 @@ class Key2Mesh:
         if not isinstance(checkpoint, Checkpoint):  # the on-disk dict (e.g. torch.load's)
             checkpoint = Checkpoint.from_dict(checkpoint)
         self.checkpoint = checkpoint
-        self.net = build_network(checkpoint, self.device)
-        self.members = 1  # networks averaged (see from_pretrained: ensembles)
         self.int8 = int8
-        if int8:
-            from key2mesh.model.int8 import quantize_int8
-
-            self.net = quantize_int8(self.net)
+        self.net = self._network(checkpoint)
+        self.members = 1  # networks averaged (see from_pretrained: ensembles)
         self.keypoint_set: str = checkpoint.keypoint_set
         self.camera = checkpoint.camera
         self.normalization = checkpoint.normalization
@@ -148,6 +144,15 @@ class Key2Mesh:
             model._add_members(ckpts[1:], names)
         return model
 
+    def _network(self, checkpoint: Checkpoint):
+        """The checkpoint's network on this predictor's device, int8 when ``self.int8``."""
+        net = build_network(checkpoint, self.device)
+        if not self.int8:
+            return net
+        from key2mesh.model.int8 import quantize_int8
+
+        return quantize_int8(net)
+
     def _add_members(self, others: list[Checkpoint], names: list) -> None:
         """Turn this predictor into an ensemble of its network and those of ``others``."""
         from key2mesh.model.ensemble import EnsembleNet
@@ -160,14 +165,7 @@ class Key2Mesh:
                         f"ensemble: {name} has another {what.replace('_', ' ')} than {names[0]} "
                         f"({getattr(ck, what)!r} vs {getattr(first, what)!r})"
                     )
-        nets = [self.net]
-        for ck in others:
-            net = build_network(ck, self.device)
-            if self.int8:
-                from key2mesh.model.int8 import quantize_int8
-
-                net = quantize_int8(net)
-            nets.append(net)
+        nets = [self.net, *(self._network(ck) for ck in others)]
         self.net = EnsembleNet(nets)
         self.members = len(nets)
 

@@ -79,9 +79,10 @@ def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
     if p.is_file():
         return p
     name = str(path_or_name)
-    if ensemble_members(name) is not None:
+    members = ensemble_members(name)
+    if members is not None:
         raise Key2MeshError(
-            f"{name!r} is an ensemble of several networks ({' + '.join(ensemble_members(name))}): "
+            f"{name!r} is an ensemble of several networks ({' + '.join(members)}): "
             "predict, demo and evaluate take it; adapt, export and fit take one checkpoint"
         )
     if name in PRETRAINED:
