@@ -7,7 +7,7 @@ inputs in one run, for two input sets:
   triangulated from all views, ``key2mesh data pose2sim``; 12 limb joints).
 
     .venv/bin/python benchmarks/compare.py [--checkpoint anny-coco17] [--inputs mocap,pose2sim]
-        [--adapted CKPT|none] [--num 512] [--iters 100] [--refine-iters 50]
+        [--adapted CKPT|none] [--adapted-mv CKPT|none] [--num 512] [--iters 100] [--refine-iters 50]
         [--out benchmarks/results/compare.md]
 
 Accuracy: PA-MPJPE / MPJPE (mm, mid-hip pelvis). Latency: batch 1 and the whole set as one batch;
@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 
 ADAPTED = "runs/ablation/pose2sim_2d+wd+reg/best.pt"  # anny-coco17 adapted to the pose2sim detections (full L_DA)
+# the same with the multi-view term (--multiview, full L_DA + L_mv), its last step: no selection at all
+ADAPTED_MV = "runs/ablation/pose2sim_2d+wd+reg+mv/last.pt"
 
 
 def _mocap_inputs(model, a):
@@ -114,6 +116,12 @@ def main() -> None:
         "benchmarks/ablation.sh, when it exists; 'none' to skip)",
     )
     p.add_argument(
+        "--adapted-mv",
+        default=ADAPTED_MV,
+        help=f"a checkpoint adapted with the multi-view term (default {ADAPTED_MV}, from "
+        "benchmarks/ablation.sh, when it exists; 'none' to skip)",
+    )
+    p.add_argument(
         "--ensemble",
         default="anny-coco17-ensemble",
         help="an ensemble (shipped name or 'a.pt+b.pt') scored beside the pre-trained model "
@@ -142,6 +150,11 @@ def main() -> None:
         print(f"note: {ADAPTED} not found (run bash benchmarks/ablation.sh); no adapted rows")
     elif a.adapted != "none":
         adapted = Key2Mesh.from_pretrained(a.adapted, device="cpu", full_mesh=False)
+    adapted_mv = None
+    if a.adapted_mv == ADAPTED_MV and not Path(ADAPTED_MV).is_file():
+        print(f"note: {ADAPTED_MV} not found (run bash benchmarks/ablation.sh); no multi-view row")
+    elif a.adapted_mv != "none":
+        adapted_mv = Key2Mesh.from_pretrained(a.adapted_mv, device="cpu", full_mesh=False)
 
     def k2m(k, c, net=model):
         pr = net.predict(k, c, mesh=False)
@@ -180,10 +193,16 @@ def main() -> None:
             "adapted_refine",
             lambda k, c: fit(k, c, k2m(k, c, adapted), a.refine_iters),
         )
+    if adapted_mv is not None:
+        methods["Key2Mesh adapted, multi-view (full L_DA + L_mv)"] = (
+            "adapted_mv",
+            lambda k, c: k2m(k, c, adapted_mv),
+        )
     loaders = {"mocap": _mocap_inputs, "pose2sim": _pose2sim_inputs}
     lines = [
         f"Checkpoint {a.checkpoint}"
         + (f", adapted {a.adapted}" if adapted is not None else "")
+        + (f", adapted multi-view {a.adapted_mv}" if adapted_mv is not None else "")
         + f"; {a.threads} CPU threads; speed-ups are vs the baseline in the same run.",
         "",
     ]
@@ -237,6 +256,10 @@ def main() -> None:
                 f"{name}_mpjpe_ratio_ens_vs_base={ens_row[2] / base_row[2]:.3f}",
                 f"{name}_speedup_ens_b1={base1 / ens_row[3]:.0f}",
             ]
+        for code in ("adapted", "adapted_mv"):
+            row = next((r for r in rows if short[r[0]] == code), None)
+            if row is not None:  # adaptation's gain over the model it started from
+                result.append(f"{name}_pa_ratio_{code}_vs_k2m={row[1] / k2m_row[1]:.3f}")
         result += [
             f"{name}_pa_ratio_k2m_vs_base={k2m_row[1] / base_row[1]:.3f}",
             f"{name}_mpjpe_ratio_k2m_vs_base={k2m_row[2] / base_row[2]:.3f}",

@@ -114,6 +114,44 @@ def test_adapt_config_file_and_flags(pretrained, bank_path, tmp_path):
     assert adapt["critic_steps"] == 3  # the dataclass default
 
 
+def test_adapt_multiview_cli(pretrained, bank_path, tmp_path, capsys):
+    """--multiview groups CAMERA/FRAME views and turns L_mv on; +mv without grouped views is a
+    one-line error."""
+    from key2mesh.train.adapt import MV_WEIGHT
+
+    rng = np.random.default_rng(0)
+    names = [f"cam{c}/frame_{f:05d}" for c in range(4) for f in range(8)]
+    target = tmp_path / "views.npz"
+    np.savez(target, keypoints=rng.uniform(200, 600, (32, 17, 2)).astype(np.float32),
+             confidence=np.ones((32, 17), np.float32), keypoint_set=np.array("coco17"),
+             frame_names=np.array(names))  # fmt: skip
+    out = tmp_path / "ad"
+    common = ["--source", str(pretrained), "--cache", str(bank_path), "--steps", "2", "--batch-size", "16",
+              "--select-every", "1", "--threads", "1", "--device", "cpu"]  # fmt: skip
+    assert main(["adapt", "--target", str(target), "--multiview", "--out", str(out), *common]) == 0
+    ck = load_checkpoint(out / "last.pt")
+    assert (
+        ck.config["adapt"]["weights"]["mv"] == MV_WEIGHT
+        and ck.config["adapt"]["weights"]["reg"] == 20.0
+    )
+    assert (
+        main(
+            [
+                "adapt",
+                "--target",
+                str(target),
+                "--losses",
+                "2d+mv",
+                "--out",
+                str(tmp_path / "x"),
+                *common,
+            ]
+        )
+        == 2
+    )
+    assert "synchronised views" in capsys.readouterr().err
+
+
 def test_adapt_without_source_is_a_one_line_error(tmp_path, capsys):
     assert main(["adapt", "--target", "synthetic:none", "--cache", str(tmp_path / "c.npz")]) == 2
     assert "needs --source" in capsys.readouterr().err

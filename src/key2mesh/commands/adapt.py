@@ -32,6 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target-set", help="keypoint set of the target files when it cannot be inferred"
     )
+    p.add_argument(
+        "--multiview",
+        action="store_true",
+        help="the target holds synchronised views of one person: one file whose frame names are "
+        "CAMERA/FRAME (e.g. `key2mesh data pose2sim`), or one file per camera with frame t of every "
+        "file the same instant. Enables the multi-view consistency term L_mv (--losses ...+mv, "
+        "beyond the paper)",
+    )
     p.add_argument("--cache", help="MoCap training cache (source-domain samples)")
     p.add_argument(
         "--val",
@@ -42,8 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", dest="out_dir", help="output folder (default runs/adapt)")
     p.add_argument(
         "--losses",
-        choices=["2d", "2d+wd", "2d+wd+reg"],
-        help="loss ablation of the paper (default: all three terms)",
+        choices=["2d", "2d+wd", "2d+wd+reg", "2d+mv", "2d+wd+reg+mv"],
+        help="loss ablation of the paper (default: all three terms); +mv adds the multi-view "
+        "consistency term (needs --multiview)",
     )
     p.add_argument("--steps", type=non_negative_int)
     p.add_argument("--epochs", type=positive_float)
@@ -85,10 +94,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=non_negative_int)
 
 
-def load_targets(paths: list[str], checkpoint, cache: str, keypoint_set: str | None = None):
-    """Read target detections from files (any supported reader) into one TargetSet."""
+def load_targets(
+    paths: list[str],
+    checkpoint,
+    cache: str,
+    keypoint_set: str | None = None,
+    multiview: bool = False,
+):
+    """Read target detections from files (any supported reader) into one TargetSet.
+
+    ``multiview``: group synchronised views (``TargetSet.groups``): by the FRAME part of
+    CAMERA/FRAME frame names for one file, by frame index for several files (one per camera).
+    Each view must then hold at most one person per frame."""
+    import numpy as np
     import torch
 
+    from key2mesh.data.multiview import instant_groups
+    from key2mesh.errors import Key2MeshError
     from key2mesh.train.adapt import prepare_target, synthetic_target
 
     if len(paths) == 1 and paths[0].startswith("synthetic:"):
@@ -97,14 +119,33 @@ def load_targets(paths: list[str], checkpoint, cache: str, keypoint_set: str | N
         )
     from key2mesh.keypoints.io import read_detections
 
-    kps, confs = [], []
+    kps, confs, groups = [], [], []
     for path in paths:
         det = read_detections(path, keypoint_set=keypoint_set).to(checkpoint.keypoint_set)
-        kp, conf, _ = det.flatten()
+        kp, conf, index = det.flatten()
         kps.append(torch.as_tensor(kp))
         confs.append(torch.as_tensor(conf))
+        if multiview:
+            frames = index[:, 0]
+            if len(np.unique(frames)) != len(frames):
+                raise Key2MeshError(
+                    f"{path}: --multiview needs one person per frame in each view; "
+                    f"{len(frames) - len(np.unique(frames))} frames hold more"
+                )
+            if len(paths) == 1:
+                groups.append(instant_groups([det.frame_names[f] for f in frames]))
+            else:
+                groups.append(frames.astype(np.int64))
+    if multiview and len(paths) == 1 and len(np.unique(groups[0])) == len(groups[0]):
+        raise Key2MeshError(
+            f"{paths[0]}: --multiview found no instant seen by two views (frame names CAMERA/FRAME)"
+        )
     return prepare_target(
-        torch.cat(kps), torch.cat(confs), checkpoint.normalization, name=",".join(paths)
+        torch.cat(kps),
+        torch.cat(confs),
+        checkpoint.normalization,
+        name=",".join(paths),
+        groups=torch.from_numpy(np.concatenate(groups)) if multiview else None,
     )
 
 
@@ -138,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
     from key2mesh.train.adapt import (
         ABLATIONS,
+        MV_WEIGHT,
         AdaptConfig,
         benchmark_target,
         run_adapt,
@@ -147,12 +189,16 @@ def run(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, key) for key in FLAGS}
     flags["weights"] = ABLATIONS[args.losses].to_dict() if args.losses else None
     cfg = merged_config(AdaptConfig, args.config, flags, args.set_options)
+    if args.multiview and args.losses is None and cfg.weights.mv == 0:
+        cfg.weights.mv = MV_WEIGHT  # --multiview alone: the paper's L_DA + L_mv
     for option, value in (("--source", cfg.source), ("--cache", cfg.cache)):
         if not value:
             raise Key2MeshError(f"adapt needs {option} (on the command line or in --config)")
     cfg.source = str(resolve_checkpoint(cfg.source))
     ck = load_checkpoint(cfg.source)
-    target = load_targets(args.target, ck, cfg.cache, args.target_set)
+    if args.multiview and args.target[0].startswith("synthetic:"):
+        raise Key2MeshError("--multiview needs detection files, not a synthetic target")
+    target = load_targets(args.target, ck, cfg.cache, args.target_set, args.multiview)
     print(
         f"target: {len(target)} detections kept, {target.dropped} dropped (< {MIN_KEYPOINTS} keypoints)"
     )

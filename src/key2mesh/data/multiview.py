@@ -240,6 +240,23 @@ def build_multiview_benchmark(
     return bench, report
 
 
+def instant_groups(frame_names) -> np.ndarray:
+    """Sample names ``CAMERA/FRAME`` (as :func:`build_multiview_benchmark` writes them) → (N,)
+    int64 ids, equal for the views of one instant (same FRAME part), numbered in order of first
+    appearance."""
+    frames = []
+    for name in frame_names:
+        camera, sep, frame = str(name).rpartition("/")
+        if not sep or not camera or not frame:
+            raise Key2MeshError(
+                f"frame name {name!r} is not CAMERA/FRAME: the views of one instant cannot be grouped"
+            )
+        frames.append(frame)
+    _, first, inverse = np.unique(np.asarray(frames), return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(first))  # ids in order of first appearance
+    return rank[inverse.reshape(-1)].astype(np.int64)
+
+
 def pose2sim_benchmark(progress: bool = True, **kw):
     """The Pose2Sim demo (4 cameras, extracted from the wheel) as (BenchmarkSet, MultiViewReport)."""
     from key2mesh.data.demo_inputs import demo_video, pose2sim_calibration

@@ -5,6 +5,11 @@ Wasserstein critic D with gradient penalty. Per step: ``k`` critic steps maximis
 L_wd − γ·L_grad, then one extractor step on L_DA = w_2d·L2D^t + w_wd·L_wd + w_reg·L_reg.
 Model selection every ``select_every`` steps: PA-MPJPE on a labelled validation set when one
 is given, else the re-projection error on held-out target detections (label-free).
+
+Beyond the paper: when the target holds synchronised views of one person (``TargetSet.groups``,
+e.g. ``key2mesh data pose2sim`` or one detections file per camera), ``w_mv·L_mv`` asks the views
+of each instant to agree on the body-frame pose (:func:`~key2mesh.train.losses.multiview_consistency`);
+batches are then drawn as whole instants (all their views).
 """
 
 from __future__ import annotations
@@ -37,8 +42,10 @@ from key2mesh.model.network import DomainCritic
 from key2mesh.train.common import MetricLogger, check_finite, check_finite_parameters, pick_device
 from key2mesh.train.losses import (
     AdaptWeights,
+    body_frame,
     feature_regularizer,
     gradient_penalty,
+    multiview_consistency,
     reprojection_loss,
     wasserstein_distance,
 )
@@ -47,10 +54,13 @@ from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)
 
+MV_WEIGHT = 50.0  # w_mv of the "+mv" loss sets and of `adapt --multiview` (measured: 10 → 50 better on unseen instants)
 ABLATIONS = {
     "2d": AdaptWeights(10.0, 0.0, 0.0),
     "2d+wd": AdaptWeights(10.0, 0.1, 0.0),
     "2d+wd+reg": AdaptWeights(),
+    "2d+wd+reg+mv": AdaptWeights(mv=MV_WEIGHT),
+    "2d+mv": AdaptWeights(10.0, 0.0, 0.0, MV_WEIGHT),
 }
 
 
@@ -59,7 +69,8 @@ class TargetSet:
     """Target-domain inputs: normalised keypoints (N,K,2) and valid mask (N,K); optional labels
     used only for validation / model selection: body parameters (rotmats (N,24,3,3), shape (N,S))
     or camera-frame 3D keypoints (joints3d (N,J,3) metres of set ``joints3d_set``, e.g. a
-    benchmark file's triangulated COCO-17)."""
+    benchmark file's triangulated COCO-17). groups: optional (N,) int64, equal for synchronised
+    views of one person at one instant (-1: none), read by the multi-view term L_mv."""
 
     inputs: torch.Tensor
     valid: torch.Tensor
@@ -69,6 +80,7 @@ class TargetSet:
     name: str = "target"
     joints3d: torch.Tensor | None = None
     joints3d_set: str | None = None
+    groups: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -88,6 +100,7 @@ class TargetSet:
             self.name,
             pick(self.joints3d),
             self.joints3d_set,
+            pick(self.groups),
         )
 
 
@@ -162,6 +175,7 @@ def prepare_target(
     shape=None,
     joints3d=None,
     joints3d_set=None,
+    groups=None,
 ) -> TargetSet:
     """Pixel keypoints (N,K,2) + confidence (N,K) in the model's set → normalised TargetSet,
     dropping detections that fail :func:`~key2mesh.keypoints.io.check_detections` (fewer than
@@ -193,7 +207,40 @@ def prepare_target(
         name=name,
         joints3d=sel(joints3d),
         joints3d_set=joints3d_set,
+        groups=None if groups is None else sel(groups).long(),
     )
+
+
+def group_table(groups: torch.Tensor) -> torch.Tensor:
+    """(N,) group ids → (G, V) sample indices of each group of ≥ 2 samples, padded with -1
+    (samples with id -1 or alone in their group are left out)."""
+    groups = torch.as_tensor(groups, dtype=torch.long)
+    ids, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
+    keep = (ids >= 0) & (counts >= 2)
+    if not keep.any():
+        return torch.empty((0, 0), dtype=torch.long)
+    order = torch.argsort(inverse, stable=True)  # samples sorted by group
+    slot = torch.arange(len(groups)) - torch.repeat_interleave(
+        torch.cumsum(counts, 0) - counts, counts
+    )
+    table = torch.full((len(ids), int(counts.max())), -1, dtype=torch.long)
+    table[inverse[order], slot] = order
+    return table[keep]
+
+
+def split_holdout(
+    target: TargetSet, fraction: float, generator: torch.Generator
+) -> tuple[TargetSet, TargetSet]:
+    """(held out, rest): a random ``fraction`` of the detections (at least one) for the label-free
+    criterion; whole groups when the target's views are grouped, so no instant is on both sides."""
+    if target.groups is None:
+        perm = torch.randperm(len(target), generator=generator)
+        n_hold = max(1, int(fraction * len(target)))
+        return target.subset(perm[:n_hold]), target.subset(perm[n_hold:])
+    ids = torch.unique(target.groups)
+    held = ids[torch.randperm(len(ids), generator=generator)[: max(1, int(fraction * len(ids)))]]
+    hold = torch.isin(target.groups, held)
+    return target.subset(torch.nonzero(hold)[:, 0]), target.subset(torch.nonzero(~hold)[:, 0])
 
 
 def run_adapt(
@@ -232,11 +279,24 @@ def run_adapt(
     train_idx, _ = bank.split(**ck.split_options())  # exactly what pre-training held out
     rot_all, shapes_all = torch.from_numpy(bank.rotmats), torch.from_numpy(bank.shapes)
 
-    perm = torch.randperm(len(target), generator=gen)
-    n_hold = max(1, int(cfg.holdout_fraction * len(target))) if validation is None else 0
-    hold, train_t = target.subset(perm[:n_hold]), target.subset(perm[n_hold:]) if n_hold else target
+    hold, train_t = (
+        split_holdout(target, cfg.holdout_fraction, gen) if validation is None else (target, target)
+    )
     total = cfg.steps or int(math.ceil(cfg.epochs * max(1, len(train_t) // cfg.batch_size)))
     w = cfg.weights
+    views = group_table(train_t.groups) if w.mv > 0 and train_t.groups is not None else None
+    if w.mv > 0 and (views is None or len(views) == 0):
+        raise Key2MeshError(
+            f"{target.name}: the multi-view term (w_mv = {w.mv}) needs synchronised views of one "
+            "person (adapt --multiview with a `key2mesh data pose2sim` file or one file per camera)"
+        )
+
+    def target_batch() -> torch.Tensor:
+        """Indices into train_t: ``batch_size`` detections, or whole instants (all their views)."""
+        if views is None:
+            return choose(len(train_t), cfg.batch_size, gen)
+        rows = views[choose(len(views), max(1, cfg.batch_size // views.shape[1]), gen)]
+        return rows[rows >= 0]
 
     def predict(extr: torch.nn.Module, inputs: torch.Tensor):
         return net_pt.head(extr(inputs.to(device)))
@@ -266,6 +326,16 @@ def run_adapt(
         res["reproj"] = float(
             reprojection_loss(kp, ev.inputs.to(device), ev.valid.to(device), camera)
         )
+        seen = ev if ev.groups is not None else train_t
+        if (
+            seen.groups is not None
+        ):  # the views' disagreement on the body-frame pose, mm (label-free)
+            if seen is not ev:
+                r, s = predict(extractor, seen.inputs)
+                kp = body.forward_keypoints(r, s, kset)
+            res["mv_mm"] = 1000 * float(
+                multiview_consistency(body_frame(kp, r[:, 0]), seen.groups.to(device))
+            )
         train_mode(extractor, cfg.bn, cfg.dropout)
         return res
 
@@ -305,7 +375,7 @@ def run_adapt(
     for step in range(1, total + 1):
         sidx = choose(train_idx, cfg.batch_size, gen)
         src = synth(rot_all[sidx], shapes_all[choose(len(shapes_all), cfg.batch_size, gen)], gen)
-        tsel = choose(len(train_t), cfg.batch_size, gen)
+        tsel = target_batch()
         xt, vt = train_t.inputs[tsel].to(device), train_t.valid[tsel].to(device)
         with torch.no_grad():
             f_src = net_pt.extractor(src.inputs)
@@ -328,7 +398,12 @@ def run_adapt(
             else torch.zeros((), device=device)
         )
         lreg = feature_regularizer(f_tgt, f_tgt_pt) if w.reg > 0 else torch.zeros((), device=device)
-        loss = w.kp2d * l2d + w.wd * lwd + w.reg * lreg
+        lmv = (
+            multiview_consistency(body_frame(kp, rot[:, 0]), train_t.groups[tsel])
+            if views is not None
+            else torch.zeros((), device=device)
+        )
+        loss = w.kp2d * l2d + w.wd * lwd + w.reg * lreg + w.mv * lmv
         check_finite(loss, step, out)
         opt_f.zero_grad(set_to_none=True)
         loss.backward()
@@ -336,7 +411,10 @@ def run_adapt(
         bar.update(1)
         if step % 20 == 0:
             bar.set_postfix(
-                l2d=f"{l2d.item():.4f}", wd=f"{lwd.item():.3f}", reg=f"{lreg.item():.4f}"
+                l2d=f"{l2d.item():.4f}",
+                wd=f"{lwd.item():.3f}",
+                reg=f"{lreg.item():.4f}",
+                mv=f"{lmv.item():.4f}",
             )
         if step % cfg.select_every == 0 or step == total:
             m = evaluate()
@@ -347,6 +425,7 @@ def run_adapt(
                     "l2d": l2d.item(),
                     "lwd": lwd.item(),
                     "lreg": lreg.item(),
+                    "lmv": lmv.item(),
                     **{f"val_{k}": v for k, v in m.items()},
                     "samples_per_s": step * cfg.batch_size / (time.perf_counter() - t0),
                 },

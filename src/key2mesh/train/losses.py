@@ -25,11 +25,15 @@ class PretrainWeights:
 
 @dataclass
 class AdaptWeights:
-    """L_DA = w_2d·L2D^t + w_wd·L_wd + w_reg·L_reg (paper: 10/0.1/20); zero a weight to ablate."""
+    """L_DA = w_2d·L2D^t + w_wd·L_wd + w_reg·L_reg (paper: 10/0.1/20); zero a weight to ablate.
+
+    ``mv`` weighs L_mv, the multi-view consistency of synchronised views (beyond the paper, see
+    :func:`multiview_consistency`); it is used only when the target's views are grouped."""
 
     kp2d: float = 10.0
     wd: float = 0.1
     reg: float = 20.0
+    mv: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,3 +123,34 @@ def gradient_penalty(
 def feature_regularizer(features: torch.Tensor, features_pt: torch.Tensor) -> torch.Tensor:
     """L_reg: mean squared distance between adapted and pre-trained features of the same input."""
     return ((features - features_pt) ** 2).mean()
+
+
+def body_frame(keypoints: torch.Tensor, root_rotation: torch.Tensor) -> torch.Tensor:
+    """Camera-frame keypoints (B,K,3) metres, root at the origin, and the global orientation
+    (B,3,3) → the same keypoints in the body's own frame (global orientation undone), centred on
+    their mean. The same pose seen by two cameras gives the same result."""
+    local = torch.einsum("bji,bkj->bki", root_rotation.to(keypoints), keypoints)  # Rᵀ·X
+    return local - local.mean(1, keepdim=True)
+
+
+def multiview_consistency(local_keypoints: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """L_mv: mean distance (metres) of each body-frame keypoint to its group's mean.
+
+    local_keypoints (B,K,3) from :func:`body_frame`; groups (B,) int64: samples of one group are
+    synchronised views of one person at one instant (-1: no group). Samples in groups of at least
+    two count; zero when there are none. One person's pose does not depend on the camera, so the
+    views must agree; with L2D^t on every view this asks for the pose that explains all views."""
+    groups = groups.to(local_keypoints.device)
+    _, inverse = torch.unique(groups, return_inverse=True)
+    n_groups = int(inverse.max()) + 1 if len(inverse) else 0
+    counts = torch.bincount(inverse, minlength=n_groups)
+    sums = torch.zeros(
+        (n_groups, *local_keypoints.shape[1:]),
+        dtype=local_keypoints.dtype,
+        device=local_keypoints.device,
+    ).index_add_(0, inverse, local_keypoints)
+    mean = sums / counts.clamp(min=1)[:, None, None].to(local_keypoints)
+    diff = local_keypoints - mean[inverse]
+    dist = (diff.pow(2).sum(-1) + 1e-12).sqrt().mean(-1)  # (B,); eps: finite gradient at 0
+    use = ((groups >= 0) & (counts[inverse] >= 2)).to(dist)
+    return (dist * use).sum() / use.sum().clamp(min=1)

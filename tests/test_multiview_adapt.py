@@ -1,0 +1,160 @@
+"""Multi-view consistency during adaptation (L_mv): the loss, the view grouping, the batches."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from key2mesh.data.multiview import instant_groups
+from key2mesh.errors import Key2MeshError
+from key2mesh.geometry.rotations import axis_angle_to_matrix
+from key2mesh.train.adapt import TargetSet, group_table, split_holdout
+from key2mesh.train.losses import body_frame, multiview_consistency
+
+
+def test_multiview_consistency_hand_computed():
+    kp = torch.zeros(5, 2, 3)
+    kp[1, :, 0] = 0.2  # group 0: two views 0.2 m apart on x → each 0.1 m from their mean
+    kp[2] = 5.0  # alone in group 4: not counted
+    kp[3] = -3.0  # no group: not counted
+    kp[4, 0, 1] = 0.3  # group 0, third view: one keypoint 0.3 m off on y
+    groups = torch.tensor([0, 0, 4, -1, 0])
+    # mean of group 0: keypoint 0 (0.2/3, 0.1, 0), keypoint 1 (0.2/3, 0, 0)
+    m0 = torch.tensor([[0.2 / 3, 0.1, 0.0], [0.2 / 3, 0.0, 0.0]])
+    members = kp[[0, 1, 4]]
+    expected = (members - m0).norm(dim=-1).mean()
+    assert float(multiview_consistency(kp, groups)) == pytest.approx(float(expected), abs=1e-6)
+    assert float(multiview_consistency(kp[[2, 3]], groups[[2, 3]])) == 0.0  # no group of two
+
+
+def test_body_frame_undoes_the_camera():
+    g = torch.Generator().manual_seed(0)
+    pose = torch.randn(1, 17, 3, generator=g)
+    cams = axis_angle_to_matrix(torch.randn(4, 3, generator=g))  # the global orientation per view
+    seen = torch.einsum("bij,bkj->bki", cams, pose.expand(4, -1, -1))
+    local = body_frame(seen, cams)
+    assert torch.allclose(local, local[:1].expand(4, -1, -1), atol=1e-5)
+    assert torch.allclose(local.mean(1), torch.zeros(4, 3), atol=1e-6)
+    assert float(multiview_consistency(local, torch.zeros(4, dtype=torch.long))) < 1e-5
+    wrong = body_frame(seen, cams.flip(0))  # views paired with the wrong cameras disagree
+    assert float(multiview_consistency(wrong, torch.zeros(4, dtype=torch.long))) > 0.1
+
+
+def test_multiview_consistency_gradient_is_finite_for_agreeing_views():
+    kp = torch.ones(3, 4, 3, requires_grad=True)
+    multiview_consistency(kp, torch.tensor([1, 1, 1])).backward()
+    assert torch.isfinite(kp.grad).all()
+
+
+def test_group_table_and_holdout():
+    groups = torch.tensor([3, 3, -1, 7, 3, 9, 7])
+    table = group_table(groups)
+    assert table.tolist() == [[0, 1, 4], [3, 6, -1]]  # 9 is alone, -1 has no group
+    assert group_table(torch.tensor([-1, 0, 1])).shape == (0, 0)
+    n = 40
+    target = TargetSet(
+        torch.randn(n, 17, 2), torch.ones(n, 17), groups=torch.arange(n) // 4
+    )  # 10 instants × 4 views
+    hold, rest = split_holdout(target, 0.2, torch.Generator().manual_seed(0))
+    assert len(hold) == 8 and len(rest) == 32  # 2 whole instants held out
+    assert not set(hold.groups.tolist()) & set(rest.groups.tolist())
+    plain = TargetSet(torch.randn(n, 17, 2), torch.ones(n, 17))
+    hold, rest = split_holdout(plain, 0.1, torch.Generator().manual_seed(0))
+    assert len(hold) == 4 and len(rest) == 36 and hold.groups is None
+
+
+def test_instant_groups_from_frame_names():
+    names = ["cam01/frame_00003", "cam01/frame_00004", "cam02/frame_00003", "cam02/frame_00005"]
+    assert instant_groups(names).tolist() == [0, 1, 0, 2]
+    with pytest.raises(Key2MeshError, match="CAMERA/FRAME"):
+        instant_groups(["frame_00003"])
+
+
+def _write_views(path, names, people=1, k=17):
+    rng = np.random.default_rng(0)
+    kp = rng.uniform(100, 400, (len(names), people, k, 2)).astype(np.float32)
+    np.savez(
+        path,
+        keypoints=kp,
+        confidence=np.ones((len(names), people, k), np.float32),
+        keypoint_set=np.array("coco17"),
+        frame_names=np.array(names),
+    )
+    return str(path)
+
+
+def test_load_targets_groups_views(tmp_path, anny_coco17_checkpoint):
+    from key2mesh.commands.adapt import load_targets
+
+    ck = anny_coco17_checkpoint
+    one = _write_views(tmp_path / "one.npz", ["c1/f1", "c1/f2", "c2/f1", "c2/f2"])
+    t = load_targets([one], ck, "", multiview=True)
+    assert t.groups.tolist() == [0, 1, 0, 1]
+    assert load_targets([one], ck, "").groups is None
+    a = _write_views(tmp_path / "a.npz", ["a0", "a1", "a2"])
+    b = _write_views(tmp_path / "b.npz", ["b0", "b1", "b2"])
+    assert load_targets([a, b], ck, "", multiview=True).groups.tolist() == [0, 1, 2, 0, 1, 2]
+    crowd = _write_views(tmp_path / "crowd.npz", ["a0", "a1"], people=2)
+    with pytest.raises(Key2MeshError, match="one person per frame"):
+        load_targets([crowd, a], ck, "", multiview=True)
+    with pytest.raises(Key2MeshError, match="no instant seen by two views"):
+        load_targets([_write_views(tmp_path / "u.npz", ["c1/f1", "c1/f2"])], ck, "", multiview=True)
+
+
+@pytest.fixture(scope="module")
+def anny_coco17_checkpoint():
+    from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
+
+    return load_checkpoint(resolve_checkpoint("anny-coco17"))
+
+
+def _pretrained(bank_path, out):
+    from key2mesh.train.pretrain import PretrainConfig, run_pretrain
+
+    cfg = PretrainConfig(
+        cache=str(bank_path),
+        out_dir=str(out),
+        batch_size=16,
+        val_every=6,
+        val_size=32,
+        threads=1,
+        steps=6,
+        model={"hidden": 64},
+        pose_augment=False,
+    )
+    run_pretrain(cfg, progress=False)
+    return out / "last.pt"
+
+
+def test_adaptation_with_multiview_term(bank_path, tmp_path):
+    """L_mv alone pulls the views of each instant together: the held-out instants' disagreement
+    (label-free ``val_mv_mm``) falls; batches hold whole instants."""
+    from key2mesh.model.checkpoint import load_checkpoint
+    from key2mesh.train.adapt import AdaptConfig, run_adapt, synthetic_target
+    from key2mesh.train.losses import AdaptWeights
+
+    src = _pretrained(bank_path, tmp_path / "pt")
+    ck = load_checkpoint(src)
+    target = synthetic_target(str(bank_path), ck, "strong", n=96, split="train")
+    target.groups = torch.arange(len(target)) // 3  # 32 "instants" of 3 views
+    cfg = AdaptConfig(
+        source=str(src),
+        cache=str(bank_path),
+        out_dir=str(tmp_path / "ad"),
+        steps=30,
+        batch_size=24,
+        lr=1e-3,
+        select_every=30,
+        weights=AdaptWeights(0.0, 0.0, 0.0, mv=10.0),
+        holdout_fraction=0.25,
+        threads=1,
+    )
+    run_adapt(cfg, target, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "ad" / "metrics.csv")))
+    before, after = float(rows[0]["val_mv_mm"]), float(rows[-1]["val_mv_mm"])
+    assert after < 0.7 * before
+    assert float(rows[-1]["lmv"]) > 0
+    target.groups = None
+    with pytest.raises(Key2MeshError, match="synchronised views"):
+        run_adapt(cfg, target, progress=False)
