@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from key2mesh.errors import Key2MeshError
 from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
 pytestmark = pytest.mark.skipif(
@@ -77,6 +78,30 @@ def test_params_npz_has_standard_keys(tmp_path, motion):
     # one shape per track
     for t in (0, 1):
         assert np.ptp(d["phenotypes"][d["track_id"] == t], axis=0).max() == 0
+
+
+def test_params_npz_reads_back_as_detections(tmp_path, motion):
+    """A motion table is a detections file (e.g. for `adapt --multiview`, one per camera): each row
+    lands at its frame and track, absent rows are padding, image size back to (width, height)."""
+    from key2mesh.inference.motion import write_params
+    from key2mesh.keypoints.io import read_detections
+
+    npz, _ = write_params(motion, tmp_path / "clip_params.npz")
+    d = np.load(npz)
+    det = read_detections(npz)
+    assert det.keypoint_set == "coco17" and det.tracked and tuple(det.image_size) == (1280, 720)
+    assert det.keypoints.shape[:2] == (37, 2)  # frames 0..36, two tracks
+    kp, conf, index = det.flatten()
+    assert len(kp) == len(d["frame_index"])
+    order = np.lexsort((d["track_id"], d["frame_index"]))
+    assert np.array_equal(index[:, 0], d["frame_index"][order])
+    assert np.allclose(kp, d["keypoints2d"][order, :, :2]) and np.allclose(conf, 0.9)
+    assert not det.present[12, 1] and not det.present[1].any()  # person 1 missing; odd frames empty
+    bad = dict(d)
+    bad["frame_index"] = np.zeros_like(d["frame_index"])  # both tracks twice in frame 0
+    np.savez(tmp_path / "bad.npz", **bad)
+    with pytest.raises(Key2MeshError, match="twice in one frame"):
+        read_detections(tmp_path / "bad.npz")
 
 
 def test_bvh_reread_by_bvhio_matches_the_joints(tmp_path, model, motion):

@@ -641,9 +641,49 @@ def _set_from_k(path: Path, k: int, declared: str | None) -> str:
     return _check_count(path, k, declared, unique, "array")
 
 
+def _params_table(path: Path, extra: dict[str, Any]) -> np.ndarray:
+    """A motion table (``<stem>_params.npz`` of ``demo``/``predict``: one row per (frame, person),
+    ``frame_index`` (N,), ``track_id`` (N,), ``keypoints2d`` (N, K, 3) px + confidence) → keypoints
+    (F, P, K, 3) with F = last frame + 1 and one slot per track; ``extra`` gets ``person_ids``
+    (F, P), ``tracked`` and ``image_size`` as (width, height) (the table stores height, width)."""
+    kp, frames, tracks = extra.pop("keypoints2d"), extra["frame_index"], extra["track_id"]
+    n = len(kp)
+    if kp.ndim != 3 or kp.shape[-1] != 3 or frames.shape != (n,) or tracks.shape != (n,):
+        raise Key2MeshError(
+            f"{path}: a motion table needs keypoints2d (N, K, 3), frame_index (N,) and track_id "
+            f"(N,); got {kp.shape}, {frames.shape}, {tracks.shape}"
+        )
+    if n == 0:
+        raise Key2MeshError(f"{path}: the motion table has no rows")
+    if (
+        frames.dtype.kind not in "iu"
+        or tracks.dtype.kind not in "iu"
+        or min(frames.min(), tracks.min()) < 0
+    ):
+        raise Key2MeshError(f"{path}: frame_index and track_id must be integers ≥ 0")
+    ids, slot = np.unique(tracks, return_inverse=True)
+    slot = slot.reshape(-1)
+    if len(np.unique(frames * len(ids) + slot)) != n:
+        raise Key2MeshError(f"{path}: a track appears twice in one frame")
+    f = int(frames.max()) + 1
+    if f * len(ids) * kp.shape[1] > 200_000_000:  # a dense (F, P, K, 3) float32 array over 2.4 GB
+        raise Key2MeshError(
+            f"{path}: frame_index reaches {f - 1} with {len(ids)} tracks: too large to read"
+        )
+    arr = np.zeros((f, len(ids), kp.shape[1], 3), np.float32)
+    arr[frames, slot] = kp
+    pids = np.full((f, len(ids)), -1, np.int64)
+    pids[frames, slot] = tracks
+    extra["person_ids"], extra["tracked"] = pids, np.asarray(True)
+    if "image_size" in extra and extra["image_size"].size == 2:
+        extra["image_size"] = extra["image_size"].reshape(-1)[::-1].copy()
+    return arr
+
+
 def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
     """``.npy`` array (F, K, 2|3) or (F, P, K, 2|3), or ``.npz`` with ``keypoints`` (+ optional
-    ``confidence``/``scores``, ``keypoint_set``, ``frame_names``, ``person_ids``, ``image_size``).
+    ``confidence``/``scores``, ``keypoint_set``, ``frame_names``, ``person_ids``, ``image_size``),
+    or a motion table ``<stem>_params.npz`` written by ``demo``/``predict`` (its ``keypoints2d``).
 
     The set is the given one, else the ``keypoint_set`` stored in the npz, else inferred from K
     when only one set has K points (never SMPL's 24 joints: those must be named). A third
@@ -659,12 +699,13 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
-                if "keypoints" not in loaded.files:
+                table = {"keypoints2d", "frame_index", "track_id"} <= set(loaded.files)
+                if "keypoints" not in loaded.files and not table:
                     raise Key2MeshError(
                         f"{path}: npz has no 'keypoints' array (found: {', '.join(loaded.files) or 'nothing'})"
                     )
                 extra = {k: loaded[k] for k in loaded.files}
-                arr = extra.pop("keypoints")
+                arr = extra.pop("keypoints") if "keypoints" in extra else _params_table(path, extra)
         else:
             arr = loaded
     except Key2MeshError:
