@@ -52,3 +52,24 @@ def test_pose2sim_benchmark_end_to_end(tmp_path, capsys):
     r = json.loads((tmp_path / "r.json").read_text())
     # measured 112.7 mm (T-pose facing the camera: 140.5 mm); MPJPE includes the global orientation
     assert 60 < r["pa_mpjpe"] < 135 and r["mpjpe"] > r["pa_mpjpe"] and r["pve"] is None
+
+
+def test_multiview_adaptation_on_the_real_views(tmp_path, bank_path):
+    """`adapt --multiview` on the real 4-view clip (no labels used for training): 40 steps of
+    L2D^t + L_mv cut the shipped model's PA-MPJPE by well over 5 % (measured: 300 steps of the
+    full L_DA + L_mv, 90.8 → 48.5 mm), and the views' disagreement falls."""
+    import csv
+
+    from key2mesh.cli import main
+
+    bench = tmp_path / "p2s.npz"
+    assert main(["data", "pose2sim", "--out", str(bench)]) == 0
+    out = tmp_path / "ad"
+    argv = ["adapt", "--source", "anny-coco17", "--cache", str(bank_path), "--target", str(bench),
+            "--multiview", "--val", str(bench), "--losses", "2d+mv", "--steps", "40",
+            "--batch-size", "128", "--select-every", "20", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    before, after = rows[0], rows[-1]
+    assert float(after["val_pa_mpjpe"]) < 0.95 * float(before["val_pa_mpjpe"])
+    assert float(after["val_mv_mm"]) < 0.7 * float(before["val_mv_mm"])
