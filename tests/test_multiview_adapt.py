@@ -110,20 +110,10 @@ def anny_coco17_checkpoint():
 
 
 def _pretrained(bank_path, out):
-    from key2mesh.train.pretrain import PretrainConfig, run_pretrain
+    from helpers.tiny_training import tiny_pretrain_config
+    from key2mesh.train.pretrain import run_pretrain
 
-    cfg = PretrainConfig(
-        cache=str(bank_path),
-        out_dir=str(out),
-        batch_size=16,
-        val_every=6,
-        val_size=32,
-        threads=1,
-        steps=6,
-        model={"hidden": 64},
-        pose_augment=False,
-    )
-    run_pretrain(cfg, progress=False)
+    run_pretrain(tiny_pretrain_config(bank_path, out), progress=False)
     return out / "last.pt"
 
 

@@ -3,25 +3,14 @@
 import pytest
 import torch
 
+from helpers.tiny_training import tiny_pretrain_config
 from key2mesh.data.cache import PoseBank
 from key2mesh.errors import Key2MeshError
 from key2mesh.model.checkpoint import load_checkpoint, slim_checkpoint
 from key2mesh.train.adapt import ABLATIONS, AdaptConfig, run_adapt, synthetic_target
-from key2mesh.train.pretrain import PretrainConfig, run_pretrain
+from key2mesh.train.pretrain import run_pretrain
 
-
-def _cfg(bank_path, out, **kw):
-    kw.setdefault("pose_augment", False)
-    kw = {"steps": 6, "model": {"hidden": 64}, **kw}
-    return PretrainConfig(
-        cache=str(bank_path),
-        out_dir=str(out),
-        batch_size=16,
-        val_every=3,
-        val_size=32,
-        threads=1,
-        **kw,
-    )
+_cfg = tiny_pretrain_config
 
 
 def test_pose_bank_split_by_clip(bank_path):
