@@ -140,7 +140,8 @@ def test_adaptation_with_multiview_term(bank_path, tmp_path):
         holdout_fraction=0.25,
         threads=1,
     )
-    run_adapt(cfg, target, progress=False)
+    result = run_adapt(cfg, target, progress=False)
+    assert result["selection"] == "mv_mm"  # label-free: the held-out instants' disagreement
     rows = list(csv.DictReader(open(tmp_path / "ad" / "metrics.csv")))
     before, after = float(rows[0]["val_mv_mm"]), float(rows[-1]["val_mv_mm"])
     assert after < 0.7 * before

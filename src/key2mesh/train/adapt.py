@@ -4,7 +4,8 @@ Frozen pre-trained extractor F_pt and head H_pt; a new extractor F initialised f
 Wasserstein critic D with gradient penalty. Per step: ``k`` critic steps maximising
 L_wd − γ·L_grad, then one extractor step on L_DA = w_2d·L2D^t + w_wd·L_wd + w_reg·L_reg.
 Model selection every ``select_every`` steps: PA-MPJPE on a labelled validation set when one
-is given, else the re-projection error on held-out target detections (label-free).
+is given, else the re-projection error on held-out target detections (label-free), or with L_mv
+the views' disagreement on held-out instants (``mv_mm``, label-free).
 
 Beyond the paper: when the target holds synchronised views of one person (``TargetSet.groups``,
 e.g. ``key2mesh data pose2sim`` or one detections file per camera), ``w_mv·L_mv`` asks the views
@@ -339,7 +340,15 @@ def run_adapt(
         train_mode(extractor, cfg.bn, cfg.dropout)
         return res
 
-    key = "pa_mpjpe" if validation is not None and validation.labelled else "reproj"
+    # selection: labels when given; else the views' disagreement when L_mv trains (it falls with
+    # the error: benchmarks/ablation.sh), else the re-projection error on held-out detections
+    key = (
+        "pa_mpjpe"
+        if validation is not None and validation.labelled
+        else "mv_mm"
+        if views is not None
+        else "reproj"
+    )
     logger = MetricLogger(out)
     start = evaluate()
     best, best_state = {**start, "step": 0}, copy.deepcopy(extractor.state_dict())
