@@ -95,6 +95,11 @@ def test_load_targets_groups_views(tmp_path, anny_coco17_checkpoint):
     a = _write_views(tmp_path / "a.npz", ["a0", "a1", "a2"])
     b = _write_views(tmp_path / "b.npz", ["b0", "b1", "b2"])
     assert load_targets([a, b], ck, "", multiview=True).groups.tolist() == [0, 1, 2, 0, 1, 2]
+    # b's frame t + 1 shows a's frame t: b's frame 0 is an instant before a's first (ids from 0)
+    shifted = load_targets([a, b], ck, "", multiview=True, frame_offsets=[0, 1])
+    assert shifted.groups.tolist() == [1, 2, 3, 0, 1, 2]
+    with pytest.raises(Key2MeshError, match="one offset per target file"):
+        load_targets([a, b], ck, "", multiview=True, frame_offsets=[0])
     crowd = _write_views(tmp_path / "crowd.npz", ["a0", "a1"], people=2)
     with pytest.raises(Key2MeshError, match="one person per frame"):
         load_targets([crowd, a], ck, "", multiview=True)

@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "file the same instant. Enables the multi-view consistency term L_mv (--losses ...+mv, "
         "beyond the paper)",
     )
+    p.add_argument(
+        "--frame-offsets",
+        help="with --multiview and one file per camera: comma-separated frame offsets, camera i's "
+        "frame t + offset_i showing the same instant as camera 1's frame t (as `key2mesh data "
+        "pose2sim` reports them), e.g. 0,0,2,0",
+    )
     p.add_argument("--cache", help="MoCap training cache (source-domain samples)")
     p.add_argument(
         "--val",
@@ -94,18 +100,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=non_negative_int)
 
 
+def _non_negative(groups):
+    """Instant ids shifted to start at 0 (offsets can make them negative; -1 means no group)."""
+    return groups - min(0, int(groups.min()))
+
+
 def load_targets(
     paths: list[str],
     checkpoint,
     cache: str,
     keypoint_set: str | None = None,
     multiview: bool = False,
+    frame_offsets: list[int] | None = None,
 ):
     """Read target detections from files (any supported reader) into one TargetSet.
 
     ``multiview``: group synchronised views (``TargetSet.groups``): by the FRAME part of
     CAMERA/FRAME frame names for one file, by frame index for several files (one per camera).
-    Each view must then hold at most one person per frame."""
+    Each view must then hold at most one person per frame. ``frame_offsets`` (one per file): file
+    i's frame t + offset_i is the instant of the first file's frame t."""
     import numpy as np
     import torch
 
@@ -119,8 +132,13 @@ def load_targets(
         )
     from key2mesh.keypoints.io import read_detections
 
+    if frame_offsets is not None and (not multiview or len(frame_offsets) != len(paths)):
+        raise Key2MeshError(
+            f"--frame-offsets needs --multiview and one offset per target file "
+            f"({len(frame_offsets)} for {len(paths)})"
+        )
     kps, confs, groups = [], [], []
-    for path in paths:
+    for i, path in enumerate(paths):
         det = read_detections(path, keypoint_set=keypoint_set).to(checkpoint.keypoint_set)
         kp, conf, index = det.flatten()
         kps.append(torch.as_tensor(kp))
@@ -135,7 +153,7 @@ def load_targets(
             if len(paths) == 1:
                 groups.append(instant_groups([det.frame_names[f] for f in frames]))
             else:
-                groups.append(frames.astype(np.int64))
+                groups.append(frames.astype(np.int64) - (frame_offsets or [0] * len(paths))[i])
     if multiview and len(paths) == 1 and len(np.unique(groups[0])) == len(groups[0]):
         raise Key2MeshError(
             f"{paths[0]}: --multiview found no instant seen by two views (frame names CAMERA/FRAME)"
@@ -145,7 +163,7 @@ def load_targets(
         torch.cat(confs),
         checkpoint.normalization,
         name=",".join(paths),
-        groups=torch.from_numpy(np.concatenate(groups)) if multiview else None,
+        groups=torch.from_numpy(_non_negative(np.concatenate(groups))) if multiview else None,
     )
 
 
@@ -198,7 +216,17 @@ def run(args: argparse.Namespace) -> int:
     ck = load_checkpoint(cfg.source)
     if args.multiview and args.target[0].startswith("synthetic:"):
         raise Key2MeshError("--multiview needs detection files, not a synthetic target")
-    target = load_targets(args.target, ck, cfg.cache, args.target_set, args.multiview)
+    offsets = None
+    if args.frame_offsets:
+        try:
+            offsets = [int(v) for v in args.frame_offsets.split(",")]
+        except ValueError:
+            raise Key2MeshError(
+                f"--frame-offsets expects integers like 0,0,2,0, got {args.frame_offsets!r}"
+            ) from None
+    target = load_targets(
+        args.target, ck, cfg.cache, args.target_set, args.multiview, frame_offsets=offsets
+    )
     print(
         f"target: {len(target)} detections kept, {target.dropped} dropped (< {MIN_KEYPOINTS} keypoints)"
     )
