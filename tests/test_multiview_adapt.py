@@ -50,8 +50,9 @@ def test_multiview_consistency_gradient_is_finite_for_agreeing_views():
 def test_group_table_and_holdout():
     groups = torch.tensor([3, 3, -1, 7, 3, 9, 7])
     table = group_table(groups)
-    assert table.tolist() == [[0, 1, 4], [3, 6, -1]]  # 9 is alone, -1 has no group
-    assert group_table(torch.tensor([-1, 0, 1])).shape == (0, 0)
+    # whole groups; 9 alone and the sample without a group (-1) are rows of their own
+    assert table.tolist() == [[0, 1, 4], [3, 6, -1], [5, -1, -1], [2, -1, -1]]
+    assert group_table(torch.tensor([-1, 0, 1])).shape == (3, 1)
     n = 40
     target = TargetSet(
         torch.randn(n, 17, 2), torch.ones(n, 17), groups=torch.arange(n) // 4

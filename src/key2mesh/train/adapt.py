@@ -213,20 +213,20 @@ def prepare_target(
 
 
 def group_table(groups: torch.Tensor) -> torch.Tensor:
-    """(N,) group ids → (G, V) sample indices of each group of ≥ 2 samples, padded with -1
-    (samples with id -1 or alone in their group are left out)."""
-    groups = torch.as_tensor(groups, dtype=torch.long)
+    """(N,) group ids → (G, V) sample indices of every group, padded with -1; a sample with id -1
+    is a group of its own. Batches drawn by row hold whole instants, and every sample can be drawn
+    (only groups of ≥ 2 add to L_mv)."""
+    groups = torch.as_tensor(groups, dtype=torch.long).clone()
+    alone = groups < 0
+    groups[alone] = int(groups.max()) + 1 + torch.arange(int(alone.sum()))
     ids, inverse, counts = torch.unique(groups, return_inverse=True, return_counts=True)
-    keep = (ids >= 0) & (counts >= 2)
-    if not keep.any():
-        return torch.empty((0, 0), dtype=torch.long)
     order = torch.argsort(inverse, stable=True)  # samples sorted by group
     slot = torch.arange(len(groups)) - torch.repeat_interleave(
         torch.cumsum(counts, 0) - counts, counts
     )
     table = torch.full((len(ids), int(counts.max())), -1, dtype=torch.long)
     table[inverse[order], slot] = order
-    return table[keep]
+    return table
 
 
 def split_holdout(
@@ -286,7 +286,7 @@ def run_adapt(
     total = cfg.steps or int(math.ceil(cfg.epochs * max(1, len(train_t) // cfg.batch_size)))
     w = cfg.weights
     views = group_table(train_t.groups) if w.mv > 0 and train_t.groups is not None else None
-    if w.mv > 0 and (views is None or len(views) == 0):
+    if w.mv > 0 and (views is None or views.shape[1] < 2):
         raise Key2MeshError(
             f"{target.name}: the multi-view term (w_mv = {w.mv}) needs synchronised views of one "
             "person (adapt --multiview with a `key2mesh data pose2sim` file or one file per camera)"
