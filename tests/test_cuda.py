@@ -73,3 +73,8 @@ def test_pretrain_resume_and_adapt_on_cuda(tiny_bank, tmp_path):
     )
     result = run_adapt(acfg, target, progress=False)
     assert result["steps"] == 3
+    # the multi-view term on CUDA: groups on the CPU, losses on the device
+    target.groups = torch.arange(len(target)) // 4
+    acfg.weights, acfg.out_dir = ABLATIONS["2d+wd+reg+mv"], str(tmp_path / "ad_mv")
+    result = run_adapt(acfg, target, progress=False)
+    assert result["steps"] == 3 and result["selection"] == "mv_mm"
