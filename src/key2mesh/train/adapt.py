@@ -55,7 +55,8 @@ from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)
 
-MV_WEIGHT = 50.0  # w_mv of the "+mv" loss sets and of `adapt --multiview` (measured: 10 → 50 better on unseen instants)
+# w_mv of the "+mv" loss sets and of `adapt --multiview` (10 and 50 measured: 50 better on unseen instants)
+MV_WEIGHT = 50.0
 ABLATIONS = {
     "2d": AdaptWeights(10.0, 0.0, 0.0),
     "2d+wd": AdaptWeights(10.0, 0.1, 0.0),
@@ -327,10 +328,9 @@ def run_adapt(
         res["reproj"] = float(
             reprojection_loss(kp, ev.inputs.to(device), ev.valid.to(device), camera)
         )
+        # the views' disagreement on the body-frame pose, mm (label-free)
         seen = ev if ev.groups is not None else train_t
-        if (
-            seen.groups is not None
-        ):  # the views' disagreement on the body-frame pose, mm (label-free)
+        if seen.groups is not None:
             if seen is not ev:
                 r, s = predict(extractor, seen.inputs)
                 kp = body.forward_keypoints(r, s, kset)

@@ -126,9 +126,10 @@ def feature_regularizer(features: torch.Tensor, features_pt: torch.Tensor) -> to
 
 
 def body_frame(keypoints: torch.Tensor, root_rotation: torch.Tensor) -> torch.Tensor:
-    """Camera-frame keypoints (B,K,3) metres, root at the origin, and the global orientation
-    (B,3,3) → the same keypoints in the body's own frame (global orientation undone), centred on
-    their mean. The same pose seen by two cameras gives the same result."""
+    """Predicted keypoints (B,K,3) metres, root at the origin, in the frame of the predicted
+    global orientation (B,3,3) (rotmats[:, 0]) → the same keypoints in the body's own frame
+    (global orientation undone), centred on their mean. The same pose seen by two cameras gives
+    the same result."""
     local = torch.einsum("bji,bkj->bki", root_rotation.to(keypoints), keypoints)  # Rᵀ·X
     return local - local.mean(1, keepdim=True)
 
