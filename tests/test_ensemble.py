@@ -89,16 +89,21 @@ def test_shipped_ensemble_names():
         resolve_checkpoint("anny-coco17-ensemble")
 
 
-def test_shipped_ensemble_loads_and_predicts():
+@pytest.mark.parametrize(
+    "name, first, kset, k",
+    [
+        ("anny-coco17-ensemble", "anny-coco17", "coco17", 17),
+        ("anny-body25-ensemble", "anny-body25", "openpose_body25", 25),
+    ],
+)
+def test_shipped_ensemble_loads_and_predicts(name, first, kset, k):
     from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
-    if not all(
-        (PRETRAINED_DIR / PRETRAINED[m]).exists() for m in ENSEMBLES["anny-coco17-ensemble"]
-    ):
+    if not all((PRETRAINED_DIR / PRETRAINED[m]).exists() for m in ENSEMBLES[name]):
         pytest.skip("shipped checkpoints missing")
-    ens = Key2Mesh.from_pretrained("anny-coco17-ensemble", device="cpu", full_mesh=False)
-    one = Key2Mesh.from_pretrained("anny-coco17", device="cpu", full_mesh=False)
-    assert ens.members == 2 and ens.keypoint_set == "coco17"
-    kp = 200 * torch.rand(2, 17, 2, generator=torch.Generator().manual_seed(4)) + 50
+    ens = Key2Mesh.from_pretrained(name, device="cpu", full_mesh=False)
+    one = Key2Mesh.from_pretrained(first, device="cpu", full_mesh=False)
+    assert ens.members == 2 and ens.keypoint_set == kset
+    kp = 200 * torch.rand(2, k, 2, generator=torch.Generator().manual_seed(4)) + 50
     a, b = ens.predict(kp, mesh=False), one.predict(kp, mesh=False)
     assert a.rotmats.shape == (2, 24, 3, 3) and not torch.equal(a.rotmats, b.rotmats)

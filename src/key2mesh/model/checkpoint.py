@@ -49,12 +49,16 @@ REQUIRED = (
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 PRETRAINED = {
     "anny-body25": "anny_body25.pt",
+    "anny-body25-seed1": "anny_body25_seed1.pt",  # the same recipe, training seed 1
     "anny-coco17": "anny_coco17.pt",
     "anny-coco17-seed1": "anny_coco17_seed1.pt",  # the same recipe, training seed 1
 }
 # Shipped ensembles: several shipped networks of one recipe, averaged (model/ensemble.py). Users
 # name their own as "a.pt+b.pt".
-ENSEMBLES = {"anny-coco17-ensemble": ("anny-coco17", "anny-coco17-seed1")}
+ENSEMBLES = {
+    "anny-body25-ensemble": ("anny-body25", "anny-body25-seed1"),
+    "anny-coco17-ensemble": ("anny-coco17", "anny-coco17-seed1"),
+}
 
 
 def ensemble_members(path_or_name: str | os.PathLike) -> list[str] | None:
