@@ -11,7 +11,8 @@
 #   bash scripts/train_default.sh   (STEPS, FT_STEPS, FT_LR, HIDDEN, LR_STEP, SETS, CACHE, CMU_DIR,
 #   THREADS, CONFIG (stage 1's pretrain config) overridable; AMP_CPU=1: bf16 autocast on the CPU,
 #   ~1.45x faster on CPUs with AVX512-BF16, same accuracy in benchmarks/finetune_recipe.sh's K;
-#   SEED=1 SETS=coco17 AMP_CPU=1: the second member of anny-coco17-ensemble, anny_coco17_seed1.pt)
+#   SEED=1 SETS=coco17 AMP_CPU=1: the second member of anny-coco17-ensemble, anny_coco17_seed1.pt;
+#   SEED=1 SETS=body25 STEPS=6000 AMP_CPU=1: the second member of anny-body25-ensemble)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K2M=.venv/bin/key2mesh
