@@ -145,16 +145,19 @@ def main() -> None:
         ensemble = Key2Mesh.from_pretrained(a.ensemble, device="cpu", full_mesh=False)
     body, kset = model.body, model.keypoint_set
 
-    adapted = None
-    if a.adapted == ADAPTED and not Path(ADAPTED).is_file():
-        print(f"note: {ADAPTED} not found (run bash benchmarks/ablation.sh); no adapted rows")
-    elif a.adapted != "none":
-        adapted = Key2Mesh.from_pretrained(a.adapted, device="cpu", full_mesh=False)
-    adapted_mv = None
-    if a.adapted_mv == ADAPTED_MV and not Path(ADAPTED_MV).is_file():
-        print(f"note: {ADAPTED_MV} not found (run bash benchmarks/ablation.sh); no multi-view row")
-    elif a.adapted_mv != "none":
-        adapted_mv = Key2Mesh.from_pretrained(a.adapted_mv, device="cpu", full_mesh=False)
+    def optional(path: str, default: str, rows: str):
+        """The checkpoint at ``path``, or None for 'none' or a default that ablation.sh has not made."""
+        if path == default and not Path(default).is_file():
+            print(f"note: {default} not found (run bash benchmarks/ablation.sh); no {rows}")
+            return None
+        return (
+            None
+            if path == "none"
+            else Key2Mesh.from_pretrained(path, device="cpu", full_mesh=False)
+        )
+
+    adapted = optional(a.adapted, ADAPTED, "adapted rows")
+    adapted_mv = optional(a.adapted_mv, ADAPTED_MV, "multi-view row")
 
     def k2m(k, c, net=model):
         pr = net.predict(k, c, mesh=False)

@@ -127,6 +127,8 @@ def load_targets(
     from key2mesh.train.adapt import prepare_target, synthetic_target
 
     if len(paths) == 1 and paths[0].startswith("synthetic:"):
+        if multiview:
+            raise Key2MeshError("--multiview needs detection files, not a synthetic target")
         return synthetic_target(
             cache, checkpoint, paths[0].split(":", 1)[1], split="train", seed=11
         )
@@ -214,8 +216,6 @@ def run(args: argparse.Namespace) -> int:
             raise Key2MeshError(f"adapt needs {option} (on the command line or in --config)")
     cfg.source = str(resolve_checkpoint(cfg.source))
     ck = load_checkpoint(cfg.source)
-    if args.multiview and args.target[0].startswith("synthetic:"):
-        raise Key2MeshError("--multiview needs detection files, not a synthetic target")
     offsets = None
     if args.frame_offsets:
         try:
