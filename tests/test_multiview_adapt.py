@@ -24,8 +24,40 @@ def test_multiview_consistency_hand_computed():
     m0 = torch.tensor([[0.2 / 3, 0.1, 0.0], [0.2 / 3, 0.0, 0.0]])
     members = kp[[0, 1, 4]]
     expected = (members - m0).norm(dim=-1).mean()
-    assert float(multiview_consistency(kp, groups)) == pytest.approx(float(expected), abs=1e-6)
+    metric = multiview_consistency(kp, groups, scale_free=False)
+    assert float(metric) == pytest.approx(float(expected), abs=1e-6)
     assert float(multiview_consistency(kp[[2, 3]], groups[[2, 3]])) == 0.0  # no group of two
+
+
+def test_multiview_consistency_is_scale_free_by_hand():
+    """Two views of one pose, the second twice as large: in metres they disagree (each keypoint
+    half the difference from the mean); scale-free they agree, and a view's size gets no gradient
+    (L_mv cannot fall by shrinking the body)."""
+    pose = torch.tensor([[[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, -2.0, 0.0]]])
+    views = torch.cat([pose, 2 * pose])  # centred; sizes sqrt(2.5) and 2 sqrt(2.5)
+    groups = torch.tensor([0, 0])
+    # in metres: keypoint distances |p - 1.5 p| = 0.5 |p|: mean over views and keypoints
+    expected = 0.5 * pose.norm(dim=-1).mean() * (1 + 1) / 2 + 0.0
+    metric = multiview_consistency(views, groups, scale_free=False)
+    assert float(metric) == pytest.approx(float(expected), abs=1e-6)
+    assert float(multiview_consistency(views, groups)) < 1e-5
+    # a different pose seen at another size: scale-free distance in metres of the mean size
+    other = pose.clone()
+    other[0, 2, 1] = 1.0  # one keypoint moved: the second view is no longer a scaled copy
+    other = other - other.mean(1, keepdim=True)
+    two = torch.cat([pose, 3 * other])
+    size = lambda v: float(v.pow(2).sum(-1).mean().sqrt())  # noqa: E731
+    a, b = pose[0] / size(pose[0]), other[0] / size(other[0])
+    mean_size = (size(pose[0]) + 3 * size(other[0])) / 2
+    want = (
+        mean_size
+        * ((a - (a + b) / 2).norm(dim=-1).mean() + (b - (a + b) / 2).norm(dim=-1).mean())
+        / 2
+    )
+    assert float(multiview_consistency(two, groups)) == pytest.approx(float(want), rel=1e-5)
+    scale = torch.ones(2, requires_grad=True)
+    multiview_consistency(two * scale[:, None, None], groups).backward()
+    assert scale.grad.abs().max() < 1e-6
 
 
 def test_body_frame_undoes_the_camera():
@@ -108,6 +140,31 @@ def test_load_targets_groups_views(tmp_path, anny_coco17_checkpoint):
         load_targets([_write_views(tmp_path / "u.npz", ["c1/f1", "c1/f2"])], ck, "", multiview=True)
 
 
+def test_load_targets_one_file_uses_stored_instants_and_offsets(tmp_path, anny_coco17_checkpoint):
+    """One multi-camera file: camera c2 runs one frame late (its frame_00003 shows the instant of
+    c1's frame_00002). The stored instant ids, or --frame-offsets per camera, group the views of
+    one instant; the raw frame numbers would not. A per-camera file list refuses a file holding
+    several cameras."""
+    from key2mesh.commands.adapt import load_targets
+
+    ck = anny_coco17_checkpoint
+    names = ["c1/frame_00002", "c1/frame_00003", "c2/frame_00003", "c2/frame_00004"]
+    plain = _write_views(tmp_path / "plain.npz", names)
+    assert load_targets([plain], ck, "", multiview=True).groups.tolist() == [0, 1, 1, 2]  # raw
+    offset = load_targets([plain], ck, "", multiview=True, frame_offsets=[0, 1])
+    assert offset.groups.tolist() == [0, 1, 0, 1]
+    with pytest.raises(Key2MeshError, match="2 cameras"):
+        load_targets([plain], ck, "", multiview=True, frame_offsets=[0, 1, 0])
+    stored = tmp_path / "stored.npz"
+    np.savez(stored, **dict(np.load(plain)), instants=np.array([5, 6, 5, 6]))
+    assert load_targets([str(stored)], ck, "", multiview=True).groups.tolist() == [5, 6, 5, 6]
+    single = _write_views(tmp_path / "single.npz", ["f0", "f1"])
+    with pytest.raises(Key2MeshError, match="2 cameras"):
+        load_targets([plain, single], ck, "", multiview=True)
+    with pytest.raises(Key2MeshError, match="needs --multiview"):
+        load_targets([plain], ck, "", frame_offsets=[0, 1])
+
+
 @pytest.fixture(scope="module")
 def anny_coco17_checkpoint():
     from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
@@ -155,3 +212,76 @@ def test_adaptation_with_multiview_term(bank_path, tmp_path):
     target.groups = None
     with pytest.raises(Key2MeshError, match="synchronised views"):
         run_adapt(cfg, target, progress=False)
+
+
+def test_holdout_is_contiguous_blocks():
+    """Neighbouring frames are near-duplicates: the label-free holdout takes blocks of 5 % of the
+    target in time order, not scattered frames."""
+    n = 200
+    target = TargetSet(torch.randn(n, 17, 2), torch.ones(n, 17))
+    hold, rest = split_holdout(target, 0.1, torch.Generator().manual_seed(3))
+    assert len(hold) == 20 and len(rest) == 180
+    rows = [int(torch.nonzero((target.inputs == h).all(-1).all(-1))[0]) for h in hold.inputs]
+    runs = np.split(np.array(rows), np.nonzero(np.diff(rows) != 1)[0] + 1)
+    assert len(runs) <= 2 and all(len(r) % 10 == 0 for r in runs)  # two blocks of 10 (or one of 20)
+    grouped = TargetSet(torch.randn(n, 17, 2), torch.ones(n, 17), groups=torch.arange(n) // 4)
+    hold, rest = split_holdout(grouped, 0.1, torch.Generator().manual_seed(3))
+    ids = sorted(set(hold.groups.tolist()))
+    # 50 instants: blocks of round(2.5) = 2 instants, round(0.1 · 50 / 2) = 2 of them, whole
+    assert len(ids) == 4 and len(hold) == 16
+    assert ids[1] - ids[0] == 1 and ids[3] - ids[2] == 1
+    assert not set(ids) & set(rest.groups.tolist())
+
+
+def test_select_step_guarded_rule():
+    from key2mesh.train.adapt import select_step
+
+    start = {"reproj": 0.010, "src_pa_mpjpe": 70.0, "src_mpjpe": 100.0}
+    better = {"reproj": 0.009, "src_pa_mpjpe": 70.5, "src_mpjpe": 100.5}
+    assert select_step(start, better, "reproj")  # -10 % target, source within 1 %
+    assert not select_step(start, {**better, "src_pa_mpjpe": 71.0}, "reproj")  # source +1.4 %
+    assert not select_step(start, {**better, "src_mpjpe": 101.5}, "reproj")
+    assert not select_step(start, {**better, "reproj": 0.0097}, "reproj")  # gain 3 % < 5 %
+    assert select_step(start, {**better, "src_pa_mpjpe": 90.0}, "reproj", rule="target")
+    assert select_step(start, {**better, "src_pa_mpjpe": 71.0}, "reproj", source_tolerance=0.02)
+    with pytest.raises(ValueError, match="selection rule"):
+        select_step(start, better, "reproj", rule="bogus")
+
+
+def test_guarded_selection_keeps_the_source_model_when_adaptation_harms(bank_path, tmp_path):
+    """A harmful adaptation (re-projection only, a large learning rate, no domain shift): the
+    paper's label-free rule picks a later step because the held-out re-projection fell, though
+    the source domain's 3D error rose; the guarded rule keeps step 0 and says so."""
+    import json
+
+    from key2mesh.model.checkpoint import load_checkpoint
+    from key2mesh.train.adapt import AdaptConfig, run_adapt, synthetic_target
+    from key2mesh.train.losses import AdaptWeights
+
+    src = _pretrained(bank_path, tmp_path / "pt")
+    ck = load_checkpoint(src)
+    target = synthetic_target(str(bank_path), ck, "none", n=128, split="train")
+    runs = {}
+    for rule in ("target", "guarded"):
+        cfg = AdaptConfig(
+            source=str(src),
+            cache=str(bank_path),
+            out_dir=str(tmp_path / rule),
+            steps=40,
+            batch_size=32,
+            lr=3e-3,
+            select_every=10,
+            weights=AdaptWeights(10.0, 0.0, 0.0),
+            source_samples=128,
+            selection=rule,
+            threads=1,
+        )
+        runs[rule] = run_adapt(cfg, target, progress=False)
+    paper, guarded = runs["target"], runs["guarded"]
+    assert paper["best"]["step"] > 0  # the re-projection fell...
+    assert paper["best"]["src_pa_mpjpe"] > 1.01 * paper["before"]["src_pa_mpjpe"]  # ...3D did not
+    assert guarded["best"]["step"] == 0 and guarded["kept_source"]
+    assert "kept the pre-trained model" in guarded["verdict"]
+    saved = json.loads((tmp_path / "guarded" / "summary.json").read_text())
+    assert saved["kept_source"] is True and saved["rule"] == "guarded"
+    assert load_checkpoint(tmp_path / "guarded" / "best.pt").step == 0

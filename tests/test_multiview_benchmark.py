@@ -174,6 +174,41 @@ def test_build_multiview_benchmark_samples_and_ground_truth():
     assert report.views_per_point == pytest.approx(4.0)
     assert report.bone_cv < 1e-6  # rigid motion: constant limb lengths
     assert len(report.lines()) == 3
+    # instants: the synchronised frame index, the same for the 4 views of one time, whatever
+    # the raw frame numbers in the names (cam3's are DELAY higher)
+    assert bench.instants.tolist() == list(range(frames)) * 4
+
+
+def test_instants_group_the_views_of_one_time_despite_the_offset(tmp_path):
+    """The file's instant ids (and the names corrected by the offsets) group views of one time:
+    grouping by the raw FRAME part would pair cam3's frame g with the others' frame g (time g -
+    DELAY): the bug of the README's earlier multi-view numbers."""
+    from key2mesh.data.multiview import instant_groups, stored_instants
+
+    det, calib, poses = detections()
+    bench, _ = build_multiview_benchmark(det, calib, offsets=[0, 0, DELAY, 0])
+    path = save_benchmark(bench, tmp_path / "b.npz")
+    ids = stored_instants(path)
+    assert ids is not None and torch.equal(
+        load_benchmark_file(path).instants, torch.from_numpy(ids)
+    )
+    # every group holds 4 views whose world ground truth is one pose
+    world = np.einsum(
+        "cij,ckj->cki",
+        calib.R.transpose(0, 2, 1),
+        bench.joints3d.numpy().reshape(4, -1, 17, 3).reshape(4, -1, 3) - calib.t[:, None],
+    )
+    world = world.reshape(-1, 17, 3)
+    for g in np.unique(ids):
+        members = world[ids == g]
+        assert len(members) == 4 and np.abs(members - members[0]).max() < 1e-4
+    # the same groups from the names and the offsets; the raw names group wrongly
+    by_offsets = instant_groups(bench.image_names, dict(zip(CAMS, [0, 0, DELAY, 0])))
+    np.testing.assert_array_equal(by_offsets, ids)
+    raw = instant_groups(bench.image_names)
+    assert not np.array_equal(raw, ids)
+    with pytest.raises(Key2MeshError, match="no frame offset"):
+        instant_groups(bench.image_names, {"cam1": 0})
 
 
 def test_build_multiview_benchmark_estimates_offsets():
@@ -476,3 +511,18 @@ def test_score_parameters_applies_the_given_h36m_regressor_to_predictions():
         score_parameters(
             body, rot, shape, gt, "h36m17", None, PROTOCOLS["key2mesh"], h36m_regressor=reg[:, :20]
         )
+
+
+def test_split_by_instant_keeps_instants_whole_and_in_time_order(tmp_path, bench):
+    dev, test = bench.split_by_instant(0.5)
+    d, t = dev.instant_ids(), test.instant_ids()
+    assert len(dev) + len(test) == len(bench) and d.max() < t.min()
+    assert set(d) | set(t) == set(bench.instant_ids())
+    assert dev.name == "synthetic-dev" and test.name == "synthetic-test"
+    back = load_benchmark_file(save_benchmark(test, tmp_path / "t.npz"))
+    np.testing.assert_array_equal(back.instant_ids(), t)
+    with pytest.raises(Key2MeshError, match="fraction"):
+        bench.split_by_instant(1.0)
+    # a set without instants: each sample its own
+    plain = BenchmarkSet(**{**bench.__dict__, "instants": None})
+    np.testing.assert_array_equal(plain.instant_ids(), np.arange(len(bench)))

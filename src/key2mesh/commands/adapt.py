@@ -112,20 +112,24 @@ def load_targets(
     keypoint_set: str | None = None,
     multiview: bool = False,
     frame_offsets: list[int] | None = None,
+    min_keypoints: int | None = None,
 ):
     """Read target detections from files (any supported reader) into one TargetSet.
 
-    ``multiview``: group synchronised views (``TargetSet.groups``): by the FRAME part of
-    CAMERA/FRAME frame names for one file, by frame index for several files (one per camera).
-    Each view must then hold at most one person per frame. ``frame_offsets`` (one per file): file
-    i's frame t + offset_i is the instant of the first file's frame t."""
+    ``multiview``: group synchronised views (``TargetSet.groups``). One file: by the instant ids
+    it stores (``key2mesh data pose2sim`` writes them), else by the CAMERA/FRAME frame names, the
+    frame numbers corrected by ``frame_offsets`` (one per camera, in order of appearance). Several
+    files (one per camera): by frame index, file i's frame t + offset_i being the instant of the
+    first file's frame t. Each view must hold at most one person per frame."""
     import numpy as np
     import torch
 
-    from key2mesh.data.multiview import instant_groups
+    from key2mesh.data.multiview import instant_groups, stored_instants
     from key2mesh.errors import Key2MeshError
+    from key2mesh.keypoints.io import MIN_KEYPOINTS
     from key2mesh.train.adapt import prepare_target, synthetic_target
 
+    min_keypoints = MIN_KEYPOINTS if min_keypoints is None else min_keypoints
     if len(paths) == 1 and paths[0].startswith("synthetic:"):
         if multiview:
             raise Key2MeshError("--multiview needs detection files, not a synthetic target")
@@ -134,10 +138,11 @@ def load_targets(
         )
     from key2mesh.keypoints.io import read_detections
 
-    if frame_offsets is not None and (not multiview or len(frame_offsets) != len(paths)):
+    if frame_offsets is not None and not multiview:
+        raise Key2MeshError("--frame-offsets needs --multiview")
+    if frame_offsets is not None and len(paths) > 1 and len(frame_offsets) != len(paths):
         raise Key2MeshError(
-            f"--frame-offsets needs --multiview and one offset per target file "
-            f"({len(frame_offsets)} for {len(paths)})"
+            f"--frame-offsets needs one offset per target file ({len(frame_offsets)} for {len(paths)})"
         )
     kps, confs, groups = [], [], []
     for i, path in enumerate(paths):
@@ -145,17 +150,38 @@ def load_targets(
         kp, conf, index = det.flatten()
         kps.append(torch.as_tensor(kp))
         confs.append(torch.as_tensor(conf))
-        if multiview:
-            frames = index[:, 0]
-            if len(np.unique(frames)) != len(frames):
+        if not multiview:
+            continue
+        frames = index[:, 0]
+        if len(np.unique(frames)) != len(frames):
+            raise Key2MeshError(
+                f"{path}: --multiview needs one person per frame in each view; "
+                f"{len(frames) - len(np.unique(frames))} frames hold more"
+            )
+        names = [det.frame_names[f] for f in frames]
+        if len(paths) > 1:
+            cameras = {n.rpartition("/")[0] for n in names}
+            if len(cameras) > 1:
                 raise Key2MeshError(
-                    f"{path}: --multiview needs one person per frame in each view; "
-                    f"{len(frames) - len(np.unique(frames))} frames hold more"
+                    f"{path}: holds CAMERA/FRAME views of {len(cameras)} cameras; with several "
+                    "--target files each must be one camera (or pass the one multi-camera file alone)"
                 )
-            if len(paths) == 1:
-                groups.append(instant_groups([det.frame_names[f] for f in frames]))
-            else:
-                groups.append(frames.astype(np.int64) - (frame_offsets or [0] * len(paths))[i])
+            groups.append(frames.astype(np.int64) - (frame_offsets or [0] * len(paths))[i])
+            continue
+        stored = stored_instants(path)
+        if stored is not None and frame_offsets is None:
+            groups.append(stored[frames])
+            continue
+        offsets = None
+        if frame_offsets is not None:
+            cameras = list(dict.fromkeys(n.rpartition("/")[0] for n in names))
+            if len(frame_offsets) != len(cameras):
+                raise Key2MeshError(
+                    f"--frame-offsets: {len(frame_offsets)} offsets for the {len(cameras)} "
+                    f"cameras of {path} ({', '.join(cameras)})"
+                )
+            offsets = dict(zip(cameras, frame_offsets))
+        groups.append(instant_groups(names, offsets))
     if multiview and len(paths) == 1 and len(np.unique(groups[0])) == len(groups[0]):
         raise Key2MeshError(
             f"{paths[0]}: --multiview found no instant seen by two views (frame names CAMERA/FRAME)"
@@ -164,6 +190,7 @@ def load_targets(
         torch.cat(kps),
         torch.cat(confs),
         checkpoint.normalization,
+        min_keypoints,
         name=",".join(paths),
         groups=torch.from_numpy(_non_negative(np.concatenate(groups))) if multiview else None,
     )
@@ -195,7 +222,6 @@ FLAGS = (
 def run(args: argparse.Namespace) -> int:
     from key2mesh.commands._config import merged_config
     from key2mesh.errors import Key2MeshError
-    from key2mesh.keypoints.io import MIN_KEYPOINTS
     from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
     from key2mesh.train.adapt import (
         ABLATIONS,
@@ -225,17 +251,24 @@ def run(args: argparse.Namespace) -> int:
                 f"--frame-offsets expects integers like 0,0,2,0, got {args.frame_offsets!r}"
             ) from None
     target = load_targets(
-        args.target, ck, cfg.cache, args.target_set, args.multiview, frame_offsets=offsets
+        args.target,
+        ck,
+        cfg.cache,
+        args.target_set,
+        args.multiview,
+        frame_offsets=offsets,
+        min_keypoints=cfg.min_keypoints,
     )
     print(
-        f"target: {len(target)} detections kept, {target.dropped} dropped (< {MIN_KEYPOINTS} keypoints)"
+        f"target: {len(target)} detections kept, {target.dropped} dropped "
+        f"(< {cfg.min_keypoints} keypoints)"
     )
     validation = None
     if args.val:
         if args.val.startswith("synthetic:"):
             validation = synthetic_target(cfg.cache, ck, args.val.split(":", 1)[1], split="val")
         else:
-            validation = benchmark_target(args.val, ck)
+            validation = benchmark_target(args.val, ck, cfg.min_keypoints)
         print(
             f"validation: {len(validation)} labelled samples from {args.val} (model selection by PA-MPJPE)"
         )

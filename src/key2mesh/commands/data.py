@@ -4,9 +4,10 @@ real-footage benchmark from Pose2Sim's 4-camera demo."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from key2mesh.errors import Key2MeshError
+from key2mesh.options import SEED, from_flags, rule
 
 HELP = "build (prepare) or inspect (stats) the MoCap training cache; build the pose2sim benchmark"
 DEFAULT_CACHE = "cache/mocap_anny.npz"
@@ -58,14 +59,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     prep.add_argument(
         "--smpl-dir", help="SMPL model folder for --body smpl (else $KEY2MESH_SMPL_DIR)"
     )
-    prep.add_argument(
-        "--fps", type=float, default=60.0, help="resample clips to at most this frame rate"
-    )
-    prep.add_argument("--num-shapes", type=int, default=8192, help="size of the shape bank")
-    prep.add_argument(
-        "--ik-iters", type=int, default=150, help="IK iterations for joint-only sources"
-    )
-    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--fps", help="resample clips to at most this frame rate (default 60)")
+    prep.add_argument("--num-shapes", help="size of the shape bank (default 8192)")
+    prep.add_argument("--ik-iters", help="IK iterations for joint-only sources (default 150)")
+    prep.add_argument("--seed", help="random seed (default 0)")
     st = sub.add_parser("stats", help="frames, clips, sources and pose coverage of a cache")
     st.add_argument("cache", nargs="?", default=DEFAULT_CACHE)
     mv = sub.add_parser(
@@ -116,10 +113,35 @@ def _pose2sim(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     print(f"wrote {args.out}: {bench.summary()}")
+    # development / test parts by whole instants (first and second half of the clip): choose
+    # defaults on the first, report the second
+    out = Path(args.out)
+    for part in bench.split_by_instant(0.5):
+        tag = part.name.rsplit("-", 1)[1]
+        path = save_benchmark(part, out.with_name(f"{out.stem}_{tag}{out.suffix or '.npz'}"))
+        print(f"wrote {path}: {part.summary()} ({tag} part, instants {_span(part)})")
     return 0
 
 
+def _span(bench) -> str:
+    ids = bench.instant_ids()
+    return f"{int(ids.min())}-{int(ids.max())}"
+
+
+@dataclass
+class PrepareNumbers:
+    """``data prepare``'s numeric flags, checked by :mod:`key2mesh.options` before any work."""
+
+    fps: float = field(default=60.0, metadata=rule(gt=0))
+    num_shapes: int = field(default=8192, metadata=rule(ge=1))
+    ik_iters: int = field(default=150, metadata=rule(ge=1))
+    seed: int = field(default=0, metadata=rule(SEED))
+
+
 def _prepare(args: argparse.Namespace) -> int:
+    num = from_flags(
+        PrepareNumbers, {k: getattr(args, k) for k in ("fps", "num_shapes", "ik_iters", "seed")}
+    )
     from key2mesh.body import load_body_model
     from key2mesh.data.prepare import prepare_cache  # noqa: I001
 
@@ -134,17 +156,15 @@ def _prepare(args: argparse.Namespace) -> int:
     )
     if args.amass and "amass" not in sources:
         sources = sources + ("amass",)
-    if not (args.fps > 0):
-        raise Key2MeshError(f"--fps must be > 0, got {args.fps}")
     bank, rep = prepare_cache(
         body,
         args.out,
         sources,
         args.amass,
-        args.fps,
-        args.num_shapes,
-        args.seed,
-        args.ik_iters,
+        num.fps,
+        num.num_shapes,
+        num.seed,
+        num.ik_iters,
         bvh=args.bvh,
         asf_amc=args.asf_amc,
         index=args.index,

@@ -39,6 +39,9 @@ class BenchmarkSet:
     genders: N of ``"male"``/``"female"``/``"neutral"``. joints3d: optional (N,J,3) metres in the
     camera frame, ``joints3d_set`` names their order (``"h36m17"``: H36M-17 joints from SPIN's
     ``S``, root-centred; ``"smpl24"``: SMPL joints). intrinsics: optional (N,3,3) pixels.
+    instants: optional (N,) int64, the instant each sample shows (equal for the synchronised views
+    of one instant, in time order; multi-view sets such as ``key2mesh data pose2sim``): grouping
+    for ``adapt --multiview``, dev/test splits and bootstrap intervals over instants.
     dropped: detections removed for too few keypoints (``drop_reason`` says why); excluded:
     samples left out by the protocol (invalid camera pose, other subjects/cameras), by reason.
     """
@@ -58,6 +61,7 @@ class BenchmarkSet:
     drop_reason: str = ""
     excluded: dict[str, int] = field(default_factory=dict)
     source: str = "<memory>"
+    instants: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.keypoint_set = canonical_set_name(self.keypoint_set)
@@ -73,6 +77,7 @@ class BenchmarkSet:
                 (n, joints.shape[1] if joints is not None and joints.ndim == 3 else -1, 3),
             ),
             "intrinsics": (self.intrinsics, (n, 3, 3)),
+            "instants": (self.instants, (n,)),
         }
         for key, (value, shape) in expected.items():
             if value is not None and tuple(value.shape) != shape:
@@ -108,10 +113,33 @@ class BenchmarkSet:
             betas=sel(self.betas),
             joints3d=sel(self.joints3d),
             intrinsics=sel(self.intrinsics),
+            instants=sel(self.instants),
             genders=[self.genders[i] for i in pick],
             image_names=[self.image_names[i] for i in pick],
             excluded=dict(self.excluded),
         )
+
+    def instant_ids(self) -> np.ndarray:
+        """(N,) int64: the instant of each sample (``instants`` when stored; else every sample is
+        an instant of its own, in file order). The unit of dev/test splits and bootstrap intervals:
+        the views of one instant are not independent samples."""
+        if self.instants is not None:
+            return self.instants.numpy().astype(np.int64)
+        return np.arange(len(self), dtype=np.int64)
+
+    def split_by_instant(self, fraction: float = 0.5) -> tuple[BenchmarkSet, BenchmarkSet]:
+        """(development, test) parts by whole instants in time order: the first ``fraction`` of
+        the instants and the rest (contiguous blocks: neighbouring frames are near-duplicates)."""
+        if not 0 < fraction < 1:
+            raise Key2MeshError(f"split fraction must be in (0, 1), got {fraction}")
+        ids = self.instant_ids()
+        order = np.unique(ids)
+        if len(order) < 2:
+            raise Key2MeshError(f"{self.source}: one instant only; nothing to split")
+        cut = order[min(len(order) - 1, max(1, int(round(fraction * len(order)))))]
+        dev = ids < cut
+        part = lambda mask, tag: replace(self.subset(mask), name=f"{self.name}-{tag}")  # noqa: E731
+        return part(dev, "dev"), part(~dev, "test")
 
     def summary(self) -> str:
         """One line: name, kept samples, dropped detections and protocol exclusions."""
@@ -176,7 +204,7 @@ def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
     (N,) — so the file is also a detections file for ``key2mesh adapt --target`` — plus the
     ground truth ``joints3d`` (N,J,3) metres in the camera frame with ``joints3d_set`` (a keypoint
     set name, e.g. ``coco17``, or ``h36m17``), optional ``pose`` (N,24,3,3) / ``betas`` (N,10) /
-    ``genders``, ``intrinsics`` (N,3,3), and the ``name``, ``dropped`` and ``excluded`` counters.
+    ``genders``, ``intrinsics`` (N,3,3), ``instants`` (N,) int64, and the ``name``, ``dropped`` and ``excluded`` counters.
     """
     import json
 
@@ -193,7 +221,7 @@ def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
         "drop_reason": np.array(bench.drop_reason),
         "excluded": np.array(json.dumps(bench.excluded)),
     }
-    for key in ("joints3d", "pose", "betas", "intrinsics"):
+    for key in ("joints3d", "pose", "betas", "intrinsics", "instants"):
         value = getattr(bench, key)
         if value is not None:
             arrays[key] = value.numpy()
@@ -296,6 +324,12 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
         raise Key2MeshError(
             f"{path}: 'excluded' must be a JSON object of counts, got {text('excluded')!r}"
         )
+    instants = data.get("instants")
+    if instants is not None and (instants.shape != (n,) or instants.dtype.kind not in "iu"):
+        raise Key2MeshError(
+            f"{path}: 'instants' must be {n} integers (one instant id per sample), got "
+            f"shape {instants.shape} {instants.dtype}"
+        )
     genders = names("genders", n)
     genders = [gender_name(path, g) for g in genders] if genders is not None else ["neutral"] * n
 
@@ -318,4 +352,5 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
         drop_reason=text("drop_reason", ""),
         excluded=excluded,
         source=str(path),
+        instants=None if instants is None else torch.from_numpy(instants.astype(np.int64)),
     )

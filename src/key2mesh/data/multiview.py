@@ -18,6 +18,7 @@ Samples whose evaluation joints could not be triangulated are excluded and count
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,6 +228,9 @@ def build_multiview_benchmark(
         intrinsics=torch.from_numpy(np.repeat(calib.K, t, 0)[keep]).float(),
         excluded={"evaluation joints not triangulated": int((~keep).sum())},
         source=name,
+        # synchronised frame index: equal for the views of one instant (not the raw frame numbers
+        # of the names, which differ by the cameras' offsets)
+        instants=torch.from_numpy(np.tile(frame0 + np.arange(t), c)[keep]),
     )
     report = MultiViewReport(
         frames=t,
@@ -240,21 +244,62 @@ def build_multiview_benchmark(
     return bench, report
 
 
-def instant_groups(frame_names) -> np.ndarray:
+def instant_groups(frame_names, offsets: dict[str, int] | None = None) -> np.ndarray:
     """Sample names ``CAMERA/FRAME`` (as :func:`build_multiview_benchmark` writes them) → (N,)
-    int64 ids, equal for the views of one instant (same FRAME part), numbered in order of first
-    appearance."""
-    frames = []
+    int64 instant ids, equal for the views of one instant, numbered in time order.
+
+    Without ``offsets`` the views of one instant are those with the same FRAME part. ``offsets``
+    ({camera: frames}) says camera c's frame f + offsets[c] shows the instant of frame f of a
+    camera with offset 0 (what ``key2mesh data pose2sim`` reports): FRAME must then end in the
+    frame number, and the instant is that number minus the camera's offset."""
+    cameras, frames = [], []
     for name in frame_names:
         camera, sep, frame = str(name).rpartition("/")
         if not sep or not camera or not frame:
             raise Key2MeshError(
                 f"frame name {name!r} is not CAMERA/FRAME: the views of one instant cannot be grouped"
             )
+        cameras.append(camera)
         frames.append(frame)
-    _, first, inverse = np.unique(np.asarray(frames), return_index=True, return_inverse=True)
-    rank = np.argsort(np.argsort(first))  # ids in order of first appearance
-    return rank[inverse.reshape(-1)].astype(np.int64)
+    if offsets is None:
+        key = np.asarray(frames)
+    else:
+        unknown = sorted(set(cameras) - set(offsets))
+        if unknown:
+            raise Key2MeshError(
+                f"no frame offset for camera(s) {unknown} (offsets given for {sorted(offsets)})"
+            )
+        numbers = [re.search(r"(\d+)$", f) for f in frames]
+        bad = next((f for f, m in zip(frames, numbers) if m is None), None)
+        if bad is not None:
+            raise Key2MeshError(
+                f"frame {bad!r} does not end in a frame number: cannot apply offsets"
+            )
+        key = np.array([int(m.group(1)) - offsets[c] for m, c in zip(numbers, cameras)])
+    _, inverse = np.unique(key, return_inverse=True)  # sorted: time order for numbered frames
+    return inverse.reshape(-1).astype(np.int64)
+
+
+def stored_instants(path) -> np.ndarray | None:
+    """The (N,) instant ids a benchmark / detections ``.npz`` stores under ``instants`` (written by
+    ``key2mesh data pose2sim``), or None for other files."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "instants" not in z.files:
+                return None
+            value = z["instants"]
+    except Exception as exc:  # noqa: BLE001 - the detections reader reports bad files first
+        raise Key2MeshError(f"{path}: cannot read 'instants' ({exc})".splitlines()[0]) from None
+    if value.ndim != 1 or value.dtype.kind not in "iu":
+        raise Key2MeshError(
+            f"{path}: 'instants' must be one integer per sample, got {value.shape} {value.dtype}"
+        )
+    return value.astype(np.int64)
 
 
 def pose2sim_benchmark(progress: bool = True, **kw):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from key2mesh.geometry.rotations import rot6d_to_matrix
+from key2mesh.options import rule
 
 
 @dataclass
@@ -22,15 +23,15 @@ class ModelConfig:
     """Everything that fixes the network's shapes. ``shape_init``: initial shape output
     (e.g. 0.5 for anny phenotypes, 0 for SMPL betas)."""
 
-    num_keypoints: int = 25
-    num_joints: int = 24
-    shape_dim: int = 6
-    hidden: int = 1024
-    extractor_blocks: int = 2
-    head_blocks: int = 1
-    critic_hidden: int = 1024
-    critic_layers: int = 2
-    dropout: float = 0.2
+    num_keypoints: int = field(default=25, metadata=rule(ge=1))
+    num_joints: int = field(default=24, metadata=rule(ge=1))
+    shape_dim: int = field(default=6, metadata=rule(ge=1))
+    hidden: int = field(default=1024, metadata=rule(ge=1))
+    extractor_blocks: int = field(default=2, metadata=rule(ge=0))
+    head_blocks: int = field(default=1, metadata=rule(ge=0))
+    critic_hidden: int = field(default=1024, metadata=rule(ge=1))
+    critic_layers: int = field(default=2, metadata=rule(ge=1))
+    dropout: float = field(default=0.2, metadata=rule(ge=0, lt=1))
     shape_init: list[float] = field(default_factory=lambda: [0.5] * 6)
 
     def to_dict(self) -> dict:
@@ -138,14 +139,16 @@ class Key2MeshNet(nn.Module):
 
 class DomainCritic(nn.Module):
     """Wasserstein critic D: (B, d) → (B,), as in the official code: ``critic_layers`` ×
-    [Linear(→ critic_hidden) + PReLU + Dropout], then Linear(→ 1); no normalisation layers."""
+    [Linear(→ critic_hidden) + PReLU + Dropout(``dropout``)], then Linear(→ 1); no normalisation
+    layers. ``dropout`` is the critic's own (official code 0.2), not the model's (0 in the shipped
+    stage-2 models)."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, dropout: float = 0.2):
         super().__init__()
         layers: list[nn.Module] = []
         d = cfg.hidden
         for _ in range(cfg.critic_layers):
-            layers += [nn.Linear(d, cfg.critic_hidden), nn.PReLU(), nn.Dropout(cfg.dropout)]
+            layers += [nn.Linear(d, cfg.critic_hidden), nn.PReLU(), nn.Dropout(dropout)]
             d = cfg.critic_hidden
         layers.append(nn.Linear(d, 1))
         self.net = nn.Sequential(*layers)

@@ -16,6 +16,7 @@ batches are then drawn as whole instants (all their views).
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import time
@@ -40,6 +41,7 @@ from key2mesh.model.checkpoint import (
     make_checkpoint,
 )
 from key2mesh.model.network import DomainCritic
+from key2mesh.safe_paths import atomic_write_text
 from key2mesh.train.common import MetricLogger, check_finite, check_finite_parameters, pick_device
 from key2mesh.train.losses import (
     AdaptWeights,
@@ -126,6 +128,15 @@ class AdaptConfig:
     # "batch": train-mode BatchNorm (batch statistics, running averages drift to the target).
     bn: str = "frozen"
     dropout: bool = False  # dropout in the adapted extractor (off: no-shift adaptation is a no-op)
+    critic_dropout: float = 0.2  # the critic's own dropout (official code)
+    # label-free model selection (see select_step): "guarded" keeps a step only when the source
+    # domain's held-out error has not risen by more than source_tolerance and the target criterion
+    # fell by at least min_gain (relative), else step 0 (the source model); "target": the target
+    # criterion alone (the paper's rule without labels). With --val: PA-MPJPE on the labels.
+    selection: str = "guarded"
+    source_tolerance: float = 0.01
+    min_gain: float = 0.05
+    source_samples: int = 1024  # held-out MoCap samples of the source-domain check
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -231,18 +242,55 @@ def group_table(groups: torch.Tensor) -> torch.Tensor:
 
 
 def split_holdout(
-    target: TargetSet, fraction: float, generator: torch.Generator
+    target: TargetSet, fraction: float, generator: torch.Generator, block: float = 0.05
 ) -> tuple[TargetSet, TargetSet]:
-    """(held out, rest): a random ``fraction`` of the detections (at least one) for the label-free
-    criterion; whole groups when the target's views are grouped, so no instant is on both sides."""
-    if target.groups is None:
-        perm = torch.randperm(len(target), generator=generator)
-        n_hold = max(1, int(fraction * len(target)))
-        return target.subset(perm[:n_hold]), target.subset(perm[n_hold:])
-    ids = torch.unique(target.groups)
-    held = ids[torch.randperm(len(ids), generator=generator)[: max(1, int(fraction * len(ids)))]]
-    hold = torch.isin(target.groups, held)
+    """(held out, rest) for the label-free criterion: about ``fraction`` of the target in
+    contiguous blocks of ``block`` of it (at least one sample), drawn at random. Blocks, because
+    neighbouring video frames are near-duplicates: a random frame held out has its twin in
+    training. Units are whole instants when the views are grouped (no instant on both sides),
+    else detections in file order."""
+    units = (
+        torch.arange(len(target)) if target.groups is None else torch.unique(target.groups)
+    )  # sorted: time order
+    n = len(units)
+    size = max(1, int(round(block * n)))
+    starts = torch.arange(0, n, size)
+    n_blocks = max(1, int(round(fraction * n / size)))
+    chosen = starts[torch.randperm(len(starts), generator=generator)[:n_blocks]]
+    held = torch.zeros(n, dtype=torch.bool)
+    for start in chosen.tolist():
+        held[start : start + size] = True
+    if held.all():  # keep something to adapt on
+        held[1:] = False
+    hold = held if target.groups is None else torch.isin(target.groups, units[held])
     return target.subset(torch.nonzero(hold)[:, 0]), target.subset(torch.nonzero(~hold)[:, 0])
+
+
+def select_step(
+    start: dict[str, float],
+    metrics: dict[str, float],
+    key: str,
+    rule: str = "guarded",
+    source_tolerance: float = 0.01,
+    min_gain: float = 0.05,
+) -> bool:
+    """Whether the evaluated step with ``metrics`` may replace the source model (step 0, metrics
+    ``start``) as the adapted model: lower is better for ``key``.
+
+    ``rule="labels"`` / ``"target"``: ``key`` alone (a labelled score, or the paper's label-free
+    rule on the target). ``"guarded"`` (label-free default): the source domain's held-out error
+    (``src_pa_mpjpe``, ``src_mpjpe``: what L_reg is meant to protect) may rise by at most
+    ``source_tolerance`` (relative), and ``key`` must fall by at least ``min_gain`` (relative):
+    a re-projection that falls while the 3D error on the source domain rises is the failure
+    mode this guards against. Among admissible steps the caller keeps the lowest ``key``."""
+    if rule not in ("guarded", "target", "labels"):
+        raise ValueError(f"selection rule must be guarded, target or labels, got {rule!r}")
+    if rule != "guarded":
+        return True
+    for src in ("src_pa_mpjpe", "src_mpjpe"):
+        if src in start and metrics[src] > start[src] * (1 + source_tolerance):
+            return False
+    return metrics[key] <= start[key] * (1 - min_gain)
 
 
 def run_adapt(
@@ -272,7 +320,7 @@ def run_adapt(
     extractor = train_mode(copy.deepcopy(net_pt.extractor), cfg.bn, cfg.dropout)
     for p in extractor.parameters():
         p.requires_grad_(True)
-    critic = DomainCritic(ck.model_config).to(device)
+    critic = DomainCritic(ck.model_config, cfg.critic_dropout).to(device)
     opt_f = torch.optim.Adam(extractor.parameters(), lr=cfg.lr)
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
     # source-domain pairs are synthesised exactly as in pre-training
@@ -303,6 +351,23 @@ def run_adapt(
     def predict(extr: torch.nn.Module, inputs: torch.Tensor):
         return net_pt.head(extr(inputs.to(device)))
 
+    # the source domain's held-out frames, synthesised as in pre-training: the guard of "guarded"
+    source_check = (
+        synthetic_target(
+            cfg.cache,
+            ck,
+            ck.config.get("synth", {}).get("noise_profile", "none"),
+            n=cfg.source_samples,
+            seed=cfg.seed + 101,
+            split="val",
+        )
+        if cfg.source_samples > 0
+        else None
+    )
+    with torch.no_grad():  # the pre-trained model's 3D keypoints on the held-out target
+        ev0 = validation if validation is not None else hold
+        kp_pt = body.forward_keypoints(*predict(net_pt.extractor, ev0.inputs), kset)
+
     @torch.no_grad()
     def evaluate() -> dict[str, float]:
         extractor.eval()
@@ -322,12 +387,29 @@ def run_adapt(
             )
         elif validation is not None and validation.joints3d is not None:
             res.update(_score_keypoint_labels(body, extractor, net_pt, validation))
+        if source_check is not None:
+            r, s = predict(extractor, source_check.inputs)
+            src = keypoint_metrics(
+                body,
+                kset,
+                r,
+                s,
+                source_check.rotmats.to(device),
+                source_check.shape.to(device),
+                with_vertices=False,
+            )
+            res.update({f"src_{k}": v for k, v in src.items()})
         ev = validation if validation is not None else hold
         r, s = predict(extractor, ev.inputs)
         kp = body.forward_keypoints(r, s, kset)
         res["reproj"] = float(
             reprojection_loss(kp, ev.inputs.to(device), ev.valid.to(device), camera)
         )
+        # how far the 3D keypoints moved from the pre-trained model's, mm, and along the depth
+        # axis of the virtual camera (z), which the 2D evidence does not constrain
+        moved = (kp - kp.mean(1, keepdim=True)) - (kp_pt - kp_pt.mean(1, keepdim=True))
+        res["shift_mm"] = 1000 * float(moved.norm(dim=-1).mean())
+        res["depth_shift_mm"] = 1000 * float(moved[..., 2].abs().mean())
         # the views' disagreement on the body-frame pose, mm (label-free)
         seen = ev if ev.groups is not None else train_t
         if seen.groups is not None:
@@ -340,15 +422,11 @@ def run_adapt(
         train_mode(extractor, cfg.bn, cfg.dropout)
         return res
 
-    # selection: labels when given; else the views' disagreement when L_mv trains (it falls with
-    # the error: benchmarks/ablation.sh), else the re-projection error on held-out detections
-    key = (
-        "pa_mpjpe"
-        if validation is not None and validation.labelled
-        else "mv_mm"
-        if views is not None
-        else "reproj"
-    )
+    # selection: labels when given; else the views' disagreement when L_mv trains, else the
+    # re-projection error on held-out detections, both under the rule cfg.selection
+    labelled = validation is not None and validation.labelled
+    key = "pa_mpjpe" if labelled else "mv_mm" if views is not None else "reproj"
+    rule = "labels" if labelled else cfg.selection
     logger = MetricLogger(out)
     start = evaluate()
     best, best_state = {**start, "step": 0}, copy.deepcopy(extractor.state_dict())
@@ -407,8 +485,11 @@ def run_adapt(
             else torch.zeros((), device=device)
         )
         lreg = feature_regularizer(f_tgt, f_tgt_pt) if w.reg > 0 else torch.zeros((), device=device)
-        lmv = (
-            multiview_consistency(body_frame(kp, rot[:, 0]), train_t.groups[tsel])
+        lmv = (  # the pose only: shape (body size) held out of L_mv's gradient
+            multiview_consistency(
+                body_frame(body.forward_keypoints(rot, shp.detach(), kset), rot[:, 0]),
+                train_t.groups[tsel],
+            )
             if views is not None
             else torch.zeros((), device=device)
         )
@@ -439,7 +520,9 @@ def run_adapt(
                     "samples_per_s": step * cfg.batch_size / (time.perf_counter() - t0),
                 },
             )
-            if m[key] < best[key]:
+            if m[key] < best[key] and select_step(
+                start, m, key, rule, cfg.source_tolerance, cfg.min_gain
+            ):
                 best, best_state = {**m, "step": step}, copy.deepcopy(extractor.state_dict())
                 save("best.pt", best_state, best, step)
             save("last.pt", extractor.state_dict(), m, step)
@@ -448,14 +531,32 @@ def run_adapt(
     logger.close()
     if best["step"] == 0:
         save("best.pt", best_state, best, 0)
-    return {
+    summary = {
         "before": start,
         "best": best,
         "selection": key,
+        "rule": rule,
+        "kept_source": best["step"] == 0,
+        "verdict": verdict(best, key, rule, cfg),
         "steps": step,
         "dropped": target.dropped,
         "samples_per_s": step * cfg.batch_size / max(time.perf_counter() - t0, 1e-9),
     }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    return summary
+
+
+def verdict(best: dict, key: str, rule: str, cfg: AdaptConfig) -> str:
+    """One line for the user: which model best.pt is, and why."""
+    if best["step"] == 0:
+        why = (
+            f"no step lowered {key} by {100 * cfg.min_gain:.0f} % with the source domain's "
+            f"held-out error within {100 * cfg.source_tolerance:.0f} %"
+            if rule == "guarded"
+            else f"no step improved {key}"
+        )
+        return f"kept the pre-trained model (best.pt = step 0): {why}"
+    return f"best.pt = step {best['step']} ({key} {best[key]:.4g}, selection: {rule})"
 
 
 def _score_keypoint_labels(body, extractor, net_pt, validation: TargetSet) -> dict[str, float]:
