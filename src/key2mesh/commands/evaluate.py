@@ -148,15 +148,15 @@ def run(args: argparse.Namespace) -> int:
         raise Key2MeshError(
             f"unknown dataset {args.dataset!r}: use mocap-heldout, 3dpw, h36m-p2 or a benchmark .npz file"
         )
-    table = Table(title=f"{result.name} — protocol {args.protocol} {protocol.__dict__}")
+    table = Table(
+        title=f"{result.name} — protocol {args.protocol} {protocol.__dict__}",
+        caption=f"[low, high]: 95 % bootstrap interval over {result.clusters} instants",
+    )
     for col in ("n", "dropped", "MPJPE (mm)", "PA-MPJPE (mm)", "PVE (mm)"):
         table.add_column(col, justify="right")
+    cell = lambda k: result.intervals[k].text() if k in result.intervals else "-"  # noqa: E731
     table.add_row(
-        str(result.count),
-        str(result.dropped),
-        f"{result.mpjpe:.1f}",
-        f"{result.pa_mpjpe:.1f}",
-        "-" if result.pve is None else f"{result.pve:.1f}",
+        str(result.count), str(result.dropped), cell("mpjpe"), cell("pa_mpjpe"), cell("pve")
     )
     Console().print(table)
     if args.json_out:

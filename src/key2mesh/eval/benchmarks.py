@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from key2mesh.errors import Key2MeshError
-from key2mesh.eval.evaluate import EvalResult
+from key2mesh.eval.evaluate import EvalResult, result_from_errors
 from key2mesh.eval.metrics import Protocol, per_sample_metrics
 
 
@@ -193,14 +193,12 @@ def evaluate_benchmark(
             f"{bench.source}: all {bench.dropped + len(keep)} samples were dropped (too few confident "
             "keypoints, or all on one spot); nothing to score"
         )
-    return EvalResult(
+    return result_from_errors(
         name,
+        {k: v[keep] for k, v in errors.items()},
         protocol,
-        int(keep.sum()),
         bench.dropped + int((~keep).sum()),
-        float(errors["mpjpe"][keep].mean()),
-        float(errors["pa_mpjpe"][keep].mean()),
-        float(errors["pve"][keep].mean()) if "pve" in errors else None,
+        clusters=bench.instant_ids()[keep.numpy()],
     )
 
 

@@ -7,17 +7,24 @@ root (SPIN). On 'mocap-heldout' the ground truth is the same body model as the p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from key2mesh.body.base import BodyModel
 from key2mesh.errors import Key2MeshError
+from key2mesh.eval.intervals import Interval, bootstrap_mean
 from key2mesh.eval.metrics import Protocol, get_protocol, per_sample_metrics
+
+METRICS = ("mpjpe", "pa_mpjpe", "pve")
 
 
 @dataclass
 class EvalResult:
+    """Mean errors (mm) over ``count`` scored samples, with 95 % bootstrap intervals over
+    instants (``intervals``: metric → Interval; ``clusters`` counts the instants resampled)."""
+
     name: str
     protocol: Protocol
     count: int
@@ -25,6 +32,8 @@ class EvalResult:
     mpjpe: float
     pa_mpjpe: float
     pve: float | None
+    intervals: dict[str, Interval] = field(default_factory=dict)
+    clusters: int = 0
 
     def row(self) -> dict:
         return {
@@ -34,8 +43,38 @@ class EvalResult:
             "mpjpe": self.mpjpe,
             "pa_mpjpe": self.pa_mpjpe,
             "pve": self.pve,
+            **{f"{k}_ci95": v.row() for k, v in self.intervals.items()},
+            "instants": self.clusters,
             **self.protocol.__dict__,
         }
+
+
+def result_from_errors(
+    name: str,
+    errors: dict[str, torch.Tensor],
+    protocol: Protocol,
+    dropped: int = 0,
+    clusters=None,
+) -> EvalResult:
+    """Per-sample errors (N,) mm (``mpjpe``, ``pa_mpjpe``, optional ``pve``) → EvalResult with
+    bootstrap intervals over ``clusters`` (N,) instant ids (None: every sample an instant)."""
+    if len(errors.get("mpjpe", ())) == 0:
+        raise Key2MeshError(
+            f"{name}: no sample left to score ({dropped} dropped); the mean errors would be NaN"
+        )
+    intervals = {k: bootstrap_mean(v, clusters) for k, v in errors.items() if k in METRICS}
+    n = int(len(errors["mpjpe"]))
+    return EvalResult(
+        name,
+        protocol,
+        n,
+        dropped,
+        intervals["mpjpe"].mean,
+        intervals["pa_mpjpe"].mean,
+        intervals["pve"].mean if "pve" in intervals else None,
+        intervals,
+        n if clusters is None else len(np.unique(np.asarray(clusters))),
+    )
 
 
 @torch.no_grad()
@@ -81,16 +120,5 @@ def score_bodies(
 def summarize(
     name: str, errors: dict[str, torch.Tensor], protocol: Protocol, dropped: int = 0
 ) -> EvalResult:
-    if len(errors.get("mpjpe", ())) == 0:
-        raise Key2MeshError(
-            f"{name}: no sample left to score ({dropped} dropped); the mean errors would be NaN"
-        )
-    return EvalResult(
-        name,
-        protocol,
-        int(len(errors["mpjpe"])),
-        dropped,
-        float(errors["mpjpe"].mean()),
-        float(errors["pa_mpjpe"].mean()),
-        float(errors["pve"].mean()) if "pve" in errors else None,
-    )
+    """:func:`result_from_errors` with every sample an instant of its own."""
+    return result_from_errors(name, errors, protocol, dropped)

@@ -1,0 +1,59 @@
+"""Bootstrap intervals over instants (key2mesh.eval.intervals)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from key2mesh.eval.intervals import bootstrap_mean, paired_difference
+
+
+def test_two_clusters_by_hand():
+    """Two instants with means 0 and 10 (equal sizes): a draw of two instants has mean 0, 5 or 10
+    with probabilities 1/4, 1/2, 1/4, so the 95 % interval is [0, 10]. Resampled by sample
+    instead, the 6 values would give a narrower interval."""
+    values = [0.0, 0.0, 0.0, 10.0, 10.0, 10.0]
+    ci = bootstrap_mean(values, clusters=[7, 7, 7, 9, 9, 9])
+    assert ci.mean == 5.0 and ci.low == 0.0 and ci.high == 10.0
+    by_sample = bootstrap_mean(values)
+    assert by_sample.low > 0.0 and by_sample.high < 10.0
+
+
+def test_unequal_clusters_weigh_by_samples():
+    # instant sizes 1 and 3: drawing the big one twice gives mean 2, the small twice 8, mixed 3.5
+    ci = bootstrap_mean([8.0, 2.0, 2.0, 2.0], clusters=[0, 1, 1, 1], resamples=4000)
+    assert ci.mean == pytest.approx(3.5) and ci.low == 2.0 and ci.high == 8.0
+
+
+def test_constant_values_and_errors():
+    ci = bootstrap_mean(np.full(20, 3.0))
+    assert (ci.mean, ci.low, ci.high) == (3.0, 3.0, 3.0) and ci.text() == "3.0 [3.0, 3.0]"
+    with pytest.raises(ValueError, match="no values"):
+        bootstrap_mean([])
+    with pytest.raises(ValueError, match="cluster ids"):
+        bootstrap_mean([1.0, 2.0], clusters=[0])
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_mean([1.0], level=1.5)
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_difference([1.0], [1.0, 2.0])
+
+
+def test_matches_the_normal_interval_for_many_samples():
+    x = np.random.default_rng(1).normal(50.0, 10.0, 4000)
+    ci = bootstrap_mean(x, resamples=4000)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))
+    assert ci.low == pytest.approx(x.mean() - half, abs=0.1 * half)
+    assert ci.high == pytest.approx(x.mean() + half, abs=0.1 * half)
+
+
+def test_paired_difference_sees_what_unpaired_intervals_hide():
+    """Method a is 1 mm better on every sample, but the samples vary by ±30 mm: the two intervals
+    overlap, the paired one excludes 0."""
+    rng = np.random.default_rng(0)
+    b = rng.normal(90.0, 30.0, 200)
+    a = b - 1.0
+    ia, ib = bootstrap_mean(a), bootstrap_mean(b)
+    assert ia.high > ib.low  # overlapping
+    d = paired_difference(a, b)
+    assert d.mean == pytest.approx(-1.0) and d.excludes_zero and d.high < 0
+    assert not paired_difference(b, b).excludes_zero
