@@ -40,6 +40,7 @@ def files(tmp_path, monkeypatch):
         keypoints=rng.uniform(100, 300, (3, 25, 2)).astype(np.float32),
         keypoint_set="openpose_body25",
     )
+    (inputs / "kp_params.npz").write_bytes((inputs / "kp.npz").read_bytes())  # kp.npz's table name
     from PIL import Image
 
     Image.new("RGB", (64, 48), (90, 120, 150)).save(inputs / "small.png")
@@ -50,6 +51,8 @@ def files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "cwd")  # default output paths would land here
     return {
         "inp": str(inputs / "kp.npz"),
+        "inp_stem": str(inputs / "kp"),
+        "inp_dir": str(inputs),
         "img": str(inputs / "small.png"),
         "huge": str(inputs / "huge.png"),
         "big": str(inputs / "big.png"),
@@ -77,19 +80,19 @@ CASES = [
     (
         "fit-batch-size-0",
         "fit {inp} --batch-size 0 --out {out}/f.npz",
-        "--batch-size: expected a positive integer, got '0'",
+        "--batch-size 0: batch_size must be an integer >= 1",
     ),
     ("fit-batch-size-neg", "fit {inp} --batch-size -3 --out {out}/f.npz", "--batch-size"),
     (
         "fit-iters-neg",
         "fit {inp} --iters -1 --out {out}/f.npz",
-        "--iters: expected an integer >= 0",
+        "--iters -1: iters must be an integer >= 0",
     ),
     ("fit-iters-text", "fit {inp} --iters many --out {out}/f.npz", "--iters"),
     (
         "fit-sigma-zero",
         "fit {inp} --sigma 0 --out {out}/f.npz",
-        "--sigma: expected a positive number",
+        "--sigma 0: weights.sigma must be a number > 0",
     ),
     (
         "predict-min-keypoints-0",
@@ -131,6 +134,26 @@ CASES = [
         "unrecognized arguments: --bogus",
     ),
     ("predict-missing-file", "predict {out}/nope.npz --out {out}/p.npz", "nope.npz"),
+    # --out is compared with the inputs as written (.npz appended first)
+    ("predict-out-is-input-without-suffix", "predict {inp} --out {inp_stem}", "is the input"),
+    # no output of a run overwrites another one or an input
+    (
+        "predict-out-is-the-motion-table",
+        "predict {inp} --out {out}/kp_params.npz",
+        "is both --out and the motion table of",
+    ),
+    (
+        "predict-out-is-an-export",
+        "predict {inp} --export amass --out {out}/kp_track0_amass.npz",
+        "is both --out and one of the exports of",
+    ),
+    (
+        "predict-motion-table-is-an-input",
+        "predict {inp} {inp_dir}/kp_params.npz --out {inp_dir}/p.npz",
+        "is the input",
+    ),
+    ("predict-fps-nan", "predict {inp} --fps nan --out {out}/p.npz", "--fps must be a positive"),
+    ("predict-fps-inf", "predict {inp} --fps inf --out {out}/p.npz", "--fps must be a positive"),
 ]
 
 
@@ -203,3 +226,63 @@ def test_api_device_check():
 
     with pytest.raises(Key2MeshError, match="cuda:99"):
         Key2Mesh.from_pretrained("anny-body25", device="cuda:99")
+
+
+PT = "pretrain --cache {inp} --out {out}/pt"
+AD = "adapt --source anny-body25 --target {inp} --cache {inp} --out {out}/ad"
+# --set / --config / named flags of pretrain, adapt, fit and data prepare: one validator, checked
+# before any cache, checkpoint or body model is read ({inp} is no cache: reading it would fail
+# with another message)
+OPTION_CASES = [
+    ("set-steps-text", PT + " --set steps=many", "--set steps=many: steps must be an integer >= 0"),
+    (
+        "set-threads-neg",
+        PT + " --set threads=-3",
+        "--set threads=-3: threads must be an integer >= 0",
+    ),
+    ("set-device", PT + " --set device=banana", "device must be auto, cpu, cuda, cuda:N or mps"),
+    ("set-model-hidden-0", PT + " --set model.hidden=0", "model.hidden must be an integer >= 1"),
+    ("set-model-bogus", PT + " --set model.bogus=1", "unknown model option 'model.bogus'; valid:"),
+    ("set-weights-5", PT + " --set weights=5", "weights must be a mapping of options"),
+    ("set-lr-nan", PT + " --set lr=NaN", "--set lr=NaN: lr must be a number > 0"),
+    ("set-focal-neg", PT + " --set camera.focal=-5", "camera.focal must be a number > 0"),
+    ("set-val-fraction-2", PT + " --set val_fraction=2", "val_fraction must be a number in [0, 1)"),
+    ("set-epochs-neg", PT + " --set epochs=-1", "epochs must be a number > 0"),
+    ("set-steps-1e400", PT + " --set steps=1e400", "steps must be an integer >= 0"),
+    ("set-unknown", PT + " --set bogus=1", "unknown option 'bogus'; valid: cache"),
+    ("flag-threads-neg", PT + " --threads -3", "--threads -3: threads must be an integer >= 0"),
+    ("flag-hidden-0", PT + " --hidden 0", "--hidden 0: model.hidden must be an integer >= 1"),
+    ("flag-lr-inf", PT + " --lr inf", "--lr inf: lr must be a number > 0"),
+    ("flag-noise", PT + " --noise-profile loud", "synth.noise_profile must be one of none"),
+    ("adapt-set-bn", AD + " --set bn=bogus", "--set bn=bogus: bn must be one of frozen, batch"),
+    ("adapt-set-steps-neg", AD + " --set steps=-5", "steps must be an integer >= 0"),
+    ("adapt-set-critic", AD + " --set critic_steps=-1", "critic_steps must be an integer >= 0"),
+    ("adapt-set-weight", AD + " --set weights.mv=-1", "weights.mv must be a number >= 0"),
+    ("adapt-set-device", AD + " --set device=banana", "device must be auto, cpu"),
+    (
+        "fit-set-iters-neg",
+        "fit {inp} --set iters=-5 --out {out}/f.npz",
+        "iters must be an integer >= 0",
+    ),
+    ("fit-iters-float", "fit {inp} --iters 2.5 --out {out}/f.npz", "--iters 2.5: iters must be"),
+    ("fit-set-weights", "fit {inp} --set weights=5 --out {out}/f.npz", "weights must be a mapping"),
+    (
+        "prepare-ik-iters-neg",
+        "data prepare --ik-iters -1 --out {out}/c.npz",
+        "--ik-iters -1: ik_iters",
+    ),
+    ("prepare-fps-nan", "data prepare --fps nan --out {out}/c.npz", "--fps nan: fps must be"),
+    ("prepare-shapes-0", "data prepare --num-shapes 0 --out {out}/c.npz", "--num-shapes 0"),
+]
+
+
+@pytest.mark.parametrize("argv, expect", [pytest.param(a, e, id=i) for i, a, e in OPTION_CASES])
+def test_bad_option_is_one_line_exit_2(files, capsys, argv, expect):
+    test_bad_input_is_one_line_exit_2(files, capsys, argv, expect)
+
+
+def test_bad_config_file_option_is_one_line_exit_2(files, capsys):
+    config = files["root"] / "out" / "c.json"
+    config.write_text('{"threads": -3, "steps": 4}')
+    argv = PT + f" --config {config}"
+    test_bad_input_is_one_line_exit_2(files, capsys, argv, "threads=-3 in --config")

@@ -173,6 +173,32 @@ def test_a_usable_detection_is_still_meshed(tmp_path, detector, meshed, model):
     assert report.tracks == [0] and report.people_per_frame == [1, 0]
 
 
+def test_demo_output_names_are_sanitised_and_keep_dots(tmp_path, detector, capsys):
+    """An input ``-my clip.v2.png``: its outputs are ``my_clip.v2_*`` (predict's rule), the
+    track id kept after the stem's dot."""
+    from PIL import Image
+
+    src = tmp_path / "-my clip.v2.png"
+    Image.fromarray(_noise((96, 64))).save(src)
+    out = tmp_path / "out"
+    argv = ["demo", str(src), "--out", str(out), "--export", "trc", "--device", "cpu"]
+    assert main(argv + ["--checkpoint", "anny-body25", "--no-side-view"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"my_clip.v2_params.npz", "my_clip.v2_params.json", "my_clip.v2_track0.trc"} <= names
+    capsys.readouterr()
+
+
+def test_demo_never_overwrites_an_input_image(tmp_path, detector, capsys):
+    from PIL import Image
+
+    Image.fromarray(_noise((96, 64))).save(tmp_path / "frame_00000_key2mesh.png")
+    before = (tmp_path / "frame_00000_key2mesh.png").read_bytes()
+    argv = ["demo", str(tmp_path), "--out", str(tmp_path), "--device", "cpu"]
+    assert main(argv + ["--checkpoint", "anny-body25"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert (tmp_path / "frame_00000_key2mesh.png").read_bytes() == before
+
+
 def test_real_mediapipe_on_tiny_noise(tmp_path, model):
     """MediaPipe 0.10.21 itself returns 25 confident landmarks, spread over the image, on this
     8x8 noise image (seed 2); check_detections alone would pass them."""

@@ -147,6 +147,17 @@ def test_trc_parsed_back(tmp_path, model, motion):
     assert np.allclose(times, (motion.frame_index[rows] - motion.frame_index[rows][0]) / 30.0)
 
 
+def test_dotted_stem_keeps_every_track(tmp_path, model, motion):
+    """``two.people`` (an input ``two.people.npz``): one file per track, none cut at the dot."""
+    from key2mesh.inference.motion_export import export_motion
+
+    paths = export_motion(model, motion, tmp_path, "two.people", ["trc", "bvh"])
+    assert sorted(p.name for p in paths) == sorted(
+        f"two.people_track{t}.{ext}" for t in (0, 1) for ext in ("bvh", "trc")
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+
+
 def test_gaps_are_interpolated(motion):
     from key2mesh.inference.motion_export.series import track_series
 

@@ -29,6 +29,7 @@ def _files(root: Path) -> set[str]:
         ("ok-name_1.v2", "ok-name_1.v2"),
         ("é/ü", "frame"),
         ("x" * 500, "x" * 120),
+        ("-rf clip", "rf_clip"),
     ],
 )
 def test_safe_name(name, expected):
@@ -44,6 +45,37 @@ def test_unique_names():
         "a_3",
         "frame",
     ]
+
+
+def test_output_names_follow_one_rule(tmp_path):
+    from key2mesh.safe_paths import output_file, output_stems, stem_path
+
+    (tmp_path / "frames.d").mkdir()
+    assert output_stems(
+        ["clip.v2.mp4", "my clip.mp4", "-x.mp4", "é.mp4", "a/clip.v2.npz", tmp_path / "frames.d"]
+    ) == ["clip.v2", "my_clip", "x", "input", "clip.v2_1", "frames.d"]
+    assert stem_path(tmp_path, "two.people_track0", ".bvh").name == "two.people_track0.bvh"
+    assert output_file("X", ".npz") == Path("X.npz")
+    assert output_file("a.v2", ".npz") == Path("a.v2.npz")
+    assert output_file("a.npz", ".npz") == Path("a.npz")
+
+
+def test_output_names_refuse_inputs_and_each_other(tmp_path):
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.safe_paths import OutputNames
+
+    names = OutputNames([tmp_path / "in.npz"])
+    with pytest.raises(Key2MeshError, match="is the input"):
+        names.claim(tmp_path / "sub" / ".." / "in.npz", "--out")
+    names.claim(tmp_path / "o.npz", "--out")
+    with pytest.raises(Key2MeshError, match="o.npz is both --out and the motion table"):
+        names.claim(tmp_path / "o.npz", "the motion table of in.npz")
+    with pytest.raises(Key2MeshError, match="is both --out and one of the exports"):
+        names.claim_family(tmp_path, r"o\.npz", "the exports")
+    names.claim_family(tmp_path, r"in_track\d+\.bvh", "the exports")
+    with pytest.raises(Key2MeshError, match="is both the exports and --out"):
+        names.claim(tmp_path / "in_track3.bvh", "--out")
+    names.claim(tmp_path / "in_track3.bvh", "the exports")  # the family's own file
 
 
 def test_write_openpose_json_stays_in_folder(tmp_path):

@@ -20,10 +20,10 @@ MAX_NAME = 120  # characters; leaves room for suffixes within the usual 255-byte
 
 def safe_name(name: object, default: str = "frame") -> str:
     """A plain file name from ``name``: only ``[A-Za-z0-9._-]`` (every other run of characters,
-    path separators and NUL included, becomes ``_``), no leading dots or underscores, at most
-    ``MAX_NAME`` characters; ``default`` when nothing is left. ``"../../evil"`` → ``"evil"``,
-    ``"/etc/passwd"`` → ``"etc_passwd"``."""
-    text = _UNSAFE.sub("_", str(name)).lstrip("._")[:MAX_NAME].rstrip("_")
+    path separators and NUL included, becomes ``_``), no leading dots, underscores or dashes (a
+    name never reads as an option), at most ``MAX_NAME`` characters; ``default`` when nothing is
+    left. ``"../../evil"`` → ``"evil"``, ``"/etc/passwd"`` → ``"etc_passwd"``."""
+    text = _UNSAFE.sub("_", str(name)).lstrip("._-")[:MAX_NAME].rstrip("_")
     return text if text.strip(".") else default
 
 
@@ -41,6 +41,32 @@ def unique_names(names: Iterable[object], default: str = "frame") -> list[str]:
         used.add(candidate.lower())
         out.append(candidate)
     return out
+
+
+def input_stem(path: str | os.PathLike) -> str:
+    """The raw stem an input gives its outputs: the name without its last suffix
+    (``clip.v2.mp4`` → ``clip.v2``); a folder or a name without suffix keeps its whole name."""
+    path = Path(path)
+    return path.name if not path.suffix or path.is_dir() else path.stem
+
+
+def output_stems(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """The one naming rule for outputs named after inputs (predict, demo, exports, meshes): each
+    input's :func:`input_stem`, made a safe and unique name (``input`` when nothing is left)."""
+    return unique_names((input_stem(p) for p in paths), default="input")
+
+
+def stem_path(folder: str | os.PathLike, stem: str, tail: str) -> Path:
+    """``folder/<stem><tail>``: the tail is appended, never put in place of a suffix
+    (``with_suffix`` turns ``two.people_track0`` into ``two.bvh``, losing the track id)."""
+    return Path(folder) / f"{stem}{tail}"
+
+
+def output_file(path: str | os.PathLike, suffix: str) -> Path:
+    """``path`` as it is written: ``suffix`` appended when missing (``X`` → ``X.npz``, as
+    ``np.savez`` does), so checks against the inputs see the real name."""
+    path = Path(path)
+    return path if path.name.endswith(suffix) else path.with_name(path.name + suffix)
 
 
 # ---------------------------------------------------------------------------------------- outputs
@@ -116,9 +142,7 @@ def atomic_savez(path: str | os.PathLike, compressed: bool = False, **arrays) ->
     """``np.savez`` (``.npz`` appended when missing, as NumPy does), written atomically."""
     import numpy as np
 
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_name(path.name + ".npz")
+    path = output_file(path, ".npz")
     with atomic_path(path) as tmp, open(tmp, "xb") as fh:
         (np.savez_compressed if compressed else np.savez)(fh, **arrays)
     return path
@@ -130,14 +154,60 @@ def refuse_overwriting_inputs(
     """Key2MeshError when the output path is one of the input files (same file, by any path)."""
     out = Path(out)
     for inp in inputs:
-        if inp is None:
-            continue
-        inp = Path(inp)
-        same = out.resolve() == inp.resolve()
-        if not same and out.exists() and inp.exists():
-            with suppress(OSError):
-                same = os.path.samefile(out, inp)
-        if same:
+        if inp is not None and _same_file(out, Path(inp)):
             raise Key2MeshError(
                 f"{option} {out} is the input {inp}; writing it would destroy the input, choose another path"
             )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    if a.exists() and b.exists():
+        with suppress(OSError):
+            return os.path.samefile(a, b)
+    return False
+
+
+class OutputNames:
+    """The files one run writes, each claimed before it is written: never one of ``inputs``,
+    never a file another output of the run already claimed (one-line :class:`Key2MeshError`
+    naming both, ``option`` telling the user what to change)."""
+
+    def __init__(self, inputs: Iterable[str | os.PathLike | None], option: str = "--out"):
+        self.inputs = [Path(p) for p in inputs if p is not None]
+        self.option = option
+        self._claimed: dict[Path, str] = {}
+        self._families: list[tuple[Path, re.Pattern, str]] = []  # (folder, name pattern, what)
+
+    def claim(self, path: str | os.PathLike, what: str) -> Path:
+        """``path``, after checking it is no input and no other output (``what``: how the
+        error names it, e.g. ``"--out"`` or ``"the motion table of a.npz"``)."""
+        path = Path(path)
+        refuse_overwriting_inputs(path, self.inputs, what)
+        key = path.resolve()
+        other = self._claimed.get(key)
+        if other is None:
+            other = next(
+                (w for d, pat, w in self._families if key.parent == d and pat.fullmatch(key.name)),
+                None,
+            )
+        if other is not None and other != what:
+            raise Key2MeshError(
+                f"{path} is both {other} and {what}: one would overwrite the other; "
+                f"choose another {self.option}"
+            )
+        self._claimed[key] = what
+        return path
+
+    def claim_family(self, folder: str | os.PathLike, pattern: str, what: str) -> None:
+        """Reserve every name in ``folder`` that fully matches the regular expression ``pattern``
+        (files whose names are known only later, e.g. one per track)."""
+        folder, regex = Path(folder).resolve(), re.compile(pattern)
+        for key, other in self._claimed.items():
+            if key.parent == folder and regex.fullmatch(key.name) and other != what:
+                raise Key2MeshError(
+                    f"{key} is both {other} and one of {what}: one would overwrite the other; "
+                    f"choose another {self.option}"
+                )
+        self._families.append((folder, regex, what))

@@ -134,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.inference.motion import MotionSmoothing
     from key2mesh.inference.motion_export import parse_formats
     from key2mesh.inference.predictor import Key2Mesh
-    from key2mesh.media.video import iter_frames, source_info
+    from key2mesh.media.video import folder_images, iter_frames, source_info
+    from key2mesh.safe_paths import output_stems, refuse_overwriting_inputs
 
     start, stop, step = _range(args.frames)
     exports = parse_formats(args.export)
@@ -166,8 +167,10 @@ def run(args: argparse.Namespace) -> int:
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
     out = Path(args.out)
     is_video = info.kind == "video" and len(indices) > 1
-    name = args.input if args.input in DEMO_VIDEOS else src.stem
+    name = output_stems([args.input if args.input in DEMO_VIDEOS else src])[0]
     target = out / f"{name}_key2mesh.mp4" if is_video else out
+    refuse_overwriting_inputs(out, [src])
+    inputs = (src, *folder_images(src)) if info.kind == "folder" else (src,)
     options = DemoOptions(
         max_people=args.max_people,
         smoothing=MotionSmoothing(args.smooth, args.smooth_min_cutoff, args.smooth_beta),
@@ -178,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         stem=name,
         search_every_s=args.search_every,
         max_height=args.max_height or None,
+        inputs=inputs,
     )
     report = run_demo(
         model,

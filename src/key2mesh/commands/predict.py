@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
 
 from key2mesh.commands._args import positive_int
 from key2mesh.keypoints.io import MIN_KEYPOINTS
+from key2mesh.safe_paths import OutputNames
 
 HELP = "predict body parameters (and optional meshes) from keypoint files (OpenPose JSON, COCO JSON, npz)"
 CHUNK = (
@@ -75,28 +79,68 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from key2mesh.inference.pipeline import predict_files, write_meshes
     from key2mesh.inference.predictor import Key2Mesh
-    from key2mesh.safe_paths import atomic_savez, refuse_overwriting_inputs
+    from key2mesh.safe_paths import atomic_savez
 
-    refuse_overwriting_inputs(args.out, [*args.inputs, args.checkpoint])
+    plan = _plan(args)
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
     model.min_keypoints = args.min_keypoints
     table = predict_files(
         model, args.inputs, args.keypoint_set, smooth=args.smooth, chunk_size=args.chunk_size
     )
     out = atomic_savez(
-        args.out, **table.arrays, keypoint_set=model.keypoint_set, body=str(model.checkpoint.body)
+        plan.out, **table.arrays, keypoint_set=model.keypoint_set, body=str(model.checkpoint.body)
     )
     why = ", ".join(f"{c} {reason}" for reason, c in table.skipped.items())
     print(
         f"wrote {out}: {len(table)} predictions ({sum(table.skipped.values())} of {table.total} detections skipped"
         f"{': ' + why if why else ''})"
     )
-    _write_motions(model, args, out.parent)
-    if args.meshes:
-        mesh_dir = out.with_name(out.stem + "_meshes")
+    _write_motions(model, args, plan)
+    if plan.mesh_dir is not None:
+        mesh_dir = plan.mesh_dir
         n = write_meshes(model, table, mesh_dir, args.meshes, args.chunk_size)
         print(f"wrote {n} meshes to {mesh_dir}/")
     return 0
+
+
+@dataclass
+class _Plan:
+    """What a predict run writes, checked before anything is written."""
+
+    names: OutputNames
+    out: Path
+    stems: list[str]
+    mesh_dir: Path | None
+    formats: tuple[str, ...]
+    image_size: tuple[int, int] | None
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """Every file the run writes: ``--out`` (with ``.npz``), per input ``<stem>_params.npz/.json``
+    and ``<stem>_track*`` exports beside it, the meshes folder; none may be an input or another
+    output (one line, exit 2)."""
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.inference.motion_export import export_pattern, parse_formats
+    from key2mesh.safe_paths import output_file, output_stems, stem_path
+
+    if not math.isfinite(args.fps) or args.fps <= 0:
+        raise Key2MeshError(f"--fps must be a positive number, got {args.fps}")
+    if args.focal is not None and not (math.isfinite(args.focal) and args.focal > 0):
+        raise Key2MeshError(f"--focal must be a positive number of pixels, got {args.focal}")
+    formats = parse_formats(args.export)
+    size = _image_size(args.image_size)
+    names = OutputNames([*args.inputs, args.checkpoint])
+    out = names.claim(output_file(args.out, ".npz"), "--out")
+    stems = output_stems(args.inputs)
+    for path, stem in zip(args.inputs, stems):
+        for tail in ("_params.npz", "_params.json"):
+            names.claim(stem_path(out.parent, stem, tail), f"the motion table of {path}")
+        if formats:
+            names.claim_family(out.parent, export_pattern(stem, formats), f"the exports of {path}")
+    mesh_dir = None
+    if args.meshes:
+        mesh_dir = names.claim(out.with_name(out.name[: -len(".npz")] + "_meshes"), "--meshes")
+    return _Plan(names, out, stems, mesh_dir, formats, size)
 
 
 def _image_size(spec: str | None) -> tuple[int, int] | None:
@@ -116,29 +160,22 @@ def _image_size(spec: str | None) -> tuple[int, int] | None:
     return h, w
 
 
-def _write_motions(model, args: argparse.Namespace, folder) -> None:
+def _write_motions(model, args: argparse.Namespace, plan: _Plan) -> None:
     """Per input file: ``<stem>_params.npz`` + ``.json`` (the demo's keys: tracks, translation)
-    and the ``--export`` files, next to ``--out``."""
-    from pathlib import Path
-
-    from key2mesh.errors import Key2MeshError
+    and the ``--export`` files, next to ``--out`` (names from ``plan``)."""
     from key2mesh.inference.motion import MotionSmoothing, write_params
-    from key2mesh.inference.motion_export import export_motion, parse_formats
+    from key2mesh.inference.motion_export import export_motion
     from key2mesh.inference.pipeline import motion_from_file
-    from key2mesh.safe_paths import unique_names
+    from key2mesh.safe_paths import stem_path
 
-    formats = parse_formats(args.export)
-    if args.fps <= 0 or (args.focal is not None and args.focal <= 0):
-        raise Key2MeshError("--fps and --focal must be positive")
-    size = _image_size(args.image_size)
-    stems = unique_names(Path(p).stem if Path(p).suffix else Path(p).name for p in args.inputs)
-    for path, stem in zip(args.inputs, stems):
+    folder = plan.out.parent
+    for path, stem in zip(args.inputs, plan.stems):
         motion = motion_from_file(
             model,
             path,
             args.keypoint_set,
             fps=args.fps,
-            image_size=size,
+            image_size=plan.image_size,
             focal=args.focal,
             smoothing=MotionSmoothing("one-euro" if args.smooth else "none"),
             chunk_size=args.chunk_size,
@@ -146,7 +183,10 @@ def _write_motions(model, args: argparse.Namespace, folder) -> None:
         if not len(motion):
             print(f"  {path}: no usable, tracked detection: no motion written")
             continue
-        written = list(write_params(motion, folder / f"{stem}_params.npz", source=str(path)))
-        if formats:
-            written += export_motion(model, motion, folder, stem, formats)
+        params = stem_path(folder, stem, "_params.npz")
+        written = list(write_params(motion, params, source=str(path)))
+        if plan.formats:
+            written += export_motion(
+                model, motion, folder, stem, plan.formats, plan.names, f"the exports of {path}"
+            )
         print(f"  {path}: {len(motion.tracks())} track(s) -> {', '.join(str(w) for w in written)}")

@@ -61,7 +61,8 @@ class DemoOptions:
     are searched on their crops, the whole frame (for people coming in, or one lost on their
     crop) at most this often (seconds of video; 0: every frame where someone may be missing;
     see :class:`~key2mesh.media.multi_detect.SearchSchedule`), ``max_height``: frames higher than this are shown (and their meshes rendered) scaled down
-    to it, so the output panels are that high (None: the source size), ``threads``: torch's
+    to it, so the output panels are that high (None: the source size), ``inputs``: the input files (no output may be one of them),
+    ``threads``: torch's
     intra-op threads while the demo runs (restored afterwards; None: unchanged): one, as the
     rasteriser's many small ops collapse on OpenMP fork/joins when the cores are shared (26 s
     instead of 0.7 s for 6 frames here with a training job on both cores)."""
@@ -78,6 +79,7 @@ class DemoOptions:
     search_every_s: float = 0.25
     max_height: int | None = None
     threads: int | None = 1
+    inputs: tuple[Path, ...] = ()  # files the outputs must never overwrite
 
 
 @dataclass
@@ -311,15 +313,28 @@ def _run_demo(
 ) -> DemoReport:
     """:func:`run_demo` with its options set; ``source()`` gives a fresh iterable of the frames."""
     from key2mesh.media.video import VideoWriter, fit_height, write_image
-    from key2mesh.safe_paths import unique_names
+    from key2mesh.safe_paths import OutputNames, safe_name, stem_path, unique_names
 
     start = time.perf_counter()
     report = DemoReport()
     names = unique_names(names) if names else None  # plain file names inside ``out``
+    out = Path(out)
+    out_dir = out.parent if is_video else out
+    stem = safe_name(options.stem, "demo")
+    claims = OutputNames(options.inputs)
+    if is_video:
+        claims.claim(out, "the video")
+    for tail in ("_params.npz", "_params.json"):
+        claims.claim(stem_path(out_dir, stem, tail), "the motion table")
+    if options.exports:
+        from key2mesh.inference.motion_export import export_pattern
+
+        claims.claim_family(out_dir, export_pattern(stem, options.exports), "the exports")
+    if options.save_meshes:
+        claims.claim(stem_path(out_dir, stem, "_meshes"), "the meshes folder")
     rows = _detect_pass(model, source(), report, options, frame_indices, fps, total, is_video)
     if report.frames == 0:
         raise Key2MeshError("the input holds no frame")
-    out_dir = out.parent if is_video else out
     if is_video:  # unrelated images: every detection stands alone
         _drop_short_tracks(rows, report, min(options.min_track_frames, report.frames))
     sizes = np.array(rows["size"], dtype=np.int64).reshape(-1, 2)
@@ -340,12 +355,12 @@ def _run_demo(
     report.motion = motion
     if len(motion):
         with report.timed("export"):
-            report.outputs += write_params(motion, out_dir / f"{options.stem}_params.npz")
+            report.outputs += write_params(motion, stem_path(out_dir, stem, "_params.npz"))
             if options.exports:
                 from key2mesh.inference.motion_export import export_motion
 
                 report.outputs += export_motion(
-                    model, motion, out_dir, options.stem, options.exports
+                    model, motion, out_dir, stem, options.exports, claims, "the exports"
                 )
     writer = VideoWriter(out, fps / _stride(frame_indices)) if is_video else None
     failed = True
@@ -380,7 +395,7 @@ def _run_demo(
             if len(sel) and options.save_meshes:
                 from key2mesh.inference.meshes import write_mesh
 
-                mesh_names = mesh_names or out_dir / f"{options.stem}_meshes"
+                mesh_names = mesh_names or stem_path(out_dir, stem, "_meshes")
                 with report.timed("export"):
                     for k, row in enumerate(sel):
                         name = f"frame{index:06d}_track{motion.track_id[row]}.{options.save_meshes}"
@@ -390,7 +405,8 @@ def _run_demo(
                     writer.write(panel)
                 else:
                     name = names[i] if names else f"frame_{i:05d}"
-                    report.outputs.append(write_image(out / f"{name}_key2mesh.png", panel))
+                    png = claims.claim(out / f"{name}_key2mesh.png", "an output image")
+                    report.outputs.append(write_image(png, panel))
             report.written += 1
         failed = False
     finally:

@@ -300,5 +300,5 @@ def write_params(motion: Motion, path: str | Path, source: str = "") -> tuple[Pa
         },
         "keys": {k: {"shape": s, "unit": u, "meaning": m} for k, (s, u, m) in keys.items()},
     }
-    js = atomic_write_text(path.with_suffix(".json"), json.dumps(sidecar, indent=1) + "\n")
+    js = atomic_write_text(npz.with_suffix(".json"), json.dumps(sidecar, indent=1) + "\n")
     return npz, js

@@ -8,6 +8,7 @@ detector missed are interpolated, rotations by slerp)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from key2mesh.errors import Key2MeshError
@@ -28,10 +29,25 @@ def parse_formats(spec: str | None) -> tuple[str, ...]:
     return names
 
 
-def export_motion(model, motion, out_dir: str | Path, stem: str, formats) -> list[Path]:
-    """Write ``<stem>_track<ID>.<ext>`` for every track and format into ``out_dir``; returns
-    the paths. ``amass`` needs an SMPL body (a one-line error for anny)."""
+TAILS = {"bvh": ".bvh", "trc": ".trc", "glb": ".glb", "amass": "_amass.npz"}
+
+
+def export_pattern(stem: str, formats) -> str:
+    """A regular expression matching every file name :func:`export_motion` may write for
+    ``stem`` and ``formats`` (any track id)."""
+    tails = "|".join(re.escape(TAILS[f]) for f in parse_formats(",".join(formats)))
+    return rf"{re.escape(stem)}_track-?\d+(?:{tails})"
+
+
+def export_motion(
+    model, motion, out_dir: str | Path, stem: str, formats, names=None, what: str = "an export"
+) -> list[Path]:
+    """Write ``<stem>_track<ID><tail>`` for every track and format into ``out_dir`` (the tail
+    appended, so a dotted stem keeps its track id); returns the paths. ``names``: an
+    :class:`~key2mesh.safe_paths.OutputNames` each path is claimed in (as ``what``) before it is
+    written. ``amass`` needs an SMPL body (a one-line error for anny)."""
     from key2mesh.inference.motion_export.series import track_series
+    from key2mesh.safe_paths import stem_path
 
     formats = (
         parse_formats(",".join(formats)) if not isinstance(formats, str) else parse_formats(formats)
@@ -41,25 +57,39 @@ def export_motion(model, motion, out_dir: str | Path, stem: str, formats) -> lis
             "--export amass writes SMPL parameters (AMASS / SMPL-X add-on); this model's body is "
             f"{motion.body}: use bvh, glb or trc, or an SMPL checkpoint"
         )
-    out_dir = Path(out_dir)
     written: list[Path] = []
     for track in motion.tracks():
         series = track_series(motion, track)
-        base = out_dir / f"{stem}_track{track}"
-        if "bvh" in formats:
-            from key2mesh.inference.motion_export.bvh import write_bvh
-
-            written.append(write_bvh(model, series, base.with_suffix(".bvh")))
-        if "trc" in formats:
-            from key2mesh.inference.motion_export.trc import write_trc
-
-            written.append(write_trc(series, base.with_suffix(".trc")))
-        if "glb" in formats:
-            from key2mesh.inference.motion_export.gltf import write_glb
-
-            written.append(write_glb(model, series, base.with_suffix(".glb")))
-        if "amass" in formats:
-            from key2mesh.inference.motion_export.amass import write_amass
-
-            written.append(write_amass(model, series, base.with_name(base.name + "_amass.npz")))
+        for fmt in (f for f in TAILS if f in formats):
+            path = stem_path(out_dir, f"{stem}_track{track}", TAILS[fmt])
+            if names is not None:
+                names.claim(path, what)
+            written.append(_WRITERS[fmt](model, series, path))
     return written
+
+
+def _bvh(model, series, path: Path) -> Path:
+    from key2mesh.inference.motion_export.bvh import write_bvh
+
+    return write_bvh(model, series, path)
+
+
+def _trc(model, series, path: Path) -> Path:
+    from key2mesh.inference.motion_export.trc import write_trc
+
+    return write_trc(series, path)
+
+
+def _glb(model, series, path: Path) -> Path:
+    from key2mesh.inference.motion_export.gltf import write_glb
+
+    return write_glb(model, series, path)
+
+
+def _amass(model, series, path: Path) -> Path:
+    from key2mesh.inference.motion_export.amass import write_amass
+
+    return write_amass(model, series, path)
+
+
+_WRITERS = {"bvh": _bvh, "trc": _trc, "glb": _glb, "amass": _amass}
