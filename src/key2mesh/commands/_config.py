@@ -1,8 +1,8 @@
-"""Reading ``--config`` files (JSON, or YAML when PyYAML is installed) for training commands."""
+"""The config path of the training commands: ``--config`` files (JSON, or YAML when PyYAML is
+installed), ``--set KEY=VALUE`` and named flags, each value checked by :mod:`key2mesh.options`."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -42,47 +42,65 @@ def add_config_arguments(p, what: str) -> None:
         default=[],
         metavar="KEY=VALUE",
         help=f"set any {what} option, dotted for nested ones (e.g. synth.noise_profile=strong, "
-        "amp=false); VALUE is read as JSON, else as text; named flags override it",
+        "amp=false, val_subjects=cmu_02,cmu_05); VALUE is read by the option's type (JSON for "
+        "numbers, lists and mappings; text, or comma-separated for lists); named flags override it",
     )
 
 
-def parse_set_options(items: list[str] | None) -> dict:
-    """``["a.b=1", "c=text"]`` → ``{"a.b": 1, "c": "text"}`` (values JSON when they parse)."""
-    out = {}
+def parse_set_options(items: list[str] | None) -> list[tuple[str, str, str]]:
+    """``["a.b=1", "c=text"]`` → ``[("a.b", "1", "a.b=1"), ("c", "text", "c=text")]``: key, the
+    value's text (read by the field's type, see :mod:`key2mesh.options`) and the item."""
+    out = []
     for item in items or ():
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise Key2MeshError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = text
-        out[key.strip()] = value
+        out.append((key.strip(), text, item))
     return out
 
 
-def merged_config(cls, path: str | None, flags: dict, sets: list[str] | None = None):
+def merged_config(
+    cls,
+    path: str | None,
+    flags: dict,
+    sets: list[str] | None = None,
+    names: dict[str, str] | None = None,
+):
     """The one config path of every configurable command: ``cls``'s dataclass defaults, then the
     ``--config`` file, then ``--set KEY=VALUE`` items, then the named command-line ``flags`` that
-    were given (None = not given).
+    were given (None = not given; ``names``: a flag's spelling where it is not ``--field-name``).
 
-    Keys are field names, dotted for nested ones (``"model.hidden"``, ``"synth.noise_profile"``);
-    ``cls.from_dict`` builds (and checks) the result."""
-    d = read_config(path)
-    given = {k: v for k, v in flags.items() if v is not None}
-    for key, value in {**parse_set_options(sets), **given}.items():
-        *parents, leaf = key.split(".")
-        node = d
-        for name in parents:
-            sub = node.get(name)
-            node[name] = (
-                dict(sub)
-                if isinstance(sub, dict)
-                else (dataclasses.asdict(sub) if dataclasses.is_dataclass(sub) else {})
-            )
-            node = node[name]
-        node[leaf] = value
+    Keys are field names, dotted for nested ones (``"model.hidden"``, ``"synth.noise_profile"``).
+    Every value, whatever its source, goes through :func:`key2mesh.options.check_option` (type,
+    range, choices; a one-line error naming the option) before ``cls.from_dict`` builds the
+    result, so nothing heavy runs with a bad option."""
+    from key2mesh.options import check_option, checked_flags, show
+
+    d: dict = {}
+    for key, value in read_config(path).items():
+        origin = f"{key}={show(value)} in --config {path}"
+        _put(d, str(key), check_option(cls, str(key), value, origin))
+    for key, text, item in parse_set_options(sets):
+        _put(d, key, check_option(cls, key, text, f"--set {item}", text=True))
+    for key, value in checked_flags(cls, flags, names).items():
+        _put(d, key, value)
     try:
-        return cls.from_dict(d)
-    except TypeError as exc:  # an unknown nested option, e.g. synth.nope
+        cfg = cls.from_dict(d)
+    except TypeError as exc:  # not expected: every key was checked above
         raise Key2MeshError(f"bad {cls.__name__} options: {exc}") from None
+    if getattr(cfg, "device", None):
+        from key2mesh.devices import check_device
+
+        check_device(cfg.device)  # an unavailable cuda:N from --set / --config, before any work
+    return cfg
+
+
+def _put(d: dict, key: str, value) -> None:
+    """``d[a][b] = value`` for ``key`` "a.b" (sub-mappings created or copied as needed)."""
+    *parents, leaf = key.split(".")
+    node = d
+    for name in parents:
+        sub = node.get(name)
+        node[name] = dict(sub) if isinstance(sub, dict) else {}
+        node = node[name]
+    node[leaf] = value

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from key2mesh.commands._args import (
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
 from key2mesh.commands._config import add_config_arguments
 from key2mesh.keypoints.io import MIN_KEYPOINTS
 
@@ -32,31 +26,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--init-from",
         help="checkpoint (or shipped name): start from Key2Mesh's prediction (refinement)",
     )
-    p.add_argument("--iters", type=non_negative_int, help="optimisation steps (default 100)")
+    p.add_argument("--iters", help="optimisation steps (default 100)")
     p.add_argument("--optimizer", choices=["adam", "lbfgs"], help="default adam")
-    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--lr", help="learning rate (default: the optimiser's own)")
     p.add_argument(
         "--sigma",
-        type=positive_float,
         help="Geman-McClure scale (box-normalised units; default 0.1)",
     )
-    p.add_argument(
-        "--pose-weight", type=non_negative_float, help="pose prior weight (default 1e-3)"
-    )
+    p.add_argument("--pose-weight", help="pose prior weight (default 1e-3)")
     p.add_argument(
         "--hinge-weight",
-        type=non_negative_float,
         help="knee/elbow hyper-extension weight (default 1)",
     )
-    p.add_argument(
-        "--shape-weight", type=non_negative_float, help="shape prior weight (default 1e-2)"
-    )
-    p.add_argument(
-        "--batch-size", type=positive_int, help="detections fitted at a time (default 512)"
-    )
+    p.add_argument("--shape-weight", help="shape prior weight (default 1e-2)")
+    p.add_argument("--batch-size", help="detections fitted at a time (default 512)")
     p.add_argument(
         "--min-keypoints",
-        type=positive_int,
         help=f"skip detections with fewer confident keypoints (default {MIN_KEYPOINTS})",
     )
     p.add_argument("--out", default="outputs/fit.npz")
@@ -91,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
     flags = {key: getattr(args, key) for key in FLAGS}
     flags.update({f"weights.{field}": getattr(args, flag) for flag, field in WEIGHT_FLAGS.items()})
-    cfg = merged_config(FitConfig, args.config, flags, args.set_options)
+    names = {
+        f"weights.{field}": f"--{flag.replace('_', '-')}" for flag, field in WEIGHT_FLAGS.items()
+    }
+    cfg = merged_config(FitConfig, args.config, flags, args.set_options, names)
     refuse_overwriting_inputs(args.out, [*args.inputs, cfg.init_from])
     table = fit_files(cfg, args.inputs, args.keypoint_set)
     out = atomic_savez(

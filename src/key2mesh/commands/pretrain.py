@@ -5,12 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from key2mesh.commands._args import (
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
 from key2mesh.commands._config import add_config_arguments
 
 HELP = "pre-train the network on MoCap bodies projected through the virtual camera"
@@ -25,34 +19,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keypoint-set", help="input keypoint set (default openpose_body25)")
     p.add_argument(
         "--steps",
-        type=non_negative_int,
         help="number of optimisation steps (default: from --epochs)",
     )
-    p.add_argument(
-        "--epochs", type=positive_float, help="epochs over the training frames (paper: 10)"
-    )
-    p.add_argument("--batch-size", type=positive_int, help="batch size (paper: 256)")
-    p.add_argument("--lr", type=positive_float, help="Adam learning rate (paper: 1e-3)")
-    p.add_argument(
-        "--lr-gamma", type=float, help="StepLR decay factor (official code: 0.8; 1 = constant)"
-    )
-    p.add_argument("--lr-step", type=int, help="steps between LR decays (default: one epoch)")
-    p.add_argument("--hidden", type=int, help="network width, extractor and critic (paper: 1024)")
+    p.add_argument("--epochs", help="epochs over the training frames (paper: 10)")
+    p.add_argument("--batch-size", help="batch size (paper: 256)")
+    p.add_argument("--lr", help="Adam learning rate (paper: 1e-3)")
+    p.add_argument("--lr-gamma", help="StepLR decay factor (official code: 0.8; 1 = constant)")
+    p.add_argument("--lr-step", help="steps between LR decays (default: one epoch)")
+    p.add_argument("--hidden", help="network width, extractor and critic (paper: 1024)")
     p.add_argument(
         "--val-subjects",
         help="comma-separated subjects held out whole for validation (default cmu_02,cmu_05)",
     )
     p.add_argument(
         "--val-fraction",
-        type=non_negative_float,
         help="share of the frames of sources without subjects held out (default 0.1)",
     )
     p.add_argument(
         "--val-size",
-        type=positive_int,
         help="validation samples synthesised from the held-out frames (default 2048)",
     )
-    p.add_argument("--val-every", type=positive_int, help="validate and checkpoint every N steps")
+    p.add_argument("--val-every", help="validate and checkpoint every N steps")
     p.add_argument(
         "--noise-profile", help="detector-like noise on the inputs: none, detector, strong"
     )
@@ -63,9 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="disable the pose sampler (mirroring, perturbation, limb mixing)",
     )
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default)")
-    p.add_argument("--threads", type=non_negative_int, help="CPU threads for torch")
+    p.add_argument("--threads", help="CPU threads for torch")
     p.add_argument(
         "--resume",
         action="store_true",
@@ -78,7 +65,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--ema",
-        type=non_negative_float,
         metavar="DECAY",
         help="validate, save and export an exponential moving average of the weights "
         "(decay per step, e.g. 0.999; default 0 = off)",
@@ -89,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="bf16 autocast on the CPU (faster on CPUs with AVX512-BF16/AMX; CUDA always uses it)",
     )
-    p.add_argument("--stop-after", type=non_negative_int, help=argparse.SUPPRESS)
+    p.add_argument("--stop-after", help=argparse.SUPPRESS)
 
 
 # flags that set the PretrainConfig field of the same name
@@ -124,9 +110,10 @@ def run(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, key) for key in FLAGS}
     flags["model.hidden"] = flags["model.critic_hidden"] = args.hidden
     flags["synth.noise_profile"] = args.noise_profile or None
-    if args.val_subjects is not None:
-        flags["val_subjects"] = [s.strip() for s in args.val_subjects.split(",") if s.strip()]
-    cfg = merged_config(PretrainConfig, args.config, flags, args.set_options)
+    flags["val_subjects"] = args.val_subjects  # "a,b" is split by the option's type
+    names = {"model.hidden": "--hidden", "model.critic_hidden": "--hidden"}
+    names.update({"synth.noise_profile": "--noise-profile", "pose_augment": "--no-pose-augment"})
+    cfg = merged_config(PretrainConfig, args.config, flags, args.set_options, names)
     result = run_pretrain(cfg, resume=args.resume)
     print(json.dumps(result, indent=2, default=float))
     return 0

@@ -19,6 +19,7 @@ from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.geometry.rotations import DEG, rotation_x, rotation_y, rotation_z
 from key2mesh.keypoints.sets import canonical_set_name, keypoint_names
+from key2mesh.options import rule
 from key2mesh.train.random import rand, randn
 
 
@@ -26,17 +27,20 @@ from key2mesh.train.random import rand, randn
 class SynthConfig:
     """Augmentation ranges (degrees, pixels, probabilities)."""
 
-    yaw_deg: float = 180.0
-    roll_deg: float = 20.0
-    pitch_deg: float = 20.0
-    occlusion_prob: float = 0.2
-    jitter_px: float = 1.0
-    noise_profile: str = "none"  # a key of key2mesh.data.noise.PROFILES
-    conf_threshold: float = 0.1
+    yaw_deg: float = field(default=180.0, metadata=rule(ge=0, le=180))
+    roll_deg: float = field(default=20.0, metadata=rule(ge=0, le=180))
+    pitch_deg: float = field(default=20.0, metadata=rule(ge=0, le=180))
+    occlusion_prob: float = field(default=0.2, metadata=rule(ge=0, le=1))
+    jitter_px: float = field(default=1.0, metadata=rule(ge=0))
+    # a key of key2mesh.data.noise.PROFILES
+    noise_profile: str = field(default="none", metadata=rule(choices=tuple(PROFILES)))
+    conf_threshold: float = field(default=0.1, metadata=rule(ge=0, lt=1))
     missing_value: float = -1.0
     # camera distance per sample, uniform in [min, max] metres (e.g. [2.5, 8]); None: the fixed
     # virtual camera's distance (the paper). Real cameras are often closer (pose2sim: 3.3 m).
-    distance_range: list[float] | None = None
+    distance_range: list[float] | None = field(
+        default=None, metadata=rule(gt=0, length=2, ascending=True)
+    )
     # keypoints of the model's set that are always given as missing (a detector that has no such
     # point, e.g. MediaPipe's feet have a heel and a toe tip but no small toe: coco23 inputs
     # converted from it never hold left_small_toe / right_small_toe)

@@ -12,6 +12,7 @@ import torch
 from key2mesh.errors import Key2MeshError
 from key2mesh.fitting.smplify import FitWeights, fit_to_keypoints
 from key2mesh.keypoints.io import MIN_KEYPOINTS
+from key2mesh.options import rule
 
 
 @dataclass
@@ -19,15 +20,16 @@ class FitConfig:
     """All options of ``key2mesh fit`` (a JSON/YAML ``--config`` file sets any of them)."""
 
     fit_set: str = "openpose_body25"  # keypoint set the fit uses (inputs are converted); --init-from: the model's
-    body: str = "anny"  # anny or smpl
+    body: str = field(default="anny", metadata=rule(choices=("anny", "smpl")))
     smpl_dir: str | None = None
     init_from: str | None = None  # checkpoint or shipped name: start from Key2Mesh's prediction
-    iters: int = 100
-    optimizer: str = "adam"  # adam or lbfgs
-    lr: float | None = None  # None: the optimiser's default in fit_to_keypoints
+    iters: int = field(default=100, metadata=rule(ge=0))
+    optimizer: str = field(default="adam", metadata=rule(choices=("adam", "lbfgs")))
+    # None: the optimiser's default in fit_to_keypoints
+    lr: float | None = field(default=None, metadata=rule(gt=0))
     weights: FitWeights = field(default_factory=FitWeights)
-    batch_size: int = 512
-    min_keypoints: int = MIN_KEYPOINTS
+    batch_size: int = field(default=512, metadata=rule(ge=1))
+    min_keypoints: int = field(default=MIN_KEYPOINTS, metadata=rule(ge=1))
 
     @classmethod
     def from_dict(cls, d: dict) -> FitConfig:

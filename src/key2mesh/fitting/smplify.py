@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.geometry.rotations import DEG, matrix_to_rot6d, rot6d_to_matrix, rotation_y
 from key2mesh.keypoints.sets import SMPL24, SMPL24_HINGES, canonical_set_name, num_keypoints
 from key2mesh.keypoints.weights import joint_weights
+from key2mesh.options import rule
 
 __all__ = [
     "FitWeights",
@@ -59,11 +60,11 @@ class FitWeights:
     """Weights of the fitting objective (see the module docstring); ``sigma`` is the
     Geman-McClure scale in bbox-normalised units (fraction of the box's longest side)."""
 
-    reprojection: float = 1.0
-    sigma: float = 0.1
-    pose: float = 1e-3
-    hinge: float = 1.0
-    shape: float = 1e-2
+    reprojection: float = field(default=1.0, metadata=rule(ge=0))
+    sigma: float = field(default=0.1, metadata=rule(gt=0))
+    pose: float = field(default=1e-3, metadata=rule(ge=0))
+    hinge: float = field(default=1.0, metadata=rule(ge=0))
+    shape: float = field(default=1e-2, metadata=rule(ge=0))
 
     def to_dict(self) -> dict:
         return asdict(self)

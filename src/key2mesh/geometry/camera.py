@@ -12,19 +12,21 @@ which is the paper's camera (R = I, |t| = 6 m) written for a y-up world. Pixels 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
+
+from key2mesh.options import rule
 
 
 @dataclass(frozen=True)
 class VirtualCamera:
     """Fixed pinhole camera. ``focal`` in pixels, ``distance`` in metres."""
 
-    focal: float = 256.0
+    focal: float = field(default=256.0, metadata=rule(gt=0))
     cx: float = 0.0
     cy: float = 0.0
-    distance: float = 6.0
+    distance: float = field(default=6.0, metadata=rule(gt=0))
 
     def to_camera(self, points: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
         """World points (..., N, 3) in metres → camera coordinates (..., N, 3); ``distance`` (...,)

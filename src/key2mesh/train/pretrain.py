@@ -27,6 +27,7 @@ from key2mesh.model.checkpoint import (
     make_checkpoint,
 )
 from key2mesh.model.network import Key2MeshNet, ModelConfig
+from key2mesh.options import DEVICE, SEED, rule
 from key2mesh.train.common import (
     MetricLogger,
     check_finite,
@@ -40,6 +41,17 @@ from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)
 
+# the ModelConfig fields a pre-training config may set (``model.hidden``, ...); the others follow
+# from the keypoint set and the body
+MODEL_KEYS = (
+    "hidden",
+    "extractor_blocks",
+    "head_blocks",
+    "critic_hidden",
+    "critic_layers",
+    "dropout",
+)
+
 
 @dataclass
 class PretrainConfig:
@@ -48,40 +60,44 @@ class PretrainConfig:
     cache: str = ""
     out_dir: str = "runs/pretrain"
     keypoint_set: str = "openpose_body25"
-    steps: int = 0  # 0: derive from epochs
-    epochs: float = 10.0
-    batch_size: int = 256
-    lr: float = 1e-3
-    lr_gamma: float = 0.8  # StepLR factor (official / LGD code: 0.8 per epoch); 1 = constant
-    lr_step: int = 0  # steps between LR decays; 0 = one epoch (training frames / batch size)
+    steps: int = field(default=0, metadata=rule(ge=0))  # 0: derive from epochs
+    epochs: float = field(default=10.0, metadata=rule(gt=0))
+    batch_size: int = field(default=256, metadata=rule(ge=1))
+    lr: float = field(default=1e-3, metadata=rule(gt=0))
+    # StepLR factor (official / LGD code: 0.8 per epoch); 1 = constant
+    lr_gamma: float = field(default=0.8, metadata=rule(gt=0, le=1))
+    # steps between LR decays; 0 = one epoch (training frames / batch size)
+    lr_step: int = field(default=0, metadata=rule(ge=0))
     weights: PretrainWeights = field(default_factory=PretrainWeights)
     synth: SynthConfig = field(default_factory=SynthConfig)
     camera: VirtualCamera = field(default_factory=VirtualCamera)
-    model: dict = field(default_factory=dict)  # overrides of ModelConfig (hidden, blocks, dropout)
+    # overrides of ModelConfig (hidden, blocks, dropout)
+    model: dict = field(default_factory=dict, metadata=rule(nested=ModelConfig, keys=MODEL_KEYS))
     pose_augment: bool = field(
         default_factory=lambda: _sampler_available()
     )  # PoseSampler on the fly
-    val_fraction: float = 0.1
+    val_fraction: float = field(default=0.1, metadata=rule(ge=0, lt=1))
     val_subjects: list[str] = field(
         default_factory=lambda: list(DEFAULT_VAL_SUBJECTS)
     )  # held out whole
-    val_every: int = 500
-    val_size: int = 2048
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0  # 0: torch default
+    val_every: int = field(default=500, metadata=rule(ge=1))
+    val_size: int = field(default=2048, metadata=rule(ge=1))
+    seed: int = field(default=0, metadata=rule(SEED))
+    device: str = field(default="auto", metadata=rule(DEVICE))
+    threads: int = field(default=0, metadata=rule(ge=0))  # 0: torch default
     amp: bool = True  # bf16 autocast on CUDA
     # bf16 autocast on the CPU too: the network's GEMMs ~1.5x faster on CPUs with AVX512-BF16 /
     # AMX (slower on others); the accuracy cost is measured in the README
     amp_cpu: bool = False
-    stop_after: int = 0  # stop (as if killed) after this many steps of this run; for testing resume
+    # stop (as if killed) after this many steps of this run; for testing resume
+    stop_after: int = field(default=0, metadata=rule(ge=0))
     # start from this checkpoint's network weights (fine-tuning): same keypoint set, body and
     # architecture; the optimizer, LR schedule and step count start fresh. "" = random init.
     init: str = ""
     # exponential moving average of the weights (decay per step, e.g. 0.999; 0 = off): validation,
     # best.pt / last.pt's network and the exported model use the averaged weights; the raw ones
     # are kept in the checkpoint for --resume
-    ema: float = 0.0
+    ema: float = field(default=0.0, metadata=rule(ge=0, lt=1))
 
     @classmethod
     def from_dict(cls, d: dict) -> PretrainConfig:
