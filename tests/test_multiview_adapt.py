@@ -285,3 +285,39 @@ def test_guarded_selection_keeps_the_source_model_when_adaptation_harms(bank_pat
     saved = json.loads((tmp_path / "guarded" / "summary.json").read_text())
     assert saved["kept_source"] is True and saved["rule"] == "guarded"
     assert load_checkpoint(tmp_path / "guarded" / "best.pt").step == 0
+
+
+def test_scale_free_multiview_term_does_not_shrink_the_body(bank_path, tmp_path):
+    """Synthetic synchronised views with known ground truth (4 random viewpoints of each held-out
+    pose), L2D^t + L_mv: in metres with the shape's gradient, L_mv lowers itself by shrinking the
+    body; scale-free (the default) the predicted body size (mean limb length) stays put. A large
+    learning rate on the tiny test bank, to see the drift in 40 steps; the 2 % criterion on real
+    data is measured by benchmarks/adaptation.py."""
+    from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
+    from key2mesh.train.adapt import AdaptConfig, run_adapt, synthetic_target
+    from key2mesh.train.losses import AdaptWeights
+
+    src = resolve_checkpoint("anny-coco17")  # a real model: a tiny one predicts a mean pose
+    ck = load_checkpoint(src)
+    target = synthetic_target(str(bank_path), ck, "detector", n=128, split="train", views=4)
+    assert target.groups.tolist()[:8] == [0, 0, 0, 0, 1, 1, 1, 1]
+    sizes = {}
+    for scale_free in (False, True):
+        cfg = AdaptConfig(
+            source=str(src),
+            cache=str(bank_path),
+            out_dir=str(tmp_path / f"sf{scale_free}"),
+            steps=40,
+            batch_size=32,
+            lr=1e-3,
+            select_every=40,
+            weights=AdaptWeights(10.0, 0.0, 0.0, mv=50.0),
+            mv_scale_free=scale_free,
+            source_samples=0,
+            threads=1,
+        )
+        run_adapt(cfg, target, progress=False, monitor=target)
+        rows = list(csv.DictReader(open(tmp_path / f"sf{scale_free}" / "metrics.csv")))
+        sizes[scale_free] = float(rows[-1]["val_mon_size"]) / float(rows[0]["val_mon_size"])
+    assert sizes[False] < 0.8  # the metric L_mv shrank the body (measured 0.70)
+    assert abs(sizes[True] - 1) < 0.03  # measured 1.02, the truth's size (0.98 before)

@@ -46,11 +46,14 @@ def mocap_samples(
     split: str = "val",
     synth_overrides: dict | None = None,
     heldout: str = "all",
+    views: int = 1,
 ) -> MocapSamples:
     """``n`` samples of the frames pre-training held out (``split="val"``; ``heldout``: ``all``,
     only held-out ``clips`` of sources without subjects, or only held-out ``subjects``) or of its
     training frames (``split="train"``). ``checkpoint``: a :class:`~key2mesh.model.checkpoint.Checkpoint`
-    (its body, keypoint set, camera and held-out split)."""
+    (its body, keypoint set, camera and held-out split). ``views`` > 1: each drawn pose and shape
+    is seen ``views`` times in a row, each from its own random viewpoint (the synthesizer's global
+    rotation): synchronised views of one instant, rows ``i·views … (i+1)·views − 1``."""
     bank = PoseBank.load(cache)
     body = body_model_from_config(checkpoint.body)
     opts = checkpoint.split_options()
@@ -63,9 +66,12 @@ def mocap_samples(
             )
         val_idx = sets[heldout]
     idx = val_idx if split == "val" else train_idx
+    if views < 1 or n % views:
+        raise Key2MeshError(f"views must be >= 1 and divide n ({n}), got {views}")
     g = torch.Generator().manual_seed(seed)
-    sel = choose(idx, n, g)
-    shapes = torch.from_numpy(bank.shapes)[choose(len(bank.shapes), n, g)]
+    sel = choose(idx, n // views, g).repeat_interleave(views)
+    shapes = torch.from_numpy(bank.shapes)[choose(len(bank.shapes), n // views, g)]
+    shapes = shapes.repeat_interleave(views, 0)
     cfg = SynthConfig(noise_profile=noise_profile, **(synth_overrides or {}))
     synth = PairSynthesizer(body, checkpoint.keypoint_set, checkpoint.camera, cfg)
     b = synth(torch.from_numpy(bank.rotmats)[sel], shapes, g)

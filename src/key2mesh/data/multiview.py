@@ -142,7 +142,7 @@ class MultiViewReport:
         ]
 
 
-_BONES = (
+LIMB_BONES = (
     ("left_shoulder", "left_elbow"),
     ("left_elbow", "left_wrist"),
     ("right_shoulder", "right_elbow"),
@@ -157,8 +157,8 @@ _BONES = (
 def limb_length_variation(points: np.ndarray, names: tuple[str, ...] = COCO17) -> float:
     """Mean coefficient of variation over time of the 8 limb lengths of (T, K, 3) points (a rigid
     skeleton gives 0; noisy or mis-synchronised triangulation gives more). NaN frames are ignored."""
-    a = points[:, [names.index(p) for p, _ in _BONES]]
-    b = points[:, [names.index(q) for _, q in _BONES]]
+    a = points[:, [names.index(p) for p, _ in LIMB_BONES]]
+    b = points[:, [names.index(q) for _, q in LIMB_BONES]]
     lengths = np.linalg.norm(a - b, axis=-1)
     return float(np.nanmean(np.nanstd(lengths, 0) / np.nanmean(lengths, 0)))
 

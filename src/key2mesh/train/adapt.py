@@ -129,6 +129,9 @@ class AdaptConfig:
     bn: str = "frozen"
     dropout: bool = False  # dropout in the adapted extractor (off: no-shift adaptation is a no-op)
     critic_dropout: float = 0.2  # the critic's own dropout (official code)
+    # L_mv compares poses only (scale-free, shape out of its gradient); False: in metres with the
+    # shape's gradient, as before (it shrank the body: kept for the ablation)
+    mv_scale_free: bool = True
     # label-free model selection (see select_step): "guarded" keeps a step only when the source
     # domain's held-out error has not risen by more than source_tolerance and the target criterion
     # fell by at least min_gain (relative), else step 0 (the source model); "target": the target
@@ -294,9 +297,16 @@ def select_step(
 
 
 def run_adapt(
-    cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None = None, progress: bool = True
+    cfg: AdaptConfig,
+    target: TargetSet,
+    validation: TargetSet | None = None,
+    progress: bool = True,
+    monitor: TargetSet | None = None,
 ) -> dict:
-    """Adapt ``cfg.source`` to ``target``; writes best.pt / last.pt / metrics.csv in ``cfg.out_dir``."""
+    """Adapt ``cfg.source`` to ``target``; writes best.pt / last.pt / metrics.csv / summary.json
+    in ``cfg.out_dir``. ``validation``: labelled, selects by PA-MPJPE. ``monitor``: labelled,
+    only logged (``val_mon_*`` in metrics.csv), never used for selection: for studies of the
+    label-free rules."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
@@ -372,33 +382,12 @@ def run_adapt(
     def evaluate() -> dict[str, float]:
         extractor.eval()
         res: dict[str, float] = {}
-        if validation is not None and validation.rotmats is not None:
-            r, s = predict(extractor, validation.inputs)
-            res.update(
-                keypoint_metrics(
-                    body,
-                    kset,
-                    r,
-                    s,
-                    validation.rotmats.to(device),
-                    validation.shape.to(device),
-                    with_vertices=False,
+        for prefix, labelled_set in (("", validation), ("mon_", monitor), ("src_", source_check)):
+            if labelled_set is not None and labelled_set.labelled:
+                scores = score_labels(
+                    body, kset, predict(extractor, labelled_set.inputs), labelled_set
                 )
-            )
-        elif validation is not None and validation.joints3d is not None:
-            res.update(_score_keypoint_labels(body, extractor, net_pt, validation))
-        if source_check is not None:
-            r, s = predict(extractor, source_check.inputs)
-            src = keypoint_metrics(
-                body,
-                kset,
-                r,
-                s,
-                source_check.rotmats.to(device),
-                source_check.shape.to(device),
-                with_vertices=False,
-            )
-            res.update({f"src_{k}": v for k, v in src.items()})
+                res.update({f"{prefix}{k}": v for k, v in scores.items()})
         ev = validation if validation is not None else hold
         r, s = predict(extractor, ev.inputs)
         kp = body.forward_keypoints(r, s, kset)
@@ -485,10 +474,14 @@ def run_adapt(
             else torch.zeros((), device=device)
         )
         lreg = feature_regularizer(f_tgt, f_tgt_pt) if w.reg > 0 else torch.zeros((), device=device)
-        lmv = (  # the pose only: shape (body size) held out of L_mv's gradient
+        lmv = (  # scale-free: the pose only, the shape (body size) out of L_mv's gradient
             multiview_consistency(
-                body_frame(body.forward_keypoints(rot, shp.detach(), kset), rot[:, 0]),
+                body_frame(
+                    body.forward_keypoints(rot, shp.detach(), kset) if cfg.mv_scale_free else kp,
+                    rot[:, 0],
+                ),
                 train_t.groups[tsel],
+                scale_free=cfg.mv_scale_free,
             )
             if views is not None
             else torch.zeros((), device=device)
@@ -559,17 +552,42 @@ def verdict(best: dict, key: str, rule: str, cfg: AdaptConfig) -> str:
     return f"best.pt = step {best['step']} ({key} {best[key]:.4g}, selection: {rule})"
 
 
-def _score_keypoint_labels(body, extractor, net_pt, validation: TargetSet) -> dict[str, float]:
-    """Mean MPJPE / PA-MPJPE (mm, 12 limb joints, mid-hip) against camera-frame 3D keypoints."""
+def limb_length(keypoints: torch.Tensor, keypoint_set: str) -> float:
+    """Mean length (m) of the 8 limb bones (upper/lower arms and legs) of (N,K,3) keypoints: the
+    body's size, independent of its pose."""
+    from key2mesh.data.multiview import LIMB_BONES
+    from key2mesh.keypoints.sets import keypoint_names
+
+    names = keypoint_names(keypoint_set)
+    a = keypoints[:, [names.index(p) for p, _ in LIMB_BONES]]
+    b = keypoints[:, [names.index(q) for _, q in LIMB_BONES]]
+    return float((a - b).norm(dim=-1).mean())
+
+
+@torch.no_grad()
+def score_labels(body, kset: str, prediction, labelled: TargetSet) -> dict[str, float]:
+    """Mean MPJPE / PA-MPJPE (mm) of predicted (rotmats, shape) against a labelled TargetSet
+    (body parameters: the model set's keypoints; camera-frame 3D keypoints: 12 limb joints,
+    mid-hip), and ``size``: the predicted mean limb length over the ground truth's (1 = the right
+    body size; what a loss in metres could shrink)."""
     from key2mesh.eval.benchmarks import score_parameters
     from key2mesh.eval.metrics import Protocol
 
-    device = next(extractor.parameters()).device
-    r, s = net_pt.head(extractor(validation.inputs.to(device)))
-    err = score_parameters(
-        body, r, s, validation.joints3d, validation.joints3d_set, None, Protocol(pelvis="midhip")
-    )
-    return {"mpjpe": float(err["mpjpe"].mean()), "pa_mpjpe": float(err["pa_mpjpe"].mean())}
+    r, s = prediction
+    device = r.device
+    kp = body.forward_keypoints(r, s, kset)
+    if labelled.rotmats is not None:
+        gt_rot, gt_shape = labelled.rotmats.to(device), labelled.shape.to(device)
+        res = keypoint_metrics(body, kset, r, s, gt_rot, gt_shape, with_vertices=False)
+        gt = body.forward_keypoints(gt_rot, gt_shape, kset)
+    else:
+        err = score_parameters(
+            body, r, s, labelled.joints3d, labelled.joints3d_set, None, Protocol(pelvis="midhip")
+        )
+        res = {"mpjpe": float(err["mpjpe"].mean()), "pa_mpjpe": float(err["pa_mpjpe"].mean())}
+        gt = labelled.joints3d.to(device)
+    res["size"] = limb_length(kp, kset) / limb_length(gt, labelled.joints3d_set or kset)
+    return res
 
 
 def benchmark_target(
@@ -609,19 +627,24 @@ def synthetic_target(
     split: str = "val",
     synth_overrides: dict | None = None,
     heldout: str = "all",
+    views: int = 1,
 ) -> TargetSet:
     """A labelled, domain-shifted target built from MoCap: frames pre-training held out
     (``split="val"``; ``heldout``: ``all``, only held-out ``clips`` of sources without subjects, or
     only held-out ``subjects``) synthesised with a detector-like noise profile
-    (:func:`key2mesh.data.heldout.mocap_samples`), normalised. Labels are kept for validation only."""
+    (:func:`key2mesh.data.heldout.mocap_samples`), normalised. Labels are kept for validation only.
+    ``views`` > 1: synchronised views (``groups``) of each pose from random viewpoints."""
     from key2mesh.data.heldout import mocap_samples
 
-    s = mocap_samples(cache, checkpoint, noise_profile, n, seed, split, synth_overrides, heldout)
+    s = mocap_samples(
+        cache, checkpoint, noise_profile, n, seed, split, synth_overrides, heldout, views
+    )
     return prepare_target(
         s.keypoints2d,
         s.confidence,
         checkpoint.normalization,
-        name=s.name,
+        name=s.name if views == 1 else f"{s.name}x{views}views",
         rotmats=s.rotmats,
         shape=s.shape,
+        groups=None if views == 1 else torch.arange(n) // views,
     )
