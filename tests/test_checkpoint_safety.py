@@ -323,3 +323,65 @@ def test_atomic_save_gives_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "c.pt").stat().st_mode) == 0o644
+
+
+class _FullAfter:
+    """A file object whose disk fills up after ``room`` bytes (mid-way through torch's zip)."""
+
+    def __init__(self, fh, room: int = 1000):
+        self.fh, self.room = fh, room
+
+    def write(self, data) -> int:
+        import errno
+
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
+
+
+def test_full_disk_inside_torchs_zip_writer_is_one_line(tmp_path, monkeypatch):
+    """torch's zip writer turns the file object's ENOSPC into ``RuntimeError: unexpected pos``
+    (the OSError only as its context): still one line, the previous checkpoint kept."""
+    import os
+
+    path = tmp_path / "last.pt"
+    atomic_save(_small_checkpoint(), path)
+    before = path.read_bytes()
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: _FullAfter(real_fdopen(*a, **k)))
+    with pytest.raises(Key2MeshError) as info:
+        atomic_save(_small_checkpoint(step=2), path)
+    assert "no space left" in str(info.value) and "previous file is unchanged" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_zip_writer_failure_without_os_error_is_one_line(tmp_path, monkeypatch):
+    def failing(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(torch, "save", failing)
+    with pytest.raises(Key2MeshError, match=r"cannot write .*c\.pt: the write failed"):
+        atomic_save({"a": 1}, tmp_path / "c.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_exploded_weights_are_refused(tmp_path, capsys):
+    ck = _small_checkpoint()
+    name = next(k for k, v in ck["model"].items() if k.endswith("weight"))
+    ck["model"][name] = ck["model"][name] * 1e30
+    atomic_save(ck, tmp_path / "big.pt")
+    with pytest.raises(Key2MeshError, match=r"big\.pt has exploded weights \(\|w\| up to"):
+        load_checkpoint(tmp_path / "big.pt")
+    assert main(["export", str(tmp_path / "big.pt"), "--torchscript", str(tmp_path / "m.ts")]) == 2
+    assert "exploded weights" in _one_line_error(capsys)

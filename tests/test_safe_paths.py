@@ -307,3 +307,19 @@ def test_video_writer_discards_interrupted_video(tmp_path):
         raise KeyboardInterrupt
     assert (tmp_path / "ok.mp4").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ok.mp4"]
+
+
+def test_atomic_writes_fsync_before_replace(tmp_path, monkeypatch):
+    """The temp file's data reaches the disk before the final name points at it."""
+    import os
+
+    from key2mesh.model.checkpoint import atomic_save
+    from key2mesh.safe_paths import atomic_write_text
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("replace") or real_replace(a, b))
+    atomic_write_text(tmp_path / "a.json", "{}")
+    atomic_save({"a": 1}, tmp_path / "c.pt")
+    assert events == ["fsync", "replace"] * 2

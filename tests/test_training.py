@@ -40,6 +40,8 @@ def test_resume_matches_uninterrupted_run(bank_path, tmp_path, augment):
 
     rows = list(csv.DictReader(open(tmp_path / "full" / "metrics.csv")))
     assert [r["step"] for r in rows] == ["0", "3", "6"]  # baseline row, then every validation
+    cut = list(csv.DictReader(open(tmp_path / "cut" / "metrics.csv")))
+    assert [r["step"] for r in cut] == ["0", "3", "6"]  # the resumed run adds no duplicate row
     assert (
         rows[0]["baseline_mean_pose_pa_mpjpe"]
         and float(rows[2]["val_pa_mpjpe"]) > 0
@@ -164,6 +166,75 @@ def test_nan_loss_stops_with_step(bank_path, tmp_path, monkeypatch):
     assert good.step == 3 and all(
         torch.isfinite(v).all() for v in good.model.values() if v.is_floating_point()
     )
+
+
+def test_exploding_update_is_never_saved(bank_path, tmp_path, monkeypatch):
+    """The 6th update (before the step-6 save) sends the weights to ~1e30: stopped at that step,
+    before validating or saving; the step-3 checkpoint is kept."""
+    real, calls = torch.optim.Adam.step, {"n": 0}
+
+    def exploding(self, *a, **k):
+        out = real(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == 6:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.mul_(1e30)
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", exploding)
+    with pytest.raises(Key2MeshError, match=r"exploded .* at step 5 .*last\.pt is kept"):
+        run_pretrain(_cfg(bank_path, tmp_path / "x"), progress=False)
+    good = load_checkpoint(tmp_path / "x" / "last.pt")
+    assert good.step == 3
+
+
+def test_lr_1e30_saves_nothing(bank_path, tmp_path):
+    with pytest.raises(Key2MeshError, match=r"at step \d+.*no checkpoint was saved"):
+        run_pretrain(_cfg(bank_path, tmp_path / "lr", lr=1e30), progress=False)
+    assert not (tmp_path / "lr" / "last.pt").exists()
+    assert not (tmp_path / "lr" / "best.pt").exists()
+
+
+def test_stale_temp_files_are_removed_at_start(bank_path, tmp_path):
+    import os
+
+    dead = 4_000_000  # above Linux's pid_max: never a running process
+    with pytest.raises(ProcessLookupError):
+        os.kill(dead, 0)
+    out = tmp_path / "t"
+    out.mkdir()
+    stale = out / f".last.pt.{dead}.0123abcd.tmp.pt"
+    stale.write_bytes(b"half a checkpoint")
+    live = out / f".last.pt.{os.getppid()}.0123abcd.tmp.pt"  # a running process's: kept
+    live.write_bytes(b"being written")
+    other = out / "notes.tmp.pt"  # not one of ours
+    other.write_bytes(b"x")
+    run_pretrain(_cfg(bank_path, out, steps=3), progress=False)
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_training_error_is_printed_on_its_own_line(bank_path, tmp_path, monkeypatch, capsys):
+    import key2mesh.train.pretrain as pt
+    from key2mesh.cli import main
+
+    real, calls = pt.pretrain_loss, {"n": 0}
+
+    def poisoned(*a, **k):
+        loss, terms = real(*a, **k)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 2 else loss), terms
+
+    monkeypatch.setattr(pt, "pretrain_loss", poisoned)
+    sets = ["batch_size=16", "val_size=32", "model.hidden=64", "pose_augment=false"]
+    argv = ["pretrain", "--cache", str(bank_path), "--out", str(tmp_path / "e"), "--steps", "6"]
+    argv += ["--threads", "1", "--device", "cpu"] + [x for s in sets for x in ("--set", s)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "pretrain:" in err  # the progress bar was drawn
+    (line,) = [ln for ln in err.splitlines() if "error:" in ln]
+    assert line.startswith("key2mesh pretrain: error: loss became nan at step 1"), err
 
 
 def test_adaptation_freezes_pretrained_parts(bank_path, tmp_path):

@@ -9,6 +9,7 @@ implemented yet say so and exit with status 3. ``-v`` shows full tracebacks inst
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -81,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         check_device(getattr(args, "device", None))
         return int(args._run(args) or 0)
     except NotImplementedYet as exc:
+        _close_progress_bars()
         print(f"key2mesh {args.command}: not implemented yet: {exc}", file=sys.stderr)
         return 3
     except Key2MeshError as exc:
         if args.verbose:
             raise
+        _close_progress_bars()
         print(f"key2mesh {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except (
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ) as exc:  # a file that cannot be read or written (disk full, permissions, a folder...)
         if args.verbose:
             raise
+        _close_progress_bars()
         where = f"{exc.filename}: " if exc.filename else ""
         print(
             f"key2mesh {args.command}: error: {where}{_one_line(exc.strerror or exc)}",
@@ -100,8 +104,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars an error left open, so its line starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        with contextlib.suppress(Exception):
+            bar.close()
 
 
 def _one_line(exc: object) -> str:

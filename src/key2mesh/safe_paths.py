@@ -120,12 +120,58 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = temp_name(path)
     try:
         yield tmp
+        _fsync(tmp)  # the data is on disk before the new name points at it
         os.replace(tmp, path)
     except OSError as exc:
         raise write_error(path, exc) from None
     finally:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path``'s data to the disk (a crash after ``os.replace`` never leaves an empty file
+    under the final name); a file system that cannot fsync is not an error."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+_TEMP = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp(\.[^.]*)?")
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files (:func:`temp_name`) that killed processes left in ``folder``: those
+    of a process id no longer running (a checkpoint's is ~40 MB). Returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP.fullmatch(p.name)
+        if m is None or not p.is_file() or _running(int(m.group(1))):
+            continue
+        with suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's live process (or unknowable): leave its file alone
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -33,6 +33,9 @@ from key2mesh.model.network import Key2MeshNet, ModelConfig
 from key2mesh.safe_paths import atomic_path
 
 FORMAT = "key2mesh-checkpoint"
+# no trained weight comes near this (the shipped models' largest is ~0.5); an update that
+# exploded (too high a learning rate) does
+MAX_WEIGHT = 1e6
 FORMAT_VERSION = 1
 REQUIRED = (
     "format",
@@ -262,7 +265,47 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         # through a Python file object, so a full disk surfaces as OSError(ENOSPC) (torch's own
         # path writer reports it as an opaque RuntimeError); mode 0o666 & umask, as any new file
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as fh:
-            torch.save(obj, fh)
+            try:
+                torch.save(obj, fh)
+            except RuntimeError as exc:
+                err = _save_error(path, exc)
+                if err is exc:
+                    raise
+                raise err from None
+
+
+def _save_error(path: str | Path, exc: RuntimeError) -> Exception:
+    """torch's zip writer turns the file object's OSError (a full disk) into ``RuntimeError:
+    unexpected pos``, the OSError as its context: the one-line error of that OSError; a write
+    failure without one is one line too; any other RuntimeError is returned as it is."""
+    from key2mesh.safe_paths import write_error
+
+    seen, cause = set(), exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OSError):
+            return write_error(path, cause)
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc)
+    if "unexpected pos" in text or "file write failed" in text:
+        return Key2MeshError(
+            f"cannot write {path}: the write failed (is the disk full?); the previous file is unchanged"
+        )
+    return exc
+
+
+def largest_weight(state: dict[str, torch.Tensor]) -> tuple[float, str]:
+    """(largest |w|, its tensor's name) over the floating-point tensors of a state dict,
+    BatchNorm running statistics left out (the inputs' scale, not learned weights)."""
+    top, name = 0.0, ""
+    for k, v in state.items():
+        if v.is_floating_point() and v.numel() and not k.endswith(("running_mean", "running_var")):
+            m = float(v.detach().abs().max())
+            if not np.isfinite(m):
+                return m, k
+            if m > top:
+                top, name = m, k
+    return top, name
 
 
 def make_checkpoint(
@@ -384,6 +427,12 @@ def load_checkpoint(
         raise Key2MeshError(
             f"checkpoint {path} has non-finite weights ({len(bad)} tensor{'s' if len(bad) > 1 else ''} "
             f"with NaN/inf, first {bad[0]!r}); it cannot be used (was training diverging?)"
+        )
+    top, name = largest_weight(ckpt["model"])
+    if top > MAX_WEIGHT:
+        raise Key2MeshError(
+            f"checkpoint {path} has exploded weights (|w| up to {top:.3g} in {name!r}, over "
+            f"{MAX_WEIGHT:g}); it cannot be used (was training diverging?)"
         )
     if expect_body is not None and {k: ckpt["body"].get(k) for k in expect_body} != dict(
         expect_body

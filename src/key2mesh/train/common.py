@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from key2mesh.errors import Key2MeshError
+from key2mesh.safe_paths import atomic_write_text, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +57,23 @@ def init_distributed(device: torch.device) -> DistInfo:
 class MetricLogger:
     """Writes ``metrics.csv`` (one row per call, columns = union of all keys seen, rewritten
     atomically each time so new metrics get their own column) and TensorBoard scalars when the
-    ``tensorboard`` package is installed. Existing rows are kept on ``--resume``."""
+    ``tensorboard`` package is installed. Existing rows are kept, those after ``resume_step``
+    dropped (a resumed run logs those steps again; -1: start a new file). Being made at the start
+    of a run, it also removes the temp files killed runs left in ``out_dir``."""
 
-    def __init__(self, out_dir: Path, enabled: bool = True):
+    def __init__(self, out_dir: Path, enabled: bool = True, resume_step: int | None = None):
         self.path = out_dir / "metrics.csv"
         self.enabled = enabled
         self.writer = None
         self.rows: list[dict] = []
+        if enabled:
+            for p in remove_stale_temps(out_dir):
+                log.info("removed %s (left by a killed run)", p)
         if enabled and self.path.exists():
             with open(self.path, newline="") as f:
                 self.rows = list(csv.DictReader(f))
+            if resume_step is not None:
+                self.rows = [r for r in self.rows if _step(r) <= resume_step]
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -80,13 +89,11 @@ class MetricLogger:
         fields: list[str] = []
         for r in self.rows:
             fields += [k for k in r if k not in fields]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(self.rows)
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=fields)
+        w.writeheader()
+        w.writerows(self.rows)
+        atomic_write_text(self.path, text.getvalue())
         if self.writer is not None:
             for k, v in row.items():
                 if isinstance(v, float) and math.isfinite(v):
@@ -97,18 +104,38 @@ class MetricLogger:
             self.writer.close()
 
 
+def _step(row: dict) -> float:
+    try:
+        return float(row.get("step") or "nan")
+    except ValueError:
+        return float("nan")
+
+
+def _kept(out_dir: Path) -> str:
+    last = Path(out_dir) / "last.pt"
+    if last.exists():
+        return f"the previous checkpoint {last} is kept as it was"
+    return f"no checkpoint was saved in {out_dir} yet"
+
+
 def check_finite(loss: torch.Tensor, step: int, out_dir: Path) -> None:
     if not torch.isfinite(loss):
         raise Key2MeshError(
-            f"loss became {loss.item()} at step {step}; stopped. The last good checkpoint is in {out_dir}"
+            f"loss became {loss.item()} at step {step}; stopped without saving, {_kept(out_dir)} "
+            "(try a lower --lr)"
         )
 
 
 def check_finite_parameters(module: torch.nn.Module, step: int, out_dir: Path) -> None:
-    """Refuse to save non-finite weights (a bad update between loss checks): stop with the step."""
-    bad = [n for n, p in module.named_parameters() if not torch.isfinite(p).all()]
-    if bad:
-        raise Key2MeshError(
-            f"weights became non-finite at step {step} ({len(bad)} tensors, e.g. {bad[0]}); stopped without saving. "
-            f"The checkpoints in {out_dir} hold the last finite weights (try a lower --lr)"
-        )
+    """Refuse to save broken weights (after the optimiser step before a save): non-finite or
+    exploded ones (|w| over ``MAX_WEIGHT``, a too-high learning rate); stop, naming the step."""
+    from key2mesh.model.checkpoint import MAX_WEIGHT, largest_weight
+
+    top, name = largest_weight(dict(module.named_parameters()))
+    if top <= MAX_WEIGHT:
+        return
+    what = "non-finite" if not math.isfinite(top) else f"exploded (|w| up to {top:.3g})"
+    raise Key2MeshError(
+        f"weights became {what} at step {step} (e.g. {name}); stopped without saving, "
+        f"{_kept(out_dir)} (try a lower --lr)"
+    )

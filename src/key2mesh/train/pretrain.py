@@ -269,9 +269,11 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[dist.local_rank] if device.type == "cuda" else None
         )
-    logger = MetricLogger(out, enabled=dist.is_main)
+    # a resumed run keeps the rows up to its checkpoint's step (the baseline row among them)
+    logger = MetricLogger(out, enabled=dist.is_main, resume_step=step if step > 0 else -1)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
+    if dist.is_main and step == 0:
         logger.log(
             step,
             {
@@ -328,83 +330,93 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     )
     t0, seen = time.perf_counter(), 0
     metrics: dict = {}
-    while step < total_steps:
-        net.train()
-        if sampler is not None:  # real poses, mirrored / perturbed / limb-mixed on the fly
-            rot = sampler.sample(cfg.batch_size)
-        else:
-            rot = rot_all[choose(train_idx, cfg.batch_size, gen)].to(device)
-        shp = shapes_all[choose(len(shapes_all), cfg.batch_size, gen)]
-        batch = synth(rot, shp, gen)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            pred_rot, pred_shape = model(batch.inputs)
-        pred_rot, pred_shape = pred_rot.float(), pred_shape.float()
-        pred_kp = body.forward_keypoints(pred_rot, pred_shape, cfg.keypoint_set)
-        loss, terms = pretrain_loss(
-            pred_rot,
-            pred_shape,
-            pred_kp,
-            batch.rotmats,
-            batch.shape,
-            batch.keypoints3d,
-            batch.target2d,
-            cfg.camera,
-            cfg.weights,
-            jw,
-            batch.distance,
-        )
-        check_finite(loss, step, out)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if ema is not None:
-            ema.update_parameters(net)
-        step += 1
-        ran += 1
-        seen += cfg.batch_size
-        bar.update(1)
-        if step % 20 == 0:
-            bar.set_postfix(
-                loss=f"{loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}"
+    try:
+        while step < total_steps:
+            net.train()
+            if sampler is not None:  # real poses, mirrored / perturbed / limb-mixed on the fly
+                rot = sampler.sample(cfg.batch_size)
+            else:
+                rot = rot_all[choose(train_idx, cfg.batch_size, gen)].to(device)
+            shp = shapes_all[choose(len(shapes_all), cfg.batch_size, gen)]
+            batch = synth(rot, shp, gen)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                pred_rot, pred_shape = model(batch.inputs)
+            pred_rot, pred_shape = pred_rot.float(), pred_shape.float()
+            pred_kp = body.forward_keypoints(pred_rot, pred_shape, cfg.keypoint_set)
+            loss, terms = pretrain_loss(
+                pred_rot,
+                pred_shape,
+                pred_kp,
+                batch.rotmats,
+                batch.shape,
+                batch.keypoints3d,
+                batch.target2d,
+                cfg.camera,
+                cfg.weights,
+                jw,
+                batch.distance,
             )
-        if dist.is_main and (step % cfg.val_every == 0 or step == total_steps):
-            averaged.eval()
-            with torch.no_grad():
-                vr, vs = averaged(val.inputs)
-            parts = {
-                name: keypoint_metrics(
-                    body, cfg.keypoint_set, vr[sl], vs[sl], val.rotmats[sl], val.shape[sl]
+            check_finite(loss, step, out)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update_parameters(net)
+            step += 1
+            ran += 1
+            stopping = bool(cfg.stop_after) and ran >= cfg.stop_after
+            if step % cfg.val_every == 0 or step == total_steps or stopping:
+                # before validating and saving: an update that exploded stops here, naming its step
+                check_finite_parameters(net, step - 1, out)
+            seen += cfg.batch_size
+            bar.update(1)
+            if step % 20 == 0:
+                bar.set_postfix(
+                    loss=f"{loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}"
                 )
-                for name, sl in val_parts.items()
-            }
-            # selection metric: the mean over held-out sets (clips of the free sources, whole subjects)
-            metrics = {
-                k: sum(p[k] for p in parts.values()) / len(parts)
-                for k in next(iter(parts.values()))
-            }
-            metrics.update({f"{name}_{k}": v for name, p in parts.items() for k, v in p.items()})
-            if metrics["pa_mpjpe"] < best["pa_mpjpe"]:
-                best = {**metrics, "step": step}
-                save("best.pt", metrics)
-            logger.log(
-                step,
-                {
-                    "loss": loss.item(),
-                    **{f"train_{k}": v for k, v in terms.items()},
-                    **{f"val_{k}": v for k, v in metrics.items()},
-                    "lr": sched.get_last_lr()[0],
-                    "samples_per_s": seen / (time.perf_counter() - t0),
-                },
-            )
-            save("last.pt", metrics)
-            bar.write(f"step {step}: val {_fmt(metrics)}  (mean-pose predictor: {_fmt(baseline)})")
-        if cfg.stop_after and ran >= cfg.stop_after:
-            if dist.is_main:
+            if dist.is_main and (step % cfg.val_every == 0 or step == total_steps):
+                averaged.eval()
+                with torch.no_grad():
+                    vr, vs = averaged(val.inputs)
+                parts = {
+                    name: keypoint_metrics(
+                        body, cfg.keypoint_set, vr[sl], vs[sl], val.rotmats[sl], val.shape[sl]
+                    )
+                    for name, sl in val_parts.items()
+                }
+                # selection metric: the mean over held-out sets (clips of the free sources, whole subjects)
+                metrics = {
+                    k: sum(p[k] for p in parts.values()) / len(parts)
+                    for k in next(iter(parts.values()))
+                }
+                metrics.update(
+                    {f"{name}_{k}": v for name, p in parts.items() for k, v in p.items()}
+                )
+                if metrics["pa_mpjpe"] < best["pa_mpjpe"]:
+                    best = {**metrics, "step": step}
+                    save("best.pt", metrics)
+                logger.log(
+                    step,
+                    {
+                        "loss": loss.item(),
+                        **{f"train_{k}": v for k, v in terms.items()},
+                        **{f"val_{k}": v for k, v in metrics.items()},
+                        "lr": sched.get_last_lr()[0],
+                        "samples_per_s": seen / (time.perf_counter() - t0),
+                    },
+                )
                 save("last.pt", metrics)
-            break
-    bar.close()
-    logger.close()
+                bar.write(
+                    f"step {step}: val {_fmt(metrics)}  (mean-pose predictor: {_fmt(baseline)})"
+                )
+            if stopping:
+                if dist.is_main:
+                    save("last.pt", metrics)
+                break
+    finally:  # an error is printed on a line of its own, not after the bar
+        bar.close()
+        logger.close()
     return {
         "best": best,
         "baseline_mean_pose": baseline,
