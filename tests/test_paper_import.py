@@ -229,11 +229,13 @@ def test_neither_format_is_a_clear_error(tmp_path):
 
 
 def test_our_own_checkpoint_still_loads(tmp_path):
-    """A converted checkpoint saved in our format round-trips unchanged."""
+    """A converted checkpoint saved in our format round-trips unchanged, except for the SMPL
+    folder: a checkpoint never chooses where model files are read from."""
     ck = convert_paper_state_dict(official_state_dict(), smpl_dir=tmp_path)
+    assert ck.body["model_dir"] == str(tmp_path.resolve())
     atomic_save(ck, tmp_path / "ours.pt")
     back = load_checkpoint(tmp_path / "ours.pt")
-    assert back.body["model_dir"] == str(tmp_path.resolve())
+    assert back.body == {"name": "smpl", "model_dir": None, "gender": "neutral"}
     assert all(torch.equal(back.model[k], v) for k, v in ck.model.items())
     assert back.normalization.missing_value == 0.5
 

@@ -5,7 +5,9 @@ The SMPL files come from https://smpl.is.tue.mpg.de under SMPL's license and are
 with key2mesh: point ``model_dir`` (or ``$KEY2MESH_SMPL_DIR``) at a folder holding
 ``SMPL_NEUTRAL.pkl`` / ``SMPL_MALE.pkl`` / ``SMPL_FEMALE.pkl`` (also accepted: ``.npz`` versions and
 the original ``basicmodel_{neutral,m,f}_lbs_10_207_0_v1.*.pkl`` names), directly or in ``smpl/``.
-Files that hold chumpy objects (the originals) are read without chumpy.
+Files that hold chumpy objects (the originals) are read without chumpy. Model files are read as
+data: ``.pkl`` through an unpickler that allows only SMPL's numpy/scipy/chumpy globals
+(:mod:`~key2mesh.body.smpl_pickle`), ``.npz`` without pickled objects.
 
 SMPL's frame is key2mesh's world frame, so rotations pass through unchanged (``pose2rot=False``);
 the output is shifted so that the root joint sits at the origin (SMPL keeps its rest pelvis
@@ -19,6 +21,7 @@ import io
 import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,7 @@ import scipy.sparse
 import torch
 
 from key2mesh.body.base import BodyModel, BodyOutput
+from key2mesh.body.smpl_pickle import Chumpy, load_smpl_pickle
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import COCO23, SMPL24, canonical_set_name
 
@@ -77,26 +81,9 @@ def find_smpl_files(directory: str | Path) -> dict[str, Path]:
     return found
 
 
-class _Chumpy:
-    """Stand-in for chumpy objects in SMPL's original pickles (keeps their state only)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        pass
-
-    def __setstate__(self, state) -> None:
-        self.__dict__["_state"] = state
-
-
-class _SMPLUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if module.split(".")[0] == "chumpy":
-            return _Chumpy
-        return super().find_class(module, name)
-
-
 def _plain(value, path: Path, key: str):
     """chumpy stand-in → its numpy value (a chumpy variable keeps it under ``x``)."""
-    if isinstance(value, _Chumpy):
+    if isinstance(value, Chumpy):
         state = value.__dict__.get("_state")
         if isinstance(state, dict) and "x" in state:
             return np.asarray(state["x"])
@@ -106,16 +93,28 @@ def _plain(value, path: Path, key: str):
     return value
 
 
+def _load_npz(path: Path) -> dict:
+    """The arrays of an ``.npz`` model file; an object array (pickled objects) is refused."""
+    data = {}
+    with np.load(path, allow_pickle=False) as npz:
+        for key in npz.files:
+            try:
+                data[key] = npz[key]
+            except ValueError as exc:
+                if "allow_pickle" not in str(exc):
+                    raise
+                raise Key2MeshError(
+                    f"{path}: entry {key!r} is an object array (pickled Python objects), which "
+                    "key2mesh never loads; re-save it as plain arrays (J_regressor dense)"
+                ) from None
+    return data
+
+
 def load_smpl_data(path: str | Path) -> dict:
     """Read an SMPL model file (.pkl, chumpy or not, or .npz) into plain numpy/scipy values."""
     path = Path(path)
     try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=True) as npz:
-                data = {k: npz[k] for k in npz.files}
-        else:
-            with open(path, "rb") as fh:
-                data = _SMPLUnpickler(fh, encoding="latin1").load()
+        data = _load_npz(path) if path.suffix.lower() == ".npz" else load_smpl_pickle(path)
     except (
         OSError,
         pickle.UnpicklingError,
@@ -123,6 +122,8 @@ def load_smpl_data(path: str | Path) -> dict:
         ValueError,
         ImportError,
         AttributeError,
+        TypeError,
+        zipfile.BadZipFile,
     ) as exc:
         raise Key2MeshError(
             f"{path}: not a readable SMPL model file ({type(exc).__name__}: {exc})"

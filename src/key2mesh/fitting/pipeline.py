@@ -71,7 +71,7 @@ def fit_files(cfg: FitConfig, inputs: list[str], keypoint_set: str | None = None
     if cfg.init_from:
         from key2mesh.inference.predictor import Key2Mesh
 
-        model = Key2Mesh.from_pretrained(cfg.init_from, full_mesh=False)
+        model = Key2Mesh.from_pretrained(cfg.init_from, full_mesh=False, smpl_dir=cfg.smpl_dir)
         body, fit_set = model.body, model.keypoint_set
     else:
         body = load_body_model(

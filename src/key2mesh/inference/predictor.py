@@ -131,8 +131,8 @@ class Key2Mesh:
         or an ensemble: a shipped ensemble name (``anny-coco17-ensemble``) or checkpoints joined
         by "+" (same keypoint set, body, camera and input normalisation; the first one's
         metadata is ``self.checkpoint``). ``smpl_dir``: the SMPL files' folder for an SMPL
-        checkpoint (replaces the stored one; default: the stored folder, else
-        ``$KEY2MESH_SMPL_DIR``); ignored for anny checkpoints."""
+        checkpoint (default ``$KEY2MESH_SMPL_DIR``; a folder stored in the checkpoint is never
+        used); ignored for anny checkpoints."""
         members = ensemble_members(path_or_name)
         names = members or [path_or_name]
         ckpts = [load_checkpoint(resolve_checkpoint(n)) for n in names]

@@ -9,12 +9,15 @@ it is the plain dict of :meth:`Checkpoint.to_dict` (the format is unchanged). Th
 Checkpoints are read with ``torch.load(weights_only=True)``: a file that holds anything but
 tensors and plain Python values (dicts, lists, tuples, str, numbers, bools, None) is refused, so
 loading a checkpoint never runs code. Everything written here is first reduced to those types
-(:func:`to_plain`)."""
+(:func:`to_plain`). Nor does a checkpoint choose where body model files are read from: a stored
+``body.model_dir`` is dropped at load time (``--smpl-dir``, ``smpl_dir=`` or
+``$KEY2MESH_SMPL_DIR`` choose the folder)."""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import os
 import pickle
 import re
@@ -31,6 +34,8 @@ from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.geometry.normalize import bbox_normalize
 from key2mesh.model.network import Key2MeshNet, ModelConfig
 from key2mesh.safe_paths import atomic_path
+
+log = logging.getLogger(__name__)
 
 FORMAT = "key2mesh-checkpoint"
 # no trained weight comes near this (the shipped models' largest is ~0.5); an update that
@@ -358,6 +363,20 @@ def slim_checkpoint(ckpt: Checkpoint | dict, half: bool = True) -> dict:
     return keep
 
 
+def _without_model_dir(body, path: Path):
+    """``body`` with its stored model folder dropped (said in a log line): the user's flags and
+    environment choose where model files are read from, never a checkpoint."""
+    if isinstance(body, dict) and body.get("model_dir") is not None:
+        log.warning(
+            "%s names the body model folder %s; ignored (pass --smpl-dir / smpl_dir= or set "
+            "KEY2MESH_SMPL_DIR)",
+            path,
+            body["model_dir"],
+        )
+        body = {**body, "model_dir": None}
+    return body
+
+
 def load_checkpoint(
     path: str | Path,
     expect_body: dict | None = None,
@@ -367,7 +386,8 @@ def load_checkpoint(
 
     An official Key2Mesh checkpoint (the paper's Lightning ``best-model.ckpt`` or its
     ``state_dict``) is converted on the fly (:mod:`key2mesh.model.paper_import`): SMPL body
-    (files from ``$KEY2MESH_SMPL_DIR`` unless a folder is given later), OpenPose COCO-18 input."""
+    (files from ``$KEY2MESH_SMPL_DIR`` unless a folder is given later), OpenPose COCO-18 input.
+    A stored ``body.model_dir`` is dropped; ``expect_body`` ignores the folder."""
     path = Path(path)
     if not path.is_file():
         raise Key2MeshError(f"checkpoint {path} does not exist")
@@ -434,9 +454,9 @@ def load_checkpoint(
             f"checkpoint {path} has exploded weights (|w| up to {top:.3g} in {name!r}, over "
             f"{MAX_WEIGHT:g}); it cannot be used (was training diverging?)"
         )
-    if expect_body is not None and {k: ckpt["body"].get(k) for k in expect_body} != dict(
-        expect_body
-    ):
+    ckpt["body"] = _without_model_dir(ckpt["body"], path)
+    want = {k: v for k, v in (expect_body or {}).items() if k != "model_dir"}
+    if expect_body is not None and {k: ckpt["body"].get(k) for k in want} != want:
         raise Key2MeshError(f"{path} was trained for body model {ckpt['body']}, not {expect_body}")
     if expect_keypoint_set is not None and ckpt["keypoint_set"] != expect_keypoint_set:
         raise Key2MeshError(
