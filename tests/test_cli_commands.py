@@ -47,6 +47,29 @@ def test_adapt_cli(pretrained, bank_path, tmp_path):
     assert ck.config["val_size"] == 32  # pre-training's config is kept
 
 
+def test_adapt_cli_selection_flags_and_verdict(pretrained, bank_path, tmp_path, capsys):
+    """--selection / --source-tolerance / --min-gain reach the config, --min-keypoints is used,
+    and the last line says which model best.pt is (summary.json too)."""
+    import json
+
+    out = tmp_path / "ad"
+    argv = ["adapt", "--source", str(pretrained), "--target", "synthetic:strong", "--cache", str(bank_path),
+            "--out", str(out), "--steps", "2", "--batch-size", "16", "--select-every", "1",
+            "--selection", "guarded", "--source-tolerance", "0.5", "--min-gain", "0.9",
+            "--min-keypoints", "7", "--threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    adapt = load_checkpoint(out / "last.pt").config["adapt"]
+    assert adapt["selection"] == "guarded" and adapt["source_tolerance"] == 0.5
+    assert adapt["min_gain"] == 0.9 and adapt["min_keypoints"] == 7
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert "(< 7 keypoints)" in printed[0]
+    # a 90 % fall of the re-projection in 2 steps does not happen: the source model is kept
+    assert printed[-1].startswith("kept the pre-trained model (best.pt = step 0)")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kept_source"] is True and summary["rule"] == "guarded"
+    assert main([*argv[:-2], "--selection", "bogus"]) == 2
+
+
 def test_export_cli(pretrained, tmp_path):
     ts, slim = tmp_path / "m.ts", tmp_path / "slim.pt"
     assert main(["export", str(pretrained), "--torchscript", str(ts), "--slim", str(slim)]) == 0

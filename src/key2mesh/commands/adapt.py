@@ -5,12 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from key2mesh.commands._args import (
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
 from key2mesh.commands._config import add_config_arguments
 
 HELP = "adapt a pre-trained model to unlabelled target detections (WDGRL critic, no 3D labels)"
@@ -53,6 +47,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "or 'synthetic:PROFILE' (held-out MoCap with a noise profile); selects by PA-MPJPE. "
         "Without it: the re-projection error on held-out target detections (label-free)",
     )
+    p.add_argument(
+        "--selection",
+        choices=["guarded", "target"],
+        help="label-free choice of best.pt: guarded (default: a step must lower the target "
+        "criterion by --min-gain while the source domain's held-out error rises by at most "
+        "--source-tolerance, else the pre-trained model is kept) or target (the criterion alone)",
+    )
+    p.add_argument(
+        "--source-tolerance",
+        help="guarded selection: largest relative rise of the held-out MoCap error (default 0.01)",
+    )
+    p.add_argument(
+        "--min-gain",
+        help="guarded selection: smallest relative fall of the target criterion (default 0.05)",
+    )
+    p.add_argument(
+        "--monitor",
+        help="a labelled benchmark file whose errors are only logged (val_mon_* in metrics.csv), "
+        "never used to select: to study the label-free selection",
+    )
     p.add_argument("--out", dest="out_dir", help="output folder (default runs/adapt)")
     p.add_argument(
         "--losses",
@@ -60,28 +74,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="loss ablation of the paper (default: all three terms); +mv adds the multi-view "
         "consistency term (needs --multiview)",
     )
-    p.add_argument("--steps", type=non_negative_int)
-    p.add_argument("--epochs", type=positive_float)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--steps")
+    p.add_argument("--epochs")
+    p.add_argument("--batch-size")
+    p.add_argument("--lr")
     p.add_argument(
         "--critic-steps",
-        type=non_negative_int,
         help="k critic steps per adaptation step (paper 3, official code 10)",
     )
-    p.add_argument(
-        "--gamma", type=non_negative_float, help="gradient-penalty weight (official code 50)"
-    )
-    p.add_argument("--critic-lr", type=positive_float, help="critic learning rate (default 1e-4)")
-    p.add_argument("--select-every", type=positive_int)
+    p.add_argument("--gamma", help="gradient-penalty weight (official code 50)")
+    p.add_argument("--critic-lr", help="critic learning rate (default 1e-4)")
+    p.add_argument("--select-every")
     p.add_argument(
         "--min-keypoints",
-        type=positive_int,
         help="drop target detections with fewer confident keypoints (default 6)",
     )
     p.add_argument(
         "--holdout-fraction",
-        type=non_negative_float,
         help="target detections held out for the label-free selection (default 0.1)",
     )
     p.add_argument(
@@ -95,9 +104,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="keep dropout on in the adapted extractor (off by default: L_reg then sees no dropout noise)",
     )
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed")
     p.add_argument("--device")
-    p.add_argument("--threads", type=non_negative_int)
+    p.add_argument("--threads")
 
 
 def _non_negative(groups):
@@ -213,6 +222,9 @@ FLAGS = (
     "holdout_fraction",
     "bn",
     "dropout",
+    "selection",
+    "source_tolerance",
+    "min_gain",
     "seed",
     "device",
     "threads",
@@ -272,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"validation: {len(validation)} labelled samples from {args.val} (model selection by PA-MPJPE)"
         )
-    result = run_adapt(cfg, target, validation)
+    monitor = benchmark_target(args.monitor, ck, cfg.min_keypoints) if args.monitor else None
+    result = run_adapt(cfg, target, validation, monitor=monitor)
     print(json.dumps(result, indent=2, default=float))
+    print(result["verdict"])  # which model best.pt is, and why (also in summary.json)
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from key2mesh.errors import Key2MeshError
@@ -166,13 +167,28 @@ def evaluate_benchmark(
     smpl_dir: str | None = None,
     h36m_regressor: str | None = None,
 ) -> EvalResult:
-    """Load ``dataset`` (``3dpw``, ``h36m-p2`` or a benchmark ``.npz``), predict, and score.
+    """Load ``dataset`` (``3dpw``, ``h36m-p2`` or a benchmark ``.npz``), predict, and score, with
+    bootstrap intervals over the set's instants.
 
     ``h36m_regressor``: SPIN's ``J_regressor_h36m.npy`` for the SMPL ground truth's H36M-17 joints
     (default: key2mesh's name-derived regressor)."""
     from key2mesh.data.datasets import load_benchmark
 
     bench = load_benchmark(dataset, path, split, detections)
+    errors, clusters, dropped = benchmark_errors(model, bench, protocol, smpl_dir, h36m_regressor)
+    name = bench.name if dataset not in ("3dpw", "h36m-p2") else f"{dataset} ({bench.source})"
+    return result_from_errors(name, errors, protocol, dropped, clusters=clusters)
+
+
+def benchmark_errors(
+    model,
+    bench,
+    protocol: Protocol,
+    smpl_dir: str | None = None,
+    h36m_regressor: str | None = None,
+) -> tuple[dict[str, torch.Tensor], np.ndarray, int]:
+    """Per-sample errors (mm) of ``model`` on a loaded :class:`BenchmarkSet` (scored samples
+    only), their instant ids (for intervals and paired differences) and the dropped count."""
     gj, gset, gv = ground_truth(bench, protocol, smpl_dir, model.device, h36m_regressor)
     pred = model.predict(
         bench.keypoints2d, bench.confidence, keypoint_set=bench.keypoint_set, mesh=False
@@ -187,18 +203,15 @@ def evaluate_benchmark(
         model.body, pred.rotmats, pred.shape, gj, gset, gv, protocol, h36m_regressor=pred_reg
     )
     keep = pred.valid.cpu()
-    name = bench.name if dataset not in ("3dpw", "h36m-p2") else f"{dataset} ({bench.source})"
     if not bool(keep.any()):
         raise Key2MeshError(
             f"{bench.source}: all {bench.dropped + len(keep)} samples were dropped (too few confident "
             "keypoints, or all on one spot); nothing to score"
         )
-    return result_from_errors(
-        name,
-        {k: v[keep] for k, v in errors.items()},
-        protocol,
+    return (
+        {k: v[keep.to(v.device)].cpu() for k, v in errors.items()},
+        bench.instant_ids()[keep.numpy()],
         bench.dropped + int((~keep).sum()),
-        clusters=bench.instant_ids()[keep.numpy()],
     )
 
 
