@@ -46,6 +46,7 @@ def files(tmp_path, monkeypatch):
     Image.new("RGB", (64, 48), (90, 120, 150)).save(inputs / "small.png")
     _png_claiming(inputs / "huge.png", 20_000, 10_000)  # 200 MP: Pillow's own bomb limit
     _png_claiming(inputs / "big.png", 12_000, 10_000)  # 120 MP: over key2mesh's 100 MP limit only
+    _png_claiming(inputs / "tall.png", 40, 40_000)  # 1.6 MP, but a side OpenCV aborts on
     (tmp_path / "out").mkdir()
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")  # default output paths would land here
@@ -56,6 +57,7 @@ def files(tmp_path, monkeypatch):
         "img": str(inputs / "small.png"),
         "huge": str(inputs / "huge.png"),
         "big": str(inputs / "big.png"),
+        "tall": str(inputs / "tall.png"),
         "out": str(tmp_path / "out"),
         "root": tmp_path,
     }
@@ -128,6 +130,7 @@ CASES = [
     ("demo-frames-backwards", "demo {img} --frames 9:3 --out {out}/demo", "START < STOP"),
     ("demo-huge-image", "demo {huge} --out {out}/demo", "huge.png"),
     ("demo-big-image", "demo {big} --out {out}/demo", "120 megapixels"),
+    ("demo-tall-image", "demo {tall} --out {out}/demo", "side over 32767 px"),
     (
         "predict-unknown-option",
         "predict {inp} --bogus --out {out}/p.npz",

@@ -428,3 +428,31 @@ def test_enough_keypoints_is_the_one_rule():
     np.testing.assert_array_equal(
         ~check_detections(kp, conf).too_few, enough_keypoints(conf, keypoints=kp)
     )
+
+
+def test_complex_keypoints_in_a_motion_table_are_refused(tmp_path):
+    n, k = 3, 25
+    path = tmp_path / "clip_params.npz"
+    kp = np.ones((n, k, 3), np.complex64) * (100 + 5j)
+    np.savez(path, keypoints2d=kp, frame_index=np.arange(n), track_id=np.zeros(n, np.int64))
+    with pytest.raises(Key2MeshError, match="keypoints2d must be real numbers"):
+        read_detections(path, keypoint_set="openpose_body25")
+    np.save(tmp_path / "c.npy", kp[None])  # a plain array: refused too
+    with pytest.raises(Key2MeshError, match="real numbers"):
+        read_detections(tmp_path / "c.npy", keypoint_set="openpose_body25")
+
+
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ('{"people": [{"pose_keypoints_2d": [' + "9" * 5000 + ", 1, 1]}]}", "too many digits"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+    ids=["huge-number", "deep-nesting"],
+)
+def test_pathological_json_is_one_line(tmp_path, text, expect):
+    path = tmp_path / "x.json"
+    path.write_text(text)
+    with pytest.raises(Key2MeshError, match=expect) as info:
+        read_detections(path)
+    assert "\n" not in str(info.value) and info.value.__cause__ is None

@@ -91,6 +91,13 @@ def test_predict_flags_too_few_keypoints_and_nan(model):
     assert torch.isfinite(p.rotmats).all()
 
 
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_predict_refuses_a_bad_batch_size(model, batch_size):
+    kp = np.random.default_rng(0).uniform(100, 300, (3, 25, 2)).astype(np.float32)
+    with pytest.raises(Key2MeshError, match="batch_size must be a positive integer"):
+        model.predict(kp, batch_size=batch_size)
+
+
 def test_unknown_checkpoint_name():
     with pytest.raises(Key2MeshError, match="no checkpoint file"):
         Key2Mesh.from_pretrained("does-not-exist")

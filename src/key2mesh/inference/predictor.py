@@ -225,6 +225,12 @@ class Key2Mesh:
         (default: the model's own). Inputs with fewer than ``min_keypoints`` confident points, or
         with all of them on one spot (:func:`~key2mesh.keypoints.io.check_detections`), are still
         predicted but flagged in ``valid``."""
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
+            raise Key2MeshError(f"batch_size must be a positive integer, got {batch_size!r}")
         kp, conf = self._in_model_set(keypoints, confidences, keypoint_set)
         inputs, _ = self.normalization(kp, conf)
         usable = self.usable(kp, conf)

@@ -270,6 +270,10 @@ def _load_json(path: Path) -> Any:
         raise Key2MeshError(
             f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
         ) from None
+    except RecursionError:
+        raise Key2MeshError(f"{path}: JSON nested too deeply to be keypoints") from None
+    except ValueError:  # an integer of thousands of digits (Python's int-string limit)
+        raise Key2MeshError(f"{path}: a number in the JSON has too many digits to read") from None
 
 
 def _declared(keypoint_set: str | None) -> str | None:
@@ -655,6 +659,8 @@ def _params_table(path: Path, extra: dict[str, Any]) -> np.ndarray:
         )
     if n == 0:
         raise Key2MeshError(f"{path}: the motion table has no rows")
+    if kp.dtype.kind not in "iuf":
+        raise Key2MeshError(f"{path}: keypoints2d must be real numbers, got dtype {kp.dtype}")
     if (
         frames.dtype.kind not in "iu"
         or tracks.dtype.kind not in "iu"

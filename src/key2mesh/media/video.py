@@ -10,6 +10,7 @@ play. .avi is Motion-JPEG.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 MAX_IMAGE_PIXELS = 100_000_000  # larger images are refused before decoding
+MAX_IMAGE_SIDE = 32767  # OpenCV aborts the process (SHRT_MAX) on a longer side: refused first
 
 
 def _cv2():
@@ -87,7 +89,12 @@ def read_image(path: str | Path) -> np.ndarray:
                         f"{path}: {w}x{h} image ({w * h / 1e6:.0f} megapixels) is larger than the "
                         f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels key2mesh reads; downscale it first"
                     )
-                return np.asarray(im.convert("RGB"))
+                if max(w, h) > MAX_IMAGE_SIDE:
+                    raise Key2MeshError(
+                        f"{path}: {w}x{h} image has a side over {MAX_IMAGE_SIDE} px, more than "
+                        "OpenCV handles; crop or downscale it first"
+                    )
+                return _rgb8(im)
     except FileNotFoundError as exc:
         raise Key2MeshError(f"{path}: no such image file") from exc
     except Image.DecompressionBombError as exc:
@@ -96,6 +103,19 @@ def read_image(path: str | Path) -> np.ndarray:
         ) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise Key2MeshError(f"{path}: not a readable image ({exc.__class__.__name__})") from exc
+
+
+def _rgb8(im) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a Pillow image; 16-bit (and 32-bit) grey images are scaled to
+    8 bits (65535 → 255), not clipped (Pillow's ``convert`` makes them all white)."""
+    if im.mode not in ("I", "F") and not im.mode.startswith("I;16"):
+        return np.asarray(im.convert("RGB"))
+    grey = np.nan_to_num(np.asarray(im, dtype=np.float64))
+    if im.mode == "F" and grey.size and grey.max() <= 1.0:
+        grey = grey * 255.0  # a float image in [0, 1]
+    else:
+        grey = grey / 257.0
+    return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 
 def write_image(path: str | Path, image: np.ndarray) -> Path:
@@ -142,8 +162,16 @@ def source_info(path: str | Path) -> SourceInfo:
         cap = _open_video(path)
         try:
             fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
-            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT))
             w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            if fps is not None and not (math.isfinite(fps) and fps > 0):
+                fps = None
+            if math.isfinite(count) and count > 0:
+                n = int(count)
+            else:  # no duration in the header (piped ffmpeg output, browser recordings): count
+                n = 0
+                while cap.grab():
+                    n += 1
         finally:
             cap.release()
         return SourceInfo("video", n, w, h, fps)
