@@ -107,3 +107,30 @@ def test_shipped_ensemble_loads_and_predicts(name, first, kset, k):
     kp = 200 * torch.rand(2, k, 2, generator=torch.Generator().manual_seed(4)) + 50
     a, b = ens.predict(kp, mesh=False), one.predict(kp, mesh=False)
     assert a.rotmats.shape == (2, 24, 3, 3) and not torch.equal(a.rotmats, b.rotmats)
+
+
+def test_ensemble_clamps_each_member_shape_before_the_mean(anny_body):
+    """anny clamps phenotypes to its anchors: a member's out-of-range value must not pull the
+    mean (one member at 1.4 and one at 0.6 give 0.8, not 1.0)."""
+    # gender in [0, 1]; age's anchors run from -1/3 to 1
+    shape = torch.tensor([[1.4, -0.6, 0.5, 0.5, 0.5, 0.5], [0.6, 0.2, 0.5, 0.5, 0.5, 0.5]])
+    clamped = anny_body.clamp_shape(shape)
+    assert torch.allclose(clamped[:, :2], torch.tensor([[1.0, -1 / 3], [0.6, 0.2]]))
+    # clamp_shape gives what anny's forward uses: the same keypoints
+    rot = torch.eye(3).expand(2, 24, 3, 3)
+    kp = anny_body.forward_keypoints(rot, shape, "coco17")
+    assert torch.allclose(kp, anny_body.forward_keypoints(rot, clamped, "coco17"), atol=1e-6)
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, s):
+            super().__init__()
+            self.s = s
+
+        def predict(self, x):
+            return torch.eye(3).expand(len(x), 24, 3, 3), self.s.expand(len(x), -1)
+
+    ens = EnsembleNet([Fixed(shape[:1]), Fixed(shape[1:])], anny_body.clamp_shape)
+    _, mean = ens.predict(torch.zeros(1, 17, 2))
+    assert torch.allclose(mean[0, :2], torch.tensor([0.8, (0.2 - 1 / 3) / 2]))
+    _, raw = EnsembleNet([Fixed(shape[:1]), Fixed(shape[1:])]).predict(torch.zeros(1, 17, 2))
+    assert torch.allclose(raw[0, :2], torch.tensor([1.0, -0.2]))

@@ -358,6 +358,23 @@ class AnnyBody(BodyModel):
         if any(r for r in ("african", "asian", "caucasian") if r in labels):
             raise Key2MeshError("key2mesh's anny backend does not expose race phenotypes")
 
+    def clamp_shape(self, shape: torch.Tensor) -> torch.Tensor:
+        """Phenotypes (B, 6) clamped to the range anny's forward uses (its anchors; nothing
+        without ``extrapolate_phenotypes``)."""
+        if self.model.extrapolate_phenotypes:
+            return shape
+        n = shape.shape[1]
+        src = self._phen_source
+        anchors = self._phen_anchors.to(shape.dtype)
+        first = anchors[:, 0]
+        last = anchors.gather(1, (self._phen_count - 1)[:, None])[:, 0]
+        low = torch.full((n,), -math.inf, dtype=shape.dtype, device=shape.device)
+        high = torch.full((n,), math.inf, dtype=shape.dtype, device=shape.device)
+        own = src < n  # features read from a shape column (not anny's fixed 0.5)
+        low = low.scatter_reduce(0, src[own], first[own].to(low), "amax")
+        high = high.scatter_reduce(0, src[own], last[own].to(high), "amin")
+        return torch.minimum(torch.maximum(shape, low), high)
+
     def phenotype_weights(self, shape: torch.Tensor) -> torch.Tensor:
         """Phenotypes (B, 6) → anny's variation weights (B, 26), the numbers of anny's
         ``phenotype_blendshape_weights`` in a few batched operations instead of per feature."""

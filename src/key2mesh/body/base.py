@@ -67,6 +67,11 @@ class BodyModel(nn.Module):
         """(B, S) the neutral / average shape."""
         raise NotImplementedError
 
+    def clamp_shape(self, shape: torch.Tensor) -> torch.Tensor:
+        """(B, S) → the shape the body model actually uses (anny clamps its phenotypes to their
+        anchor range; SMPL betas are used as they are)."""
+        return shape
+
     def forward(
         self,
         rotmats: torch.Tensor,

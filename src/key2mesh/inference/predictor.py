@@ -166,7 +166,7 @@ class Key2Mesh:
                         f"({getattr(ck, what)!r} vs {getattr(first, what)!r})"
                     )
         nets = [self.net, *(self._network(ck) for ck in others)]
-        self.net = EnsembleNet(nets)
+        self.net = EnsembleNet(nets, self.body.clamp_shape)
         self.members = len(nets)
 
     @property
