@@ -41,6 +41,14 @@ def files(tmp_path, monkeypatch):
         keypoint_set="openpose_body25",
     )
     (inputs / "kp_params.npz").write_bytes((inputs / "kp.npz").read_bytes())  # kp.npz's table name
+    np.savez(
+        inputs / "empty_bench.npz",
+        keypoints=np.zeros((0, 17, 2), np.float32),
+        confidence=np.zeros((0, 17), np.float32),
+        keypoint_set="coco17",
+        joints3d=np.zeros((0, 17, 3), np.float32),
+        joints3d_set="coco17",
+    )
     from PIL import Image
 
     Image.new("RGB", (64, 48), (90, 120, 150)).save(inputs / "small.png")
@@ -58,6 +66,7 @@ def files(tmp_path, monkeypatch):
         "huge": str(inputs / "huge.png"),
         "big": str(inputs / "big.png"),
         "tall": str(inputs / "tall.png"),
+        "empty_bench": str(inputs / "empty_bench.npz"),
         "out": str(tmp_path / "out"),
         "root": tmp_path,
     }
@@ -131,6 +140,11 @@ CASES = [
     ("demo-huge-image", "demo {huge} --out {out}/demo", "huge.png"),
     ("demo-big-image", "demo {big} --out {out}/demo", "120 megapixels"),
     ("demo-tall-image", "demo {tall} --out {out}/demo", "side over 32767 px"),
+    (
+        "evaluate-empty-benchmark",
+        "evaluate --dataset {empty_bench} --checkpoint anny-coco17 --device cpu",
+        "holds no sample",
+    ),
     (
         "predict-unknown-option",
         "predict {inp} --bogus --out {out}/p.npz",

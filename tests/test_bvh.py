@@ -207,6 +207,8 @@ BAD = [
     ("missing Frames line", BVH.replace("Frames: 4\n", ""), "Frames"),
     ("missing Frame Time line", BVH.replace("Frame Time: 0.025\n", ""), "Frame Time"),
     ("zero Frame Time", BVH.replace("Frame Time: 0.025", "Frame Time: 0"), "Frame Time > 0"),
+    ("tiny Frame Time", BVH.replace("Frame Time: 0.025", "Frame Time: 1e-300"), "Frame Time 1e-300 s is not"),
+    ("huge Frame Time", BVH.replace("Frame Time: 0.025", "Frame Time: 1e6"), "Frame Time 1e\\+06 s is not"),
     ("non-numeric Frames", BVH.replace("Frames: 4", "Frames: four"), "Frames: N"),
     ("zero Frames", BVH.replace("Frames: 4", "Frames: 0"), "Frames ≥ 1"),
     ("too few frame lines", BVH.rsplit(FRAMES[-1], 1)[0], "header says 4 frames, the file holds 3"),

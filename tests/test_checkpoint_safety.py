@@ -385,3 +385,19 @@ def test_exploded_weights_are_refused(tmp_path, capsys):
         load_checkpoint(tmp_path / "big.pt")
     assert main(["export", str(tmp_path / "big.pt"), "--torchscript", str(tmp_path / "m.ts")]) == 2
     assert "exploded weights" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("edit", ["hidden", "drop", "extra"])
+def test_config_and_weights_that_disagree_are_one_line(tmp_path, capsys, edit):
+    ck = _small_checkpoint()
+    if edit == "hidden":
+        ck["model_config"]["hidden"] = 48  # the weights are hidden=32
+    elif edit == "drop":
+        ck["model"].pop(next(iter(ck["model"])))
+    else:
+        ck["model"]["bogus.weight"] = torch.zeros(3)
+    atomic_save(ck, tmp_path / "odd.pt")
+    with pytest.raises(Key2MeshError, match=r"odd\.pt: its model config and weights disagree"):
+        load_checkpoint(tmp_path / "odd.pt")
+    assert main(["export", str(tmp_path / "odd.pt"), "--torchscript", str(tmp_path / "m.ts")]) == 2
+    assert "model config and weights disagree" in _one_line_error(capsys)

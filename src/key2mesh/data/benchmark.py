@@ -294,6 +294,8 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
             f"{path}: 'keypoints' must be (N, K, 2) with 'confidence' (N, K), got {kp.shape} and {conf.shape}"
         )
     n = len(kp)
+    if n == 0:
+        raise Key2MeshError(f"{path}: the benchmark holds no sample (0 rows of keypoints)")
     kp, conf = clean_keypoints(kp, conf)
     truth = {key: numbers(key) for key in ("pose", "betas", "joints3d", "intrinsics")}
     for key, value in truth.items():

@@ -463,9 +463,36 @@ def load_checkpoint(
             f"{path} takes keypoint set {ckpt['keypoint_set']!r}, not {expect_keypoint_set!r}"
         )
     try:
-        return Checkpoint.from_dict(ckpt)
+        ck = Checkpoint.from_dict(ckpt)
     except (TypeError, ValueError, AttributeError) as exc:
         raise Key2MeshError(f"{path}: malformed checkpoint entries ({exc})") from None
+    _check_weights_fit(ck, path)
+    return ck
+
+
+def _check_weights_fit(ck: Checkpoint, path: Path) -> None:
+    """The weights are those of the network the model config describes: a one-line error naming
+    the file, not a failure inside weight loading (the network is built on the meta device: no
+    memory, a few ms)."""
+    try:
+        with torch.device("meta"):
+            net = Key2MeshNet(ck.model_config)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise Key2MeshError(f"{path}: its model config builds no network ({exc})") from None
+    want = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in ck.model.items()}
+    wrong = [
+        f"{k} is {got[k]}, the config makes {want[k]}"
+        for k in want
+        if got.get(k, want[k]) != want[k]
+    ]
+    wrong += [f"{k} is missing" for k in want if k not in got]
+    wrong += [f"{k} is not in the network" for k in got if k not in want]
+    if wrong:
+        raise Key2MeshError(
+            f"{path}: its model config and weights disagree ({len(wrong)} tensor"
+            f"{'s' if len(wrong) > 1 else ''}, e.g. {wrong[0]}); the file is damaged or was edited"
+        )
 
 
 def build_network(ckpt: Checkpoint, device: str | torch.device = "cpu") -> Key2MeshNet:

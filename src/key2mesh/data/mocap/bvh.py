@@ -27,6 +27,9 @@ from scipy.spatial.transform import Rotation
 from key2mesh.errors import Key2MeshError
 
 _ROT_CHANNELS = {"xrotation": "X", "yrotation": "Y", "zrotation": "Z"}
+# frame times a capture can have (10 kHz .. one frame every 10 s); 1e-300 would make a 1e300 Hz
+# clip that every resampling downstream chokes on
+MIN_FRAME_TIME, MAX_FRAME_TIME = 1e-4, 10.0
 _POS_CHANNELS = {"xposition": 0, "yposition": 1, "zposition": 2}
 
 
@@ -164,11 +167,14 @@ def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
         )
     except (IndexError, ValueError) as exc:
         raise Key2MeshError(f"{source}: MOTION needs 'Frames: N' and 'Frame Time: dt'") from exc
-    if n_frames < 1 or not (
-        np.isfinite(frame_time) and frame_time > 0 and np.isfinite(1.0 / frame_time)
-    ):
+    if n_frames < 1 or not (np.isfinite(frame_time) and frame_time > 0):
         raise Key2MeshError(
             f"{source}: MOTION needs Frames ≥ 1 and Frame Time > 0 (got {n_frames}, {frame_time})"
+        )
+    if not MIN_FRAME_TIME <= frame_time <= MAX_FRAME_TIME:
+        raise Key2MeshError(
+            f"{source}: Frame Time {frame_time:g} s is not a capture's (expected "
+            f"{MIN_FRAME_TIME:g} to {MAX_FRAME_TIME:g} s per frame)"
         )
     starts, c = [], 0
     for j in joints:
