@@ -296,6 +296,30 @@ def select_step(
     return metrics[key] <= start[key] * (1 - min_gain)
 
 
+def critic_steps(
+    critic: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    f_src: torch.Tensor,
+    f_tgt: torch.Tensor,
+    steps: int,
+    gamma: float,
+    generator: torch.Generator,
+) -> float:
+    """``steps`` updates of the critic D maximising L_wd − γ·L_grad on source / target features
+    (B, d). The target features are detached: the critic's loss never reaches the extractor
+    (it only learns to tell the domains apart; the extractor then minimises L_wd). Returns the
+    last L_wd."""
+    wd = torch.zeros(())
+    for _ in range(steps):
+        wd = wasserstein_distance(critic(f_src), critic(f_tgt.detach()))
+        gp = gradient_penalty(critic, f_src.detach(), f_tgt.detach(), generator)
+        loss_d = -(wd - gamma * gp)
+        optimizer.zero_grad(set_to_none=True)
+        loss_d.backward()
+        optimizer.step()
+    return float(wd)
+
+
 def run_adapt(
     cfg: AdaptConfig,
     target: TargetSet,
@@ -458,13 +482,7 @@ def run_adapt(
             f_tgt_pt = net_pt.extractor(xt)
         f_tgt = extractor(xt)
         if w.wd > 0:
-            for _ in range(cfg.critic_steps):
-                wd = wasserstein_distance(critic(f_src), critic(f_tgt.detach()))
-                gp = gradient_penalty(critic, f_src, f_tgt.detach(), gen)
-                loss_d = -(wd - cfg.gamma * gp)
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
+            critic_steps(critic, opt_d, f_src, f_tgt, cfg.critic_steps, cfg.gamma, gen)
         rot, shp = net_pt.head(f_tgt)
         kp = body.forward_keypoints(rot, shp, kset)
         l2d = reprojection_loss(kp, xt, vt, camera, jw)
