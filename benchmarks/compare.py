@@ -4,14 +4,17 @@ inputs in one run, for two input sets:
 - ``mocap``: held-out MoCap clips projected with a detector-like noise profile (ground truth: the
   body parameters; 14 H36M joints);
 - ``pose2sim``: real MediaPipe detections in the 4 Pose2Sim demo views (ground truth: 3D
-  triangulated from all views, ``key2mesh data pose2sim``; 12 limb joints).
+  triangulated from all views, ``key2mesh data pose2sim``; 12 limb joints), its **test part**
+  (second half of the clip's instants; defaults are chosen on the first half).
 
     .venv/bin/python benchmarks/compare.py [--checkpoint anny-coco17] [--inputs mocap,pose2sim]
         [--adapted CKPT|none] [--adapted-mv CKPT|none] [--num 512] [--iters 100] [--refine-iters 50]
         [--out benchmarks/results/compare.md]
 
-Accuracy: PA-MPJPE / MPJPE (mm, mid-hip pelvis). Latency: batch 1 and the whole set as one batch;
-speed-ups are ratios to the baseline measured in the same run. The last line is machine-readable:
+Accuracy: PA-MPJPE / MPJPE (mm, mid-hip pelvis) with 95 % bootstrap intervals over instants,
+and paired differences to the baseline (a method is called better only where the paired interval
+excludes 0). Latency: batch 1 and the whole set as one batch; speed-ups are ratios to the
+baseline measured in the same run. The last line is machine-readable:
 ``RESULT pose2sim_k2m_pa_mpjpe=... pose2sim_base_pa_mpjpe=... pose2sim_pa_ratio_k2m_vs_base=... ...``.
 """
 
@@ -23,9 +26,10 @@ from pathlib import Path
 
 import torch
 
-ADAPTED = "runs/ablation/pose2sim_2d+wd+reg/best.pt"  # anny-coco17 adapted to the pose2sim detections (full L_DA)
-# the same with the multi-view term (--multiview, full L_DA + L_mv), its last step: no selection at all
-ADAPTED_MV = "runs/ablation/pose2sim_2d+wd+reg+mv/last.pt"
+# anny-coco17 adapted label-free to the test part's own detections with `adapt`'s defaults, and
+# with --multiview (benchmarks/adaptation.py writes both)
+ADAPTED = "runs/adaptation/single_test/best.pt"
+ADAPTED_MV = "runs/adaptation/mv_test/best.pt"
 
 
 def _mocap_inputs(model, a):
@@ -44,6 +48,7 @@ def _mocap_inputs(model, a):
             model.body, r, s, model.body, batch.rotmats, batch.shape, "key2mesh"
         ),
         desc,
+        None,  # every sample its own instant
     )
 
 
@@ -55,21 +60,24 @@ def _pose2sim_inputs(model, a):
     from key2mesh.keypoints.convert import convert_keypoints
 
     if not Path(a.pose2sim).is_file():
-        from key2mesh.data.benchmark import save_benchmark
-        from key2mesh.data.multiview import pose2sim_benchmark
-
-        save_benchmark(pose2sim_benchmark()[0], a.pose2sim)
+        raise SystemExit(
+            f"{a.pose2sim} missing: run `key2mesh data pose2sim` (it writes the parts)"
+        )
     bench = load_benchmark(a.pose2sim)
     gj, gset, gv = ground_truth(bench, PROTOCOLS["key2mesh"])
     kp, conf = convert_keypoints(
         bench.keypoints2d, bench.confidence, bench.keypoint_set, model.keypoint_set
     )
-    desc = f"{len(bench)} real views of the pose2sim demo (MediaPipe), 3D triangulated from 4 cameras, 12 limb joints"
+    desc = (
+        f"{len(bench)} real views ({len(set(bench.instant_ids()))} instants) of the pose2sim demo "
+        f"({a.pose2sim}; MediaPipe), 3D triangulated from 4 cameras, 12 limb joints"
+    )
     return (
         kp,
         conf,
         lambda r, s: score_parameters(model.body, r, s, gj, gset, gv, PROTOCOLS["key2mesh"]),
         desc,
+        bench.instant_ids(),
     )
 
 
@@ -106,20 +114,20 @@ def main() -> None:
     )
     p.add_argument(
         "--pose2sim",
-        default="cache/pose2sim_benchmark.npz",
-        help="benchmark file (built if missing)",
+        default="cache/pose2sim_benchmark_test.npz",
+        help="benchmark file: the test part that `key2mesh data pose2sim` writes",
     )
     p.add_argument(
         "--adapted",
         default=ADAPTED,
         help=f"an adapted checkpoint scored beside the pre-trained one (default {ADAPTED}, from "
-        "benchmarks/ablation.sh, when it exists; 'none' to skip)",
+        "benchmarks/adaptation.py, when it exists; 'none' to skip)",
     )
     p.add_argument(
         "--adapted-mv",
         default=ADAPTED_MV,
         help=f"a checkpoint adapted with the multi-view term (default {ADAPTED_MV}, from "
-        "benchmarks/ablation.sh, when it exists; 'none' to skip)",
+        "benchmarks/adaptation.py, when it exists; 'none' to skip)",
     )
     p.add_argument(
         "--ensemble",
@@ -135,6 +143,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/compare.md")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    from key2mesh.eval.intervals import Interval, bootstrap_mean, paired_difference
     from key2mesh.fitting.smplify import fit_to_keypoints
     from key2mesh.inference.predictor import Key2Mesh
 
@@ -148,7 +157,7 @@ def main() -> None:
     def optional(path: str, default: str, rows: str):
         """The checkpoint at ``path``, or None for 'none' or a default that ablation.sh has not made."""
         if path == default and not Path(default).is_file():
-            print(f"note: {default} not found (run bash benchmarks/ablation.sh); no {rows}")
+            print(f"note: {default} not found (run benchmarks/adaptation.py); no {rows}")
             return None
         return (
             None
@@ -191,13 +200,16 @@ def main() -> None:
             lambda k, c: k2m(k, c, ensemble),
         )
     if adapted is not None:
-        methods["Key2Mesh adapted"] = ("adapted", lambda k, c: k2m(k, c, adapted))
+        methods["Key2Mesh adapted (label-free, adapt defaults)"] = (
+            "adapted",
+            lambda k, c: k2m(k, c, adapted),
+        )
         methods[f"Key2Mesh adapted + refinement ({a.refine_iters} it)"] = (
             "adapted_refine",
             lambda k, c: fit(k, c, k2m(k, c, adapted), a.refine_iters),
         )
     if adapted_mv is not None:
-        methods["Key2Mesh adapted, multi-view (full L_DA + L_mv)"] = (
+        methods["Key2Mesh adapted, multi-view (adapt --multiview defaults)"] = (
             "adapted_mv",
             lambda k, c: k2m(k, c, adapted_mv),
         )
@@ -212,20 +224,21 @@ def main() -> None:
     short = {name: code for name, (code, _) in methods.items()}
     result: list[str] = []
     for name in [s.strip() for s in a.inputs.split(",") if s.strip()]:
-        kp, conf, score, desc = loaders[name](model, a)
+        kp, conf, score, desc, instants = loaders[name](model, a)
         n = len(kp)
-        rows = []
-        for method, (_, fn) in methods.items():
+        rows, errors = [], {}
+        for method, (code, fn) in methods.items():
             t0 = time.perf_counter()
             r, s = fn(kp, conf)  # the whole set as one batch
             t_all = time.perf_counter() - t0
             err = score(r, s)
+            errors[code] = err
             t1 = min(_time(lambda: fn(kp[:1], conf[:1])) for _ in range(3))
             rows.append(
                 (
                     method,
-                    float(err["pa_mpjpe"].mean()),
-                    float(err["mpjpe"].mean()),
+                    bootstrap_mean(err["pa_mpjpe"], instants),
+                    bootstrap_mean(err["mpjpe"], instants),
                     1000 * t1,
                     1000 * t_all,
                     reprojection_error(model, r, s, torch.as_tensor(kp), torch.as_tensor(conf)),
@@ -234,38 +247,66 @@ def main() -> None:
             )
             print(f"{name}: {rows[-1]}", flush=True)
         base1, base_all = rows[1][3], rows[1][4]
+
+        def vs(code: str, ref: str) -> tuple[Interval, Interval]:
+            """Paired differences (PA-MPJPE, MPJPE) of method ``code`` minus ``ref``, mm."""
+            return tuple(
+                paired_difference(errors[code][m], errors[ref][m], instants)
+                for m in ("pa_mpjpe", "mpjpe")
+            )
+
         lines += [
-            f"**{name}**: {desc}.",
+            f"**{name}**: {desc}. [low, high]: 95 % bootstrap interval over instants; Δ: paired "
+            "difference to the baseline (negative: better than the baseline).",
             "",
-            f"| method | PA-MPJPE (mm) | MPJPE (mm) | median PA-MPJPE (mm) | re-projection (‰ of the box) | batch 1 (ms) | batch {n} (ms) | speed-up vs baseline (batch 1 / {n}) |",
-            "|---|---|---|---|---|---|---|---|",
+            f"| method | PA-MPJPE (mm) | MPJPE (mm) | Δ PA-MPJPE vs baseline | Δ MPJPE vs baseline | median PA-MPJPE | re-projection (‰ of the box) | batch 1 (ms) | batch {n} (ms) | speed-up vs baseline (batch 1 / {n}) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for method, pa, mp, t1, t_n, rep, med in rows:
+            code = short[method]
+            d_pa, d_mp = vs(code, "base")
             lines.append(
-                f"| {method} | {pa:.1f} | {mp:.1f} | {med:.1f} | {rep:.1f} | {t1:.1f} | {t_n:.0f} | {base1 / t1:.0f}x / {base_all / t_n:.0f}x |"
+                f"| {method} | {pa.text()} | {mp.text()} | {d_pa.text()} | {d_mp.text()} | "
+                f"{med:.1f} | {rep:.1f} | {t1:.1f} | {t_n:.0f} | {base1 / t1:.0f}x / {base_all / t_n:.0f}x |"
             )
             result += [
-                f"{name}_{short[method]}_pa_mpjpe={pa:.1f}",
-                f"{name}_{short[method]}_mpjpe={mp:.1f}",
-                f"{name}_{short[method]}_reproj={rep:.1f}",
-                f"{name}_{short[method]}_pa_median={med:.1f}",
+                f"{name}_{code}_pa_mpjpe={pa.mean:.1f}",
+                f"{name}_{code}_pa_mpjpe_ci={pa.low:.1f},{pa.high:.1f}",
+                f"{name}_{code}_mpjpe={mp.mean:.1f}",
+                f"{name}_{code}_mpjpe_ci={mp.low:.1f},{mp.high:.1f}",
+                f"{name}_{code}_reproj={rep:.1f}",
+                f"{name}_{code}_pa_median={med:.1f}",
             ]
+            if code != "base":
+                result += [
+                    f"{name}_{code}_pa_diff_vs_base_ci={d_pa.low:.1f},{d_pa.high:.1f}",
+                    f"{name}_{code}_mpjpe_diff_vs_base_ci={d_mp.low:.1f},{d_mp.high:.1f}",
+                ]
         lines.append("")
         k2m_row, base_row = rows[0], rows[1]
         ens_row = next((r for r in rows if short[r[0]] == "ens"), None)
         if ens_row is not None:
+            d_pa, d_mp = vs("ens", "k2m")
             result += [
-                f"{name}_pa_ratio_ens_vs_base={ens_row[1] / base_row[1]:.3f}",
-                f"{name}_mpjpe_ratio_ens_vs_base={ens_row[2] / base_row[2]:.3f}",
+                f"{name}_pa_ratio_ens_vs_base={ens_row[1].mean / base_row[1].mean:.3f}",
+                f"{name}_mpjpe_ratio_ens_vs_base={ens_row[2].mean / base_row[2].mean:.3f}",
                 f"{name}_speedup_ens_b1={base1 / ens_row[3]:.0f}",
+                f"{name}_ens_vs_k2m_pa_diff_ci={d_pa.low:.1f},{d_pa.high:.1f}",
+                f"{name}_ens_vs_k2m_mpjpe_diff_ci={d_mp.low:.1f},{d_mp.high:.1f}",
             ]
         for code in ("adapted", "adapted_mv"):
             row = next((r for r in rows if short[r[0]] == code), None)
             if row is not None:  # adaptation's gain over the model it started from
-                result.append(f"{name}_pa_ratio_{code}_vs_k2m={row[1] / k2m_row[1]:.3f}")
+                d_pa, d_mp = vs(code, "k2m")
+                result += [
+                    f"{name}_pa_ratio_{code}_vs_k2m={row[1].mean / k2m_row[1].mean:.3f}",
+                    f"{name}_mpjpe_ratio_{code}_vs_k2m={row[2].mean / k2m_row[2].mean:.3f}",
+                    f"{name}_{code}_vs_k2m_pa_diff_ci={d_pa.low:.1f},{d_pa.high:.1f}",
+                    f"{name}_{code}_vs_k2m_mpjpe_diff_ci={d_mp.low:.1f},{d_mp.high:.1f}",
+                ]
         result += [
-            f"{name}_pa_ratio_k2m_vs_base={k2m_row[1] / base_row[1]:.3f}",
-            f"{name}_mpjpe_ratio_k2m_vs_base={k2m_row[2] / base_row[2]:.3f}",
+            f"{name}_pa_ratio_k2m_vs_base={k2m_row[1].mean / base_row[1].mean:.3f}",
+            f"{name}_mpjpe_ratio_k2m_vs_base={k2m_row[2].mean / base_row[2].mean:.3f}",
             f"{name}_speedup_b1={base1 / k2m_row[3]:.0f}",
             f"{name}_speedup_all={base_all / k2m_row[4]:.0f}",
         ]
