@@ -30,9 +30,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # compare.py's measures
 
 RUNS = {  # name: (source checkpoint, multiview)
     "single": ("anny-coco17", False),
@@ -196,6 +199,69 @@ def score(checkpoint: str, part: Path, step0: str | None = None):
     return result, paired
 
 
+def depth_and_plane_errors(checkpoint: str, part: Path) -> tuple[float, float]:
+    """Mean error (mm) of the 12 limb joints, mid-hip centred, in the camera frame, split into
+    the depth axis (|Δz|) and the image plane (|Δxy|): what one view's 2D points constrain (the
+    plane) and what they do not (depth)."""
+    from key2mesh.data.benchmark import load_benchmark_file
+    from key2mesh.eval.benchmarks import model_to_camera_frame
+    from key2mesh.eval.metrics import EVAL12_NAMES, center_on_pelvis
+    from key2mesh.inference.predictor import Key2Mesh
+    from key2mesh.keypoints.sets import keypoint_names
+
+    bench = load_benchmark_file(part)
+    model = Key2Mesh.from_pretrained(checkpoint, device="cpu", full_mesh=False)
+    pred = model.predict(
+        bench.keypoints2d, bench.confidence, keypoint_set=bench.keypoint_set, mesh=False
+    )
+    gset = bench.joints3d_set
+    kp = model_to_camera_frame(model.keypoints3d(pred.rotmats, pred.shape).float())
+    if model.keypoint_set != gset:
+        from key2mesh.keypoints.convert import convert_keypoints
+
+        kp = convert_keypoints(kp, None, model.keypoint_set, gset)[0].float()
+    idx = [keypoint_names(gset).index(n) for n in EVAL12_NAMES]
+    diff = (
+        center_on_pelvis(kp, gset, "midhip")[:, idx]
+        - center_on_pelvis(bench.joints3d, gset, "midhip")[:, idx]
+    )
+    return 1000 * float(diff[..., 2].abs().mean()), 1000 * float(diff[..., :2].norm(dim=-1).mean())
+
+
+def reprojections(checkpoints: list[str], part: Path) -> list[float]:
+    """Mean distance (‰ of the box) between the detections and, first, the ground truth projected
+    through the real cameras, then each checkpoint's keypoints projected through its virtual
+    camera (compare.py's measure): how much 2D misfit the true 3D pose itself leaves."""
+    from compare import reprojection_error
+
+    from key2mesh.data.benchmark import load_benchmark_file
+    from key2mesh.geometry.normalize import bbox_normalize
+    from key2mesh.inference.predictor import Key2Mesh
+    from key2mesh.keypoints.convert import convert_keypoints
+
+    bench = load_benchmark_file(part)
+    out = []
+    for i, ck in enumerate(checkpoints):
+        model = Key2Mesh.from_pretrained(ck, device="cpu", full_mesh=False)
+        kp, conf = convert_keypoints(
+            bench.keypoints2d, bench.confidence, bench.keypoint_set, model.keypoint_set
+        )
+        kp, conf = torch.as_tensor(kp).float(), torch.as_tensor(conf).float()
+        if i == 0:  # the truth, in the set of the ground truth (COCO-17)
+            gk, gc = convert_keypoints(
+                bench.keypoints2d, bench.confidence, bench.keypoint_set, bench.joints3d_set
+            )
+            gk, gc = torch.as_tensor(gk).float(), torch.as_tensor(gc).float()
+            uvw = torch.einsum("nij,nkj->nki", bench.intrinsics, bench.joints3d)
+            valid = gc >= model.normalization.conf_threshold
+            a, _ = bbox_normalize(gk, gc, valid=valid)
+            b, _ = bbox_normalize(uvw[..., :2] / uvw[..., 2:], gc, valid=valid)
+            out.append(1000 * float((a - b).norm(dim=-1)[valid].mean()))
+        pred = model.predict(kp, conf, mesh=False)
+        out.append(reprojection_error(model, pred.rotmats, pred.shape, kp, conf))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", default="cache/mocap_all.npz")
@@ -277,6 +343,40 @@ def main() -> None:
             result[f"{name}_{part}_pa_delta_ci_low"] = paired["pa_mpjpe"].low
             result[f"{name}_{part}_pa_delta_ci_high"] = paired["pa_mpjpe"].high
         lines.append("")
+
+    # why single-view adaptation hurts a model that already fits: depth vs image-plane errors
+    lines += [
+        "**Where the error goes** (12 limb joints, mid-hip centred, camera frame, mm): mean |Δ| "
+        "along the depth axis, which one view leaves open, and in the image plane, which its 2D "
+        "points constrain; step 0 vs the last step of each run.",
+        "",
+        "| run | part | depth error, step 0 → last | image-plane error, step 0 → last |",
+        "|---|---|---|---|",
+    ]
+    for name in [r for r in a.runs.split(",") if r]:
+        for part in PARTS:
+            run = Path(a.out) / f"{name}_{part}"
+            d0, p0 = depth_and_plane_errors(RUNS[name][0], files[part])
+            d1, p1 = depth_and_plane_errors(str(run / "last.pt"), files[part])
+            lines.append(f"| {name} | {part} | {d0:.1f} → {d1:.1f} | {p0:.1f} → {p1:.1f} |")
+            result[f"{name}_{part}_depth_err_ratio"] = d1 / d0
+            result[f"{name}_{part}_plane_err_ratio"] = p1 / p0
+    lines.append("")
+
+    lines += [
+        "**How much 2D misfit is left to fit** (mean distance between the detections and the "
+        "projected keypoints, ‰ of the box; the ground truth projected through the real cameras):",
+        "",
+        "| part | ground truth | anny-coco17 (step 0) | single view, last step |",
+        "|---|---|---|---|",
+    ]
+    for part in PARTS:
+        gt, pt, last = reprojections(
+            ["anny-coco17", str(Path(a.out) / f"single_{part}" / "last.pt")], files[part]
+        )
+        lines.append(f"| {part} | {gt:.1f} | {pt:.1f} | {last:.1f} |")
+        result[f"{part}_reproj_gt"], result[f"{part}_reproj_pretrained"] = gt, pt
+    lines.append("")
 
     # 3. synthetic shifts (held-out CMU subjects): does label-free adaptation help there?
     shifts = [r for r in a.shifts.split(",") if r]
