@@ -317,7 +317,7 @@ def critic_steps(
         optimizer.zero_grad(set_to_none=True)
         loss_d.backward()
         optimizer.step()
-    return float(wd)
+    return float(wd.detach())
 
 
 def run_adapt(
