@@ -138,12 +138,15 @@ def test_trc_parsed_back(tmp_path, model, motion):
 
     (path,) = export_motion(model, motion, tmp_path, "clip", ["trc"])[:1]
     names, times, xyz, header = read_trc(path)
-    assert names[:3] == ["Nose", "LEye", "REye"] and len(names) == 17
+    assert names[:3] == ["Nose", "LEye", "REye"] and len(names) == 19
+    assert names[17:] == ["Neck", "Hip"]  # Pose2Sim's COCO_17 markers: mid-shoulders, mid-hips
     assert header["Units"] == "mm" and float(header["DataRate"]) == 15.0
     rows = motion.rows_of(0)
     assert int(header["NumFrames"]) == len(times) == len(rows)
     want = motion.keypoints3d[rows] * [1.0, -1.0, -1.0] * 1000.0
-    assert np.abs(xyz - want).max() < 0.01
+    assert np.abs(xyz[:, :17] - want).max() < 0.01
+    assert np.abs(xyz[:, 17] - 0.5 * (want[:, 5] + want[:, 6])).max() < 0.01
+    assert np.abs(xyz[:, 18] - 0.5 * (want[:, 11] + want[:, 12])).max() < 0.01
     assert np.allclose(times, (motion.frame_index[rows] - motion.frame_index[rows][0]) / 30.0)
 
 
@@ -315,3 +318,123 @@ def test_amass_export_of_an_smpl_track(tmp_path):
         )
     want = (ours.vertices.double().numpy() + series.root[:, None]) @ Y_UP_TO_Z_UP.T
     assert np.abs(raw - want).max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def late_motion(model):
+    """Two people walking on a floor seen from a tilted camera (fps 30, every 2nd frame);
+    person 1 enters at frame 10; the export frame is the ground's."""
+    from key2mesh.inference.motion import build_motion
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for f in range(0, 60, 2):
+        for pid, (x, h) in enumerate(((200.0, 400.0), (900.0, 300.0))):
+            if pid == 1 and f < 10:
+                continue
+            kp = _COCO * [0.45 * h, h] + [x + (4 - 8 * pid) * f, 150.0 + 100 * pid]
+            step = np.sin(np.pi * f / 12)  # feet take turns
+            kp[15, 0] += 15 * max(step, 0)
+            kp[16, 0] += 15 * max(-step, 0)
+            rows.append((f, f / 30.0, pid, kp + rng.normal(0, 1.5, (17, 2))))
+    f, t, pid, kp = (np.array(x) for x in zip(*rows))
+    return build_motion(
+        model, f, t, pid, kp, np.ones(kp.shape[:2]) * 0.9, (720, 1280), 30.0, world="ground"
+    )
+
+
+def test_exports_share_the_video_clock(tmp_path, model, late_motion):
+    """TRC times and glTF keys are frame / fps; the BVH's frame time is the sampling interval
+    and its start is in the sidecar; ``_all.glb`` holds every track, the camera and hides the
+    late person until they come in."""
+    pygltflib = pytest.importorskip("pygltflib")
+    bvhio = pytest.importorskip("bvhio")
+    from key2mesh.inference.motion import write_params
+    from key2mesh.inference.motion_export import export_motion
+    from key2mesh.inference.motion_export.trc import read_trc
+
+    m = late_motion
+    assert m.world.mode == "ground"
+    paths = {p.name: p for p in export_motion(model, m, tmp_path, "clip", ["bvh", "glb", "trc"])}
+    assert set(paths) == {f"clip_track{t}.{e}" for t in (0, 1) for e in ("bvh", "glb", "trc")} | {
+        "clip_all.glb"
+    }
+    _, times, _, header = read_trc(paths["clip_track1.trc"])
+    assert np.allclose(times, np.arange(10, 60, 2) / 30.0, atol=1e-6)
+    assert float(header["DataRate"]) == 15.0
+    bvh = bvhio.readAsBvh(str(paths["clip_track1.bvh"]))
+    assert abs(bvh.FrameTime - 2 / 30.0) < 1e-6 and bvh.FrameCount == 25
+    _, js = write_params(m, tmp_path / "clip_params.npz", source="synthetic.mp4")
+    meta = json.loads(js.read_text())
+    assert meta["source"] == "synthetic.mp4"
+    assert meta["tracks"]["1"]["start_s"] == pytest.approx(10 / 30.0)
+    assert meta["tracks"]["1"]["sample_interval_s"] == pytest.approx(2 / 30.0)
+    assert meta["world"]["mode"] == "ground" and meta["world"]["camera"]["focal_px"] == 1280.0
+    g = pygltflib.GLTF2().load(str(paths["clip_track1.glb"]))
+    anim = g.animations[0]
+    keys = _accessor(g, g.binary_blob(), anim.samplers[0].input)[:, 0]
+    assert np.allclose(keys, np.arange(10, 60, 2) / 30.0, atol=1e-6)
+    g = pygltflib.GLTF2().load(str(paths["clip_all.glb"]))
+    blob = g.binary_blob()
+    assert len(g.skins) == len(g.meshes) == 2 and len(g.animations) == 1
+    assert g.cameras[0].perspective.yfov == pytest.approx(2 * np.arctan(360 / 1280))
+    animated = {ch.target.node for ch in g.animations[0].channels}
+    assert all(j in animated for skin in g.skins for j in skin.joints)
+    scale = [ch for ch in g.animations[0].channels if ch.target.path == "scale"]
+    assert len(scale) == 1  # only the late person is hidden, until frame 10
+    sampler = g.animations[0].samplers[scale[0].sampler]
+    key_t = _accessor(g, blob, sampler.input)[:, 0]
+    assert np.allclose(key_t, [0.0, 10 / 30.0]) and sampler.interpolation == "STEP"
+    assert np.allclose(_accessor(g, blob, sampler.output)[:, 0], [0.0, 1.0])
+
+
+def test_ground_frame_exports_stand_on_the_ground(tmp_path, model, late_motion):
+    """In the ground frame the BVH's joints are the predicted joints moved by the fitted
+    transform (+ the contact correction), y is up and the feet in contact stand on their
+    level (the ground, or a parallel level for a person whose fitted depth puts them higher)."""
+    bvhio = pytest.importorskip("bvhio")
+    from key2mesh.inference.motion_export import export_motion
+    from key2mesh.inference.motion_export.skeleton import driven_joints
+
+    m, w = late_motion, late_motion.world
+    assert np.allclose(w.rotation @ w.rotation.T, np.eye(3), atol=1e-9)
+    (path,) = export_motion(model, m, tmp_path, "g", ["bvh"])[:1]
+    rows = m.rows_of(0)
+    want = w.points(m.joints3d[rows]) + w.root_shift[rows, None]
+    root = bvhio.readAsHierarchy(str(path))
+    joints = {j.Name: j for j, _, _ in root.layout()}
+    idx = driven_joints("anny")
+    names = [__import__("key2mesh").keypoints.sets.SMPL24[i].removeprefix("smpl_") for i in idx]
+    worst = 0.0
+    for k in range(len(rows)):
+        root.loadPose(k)
+        got = np.array([list(joints[n].PositionWorld) for n in names])
+        worst = max(worst, np.abs(got - want[k][idx]).max())
+    assert worst < 1e-3, worst
+    ankles = (w.points(m.joints3d[:, [7, 8]]) + w.root_shift[:, None])[..., 1]
+    assert w.contact.any()
+    standing = np.array([w.fit.level[t] + w.sole[t] for t in m.track_id.tolist()])
+    assert min(w.fit.level.values()) == 0.0 and 0.03 < min(w.sole.values()) < 0.15
+    err = (ankles - standing[:, None])[w.contact]
+    assert np.abs(err).max() < 0.1, err
+    assert (want[:, 15, 1] > want[:, 0, 1]).all()  # the head above the pelvis: y is up
+
+
+def test_unwritable_format_is_refused_before_detection(tmp_path, monkeypatch, capsys):
+    """`demo --export amass` with the anny model: one line, exit 2, no detector run."""
+    import cv2
+
+    from key2mesh.cli import main
+    from key2mesh.media import multi_detect
+
+    def boom(*a, **k):
+        raise AssertionError("the detector ran")
+
+    monkeypatch.setattr(multi_detect.MultiPersonDetector, "__init__", boom)
+    img = tmp_path / "in.png"
+    cv2.imwrite(str(img), np.full((64, 64, 3), 128, np.uint8))
+    args = ["demo", str(img), "--out", str(tmp_path / "o"), "--export", "bvh,amass"]
+    assert main([*args, "--checkpoint", "anny-coco17", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "amass" in err and "SMPL" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

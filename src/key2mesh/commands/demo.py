@@ -95,6 +95,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="motion files per track, comma-separated: bvh, glb, trc, amass (SMPL models)",
     )
+    p.add_argument(
+        "--world",
+        choices=["ground", "camera"],
+        default=None,
+        help="frame of the exports: ground (default: gravity-aligned, y up, the ground the "
+        "people's feet stand on at y = 0, origin under the first person; falls back to camera "
+        "with a warning when the feet show no ground, e.g. single images) or camera (the camera "
+        "at the origin looking along -z)",
+    )
     p.add_argument("--device", default=None)
     p.add_argument(
         "--int8",
@@ -132,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.errors import Key2MeshError
     from key2mesh.inference.demo import DemoOptions, run_demo, timing_summary
     from key2mesh.inference.motion import MotionSmoothing
-    from key2mesh.inference.motion_export import parse_formats
+    from key2mesh.inference.motion_export import check_formats, parse_formats
     from key2mesh.inference.predictor import Key2Mesh
     from key2mesh.media.video import folder_images, iter_frames, source_info
     from key2mesh.safe_paths import output_stems, refuse_overwriting_inputs
@@ -165,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         )
     last = indices[-1] + 1
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
+    check_formats(exports, str(model.checkpoint.body.get("name", "anny")))  # before detection
     out = Path(args.out)
     is_video = info.kind == "video" and len(indices) > 1
     name = output_stems([args.input if args.input in DEMO_VIDEOS else src])[0]
@@ -182,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         search_every_s=args.search_every,
         max_height=args.max_height or None,
         inputs=inputs,
+        world=args.world or "auto",
+        source=str(src),
     )
     report = run_demo(
         model,

@@ -62,6 +62,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--focal", type=float, default=None, help="focal length in pixels (default max(H, W))"
     )
+    p.add_argument(
+        "--world",
+        choices=["ground", "camera"],
+        default=None,
+        help="frame of the exports: ground (default; gravity-aligned from the feet, y up, ground "
+        "at y = 0; camera with a warning when the feet show no ground) or camera",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument(
         "--int8",
@@ -83,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
 
     plan = _plan(args)
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
+    if plan.formats:  # before any prediction
+        from key2mesh.inference.motion_export import check_formats
+
+        check_formats(plan.formats, str(model.checkpoint.body.get("name", "anny")))
     model.min_keypoints = args.min_keypoints
     table = predict_files(
         model, args.inputs, args.keypoint_set, smooth=args.smooth, chunk_size=args.chunk_size
@@ -179,6 +190,7 @@ def _write_motions(model, args: argparse.Namespace, plan: _Plan) -> None:
             focal=args.focal,
             smoothing=MotionSmoothing("one-euro" if args.smooth else "none"),
             chunk_size=args.chunk_size,
+            world=getattr(args, "world", None) or "auto",
         )
         if not len(motion):
             print(f"  {path}: no usable, tracked detection: no motion written")

@@ -62,7 +62,8 @@ class DemoOptions:
     crop) at most this often (seconds of video; 0: every frame where someone may be missing;
     see :class:`~key2mesh.media.multi_detect.SearchSchedule`), ``max_height``: frames higher than this are shown (and their meshes rendered) scaled down
     to it, so the output panels are that high (None: the source size), ``inputs``: the input files (no output may be one of them),
-    ``threads``: torch's
+    ``world``: the frame of the exports and ``transl_world`` (:mod:`~key2mesh.inference.world`),
+    ``source``: the input named in the params sidecar, ``threads``: torch's
     intra-op threads while the demo runs (restored afterwards; None: unchanged): one, as the
     rasteriser's many small ops collapse on OpenMP fork/joins when the cores are shared (26 s
     instead of 0.7 s for 6 frames here with a training job on both cores)."""
@@ -80,6 +81,8 @@ class DemoOptions:
     max_height: int | None = None
     threads: int | None = 1
     inputs: tuple[Path, ...] = ()  # files the outputs must never overwrite
+    world: str = "auto"  # export frame: ground | camera | auto (ground, else camera + warning)
+    source: str = ""  # what the frames came from, for the params sidecar
 
 
 @dataclass
@@ -322,6 +325,10 @@ def _run_demo(
     out_dir = out.parent if is_video else out
     stem = safe_name(options.stem, "demo")
     claims = OutputNames(options.inputs)
+    if options.exports:
+        from key2mesh.inference.motion_export import check_formats
+
+        check_formats(options.exports, str(model.checkpoint.body.get("name", "anny")))
     if is_video:
         claims.claim(out, "the video")
     for tail in ("_params.npz", "_params.json"):
@@ -351,11 +358,14 @@ def _run_demo(
             fps,
             focal=options.focal,
             smoothing=options.smoothing,
+            world=options.world,
         )
     report.motion = motion
     if len(motion):
         with report.timed("export"):
-            report.outputs += write_params(motion, stem_path(out_dir, stem, "_params.npz"))
+            report.outputs += write_params(
+                motion, stem_path(out_dir, stem, "_params.npz"), source=options.source
+            )
             if options.exports:
                 from key2mesh.inference.motion_export import export_motion
 

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from key2mesh.errors import Key2MeshError
 from key2mesh.inference.camera_fit import WORLD_TO_CAMERA, fit_camera
 from key2mesh.inference.predictor import Key2Mesh
+from key2mesh.inference.world import World
 from key2mesh.keypoints.sets import SMPL24, keypoint_names, num_keypoints
 
 CHUNK = 2048
@@ -70,6 +72,7 @@ class Motion:
     body: str
     shape_names: list[str]
     keypoint_set: str
+    world: World | None = None  # the export frame (None: the camera's); estimate_world
 
     def __len__(self) -> int:
         return len(self.frame_index)
@@ -113,10 +116,16 @@ def build_motion(
     smoothing: MotionSmoothing = MotionSmoothing(),
     track_shape: bool = True,
     chunk_size: int = CHUNK,
+    world: str = "camera",
 ) -> Motion:
     """Predict, fit and smooth N tracked detections (keypoints2d (N, K, 2) pixels of the
     model's set, confidence (N, K)) into a :class:`Motion`. ``focal`` pixels (default
-    max(H, W)); ``track_shape``: one (median) shape per track."""
+    max(H, W)); ``track_shape``: one (median) shape per track; ``world``: the export frame,
+    ground | camera | auto (:func:`~key2mesh.inference.world.estimate_world`)."""
+    from key2mesh.inference.world import WORLD_MODES
+
+    if world not in (*WORLD_MODES, "auto"):
+        raise Key2MeshError(f"--world {world!r}: choose from {', '.join(WORLD_MODES)}")
     from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
     from key2mesh.inference.camera_fit import default_focal
     from key2mesh.inference.smoothing import smooth_track_series
@@ -165,7 +174,7 @@ def build_motion(
             transl[ok], track_id[ok], time_s[ok], *args, smoothing.max_gap_s
         )
     r_wc = WORLD_TO_CAMERA.double().numpy()
-    return Motion(
+    motion = Motion(
         frame_index=np.asarray(frame_index, np.int64),
         time_s=time_s,
         track_id=track_id.astype(np.int64),
@@ -184,6 +193,10 @@ def build_motion(
         shape_names=shape_names(model),
         keypoint_set=model.keypoint_set,
     )
+    from key2mesh.inference.world import estimate_world
+
+    motion.world = estimate_world(model, motion, world)
+    return motion
 
 
 def axis_angle(rotmats: np.ndarray) -> np.ndarray:
@@ -221,6 +234,14 @@ PARAMS_KEYS: dict[str, tuple[str, str, str]] = {
     "body_model": ("()", "-", "body model name (anny or smpl)"),
     "keypoint_set": ("()", "-", "keypoint set of keypoints2d / keypoints3d"),
     "joint_names": ("(24,)", "-", "SMPL-24 joint names"),
+    "world_rotation": ("(3, 3)", "-", "camera → export frame: X_world = R (X_cam - world_origin)"),
+    "world_origin": ("(3,)", "m", "origin of the export frame, camera frame"),
+    "transl_world": (
+        "(N, 3)",
+        "m",
+        "root joint in the export frame (y up; ground at y = 0 with --world ground), as exported",
+    ),
+    "foot_contact": ("(N, 2) bool", "-", "left, right ankle on the ground (slow, at its level)"),
 }
 
 
@@ -249,6 +270,13 @@ def params_arrays(motion: Motion) -> dict[str, np.ndarray]:
         "keypoint_set": np.array(motion.keypoint_set),
         "joint_names": np.array([n.removeprefix("smpl_") for n in SMPL24]),
     }
+    from key2mesh.inference.world import camera_world
+
+    world = motion.world if motion.world is not None else camera_world(len(motion))
+    arrays["world_rotation"] = world.rotation
+    arrays["world_origin"] = world.origin
+    arrays["transl_world"] = (world.points(motion.transl) + world.root_shift).astype(np.float32)
+    arrays["foot_contact"] = world.contact.astype(bool)
     if motion.body == "smpl":
         arrays["betas"] = motion.shape.astype(np.float32)
     else:
@@ -259,7 +287,10 @@ def params_arrays(motion: Motion) -> dict[str, np.ndarray]:
 
 def write_params(motion: Motion, path: str | Path, source: str = "") -> tuple[Path, Path]:
     """Write ``path`` (``*_params.npz``) and its JSON sidecar (``*_params.json``: keys with
-    shapes, units and meaning, frames, tracks); returns both paths."""
+    shapes, units and meaning, frames, tracks with their start on the video clock, the export
+    frame and the camera); returns both paths."""
+    from key2mesh.inference.motion_export.series import frame_step
+    from key2mesh.inference.world import camera_world, world_summary
     from key2mesh.safe_paths import atomic_savez, atomic_write_text
 
     path = Path(path)
@@ -295,9 +326,14 @@ def write_params(motion: Motion, path: str | Path, source: str = "") -> tuple[Pa
                 "rows": int((motion.track_id == t).sum()),
                 "first_frame": int(motion.frame_index[motion.track_id == t].min()),
                 "last_frame": int(motion.frame_index[motion.track_id == t].max()),
+                "start_s": float(motion.time_s[motion.track_id == t].min()),
+                "sample_interval_s": frame_step(motion.frame_index) / motion.fps,
             }
             for t in motion.tracks()
         },
+        "world": world_summary(
+            motion.world if motion.world is not None else camera_world(len(motion)), motion
+        ),
         "keys": {k: {"shape": s, "unit": u, "meaning": m} for k, (s, u, m) in keys.items()},
     }
     js = atomic_write_text(npz.with_suffix(".json"), json.dumps(sidecar, indent=1) + "\n")

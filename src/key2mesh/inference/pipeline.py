@@ -170,11 +170,13 @@ def motion_from_file(
     focal: float | None = None,
     smoothing=None,
     chunk_size: int = CHUNK,
+    world: str = "camera",
 ):
     """One keypoint file → :class:`~key2mesh.inference.motion.Motion` (the demo's table:
     tracked identities, camera translation, standard keys). ``image_size`` (H, W) px: from the
     file when it has one, else this argument, else the keypoints' extent (principal point at
-    its centre). Unusable detections and untracked ones are left out."""
+    its centre). Unusable detections and untracked ones are left out. ``world``: the export
+    frame (:func:`~key2mesh.inference.world.estimate_world`)."""
     from key2mesh.inference.motion import MotionSmoothing, build_motion
     from key2mesh.keypoints.io import read_detections
 
@@ -202,4 +204,5 @@ def motion_from_file(
         focal=focal,
         smoothing=smoothing or MotionSmoothing(),
         chunk_size=chunk_size,
+        world=world,
     )

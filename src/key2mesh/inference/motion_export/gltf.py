@@ -110,8 +110,11 @@ class _Buffer:
         return len(self.accessors) - 1
 
 
-def glb_bytes(model, series: TrackSeries, color=(0.65, 0.74, 0.86)) -> bytes:
-    """The .glb file of one track (see module doc)."""
+def _add_track(model, series: TrackSeries, buf: _Buffer, doc: dict, color, end_s=None) -> None:
+    """Append one track to ``doc``: its joint nodes, skinned mesh node, material, skin and its
+    channels in the one animation. Keys at video time (:attr:`TrackSeries.times`); the root
+    joint is scaled to 0 (STEP keys) before the track's first sample and, when ``end_s`` (the
+    clip's end) is later, after its last one, so a person is only seen while tracked."""
     from scipy.spatial.transform import Rotation
 
     from key2mesh.inference.render import vertex_normals
@@ -120,7 +123,6 @@ def glb_bytes(model, series: TrackSeries, color=(0.65, 0.74, 0.86)) -> bytes:
     verts, faces = _rest_mesh(model, series.shape)
     normals = vertex_normals(torch.from_numpy(verts), torch.from_numpy(faces).long()).numpy()
     joints_idx, weights = _top_influences(joint_weights(model, skeleton))
-    buf = _Buffer()
     pos_acc = buf.add(verts.astype(np.float32), "VEC3", _FLOAT, 34962, minmax=True)
     nrm_acc = buf.add(normals.astype(np.float32), "VEC3", _FLOAT, 34962)
     jnt_acc = buf.add(joints_idx, "VEC4", _USHORT, 34962)
@@ -130,70 +132,109 @@ def glb_bytes(model, series: TrackSeries, color=(0.65, 0.74, 0.86)) -> bytes:
     ibm = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
     ibm[:, :3, 3] = -skeleton.rest
     ibm_acc = buf.add(ibm.transpose(0, 2, 1).reshape(n, 16), "MAT4", _FLOAT)  # column-major
-    # joints are nodes 0..n-1, the mesh node is n
-    nodes = []
-    for k in range(n):
+    base, nodes = len(doc["nodes"]), doc["nodes"]
+    for k in range(n):  # joints are nodes base..base+n-1, the mesh node base+n
         node = {"name": skeleton.names[k], "translation": skeleton.offsets[k].tolist()}
-        kids = [c for c in range(n) if skeleton.parents[c] == k]
+        kids = [base + c for c in range(n) if skeleton.parents[c] == k]
         if kids:
             node["children"] = kids
         nodes.append(node)
-    root = int(np.flatnonzero(skeleton.parents < 0)[0])
-    nodes.append({"name": f"body_track{series.track}", "mesh": 0, "skin": 0})
-    times = ((series.frame_index - series.frame_index[0]) / (series.fps * _step(series))).astype(
-        np.float32
+    root = base + int(np.flatnonzero(skeleton.parents < 0)[0])
+    mesh, skin = len(doc["meshes"]), len(doc["skins"])
+    nodes.append({"name": f"body_track{series.track}", "mesh": mesh, "skin": skin})
+    doc["scenes"][0]["nodes"] += [root, base + n]
+    doc["materials"].append(
+        {
+            "pbrMetallicRoughness": {
+                "baseColorFactor": [*map(float, color), 1.0],
+                "metallicFactor": 0.0,
+                "roughnessFactor": 0.8,
+            },
+            "doubleSided": True,
+        }
     )
-    t_acc = buf.add(times, "SCALAR", _FLOAT, minmax=True)
-    samplers, channels = [], []
+    attributes = {"POSITION": pos_acc, "NORMAL": nrm_acc, "JOINTS_0": jnt_acc, "WEIGHTS_0": wgt_acc}
+    doc["meshes"].append(
+        {
+            "name": f"{series.body}_track{series.track}",
+            "primitives": [
+                {"attributes": attributes, "indices": idx_acc, "material": mesh},
+            ],
+        }
+    )
+    doc["skins"].append(
+        {"joints": list(range(base, base + n)), "inverseBindMatrices": ibm_acc, "skeleton": root}
+    )
+    samplers, channels = doc["animations"][0]["samplers"], doc["animations"][0]["channels"]
+    t_acc = buf.add(series.times.astype(np.float32), "SCALAR", _FLOAT, minmax=True)
     rot = series.rotmats[:, skeleton.smpl_index]  # (T, n, 3, 3)
     quats = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat().reshape(len(series), n, 4)
     for k in range(n):
         q_acc = buf.add(quats[:, k].astype(np.float32), "VEC4", _FLOAT)
+        channels.append(
+            {"sampler": len(samplers), "target": {"node": base + k, "path": "rotation"}}
+        )
         samplers.append({"input": t_acc, "output": q_acc, "interpolation": "LINEAR"})
-        channels.append({"sampler": k, "target": {"node": k, "path": "rotation"}})
     tr_acc = buf.add(series.root.astype(np.float32), "VEC3", _FLOAT)
+    channels.append({"sampler": len(samplers), "target": {"node": root, "path": "translation"}})
     samplers.append({"input": t_acc, "output": tr_acc, "interpolation": "LINEAR"})
-    channels.append({"sampler": n, "target": {"node": root, "path": "translation"}})
-    doc = {
+    first, last = float(series.times[0]), float(series.times[-1])
+    keys, scales = [first], [1.0]
+    if first > 0:
+        keys, scales = [0.0, first], [0.0, 1.0]
+    if end_s is not None and end_s > last + 1e-6:
+        keys, scales = keys + [last + 1.0 / series.fps], scales + [0.0]
+    if len(keys) > 1:
+        k_acc = buf.add(np.array(keys, np.float32), "SCALAR", _FLOAT, minmax=True)
+        s_acc = buf.add(np.repeat(np.array(scales, np.float32)[:, None], 3, 1), "VEC3", _FLOAT)
+        channels.append({"sampler": len(samplers), "target": {"node": root, "path": "scale"}})
+        samplers.append({"input": k_acc, "output": s_acc, "interpolation": "STEP"})
+
+
+def glb_bytes(model, series, colors=None, camera: dict | None = None, name: str = "") -> bytes:
+    """The .glb file of one track or several (``series``: a TrackSeries or a list, on one clock:
+    video time), one colour per track, ``camera``
+    (:func:`~key2mesh.inference.world.camera_pose`): a perspective camera node where the video's
+    camera stood (see module doc)."""
+    many = series if isinstance(series, list | tuple) else [series]
+    colors = colors or [(0.65, 0.74, 0.86)] * len(many)
+    doc: dict = {
         "asset": {"version": "2.0", "generator": "key2mesh"},
         "scene": 0,
-        "scenes": [{"nodes": [root, n]}],
-        "nodes": nodes,
-        "meshes": [
-            {
-                "name": f"{series.body}_track{series.track}",
-                "primitives": [
-                    {
-                        "attributes": {
-                            "POSITION": pos_acc,
-                            "NORMAL": nrm_acc,
-                            "JOINTS_0": jnt_acc,
-                            "WEIGHTS_0": wgt_acc,
-                        },
-                        "indices": idx_acc,
-                        "material": 0,
-                    }
-                ],
-            }
-        ],
-        "materials": [
-            {
-                "pbrMetallicRoughness": {
-                    "baseColorFactor": [*map(float, color), 1.0],
-                    "metallicFactor": 0.0,
-                    "roughnessFactor": 0.8,
-                },
-                "doubleSided": True,
-            }
-        ],
-        "skins": [{"joints": list(range(n)), "inverseBindMatrices": ibm_acc, "skeleton": root}],
-        "animations": [
-            {"name": f"track{series.track}", "samplers": samplers, "channels": channels}
-        ],
-        "accessors": buf.accessors,
-        "bufferViews": buf.views,
-        "buffers": [{"byteLength": len(buf.data)}],
+        "scenes": [{"nodes": []}],
+        "nodes": [],
+        "meshes": [],
+        "materials": [],
+        "skins": [],
+        "animations": [{"name": name or f"track{many[0].track}", "samplers": [], "channels": []}],
     }
+    buf = _Buffer()
+    end = max(float(s.times[-1]) for s in many) if len(many) > 1 else None
+    for s, color in zip(many, colors):
+        _add_track(model, s, buf, doc, color, end)
+    if camera is not None:
+        doc["cameras"] = [
+            {
+                "name": "video_camera",
+                "type": "perspective",
+                "perspective": {
+                    "yfov": camera["yfov_rad"],
+                    "aspectRatio": camera["aspect_ratio"],
+                    "znear": 0.05,
+                    "zfar": 1000.0,
+                },
+            }
+        ]
+        doc["scenes"][0]["nodes"].append(len(doc["nodes"]))
+        doc["nodes"].append(
+            {
+                "name": "video_camera",
+                "camera": 0,
+                "translation": list(map(float, camera["position"])),
+                "rotation": list(map(float, camera["quaternion_xyzw"])),
+            }
+        )
+    doc.update(accessors=buf.accessors, bufferViews=buf.views, buffers=[{"byteLength": 0}])
     while len(buf.data) % 4:
         buf.data.append(0)
     doc["buffers"][0]["byteLength"] = len(buf.data)
@@ -211,12 +252,12 @@ def glb_bytes(model, series: TrackSeries, color=(0.65, 0.74, 0.86)) -> bytes:
     )
 
 
-def _step(series: TrackSeries) -> int:
-    return int(series.frame_index[1] - series.frame_index[0]) if len(series) > 1 else 1
-
-
-def write_glb(model, series: TrackSeries, path: str | Path) -> Path:
-    """Write one track as a skinned, animated .glb (atomically); returns the path."""
+def write_glb(model, series, path: str | Path, camera: dict | None = None) -> Path:
+    """Write one track, or several on one clock (a list), as a skinned, animated .glb
+    (atomically), with the video camera when given; returns the path."""
     from key2mesh.inference.render import track_color
 
-    return atomic_write_bytes(Path(path), glb_bytes(model, series, track_color(series.track)))
+    many = series if isinstance(series, list | tuple) else [series]
+    colors = [track_color(s.track) for s in many]
+    name = "all_tracks" if isinstance(series, list | tuple) else ""
+    return atomic_write_bytes(Path(path), glb_bytes(model, series, colors, camera, name))

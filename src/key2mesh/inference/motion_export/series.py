@@ -15,11 +15,13 @@ class TrackSeries:
     """One person's motion at regular frames, T of them, model world frame (y up, metres).
 
     track: id; frame_index (T,) source frames (first..last of the track, every ``step``);
-    fps: frame rate of these samples (source fps / step); rotmats (T, 24, 3, 3) local rotations;
-    shape (S,) the track's body shape; root (T, 3) root joint position in the world frame
-    (camera at the origin looking along -z, y up); keypoints3d (T, K, 3) world frame;
+    fps: frame rate of these samples (source fps / step); rotmats (T, 24, 3, 3) local rotations
+    (the root's in the export frame); shape (S,) the track's body shape; root (T, 3) root joint
+    position in the export frame (:class:`~key2mesh.inference.world.World`: the ground frame,
+    or the camera at the origin looking along -z; y up); keypoints3d (T, K, 3) export frame;
     keypoint_set; interpolated (T,) bool, True for frames the detector missed (filled in);
-    body: body model name."""
+    body: body model name; source_fps: the video's frame rate (time of a sample:
+    frame_index / source_fps); contact (T, 2) bool feet on the ground (False where filled in)."""
 
     track: int
     frame_index: np.ndarray
@@ -31,6 +33,13 @@ class TrackSeries:
     keypoint_set: str
     interpolated: np.ndarray
     body: str
+    source_fps: float = 0.0
+    contact: np.ndarray | None = None
+
+    @property
+    def times(self) -> np.ndarray:
+        """(T,) seconds of video time of each sample: frame_index / source fps."""
+        return self.frame_index / (self.source_fps or self.fps)
 
     def __len__(self) -> int:
         return len(self.frame_index)
@@ -60,7 +69,11 @@ def _slerp(rot: np.ndarray, t_known: np.ndarray, t_all: np.ndarray) -> np.ndarra
 def track_series(motion, track: int) -> TrackSeries:
     """Rows of ``track`` resampled onto frames first..last every :func:`frame_step` of the
     whole motion: rows at those frames are taken as they are, missing frames interpolated
-    (slerp for rotations, linear for positions)."""
+    (slerp for rotations, linear for positions), in the motion's export frame
+    (``motion.world``; the camera's when it has none)."""
+    from key2mesh.inference.world import camera_world
+
+    world = motion.world if motion.world is not None else camera_world(len(motion))
     rows = motion.rows_of(track)
     rows = rows[np.isfinite(motion.transl[rows]).all(1)]
     if len(rows) == 0:
@@ -68,9 +81,10 @@ def track_series(motion, track: int) -> TrackSeries:
     step = frame_step(motion.frame_index)
     known = motion.frame_index[rows]
     grid = np.arange(known[0], known[-1] + 1, step)
-    flip = np.array([1.0, -1.0, -1.0])
-    root = motion.transl[rows] * flip
-    kp3 = motion.keypoints3d[rows] * flip
+    root = world.points(motion.transl[rows]) + world.root_shift[rows]
+    kp3 = world.points(motion.keypoints3d[rows]) + world.root_shift[rows, None]
+    rot = motion.rotmats[rows].astype(np.float64)
+    rot[:, 0] = world.root_rotation() @ rot[:, 0]
 
     def interp(x: np.ndarray) -> np.ndarray:
         cols = [np.interp(grid, known, c) for c in x.reshape(len(x), -1).T]
@@ -80,11 +94,14 @@ def track_series(motion, track: int) -> TrackSeries:
         track=int(track),
         frame_index=grid,
         fps=motion.fps / step,
-        rotmats=_slerp(motion.rotmats[rows].astype(np.float64), known, grid),
+        rotmats=_slerp(rot, known, grid),
         shape=np.median(motion.shape[rows], axis=0),
         root=interp(root),
         keypoints3d=interp(kp3),
         keypoint_set=motion.keypoint_set,
         interpolated=~np.isin(grid, known),
         body=motion.body,
+        source_fps=float(motion.fps),
+        contact=np.isin(grid, known)[:, None]
+        & (interp(world.contact[rows].astype(np.float64)) > 0.5),
     )

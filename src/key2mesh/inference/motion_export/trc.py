@@ -2,7 +2,9 @@
 
 The header is OpenSim's (``PathFileType 4 (X/Y/Z)``, the DataRate / CameraRate / NumFrames /
 NumMarkers / Units / OrigDataRate / OrigDataStartFrame / OrigNumFrames line, marker names,
-``X1 Y1 Z1 ...``), tab-separated; markers of the coco17 set get Pose2Sim's COCO_17 names."""
+``X1 Y1 Z1 ...``), tab-separated; markers of the coco17 set get Pose2Sim's COCO_17 names, and
+a set without them gets Pose2Sim's ``Neck`` (mid-shoulders) and ``Hip`` (mid-hips) markers,
+which its OpenSim marker sets use."""
 
 from __future__ import annotations
 
@@ -27,16 +29,42 @@ POSE2SIM_NAMES = {
 }  # fmt: skip
 
 
+# markers Pose2Sim derives when a set lacks them: name → the two keypoints they are the middle of
+MIDPOINTS = {"Neck": ("left_shoulder", "right_shoulder"), "Hip": ("left_hip", "right_hip")}
+
+
+def _midpoints(keypoint_set: str) -> dict[str, tuple[int, int]]:
+    """{marker: (keypoint a, keypoint b)} of the :data:`MIDPOINTS` the set lacks but can make."""
+    names = list(keypoint_names(keypoint_set))
+    have = {POSE2SIM_NAMES.get(n) for n in names}
+    return {
+        m: (names.index(a), names.index(b))
+        for m, (a, b) in MIDPOINTS.items()
+        if m not in have and a in names and b in names
+    }
+
+
 def marker_names(keypoint_set: str) -> list[str]:
-    """TRC marker names of a keypoint set (Pose2Sim's where it has one)."""
-    return [
+    """TRC marker names of a keypoint set (Pose2Sim's where it has one), then the added
+    midpoints (``Neck``, ``Hip``)."""
+    own = [
         POSE2SIM_NAMES.get(n, "".join(p.capitalize() for p in n.split("_")))
         for n in keypoint_names(keypoint_set)
     ]
+    return own + list(_midpoints(keypoint_set))
+
+
+def marker_positions(keypoints3d: np.ndarray, keypoint_set: str) -> np.ndarray:
+    """(T, M, 3) markers of :func:`marker_names` from keypoints (T, K, 3)."""
+    mids = [
+        0.5 * (keypoints3d[:, a] + keypoints3d[:, b]) for a, b in _midpoints(keypoint_set).values()
+    ]
+    return np.concatenate([keypoints3d, *(m[:, None] for m in mids)], axis=1)
 
 
 def trc_text(series: TrackSeries, name: str = "key2mesh.trc") -> str:
-    """The TRC file of one track: markers = the model's keypoints, mm, world frame (y up)."""
+    """The TRC file of one track: markers = the model's keypoints, mm, export frame (y up);
+    ``Time`` is video time (frame / fps), so every track's file is on one clock."""
     names = marker_names(series.keypoint_set)
     t, m = len(series), len(names)
     rate = f"{series.fps:.6g}"
@@ -48,14 +76,10 @@ def trc_text(series: TrackSeries, name: str = "key2mesh.trc") -> str:
         "\t\t" + "\t".join(f"X{i}\tY{i}\tZ{i}" for i in range(1, m + 1)),
         "",
     ]
-    xyz = series.keypoints3d.reshape(t, m * 3) * 1000.0
-    times = (series.frame_index - series.frame_index[0]) / (series.fps * _step(series))
+    xyz = marker_positions(series.keypoints3d, series.keypoint_set).reshape(t, m * 3) * 1000.0
+    times = series.times  # video time: frame / fps
     rows = [f"{k + 1}\t{times[k]:.6f}\t" + "\t".join(f"{v:.3f}" for v in xyz[k]) for k in range(t)]
     return "\n".join(head + rows) + "\n"
-
-
-def _step(series: TrackSeries) -> int:
-    return int(series.frame_index[1] - series.frame_index[0]) if len(series) > 1 else 1
 
 
 def write_trc(series: TrackSeries, path: str | Path) -> Path:

@@ -1,0 +1,161 @@
+"""The ground under tracked people (geometry/ground.py, inference/world.py) on a synthetic
+scene: a camera with known pitch, roll and height; walkers on flat ground and one on a
+platform, their ankles seen with noise."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from key2mesh.errors import Key2MeshError
+from key2mesh.geometry.ground import fit_ground, foot_skate, foot_speeds, ground_frame
+
+PITCH, ROLL, HEIGHT, PLATFORM = 12.0, 4.0, 1.6, 0.4  # degrees, degrees, metres, metres
+ANKLE = 0.08  # ankle above the sole, metres
+FPS = 7.5
+
+
+def _camera():
+    """World (y up, ground y = 0) → camera (OpenCV) rotation and the camera centre."""
+    from scipy.spatial.transform import Rotation
+
+    # a level camera looking along world -z, then pitched down and rolled
+    base = np.diag([1.0, -1.0, -1.0])
+    tilt = Rotation.from_euler("xz", [-PITCH, ROLL], degrees=True).as_matrix()
+    return tilt @ base, np.array([0.0, HEIGHT, 0.0])
+
+
+def _walker(start, direction, t, base=0.0, speed=1.2):
+    """Ankles (T, 2, 3), pelvis and neck (T, 3), world frame: each foot still in stance (60 % of
+    a 1 s cycle), swinging at 3 m/s otherwise; ``base``: the height of the level walked on."""
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    side = np.cross([0.0, 1.0, 0.0], d)
+    feet = []
+    for offset, lateral in ((0.0, 0.1), (0.5, -0.1)):
+        cyc = t + offset
+        k, phase = np.floor(cyc), cyc - np.floor(cyc)
+        swing = np.clip((phase - 0.6) / 0.4, 0.0, 1.0)
+        s = speed * (k + swing) - speed * offset
+        y = base + ANKLE + 0.1 * np.sin(np.pi * swing)
+        feet.append(start + s[:, None] * d + lateral * side + y[:, None] * [0, 1, 0])
+    feet = np.stack(feet, 1)
+    pelvis = feet.mean(1) + [0.0, 0.85, 0.0]
+    pelvis[:, 1] = base + 0.9
+    return feet, pelvis, pelvis + [0.0, 0.5, 0.0]
+
+
+def _scene(noise=0.02, seed=0):
+    """A fake motion (the fields ground_world reads) in the camera frame + the truth."""
+    rng = np.random.default_rng(seed)
+    r, c = _camera()
+    t = np.arange(0, 4.0, 1 / FPS)
+    people = [
+        _walker(np.array([-2.0, 0, -5.0]), [1.0, 0, 0], t),
+        _walker(np.array([1.0, 0, -4.0]), [-0.3, 0, -1.0], t),
+        _walker(np.array([-1.0, 0, -8.0]), [1.0, 0, 0.1], t, base=PLATFORM, speed=0.8),
+    ]
+    joints, tracks, times = [], [], []
+    for k, (feet, pelvis, neck) in enumerate(people):
+        j = np.zeros((len(t), 24, 3))
+        j[:, 0], j[:, 12], j[:, 7:9] = pelvis, neck, feet
+        j = (j - c) @ r.T + rng.normal(0, noise, j.shape)
+        joints.append(j)
+        tracks += [k] * len(t)
+        times.append(t)
+    joints = np.concatenate(joints)
+    track = np.array(tracks)
+    motion = SimpleNamespace(
+        joints3d=joints,
+        transl=joints[:, 0],
+        track_id=track,
+        time_s=np.concatenate(times),
+        tracks=lambda: [0, 1, 2],
+        rows_of=lambda k: np.flatnonzero(track == k),
+    )
+    return motion, r, c
+
+
+def _angle(a, b):
+    return float(
+        np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1)))
+    )
+
+
+def test_gravity_ground_and_platform_are_recovered():
+    from key2mesh.inference.world import ground_world
+
+    motion, r, c = _scene()
+    up_cam = r @ [0.0, 1.0, 0.0]
+    world = ground_world(motion, sole={0: ANKLE, 1: ANKLE, 2: ANKLE})
+    assert _angle(world.fit.normal, up_cam) < 1.0
+    cam = world.points(np.zeros(3))  # the camera centre in the fitted world
+    assert abs(cam[1] - HEIGHT) < 0.02, cam
+    assert world.fit.level[0] == world.fit.level[1] == 0.0
+    assert abs(world.fit.level[2] - PLATFORM) < 0.02, world.fit.level
+    # y up, origin on the ground under the first pelvis
+    first = world.points(motion.transl[0])
+    assert abs(first[0]) < 1e-9 and abs(first[2]) < 1e-9 and first[1] > 0.8
+    # contacts: stance feet of every walker (the platform one included), no swing feet
+    truth = _truth_stance(motion, r, c)
+    agree = (world.contact == truth).mean()
+    assert agree > 0.85, agree
+
+
+def _truth_stance(motion, r, c):
+    t = motion.time_s[:, None] + np.array([0.0, 0.5])
+    return (t - np.floor(t)) < 0.6
+
+
+def test_a_tilted_prior_does_not_decide_what_the_feet_show():
+    """Points on a plane tilted 10° from the hint: the fit follows the points."""
+    rng = np.random.default_rng(1)
+    p = np.c_[rng.uniform(-3, 3, 200), rng.normal(0, 0.01, 200), rng.uniform(-3, 3, 200)]
+    g = rng.integers(0, 3, 200)
+    p[:, 1] += 0.5 * (g == 2)  # one group a level higher
+    hint = np.array([np.sin(np.radians(10)), np.cos(np.radians(10)), 0.0])
+    fit = fit_ground(p, g, hint)
+    assert _angle(fit.normal, [0, 1, 0]) < 0.5
+    assert abs(fit.ground) < 0.01 and abs(fit.level[2] - 0.5) < 0.01
+    p[:10, 1] += 2.0  # outliers are weighted out
+    assert _angle(fit_ground(p, g, hint).normal, [0, 1, 0]) < 0.5
+
+
+def test_frame_is_right_handed_and_puts_the_origin_on_the_plane():
+    n = np.array([0.1, -0.98, 0.2])
+    n /= np.linalg.norm(n)
+    r, o = ground_frame(n, -1.5, np.array([0.5, 0.2, 6.0]))
+    assert np.allclose(r @ r.T, np.eye(3)) and np.isclose(np.linalg.det(r), 1.0)
+    assert np.isclose(n @ o, -1.5) and np.allclose(r[1], n)
+
+
+def test_foot_skate_and_the_contact_correction():
+    """Planted feet with 1 cm jitter slide ~ 1.1 cm per sample; pinning the contacts lowers it."""
+    from key2mesh.geometry.ground import contact_root_correction
+
+    rng = np.random.default_rng(2)
+    t = np.arange(40) / 10.0
+    feet = np.zeros((40, 2, 3))
+    feet[:, 1, 0] = 0.3
+    feet += rng.normal(0, 0.01, (40, 1, 3))  # the whole body jitters (a camera-fit root error)
+    contact = np.ones((40, 2), bool)
+    track = np.zeros(40, int)
+    before = foot_skate(feet, contact, track, t)
+    assert 8 < before < 20
+    shift = contact_root_correction(feet, contact, track, t, np.zeros(40))
+    after = foot_skate(feet + shift[:, None], contact, track, t)
+    assert after < 0.3 * before
+    assert np.abs((feet + shift[:, None])[:, :, 1].min(1)).max() < 1e-9  # on the floor
+    speeds = foot_speeds(feet, track, t)
+    assert speeds.shape == (40, 2) and np.isfinite(speeds).all()
+
+
+def test_no_contact_is_one_line():
+    from key2mesh.inference.world import ground_world
+
+    motion, _, _ = _scene()
+    motion.joints3d = motion.joints3d[:2].copy()
+    motion.track_id, motion.time_s = motion.track_id[:2], np.array([0.0, 5.0])
+    with pytest.raises(Key2MeshError, match="world camera"):
+        ground_world(motion)
