@@ -270,6 +270,9 @@ def test_predict_writes_params_and_exports_for_keypoint_files(tmp_path, capsys):
     assert main([*args, "--export", "bvh,trc", "--fps", "25", "--device", "cpu"]) == 0
     d = np.load(tmp_path / "out" / "clip_params.npz")
     assert sorted(np.unique(d["track_id"])) == [0, 1] and float(d["fps"]) == 25.0
+    assert d["foot_contact"].shape == (len(d["track_id"]), 2) and d["transl_world"].shape[1] == 3
+    r = d["world_rotation"]
+    assert np.allclose(r @ r.T, np.eye(3), atol=1e-6) and np.isclose(np.linalg.det(r), 1.0)
     for t in (0, 1):  # each track stays one person: its root moves smoothly
         x = d["transl"][d["track_id"] == t][:, 0]
         assert np.abs(np.diff(x)).max() < 0.1
@@ -378,6 +381,16 @@ def test_exports_share_the_video_clock(tmp_path, model, late_motion):
     blob = g.binary_blob()
     assert len(g.skins) == len(g.meshes) == 2 and len(g.animations) == 1
     assert g.cameras[0].perspective.yfov == pytest.approx(2 * np.arctan(360 / 1280))
+    from scipy.spatial.transform import Rotation
+
+    cam = next(n for n in g.nodes if n.camera == 0)
+    local = (m.world.points(m.transl) - cam.translation) @ Rotation.from_quat(
+        cam.rotation
+    ).as_matrix()
+    assert (local[:, 2] < -1).all()  # glTF cameras look along their -z: the people are in view
+    f = 1280.0  # and project where they were seen: x / -z = (u - cx) / f
+    u = local[:, 0] / -local[:, 2] * f + 640
+    assert np.abs(u - m.keypoints2d[:, [11, 12]].mean(1)[:, 0]).max() < 60
     animated = {ch.target.node for ch in g.animations[0].channels}
     assert all(j in animated for skin in g.skins for j in skin.joints)
     scale = [ch for ch in g.animations[0].channels if ch.target.path == "scale"]
