@@ -73,6 +73,7 @@ TABLES: dict[str, dict[str, Rule]] = {
         "selection": Rule(choices=("guarded", "target")),
         "source_tolerance": WEIGHT,
         "min_gain": FRACTION,
+        "max_size_change": FRACTION,
         "source_samples": COUNT,
         "seed": SEED,
         "device": DEVICE,
