@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         )
     table = Table(
         title=f"{result.name} — protocol {args.protocol} {protocol.__dict__}",
-        caption=f"[low, high]: 95 % bootstrap interval over {result.clusters} instants",
+        caption=f"\\[low, high]: 95 % bootstrap interval over {result.clusters} instants",
     )
     for col in ("n", "dropped", "MPJPE (mm)", "PA-MPJPE (mm)", "PVE (mm)"):
         table.add_column(col, justify="right")
