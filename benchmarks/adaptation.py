@@ -373,7 +373,7 @@ def main() -> None:
         "| part | ground truth | anny-coco17 (step 0) | single view, last step |",
         "|---|---|---|---|",
     ]
-    for part in PARTS:
+    for part in PARTS if "single" in a.runs.split(",") else ():
         gt, pt, last = reprojections(
             ["anny-coco17", str(Path(a.out) / f"single_{part}" / "last.pt")], files[part]
         )
