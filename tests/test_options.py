@@ -229,3 +229,13 @@ def test_any_set_value_gives_a_config_or_a_one_line_error(data):
     for k, v in cfg.to_dict().items():  # whatever was accepted reads back as valid
         check_option(cls, k, v, "x")
         assert not (isinstance(v, float) and not math.isfinite(v))
+
+
+def test_control_characters_in_a_value_stay_on_one_line():
+    """Found by the property test: a value holding a newline made a two-line error."""
+    from key2mesh.commands._config import merged_config
+    from key2mesh.train.pretrain import PretrainConfig
+
+    with pytest.raises(Key2MeshError) as err:
+        merged_config(PretrainConfig, None, {}, ["steps=\n\t"])
+    assert "\n" not in str(err.value) and "steps=\\n\\t" in str(err.value)

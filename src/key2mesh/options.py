@@ -95,10 +95,17 @@ class _Bad(Exception):
         self.expect, self.name = expect, name
 
 
+def _one_line(text: str) -> str:
+    """``text`` with control characters (newlines, tabs …) written as escapes: error lines stay
+    one line whatever the user typed."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def check_option(cls: type, key: str, value: Any, origin: str, text: bool = False) -> Any:
     """``value`` of the option ``key`` (a field of dataclass ``cls``, dotted for nested ones)
     checked and converted; ``text``: a string to parse (``--set``, a flag) rather than a value
     already typed (``--config``). ``origin`` (e.g. ``--set threads=-3``) opens the error line."""
+    origin = _one_line(origin)
     *parents, leaf = key.split(".")
     owner, path = cls, []
     for name in parents:
