@@ -325,6 +325,7 @@ def test_scale_free_multiview_term_does_not_shrink_the_body(bank_path, tmp_path)
             select_every=40,
             weights=AdaptWeights(10.0, 0.0, 0.0, mv=50.0),
             mv_scale_free=scale_free,
+            mv_shape_anchor=1.0 if scale_free else 0.0,  # the default / the old L_mv
             source_samples=0,
             threads=1,
         )

@@ -133,6 +133,8 @@ class AdaptConfig:
     # L_mv compares poses only (scale-free, shape out of its gradient); False: in metres with the
     # shape's gradient, as before (it shrank the body: kept for the ablation)
     mv_scale_free: bool = True
+    # with L_mv: weight (relative to w_mv) of |shape − the pre-trained model's shape| (phenotypes)
+    mv_shape_anchor: float = 1.0
     # label-free model selection (see select_step): "guarded" keeps a step only when the target
     # criterion fell by at least min_gain (relative) and, one view at a time, the source domain's
     # held-out error did not rise significantly (beyond source_tolerance, relative), with views,
@@ -538,6 +540,12 @@ def run_adapt(
             if views is not None
             else torch.zeros((), device=device)
         )
+        if views is not None and cfg.mv_shape_anchor > 0:
+            # views constrain the pose, not the body's size: the shape stays the pre-trained
+            # model's estimate (without it, feature drift grew the body 5 % in 150 steps)
+            with torch.no_grad():
+                shp_pt = net_pt.head(f_tgt_pt)[1]
+            lmv = lmv + cfg.mv_shape_anchor * (shp - shp_pt).abs().mean()
         loss = w.kp2d * l2d + w.wd * lwd + w.reg * lreg + w.mv * lmv
         check_finite(loss, step, out)
         opt_f.zero_grad(set_to_none=True)
