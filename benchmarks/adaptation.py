@@ -63,36 +63,40 @@ def parts(bench: str) -> dict[str, Path]:
     return found
 
 
-def adapt_run(name: str, source: str, multiview: bool, part: Path, a) -> Path:
-    """Adapt ``source`` to the unlabelled detections of ``part``; labels only logged."""
-    from key2mesh.commands.adapt import load_targets
+def run(out: Path, source: str, target_of, a, monitor_of=None, **options) -> Path:
+    """Adapt shipped model ``source`` to ``target_of(checkpoint)`` (a TargetSet) into ``out``,
+    checked every 25 steps, labels of ``monitor_of(checkpoint, target)`` (default: the target's
+    own) only logged; ``options``: AdaptConfig fields. Skipped when ``out`` holds a finished run."""
     from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
-    from key2mesh.train.adapt import (
-        MV_WEIGHT,
-        AdaptConfig,
-        AdaptWeights,
-        benchmark_target,
-        run_adapt,
-    )
+    from key2mesh.train.adapt import AdaptConfig, run_adapt
 
-    out = Path(a.out) / name
     if (out / "summary.json").is_file() and not a.rerun:
         return out
     src = str(resolve_checkpoint(source))
     ck = load_checkpoint(src)
-    target = load_targets([str(part)], ck, a.cache, multiview=multiview)
-    weights = AdaptWeights(mv=MV_WEIGHT if multiview else 0.0)
+    target = target_of(ck)
+    monitor = target if monitor_of is None else monitor_of(ck, target)
     cfg = AdaptConfig(
-        source=src,
-        cache=a.cache,
-        out_dir=str(out),
-        steps=a.steps,
-        select_every=25,
-        weights=weights,
-        threads=a.threads,
+        source=src, cache=a.cache, out_dir=str(out), select_every=25, threads=a.threads, **options
     )
-    run_adapt(cfg, target, monitor=benchmark_target(str(part), ck), progress=False)
+    run_adapt(cfg, target, monitor=monitor, progress=False)
     return out
+
+
+def adapt_run(name: str, source: str, multiview: bool, part: Path, a) -> Path:
+    """Adapt ``source`` to the unlabelled detections of ``part``; labels only logged."""
+    from key2mesh.commands.adapt import load_targets
+    from key2mesh.train.adapt import MV_WEIGHT, AdaptWeights, benchmark_target
+
+    return run(
+        Path(a.out) / name,
+        source,
+        lambda ck: load_targets([str(part)], ck, a.cache, multiview=multiview),
+        a,
+        lambda ck, _: benchmark_target(str(part), ck),
+        steps=a.steps,
+        weights=AdaptWeights(mv=MV_WEIGHT if multiview else 0.0),
+    )
 
 
 SCALE_VARIANTS = {  # synthetic L_mv check: name → (scale-free, shape anchor), row label
@@ -104,58 +108,40 @@ SCALE_VARIANTS = {  # synthetic L_mv check: name → (scale-free, shape anchor),
 
 def synthetic_scale_run(variant: str, a) -> dict:
     """L2D^t + L_mv on 4 synthetic views of held-out CMU poses (detector noise), known truth."""
-    from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
-    from key2mesh.train.adapt import AdaptConfig, AdaptWeights, run_adapt, synthetic_target
+    from key2mesh.train.adapt import AdaptWeights, synthetic_target
 
     (scale_free, anchor), _ = SCALE_VARIANTS[variant]
-    out = Path(a.out) / f"synthetic_mv_{variant}"
-    if not (out / "summary.json").is_file() or a.rerun:
-        src = str(resolve_checkpoint("anny-coco17"))
-        ck = load_checkpoint(src)
-        target = synthetic_target(
+    out = run(
+        Path(a.out) / f"synthetic_mv_{variant}",
+        "anny-coco17",
+        lambda ck: synthetic_target(
             a.cache, ck, "detector", n=1024, split="val", heldout="subjects", views=4
-        )
-        cfg = AdaptConfig(
-            source=src,
-            cache=a.cache,
-            out_dir=str(out),
-            steps=150,
-            select_every=25,
-            weights=AdaptWeights(10.0, 0.0, 0.0, mv=50.0),
-            mv_scale_free=scale_free,
-            mv_shape_anchor=anchor,
-            selection="target",
-            threads=a.threads,
-        )
-        run_adapt(cfg, target, monitor=target, progress=False)
+        ),
+        a,
+        steps=150,
+        weights=AdaptWeights(10.0, 0.0, 0.0, mv=50.0),
+        mv_scale_free=scale_free,
+        mv_shape_anchor=anchor,
+        selection="target",
+    )
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     return {"first": rows[0], "last": rows[-1]}
 
 
 def shift_run(name: str, a) -> Path:
     """Adapt to a synthetic shift of held-out CMU subjects (label-free; labels only logged)."""
-    from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
-    from key2mesh.train.adapt import AdaptConfig, run_adapt, synthetic_target
+    from key2mesh.train.adapt import synthetic_target
 
     source, profile, overrides = SHIFTS[name]
-    out = Path(a.out) / f"shift_{name}"
-    if (out / "summary.json").is_file() and not a.rerun:
-        return out
-    src = str(resolve_checkpoint(source))
-    ck = load_checkpoint(src)
-    target = synthetic_target(
-        a.cache, ck, profile, n=2048, split="val", heldout="subjects", synth_overrides=overrides
-    )
-    cfg = AdaptConfig(
-        source=src,
-        cache=a.cache,
-        out_dir=str(out),
+    return run(
+        Path(a.out) / f"shift_{name}",
+        source,
+        lambda ck: synthetic_target(
+            a.cache, ck, profile, n=2048, split="val", heldout="subjects", synth_overrides=overrides
+        ),
+        a,
         steps=a.steps,
-        select_every=25,
-        threads=a.threads,
     )
-    run_adapt(cfg, target, monitor=target, progress=False)
-    return out
 
 
 def selections(run: Path) -> dict[str, dict]:
