@@ -67,6 +67,10 @@ def test_adapt_cli_selection_flags_and_verdict(pretrained, bank_path, tmp_path, 
     assert printed[-1].startswith("kept the pre-trained model (best.pt = step 0)")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kept_source"] is True and summary["rule"] == "guarded"
+    # a second run into the same folder starts a new metrics.csv (adapt does not resume)
+    assert main(argv) == 0
+    steps = [r.split(",")[0] for r in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == ["0", "1", "2"]
     assert main([*argv[:-2], "--selection", "bogus"]) == 2
 
 

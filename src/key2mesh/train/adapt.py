@@ -476,7 +476,7 @@ def run_adapt(
     labelled = validation is not None and validation.labelled
     key = "pa_mpjpe" if labelled else "mv_mm" if views is not None else "reproj"
     rule = "labels" if labelled else cfg.selection
-    logger = MetricLogger(out)
+    logger = MetricLogger(out, resume_step=-1)  # a new run: a new metrics.csv (no resume)
     start = evaluate()
     best, best_state = {**start, "step": 0}, copy.deepcopy(extractor.state_dict())
     logger.log(0, {f"val_{k}": v for k, v in start.items()})
