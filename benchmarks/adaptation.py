@@ -155,7 +155,7 @@ def selections(run: Path) -> dict[str, dict]:
     summary = json.loads((run / "summary.json").read_text())
     key = f"val_{summary['selection']}"
     start = {k[4:]: v for k, v in rows[0].items() if k.startswith("val_")}
-    picked = {"step 0": rows[0], "last step": rows[-1]}
+    picked = {"step 0": rows[0]}  # in the tables' column order
     for rule in ("target", "guarded"):
         best = rows[0]
         for r in rows[1:]:
@@ -163,6 +163,7 @@ def selections(run: Path) -> dict[str, dict]:
             if r[key] < best[key] and select_step(start, m, key[4:], rule):
                 best = r
         picked[rule] = best
+    picked["last step"] = rows[-1]
     picked["oracle (labels)"] = min(rows, key=lambda r: r["val_mon_pa_mpjpe"])
     return picked
 
