@@ -86,7 +86,7 @@ def run(out: Path, source: str, target_of, a, monitor_of=None, **options) -> Pat
 def adapt_run(name: str, source: str, multiview: bool, part: Path, a) -> Path:
     """Adapt ``source`` to the unlabelled detections of ``part``; labels only logged."""
     from key2mesh.commands.adapt import load_targets
-    from key2mesh.train.adapt import MV_WEIGHT, AdaptWeights, benchmark_target
+    from key2mesh.train.adapt import ABLATIONS, MULTIVIEW_LOSSES, AdaptWeights, benchmark_target
 
     return run(
         Path(a.out) / name,
@@ -95,7 +95,7 @@ def adapt_run(name: str, source: str, multiview: bool, part: Path, a) -> Path:
         a,
         lambda ck, _: benchmark_target(str(part), ck),
         steps=a.steps,
-        weights=AdaptWeights(mv=MV_WEIGHT if multiview else 0.0),
+        weights=ABLATIONS[MULTIVIEW_LOSSES] if multiview else AdaptWeights(),  # adapt's defaults
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 
 from key2mesh.commands._config import add_config_arguments
@@ -72,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--losses",
         choices=["2d", "2d+wd", "2d+wd+reg", "2d+mv", "2d+wd+reg+mv"],
         help="loss ablation of the paper (default: all three terms); +mv adds the multi-view "
-        "consistency term (needs --multiview)",
+        "consistency term (needs --multiview; --multiview alone uses 2d+mv)",
     )
     p.add_argument("--steps")
     p.add_argument("--epochs")
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
     from key2mesh.train.adapt import (
         ABLATIONS,
-        MV_WEIGHT,
+        MULTIVIEW_LOSSES,
         AdaptConfig,
         benchmark_target,
         run_adapt,
@@ -248,7 +249,8 @@ def run(args: argparse.Namespace) -> int:
     flags["weights"] = ABLATIONS[args.losses].to_dict() if args.losses else None
     cfg = merged_config(AdaptConfig, args.config, flags, args.set_options)
     if args.multiview and args.losses is None and cfg.weights.mv == 0:
-        cfg.weights.mv = MV_WEIGHT  # --multiview alone: the paper's L_DA + L_mv
+        # --multiview alone: L2D^t + L_mv (chosen on the pose2sim development part)
+        cfg.weights = replace(ABLATIONS[MULTIVIEW_LOSSES])  # a copy
     for option, value in (("--source", cfg.source), ("--cache", cfg.cache)):
         if not value:
             raise Key2MeshError(f"adapt needs {option} (on the command line or in --config)")

@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 
 # w_mv of the "+mv" loss sets and of `adapt --multiview` (10 and 50 measured: 50 better on unseen instants)
 MV_WEIGHT = 50.0
+# the loss set of `adapt --multiview` without --losses: on the pose2sim development part (adapted
+# to its own detections, 300 steps) L2D^t + L_mv reached 34.8 / 80.4 mm, the full L_DA + L_mv
+# 40.2 / 93.4 (runs of benchmarks/ablation.sh); the views, not L_reg, keep it from drifting
+MULTIVIEW_LOSSES = "2d+mv"
 ABLATIONS = {
     "2d": AdaptWeights(10.0, 0.0, 0.0),
     "2d+wd": AdaptWeights(10.0, 0.1, 0.0),
