@@ -99,6 +99,22 @@ def adapt_run(name: str, source: str, multiview: bool, part: Path, a) -> Path:
     )
 
 
+def wmv_run(weight: float, part: Path, a) -> Path:
+    """The --multiview default (L2D^t + L_mv) with another w_mv, on the development part."""
+    from key2mesh.commands.adapt import load_targets
+    from key2mesh.train.adapt import AdaptWeights, benchmark_target
+
+    return run(
+        Path(a.out) / f"mv_dev_wmv{weight:g}",
+        "anny-coco17",
+        lambda ck: load_targets([str(part)], ck, a.cache, multiview=True),
+        a,
+        lambda ck, _: benchmark_target(str(part), ck),
+        steps=a.steps,
+        weights=AdaptWeights(10.0, 0.0, 0.0, mv=weight),
+    )
+
+
 SCALE_VARIANTS = {  # synthetic L_mv check: name → (scale-free, shape anchor), row label
     "metric": ((False, 0.0), "metres, shape in its gradient (before)"),
     "scale_free": ((True, 0.0), "scale-free, shape out of its gradient"),
@@ -376,6 +392,28 @@ def main() -> None:
         lines.append(f"| {part} | {gt:.1f} | {pt:.1f} | {last:.1f} |")
         result[f"{part}_reproj_gt"], result[f"{part}_reproj_pretrained"] = gt, pt
     lines.append("")
+
+    if "mv" in a.runs.split(","):  # w_mv, chosen on the development part only
+        from key2mesh.train.adapt import MV_WEIGHT
+
+        lines += [
+            "**w_mv of `--multiview`** (development part, adapted to its own detections, the step "
+            "the guarded rule keeps):",
+            "",
+            "| w_mv | PA-MPJPE / MPJPE |",
+            "|---|---|",
+        ]
+        for weight in (10.0, MV_WEIGHT, 100.0):
+            run_dir = (
+                Path(a.out) / "mv_dev" if weight == MV_WEIGHT else wmv_run(weight, files["dev"], a)
+            )
+            r = selections(run_dir)["guarded"]
+            lines.append(
+                f"| {weight:g}{' (default)' if weight == MV_WEIGHT else ''} | "
+                f"{r['val_mon_pa_mpjpe']:.1f} / {r['val_mon_mpjpe']:.1f} (s{int(r['step'])}) |"
+            )
+            result[f"mv_dev_wmv{weight:g}_pa_mpjpe"] = r["val_mon_pa_mpjpe"]
+        lines.append("")
 
     # 3. synthetic shifts (held-out CMU subjects): does label-free adaptation help there?
     shifts = [r for r in a.shifts.split(",") if r]
