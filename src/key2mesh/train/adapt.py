@@ -5,7 +5,9 @@ Wasserstein critic D with gradient penalty. Per step: ``k`` critic steps maximis
 L_wd − γ·L_grad, then one extractor step on L_DA = w_2d·L2D^t + w_wd·L_wd + w_reg·L_reg.
 Model selection every ``select_every`` steps: PA-MPJPE on a labelled validation set when one
 is given, else the re-projection error on held-out target detections (label-free), or with L_mv
-the views' disagreement on held-out instants (``mv_mm``, label-free).
+the views' disagreement on held-out instants (``mv_mm``, label-free), each under the guarded rule
+(:func:`select_step`): step 0, the source model, is always a candidate and is kept unless a step
+passes the guard; ``summary.json`` says which (docs/adaptation.md).
 
 Beyond the paper: when the target holds synchronised views of one person (``TargetSet.groups``,
 e.g. ``key2mesh data pose2sim`` or one detections file per camera), ``w_mv·L_mv`` asks the views
