@@ -56,7 +56,7 @@ from key2mesh.train.losses import (
     wasserstein_distance,
 )
 from key2mesh.train.random import choose
-from key2mesh.train.validation import keypoint_metrics
+from key2mesh.train.validation import keypoint_errors
 
 log = logging.getLogger(__name__)
 
@@ -626,13 +626,10 @@ def verdict(best: dict, key: str, rule: str, cfg: AdaptConfig) -> str:
 def per_sample_errors(body, kset: str, prediction, labelled: TargetSet) -> dict[str, torch.Tensor]:
     """Per-sample MPJPE / PA-MPJPE (N,) mm, mid-hip centred, of predicted (rotmats, shape)
     against a TargetSet labelled with body parameters (the model set's keypoints)."""
-    from key2mesh.eval.metrics import center_on_pelvis, pa_mpjpe
-
     r, s = prediction
     kp = body.forward_keypoints(r, s, kset)
     gt = body.forward_keypoints(labelled.rotmats.to(r.device), labelled.shape.to(r.device), kset)
-    diff = center_on_pelvis(kp, kset, "midhip") - center_on_pelvis(gt, kset, "midhip")
-    return {"mpjpe": 1000 * diff.norm(dim=-1).mean(-1).cpu(), "pa_mpjpe": pa_mpjpe(kp, gt).cpu()}
+    return {k: v.cpu() for k, v in keypoint_errors(kp, gt, kset).items()}
 
 
 def limb_length(keypoints: torch.Tensor, keypoint_set: str) -> float:
@@ -660,9 +657,8 @@ def score_labels(body, kset: str, prediction, labelled: TargetSet) -> dict[str, 
     device = r.device
     kp = body.forward_keypoints(r, s, kset)
     if labelled.rotmats is not None:
-        gt_rot, gt_shape = labelled.rotmats.to(device), labelled.shape.to(device)
-        res = keypoint_metrics(body, kset, r, s, gt_rot, gt_shape, with_vertices=False)
-        gt = body.forward_keypoints(gt_rot, gt_shape, kset)
+        gt = body.forward_keypoints(labelled.rotmats.to(device), labelled.shape.to(device), kset)
+        res = {k: float(v.mean()) for k, v in keypoint_errors(kp, gt, kset).items()}
     else:
         err = score_parameters(
             body, r, s, labelled.joints3d, labelled.joints3d_set, None, Protocol(pelvis="midhip")

@@ -8,6 +8,17 @@ import torch
 from key2mesh.body.base import BodyModel
 
 
+def keypoint_errors(
+    pred: torch.Tensor, gt: torch.Tensor, keypoint_set: str
+) -> dict[str, torch.Tensor]:
+    """Per-sample ``mpjpe`` (mid-hip centred) and ``pa_mpjpe`` (B,) in mm of (B,K,3) keypoints."""
+    from key2mesh.eval.metrics import center_on_pelvis, pa_mpjpe
+
+    pc = center_on_pelvis(pred, keypoint_set, "midhip")
+    gc = center_on_pelvis(gt, keypoint_set, "midhip")
+    return {"mpjpe": (pc - gc).norm(dim=-1).mean(-1) * 1000, "pa_mpjpe": pa_mpjpe(pred, gt)}
+
+
 @torch.no_grad()
 def keypoint_metrics(
     body: BodyModel,
@@ -20,8 +31,6 @@ def keypoint_metrics(
     chunk: int = 1024,
 ) -> dict[str, float]:
     """Mean metrics (mm) of predicted vs ground-truth body parameters over a batch."""
-    from key2mesh.eval.metrics import center_on_pelvis, pa_mpjpe
-
     sums = {"mpjpe": 0.0, "pa_mpjpe": 0.0, "pve": 0.0}
     n = pred_rotmats.shape[0]
     for i in range(0, n, chunk):
@@ -36,10 +45,8 @@ def keypoint_metrics(
         else:
             pk = body.forward_keypoints(pred_rotmats[sl], pred_shape[sl], keypoint_set)
             gk = body.forward_keypoints(rotmats[sl], shape[sl], keypoint_set)
-        pc = center_on_pelvis(pk, keypoint_set, "midhip")
-        gc = center_on_pelvis(gk, keypoint_set, "midhip")
-        sums["mpjpe"] += float((pc - gc).norm(dim=-1).mean(-1).sum()) * 1000
-        sums["pa_mpjpe"] += float(pa_mpjpe(pk, gk).sum())
+        for k, v in keypoint_errors(pk, gk, keypoint_set).items():
+            sums[k] += float(v.sum())
     out = {k: v / n for k, v in sums.items()}
     if not with_vertices:
         out.pop("pve")
