@@ -159,3 +159,28 @@ def test_no_contact_is_one_line():
     motion.track_id, motion.time_s = motion.track_id[:2], np.array([0.0, 5.0])
     with pytest.raises(Key2MeshError, match="world camera"):
         ground_world(motion)
+
+
+def test_origin_choices():
+    """--origin: under the first pelvis (default), under the median pelvis, under the camera;
+    the axes (and so gravity) are the same in all three."""
+    from key2mesh.inference.world import ground_world
+
+    motion, r, c = _scene()
+    sole = {0: ANKLE, 1: ANKLE, 2: ANKLE}
+    first = ground_world(motion, sole=sole)
+    people = ground_world(motion, sole=sole, origin="people")
+    camera = ground_world(motion, sole=sole, origin="camera")
+    assert np.allclose(first.rotation, camera.rotation) and np.allclose(
+        first.rotation, people.rotation
+    )
+    cam = camera.points(np.zeros(3))
+    assert abs(cam[0]) < 1e-9 and abs(cam[2]) < 1e-9 and abs(cam[1] - HEIGHT) < 0.02
+    mid = people.points(np.median(motion.transl, axis=0))
+    assert abs(mid[0]) < 1e-9 and abs(mid[2]) < 1e-9
+    # the same scene, moved: a point's world position differs by the origins' offset only
+    p = motion.transl[5]
+    assert np.allclose(camera.points(p) - first.points(p), camera.points(first.origin))
+    assert abs(camera.points(first.origin)[1]) < 1e-9  # both origins on the ground
+    with pytest.raises(Key2MeshError, match="--origin"):
+        ground_world(motion, sole=sole, origin="centre")

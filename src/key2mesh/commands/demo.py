@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from key2mesh.commands._args import positive_int
+from key2mesh.commands._world import add_world_arguments, motion_options
 
 MIN_OUTPUT_HEIGHT = 64  # px: the smallest --max-height
 HELP = "run MediaPipe + Key2Mesh on an IMAGE, VIDEO, FOLDER or a demo video name; write overlays and side views"
@@ -95,15 +96,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="motion files per track, comma-separated: bvh, glb, trc, amass (SMPL models)",
     )
-    p.add_argument(
-        "--world",
-        choices=["ground", "camera"],
-        default=None,
-        help="frame of the exports: ground (default: gravity-aligned, y up, the ground the "
-        "people's feet stand on at y = 0, origin under the first person; falls back to camera "
-        "with a warning when the feet show no ground, e.g. single images) or camera (the camera "
-        "at the origin looking along -z)",
-    )
+    add_world_arguments(p)
     p.add_argument("--device", default=None)
     p.add_argument(
         "--int8",
@@ -148,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
     start, stop, step = _range(args.frames)
     exports = parse_formats(args.export)
+    frame_options = motion_options(args)  # world, origin, subjects: checked before any work
     if args.smooth_min_cutoff <= 0 or args.smooth_beta < 0:
         raise Key2MeshError("--smooth-min-cutoff must be > 0 and --smooth-beta >= 0")
     if args.max_height < 0 or 0 < args.max_height < MIN_OUTPUT_HEIGHT:
@@ -192,8 +186,8 @@ def run(args: argparse.Namespace) -> int:
         search_every_s=args.search_every,
         max_height=args.max_height or None,
         inputs=inputs,
-        world=args.world or "auto",
         source=str(src),
+        **frame_options,
     )
     report = run_demo(
         model,

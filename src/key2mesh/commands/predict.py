@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from key2mesh.commands._args import positive_int
+from key2mesh.commands._world import add_world_arguments, motion_options
 from key2mesh.keypoints.io import MIN_KEYPOINTS
 from key2mesh.safe_paths import OutputNames
 
@@ -62,13 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--focal", type=float, default=None, help="focal length in pixels (default max(H, W))"
     )
-    p.add_argument(
-        "--world",
-        choices=["ground", "camera"],
-        default=None,
-        help="frame of the exports: ground (default; gravity-aligned from the feet, y up, ground "
-        "at y = 0; camera with a warning when the feet show no ground) or camera",
-    )
+    add_world_arguments(p)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument(
         "--int8",
@@ -89,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.safe_paths import atomic_savez
 
     plan = _plan(args)
+    motion_options(args)  # --world / --origin / --subject errors before any work
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
     if plan.formats:  # before any prediction
         from key2mesh.inference.motion_export import check_formats
@@ -190,7 +186,7 @@ def _write_motions(model, args: argparse.Namespace, plan: _Plan) -> None:
             focal=args.focal,
             smoothing=MotionSmoothing("one-euro" if args.smooth else "none"),
             chunk_size=args.chunk_size,
-            world=getattr(args, "world", None) or "auto",
+            **motion_options(args),
         )
         if not len(motion):
             print(f"  {path}: no usable, tracked detection: no motion written")

@@ -63,6 +63,8 @@ class DemoOptions:
     see :class:`~key2mesh.media.multi_detect.SearchSchedule`), ``max_height``: frames higher than this are shown (and their meshes rendered) scaled down
     to it, so the output panels are that high (None: the source size), ``inputs``: the input files (no output may be one of them),
     ``world``: the frame of the exports and ``transl_world`` (:mod:`~key2mesh.inference.world`),
+    ``origin`` its origin, ``subjects`` the people's height / sex per track
+    (:mod:`~key2mesh.inference.subject`),
     ``source``: the input named in the params sidecar, ``threads``: torch's
     intra-op threads while the demo runs (restored afterwards; None: unchanged): one, as the
     rasteriser's many small ops collapse on OpenMP fork/joins when the cores are shared (26 s
@@ -82,6 +84,8 @@ class DemoOptions:
     threads: int | None = 1
     inputs: tuple[Path, ...] = ()  # files the outputs must never overwrite
     world: str = "auto"  # export frame: ground | camera | auto (ground, else camera + warning)
+    origin: str = "first-pelvis"  # ground frame's origin: key2mesh.inference.world.ORIGINS
+    subjects: dict | None = None  # {track or None (every track): Subject}
     source: str = ""  # what the frames came from, for the params sidecar
 
 
@@ -359,6 +363,8 @@ def _run_demo(
             focal=options.focal,
             smoothing=options.smoothing,
             world=options.world,
+            origin=options.origin,
+            subjects=options.subjects,
         )
     report.motion = motion
     if len(motion):

@@ -2,7 +2,8 @@
 (frame, person), and its files (``<stem>_params.npz`` + a JSON sidecar describing every key).
 
 Per track the body shape is the median of its per-frame predictions (one person keeps one
-body; the per-frame shapes jitter), rotations are optionally smoothed (One-Euro on the 6D
+body; the per-frame shapes jitter), set to the subject's height and sex where the user gives
+them (:mod:`~key2mesh.inference.subject`), rotations are optionally smoothed (One-Euro on the 6D
 representation, or its zero-phase offline variant), the camera translation is fitted per row
 (:func:`~key2mesh.inference.camera_fit.fit_camera`) and smoothed the same way. Everything is
 computed in chunks of ``chunk_size`` rows, so memory does not grow with the video beyond these
@@ -73,6 +74,8 @@ class Motion:
     shape_names: list[str]
     keypoint_set: str
     world: World | None = None  # the export frame (None: the camera's); estimate_world
+    # per track: {"height_m": stature of its body, "subject": height / sex given or None}
+    bodies: dict[int, dict] | None = None
 
     def __len__(self) -> int:
         return len(self.frame_index)
@@ -117,15 +120,24 @@ def build_motion(
     track_shape: bool = True,
     chunk_size: int = CHUNK,
     world: str = "camera",
+    origin: str = "first-pelvis",
+    subjects=None,
 ) -> Motion:
     """Predict, fit and smooth N tracked detections (keypoints2d (N, K, 2) pixels of the
     model's set, confidence (N, K)) into a :class:`Motion`. ``focal`` pixels (default
-    max(H, W)); ``track_shape``: one (median) shape per track; ``world``: the export frame,
-    ground | camera | auto (:func:`~key2mesh.inference.world.estimate_world`)."""
-    from key2mesh.inference.world import WORLD_MODES
+    max(H, W)); ``track_shape``: one (median) shape per track; ``subjects`` {track or None
+    (every track): :class:`~key2mesh.inference.subject.Subject`}: the height / sex of the
+    people (:func:`~key2mesh.inference.subject.track_shapes`; needs ``track_shape``);
+    ``world``: the export frame, ground | camera | auto, ``origin`` its origin
+    (:func:`~key2mesh.inference.world.estimate_world`)."""
+    from key2mesh.inference.world import ORIGINS, WORLD_MODES
 
     if world not in (*WORLD_MODES, "auto"):
         raise Key2MeshError(f"--world {world!r}: choose from {', '.join(WORLD_MODES)}")
+    if origin not in ORIGINS:
+        raise Key2MeshError(f"--origin {origin!r}: choose from {', '.join(ORIGINS)}")
+    if subjects and not track_shape:
+        raise Key2MeshError("a subject's height / sex needs one shape per track (track_shape)")
     from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
     from key2mesh.inference.camera_fit import default_focal
     from key2mesh.inference.smoothing import smooth_track_series
@@ -141,10 +153,12 @@ def build_motion(
     rot = torch.cat(rot).double() if n else torch.zeros(0, 24, 3, 3, dtype=torch.float64)
     shape = torch.cat(shape).double() if n else torch.zeros(0, model.body.shape_dim)
     track_id, time_s = np.asarray(track_id), np.asarray(time_s, np.float64)
-    if track_shape:
-        for t in np.unique(track_id):
-            sel = torch.from_numpy(np.flatnonzero(track_id == t))
-            shape[sel] = shape[sel].median(dim=0).values
+    bodies = None
+    if track_shape and n:
+        from key2mesh.inference.subject import track_shapes
+
+        one, bodies = track_shapes(model.mesh_body, shape.numpy(), track_id, subjects)
+        shape = torch.from_numpy(one).double()
     smooth = smoothing.mode != "none"
     args = (smoothing.min_cutoff, smoothing.beta, smoothing.mode == "zero-phase")
     if smooth and n:
@@ -192,10 +206,11 @@ def build_motion(
         body=str(model.checkpoint.body.get("name", "anny")),
         shape_names=shape_names(model),
         keypoint_set=model.keypoint_set,
+        bodies=bodies,
     )
     from key2mesh.inference.world import estimate_world
 
-    motion.world = estimate_world(model, motion, world)
+    motion.world = estimate_world(model, motion, world, origin=origin)
     return motion
 
 
@@ -298,12 +313,17 @@ def write_params(motion: Motion, path: str | Path, source: str = "") -> tuple[Pa
     npz = atomic_savez(path, compressed=True, **arrays)
     keys = dict(PARAMS_KEYS)
     if "betas" in arrays:
-        keys["betas"] = ("(N, S)", "-", "SMPL shape coefficients (one per track: the median)")
+        keys["betas"] = (
+            "(N, S)",
+            "-",
+            "SMPL shape coefficients (one per track: the median, set to its subject's height)",
+        )
     else:
         keys["phenotypes"] = (
             "(N, 6)",
             "[0, 1]",
-            "anny phenotypes (one per track: the median), named by phenotype_names",
+            "anny phenotypes (one per track: the median, set to its subject's height / sex), "
+            "named by phenotype_names",
         )
         keys["phenotype_names"] = ("(6,)", "-", "names of the phenotypes columns")
     sidecar = {
@@ -328,6 +348,7 @@ def write_params(motion: Motion, path: str | Path, source: str = "") -> tuple[Pa
                 "last_frame": int(motion.frame_index[motion.track_id == t].max()),
                 "start_s": float(motion.time_s[motion.track_id == t].min()),
                 "sample_interval_s": frame_step(motion.frame_index) / motion.fps,
+                **((motion.bodies or {}).get(t, {})),
             }
             for t in motion.tracks()
         },

@@ -171,12 +171,14 @@ def motion_from_file(
     smoothing=None,
     chunk_size: int = CHUNK,
     world: str = "camera",
+    **options,
 ):
     """One keypoint file → :class:`~key2mesh.inference.motion.Motion` (the demo's table:
     tracked identities, camera translation, standard keys). ``image_size`` (H, W) px: from the
     file when it has one, else this argument, else the keypoints' extent (principal point at
     its centre). Unusable detections and untracked ones are left out. ``world``: the export
-    frame (:func:`~key2mesh.inference.world.estimate_world`)."""
+    frame (:func:`~key2mesh.inference.world.estimate_world`); ``options``: more
+    :func:`~key2mesh.inference.motion.build_motion` keywords (``origin``, ``subjects``)."""
     from key2mesh.inference.motion import MotionSmoothing, build_motion
     from key2mesh.keypoints.io import read_detections
 
@@ -205,4 +207,5 @@ def motion_from_file(
         smoothing=smoothing or MotionSmoothing(),
         chunk_size=chunk_size,
         world=world,
+        **options,
     )

@@ -6,8 +6,11 @@ along -z).
 Ground: ankles (SMPL-24 joints 7, 8) moving slower than ``max_speed`` are contact candidates;
 a robust plane through them over all tracks (:func:`~key2mesh.geometry.ground.fit_ground`,
 one parallel level per track, so a person on a box stands on a higher level), lowered by each
-body's ankle-to-sole height (its rest mesh), is the ground. Y up, ground at y = 0, the origin on
-the ground under the first track's first pelvis; contacts are then the slow ankles within
+body's ankle-to-sole height (its rest mesh), is the ground. Y up, ground at y = 0, x along the
+camera's x projected on the ground; the origin (``--origin``) on the ground under the first
+track's first pelvis (``first-pelvis``, default: the first person starts at x = z = 0), under
+the median pelvis of all rows (``people``: the scene centred) or under the camera (``camera``:
+the camera at x = z = 0, its height on y); contacts are then the slow ankles within
 ``contact_height`` of their level. A contact-aware root correction
 (:func:`~key2mesh.geometry.ground.contact_root_correction`) is kept when it lowers the foot
 skate (mm of contact-foot slide per sample)."""
@@ -32,6 +35,7 @@ from key2mesh.geometry.ground import (
 
 log = logging.getLogger(__name__)
 WORLD_MODES = ("ground", "camera")
+ORIGINS = ("first-pelvis", "people", "camera")  # --origin: the ground point under ...
 ANKLES = (7, 8)  # SMPL-24 left, right ankle
 FLIP = np.diag([1.0, -1.0, -1.0])  # camera frame <-> the model's world frame
 
@@ -52,6 +56,7 @@ class World:
     skate_mm: tuple[float, float] = (float("nan"), float("nan"))
     corrected: bool = False
     sole: dict[int, float] = field(default_factory=dict)
+    origin_mode: str = "camera"  # ORIGINS (ground mode) or "camera" (the camera frame)
 
     def points(self, x_cam: np.ndarray) -> np.ndarray:
         """Camera-frame points (..., 3) → world frame (no root shift)."""
@@ -89,9 +94,10 @@ def ground_world(
     contact_height: float = 0.1,
     max_gap_s: float = 0.5,
     correct: bool | None = None,
+    origin: str = "first-pelvis",
 ) -> World:
     """Estimate the ground of a static camera's motion (see module doc). ``sole`` {track: m}
-    (default 0.08 m each); ``correct``: keep the contact root correction (None: only when it
+    (default 0.08 m each); ``origin``: one of :data:`ORIGINS`; ``correct``: keep the contact root correction (None: only when it
     lowers the foot skate). A one-line error when there is no foot contact to fit."""
     n = len(motion.track_id)
     ok = np.isfinite(motion.joints3d).all((1, 2))
@@ -115,10 +121,8 @@ def ground_world(
     level = np.array([fit.level[int(t)] + sole[int(t)] for t in track])  # ankle height standing
     height = feet @ fit.normal - fit.ground  # ankle height above the ground
     contact = slow & (height - level[:, None] < contact_height)
-    first = motion.rows_of(motion.tracks()[0])
-    first = first[ok[first]][0]
-    rot, origin = ground_frame(fit.normal, fit.ground, motion.transl[first])
-    world = World("ground", rot, origin, contact, np.zeros((n, 3)), fit, sole=sole)
+    rot, o = ground_frame(fit.normal, fit.ground, origin_point(motion, ok, origin))
+    world = World("ground", rot, o, contact, np.zeros((n, 3)), fit, sole=sole, origin_mode=origin)
     fw = world.points(np.nan_to_num(feet))
     shift = contact_root_correction(fw, contact, track, time_s, level, max_gap_s=max_gap_s)
     before = foot_skate(fw, contact, track, time_s, max_gap_s)
@@ -128,6 +132,23 @@ def ground_world(
     if keep:
         world.root_shift = np.where(ok[:, None], shift, 0.0)
     return world
+
+
+def origin_point(motion, ok: np.ndarray, origin: str) -> np.ndarray:
+    """(3,) camera-frame point the ground origin lies under (see :data:`ORIGINS`); ``ok`` (N,)
+    rows with a camera fit."""
+    if origin == "camera":
+        return np.zeros(3)
+    if origin == "people":
+        return np.median(motion.transl[ok], axis=0)
+    if origin != "first-pelvis":
+        raise Key2MeshError(f"--origin {origin!r}: choose from {', '.join(ORIGINS)}")
+    for track in motion.tracks():  # the first track with a camera fit (a few tracks)
+        rows = motion.rows_of(track)
+        rows = rows[ok[rows]]
+        if len(rows):
+            return motion.transl[rows[0]]
+    raise Key2MeshError("--world ground: no frame with a camera fit to put the origin under")
 
 
 def estimate_world(model, motion, mode: str = "ground", **kw) -> World:
@@ -178,6 +199,7 @@ def world_summary(world: World, motion) -> dict:
     if world.fit is not None:
         out.update(
             {
+                "origin": world.origin_mode,
                 "up_in_camera": world.fit.normal.tolist(),
                 "camera_height_m": float(world.points(np.zeros(3))[1]),
                 "levels_m": {str(k): v for k, v in world.fit.level.items()},
