@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "evaluate": "evaluate",
     "fit": "fit",
+    "view": "view",
 }
 
 

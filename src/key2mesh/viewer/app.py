@@ -1,0 +1,387 @@
+"""The browser viewer (viser, the ``viewer`` extra): a :class:`~key2mesh.viewer.scene.Scene`
+served on 127.0.0.1 — skinned bodies on the ground, camera frusta, one timeline (play / pause,
+scrub, speed), per-track toggles, follow a person, look through the video camera, the overlay
+video beside it.
+
+The web client ships inside the viser wheel: nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from key2mesh.errors import Key2MeshError
+from key2mesh.viewer.bodies import SkinnedBody, quaternions_wxyz
+from key2mesh.viewer.scene import Scene, VideoScene
+
+SPEEDS = ("0.25", "0.5", "1", "2")
+VIDEO_WIDTH = 480  # px: the overlay video's width in the control panel
+FREE, VIDEO = "free orbit", "video camera"
+
+
+def import_viser():
+    """viser, or a one-line error naming the extra to install."""
+    try:
+        import viser
+    except ImportError:
+        raise Key2MeshError(
+            "the viewer needs viser: pip install 'key2mesh[viewer]' (or pip install viser)"
+        ) from None
+    return viser
+
+
+def rgb255(color) -> tuple[int, int, int]:
+    return tuple(int(round(255 * float(c))) for c in color)
+
+
+@dataclass
+class View:
+    """A camera for the 3D view: ``position`` and ``look_at`` (3,) metres, ``up`` (3,),
+    vertical field of view ``fov`` radians."""
+
+    position: np.ndarray
+    look_at: np.ndarray
+    up: np.ndarray
+    fov: float
+
+
+def overview(scene: Scene, fov: float = 0.9) -> View:
+    """A view of every track's path from the video camera's side, raised 25°: the paths' centre
+    at pelvis height, far enough back to hold them all."""
+    roots = np.concatenate([t.root for t in scene.tracks]) if scene.tracks else np.zeros((1, 3))
+    lo, hi = roots.min(0), roots.max(0)
+    center = (lo + hi) / 2
+    extent = float(np.linalg.norm((hi - lo)[[0, 2]])) + 2.5
+    toward = np.array([0.0, 0.0, 1.0])
+    if scene.cameras:
+        d = scene.cameras[0].position - center
+        d[1] = 0.0
+        if np.linalg.norm(d) > 1e-6:
+            toward = d / np.linalg.norm(d)
+    elev = np.deg2rad(25.0)
+    dist = max(4.0, 0.6 * extent / np.tan(fov / 2))
+    direction = np.cos(elev) * toward + np.sin(elev) * np.array([0.0, 1.0, 0.0])
+    return View(center + dist * direction, center, np.array([0.0, 1.0, 0.0]), fov)
+
+
+def camera_view(cam) -> View:
+    """Look through a :class:`~key2mesh.viewer.scene.CameraScene`."""
+    return View(cam.position, cam.position + 5.0 * cam.forward, -cam.rotation[:, 1], cam.yfov)
+
+
+class VideoFrames:
+    """Frames of an overlay video, read in order and cached (``cache`` frames), scaled to
+    ``width`` px; the mesh-overlay panel of a demo frame is cropped out first."""
+
+    def __init__(self, video: VideoScene, image_size: tuple[int, int] | None, width: int = 480):
+        from key2mesh.media.video import source_info
+
+        self.video, self.width, self.image_size = video, width, image_size
+        self.num_frames = source_info(video.path).num_frames or None
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._it, self._next = None, 0
+        self._lock = threading.Lock()
+
+    def _prepare(self, frame: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        from key2mesh.viewer.scene import overlay_crop
+
+        h, w = frame.shape[:2]
+        if self.image_size is not None:
+            x0, x1 = overlay_crop(w, h, self.image_size)
+            frame = frame[:, x0:x1]
+        h, w = frame.shape[:2]
+        size = (self.width, max(1, int(round(h * self.width / w))))
+        return np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR))
+
+    def __getitem__(self, k: int) -> np.ndarray | None:
+        from key2mesh.media.video import iter_frames
+
+        with self._lock:
+            if k in self._cache:
+                self._cache.move_to_end(k)
+                return self._cache[k]
+            if self._it is None or k < self._next:
+                self._it, self._next = iter_frames(self.video.path, k), k
+            frame = None
+            while self._next <= k:
+                frame = next(self._it, None)
+                if frame is None:  # past the end
+                    self._it = None
+                    return None
+                self._next += 1
+            out = self._prepare(frame)
+            self._cache[k] = out
+            while len(self._cache) > 240:
+                self._cache.popitem(last=False)
+            return out
+
+
+class Viewer:
+    """A viser server showing ``scene`` (bodies from ``bodies`` {track name: SkinnedBody});
+    :meth:`show` sets the clock, :meth:`play` runs it until :meth:`close`."""
+
+    def __init__(
+        self,
+        scene: Scene,
+        bodies: dict[str, SkinnedBody],
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        video: bool = True,
+    ):
+        viser = import_viser()
+        self.scene, self.bodies = scene, bodies
+        try:
+            self.server = viser.ViserServer(host=host, port=port, label="key2mesh", verbose=False)
+        except OSError as err:
+            raise Key2MeshError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+        self.url = f"http://{host}:{self.server.get_port()}"
+        self.clock = scene.clock
+        self.time = float(self.clock[0])
+        self.playing = False
+        self.follow: str | None = None
+        self._followed_at: np.ndarray | None = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.frames = (
+            [VideoFrames(v, _image_size(scene), VIDEO_WIDTH) for v in scene.videos] if video else []
+        )
+        self._build()
+        self.show(self.time)
+
+    # --- scene -----------------------------------------------------------------------------
+    def _build(self) -> None:
+        sc, s = self.scene, self.server.scene
+        self.server.gui.configure_theme(control_width="large", show_share_button=False)
+        s.set_up_direction("+y")
+        g = sc.ground
+        s.add_grid(
+            "/ground",
+            width=g.size,
+            height=g.size,
+            plane="xz",
+            position=(g.center[0], g.height, g.center[1]),
+            plane_color=(235, 235, 230),
+            plane_opacity=0.6 if g.estimated else 0.25,
+            shadow_opacity=0.2,
+        )
+        for name, level in g.levels.items():
+            tr = next(t for t in sc.tracks if t.name == name)
+            lo, hi = tr.root[:, [0, 2]].min(0) - 0.6, tr.root[:, [0, 2]].max(0) + 0.6
+            s.add_box(
+                f"/platforms/{name}",
+                color=(190, 190, 180),
+                dimensions=(
+                    float(hi[0] - lo[0]),
+                    max(level - g.height, 0.01),
+                    float(hi[1] - lo[1]),
+                ),
+                position=(
+                    float(lo[0] + hi[0]) / 2,
+                    (level + g.height) / 2,
+                    float(lo[1] + hi[1]) / 2,
+                ),
+                opacity=0.35,
+            )
+        self.frusta = {}
+        for i, cam in enumerate(sc.cameras):
+            self.frusta[cam.name] = s.add_camera_frustum(
+                f"/cameras/{i}",
+                fov=cam.yfov,
+                aspect=cam.aspect,
+                scale=0.5,
+                color=(40, 40, 40),
+                wxyz=cam.wxyz,
+                position=cam.position,
+            )
+        self.meshes = {}
+        for tr in sc.tracks:
+            b = self.bodies[tr.name]
+            self.meshes[tr.name] = s.add_mesh_skinned(
+                f"/people/{tr.name.replace('/', '_')}",
+                b.vertices.astype(np.float32),
+                b.faces.astype(np.uint32),
+                bone_wxyzs=np.tile([1.0, 0.0, 0.0, 0.0], (len(b.skeleton.names), 1)),
+                bone_positions=b.skeleton.rest,
+                skin_weights=b.weights,
+                color=rgb255(tr.color),
+                visible=False,
+            )
+        self._gui()
+        view = overview(sc)
+        ic = self.server.initial_camera
+        ic.position, ic.look_at, ic.up, ic.fov = view.position, view.look_at, view.up, view.fov
+        self.server.on_client_connect(lambda client: self.set_view(view, client))
+
+    def _gui(self) -> None:
+        gui, sc = self.server.gui, self.scene
+        n = len(self.clock)
+        if sc.title:
+            gui.add_markdown(f"**{sc.title}**")
+        with gui.add_folder("Timeline"):
+            self.g_time = gui.add_slider(
+                "Time (s)",
+                min=float(self.clock[0]),
+                max=float(self.clock[-1]) if n > 1 else float(self.clock[0]) + 1e-3,
+                step=round(self.scene.interval_s, 6),
+                initial_value=float(self.clock[0]),
+            )
+            self.g_play = gui.add_checkbox("Play", initial_value=False)
+            self.g_loop = gui.add_checkbox("Loop", initial_value=True)
+            self.g_speed = gui.add_dropdown("Speed", SPEEDS, initial_value="1")
+            self.g_info = gui.add_markdown("")
+        self.g_time.on_update(lambda _: self._scrubbed())
+        self.g_play.on_update(lambda _: setattr(self, "playing", self.g_play.value))
+        with gui.add_folder("People"):
+            self.g_tracks = {
+                tr.name: gui.add_checkbox(f"{tr.name} (from {tr.start_s:.2f} s)", True)
+                for tr in sc.tracks
+            }
+            self.g_follow = gui.add_dropdown(
+                "Follow", ("nobody", *(t.name for t in sc.tracks)), initial_value="nobody"
+            )
+        for cb in self.g_tracks.values():
+            cb.on_update(lambda _: self.show(self.time))
+        self.g_follow.on_update(lambda _: self._set_follow(self.g_follow.value))
+        with gui.add_folder("View"):
+            self.g_views = gui.add_button_group("Look", (FREE, *(c.name for c in sc.cameras)))
+        self.g_views.on_click(lambda ev: self._look(ev.target.value, ev.client))
+        self.g_video = None
+        if self.frames:
+            with gui.add_folder("Overlay video"):
+                first = self.frames[0][0]
+                if first is not None:
+                    self.g_video = gui.add_image(first, format="jpeg", jpeg_quality=80)
+        if sc.notes:
+            gui.add_markdown("\n".join(f"- {n}" for n in sc.notes))
+
+    # --- state -----------------------------------------------------------------------------
+    def _scrubbed(self) -> None:
+        if abs(self.g_time.value - self.time) > 1e-6:
+            self.show(float(self.g_time.value), from_slider=True)
+
+    def _set_follow(self, name: str) -> None:
+        with self._lock:
+            self.follow = None if name == "nobody" else name
+            self._followed_at = None
+            if self.follow is not None:
+                root = self._root(self.follow)
+                if root is not None:
+                    for client in self.server.get_clients().values():
+                        client.camera.look_at = root
+                    self._followed_at = root
+
+    def _root(self, name: str) -> np.ndarray | None:
+        tr = next(t for t in self.scene.tracks if t.name == name)
+        k = tr.sample_at(self.time, 0.5 * self.scene.interval_s + 1e-6)
+        return None if k is None else tr.root[k].copy()
+
+    def _look(self, which: str, client=None) -> None:
+        """Look through camera ``which`` (its frustum hidden), or back to the overview."""
+        for name, frustum in self.frusta.items():
+            frustum.visible = name != which
+        if which == FREE:
+            view = overview(self.scene)
+        else:
+            view = camera_view(next(c for c in self.scene.cameras if c.name == which))
+        self.set_view(view, client)
+
+    def set_view(self, view: View, client=None) -> None:
+        """Move one client's camera (every client's when None) to ``view``."""
+        clients = [client] if client is not None else list(self.server.get_clients().values())
+        for c in clients:
+            with c.atomic():
+                c.camera.fov = view.fov
+                c.camera.position = view.position
+                c.camera.look_at = view.look_at
+                c.camera.up_direction = view.up
+
+    def show(self, t: float, from_slider: bool = False) -> None:
+        """Pose every body at clock time ``t`` (seconds); hide the people not tracked then."""
+        with self._lock:
+            self.time = float(np.clip(t, self.clock[0], self.clock[-1]))
+            shown = self.scene.visible(self.time)
+            with self.server.atomic():
+                for tr in self.scene.tracks:
+                    mesh = self.meshes[tr.name]
+                    k = shown.get(tr.name)
+                    on = k is not None and self.g_tracks[tr.name].value
+                    if on:
+                        b = self.bodies[tr.name]
+                        q = quaternions_wxyz(b.rotations[k])
+                        for j, bone in enumerate(mesh.bones):
+                            bone.wxyz = q[j]
+                            bone.position = b.positions[k, j]
+                    mesh.visible = on
+                if not from_slider:
+                    self.g_time.value = self.time
+                people = ", ".join(shown) or "nobody"
+                self.g_info.content = f"t = {self.time:.2f} s · shown: {people}"
+                self._follow_camera()
+            self._show_video()
+
+    def _follow_camera(self) -> None:
+        if self.follow is None:
+            return
+        root = self._root(self.follow)
+        if root is None:
+            return
+        if self._followed_at is not None:
+            delta = root - self._followed_at
+            for client in self.server.get_clients().values():
+                client.camera.position = client.camera.position + delta
+        self._followed_at = root
+
+    def _show_video(self) -> None:
+        if self.g_video is None:
+            return
+        fr = self.frames[0]
+        k = fr.video.frame_at(self.time, fr.num_frames)
+        image = fr[k] if k is not None else None
+        if image is not None:
+            self.g_video.image = image
+
+    # --- playback --------------------------------------------------------------------------
+    def step(self, dt: float) -> None:
+        """Advance the clock by ``dt`` seconds of wall time × the chosen speed."""
+        t = self.time + dt * float(self.g_speed.value)
+        if t > self.clock[-1]:
+            t = self.clock[0] if self.g_loop.value else self.clock[-1]
+            if not self.g_loop.value:
+                self.playing = False
+                self.g_play.value = False
+        self.show(t)
+
+    def _run(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.is_set():
+            time.sleep(max(0.0, min(self.scene.interval_s, 0.1) - 0.002))
+            now = time.perf_counter()
+            if self.playing:
+                self.step(now - last)
+            last = now
+
+    def start(self, playing: bool = False) -> None:
+        """Run the clock in a background thread (``playing``: start playing)."""
+        self.playing = playing
+        self.g_play.value = playing
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        self.server.stop()
+
+
+def _image_size(scene: Scene) -> tuple[int, int] | None:
+    return scene.cameras[0].image_size if scene.cameras else None
