@@ -50,6 +50,21 @@ class View:
     fov: float
 
 
+def project(view: View, points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pixel coordinates (N, 2) of scene points (N, 3) in an image of ``size`` (W, H) seen from
+    ``view`` (pinhole, vertical field of view ``view.fov``, principal point at the centre)."""
+    w, h = size
+    fwd = view.look_at - view.position
+    fwd = fwd / np.linalg.norm(fwd)
+    right = np.cross(fwd, view.up)
+    right = right / np.linalg.norm(right)
+    down = np.cross(fwd, right)
+    d = np.asarray(points, np.float64) - view.position
+    f = 0.5 * h / np.tan(view.fov / 2)
+    z = d @ fwd
+    return np.stack([w / 2 + f * (d @ right) / z, h / 2 + f * (d @ down) / z], axis=-1)
+
+
 def overview(scene: Scene, fov: float = 0.9) -> View:
     """A view of every track's path from the video camera's side, raised 25°: the paths' centre
     at pelvis height, far enough back to hold them all."""

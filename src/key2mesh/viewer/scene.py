@@ -138,8 +138,8 @@ class Scene:
         """(K,) sorted sample times of all tracks (seconds), duplicates merged."""
         if not self.tracks:
             return np.zeros(1)
-        t = np.concatenate([tr.times for tr in self.tracks])
-        return np.unique(np.round(t, 6))
+        t = np.sort(np.concatenate([tr.times for tr in self.tracks]))
+        return t[np.concatenate([[True], np.diff(t) > 1e-6])]
 
     @property
     def interval_s(self) -> float:

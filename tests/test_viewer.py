@@ -1,0 +1,313 @@
+"""The browser viewer's scene data (no browser): tracks on the shared clock, the ground, the
+camera, bone poses and skinning; the live pipeline's latency table. Slow: the viewer on the
+sports2d demo output in headless Chromium, both bodies drawn where they stand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from key2mesh.errors import Key2MeshError
+from key2mesh.inference.motion_export.skeleton import Skeleton
+from key2mesh.viewer.bodies import bone_poses, quaternions_wxyz
+from key2mesh.viewer.scene import (
+    VideoScene,
+    find_results,
+    load_params_scene,
+    overlay_crop,
+)
+
+FPS = 30.0
+
+
+def _rot_x(deg: float) -> np.ndarray:
+    a = np.deg2rad(deg)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _motion(pitch_deg: float = 10.0, cam_height: float = 1.6):
+    """Two walkers seen by a camera ``cam_height`` m above the ground, pitched down by
+    ``pitch_deg``: track 0 in frames 0..28 (every 4th), track 1 from frame 40 (1.33 s) with
+    frame 52 missing; a ground world frame whose origin is under track 0's first pelvis."""
+    from key2mesh.inference.motion import Motion
+    from key2mesh.inference.world import World
+
+    rows = [(f, 0) for f in range(0, 60, 4)] + [(f, 1) for f in range(40, 60, 4) if f != 52]
+    frame = np.array([r[0] for r in rows])
+    track = np.array([r[1] for r in rows])
+    n = len(rows)
+    # world: y up, ground y = 0; pelvis 0.95 m up; track 0 walks along +x at z = -6, track 1 at z = -8
+    x = np.where(track == 0, -1 + 0.05 * frame, 1 - 0.03 * frame)
+    z = np.where(track == 0, -6.0, -8.0)
+    pelvis_w = np.stack([x, np.full(n, 0.95), z], 1)
+    # camera at (0, cam_height, 0) looking along -z pitched down: X_w = R_wc X_c + c
+    r_wc = _rot_x(-pitch_deg) @ np.diag([1.0, -1.0, -1.0])  # OpenCV camera → world
+    c = np.array([0.0, cam_height, 0.0])
+    transl = (pelvis_w - c) @ r_wc  # camera frame (R^T (X - c))
+    # the world frame of the file: X_world = R (X_cam - origin), origin = track 0's first pelvis
+    # dropped to the ground (in the camera frame)
+    origin = (np.array([pelvis_w[0, 0], 0.0, pelvis_w[0, 2]]) - c) @ r_wc
+    rot = r_wc
+    world = World("ground", rot, origin, np.zeros((n, 2), bool), np.zeros((n, 3)))
+    rotmats = np.tile(np.eye(3, dtype=np.float32), (n, 24, 1, 1))
+    motion = Motion(
+        frame_index=frame,
+        time_s=frame / FPS,
+        track_id=track,
+        rotmats=rotmats,
+        shape=np.full((n, 6), 0.5, np.float32),
+        transl=transl,
+        focal_length=np.full(n, 1000.0),
+        keypoints2d=np.zeros((n, 17, 2), np.float32),
+        confidence=np.ones((n, 17), np.float32),
+        joints3d=np.zeros((n, 24, 3)),
+        keypoints3d=np.zeros((n, 17, 3)),
+        reprojection_error=np.zeros(n),
+        fps=FPS,
+        image_size=(720, 1280),
+        body="anny",
+        shape_names=[f"p{i}" for i in range(6)],
+        keypoint_set="coco17",
+        world=world,
+    )
+    return motion, pelvis_w, c
+
+
+@pytest.fixture
+def result(tmp_path):
+    from key2mesh.inference.motion import write_params
+
+    motion, pelvis_w, cam = _motion()
+    write_params(motion, tmp_path / "clip_params.npz", source="clip.mp4")
+    return tmp_path, motion, pelvis_w, cam
+
+
+def test_tracks_on_the_shared_clock(result):
+    folder, motion, pelvis_w, _ = result
+    scene = load_params_scene(find_results(folder))
+    names = [t.name for t in scene.tracks]
+    assert names == ["track0", "track1"]
+    t0, t1 = scene.tracks
+    assert t0.start_s == 0.0 and t1.start_s == pytest.approx(40 / FPS)  # enters at 1.33 s
+    assert t0.end_s == pytest.approx(56 / FPS) and t1.end_s == pytest.approx(56 / FPS)
+    # one clock: every 4th frame 0..56, the union of both tracks' samples
+    np.testing.assert_allclose(scene.clock, np.arange(0, 60, 4) / FPS, atol=1e-6)
+    assert scene.interval_s == pytest.approx(4 / FPS)
+    # the missed frame 52 is filled in (interpolated), so track 1 is shown there
+    assert t1.interpolated.tolist() == [f == 52 for f in range(40, 60, 4)]
+    assert scene.visible(0.5) == {"track0": 4}  # 0.5 s is nearest frame 16 (0.533 s)
+    assert scene.visible(40 / FPS) == {"track0": 10, "track1": 0}
+    assert set(scene.visible(52 / FPS)) == {"track0", "track1"}
+    assert scene.visible(10.0) == {}  # after everyone's last sample
+    # root positions on the ground frame: pelvis 0.95 m above y = 0, track 0 starts over the origin
+    np.testing.assert_allclose(t0.root[:, 1], 0.95, atol=1e-5)
+    np.testing.assert_allclose(t0.root[0], [0.0, 0.95, 0.0], atol=1e-5)
+    # track 1's root moves as built (x = 1 - 0.03 f), relative to track 0's first pelvis
+    expect = pelvis_w[motion.track_id == 1][:, 0] - pelvis_w[0, 0]
+    np.testing.assert_allclose(t1.root[~t1.interpolated, 0], expect, atol=1e-5)
+
+
+def test_ground_and_camera(result):
+    folder, _, pelvis_w, cam = result
+    scene = load_params_scene(find_results(folder))
+    g = scene.ground
+    assert g.estimated and g.height == 0.0 and g.levels == {}
+    roots = np.concatenate([t.root for t in scene.tracks])
+    half = g.size / 2
+    assert (np.abs(roots[:, 0] - g.center[0]) < half - 1).all()
+    assert (np.abs(roots[:, 2] - g.center[1]) < half - 1).all()
+    (c,) = scene.cameras
+    # the camera stands cam_height above the ground, at its place relative to the origin
+    origin_w = np.array([pelvis_w[0, 0], 0.0, pelvis_w[0, 2]])
+    np.testing.assert_allclose(c.position, cam - origin_w, atol=1e-5)
+    # it looks along -z pitched 10° down; its image y axis points down (OpenCV)
+    np.testing.assert_allclose(
+        c.forward, [0, -np.sin(np.deg2rad(10)), -np.cos(np.deg2rad(10))], atol=1e-6
+    )
+    assert c.rotation[:, 1] @ np.array([0.0, 1.0, 0.0]) < -0.9
+    np.testing.assert_allclose(c.rotation.T @ c.rotation, np.eye(3), atol=1e-9)
+    assert c.yfov == pytest.approx(2 * np.arctan(360 / 1000))
+    assert c.aspect == pytest.approx(1280 / 720)
+    # the quaternion is the same rotation
+    w, x, y, z = c.wxyz
+    from scipy.spatial.transform import Rotation
+
+    np.testing.assert_allclose(Rotation.from_quat([x, y, z, w]).as_matrix(), c.rotation, atol=1e-9)
+    # each track's root projects in front of the camera
+    for t in scene.tracks:
+        depth = (t.root - c.position) @ c.forward
+        assert (depth > 4).all()
+
+
+def test_camera_frame_results_get_a_guide_plane(tmp_path):
+    from key2mesh.inference.motion import write_params
+    from key2mesh.inference.world import camera_world
+
+    motion, _, _ = _motion()
+    motion.world = camera_world(len(motion))
+    write_params(motion, tmp_path / "cam_params.npz")
+    scene = load_params_scene([tmp_path / "cam_params.npz"])
+    lowest = min(t.root[:, 1].min() for t in scene.tracks)
+    assert not scene.ground.estimated
+    assert scene.ground.height == pytest.approx(lowest - 0.95 - 0.08)
+    assert any("camera frame" in n for n in scene.notes)
+    # in the camera's frame the video camera is the origin looking along -z
+    np.testing.assert_allclose(scene.cameras[0].position, 0, atol=1e-9)
+    np.testing.assert_allclose(scene.cameras[0].forward, [0, 0, -1], atol=1e-9)
+
+
+def test_several_files_are_named_apart(tmp_path):
+    from key2mesh.inference.motion import write_params
+
+    motion, _, _ = _motion()
+    write_params(motion, tmp_path / "a_params.npz")
+    write_params(motion, tmp_path / "b_params.npz")
+    scene = load_params_scene(find_results(tmp_path))
+    assert [t.name for t in scene.tracks] == ["a/track0", "a/track1", "b/track0", "b/track1"]
+    assert [c.name for c in scene.cameras] == ["a/video camera", "b/video camera"]
+
+
+def test_find_results_errors(tmp_path):
+    with pytest.raises(Key2MeshError, match="does not exist"):
+        find_results(tmp_path / "nope")
+    with pytest.raises(Key2MeshError, match="no <stem>_params.npz"):
+        find_results(tmp_path)
+    bad = tmp_path / "x_params.npz"
+    np.savez(bad, a=np.zeros(3))
+    with pytest.raises(Key2MeshError, match="not a key2mesh params file"):
+        load_params_scene([bad])
+
+
+def _chain() -> Skeleton:
+    """A 3-joint chain: root (SMPL 0) → SMPL 3 (0.5 m up) → SMPL 6 (0.5 m up)."""
+    offsets = np.array([[0.0, 1.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.5, 0.0]])
+    rest = np.cumsum(offsets, axis=0)
+    return Skeleton(
+        np.array([0, 3, 6]), ["pelvis", "spine1", "spine2"], np.array([-1, 0, 1]), offsets, {}, rest
+    )
+
+
+def test_bone_poses_by_hand():
+    sk = _chain()
+    rot = np.tile(np.eye(3), (2, 24, 1, 1))
+    rot[1, 3] = _rot_x(90)  # bend the middle joint 90° about x: the last bone points along +z
+    root = np.array([[0.0, 1.0, 0.0], [2.0, 1.0, 0.0]])
+    g, p = bone_poses(sk, rot, root)
+    np.testing.assert_allclose(p[0], sk.rest)  # rest pose at the rest root
+    np.testing.assert_allclose(p[1], [[2, 1, 0], [2, 1.5, 0], [2, 1.5, 0.5]], atol=1e-12)
+    np.testing.assert_allclose(g[1, 2], _rot_x(90), atol=1e-12)  # inherits its parent's turn
+    q = quaternions_wxyz(g[1])
+    np.testing.assert_allclose(q[0], [1, 0, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(q[1], [np.cos(np.pi / 4), np.sin(np.pi / 4), 0, 0], atol=1e-12)
+
+
+def test_skinned_bodies_match_the_body_model(tmp_path):
+    """The browser's skinning inputs (rest mesh, weights, bone poses) give the body model's own
+    mesh at each sample, placed at the root (the same rows as the glTF export)."""
+    import torch
+
+    from key2mesh.inference.motion import write_params
+    from key2mesh.viewer import load_bodies
+    from key2mesh.viewer.bodies import body_kit, skin
+
+    motion, _, _ = _motion()
+    rng = np.random.default_rng(0)
+    from scipy.spatial.transform import Rotation
+
+    aa = 0.3 * rng.standard_normal((len(motion), 24, 3))
+    aa[:, [10, 11, 22, 23]] = 0  # joints anny's rig does not drive
+    motion.rotmats = (
+        Rotation.from_rotvec(aa.reshape(-1, 3)).as_matrix().reshape(-1, 24, 3, 3).astype(np.float32)
+    )
+    write_params(motion, tmp_path / "m_params.npz")
+    scene = load_params_scene([tmp_path / "m_params.npz"])
+    kit = body_kit("anny")
+    bodies = load_bodies(scene, kit)
+    tr = scene.tracks[1]
+    b = bodies[tr.name]
+    k = 2
+    got = skin(b, k)
+    with torch.no_grad():
+        out = kit.mesh_body(
+            torch.as_tensor(tr.rotmats[k : k + 1], dtype=torch.float32),
+            torch.as_tensor(tr.shape[None]),
+        )
+    verts = out.vertices[0].double().numpy()
+    want = verts - out.joints[0, 0].double().numpy() + tr.root[k]
+    err = np.linalg.norm(got - want, axis=1)
+    assert np.median(err) < 1e-4 and err.max() < 0.03, (np.median(err), err.max())
+
+
+def test_overlay_crop_and_video_clock():
+    # the demo's [input | overlay | side view] panels of a 1768 x 994 video at 994 px
+    assert overlay_crop(2 * 1768 + 497, 994, (994, 1768)) == (1768, 3536)
+    assert overlay_crop(2 * 884 + 248, 497, (994, 1768)) == (884, 1768)  # scaled by half
+    assert overlay_crop(700, 994, (994, 1768)) == (0, 700)  # not a demo panel: whole frame
+    v = VideoScene(Path("x.mp4"), start_s=0.4, interval_s=0.1)
+    assert v.frame_at(0.4) == 0 and v.frame_at(0.71) == 3 and v.frame_at(0.3) is None
+    assert v.frame_at(5.0, num_frames=10) is None
+
+
+def test_overview_sees_every_root(result):
+    from key2mesh.viewer.app import overview
+
+    folder = result[0]
+    scene = load_params_scene(find_results(folder))
+    view = overview(scene)
+    fwd = view.look_at - view.position
+    fwd /= np.linalg.norm(fwd)
+    for t in scene.tracks:
+        d = t.root - view.position
+        angle = np.arccos(np.clip((d @ fwd) / np.linalg.norm(d, axis=1), -1, 1))
+        assert (angle < view.fov / 2).all()
+    assert view.position[1] > view.look_at[1]  # from above
+
+
+# --- slow: the page in a headless browser -------------------------------------------------
+
+
+def _hue_mask(image: np.ndarray, color) -> np.ndarray:
+    """Pixels whose chromaticity is within 0.035 of ``color``'s and that are not grey."""
+    im = image.astype(np.float64)
+    chroma = im / (im.sum(-1, keepdims=True) + 1e-6)
+    c = np.asarray(color) / np.sum(color)
+    return (np.linalg.norm(chroma - c, axis=-1) < 0.035) & (np.ptp(im, axis=-1) > 25)
+
+
+@pytest.mark.slow
+def test_viewer_draws_both_people_in_headless_chromium(tmp_path):
+    pytest.importorskip("viser")
+    pytest.importorskip("mediapipe")
+    from key2mesh.viewer.screenshot import find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("no headless Chromium (apt-get install chromium-headless-shell)")
+    from key2mesh.cli import main
+    from key2mesh.inference.render import track_color
+    from key2mesh.media.video import read_image
+    from key2mesh.viewer import load_scene
+    from key2mesh.viewer.app import overview, project
+
+    out = tmp_path / "sports2d"
+    assert (
+        main(["demo", "sports2d", "--frames", "0:120:4", "--export", "glb", "--out", str(out)]) == 0
+    )
+    png = tmp_path / "view.png"
+    t = 2.0
+    assert main(["view", str(out), "--screenshot", str(png), "--time", str(t), "--port", "0"]) == 0
+    image = read_image(png)
+    assert image.shape == (540, 960, 3)
+    scene = load_scene(out)
+    view = overview(scene)
+    shown = scene.visible(t)
+    assert len(shown) == 2
+    for tr in scene.tracks:
+        mask = _hue_mask(image, track_color(tr.track))
+        assert mask.sum() > 200, (tr.name, mask.sum())  # the body is drawn
+        ys, xs = np.nonzero(mask)
+        u, v = project(view, tr.root[shown[tr.name]][None], (960, 540))[0]
+        # ... around where its pelvis projects (pixels)
+        assert abs(np.median(xs) - u) < 40 and abs(np.median(ys) - v) < 60, (tr.name, u, v)
