@@ -4,7 +4,8 @@ projection, occlusion, jitter, normalisation) at batch 256 on the low-res anny b
     .venv/bin/python benchmarks/data_throughput.py [--threads 2] [--profile detector]
 
 Reports anny's own forward (all vertices, then regression) vs key2mesh's keypoint path as a
-ratio measured in the same run.
+ratio measured in the same run. The last line is ``RESULT pairs_per_s=... keypoints_per_s=...``;
+the output is also written to ``benchmarks/results/data_throughput_threads<N>.md``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import random_poses, timeit
+from _common import random_poses, record_results, timeit
 
 
 def main() -> None:
@@ -21,6 +22,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--profile", default="none")
     a = p.parse_args()
+    record_results(f"data_throughput_threads{a.threads}", "Data path throughput")
     torch.set_num_threads(a.threads)
     from key2mesh.body import load_body_model
     from key2mesh.data.synth import PairSynthesizer, SynthConfig
@@ -45,6 +47,11 @@ def main() -> None:
     print(f"body keypoints, full forward:      {a.batch / t_full:8.0f} samples/s")
     print(
         f"body keypoints, key2mesh fast path: {a.batch / t_kp:8.0f} samples/s  (x{t_full / t_kp:.2f} vs full, x{t_anny / t_kp:.2f} vs anny)"
+    )
+    print(
+        f"RESULT pairs_per_s={a.batch / t_synth:.0f} keypoints_per_s={a.batch / t_kp:.0f} "
+        f"keypoints_vs_anny={t_anny / t_kp:.2f} keypoints_vs_full={t_full / t_kp:.2f} "
+        f"batch={a.batch} threads={a.threads}"
     )
 
 

@@ -1,6 +1,6 @@
 """Speed of ``key2mesh demo`` end to end on the real demo videos: the one-person pose2sim view
 (1080x1920, 60 fps, all 100 frames) and the two-person sports2d video (1768x994, frames
-0:120:4, the README's command). Each run is the real command in a subprocess; its stage times
+0:120:4, the docs' command). Each run is the real command in a subprocess; its stage times
 come from the line it prints (``time: ... (decode ..., detect ..., ... s)``, measured inside
 the demo), the whole command's wall time (imports, model load and detector start-up included)
 from here.
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import record_results
 
 FRAMES = {"sports2d": "0:120:4"}  # others: every frame
 STAGES = ("decode", "detect", "track", "predict", "export", "render", "encode")
@@ -64,6 +65,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads of the demo")
     a, extra = p.parse_known_args()
     extra = [x for x in extra if x != "--"]
+    record_results("demo_speed", "Demo end to end", markdown=True)
     rows, result = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for video in a.videos:

@@ -12,7 +12,7 @@ mesh=False)`` at batch 1 (input checks, padding to 4 rows for batch-invariant nu
 3D keypoints). The last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=...
 meshes_per_s_b512=... ...``;
 ``mesh_full_b1_not_invariant_ms`` is the batch-1 mesh with ``batch_invariant=False`` (see the
-README's design notes). Like the ``key2mesh`` command, it sets ``THP_MEM_ALLOC_ENABLE=1``
+design notes, docs/design.md). Like the ``key2mesh`` command, it sets ``THP_MEM_ALLOC_ENABLE=1``
 (transparent huge pages for large CPU buffers) unless the environment says otherwise.
 ``*_int8`` rows use the int8 network (``Key2Mesh(..., int8=True)``,
 :mod:`key2mesh.model.int8`) with the same body model.
@@ -25,7 +25,7 @@ import os
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
 import torch  # noqa: E402
-from _common import timeit  # noqa: E402
+from _common import record_results, timeit  # noqa: E402
 
 
 def main() -> None:
@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--checkpoint", default="anny-body25")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
+    record_results(f"inference_threads{a.threads}", "Inference latency and throughput, CPU")
     torch.set_num_threads(a.threads)
     from key2mesh.inference.predictor import Key2Mesh
     from key2mesh.model.int8 import quantize_int8

@@ -11,6 +11,7 @@ import argparse
 import time
 
 import torch
+from _common import record_results
 
 
 def main() -> None:
@@ -19,6 +20,9 @@ def main() -> None:
     p.add_argument("--checkpoint", default="anny-coco17")
     p.add_argument("--repeats", type=int, default=10)
     a = p.parse_args()
+    record_results(
+        f"inference_device_{a.device.replace(':', '')}", f"Keypoints to mesh on {a.device}"
+    )
     from key2mesh.devices import check_device
     from key2mesh.inference.predictor import Key2Mesh
 

@@ -14,7 +14,7 @@ import argparse
 import time
 
 import torch
-from _common import random_poses
+from _common import random_poses, record_results
 
 
 def main() -> None:
@@ -25,6 +25,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=50)
     p.add_argument("--singles", type=int, default=3, help="batch-1 runs (median)")
     a = p.parse_args()
+    record_results(f"refine_scaling_threads{a.threads}", "Refinement batch scaling")
     torch.set_num_threads(a.threads)
     from key2mesh.fitting.smplify import fit_to_keypoints
     from key2mesh.inference.predictor import Key2Mesh

@@ -12,7 +12,7 @@ import argparse
 import copy
 
 import torch
-from _common import random_poses, timeit
+from _common import random_poses, record_results, timeit
 
 
 def main() -> None:
@@ -22,6 +22,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--critic-steps", type=int, default=3)
     a = p.parse_args()
+    record_results(f"train_throughput_threads{a.threads}", "Training step throughput")
     torch.set_num_threads(a.threads)
     from key2mesh.body import load_body_model
     from key2mesh.data.synth import PairSynthesizer
