@@ -5,7 +5,7 @@
 #   pose2sim   real MediaPipe detections in Pose2Sim's 4 demo views (12 limb joints, 392 views)
 #   cmu-det    held-out CMU subjects 02 + 05 with the 'detector' noise profile (robustness)
 #   cmu-clean  the same without detector noise
-# Variants (synth options / network dropout):
+# Variants (each a pretrain --config file, configs/finetune/<V>.yaml):
 #   A detector noise (stage 1's inputs: the control)   B no detector noise
 #   C B + 0.3 px jitter                                D B + no dropout (what the shipped models use)
 #   F C + no dropout                                   G F + 5 % occlusion
@@ -31,28 +31,9 @@ VARIANTS=${VARIANTS:-A B C D F G H I J K L M N}
 [ -f "$BENCH" ] || $K2M data pose2sim --out "$BENCH"
 mkdir -p "$OUT" benchmarks/results
 
-config() {
-  case "$1" in
-    A) echo '{"synth": {"noise_profile": "detector"}, "pose_augment": true}' ;;
-    B) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true}' ;;
-    C) echo '{"synth": {"noise_profile": "none", "jitter_px": 0.3}, "pose_augment": true}' ;;
-    D) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}}' ;;
-    F) echo '{"synth": {"noise_profile": "none", "jitter_px": 0.3}, "pose_augment": true, "model": {"dropout": 0.0}}' ;;
-    G) echo '{"synth": {"noise_profile": "none", "jitter_px": 0.3, "occlusion_prob": 0.05}, "pose_augment": true, "model": {"dropout": 0.0}}' ;;
-    H) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "weights": {"kp2d": 200.0}}' ;;
-    I) echo '{"synth": {"noise_profile": "none"}, "pose_augment": false, "model": {"dropout": 0.0}}' ;;
-    J) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "ema": 0.999}' ;;
-    K) echo '{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}, "amp_cpu": true}' ;;
-    L) echo '{"synth": {"noise_profile": "none", "distance_range": [2.5, 8.0]}, "pose_augment": true, "model": {"dropout": 0.0}, "amp_cpu": true}' ;;
-    M) echo '{"synth": {"noise_profile": "none", "distance_range": [2.5, 8.0]}, "pose_augment": true, "model": {"dropout": 0.0}, "amp_cpu": true, "weights": {"kp3d": 200.0}}' ;;
-    N) echo '{"synth": {"noise_profile": "none", "distance_range": [2.5, 8.0]}, "pose_augment": true, "model": {"dropout": 0.0}, "amp_cpu": true, "weights": {"pose": 25.0}}' ;;
-    *) echo "unknown variant $1" >&2; exit 2 ;;
-  esac
-}
-
 for V in $VARIANTS; do
-  config "$V" > "$OUT/$V.json"
-  $K2M pretrain --config "$OUT/$V.json" --cache "$CACHE" --out "$OUT/$V" --keypoint-set coco17 \
+  [ -f "configs/finetune/$V.yaml" ] || { echo "unknown variant $V (no configs/finetune/$V.yaml)" >&2; exit 2; }
+  $K2M pretrain --config "configs/finetune/$V.yaml" --cache "$CACHE" --out "$OUT/$V" --keypoint-set coco17 \
       --hidden 1024 --steps "$STEPS" --lr 3e-4 --lr-step $((STEPS / 5)) --val-every "$STEPS" \
       --init "$INIT" --threads "$THREADS" --resume > "$OUT/$V.log" 2>&1
   CK="$OUT/$V/last.pt"
@@ -66,29 +47,4 @@ for V in $VARIANTS; do
   done
 done
 
-.venv/bin/python - "$OUT" "$INIT" "$STEPS" <<'PY'
-import json, sys
-from pathlib import Path
-out, init, steps = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-# every variant scored in OUT, not only this run's VARIANTS (a later run adds rows)
-variants = sorted(p.name.split("_")[1] for p in out.glob("eval_*_pose2sim.json"))
-def res(v, d):
-    return json.loads((out / f"eval_{v}_{d}.json").read_text())
-def cell(v, d):
-    r = res(v, d)
-    return f"{r['pa_mpjpe']:.1f} / {r['mpjpe']:.1f}"
-lines = [f"Stage 2 variants: {steps} steps from {init}. Cells: PA-MPJPE / MPJPE (mm).", "",
-         "| variant | options | pose2sim (real) | CMU subjects, detector noise | CMU subjects, clean |",
-         "|---|---|---|---|---|"]
-result = {}
-for v in variants:
-    cfg = json.loads((out / f"{v}.json").read_text())
-    lines.append(f"| {v} | `{json.dumps(cfg)}` | {cell(v, 'pose2sim')} | {cell(v, 'cmu_detector')} | {cell(v, 'cmu_none')} |")
-    for d, key in (("pose2sim", "pose2sim"), ("cmu_detector", "cmu_det"), ("cmu_none", "cmu_clean")):
-        result[f"{v}_{key}_pa_mpjpe"] = res(v, d)["pa_mpjpe"]
-    result[f"{v}_pose2sim_mpjpe"] = res(v, "pose2sim")["mpjpe"]
-text = "\n".join(lines)
-print(text)
-Path("benchmarks/results/finetune_recipe.md").write_text(text + "\n")
-print("RESULT " + " ".join(f"{k}={v:.1f}" for k, v in result.items()))
-PY
+.venv/bin/python benchmarks/finetune_table.py --out "$OUT" --init "$INIT" --steps "$STEPS"

@@ -20,11 +20,4 @@ $K2M pretrain --cache "$CACHE" --out "$OUT/pt" --keypoint-set coco17 --steps 200
 $K2M adapt --source "$OUT/pt/last.pt" --cache "$CACHE" --target synthetic:strong --val synthetic:strong \
     --out "$OUT/ad" --steps 50 --select-every 25 --device cuda | tee "$OUT.adapt.log" | grep -E '"samples_per_s"' | tail -1
 $PY benchmarks/inference_device.py --device cuda | tee "$OUT.inference.log" | tail -3
-$PY - "$OUT" <<'PY'
-import json, re, sys
-out = sys.argv[1]
-def rate(log):
-    text = open(f"{out}.{log}.log").read()
-    return float(re.findall(r'"samples_per_s": ([0-9.]+)', text)[-1])
-print(f"RESULT gpu_pretrain_samples_per_s={rate('pretrain'):.0f} gpu_adapt_samples_per_s={rate('adapt'):.0f}")
-PY
+$PY scripts/gpu_rates.py "$OUT"

@@ -7,9 +7,10 @@
 #   1. STEPS steps from scratch with the paper's augmentations plus the `detector` noise profile;
 #   2. FT_STEPS steps fine-tuned from stage 1 (`pretrain --init`) with the paper's augmentations
 #      only (1 px jitter, 20 % occlusion; no detector noise) and no dropout (measured on real
-#      detections and held-out subjects: see README "Shipped models").
+#      detections and held-out subjects: see docs/training.md).
 #   bash scripts/train_default.sh   (STEPS, FT_STEPS, FT_LR, HIDDEN, LR_STEP, SETS, CACHE, CMU_DIR,
-#   THREADS, CONFIG (stage 1's pretrain config) overridable; AMP_CPU=1: bf16 autocast on the CPU,
+#   THREADS, CONFIG / FT_CONFIG (the stages' pretrain --config files, default configs/stage1.yaml and
+#   configs/stage2.yaml) overridable; AMP_CPU=1: bf16 autocast on the CPU,
 #   ~1.45x faster on CPUs with AVX512-BF16, same accuracy in benchmarks/finetune_recipe.sh's K;
 #   SEED=1 SETS=coco17 AMP_CPU=1: the second member of anny-coco17-ensemble, anny_coco17_seed1.pt;
 #   SEED=1 SETS=body25 STEPS=6000 AMP_CPU=1: the second member of anny-body25-ensemble)
@@ -33,20 +34,18 @@ sys.exit(bool(PoseBank.load(sys.argv[1]).stale_sources()))" "$CACHE" 2>/dev/null
 fi
 $K2M data stats "$CACHE"
 mkdir -p runs src/key2mesh/pretrained
-CONFIG=${CONFIG:-'{"synth": {"noise_profile": "detector"}, "pose_augment": true}'}  # stage 1
-FT_CONFIG='{"synth": {"noise_profile": "none"}, "pose_augment": true, "model": {"dropout": 0.0}}'
+CONFIG=${CONFIG:-configs/stage1.yaml}        # stage 1's recipe (a pretrain --config file)
+FT_CONFIG=${FT_CONFIG:-configs/stage2.yaml}  # stage 2's recipe
 SEED=${SEED:-0}  # another seed trains another ensemble member: runs/default_<set>_seed<N>*, anny_<set>_seed<N>.pt
 SUF=$([ "$SEED" = 0 ] && echo "" || echo "_seed$SEED")
 for SET in $SETS; do
   KSET=$([ "$SET" = body25 ] && echo openpose_body25 || echo coco17)
   RUN="runs/default_$SET$SUF"
-  printf '%s\n' "$CONFIG" > "$RUN.json"
-  $K2M pretrain --config "$RUN.json" --cache "$CACHE" --out "$RUN" --seed "$SEED" \
+  $K2M pretrain --config "$CONFIG" --cache "$CACHE" --out "$RUN" --seed "$SEED" \
       --keypoint-set "$KSET" --hidden "$HIDDEN" --steps "$STEPS" --lr-step "$LR_STEP" --val-every 1000 --resume ${THREADS:+--threads "$THREADS"} ${AMP_CPU:+--amp-cpu}
   FINAL="$RUN/best.pt"
   if [ "$FT_STEPS" -gt 0 ]; then
-    printf '%s\n' "$FT_CONFIG" > "${RUN}_ft.json"
-    $K2M pretrain --config "${RUN}_ft.json" --cache "$CACHE" --out "${RUN}_ft" --seed "$SEED" \
+    $K2M pretrain --config "$FT_CONFIG" --cache "$CACHE" --out "${RUN}_ft" --seed "$SEED" \
         --keypoint-set "$KSET" --hidden "$HIDDEN" --steps "$FT_STEPS" --lr "$FT_LR" \
         --lr-step $((FT_STEPS / 5)) --val-every "$FT_STEPS" --init "$RUN/last.pt" --resume \
         ${THREADS:+--threads "$THREADS"} ${AMP_CPU:+--amp-cpu}
