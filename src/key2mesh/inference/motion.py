@@ -222,7 +222,7 @@ def axis_angle(rotmats: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(r.reshape(-1, 3, 3)).as_rotvec().reshape(*r.shape[:-2], 3)
 
 
-# key → (shape, unit, meaning); written into the JSON sidecar and the README table
+# key → (shape, unit, meaning); written into the JSON sidecar and the table of docs/output-formats.md
 PARAMS_KEYS: dict[str, tuple[str, str, str]] = {
     "frame_index": ("(N,) int", "-", "video frame of the row (0-based, in the source video)"),
     "time_s": ("(N,)", "s", "time of the frame: frame_index / fps"),

@@ -81,7 +81,7 @@ class Key2Mesh:
     """Keypoints → body-model parameters and mesh in one forward pass (no autograd).
 
     ``int8``: run the network with int8 weights on the CPU (:mod:`key2mesh.model.int8`; about
-    2x faster at batch 1, accuracy in the README); a row's numbers then depend slightly on the
+    2x faster at batch 1, accuracy in docs/evaluation.md); a row's numbers then depend slightly on the
     other rows of its batch."""
 
     def __init__(

@@ -13,7 +13,7 @@ Each person found is painted grey in a working copy of the frame (every later re
 from that copy) and the same region is searched again, up to ``max_people`` people in all.
 A detection that touches a tile edge inside the image is a cut-off body: it is searched again in
 a square around it (the whole person); overlapping detections are merged by non-maximum suppression on the
-intersection over the smaller box. Measured on the two-person sports2d demo video: see README.
+intersection over the smaller box. Measured on the two-person sports2d demo video: see docs/notes/2026-12-06-demo-measurements.md.
 
 That full search costs ~12 BlazePose runs per frame. In a video most frames need only the crops:
 ``full=False`` searches each hint crop once and stops there when every crop gave a new person,

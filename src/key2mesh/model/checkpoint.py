@@ -103,7 +103,7 @@ def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
             return shipped
         raise Key2MeshError(
             f"the shipped checkpoint {shipped} is missing from this install; "
-            "rebuild it with `bash scripts/train_default.sh` (see README)"
+            "rebuild it with `bash scripts/train_default.sh` (see docs/training.md)"
         )
     raise Key2MeshError(
         f"no checkpoint file {p} and no shipped model named {name!r} (shipped: {', '.join(PRETRAINED)})"

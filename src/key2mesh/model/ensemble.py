@@ -1,7 +1,7 @@
 """Several networks of the same recipe (e.g. training seeds) as one predictor: their rotations
 are averaged and projected back onto SO(3) (the chordal mean), their shapes averaged.
 
-Measured on the real pose2sim views (README, "Shipped models"): two seeds of the shipped coco17
+Measured on the real pose2sim views (docs/training.md): two seeds of the shipped coco17
 recipe score 90.8 and 88.4 mm PA-MPJPE alone and 88.3 as ``anny-coco17-ensemble``.
 """
 

@@ -87,7 +87,7 @@ class PretrainConfig:
     threads: int = field(default=0, metadata=rule(ge=0))  # 0: torch default
     amp: bool = True  # bf16 autocast on CUDA
     # bf16 autocast on the CPU too: the network's GEMMs ~1.5x faster on CPUs with AVX512-BF16 /
-    # AMX (slower on others); the accuracy cost is measured in the README
+    # AMX (slower on others); the accuracy cost is measured in docs/training.md (variant K)
     amp_cpu: bool = False
     # stop (as if killed) after this many steps of this run; for testing resume
     stop_after: int = field(default=0, metadata=rule(ge=0))
