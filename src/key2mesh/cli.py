@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "fit": "fit",
     "view": "view",
+    "live": "live",
 }
 
 

@@ -400,3 +400,107 @@ class Viewer:
 
 def _image_size(scene: Scene) -> tuple[int, int] | None:
     return scene.cameras[0].image_size if scene.cameras else None
+
+
+class LiveViewer:
+    """The live mode's page: each tracked person's skinned body posed from the newest frame
+    (camera frame, the video camera at the origin), the frame itself and the per-stage
+    latency table (:class:`~key2mesh.viewer.live.RecentStats`)."""
+
+    def __init__(self, kit, host: str = "127.0.0.1", port: int = 8080, fov: float = 0.9):
+        from key2mesh.viewer.live import RecentStats
+
+        viser = import_viser()
+        self.kit = kit
+        try:
+            self.server = viser.ViserServer(
+                host=host, port=port, label="key2mesh live", verbose=False
+            )
+        except OSError as err:
+            raise Key2MeshError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+        self.url = f"http://{host}:{self.server.get_port()}"
+        s, gui = self.server.scene, self.server.gui
+        gui.configure_theme(control_width="large", show_share_button=False)
+        s.set_up_direction("+y")
+        self.grid = s.add_grid("/ground", width=12, height=12, plane="xz", position=(0, -1.6, -5))
+        self.frustum = s.add_camera_frustum(
+            "/cameras/video", fov=fov, aspect=16 / 9, scale=0.4, color=(40, 40, 40),
+            wxyz=(0.0, 1.0, 0.0, 0.0),  # OpenCV axes in the y-up frame: x kept, y and z flipped
+        )  # fmt: skip
+        self.fov = fov
+        self.meshes: dict[int, tuple] = {}
+        self.recent = RecentStats()
+        self.lowest = np.inf
+        with gui.add_folder("Latency (last 30 frames)"):
+            self.g_stats = gui.add_markdown("waiting for the first frame")
+        with gui.add_folder("Camera"):
+            self.g_frame = None
+        ic = self.server.initial_camera
+        ic.position, ic.look_at = (2.5, 1.0, 1.5), (0.0, -0.5, -5.0)
+
+    def _body(self, person):
+        from key2mesh.inference.render import track_color
+        from key2mesh.viewer.bodies import skinned_body
+        from key2mesh.viewer.scene import TrackScene
+
+        tr = TrackScene(
+            f"track{person.track}", person.track, track_color(person.track), np.zeros(1, int),
+            np.zeros(1), person.rotmats[None].astype(np.float64), person.root[None],
+            person.shape, getattr(self.kit.body, "name", "anny"), np.zeros(1, bool),
+        )  # fmt: skip
+        b = skinned_body(self.kit, tr)
+        mesh = self.server.scene.add_mesh_skinned(
+            f"/people/track{person.track}",
+            b.vertices.astype(np.float32),
+            b.faces.astype(np.uint32),
+            bone_wxyzs=np.tile([1.0, 0.0, 0.0, 0.0], (len(b.skeleton.names), 1)),
+            bone_positions=b.skeleton.rest,
+            skin_weights=b.weights,
+            color=rgb255(tr.color),
+        )
+        return b, mesh
+
+    def update(self, people, frame: np.ndarray | None = None) -> None:
+        """Pose the bodies of ``people`` (:class:`~key2mesh.viewer.live.LivePerson`); hide the
+        others; show ``frame`` (RGB) scaled to the panel."""
+        from key2mesh.viewer.bodies import bone_poses
+
+        seen = set()
+        with self.server.atomic():
+            for p in people:
+                if p.track not in self.meshes:
+                    self.meshes[p.track] = self._body(p)
+                b, mesh = self.meshes[p.track]
+                g, pos = bone_poses(b.skeleton, p.rotmats[None].astype(np.float64), p.root[None])
+                q = quaternions_wxyz(g[0])
+                for j, bone in enumerate(mesh.bones):
+                    bone.wxyz = q[j]
+                    bone.position = pos[0, j]
+                mesh.visible = True
+                seen.add(p.track)
+                self.lowest = min(self.lowest, float(p.root[1]) - 1.0)
+            for t, (_, mesh) in self.meshes.items():
+                if t not in seen:
+                    mesh.visible = False
+            if np.isfinite(self.lowest):
+                self.grid.position = (0.0, self.lowest, -5.0)
+        if frame is not None:
+            from PIL import Image
+
+            h, w = frame.shape[:2]
+            small = np.asarray(
+                Image.fromarray(frame).resize((VIDEO_WIDTH, max(1, h * VIDEO_WIDTH // w)))
+            )
+            if self.g_frame is None:
+                self.g_frame = self.server.gui.add_image(small, format="jpeg", jpeg_quality=70)
+                self.frustum.aspect = w / h
+            else:
+                self.g_frame.image = small
+
+    def report(self, timing) -> None:
+        """Add a frame's timing to the latency table shown."""
+        self.recent.add(timing)
+        self.g_stats.content = self.recent.table()
+
+    def close(self) -> None:
+        self.server.stop()

@@ -1,0 +1,327 @@
+"""Live mode: a camera (or a video file played as one) → MediaPipe detection → tracking →
+Key2Mesh + camera fit → the viewer, one frame at a time, with the time of every stage.
+
+A stream does not wait for a slow consumer: frames are taken at the source's pace (a file is
+played at its frame rate against the wall clock) and the frames that arrive while one is being
+processed are dropped, so what is shown is always the newest frame. End-to-end latency is the
+wall time from a frame's arrival (when the source delivered it, or, for a file, when its time
+came on the playback clock) to its bodies being sent to the viewer.
+
+The scene is the camera's frame (y up, the camera at the origin looking along -z): a live stream
+has no clip to estimate the ground from, so the plane is a guide under the lowest foot seen.
+Each person keeps the body shape of their first frame.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from key2mesh.errors import Key2MeshError
+
+# what each frame goes through, as timed in FrameTiming.stages
+LIVE_STAGES = ("read", "detect", "track", "predict", "view")
+
+
+@dataclass
+class FrameTiming:
+    """One processed frame: ``index`` in the source, seconds per stage (:data:`LIVE_STAGES`),
+    ``latency`` arrival → sent to the viewer (s), ``people`` meshed, ``dropped`` frames skipped
+    before this one."""
+
+    index: int
+    stages: dict[str, float]
+    latency: float
+    people: int
+    dropped: int = 0
+
+
+@dataclass
+class LiveStats:
+    """Timings of a live run; :meth:`summary` gives means, percentiles and the frame rate."""
+
+    frames: list[FrameTiming] = field(default_factory=list)
+    wall_s: float = 0.0
+    source_frames: int = 0  # frames the source delivered (processed + dropped)
+
+    def add(self, timing: FrameTiming) -> None:
+        self.frames.append(timing)
+
+    def summary(self, skip: int = 0) -> dict[str, float]:
+        """Means (ms) per stage, latency mean / p50 / p95 (ms), processed fps over the run's
+        wall time, the dropped fraction; ``skip`` first frames left out (warm-up)."""
+        rows = self.frames[skip:]
+        if not rows:
+            return {}
+        lat = 1000 * np.array([r.latency for r in rows])
+        out = {
+            f"{s}_ms": 1000 * float(np.mean([r.stages.get(s, 0.0) for r in rows]))
+            for s in LIVE_STAGES
+        }
+        out.update(
+            latency_ms=float(lat.mean()),
+            latency_p50_ms=float(np.percentile(lat, 50)),
+            latency_p95_ms=float(np.percentile(lat, 95)),
+            fps=len(self.frames) / self.wall_s if self.wall_s > 0 else 0.0,
+            dropped=1 - len(self.frames) / max(self.source_frames, 1),
+            people=float(np.mean([r.people for r in rows])),
+        )
+        return out
+
+
+class FileStream:
+    """A video file played as a camera. ``realtime``: a reader thread decodes the frames at the
+    file's frame rate, as a camera delivers them, keeping only the newest; :meth:`latest` waits
+    for a frame newer than the last one taken (the ones in between are dropped). Otherwise
+    every frame is given as soon as asked (arrival = when it was read)."""
+
+    def __init__(self, path: str | Path, realtime: bool = True, max_frames: int | None = None):
+        import threading
+
+        from key2mesh.media.video import iter_frames, source_info
+
+        info = source_info(path)
+        if info.kind != "video":
+            raise Key2MeshError(f"--camera {path}: not a video file")
+        self.fps = info.fps or 30.0
+        n = info.num_frames or None
+        self.total = n if max_frames is None else min(n or max_frames, max_frames)
+        self._frames = iter_frames(path, 0, self.total)
+        self.realtime = realtime
+        self._next = 0
+        self._taken = -1
+        self._slot: tuple[int, np.ndarray, float] | None = None
+        self._done = False
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True) if realtime else None
+
+    def _read(self) -> None:
+        start = time.perf_counter()
+        for i, frame in enumerate(self._frames):
+            if self._stop.is_set():
+                break
+            wait = start + i / self.fps - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            with self._cond:
+                self._slot = (i, frame, time.perf_counter())
+                self._cond.notify_all()
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def latest(self) -> tuple[int, np.ndarray, float, int] | None:
+        """(index, RGB frame, arrival time (perf_counter), frames dropped since the last one
+        taken) or None at the end."""
+        if not self.realtime:
+            frame = next(self._frames, None)
+            if frame is None:
+                return None
+            self._next += 1
+            return self._next - 1, frame, time.perf_counter(), 0
+        if not self._thread.is_alive() and not self._done:
+            self._thread.start()  # the stream starts when first read
+        with self._cond:
+            while not self._done and (self._slot is None or self._slot[0] <= self._taken):
+                self._cond.wait(0.5)
+            if self._slot is None or self._slot[0] <= self._taken:
+                return None
+            index, frame, arrival = self._slot
+        dropped, self._taken = index - self._taken - 1, index
+        return index, frame, arrival, dropped
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class DeviceStream:
+    """A camera by index (OpenCV): each :meth:`latest` grabs the newest frame."""
+
+    def __init__(self, index: int):
+        import cv2
+
+        self.cap = cv2.VideoCapture(index)
+        if not self.cap.isOpened():
+            raise Key2MeshError(f"--camera {index}: no camera with that index could be opened")
+        self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+        self.total = None
+        self._next = 0
+
+    def close(self) -> None:
+        self.cap.release()
+
+    def latest(self):
+        import cv2
+
+        ok, bgr = self.cap.read()
+        arrival = time.perf_counter()
+        if not ok:
+            return None
+        self._next += 1
+        return self._next - 1, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), arrival, 0
+
+
+def open_stream(spec: str, realtime: bool = True, max_frames: int | None = None):
+    """``--camera N`` (a device index) or a video file / demo video name played as a stream."""
+    if spec.isdigit():
+        return DeviceStream(int(spec))
+    from key2mesh.data.demo_inputs import DEMO_VIDEOS, demo_video
+
+    path = Path(demo_video(spec)) if spec in DEMO_VIDEOS else Path(spec)
+    if not path.exists():
+        raise Key2MeshError(f"--camera {spec}: no such device index or video file")
+    return FileStream(path, realtime, max_frames)
+
+
+@dataclass
+class LivePerson:
+    """One tracked person in a frame: ``track`` id, local ``rotmats`` (24, 3, 3) (the root's in
+    the scene frame), ``shape`` (S,), ``root`` (3,) pelvis in the scene frame, metres."""
+
+    track: int
+    rotmats: np.ndarray
+    shape: np.ndarray
+    root: np.ndarray
+
+
+class LivePipeline:
+    """Detection → tracking → Key2Mesh + camera fit for one frame at a time (see module doc)."""
+
+    def __init__(self, model, fps: float, max_people: int = 2, search_every_s: float = 0.25):
+        from key2mesh.inference.tracking import Tracker
+        from key2mesh.media.multi_detect import MultiPersonDetector, SearchSchedule
+
+        self.model, self.fps, self.max_people = model, fps, max_people
+        self.tracker = Tracker(max_people=max_people, max_gap_s=1.0)
+        self.schedule = SearchSchedule(search_every_s)
+        self.detector = MultiPersonDetector(max_people=max_people)
+
+    def close(self) -> None:
+        self.detector.close()
+
+    @torch.no_grad()
+    def __call__(self, index: int, frame: np.ndarray, t: float) -> tuple[list[LivePerson], dict]:
+        """The people of ``frame`` (video time ``t`` s) and the seconds of each stage."""
+        from key2mesh.inference.motion import build_motion
+        from key2mesh.keypoints.convert import convert_keypoints
+
+        times = {}
+        t0 = time.perf_counter()
+        hints = self.tracker.predicted_boxes(t)
+        full = self.schedule.full(t, len(hints), self.max_people)
+        people = self.detector(frame, hints=hints, full=full, fallback=False)
+        self.schedule.searched(t, self.detector.searched_full, self.detector.lost)
+        usable = [p for p in people if bool(self.model.check(p.keypoints, p.confidence).usable)]
+        t1 = time.perf_counter()
+        times["detect"] = t1 - t0
+        if not usable:
+            self.tracker.update(t, np.zeros((0, 4)), np.zeros((0, 33, 2)), np.zeros((0, 33)))
+            times["track"] = time.perf_counter() - t1
+            times["predict"] = 0.0
+            return [], times
+        kp33 = np.stack([p.keypoints for p in usable])
+        conf33 = np.stack([p.confidence for p in usable])
+        ids = self.tracker.update(t, np.stack([p.box for p in usable]), kp33, conf33)
+        t2 = time.perf_counter()
+        times["track"] = t2 - t1
+        keep = np.flatnonzero(ids >= 0)
+        kp, conf = convert_keypoints(
+            torch.from_numpy(kp33[keep]).float(),
+            torch.from_numpy(conf33[keep]).float(),
+            "mediapipe33",
+            self.model.keypoint_set,
+        )
+        n = len(keep)
+        motion = build_motion(
+            self.model,
+            np.full(n, index),
+            np.full(n, t),
+            ids[keep],
+            kp.numpy(),
+            conf.numpy(),
+            frame.shape[:2],
+            self.fps,
+            world="camera",
+        )
+        root = motion.world_root()
+        out = [
+            LivePerson(int(motion.track_id[i]), motion.rotmats[i], motion.shape[i], root[i])
+            for i in range(n)
+            if np.isfinite(root[i]).all()
+        ]
+        times["predict"] = time.perf_counter() - t2
+        return out, times
+
+
+def frames_of(stream) -> Iterator[tuple[int, np.ndarray, float, int]]:
+    while True:
+        item = stream.latest()
+        if item is None:
+            return
+        yield item
+
+
+def run_live(model, stream, viewer=None, max_people: int = 2, stats: LiveStats | None = None):
+    """Process ``stream`` until it ends (or Ctrl-C) into ``viewer`` (a
+    :class:`~key2mesh.viewer.live_app.LiveViewer`, or None: timing only); returns the
+    :class:`LiveStats`."""
+    stats = stats or LiveStats()
+    pipeline = LivePipeline(model, stream.fps, max_people)
+    start = time.perf_counter()
+    try:
+        read0 = time.perf_counter()
+        for index, frame, arrival, dropped in frames_of(stream):
+            read = time.perf_counter() - read0
+            people, stages = pipeline(index, frame, index / stream.fps)
+            stages["read"] = read
+            t_view = time.perf_counter()
+            if viewer is not None:
+                viewer.update(people, frame)
+            done = time.perf_counter()
+            stages["view"] = done - t_view
+            timing = FrameTiming(index, stages, done - arrival, len(people), dropped)
+            stats.add(timing)
+            stats.source_frames = index + 1
+            if viewer is not None:
+                viewer.report(timing)
+            read0 = time.perf_counter()
+    finally:
+        stats.wall_s = time.perf_counter() - start
+        pipeline.close()
+        stream.close()
+    return stats
+
+
+class RecentStats:
+    """Running means of the last ``n`` frames' stage times (ms), latency and fps."""
+
+    def __init__(self, n: int = 30):
+        self.rows: deque[FrameTiming] = deque(maxlen=n)
+        self.stamps: deque[float] = deque(maxlen=n)
+
+    def add(self, timing: FrameTiming) -> None:
+        self.rows.append(timing)
+        self.stamps.append(time.perf_counter())
+
+    def table(self) -> str:
+        """A markdown table: stage | ms, then latency and fps."""
+        if not self.rows:
+            return ""
+        lines = ["| stage | ms |", "|---|---:|"]
+        for s in LIVE_STAGES:
+            lines.append(
+                f"| {s} | {1000 * np.mean([r.stages.get(s, 0.0) for r in self.rows]):.1f} |"
+            )
+        lat = 1000 * np.mean([r.latency for r in self.rows])
+        span = self.stamps[-1] - self.stamps[0]
+        fps = (len(self.stamps) - 1) / span if span > 0 else 0.0
+        lines.append(f"| **end to end** | **{lat:.0f}** |")
+        return "\n".join(lines) + f"\n\n{fps:.1f} frames/s shown, {self.rows[-1].people} people"
