@@ -51,7 +51,27 @@ def launch_headless(url: str, size: tuple[int, int]) -> subprocess.Popen:
         "--remote-debugging-port=0",  # keeps the headless shell running on the page
         url,
     ]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # its own process group, so stop_browser ends the renderer and GPU processes with it
+    return subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+def stop_browser(proc: subprocess.Popen) -> None:
+    """End a :func:`launch_headless` browser and every process it started (the headless
+    shell keeps running on SIGTERM while its page is open: SIGKILL after 3 s)."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 3), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def wait_for_client(server, timeout: float = 60.0):
@@ -90,11 +110,7 @@ def screenshot(viewer, path: str | Path, t: float | None = None, size=(960, 540)
         client.flush()
         image = client.get_render(h, w, transport_format="png", timeout=180)
     finally:
-        browser.terminate()
-        try:
-            browser.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            browser.kill()
+        stop_browser(browser)
     out = on_white(np.asarray(image))
     write_image(Path(path), out)
     return out
