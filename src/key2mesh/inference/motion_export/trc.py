@@ -2,9 +2,10 @@
 
 The header is OpenSim's (``PathFileType 4 (X/Y/Z)``, the DataRate / CameraRate / NumFrames /
 NumMarkers / Units / OrigDataRate / OrigDataStartFrame / OrigNumFrames line, marker names,
-``X1 Y1 Z1 ...``), tab-separated; markers of the coco17 set get Pose2Sim's COCO_17 names, and
-a set without them gets Pose2Sim's ``Neck`` (mid-shoulders) and ``Hip`` (mid-hips) markers,
-which its OpenSim marker sets use."""
+``X1 Y1 Z1 ...``), tab-separated; markers get Pose2Sim's names (its ``skeletons.py`` and
+``OpenSim_Setup/Markers_*.xml``, pose2sim 0.10.49): COCO_17's, plus ``Neck`` (mid-shoulders,
+used by its COCO_17 OpenSim marker set) and ``Hip`` (mid-hips, its COCO_17 skeleton's root);
+BODY_25's, whose mid-hip is ``CHip``."""
 
 from __future__ import annotations
 
@@ -27,28 +28,35 @@ POSE2SIM_NAMES = {
     "left_small_toe": "LSmallToe", "right_small_toe": "RSmallToe", "left_heel": "LHeel",
     "right_heel": "RHeel",
 }  # fmt: skip
+# per keypoint set, names that differ from POSE2SIM_NAMES (Pose2Sim's BODY_25 root is "CHip")
+SET_NAMES = {"openpose_body25": {"mid_hip": "CHip"}}
 
-
-# markers Pose2Sim derives when a set lacks them: name → the two keypoints they are the middle of
-MIDPOINTS = {"Neck": ("left_shoulder", "right_shoulder"), "Hip": ("left_hip", "right_hip")}
+# markers Pose2Sim derives when a set lacks them: name → (the keypoint it stands for, the two
+# keypoints it is the middle of)
+MIDPOINTS = {
+    "Neck": ("neck", "left_shoulder", "right_shoulder"),
+    "Hip": ("mid_hip", "left_hip", "right_hip"),
+}
 
 
 def _midpoints(keypoint_set: str) -> dict[str, tuple[int, int]]:
     """{marker: (keypoint a, keypoint b)} of the :data:`MIDPOINTS` the set lacks but can make."""
     names = list(keypoint_names(keypoint_set))
-    have = {POSE2SIM_NAMES.get(n) for n in names}
     return {
         m: (names.index(a), names.index(b))
-        for m, (a, b) in MIDPOINTS.items()
-        if m not in have and a in names and b in names
+        for m, (own, a, b) in MIDPOINTS.items()
+        if own not in names and a in names and b in names
     }
 
 
 def marker_names(keypoint_set: str) -> list[str]:
     """TRC marker names of a keypoint set (Pose2Sim's where it has one), then the added
     midpoints (``Neck``, ``Hip``)."""
+    from key2mesh.keypoints.sets import canonical_set_name
+
+    rename = {**POSE2SIM_NAMES, **SET_NAMES.get(canonical_set_name(keypoint_set), {})}
     own = [
-        POSE2SIM_NAMES.get(n, "".join(p.capitalize() for p in n.split("_")))
+        rename.get(n, "".join(p.capitalize() for p in n.split("_")))
         for n in keypoint_names(keypoint_set)
     ]
     return own + list(_midpoints(keypoint_set))
