@@ -79,9 +79,16 @@ class FileStream:
     """A video file played as a camera. ``realtime``: a reader thread decodes the frames at the
     file's frame rate, as a camera delivers them, keeping only the newest; :meth:`latest` waits
     for a frame newer than the last one taken (the ones in between are dropped). Otherwise
-    every frame is given as soon as asked (arrival = when it was read)."""
+    every frame is given as soon as asked (arrival = when it was read). ``repeat``: play the
+    file that many times in a row (longer timing runs; the indices go on counting)."""
 
-    def __init__(self, path: str | Path, realtime: bool = True, max_frames: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        realtime: bool = True,
+        max_frames: int | None = None,
+        repeat: int = 1,
+    ):
         import threading
 
         from key2mesh.media.video import iter_frames, source_info
@@ -92,7 +99,7 @@ class FileStream:
         self.fps = info.fps or 30.0
         n = info.num_frames or None
         self.total = n if max_frames is None else min(n or max_frames, max_frames)
-        self._frames = iter_frames(path, 0, self.total)
+        self._frames = (f for _ in range(repeat) for f in iter_frames(path, 0, self.total))
         self.realtime = realtime
         self._next = 0
         self._taken = -1
