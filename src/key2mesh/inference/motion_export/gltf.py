@@ -132,14 +132,24 @@ def _add_track(model, series: TrackSeries, buf: _Buffer, doc: dict, color, end_s
     ibm = np.tile(np.eye(4, dtype=np.float32), (n, 1, 1))
     ibm[:, :3, 3] = -skeleton.rest
     ibm_acc = buf.add(ibm.transpose(0, 2, 1).reshape(n, 16), "MAT4", _FLOAT)  # column-major
+    rot = series.rotmats[:, skeleton.smpl_index]  # (T, n, 3, 3)
+    quats = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat().reshape(len(series), n, 4)
+    root_k = int(np.flatnonzero(skeleton.parents < 0)[0])
     base, nodes = len(doc["nodes"]), doc["nodes"]
     for k in range(n):  # joints are nodes base..base+n-1, the mesh node base+n
-        node = {"name": skeleton.names[k], "translation": skeleton.offsets[k].tolist()}
+        # the nodes' own transforms are the first sample's pose: viewers that frame or cull
+        # the scene before playing it (<model-viewer>, three.js) see the person where they are
+        at = series.root[0] if k == root_k and np.isfinite(series.root[0]).all() else None
+        node = {
+            "name": skeleton.names[k],
+            "translation": (skeleton.offsets[k] if at is None else at).tolist(),
+            "rotation": quats[0, k].tolist(),
+        }
         kids = [base + c for c in range(n) if skeleton.parents[c] == k]
         if kids:
             node["children"] = kids
         nodes.append(node)
-    root = base + int(np.flatnonzero(skeleton.parents < 0)[0])
+    root = base + root_k
     mesh, skin = len(doc["meshes"]), len(doc["skins"])
     nodes.append({"name": f"body_track{series.track}", "mesh": mesh, "skin": skin})
     doc["scenes"][0]["nodes"] += [root, base + n]
@@ -167,8 +177,6 @@ def _add_track(model, series: TrackSeries, buf: _Buffer, doc: dict, color, end_s
     )
     samplers, channels = doc["animations"][0]["samplers"], doc["animations"][0]["channels"]
     t_acc = buf.add(series.times.astype(np.float32), "SCALAR", _FLOAT, minmax=True)
-    rot = series.rotmats[:, skeleton.smpl_index]  # (T, n, 3, 3)
-    quats = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat().reshape(len(series), n, 4)
     for k in range(n):
         q_acc = buf.add(quats[:, k].astype(np.float32), "VEC4", _FLOAT)
         channels.append(

@@ -153,6 +153,7 @@ def run_ik(
     _, times, _, _ = read_trc(trc)
     t0, t1 = float(times[0]), float(times[-1])
     opensim.Logger.setLevelString("error")
+    opensim.Logger.removeFileSink()  # no opensim.log in the working folder
     scale = opensim.ScaleTool(str(setup["scaling"]))
     scale.setSubjectMass(mass_kg)
     maker = scale.getGenericModelMaker()
