@@ -311,3 +311,81 @@ def test_viewer_draws_both_people_in_headless_chromium(tmp_path):
         u, v = project(view, tr.root[shown[tr.name]][None], (960, 540))[0]
         # ... around where its pelvis projects (pixels)
         assert abs(np.median(xs) - u) < 40 and abs(np.median(ys) - v) < 60, (tr.name, u, v)
+
+
+def test_kabsch_recovers_a_rigid_motion():
+    from key2mesh.viewer.adapt_run import kabsch
+
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(40, 3))
+    r = _rot_x(35) @ np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])  # 35° about x after 90° about z
+    t = np.array([0.5, -2.0, 3.0])
+    got_r, got_t = kabsch(src, src @ r.T + t)
+    np.testing.assert_allclose(got_r, r, atol=1e-10)
+    np.testing.assert_allclose(got_t, t, atol=1e-10)
+    # a mirror image is not a rotation: the best proper rotation is returned
+    got_r, _ = kabsch(src, src * np.array([1.0, 1.0, -1.0]))
+    assert np.linalg.det(got_r) == pytest.approx(1.0)
+
+
+def test_live_stats_and_table():
+    from key2mesh.viewer.live import FrameTiming, LiveStats, RecentStats
+
+    stats = LiveStats(wall_s=2.0, source_frames=8)
+    recent = RecentStats()
+    for i, lat in enumerate([0.5, 0.1, 0.2, 0.3]):
+        stages = {
+            "read": 0.0,
+            "detect": 0.05 * (i + 1),
+            "track": 0.001,
+            "predict": 0.02,
+            "view": 0.0,
+        }
+        timing = FrameTiming(2 * i, stages, lat, people=2)
+        stats.add(timing)
+        recent.add(timing)
+    s = stats.summary(skip=1)  # the first frame is warm-up
+    assert s["latency_ms"] == pytest.approx(200.0)
+    assert s["latency_p50_ms"] == pytest.approx(200.0)
+    assert s["detect_ms"] == pytest.approx(1000 * (0.10 + 0.15 + 0.20) / 3)
+    assert s["fps"] == pytest.approx(4 / 2.0)  # every processed frame over the wall time
+    assert s["dropped"] == pytest.approx(0.5)  # 4 of the source's 8 frames processed
+    table = recent.table()
+    assert "| detect | 125.0 |" in table and "**275**" in table
+
+
+def test_file_stream_plays_in_order_or_drops(tmp_path):
+    from key2mesh.media.video import VideoWriter
+    from key2mesh.viewer.live import FileStream
+
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path, 30.0) as w:
+        for i in range(12):
+            w.write(np.full((64, 96, 3), 20 * i, np.uint8))
+    every = FileStream(path, realtime=False)
+    got = []
+    while (item := every.latest()) is not None:
+        got.append(item[0])
+        assert item[3] == 0
+    assert got == list(range(12))
+    live = FileStream(path, realtime=True, repeat=2)
+    seen = []
+    while (item := live.latest()) is not None:
+        seen.append(item)
+        import time
+
+        time.sleep(0.1)  # a slow consumer: about 3 frames pass while one is processed
+    index = [s[0] for s in seen]
+    assert index == sorted(index) and index[-1] <= 23 and len(index) < 16
+    assert sum(s[3] for s in seen) + len(seen) == index[-1] + 1  # dropped + taken = delivered
+
+
+def test_view_command_errors_are_one_line(tmp_path, capsys):
+    from key2mesh.cli import main
+
+    assert main(["view", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["view", str(tmp_path), "--size", "10x10"]) == 2
+    assert "64..4096" in capsys.readouterr().err
+    assert main(["view", str(tmp_path), "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err

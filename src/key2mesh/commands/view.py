@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from key2mesh.commands._args import positive_int
 
@@ -83,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.time is not None and not math.isfinite(args.time):
         raise Key2MeshError(f"--time must be a number of seconds, got {args.time}")
     size = parse_size(args.size)
+    if not Path(args.path).exists():
+        raise Key2MeshError(f"{args.path} does not exist")
     import_viser()  # the extra, before any work
     scene = load_scene(args.path)
     if args.camera_view and not scene.cameras:
