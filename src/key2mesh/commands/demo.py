@@ -97,6 +97,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="motion files per track, comma-separated: bvh, glb, trc, amass (SMPL models)",
     )
     add_world_arguments(p)
+    p.add_argument(
+        "--view",
+        nargs="?",
+        type=int,
+        const=8080,
+        metavar="PORT",
+        help="follow the run in the browser viewer on 127.0.0.1:PORT (default 8080), then keep "
+        "serving the result until Ctrl-C (the viewer extra)",
+    )
     p.add_argument("--device", default=None)
     p.add_argument(
         "--int8",
@@ -167,6 +176,10 @@ def run(args: argparse.Namespace) -> int:
             f"--frames {args.frames!r}: no frame in range (the input has {info.num_frames})"
         )
     last = indices[-1] + 1
+    if args.view is not None:  # the viewer extra, before any work
+        from key2mesh.viewer.app import import_viser
+
+        import_viser()
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
     check_formats(exports, str(model.checkpoint.body.get("name", "anny")))  # before detection
     out = Path(args.out)
@@ -189,9 +202,16 @@ def run(args: argparse.Namespace) -> int:
         source=str(src),
         **frame_options,
     )
+    frames, view = (lambda: iter_frames(src, start, last, step)), None
+    if args.view is not None:
+        from key2mesh.viewer.demo_view import DemoView
+
+        clock = indices if info.kind == "video" else range(len(indices))
+        view = DemoView(out, name, clock, info.fps or 30.0, port=args.view)
+        frames = view.frames(frames)
     report = run_demo(
         model,
-        lambda: iter_frames(src, start, last, step),
+        frames,
         target,
         is_video,
         fps=info.fps or 30.0,
@@ -216,4 +236,6 @@ def run(args: argparse.Namespace) -> int:
         f"  {timing_summary(report)}, {report.detector_calls} BlazePose runs, "
         f"{report.full_searches} frame(s) searched whole"
     )
+    if view is not None:
+        view.serve()
     return 0

@@ -72,12 +72,11 @@ def parse_size(spec: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import time
     import webbrowser
 
     from key2mesh.errors import Key2MeshError
     from key2mesh.viewer import load_bodies, load_scene
-    from key2mesh.viewer.app import Viewer, camera_view, import_viser
+    from key2mesh.viewer.app import Viewer, camera_view, import_viser, wait_until_stopped
 
     if not 0 <= args.port <= 65535:
         raise Key2MeshError(f"--port must be 0..65535, got {args.port}")
@@ -111,9 +110,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_browser:
             webbrowser.open(viewer.url)
         viewer.start(playing=args.play)
-        end = time.monotonic() + args.max_seconds if args.max_seconds else math.inf
-        while time.monotonic() < end:
-            time.sleep(0.2)
+        wait_until_stopped(args.max_seconds)
         return 0
     finally:
         viewer.close()

@@ -139,8 +139,9 @@ class VideoFrames:
 
 
 class Viewer:
-    """A viser server showing ``scene`` (bodies from ``bodies`` {track name: SkinnedBody});
-    :meth:`show` sets the clock, :meth:`play` runs it until :meth:`close`."""
+    """A viser server showing ``scene`` (bodies from ``bodies`` {track name: SkinnedBody};
+    ``video``: show the overlay videos; ``server``: an existing viser server to draw on);
+    :meth:`show` sets the clock, :meth:`start` runs it until :meth:`close`."""
 
     def __init__(
         self,
@@ -149,11 +150,14 @@ class Viewer:
         host: str = "127.0.0.1",
         port: int = 8080,
         video: bool = True,
+        server=None,
     ):
         viser = import_viser()
         self.scene, self.bodies = scene, bodies
         try:
-            self.server = viser.ViserServer(host=host, port=port, label="key2mesh", verbose=False)
+            self.server = server or viser.ViserServer(
+                host=host, port=port, label="key2mesh", verbose=False
+            )
         except OSError as err:
             raise Key2MeshError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
         self.url = f"http://{host}:{self.server.get_port()}"
@@ -396,6 +400,26 @@ class Viewer:
         if self._thread is not None:
             self._thread.join(timeout=2)
         self.server.stop()
+
+
+def wait_until_stopped(max_seconds: float | None = None) -> None:
+    """Block until Ctrl-C or SIGTERM (or ``max_seconds``): how the viewer commands serve. Both
+    signals are caught here (a background job started by a shell ignores SIGINT)."""
+    import math
+    import signal
+
+    stop = threading.Event()
+    handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            handlers[sig] = signal.signal(sig, lambda *_: stop.set())
+        except ValueError:  # not the main thread: Ctrl-C is not ours to catch
+            pass
+    try:
+        stop.wait(None if max_seconds is None or math.isinf(max_seconds) else max_seconds)
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
 
 
 def _image_size(scene: Scene) -> tuple[int, int] | None:
