@@ -389,3 +389,34 @@ def test_view_command_errors_are_one_line(tmp_path, capsys):
     assert "64..4096" in capsys.readouterr().err
     assert main(["view", str(tmp_path), "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+def test_demo_view_wraps_both_passes(tmp_path):
+    """demo --view: the first pass shows the frames read; the second, with no motion written,
+    passes the frames through unchanged (the demo's output never depends on the viewer)."""
+    pytest.importorskip("viser")
+    from key2mesh.viewer.demo_view import DemoView
+
+    frames = [np.full((40, 60, 3), v, np.uint8) for v in (10, 20, 30)]
+    view = DemoView(tmp_path, "clip", [0, 4, 8], 30.0, port=0, open_browser=False)
+    try:
+        source = view.frames(lambda: iter(frames))
+        first = list(source())
+        assert [f[0, 0, 0] for f in first] == [10, 20, 30]
+        assert view.g_status.content == "detecting and tracking: frame 3 of 3"
+        assert view.g_frame is not None
+        second = list(source())
+        assert [f[0, 0, 0] for f in second] == [10, 20, 30] and view.viewer is None
+    finally:
+        view.server.stop()
+
+
+@pytest.mark.slow
+def test_live_command_on_a_video_file(capsys):
+    pytest.importorskip("mediapipe")
+    from key2mesh.cli import main
+
+    args = ["live", "--camera", "sports2d", "--no-viewer", "--as-fast-as-possible"]
+    assert main([*args, "--max-frames", "20"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("20 frames:") and "frames/s processed" in out and "detect" in out
