@@ -43,17 +43,16 @@ def _target(run: Path, ck: dict) -> Path:
 
 def load_adapt_scene(run: str | Path, checkpoint: str = "best.pt") -> Scene:
     """The :class:`~key2mesh.viewer.scene.Scene` of an adapt run folder (see module doc)."""
-    import torch
-
     from key2mesh.data.multiview import instant_groups, stored_instants
     from key2mesh.inference.motion import build_motion
     from key2mesh.inference.predictor import Key2Mesh
     from key2mesh.inference.world import FLIP, World
     from key2mesh.keypoints.io import read_detections
+    from key2mesh.model.checkpoint import load_checkpoint
 
     run = Path(run)
     ck_path = run / checkpoint
-    ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(ck_path).extra  # the run's step, target, ... (weights_only)
     target = _target(run, ck)
     model = Key2Mesh.from_pretrained(str(ck_path), device="cpu")
     det = read_detections(target).to(model.keypoint_set)
