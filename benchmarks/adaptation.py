@@ -11,6 +11,9 @@ Runs (``adapt`` through the library, 300 steps, checked every 25):
   single    the defaults (full L_DA, label-free "guarded" selection), one view at a time
   mv        --multiview defaults (full L_DA + L_mv, views grouped by instant)
   body25    anny-body25 on the same MediaPipe detections (another keypoint mapping), single view
+  paper     a model pre-trained with the paper's recipe only (clean 2D + the paper's jitter and
+            occlusion, no detector noise, no second stage; 3,000 steps, trained here when missing
+            into runs/shift/paper_recipe): the domain gap the paper adapts across, single view
 and a synthetic check of L_mv's scale: 4 random viewpoints of held-out CMU poses with known ground
 truth, L2D^t + L_mv in metres (as before) vs scale-free (now), 150 steps.
 
@@ -41,7 +44,13 @@ RUNS = {  # name: (source checkpoint, multiview)
     "single": ("anny-coco17", False),
     "mv": ("anny-coco17", True),
     "body25": ("anny-body25", False),
+    "paper": ("runs/shift/paper_recipe/best.pt", False),
 }
+# the paper-recipe model of the "paper" run: `key2mesh pretrain` options
+PAPER_RECIPE = [
+    "--keypoint-set", "coco17", "--hidden", "1024", "--steps", "3000", "--lr-step", "300",
+    "--val-every", "1000", "--seed", "0", "--config", "configs/paper_recipe.yaml",
+]  # fmt: skip
 PARTS = ("dev", "test")
 # synthetic shifts (development data: held-out CMU subjects, labels known): name → (source,
 # noise profile, synthesizer overrides)
@@ -83,8 +92,20 @@ def run(out: Path, source: str, target_of, a, monitor_of=None, **options) -> Pat
     return out
 
 
+def ensure_source(source: str, a) -> None:
+    """Train the "paper" run's source model with ``key2mesh pretrain`` when it is missing."""
+    if source != RUNS["paper"][0] or Path(source).is_file():
+        return
+    import subprocess
+
+    out = Path(source).parent
+    cmd = [sys.executable, "-m", "key2mesh.cli", "pretrain", "--cache", a.cache, "--out", str(out)]
+    subprocess.run([*cmd, *PAPER_RECIPE, "--threads", str(a.threads), "--resume"], check=True)
+
+
 def adapt_run(name: str, source: str, multiview: bool, part: Path, a) -> Path:
     """Adapt ``source`` to the unlabelled detections of ``part``; labels only logged."""
+    ensure_source(source, a)
     from key2mesh.commands.adapt import load_targets
     from key2mesh.train.adapt import ABLATIONS, MULTIVIEW_LOSSES, AdaptWeights, benchmark_target
 

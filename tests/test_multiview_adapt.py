@@ -241,13 +241,23 @@ def test_select_step_guarded_rule():
     # the source rise's interval reaches below 0: not significant
     fine = {**better, "src_pa_mpjpe_rise_low": -0.1, "src_mpjpe_rise_low": -0.2}
     assert select_step(start, fine, "reproj")  # -10 % target, no significant source rise
-    assert not select_step(start, {**fine, "src_pa_mpjpe_rise_low": 0.05}, "reproj")
-    assert not select_step(start, {**fine, "src_mpjpe_rise_low": 0.05}, "reproj")
-    assert select_step(start, {**fine, "src_mpjpe_rise_low": 0.05}, "reproj", source_tolerance=0.01)
+    strict = {"source_tolerance": 0.0}
+    assert not select_step(start, {**fine, "src_pa_mpjpe_rise_low": 0.05}, "reproj", **strict)
+    assert not select_step(start, {**fine, "src_mpjpe_rise_low": 0.05}, "reproj", **strict)
+    # default tolerance 1 % of step 0's error: 0.05 mm of 100 passes, 1.5 mm does not
+    assert select_step(start, {**fine, "src_mpjpe_rise_low": 0.05}, "reproj")
+    assert not select_step(start, {**fine, "src_mpjpe_rise_low": 1.5}, "reproj")
     assert not select_step(start, {**fine, "reproj": 0.0097}, "reproj")  # gain 3 % < 5 %
-    # without intervals (older logs): the point estimate must not rise
-    assert not select_step(start, better, "reproj")
-    assert select_step(start, better, "reproj", source_tolerance=0.01)
+    # without intervals (older logs): the point estimate must not rise beyond the tolerance
+    assert not select_step(start, better, "reproj", **strict)
+    assert select_step(start, better, "reproj")
+    assert not select_step(start, {**better, "src_mpjpe": 101.5}, "reproj")
+    # the 3D shift from the pre-trained keypoints: mostly along the camera depth is refused
+    in_plane = {**fine, "shift_mm": 20.0, "depth_shift_mm": 9.0}  # depth share 0.45
+    assert select_step(start, in_plane, "reproj")
+    assert not select_step(start, {**in_plane, "depth_shift_mm": 13.4}, "reproj")  # share 0.67
+    assert select_step(start, {**in_plane, "depth_shift_mm": 13.4}, "reproj", max_depth_share=0.7)
+    assert select_step(start, {**in_plane, "depth_shift_mm": 13.4}, "reproj", rule="target")
     assert select_step(start, {**better, "src_pa_mpjpe": 90.0}, "reproj", rule="target")
     # with views: the disagreement must fall, the re-projection and the body size stay
     mv0 = {"mv_mm": 40.0, "reproj": 0.010}

@@ -74,6 +74,7 @@ TABLES: dict[str, dict[str, Rule]] = {
         "source_tolerance": WEIGHT,
         "min_gain": FRACTION,
         "max_size_change": FRACTION,
+        "max_depth_share": FRACTION,
         "mv_shape_anchor": WEIGHT,
         "source_samples": COUNT,
         "seed": SEED,
