@@ -348,8 +348,8 @@ def late_motion(model):
 
 def test_exports_share_the_video_clock(tmp_path, model, late_motion):
     """TRC times and glTF keys are frame / fps; the BVH's frame time is the sampling interval
-    and its start is in the sidecar; ``_all.glb`` holds every track, the camera and hides the
-    late person until they come in."""
+    and its start is in the sidecar; ``_all.glb`` holds every track, the camera and the
+    late person in their first pose until they come in."""
     pygltflib = pytest.importorskip("pygltflib")
     bvhio = pytest.importorskip("bvhio")
     from key2mesh.inference.motion import write_params
@@ -378,7 +378,6 @@ def test_exports_share_the_video_clock(tmp_path, model, late_motion):
     keys = _accessor(g, g.binary_blob(), anim.samplers[0].input)[:, 0]
     assert np.allclose(keys, np.arange(10, 60, 2) / 30.0, atol=1e-6)
     g = pygltflib.GLTF2().load(str(paths["clip_all.glb"]))
-    blob = g.binary_blob()
     assert len(g.skins) == len(g.meshes) == 2 and len(g.animations) == 1
     assert g.cameras[0].perspective.yfov == pytest.approx(2 * np.arctan(360 / 1280))
     from scipy.spatial.transform import Rotation
@@ -393,12 +392,16 @@ def test_exports_share_the_video_clock(tmp_path, model, late_motion):
     assert np.abs(u - m.keypoints2d[:, [11, 12]].mean(1)[:, 0]).max() < 60
     animated = {ch.target.node for ch in g.animations[0].channels}
     assert all(j in animated for skin in g.skins for j in skin.joints)
-    scale = [ch for ch in g.animations[0].channels if ch.target.path == "scale"]
-    assert len(scale) == 1  # only the late person is hidden, until frame 10
-    sampler = g.animations[0].samplers[scale[0].sampler]
-    key_t = _accessor(g, blob, sampler.input)[:, 0]
-    assert np.allclose(key_t, [0.0, 10 / 30.0]) and sampler.interpolation == "STEP"
-    assert np.allclose(_accessor(g, blob, sampler.output)[:, 0], [0.0, 1.0])
+    # nobody is hidden (scaled to 0): the late person stands in their first pose until frame 10
+    # (their nodes' own transforms), their tracked span is in the body node's extras
+    assert not [ch for ch in g.animations[0].channels if ch.target.path == "scale"]
+    assert all(n.scale in (None, [1.0, 1.0, 1.0]) for n in g.nodes)
+    bodies = {n.extras["track"]: n for n in g.nodes if n.mesh is not None}
+    assert bodies[1].extras["tracked_s"] == pytest.approx([10 / 30.0, 58 / 30.0], abs=1e-6)
+    assert bodies[0].extras["tracked_s"][0] == 0.0
+    root1 = g.nodes[g.skins[bodies[1].skin].skeleton]
+    first = m.world.points(m.transl[m.rows_of(1)[0]]) + m.world.root_shift[m.rows_of(1)[0]]
+    assert np.allclose(root1.translation, first, atol=1e-6)
 
 
 def test_ground_frame_exports_stand_on_the_ground(tmp_path, model, late_motion):

@@ -23,19 +23,28 @@ PAGE = """<!doctype html><html><head><style>html,body{margin:0}model-viewer{widt
 height:480px}</style><script type="module" src="model-viewer.min.js"></script></head><body>
 <model-viewer id="mv" src="%s" autoplay></model-viewer><pre id="out">pending</pre><script>
 const mv = document.getElementById('mv'), out = document.getElementById('out');
+const seek = %s;  // animation time to show (paused), or null: as it plays
 mv.addEventListener('load', () => setTimeout(async () => {
-  try { out.textContent = await mv.toDataURL('image/png'); } catch (e) { out.textContent = 'error ' + e; }
+  if (seek !== null) { mv.pause(); mv.currentTime = seek; }
+  setTimeout(async () => {
+    try { out.textContent = await mv.toDataURL('image/png'); } catch (e) { out.textContent = 'error ' + e; }
+  }, seek === null ? 0 : 1000);
 }, %d));
 mv.addEventListener('error', (e) => { out.textContent = 'error ' + JSON.stringify(e.detail); });
 </script></body></html>"""
 
 
-def model_viewer_shot(glb: Path, viewer_js: Path, work: Path, wait_ms: int = 2000) -> bytes:
-    """PNG bytes (640 x 480, transparent background) of ``glb`` in ``<model-viewer>``."""
+def model_viewer_shot(
+    glb: Path, viewer_js: Path, work: Path, wait_ms: int = 2000, time_s: float | None = None
+) -> bytes:
+    """PNG bytes (640 x 480, transparent background) of ``glb`` in ``<model-viewer>``,
+    ``wait_ms`` after it loaded (playing), or paused at animation time ``time_s`` seconds."""
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy(glb, work / glb.name)
     shutil.copy(viewer_js, work / "model-viewer.min.js")
-    (work / "page.html").write_text(PAGE % (glb.name, wait_ms))
+    (work / "page.html").write_text(
+        PAGE % (glb.name, "null" if time_s is None else time_s, wait_ms)
+    )
     handler = functools.partial(_Quiet, directory=str(work))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -110,11 +110,17 @@ class _Buffer:
         return len(self.accessors) - 1
 
 
-def _add_track(model, series: TrackSeries, buf: _Buffer, doc: dict, color, end_s=None) -> None:
-    """Append one track to ``doc``: its joint nodes, skinned mesh node, material, skin and its
-    channels in the one animation. Keys at video time (:attr:`TrackSeries.times`); the root
-    joint is scaled to 0 (STEP keys) before the track's first sample and, when ``end_s`` (the
-    clip's end) is later, after its last one, so a person is only seen while tracked."""
+def _add_track(model, series: TrackSeries, buf: _Buffer, doc: dict, color) -> None:
+    """Append one track to ``doc``: its joint nodes (at the first sample's pose), skinned mesh
+    node, material, skin and its channels in the one animation. Keys at video time
+    (:attr:`TrackSeries.times`): before its first key a person stands in their first pose, after
+    the last one holds the last pose (glTF clamps), so everybody is in the scene from t = 0; the
+    tracked span is in the mesh node's ``extras`` (``tracked_s``: [first, last] seconds).
+
+    People are not hidden (scaled to 0) outside their span: three.js computes a skinned mesh's
+    culling sphere once, from the pose of its first render, so a person hidden then keeps a
+    sphere of radius 0 (culled whenever that point leaves the view), and ``<model-viewer>``
+    frames the scene without them (the sports2d ``_all.glb`` opened with one person of two)."""
     from scipy.spatial.transform import Rotation
 
     from key2mesh.inference.render import vertex_normals
@@ -151,7 +157,15 @@ def _add_track(model, series: TrackSeries, buf: _Buffer, doc: dict, color, end_s
         nodes.append(node)
     root = base + root_k
     mesh, skin = len(doc["meshes"]), len(doc["skins"])
-    nodes.append({"name": f"body_track{series.track}", "mesh": mesh, "skin": skin})
+    first, last = float(series.times[0]), float(series.times[-1])
+    nodes.append(
+        {
+            "name": f"body_track{series.track}",
+            "mesh": mesh,
+            "skin": skin,
+            "extras": {"track": int(series.track), "tracked_s": [first, last]},
+        }
+    )
     doc["scenes"][0]["nodes"] += [root, base + n]
     doc["materials"].append(
         {
@@ -186,17 +200,6 @@ def _add_track(model, series: TrackSeries, buf: _Buffer, doc: dict, color, end_s
     tr_acc = buf.add(series.root.astype(np.float32), "VEC3", _FLOAT)
     channels.append({"sampler": len(samplers), "target": {"node": root, "path": "translation"}})
     samplers.append({"input": t_acc, "output": tr_acc, "interpolation": "LINEAR"})
-    first, last = float(series.times[0]), float(series.times[-1])
-    keys, scales = [first], [1.0]
-    if first > 0:
-        keys, scales = [0.0, first], [0.0, 1.0]
-    if end_s is not None and end_s > last + 1e-6:
-        keys, scales = keys + [last + 1.0 / series.fps], scales + [0.0]
-    if len(keys) > 1:
-        k_acc = buf.add(np.array(keys, np.float32), "SCALAR", _FLOAT, minmax=True)
-        s_acc = buf.add(np.repeat(np.array(scales, np.float32)[:, None], 3, 1), "VEC3", _FLOAT)
-        channels.append({"sampler": len(samplers), "target": {"node": root, "path": "scale"}})
-        samplers.append({"input": k_acc, "output": s_acc, "interpolation": "STEP"})
 
 
 def glb_bytes(model, series, colors=None, camera: dict | None = None, name: str = "") -> bytes:
@@ -217,9 +220,8 @@ def glb_bytes(model, series, colors=None, camera: dict | None = None, name: str 
         "animations": [{"name": name or f"track{many[0].track}", "samplers": [], "channels": []}],
     }
     buf = _Buffer()
-    end = max(float(s.times[-1]) for s in many) if len(many) > 1 else None
     for s, color in zip(many, colors):
-        _add_track(model, s, buf, doc, color, end)
+        _add_track(model, s, buf, doc, color)
     if camera is not None:
         doc["cameras"] = [
             {
