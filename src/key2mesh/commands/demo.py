@@ -139,6 +139,14 @@ def _range(spec: str | None) -> tuple[int, int | None, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    run_input(args)
+    return 0
+
+
+def run_input(args: argparse.Namespace, model=None):
+    """``key2mesh demo`` on ``args.input``; returns its :class:`~key2mesh.inference.demo.DemoReport`.
+    ``model``: a loaded :class:`~key2mesh.inference.predictor.Key2Mesh` to reuse (``key2mesh
+    batch`` keeps one per worker), else ``args.checkpoint`` is loaded."""
     from key2mesh.data.demo_inputs import DEMO_VIDEOS, demo_video
     from key2mesh.errors import Key2MeshError
     from key2mesh.inference.demo import DemoOptions, run_demo, timing_summary
@@ -180,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
         from key2mesh.viewer.app import import_viser
 
         import_viser()
-    model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
+    if model is None:
+        model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
     check_formats(exports, str(model.checkpoint.body.get("name", "anny")))  # before detection
     out = Path(args.out)
     is_video = info.kind == "video" and len(indices) > 1
@@ -238,4 +247,4 @@ def run(args: argparse.Namespace) -> int:
     )
     if view is not None:
         view.serve()
-    return 0
+    return report
