@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "adapt": "adapt",
     "predict": "predict",
     "demo": "demo",
+    "batch": "batch",
     "export": "export",
     "evaluate": "evaluate",
     "fit": "fit",

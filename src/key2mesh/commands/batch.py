@@ -1,0 +1,108 @@
+"""`key2mesh batch`: ``key2mesh demo`` over a corpus of videos, resumable, in N processes or on Ray."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+from key2mesh.commands import demo
+from key2mesh.commands._args import positive_int
+
+HELP = "run `key2mesh demo` on many inputs (videos, folders, globs, list files): resumable, N workers or Ray, manifest.csv"
+# demo options that batch replaces (its own --out) or that make no sense unattended
+_NOT_FROM_DEMO = ("help", "input", "out", "view")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="videos, image folders, folders of videos, glob patterns ('clips/*.mp4'), list files "
+        "(.txt: one per line; .csv: first column) or demo names (sports2d, pose2sim-cam01..04)",
+    )
+    p.add_argument(
+        "--out", required=True, help="output folder: OUT/<stem>/ per input and OUT/manifest.csv"
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes, one model each; torch threads split between them (default 1)",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run the inputs an earlier run failed on again (default: keep their failed rows)",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="ADDRESS",
+        help="one Ray task per input: 'auto' (the running cluster, else a local Ray instance; the "
+        "default of a bare --ray) or the cluster's address; OUT must be on storage every node "
+        "sees (the cluster extra)",
+    )
+    # every `key2mesh demo` option, from its own definitions
+    scratch = argparse.ArgumentParser(add_help=False)
+    demo.add_arguments(scratch)
+    for action in scratch._actions:
+        if action.dest not in _NOT_FROM_DEMO:
+            p._add_action(action)
+
+
+def demo_options(args: argparse.Namespace) -> argparse.Namespace:
+    """The demo options of a batch command line (picklable: sent to the workers)."""
+    keep = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("inputs", "workers", "retry_failed", "ray", "_run", "command", "verbose")
+    }
+    return argparse.Namespace(**keep, view=None)
+
+
+_MODELS: dict = {}  # per process: the last model loaded (one per worker)
+
+
+def demo_job(input: str, out_dir: Path, options: argparse.Namespace) -> dict:
+    """``key2mesh demo`` on one input into ``out_dir`` (its console output into
+    ``out_dir/log.txt``); the model stays loaded for the process's next input."""
+    from key2mesh.inference.predictor import Key2Mesh
+
+    args = argparse.Namespace(**vars(options))
+    args.input, args.out, args.view = input, str(out_dir), None
+    key = (args.checkpoint, args.device, args.int8)
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
+    with open(out_dir / "log.txt", "w", encoding="utf-8") as log:
+        with redirect_stdout(log), redirect_stderr(log):
+            report = demo.run_input(args, model=_MODELS[key])
+    return {"frames": report.frames, "people": len(report.tracks)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from key2mesh.data.demo_inputs import DEMO_VIDEOS
+    from key2mesh.inference.batch import MANIFEST, run_batch, summary
+
+    demo._range(args.frames)  # a bad --frames fails here, not once per input
+    rows = run_batch(
+        args.inputs,
+        args.out,
+        demo_job,
+        demo_options(args),
+        workers=args.workers,
+        retry_failed=args.retry_failed,
+        ray=args.ray,
+        names=DEMO_VIDEOS,
+    )
+    line = summary(rows, Path(args.out) / MANIFEST)
+    if any(r.status == "failed" for r in rows):
+        print(f"key2mesh batch: {line}", file=sys.stderr)
+        return 1
+    print(line)
+    return 0
