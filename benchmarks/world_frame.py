@@ -6,7 +6,12 @@ measured on the sports2d demo video and on the pose2sim views.
    and TRCs: the ground's tilt from the camera's -y, the plane fit's residual scale, the
    camera height, each person's level, the stance ankles' plane per track (angle from
    horizontal, before / after the contact root correction), the late person's first TRC time
-   and TRC ankle heights, the TRC's markers, the foot skate before / after the root correction.
+   and TRC ankle heights, the TRC's markers, the foot skate before / after the root correction;
+   the TRC ankle heights without the no-penetration guard (the demo's motion rebuilt from its
+   params with ``guard=False``) and the rows the guard lifted; the combined ``_all.glb`` in
+   ``<model-viewer>`` at time 0 (optional: ``chromium-headless-shell`` and
+   ``KEY2MESH_MODEL_VIEWER_JS``, see tests/helpers/browser_shot.py): the share of the canvas in
+   each track's colour.
 2. Bone-length standard deviation per track (SMPL-24 joints, mean over the 23 bones) with
    per-frame shapes (``build_motion(track_shape=False)``) and with one shape per track, from the
    same keypoints (the params' ``keypoints2d``); the spread of the per-frame statures.
@@ -71,6 +76,64 @@ def run_demo(out: Path, reuse: bool) -> None:
     subprocess.run([cli, *DEMO, "--out", str(out)], check=True)
 
 
+def trc_ankles_cm(path: Path) -> np.ndarray:
+    """(T, 2) left / right ankle heights (cm) of a TRC file, and its times (T,)."""
+    from key2mesh.inference.motion_export.trc import read_trc
+
+    names, times, xyz, header = read_trc(path)
+    scale = 0.1 if header.get("Units", "mm") == "mm" else 100.0
+    return xyz[:, [names.index("LAnkle"), names.index("RAnkle")], 1] * scale, times
+
+
+@torch.no_grad()
+def unguarded_ankles(out: Path, checkpoint: str) -> dict:
+    """{track: (T, 2) TRC ankle heights, cm} of the demo's motion rebuilt from its params
+    without the no-penetration guard (``ground_world(guard=False)``), and the largest TRC
+    difference of the rebuilt guarded motion from the demo's files (a check, cm)."""
+    from key2mesh.inference.motion import build_motion
+    from key2mesh.inference.motion_export import export_motion
+    from key2mesh.inference.predictor import Key2Mesh
+    from key2mesh.inference.world import estimate_world
+
+    model = Key2Mesh.from_pretrained(checkpoint, device="cpu")
+    p = np.load(out / "sports2d_params.npz")
+    motion = build_motion(
+        model, p["frame_index"], p["time_s"], p["track_id"], p["keypoints2d"][..., :2],
+        p["keypoints2d"][..., 2], tuple(p["image_size"]), float(p["fps"]), world="ground",
+    )  # fmt: skip
+    res, check = {}, 0.0
+    for name, guard in (("guarded", True), ("unguarded", False)):
+        motion.world = estimate_world(model, motion, "ground", guard=guard)
+        for path in export_motion(model, motion, out / name, "sports2d", ["trc"]):
+            t = path.stem.removeprefix("sports2d_track")
+            ankles, _ = trc_ankles_cm(path)
+            if guard:
+                demo, _ = trc_ankles_cm(out / path.name)
+                check = max(check, float(np.abs(ankles - demo).max()))
+            else:
+                res[t] = ankles
+    return {"tracks": res, "rebuild_diff_cm": check}
+
+
+def browser_numbers(out: Path) -> dict:
+    """{track: share of the canvas} of ``sports2d_all.glb`` in ``<model-viewer>`` at time 0
+    (pixels nearest each track's colour); {} when the browser or the bundle is missing."""
+    import shutil
+
+    js = os.environ.get("KEY2MESH_MODEL_VIEWER_JS")
+    if not (shutil.which("chromium-headless-shell") and js and Path(js).is_file()):
+        return {}
+    sys.path.insert(0, str(ROOT / "tests"))
+    from helpers.browser_shot import model_viewer_shot, track_shares
+    from key2mesh.inference.render import track_color
+
+    meta = json.loads((out / "sports2d_params.json").read_text())
+    tracks = sorted(int(t) for t in meta["tracks"])
+    png = model_viewer_shot(out / "sports2d_all.glb", Path(js), out / "browser", time_s=0.0)
+    shares = track_shares(png, [track_color(t) for t in tracks])
+    return {str(t): shares[k] for k, t in enumerate(tracks)}
+
+
 def scene_numbers(out: Path) -> dict:
     """Numbers of the export frame from the demo's params, sidecar and TRCs."""
     from key2mesh.inference.motion_export.trc import read_trc
@@ -90,6 +153,7 @@ def scene_numbers(out: Path) -> dict:
         "skate_before_mm": w["foot_skate_mm"]["before"],
         "skate_after_mm": w["foot_skate_mm"]["after_root_correction"],
         "correction_kept": w["foot_skate_mm"]["correction_kept"],
+        "guard": w.get("ground_guard", {}),
         "tracks": {},
     }
     late = max(meta["tracks"], key=lambda t: meta["tracks"][t]["start_s"])
@@ -251,7 +315,9 @@ def ci(i: dict) -> str:
     return f"{i['mean']:.1f} [{i['low']:.1f}, {i['high']:.1f}]"
 
 
-def write(scene: dict, bones: dict, p2s: dict, ik: dict, command: str) -> None:
+def write(
+    scene: dict, bones: dict, p2s: dict, ik: dict, command: str, off: dict, shot: dict
+) -> None:
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -288,9 +354,39 @@ def write(scene: dict, bones: dict, p2s: dict, ik: dict, command: str) -> None:
             + " |"
         )
     t0 = next(iter(scene["tracks"].values()))
+    g = scene["guard"]
     lines += [
         "",
         f"TRC markers ({t0['trc_units']}): {', '.join(t0['trc_markers'])}.",
+        "",
+        "### No-penetration guard (a row's lowest ankle lifted onto its level + ankle-to-sole)",
+        "",
+        f"Rows lifted: {g.get('rows_lifted', 0)} (more than 1 µm), the largest lift "
+        f"{100 * g.get('max_lift_m', 0.0):.1f} cm. Without the guard: the demo's motion rebuilt "
+        f"from its params with `guard=False` (the rebuilt guarded TRCs differ from the demo's by "
+        f"{off['rebuild_diff_cm']:.2g} cm at most). Swing-phase heights above 20 cm are left "
+        "as they are.",
+        "",
+        "| track | TRC ankle height min / median / max (cm), no guard | with the guard |",
+        "|---|---|---|",
+    ]
+    for t, r in scene["tracks"].items():
+        a = off["tracks"][t]
+        lines.append(
+            f"| {t}{' (late)' if t == late else ''} | {a.min():.1f} / {np.median(a):.1f} / "
+            f"{a.max():.1f} | " + " / ".join(f"{v:.1f}" for v in r["trc_ankle_cm"]) + " |"
+        )
+    lines += ["", "### `sports2d_all.glb` in `<model-viewer>` 4.4.0 at time 0", ""]
+    if shot:
+        lines.append(
+            "Share of the 640 × 480 canvas drawn in each track's colour (headless Chromium, "
+            "software WebGL): "
+            + ", ".join(f"track {t} {100 * v:.2f} %" for t, v in shot.items())
+            + "."
+        )
+    else:
+        lines.append("Not run: no chromium-headless-shell or KEY2MESH_MODEL_VIEWER_JS.")
+    lines += [
         "",
         "## One shape per track (same keypoints; SMPL-24 bone lengths, mean std over 23 bones)",
         "",
@@ -352,6 +448,11 @@ def write(scene: dict, bones: dict, p2s: dict, ik: dict, command: str) -> None:
         "late_trc_ankle_min_cm": woman["trc_ankle_cm"][0],
         "late_trc_ankle_median_cm": woman["trc_ankle_cm"][1],
         "late_trc_ankle_max_cm": woman["trc_ankle_cm"][2],
+        "late_trc_ankle_min_noguard_cm": float(off["tracks"][late].min()),
+        "late_trc_ankle_max_noguard_cm": float(off["tracks"][late].max()),
+        "guard_rows_lifted": int(scene["guard"].get("rows_lifted", 0)),
+        "guard_max_lift_cm": 100 * float(scene["guard"].get("max_lift_m", 0.0)),
+        **{f"glb_all_t0_track{t}_canvas_pct": 100 * v for t, v in shot.items()},
         "late_trc_stance_ankle_min_cm": woman["trc_stance_ankle_cm"][0],
         "late_trc_stance_ankle_max_cm": woman["trc_stance_ankle_cm"][2],
         "skate_before_mm": scene["skate_before_mm"],
@@ -397,7 +498,10 @@ def main() -> None:
     command = "python benchmarks/world_frame.py " + " ".join(sys.argv[1:])
     ik = opensim_numbers(out)
     bones = bone_numbers(out, a.checkpoint)
-    write(scene_numbers(out), bones, pose2sim_numbers(a.bench, a.checkpoint), ik, command)
+    off = unguarded_ankles(out, a.checkpoint)
+    shot = browser_numbers(out)
+    p2s = pose2sim_numbers(a.bench, a.checkpoint)
+    write(scene_numbers(out), bones, p2s, ik, command, off, shot)
 
 
 if __name__ == "__main__":

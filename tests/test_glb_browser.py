@@ -6,7 +6,6 @@ came in: the sports2d ``_all.glb`` opened with one person of two, 1.2 % of the c
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 from pathlib import Path
@@ -28,7 +27,7 @@ def _viewer_js() -> Path:
 
 
 def test_model_viewer_shows_the_people(tmp_path):
-    from helpers.browser_shot import model_viewer_shot
+    from helpers.browser_shot import model_viewer_shot, track_shares
     from key2mesh.inference.motion import build_motion
     from key2mesh.inference.motion_export import export_motion
     from key2mesh.inference.predictor import Key2Mesh
@@ -60,18 +59,3 @@ def test_model_viewer_shows_the_people(tmp_path):
         assert drawn > 0.005, (glb.name, drawn)
         if glb.stem == "w_all":  # both people, each in their own colour
             assert min(shares.values()) > 0.002, shares
-
-
-def track_shares(png: bytes, colors) -> dict[int, float]:
-    """{k: share of the canvas drawn nearest (in chromaticity, r g b / their sum) to
-    ``colors[k]``} of a PNG with a transparent background."""
-    from PIL import Image
-
-    rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")).astype(np.float64)
-    drawn = rgba[..., 3] > 0
-    rgb = rgba[..., :3][drawn]
-    chroma = rgb / np.clip(rgb.sum(1, keepdims=True), 1e-6, None)
-    ref = np.asarray(colors, np.float64)
-    ref = ref / ref.sum(1, keepdims=True)
-    near = np.argmin(((chroma[:, None] - ref[None]) ** 2).sum(-1), axis=1)
-    return {k: float((near == k).sum() / drawn.size) for k in range(len(ref))}

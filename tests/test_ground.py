@@ -184,3 +184,52 @@ def test_origin_choices():
     assert abs(camera.points(first.origin)[1]) < 1e-9  # both origins on the ground
     with pytest.raises(Key2MeshError, match="--origin"):
         ground_world(motion, sole=sole, origin="centre")
+
+
+def test_ground_lift_keeps_the_lowest_foot_on_its_floor():
+    from key2mesh.geometry.ground import ground_lift
+
+    feet_y = np.array([[0.05, 0.30], [0.12, 0.09], [-0.02, 0.01], [np.nan, 0.2]])
+    floor = np.array([0.08, 0.08, 0.08, 0.08])
+    assert np.allclose(ground_lift(feet_y, floor), [0.03, 0.0, 0.10, 0.0])
+
+
+def test_no_ankle_goes_below_its_sole_height():
+    """Whole bodies sunk 15 cm into the ground in a few rows (a fitted depth too far: a person
+    entering the view): the guard lifts those rows, their lowest ankle onto the level +
+    ankle-to-sole height; the other rows move by the plane fit's mm-level error at most;
+    guard=False leaves them sunk."""
+    from key2mesh.inference.world import ground_world, world_summary
+
+    motion, r, c = _scene(noise=0.0)
+    sunk = np.flatnonzero(motion.track_id == 1)[[3, 4, 17]]
+    down = r @ np.array([0.0, -0.15, 0.0])  # world down, in the camera frame
+    motion.joints3d[sunk] += down
+    motion.transl = motion.joints3d[:, 0]
+    sole = {0: ANKLE, 1: ANKLE, 2: ANKLE}
+    off = ground_world(motion, sole=sole, correct=False, guard=False)
+    on = ground_world(motion, sole=sole, correct=False)
+    assert np.allclose(on.rotation, off.rotation) and np.allclose(on.origin, off.origin)
+
+    def ankles(w):  # (N, 2) ankle heights in the world frame, root shift included
+        return (w.points(motion.joints3d[:, 7:9]) + w.root_shift[:, None])[..., 1]
+
+    floor = np.array([on.fit.level[int(t)] + ANKLE for t in motion.track_id])
+    low_off, low_on = ankles(off).min(1), ankles(on).min(1)
+    assert (low_off[sunk] - floor[sunk] < -0.1).all()  # sunk ~ 15 cm
+    assert np.allclose(low_on[sunk], floor[sunk], atol=1e-9)
+    assert (low_on >= floor - 1e-9).all()
+    # the sunk rows are lifted ~ 15 cm; the others by the plane fit's mm-level error at most
+    assert (on.lift[sunk] > 0.1).all() and np.delete(on.lift, sunk).max() < 0.005
+    assert np.allclose(np.delete(low_on - low_off, sunk), np.delete(on.lift, sunk))
+    assert off.lift.max() == 0.0
+
+    class Seen(SimpleNamespace):  # what world_summary reads of a motion
+        def __len__(self) -> int:
+            return 1
+
+    seen = Seen(focal_length=np.array([1000.0]), image_size=(720, 1280))
+    guard = world_summary(on, seen)["ground_guard"]
+    assert guard["rows_lifted"] == int((on.lift > 1e-6).sum()) and guard[
+        "max_lift_m"
+    ] == pytest.approx(on.lift.max())

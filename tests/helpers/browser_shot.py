@@ -11,6 +11,7 @@ import asyncio
 import base64
 import functools
 import http.server
+import io
 import json
 import shutil
 import subprocess
@@ -109,3 +110,19 @@ async def _capture(url: str, timeout_s: float = 60.0) -> bytes:
     finally:
         chrome.terminate()
         chrome.wait()
+
+
+def track_shares(png: bytes, colors) -> dict[int, float]:
+    """{k: share of the canvas drawn nearest (in chromaticity, r g b / their sum) to
+    ``colors[k]``} of a PNG with a transparent background."""
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")).astype(np.float64)
+    drawn = rgba[..., 3] > 0
+    rgb = rgba[..., :3][drawn]
+    chroma = rgb / np.clip(rgb.sum(1, keepdims=True), 1e-6, None)
+    ref = np.asarray(colors, np.float64)
+    ref = ref / ref.sum(1, keepdims=True)
+    near = np.argmin(((chroma[:, None] - ref[None]) ** 2).sum(-1), axis=1)
+    return {k: float((near == k).sum() / drawn.size) for k in range(len(ref))}

@@ -198,3 +198,13 @@ def _moving_average(x: np.ndarray, t: np.ndarray, window_s: float) -> np.ndarray
     lo = np.searchsorted(t, t - window_s / 2, side="left")
     hi = np.searchsorted(t, t + window_s / 2, side="right")
     return (cs[hi] - cs[lo]) / (hi - lo)[:, None]
+
+
+def ground_lift(feet_y: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """(N,) upward shift (metres, >= 0) of each row that keeps its lowest foot from going
+    through the ground: ``max(0, floor - min_f feet_y)``; ``feet_y`` (N, F) heights in a y-up
+    frame (ankles), ``floor`` (N,) the lowest a foot may be (the level + the ankle-to-sole
+    height). Rows with a non-finite foot height are not moved."""
+    low = np.min(np.asarray(feet_y, np.float64), axis=1)
+    lift = np.asarray(floor, np.float64) - low
+    return np.where(np.isfinite(lift), np.maximum(lift, 0.0), 0.0)

@@ -13,7 +13,10 @@ the median pelvis of all rows (``people``: the scene centred) or under the camer
 the camera at x = z = 0, its height on y); contacts are then the slow ankles within
 ``contact_height`` of their level. A contact-aware root correction
 (:func:`~key2mesh.geometry.ground.contact_root_correction`) is kept when it lowers the foot
-skate (mm of contact-foot slide per sample)."""
+skate (mm of contact-foot slide per sample). Last, a no-penetration guard
+(:func:`~key2mesh.geometry.ground.ground_lift`) lifts a row whose lowest ankle is below its
+ankle-to-sole height over the track's level (a person entering the view, a landing: the fitted
+depth puts the body too low) onto that height; higher feet are left as they are."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from key2mesh.geometry.ground import (
     foot_skate,
     foot_speeds,
     ground_frame,
+    ground_lift,
 )
 
 log = logging.getLogger(__name__)
@@ -43,9 +47,10 @@ FLIP = np.diag([1.0, -1.0, -1.0])  # camera frame <-> the model's world frame
 @dataclass
 class World:
     """``X_world = rotation · (X_cam - origin)`` (metres); rows' roots are then moved by
-    ``root_shift`` (N, 3) (world frame; zeros unless the contact correction is kept).
+    ``root_shift`` (N, 3) (world frame: the contact correction when kept, plus ``lift``).
     contact (N, 2) bool, left / right foot on the ground; fit: the ground fit (None in camera
-    mode); skate_mm: foot skate before / after the correction; sole {track: ankle-to-sole m}."""
+    mode); skate_mm: foot skate before / after the correction; sole {track: ankle-to-sole m};
+    lift (N,) metres the no-penetration guard raised each row (included in root_shift)."""
 
     mode: str
     rotation: np.ndarray
@@ -57,6 +62,7 @@ class World:
     corrected: bool = False
     sole: dict[int, float] = field(default_factory=dict)
     origin_mode: str = "camera"  # ORIGINS (ground mode) or "camera" (the camera frame)
+    lift: np.ndarray | None = None
 
     def points(self, x_cam: np.ndarray) -> np.ndarray:
         """Camera-frame points (..., 3) → world frame (no root shift)."""
@@ -95,10 +101,12 @@ def ground_world(
     max_gap_s: float = 0.5,
     correct: bool | None = None,
     origin: str = "first-pelvis",
+    guard: bool = True,
 ) -> World:
     """Estimate the ground of a static camera's motion (see module doc). ``sole`` {track: m}
     (default 0.08 m each); ``origin``: one of :data:`ORIGINS`; ``correct``: keep the contact root correction (None: only when it
-    lowers the foot skate). A one-line error when there is no foot contact to fit."""
+    lowers the foot skate); ``guard``: the no-penetration lift (see module doc). A one-line
+    error when there is no foot contact to fit."""
     n = len(motion.track_id)
     ok = np.isfinite(motion.joints3d).all((1, 2))
     if not ok.any():
@@ -131,6 +139,11 @@ def ground_world(
     world.skate_mm, world.corrected = (before, after), keep
     if keep:
         world.root_shift = np.where(ok[:, None], shift, 0.0)
+    world.lift = np.zeros(n)
+    if guard:
+        low = (fw + world.root_shift[:, None])[..., 1]
+        world.lift = np.where(ok, ground_lift(low, level), 0.0)
+        world.root_shift[:, 1] += world.lift
     return world
 
 
@@ -213,4 +226,9 @@ def world_summary(world: World, motion) -> dict:
                 },
             }
         )
+        if world.lift is not None:
+            out["ground_guard"] = {
+                "rows_lifted": int((world.lift > 1e-6).sum()),  # (more than float noise)
+                "max_lift_m": float(world.lift.max(initial=0.0)),
+            }
     return out
