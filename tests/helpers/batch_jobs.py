@@ -1,0 +1,21 @@
+"""Cheap per-input jobs for the ``key2mesh batch`` tests (importable by spawned workers and Ray)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+
+def record_job(input: str, out_dir: Path, options: dict) -> dict:
+    """Writes ``out_dir/result.txt`` and appends the input to ``options["log"]``; fails on inputs
+    whose name holds ``options["fail"]`` (a ValueError), kills its own process on
+    ``options.get("die")`` (like a killed run)."""
+    with open(options["log"], "a", encoding="utf-8") as f:
+        f.write(Path(input).name + "\n")
+    (out_dir / "result.txt").write_text(input, encoding="utf-8")
+    if options.get("die") and options["die"] in input:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if options.get("fail") and options["fail"] in input:
+        raise ValueError(f"cannot read {Path(input).name}\nsecond line")
+    return {"frames": len(Path(input).stem), "people": 1}
