@@ -31,7 +31,7 @@ DEV=${BENCH%.npz}_dev.npz
 TEST=${BENCH%.npz}_test.npz
 mkdir -p "$OUT" benchmarks/results
 [ -f "$CACHE" ] || { echo "missing $CACHE: build it as scripts/train_default.sh does"; exit 2; }
-[ -f "$TEST" ] || $K2M data pose2sim --out "$BENCH"
+[ -f "$TEST" ] || $K2M data pose2sim --benchmark "$BENCH"
 
 evaluate_all() {  # checkpoint name
   $K2M evaluate --dataset mocap-heldout --noise-profile none --cache "$CACHE" --checkpoint "$1" --json "$OUT/eval_$2_clean.json" > /dev/null
@@ -44,7 +44,7 @@ evaluate_all() {  # checkpoint name
 multiview() { case "$1" in *mv) echo --multiview ;; esac; }
 evaluate_all "$SOURCE" pretrained
 for L in 2d 2d+wd 2d+wd+reg 2d+mv 2d+wd+reg+mv; do
-  $K2M adapt --source "$SOURCE" --cache "$CACHE" --target "$DEV" --val "$DEV" $(multiview "$L") \
+  $K2M adapt --checkpoint "$SOURCE" --cache "$CACHE" --target "$DEV" --val "$DEV" $(multiview "$L") \
       --losses "$L" --out "$OUT/dev_$L" --steps "$STEPS" --select-every 25 > "$OUT/dev_$L.log" 2>&1
   evaluate_all "$OUT/dev_$L/best.pt" "dev_$L"
 done

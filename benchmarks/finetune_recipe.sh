@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Which inputs the second training stage should see: each variant fine-tunes the stage-1 model
-# (`pretrain --init`, the paper's recipe + the 'detector' noise profile, 10,000 steps) for STEPS more
+# (`pretrain --checkpoint`, the paper's recipe + the 'detector' noise profile, 10,000 steps) for STEPS more
 # steps (Adam 3e-4, StepLR x0.8 five times) and is scored on
 #   pose2sim   real MediaPipe detections in Pose2Sim's 4 demo views (12 limb joints, 392 views)
 #   cmu-det    held-out CMU subjects 02 + 05 with the 'detector' noise profile (robustness)
@@ -28,14 +28,14 @@ THREADS=${THREADS:-1}
 VARIANTS=${VARIANTS:-A B C D F G H I J K L M N}
 [ -f "$INIT" ] || { echo "missing $INIT: run scripts/train_default.sh (stage 1) first"; exit 2; }
 [ -f "$CACHE" ] || { echo "missing $CACHE: build it as scripts/train_default.sh does"; exit 2; }
-[ -f "$BENCH" ] || $K2M data pose2sim --out "$BENCH"
+[ -f "$BENCH" ] || $K2M data pose2sim --benchmark "$BENCH"
 mkdir -p "$OUT" benchmarks/results
 
 for V in $VARIANTS; do
   [ -f "configs/finetune/$V.yaml" ] || { echo "unknown variant $V (no configs/finetune/$V.yaml)" >&2; exit 2; }
   $K2M pretrain --config "configs/finetune/$V.yaml" --cache "$CACHE" --out "$OUT/$V" --keypoint-set coco17 \
       --hidden 1024 --steps "$STEPS" --lr 3e-4 --lr-step $((STEPS / 5)) --val-every "$STEPS" \
-      --init "$INIT" --threads "$THREADS" --resume > "$OUT/$V.log" 2>&1
+      --checkpoint "$INIT" --threads "$THREADS" --resume > "$OUT/$V.log" 2>&1
   CK="$OUT/$V/last.pt"
   # scores newer than the checkpoint are kept (re-running the script only scores what changed)
   [ "$OUT/eval_${V}_pose2sim.json" -nt "$CK" ] ||

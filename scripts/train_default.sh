@@ -5,7 +5,7 @@
 # src/key2mesh/pretrained/anny_{coco17,body25}.pt (float16 weights). Two stages per model:
 #   (both resume an interrupted run and skip a finished one)
 #   1. STEPS steps from scratch with the paper's augmentations plus the `detector` noise profile;
-#   2. FT_STEPS steps fine-tuned from stage 1 (`pretrain --init`) with the paper's augmentations
+#   2. FT_STEPS steps fine-tuned from stage 1 (`pretrain --checkpoint`) with the paper's augmentations
 #      only (1 px jitter, 20 % occlusion; no detector noise) and no dropout (measured on real
 #      detections and held-out subjects: see docs/training.md).
 #   bash scripts/train_default.sh   (STEPS, FT_STEPS, FT_LR, HIDDEN, LR_STEP, SETS, CACHE, CMU_DIR,
@@ -29,7 +29,7 @@ CMU_DIR=${CMU_DIR:-../shared/data/cmu-mocap}
 # (re)build the cache when missing or retargeted before the current retargeting version
 if ! .venv/bin/python -c "import sys; from key2mesh.data.cache import PoseBank
 sys.exit(bool(PoseBank.load(sys.argv[1]).stale_sources()))" "$CACHE" 2>/dev/null; then
-  $K2M data prepare --out "$CACHE" --fps 30 \
+  $K2M data prepare --cache "$CACHE" --max-fps 30 \
       --bvh "$CMU_DIR/cmu-bvh-cgspeed-daz.tar.xz" --asf-amc "$CMU_DIR/cmu-asf-amc-01-03.tar.xz"
 fi
 $K2M data stats "$CACHE"
@@ -47,9 +47,9 @@ for SET in $SETS; do
   if [ "$FT_STEPS" -gt 0 ]; then
     $K2M pretrain --config "$FT_CONFIG" --cache "$CACHE" --out "${RUN}_ft" --seed "$SEED" \
         --keypoint-set "$KSET" --hidden "$HIDDEN" --steps "$FT_STEPS" --lr "$FT_LR" \
-        --lr-step $((FT_STEPS / 5)) --val-every "$FT_STEPS" --init "$RUN/last.pt" --resume \
+        --lr-step $((FT_STEPS / 5)) --val-every "$FT_STEPS" --checkpoint "$RUN/last.pt" --resume \
         ${THREADS:+--threads "$THREADS"} ${AMP_CPU:+--amp-cpu}
     FINAL="${RUN}_ft/last.pt"
   fi
-  $K2M export "$FINAL" --slim "src/key2mesh/pretrained/anny_$SET$SUF.pt"
+  $K2M export-model --checkpoint "$FINAL" --slim "src/key2mesh/pretrained/anny_$SET$SUF.pt"
 done

@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
 K2M=.venv/bin/key2mesh
-[ -f cache/mocap_anny.npz ] || $K2M data prepare --out cache/mocap_anny.npz
+[ -f cache/mocap_anny.npz ] || $K2M data prepare --cache cache/mocap_anny.npz
 $K2M data stats cache/mocap_anny.npz
 $K2M pretrain --cache cache/mocap_anny.npz --out runs/quickstart_pretrain --steps 300 --val-every 100
-$K2M adapt --source runs/quickstart_pretrain/best.pt --cache cache/mocap_anny.npz \
+$K2M adapt --checkpoint runs/quickstart_pretrain/best.pt --cache cache/mocap_anny.npz \
     --target synthetic:strong --val synthetic:strong --out runs/quickstart_adapt --steps 100 --select-every 50
 echo "done: see runs/quickstart_pretrain and runs/quickstart_adapt"

@@ -74,8 +74,8 @@ def files(tmp_path, monkeypatch):
 
 # (id, argv with {inp} {img} {huge} {big} {out}, text the error line must contain)
 CASES = [
-    ("predict-cuda-index", "predict {inp} --device cuda:99 --out {out}/p.npz", "cuda:99"),
-    ("predict-bad-device", "predict {inp} --device tpu9 --out {out}/p.npz", "not a device name"),
+    ("predict-cuda-index", "predict {inp} --device cuda:99 --out {out}/p", "cuda:99"),
+    ("predict-bad-device", "predict {inp} --device tpu9 --out {out}/p", "not a device name"),
     (
         "evaluate-cuda-index",
         "evaluate --dataset {inp} --checkpoint anny-body25 --device cuda:99",
@@ -85,7 +85,7 @@ CASES = [
     ("pretrain-cuda-index", "pretrain --cache {inp} --out {out}/pt --device cuda:99", "cuda:99"),
     (
         "adapt-cuda-index",
-        "adapt --source anny-body25 --target {inp} --cache {inp} --out {out}/ad --device cuda:99",
+        "adapt --checkpoint anny-body25 --target {inp} --cache {inp} --out {out}/ad --device cuda:99",
         "cuda:99",
     ),
     (
@@ -107,7 +107,7 @@ CASES = [
     ),
     (
         "predict-min-keypoints-0",
-        "predict {inp} --min-keypoints 0 --out {out}/p.npz",
+        "predict {inp} --min-keypoints 0 --out {out}/p",
         "--min-keypoints",
     ),
     (
@@ -125,12 +125,12 @@ CASES = [
     ("pretrain-val-every-0", "pretrain --cache {inp} --out {out}/pt --val-every 0", "--val-every"),
     (
         "adapt-batch-size-0",
-        "adapt --source anny-body25 --target {inp} --cache {inp} --out {out}/ad --batch-size 0",
+        "adapt --checkpoint anny-body25 --target {inp} --cache {inp} --out {out}/ad --batch-size 0",
         "--batch-size",
     ),
     (
         "adapt-select-every-neg",
-        "adapt --source anny-body25 --target {inp} --cache {inp} --out {out}/ad --select-every -5",
+        "adapt --checkpoint anny-body25 --target {inp} --cache {inp} --out {out}/ad --select-every -5",
         "--select-every",
     ),
     ("demo-frames-letters", "demo {img} --frames a:b --out {out}/demo", "--frames 'a:b'"),
@@ -147,30 +147,21 @@ CASES = [
     ),
     (
         "predict-unknown-option",
-        "predict {inp} --bogus --out {out}/p.npz",
+        "predict {inp} --bogus --out {out}/p",
         "unrecognized arguments: --bogus",
     ),
-    ("predict-missing-file", "predict {out}/nope.npz --out {out}/p.npz", "nope.npz"),
-    # --out is compared with the inputs as written (.npz appended first)
-    ("predict-out-is-input-without-suffix", "predict {inp} --out {inp_stem}", "is the input"),
+    ("predict-missing-file", "predict {out}/nope.npz --out {out}/p", "nope.npz"),
+    # --out is a folder: a file name is refused
+    ("predict-out-is-a-file", "predict {inp} --out {out}/kp_params.npz", "is the output folder"),
+    ("predict-out-is-the-input", "predict {inp} --out {inp}", "is the output folder"),
     # no output of a run overwrites another one or an input
     (
-        "predict-out-is-the-motion-table",
-        "predict {inp} --out {out}/kp_params.npz",
-        "is both --out and the motion table of",
-    ),
-    (
-        "predict-out-is-an-export",
-        "predict {inp} --export amass --out {out}/kp_track0_amass.npz",
-        "is both --out and one of the exports of",
-    ),
-    (
         "predict-motion-table-is-an-input",
-        "predict {inp} {inp_dir}/kp_params.npz --out {inp_dir}/p.npz",
+        "predict {inp} {inp_dir}/kp_params.npz --out {inp_dir}",
         "is the input",
     ),
-    ("predict-fps-nan", "predict {inp} --fps nan --out {out}/p.npz", "--fps must be a positive"),
-    ("predict-fps-inf", "predict {inp} --fps inf --out {out}/p.npz", "--fps must be a positive"),
+    ("predict-fps-nan", "predict {inp} --fps nan --out {out}/p", "--fps: expected a positive"),
+    ("predict-fps-inf", "predict {inp} --fps inf --out {out}/p", "--fps: expected a positive"),
 ]
 
 
@@ -202,11 +193,11 @@ def test_bad_input_is_one_line_exit_2(files, capsys, argv, expect):
 @pytest.mark.parametrize(
     "command",
     [
-        "predict {inp} --out {out}/p.npz",
+        "predict {inp} --out {out}/p",
         "demo {img} --out {out}/demo",
         "evaluate --dataset {inp} --checkpoint anny-body25",
         "pretrain --cache {inp} --out {out}/pt",
-        "adapt --source anny-body25 --target {inp} --cache {inp} --out {out}/ad",
+        "adapt --checkpoint anny-body25 --target {inp} --cache {inp} --out {out}/ad",
     ],
 )
 def test_device_cuda_without_cuda(files, capsys, command):
@@ -246,7 +237,7 @@ def test_api_device_check():
 
 
 PT = "pretrain --cache {inp} --out {out}/pt"
-AD = "adapt --source anny-body25 --target {inp} --cache {inp} --out {out}/ad"
+AD = "adapt --checkpoint anny-body25 --target {inp} --cache {inp} --out {out}/ad"
 # --set / --config / named flags of pretrain, adapt, fit and data prepare: one validator, checked
 # before any cache, checkpoint or body model is read ({inp} is no cache: reading it would fail
 # with another message)
@@ -285,11 +276,15 @@ OPTION_CASES = [
     ("fit-set-weights", "fit {inp} --set weights=5 --out {out}/f.npz", "weights must be a mapping"),
     (
         "prepare-ik-iters-neg",
-        "data prepare --ik-iters -1 --out {out}/c.npz",
+        "data prepare --ik-iters -1 --cache {out}/c.npz",
         "--ik-iters -1: ik_iters",
     ),
-    ("prepare-fps-nan", "data prepare --fps nan --out {out}/c.npz", "--fps nan: fps must be"),
-    ("prepare-shapes-0", "data prepare --num-shapes 0 --out {out}/c.npz", "--num-shapes 0"),
+    (
+        "prepare-fps-nan",
+        "data prepare --max-fps nan --cache {out}/c.npz",
+        "--max-fps nan: fps must be",
+    ),
+    ("prepare-shapes-0", "data prepare --num-shapes 0 --cache {out}/c.npz", "--num-shapes 0"),
 ]
 
 

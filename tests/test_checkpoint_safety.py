@@ -104,9 +104,9 @@ def test_cli_refuses_code(tmp_path, capsys, command):
             "--checkpoint",
             str(path),
             "--out",
-            str(tmp_path / "o.npz"),
+            str(tmp_path / "o"),
         ],
-        "export": ["export", str(path), "--onnx", str(tmp_path / "m.onnx")],
+        "export": ["export-model", "--checkpoint", str(path), "--onnx", str(tmp_path / "m.onnx")],
         "evaluate": [
             "evaluate",
             "--dataset",
@@ -116,10 +116,10 @@ def test_cli_refuses_code(tmp_path, capsys, command):
             "--checkpoint",
             str(path),
         ],
-        "fit": ["fit", str(kp), "--init-from", str(path), "--out", str(tmp_path / "f.npz")],
+        "fit": ["fit", str(kp), "--checkpoint", str(path), "--out", str(tmp_path / "f.npz")],
         "adapt": [
             "adapt",
-            "--source",
+            "--checkpoint",
             str(path),
             "--target",
             str(kp),
@@ -260,7 +260,18 @@ def test_cli_refuses_non_finite_weights(tmp_path, capsys):
         k: v * float("nan") if v.is_floating_point() else v for k, v in ck["model"].items()
     }
     atomic_save(ck, tmp_path / "nan.pt")
-    assert main(["export", str(tmp_path / "nan.pt"), "--torchscript", str(tmp_path / "m.ts")]) == 2
+    assert (
+        main(
+            [
+                "export-model",
+                "--checkpoint",
+                str(tmp_path / "nan.pt"),
+                "--torchscript",
+                str(tmp_path / "m.ts"),
+            ]
+        )
+        == 2
+    )
     assert "non-finite weights" in _one_line_error(capsys)
     assert not (tmp_path / "m.ts").exists()
 
@@ -383,7 +394,18 @@ def test_exploded_weights_are_refused(tmp_path, capsys):
     atomic_save(ck, tmp_path / "big.pt")
     with pytest.raises(Key2MeshError, match=r"big\.pt has exploded weights \(\|w\| up to"):
         load_checkpoint(tmp_path / "big.pt")
-    assert main(["export", str(tmp_path / "big.pt"), "--torchscript", str(tmp_path / "m.ts")]) == 2
+    assert (
+        main(
+            [
+                "export-model",
+                "--checkpoint",
+                str(tmp_path / "big.pt"),
+                "--torchscript",
+                str(tmp_path / "m.ts"),
+            ]
+        )
+        == 2
+    )
     assert "exploded weights" in _one_line_error(capsys)
 
 
@@ -399,5 +421,16 @@ def test_config_and_weights_that_disagree_are_one_line(tmp_path, capsys, edit):
     atomic_save(ck, tmp_path / "odd.pt")
     with pytest.raises(Key2MeshError, match=r"odd\.pt: its model config and weights disagree"):
         load_checkpoint(tmp_path / "odd.pt")
-    assert main(["export", str(tmp_path / "odd.pt"), "--torchscript", str(tmp_path / "m.ts")]) == 2
+    assert (
+        main(
+            [
+                "export-model",
+                "--checkpoint",
+                str(tmp_path / "odd.pt"),
+                "--torchscript",
+                str(tmp_path / "m.ts"),
+            ]
+        )
+        == 2
+    )
     assert "model config and weights disagree" in _one_line_error(capsys)

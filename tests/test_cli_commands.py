@@ -37,7 +37,7 @@ def test_pretrain_cli(pretrained):
 
 def test_adapt_cli(pretrained, bank_path, tmp_path):
     out = tmp_path / "ad"
-    argv = ["adapt", "--source", str(pretrained), "--target", "synthetic:strong", "--cache", str(bank_path),
+    argv = ["adapt", "--checkpoint", str(pretrained), "--target", "synthetic:strong", "--cache", str(bank_path),
             "--out", str(out), "--steps", "2", "--batch-size", "16", "--select-every", "1", "--losses", "2d+wd",
             "--threads", "1", "--device", "cpu"]  # fmt: skip
     assert main(argv) == 0
@@ -53,7 +53,7 @@ def test_adapt_cli_selection_flags_and_verdict(pretrained, bank_path, tmp_path, 
     import json
 
     out = tmp_path / "ad"
-    argv = ["adapt", "--source", str(pretrained), "--target", "synthetic:strong", "--cache", str(bank_path),
+    argv = ["adapt", "--checkpoint", str(pretrained), "--target", "synthetic:strong", "--cache", str(bank_path),
             "--out", str(out), "--steps", "2", "--batch-size", "16", "--select-every", "1",
             "--selection", "guarded", "--source-tolerance", "0.5", "--min-gain", "0.9",
             "--min-keypoints", "7", "--threads", "1"]  # fmt: skip
@@ -76,7 +76,20 @@ def test_adapt_cli_selection_flags_and_verdict(pretrained, bank_path, tmp_path, 
 
 def test_export_cli(pretrained, tmp_path):
     ts, slim = tmp_path / "m.ts", tmp_path / "slim.pt"
-    assert main(["export", str(pretrained), "--torchscript", str(ts), "--slim", str(slim)]) == 0
+    assert (
+        main(
+            [
+                "export-model",
+                "--checkpoint",
+                str(pretrained),
+                "--torchscript",
+                str(ts),
+                "--slim",
+                str(slim),
+            ]
+        )
+        == 0
+    )
     module = torch.jit.load(str(ts))
     r, s = module(torch.rand(3, 25, 2) * 200, torch.ones(3, 25))
     assert r.shape[0] == 3 and torch.isfinite(r).all() and torch.isfinite(s).all()
@@ -92,7 +105,7 @@ def test_fit_cli(pretrained, tmp_path, capsys):
     np.savez(inp, keypoints=kp, keypoint_set="openpose_body25")
     out = tmp_path / "fit.npz"
     assert (
-        main(["fit", str(inp), "--out", str(out), "--iters", "2", "--init-from", str(pretrained)])
+        main(["fit", str(inp), "--out", str(out), "--iters", "2", "--checkpoint", str(pretrained)])
         == 0
     )
     z = np.load(out)
@@ -153,7 +166,7 @@ def test_adapt_multiview_cli(pretrained, bank_path, tmp_path, capsys):
              confidence=np.ones((32, 17), np.float32), keypoint_set=np.array("coco17"),
              frame_names=np.array(names))  # fmt: skip
     out = tmp_path / "ad"
-    common = ["--source", str(pretrained), "--cache", str(bank_path), "--steps", "2", "--batch-size", "16",
+    common = ["--checkpoint", str(pretrained), "--cache", str(bank_path), "--steps", "2", "--batch-size", "16",
               "--select-every", "1", "--threads", "1", "--device", "cpu"]  # fmt: skip
     assert main(["adapt", "--target", str(target), "--multiview", "--out", str(out), *common]) == 0
     ck = load_checkpoint(out / "last.pt")
@@ -181,7 +194,7 @@ def test_adapt_multiview_cli(pretrained, bank_path, tmp_path, capsys):
 
 def test_adapt_without_source_is_a_one_line_error(tmp_path, capsys):
     assert main(["adapt", "--target", "synthetic:none", "--cache", str(tmp_path / "c.npz")]) == 2
-    assert "needs --source" in capsys.readouterr().err
+    assert "needs --checkpoint" in capsys.readouterr().err
 
 
 def test_evaluate_mocap_heldout_goes_through_predict(pretrained, bank_path, tmp_path):

@@ -237,7 +237,7 @@ def test_fit_init_from_a_crafted_checkpoint_uses_smpl_dir(tmp_path, monkeypatch,
     rng = np.random.default_rng(0)
     np.savez(kp, keypoints=rng.uniform(100, 300, (1, 18, 2)), keypoint_set="openpose_coco18")
     out = tmp_path / "o.npz"
-    args = ["fit", str(kp), "--init-from", str(path), "--iters", "2", "--out", str(out)]
+    args = ["fit", str(kp), "--checkpoint", str(path), "--iters", "2", "--out", str(out)]
     err = _cli(args, capsys)
     assert "KEY2MESH_SMPL_DIR" in err and not marker.exists()
     good = _good_dir(tmp_path)

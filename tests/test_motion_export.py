@@ -265,7 +265,7 @@ def test_predict_writes_params_and_exports_for_keypoint_files(tmp_path, capsys):
     det = Detections(kp, np.full((f, 2, 17), 0.9, np.float32), "coco17", [f"f{t}" for t in range(f)],
                      np.tile([0, 1], (f, 1)), image_size=(1280, 720))  # fmt: skip
     src = write_npz(det, tmp_path / "clip.npz")
-    out = tmp_path / "out" / "pred.npz"
+    out = tmp_path / "out"
     args = ["predict", str(src), "--checkpoint", "anny-coco17", "--out", str(out)]
     assert main([*args, "--export", "bvh,trc", "--fps", "25", "--device", "cpu"]) == 0
     d = np.load(tmp_path / "out" / "clip_params.npz")
@@ -277,7 +277,9 @@ def test_predict_writes_params_and_exports_for_keypoint_files(tmp_path, capsys):
         x = d["transl"][d["track_id"] == t][:, 0]
         assert np.abs(np.diff(x)).max() < 0.1
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert {"clip_track0.bvh", "clip_track1.trc", "clip_params.json", "pred.npz"} <= set(names)
+    assert {"clip_track0.bvh", "clip_track1.trc", "clip_params.json", "clip_params.npz"} <= set(
+        names
+    )
     assert "2 track(s)" in capsys.readouterr().out
 
 

@@ -182,7 +182,7 @@ def test_lightning_file_loads_and_predicts_a_smpl_mesh(tmp_path):
     assert torch.allclose(pred.shape, ref_betas, atol=1e-5)
 
     out = tmp_path / "paper.pt"
-    assert main(["export", str(ckpt), "--slim", str(out), "--float32"]) == 0
+    assert main(["export-model", "--checkpoint", str(ckpt), "--slim", str(out), "--float32"]) == 0
     conv = load_checkpoint(out)
     assert conv.body == {"name": "smpl", "model_dir": None, "gender": "neutral"}
     pred2 = Key2Mesh.from_pretrained(out, device="cpu", smpl_dir=smpl_dir).predict(kp, conf)

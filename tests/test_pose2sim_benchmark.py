@@ -20,7 +20,7 @@ def test_pose2sim_benchmark_end_to_end(tmp_path, capsys):
     from key2mesh.cli import main
 
     out = tmp_path / "p2s.npz"
-    assert main(["data", "pose2sim", "--out", str(out)]) == 0
+    assert main(["data", "pose2sim", "--benchmark", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "samples (camera × frame)" in printed and "frame offsets vs camera 1" in printed
     from key2mesh.data.benchmark import load_benchmark_file
@@ -63,9 +63,9 @@ def test_multiview_adaptation_on_the_real_views(tmp_path, bank_path):
     from key2mesh.cli import main
 
     bench = tmp_path / "p2s.npz"
-    assert main(["data", "pose2sim", "--out", str(bench)]) == 0
+    assert main(["data", "pose2sim", "--benchmark", str(bench)]) == 0
     out = tmp_path / "ad"
-    argv = ["adapt", "--source", "anny-coco17", "--cache", str(bank_path), "--target", str(bench),
+    argv = ["adapt", "--checkpoint", "anny-coco17", "--cache", str(bank_path), "--target", str(bench),
             "--multiview", "--val", str(bench), "--losses", "2d+mv", "--steps", "40",
             "--batch-size", "128", "--select-every", "20", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0

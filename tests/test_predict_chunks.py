@@ -3,6 +3,8 @@ sees more than one chunk, and the results are the same numbers as in one piece."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ def _rows(chunk: int) -> int:
     return -(-chunk // PAD_ROWS) * PAD_ROWS
 
 
-KEYS = ("source", "frame", "frame_name", "person_id", "rotmats", "shape", "keypoints3d")
+KEYS = ("frame_index", "track_id", "rotmats", "phenotypes", "transl", "keypoints3d")
 
 
 def _coco17_detections(path, frames: int, persons: int = 1, seed: int = 0):
@@ -46,7 +48,8 @@ def _coco17_detections(path, frames: int, persons: int = 1, seed: int = 0):
 
 
 def _predict(tmp_path, inputs, name: str, *extra: str) -> dict[str, np.ndarray]:
-    out = tmp_path / f"{name}.npz"
+    """The motion tables of one run, rows of every input in order (``<stem>_params.npz``)."""
+    out = tmp_path / name
     inputs = [str(p) for p in (inputs if isinstance(inputs, list) else [inputs])]
     assert (
         main(
@@ -64,8 +67,11 @@ def _predict(tmp_path, inputs, name: str, *extra: str) -> dict[str, np.ndarray]:
         )
         == 0
     )
-    with np.load(out) as z:
-        return {k: z[k] for k in z.files}
+    tables = []
+    for p in inputs:
+        with np.load(out / f"{Path(p).stem}_params.npz") as z:
+            tables.append({k: z[k] for k in KEYS})
+    return {k: np.concatenate([t[k] for t in tables]) for k in KEYS}
 
 
 @pytest.fixture()
@@ -100,7 +106,7 @@ def test_chunked_predict_equals_one_piece(tmp_path, batch_sizes, capsys):
     n = len(chunked["rotmats"])
     assert 9000 < n < 10_000  # the skipped detections are skipped in both
     assert chunked["keypoints3d"].shape == (n, 17, 3) and np.isfinite(chunked["keypoints3d"]).all()
-    assert chunked["rotmats"].shape == (n, 24, 3, 3) and np.isfinite(chunked["shape"]).all()
+    assert chunked["rotmats"].shape == (n, 24, 3, 3) and np.isfinite(chunked["phenotypes"]).all()
     assert "predictions" in capsys.readouterr().out
 
 
@@ -126,17 +132,17 @@ def test_chunked_meshes_equal_one_piece(tmp_path, batch_sizes, chunk):
     # the anny body is batch-invariant: it sees the chunks themselves, never padded
     assert batch_sizes and max(batch_sizes) == chunk
     _assert_same(whole, chunked)
-    meshes = sorted(p.name for p in (tmp_path / "chunked_meshes").iterdir())
+    meshes = sorted(p.name for p in (tmp_path / "chunked" / "kp_meshes").iterdir())
     assert len(meshes) == len(chunked["rotmats"]) and meshes == sorted(
-        p.name for p in (tmp_path / "whole_meshes").iterdir()
+        p.name for p in (tmp_path / "whole" / "kp_meshes").iterdir()
     )
     for name in meshes:
-        assert (tmp_path / "chunked_meshes" / name).read_bytes() == (
-            tmp_path / "whole_meshes" / name
+        assert (tmp_path / "chunked" / "kp_meshes" / name).read_bytes() == (
+            tmp_path / "whole" / "kp_meshes" / name
         ).read_bytes()
 
 
 def test_chunk_size_must_be_positive(tmp_path, capsys):
     inp = _coco17_detections(tmp_path / "kp.npz", 3)
-    assert main(["predict", str(inp), "--chunk-size", "0", "--out", str(tmp_path / "p.npz")]) == 2
+    assert main(["predict", str(inp), "--chunk-size", "0", "--out", str(tmp_path / "p")]) == 2
     assert "--chunk-size" in capsys.readouterr().err

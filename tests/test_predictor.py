@@ -115,7 +115,7 @@ def test_cli_help_info_and_errors(tmp_path):
     assert info.returncode == 0 and "openpose_body25" in info.stdout and "anny" in info.stdout
     bad = tmp_path / "bad.json"
     bad.write_text("{ not json")
-    r = _cli("predict", str(bad), "--out", str(tmp_path / "o.npz"))
+    r = _cli("predict", str(bad), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "bad.json" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -131,17 +131,15 @@ def test_cli_predict_round_trip(tmp_path, model):
         np.zeros((3, 1), dtype=np.int64),
     )
     write_openpose_json(det, tmp_path / "json")
-    r = _cli(
-        "predict", str(tmp_path / "json"), "--out", str(tmp_path / "pred.npz"), "--meshes", "obj"
-    )
+    r = _cli("predict", str(tmp_path / "json"), "--out", str(tmp_path / "pred"), "--meshes", "obj")
     assert r.returncode == 0, r.stderr
-    z = np.load(tmp_path / "pred.npz")
+    z = np.load(tmp_path / "pred" / "json_params.npz")
     assert z["rotmats"].shape == (3, 24, 3, 3)
     direct = model.predict(b.keypoints2d, b.confidence, mesh=False).rotmats.numpy()
     assert np.allclose(z["rotmats"], direct, atol=1e-4)
-    assert len(list((tmp_path / "pred_meshes").glob("*.obj"))) == 3
+    assert len(list((tmp_path / "pred" / "json_meshes").glob("*.obj"))) == 3
     # --int8: the int8 network, close to the float one (not the same numbers)
-    r = _cli("predict", str(tmp_path / "json"), "--out", str(tmp_path / "q.npz"), "--int8")
+    r = _cli("predict", str(tmp_path / "json"), "--out", str(tmp_path / "q"), "--int8")
     assert r.returncode == 0, r.stderr
-    q = np.load(tmp_path / "q.npz")["rotmats"]
+    q = np.load(tmp_path / "q" / "json_params.npz")["rotmats"]
     assert not np.array_equal(q, z["rotmats"]) and np.abs(q - z["rotmats"]).max() < 0.1

@@ -117,7 +117,7 @@ def test_predict_meshes_stay_in_folder(tmp_path):
     kp = rng.uniform(100, 300, (len(names), 17, 2)).astype(np.float32)
     inp = tmp_path / "in.npz"
     np.savez(inp, keypoints=kp, keypoint_set="coco17", frame_names=np.array(names))
-    out = tmp_path / "a" / "b" / "pred.npz"
+    out = tmp_path / "a" / "b"
     assert (
         main(
             [
@@ -135,14 +135,13 @@ def test_predict_meshes_stay_in_folder(tmp_path):
         )
         == 0
     )
-    meshes = sorted((tmp_path / "a" / "b" / "pred_meshes").iterdir())
-    assert len(meshes) == len(names)
-    assert {m.name for m in meshes} >= {"evil_p0.ply", "dup_p0.ply", "dup_p0_1.ply"}
-    # the motion table of the input (named after the input file) sits beside --out
+    meshes = sorted((tmp_path / "a" / "b" / "in_meshes").iterdir())
+    assert len(meshes) == len(names)  # one per row of the motion table, unique names
+    stems = sorted(m.name.rsplit("_track", 1)[0] for m in meshes)
+    assert "evil" in stems and stems.count("dup") == 2, stems  # dup_track0, dup_track1
+    # the motion table of the input (named after the input file) sits in --out
     motion = {"a/b/in_params.npz", "a/b/in_params.json"}
-    assert _files(tmp_path) == {"in.npz", "a/b/pred.npz"} | motion | {
-        f"a/b/pred_meshes/{m.name}" for m in meshes
-    }
+    assert _files(tmp_path) == {"in.npz"} | motion | {f"a/b/in_meshes/{m.name}" for m in meshes}
 
 
 # ------------------------------------------------------------------------------- atomic outputs
@@ -170,6 +169,7 @@ def _disk_full_savez(monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(np, "savez", full)
+    monkeypatch.setattr(np, "savez_compressed", full)  # the motion table is compressed
 
 
 def test_atomic_savez_disk_full_keeps_previous(tmp_path, monkeypatch):
@@ -192,18 +192,18 @@ def test_cli_disk_full_keeps_previous_output(tmp_path, monkeypatch, capsys, comm
     inp = _kp_file(tmp_path / "in.npz")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    out = out_dir / "result.npz"
+    out = out_dir / {"predict": "in_params.npz", "fit": "result.npz"}[command]
     out.write_bytes(b"previous result")
     _disk_full_savez(monkeypatch)
     argv = {
-        "predict": ["predict", str(inp), "--out", str(out), "--device", "cpu"],
+        "predict": ["predict", str(inp), "--out", str(out_dir), "--device", "cpu"],
         "fit": ["fit", str(inp), "--out", str(out), "--iters", "1"],
     }[command]
     assert main(argv) == 2
     line = _one_line(capsys)
     assert "no space left" in line and str(out) in line
     assert out.read_bytes() == b"previous result"
-    assert [p.name for p in out_dir.iterdir()] == ["result.npz"]  # no temp file left
+    assert [p.name for p in out_dir.iterdir()] == [out.name]  # no temp file left
 
 
 @pytest.mark.parametrize("command", ["predict", "fit", "export", "evaluate"])
@@ -215,9 +215,9 @@ def test_cli_refuses_out_equal_to_input(tmp_path, capsys, command):
     link = tmp_path / "link.npz"
     link.symlink_to(inp)
     argv = {
-        "predict": ["predict", str(inp), "--out", str(link)],
+        "predict": ["predict", str(inp), "--out", str(link)],  # --out is a folder: refused
         "fit": ["fit", str(inp), "--out", str(tmp_path / "." / "in.npz")],
-        "export": ["export", str(inp), "--onnx", str(link)],
+        "export": ["export-model", "--checkpoint", str(inp), "--onnx", str(link)],
         "evaluate": [
             "evaluate",
             "--dataset",
@@ -229,7 +229,8 @@ def test_cli_refuses_out_equal_to_input(tmp_path, capsys, command):
         ],
     }[command]
     assert main(argv) == 2
-    assert "is the input" in _one_line(capsys)
+    line = _one_line(capsys)
+    assert ("is the output folder" if command == "predict" else "is the input") in line
     assert inp.read_bytes() == before
 
 
@@ -242,9 +243,9 @@ def test_cli_unwritable_out_is_one_line(tmp_path, capsys, command):
     blocker.write_text("x")
     out = blocker / "sub" / "o.npz"
     argv = {
-        "predict": ["predict", str(inp), "--out", str(out), "--device", "cpu"],
+        "predict": ["predict", str(inp), "--out", str(blocker / "sub"), "--device", "cpu"],
         "fit": ["fit", str(inp), "--out", str(out), "--iters", "1"],
-        "export": ["export", "anny-body25", "--torchscript", str(out)],
+        "export": ["export-model", "--checkpoint", "anny-body25", "--torchscript", str(out)],
     }[command]
     assert main(argv) == 2
     line = _one_line(capsys)

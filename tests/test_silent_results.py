@@ -140,7 +140,7 @@ def test_predict_rejects_degenerate_detections(tmp_path, capsys):
                 "--checkpoint",
                 "anny-coco17",
                 "--out",
-                str(tmp_path / "p.npz"),
+                str(tmp_path / "p"),
                 "--device",
                 "cpu",
             ]
@@ -158,7 +158,7 @@ def test_predict_rejects_degenerate_detections(tmp_path, capsys):
                 "--checkpoint",
                 "anny-coco17",
                 "--out",
-                str(tmp_path / "p.npz"),
+                str(tmp_path / "p"),
                 "--device",
                 "cpu",
             ]

@@ -32,12 +32,16 @@ COMMANDS: dict[str, str] = {
     "predict": "predict",
     "demo": "demo",
     "batch": "batch",
-    "export": "export",
+    "export-model": "export",
     "evaluate": "evaluate",
     "fit": "fit",
     "view": "view",
     "live": "live",
 }
+
+
+# old command names kept working (the command prints a deprecation line)
+ALIASES: dict[str, list[str]] = {"export-model": ["export"]}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"key2mesh.commands.{module_name}")
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(
+            name, help=module.HELP, description=module.HELP, aliases=ALIASES.get(name, [])
+        )
         module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser

@@ -33,3 +33,130 @@ positive_int = _bounded(int, "a positive integer", lambda v: v >= 1)
 non_negative_int = _bounded(int, "an integer >= 0", lambda v: v >= 0)
 positive_float = _bounded(float, "a positive number", lambda v: v > 0)
 non_negative_float = _bounded(float, "a number >= 0", lambda v: v >= 0)
+
+MIN_KEYPOINTS = (
+    6  # key2mesh.keypoints.io.MIN_KEYPOINTS (not imported: that loads torch; a test checks)
+)
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of a flag: stores into the new flag's ``dest`` and prints one warning line."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kw):
+        self.new = new
+        super().__init__(option_strings, dest, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import sys
+
+        print(
+            f"warning: {option_string} is deprecated; use {self.new} (same meaning)",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, dest: str) -> None:
+    """Keep ``old`` working as a hidden spelling of ``new`` (a one-line warning when used)."""
+    p.add_argument(old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS)
+
+
+def device_name(text: str) -> str | None:
+    """``--device``: ``auto`` (cuda when available, else cpu) → None; other names as given
+    (checked by :func:`key2mesh.devices.check_device` before any work)."""
+    return None if text.strip().lower() in ("", "auto") else text.strip()
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    """``--device`` of the inference commands (``auto`` = None: cuda when available, else cpu)."""
+    p.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        help="cpu, cuda, cuda:N or auto (cuda when available, else cpu) (default: %(default)s)",
+    )
+
+
+def add_checkpoint_argument(
+    p: argparse.ArgumentParser,
+    help: str,
+    default: str | None = None,
+    dest: str = "checkpoint",
+    old: tuple[str, ...] = (),
+    required: bool = False,
+) -> None:
+    """``--checkpoint`` (one spelling in every command; ``old`` spellings kept, deprecated)."""
+    if default is not None:
+        help += " (default: %(default)s)"
+    p.add_argument(
+        "--checkpoint", dest=dest, default=default, required=required, help=help, metavar="CKPT"
+    )
+    for spelling in old:
+        add_deprecated_alias(p, spelling, "--checkpoint", dest)
+
+
+# suffixes of files, refused where a folder is expected (``--out``)
+FILE_SUFFIXES = (".npz", ".npy", ".json", ".pt", ".csv", ".mp4", ".png", ".jpg", ".txt")
+
+
+def output_folder(path: str, option: str = "--out", writes: str = "its files"):
+    """``--out`` is always a folder: a one-line error for a file name (``x.npz``) or an existing
+    file, naming what the command writes there."""
+    from pathlib import Path
+
+    from key2mesh.errors import Key2MeshError
+
+    p = Path(path)
+    if p.suffix.lower() in FILE_SUFFIXES or p.is_file():
+        raise Key2MeshError(
+            f"{option} {path!r}: {option} is the output folder (the command writes {writes} "
+            f"there), not a file; e.g. {option} {p.with_suffix('')}"
+        )
+    return p
+
+
+def add_out_argument(
+    p: argparse.ArgumentParser, writes: str, default: str | None = None, dest: str = "out"
+) -> None:
+    """``--out FOLDER`` (the same meaning in every command: the folder the command writes into)."""
+    text = f"output folder: {writes}"
+    if default is not None:
+        text += " (default: %(default)s)"
+    p.add_argument("--out", dest=dest, default=default, metavar="FOLDER", help=text)
+
+
+SMOOTHING_MODES = ("none", "one-euro", "zero-phase")  # key2mesh.inference.motion.MotionSmoothing
+
+
+def add_smoothing_arguments(p: argparse.ArgumentParser) -> None:
+    """``--smooth [MODE]``, ``--smooth-min-cutoff``, ``--smooth-beta``: temporal smoothing of the
+    motion table, per tracked person (one meaning in ``predict`` and ``demo``)."""
+    p.add_argument(
+        "--smooth",
+        nargs="?",
+        const="one-euro",
+        default="none",
+        choices=list(SMOOTHING_MODES),
+        help="temporal smoothing per tracked person: one-euro (online; a bare --smooth) or "
+        "zero-phase (offline forward-backward) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--smooth-min-cutoff",
+        type=positive_float,
+        default=1.0,
+        metavar="HZ",
+        help="One-Euro cutoff at rest, Hz (lower: smoother) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--smooth-beta",
+        type=non_negative_float,
+        default=0.05,
+        help="One-Euro speed coefficient (higher: less lag on fast motion) (default: %(default)s)",
+    )
+
+
+def smoothing(args: argparse.Namespace):
+    """The :class:`~key2mesh.inference.motion.MotionSmoothing` of the parsed options."""
+    from key2mesh.inference.motion import MotionSmoothing
+
+    return MotionSmoothing(args.smooth, args.smooth_min_cutoff, args.smooth_beta)

@@ -104,3 +104,154 @@ def _put(d: dict, key: str, value) -> None:
         node[name] = dict(sub) if isinstance(sub, dict) else {}
         node = node[name]
     node[leaf] = value
+
+
+class ConfigDefaults:
+    """The default values of a config dataclass's fields, read from its source file with
+    :mod:`ast` (the module itself is not imported: it imports torch, and ``--help`` must not),
+    so that ``--help`` shows the defaults of the code instead of retyped ones.
+
+    ``ConfigDefaults("train/adapt.py", "AdaptConfig").text("min_gain")`` → ``"0.05"``; dotted keys
+    reach nested dataclasses (``"weights.sigma"``, ``"model.hidden"``). A default computed at run
+    time (a function call) reads ``"computed at run time"``."""
+
+    def __init__(self, path: str, cls: str):
+        self.path, self.cls = path, cls
+
+    def value(self, key: str):
+        """The default of ``key`` (LookupError when it is computed at run time)."""
+        path, cls = self.path, self.cls
+        *parents, leaf = key.split(".")
+        for name in parents:
+            node = _fields(path, cls)[name]
+            path, cls = _nested_class(path, node)
+        return _field_default(path, _fields(path, cls)[leaf])
+
+    def text(self, key: str) -> str:
+        try:
+            value = self.value(key)
+        except LookupError:
+            return "computed at run time"
+        if isinstance(value, list | tuple):
+            return ",".join(str(v) for v in value)
+        return str(value)
+
+    def help(self, key: str, text: str) -> str:
+        """``text`` with the field's default appended: ``"text (AdaptConfig default: 0.05)"``."""
+        return f"{text} ({self.cls} default: {self.text(key)})"
+
+
+_SRC = Path(__file__).resolve().parents[1]  # src/key2mesh
+
+
+_TREES: dict = {}  # path -> its parsed module (each source file is parsed once)
+
+
+def _module_tree(path: str):
+    import ast
+
+    if path not in _TREES:
+        _TREES[path] = ast.parse((_SRC / path).read_text())
+    return _TREES[path]
+
+
+def _module_path(module: str) -> str:
+    """``key2mesh.keypoints.io`` → ``keypoints/io.py`` (or ``.../__init__.py``)."""
+    rel = Path(*module.split(".")[1:])
+    return str(rel / "__init__.py") if (_SRC / rel).is_dir() else f"{rel}.py"
+
+
+def _fields(path: str, cls: str) -> dict:
+    """Field name → its ``AnnAssign`` node in class ``cls`` of ``path``."""
+    import ast
+
+    for node in _module_tree(path).body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            return {
+                n.target.id: n
+                for n in node.body
+                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+            }
+    path2, cls2 = _resolve_name(path, cls)
+    return _fields(path2, cls2)
+
+
+def _resolve_name(path: str, name: str) -> tuple[str, str]:
+    """Where a name imported by ``path`` (``from key2mesh.x import name``) is defined."""
+    import ast
+
+    for node in _module_tree(path).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("key2mesh"):
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    return _module_path(node.module), alias.name
+    raise LookupError(f"{name} in {path}")
+
+
+def _nested_class(path: str, node) -> tuple[str, str]:
+    """The dataclass a nested field holds: ``field(default_factory=Cls)`` or
+    ``field(metadata=rule(nested=Cls))``."""
+    import ast
+
+    call = node.value
+    if isinstance(call, ast.Call):
+        for kw in call.keywords:
+            factory = kw.value
+            if kw.arg == "default_factory" and isinstance(factory, ast.Name):
+                if factory.id not in ("dict", "list"):
+                    return path, factory.id
+            if kw.arg == "metadata" and isinstance(kw.value, ast.Call):
+                for inner in kw.value.keywords:
+                    if inner.arg == "nested" and isinstance(inner.value, ast.Name):
+                        return path, inner.value.id
+    raise LookupError("not a nested dataclass field")
+
+
+def _field_default(path: str, node):
+    import ast
+
+    value = node.value
+    if value is None:
+        raise LookupError("no default")
+    if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "field":
+        for kw in value.keywords:
+            if kw.arg == "default":
+                return _eval(path, kw.value)
+            if kw.arg == "default_factory":
+                f = kw.value
+                if isinstance(f, ast.Lambda):
+                    return _eval(path, f.body)
+                if isinstance(f, ast.Name) and f.id in ("list", "dict", "tuple"):
+                    return {"list": [], "dict": {}, "tuple": ()}[f.id]
+        raise LookupError("computed default")
+    return _eval(path, value)
+
+
+def _eval(path: str, node):
+    """A constant expression of ``path``'s source: literals, module-level names (followed through
+    ``from key2mesh... import``), ``list(X)``/``tuple(X)``, unary minus."""
+    import ast
+
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.List | ast.Tuple):
+        return [_eval(path, e) for e in node.elts]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_eval(path, node.operand)
+    if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("list", "tuple"):
+        if len(node.args) == 1:
+            return list(_eval(path, node.args[0]))
+    if isinstance(node, ast.Name):
+        for stmt in _module_tree(path).body:
+            targets = (
+                stmt.targets
+                if isinstance(stmt, ast.Assign)
+                else [stmt.target]
+                if isinstance(stmt, ast.AnnAssign)
+                else []
+            )
+            if any(isinstance(t, ast.Name) and t.id == node.id for t in targets):
+                return _eval(path, stmt.value)
+        other, name = _resolve_name(path, node.id)
+        return _eval(other, ast.Name(id=name))
+    raise LookupError(f"not a constant: {ast.dump(node)[:60]}")

@@ -6,16 +6,21 @@ import argparse
 import json
 from dataclasses import replace
 
-from key2mesh.commands._config import add_config_arguments
+from key2mesh.commands._args import add_checkpoint_argument, add_out_argument
+from key2mesh.commands._config import ConfigDefaults, add_config_arguments
 
 HELP = "adapt a pre-trained model to unlabelled target detections (WDGRL critic, no 3D labels)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = ConfigDefaults("train/adapt.py", "AdaptConfig")
     add_config_arguments(p, "AdaptConfig")
-    p.add_argument(
-        "--source",
-        help="pre-trained checkpoint (from `key2mesh pretrain`, or a shipped name such as anny-coco17)",
+    add_checkpoint_argument(
+        p,
+        "the pre-trained checkpoint to adapt (from `key2mesh pretrain`, or a shipped name such "
+        "as anny-coco17)",
+        dest="source",
+        old=("--source",),
     )
     p.add_argument(
         "--target",
@@ -51,63 +56,87 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--selection",
         choices=["guarded", "target"],
-        help="label-free choice of best.pt: guarded (default: a step must lower the target "
-        "criterion by --min-gain while the source domain's held-out error rises by at most "
-        "--source-tolerance, else the pre-trained model is kept) or target (the criterion alone)",
+        help=d.help(
+            "selection",
+            "label-free choice of best.pt: guarded (a step must lower the target criterion by "
+            "--min-gain while the source domain's held-out error rises by at most "
+            "--source-tolerance, else the pre-trained model is kept) or target (the criterion alone)",
+        ),
     )
     p.add_argument(
         "--source-tolerance",
-        help="guarded selection: largest relative rise of the held-out MoCap error (default 0.01)",
+        help=d.help(
+            "source_tolerance",
+            "guarded selection: largest relative rise of the held-out MoCap error",
+        ),
     )
     p.add_argument(
         "--min-gain",
-        help="guarded selection: smallest relative fall of the target criterion (default 0.05)",
+        help=d.help(
+            "min_gain", "guarded selection: smallest relative fall of the target criterion"
+        ),
     )
     p.add_argument(
         "--monitor",
         help="a labelled benchmark file whose errors are only logged (val_mon_* in metrics.csv), "
         "never used to select: to study the label-free selection",
     )
-    p.add_argument("--out", dest="out_dir", help="output folder (default runs/adapt)")
+    add_out_argument(
+        p,
+        "checkpoints (best.pt, last.pt), metrics.csv, summary.json "
+        f"(AdaptConfig default: {d.text('out_dir')})",
+        dest="out_dir",
+    )
     p.add_argument(
         "--losses",
         choices=["2d", "2d+wd", "2d+wd+reg", "2d+mv", "2d+wd+reg+mv"],
-        help="loss ablation of the paper (default: all three terms); +mv adds the multi-view "
-        "consistency term (needs --multiview; --multiview alone uses 2d+mv)",
+        help="loss ablation of the paper (when not given: all three terms, 2d+wd+reg); +mv adds "
+        "the multi-view consistency term (needs --multiview; --multiview alone uses 2d+mv)",
     )
-    p.add_argument("--steps")
-    p.add_argument("--epochs")
-    p.add_argument("--batch-size")
-    p.add_argument("--lr")
+    p.add_argument("--steps", help=d.help("steps", "adaptation steps (0: from --epochs)"))
+    p.add_argument("--epochs", help=d.help("epochs", "epochs over the target detections"))
+    p.add_argument("--batch-size", help=d.help("batch_size", "target detections per step"))
+    p.add_argument("--lr", help=d.help("lr", "learning rate of the adapted extractor"))
     p.add_argument(
         "--critic-steps",
-        help="k critic steps per adaptation step (paper 3, official code 10)",
+        help=d.help(
+            "critic_steps", "k critic steps per adaptation step (paper 3, official code 10)"
+        ),
     )
-    p.add_argument("--gamma", help="gradient-penalty weight (official code 50)")
-    p.add_argument("--critic-lr", help="critic learning rate (default 1e-4)")
-    p.add_argument("--select-every")
+    p.add_argument("--gamma", help=d.help("gamma", "gradient-penalty weight (official code 50)"))
+    p.add_argument("--critic-lr", help=d.help("critic_lr", "critic learning rate"))
+    p.add_argument(
+        "--select-every",
+        help=d.help("select_every", "steps between model-selection checks (and checkpoints)"),
+    )
     p.add_argument(
         "--min-keypoints",
-        help="drop target detections with fewer confident keypoints (default 6)",
+        help=d.help("min_keypoints", "drop target detections with fewer confident keypoints"),
     )
     p.add_argument(
         "--holdout-fraction",
-        help="target detections held out for the label-free selection (default 0.1)",
+        help=d.help("holdout_fraction", "target detections held out for the label-free selection"),
     )
     p.add_argument(
         "--bn",
         choices=["frozen", "batch"],
-        help="BatchNorm of the adapted extractor: F_pt's statistics (frozen, default) or batch statistics",
+        help=d.help(
+            "bn",
+            "BatchNorm of the adapted extractor: F_pt's statistics (frozen) or batch statistics",
+        ),
     )
     p.add_argument(
         "--dropout",
         action="store_true",
         default=None,
-        help="keep dropout on in the adapted extractor (off by default: L_reg then sees no dropout noise)",
+        help="keep dropout on in the adapted extractor (off when not given: L_reg then sees no "
+        "dropout noise)",
     )
-    p.add_argument("--seed")
-    p.add_argument("--device")
-    p.add_argument("--threads")
+    p.add_argument("--seed", help=d.help("seed", "random seed"))
+    p.add_argument(
+        "--device", help=d.help("device", "cpu, cuda, cuda:N or auto (cuda when available)")
+    )
+    p.add_argument("--threads", help=d.help("threads", "CPU threads for torch (0: torch's own)"))
 
 
 def _non_negative(groups):
@@ -233,6 +262,7 @@ FLAGS = (
 
 
 def run(args: argparse.Namespace) -> int:
+    from key2mesh.commands._args import output_folder
     from key2mesh.commands._config import merged_config
     from key2mesh.errors import Key2MeshError
     from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
@@ -247,11 +277,14 @@ def run(args: argparse.Namespace) -> int:
 
     flags = {key: getattr(args, key) for key in FLAGS}
     flags["weights"] = ABLATIONS[args.losses].to_dict() if args.losses else None
-    cfg = merged_config(AdaptConfig, args.config, flags, args.set_options)
+    names = {"source": "--checkpoint"}
+    cfg = merged_config(AdaptConfig, args.config, flags, args.set_options, names)
     if args.multiview and args.losses is None and cfg.weights.mv == 0:
         # --multiview alone: L2D^t + L_mv (chosen on the pose2sim development part)
         cfg.weights = replace(ABLATIONS[MULTIVIEW_LOSSES])  # a copy
-    for option, value in (("--source", cfg.source), ("--cache", cfg.cache)):
+    if cfg.out_dir:
+        output_folder(cfg.out_dir, writes="best.pt, last.pt, metrics.csv and summary.json")
+    for option, value in (("--checkpoint", cfg.source), ("--cache", cfg.cache)):
         if not value:
             raise Key2MeshError(f"adapt needs {option} (on the command line or in --config)")
     cfg.source = str(resolve_checkpoint(cfg.source))

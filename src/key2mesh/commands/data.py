@@ -7,6 +7,8 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from key2mesh.commands._args import add_deprecated_alias
+from key2mesh.commands._config import ConfigDefaults
 from key2mesh.options import SEED, from_flags, rule
 
 HELP = "build (prepare) or inspect (stats) the MoCap training cache; build the pose2sim benchmark"
@@ -19,14 +21,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     prep = sub.add_parser(
         "prepare", help="extract the free MoCap (and optional AMASS) into one training cache"
     )
+    d = ConfigDefaults("commands/data.py", "PrepareNumbers")
     prep.add_argument(
-        "--out", default=DEFAULT_CACHE, help=f"cache file to write (default {DEFAULT_CACHE})"
+        "--cache",
+        dest="out",
+        default=DEFAULT_CACHE,
+        metavar="FILE",
+        help="training cache file to write (read by pretrain/adapt --cache) (default: %(default)s)",
     )
+    add_deprecated_alias(prep, "--out", "--cache", "out")
     prep.add_argument(
         "--sources",
         default=None,
         help="comma-separated: deepmimic (pybullet wheel), holosoma (climb mocap), amass (needs --amass); "
-        "default: every free source available",
+        "when not given: every free source available",
     )
     prep.add_argument(
         "--amass", nargs="*", help="AMASS .npz files or folders (licensed, user-supplied)"
@@ -46,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     prep.add_argument(
         "--index",
         help="per-trial table (tab-separated: trial, subject, cmu_fps, tpose_frames) giving "
-        "true frame rates and T-pose frames; default: INDEX.tsv beside the archive",
+        "true frame rates and T-pose frames (when not given: INDEX.tsv beside the archive)",
     )
     prep.add_argument(
         "--fps-override",
@@ -55,28 +63,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATTERN=FPS",
         help="true capture rate for trials whose name matches PATTERN, e.g. '60_*=60' '61_*=60'",
     )
-    prep.add_argument("--body", default="anny", choices=["anny", "smpl"])
+    prep.add_argument(
+        "--body",
+        default="anny",
+        choices=["anny", "smpl"],
+        help="body model the poses are fitted to (default: %(default)s)",
+    )
     prep.add_argument(
         "--smpl-dir", help="SMPL model folder for --body smpl (else $KEY2MESH_SMPL_DIR)"
     )
-    prep.add_argument("--fps", help="resample clips to at most this frame rate (default 60)")
-    prep.add_argument("--num-shapes", help="size of the shape bank (default 8192)")
-    prep.add_argument("--ik-iters", help="IK iterations for joint-only sources (default 150)")
-    prep.add_argument("--seed", help="random seed (default 0)")
+    prep.add_argument(
+        "--max-fps",
+        dest="fps",
+        help=d.help("fps", "resample clips to at most this frame rate, Hz"),
+    )
+    add_deprecated_alias(prep, "--fps", "--max-fps", "fps")
+    prep.add_argument("--num-shapes", help=d.help("num_shapes", "size of the shape bank"))
+    prep.add_argument("--ik-iters", help=d.help("ik_iters", "IK iterations for joint-only sources"))
+    prep.add_argument("--seed", help=d.help("seed", "random seed"))
     st = sub.add_parser("stats", help="frames, clips, sources and pose coverage of a cache")
-    st.add_argument("cache", nargs="?", default=DEFAULT_CACHE)
+    st.add_argument(
+        "cache", nargs="?", default=DEFAULT_CACHE, help="training cache file (default: %(default)s)"
+    )
     mv = sub.add_parser(
         "pose2sim",
         help="real-footage benchmark: MediaPipe on Pose2Sim's 4 demo videos, 3D by "
         "triangulation (needs the [detect] extra)",
     )
     mv.add_argument(
-        "--out",
+        "--benchmark",
+        dest="out",
         default=DEFAULT_POSE2SIM,
-        help=f"benchmark file to write (default {DEFAULT_POSE2SIM})",
+        metavar="FILE",
+        help="benchmark file to write, its development and test parts beside it (FILE_dev.npz, "
+        "FILE_test.npz; read by evaluate --dataset, adapt --val) (default: %(default)s)",
     )
+    add_deprecated_alias(mv, "--out", "--benchmark", "out")
     mv.add_argument(
-        "--max-offset", type=int, default=6, help="largest frame offset searched between cameras"
+        "--max-offset",
+        type=int,
+        default=6,
+        help="largest frame offset searched between cameras (default: %(default)s)",
     )
     mv.add_argument(
         "--offsets", help="fixed frame offsets per camera instead of the search, e.g. 0,0,2,0"
@@ -85,9 +112,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-error",
         type=float,
         default=25.0,
-        help="largest reprojection error (px) of a view kept",
+        help="largest reprojection error (px) of a view kept (default: %(default)s)",
     )
-    mv.add_argument("--min-views", type=int, default=2)
+    mv.add_argument(
+        "--min-views",
+        type=int,
+        default=2,
+        help="fewest views an instant needs to be triangulated (default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,7 +172,9 @@ class PrepareNumbers:
 
 def _prepare(args: argparse.Namespace) -> int:
     num = from_flags(
-        PrepareNumbers, {k: getattr(args, k) for k in ("fps", "num_shapes", "ik_iters", "seed")}
+        PrepareNumbers,
+        {k: getattr(args, k) for k in ("fps", "num_shapes", "ik_iters", "seed")},
+        {"fps": "--max-fps"},
     )
     from key2mesh.body import load_body_model
     from key2mesh.data.prepare import prepare_cache  # noqa: I001

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from key2mesh.commands._args import positive_int
+from key2mesh.commands._args import (
+    add_checkpoint_argument,
+    add_device_argument,
+    add_out_argument,
+    add_smoothing_arguments,
+    positive_int,
+    smoothing,
+)
 from key2mesh.commands._world import add_world_arguments, motion_options
 
 MIN_OUTPUT_HEIGHT = 64  # px: the smallest --max-height
@@ -16,55 +23,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "input", help="image, video, folder of images, or a demo name: pose2sim-cam01..04, sports2d"
     )
-    p.add_argument(
-        "--checkpoint",
+    add_checkpoint_argument(
+        p,
+        "checkpoint file, shipped model name, or ensemble ('a.pt+b.pt'); anny-coco17-ensemble: "
+        "two seeds of the coco17 recipe averaged, the most accurate on real MediaPipe detections",
         default="anny-coco17-ensemble",
-        help="checkpoint file, shipped model name, or ensemble ('a.pt+b.pt'); default "
-        "anny-coco17-ensemble (two seeds of the coco17 recipe averaged: the most accurate on real "
-        "MediaPipe detections)",
     )
-    p.add_argument(
-        "--out",
+    add_out_argument(
+        p,
+        "overlays (PNGs; videos: OUT/<name>_key2mesh.mp4), <name>_params.npz, exports, meshes",
         default="outputs/demo",
-        help="output folder (PNGs) — videos are written as OUT/<name>.mp4",
     )
     p.add_argument(
         "--frames",
         default=None,
-        help="frame range START:STOP[:STEP] for videos (default: all), e.g. 0:120:4",
+        help="frame range START:STOP[:STEP] for videos (when not given: all), e.g. 0:120:4",
     )
     p.add_argument(
-        "--max-frames", type=positive_int, default=None, help="process at most this many frames"
+        "--max-frames",
+        type=positive_int,
+        default=None,
+        help="process at most this many frames (when not given: all)",
     )
     p.add_argument(
         "--max-people",
         type=positive_int,
         default=4,
-        help="most people detected per frame and tracked at once (default 4)",
+        help="most people detected per frame and tracked at once (default: %(default)s)",
     )
+    add_smoothing_arguments(p)
     p.add_argument(
-        "--smooth",
-        nargs="?",
-        const="one-euro",
-        default="none",
-        choices=["none", "one-euro", "zero-phase"],
-        help="temporal smoothing per track: one-euro (online; the default of a bare --smooth) or "
-        "zero-phase (offline forward-backward)",
-    )
-    p.add_argument(
-        "--smooth-min-cutoff",
+        "--focal",
         type=float,
-        default=1.0,
-        help="One-Euro cutoff at rest, Hz (lower: smoother; default 1.0)",
-    )
-    p.add_argument(
-        "--smooth-beta",
-        type=float,
-        default=0.05,
-        help="One-Euro speed coefficient (higher: less lag on fast motion; default 0.05)",
-    )
-    p.add_argument(
-        "--focal", type=float, default=None, help="focal length in pixels (default: max(H, W))"
+        default=None,
+        help="focal length in pixels (when not given: max(H, W))",
     )
     p.add_argument(
         "--search-every",
@@ -72,8 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=0.25,
         metavar="SECONDS",
         help="videos: tracked people are searched on their crops; the whole frame (for people "
-        "coming in, or one lost on their crop) at most this often (seconds of video; default "
-        "0.25; 0: every frame where someone may be missing)",
+        "coming in, or one lost on their crop) at most this often (seconds of video; 0: every "
+        "frame where someone may be missing) (default: %(default)s)",
     )
     p.add_argument(
         "--max-height",
@@ -81,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1080,
         metavar="PX",
         help="output panels at most this high: taller frames are shown and rendered scaled down "
-        "(default 1080; 0: the source size)",
+        "(0: the source size) (default: %(default)s)",
     )
     p.add_argument("--no-side-view", action="store_true", help="leave out the side-view panel")
     p.add_argument(
@@ -103,14 +95,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         const=8080,
         metavar="PORT",
-        help="follow the run in the browser viewer on 127.0.0.1:PORT (default 8080), then keep "
-        "serving the result until Ctrl-C (the viewer extra)",
+        help="follow the run in the browser viewer on 127.0.0.1:PORT (a bare --view: "
+        "%(const)s), then keep serving the result until Ctrl-C (the viewer extra)",
     )
-    p.add_argument("--device", default=None)
+    add_device_argument(p)
     p.add_argument(
         "--int8",
         action="store_true",
-        help="int8 network weights on the CPU: about 2x faster network, accuracy in the README",
+        help="int8 network weights on the CPU: about 2x faster network (accuracy: docs)",
     )
 
 
@@ -150,7 +142,6 @@ def run_input(args: argparse.Namespace, model=None):
     from key2mesh.data.demo_inputs import DEMO_VIDEOS, demo_video
     from key2mesh.errors import Key2MeshError
     from key2mesh.inference.demo import DemoOptions, run_demo, timing_summary
-    from key2mesh.inference.motion import MotionSmoothing
     from key2mesh.inference.motion_export import check_formats, parse_formats
     from key2mesh.inference.predictor import Key2Mesh
     from key2mesh.media.video import folder_images, iter_frames, source_info
@@ -159,8 +150,6 @@ def run_input(args: argparse.Namespace, model=None):
     start, stop, step = _range(args.frames)
     exports = parse_formats(args.export)
     frame_options = motion_options(args)  # world, origin, subjects: checked before any work
-    if args.smooth_min_cutoff <= 0 or args.smooth_beta < 0:
-        raise Key2MeshError("--smooth-min-cutoff must be > 0 and --smooth-beta >= 0")
     if args.max_height < 0 or 0 < args.max_height < MIN_OUTPUT_HEIGHT:
         raise Key2MeshError(
             f"--max-height must be 0 (source size) or at least {MIN_OUTPUT_HEIGHT} px, got {args.max_height}"
@@ -199,7 +188,7 @@ def run_input(args: argparse.Namespace, model=None):
     inputs = (src, *folder_images(src)) if info.kind == "folder" else (src,)
     options = DemoOptions(
         max_people=args.max_people,
-        smoothing=MotionSmoothing(args.smooth, args.smooth_min_cutoff, args.smooth_beta),
+        smoothing=smoothing(args),
         focal=args.focal,
         side_view=not args.no_side_view,
         save_meshes=args.save_meshes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from key2mesh.commands._args import positive_int
+from key2mesh.commands._args import add_checkpoint_argument, add_device_argument, positive_int
 
 HELP = "evaluate a checkpoint (3dpw, h36m-p2, mocap-heldout, a benchmark .npz) with explicit protocol switches"
 
@@ -23,24 +23,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--detections", help="H3.6M: your OpenPose detections (else the npz's 'openpose' key)"
     )
-    p.add_argument(
-        "--checkpoint",
+    add_checkpoint_argument(
+        p,
+        "key2mesh checkpoint, shipped name, or the paper's official best-model.ckpt",
         required=True,
-        help="key2mesh checkpoint, shipped name, or the paper's official best-model.ckpt",
     )
     p.add_argument("--cache", help="mocap-heldout: the MoCap training cache")
-    p.add_argument("--noise-profile", default="none", help="mocap-heldout: none, detector, strong")
     p.add_argument(
-        "--num", type=positive_int, default=4096, help="mocap-heldout: number of samples"
+        "--noise-profile",
+        default="none",
+        help="mocap-heldout: none, detector, strong (default: %(default)s)",
+    )
+    p.add_argument(
+        "--num",
+        type=positive_int,
+        default=4096,
+        help="mocap-heldout: number of samples (default: %(default)s)",
     )
     p.add_argument(
         "--heldout",
         choices=["all", "clips", "subjects"],
         default="all",
         help="mocap-heldout: every held-out frame, only the held-out clips of sources without subjects, "
-        "or only the held-out subjects (e.g. CMU 02 and 05)",
+        "or only the held-out subjects (e.g. CMU 02 and 05) (default: %(default)s)",
     )
-    p.add_argument("--split", default="test", help="3dpw split (test, validation, train)")
+    p.add_argument(
+        "--split", default="test", help="3dpw split: test, validation, train (default: %(default)s)"
+    )
     p.add_argument(
         "--smpl-dir",
         help="SMPL files for ground-truth meshes of 3dpw / h36m-p2 (and for an SMPL checkpoint's body)",
@@ -49,12 +58,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--h36m-regressor",
         help="SPIN's J_regressor_h36m.npy for the SMPL ground truth's H36M joints",
     )
-    p.add_argument("--protocol", choices=["key2mesh", "spin"], default="key2mesh")
-    p.add_argument("--gt-gender", choices=["neutral", "gendered"])
-    p.add_argument("--pelvis", choices=["h36m-root", "midhip"])
-    p.add_argument("--pve-align", choices=["none", "root"])
-    p.add_argument("--json", dest="json_out", help="write the results as JSON here")
-    p.add_argument("--device", default=None)
+    p.add_argument(
+        "--protocol",
+        choices=["key2mesh", "spin"],
+        default="key2mesh",
+        help="the switches below as a set: key2mesh's or SPIN's evaluation (default: %(default)s)",
+    )
+    p.add_argument(
+        "--gt-gender",
+        choices=["neutral", "gendered"],
+        help="ground-truth body: the neutral model or the subject's gendered one (when not "
+        "given: the protocol's)",
+    )
+    p.add_argument(
+        "--pelvis",
+        choices=["h36m-root", "midhip"],
+        help="root joint that MPJPE aligns on (when not given: the protocol's)",
+    )
+    p.add_argument(
+        "--pve-align",
+        choices=["none", "root"],
+        help="PVE without alignment or after root alignment (when not given: the protocol's)",
+    )
+    p.add_argument(
+        "--json", dest="json_out", metavar="FILE", help="also write the results as JSON to FILE"
+    )
+    add_device_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,19 +1,24 @@
-"""`key2mesh export`: ONNX and/or TorchScript versions of a checkpoint's network."""
+"""`key2mesh export-model` (old name: `export`): ONNX and/or TorchScript versions of a
+checkpoint's network, or a slim checkpoint. (Motion files are written by predict / demo
+``--export FORMATS``: "export" on its own is the network.)"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from key2mesh.commands._args import add_checkpoint_argument
+
 HELP = "export a checkpoint's network (with input normalisation) to ONNX and/or TorchScript"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "checkpoint",
-        help="checkpoint file, shipped model name (anny-body25, anny-coco17), or the paper's "
+    add_checkpoint_argument(
+        p,
+        "checkpoint file, shipped model name (anny-body25, anny-coco17), or the paper's "
         "official best-model.ckpt",
     )
+    p.add_argument("old_checkpoint", nargs="?", metavar="CKPT", help=argparse.SUPPRESS)
     p.add_argument("--onnx", metavar="PATH", help="write an ONNX model here")
     p.add_argument("--torchscript", metavar="PATH", help="write a TorchScript model here")
     p.add_argument(
@@ -35,9 +40,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from key2mesh.errors import Key2MeshError
     from key2mesh.inference.export import export_onnx, export_torchscript
     from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
+
+    if args.command == "export":
+        print("warning: `key2mesh export` is now `key2mesh export-model`", file=sys.stderr)
+    if args.old_checkpoint:
+        if args.checkpoint:
+            raise Key2MeshError("give the checkpoint once: --checkpoint CKPT")
+        print("warning: the checkpoint as an argument is deprecated; use --checkpoint CKPT",
+              file=sys.stderr)  # fmt: skip
+        args.checkpoint = args.old_checkpoint
+    if not args.checkpoint:
+        raise Key2MeshError("export-model needs --checkpoint CKPT")
 
     if not (args.onnx or args.torchscript or args.slim):
         raise Key2MeshError(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from key2mesh.commands._config import add_config_arguments
-from key2mesh.keypoints.io import MIN_KEYPOINTS
+from key2mesh.commands._args import add_checkpoint_argument
+from key2mesh.commands._config import ConfigDefaults, add_config_arguments
 
-HELP = "fit the body model to 2D keypoint files by optimisation (baseline; --init-from for Key2Mesh + refinement)"
+HELP = "fit the body model to 2D keypoint files by optimisation (baseline; --checkpoint for Key2Mesh + refinement)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = ConfigDefaults("fitting/pipeline.py", "FitConfig")
     p.add_argument(
         "inputs", nargs="+", help="OpenPose JSON files/folders, COCO keypoint JSON, .npy/.npz"
     )
@@ -18,33 +19,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keypoint-set", help="keypoint set of the inputs when it cannot be inferred")
     p.add_argument(
         "--fit-set",
-        help="keypoint set the fit uses (inputs are converted; default openpose_body25)",
+        help=d.help("fit_set", "keypoint set the fit uses (inputs are converted)"),
     )
-    p.add_argument("--body", choices=["anny", "smpl"], help="body model (default anny)")
+    p.add_argument("--body", choices=["anny", "smpl"], help=d.help("body", "body model"))
     p.add_argument("--smpl-dir", help="SMPL model folder for --body smpl")
-    p.add_argument(
-        "--init-from",
-        help="checkpoint (or shipped name): start from Key2Mesh's prediction (refinement)",
+    add_checkpoint_argument(
+        p,
+        "start from this checkpoint's (or shipped model's) prediction: Key2Mesh + refinement",
+        dest="init_from",
+        old=("--init-from",),
     )
-    p.add_argument("--iters", help="optimisation steps (default 100)")
-    p.add_argument("--optimizer", choices=["adam", "lbfgs"], help="default adam")
-    p.add_argument("--lr", help="learning rate (default: the optimiser's own)")
+    p.add_argument("--iters", help=d.help("iters", "optimisation steps"))
+    p.add_argument("--optimizer", choices=["adam", "lbfgs"], help=d.help("optimizer", "optimiser"))
+    p.add_argument("--lr", help="learning rate (when not given: the optimiser's own)")
     p.add_argument(
-        "--sigma",
-        help="Geman-McClure scale (box-normalised units; default 0.1)",
+        "--sigma", help=d.help("weights.sigma", "Geman-McClure scale (box-normalised units)")
     )
-    p.add_argument("--pose-weight", help="pose prior weight (default 1e-3)")
+    p.add_argument("--pose-weight", help=d.help("weights.pose", "pose prior weight"))
     p.add_argument(
-        "--hinge-weight",
-        help="knee/elbow hyper-extension weight (default 1)",
+        "--hinge-weight", help=d.help("weights.hinge", "knee/elbow hyper-extension weight")
     )
-    p.add_argument("--shape-weight", help="shape prior weight (default 1e-2)")
-    p.add_argument("--batch-size", help="detections fitted at a time (default 512)")
+    p.add_argument("--shape-weight", help=d.help("weights.shape", "shape prior weight"))
+    p.add_argument("--batch-size", help=d.help("batch_size", "detections fitted at a time"))
     p.add_argument(
         "--min-keypoints",
-        help=f"skip detections with fewer confident keypoints (default {MIN_KEYPOINTS})",
+        help=d.help("min_keypoints", "skip detections with fewer confident keypoints"),
     )
-    p.add_argument("--out", default="outputs/fit.npz")
+    p.add_argument(
+        "--out",
+        default="outputs/fit.npz",
+        metavar="FILE",
+        help="the fitted parameters: ONE .npz file (fit writes one table; the commands that "
+        "write several files take an --out FOLDER) (default: %(default)s)",
+    )
 
 
 # flags that set the FitConfig field of the same name, and those of its weights
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     names = {
         f"weights.{field}": f"--{flag.replace('_', '-')}" for flag, field in WEIGHT_FLAGS.items()
     }
+    names["init_from"] = "--checkpoint"
     cfg = merged_config(FitConfig, args.config, flags, args.set_options, names)
     refuse_overwriting_inputs(args.out, [*args.inputs, cfg.init_from])
     table = fit_files(cfg, args.inputs, args.keypoint_set)

@@ -12,7 +12,7 @@ HELP = "print the body models, keypoint sets and library versions available"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--smpl-dir", help="SMPL model folder to check (default: $KEY2MESH_SMPL_DIR)"
+        "--smpl-dir", help="SMPL model folder to check (when not given: $KEY2MESH_SMPL_DIR)"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from key2mesh.commands._args import positive_int
+from key2mesh.commands._args import add_checkpoint_argument, add_device_argument, positive_int
 
 HELP = "webcam (or a video played as one) -> MediaPipe -> Key2Mesh in the browser viewer, with per-stage latency"
 
@@ -14,21 +14,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--camera",
         default="0",
-        help="camera index (default 0) or a video file / demo video name played as a live stream",
+        help="camera index or a video file / demo video name played as a live stream "
+        "(default: %(default)s)",
     )
-    p.add_argument(
-        "--checkpoint",
-        default="anny-coco17-ensemble",
-        help="checkpoint file or shipped model name (default anny-coco17-ensemble, as the demo)",
+    add_checkpoint_argument(
+        p, "checkpoint file or shipped model name (as the demo's)", default="anny-coco17-ensemble"
     )
     p.add_argument(
         "--max-people",
         type=positive_int,
         default=2,
-        help="people detected and tracked at once (default 2; each costs detector time)",
+        help="people detected and tracked at once (each costs detector time) (default: %(default)s)",
     )
-    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
-    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to serve on (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default: %(default)s)")
     p.add_argument("--no-browser", action="store_true", help="serve without opening a browser")
     p.add_argument(
         "--no-viewer",
@@ -38,13 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--as-fast-as-possible",
         action="store_true",
-        help="a video file: take every frame as soon as the last one is done (default: played "
-        "at its frame rate, frames that arrive while one is processed are dropped)",
+        help="a video file: take every frame as soon as the last one is done (when not given: "
+        "played at its frame rate, frames that arrive while one is processed are dropped)",
     )
     p.add_argument(
         "--max-frames", type=positive_int, default=None, help="a video file: stop after this many"
     )
-    p.add_argument("--device", default=None)
+    add_device_argument(p)
     p.add_argument("--int8", action="store_true", help="int8 network weights on the CPU")
 
 

@@ -5,69 +5,87 @@ from __future__ import annotations
 import argparse
 import json
 
-from key2mesh.commands._config import add_config_arguments
+from key2mesh.commands._args import add_checkpoint_argument, add_out_argument
+from key2mesh.commands._config import ConfigDefaults, add_config_arguments
 
 HELP = "pre-train the network on MoCap bodies projected through the virtual camera"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = ConfigDefaults("train/pretrain.py", "PretrainConfig")
     add_config_arguments(p, "PretrainConfig")
     p.add_argument("--cache", help="training cache from `key2mesh data prepare`")
-    p.add_argument(
-        "--out", dest="out_dir", help="output folder (checkpoints, metrics.csv, tensorboard/)"
+    add_out_argument(
+        p,
+        "checkpoints (best.pt, last.pt), metrics.csv, tensorboard/ "
+        f"(PretrainConfig default: {d.text('out_dir')})",
+        dest="out_dir",
     )
-    p.add_argument("--keypoint-set", help="input keypoint set (default openpose_body25)")
+    p.add_argument("--keypoint-set", help=d.help("keypoint_set", "input keypoint set"))
     p.add_argument(
-        "--steps",
-        help="number of optimisation steps (default: from --epochs)",
+        "--steps", help=d.help("steps", "number of optimisation steps (0: from --epochs)")
     )
-    p.add_argument("--epochs", help="epochs over the training frames (paper: 10)")
-    p.add_argument("--batch-size", help="batch size (paper: 256)")
-    p.add_argument("--lr", help="Adam learning rate (paper: 1e-3)")
-    p.add_argument("--lr-gamma", help="StepLR decay factor (official code: 0.8; 1 = constant)")
-    p.add_argument("--lr-step", help="steps between LR decays (default: one epoch)")
-    p.add_argument("--hidden", help="network width, extractor and critic (paper: 1024)")
+    p.add_argument("--epochs", help=d.help("epochs", "epochs over the training frames (paper: 10)"))
+    p.add_argument("--batch-size", help=d.help("batch_size", "batch size (paper: 256)"))
+    p.add_argument("--lr", help=d.help("lr", "Adam learning rate (paper: 1e-3)"))
+    p.add_argument(
+        "--lr-gamma",
+        help=d.help("lr_gamma", "StepLR decay factor (official code: 0.8; 1 = constant)"),
+    )
+    p.add_argument("--lr-step", help=d.help("lr_step", "steps between LR decays (0: one epoch)"))
+    p.add_argument(
+        "--hidden", help=d.help("model.hidden", "network width, extractor and critic (paper: 1024)")
+    )
     p.add_argument(
         "--val-subjects",
-        help="comma-separated subjects held out whole for validation (default cmu_02,cmu_05)",
+        help=d.help("val_subjects", "comma-separated subjects held out whole for validation"),
     )
     p.add_argument(
         "--val-fraction",
-        help="share of the frames of sources without subjects held out (default 0.1)",
+        help=d.help("val_fraction", "share of the frames of sources without subjects held out"),
     )
     p.add_argument(
         "--val-size",
-        help="validation samples synthesised from the held-out frames (default 2048)",
+        help=d.help("val_size", "validation samples synthesised from the held-out frames"),
     )
-    p.add_argument("--val-every", help="validate and checkpoint every N steps")
+    p.add_argument("--val-every", help=d.help("val_every", "validate and checkpoint every N steps"))
     p.add_argument(
-        "--noise-profile", help="detector-like noise on the inputs: none, detector, strong"
+        "--noise-profile",
+        help=d.help(
+            "synth.noise_profile", "detector-like noise on the inputs: none, detector, strong"
+        ),
     )
     p.add_argument(
         "--no-pose-augment",
         dest="pose_augment",
         action="store_false",
         default=None,
-        help="disable the pose sampler (mirroring, perturbation, limb mixing)",
+        help="disable the pose sampler (mirroring, perturbation, limb mixing; on when installed)",
     )
-    p.add_argument("--seed", help="random seed (default 0)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default)")
-    p.add_argument("--threads", help="CPU threads for torch")
+    p.add_argument("--seed", help=d.help("seed", "random seed"))
+    p.add_argument(
+        "--device", help=d.help("device", "cpu, cuda, cuda:N or auto (cuda when available)")
+    )
+    p.add_argument("--threads", help=d.help("threads", "CPU threads for torch (0: torch's own)"))
     p.add_argument(
         "--resume",
         action="store_true",
         help="continue from OUT/last.pt (same result as an uninterrupted run)",
     )
-    p.add_argument(
-        "--init",
-        metavar="CKPT",
-        help="start from this checkpoint's weights (fine-tuning; fresh optimizer and schedule)",
+    add_checkpoint_argument(
+        p,
+        "start from this checkpoint's weights (fine-tuning; fresh optimizer and schedule)",
+        dest="init",
+        old=("--init",),
     )
     p.add_argument(
         "--ema",
         metavar="DECAY",
-        help="validate, save and export an exponential moving average of the weights "
-        "(decay per step, e.g. 0.999; default 0 = off)",
+        help=d.help(
+            "ema",
+            "validate, save and export an exponential moving average of the weights (decay per "
+            "step, e.g. 0.999; 0 = off)",
+        ),
     )
     p.add_argument(
         "--amp-cpu",
@@ -104,6 +122,7 @@ FLAGS = (
 
 
 def run(args: argparse.Namespace) -> int:
+    from key2mesh.commands._args import output_folder
     from key2mesh.commands._config import merged_config
     from key2mesh.train.pretrain import PretrainConfig, run_pretrain
 
@@ -113,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     flags["val_subjects"] = args.val_subjects  # "a,b" is split by the option's type
     names = {"model.hidden": "--hidden", "model.critic_hidden": "--hidden"}
     names.update({"synth.noise_profile": "--noise-profile", "pose_augment": "--no-pose-augment"})
+    names["init"] = "--checkpoint"
     cfg = merged_config(PretrainConfig, args.config, flags, args.set_options, names)
+    output_folder(cfg.out_dir, writes="best.pt, last.pt and metrics.csv")
     result = run_pretrain(cfg, resume=args.resume)
     print(json.dumps(result, indent=2, default=float))
     return 0

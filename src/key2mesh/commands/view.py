@@ -18,11 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a `key2mesh demo` or `predict` output folder, a <stem>_params.npz, or an adapt run "
         "folder (best.pt)",
     )
-    p.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (default 8080)")
+    p.add_argument("--port", type=int, default=8080, help="port to serve on (default: %(default)s)")
     p.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to serve on (default 127.0.0.1: this machine only)",
+        help="address to serve on (127.0.0.1: this machine only) (default: %(default)s)",
     )
     p.add_argument(
         "--no-browser", action="store_true", help="serve without opening a browser (remote, tests)"
@@ -37,12 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="clock time shown first and in --screenshot (default: the first sample)",
+        help="clock time shown first and in --screenshot (when not given: the first sample)",
     )
     p.add_argument(
         "--size",
         default="960x540",
-        help="--screenshot size WIDTHxHEIGHT px (default 960x540)",
+        help="--screenshot size WIDTHxHEIGHT px (default: %(default)s)",
     )
     p.add_argument(
         "--camera-view",
@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-seconds",
         type=positive_int,
         default=None,
-        help="stop serving after this many seconds (default: until Ctrl-C)",
+        help="stop serving after this many seconds (when not given: at Ctrl-C)",
     )
 
 

@@ -1,10 +1,12 @@
-"""The keypoint-files → body-parameters pipeline behind ``key2mesh predict`` (the command only
-parses its options and prints).
+"""The keypoint-files → motion-table pipeline behind ``key2mesh predict`` (the command only
+parses its options and prints): one pass per input file.
 
-Every detection of every file is checked once (:meth:`Key2Mesh.check`); usable ones are
-predicted in chunks (:meth:`Key2Mesh.predict_chunks`), optionally smoothed per tracked person
-(:func:`~key2mesh.inference.smoothing.smooth_tracks`, then their keypoints recomputed from the
-smoothed parameters), and gathered into one table; meshes are written batch by batch.
+Every detection is checked once (:meth:`Key2Mesh.check`; unusable ones are logged per frame and
+counted by reason); people are tracked first (the file's own ids, else
+:class:`~key2mesh.inference.tracking.Tracker`), so smoothing runs per tracked person; the
+usable, tracked detections are predicted in chunks into the motion table
+(:func:`~key2mesh.inference.motion.build_motion`: one shape per track, camera translation,
+smoothing); meshes are written batch by batch.
 """
 
 from __future__ import annotations
@@ -16,129 +18,134 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from key2mesh.errors import Key2MeshError
 from key2mesh.inference.predictor import Key2Mesh
 
 log = logging.getLogger(__name__)
 CHUNK = 4096  # detections per chunk: outputs beyond the compact parameters are never held for more
 MESH_BATCH = 256  # bodies per mesh batch (their vertices are dropped once the meshes are written)
+NOT_TRACKED = "not tracked (no keypoint box)"
 
 
 @dataclass
-class PredictionTable:
-    """One row per predicted detection: ``source`` file, ``frame`` index and ``frame_name``,
-    ``person_id``, ``rotmats`` (N,24,3,3), ``shape`` (N,S), ``keypoints3d`` (N,K,3); plus how many
-    detections were read (``total``) and skipped, by reason."""
+class FilePrediction:
+    """One input file's result: its ``motion`` (:class:`~key2mesh.inference.motion.Motion`, one
+    row per usable, tracked detection), the name of every row's frame (``frame_names`` (N,),
+    from the file), how many detections were read (``total``) and skipped, by reason."""
 
-    arrays: dict[str, np.ndarray]
+    motion: object
+    frame_names: list[str]
     total: int
     skipped: dict[str, int] = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return len(self.arrays["rotmats"])
 
-
-def predict_files(
+def predict_file(
     model: Key2Mesh,
-    inputs: list[str],
+    path: str,
     keypoint_set: str | None = None,
-    smooth: bool = False,
+    fps: float = 30.0,
+    image_size: tuple[int, int] | None = None,
+    focal: float | None = None,
+    smoothing=None,
     chunk_size: int = CHUNK,
-) -> PredictionTable:
-    """Read keypoint files (:func:`~key2mesh.keypoints.io.read_detections`), skip unusable
-    detections (logged per frame, counted by reason) and predict the rest. A one-line
-    :class:`Key2MeshError` when no detection is usable."""
-    from key2mesh.inference.smoothing import smooth_tracks
+    world: str = "camera",
+    **options,
+) -> FilePrediction:
+    """One keypoint file → its motion table (the demo's table: tracked identities, camera
+    translation, standard keys), predicted once. ``image_size`` (H, W) px: from the file when it
+    has one, else this argument, else the keypoints' extent (principal point at its centre).
+    ``smoothing`` (:class:`~key2mesh.inference.motion.MotionSmoothing`) runs per tracked person;
+    ``world``: the export frame (:func:`~key2mesh.inference.world.estimate_world`); ``options``:
+    more :func:`~key2mesh.inference.motion.build_motion` keywords (``origin``, ``subjects``)."""
+    from key2mesh.inference.motion import MotionSmoothing, build_motion
     from key2mesh.keypoints.io import read_detections
 
-    rows: dict[str, list] = {
-        k: []
-        for k in ("source", "frame", "frame_name", "person_id", "rotmats", "shape", "keypoints3d")
-    }
-    skipped: dict[str, int] = {}
-    total = 0
-    for path in inputs:
-        det = read_detections(path, keypoint_set=keypoint_set)
-        kp, conf, index = det.flatten()
-        total += len(kp)
-        check = model.check(kp, conf)
-        ok = check.usable
-        for mask, why in (
-            (check.too_few, f"fewer than {model.min_keypoints} keypoints"),
-            (check.degenerate, "degenerate detection: all keypoints on one spot"),
-        ):
-            for f in np.unique(index[mask, 0]):
-                log.warning("%s frame %s: detection skipped (%s)", path, det.frame_names[f], why)
-        for why, count in check.reasons(model.min_keypoints).items():
-            skipped[why] = skipped.get(why, 0) + count
-        if not ok.any():
-            continue
-        kp, conf, index = kp[ok], conf[ok], index[ok]
-        rot, shape, kp3d = [], [], []
-        for _, pred in model.predict_chunks(
-            kp, conf, keypoint_set=det.keypoint_set, chunk_size=chunk_size
-        ):
-            rot.append(pred.rotmats.cpu())
-            shape.append(pred.shape.cpu())
-            kp3d.append(pred.keypoints3d.cpu())
-        rot, shape, kp3d = torch.cat(rot), torch.cat(shape), torch.cat(kp3d)
-        pids = det.person_ids[index[:, 0], index[:, 1]]
-        if (
-            smooth
-        ):  # over whole tracks (compact parameters), then the keypoints again, chunk by chunk
-            rot, shape = smooth_tracks(rot, shape, index[:, 0], pids)
-            kp3d = model.keypoints3d(rot, shape, chunk_size)
-        rows["source"] += [str(path)] * len(kp)
-        rows["frame"].append(index[:, 0])
-        rows["frame_name"] += [det.frame_names[f] for f in index[:, 0]]
-        rows["person_id"].append(pids)
-        rows["rotmats"].append(rot.numpy())
-        rows["shape"].append(shape.numpy())
-        rows["keypoints3d"].append(kp3d.numpy())
-    if not rows["rotmats"]:
-        why = (
-            "; ".join(f"{n} {reason}" for reason, n in skipped.items())
-            or "no detection in the files"
-        )
-        raise Key2MeshError(
-            f"no usable detection (at least {model.min_keypoints} keypoints, not all on one spot) in "
-            f"{', '.join(inputs)}: {total} detections read ({why})"
-        )
-    stacked = ("frame", "person_id", "rotmats", "shape", "keypoints3d")
-    arrays = {k: (np.concatenate(v) if k in stacked else np.array(v)) for k, v in rows.items()}
-    return PredictionTable(arrays, total, skipped)
+    det = read_detections(path, keypoint_set=keypoint_set)
+    ids = track_ids(det, fps=fps)
+    det = det.to(model.keypoint_set)
+    kp, conf, index = det.flatten()
+    check = model.check(kp, conf)
+    for mask, why in (
+        (check.too_few, f"fewer than {model.min_keypoints} keypoints"),
+        (check.degenerate, "degenerate detection: all keypoints on one spot"),
+    ):
+        for f in np.unique(index[mask, 0]):
+            log.warning("%s frame %s: detection skipped (%s)", path, det.frame_names[f], why)
+    skipped = dict(check.reasons(model.min_keypoints))
+    untracked = int((check.usable & (ids < 0)).sum())
+    if untracked:
+        skipped[NOT_TRACKED] = untracked
+    keep = check.usable & (ids >= 0)
+    if det.image_size is not None:
+        image_size = (det.image_size[1], det.image_size[0])
+    if image_size is None:
+        ok = conf > model.normalization.conf_threshold
+        hi = np.where(ok[..., None], kp, 0).reshape(-1, 2).max(0) if ok.any() else np.ones(2)
+        image_size = (int(np.ceil(hi[1] * 1.05)) + 1, int(np.ceil(hi[0] * 1.05)) + 1)
+    frames = index[keep, 0]
+    motion = build_motion(
+        model,
+        frames,
+        frames / fps,
+        ids[keep],
+        kp[keep],
+        conf[keep],
+        image_size,
+        fps,
+        focal=focal,
+        smoothing=smoothing or MotionSmoothing(),
+        chunk_size=chunk_size,
+        world=world,
+        **options,
+    )
+    names = [det.frame_names[f] for f in frames]
+    return FilePrediction(motion, names, len(kp), {k: v for k, v in skipped.items() if v})
+
+
+def motion_from_file(model: Key2Mesh, path: str, keypoint_set: str | None = None, **kw):
+    """:func:`predict_file`'s motion table alone."""
+    return predict_file(model, path, keypoint_set, **kw).motion
+
+
+def no_usable_detection(model: Key2Mesh, inputs: list[str], total: int, skipped: dict) -> str:
+    """The one-line message of a run where no detection was usable."""
+    why = "; ".join(f"{n} {reason}" for reason, n in skipped.items()) or "no detection in the files"
+    return (
+        f"no usable detection (at least {model.min_keypoints} keypoints, not all on one spot) in "
+        f"{', '.join(inputs)}: {total} detections read ({why})"
+    )
 
 
 def write_meshes(
     model: Key2Mesh,
-    table: PredictionTable,
+    result: FilePrediction,
     mesh_dir: Path,
     fmt: str,
     chunk_size: int = CHUNK,
     progress: bool = True,
 ) -> int:
-    """One mesh file per row of ``table`` into ``mesh_dir`` (``{frame_name}_p{person_id}.{fmt}``,
-    sanitised and unique), computed ``min(MESH_BATCH, chunk_size)`` bodies at a time."""
+    """One mesh file per row of ``result.motion`` into ``mesh_dir``
+    (``{frame_name}_track{track_id}.{fmt}``, sanitised and unique; the body in its own frame,
+    root at the origin, as the motion's ``rotmats`` / ``shape``), computed
+    ``min(MESH_BATCH, chunk_size)`` bodies at a time."""
     from tqdm import tqdm
 
     from key2mesh.inference.meshes import write_mesh
     from key2mesh.safe_paths import unique_names
 
-    arrays = table.arrays
+    motion = result.motion
     # names come from inside the input files: plain, unique file names inside mesh_dir only
-    stems = unique_names(
-        f"{fn}_p{pid}" for fn, pid in zip(arrays["frame_name"], arrays["person_id"])
-    )
-    rot_t, shape_t = torch.from_numpy(arrays["rotmats"]), torch.from_numpy(arrays["shape"])
+    stems = unique_names(f"{fn}_track{tid}" for fn, tid in zip(result.frame_names, motion.track_id))
+    rot_t, shape_t = torch.from_numpy(motion.rotmats), torch.from_numpy(motion.shape)
     faces = model.faces.cpu().numpy()
     batch = min(MESH_BATCH, chunk_size)
-    with tqdm(total=len(table), desc="meshes", disable=not progress) as bar:
+    mesh_dir.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(motion), desc="meshes", disable=not progress) as bar:
         for part, verts in model.mesh_chunks(rot_t, shape_t, batch):
             for j, k in enumerate(range(part.start, part.stop)):
                 write_mesh(verts[j], faces, mesh_dir / f"{stems[k]}.{fmt}")
             bar.update(len(verts))
             del verts  # this batch's vertices go before the next batch is computed
-    return len(table)
+    return len(motion)
 
 
 def track_ids(det, min_confidence: float = 0.3, fps: float = 30.0, max_people: int = 64):
@@ -159,53 +166,3 @@ def track_ids(det, min_confidence: float = 0.3, fps: float = 30.0, max_people: i
         if ok.any():
             ids[sel[ok]] = tracker.update(f / fps, boxes[ok], kp[sel[ok]], conf[sel[ok]])
     return ids
-
-
-def motion_from_file(
-    model: Key2Mesh,
-    path: str,
-    keypoint_set: str | None = None,
-    fps: float = 30.0,
-    image_size: tuple[int, int] | None = None,
-    focal: float | None = None,
-    smoothing=None,
-    chunk_size: int = CHUNK,
-    world: str = "camera",
-    **options,
-):
-    """One keypoint file → :class:`~key2mesh.inference.motion.Motion` (the demo's table:
-    tracked identities, camera translation, standard keys). ``image_size`` (H, W) px: from the
-    file when it has one, else this argument, else the keypoints' extent (principal point at
-    its centre). Unusable detections and untracked ones are left out. ``world``: the export
-    frame (:func:`~key2mesh.inference.world.estimate_world`); ``options``: more
-    :func:`~key2mesh.inference.motion.build_motion` keywords (``origin``, ``subjects``)."""
-    from key2mesh.inference.motion import MotionSmoothing, build_motion
-    from key2mesh.keypoints.io import read_detections
-
-    det = read_detections(path, keypoint_set=keypoint_set)
-    ids = track_ids(det, fps=fps)
-    det = det.to(model.keypoint_set)
-    kp, conf, index = det.flatten()
-    keep = model.check(kp, conf).usable & (ids >= 0)
-    if det.image_size is not None:
-        image_size = (det.image_size[1], det.image_size[0])
-    if image_size is None:
-        ok = conf > model.normalization.conf_threshold
-        hi = np.where(ok[..., None], kp, 0).reshape(-1, 2).max(0) if ok.any() else np.ones(2)
-        image_size = (int(np.ceil(hi[1] * 1.05)) + 1, int(np.ceil(hi[0] * 1.05)) + 1)
-    frames = index[keep, 0]
-    return build_motion(
-        model,
-        frames,
-        frames / fps,
-        ids[keep],
-        kp[keep],
-        conf[keep],
-        image_size,
-        fps,
-        focal=focal,
-        smoothing=smoothing or MotionSmoothing(),
-        chunk_size=chunk_size,
-        world=world,
-        **options,
-    )
