@@ -204,3 +204,22 @@ def test_ray_gives_the_same_manifest(corpus):
         "failed",
         "ok",
     ]
+
+
+def test_job_output_goes_to_its_log_file_descriptors_too(tmp_path, capfd):
+    """The demo job's console output, C-level writes included (MediaPipe logs to fd 2), lands in
+    the input's log.txt, and the streams are restored afterwards."""
+    import os
+
+    from key2mesh.commands.batch import _output_to
+
+    log = tmp_path / "log.txt"
+    with _output_to(log):
+        print("from python")
+        print("to stderr", file=sys.stderr)
+        os.write(2, b"from C\n")
+    os.write(2, b"after\n")
+    print("after too")
+    assert log.read_text().split("\n")[:3] == ["from python", "to stderr", "from C"]
+    out, err = capfd.readouterr()
+    assert "after too" in out and "after" in err and "from C" not in err

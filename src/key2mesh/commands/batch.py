@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 from key2mesh.commands import demo
@@ -79,10 +80,29 @@ def demo_job(input: str, out_dir: Path, options: argparse.Namespace) -> dict:
     if key not in _MODELS:
         _MODELS.clear()
         _MODELS[key] = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
-    with open(out_dir / "log.txt", "w", encoding="utf-8") as log:
-        with redirect_stdout(log), redirect_stderr(log):
-            report = demo.run_input(args, model=_MODELS[key])
+    with _output_to(out_dir / "log.txt"):
+        report = demo.run_input(args, model=_MODELS[key])
     return {"frames": report.frames, "people": len(report.tracks)}
+
+
+@contextmanager
+def _output_to(path: Path):
+    """Send this process's output into ``path`` meanwhile: Python's streams and the file
+    descriptors 1 and 2 (MediaPipe's C++ logging writes there directly)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "a", encoding="utf-8", buffering=1) as log:  # lines in order
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            with redirect_stdout(log), redirect_stderr(log):
+                yield
+            log.flush()
+    finally:
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def run(args: argparse.Namespace) -> int:
