@@ -77,10 +77,12 @@ def demo_job(input: str, out_dir: Path, options: argparse.Namespace) -> dict:
     args = argparse.Namespace(**vars(options))
     args.input, args.out, args.view = input, str(out_dir), None
     key = (args.checkpoint, args.device, args.int8)
-    if key not in _MODELS:
-        _MODELS.clear()
-        _MODELS[key] = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
-    with _output_to(out_dir / "log.txt"):
+    with _output_to(out_dir / "log.txt"):  # the model's loading messages too
+        if key not in _MODELS:
+            _MODELS.clear()
+            _MODELS[key] = Key2Mesh.from_pretrained(
+                args.checkpoint, device=args.device, int8=args.int8
+            )
         report = demo.run_input(args, model=_MODELS[key])
     return {"frames": report.frames, "people": len(report.tracks)}
 
