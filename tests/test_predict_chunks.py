@@ -88,10 +88,16 @@ def batch_sizes(monkeypatch):
     return sizes
 
 
-def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+def _assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray], camera_tol: float = 0) -> None:
+    """Same tables; ``camera_tol``: tolerance (metres) of the camera-frame keys (``transl``,
+    ``keypoints3d``), whose batched camera fit differs in the last float32 bit for 1-5-row
+    chunks (the predicted parameters and the meshes stay bit-identical)."""
     assert set(a) == set(b) and set(KEYS) <= set(a)
     for k in a:
         assert a[k].shape == b[k].shape and a[k].dtype == b[k].dtype, k
+        if camera_tol and k in ("transl", "keypoints3d"):
+            assert np.allclose(a[k], b[k], rtol=0, atol=camera_tol), k  # metres
+            continue
         assert np.array_equal(a[k], b[k]), f"{k} differs between chunked and unchunked runs"
 
 
@@ -131,7 +137,7 @@ def test_chunked_meshes_equal_one_piece(tmp_path, batch_sizes, chunk):
     chunked = _predict(tmp_path, inp, "chunked", "--meshes", "ply", "--chunk-size", str(chunk))
     # the anny body is batch-invariant: it sees the chunks themselves, never padded
     assert batch_sizes and max(batch_sizes) == chunk
-    _assert_same(whole, chunked)
+    _assert_same(whole, chunked, camera_tol=1e-6)
     meshes = sorted(p.name for p in (tmp_path / "chunked" / "kp_meshes").iterdir())
     assert len(meshes) == len(chunked["rotmats"]) and meshes == sorted(
         p.name for p in (tmp_path / "whole" / "kp_meshes").iterdir()
