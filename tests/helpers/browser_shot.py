@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import http.server
 import io
 import json
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -70,11 +73,19 @@ async def _capture(url: str, timeout_s: float = 60.0) -> bytes:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     chrome = subprocess.Popen(
-        ["chromium-headless-shell", "--no-sandbox", "--use-angle=swiftshader",
-         "--enable-unsafe-swiftshader", f"--remote-debugging-port={port}",
-         "--window-size=640,480", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "chromium-headless-shell",
+            "--no-sandbox",
+            "--use-angle=swiftshader",
+            "--enable-unsafe-swiftshader",
+            f"--remote-debugging-port={port}",
+            "--window-size=640,480",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip  (its own process group: the GPU / renderer children are stopped with it)
     try:
         for _ in range(100):
             try:
@@ -108,8 +119,13 @@ async def _capture(url: str, timeout_s: float = 60.0) -> bytes:
             raise RuntimeError(f"<model-viewer> gave no image: {value[:200]!r}")
         return base64.b64decode(value.split(",", 1)[1])
     finally:
-        chrome.terminate()
-        chrome.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(chrome.pid, signal.SIGTERM)
+        try:
+            chrome.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(chrome.pid, signal.SIGKILL)
+            chrome.wait()
 
 
 def track_shares(png: bytes, colors) -> dict[int, float]:
