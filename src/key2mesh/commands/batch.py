@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=positive_int,
         default=1,
-        help="worker processes, one model each; torch threads split between them (default 1)",
+        help="worker processes, one model each; torch threads split between them "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--retry-failed",
