@@ -361,6 +361,46 @@ def critic_steps(
     return float(wd.detach())
 
 
+@dataclass
+class AdaptState:
+    """Everything one adaptation run holds between steps: the frozen pre-trained network
+    ``net_pt`` (F_pt, H_pt), the adapted extractor F and the critic D with their optimisers, the
+    source-domain data, the target's training part ``train_t`` and held-out part ``hold``, the
+    labelled sets, and the selection (``key`` under ``rule``, step 0's metrics ``start``)."""
+
+    cfg: AdaptConfig
+    out: Path
+    device: torch.device
+    ck: Checkpoint
+    body: object
+    kset: str
+    camera: object
+    gen: torch.Generator
+    net_pt: torch.nn.Module
+    extractor: torch.nn.Module
+    critic: torch.nn.Module
+    opt_f: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    synth: PairSynthesizer
+    jw: torch.Tensor
+    train_idx: object
+    rot_all: torch.Tensor
+    shapes_all: torch.Tensor
+    target: TargetSet
+    validation: TargetSet | None = None
+    monitor: TargetSet | None = None
+    hold: TargetSet | None = None
+    train_t: TargetSet | None = None
+    total: int = 0
+    views: torch.Tensor | None = None  # (G, V) sample indices per instant (L_mv), or None
+    source_check: TargetSet | None = None  # held-out MoCap: the source-domain guard
+    source_errors: dict = field(default_factory=dict)  # step 0's, per sample
+    kp_pt: torch.Tensor | None = None  # the pre-trained model's 3D keypoints on the held-out set
+    key: str = "reproj"
+    rule: str = "guarded"
+    start: dict = field(default_factory=dict)
+
+
 def run_adapt(
     cfg: AdaptConfig,
     target: TargetSet,
@@ -372,6 +412,66 @@ def run_adapt(
     in ``cfg.out_dir``. ``validation``: labelled, selects by PA-MPJPE. ``monitor``: labelled,
     only logged (``val_mon_*`` in metrics.csv), never used for selection: for studies of the
     label-free rules."""
+    run = _setup_adapt(cfg, target, validation, monitor)
+    _split_target(run)
+    _prepare_selection(run)
+    logger = MetricLogger(run.out, resume_step=-1)  # a new run: a new metrics.csv (no resume)
+    start = run.start = _evaluate(run)
+    best, best_state = {**start, "step": 0}, copy.deepcopy(run.extractor.state_dict())
+    logger.log(0, {f"val_{k}": v for k, v in start.items()})
+    log.info("before adaptation: %s (selection by %s)", start, run.key)
+    bar = tqdm(total=run.total, desc="adapt", disable=not progress, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    step = 0
+    for step in range(1, run.total + 1):
+        terms = _adapt_step(run, step)
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(
+                l2d=f"{terms['l2d'].item():.4f}",
+                wd=f"{terms['lwd'].item():.3f}",
+                reg=f"{terms['lreg'].item():.4f}",
+                mv=f"{terms['lmv'].item():.4f}",
+            )
+        if step % cfg.select_every == 0 or step == run.total:
+            m = _evaluate(run)
+            logger.log(
+                step,
+                {
+                    **{k: v.item() for k, v in terms.items()},
+                    **{f"val_{k}": v for k, v in m.items()},
+                    "samples_per_s": step * cfg.batch_size / (time.perf_counter() - t0),
+                },
+            )
+            if m[run.key] < best[run.key] and _admissible(run, m):
+                best, best_state = {**m, "step": step}, copy.deepcopy(run.extractor.state_dict())
+                _save_adapted(run, "best.pt", best_state, best, step)
+            _save_adapted(run, "last.pt", run.extractor.state_dict(), m, step)
+            bar.write(f"step {step}: {m}")
+    bar.close()
+    logger.close()
+    if best["step"] == 0:
+        _save_adapted(run, "best.pt", best_state, best, 0)
+    summary = {
+        "before": start,
+        "best": best,
+        "selection": run.key,
+        "rule": run.rule,
+        "kept_source": best["step"] == 0,
+        "verdict": verdict(best, run.key, run.rule, cfg),
+        "steps": step,
+        "dropped": target.dropped,
+        "samples_per_s": step * cfg.batch_size / max(time.perf_counter() - t0, 1e-9),
+    }
+    atomic_write_text(run.out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
+    return summary
+
+
+def _setup_adapt(
+    cfg: AdaptConfig, target: TargetSet, validation: TargetSet | None, monitor: TargetSet | None
+) -> AdaptState:
+    """Load the source checkpoint and the MoCap cache; build F_pt / H_pt (frozen), F (a copy of
+    F_pt in train mode), the critic D, their optimisers and the source-pair synthesiser."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
@@ -385,10 +485,8 @@ def run_adapt(
         )
     body = body_model_from_config(ck.body, device=str(device))
     kset = ck.keypoint_set
-    camera = ck.camera
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-
     net_pt = build_network(ck, device)  # F_pt, H_pt: frozen, eval mode
     for p in net_pt.parameters():
         p.requires_grad_(False)
@@ -396,18 +494,43 @@ def run_adapt(
     for p in extractor.parameters():
         p.requires_grad_(True)
     critic = DomainCritic(ck.model_config, cfg.critic_dropout).to(device)
-    opt_f = torch.optim.Adam(extractor.parameters(), lr=cfg.lr)
-    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
-    # source-domain pairs are synthesised exactly as in pre-training
-    synth = PairSynthesizer(body, kset, camera, SynthConfig(**ck.config.get("synth", {})))
-    jw = joint_weights(kset).to(device)
-    train_idx, _ = bank.split(**ck.split_options())  # exactly what pre-training held out
-    rot_all, shapes_all = torch.from_numpy(bank.rotmats), torch.from_numpy(bank.shapes)
-
-    hold, train_t = (
-        split_holdout(target, cfg.holdout_fraction, gen) if validation is None else (target, target)
+    return AdaptState(
+        cfg=cfg,
+        out=out,
+        device=device,
+        ck=ck,
+        body=body,
+        kset=kset,
+        camera=ck.camera,
+        gen=gen,
+        net_pt=net_pt,
+        extractor=extractor,
+        critic=critic,
+        opt_f=torch.optim.Adam(extractor.parameters(), lr=cfg.lr),
+        opt_d=torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr),
+        # source-domain pairs are synthesised exactly as in pre-training
+        synth=PairSynthesizer(body, kset, ck.camera, SynthConfig(**ck.config.get("synth", {}))),
+        jw=joint_weights(kset).to(device),
+        train_idx=bank.split(**ck.split_options())[0],  # exactly what pre-training held out
+        rot_all=torch.from_numpy(bank.rotmats),
+        shapes_all=torch.from_numpy(bank.shapes),
+        target=target,
+        validation=validation,
+        monitor=monitor,
     )
-    total = cfg.steps or int(math.ceil(cfg.epochs * max(1, len(train_t) // cfg.batch_size)))
+
+
+def _split_target(run: AdaptState) -> None:
+    """The target's held-out part (label-free selection; all of it with a labelled validation
+    set) and training part, the step count, and the instants' view table when L_mv trains."""
+    cfg, target = run.cfg, run.target
+    run.hold, run.train_t = (
+        split_holdout(target, cfg.holdout_fraction, run.gen)
+        if run.validation is None
+        else (target, target)
+    )
+    train_t = run.train_t
+    run.total = cfg.steps or int(math.ceil(cfg.epochs * max(1, len(train_t) // cfg.batch_size)))
     w = cfg.weights
     views = group_table(train_t.groups) if w.mv > 0 and train_t.groups is not None else None
     if w.mv > 0 and (views is None or views.shape[1] < 2):
@@ -415,19 +538,17 @@ def run_adapt(
             f"{target.name}: the multi-view term (w_mv = {w.mv}) needs synchronised views of one "
             "person (adapt --multiview with a `key2mesh data pose2sim` file or one file per camera)"
         )
+    run.views = views
 
-    def target_batch() -> torch.Tensor:
-        """Indices into train_t: ``batch_size`` detections, or whole instants (all their views)."""
-        if views is None:
-            return choose(len(train_t), cfg.batch_size, gen)
-        rows = views[choose(len(views), max(1, cfg.batch_size // views.shape[1]), gen)]
-        return rows[rows >= 0]
 
-    def predict(extr: torch.nn.Module, inputs: torch.Tensor):
-        return net_pt.head(extr(inputs.to(device)))
-
-    # the source domain's held-out frames, synthesised as in pre-training: the guard of "guarded"
-    source_check = (
+def _prepare_selection(run: AdaptState) -> None:
+    """What model selection compares against: the source domain's held-out frames (synthesised
+    as in pre-training: the guard of "guarded"), the pre-trained model's 3D keypoints on the
+    held-out target, and the key and rule. Selection is by labels when given; else by the views'
+    disagreement when L_mv trains, else by the re-projection error on held-out detections, both
+    under the rule ``cfg.selection``."""
+    cfg, ck = run.cfg, run.ck
+    run.source_check = (
         synthetic_target(
             cfg.cache,
             ck,
@@ -439,187 +560,172 @@ def run_adapt(
         if cfg.source_samples > 0
         else None
     )
-    source_errors: dict[str, dict[str, torch.Tensor]] = {}  # step 0's, per sample
     with torch.no_grad():  # the pre-trained model's 3D keypoints on the held-out target
-        ev0 = validation if validation is not None else hold
-        kp_pt = body.forward_keypoints(*predict(net_pt.extractor, ev0.inputs), kset)
-
-    @torch.no_grad()
-    def evaluate() -> dict[str, float]:
-        extractor.eval()
-        res: dict[str, float] = {}
-        for prefix, labelled_set in (("", validation), ("mon_", monitor)):
-            if labelled_set is not None and labelled_set.labelled:
-                scores = score_labels(
-                    body, kset, predict(extractor, labelled_set.inputs), labelled_set
-                )
-                res.update({f"{prefix}{k}": v for k, v in scores.items()})
-        if source_check is not None:  # means, and the paired rise over step 0 (95 % interval)
-            errs = per_sample_errors(
-                body, kset, predict(extractor, source_check.inputs), source_check
-            )
-            source_errors.setdefault("start", errs)
-            for k, v in errs.items():
-                rise = paired_difference(v, source_errors["start"][k])
-                res[f"src_{k}"] = float(v.mean())
-                res[f"src_{k}_rise_low"] = rise.low
-        ev = validation if validation is not None else hold
-        r, s = predict(extractor, ev.inputs)
-        kp = body.forward_keypoints(r, s, kset)
-        res["reproj"] = float(
-            reprojection_loss(kp, ev.inputs.to(device), ev.valid.to(device), camera)
+        ev0 = run.validation if run.validation is not None else run.hold
+        run.kp_pt = run.body.forward_keypoints(
+            *_predict(run, run.net_pt.extractor, ev0.inputs), run.kset
         )
-        # how far the 3D keypoints moved from the pre-trained model's, mm, and along the depth
-        # axis of the virtual camera (z), which the 2D evidence does not constrain
-        moved = (kp - kp.mean(1, keepdim=True)) - (kp_pt - kp_pt.mean(1, keepdim=True))
-        res["shift_mm"] = 1000 * float(moved.norm(dim=-1).mean())
-        res["depth_shift_mm"] = 1000 * float(moved[..., 2].abs().mean())
-        res["size_change"] = limb_length(kp, kset) / limb_length(kp_pt, kset)  # label-free
-        # the views' disagreement on the body-frame pose, mm (label-free)
-        seen = ev if ev.groups is not None else train_t
-        if seen.groups is not None:
-            if seen is not ev:
-                r, s = predict(extractor, seen.inputs)
-                kp = body.forward_keypoints(r, s, kset)
-            res["mv_mm"] = 1000 * float(
-                multiview_consistency(body_frame(kp, r[:, 0]), seen.groups.to(device))
-            )
-        train_mode(extractor, cfg.bn, cfg.dropout)
-        return res
+    labelled = run.validation is not None and run.validation.labelled
+    run.key = "pa_mpjpe" if labelled else "mv_mm" if run.views is not None else "reproj"
+    run.rule = "labels" if labelled else cfg.selection
 
-    # selection: labels when given; else the views' disagreement when L_mv trains, else the
-    # re-projection error on held-out detections, both under the rule cfg.selection
-    labelled = validation is not None and validation.labelled
-    key = "pa_mpjpe" if labelled else "mv_mm" if views is not None else "reproj"
-    rule = "labels" if labelled else cfg.selection
-    logger = MetricLogger(out, resume_step=-1)  # a new run: a new metrics.csv (no resume)
-    start = evaluate()
-    best, best_state = {**start, "step": 0}, copy.deepcopy(extractor.state_dict())
-    logger.log(0, {f"val_{k}": v for k, v in start.items()})
-    log.info("before adaptation: %s (selection by %s)", start, key)
-    normalization = ck.normalization
 
-    def save(name: str, state: dict, metrics: dict, at_step: int) -> None:
-        net = copy.deepcopy(net_pt)
-        net.extractor.load_state_dict(state)
-        check_finite_parameters(net, at_step, out)
-        atomic_save(
-            make_checkpoint(
-                net,
-                keypoint_set=kset,
-                body_config=ck.body,
-                camera=camera,
-                normalization=normalization,
-                stage="adapt",
-                step=at_step,
-                metrics=metrics,
-                before=start,
-                selection=key,
-                config={**ck.config, "adapt": cfg.to_dict()},
-                target=target.name,
+def _predict(run: AdaptState, extractor: torch.nn.Module, inputs: torch.Tensor):
+    """(rotmats, shape) of the pre-trained head on ``extractor``'s features of ``inputs``."""
+    return run.net_pt.head(extractor(inputs.to(run.device)))
+
+
+def _target_batch(run: AdaptState) -> torch.Tensor:
+    """Indices into train_t: ``batch_size`` detections, or whole instants (all their views)."""
+    cfg, views = run.cfg, run.views
+    if views is None:
+        return choose(len(run.train_t), cfg.batch_size, run.gen)
+    rows = views[choose(len(views), max(1, cfg.batch_size // views.shape[1]), run.gen)]
+    return rows[rows >= 0]
+
+
+def _adapt_step(run: AdaptState, step: int) -> dict[str, torch.Tensor]:
+    """One step: ``k`` critic steps (when w_wd > 0), then one extractor step on L_DA (+ w_mv·L_mv);
+    returns the loss and its terms (``loss``, ``l2d``, ``lwd``, ``lreg``, ``lmv``)."""
+    cfg, body, kset, device, w = run.cfg, run.body, run.kset, run.device, run.cfg.weights
+    net_pt, extractor, critic, train_t = run.net_pt, run.extractor, run.critic, run.train_t
+    sidx = choose(run.train_idx, cfg.batch_size, run.gen)
+    shp_src = run.shapes_all[choose(len(run.shapes_all), cfg.batch_size, run.gen)]
+    src = run.synth(run.rot_all[sidx], shp_src, run.gen)
+    tsel = _target_batch(run)
+    xt, vt = train_t.inputs[tsel].to(device), train_t.valid[tsel].to(device)
+    with torch.no_grad():
+        f_src = net_pt.extractor(src.inputs)
+        f_tgt_pt = net_pt.extractor(xt)
+    f_tgt = extractor(xt)
+    if w.wd > 0:
+        critic_steps(critic, run.opt_d, f_src, f_tgt, cfg.critic_steps, cfg.gamma, run.gen)
+    rot, shp = net_pt.head(f_tgt)
+    kp = body.forward_keypoints(rot, shp, kset)
+    zero = torch.zeros((), device=device)
+    l2d = reprojection_loss(kp, xt, vt, run.camera, run.jw)
+    lwd = wasserstein_distance(critic(f_src), critic(f_tgt)) if w.wd > 0 else zero
+    lreg = feature_regularizer(f_tgt, f_tgt_pt) if w.reg > 0 else torch.zeros((), device=device)
+    lmv = (  # scale-free: the pose only, the shape (body size) out of L_mv's gradient
+        multiview_consistency(
+            body_frame(
+                body.forward_keypoints(rot, shp.detach(), kset) if cfg.mv_scale_free else kp,
+                rot[:, 0],
             ),
-            out / name,
+            train_t.groups[tsel],
+            scale_free=cfg.mv_scale_free,
         )
-
-    bar = tqdm(total=total, desc="adapt", disable=not progress, dynamic_ncols=True)
-    t0 = time.perf_counter()
-    step = 0
-    for step in range(1, total + 1):
-        sidx = choose(train_idx, cfg.batch_size, gen)
-        src = synth(rot_all[sidx], shapes_all[choose(len(shapes_all), cfg.batch_size, gen)], gen)
-        tsel = target_batch()
-        xt, vt = train_t.inputs[tsel].to(device), train_t.valid[tsel].to(device)
+        if run.views is not None
+        else torch.zeros((), device=device)
+    )
+    if run.views is not None and cfg.mv_shape_anchor > 0:
+        # views constrain the pose, not the body's size: the shape stays the pre-trained
+        # model's estimate (without it, feature drift grew the body 5 % in 150 steps)
         with torch.no_grad():
-            f_src = net_pt.extractor(src.inputs)
-            f_tgt_pt = net_pt.extractor(xt)
-        f_tgt = extractor(xt)
-        if w.wd > 0:
-            critic_steps(critic, opt_d, f_src, f_tgt, cfg.critic_steps, cfg.gamma, gen)
-        rot, shp = net_pt.head(f_tgt)
-        kp = body.forward_keypoints(rot, shp, kset)
-        l2d = reprojection_loss(kp, xt, vt, camera, jw)
-        lwd = (
-            wasserstein_distance(critic(f_src), critic(f_tgt))
-            if w.wd > 0
-            else torch.zeros((), device=device)
+            shp_pt = net_pt.head(f_tgt_pt)[1]
+        lmv = lmv + cfg.mv_shape_anchor * (shp - shp_pt).abs().mean()
+    loss = w.kp2d * l2d + w.wd * lwd + w.reg * lreg + w.mv * lmv
+    check_finite(loss, step, run.out)
+    run.opt_f.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt_f.step()
+    return {"loss": loss, "l2d": l2d, "lwd": lwd, "lreg": lreg, "lmv": lmv}
+
+
+@torch.no_grad()
+def _evaluate(run: AdaptState) -> dict[str, float]:
+    """The adapted extractor's selection metrics: labelled scores (``validation``, ``mon_*`` of
+    ``monitor``), the source-domain guard, and the label-free ones on the held-out target."""
+    run.extractor.eval()
+    res: dict[str, float] = {}
+    for prefix, labelled_set in (("", run.validation), ("mon_", run.monitor)):
+        if labelled_set is not None and labelled_set.labelled:
+            scores = score_labels(
+                run.body, run.kset, _predict(run, run.extractor, labelled_set.inputs), labelled_set
+            )
+            res.update({f"{prefix}{k}": v for k, v in scores.items()})
+    if run.source_check is not None:  # means, and the paired rise over step 0 (95 % interval)
+        errs = per_sample_errors(
+            run.body,
+            run.kset,
+            _predict(run, run.extractor, run.source_check.inputs),
+            run.source_check,
         )
-        lreg = feature_regularizer(f_tgt, f_tgt_pt) if w.reg > 0 else torch.zeros((), device=device)
-        lmv = (  # scale-free: the pose only, the shape (body size) out of L_mv's gradient
-            multiview_consistency(
-                body_frame(
-                    body.forward_keypoints(rot, shp.detach(), kset) if cfg.mv_scale_free else kp,
-                    rot[:, 0],
-                ),
-                train_t.groups[tsel],
-                scale_free=cfg.mv_scale_free,
-            )
-            if views is not None
-            else torch.zeros((), device=device)
+        run.source_errors.setdefault("start", errs)
+        for k, v in errs.items():
+            rise = paired_difference(v, run.source_errors["start"][k])
+            res[f"src_{k}"] = float(v.mean())
+            res[f"src_{k}_rise_low"] = rise.low
+    res.update(_label_free_metrics(run))
+    train_mode(run.extractor, run.cfg.bn, run.cfg.dropout)
+    return res
+
+
+def _label_free_metrics(run: AdaptState) -> dict[str, float]:
+    """On the held-out target (or the validation set): re-projection error, how far the 3D
+    keypoints moved from the pre-trained model's (mm; along the virtual camera's depth axis z,
+    which the 2D evidence does not constrain), the body size's change, and with views their
+    disagreement on the body-frame pose (``mv_mm``)."""
+    kset, body, kp_pt = run.kset, run.body, run.kp_pt
+    res: dict[str, float] = {}
+    ev = run.validation if run.validation is not None else run.hold
+    r, s = _predict(run, run.extractor, ev.inputs)
+    kp = body.forward_keypoints(r, s, kset)
+    res["reproj"] = float(
+        reprojection_loss(kp, ev.inputs.to(run.device), ev.valid.to(run.device), run.camera)
+    )
+    moved = (kp - kp.mean(1, keepdim=True)) - (kp_pt - kp_pt.mean(1, keepdim=True))
+    res["shift_mm"] = 1000 * float(moved.norm(dim=-1).mean())
+    res["depth_shift_mm"] = 1000 * float(moved[..., 2].abs().mean())
+    res["size_change"] = limb_length(kp, kset) / limb_length(kp_pt, kset)  # label-free
+    seen = ev if ev.groups is not None else run.train_t
+    if seen.groups is not None:
+        if seen is not ev:
+            r, s = _predict(run, run.extractor, seen.inputs)
+            kp = body.forward_keypoints(r, s, kset)
+        res["mv_mm"] = 1000 * float(
+            multiview_consistency(body_frame(kp, r[:, 0]), seen.groups.to(run.device))
         )
-        if views is not None and cfg.mv_shape_anchor > 0:
-            # views constrain the pose, not the body's size: the shape stays the pre-trained
-            # model's estimate (without it, feature drift grew the body 5 % in 150 steps)
-            with torch.no_grad():
-                shp_pt = net_pt.head(f_tgt_pt)[1]
-            lmv = lmv + cfg.mv_shape_anchor * (shp - shp_pt).abs().mean()
-        loss = w.kp2d * l2d + w.wd * lwd + w.reg * lreg + w.mv * lmv
-        check_finite(loss, step, out)
-        opt_f.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_f.step()
-        bar.update(1)
-        if step % 20 == 0:
-            bar.set_postfix(
-                l2d=f"{l2d.item():.4f}",
-                wd=f"{lwd.item():.3f}",
-                reg=f"{lreg.item():.4f}",
-                mv=f"{lmv.item():.4f}",
-            )
-        if step % cfg.select_every == 0 or step == total:
-            m = evaluate()
-            logger.log(
-                step,
-                {
-                    "loss": loss.item(),
-                    "l2d": l2d.item(),
-                    "lwd": lwd.item(),
-                    "lreg": lreg.item(),
-                    "lmv": lmv.item(),
-                    **{f"val_{k}": v for k, v in m.items()},
-                    "samples_per_s": step * cfg.batch_size / (time.perf_counter() - t0),
-                },
-            )
-            if m[key] < best[key] and select_step(
-                start,
-                m,
-                key,
-                rule,
-                cfg.source_tolerance,
-                cfg.min_gain,
-                cfg.max_size_change,
-                cfg.max_depth_share,
-            ):
-                best, best_state = {**m, "step": step}, copy.deepcopy(extractor.state_dict())
-                save("best.pt", best_state, best, step)
-            save("last.pt", extractor.state_dict(), m, step)
-            bar.write(f"step {step}: {m}")
-    bar.close()
-    logger.close()
-    if best["step"] == 0:
-        save("best.pt", best_state, best, 0)
-    summary = {
-        "before": start,
-        "best": best,
-        "selection": key,
-        "rule": rule,
-        "kept_source": best["step"] == 0,
-        "verdict": verdict(best, key, rule, cfg),
-        "steps": step,
-        "dropped": target.dropped,
-        "samples_per_s": step * cfg.batch_size / max(time.perf_counter() - t0, 1e-9),
-    }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
-    return summary
+    return res
+
+
+def _admissible(run: AdaptState, metrics: dict) -> bool:
+    """:func:`select_step` with the run's key, rule and guard thresholds."""
+    cfg = run.cfg
+    return select_step(
+        run.start,
+        metrics,
+        run.key,
+        run.rule,
+        cfg.source_tolerance,
+        cfg.min_gain,
+        cfg.max_size_change,
+        cfg.max_depth_share,
+    )
+
+
+def _save_adapted(run: AdaptState, name: str, state: dict, metrics: dict, at_step: int) -> None:
+    """Write checkpoint ``name`` atomically: F_pt's network with the extractor weights ``state``."""
+    net = copy.deepcopy(run.net_pt)
+    net.extractor.load_state_dict(state)
+    check_finite_parameters(net, at_step, run.out)
+    atomic_save(
+        make_checkpoint(
+            net,
+            keypoint_set=run.kset,
+            body_config=run.ck.body,
+            camera=run.camera,
+            normalization=run.ck.normalization,
+            stage="adapt",
+            step=at_step,
+            metrics=metrics,
+            before=run.start,
+            selection=run.key,
+            config={**run.ck.config, "adapt": run.cfg.to_dict()},
+            target=run.target.name,
+        ),
+        run.out / name,
+    )
 
 
 def verdict(best: dict, key: str, rule: str, cfg: AdaptConfig) -> str:

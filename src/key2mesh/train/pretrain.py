@@ -29,6 +29,7 @@ from key2mesh.model.checkpoint import (
 from key2mesh.model.network import Key2MeshNet, ModelConfig
 from key2mesh.options import DEVICE, SEED, rule
 from key2mesh.train.common import (
+    DistInfo,
     MetricLogger,
     check_finite,
     check_finite_parameters,
@@ -144,17 +145,100 @@ def mean_pose_baseline(bank: PoseBank, train_idx: np.ndarray) -> torch.Tensor:
     return roma.special_procrustes(mean).float()
 
 
+@dataclass
+class PretrainState:
+    """Everything one pre-training run holds between steps: the data, the networks (``net`` the
+    raw weights, ``averaged`` what is validated and saved, ``model`` what trains: DDP-wrapped or
+    ``net``), optimiser and schedule, the random streams, the fixed validation pairs, the step
+    count and the best validation metrics so far."""
+
+    cfg: PretrainConfig
+    out: Path
+    device: torch.device
+    dist: DistInfo
+    bank: PoseBank
+    body: object
+    train_idx: np.ndarray
+    val_sets: dict
+    total_steps: int
+    net: Key2MeshNet
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.StepLR
+    gen: torch.Generator
+    synth: PairSynthesizer
+    sampler: object | None
+    jw: torch.Tensor
+    rot_all: torch.Tensor
+    shapes_all: torch.Tensor
+    normalization: InputNormalization
+    val: object = (
+        None  # the fixed validation pairs (a synthesised batch), pooled over held-out sets
+    )
+    val_parts: dict = field(default_factory=dict)  # held-out set name → slice of ``val``
+    baseline: dict = field(default_factory=dict)  # the mean-pose predictor's validation metrics
+    baseline_go: dict = field(default_factory=dict)  # ... with the true global orientation
+    step: int = 0
+    best: dict = field(default_factory=lambda: {"pa_mpjpe": float("inf")})
+    ema: torch.optim.swa_utils.AveragedModel | None = None
+    averaged: torch.nn.Module | None = None
+    model: torch.nn.Module | None = None
+    logger: MetricLogger | None = None
+    amp: bool = False
+
+
 def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train; returns the best validation metrics. Writes ``last.pt``, ``best.pt``,
     ``metrics.csv`` (and TensorBoard logs when available) under ``cfg.out_dir``."""
-    cfg.keypoint_set = canonical_set_name(cfg.keypoint_set)
-    out = Path(cfg.out_dir)
-    device = pick_device(cfg.device)
-    dist = init_distributed(device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    bank = PoseBank.load(cfg.cache)
-    body = body_model_from_config(bank.body, device=str(device))
+    run = _setup(cfg)
+    _validation_pairs(run)
+    _restore(run, resume)
+    _start_logging(run)
+    bar = tqdm(
+        total=run.total_steps,
+        initial=run.step,
+        desc="pretrain",
+        disable=not (progress and run.dist.is_main),
+        dynamic_ncols=True,
+    )
+    t0, seen, ran = time.perf_counter(), 0, 0
+    metrics: dict = {}
+    try:
+        while run.step < run.total_steps:
+            loss, terms = _train_step(run)
+            ran += 1
+            stopping = bool(cfg.stop_after) and ran >= cfg.stop_after
+            due = run.step % cfg.val_every == 0 or run.step == run.total_steps
+            if due or stopping:
+                # before validating and saving: an update that exploded stops here, naming its step
+                check_finite_parameters(run.net, run.step - 1, run.out)
+            seen += cfg.batch_size
+            bar.update(1)
+            if run.step % 20 == 0:
+                bar.set_postfix(
+                    loss=f"{loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}"
+                )
+            if run.dist.is_main and due:
+                metrics = _validate_and_save(run, loss, terms, seen / (time.perf_counter() - t0))
+                bar.write(
+                    f"step {run.step}: val {_fmt(metrics)}  (mean-pose predictor: {_fmt(run.baseline)})"
+                )
+            if stopping:
+                if run.dist.is_main:
+                    _save(run, "last.pt", metrics)
+                break
+    finally:  # an error is printed on a line of its own, not after the bar
+        bar.close()
+        run.logger.close()
+    return {
+        "best": run.best,
+        "baseline_mean_pose": run.baseline,
+        "baseline_mean_pose_true_orient": run.baseline_go,
+        "step": run.step,
+        "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+    }
+
+
+def _check_options(cfg: PretrainConfig) -> None:
     if (
         cfg.batch_size < 1
         or cfg.val_every < 1
@@ -168,14 +252,24 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         )
     if not 0.0 <= cfg.ema < 1.0:
         raise Key2MeshError(f"ema is a decay per step in [0, 1) (0 = off), got {cfg.ema}")
+
+
+def _setup(cfg: PretrainConfig) -> PretrainState:
+    """Device, data, body model, network, optimiser, schedule and random streams (seeded)."""
+    cfg.keypoint_set = canonical_set_name(cfg.keypoint_set)
+    device = pick_device(cfg.device)
+    dist = init_distributed(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    bank = PoseBank.load(cfg.cache)
+    body = body_model_from_config(bank.body, device=str(device))
+    _check_options(cfg)
     split = split_options(
         cfg.to_dict()
     )  # the one reading of the split options (adapt/evaluate use it too)
     train_idx, _ = bank.split(**split)
     val_sets = bank.validation_sets(**split)
     epoch_steps = max(1, len(train_idx) // cfg.batch_size)
-    total_steps = cfg.steps or int(math.ceil(cfg.epochs * epoch_steps))
-
     mcfg = ModelConfig(
         num_keypoints=num_keypoints(cfg.keypoint_set),
         shape_dim=body.shape_dim,
@@ -204,22 +298,45 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         sampler = PoseSampler(
             bank.rotmats[train_idx], device=device, seed=cfg.seed + 17 + dist.rank
         )
-    jw = joint_weights(cfg.keypoint_set).to(device)
-    rot_all = torch.from_numpy(bank.rotmats)
-    shapes_all = torch.from_numpy(bank.shapes)
-    normalization = InputNormalization(cfg.synth.conf_threshold, cfg.synth.missing_value, "bbox")
+    return PretrainState(
+        cfg=cfg,
+        out=Path(cfg.out_dir),
+        device=device,
+        dist=dist,
+        bank=bank,
+        body=body,
+        train_idx=train_idx,
+        val_sets=val_sets,
+        total_steps=cfg.steps or int(math.ceil(cfg.epochs * epoch_steps)),
+        net=net,
+        opt=opt,
+        sched=sched,
+        gen=gen,
+        synth=synth,
+        sampler=sampler,
+        jw=joint_weights(cfg.keypoint_set).to(device),
+        rot_all=torch.from_numpy(bank.rotmats),
+        shapes_all=torch.from_numpy(bank.shapes),
+        normalization=InputNormalization(cfg.synth.conf_threshold, cfg.synth.missing_value, "bbox"),
+        amp=(cfg.amp and device.type == "cuda") or (cfg.amp_cpu and device.type == "cpu"),
+    )
 
-    # Fixed validation pairs from each held-out set (same augmentations, fixed seed), then pooled.
+
+def _validation_pairs(run: PretrainState) -> None:
+    """Fixed validation pairs from each held-out set (same augmentations, fixed seed), then
+    pooled, and the mean-pose predictor's metrics on them (with and without the true global
+    orientation)."""
+    cfg, body = run.cfg, run.body
     vgen = torch.Generator().manual_seed(12345)
-    vsel = torch.cat([choose(ix, cfg.val_size, vgen) for ix in val_sets.values()])
-    vshape = shapes_all[choose(len(shapes_all), len(vsel), vgen)]
-    val = synth(rot_all[vsel], vshape, vgen)
-    val_parts = {
-        name: slice(i * cfg.val_size, (i + 1) * cfg.val_size) for i, name in enumerate(val_sets)
+    vsel = torch.cat([choose(ix, cfg.val_size, vgen) for ix in run.val_sets.values()])
+    vshape = run.shapes_all[choose(len(run.shapes_all), len(vsel), vgen)]
+    val = run.val = run.synth(run.rot_all[vsel], vshape, vgen)
+    run.val_parts = {
+        name: slice(i * cfg.val_size, (i + 1) * cfg.val_size) for i, name in enumerate(run.val_sets)
     }
     n_val = len(vsel)
-    mean_rot = mean_pose_baseline(bank, train_idx).to(device)
-    baseline = keypoint_metrics(
+    mean_rot = mean_pose_baseline(run.bank, run.train_idx).to(run.device)
+    run.baseline = keypoint_metrics(
         body,
         cfg.keypoint_set,
         mean_rot.expand(n_val, -1, -1, -1).clone(),
@@ -230,200 +347,180 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
     # the mean-pose predictor at least gets the global orientation right (an upper bound on its quality)
     base_rot = mean_rot.expand(n_val, -1, -1, -1).clone()
     base_rot[:, 0] = val.rotmats[:, 0]
-    baseline_go = keypoint_metrics(
+    run.baseline_go = keypoint_metrics(
         body, cfg.keypoint_set, base_rot, body.default_shape(n_val), val.rotmats, val.shape
     )
 
-    step, best = 0, {"pa_mpjpe": float("inf")}
+
+def _restore(run: PretrainState, resume: bool) -> None:
+    """``--resume`` from ``last.pt`` (weights, optimiser, schedule, step, random streams) or
+    ``init`` weights; then the weight average and the (DDP) model that trains."""
+    cfg, out, net = run.cfg, run.out, run.net
+    state: dict = {}
     if resume and (out / "last.pt").exists():
         ck = load_checkpoint(
-            out / "last.pt", expect_body=bank.body, expect_keypoint_set=cfg.keypoint_set
+            out / "last.pt", expect_body=run.bank.body, expect_keypoint_set=cfg.keypoint_set
         )
         _check_resume_config(ck.config, cfg, out / "last.pt")
         state = ck.extra
         net.load_state_dict(ck.model)
-        opt.load_state_dict(state["optimizer"])
+        run.opt.load_state_dict(state["optimizer"])
         if state.get("scheduler") is not None:
-            sched.load_state_dict(state["scheduler"])
-        step, best = state["step"], state.get("best", best)
-        _set_rng_state(gen, state["rng"])
-        if sampler is not None and state["rng"].get("sampler") is not None:
-            sampler.generator.set_state(state["rng"]["sampler"])
-        log.info("resumed from %s at step %d", out / "last.pt", step)
+            run.sched.load_state_dict(state["scheduler"])
+        run.step, run.best = state["step"], state.get("best", run.best)
+        _set_rng_state(run.gen, state["rng"])
+        if run.sampler is not None and state["rng"].get("sampler") is not None:
+            run.sampler.generator.set_state(state["rng"]["sampler"])
+        log.info("resumed from %s at step %d", out / "last.pt", run.step)
     elif resume:
         log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
-    if cfg.init and step == 0:
-        _init_from(net, cfg.init, bank.body, cfg.keypoint_set)
-    ema = _make_ema(net, cfg.ema)
-    if ema is not None and step > 0:  # resumed: the checkpoint's network is the average
+    if cfg.init and run.step == 0:
+        _init_from(net, cfg.init, run.bank.body, cfg.keypoint_set)
+    run.ema = _make_ema(net, cfg.ema)
+    if run.ema is not None and run.step > 0:  # resumed: the checkpoint's network is the average
         if "ema" not in state:
             raise Key2MeshError(
                 f"--resume: {out / 'last.pt'} was trained without ema; use the same options or a new --out"
             )
-        ema.load_state_dict(state["ema"])
+        run.ema.load_state_dict(state["ema"])
         net.load_state_dict(state["raw_model"])
-    averaged = net if ema is None else ema.module  # what is validated, saved and exported
+    run.averaged = net if run.ema is None else run.ema.module  # validated, saved and exported
+    run.model = net
+    if run.dist.world_size > 1:
+        run.model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[run.dist.local_rank] if run.device.type == "cuda" else None
+        )
 
-    model = net
-    if dist.world_size > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[dist.local_rank] if device.type == "cuda" else None
-        )
-    # a resumed run keeps the rows up to its checkpoint's step (the baseline row among them)
-    logger = MetricLogger(out, enabled=dist.is_main, resume_step=step if step > 0 else -1)
+
+def _start_logging(run: PretrainState) -> None:
+    """``metrics.csv``: a resumed run keeps the rows up to its checkpoint's step (the baseline
+    row among them); a new one starts with the mean-pose predictor's row."""
+    dist, step = run.dist, run.step
+    run.logger = MetricLogger(run.out, enabled=dist.is_main, resume_step=step if step > 0 else -1)
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        run.out.mkdir(parents=True, exist_ok=True)
     if dist.is_main and step == 0:
-        logger.log(
-            step,
-            {
-                f"baseline_mean_pose_{k}": v
-                for k, v in {**baseline, **{f"go_{k}": v for k, v in baseline_go.items()}}.items()
-            },
-        )
+        both = {**run.baseline, **{f"go_{k}": v for k, v in run.baseline_go.items()}}
+        run.logger.log(step, {f"baseline_mean_pose_{k}": v for k, v in both.items()})
         log.info(
             "mean-pose predictor on validation: %s (with true global orientation: %s)",
-            _fmt(baseline),
-            _fmt(baseline_go),
+            _fmt(run.baseline),
+            _fmt(run.baseline_go),
         )
 
-    def save(name: str, metrics: dict) -> None:
-        check_finite_parameters(
-            net, step, out
-        )  # never overwrite a good checkpoint with broken weights
-        ema_state = {}
-        if ema is not None:
-            ema_state = {
-                "ema": ema.state_dict(),
-                "raw_model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-            }
-        ck = make_checkpoint(
-            averaged,
-            keypoint_set=cfg.keypoint_set,
-            body_config=bank.body,
-            camera=cfg.camera,
-            normalization=normalization,
-            stage="pretrain",
-            optimizer=opt.state_dict(),
-            scheduler=sched.state_dict(),
-            step=step,
-            best=best,
-            metrics=metrics,
-            rng={
-                **_rng_state(gen),
-                "sampler": None if sampler is None else sampler.generator.get_state(),
-            },
-            config=cfg.to_dict(),
-            baseline=baseline,
-            **ema_state,
-        )
-        atomic_save(ck, out / name)
 
-    amp = (cfg.amp and device.type == "cuda") or (cfg.amp_cpu and device.type == "cpu")
-    ran = 0
-    bar = tqdm(
-        total=total_steps,
-        initial=step,
-        desc="pretrain",
-        disable=not (progress and dist.is_main),
-        dynamic_ncols=True,
+def _train_step(run: PretrainState) -> tuple[torch.Tensor, dict]:
+    """One optimiser step on a freshly synthesised batch; returns (loss, its terms)."""
+    cfg, body, device = run.cfg, run.body, run.device
+    run.net.train()
+    if run.sampler is not None:  # real poses, mirrored / perturbed / limb-mixed on the fly
+        rot = run.sampler.sample(cfg.batch_size)
+    else:
+        rot = run.rot_all[choose(run.train_idx, cfg.batch_size, run.gen)].to(device)
+    shp = run.shapes_all[choose(len(run.shapes_all), cfg.batch_size, run.gen)]
+    batch = run.synth(rot, shp, run.gen)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.amp):
+        pred_rot, pred_shape = run.model(batch.inputs)
+    pred_rot, pred_shape = pred_rot.float(), pred_shape.float()
+    pred_kp = body.forward_keypoints(pred_rot, pred_shape, cfg.keypoint_set)
+    loss, terms = pretrain_loss(
+        pred_rot,
+        pred_shape,
+        pred_kp,
+        batch.rotmats,
+        batch.shape,
+        batch.keypoints3d,
+        batch.target2d,
+        cfg.camera,
+        cfg.weights,
+        run.jw,
+        batch.distance,
     )
-    t0, seen = time.perf_counter(), 0
-    metrics: dict = {}
-    try:
-        while step < total_steps:
-            net.train()
-            if sampler is not None:  # real poses, mirrored / perturbed / limb-mixed on the fly
-                rot = sampler.sample(cfg.batch_size)
-            else:
-                rot = rot_all[choose(train_idx, cfg.batch_size, gen)].to(device)
-            shp = shapes_all[choose(len(shapes_all), cfg.batch_size, gen)]
-            batch = synth(rot, shp, gen)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                pred_rot, pred_shape = model(batch.inputs)
-            pred_rot, pred_shape = pred_rot.float(), pred_shape.float()
-            pred_kp = body.forward_keypoints(pred_rot, pred_shape, cfg.keypoint_set)
-            loss, terms = pretrain_loss(
-                pred_rot,
-                pred_shape,
-                pred_kp,
-                batch.rotmats,
-                batch.shape,
-                batch.keypoints3d,
-                batch.target2d,
-                cfg.camera,
-                cfg.weights,
-                jw,
-                batch.distance,
-            )
-            check_finite(loss, step, out)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update_parameters(net)
-            step += 1
-            ran += 1
-            stopping = bool(cfg.stop_after) and ran >= cfg.stop_after
-            if step % cfg.val_every == 0 or step == total_steps or stopping:
-                # before validating and saving: an update that exploded stops here, naming its step
-                check_finite_parameters(net, step - 1, out)
-            seen += cfg.batch_size
-            bar.update(1)
-            if step % 20 == 0:
-                bar.set_postfix(
-                    loss=f"{loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}"
-                )
-            if dist.is_main and (step % cfg.val_every == 0 or step == total_steps):
-                averaged.eval()
-                with torch.no_grad():
-                    vr, vs = averaged(val.inputs)
-                parts = {
-                    name: keypoint_metrics(
-                        body, cfg.keypoint_set, vr[sl], vs[sl], val.rotmats[sl], val.shape[sl]
-                    )
-                    for name, sl in val_parts.items()
-                }
-                # selection metric: the mean over held-out sets (clips of the free sources, whole subjects)
-                metrics = {
-                    k: sum(p[k] for p in parts.values()) / len(parts)
-                    for k in next(iter(parts.values()))
-                }
-                metrics.update(
-                    {f"{name}_{k}": v for name, p in parts.items() for k, v in p.items()}
-                )
-                if metrics["pa_mpjpe"] < best["pa_mpjpe"]:
-                    best = {**metrics, "step": step}
-                    save("best.pt", metrics)
-                logger.log(
-                    step,
-                    {
-                        "loss": loss.item(),
-                        **{f"train_{k}": v for k, v in terms.items()},
-                        **{f"val_{k}": v for k, v in metrics.items()},
-                        "lr": sched.get_last_lr()[0],
-                        "samples_per_s": seen / (time.perf_counter() - t0),
-                    },
-                )
-                save("last.pt", metrics)
-                bar.write(
-                    f"step {step}: val {_fmt(metrics)}  (mean-pose predictor: {_fmt(baseline)})"
-                )
-            if stopping:
-                if dist.is_main:
-                    save("last.pt", metrics)
-                break
-    finally:  # an error is printed on a line of its own, not after the bar
-        bar.close()
-        logger.close()
-    return {
-        "best": best,
-        "baseline_mean_pose": baseline,
-        "baseline_mean_pose_true_orient": baseline_go,
-        "step": step,
-        "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+    check_finite(loss, run.step, run.out)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    run.sched.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.net)
+    run.step += 1
+    return loss, terms
+
+
+def _validate(run: PretrainState) -> dict:
+    """Validation metrics of the averaged network: per held-out set (``{set}_{metric}``) and their
+    mean (the selection metric: clips of the free sources, whole subjects)."""
+    val = run.val
+    run.averaged.eval()
+    with torch.no_grad():
+        vr, vs = run.averaged(val.inputs)
+    parts = {
+        name: keypoint_metrics(
+            run.body, run.cfg.keypoint_set, vr[sl], vs[sl], val.rotmats[sl], val.shape[sl]
+        )
+        for name, sl in run.val_parts.items()
     }
+    metrics = {
+        k: sum(p[k] for p in parts.values()) / len(parts) for k in next(iter(parts.values()))
+    }
+    metrics.update({f"{name}_{k}": v for name, p in parts.items() for k, v in p.items()})
+    return metrics
+
+
+def _validate_and_save(
+    run: PretrainState, loss: torch.Tensor, terms: dict, samples_per_s: float
+) -> dict:
+    """Validate, keep ``best.pt`` when PA-MPJPE improved, log the row, write ``last.pt``."""
+    metrics = _validate(run)
+    if metrics["pa_mpjpe"] < run.best["pa_mpjpe"]:
+        run.best = {**metrics, "step": run.step}
+        _save(run, "best.pt", metrics)
+    run.logger.log(
+        run.step,
+        {
+            "loss": loss.item(),
+            **{f"train_{k}": v for k, v in terms.items()},
+            **{f"val_{k}": v for k, v in metrics.items()},
+            "lr": run.sched.get_last_lr()[0],
+            "samples_per_s": samples_per_s,
+        },
+    )
+    _save(run, "last.pt", metrics)
+    return metrics
+
+
+def _save(run: PretrainState, name: str, metrics: dict) -> None:
+    """Write checkpoint ``name`` atomically: the averaged network, and what ``--resume`` needs."""
+    net, cfg = run.net, run.cfg
+    # never overwrite a good checkpoint with broken weights
+    check_finite_parameters(net, run.step, run.out)
+    ema_state = {}
+    if run.ema is not None:
+        ema_state = {
+            "ema": run.ema.state_dict(),
+            "raw_model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        }
+    ck = make_checkpoint(
+        run.averaged,
+        keypoint_set=cfg.keypoint_set,
+        body_config=run.bank.body,
+        camera=cfg.camera,
+        normalization=run.normalization,
+        stage="pretrain",
+        optimizer=run.opt.state_dict(),
+        scheduler=run.sched.state_dict(),
+        step=run.step,
+        best=run.best,
+        metrics=metrics,
+        rng={
+            **_rng_state(run.gen),
+            "sampler": None if run.sampler is None else run.sampler.generator.get_state(),
+        },
+        config=cfg.to_dict(),
+        baseline=run.baseline,
+        **ema_state,
+    )
+    atomic_save(ck, run.out / name)
 
 
 _RESUME_KEYS = (
