@@ -115,3 +115,16 @@ def test_tree_is_ruff_clean(check):
         [ruff, *check, "src", "tests", "benchmarks"], cwd=root, capture_output=True, text=True
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_detectors_are_reached_through_the_registry():
+    """Outside media/, no module builds MediaPipe's PoseDetector directly (a new detector is one
+    file registered in media/detectors.py, docs/design.md "Adding a detector")."""
+    bad = [
+        f"{path.relative_to(PACKAGE)}:{line} imports {module}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "media" not in path.relative_to(PACKAGE).parts
+        for line, module in _imports(path)
+        if module == "key2mesh.media.detect.PoseDetector"
+    ]
+    assert bad == []

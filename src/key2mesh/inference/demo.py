@@ -176,6 +176,7 @@ def _frames(source) -> Callable[[], Iterable[np.ndarray]]:
 def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_video):
     """Pass 1: detection + tracking; returns per-row lists and the image size of each row."""
     from key2mesh.inference.tracking import Tracker
+    from key2mesh.media.detectors import no_people
     from key2mesh.media.multi_detect import MultiPersonDetector, SearchSchedule
 
     rows: dict[str, list] = {k: [] for k in ("frame", "time", "track", "kp", "conf", "size")}
@@ -208,7 +209,7 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_v
                 raw = (first.keypoints, first.confidence) if first else detector.rejected
                 report.skip(i, "no person found" if raw is None else _unusable(raw, model))
                 report.people_per_frame.append(0)
-                tracker.update(t, np.zeros((0, 4)), np.zeros((0, 33, 2)), np.zeros((0, 33)))
+                tracker.update(t, np.zeros((0, 4)), *no_people(detector.keypoint_set))
                 continue
             report.people_per_frame.append(len(usable))
             kp33 = np.stack([p.keypoints for p in usable])
@@ -218,7 +219,7 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_v
             kp, conf = convert_keypoints(
                 torch.from_numpy(kp33).float(),
                 torch.from_numpy(conf33).float(),
-                "mediapipe33",
+                detector.keypoint_set,
                 model.keypoint_set,
             )
             for j in np.flatnonzero(ids >= 0):

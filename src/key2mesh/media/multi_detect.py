@@ -136,7 +136,8 @@ class SearchSchedule:
 
 
 class MultiPersonDetector:
-    """Up to ``max_people`` MediaPipe BlazePose detections per RGB frame (see module doc).
+    """Up to ``max_people`` detections per RGB frame (MediaPipe BlazePose by default; see module
+    doc).
 
     Args:
         max_people: most people returned per frame (best score first).
@@ -147,6 +148,8 @@ class MultiPersonDetector:
         min_points: fewer confident keypoints than this is no person.
         min_size: a person's box must span this fraction of the shorter image side.
         model_complexity: BlazePose model (1 is the one bundled in the wheel).
+        detector: name of the single-person detector run on each region
+            (:mod:`key2mesh.media.detectors`); ``keypoint_set`` is its set.
     """
 
     def __init__(
@@ -159,15 +162,17 @@ class MultiPersonDetector:
         min_points: int = 8,
         min_size: float = 0.08,
         model_complexity: int = 1,
+        detector: str = "mediapipe",
     ):
         if max_people < 1:
             raise Key2MeshError(f"max_people must be at least 1, got {max_people}")
-        from key2mesh.media import detect  # looked up at run time (tests replace PoseDetector)
+        from key2mesh.media.detectors import detector_entry, make_detector
 
         self.max_people = int(max_people)
         self.tile_fraction, self.min_tile, self.overlap = tile_fraction, min_tile, overlap
         self.min_confidence, self.min_points, self.min_size = min_confidence, min_points, min_size
-        self._pose = detect.PoseDetector(video=False, model_complexity=model_complexity)
+        self.keypoint_set = detector_entry(detector).keypoint_set
+        self._pose = make_detector(detector, video=False, model_complexity=model_complexity)
         self.calls = 0  # BlazePose runs so far (cost accounting)
         self.full_searches = 0  # frames searched whole + tiles so far
         self.searched_full = False  # whether the last frame was searched whole + tiles

@@ -219,6 +219,7 @@ class LivePipeline:
         """The people of ``frame`` (video time ``t`` s) and the seconds of each stage."""
         from key2mesh.inference.motion import build_motion
         from key2mesh.keypoints.convert import convert_keypoints
+        from key2mesh.media.detectors import no_people
 
         times = {}
         t0 = time.perf_counter()
@@ -230,7 +231,7 @@ class LivePipeline:
         t1 = time.perf_counter()
         times["detect"] = t1 - t0
         if not usable:
-            self.tracker.update(t, np.zeros((0, 4)), np.zeros((0, 33, 2)), np.zeros((0, 33)))
+            self.tracker.update(t, np.zeros((0, 4)), *no_people(self.detector.keypoint_set))
             times["track"] = time.perf_counter() - t1
             times["predict"] = 0.0
             return [], times
@@ -243,7 +244,7 @@ class LivePipeline:
         kp, conf = convert_keypoints(
             torch.from_numpy(kp33[keep]).float(),
             torch.from_numpy(conf33[keep]).float(),
-            "mediapipe33",
+            self.detector.keypoint_set,
             self.model.keypoint_set,
         )
         n = len(keep)
