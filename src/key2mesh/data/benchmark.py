@@ -314,7 +314,7 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
     dropped = data.get("dropped", np.asarray(0))
     if dropped.size != 1 or dropped.dtype.kind not in "iu" or int(dropped.reshape(-1)[0]) < 0:
         raise Key2MeshError(
-            f"{path}: 'dropped' must be one count >= 0, got {dropped.reshape(-1)[:3]} ({dropped.dtype})"
+            f"{path}: 'dropped' must be one count >= 0, got {dropped.reshape(-1)[:3].tolist()} ({dropped.dtype})"
         )
     try:
         excluded = json.loads(text("excluded", "{}"))
