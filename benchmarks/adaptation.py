@@ -25,7 +25,8 @@ PA-MPJPE / MPJPE mm; intervals are 95 % bootstrap over instants, paired against 
     .venv/bin/python benchmarks/adaptation.py [--cache cache/mocap_all.npz]
         [--bench cache/pose2sim_benchmark.npz] [--steps 300] [--out runs/adaptation] [--threads 2]
 
-Writes benchmarks/results/adaptation.md; the last line is ``RESULT key=value ...``.
+Writes benchmarks/results/adaptation.md and adaptation_result.txt (the ``RESULT key=value ...``
+line, also printed last).
 """
 
 from __future__ import annotations
@@ -544,7 +545,9 @@ def main() -> None:
     print(text)
     Path(a.results).parent.mkdir(parents=True, exist_ok=True)
     Path(a.results).write_text(header + text + "\n")
-    print("RESULT " + " ".join(f"{k}={v:.3f}" for k, v in result.items()))
+    line = "RESULT " + " ".join(f"{k}={v:.3f}" for k, v in result.items())
+    print(line)
+    Path(a.results).with_name(Path(a.results).stem + "_result.txt").write_text(line + "\n")
 
 
 if __name__ == "__main__":
