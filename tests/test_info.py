@@ -1,0 +1,68 @@
+"""`key2mesh info` names each missing optional extra with its install command, the shipped
+checkpoints and the caches."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+import pytest
+
+from key2mesh.commands import info
+
+
+def _run(capsys, monkeypatch, absent: set[str], smpl_dir: str | None = None) -> str:
+    """``info``'s output with the modules ``absent`` made unfindable."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a)
+    )
+    monkeypatch.delenv("KEY2MESH_SMPL_DIR", raising=False)
+    assert info.run(argparse.Namespace(smpl_dir=smpl_dir)) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"),
+    [("viser", "viewer"), ("onnxruntime", "export"), ("mediapipe", "detect"), ("ray", "cluster")],
+)
+def test_a_missing_extra_is_named_with_its_install_command(capsys, monkeypatch, module, extra):
+    out = _run(capsys, monkeypatch, absent={module})
+    lines = out.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.split()[:1] == [extra])
+    assert "MISSING" in lines[row] and module in lines[row]
+    assert lines[row + 1].split() == ["install:", "pip", "install", "-e", f'".[{extra}]"']
+    assert out.count("install: pip install") == 1  # only the missing one
+
+
+def test_nothing_missing_prints_no_install_command(capsys, monkeypatch):
+    out = _run(capsys, monkeypatch, absent=set())
+    if any(info.missing_modules(e) for e in info.EXTRAS):
+        pytest.skip("an optional extra is not installed here")
+    assert "MISSING" not in out.split("optional extras:")[1].split("shipped checkpoints")[0]
+    assert "install: pip install" not in out
+
+
+def test_smpl_without_smplx_or_files_says_how_to_get_them(capsys, monkeypatch, tmp_path):
+    have_smplx = not info.missing_modules(info.EXTRAS[-1])
+    out = _run(capsys, monkeypatch, absent={"smplx"})
+    smpl = next(line for line in out.splitlines() if line.strip().startswith("smpl "))
+    assert 'pip install -e ".[smpl]"' in smpl
+    if not have_smplx:
+        pytest.skip("smplx is not installed here")
+    monkeypatch.undo()
+    out = _run(capsys, monkeypatch, absent=set(), smpl_dir=str(tmp_path))
+    smpl = next(line for line in out.splitlines() if line.strip().startswith("smpl "))
+    assert "KEY2MESH_SMPL_DIR" in smpl and "--smpl-dir" in smpl and str(tmp_path) in smpl
+
+
+def test_checkpoints_and_anny_cache_are_reported(capsys, monkeypatch, tmp_path):
+    from key2mesh.model.checkpoint import PRETRAINED
+
+    monkeypatch.setenv("ANNY_CACHE_DIR", str(tmp_path / "nowhere"))
+    out = _run(capsys, monkeypatch, absent=set())
+    for name in PRETRAINED:
+        assert any(line.split()[:1] == [name] for line in out.splitlines()), name
+    caches = out.split("\ncaches:")[1].splitlines()
+    anny = next(line for line in caches if line.strip().startswith("anny "))
+    assert str(tmp_path / "nowhere") in anny and "not built yet" in anny
