@@ -128,3 +128,54 @@ def test_detectors_are_reached_through_the_registry():
         if module == "key2mesh.media.detect.PoseDetector"
     ]
     assert bad == []
+
+
+BODY_NAMES = ("anny", "smpl")
+
+
+def _body_name_comparisons(path: Path, root: Path = PACKAGE) -> list[str]:
+    """``file:line`` of every comparison of something with a body model's name as a string
+    literal (``== "anny"``, ``!= "smpl"``, ``in ("anny", ...)``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+
+    def names(node: ast.expr) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in BODY_NAMES
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(names(e) for e in node.elts)
+        return False
+
+    ops = (ast.Eq, ast.NotEq, ast.In, ast.NotIn, ast.Is, ast.IsNot)
+    return [
+        f"{path.relative_to(root)}:{node.lineno}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare)
+        and any(isinstance(op, ops) for op in node.ops)
+        and any(names(side) for side in [node.left, *node.comparators])
+    ]
+
+
+def test_no_branches_on_the_body_model_name_outside_body():
+    """Body-model differences live behind ``BodyModel`` / ``body_traits`` (body/traits.py):
+    no module outside body/ compares a body model's name to "anny" or "smpl"."""
+    bad = [
+        hit
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(PACKAGE).parts[0] != "body"
+        for hit in _body_name_comparisons(path)
+    ]
+    assert bad == []
+
+
+def test_the_body_name_checker_finds_comparisons(tmp_path):
+    """The rule is not vacuous: ==, !=, in and reversed comparisons are all found; other strings
+    (a keypoint set "smpl24", a checkpoint name) are not."""
+    src = tmp_path / "x.py"
+    src.write_text(
+        'if body.name == "anny":\n    pass\n'
+        'ok = cfg.get("name") != "smpl"\n'
+        'x = "smpl" == name\n'
+        'y = name in ("anny", "other")\n'
+        'z = kset == "smpl24" or ckpt == "anny-body25"\n'
+    )
+    assert _body_name_comparisons(src, tmp_path) == ["x.py:1", "x.py:3", "x.py:4", "x.py:5"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from key2mesh.body.base import BodyModel, BodyOutput
+from key2mesh.body.traits import TRAITS, BodyTraits, body_traits
 from key2mesh.errors import Key2MeshError
 
-BACKENDS = ("anny", "smpl")
+BACKENDS = tuple(TRAITS)
 
 
 def load_body_model(name: str = "anny", device: str | None = None, **options) -> BodyModel:
@@ -45,4 +46,12 @@ def body_model_from_config(config: dict, device: str | None = None) -> BodyModel
     return load_body_model(cfg.pop("name"), device=device, **cfg)
 
 
-__all__ = ["BodyModel", "BodyOutput", "load_body_model", "body_model_from_config", "BACKENDS"]
+__all__ = [
+    "BodyModel",
+    "BodyOutput",
+    "BodyTraits",
+    "load_body_model",
+    "body_model_from_config",
+    "body_traits",
+    "BACKENDS",
+]

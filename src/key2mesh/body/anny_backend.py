@@ -262,6 +262,53 @@ class AnnyBody(BodyModel):
             .clone()
         )
 
+    def sample_prior_shapes(
+        self, n: int, seed: int = 0, min_age: float = 18.0, max_age: float = 70.0
+    ) -> np.ndarray:
+        """(n, 6) float32 phenotypes from ``anny.shape_distribution.SimpleShapeDistribution``
+        (height/weight/muscle/proportions conditioned on age and gender, calibrated on WHO growth
+        data) restricted to adults of morphological age in [min_age, max_age] years."""
+        from anny.shape_distribution import SimpleShapeDistribution
+
+        model = self.model
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ages = torch.distributions.Uniform(
+                torch.tensor(min_age, dtype=model.dtype), torch.tensor(max_age, dtype=model.dtype)
+            )
+            dist = SimpleShapeDistribution(model, morphological_age_distribution=ages)
+            state = torch.get_rng_state()
+            torch.manual_seed(seed)  # torch.distributions only draw from the global generator
+            try:
+                _, sample = dist.sample(n)
+            finally:
+                torch.set_rng_state(state)
+        cols = [torch.as_tensor(sample[label]).reshape(n) for label in self.phenotype_labels]
+        return torch.stack(cols, dim=1).clamp(0, 1).float().numpy()
+
+    def joint_skin_weights(self, smpl_index: np.ndarray) -> np.ndarray:
+        """(V, J) float64: each anny bone's skin weight goes to the nearest of its ancestors
+        (itself included) that an SMPL joint of ``smpl_index`` (J,) drives."""
+        m = self.model
+        labels = list(m.bone_labels)
+        parents = list(m.bone_parents)
+        driven = {labels.index(SMPL_TO_ANNY_BONE[SMPL24[s]]): k for k, s in enumerate(smpl_index)}
+        target = np.empty(len(labels), dtype=int)
+        for b in range(len(labels)):
+            a = b
+            while a not in driven:
+                a = parents[a]
+            target[b] = driven[a]
+        idx = m.vertex_bone_indices.long().cpu().numpy()
+        w = m.vertex_bone_weights.double().cpu().numpy()
+        out = np.zeros((len(idx), len(smpl_index)))
+        np.add.at(
+            out,
+            (np.repeat(np.arange(len(idx)), idx.shape[1]), target[idx].reshape(-1)),
+            w.reshape(-1),
+        )
+        return out
+
     # ------------------------------------------------------------------ fast paths
     def _init_fast_paths(self, regressor: torch.Tensor) -> None:
         """Precompute what makes the forward ~3x faster than ``anny.Anny.forward``.

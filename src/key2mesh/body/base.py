@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
+from key2mesh.body.traits import BodyTraits, body_traits
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.convert import conversion_matrix
 from key2mesh.keypoints.sets import canonical_set_name, keypoint_names
@@ -59,6 +61,11 @@ class BodyModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.coco23_regressor.dtype
 
+    @property
+    def traits(self) -> BodyTraits:
+        """What sets this body model apart (shape bounds, AMASS export, full-mesh options...)."""
+        return body_traits(self.name)
+
     def config(self) -> dict:
         """Everything needed to rebuild this body model (stored in checkpoints)."""
         raise NotImplementedError
@@ -71,6 +78,18 @@ class BodyModel(nn.Module):
         """(B, S) → the shape the body model actually uses (anny clamps its phenotypes to their
         anchor range; SMPL betas are used as they are)."""
         return shape
+
+    def sample_prior_shapes(
+        self, n: int, seed: int = 0, min_age: float = 18.0, max_age: float = 70.0
+    ) -> np.ndarray:
+        """(n, S) float32 realistic shapes of adults aged [min_age, max_age]; only for body models
+        whose ``traits.has_shape_prior`` (others draw N(0, I), see ``data.shapes``)."""
+        raise Key2MeshError(f"{self.name} has no shape prior: draw its shapes from N(0, I)")
+
+    def joint_skin_weights(self, smpl_index: np.ndarray) -> np.ndarray:
+        """(V, J) float64 skin weights of the vertices on the SMPL-24 joints ``smpl_index`` (J,)
+        (each vertex's weight on a joint not listed goes to its nearest listed ancestor)."""
+        raise NotImplementedError
 
     def forward(
         self,

@@ -291,6 +291,10 @@ class SMPLBody(BodyModel):
         """(B, 10) zero betas: the mean SMPL shape."""
         return torch.zeros(batch_size, self.shape_dim, dtype=self.dtype, device=self.device)
 
+    def joint_skin_weights(self, smpl_index: np.ndarray) -> np.ndarray:
+        """(6890, J) float64 SMPL skin weights on the joints ``smpl_index`` (all 24 are driven)."""
+        return self.smpl.lbs_weights.double().cpu().numpy()[:, smpl_index]
+
     def keypoint_regressor(self, keypoint_set: str) -> torch.Tensor:
         """(K, 6890); the user's H36M regressor for ``h36m17`` when one was given."""
         if self.joint_regressor_h36m is not None and canonical_set_name(keypoint_set) == "h36m17":

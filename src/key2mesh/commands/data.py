@@ -177,10 +177,10 @@ def _prepare(args: argparse.Namespace) -> int:
         {"fps": "--max-fps"},
     )
     from key2mesh.body import load_body_model
+    from key2mesh.body.traits import body_traits
     from key2mesh.data.prepare import prepare_cache  # noqa: I001
 
-    opts = {"model_dir": args.smpl_dir} if args.body == "smpl" else {}
-    body = load_body_model(args.body, **opts)
+    body = load_body_model(args.body, **body_traits(args.body).model_dir_options(args.smpl_dir))
     from key2mesh.data.prepare import FREE_SOURCES
 
     sources = (

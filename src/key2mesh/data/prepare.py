@@ -59,7 +59,7 @@ def clip_to_body_rotations(
     ``return_error`` also the mean IK residual in metres (None for clips with rotations)."""
     if clip.rotmats is not None:
         rot = torch.from_numpy(clip.rotmats).float()
-        if body.name == "anny":
+        if body.traits.retargets_smpl_rotations:
             from key2mesh.data.mocap.retarget import retarget_smpl_to_anny
 
             rot = retarget_smpl_to_anny(rot, body)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
@@ -20,23 +18,7 @@ def sample_shapes(
     conditioned on age and gender, calibrated on WHO growth data) restricted to adults of
     morphological age in [min_age, max_age]. SMPL: betas ~ N(0, I).
     """
+    if body.traits.has_shape_prior:
+        return body.sample_prior_shapes(n, seed=seed, min_age=min_age, max_age=max_age)
     gen = torch.Generator().manual_seed(seed)
-    if body.name != "anny":
-        return randn((n, body.shape_dim), gen).numpy().astype(np.float32)
-    from anny.shape_distribution import SimpleShapeDistribution
-
-    model = body.model
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ages = torch.distributions.Uniform(
-            torch.tensor(min_age, dtype=model.dtype), torch.tensor(max_age, dtype=model.dtype)
-        )
-        dist = SimpleShapeDistribution(model, morphological_age_distribution=ages)
-        state = torch.get_rng_state()
-        torch.manual_seed(seed)  # torch.distributions only draw from the global generator
-        try:
-            _, sample = dist.sample(n)
-        finally:
-            torch.set_rng_state(state)
-    cols = [torch.as_tensor(sample[label]).reshape(n) for label in body.phenotype_labels]
-    return torch.stack(cols, dim=1).clamp(0, 1).float().numpy()
+    return randn((n, body.shape_dim), gen).numpy().astype(np.float32)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from key2mesh.body.traits import body_traits
 from key2mesh.errors import Key2MeshError
 from key2mesh.fitting.smplify import FitWeights, fit_to_keypoints
 from key2mesh.keypoints.io import MIN_KEYPOINTS
@@ -74,9 +75,7 @@ def fit_files(cfg: FitConfig, inputs: list[str], keypoint_set: str | None = None
         model = Key2Mesh.from_pretrained(cfg.init_from, full_mesh=False, smpl_dir=cfg.smpl_dir)
         body, fit_set = model.body, model.keypoint_set
     else:
-        body = load_body_model(
-            cfg.body, **({"model_dir": cfg.smpl_dir} if cfg.body == "smpl" else {})
-        )
+        body = load_body_model(cfg.body, **body_traits(cfg.body).model_dir_options(cfg.smpl_dir))
         fit_set = cfg.fit_set
     rot_all, shape_all, err_all, names = [], [], [], []
     skipped: dict[str, int] = {}

@@ -363,7 +363,7 @@ def fit_to_keypoints(
         hi = torch.where(valid[..., None], kp, -big).amax(-2)
         box = torch.where(valid.any(-1), (hi - lo).amax(-1), torch.ones(b, dtype=dt, device=dev))
 
-        shape_bounds = (0.0, 1.0) if body.name == "anny" else None
+        shape_bounds = body.traits.shape_bounds
         shape0 = body.default_shape(b).to(dev, dt)
         rot = (
             init_rotmats

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from key2mesh.body.traits import body_traits
 from key2mesh.errors import Key2MeshError
 from key2mesh.inference.camera_fit import WORLD_TO_CAMERA, fit_camera
 from key2mesh.inference.predictor import Key2Mesh
@@ -292,11 +293,10 @@ def params_arrays(motion: Motion) -> dict[str, np.ndarray]:
     arrays["world_origin"] = world.origin
     arrays["transl_world"] = (world.points(motion.transl) + world.root_shift).astype(np.float32)
     arrays["foot_contact"] = world.contact.astype(bool)
-    if motion.body == "smpl":
-        arrays["betas"] = motion.shape.astype(np.float32)
-    else:
-        arrays["phenotypes"] = motion.shape.astype(np.float32)
-        arrays["phenotype_names"] = np.array(motion.shape_names)
+    traits = body_traits(motion.body)
+    arrays[traits.shape_key] = motion.shape.astype(np.float32)
+    if traits.shape_names_key is not None:
+        arrays[traits.shape_names_key] = np.array(motion.shape_names)
     return arrays
 
 

@@ -12,6 +12,7 @@ import torch
 
 from key2mesh.body import body_model_from_config
 from key2mesh.body.base import BodyModel
+from key2mesh.body.traits import body_traits
 from key2mesh.devices import check_device
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.convert import convert_keypoints
@@ -112,8 +113,9 @@ class Key2Mesh:
         self.min_keypoints = min_keypoints
         self.body: BodyModel = body_model_from_config(checkpoint.body, device=str(self.device))
         body_cfg = dict(checkpoint.body)
-        if full_mesh and body_cfg.get("name") == "anny" and body_cfg.get("topology") != "anny":
-            body_cfg["topology"] = "anny"  # same rig, so the parameters drive the full mesh too
+        full = self.body.traits.full_mesh_options
+        if full_mesh and any(body_cfg.get(k) != v for k, v in full.items()):
+            body_cfg.update(full)  # same rig, so the parameters drive the full mesh too
             self.mesh_body: BodyModel = body_model_from_config(body_cfg, device=str(self.device))
         else:
             self.mesh_body = self.body
@@ -137,8 +139,9 @@ class Key2Mesh:
         names = members or [path_or_name]
         ckpts = [load_checkpoint(resolve_checkpoint(n)) for n in names]
         for ckpt in ckpts:
-            if smpl_dir is not None and ckpt.body.get("name") == "smpl":
-                ckpt.body["model_dir"] = str(Path(smpl_dir).expanduser().resolve())
+            if smpl_dir is not None:
+                folder = str(Path(smpl_dir).expanduser().resolve())
+                ckpt.body.update(body_traits(ckpt.body.get("name", "")).model_dir_options(folder))
         model = cls(ckpts[0], device=device, full_mesh=full_mesh, int8=int8)
         if members:
             model._add_members(ckpts[1:], names)

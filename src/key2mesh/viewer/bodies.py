@@ -73,9 +73,9 @@ def body_kit(body: str, device: str = "cpu") -> SimpleNamespace:
     """What the export helpers need of a predictor (``.body``, ``.mesh_body``) for a body
     model by name: anny's full mesh (default rig), or SMPL (``$KEY2MESH_SMPL_DIR``)."""
     from key2mesh.body import load_body_model
+    from key2mesh.body.traits import body_traits
 
-    options = {"topology": "anny"} if body == "anny" else {}
-    model = load_body_model(body, device=device, **options)
+    model = load_body_model(body, device=device, **body_traits(body).full_mesh_options)
     return SimpleNamespace(body=model, mesh_body=model)
 
 

@@ -48,7 +48,9 @@ def export_pattern(stem: str, formats) -> str:
 
 def check_formats(formats, body: str) -> None:
     """A one-line error, before any work, for a format the body model cannot be written as."""
-    if "amass" in formats and body != "smpl":
+    from key2mesh.body.traits import body_traits
+
+    if "amass" in formats and not body_traits(body).supports_amass:
         raise Key2MeshError(
             "--export amass writes SMPL parameters (AMASS / SMPL-X add-on); this model's body is "
             f"{body}: use bvh, glb or trc, or an SMPL checkpoint"

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from key2mesh.body.traits import body_traits
 from key2mesh.errors import Key2MeshError
 from key2mesh.inference.motion_export.series import TrackSeries
 from key2mesh.safe_paths import atomic_savez
@@ -39,7 +40,7 @@ def amass_arrays(model, series: TrackSeries) -> dict[str, np.ndarray]:
     """The AMASS npz arrays of one SMPL track."""
     from key2mesh.inference.motion import axis_angle
 
-    if series.body != "smpl" or not hasattr(model.body, "smpl"):
+    if not body_traits(series.body).supports_amass or not hasattr(model.body, "smpl"):
         raise Key2MeshError(
             "AMASS export needs an SMPL body model (the checkpoint's body is not SMPL)"
         )

@@ -30,34 +30,7 @@ _FLOAT, _USHORT, _UINT = 5126, 5123, 5125
 
 def joint_weights(model, skeleton: Skeleton) -> np.ndarray:
     """(V, J) skin weights of the mesh body's vertices on the skeleton's joints."""
-    body = model.mesh_body
-    if body.name == "anny":
-        from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
-        from key2mesh.keypoints.sets import SMPL24
-
-        m = body.model
-        labels = list(m.bone_labels)
-        parents = list(m.bone_parents)
-        driven = {
-            labels.index(SMPL_TO_ANNY_BONE[SMPL24[s]]): k for k, s in enumerate(skeleton.smpl_index)
-        }
-        target = np.empty(len(labels), dtype=int)
-        for b in range(len(labels)):
-            a = b
-            while a not in driven:
-                a = parents[a]
-            target[b] = driven[a]
-        idx = m.vertex_bone_indices.long().cpu().numpy()
-        w = m.vertex_bone_weights.double().cpu().numpy()
-        out = np.zeros((len(idx), len(skeleton.names)))
-        np.add.at(
-            out,
-            (np.repeat(np.arange(len(idx)), idx.shape[1]), target[idx].reshape(-1)),
-            w.reshape(-1),
-        )
-        return out
-    w = body.smpl.lbs_weights.double().cpu().numpy()  # SMPL (V, 24), all joints driven
-    return w[:, skeleton.smpl_index]
+    return model.mesh_body.joint_skin_weights(skeleton.smpl_index)
 
 
 def _top_influences(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from key2mesh.body.traits import body_traits
 from key2mesh.keypoints.sets import SMPL24, SMPL24_PARENTS
 
 
@@ -30,7 +31,7 @@ class Skeleton:
 def driven_joints(body: str) -> list[int]:
     """SMPL-24 indices a body model's rotations drive: all 24 for SMPL; anny's training rig has
     no toe or hand bones, so its feet and hands (10, 11, 22, 23) only end the chains."""
-    if body == "smpl":
+    if body_traits(body).drives_all_smpl_joints:
         return list(range(24))
     from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
 
