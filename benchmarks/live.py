@@ -21,39 +21,26 @@ The last line is ``RESULT live_fps=... live_latency_ms=... ...``.
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _common
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _write(text: str) -> Path:
     """``benchmarks/results/live.md``: the table under the command, commit and machine."""
     import datetime
-    import os
 
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from _common import _commit, _machine
+
     command = " ".join(["python", *[shlex.quote(x) for x in sys.argv]])
     head = (
         "**Live mode: sports2d played as a camera stream**\n\n"
-        f"- command: `{command}`\n- commit: {commit}\n"
-        f"- machine: {cpu}, {os.cpu_count()} cores, no GPU\n"
-        f"- date: {datetime.date.today().isoformat()}\n"
-        f"- load average at the end (other jobs share the cores): "
-        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}\n\n"
+        f"- command: `{command}`\n- commit: {_commit()}\n"
+        f"- machine: {_machine()}\n"
+        f"- date: {datetime.date.today().isoformat()}\n\n"
     )
     path = RESULTS / "live.md"
     path.parent.mkdir(parents=True, exist_ok=True)

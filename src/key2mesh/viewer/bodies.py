@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from key2mesh.inference.motion_export.skeleton import Skeleton
+from key2mesh.inference.motion_export.skeleton import Skeleton, global_pose
 
 
 @dataclass
@@ -44,20 +44,9 @@ def bone_poses(
     skeleton: Skeleton, rotmats: np.ndarray, root: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Global joint rotations (T, J, 3, 3) and positions (T, J, 3) from local rotations
-    (T, 24, 3, 3) (SMPL-24, the root's in the scene frame) and root positions (T, 3):
-    ``G_j = G_parent · R_j``, ``p_j = p_parent + G_parent · offset_j`` (vectorised over T)."""
-    t, j = len(rotmats), len(skeleton.names)
-    glob = np.empty((t, j, 3, 3))
-    pos = np.empty((t, j, 3))
-    for k, s in enumerate(skeleton.smpl_index):  # parents come first (SMPL order)
-        p = skeleton.parents[k]
-        if p < 0:
-            glob[:, k] = rotmats[:, s]
-            pos[:, k] = root
-        else:
-            glob[:, k] = glob[:, p] @ rotmats[:, s]
-            pos[:, k] = pos[:, p] + glob[:, p] @ skeleton.offsets[k]
-    return glob, pos
+    (T, 24, 3, 3) (SMPL-24, the root's in the scene frame) and root positions (T, 3): the
+    exports' forward kinematics (:func:`~key2mesh.inference.motion_export.skeleton.global_pose`)."""
+    return global_pose(skeleton, rotmats, root)
 
 
 def skin(body: SkinnedBody, k: int) -> np.ndarray:

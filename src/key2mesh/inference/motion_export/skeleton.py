@@ -72,12 +72,16 @@ def body_skeleton(model, shape: np.ndarray, body: str) -> Skeleton:
     return Skeleton(np.array(idx), names, parents, offsets, end_sites, rest[idx])
 
 
-def forward_kinematics(skeleton: Skeleton, rotmats: np.ndarray, root: np.ndarray) -> np.ndarray:
-    """Joint positions (T, J, 3) from local rotations (T, 24, 3, 3) (SMPL-24, world frame) and
-    root positions (T, 3): ``p_j = p_parent + G_parent · offset_j``, ``G_j = G_parent · R_j``."""
-    t = len(rotmats)
-    glob = np.empty((t, len(skeleton.names), 3, 3))
-    pos = np.empty((t, len(skeleton.names), 3))
+def global_pose(
+    skeleton: Skeleton, rotmats: np.ndarray, root: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Global joint rotations (T, J, 3, 3) and positions (T, J, 3) from local rotations
+    (T, 24, 3, 3) (SMPL-24, the root's in the output frame) and root positions (T, 3):
+    ``G_j = G_parent · R_j``, ``p_j = p_parent + G_parent · offset_j`` (vectorised over T; one
+    step per joint, parents first in SMPL order)."""
+    t, j = len(rotmats), len(skeleton.names)
+    glob = np.empty((t, j, 3, 3))
+    pos = np.empty((t, j, 3))
     for k, s in enumerate(skeleton.smpl_index):
         p = skeleton.parents[k]
         if p < 0:
@@ -86,4 +90,10 @@ def forward_kinematics(skeleton: Skeleton, rotmats: np.ndarray, root: np.ndarray
         else:
             glob[:, k] = glob[:, p] @ rotmats[:, s]
             pos[:, k] = pos[:, p] + glob[:, p] @ skeleton.offsets[k]
-    return pos
+    return glob, pos
+
+
+def forward_kinematics(skeleton: Skeleton, rotmats: np.ndarray, root: np.ndarray) -> np.ndarray:
+    """Joint positions (T, J, 3) from local rotations (T, 24, 3, 3) (SMPL-24, world frame) and
+    root positions (T, 3) (see :func:`global_pose`)."""
+    return global_pose(skeleton, rotmats, root)[1]
