@@ -39,6 +39,21 @@ def rgb255(color) -> tuple[int, int, int]:
     return tuple(int(round(255 * float(c))) for c in color)
 
 
+def add_skinned_body(scene, path: str, body: SkinnedBody, color, **options):
+    """Add ``body`` (its rest mesh and skin weights) to a viser ``scene`` as a skinned mesh at
+    ``path``, every bone at rest (identity rotations); ``options``: viser's, e.g. visible."""
+    return scene.add_mesh_skinned(
+        path,
+        body.vertices.astype(np.float32),
+        body.faces.astype(np.uint32),
+        bone_wxyzs=np.tile([1.0, 0.0, 0.0, 0.0], (len(body.skeleton.names), 1)),
+        bone_positions=body.skeleton.rest,
+        skin_weights=body.weights,
+        color=rgb255(color),
+        **options,
+    )
+
+
 @dataclass
 class View:
     """A camera for the 3D view: ``position`` and ``look_at`` (3,) metres, ``up`` (3,),
@@ -223,15 +238,8 @@ class Viewer:
         self.meshes = {}
         for tr in sc.tracks:
             b = self.bodies[tr.name]
-            self.meshes[tr.name] = s.add_mesh_skinned(
-                f"/people/{tr.name.replace('/', '_')}",
-                b.vertices.astype(np.float32),
-                b.faces.astype(np.uint32),
-                bone_wxyzs=np.tile([1.0, 0.0, 0.0, 0.0], (len(b.skeleton.names), 1)),
-                bone_positions=b.skeleton.rest,
-                skin_weights=b.weights,
-                color=rgb255(tr.color),
-                visible=False,
+            self.meshes[tr.name] = add_skinned_body(
+                s, f"/people/{tr.name.replace('/', '_')}", b, tr.color, visible=False
             )
         self._gui()
         view = overview(sc)
@@ -473,15 +481,7 @@ class LiveViewer:
             person.shape, getattr(self.kit.body, "name", "anny"), np.zeros(1, bool),
         )  # fmt: skip
         b = skinned_body(self.kit, tr)
-        mesh = self.server.scene.add_mesh_skinned(
-            f"/people/track{person.track}",
-            b.vertices.astype(np.float32),
-            b.faces.astype(np.uint32),
-            bone_wxyzs=np.tile([1.0, 0.0, 0.0, 0.0], (len(b.skeleton.names), 1)),
-            bone_positions=b.skeleton.rest,
-            skin_weights=b.weights,
-            color=rgb255(tr.color),
-        )
+        mesh = add_skinned_body(self.server.scene, f"/people/track{person.track}", b, tr.color)
         return b, mesh
 
     def update(self, people, frame: np.ndarray | None = None) -> None:
