@@ -182,25 +182,35 @@ def shift_run(name: str, a) -> Path:
     )
 
 
-def selections(run: Path) -> dict[str, dict]:
-    """The metrics.csv row each rule keeps (rules applied to the logged label-free columns)."""
-    from key2mesh.train.adapt import select_step
-
-    rows = [
+def logged_rows(run: Path) -> list[dict[str, float]]:
+    """A run's metrics.csv rows as numbers (empty cells left out)."""
+    return [
         {k: float(v) for k, v in r.items() if v not in ("", None)}
         for r in csv.DictReader(open(run / "metrics.csv"))
     ]
-    summary = json.loads((run / "summary.json").read_text())
-    key = f"val_{summary['selection']}"
+
+
+def kept_row(rows: list[dict[str, float]], key: str, **options) -> dict[str, float]:
+    """The row ``select_step(..., **options)`` keeps: the lowest ``val_<key>`` among admissible
+    steps, step 0 (the first row) when none is, as ``adapt`` does during the run."""
+    from key2mesh.train.adapt import select_step
+
     start = {k[4:]: v for k, v in rows[0].items() if k.startswith("val_")}
+    best = rows[0]
+    for r in rows[1:]:
+        m = {k[4:]: v for k, v in r.items() if k.startswith("val_")}
+        if r[f"val_{key}"] < best[f"val_{key}"] and select_step(start, m, key, **options):
+            best = r
+    return best
+
+
+def selections(run: Path) -> dict[str, dict]:
+    """The metrics.csv row each rule keeps (rules applied to the logged label-free columns)."""
+    rows = logged_rows(run)
+    key = json.loads((run / "summary.json").read_text())["selection"]
     picked = {"step 0": rows[0]}  # in the tables' column order
     for rule in ("target", "guarded"):
-        best = rows[0]
-        for r in rows[1:]:
-            m = {k[4:]: v for k, v in r.items() if k.startswith("val_")}
-            if r[key] < best[key] and select_step(start, m, key[4:], rule):
-                best = r
-        picked[rule] = best
+        picked[rule] = kept_row(rows, key, rule=rule)
     picked["last step"] = rows[-1]
     picked["oracle (labels)"] = min(rows, key=lambda r: r["val_mon_pa_mpjpe"])
     return picked
@@ -216,22 +226,10 @@ RULES = {  # label-free single-view rules compared: column → select_step optio
 
 def rule_picks(run: Path) -> dict[str, dict]:
     """The metrics.csv row each of RULES keeps on a single-view run (step 0 first)."""
-    from key2mesh.train.adapt import select_step
-
-    rows = [
-        {k: float(v) for k, v in r.items() if v not in ("", None)}
-        for r in csv.DictReader(open(run / "metrics.csv"))
-    ]
-    start = {k[4:]: v for k, v in rows[0].items() if k.startswith("val_")}
-    picked = {"step 0": rows[0]}
-    for label, options in RULES.items():
-        best = rows[0]
-        for r in rows[1:]:
-            m = {k[4:]: v for k, v in r.items() if k.startswith("val_")}
-            if r["val_reproj"] < best["val_reproj"] and select_step(start, m, "reproj", **options):
-                best = r
-        picked[label] = best
-    return picked
+    rows = logged_rows(run)
+    return {"step 0": rows[0]} | {
+        label: kept_row(rows, "reproj", **options) for label, options in RULES.items()
+    }
 
 
 def score(checkpoint: str, part: Path, step0: str | None = None):
