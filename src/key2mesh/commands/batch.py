@@ -12,8 +12,6 @@ from key2mesh.commands import demo
 from key2mesh.commands._args import positive_int
 
 HELP = "run `key2mesh demo` on many inputs (videos, folders, globs, list files): resumable, N workers or Ray, manifest.csv"
-# demo options that batch replaces (its own --out) or that make no sense unattended
-_NOT_FROM_DEMO = ("help", "input", "out", "view")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,12 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "default of a bare --ray) or the cluster's address; OUT must be on storage every node "
         "sees (the cluster extra)",
     )
-    # every `key2mesh demo` option, from its own definitions
-    scratch = argparse.ArgumentParser(add_help=False)
-    demo.add_arguments(scratch)
-    for action in scratch._actions:
-        if action.dest not in _NOT_FROM_DEMO:
-            p._add_action(action)
+    demo.add_processing_arguments(p)  # every `key2mesh demo` option but its input, --out, --view
 
 
 def demo_options(args: argparse.Namespace) -> argparse.Namespace:

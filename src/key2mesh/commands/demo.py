@@ -23,16 +23,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "input", help="image, video, folder of images, or a demo name: pose2sim-cam01..04, sports2d"
     )
+    add_out_argument(
+        p,
+        "overlays (PNGs; videos: OUT/<name>_key2mesh.mp4), <name>_params.npz, exports, meshes",
+        default="outputs/demo",
+    )
+    add_processing_arguments(p)
+    p.add_argument(
+        "--view",
+        nargs="?",
+        type=int,
+        const=8080,
+        metavar="PORT",
+        help="follow the run in the browser viewer on 127.0.0.1:PORT (a bare --view: "
+        "%(const)s), then keep serving the result until Ctrl-C (the viewer extra)",
+    )
+
+
+def add_processing_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of how one input is processed (model, frames, people, smoothing, rendering,
+    exports, device): the demo's, and `key2mesh batch`'s for every input of a corpus."""
     add_checkpoint_argument(
         p,
         "checkpoint file, shipped model name, or ensemble ('a.pt+b.pt'); anny-coco17-ensemble: "
         "two seeds of the coco17 recipe averaged, the most accurate on real MediaPipe detections",
         default="anny-coco17-ensemble",
-    )
-    add_out_argument(
-        p,
-        "overlays (PNGs; videos: OUT/<name>_key2mesh.mp4), <name>_params.npz, exports, meshes",
-        default="outputs/demo",
     )
     p.add_argument(
         "--frames",
@@ -89,15 +104,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="motion files per track, comma-separated: bvh, glb, trc, amass (SMPL models)",
     )
     add_world_arguments(p)
-    p.add_argument(
-        "--view",
-        nargs="?",
-        type=int,
-        const=8080,
-        metavar="PORT",
-        help="follow the run in the browser viewer on 127.0.0.1:PORT (a bare --view: "
-        "%(const)s), then keep serving the result until Ctrl-C (the viewer extra)",
-    )
     add_device_argument(p)
     p.add_argument(
         "--int8",
