@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from tests.helpers.batch_jobs import record_job
 
+from key2mesh.errors import Key2MeshError
 from key2mesh.inference.batch import (
     DONE_MARKER,
     FAILED_MARKER,
@@ -66,6 +67,15 @@ def test_expand_inputs_folders_globs_lists_and_names(tmp_path):
     ]
     with pytest.raises(Exception, match="matches no file"):
         expand_inputs([str(tmp_path / "nothing*.mp4")])
+
+
+def test_an_unreadable_list_file_is_one_line_naming_it(tmp_path):
+    for name in ("bad.txt", "bad.csv"):
+        bad = tmp_path / name
+        bad.write_bytes(b"clip.mp4\n\xff\xfe\x00")
+        with pytest.raises(Key2MeshError, match=f"{name}: cannot read it as a list") as err:
+            expand_inputs([str(bad)])
+        assert "\n" not in str(err.value)
 
 
 def test_a_failing_input_does_not_stop_the_others(corpus):

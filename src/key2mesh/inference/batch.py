@@ -99,9 +99,13 @@ def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
 
 def _read_list(path: Path) -> list[str]:
     """The entries of a list file (see :func:`expand_inputs`)."""
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".csv":
-        rows = [r for r in csv.reader(io.StringIO(text)) if r and r[0].strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+        rows = list(csv.reader(io.StringIO(text))) if path.suffix.lower() == ".csv" else None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise Key2MeshError(f"{path}: cannot read it as a list of inputs ({exc})") from None
+    if rows is not None:
+        rows = [r for r in rows if r and r[0].strip()]
         if rows and rows[0][0].strip().lower() in _LIST_HEADERS:
             rows = rows[1:]
         entries = [r[0].strip() for r in rows]
