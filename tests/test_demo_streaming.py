@@ -169,11 +169,13 @@ def test_max_height_renders_at_the_output_size(tmp_path, detector, model):
 
 def test_demo_cli_searches_whole_frames_on_schedule(tmp_path, detector, long_video, capsys):
     """On a video with one person found on their crop every frame, the whole frame is searched
-    every --search-every seconds only (0: every frame); the CLI prints the stage timings."""
+    every --search-every seconds only (0: every frame), and on this still picture, where
+    nothing changes outside the person, every 4 x --search-every; the CLI prints the stage
+    timings."""
     from key2mesh.cli import main
 
     runs = {}
-    for every in ("0", "0.25"):
+    for every in ("0", "0.1", "0.25"):
         out = tmp_path / every
         args = ["demo", str(long_video), "--out", str(out), "--frames", "0:30"]
         assert main([*args, "--search-every", every, "--no-side-view", "--device", "cpu"]) == 0
@@ -181,4 +183,5 @@ def test_demo_cli_searches_whole_frames_on_schedule(tmp_path, detector, long_vid
         assert "time: " in printed and "detect " in printed and "render " in printed
         runs[every] = printed
     assert "30 frame(s) searched whole" in runs["0"]
-    assert "4 frame(s) searched whole" in runs["0.25"]  # frames 0, 8, 16, 24 (0.25 s at 30 fps)
+    assert "3 frame(s) searched whole" in runs["0.1"]  # frames 0, 12, 24 (0.4 s at 30 fps)
+    assert "1 frame(s) searched whole" in runs["0.25"]  # frame 0 (the next: 1 s, frame 30)

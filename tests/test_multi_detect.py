@@ -158,3 +158,90 @@ def test_schedule_in_a_video(monkeypatch, tmp_path):
     assert full <= 6 and calls < calls_all / 3
     # found at the first full search after entering (frame 12 is 0.4 s: a scheduled one)
     assert seen == [1] * 12 + [2] * 18
+
+
+def test_change_gate_finds_what_came_in_outside_the_tracked_people():
+    from key2mesh.media.multi_detect import ChangeGate
+
+    gate = ChangeGate(min_size=0.08, scale=8)
+    first = _scene([TWO[0]])
+    assert gate.changes(first, np.zeros((0, 4))) is None  # no reference yet
+    gate.rebase(np.array([[50, 60, 169, 329]]))
+    # the tracked person walked 30 px (inside their crop, or where the reference had them)
+    walked = _scene([(80, 60, 200, 330)])
+    tracked = np.array([[80, 60, 199, 329]])
+    assert gate.changes(walked, tracked).shape == (0, 4)
+    # someone came in on the right: the change's box, on the 8 px grid, holds them
+    came = _scene([(80, 60, 200, 330), (420, 100, 500, 330)])
+    box = gate.changes(came, tracked)
+    assert box.shape == (1, 4)
+    assert np.allclose(box[0], [416, 96, 504, 336])
+    # a change under a quarter of the smallest person ((0.08 x 400 / 8)² / 4 = 4 blocks)
+    speck = _scene([(80, 60, 200, 330), (424, 104, 440, 112)])  # 2 blocks of 8 x 8
+    assert gate.changes(speck, tracked).shape == (0, 4)
+    # a moving camera changes most of the picture: nothing can be said
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 255, (H // 16, W // 16 + 1, 3), dtype=np.uint8)
+    texture = np.kron(patches, np.ones((16, 16, 1), np.uint8))  # 16 px patches
+    gate = ChangeGate(scale=8)
+    gate.changes(texture[:, :W], np.zeros((0, 4)))
+    gate.rebase(np.zeros((0, 4)))
+    assert gate.changes(texture[:, 16:], np.zeros((0, 4))) is None
+
+
+def test_schedule_waits_longer_while_a_gate_watches():
+    s = SearchSchedule(every_s=0.25)
+    s.searched(0.0, True)
+    assert s.full(0.25, 1, 4) and not s.full(0.25, 1, 4, watched=True)
+    assert not s.full(0.9, 1, 4, watched=True) and s.full(1.0, 1, 4, watched=True)
+    s.searched(1.0, True)
+    s.searched(1.1, False, lost=1)  # a tracked person lost on their crop: due at its turn
+    assert not s.full(1.2, 1, 4, watched=True) and s.full(1.25, 1, 4, watched=True)
+    assert SearchSchedule(every_s=0.25, idle_s=0.5).full(0.5, 1, 4, watched=True)
+
+
+def test_probe_searches_once_and_loses_no_one(detector):
+    img = _scene(TWO)
+    hints = np.array([[50, 60, 169, 329]], dtype=float)
+    found = detector(img, hints=hints, full=False, fallback=False, probes=np.array([TWO[1]]))
+    assert len(found) == 2 and detector.calls == 2 and not detector.searched_full
+    assert detector.lost == 0
+    # a probe where nobody is: one more run, nobody lost, no full search
+    found = detector(
+        img, hints=hints, full=False, fallback=False, probes=np.array([[500, 10, 520, 30]])
+    )
+    assert len(found) == 1 and detector.calls == 4 and detector.lost == 0
+    # its crop is at least 4 x the smallest person (0.08 x 400 px) wide, around the change
+    region = detector.regions(H, W, hints, np.array([[500, 10, 520, 30]]))[1]
+    assert region[4] == 3 and region[2] - region[0] == 128
+
+
+def test_video_search_finds_a_newcomer_where_the_picture_changed(monkeypatch):
+    """The scene of test_schedule_in_a_video with VideoSearch: the newcomer is found on the
+    frame she comes in (a probe around the change), with a full search only at the start and
+    after the idle interval (4 x 0.2 s)."""
+    monkeypatch.setattr("key2mesh.media.detect.PoseDetector", FakePose)
+    from key2mesh.inference.tracking import Tracker
+    from key2mesh.media.multi_detect import VideoSearch
+
+    frames = [
+        _scene([(40 + 5 * i, 60, 160 + 5 * i, 330)] + ([(420, 80, 530, 360)] if i >= 12 else []))
+        for i in range(30)
+    ]
+    tracker = Tracker()
+    with MultiPersonDetector(max_people=4, min_tile=128) as det:
+        search, seen, fulls = VideoSearch(det, 0.2), [], []
+        for i, img in enumerate(frames):
+            t = i / 30.0
+            people = search(img, t, tracker.predicted_boxes(t))
+            fulls.append(det.searched_full)
+            tracker.update(
+                t,
+                np.stack([p.box for p in people]),
+                np.stack([p.keypoints for p in people]),
+                np.stack([p.confidence for p in people]),
+            )
+            seen.append(len(people))
+    assert seen == [1] * 12 + [2] * 18
+    assert np.flatnonzero(fulls).tolist() == [0, 24]  # start, then 0.8 s later
+    assert det.calls < 30 + 18 + 2 * 12  # crops, the probe, two full searches

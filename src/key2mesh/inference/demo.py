@@ -37,6 +37,7 @@ from key2mesh.inference.render import (
     track_color,
     wound_outward,
 )
+from key2mesh.inference.tracking import Tracker
 from key2mesh.keypoints.convert import convert_keypoints
 from key2mesh.keypoints.sets import num_keypoints
 
@@ -175,15 +176,15 @@ def _frames(source) -> Callable[[], Iterable[np.ndarray]]:
 
 def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_video):
     """Pass 1: detection + tracking; returns per-row lists and the image size of each row."""
-    from key2mesh.inference.tracking import Tracker
     from key2mesh.media.detectors import no_people
-    from key2mesh.media.multi_detect import MultiPersonDetector, SearchSchedule
+    from key2mesh.media.multi_detect import MultiPersonDetector, VideoSearch
 
     rows: dict[str, list] = {k: [] for k in ("frame", "time", "track", "kp", "conf", "size")}
     tracker = Tracker(max_people=options.max_people, max_gap_s=options.max_gap_s)
-    # unrelated images: every one is searched in full
-    schedule = SearchSchedule(options.search_every_s if is_video else 0.0)
     with MultiPersonDetector(max_people=options.max_people) as detector:
+        # unrelated images: every one is searched in full
+        every = options.search_every_s if is_video else 0.0
+        search = VideoSearch(detector, every, gate=is_video, fallback=not is_video)
         progress = tqdm(
             report.timed_frames(frames), desc="detect + track", unit="frame", total=total
         )
@@ -197,10 +198,7 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_v
                 report.people_per_frame.append(0)
                 continue
             with report.timed("detect"):
-                hints = tracker.predicted_boxes(t)
-                full = schedule.full(t, len(hints), options.max_people)
-                people = detector(frame, hints=hints, full=full, fallback=not is_video)
-                schedule.searched(t, detector.searched_full, detector.lost)
+                people = search(frame, t, tracker.predicted_boxes(t))
                 usable = [
                     p for p in people if _unusable((p.keypoints, p.confidence), model) is None
                 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from key2mesh.errors import Key2MeshError
 
@@ -140,8 +141,6 @@ class Tracker:
                     kp[free_d],
                     ok[free_d],
                 )
-                from scipy.optimize import linear_sum_assignment
-
                 rows, cols = linear_sum_assignment(-sim)
                 done = []
                 for r, c in zip(rows, cols):

@@ -21,10 +21,15 @@ else goes on with the whole frame and the tiles (a tracked person was lost, or m
 ``fallback=False`` (the schedule then searches in full at its next turn).
 :class:`SearchSchedule` says when a frame needs the full search anyway: nobody tracked yet, or
 room for more people and ``every_s`` seconds since the last one (to find people who come in).
+:class:`ChangeGate` makes that last case cheaper where the camera stands still: a newcomer changes
+pixels outside the tracked people's crops, so frames where nothing changed there since the last
+full search wait ``idle_s`` (4 × ``every_s``) instead. :class:`VideoSearch` puts the three
+together for a stream of frames (the demo, the live view).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +37,9 @@ import numpy as np
 from key2mesh.errors import Key2MeshError
 
 MASK_VALUE = 127  # grey fill of people already found
-HINT, WHOLE, TILE = 0, 1, 2  # kinds of search region (last column of regions())
+# kinds of search region (last column of regions()): a tracked person's crop, the whole frame,
+# a tile, a crop around a change (ChangeGate) where someone may have come in
+HINT, WHOLE, TILE, PROBE = 0, 1, 2, 3
 
 
 @dataclass
@@ -113,18 +120,30 @@ class SearchSchedule:
     there is room for someone new (fewer than ``max_people`` tracked: a person who comes in is
     found within ``every_s``) or a tracked person was lost on their crop (found again within
     ``every_s``, or their track ends). ``every_s = 0``: every frame that needs it.
+
+    ``watched``: a :class:`ChangeGate` watches the still picture for people coming in (its
+    changes are searched as probes), so the full search for room waits ``idle_s`` instead
+    (default 4 × ``every_s``; someone it misses is found within that).
     """
 
     every_s: float = 0.25
     last_full: float | None = None  # video time of the last full search
     lost: bool = False  # a tracked person was not found on their crop since then
+    idle_s: float | None = None  # None: 4 x every_s
 
-    def full(self, time_s: float, num_tracked: int, max_people: int) -> bool:
+    def full(self, time_s: float, num_tracked: int, max_people: int, watched: bool = False) -> bool:
         """Whether the frame at ``time_s`` seconds needs the full search."""
         if num_tracked == 0:
             return True
-        due = self.last_full is None or time_s - self.last_full >= self.every_s - 1e-9
-        return due and (num_tracked < max_people or self.lost)
+        since = math.inf if self.last_full is None else time_s - self.last_full
+        if since < self.every_s - 1e-9:
+            return False
+        if self.lost:
+            return True
+        if num_tracked >= max_people:
+            return False
+        idle = 4.0 * self.every_s if self.idle_s is None else self.idle_s
+        return not watched or since >= idle - 1e-9
 
     def searched(self, time_s: float, full: bool, lost: int = 0) -> None:
         """Record what the detector did on the frame at ``time_s``: ``full``: the whole frame
@@ -133,6 +152,75 @@ class SearchSchedule:
             self.last_full, self.lost = time_s, False
         else:
             self.lost = self.lost or lost > 0
+
+
+def _thumbnail(image: np.ndarray, scale: int) -> np.ndarray:
+    """(H // scale, W // scale) float32 mean of the green channel over scale x scale blocks (the
+    channel closest to luminance; block means smooth out compression noise)."""
+    h, w = image.shape[0] // scale, image.shape[1] // scale
+    g = image[: h * scale, : w * scale, 1].astype(np.float32)
+    return g.reshape(h, scale, w, scale).mean(axis=(1, 3))
+
+
+class ChangeGate:
+    """Where a still camera's picture changed, outside the people tracked, since the last full
+    search: where someone may have come in.
+
+    Frames are compared as ``scale``-times smaller thumbnails (:func:`_thumbnail`); a block
+    changed when its mean moved by more than ``level`` grey levels (8-bit). The crops of the
+    people tracked now and of those found at the reference frame (:func:`hint_region`) are
+    left out, so tracked people who walk do not count, while someone coming in does, however
+    slowly, as the reference stays the frame of the last full search. A change counts when it
+    covers a quarter of the smallest person the detector accepts (``min_size`` × the shorter
+    image side, squared). When the change covers more than ``moving`` of the picture, the
+    camera or the light moved (or someone came in very close): nothing can be said, and the
+    schedule's plain interval applies.
+    """
+
+    def __init__(
+        self, min_size: float = 0.08, scale: int = 8, level: float = 25.0, moving: float = 0.25
+    ):
+        self.min_size, self.scale, self.level = float(min_size), int(scale), float(level)
+        self.moving = float(moving)
+        self.reference: np.ndarray | None = None
+        self.reference_boxes = np.zeros((0, 4))
+        self.latest: np.ndarray | None = None
+
+    def _watched(self, shape: tuple[int, ...], boxes: np.ndarray, image_hw) -> np.ndarray:
+        """(h, w) bool of the thumbnail blocks outside every box's search crop."""
+        keep = np.ones(shape, dtype=bool)
+        s = self.scale
+        for box in boxes:
+            if np.all(np.isfinite(box)):
+                x0, y0, x1, y1 = hint_region(box, *image_hw)
+                keep[y0 // s : -(-y1 // s), x0 // s : -(-x1 // s)] = False
+        return keep
+
+    def changes(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray | None:
+        """The box (1, 4) x0, y0, x1, y1 pixels of what changed in ``image`` (H, W, 3) outside
+        ``boxes`` (M, 4) (the people tracked) since the reference frame, (0, 4) when nothing
+        did; None when nothing can be said (no reference yet, or the camera moved)."""
+        self.latest = _thumbnail(np.asarray(image), self.scale)
+        if self.reference is None or self.reference.shape != self.latest.shape:
+            return None
+        hw = np.shape(image)[:2]
+        boxes = np.concatenate([np.reshape(boxes, (-1, 4)), self.reference_boxes])
+        watched = self._watched(self.latest.shape, boxes, hw)
+        moved = (np.abs(self.latest - self.reference) > self.level) & watched
+        count = int(moved.sum())
+        if count > self.moving * moved.size:
+            return None
+        if count < (self.min_size * min(hw) / self.scale) ** 2 / 4:
+            return np.zeros((0, 4))
+        ys, xs = np.nonzero(moved)
+        s = self.scale
+        return np.array([[xs.min() * s, ys.min() * s, (xs.max() + 1) * s, (ys.max() + 1) * s]])
+
+    def rebase(self, boxes: np.ndarray) -> None:
+        """The frame last passed to :meth:`changes` becomes the reference, with the boxes
+        (M, 4) of the people found on it."""
+        self.reference = self.latest
+        self.reference_boxes = np.reshape(np.asarray(boxes, dtype=np.float64), (-1, 4))
 
 
 class MultiPersonDetector:
@@ -181,10 +269,23 @@ class MultiPersonDetector:
         # (33, 2), confidence (33,)), so callers can say why a frame gave nobody
         self.rejected: tuple[np.ndarray, np.ndarray] | None = None
 
-    def regions(self, height: int, width: int, hints: np.ndarray | None = None) -> np.ndarray:
-        """(R, 5) search regions x0, y0, x1, y1, kind (HINT, WHOLE or TILE) in search order."""
+    def regions(
+        self,
+        height: int,
+        width: int,
+        hints: np.ndarray | None = None,
+        probes: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(R, 5) search regions x0, y0, x1, y1, kind (HINT, PROBE, WHOLE or TILE) in search
+        order. A probe box's crop is at least 4 × the smallest person (``min_size``) wide, so a
+        change that is part of a person shows the whole of them."""
         hints = [b for b in (hints if hints is not None else []) if np.all(np.isfinite(b))]
         out = [np.r_[hint_region(b, height, width), HINT] for b in hints]
+        least = 4 * self.min_size * min(height, width)
+        for b in probes if probes is not None else []:
+            c = 0.5 * (b[:2] + b[2:])
+            half = 0.5 * max(float(np.max(b[2:] - b[:2])) * 1.6, least) / 1.6
+            out.append(np.r_[hint_region(np.r_[c - half, c + half], height, width), PROBE])
         out.append(np.array([0, 0, width, height, WHOLE]))
         side = int(self.tile_fraction * min(height, width))
         if side >= self.min_tile:
@@ -213,32 +314,40 @@ class MultiPersonDetector:
         return det[0], det[1], keypoint_box(det[0], det[1], self.min_confidence)
 
     def __call__(
-        self, image, hints: np.ndarray | None = None, full: bool = True, fallback: bool = True
+        self,
+        image,
+        hints: np.ndarray | None = None,
+        full: bool = True,
+        fallback: bool = True,
+        probes: np.ndarray | None = None,
     ) -> list[PersonDetection]:
         """Detect people in ``image`` (H, W, 3) uint8 RGB; ``hints`` (M, 4) boxes where people
         are expected (pixels). ``full=False``: each hint crop is searched once, and the whole
         frame and the tiles only when a crop found no new person and ``fallback`` is set
         (``searched_full`` says which happened, ``lost`` how many crops found nobody new).
-        Returns at most ``max_people`` detections, best score first."""
+        ``probes`` (P, 4): boxes where someone may have come in, each searched once after the
+        hint crops (a probe that finds nobody loses no one). Returns at most ``max_people``
+        detections, best score first."""
         img = np.asarray(image)
         h, w = img.shape[:2]
         work = img.copy()
         found: list[PersonDetection] = []
         self.rejected = None
         min_side = self.min_size * min(h, w)
-        regions = self.regions(h, w, hints)
+        regions = self.regions(h, w, hints, probes)
         num_hints = int((regions[:, 4] == HINT).sum())
         self.searched_full = full or num_hints == 0
-        self.lost = 0
+        self.lost, hints_done = 0, False
         for x0, y0, x1, y1, kind in regions:
             is_tile = kind == TILE
-            if kind != HINT and not self.searched_full:
-                self.lost = num_hints - len(found)
+            if kind != HINT and not hints_done:  # the hint crops come first, a person each
+                self.lost, hints_done = num_hints - len(found), True
+            if kind in (WHOLE, TILE) and not self.searched_full:
                 if not self.lost or not fallback:
                     break  # every crop gave its person (or no fallback): no full search
                 self.searched_full = True  # a crop lost its person: search everywhere
             inner = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])  # region edges inside the image
-            once = kind == HINT  # a tracked person's crop: others are for the full search
+            once = kind in (HINT, PROBE)  # a crop: searched once (the others: full search)
             while len(found) < self.max_people:
                 det = self._run(np.ascontiguousarray(work[y0:y1, x0:x1]), x0, y0)
                 if det is None:
@@ -289,3 +398,37 @@ class MultiPersonDetector:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class VideoSearch:
+    """Detection for a stream of video frames: the crops of the people tracked on every frame,
+    a crop around what changed outside them when someone may be missing (``gate``: a
+    :class:`ChangeGate`, for a still camera), and the whole frame and the tiles when
+    :class:`SearchSchedule` says so; ``max_people`` of ``detector``. ``fallback``: a crop
+    that loses its person makes the frame's full search at once (unrelated images), not at
+    the schedule's next turn."""
+
+    def __init__(
+        self,
+        detector: MultiPersonDetector,
+        every_s: float,
+        gate: bool = True,
+        fallback: bool = False,
+    ):
+        self.detector, self.fallback = detector, fallback
+        self.schedule = SearchSchedule(every_s)
+        self.gate = ChangeGate(detector.min_size) if gate else None
+
+    def __call__(self, frame: np.ndarray, time_s: float, hints: np.ndarray) -> list:
+        """The people in ``frame`` (H, W, 3) uint8 RGB at ``time_s`` s, given the tracker's
+        predicted boxes ``hints`` (M, 4); see :meth:`MultiPersonDetector.__call__`."""
+        det = self.detector
+        change = self.gate.changes(frame, hints) if self.gate is not None else None
+        full = self.schedule.full(time_s, len(hints), det.max_people, change is not None)
+        room = len(hints) < det.max_people
+        probes = change if change is not None and room and not full else None
+        people = det(frame, hints=hints, full=full, fallback=self.fallback, probes=probes)
+        self.schedule.searched(time_s, det.searched_full, det.lost)
+        if self.gate is not None and det.searched_full:
+            self.gate.rebase(np.array([p.box for p in people]).reshape(-1, 4))
+        return people

@@ -204,12 +204,12 @@ class LivePipeline:
 
     def __init__(self, model, fps: float, max_people: int = 2, search_every_s: float = 0.25):
         from key2mesh.inference.tracking import Tracker
-        from key2mesh.media.multi_detect import MultiPersonDetector, SearchSchedule
+        from key2mesh.media.multi_detect import MultiPersonDetector, VideoSearch
 
         self.model, self.fps, self.max_people = model, fps, max_people
         self.tracker = Tracker(max_people=max_people, max_gap_s=1.0)
-        self.schedule = SearchSchedule(search_every_s)
         self.detector = MultiPersonDetector(max_people=max_people)
+        self.search = VideoSearch(self.detector, search_every_s)
 
     def close(self) -> None:
         self.detector.close()
@@ -223,10 +223,7 @@ class LivePipeline:
 
         times = {}
         t0 = time.perf_counter()
-        hints = self.tracker.predicted_boxes(t)
-        full = self.schedule.full(t, len(hints), self.max_people)
-        people = self.detector(frame, hints=hints, full=full, fallback=False)
-        self.schedule.searched(t, self.detector.searched_full, self.detector.lost)
+        people = self.search(frame, t, self.tracker.predicted_boxes(t))
         usable = [p for p in people if bool(self.model.check(p.keypoints, p.confidence).usable)]
         t1 = time.perf_counter()
         times["detect"] = t1 - t0
