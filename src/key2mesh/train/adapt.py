@@ -24,6 +24,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from tqdm import tqdm
@@ -38,14 +39,12 @@ from key2mesh.keypoints.weights import joint_weights
 from key2mesh.model.checkpoint import (
     Checkpoint,
     InputNormalization,
-    atomic_save,
     build_network,
     load_checkpoint,
-    make_checkpoint,
 )
 from key2mesh.model.network import DomainCritic
 from key2mesh.safe_paths import atomic_write_text
-from key2mesh.train.common import MetricLogger, check_finite, check_finite_parameters, pick_device
+from key2mesh.train.common import MetricLogger, check_finite, pick_device
 from key2mesh.train.losses import (
     AdaptWeights,
     body_frame,
@@ -56,7 +55,8 @@ from key2mesh.train.losses import (
     wasserstein_distance,
 )
 from key2mesh.train.random import choose
-from key2mesh.train.validation import keypoint_errors
+from key2mesh.train.state import TrainState, source_batch, write_checkpoint
+from key2mesh.train.validation import body_errors
 
 log = logging.getLogger(__name__)
 
@@ -361,37 +361,29 @@ def critic_steps(
     return float(wd.detach())
 
 
-@dataclass
-class AdaptState:
-    """Everything one adaptation run holds between steps: the frozen pre-trained network
-    ``net_pt`` (F_pt, H_pt), the adapted extractor F and the critic D with their optimisers, the
-    source-domain data, the target's training part ``train_t`` and held-out part ``hold``, the
-    labelled sets, and the selection (``key`` under ``rule``, step 0's metrics ``start``)."""
+@dataclass(kw_only=True)
+class AdaptState(TrainState):
+    """Everything one adaptation run holds between steps: what both loops hold
+    (:class:`~key2mesh.train.state.TrainState`: source-domain data, random stream, step,
+    logger), and the source checkpoint ``ck``, the frozen pre-trained network ``net_pt`` (F_pt,
+    H_pt), the adapted extractor F and the critic D with their optimisers, the target's training
+    part ``train_t`` and held-out part ``hold``, the labelled sets, and the selection (``key``
+    under ``rule``, step 0's metrics ``start``)."""
+
+    stage: ClassVar[str] = "adapt"
 
     cfg: AdaptConfig
-    out: Path
-    device: torch.device
     ck: Checkpoint
-    body: object
-    kset: str
-    camera: object
-    gen: torch.Generator
     net_pt: torch.nn.Module
     extractor: torch.nn.Module
     critic: torch.nn.Module
     opt_f: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-    synth: PairSynthesizer
-    jw: torch.Tensor
-    train_idx: object
-    rot_all: torch.Tensor
-    shapes_all: torch.Tensor
     target: TargetSet
     validation: TargetSet | None = None
     monitor: TargetSet | None = None
     hold: TargetSet | None = None
     train_t: TargetSet | None = None
-    total: int = 0
     views: torch.Tensor | None = None  # (G, V) sample indices per instant (L_mv), or None
     source_check: TargetSet | None = None  # held-out MoCap: the source-domain guard
     source_errors: dict = field(default_factory=dict)  # step 0's, per sample
@@ -415,16 +407,17 @@ def run_adapt(
     run = _setup_adapt(cfg, target, validation, monitor)
     _split_target(run)
     _prepare_selection(run)
-    logger = MetricLogger(run.out, resume_step=-1)  # a new run: a new metrics.csv (no resume)
+    logger = run.logger = MetricLogger(run.out, resume_step=-1)  # a new run: a new metrics.csv
     start = run.start = _evaluate(run)
     best, best_state = {**start, "step": 0}, copy.deepcopy(run.extractor.state_dict())
     logger.log(0, {f"val_{k}": v for k, v in start.items()})
     log.info("before adaptation: %s (selection by %s)", start, run.key)
-    bar = tqdm(total=run.total, desc="adapt", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=run.total_steps, desc="adapt", disable=not progress, dynamic_ncols=True)
     t0 = time.perf_counter()
     step = 0
-    for step in range(1, run.total + 1):
-        terms = _adapt_step(run, step)
+    for step in range(1, run.total_steps + 1):
+        run.step = step
+        terms = _adapt_step(run)
         bar.update(1)
         if step % 20 == 0:
             bar.set_postfix(
@@ -433,7 +426,7 @@ def run_adapt(
                 reg=f"{terms['lreg'].item():.4f}",
                 mv=f"{terms['lmv'].item():.4f}",
             )
-        if step % cfg.select_every == 0 or step == run.total:
+        if step % cfg.select_every == 0 or step == run.total_steps:
             m = _evaluate(run)
             logger.log(
                 step,
@@ -501,7 +494,9 @@ def _setup_adapt(
         ck=ck,
         body=body,
         kset=kset,
+        body_config=ck.body,
         camera=ck.camera,
+        normalization=ck.normalization,
         gen=gen,
         net_pt=net_pt,
         extractor=extractor,
@@ -530,7 +525,9 @@ def _split_target(run: AdaptState) -> None:
         else (target, target)
     )
     train_t = run.train_t
-    run.total = cfg.steps or int(math.ceil(cfg.epochs * max(1, len(train_t) // cfg.batch_size)))
+    run.total_steps = cfg.steps or int(
+        math.ceil(cfg.epochs * max(1, len(train_t) // cfg.batch_size))
+    )
     w = cfg.weights
     views = group_table(train_t.groups) if w.mv > 0 and train_t.groups is not None else None
     if w.mv > 0 and (views is None or views.shape[1] < 2):
@@ -584,14 +581,12 @@ def _target_batch(run: AdaptState) -> torch.Tensor:
     return rows[rows >= 0]
 
 
-def _adapt_step(run: AdaptState, step: int) -> dict[str, torch.Tensor]:
-    """One step: ``k`` critic steps (when w_wd > 0), then one extractor step on L_DA (+ w_mv·L_mv);
-    returns the loss and its terms (``loss``, ``l2d``, ``lwd``, ``lreg``, ``lmv``)."""
+def _adapt_step(run: AdaptState) -> dict[str, torch.Tensor]:
+    """Step ``run.step``: ``k`` critic steps (when w_wd > 0), then one extractor step on L_DA
+    (+ w_mv·L_mv); returns the loss and its terms (``loss``, ``l2d``, ``lwd``, ``lreg``, ``lmv``)."""
     cfg, body, kset, device, w = run.cfg, run.body, run.kset, run.device, run.cfg.weights
     net_pt, extractor, critic, train_t = run.net_pt, run.extractor, run.critic, run.train_t
-    sidx = choose(run.train_idx, cfg.batch_size, run.gen)
-    shp_src = run.shapes_all[choose(len(run.shapes_all), cfg.batch_size, run.gen)]
-    src = run.synth(run.rot_all[sidx], shp_src, run.gen)
+    src = source_batch(run, cfg.batch_size)
     tsel = _target_batch(run)
     xt, vt = train_t.inputs[tsel].to(device), train_t.valid[tsel].to(device)
     with torch.no_grad():
@@ -625,7 +620,7 @@ def _adapt_step(run: AdaptState, step: int) -> dict[str, torch.Tensor]:
             shp_pt = net_pt.head(f_tgt_pt)[1]
         lmv = lmv + cfg.mv_shape_anchor * (shp - shp_pt).abs().mean()
     loss = w.kp2d * l2d + w.wd * lwd + w.reg * lreg + w.mv * lmv
-    check_finite(loss, step, run.out)
+    check_finite(loss, run.step, run.out)
     run.opt_f.zero_grad(set_to_none=True)
     loss.backward()
     run.opt_f.step()
@@ -645,12 +640,11 @@ def _evaluate(run: AdaptState) -> dict[str, float]:
             )
             res.update({f"{prefix}{k}": v for k, v in scores.items()})
     if run.source_check is not None:  # means, and the paired rise over step 0 (95 % interval)
-        errs = per_sample_errors(
-            run.body,
-            run.kset,
-            _predict(run, run.extractor, run.source_check.inputs),
-            run.source_check,
-        )
+        prediction = _predict(run, run.extractor, run.source_check.inputs)
+        errs = {
+            k: v.cpu()
+            for k, v in per_sample_errors(run.body, run.kset, prediction, run.source_check).items()
+        }
         run.source_errors.setdefault("start", errs)
         for k, v in errs.items():
             rise = paired_difference(v, run.source_errors["start"][k])
@@ -708,23 +702,16 @@ def _save_adapted(run: AdaptState, name: str, state: dict, metrics: dict, at_ste
     """Write checkpoint ``name`` atomically: F_pt's network with the extractor weights ``state``."""
     net = copy.deepcopy(run.net_pt)
     net.extractor.load_state_dict(state)
-    check_finite_parameters(net, at_step, run.out)
-    atomic_save(
-        make_checkpoint(
-            net,
-            keypoint_set=run.kset,
-            body_config=run.ck.body,
-            camera=run.camera,
-            normalization=run.ck.normalization,
-            stage="adapt",
-            step=at_step,
-            metrics=metrics,
-            before=run.start,
-            selection=run.key,
-            config={**run.ck.config, "adapt": run.cfg.to_dict()},
-            target=run.target.name,
-        ),
-        run.out / name,
+    write_checkpoint(
+        run,
+        name,
+        net,
+        step=at_step,
+        metrics=metrics,
+        before=run.start,
+        selection=run.key,
+        config={**run.ck.config, "adapt": run.cfg.to_dict()},
+        target=run.target.name,
     )
 
 
@@ -746,14 +733,12 @@ def verdict(best: dict, key: str, rule: str, cfg: AdaptConfig) -> str:
     return f"best.pt = step {best['step']} ({key} {best[key]:.4g}, selection: {rule})"
 
 
-@torch.no_grad()
 def per_sample_errors(body, kset: str, prediction, labelled: TargetSet) -> dict[str, torch.Tensor]:
     """Per-sample MPJPE / PA-MPJPE (N,) mm, mid-hip centred, of predicted (rotmats, shape)
-    against a TargetSet labelled with body parameters (the model set's keypoints)."""
+    against a TargetSet labelled with body parameters (the model set's keypoints), on the
+    prediction's device: the one scorer, :func:`~key2mesh.train.validation.body_errors`."""
     r, s = prediction
-    kp = body.forward_keypoints(r, s, kset)
-    gt = body.forward_keypoints(labelled.rotmats.to(r.device), labelled.shape.to(r.device), kset)
-    return {k: v.cpu() for k, v in keypoint_errors(kp, gt, kset).items()}
+    return body_errors(body, kset, r, s, labelled.rotmats.to(r.device), labelled.shape.to(r.device))
 
 
 def limb_length(keypoints: torch.Tensor, keypoint_set: str) -> float:
@@ -781,8 +766,11 @@ def score_labels(body, kset: str, prediction, labelled: TargetSet) -> dict[str, 
     device = r.device
     kp = body.forward_keypoints(r, s, kset)
     if labelled.rotmats is not None:
+        res = {
+            k: float(v.mean())
+            for k, v in per_sample_errors(body, kset, prediction, labelled).items()
+        }
         gt = body.forward_keypoints(labelled.rotmats.to(device), labelled.shape.to(device), kset)
-        res = {k: float(v.mean()) for k, v in keypoint_errors(kp, gt, kset).items()}
     else:
         err = score_parameters(
             body, r, s, labelled.joints3d, labelled.joints3d_set, None, Protocol(pelvis="midhip")

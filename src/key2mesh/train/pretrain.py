@@ -8,6 +8,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -20,12 +21,7 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 from key2mesh.keypoints.weights import joint_weights
-from key2mesh.model.checkpoint import (
-    InputNormalization,
-    atomic_save,
-    load_checkpoint,
-    make_checkpoint,
-)
+from key2mesh.model.checkpoint import InputNormalization, load_checkpoint
 from key2mesh.model.network import Key2MeshNet, ModelConfig
 from key2mesh.options import DEVICE, SEED, rule
 from key2mesh.train.common import (
@@ -38,6 +34,7 @@ from key2mesh.train.common import (
 )
 from key2mesh.train.losses import PretrainWeights, pretrain_loss
 from key2mesh.train.random import choose
+from key2mesh.train.state import TrainState, source_batch, write_checkpoint
 from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)
@@ -145,44 +142,33 @@ def mean_pose_baseline(bank: PoseBank, train_idx: np.ndarray) -> torch.Tensor:
     return roma.special_procrustes(mean).float()
 
 
-@dataclass
-class PretrainState:
-    """Everything one pre-training run holds between steps: the data, the networks (``net`` the
-    raw weights, ``averaged`` what is validated and saved, ``model`` what trains: DDP-wrapped or
-    ``net``), optimiser and schedule, the random streams, the fixed validation pairs, the step
-    count and the best validation metrics so far."""
+@dataclass(kw_only=True)
+class PretrainState(TrainState):
+    """Everything one pre-training run holds between steps: what both loops hold
+    (:class:`~key2mesh.train.state.TrainState`: data, random stream, step, logger), and the
+    networks (``net`` the raw weights, ``averaged`` what is validated and saved, ``model`` what
+    trains: DDP-wrapped or ``net``), optimiser and schedule, the fixed validation pairs and the
+    best validation metrics so far."""
+
+    stage: ClassVar[str] = "pretrain"
 
     cfg: PretrainConfig
-    out: Path
-    device: torch.device
     dist: DistInfo
     bank: PoseBank
-    body: object
-    train_idx: np.ndarray
     val_sets: dict
-    total_steps: int
     net: Key2MeshNet
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.StepLR
-    gen: torch.Generator
-    synth: PairSynthesizer
-    sampler: object | None
-    jw: torch.Tensor
-    rot_all: torch.Tensor
-    shapes_all: torch.Tensor
-    normalization: InputNormalization
     val: object = (
         None  # the fixed validation pairs (a synthesised batch), pooled over held-out sets
     )
     val_parts: dict = field(default_factory=dict)  # held-out set name → slice of ``val``
     baseline: dict = field(default_factory=dict)  # the mean-pose predictor's validation metrics
     baseline_go: dict = field(default_factory=dict)  # ... with the true global orientation
-    step: int = 0
     best: dict = field(default_factory=lambda: {"pa_mpjpe": float("inf")})
     ema: torch.optim.swa_utils.AveragedModel | None = None
     averaged: torch.nn.Module | None = None
     model: torch.nn.Module | None = None
-    logger: MetricLogger | None = None
     amp: bool = False
 
 
@@ -305,6 +291,9 @@ def _setup(cfg: PretrainConfig) -> PretrainState:
         dist=dist,
         bank=bank,
         body=body,
+        kset=cfg.keypoint_set,
+        body_config=bank.body,
+        camera=cfg.camera,
         train_idx=train_idx,
         val_sets=val_sets,
         total_steps=cfg.steps or int(math.ceil(cfg.epochs * epoch_steps)),
@@ -413,12 +402,7 @@ def _train_step(run: PretrainState) -> tuple[torch.Tensor, dict]:
     """One optimiser step on a freshly synthesised batch; returns (loss, its terms)."""
     cfg, body, device = run.cfg, run.body, run.device
     run.net.train()
-    if run.sampler is not None:  # real poses, mirrored / perturbed / limb-mixed on the fly
-        rot = run.sampler.sample(cfg.batch_size)
-    else:
-        rot = run.rot_all[choose(run.train_idx, cfg.batch_size, run.gen)].to(device)
-    shp = run.shapes_all[choose(len(run.shapes_all), cfg.batch_size, run.gen)]
-    batch = run.synth(rot, shp, run.gen)
+    batch = source_batch(run, cfg.batch_size)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.amp):
         pred_rot, pred_shape = run.model(batch.inputs)
     pred_rot, pred_shape = pred_rot.float(), pred_shape.float()
@@ -490,23 +474,20 @@ def _validate_and_save(
 
 
 def _save(run: PretrainState, name: str, metrics: dict) -> None:
-    """Write checkpoint ``name`` atomically: the averaged network, and what ``--resume`` needs."""
+    """Write checkpoint ``name`` atomically: the averaged network, and what ``--resume`` needs
+    (never over a good one when the raw weights broke)."""
     net, cfg = run.net, run.cfg
-    # never overwrite a good checkpoint with broken weights
-    check_finite_parameters(net, run.step, run.out)
     ema_state = {}
     if run.ema is not None:
         ema_state = {
             "ema": run.ema.state_dict(),
             "raw_model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         }
-    ck = make_checkpoint(
+    write_checkpoint(
+        run,
+        name,
         run.averaged,
-        keypoint_set=cfg.keypoint_set,
-        body_config=run.bank.body,
-        camera=cfg.camera,
-        normalization=run.normalization,
-        stage="pretrain",
+        raw=net,
         optimizer=run.opt.state_dict(),
         scheduler=run.sched.state_dict(),
         step=run.step,
@@ -520,7 +501,6 @@ def _save(run: PretrainState, name: str, metrics: dict) -> None:
         baseline=run.baseline,
         **ema_state,
     )
-    atomic_save(ck, run.out / name)
 
 
 _RESUME_KEYS = (
