@@ -264,3 +264,19 @@ def test_unreadable_video_raises(tmp_path):
         w.write(np.zeros((8, 8, 3), np.uint8))
         with pytest.raises(Key2MeshError, match="earlier frames"):
             w.write(np.zeros((10, 8, 3), np.uint8))
+
+
+def test_render_view_at_half_resolution_matches_the_full_one():
+    """The demo's side view is rendered at half resolution and scaled up: same size, the same
+    silhouette up to its edge pixels."""
+    import trimesh
+
+    slab = trimesh.creation.box(extents=(0.2, 1.8, 0.6))
+    full = render_side_view(slab.vertices, slab.faces, (200, 120), background=(0, 0, 0))
+    half = render_side_view(
+        slab.vertices, slab.faces, (200, 120), background=(0, 0, 0), resolution=0.5
+    )
+    assert half.shape == full.shape == (200, 120, 3)
+    a, b = full.sum(-1) > 0, half.sum(-1) > 30
+    assert (a & b).sum() / (a | b).sum() > 0.93
+    assert np.abs(full.astype(int) - half.astype(int))[a & b].mean() < 12

@@ -51,3 +51,64 @@ def test_video_without_duration_is_counted_to_the_end(tmp_path):
     info = source_info(path)
     assert (info.num_frames, info.width, info.height, info.fps) == (5, 64, 48, 10.0)
     assert len(list(iter_frames(path))) == 5
+
+
+def test_prefetched_keeps_order_raises_in_place_and_stops_early():
+    import threading
+
+    from key2mesh.media.video import prefetched
+
+    assert list(prefetched(iter(range(7)), depth=2)) == list(range(7))
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("bad frame 3")
+
+    got = []
+    with pytest.raises(ValueError, match="bad frame 3"):
+        for x in prefetched(failing()):
+            got.append(x)
+    assert got == [1, 2]  # the items before the error arrive first
+
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    before = threading.active_count()
+    for x in prefetched(endless(), depth=2):
+        if x == 3:
+            break
+    assert threading.active_count() == before  # the reader thread has ended
+    assert len(produced) <= 3 + 1 + 2 + 1  # read at most depth (+ one in hand) ahead
+
+
+def test_background_writer_writes_the_same_frames_and_reports_errors(tmp_path):
+    from key2mesh.media.video import VideoWriter, read_image
+
+    frames = np.random.default_rng(1).integers(0, 255, (6, 24, 32, 3), dtype=np.uint8)
+    for background in (False, True):
+        with VideoWriter(tmp_path / f"png_{background}", background=background) as w:
+            for f in frames:
+                w.write(f)
+        assert w.count == 6
+        got = [read_image(tmp_path / f"png_{background}" / f"frame_{i:06d}.png") for i in range(6)]
+        assert np.array_equal(np.stack(got), frames)
+    # an encoding error in the worker is raised by close(), and no video is left behind
+    pytest.importorskip("cv2")
+    w = VideoWriter(tmp_path / "v.avi", background=True)
+
+    def broken(item):
+        raise OSError("disk full")
+
+    w._background._fn = broken  # the worker's encoder fails
+    w.write(frames[0])
+    with pytest.raises(OSError, match="disk full"):
+        w.close()
+    assert not (tmp_path / "v.avi").exists()
+    assert not list(tmp_path.glob("*.avi*"))

@@ -40,6 +40,7 @@ from key2mesh.inference.render import (
 from key2mesh.inference.tracking import Tracker
 from key2mesh.keypoints.convert import convert_keypoints
 from key2mesh.keypoints.sets import num_keypoints
+from key2mesh.media.video import prefetched
 
 log = logging.getLogger(__name__)
 # Frames narrower or lower than this hold no person to mesh (MediaPipe "finds" one in 8x8 noise);
@@ -48,6 +49,9 @@ MIN_IMAGE_SIDE = 32
 # The demo's stages, as timed in DemoReport.timings: reading frames (both passes), detection,
 # tracking, prediction (network, camera fit, smoothing), params + exports, rendering, encoding.
 STAGES = ("decode", "detect", "track", "predict", "export", "render", "encode")
+# The side view is a sketch of where people stand: rendered at half the panel's resolution and
+# scaled up, it costs a quarter of the rasteriser's work (it was half of the render stage)
+SIDE_VIEW_RESOLUTION = 0.5
 
 
 @dataclass
@@ -186,7 +190,10 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_v
         every = options.search_every_s if is_video else 0.0
         search = VideoSearch(detector, every, gate=is_video, fallback=not is_video)
         progress = tqdm(
-            report.timed_frames(frames), desc="detect + track", unit="frame", total=total
+            report.timed_frames(prefetched(frames)),
+            desc="detect + track",
+            unit="frame",
+            total=total,
         )
         for i, frame in enumerate(progress):
             report.frames += 1
@@ -284,7 +291,12 @@ def _render_frame(
         if options.side_view:
             world = (vcam[idx] @ r).reshape(-1, 3).float()  # camera → world (y up), people placed
             side = render_side_view(
-                world, all_faces, size=(h, max(h // 2, 64)), color=face_colors, cull_back=cull
+                world,
+                all_faces,
+                size=(h, max(h // 2, 64)),
+                color=face_colors,
+                cull_back=cull,
+                resolution=SIDE_VIEW_RESOLUTION,
             )
     return overlay, side, vcam
 
@@ -377,11 +389,13 @@ def _run_demo(
                 report.outputs += export_motion(
                     model, motion, out_dir, stem, options.exports, claims, "the exports"
                 )
-    writer = VideoWriter(out, fps / _stride(frame_indices)) if is_video else None
+    # decoding (a thread ahead) and encoding (a thread behind) overlap the rendering
+    writer = VideoWriter(out, fps / _stride(frame_indices), background=True) if is_video else None
     failed = True
     mesh_names = None
     try:
-        progress = tqdm(report.timed_frames(source()), desc="render", unit="frame", total=total)
+        frames = report.timed_frames(prefetched(source()))
+        progress = tqdm(frames, desc="render", unit="frame", total=total)
         for i, image in enumerate(progress):
             index = frame_indices[i] if frame_indices is not None else i
             sel = motion.rows_of_frame(index) if min(image.shape[:2]) >= MIN_IMAGE_SIDE else []

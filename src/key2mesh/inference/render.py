@@ -379,11 +379,19 @@ def render_view(
     fill: float = 0.85,
     supersample: int = 1,
     cull_back: bool = False,
+    resolution: float = 1.0,
 ) -> np.ndarray:
     """Render a world-frame mesh (V, 3) metres (y up, body faces +z) rotated by ``yaw_deg`` about
     the vertical axis, seen from the front (+z) and auto-framed to ``fill`` of the image.
-    ``size`` is an int (square) or (H, W)."""
+    ``size`` is an int (square) or (H, W). ``resolution`` < 1: rendered at that fraction of
+    the size and scaled up (bilinear): the rasteriser's work falls with its square."""
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if resolution < 1.0:
+        small = (max(1, round(h * resolution)), max(1, round(w * resolution)))
+        low = render_view(
+            vertices, faces, small, yaw_deg, color, background, fill, supersample, cull_back
+        )
+        return np.asarray(Image.fromarray(low).resize((w, h), Image.Resampling.BILINEAR))
     v = _as_tensor(vertices)
     if v.ndim != 2 or v.shape[1] != 3:
         raise Key2MeshError(f"render_view expects vertices (V, 3), got {tuple(v.shape)}")

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import re
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -216,6 +219,84 @@ def iter_frames(
         cap.release()
 
 
+T = TypeVar("T")
+_DONE = object()
+
+
+def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """``items`` produced ahead by a background thread, at most ``depth`` waiting: decoding
+    overlaps the caller's work (OpenCV and FFmpeg release the GIL). An error of ``items`` is
+    raised here, in order; leaving the loop early stops the thread."""
+    out: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(x) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for x in items:
+                if not put((x, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((_DONE, exc))
+
+    thread = threading.Thread(target=produce, name="key2mesh-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            x, exc = out.get()
+            if exc is not None:
+                raise exc
+            if x is _DONE:
+                return
+            yield x
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _Background:
+    """Calls ``fn(item)`` for each :meth:`submit`-ted item in a worker thread, in order, at most
+    ``depth`` waiting; the worker's first error is raised by the next :meth:`submit` or by
+    :meth:`finish` (which waits for the rest)."""
+
+    def __init__(self, fn: Callable[[object], None], depth: int = 2):
+        self._fn, self._error = fn, None
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._thread = threading.Thread(target=self._work, name="key2mesh-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not _DONE:
+            if self._error is None:
+                try:
+                    self._fn(item)
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def submit(self, item) -> None:
+        self._raise()
+        self._queue.put(item)
+
+    def finish(self) -> None:
+        self._queue.put(_DONE)
+        self._thread.join()
+        self._raise()
+
+
 def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
     """Frame ``index`` of a video / folder (or the image itself, index 0) as RGB uint8."""
     for frame in iter_frames(path, start=index, stop=index + 1):
@@ -308,14 +389,21 @@ class VideoWriter:
 
     A video is written to a temporary file next to ``path`` and renamed to ``path`` by
     :meth:`close`; ``close(discard=True)`` (or leaving the ``with`` block on an error) removes it,
-    so an interrupted run never leaves a truncated video (or replaces a good one)."""
+    so an interrupted run never leaves a truncated video (or replaces a good one).
 
-    def __init__(self, path: str | Path, fps: float = 30.0, h264: bool = True):
+    ``background``: frames are encoded by a worker thread (FFmpeg's pipe and OpenCV release the
+    GIL), so encoding overlaps the caller's next frame; a frame must not be changed after
+    :meth:`write`; an encoding error is raised by a later :meth:`write` or by :meth:`close`."""
+
+    def __init__(
+        self, path: str | Path, fps: float = 30.0, h264: bool = True, background: bool = False
+    ):
         self.path = Path(path)
         self.fps = float(fps)
         self.count = 0
         self._writer = None
         self._size: tuple[int, int] | None = None
+        self._background = _Background(self._encode) if background else None
         suffix = self.path.suffix.lower()
         if suffix in VIDEO_SUFFIXES and suffix not in _FOURCC:
             raise Key2MeshError(
@@ -356,8 +444,18 @@ class VideoWriter:
             raise Key2MeshError(
                 f"{self.path}: frame {self.count} is {size[0]}x{size[1]}, earlier frames {self._size[0]}x{self._size[1]}"
             )
+        if self._background is not None:
+            self._background.submit((self.count, frame))
+        else:
+            self._encode((self.count, frame))
+        self.count += 1
+
+    def _encode(self, item: tuple[int, np.ndarray]) -> None:
+        """Write frame number ``item[0]``, ``item[1]`` (checked by :meth:`write`)."""
+        count, frame = item
+        size = (frame.shape[1], frame.shape[0])
         if self._folder:
-            write_image(self.path / f"frame_{self.count:06d}.png", frame)
+            write_image(self.path / f"frame_{count:06d}.png", frame)
         elif self.codec == "h264":
             if self._writer is None:
                 fmt = "mov" if self.path.suffix.lower() == ".mov" else "mp4"
@@ -371,10 +469,22 @@ class VideoWriter:
                 if not self._writer.isOpened():
                     raise Key2MeshError(f"{self.path}: OpenCV cannot write this video file")
             self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
-        self.count += 1
 
     def close(self, discard: bool = False) -> None:
         """Finish the video: rename it into place (or remove it with ``discard``)."""
+        if self._background is not None:
+            background, self._background = self._background, None
+            try:
+                background.finish()
+            except BaseException:
+                discard = True
+                raise
+            finally:
+                self._finish(discard)
+        else:
+            self._finish(discard)
+
+    def _finish(self, discard: bool) -> None:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
