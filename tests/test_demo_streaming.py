@@ -60,8 +60,10 @@ def long_video(tmp_path_factory):
     return write_video(path, frames, fps=30.0)
 
 
-def _peak(model, path, stop, tmp_path):
-    from key2mesh.inference.demo import run_demo
+def _peak(model, path, stop, tmp_path, keep_mb: float = 1.0):
+    """The demo on ``stop`` frames and its peak traced memory; ``keep_mb``: the budget of the
+    frames kept from the first pass for the second (1 MB: a few of these frames)."""
+    from key2mesh.inference.demo import DemoOptions, run_demo
     from key2mesh.media.video import iter_frames
 
     tracemalloc.start()
@@ -73,6 +75,7 @@ def _peak(model, path, stop, tmp_path):
             is_video=True,
             fps=30.0,
             frame_indices=range(0, stop),
+            options=DemoOptions(keep_frames_mb=keep_mb),
         )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -170,7 +173,7 @@ def test_max_height_renders_at_the_output_size(tmp_path, detector, model):
 def test_demo_cli_searches_whole_frames_on_schedule(tmp_path, detector, long_video, capsys):
     """On a video with one person found on their crop every frame, the whole frame is searched
     every --search-every seconds only (0: every frame), and on this still picture, where
-    nothing changes outside the person, every 4 x --search-every; the CLI prints the stage
+    nothing changes outside the person, every 8 x --search-every; the CLI prints the stage
     timings."""
     from key2mesh.cli import main
 
@@ -183,5 +186,28 @@ def test_demo_cli_searches_whole_frames_on_schedule(tmp_path, detector, long_vid
         assert "time: " in printed and "detect " in printed and "render " in printed
         runs[every] = printed
     assert "30 frame(s) searched whole" in runs["0"]
-    assert "3 frame(s) searched whole" in runs["0.1"]  # frames 0, 12, 24 (0.4 s at 30 fps)
-    assert "1 frame(s) searched whole" in runs["0.25"]  # frame 0 (the next: 1 s, frame 30)
+    assert "2 frame(s) searched whole" in runs["0.1"]  # frames 0, 24 (0.8 s at 30 fps)
+    assert "1 frame(s) searched whole" in runs["0.25"]  # frame 0 (the next: 2 s, frame 60)
+
+
+def test_frame_keeper_decodes_a_short_clip_once_and_a_long_one_twice():
+    from key2mesh.inference.demo import FrameKeeper
+
+    frames = [np.full((4, 5, 3), i, np.uint8) for i in range(6)]  # 60 bytes each
+    reads = []
+
+    def source():
+        reads.append(1)
+        return iter(frames)
+
+    keeper = FrameKeeper(budget=360)  # all six fit
+    assert [f[0, 0, 0] for f in keeper.wrap(source())] == list(range(6))
+    again = list(keeper.again(source))
+    assert len(reads) == 1 and all(a is b for a, b in zip(again, frames))
+    assert keeper.frames is None  # handed over: let go as they are shown
+    keeper = FrameKeeper(budget=300)  # the sixth does not fit: none are kept
+    list(keeper.wrap(source()))
+    assert keeper.frames is None and len(list(keeper.again(source))) == 6 and len(reads) == 3
+    keeper = FrameKeeper(budget=1e9)  # a first pass that did not end keeps nothing for later
+    next(keeper.wrap(source()))
+    assert len(list(keeper.again(source))) == 6 and len(reads) == 5

@@ -193,10 +193,10 @@ def test_schedule_waits_longer_while_a_gate_watches():
     s = SearchSchedule(every_s=0.25)
     s.searched(0.0, True)
     assert s.full(0.25, 1, 4) and not s.full(0.25, 1, 4, watched=True)
-    assert not s.full(0.9, 1, 4, watched=True) and s.full(1.0, 1, 4, watched=True)
-    s.searched(1.0, True)
-    s.searched(1.1, False, lost=1)  # a tracked person lost on their crop: due at its turn
-    assert not s.full(1.2, 1, 4, watched=True) and s.full(1.25, 1, 4, watched=True)
+    assert not s.full(1.9, 1, 4, watched=True) and s.full(2.0, 1, 4, watched=True)  # 8 x 0.25
+    s.searched(2.0, True)
+    s.searched(2.1, False, lost=1)  # a tracked person lost on their crop: due at its turn
+    assert not s.full(2.2, 1, 4, watched=True) and s.full(2.25, 1, 4, watched=True)
     assert SearchSchedule(every_s=0.25, idle_s=0.5).full(0.5, 1, 4, watched=True)
 
 
@@ -219,7 +219,7 @@ def test_probe_searches_once_and_loses_no_one(detector):
 def test_video_search_finds_a_newcomer_where_the_picture_changed(monkeypatch):
     """The scene of test_schedule_in_a_video with VideoSearch: the newcomer is found on the
     frame she comes in (a probe around the change), with a full search only at the start and
-    after the idle interval (4 x 0.2 s)."""
+    after the idle interval (8 x 0.2 s)."""
     monkeypatch.setattr("key2mesh.media.detect.PoseDetector", FakePose)
     from key2mesh.inference.tracking import Tracker
     from key2mesh.media.multi_detect import VideoSearch
@@ -243,5 +243,42 @@ def test_video_search_finds_a_newcomer_where_the_picture_changed(monkeypatch):
             )
             seen.append(len(people))
     assert seen == [1] * 12 + [2] * 18
-    assert np.flatnonzero(fulls).tolist() == [0, 24]  # start, then 0.8 s later
+    assert np.flatnonzero(fulls).tolist() == [0]  # at the start (the next: 1.6 s, frame 48)
     assert det.calls < 30 + 18 + 2 * 12  # crops, the probe, two full searches
+
+
+def test_lone_hint_crops_are_searched_at_once_with_the_same_results(monkeypatch):
+    """Two people whose crops do not overlap: with two workers both crops are searched at once
+    (one detector each), and the people, their order and the run count are the sequential
+    search's."""
+    monkeypatch.setattr("key2mesh.media.detect.PoseDetector", FakePose)
+    boxes = [(45, 100, 95, 200), (275, 150, 325, 250), (505, 220, 555, 320)]
+    img = _scene(boxes)
+    hints = np.array(boxes, float) - [0, 0, 1, 1]  # crops of 160 px: none overlaps another
+    results = {}
+    for workers in (1, 2):
+        with MultiPersonDetector(max_people=4, min_tile=128, workers=workers) as det:
+            found = det(img, hints=hints, full=False, fallback=False)
+            results[workers] = ([f.box.tolist() for f in found], det.calls, len(det._extra))
+    assert results[1][0] == results[2][0] and len(results[1][0]) == 3
+    assert results[1][1] == results[2][1] == 3
+    # two workers: the first two crops at once (one more detector), the third after them
+    assert results[1][2] == 0 and results[2][2] == 1
+
+
+@pytest.mark.parametrize(
+    "people",
+    [TWO, [(20, 30, 120, 250), (130, 60, 230, 330), (380, 40, 470, 300)], [(60, 60, 200, 360)]],
+)
+def test_full_search_at_once_finds_what_the_sequential_one_finds(monkeypatch, people):
+    """Regions searched two at once (first runs made ahead, made again where someone found
+    since was greyed in) give the sequential search's people, in the same order."""
+    monkeypatch.setattr("key2mesh.media.detect.PoseDetector", FakePose)
+    img = _scene(people)
+    got = {}
+    for workers in (1, 2):
+        with MultiPersonDetector(max_people=4, min_tile=128, workers=workers) as det:
+            got[workers] = [f.box.tolist() for f in det(img)]
+            calls = det.calls
+    assert got[1] == got[2] and len(got[1]) == len(people)
+    assert calls >= len(people)

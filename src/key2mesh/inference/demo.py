@@ -10,13 +10,21 @@ Two streaming passes, so memory stays bounded however long the video is:
    per track (:func:`~key2mesh.inference.motion.build_motion`) and written.
 2. the frames are read again, one at a time: every person's mesh is rendered in its track's
    colour over the frame, the panel written to the video (or a PNG), and the frame dropped.
+   A clip whose frames fit in ``keep_frames_mb`` (1 GiB) keeps them from the first pass
+   instead of decoding them twice (:class:`FrameKeeper`); longer ones stream.
+
+Decoding runs a thread ahead and encoding a thread behind (:mod:`key2mesh.media.video`), the
+side view is drawn by a thread while the overlay is, and the detector searches regions two at
+a time (:class:`~key2mesh.media.multi_detect.MultiPersonDetector`'s ``workers``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +78,8 @@ class DemoOptions:
     ``world``: the frame of the exports and ``transl_world`` (:mod:`~key2mesh.inference.world`),
     ``origin`` its origin, ``subjects`` the people's height / sex per track
     (:mod:`~key2mesh.inference.subject`),
-    ``source``: the input named in the params sidecar, ``threads``: torch's
+    ``source``: the input named in the params sidecar, ``keep_frames_mb``: a clip whose
+    frames fit in this many MiB is decoded once (:class:`FrameKeeper`), ``threads``: torch's
     intra-op threads while the demo runs (restored afterwards; None: unchanged): one, as the
     rasteriser's many small ops collapse on OpenMP fork/joins when the cores are shared (26 s
     instead of 0.7 s for 6 frames here with a training job on both cores)."""
@@ -92,6 +101,7 @@ class DemoOptions:
     origin: str = "first-pelvis"  # ground frame's origin: key2mesh.inference.world.ORIGINS
     subjects: dict | None = None  # {track or None (every track): Subject}
     source: str = ""  # what the frames came from, for the params sidecar
+    keep_frames_mb: float = 1024.0  # frames of a clip this small are decoded once, not twice
 
 
 @dataclass
@@ -166,6 +176,36 @@ def compose_panel(
     if side_view:
         parts.append(side if side is not None else np.full((h, max(h // 2, 64), 3), 255, np.uint8))
     return np.concatenate(parts, axis=1)
+
+
+class FrameKeeper:
+    """Keeps the first pass's frames while they fit in ``budget`` bytes, so that the second
+    pass of a short clip does not decode them again; past the budget it keeps none (the second
+    pass reads the source again, and memory stays bounded)."""
+
+    def __init__(self, budget: float):
+        self.budget, self.used = budget, 0
+        self.frames: list[np.ndarray] | None = []
+        self.complete = False
+
+    def wrap(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``frames``, kept on the way (see the class doc)."""
+        for frame in frames:
+            if self.frames is not None:
+                self.used += np.asarray(frame).nbytes
+                if self.used > self.budget:
+                    self.frames = None
+                else:
+                    self.frames.append(frame)
+            yield frame
+        self.complete = True
+
+    def again(self, source: Callable[[], Iterable[np.ndarray]]) -> Iterable[np.ndarray]:
+        """The frames for the second pass: the kept ones when all were kept, else ``source()``."""
+        if self.complete and self.frames is not None:
+            kept, self.frames = self.frames[::-1], None
+            return (kept.pop() for _ in range(len(kept)))  # each frame let go once shown
+        return source()
 
 
 def _frames(source) -> Callable[[], Iterable[np.ndarray]]:
@@ -279,6 +319,18 @@ def _render_frame(
         # body meshes are closed: their back faces are hidden anyway (the camera is a rotation
         # of the world frame, so the winding seen from outside is the same)
         cull = wound_outward(verts[0], faces)
+        side_job = None
+        if options.side_view:  # drawn by a second thread meanwhile (torch releases the GIL)
+            world = (vcam[idx] @ r).reshape(-1, 3).float()  # camera → world (y up), people placed
+            side_job = _side_worker().submit(
+                render_side_view,
+                world,
+                all_faces,
+                size=(h, max(h // 2, 64)),
+                color=face_colors,
+                cull_back=cull,
+                resolution=SIDE_VIEW_RESOLUTION,
+            )
         # pixel centres scale as u' = s (u + ½) - ½: the image centre stays the principal point
         overlay = render_overlay(
             image,
@@ -288,17 +340,14 @@ def _render_frame(
             color=face_colors,
             cull_back=cull,
         )
-        if options.side_view:
-            world = (vcam[idx] @ r).reshape(-1, 3).float()  # camera → world (y up), people placed
-            side = render_side_view(
-                world,
-                all_faces,
-                size=(h, max(h // 2, 64)),
-                color=face_colors,
-                cull_back=cull,
-                resolution=SIDE_VIEW_RESOLUTION,
-            )
+        side = side_job.result() if side_job is not None else None
     return overlay, side, vcam
+
+
+@functools.cache
+def _side_worker() -> ThreadPoolExecutor:
+    """The thread that draws the side views while the caller draws the overlays."""
+    return ThreadPoolExecutor(1, thread_name_prefix="key2mesh-side-view")
 
 
 def run_demo(
@@ -354,7 +403,10 @@ def _run_demo(
         claims.claim_family(out_dir, export_pattern(stem, options.exports), "the exports")
     if options.save_meshes:
         claims.claim(stem_path(out_dir, stem, "_meshes"), "the meshes folder")
-    rows = _detect_pass(model, source(), report, options, frame_indices, fps, total, is_video)
+    keeper = FrameKeeper(options.keep_frames_mb * 2**20)
+    rows = _detect_pass(
+        model, keeper.wrap(source()), report, options, frame_indices, fps, total, is_video
+    )
     if report.frames == 0:
         raise Key2MeshError("the input holds no frame")
     if is_video:  # unrelated images: every detection stands alone
@@ -394,7 +446,7 @@ def _run_demo(
     failed = True
     mesh_names = None
     try:
-        frames = report.timed_frames(prefetched(source()))
+        frames = report.timed_frames(prefetched(keeper.again(source)))
         progress = tqdm(frames, desc="render", unit="frame", total=total)
         for i, image in enumerate(progress):
             index = frame_indices[i] if frame_indices is not None else i

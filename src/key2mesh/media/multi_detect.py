@@ -23,13 +23,15 @@ else goes on with the whole frame and the tiles (a tracked person was lost, or m
 room for more people and ``every_s`` seconds since the last one (to find people who come in).
 :class:`ChangeGate` makes that last case cheaper where the camera stands still: a newcomer changes
 pixels outside the tracked people's crops, so frames where nothing changed there since the last
-full search wait ``idle_s`` (4 × ``every_s``) instead. :class:`VideoSearch` puts the three
+full search wait ``idle_s`` (8 × ``every_s``) instead. :class:`VideoSearch` puts the three
 together for a stream of frames (the demo, the live view).
 """
 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,13 +125,14 @@ class SearchSchedule:
 
     ``watched``: a :class:`ChangeGate` watches the still picture for people coming in (its
     changes are searched as probes), so the full search for room waits ``idle_s`` instead
-    (default 4 × ``every_s``; someone it misses is found within that).
+    (default 8 × ``every_s``, 2 s; someone it misses, e.g. a person who stood still behind a
+    tracked one, is found within that).
     """
 
     every_s: float = 0.25
     last_full: float | None = None  # video time of the last full search
     lost: bool = False  # a tracked person was not found on their crop since then
-    idle_s: float | None = None  # None: 4 x every_s
+    idle_s: float | None = None  # None: 8 x every_s
 
     def full(self, time_s: float, num_tracked: int, max_people: int, watched: bool = False) -> bool:
         """Whether the frame at ``time_s`` seconds needs the full search."""
@@ -142,7 +145,7 @@ class SearchSchedule:
             return True
         if num_tracked >= max_people:
             return False
-        idle = 4.0 * self.every_s if self.idle_s is None else self.idle_s
+        idle = 8.0 * self.every_s if self.idle_s is None else self.idle_s
         return not watched or since >= idle - 1e-9
 
     def searched(self, time_s: float, full: bool, lost: int = 0) -> None:
@@ -238,6 +241,11 @@ class MultiPersonDetector:
         model_complexity: BlazePose model (1 is the one bundled in the wheel).
         detector: name of the single-person detector run on each region
             (:mod:`key2mesh.media.detectors`); ``keypoint_set`` is its set.
+        workers: regions are searched this many at once, one detector each, in threads
+            (MediaPipe releases the GIL): a region's first run is made ahead on the frame as it
+            was then, and made again if a person found since was greyed into the region, so
+            the results are the sequential search's (see :meth:`_batch` for which regions go
+            together). Default: the CPU count.
     """
 
     def __init__(
@@ -251,6 +259,7 @@ class MultiPersonDetector:
         min_size: float = 0.08,
         model_complexity: int = 1,
         detector: str = "mediapipe",
+        workers: int | None = None,
     ):
         if max_people < 1:
             raise Key2MeshError(f"max_people must be at least 1, got {max_people}")
@@ -261,6 +270,10 @@ class MultiPersonDetector:
         self.min_confidence, self.min_points, self.min_size = min_confidence, min_points, min_size
         self.keypoint_set = detector_entry(detector).keypoint_set
         self._pose = make_detector(detector, video=False, model_complexity=model_complexity)
+        self._make = lambda: make_detector(detector, video=False, model_complexity=model_complexity)
+        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+        self._extra: list = []  # one more detector per parallel crop
+        self._pool: ThreadPoolExecutor | None = None
         self.calls = 0  # BlazePose runs so far (cost accounting)
         self.full_searches = 0  # frames searched whole + tiles so far
         self.searched_full = False  # whether the last frame was searched whole + tiles
@@ -293,15 +306,56 @@ class MultiPersonDetector:
             out += [np.r_[t, TILE] for t in tiles]
         return np.stack(out).astype(int)
 
-    def _run(self, crop: np.ndarray, x0: int, y0: int):
-        self.calls += 1
-        det = self._pose(crop)
+    def _batch(self, regions: np.ndarray, row: int, ready: dict, full: bool) -> list[int]:
+        """Rows to search at once with ``row`` (its first run): the next regions of the same
+        phase not searched yet, up to ``workers``. Hint crops only when no other hint crop
+        overlaps them (a person found in one would be greyed into the other); the whole frame
+        and the tiles (during a full search) overlap, but a person found there is rare, as
+        the tracked ones are greyed out already."""
+        kinds = regions[:, 4]
+        if self.workers < 2:
+            return [row]
+        if kinds[row] == HINT:
+            hints = np.flatnonzero(kinds == HINT)
+            boxes = regions[hints, :4].astype(float)
+            ov = overlap_smaller(boxes, boxes)
+            np.fill_diagonal(ov, 0.0)
+            alone = set(hints[ov.max(axis=1) <= 0].tolist())
+            if row not in alone:
+                return [row]
+            same = [r for r in range(row + 1, len(regions)) if r in alone]
+        elif kinds[row] in (WHOLE, TILE) and full:
+            same = [r for r in range(row + 1, len(regions)) if kinds[r] in (WHOLE, TILE)]
+        else:
+            same = [r for r in range(row + 1, len(regions)) if kinds[r] == kinds[row]]
+        return [row] + [r for r in same if r not in ready][: self.workers - 1]
+
+    def _speculate(self, work: np.ndarray, regions: np.ndarray, rows: list[int], version: int):
+        """First runs of ``rows`` on ``work``, at once (this thread and the pool's detectors):
+        {row: (detection, version)}; ``version``: how many areas were greyed out then."""
+        while len(self._extra) < len(rows) - 1:
+            self._extra.append(self._make())
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="key2mesh-pose")
+        crops = [np.ascontiguousarray(work[y0:y1, x0:x1]) for x0, y0, x1, y1 in regions[rows, :4]]
+        jobs = [self._pool.submit(d, c) for d, c in zip(self._extra, crops[1:])]
+        dets = [self._pose(crops[0])] + [job.result() for job in jobs]
+        self.calls += len(rows)
+        return {r: (self._shift(d, *regions[r, :2]), version) for r, d in zip(rows, dets)}
+
+    @staticmethod
+    def _shift(det, x0: int, y0: int):
+        """A detector's (keypoints, confidence) in a crop → in the image (float32), or None."""
         if det is None:
             return None
         kp, conf = det
         return np.asarray(kp, np.float32) + np.array([x0, y0], np.float32), np.asarray(
             conf, np.float32
         )
+
+    def _run(self, crop: np.ndarray, x0: int, y0: int):
+        self.calls += 1
+        return self._shift(self._pose(crop), x0, y0)
 
     def _refine(self, work: np.ndarray, box: np.ndarray):
         """Detect again in a square around ``box`` (1.6× its longer side); (keypoints,
@@ -338,7 +392,9 @@ class MultiPersonDetector:
         num_hints = int((regions[:, 4] == HINT).sum())
         self.searched_full = full or num_hints == 0
         self.lost, hints_done = 0, False
-        for x0, y0, x1, y1, kind in regions:
+        ready: dict[int, tuple] = {}  # row: (first run's detection, len(greyed) then)
+        greyed: list[np.ndarray] = []  # x0, y0, x1, y1 (inclusive) of the areas greyed out
+        for row, (x0, y0, x1, y1, kind) in enumerate(regions):
             is_tile = kind == TILE
             if kind != HINT and not hints_done:  # the hint crops come first, a person each
                 self.lost, hints_done = num_hints - len(found), True
@@ -348,8 +404,23 @@ class MultiPersonDetector:
                 self.searched_full = True  # a crop lost its person: search everywhere
             inner = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])  # region edges inside the image
             once = kind in (HINT, PROBE)  # a crop: searched once (the others: full search)
+            first = True
             while len(found) < self.max_people:
-                det = self._run(np.ascontiguousarray(work[y0:y1, x0:x1]), x0, y0)
+                if first and row not in ready:  # this region and the next ones, at once
+                    batch = self._batch(regions, row, ready, self.searched_full)
+                    if len(batch) > 1:
+                        ready.update(self._speculate(work, regions, batch, len(greyed)))
+                det = None
+                if first and row in ready:
+                    det, version = ready.pop(row)
+                    if any(
+                        g[0] < x1 and g[2] >= x0 and g[1] < y1 and g[3] >= y0
+                        for g in greyed[version:]
+                    ):  # someone found since was greyed into this region: search it again
+                        det = self._run(np.ascontiguousarray(work[y0:y1, x0:x1]), x0, y0)
+                else:
+                    det = self._run(np.ascontiguousarray(work[y0:y1, x0:x1]), x0, y0)
+                first = False
                 if det is None:
                     break
                 kp, conf = det
@@ -380,6 +451,7 @@ class MultiPersonDetector:
                 a = np.floor(np.maximum(box[:2] - pad, 0)).astype(int)
                 b = np.ceil(box[2:] + pad).astype(int)
                 work[a[1] : b[1] + 1, a[0] : b[0] + 1] = MASK_VALUE
+                greyed.append(np.r_[a, b])
                 if once:
                     break  # a tracked person's crop: searched once
             if len(found) >= self.max_people:
@@ -391,7 +463,12 @@ class MultiPersonDetector:
         return [found[i] for i in keep]
 
     def close(self) -> None:
-        self._pose.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        for d in [self._pose, *self._extra]:
+            d.close()
+        self._extra = []
 
     def __enter__(self) -> MultiPersonDetector:
         return self

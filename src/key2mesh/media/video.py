@@ -28,6 +28,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 MAX_IMAGE_PIXELS = 100_000_000  # larger images are refused before decoding
+# x264's speed preset: the demo's panels are wide (input | overlay | side view), and encoding
+# them was the largest CPU cost of a two-person demo on 2 cores; superfast takes about half of
+# veryfast's CPU for somewhat larger files (benchmarks/results/demo_speed.md, "encoder" table)
+H264_PRESET = "superfast"
 MAX_IMAGE_SIDE = 32767  # OpenCV aborts the process (SHRT_MAX) on a longer side: refused first
 
 
@@ -363,7 +367,7 @@ class _H264:
                 "-crf",
                 "23",
                 "-preset",
-                "veryfast",
+                H264_PRESET,
                 "-movflags",
                 "+faststart",
                 "-f",
