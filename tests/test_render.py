@@ -280,3 +280,16 @@ def test_render_view_at_half_resolution_matches_the_full_one():
     a, b = full.sum(-1) > 0, half.sum(-1) > 30
     assert (a & b).sum() / (a | b).sum() > 0.93
     assert np.abs(full.astype(int) - half.astype(int))[a & b].mean() < 12
+
+
+def test_draw_keypoints_in_place_draws_the_same_pixels_only_near_the_points():
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    kp = np.array([[20.0, 30.0]] * 17) + rng.uniform(0, 40, (17, 2))
+    kp[5] = [158.0, 118.0]  # a point at the corner: its strokes are clipped by the image
+    copy = draw_keypoints(img, kp, None, "coco17")
+    inplace = img.copy()
+    assert draw_keypoints(inplace, kp, None, "coco17", inplace=True) is inplace
+    assert np.array_equal(copy, inplace) and not np.array_equal(copy, img)
+    changed = np.nonzero((copy != img).any(-1))
+    assert changed[0].min() >= 30 - 5 and changed[1].min() >= 20 - 5  # nothing far from them

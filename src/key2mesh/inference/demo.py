@@ -168,9 +168,9 @@ def compose_panel(
     """[input + 2D keypoints of every person | mesh overlay | side view], each the frame's
     height (H, W_total, 3); without ``side_view`` the last panel is left out."""
     h, w = image.shape[:2]
-    left = image
+    left = image.copy()
     for kp, conf in zip(keypoints, confs):
-        left = draw_keypoints(left, kp, conf, keypoint_set)
+        draw_keypoints(left, kp, conf, keypoint_set, inplace=True)
     mid = overlay if overlay is not None else image
     parts = [left, mid]
     if side_view:

@@ -475,8 +475,10 @@ def draw_keypoints(
     threshold: float = 0.3,
     radius: int | None = None,
     width: int | None = None,
+    inplace: bool = False,
 ) -> np.ndarray:
-    """Draw 2D keypoints (K, 2) pixels and their skeleton on a copy of ``image`` (H, W, 3) uint8.
+    """Draw 2D keypoints (K, 2) pixels and their skeleton on a copy of ``image`` (H, W, 3) uint8
+    (``inplace``: on ``image`` itself, a writable array; only the keypoints' box is copied).
 
     Points with ``confidence`` (K,) below ``threshold`` (and edges touching them) are skipped.
     Left side orange, right side blue, centre green. Radius/width default to ~0.4% / 0.3% of the
@@ -502,15 +504,24 @@ def draw_keypoints(
     diag = math.hypot(*img.shape[:2])
     r = radius if radius is not None else max(2, round(0.004 * diag))
     lw = width if width is not None else max(1, round(0.003 * diag))
-    pil = Image.fromarray(img.copy())
+    out = img if inplace else img.copy()
+    if not ok.any():
+        return out
+    # drawn on the keypoints' box only (a stroke reaches r + lw beyond a point)
+    h, w = img.shape[:2]
+    lo = np.clip(np.floor(kp[ok].min(axis=0)) - r - lw - 1, 0, [w, h]).astype(int)
+    hi = np.clip(np.ceil(kp[ok].max(axis=0)) + r + lw + 2, 0, [w, h]).astype(int)
+    pil = Image.fromarray(np.ascontiguousarray(out[lo[1] : hi[1], lo[0] : hi[0]]))
     draw = ImageDraw.Draw(pil)
+    at = kp - lo
     for i, j in skeleton_edges(keypoint_set):
         if ok[i] and ok[j]:
             side = _side(names[i]) if _side(names[i]) == _side(names[j]) else "centre"
-            draw.line([tuple(kp[i]), tuple(kp[j])], fill=SIDE_COLORS[side], width=lw)
+            draw.line([tuple(at[i]), tuple(at[j])], fill=SIDE_COLORS[side], width=lw)
     for i in np.flatnonzero(ok):
-        x, y = kp[i]
+        x, y = at[i]
         draw.ellipse(
             [x - r, y - r, x + r, y + r], fill=SIDE_COLORS[_side(names[i])], outline=(0, 0, 0)
         )
-    return np.asarray(pil)
+    out[lo[1] : hi[1], lo[0] : hi[0]] = np.asarray(pil)
+    return out
