@@ -248,22 +248,32 @@ def test_video_search_finds_a_newcomer_where_the_picture_changed(monkeypatch):
 
 
 def test_lone_hint_crops_are_searched_at_once_with_the_same_results(monkeypatch):
-    """Two people whose crops do not overlap: with two workers both crops are searched at once
+    """Three people whose crops do not overlap: with two workers two crops are searched at once
     (one detector each), and the people, their order and the run count are the sequential
-    search's."""
+    search's; with ``track_crops`` each crop has a video-mode detector of its own."""
     monkeypatch.setattr("key2mesh.media.detect.PoseDetector", FakePose)
     boxes = [(45, 100, 95, 200), (275, 150, 325, 250), (505, 220, 555, 320)]
     img = _scene(boxes)
     hints = np.array(boxes, float) - [0, 0, 1, 1]  # crops of 160 px: none overlaps another
     results = {}
-    for workers in (1, 2):
-        with MultiPersonDetector(max_people=4, min_tile=128, workers=workers) as det:
+    made = []
+    init = FakePose.__init__
+    monkeypatch.setattr(FakePose, "__init__", lambda self, **kw: made.append(kw) or init(self))
+    for workers, track in ((1, False), (2, False), (2, True)):
+        made.clear()
+        kw = dict(max_people=4, min_tile=128, workers=workers, track_crops=track)
+        with MultiPersonDetector(**kw) as det:
             found = det(img, hints=hints, full=False, fallback=False)
-            results[workers] = ([f.box.tolist() for f in found], det.calls, len(det._extra))
-    assert results[1][0] == results[2][0] and len(results[1][0]) == 3
-    assert results[1][1] == results[2][1] == 3
-    # two workers: the first two crops at once (one more detector), the third after them
-    assert results[1][2] == 0 and results[2][2] == 1
+            results[workers, track] = ([f.box.tolist() for f in found], det.calls, list(made))
+    boxes = results[1, False][0]
+    assert len(boxes) == 3 and results[2, False][0] == results[2, True][0] == boxes
+    assert results[1, False][1] == results[2, False][1] == results[2, True][1] == 3
+    # single-image detectors: this thread's, and one more for the crop searched meanwhile
+    assert [m["video"] for m in results[1, False][2]] == [False]
+    assert [m["video"] for m in results[2, False][2]] == [False, False]
+    # tracked crops: one video-mode detector per crop, unsmoothed (the crops move)
+    tracked = results[2, True][2]
+    assert [(m["video"], m.get("smooth")) for m in tracked[1:]] == [(True, False)] * 3
 
 
 @pytest.mark.parametrize(
