@@ -249,7 +249,7 @@ class MultiPersonDetector:
         track_crops: the k-th hint crop of each frame is searched by a detector of its own in
             video mode (MediaPipe's tracking: the person's region comes from the last
             landmarks, its person detector runs only when they are lost), unsmoothed as the
-            crops move. Off by default: on sports2d it moved the keypoints by ~4 px on average
+            crops move. Off by default: on sports2d it moved the keypoints by a few pixels
             and raised the motion's re-projection error slightly, for a speed gain within the
             run-to-run spread.
     """
