@@ -150,6 +150,7 @@ def run_input(args: argparse.Namespace, model=None):
     from key2mesh.inference.demo import DemoOptions, run_demo, timing_summary
     from key2mesh.inference.motion_export import check_formats, parse_formats
     from key2mesh.inference.predictor import Key2Mesh
+    from key2mesh.media.detect import warm_up
     from key2mesh.media.video import folder_images, iter_frames, source_info
     from key2mesh.safe_paths import output_stems, refuse_overwriting_inputs
 
@@ -183,9 +184,11 @@ def run_input(args: argparse.Namespace, model=None):
         from key2mesh.viewer.app import import_viser
 
         import_viser()
+    mediapipe = warm_up()  # its start-up overlaps the model's loading
     if model is None:
         model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
     check_formats(exports, str(model.checkpoint.body.get("name", "anny")))  # before detection
+    mediapipe.join()
     out = Path(args.out)
     is_video = info.kind == "video" and len(indices) > 1
     name = output_stems([args.input if args.input in DEMO_VIDEOS else src])[0]

@@ -10,6 +10,7 @@ model's set with :func:`key2mesh.keypoints.convert.convert_keypoints`.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -30,6 +31,23 @@ def _pose_module():
             f"2D keypoint detection needs MediaPipe: {INSTALL_HINT} ({exc})"
         ) from exc
     return pose
+
+
+def warm_up(model_complexity: int = 1) -> threading.Thread:
+    """Start MediaPipe's one-time start-up (its modules and first graph, the larger part of a
+    first detector's cost) in a thread, so that it overlaps the caller's own start-up (loading
+    the body model); ``join()`` it before timing the detection. A missing or broken MediaPipe
+    is left for the real detector to report."""
+
+    def start() -> None:
+        try:
+            PoseDetector(video=False, model_complexity=model_complexity).close()
+        except Exception:  # noqa: BLE001 - the real detector says what is wrong
+            pass
+
+    thread = threading.Thread(target=start, name="key2mesh-mediapipe-start", daemon=True)
+    thread.start()
+    return thread
 
 
 def _protobuf_compat() -> None:

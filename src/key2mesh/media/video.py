@@ -30,7 +30,9 @@ _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 MAX_IMAGE_PIXELS = 100_000_000  # larger images are refused before decoding
 # x264's speed preset: the demo's panels are wide (input | overlay | side view), and encoding
 # them was the largest CPU cost of a two-person demo on 2 cores; superfast takes about half of
-# veryfast's CPU for somewhat larger files (benchmarks/results/demo_speed.md, "encoder" table)
+# veryfast's CPU for somewhat larger files (benchmarks/results/demo_speed.md, "encoder" table);
+# x264 gets half the cores, so that the demo's rendering keeps the others (on 2 cores its
+# default thread count slowed the rendering next to it more than it sped the encoding)
 H264_PRESET = "superfast"
 MAX_IMAGE_SIDE = 32767  # OpenCV aborts the process (SHRT_MAX) on a longer side: refused first
 
@@ -368,6 +370,8 @@ class _H264:
                 "23",
                 "-preset",
                 H264_PRESET,
+                "-threads",  # half the cores: the others render (x264's default took them all)
+                str(max(1, (os.cpu_count() or 2) // 2)),
                 "-movflags",
                 "+faststart",
                 "-f",
