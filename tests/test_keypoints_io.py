@@ -456,3 +456,13 @@ def test_pathological_json_is_one_line(tmp_path, text, expect):
     with pytest.raises(Key2MeshError, match=expect) as info:
         read_detections(path)
     assert "\n" not in str(info.value) and info.value.__cause__ is None
+
+
+def test_track_ids_read_from_json_beyond_int64_are_untracked():
+    """A JSON person id is any size of int: one past int64 made ``np.isfinite`` raise."""
+    from key2mesh.keypoints.io import _track_id
+
+    assert _track_id(-(2**63) - 1) is None and _track_id(2**70) is None
+    assert _track_id(2**61) == 2**61 and _track_id(-3) == -3 and _track_id([7]) == 7
+    assert _track_id(4.0) == 4 and _track_id(4.5) is None and _track_id(float("nan")) is None
+    assert _track_id(1e30) is None and _track_id(True) is None and _track_id("3") is None

@@ -11,6 +11,7 @@ Bad input raises :class:`~key2mesh.errors.Key2MeshError` with one line naming th
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -324,7 +325,9 @@ def _track_id(value: Any) -> int | None:
         value = value[0] if len(value) == 1 else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if not (np.isfinite(value) and float(value).is_integer() and abs(value) < 2**62):
+    if isinstance(value, int):  # any size (np.isfinite refuses ints beyond int64)
+        return value if abs(value) < 2**62 else None
+    if not (math.isfinite(value) and value.is_integer() and abs(value) < 2**62):
         return None
     return int(value)
 
