@@ -85,3 +85,16 @@ def test_no_seeded_draw_bypasses_the_helpers():
         if rel not in allowed and pattern.search(path.read_text()):
             bad.append(rel)
     assert not bad, bad
+
+
+def test_cpu_share_is_the_usable_cores_or_a_workers_share(monkeypatch):
+    from key2mesh import devices
+
+    monkeypatch.setattr(devices, "_CPU_SHARE", None)
+    assert devices.cpu_share() >= 1
+    devices.set_cpu_share(3)
+    assert devices.cpu_share() == 3
+    devices.set_cpu_share(0)  # at least one
+    assert devices.cpu_share() == 1
+    devices.set_cpu_share(None)
+    assert devices.cpu_share() >= 1

@@ -1,8 +1,9 @@
 """Checking a requested torch device up front, so an unavailable one is a one-line error; torch's
-intra-op thread count for a block of work."""
+intra-op thread count for a block of work; the CPU cores this process may use."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -65,3 +66,24 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+_CPU_SHARE: int | None = None
+
+
+def cpu_share() -> int:
+    """The CPU cores this process may use for its own threads (the detector's regions searched
+    at once, the video encoder): the cores it may run on, or the share a ``key2mesh batch``
+    worker was given (:func:`set_cpu_share`)."""
+    if _CPU_SHARE is not None:
+        return _CPU_SHARE
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_cpu_share(n: int | None) -> None:
+    """Let this process use ``n`` cores (None: all it may run on); see :func:`cpu_share`."""
+    global _CPU_SHARE
+    _CPU_SHARE = None if n is None else max(1, int(n))

@@ -189,7 +189,10 @@ def _error_line(exc: BaseException) -> str:
 def _init_worker(threads: int) -> None:
     import torch
 
+    from key2mesh.devices import set_cpu_share
+
     torch.set_num_threads(threads)
+    set_cpu_share(threads)  # the detector's and the encoder's threads too
 
 
 # ------------------------------------------------------------------ the corpus

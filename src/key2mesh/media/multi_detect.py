@@ -30,12 +30,12 @@ together for a stream of frames (the demo, the live view).
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from key2mesh.devices import cpu_share
 from key2mesh.errors import Key2MeshError
 
 MASK_VALUE = 127  # grey fill of people already found
@@ -245,7 +245,7 @@ class MultiPersonDetector:
             (MediaPipe releases the GIL): a region's first run is made ahead on the frame as it
             was then, and made again if a person found since was greyed into the region, so
             the results are the sequential search's (see :meth:`_batch` for which regions go
-            together). Default: the CPU count.
+            together). Default: the process's cores (:func:`key2mesh.devices.cpu_share`).
         track_crops: the k-th hint crop of each frame is searched by a detector of its own in
             video mode (MediaPipe's tracking: the person's region comes from the last
             landmarks, its person detector runs only when they are lost), unsmoothed as the
@@ -278,7 +278,7 @@ class MultiPersonDetector:
         self.keypoint_set = detector_entry(detector).keypoint_set
         self._pose = make_detector(detector, video=False, model_complexity=model_complexity)
         self._make = lambda: make_detector(detector, video=False, model_complexity=model_complexity)
-        self.workers = max(1, int(workers if workers is not None else (os.cpu_count() or 1)))
+        self.workers = max(1, int(workers if workers is not None else cpu_share()))
         self._extra: list = []  # one more detector per parallel crop
         self.track_crops = bool(track_crops)
         self._track = lambda: make_detector(

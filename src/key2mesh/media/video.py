@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from key2mesh.devices import cpu_share
 from key2mesh.errors import Key2MeshError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -371,7 +372,7 @@ class _H264:
                 "-preset",
                 H264_PRESET,
                 "-threads",  # half the cores: the others render (x264's default took them all)
-                str(max(1, (os.cpu_count() or 2) // 2)),
+                str(max(1, cpu_share() // 2)),
                 "-movflags",
                 "+faststart",
                 "-f",
