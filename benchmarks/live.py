@@ -119,7 +119,9 @@ def main() -> None:
     text = "\n".join(lines)
     text += (
         "\n\nread: waiting for a new frame from the stream; detect: MediaPipe on the tracked "
-        "crops (the whole frame + tiles every 0.25 s or when someone is lost); predict: "
+        "crops, two at a time (a crop around a change where someone may come in; the whole "
+        "frame + tiles when nobody is tracked, or every 0.25 s while someone is lost or there is "
+        "room and the picture moves, every 2 s while it is still); predict: "
         "Key2Mesh + camera fit; view: bone poses and the frame sent to the page."
     )
     out = "RESULT " + " ".join(f"{k}={v:.2f}" for k, v in result.items())
