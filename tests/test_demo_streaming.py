@@ -60,10 +60,8 @@ def long_video(tmp_path_factory):
     return write_video(path, frames, fps=30.0)
 
 
-def _peak(model, path, stop, tmp_path, keep_mb: float = 1.0):
-    """The demo on ``stop`` frames and its peak traced memory; ``keep_mb``: the budget of the
-    frames kept from the first pass for the second (1 MB: a few of these frames)."""
-    from key2mesh.inference.demo import DemoOptions, run_demo
+def _peak(model, path, stop, tmp_path):
+    from key2mesh.inference.demo import run_demo
     from key2mesh.media.video import iter_frames
 
     tracemalloc.start()
@@ -75,7 +73,6 @@ def _peak(model, path, stop, tmp_path, keep_mb: float = 1.0):
             is_video=True,
             fps=30.0,
             frame_indices=range(0, stop),
-            options=DemoOptions(keep_frames_mb=keep_mb),
         )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -190,8 +187,8 @@ def test_demo_cli_searches_whole_frames_on_schedule(tmp_path, detector, long_vid
     assert "1 frame(s) searched whole" in runs["0.25"]  # frame 0 (the next: 2 s, frame 60)
 
 
-def test_frame_keeper_decodes_a_short_clip_once_and_a_long_one_twice():
-    from key2mesh.inference.demo import FrameKeeper
+def test_replayable_frames_decode_a_short_clip_once_and_a_long_one_twice():
+    from key2mesh.inference.demo import ReplayableFrames
 
     frames = [np.full((4, 5, 3), i, np.uint8) for i in range(6)]  # 60 bytes each
     reads = []
@@ -200,14 +197,38 @@ def test_frame_keeper_decodes_a_short_clip_once_and_a_long_one_twice():
         reads.append(1)
         return iter(frames)
 
-    keeper = FrameKeeper(budget=360)  # all six fit
-    assert [f[0, 0, 0] for f in keeper.wrap(source())] == list(range(6))
-    again = list(keeper.again(source))
+    short = ReplayableFrames(source, budget=360)  # all six fit
+    assert [f[0, 0, 0] for f in short()] == list(range(6))
+    again = list(short())
     assert len(reads) == 1 and all(a is b for a, b in zip(again, frames))
-    assert keeper.frames is None  # handed over: let go as they are shown
-    keeper = FrameKeeper(budget=300)  # the sixth does not fit: none are kept
-    list(keeper.wrap(source()))
-    assert keeper.frames is None and len(list(keeper.again(source))) == 6 and len(reads) == 3
-    keeper = FrameKeeper(budget=1e9)  # a first pass that did not end keeps nothing for later
-    next(keeper.wrap(source()))
-    assert len(list(keeper.again(source))) == 6 and len(reads) == 5
+    assert short.kept is None  # handed over: let go as they are shown
+    long = ReplayableFrames(source, budget=300)  # the sixth does not fit: none are kept
+    list(long())
+    assert long.kept is None and len(list(long())) == 6 and len(reads) == 3
+    cut = ReplayableFrames(source, budget=1e9)  # a first read that did not end: none replayed
+    next(cut())
+    assert len(list(cut())) == 6 and len(reads) == 5
+
+
+def test_demo_reads_a_replayed_clip_twice_through_a_wrapper(tmp_path, detector, model, long_video):
+    """run_demo reads its source twice; a wrapper around a ReplayableFrames (as the --view page
+    wraps the command's source) sees both reads while the clip is decoded once."""
+    from key2mesh.inference.demo import ReplayableFrames, run_demo
+    from key2mesh.media.video import iter_frames
+
+    decoded, wrapper_calls = [], []
+
+    def decode():
+        decoded.append(1)
+        return iter_frames(long_video, 0, 6, 1)
+
+    replay = ReplayableFrames(decode)
+
+    def view():
+        wrapper_calls.append(1)
+        return replay()
+
+    report = run_demo(
+        model, view, tmp_path / "v_key2mesh.mp4", is_video=True, frame_indices=range(6)
+    )
+    assert report.written == 6 and len(wrapper_calls) == 2 and len(decoded) == 1

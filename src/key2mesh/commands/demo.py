@@ -147,7 +147,7 @@ def run_input(args: argparse.Namespace, model=None):
     batch`` keeps one per worker), else ``args.checkpoint`` is loaded."""
     from key2mesh.data.demo_inputs import DEMO_VIDEOS, demo_video
     from key2mesh.errors import Key2MeshError
-    from key2mesh.inference.demo import DemoOptions, run_demo, timing_summary
+    from key2mesh.inference.demo import DemoOptions, ReplayableFrames, run_demo, timing_summary
     from key2mesh.inference.motion_export import check_formats, parse_formats
     from key2mesh.inference.predictor import Key2Mesh
     from key2mesh.media.detect import warm_up
@@ -209,7 +209,8 @@ def run_input(args: argparse.Namespace, model=None):
         source=str(src),
         **frame_options,
     )
-    frames, view = (lambda: iter_frames(src, start, last, step)), None
+    # a short clip is decoded once for both passes
+    frames, view = ReplayableFrames(lambda: iter_frames(src, start, last, step)), None
     if args.view is not None:
         from key2mesh.viewer.demo_view import DemoView
 

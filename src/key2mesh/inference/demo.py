@@ -10,8 +10,8 @@ Two streaming passes, so memory stays bounded however long the video is:
    per track (:func:`~key2mesh.inference.motion.build_motion`) and written.
 2. the frames are read again, one at a time: every person's mesh is rendered in its track's
    colour over the frame, the panel written to the video (or a PNG), and the frame dropped.
-   A clip whose frames fit in ``keep_frames_mb`` (1 GiB) keeps them from the first pass
-   instead of decoding them twice (:class:`FrameKeeper`); longer ones stream.
+   A source wrapped in :class:`ReplayableFrames` (the ``demo`` command's) keeps the frames of
+   a clip under 1 GiB from the first pass instead of decoding them twice; longer ones stream.
 
 Decoding runs a thread ahead and encoding a thread behind (:mod:`key2mesh.media.video`), the
 side view is drawn by a thread while the overlay is, and the detector searches regions two at
@@ -78,8 +78,7 @@ class DemoOptions:
     ``world``: the frame of the exports and ``transl_world`` (:mod:`~key2mesh.inference.world`),
     ``origin`` its origin, ``subjects`` the people's height / sex per track
     (:mod:`~key2mesh.inference.subject`),
-    ``source``: the input named in the params sidecar, ``keep_frames_mb``: a clip whose
-    frames fit in this many MiB is decoded once (:class:`FrameKeeper`), ``threads``: torch's
+    ``source``: the input named in the params sidecar, ``threads``: torch's
     intra-op threads while the demo runs (restored afterwards; None: unchanged): one, as the
     rasteriser's many small ops collapse on OpenMP fork/joins when the cores are shared (26 s
     instead of 0.7 s for 6 frames here with a training job on both cores)."""
@@ -101,7 +100,6 @@ class DemoOptions:
     origin: str = "first-pelvis"  # ground frame's origin: key2mesh.inference.world.ORIGINS
     subjects: dict | None = None  # {track or None (every track): Subject}
     source: str = ""  # what the frames came from, for the params sidecar
-    keep_frames_mb: float = 1024.0  # frames of a clip this small are decoded once, not twice
 
 
 @dataclass
@@ -178,34 +176,37 @@ def compose_panel(
     return np.concatenate(parts, axis=1)
 
 
-class FrameKeeper:
-    """Keeps the first pass's frames while they fit in ``budget`` bytes, so that the second
-    pass of a short clip does not decode them again; past the budget it keeps none (the second
-    pass reads the source again, and memory stays bounded)."""
+class ReplayableFrames:
+    """A frame source (a callable giving a fresh iterable of frames) read twice by the demo,
+    whose first read keeps the frames while they fit in ``budget`` bytes: the second read of a
+    short clip replays them instead of decoding again; past the budget nothing is kept (the
+    second read decodes again, and memory stays bounded). Wrap the decoder with it, before
+    anything that must see both reads (the ``--view`` page)."""
 
-    def __init__(self, budget: float):
-        self.budget, self.used = budget, 0
-        self.frames: list[np.ndarray] | None = []
-        self.complete = False
+    def __init__(self, source: Callable[[], Iterable[np.ndarray]], budget: float = 2**30):
+        self.source, self.budget = source, budget
+        self.kept: list[np.ndarray] | None = None  # every frame of a whole first read, or None
+        self.reads = 0
 
-    def wrap(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """``frames``, kept on the way (see the class doc)."""
-        for frame in frames:
-            if self.frames is not None:
-                self.used += np.asarray(frame).nbytes
-                if self.used > self.budget:
-                    self.frames = None
-                else:
-                    self.frames.append(frame)
-            yield frame
-        self.complete = True
-
-    def again(self, source: Callable[[], Iterable[np.ndarray]]) -> Iterable[np.ndarray]:
-        """The frames for the second pass: the kept ones when all were kept, else ``source()``."""
-        if self.complete and self.frames is not None:
-            kept, self.frames = self.frames[::-1], None
+    def __call__(self) -> Iterator[np.ndarray]:
+        self.reads += 1
+        if self.kept is not None:
+            kept, self.kept = self.kept[::-1], None
             return (kept.pop() for _ in range(len(kept)))  # each frame let go once shown
-        return source()
+        return self._keep(self.source()) if self.reads == 1 else iter(self.source())
+
+    def _keep(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        kept: list[np.ndarray] | None = []
+        used = 0
+        for frame in frames:
+            if kept is not None:
+                used += np.asarray(frame).nbytes
+                if used <= self.budget:
+                    kept.append(frame)
+                else:
+                    kept = None
+            yield frame
+        self.kept = kept  # only a read that reached the end is replayed
 
 
 def _frames(source) -> Callable[[], Iterable[np.ndarray]]:
@@ -403,10 +404,7 @@ def _run_demo(
         claims.claim_family(out_dir, export_pattern(stem, options.exports), "the exports")
     if options.save_meshes:
         claims.claim(stem_path(out_dir, stem, "_meshes"), "the meshes folder")
-    keeper = FrameKeeper(options.keep_frames_mb * 2**20)
-    rows = _detect_pass(
-        model, keeper.wrap(source()), report, options, frame_indices, fps, total, is_video
-    )
+    rows = _detect_pass(model, source(), report, options, frame_indices, fps, total, is_video)
     if report.frames == 0:
         raise Key2MeshError("the input holds no frame")
     if is_video:  # unrelated images: every detection stands alone
@@ -446,7 +444,7 @@ def _run_demo(
     failed = True
     mesh_names = None
     try:
-        frames = report.timed_frames(prefetched(keeper.again(source)))
+        frames = report.timed_frames(prefetched(source()))
         progress = tqdm(frames, desc="render", unit="frame", total=total)
         for i, image in enumerate(progress):
             index = frame_indices[i] if frame_indices is not None else i
