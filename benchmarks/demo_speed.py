@@ -8,7 +8,9 @@ from here.
     .venv/bin/python benchmarks/demo_speed.py [--threads 1] [--videos pose2sim-cam01 sports2d]
         [-- extra demo options, e.g. --max-people 1]
 
-Each video runs ``--repeats`` times (3): its row is the run of median speed, and
+``--baseline REV`` also runs revision REV's demo (a temporary git worktree), each of its runs
+next to one of the current code's, and reports the speed-up measured in the same run
+(``speedup_*``). Each video runs ``--repeats`` times (3): its row is the run of median speed, and
 ``demo_fps_*_min`` / ``_max`` give the spread. ``demo_fps`` is frames / the demo's own run time (both passes: read, detect, track, predict,
 render, encode); ``command_fps`` divides by the whole command's wall time. For sports2d it also
 counts the frames of 48..116 (both people in view) where two people were found. The last line
@@ -18,6 +20,7 @@ is ``RESULT demo_fps_pose2sim=... demo_fps_sports2d=... ...``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
@@ -34,12 +37,17 @@ STAGES = ("decode", "detect", "track", "predict", "export", "render", "encode")
 BOTH_IN_VIEW = range(48, 120, 4)  # sports2d frames of 0:120:4 with both people in view
 
 
-def run_demo(video: str, out: Path, threads: int, extra: list[str]) -> dict[str, float]:
-    """Run ``key2mesh demo`` on ``video``; its wall time, frames, stage seconds and runs."""
+def run_demo(
+    video: str, out: Path, threads: int, extra: list[str], source: Path | None = None
+) -> dict[str, float]:
+    """Run ``key2mesh demo`` on ``video``; its wall time, frames, stage seconds and runs.
+    ``source``: a checkout's ``src`` folder to run instead of the installed package."""
     cmd = [sys.executable, "-m", "key2mesh.cli", "demo", video, "--out", str(out)]
     if video in FRAMES:
         cmd += ["--frames", FRAMES[video]]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     t0 = time.perf_counter()
     done = subprocess.run(cmd + extra, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -103,6 +111,23 @@ def encoder_costs(video: Path, presets=("veryfast", "superfast", "ultrafast")) -
     return rows
 
 
+@contextlib.contextmanager
+def baseline_checkout(rev: str | None, tmp: str):
+    """The ``src`` folder of a temporary ``git worktree`` of ``rev`` (None: no baseline)."""
+    if rev is None:
+        yield None
+        return
+    root = Path(__file__).resolve().parents[1]
+    tree = Path(tmp) / "baseline"
+    subprocess.run(
+        ["git", "-C", str(root), "worktree", "add", "--detach", "-q", str(tree), rev], check=True
+    )
+    try:
+        yield tree / "src"
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--videos", nargs="+", default=["pose2sim-cam01", "sports2d"])
@@ -113,19 +138,38 @@ def main() -> None:
         default=3,
         help="runs per video; the row is the run of median speed (others share the 2 cores)",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the demo of this git revision (a temporary worktree), each of its runs "
+        "next to one of the current code's, and report the speed-up measured in this run",
+    )
     a, extra = p.parse_known_args()
     extra = [x for x in extra if x != "--"]
     record_results("demo_speed", "Demo end to end", markdown=True)
-    rows, result, encoders = [], {}, []
-    with tempfile.TemporaryDirectory() as tmp:
+    rows, result, encoders, baseline_rows = [], {}, [], []
+    with tempfile.TemporaryDirectory() as tmp, baseline_checkout(a.baseline, tmp) as old:
         for video in a.videos:
-            runs = [run_demo(video, Path(tmp) / video, a.threads, extra) for _ in range(a.repeats)]
+            runs, base = [], []
+            for _ in range(a.repeats):  # interleaved: both see the same machine
+                if old is not None:
+                    base.append(run_demo(video, Path(tmp) / "old" / video, a.threads, extra, old))
+                runs.append(run_demo(video, Path(tmp) / video, a.threads, extra))
+            key = video.split("-")[0]
+            if base:
+                fps_old = float(np.median([x["frames"] / x["run_s"] for x in base]))
+                fps_new = float(np.median([x["frames"] / x["run_s"] for x in runs]))
+                result[f"demo_fps_{key}_baseline"] = fps_old
+                result[f"speedup_{key}"] = fps_new / fps_old
+                baseline_rows.append(
+                    f"| {video} | {a.baseline} | {fps_old:.2f} | {fps_new:.2f} | "
+                    f"{fps_new / fps_old:.2f}x | {np.mean([x['runs'] / x['frames'] for x in base]):.1f} |"
+                )
             r = sorted(runs, key=lambda x: x["run_s"])[len(runs) // 2]
             spread = [x["frames"] / x["run_s"] for x in runs]
-            result[f"demo_fps_{video.split('-')[0]}_min"] = min(spread)
-            result[f"demo_fps_{video.split('-')[0]}_max"] = max(spread)
+            result[f"demo_fps_{key}_min"] = min(spread)
+            result[f"demo_fps_{key}_max"] = max(spread)
             n = r["frames"]
-            key = video.split("-")[0]
             result[f"demo_fps_{key}"] = n / r["run_s"]
             result[f"command_fps_{key}"] = n / r["wall_s"]
             result[f"runs_per_frame_{key}"] = r["runs"] / n
@@ -147,6 +191,14 @@ def main() -> None:
     )
     print("|---" * (7 + len(STAGES)) + "|")
     print("\n".join(rows))
+    if baseline_rows:
+        print("\n**Against a baseline revision** (its runs interleaved with these; medians)\n")
+        print(
+            "| video | baseline | baseline frames/s | frames/s now | speed-up | "
+            "baseline BlazePose runs/frame |"
+        )
+        print("|---|---|---|---|---|---|")
+        print("\n".join(baseline_rows))
     if encoders:
         print("\n**H.264 encoder** (the sports2d panels re-encoded by x264, CRF 23)\n")
         print("| preset | size | FFmpeg CPU ms/frame | wall ms/frame | KB/frame |")
