@@ -1,0 +1,118 @@
+"""Where the batch-1 mesh of a new shape spends its time, and what each way of computing the
+rest-vertex product costs on this CPU (issue #25's goal: ≤ 3 ms for the whole mesh).
+
+A new shape's rest vertices are ``rest0 + c B`` with ``c`` (1, 136) blendshape coefficients and
+``B`` anny's (136, 41,154) float32 blendshapes (22 MB). The batch-invariant body runs the product
+on 4 rows (``GEMM_ROWS``: MKL's sgemm gives other last bits for 1-3 rows, so a shape's mesh would
+depend on its batch); a 1-row GEMV is the same product without that guarantee. Rows:
+
+- the whole batch-1 mesh, new shape (network included, as ``inference.py``'s
+  ``mesh_full_b1_ms``) and tracked shape, and the body alone for each;
+- the product as a 1-row GEMV, the 4-row GEMM, MKL's packed 4-row GEMM
+  (``torch.ops.mkl._mkl_linear``), the transposed product (B^T c^T), and a per-row sparse CSR
+  product over the 64 corner meshes of the shape's grid cell (the multilinear structure of
+  ``shape_basis.py``), at batch 1, 16 and 512, against the dense GEMM at 512: a per-row product
+  keeps each mesh's numbers independent of its batch, so it could replace the 4-row GEMM only if
+  it also served large batches;
+- the share of coefficients that are non-zero (a sparse product needs zeros: anny's
+  projection makes all 136 non-zero).
+
+    .venv/bin/python benchmarks/rest_product.py [--threads 2] [--checkpoint anny-body25]
+
+The last line is ``RESULT mesh_new_b1_ms=... gemv_ms=... gemm4_ms=... ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
+import torch  # noqa: E402
+from _common import record_results, timeit  # noqa: E402
+
+
+def _cell_weights(rows: int, g: torch.Generator) -> torch.Tensor:
+    """(rows, 360) CSR weights of random shapes on anny's corner grid (2 x 5 x 3 x 3 x 2 x 2):
+    each row's 64 non-zeros are the corners of a random cell, as a shape's multilinear weights."""
+    import itertools
+
+    counts = (2, 5, 3, 3, 2, 2)
+    strides = [int(torch.tensor(counts[i + 1 :]).prod()) for i in range(len(counts))]
+    cols = []
+    for _ in range(rows):
+        cell = [int(torch.randint(0, n - 1, (1,), generator=g)) for n in counts]
+        cols += sorted(
+            sum((c + o) * s for c, o, s in zip(cell, off, strides))
+            for off in itertools.product((0, 1), repeat=len(counts))
+        )
+    crow = torch.arange(0, 64 * rows + 1, 64)
+    values = torch.rand(64 * rows, generator=g)
+    return torch.sparse_csr_tensor(crow, torch.tensor(cols), values, (rows, 360))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--checkpoint", default="anny-body25")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    record_results(f"rest_product_threads{a.threads}", "The new-shape mesh at batch 1, CPU")
+    from key2mesh.inference.predictor import Key2Mesh
+
+    model = Key2Mesh.from_pretrained(a.checkpoint, device="cpu")
+    body = model.mesh_body
+    g = torch.Generator().manual_seed(0)
+    k = model.checkpoint.model_config.num_keypoints
+    x = 300 * torch.rand(1, k, 2, generator=g)
+    conf = torch.ones(x.shape[:2])
+    res: dict[str, float] = {}
+    with torch.no_grad():
+        rot, shape = model.net.predict(model.normalize(x, conf)[0])
+
+        def new_mesh():
+            body.clear_cache()
+            return body(*model.net.predict(model.normalize(x, conf)[0]))
+
+        res["mesh_new_b1_ms"] = 1000 * timeit(new_mesh, 30)
+        res["mesh_tracked_b1_ms"] = 1000 * timeit(
+            lambda: body(model.net.predict(model.normalize(x, conf)[0])[0], shape), 30
+        )
+        res["network_b1_ms"] = 1000 * timeit(
+            lambda: model.net.predict(model.normalize(x, conf)[0]), 30
+        )
+        res["body_new_b1_ms"] = 1000 * timeit(lambda: (body.clear_cache(), body(rot, shape)), 30)
+        res["body_tracked_b1_ms"] = 1000 * timeit(lambda: body(rot, shape), 30)
+
+        c = body.blendshape_coefficients(shape.to(body.dtype)).float()
+        blend = body.model.blendshapes.reshape(body._vert_blend_shape).float().contiguous()
+        c4 = c.expand(4, -1).contiguous()
+        res["coefficients_nonzero"] = float((c != 0).float().mean())
+        res["gemv_ms"] = 1000 * timeit(lambda: c @ blend, 30)
+        res["gemm4_ms"] = 1000 * timeit(lambda: c4 @ blend, 30)
+        weight = blend.T.contiguous()  # (3V, C): linear's layout
+        try:
+            packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, 4)
+            res["gemm4_mkl_packed_ms"] = 1000 * timeit(
+                lambda: torch.ops.mkl._mkl_linear(c4, packed, weight, None, 4), 30
+            )
+        except (AttributeError, RuntimeError):
+            pass
+        res["transposed_gemm4_ms"] = 1000 * timeit(lambda: weight @ c4.T.contiguous(), 30)
+        corners = torch.randn(360, blend.shape[1])  # the 360 corner meshes' size
+        for rows, reps in ((1, 30), (16, 5), (512, 3)):
+            sparse = _cell_weights(rows, g)
+            res[f"corner_csr_b{rows}_ms"] = 1000 * timeit(lambda: sparse @ corners, reps)
+        c512 = torch.rand(512, blend.shape[0], generator=g)
+        res["gemm_b512_ms"] = 1000 * timeit(lambda: c512 @ blend, 3)
+    print(f"checkpoint {a.checkpoint}, {a.threads} threads; times: median of 30 calls\n")
+    width = max(len(k) for k in res)
+    for key, v in res.items():
+        print(f"{key:<{width}}  {v:8.3f}")
+    print(
+        "RESULT " + " ".join(f"{key}={v:.3g}" for key, v in res.items()) + f" threads={a.threads}"
+    )
+
+
+if __name__ == "__main__":
+    main()
