@@ -366,6 +366,33 @@ class MultiPersonDetector:
         self.calls += len(rows)
         return {r: (self._shift(d, *regions[r, :2]), version) for r, d in zip(rows, dets)}
 
+    def _next_detection(
+        self,
+        work: np.ndarray,
+        regions: np.ndarray,
+        row: int,
+        ready: dict,
+        greyed: list[np.ndarray],
+        first: bool,
+    ):
+        """The detector's next result in region ``row`` of ``work``. A region's first run is
+        the one made ahead in ``ready`` (made now with the next regions', at once, when there
+        is none), unless a person found since was greyed into the region (``greyed``: x0, y0,
+        x1, y1 inclusive): then it is made again, as the sequential search would."""
+        x0, y0, x1, y1 = (int(v) for v in regions[row, :4])
+        if first and row not in ready:
+            batch = self._batch(regions, row, ready, self.searched_full)
+            if len(batch) > 1:
+                ready.update(self._speculate(work, regions, batch, len(greyed)))
+        if first and row in ready:
+            det, version = ready.pop(row)
+            if not any(
+                g[0] < x1 and g[2] >= x0 and g[1] < y1 and g[3] >= y0 for g in greyed[version:]
+            ):
+                return det
+        crop = np.ascontiguousarray(work[y0:y1, x0:x1])
+        return self._run(crop, x0, y0, self._detectors(regions, [row])[0])
+
     @staticmethod
     def _shift(det, x0: int, y0: int):
         """A detector's (keypoints, confidence) in a crop → in the image (float32), or None."""
@@ -428,25 +455,8 @@ class MultiPersonDetector:
             inner = np.array([x0 > 0, y0 > 0, x1 < w, y1 < h])  # region edges inside the image
             once = kind in (HINT, PROBE)  # a crop: searched once (the others: full search)
             first = True
-
-            def crop(x0=x0, y0=y0, x1=x1, y1=y1) -> np.ndarray:
-                return np.ascontiguousarray(work[y0:y1, x0:x1])
-
             while len(found) < self.max_people:
-                if first and row not in ready:  # this region and the next ones, at once
-                    batch = self._batch(regions, row, ready, self.searched_full)
-                    if len(batch) > 1:
-                        ready.update(self._speculate(work, regions, batch, len(greyed)))
-                det = None
-                if first and row in ready:
-                    det, version = ready.pop(row)
-                    if any(
-                        g[0] < x1 and g[2] >= x0 and g[1] < y1 and g[3] >= y0
-                        for g in greyed[version:]
-                    ):  # someone found since was greyed into this region: search it again
-                        det = self._run(crop(), x0, y0, self._detectors(regions, [row])[0])
-                else:
-                    det = self._run(crop(), x0, y0, self._detectors(regions, [row])[0])
+                det = self._next_detection(work, regions, row, ready, greyed, first)
                 first = False
                 if det is None:
                     break
