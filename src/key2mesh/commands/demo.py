@@ -80,7 +80,9 @@ def add_processing_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="videos: tracked people are searched on their crops; the whole frame (for people "
         "coming in, or one lost on their crop) at most this often (seconds of video; 0: every "
-        "frame where someone may be missing) (default: %(default)s)",
+        "frame where someone may be missing); with a still camera, where a change outside the "
+        "tracked people is searched on a crop at once, 8x this for people coming in "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--max-height",
