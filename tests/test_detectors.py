@@ -50,7 +50,7 @@ def test_mediapipe_entry_builds_pose_detector(monkeypatch):
     )
     det = detectors.make_detector("mediapipe", video=False, model_complexity=2)
     assert isinstance(det, detectors.Detector)
-    assert made == [{"video": False, "model_complexity": 2, "smooth": None}]
+    assert made == [{"video": False, "model_complexity": 2}]
 
 
 def test_a_registered_detector_runs_in_the_multi_person_search(square):

@@ -250,7 +250,7 @@ def test_video_search_finds_a_newcomer_where_the_picture_changed(monkeypatch):
 def test_lone_hint_crops_are_searched_at_once_with_the_same_results(monkeypatch):
     """Three people whose crops do not overlap: with two workers two crops are searched at once
     (one detector each), and the people, their order and the run count are the sequential
-    search's; with ``track_crops`` each crop has a video-mode detector of its own."""
+    search's."""
     monkeypatch.setattr("key2mesh.media.detect.PoseDetector", FakePose)
     boxes = [(45, 100, 95, 200), (275, 150, 325, 250), (505, 220, 555, 320)]
     img = _scene(boxes)
@@ -259,21 +259,16 @@ def test_lone_hint_crops_are_searched_at_once_with_the_same_results(monkeypatch)
     made = []
     init = FakePose.__init__
     monkeypatch.setattr(FakePose, "__init__", lambda self, **kw: made.append(kw) or init(self))
-    for workers, track in ((1, False), (2, False), (2, True)):
+    for workers in (1, 2):
         made.clear()
-        kw = dict(max_people=4, min_tile=128, workers=workers, track_crops=track)
-        with MultiPersonDetector(**kw) as det:
+        with MultiPersonDetector(max_people=4, min_tile=128, workers=workers) as det:
             found = det(img, hints=hints, full=False, fallback=False)
-            results[workers, track] = ([f.box.tolist() for f in found], det.calls, list(made))
-    boxes = results[1, False][0]
-    assert len(boxes) == 3 and results[2, False][0] == results[2, True][0] == boxes
-    assert results[1, False][1] == results[2, False][1] == results[2, True][1] == 3
+            results[workers] = ([f.box.tolist() for f in found], det.calls, list(made))
+    assert len(results[1][0]) == 3 and results[2][0] == results[1][0]
+    assert results[1][1] == results[2][1] == 3
     # single-image detectors: this thread's, and one more for the crop searched meanwhile
-    assert [m["video"] for m in results[1, False][2]] == [False]
-    assert [m["video"] for m in results[2, False][2]] == [False, False]
-    # tracked crops: one video-mode detector per crop, unsmoothed (the crops move)
-    tracked = results[2, True][2]
-    assert [(m["video"], m.get("smooth")) for m in tracked[1:]] == [(True, False)] * 3
+    assert [m["video"] for m in results[1][2]] == [False]
+    assert [m["video"] for m in results[2][2]] == [False, False]
 
 
 @pytest.mark.parametrize(

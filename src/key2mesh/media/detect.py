@@ -81,8 +81,6 @@ class PoseDetector:
             False for unrelated images (``static_image_mode``).
         model_complexity: 0, 1 (default; the model bundled in the wheel) or 2.
         min_detection_confidence, min_tracking_confidence: MediaPipe thresholds in [0, 1].
-        smooth: MediaPipe's own filter of the tracked landmarks (default: with ``video``); off
-            where the frames are crops that move with the person (their coordinates jump).
 
     Call it on an RGB frame (H, W, 3) uint8: returns ``(keypoints (33, 2) pixels, confidence
     (33,))`` or None when no person is found. Use as a context manager (or call :meth:`close`).
@@ -94,14 +92,13 @@ class PoseDetector:
         model_complexity: int = 1,
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
-        smooth: bool | None = None,
     ):
         pose = _pose_module()
         try:
             self._pose = pose.Pose(
                 static_image_mode=not video,
                 model_complexity=model_complexity,
-                smooth_landmarks=video if smooth is None else smooth and video,
+                smooth_landmarks=video,
                 min_detection_confidence=min_detection_confidence,
                 min_tracking_confidence=min_tracking_confidence,
             )

@@ -75,19 +75,16 @@ def detector_entry(name: str = DEFAULT_DETECTOR) -> DetectorEntry:
 
 
 def make_detector(
-    name: str = DEFAULT_DETECTOR, video: bool = True, model_complexity: int = 1, **options
+    name: str = DEFAULT_DETECTOR, video: bool = True, model_complexity: int = 1
 ) -> Detector:
-    """A new detector ``name`` (see :class:`DetectorEntry` for the arguments; ``options``: what
-    that detector's factory takes besides, e.g. MediaPipe's ``smooth``)."""
-    return detector_entry(name).factory(video=video, model_complexity=model_complexity, **options)
+    """A new detector ``name`` (see :class:`DetectorEntry` for the arguments)."""
+    return detector_entry(name).factory(video=video, model_complexity=model_complexity)
 
 
-def _mediapipe(
-    video: bool = True, model_complexity: int = 1, smooth: bool | None = None
-) -> Detector:
+def _mediapipe(video: bool = True, model_complexity: int = 1) -> Detector:
     from key2mesh.media import detect  # looked up at call time (tests replace PoseDetector)
 
-    return detect.PoseDetector(video=video, model_complexity=model_complexity, smooth=smooth)
+    return detect.PoseDetector(video=video, model_complexity=model_complexity)
 
 
 register_detector(DEFAULT_DETECTOR, "mediapipe33", _mediapipe)

@@ -246,12 +246,6 @@ class MultiPersonDetector:
             was then, and made again if a person found since was greyed into the region, so
             the results are the sequential search's (see :meth:`_batch` for which regions go
             together). Default: the process's cores (:func:`key2mesh.devices.cpu_share`).
-        track_crops: the k-th hint crop of each frame is searched by a detector of its own in
-            video mode (MediaPipe's tracking: the person's region comes from the last
-            landmarks, its person detector runs only when they are lost), unsmoothed as the
-            crops move. Off by default: on sports2d it moved the keypoints by a few pixels
-            and raised the motion's re-projection error slightly, for a speed gain within the
-            run-to-run spread.
     """
 
     def __init__(
@@ -266,7 +260,6 @@ class MultiPersonDetector:
         model_complexity: int = 1,
         detector: str = "mediapipe",
         workers: int | None = None,
-        track_crops: bool = False,
     ):
         if max_people < 1:
             raise Key2MeshError(f"max_people must be at least 1, got {max_people}")
@@ -276,15 +269,10 @@ class MultiPersonDetector:
         self.tile_fraction, self.min_tile, self.overlap = tile_fraction, min_tile, overlap
         self.min_confidence, self.min_points, self.min_size = min_confidence, min_points, min_size
         self.keypoint_set = detector_entry(detector).keypoint_set
-        self._pose = make_detector(detector, video=False, model_complexity=model_complexity)
         self._make = lambda: make_detector(detector, video=False, model_complexity=model_complexity)
+        self._pose = self._make()  # this thread's; _extra: one more per region searched meanwhile
         self.workers = max(1, int(workers if workers is not None else cpu_share()))
         self._extra: list = []  # one more detector per parallel crop
-        self.track_crops = bool(track_crops)
-        self._track = lambda: make_detector(
-            detector, video=True, model_complexity=model_complexity, smooth=False
-        )
-        self._slots: list = []  # the k-th hint crop's video-mode detector
         self._pool: ThreadPoolExecutor | None = None
         self.calls = 0  # BlazePose runs so far (cost accounting)
         self.full_searches = 0  # frames searched whole + tiles so far
@@ -342,27 +330,16 @@ class MultiPersonDetector:
             same = [r for r in range(row + 1, len(regions)) if kinds[r] == kinds[row]]
         return [row] + [r for r in same if r not in ready][: self.workers - 1]
 
-    def _detectors(self, regions: np.ndarray, rows: list[int]) -> list:
-        """A distinct detector for each of ``rows``: a hint crop's own video-mode one
-        (``track_crops``), else the single-image ones (this thread's first)."""
-        rank = np.cumsum(regions[:, 4] == HINT) - 1  # a hint row's place among the hints
-        tracked = [self.track_crops and regions[r, 4] == HINT for r in rows]
-        while len(self._extra) < len(rows) - tracked.count(True) - 1:
-            self._extra.append(self._make())
-        while self.track_crops and len(self._slots) <= max(rank[rows], default=-1):
-            self._slots.append(self._track())
-        single = iter([self._pose, *self._extra])
-        return [self._slots[rank[r]] if t else next(single) for r, t in zip(rows, tracked)]
-
     def _speculate(self, work: np.ndarray, regions: np.ndarray, rows: list[int], version: int):
         """First runs of ``rows`` on ``work``, at once (this thread and the pool's detectors):
         {row: (detection, version)}; ``version``: how many areas were greyed out then."""
+        while len(self._extra) < len(rows) - 1:
+            self._extra.append(self._make())
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="key2mesh-pose")
-        detectors = self._detectors(regions, rows)
         crops = [np.ascontiguousarray(work[y0:y1, x0:x1]) for x0, y0, x1, y1 in regions[rows, :4]]
-        jobs = [self._pool.submit(d, c) for d, c in zip(detectors[1:], crops[1:])]
-        dets = [detectors[0](crops[0])] + [job.result() for job in jobs]
+        jobs = [self._pool.submit(d, c) for d, c in zip(self._extra, crops[1:])]
+        dets = [self._pose(crops[0])] + [job.result() for job in jobs]
         self.calls += len(rows)
         return {r: (self._shift(d, *regions[r, :2]), version) for r, d in zip(rows, dets)}
 
@@ -390,8 +367,7 @@ class MultiPersonDetector:
                 g[0] < x1 and g[2] >= x0 and g[1] < y1 and g[3] >= y0 for g in greyed[version:]
             ):
                 return det
-        crop = np.ascontiguousarray(work[y0:y1, x0:x1])
-        return self._run(crop, x0, y0, self._detectors(regions, [row])[0])
+        return self._run(np.ascontiguousarray(work[y0:y1, x0:x1]), x0, y0)
 
     @staticmethod
     def _shift(det, x0: int, y0: int):
@@ -403,9 +379,9 @@ class MultiPersonDetector:
             conf, np.float32
         )
 
-    def _run(self, crop: np.ndarray, x0: int, y0: int, detector=None):
+    def _run(self, crop: np.ndarray, x0: int, y0: int):
         self.calls += 1
-        return self._shift((detector or self._pose)(crop), x0, y0)
+        return self._shift(self._pose(crop), x0, y0)
 
     def _refine(self, work: np.ndarray, box: np.ndarray):
         """Detect again in a square around ``box`` (1.6× its longer side); (keypoints,
@@ -503,9 +479,9 @@ class MultiPersonDetector:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
-        for d in [self._pose, *self._extra, *self._slots]:
+        for d in [self._pose, *self._extra]:
             d.close()
-        self._extra, self._slots = [], []
+        self._extra = []
 
     def __enter__(self) -> MultiPersonDetector:
         return self
