@@ -350,10 +350,12 @@ def h264_available() -> bool:
 
 
 class _H264:
-    """Frames piped to the FFmpeg of ``imageio-ffmpeg`` (libx264, yuv420p); odd sizes are padded
-    by one black row/column (yuv420p needs even sizes)."""
+    """Frames piped to the FFmpeg of ``imageio-ffmpeg`` (libx264 at ``preset``, CRF 23, yuv420p,
+    half the cores); odd sizes are padded by one black row/column (yuv420p needs even sizes)."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int], fmt: str):
+    def __init__(
+        self, path: Path, fps: float, size: tuple[int, int], fmt: str, preset: str = H264_PRESET
+    ):
         import imageio_ffmpeg
 
         self.even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
@@ -370,7 +372,7 @@ class _H264:
                 "-crf",
                 "23",
                 "-preset",
-                H264_PRESET,
+                preset,
                 "-threads",  # half the cores: the others render (x264's default took them all)
                 str(max(1, cpu_share() // 2)),
                 "-movflags",
