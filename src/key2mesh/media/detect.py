@@ -9,6 +9,7 @@ model's set with :func:`key2mesh.keypoints.convert.convert_keypoints`.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -33,11 +34,13 @@ def _pose_module():
     return pose
 
 
+@functools.cache
 def warm_up(model_complexity: int = 1) -> threading.Thread:
     """Start MediaPipe's one-time start-up (its modules and first graph, the larger part of a
-    first detector's cost) in a thread, so that it overlaps the caller's own start-up (loading
-    the body model); ``join()`` it before timing the detection. A missing or broken MediaPipe
-    is left for the real detector to report."""
+    first detector's cost) in a thread, once per process (a batch worker's later inputs get
+    the same, finished thread), so that it overlaps the caller's own start-up (loading the
+    body model); ``join()`` it before timing the detection. A missing or broken MediaPipe is
+    left for the real detector to report."""
 
     def start() -> None:
         try:
