@@ -32,12 +32,12 @@ import torch  # noqa: E402
 from _common import record_results, timeit  # noqa: E402
 
 
-def _cell_weights(rows: int, g: torch.Generator) -> torch.Tensor:
-    """(rows, 360) CSR weights of random shapes on anny's corner grid (2 x 5 x 3 x 3 x 2 x 2):
-    each row's 64 non-zeros are the corners of a random cell, as a shape's multilinear weights."""
+def _cell_weights(rows: int, counts: list[int], g: torch.Generator) -> torch.Tensor:
+    """(rows, corners) CSR weights of random shapes on anny's corner grid (``counts`` anchors
+    per phenotype): each row's 2^6 non-zeros are the corners of a random cell, as a shape's
+    multilinear weights."""
     import itertools
 
-    counts = (2, 5, 3, 3, 2, 2)
     strides = [int(torch.tensor(counts[i + 1 :]).prod()) for i in range(len(counts))]
     cols = []
     for _ in range(rows):
@@ -46,9 +46,11 @@ def _cell_weights(rows: int, g: torch.Generator) -> torch.Tensor:
             sum((c + o) * s for c, o, s in zip(cell, off, strides))
             for off in itertools.product((0, 1), repeat=len(counts))
         )
-    crow = torch.arange(0, 64 * rows + 1, 64)
-    values = torch.rand(64 * rows, generator=g)
-    return torch.sparse_csr_tensor(crow, torch.tensor(cols), values, (rows, 360))
+    per_row = 2 ** len(counts)
+    crow = torch.arange(0, per_row * rows + 1, per_row)
+    values = torch.rand(per_row * rows, generator=g)
+    size = (rows, int(torch.tensor(counts).prod()))
+    return torch.sparse_csr_tensor(crow, torch.tensor(cols), values, size, check_invariants=True)
 
 
 def main() -> None:
@@ -99,9 +101,11 @@ def main() -> None:
         except (AttributeError, RuntimeError):
             pass
         res["transposed_gemm4_ms"] = 1000 * timeit(lambda: weight @ c4.T.contiguous(), 30)
-        corners = torch.randn(360, blend.shape[1])  # the 360 corner meshes' size
+        source = body._phen_source.tolist()  # anchors of the features the 6 phenotypes feed
+        counts = [int(body._phen_count[source.index(j)]) for j in range(body.shape_dim)]
+        corners = torch.randn(int(torch.tensor(counts).prod()), blend.shape[1])  # their meshes
         for rows, reps in ((1, 30), (16, 5), (512, 3)):
-            sparse = _cell_weights(rows, g)
+            sparse = _cell_weights(rows, counts, g)
             res[f"corner_csr_b{rows}_ms"] = 1000 * timeit(lambda: sparse @ corners, reps)
         c512 = torch.rand(512, blend.shape[0], generator=g)
         res["gemm_b512_ms"] = 1000 * timeit(lambda: c512 @ blend, 3)
