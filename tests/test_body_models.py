@@ -501,6 +501,25 @@ def test_anny_skinning_kernel_equals_annys_bit_for_bit(anny_body):
     assert torch.equal(split, annys)
 
 
+@pytest.mark.parametrize("block", [1, 97, 20000])
+def test_anny_skinning_runs_of_vertices_keep_the_bits(anny_body, monkeypatch, block):
+    """One Warp thread skins a run of ``SKIN_BLOCK`` vertices: any run length, one that does not
+    divide the vertex count or exceeds it included, gives the same vertices."""
+    from key2mesh.body import anny_backend
+
+    g = torch.Generator().manual_seed(6)
+    rot = roma.rotvec_to_rotmat(0.5 * torch.randn(3, 24, 3, generator=g))
+    shape = torch.rand(3, 6, generator=g)
+    with torch.no_grad():
+        poses, _, rest = anny_body._rest(shape, vertices=True)
+        t_rot, t_trans, _ = anny_body._bone_transforms(rot, poses)
+        default = anny_body._skin(rest, t_rot, t_trans)
+        monkeypatch.setattr(anny_backend, "SKIN_BLOCK", block)
+        other = anny_body._skin(rest, t_rot, t_trans)
+    assert rest.shape[1] % 97 != 0
+    assert torch.equal(other, default)
+
+
 def test_anny_latency_mode_matches_invariant_mode():
     """``batch_invariant=False`` (a single new shape through MKL's 1-row GEMV) gives the same
     mesh as the batch-invariant mode to float precision."""
