@@ -3,6 +3,8 @@ without a duration in their header."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,117 @@ def test_background_writer_writes_the_same_frames_and_reports_errors(tmp_path):
         w.close()
     assert not (tmp_path / "v.avi").exists()
     assert not list(tmp_path.glob("*.avi*"))
+
+
+_FAKE_FFMPEG = """#!{python}
+import os, sys, time
+mode, out = os.environ["FAKE_FFMPEG_MODE"], sys.argv[-1]
+if mode == "die":  # refuses at once, reads nothing
+    sys.stderr.write("Unknown encoder 'libx264'\\n")
+    sys.exit(1)
+if mode == "hang":  # never reads its input
+    time.sleep(60)
+    sys.exit(0)
+with open(out, "wb") as f:  # mode "fail_end": takes every frame, then fails to finish
+    while chunk := sys.stdin.buffer.read(1 << 16):
+        f.write(chunk)
+sys.stderr.write("Error writing trailer: No space left on device\\n")
+sys.exit(1)
+"""
+
+
+@pytest.fixture
+def fake_ffmpeg(tmp_path, monkeypatch):
+    """The H.264 writer's FFmpeg replaced by a script whose behaviour FAKE_FFMPEG_MODE sets."""
+    import sys
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    exe = tmp_path / "fake-ffmpeg"
+    exe.write_text(_FAKE_FFMPEG.format(python=sys.executable))
+    exe.chmod(0o755)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(exe))
+    return lambda mode: monkeypatch.setenv("FAKE_FFMPEG_MODE", mode)
+
+
+def _writer_threads() -> int:
+    return sum(t.name == "key2mesh-writer" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_h264_failures_are_raised_and_leave_no_file(tmp_path, fake_ffmpeg, background):
+    """FFmpeg failing to finish the file (a full disk during the +faststart rewrite) or dying
+    while frames are piped is an error with FFmpeg's message, not a broken video in place."""
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.media.video import VideoWriter
+
+    frame = np.zeros((200, 200, 3), np.uint8)  # 120 KB: more than a pipe's buffer
+    fake_ffmpeg("fail_end")
+    w = VideoWriter(tmp_path / "end.mp4", background=background)
+    assert w.codec == "h264"
+    for _ in range(3):
+        w.write(frame)
+    with pytest.raises(Key2MeshError, match="to finish the file: .*No space left on device"):
+        w.close()
+    fake_ffmpeg("die")
+    w = VideoWriter(tmp_path / "die.mp4", background=background)
+    with pytest.raises(Key2MeshError, match="while encoding: Unknown encoder 'libx264'"):
+        for _ in range(20):  # the error comes from a write (or, at the latest, close)
+            w.write(frame)
+        w.close()
+    w.close(discard=True)  # after a failure: cleans up, raises nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-ffmpeg"]
+    assert _writer_threads() == 0
+
+
+def test_h264_discard_does_not_wait_for_a_stuck_encoder(tmp_path, fake_ffmpeg):
+    """close(discard=True) (the demo on Ctrl-C) stops FFmpeg instead of waiting for the frames
+    still queued; the worker thread, the process and the temporary file are gone after it."""
+    import time
+
+    from key2mesh.media.video import VideoWriter
+
+    fake_ffmpeg("hang")
+    w = VideoWriter(tmp_path / "v.mp4", background=True)
+    frame = np.zeros((200, 200, 3), np.uint8)
+    for _ in range(3):  # the worker blocks on the first (FFmpeg reads nothing), two wait
+        w.write(frame)
+    time.sleep(0.2)
+    proc = w._writer._proc
+    t0 = time.perf_counter()
+    w.close(discard=True)
+    assert time.perf_counter() - t0 < 5
+    assert proc.poll() is not None
+    assert _writer_threads() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-ffmpeg"]
+
+
+def test_interrupt_while_finishing_removes_the_temporary_file(tmp_path):
+    """Ctrl-C while the encoder finishes the file: the interrupt goes on, no temporary file."""
+    pytest.importorskip("cv2")
+    from key2mesh.media.video import VideoWriter
+
+    w = VideoWriter(tmp_path / "v.avi")
+    w.write(np.zeros((16, 16, 3), np.uint8))
+
+    w._writer.release()  # the file is written; the next release is "interrupted"
+    assert len(list(tmp_path.iterdir())) == 1
+
+    class Interrupted:
+        def release(self):
+            raise KeyboardInterrupt
+
+    w._writer = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        w.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refused_background_writer_leaves_no_thread(tmp_path):
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.media.video import VideoWriter
+
+    before = _writer_threads()
+    for _ in range(3):
+        with pytest.raises(Key2MeshError, match="cannot write .mkv"):
+            VideoWriter(tmp_path / "v.mkv", background=True)
+    assert _writer_threads() == before

@@ -120,7 +120,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = temp_name(path)
     try:
         yield tmp
-        _fsync(tmp)  # the data is on disk before the new name points at it
+        fsync_file(tmp)  # the data is on disk before the new name points at it
         os.replace(tmp, path)
     except OSError as exc:
         raise write_error(path, exc) from None
@@ -129,7 +129,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: Path) -> None:
     """Flush ``path``'s data to the disk (a crash after ``os.replace`` never leaves an empty file
     under the final name); a file system that cannot fsync is not an error."""
     fd = os.open(path, os.O_RDONLY)

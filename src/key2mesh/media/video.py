@@ -273,17 +273,17 @@ def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
 class _Background:
     """Calls ``fn(item)`` for each :meth:`submit`-ted item in a worker thread, in order, at most
     ``depth`` waiting; the worker's first error is raised by the next :meth:`submit` or by
-    :meth:`finish` (which waits for the rest)."""
+    :meth:`finish` (which waits for the rest). :meth:`cancel` drops what is waiting."""
 
     def __init__(self, fn: Callable[[object], None], depth: int = 2):
-        self._fn, self._error = fn, None
+        self._fn, self._error, self._cancelled = fn, None, False
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._thread = threading.Thread(target=self._work, name="key2mesh-writer", daemon=True)
         self._thread.start()
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not _DONE:
-            if self._error is None:
+            if self._error is None and not self._cancelled:
                 try:
                     self._fn(item)
                 except BaseException as exc:  # noqa: BLE001 - raised in the caller
@@ -302,6 +302,30 @@ class _Background:
         self._queue.put(_DONE)
         self._thread.join()
         self._raise()
+
+    def cancel(self) -> BaseException | None:
+        """Drop the waiting items, let the one in hand finish (the caller unblocks it first if
+        it can block) and wait for the worker, through Ctrl-C too: a KeyboardInterrupt that
+        arrives while waiting is returned (for the caller to raise once it has cleaned up), and
+        the worker's error is dropped."""
+        self._cancelled = True
+        interrupted = None
+        while self._thread.is_alive():
+            try:
+                while True:  # empty the queue without blocking: only this thread puts
+                    try:
+                        self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                self._queue.put_nowait(_DONE)
+                while self._thread.is_alive():
+                    self._thread.join(0.1)
+            except queue.Full:  # the worker took _DONE's room back: try again
+                continue
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        self._error = None
+        return interrupted
 
 
 def read_frame(path: str | Path, index: int = 0) -> np.ndarray:
@@ -351,46 +375,104 @@ def h264_available() -> bool:
 
 class _H264:
     """Frames piped to the FFmpeg of ``imageio-ffmpeg`` (libx264 at ``preset``, CRF 23, yuv420p,
-    half the cores); odd sizes are padded by one black row/column (yuv420p needs even sizes)."""
+    half the cores); odd sizes are padded by one black row/column (yuv420p needs even sizes).
+
+    FFmpeg runs as our own subprocess (only its binary comes from ``imageio-ffmpeg``), so that a
+    failure is seen: :meth:`write` and :meth:`release` raise with FFmpeg's last error lines when
+    it has died or exits non-zero (a full disk during the ``+faststart`` rewrite, say);
+    :meth:`abort` stops it without waiting for the encoding to finish."""
 
     def __init__(
         self, path: Path, fps: float, size: tuple[int, int], fmt: str, preset: str = H264_PRESET
     ):
+        import subprocess
+        import tempfile
+        from fractions import Fraction
+
         import imageio_ffmpeg
 
+        self.path = Path(path)
         self.even = (size[0] + size[0] % 2, size[1] + size[1] % 2)
-        self._gen = imageio_ffmpeg.write_frames(
-            str(path),
-            self.even,
-            fps=fps,
-            codec="libx264",
-            pix_fmt_out="yuv420p",
-            macro_block_size=1,
-            quality=None,
-            ffmpeg_log_level="error",
-            output_params=[
-                "-crf",
-                "23",
-                "-preset",
-                preset,
-                "-threads",  # half the cores: the others render (x264's default took them all)
-                str(max(1, cpu_share() // 2)),
-                "-movflags",
-                "+faststart",
-                "-f",
-                fmt,
-            ],
+        rate = Fraction(fps).limit_denominator()
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-v",
+            "error",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{self.even[0]}x{self.even[1]}",
+            "-r",
+            str(rate),
+            "-i",
+            "-",
+            "-an",
+            "-vcodec",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-crf",
+            "23",
+            "-preset",
+            preset,
+            "-threads",  # half the cores: the others render (x264's default took them all)
+            str(max(1, cpu_share() // 2)),
+            "-movflags",
+            "+faststart",
+            "-f",
+            fmt,
+            str(self.path),
+        ]
+        self._log = tempfile.TemporaryFile()  # FFmpeg's messages (a pipe could fill up)
+        self._proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log
         )
-        self._gen.send(None)
+
+    def _failure(self, what: str) -> Key2MeshError:
+        self._log.seek(0)
+        lines = self._log.read().decode(errors="replace").strip().splitlines()
+        detail = "; ".join(lines[-3:]) or f"exit status {self._proc.returncode}"
+        return Key2MeshError(f"{self.path}: FFmpeg failed {what}: {detail}")
 
     def write(self, frame: np.ndarray) -> None:
         w, h = self.even
         if frame.shape[:2] != (h, w):
             frame = np.pad(frame, ((0, h - frame.shape[0]), (0, w - frame.shape[1]), (0, 0)))
-        self._gen.send(np.ascontiguousarray(frame))
+        try:
+            self._proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
+        except (BrokenPipeError, ValueError):  # FFmpeg has died (or was aborted)
+            self._proc.wait()
+            raise self._failure("while encoding") from None
 
     def release(self) -> None:
-        self._gen.close()
+        """Finish the file; raises if FFmpeg did not end with status 0 (Ctrl-C kills it)."""
+        try:
+            try:
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            code = self._proc.wait()
+        except BaseException:
+            self.abort()
+            raise
+        if code != 0:
+            error = self._failure("to finish the file")
+            self._log.close()
+            raise error
+        self._log.close()
+
+    def abort(self) -> None:
+        """Stop FFmpeg now (the file is left incomplete, for the caller to remove)."""
+        self._proc.kill()
+        try:
+            self._proc.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+        self._proc.wait()
+        self._log.close()
 
 
 class VideoWriter:
@@ -414,7 +496,7 @@ class VideoWriter:
         self.count = 0
         self._writer = None
         self._size: tuple[int, int] | None = None
-        self._background = _Background(self._encode) if background else None
+        self._background: _Background | None = None
         suffix = self.path.suffix.lower()
         if suffix in VIDEO_SUFFIXES and suffix not in _FOURCC:
             raise Key2MeshError(
@@ -440,6 +522,8 @@ class VideoWriter:
             except OSError as exc:
                 raise write_error(self.path, exc) from None
             self._tmp = temp_name(self.path)
+        if background:  # last: a refused writer leaves no thread behind
+            self._background = _Background(self._encode)
 
     def write(self, frame: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 RGB frame (all frames must share the first one's size)."""
@@ -482,33 +566,57 @@ class VideoWriter:
             self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
 
     def close(self, discard: bool = False) -> None:
-        """Finish the video: rename it into place (or remove it with ``discard``)."""
-        if self._background is not None:
-            background, self._background = self._background, None
-            try:
-                background.finish()
-            except BaseException:
-                discard = True
-                raise
-            finally:
-                self._finish(discard)
-        else:
+        """Finish the video: rename it into place (or remove it with ``discard``).
+
+        With ``background``, ``close()`` waits for the frames still queued; ``discard`` (or an
+        error or Ctrl-C while waiting) stops the encoder instead, waits for the worker and
+        removes the file, so no thread, FFmpeg process or temporary file is left behind."""
+        background, self._background = self._background, None
+        if background is None:
             self._finish(discard)
+            return
+        done = False
+        try:
+            if not discard:
+                background.finish()
+                done = True
+        finally:
+            if not done:
+                self._stop_encoder()  # unblocks a write the worker may be stuck in
+                interrupted = background.cancel()
+                self._finish(discard=True)
+                if interrupted is not None:
+                    raise interrupted
+        self._finish(discard=False)
+
+    def _stop_encoder(self) -> None:
+        writer = self._writer
+        if isinstance(writer, _H264):
+            writer.abort()
 
     def _finish(self, discard: bool) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-            if discard:
-                self._tmp.unlink(missing_ok=True)
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            if discard and isinstance(writer, _H264):
+                writer.abort()
             else:
-                from key2mesh.safe_paths import write_error
+                writer.release()
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
+        if discard:
+            self._tmp.unlink(missing_ok=True)
+            return
+        from key2mesh.safe_paths import fsync_file, write_error
 
-                try:
-                    os.replace(self._tmp, self.path)
-                except OSError as exc:
-                    self._tmp.unlink(missing_ok=True)
-                    raise write_error(self.path, exc) from None
+        fsync_file(self._tmp)  # the frames are on disk before the final name points at them
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise write_error(self.path, exc) from None
 
     def __enter__(self) -> VideoWriter:
         return self
