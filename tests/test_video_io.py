@@ -228,3 +228,40 @@ def test_refused_background_writer_leaves_no_thread(tmp_path):
         with pytest.raises(Key2MeshError, match="cannot write .mkv"):
             VideoWriter(tmp_path / "v.mkv", background=True)
     assert _writer_threads() == before
+
+
+def test_ctrl_c_while_close_waits_for_a_slow_encoder_start(tmp_path, fake_ffmpeg, monkeypatch):
+    """Ctrl-C while close(discard=True) waits for a worker that is still starting FFmpeg: the
+    wait goes on until the worker has ended, then FFmpeg is stopped, the temporary file removed
+    and the interrupt raised."""
+    import time
+
+    from key2mesh.media import video
+
+    fake_ffmpeg("fail_end")  # writes what it reads into the file until its input ends
+    real_init = video._H264.__init__
+
+    def slow_start(self, *args, **kwargs):
+        time.sleep(0.3)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(video._H264, "__init__", slow_start)
+    w = video.VideoWriter(tmp_path / "v.mp4", background=True)
+    w.write(np.zeros((64, 64, 3), np.uint8))
+    time.sleep(0.05)  # the worker is in slow_start
+
+    class CtrlCOnFirstWait(threading.Event):
+        calls = 0
+
+        def wait(self, timeout=None):
+            CtrlCOnFirstWait.calls += 1
+            if CtrlCOnFirstWait.calls == 1:
+                raise KeyboardInterrupt
+            return super().wait(timeout)
+
+    w._background._ended = CtrlCOnFirstWait()  # the worker sets this one as it ends
+    with pytest.raises(KeyboardInterrupt):
+        w.close(discard=True)
+    assert CtrlCOnFirstWait.calls > 1  # it went on waiting after the interrupt
+    assert _writer_threads() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-ffmpeg"]

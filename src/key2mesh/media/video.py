@@ -278,16 +278,22 @@ class _Background:
     def __init__(self, fn: Callable[[object], None], depth: int = 2):
         self._fn, self._error, self._cancelled = fn, None, False
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        # set by the worker as it ends: Thread.join() interrupted by Ctrl-C can leave
+        # is_alive() False while the thread still runs (CPython 3.11), so cancel() waits on this
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._work, name="key2mesh-writer", daemon=True)
         self._thread.start()
 
     def _work(self) -> None:
-        while (item := self._queue.get()) is not _DONE:
-            if self._error is None and not self._cancelled:
-                try:
-                    self._fn(item)
-                except BaseException as exc:  # noqa: BLE001 - raised in the caller
-                    self._error = exc
+        try:
+            while (item := self._queue.get()) is not _DONE:
+                if self._error is None and not self._cancelled:
+                    try:
+                        self._fn(item)
+                    except BaseException as exc:  # noqa: BLE001 - raised in the caller
+                        self._error = exc
+        finally:
+            self._ended.set()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -310,7 +316,7 @@ class _Background:
         the worker's error is dropped."""
         self._cancelled = True
         interrupted = None
-        while self._thread.is_alive():
+        while not self._ended.is_set():
             try:
                 while True:  # empty the queue without blocking: only this thread puts
                     try:
@@ -318,9 +324,9 @@ class _Background:
                     except queue.Empty:
                         break
                 self._queue.put_nowait(_DONE)
-                while self._thread.is_alive():
-                    self._thread.join(0.1)
-            except queue.Full:  # the worker took _DONE's room back: try again
+                while not self._ended.wait(0.1):
+                    pass
+            except queue.Full:  # cannot happen after the draining; try again all the same
                 continue
             except KeyboardInterrupt as exc:
                 interrupted = exc
@@ -572,22 +578,22 @@ class VideoWriter:
         error or Ctrl-C while waiting) stops the encoder instead, waits for the worker and
         removes the file, so no thread, FFmpeg process or temporary file is left behind."""
         background, self._background = self._background, None
-        if background is None:
-            self._finish(discard)
-            return
-        done = False
-        try:
-            if not discard:
-                background.finish()
-                done = True
-        finally:
+        if background is not None:
+            done = False
+            try:
+                if not discard:
+                    background.finish()
+                    done = True
+            finally:
+                if not done:
+                    self._stop_encoder()  # unblocks a write the worker may be stuck in
+                    interrupted = background.cancel()
+                    self._finish(discard=True)
+                    if interrupted is not None:
+                        raise interrupted
             if not done:
-                self._stop_encoder()  # unblocks a write the worker may be stuck in
-                interrupted = background.cancel()
-                self._finish(discard=True)
-                if interrupted is not None:
-                    raise interrupted
-        self._finish(discard=False)
+                return
+        self._finish(discard)
 
     def _stop_encoder(self) -> None:
         writer = self._writer
