@@ -3,6 +3,7 @@ and Ray give the same results; the per-input job is a cheap fake (no MediaPipe).
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -96,31 +97,95 @@ def test_a_failing_input_does_not_stop_the_others(corpus):
 def test_resume_skips_complete_outputs_and_retries_failed_on_request(corpus):
     videos, log = corpus
     out = videos.parent / "out"
-    options = {"log": str(log), "fail": "bad"}
+    broken = videos.parent / "b_bad is broken"
+    broken.touch()
+    options = {"log": str(log), "fail": "bad", "only_while": str(broken)}
     run_batch([str(videos)], out, record_job, options)
     again = run_batch([str(videos)], out, record_job, options)
     assert [r.status for r in again] == ["skipped", "failed", "skipped"]
     assert [r.frames for r in again] == [1, 0, 1]  # the earlier run's rows, from the markers
     assert again[1].error.startswith("ValueError: cannot read b_bad.mp4")
     assert calls(log) == ["a.mp4", "b_bad.mp4", "c.mp4"]  # nothing run twice
-    retried = run_batch([str(videos)], out, record_job, {"log": str(log)}, retry_failed=True)
+    broken.unlink()  # the input is repaired
+    retried = run_batch([str(videos)], out, record_job, options, retry_failed=True)
     assert [r.status for r in retried] == ["skipped", "ok", "skipped"]
     assert calls(log)[3:] == ["b_bad.mp4"]
     assert not (out / "b_bad" / FAILED_MARKER).exists()
 
 
+def test_other_options_redo_what_was_done_with_the_earlier_ones(corpus, capsys):
+    """A marker records a digest of the options: a rerun with other options (say another
+    --frames or an extra --export) redoes the inputs instead of skipping them."""
+    videos, log = corpus
+    out = videos.parent / "out"
+    run_batch([str(videos)], out, record_job, {"log": str(log), "frames": "0:8"})
+    rows = run_batch([str(videos)], out, record_job, {"log": str(log), "frames": "0:40"})
+    assert [r.status for r in rows] == ["ok", "ok", "ok"]
+    assert "3 input(s) finished before with other options: run again" in capsys.readouterr().err
+    assert calls(log) == 2 * ["a.mp4", "b_bad.mp4", "c.mp4"]
+    rows = run_batch([str(videos)], out, record_job, {"log": str(log), "frames": "0:40"})
+    assert [r.status for r in rows] == ["skipped"] * 3
+
+
+def test_folders_keep_their_input_and_folders_not_ours_are_never_touched(tmp_path):
+    """Folder names do not depend on the corpus's order: an input keeps the folder its markers
+    name; a new input avoids every existing entry, so a user's folder in OUT (even an input
+    of this very run) is never emptied."""
+    log = tmp_path / "calls.log"
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "clip.mp4").write_bytes(d.encode())
+    out = tmp_path / "out"
+    first = run_batch([str(tmp_path / "b" / "clip.mp4")], out, record_job, {"log": str(log)})
+    assert [r.stem for r in first] == ["clip"]
+    rows = run_batch(
+        [str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b" / "clip.mp4")],
+        out,
+        record_job,
+        {"log": str(log)},
+    )
+    assert [(r.stem, r.status) for r in rows] == [("clip_1", "ok"), ("clip", "skipped")]
+    assert (out / "clip" / "result.txt").read_text().endswith(str(Path("b") / "clip.mp4"))
+    assert (out / "clip_1" / "result.txt").read_text().endswith(str(Path("a") / "clip.mp4"))
+    # an image-folder input inside OUT, and a user's folder named like an input's stem
+    shots = out / "shots"
+    shots.mkdir()
+    (shots / "0001.png").write_bytes(b"image")
+    (out / "take").mkdir()
+    (out / "take" / "notes.txt").write_text("mine")
+    (tmp_path / "take.mp4").write_bytes(b"x")
+    rows = run_batch([str(shots), str(tmp_path / "take.mp4")], out, record_job, {"log": str(log)})
+    assert [(r.stem, r.status) for r in rows] == [("shots_1", "ok"), ("take_1", "ok")]
+    assert (shots / "0001.png").read_bytes() == b"image"
+    assert (out / "take" / "notes.txt").read_text() == "mine"
+
+
+def test_run_one_leaves_a_folder_that_is_not_its_own(tmp_path):
+    from key2mesh.inference.batch import Task, run_one
+
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    task = Task(str(tmp_path / "clip.mp4"), "clip", str(tmp_path / "clip.mp4"))
+    result = run_one(record_job, {"log": str(tmp_path / "log")}, task, tmp_path, {})
+    assert result.status == "failed" and "nothing was changed there" in result.error
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
 def test_a_killed_run_resumes_without_redoing_finished_inputs(corpus):
     videos, log = corpus
     out = videos.parent / "out"
+    killing = videos.parent / "killing"
+    killing.touch()
+    options = {"log": str(log), "die": "c.mp4", "only_while": str(killing)}
     script = (
-        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import sys, json; sys.path.insert(0, sys.argv[1]);"
         "from key2mesh.inference.batch import run_batch;"
         "from tests.helpers.batch_jobs import record_job;"
-        "run_batch([sys.argv[2]], sys.argv[3], record_job, {'log': sys.argv[4], 'die': 'c.mp4'},"
-        " progress=False)"
+        "run_batch([sys.argv[2]], sys.argv[3], record_job, json.loads(sys.argv[4]), progress=False)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(ROOT), str(videos), str(out), str(log)],
+        [sys.executable, "-c", script, str(ROOT), str(videos), str(out), json.dumps(options)],
         capture_output=True,
         text=True,
     )
@@ -128,7 +193,8 @@ def test_a_killed_run_resumes_without_redoing_finished_inputs(corpus):
     assert [r["status"] for r in read_manifest(out / MANIFEST)] == ["ok", "ok", "pending"]
     assert (out / "c" / "result.txt").exists() and not (out / "c" / DONE_MARKER).exists()
     (out / "c" / "stale.tmp").write_text("left by the killed run")
-    rows = run_batch([str(videos)], out, record_job, {"log": str(log)}, progress=False)
+    killing.unlink()
+    rows = run_batch([str(videos)], out, record_job, options, progress=False)
     assert [r.status for r in rows] == ["skipped", "skipped", "ok"]
     assert calls(log) == ["a.mp4", "b_bad.mp4", "c.mp4", "c.mp4"]  # only c ran again
     assert not (out / "c" / "stale.tmp").exists()  # its folder was cleared first
@@ -168,6 +234,21 @@ def test_cli_exit_status_and_one_line_summary(corpus, monkeypatch, capsys):
     assert "first failure: " in err and "b_bad.mp4" in err
     assert cli.main(["batch", str(videos / "a.mp4"), "--out", str(out)]) == 0
     assert "0 ok, 0 failed, 1 skipped" in capsys.readouterr().out
+
+
+def test_cli_checks_the_demo_options_before_any_input(corpus, monkeypatch, capsys):
+    """A bad demo option is one error before any work, not a failed row per input."""
+    from key2mesh import cli
+    from key2mesh.commands import batch
+
+    videos, log = corpus
+    ran = []
+    monkeypatch.setattr(batch, "demo_job", lambda *a: ran.append(a) or {})
+    out = videos.parent / "out"
+    for bad, message in (("--max-height=5", "--max-height"), ("--export=xyz", "xyz")):
+        assert cli.main(["batch", str(videos), "--out", str(out), bad]) != 0
+        assert message in capsys.readouterr().err
+    assert ran == [] and not out.exists()
 
 
 def test_batch_takes_every_demo_option():
@@ -216,6 +297,35 @@ def test_ray_gives_the_same_manifest(corpus):
     ]
 
 
+@pytest.mark.slow
+def test_ray_fails_a_task_whose_worker_dies_once_like_local_workers(corpus):
+    """No Ray retries: an input that kills its worker runs once and is a failed row with the
+    local pool's text and marker; the other inputs finish."""
+    ray = pytest.importorskip("ray")
+    videos, log = corpus
+    (videos / "b_bad.mp4").rename(videos / "b_die.mp4")
+    out = videos.parent / "ray"
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        rows = run_batch(
+            [str(videos)],
+            out,
+            record_job,
+            {"log": str(log), "die": "b_die"},
+            ray="auto",
+            progress=False,
+        )
+    finally:
+        ray.shutdown()
+    assert [(r.stem, r.status, r.error) for r in rows] == [
+        ("a", "ok", ""),
+        ("b_die", "failed", "worker died"),
+        ("c", "ok", ""),
+    ]
+    assert calls(log).count("b_die.mp4") == 1
+    assert (out / "b_die" / FAILED_MARKER).exists()
+
+
 def test_job_output_goes_to_its_log_file_descriptors_too(tmp_path, capfd):
     """The demo job's console output, C-level writes included (MediaPipe logs to fd 2), lands in
     the input's log.txt, and the streams are restored afterwards."""
@@ -233,3 +343,85 @@ def test_job_output_goes_to_its_log_file_descriptors_too(tmp_path, capfd):
     assert log.read_text().split("\n")[:3] == ["from python", "to stderr", "from C"]
     out, err = capfd.readouterr()
     assert "after too" in out and "after" in err and "from C" not in err
+
+
+def test_list_files_with_a_bom_comments_brackets_and_repeats(tmp_path, monkeypatch):
+    """Excel's CSV UTF-8 (a byte-order mark), a comment before the header, a file whose name
+    holds glob characters, and one input given by a relative and an absolute path."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clips").mkdir()
+    for name in ("take[1].mp4", "take1.mp4", "a.mp4"):
+        (tmp_path / "clips" / name).write_bytes(b"x")
+    (tmp_path / "list.csv").write_bytes(
+        "\ufeff# exported from the lab's sheet\ninput,notes\nclips/take[1].mp4,x\n".encode()
+    )
+    got = expand_inputs(["list.csv", "clips/a.mp4", str(tmp_path / "clips" / "a.mp4")])
+    assert got == ["clips/take[1].mp4", "clips/a.mp4"]  # not take1.mp4; a.mp4 once
+
+
+def test_a_worker_that_dies_fails_its_own_input_only(corpus):
+    """A worker killed under an input (a crash, the out-of-memory killer) breaks the pool: the
+    inputs that were running are run again one at a time, so only the one that kills a worker
+    alone is failed (with a marker: a rerun keeps it); the others finish."""
+    videos, log = corpus
+    for name in ("d", "e", "f"):
+        (videos / f"{name}.mp4").write_bytes(b"x")
+    (videos / "b_bad.mp4").rename(videos / "b_die.mp4")
+    out = videos.parent / "out"
+    options = {"log": str(log), "die": "b_die"}
+    rows = run_batch([str(videos)], out, record_job, options, workers=2, progress=False)
+    assert [(r.stem, r.status, r.error) for r in rows] == [
+        ("a", "ok", ""),
+        ("b_die", "failed", "worker died"),
+        ("c", "ok", ""),
+        ("d", "ok", ""),
+        ("e", "ok", ""),
+        ("f", "ok", ""),
+    ]
+    assert calls(log).count("b_die.mp4") == 2  # in the pool, then alone
+    assert (out / "b_die" / FAILED_MARKER).exists()
+    again = run_batch([str(videos)], out, record_job, options, workers=2, progress=False)
+    assert [r.status for r in again] == ["skipped", "failed"] + ["skipped"] * 4
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_stopped_run_stops_its_workers_and_keeps_the_manifest(tmp_path, sig):
+    """SIGTERM (or Ctrl-C) on a run with workers: the workers stop at once instead of working
+    through the queue, the manifest keeps what finished, and a rerun does the rest. SIGKILL
+    (no clean-up possible): the workers end with the main process all the same."""
+    import signal
+    import time
+
+    sig = getattr(signal, sig)
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(8):
+        (videos / f"v{i}.mp4").write_bytes(b"x")
+    log, out = tmp_path / "calls.log", tmp_path / "out"
+    options = {"log": str(log), "sleep": 1.0}
+    script = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]);"
+        "from key2mesh.inference.batch import run_batch;"
+        "from tests.helpers.batch_jobs import record_job;"
+        "run_batch([sys.argv[2]], sys.argv[3], record_job, json.loads(sys.argv[4]),"
+        " workers=2, progress=False)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(ROOT), str(videos), str(out), json.dumps(options)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(calls(log)) < 2 and time.monotonic() < deadline:  # two inputs have started
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    assert proc.returncode == (128 + sig if sig == signal.SIGTERM else -sig)
+    started = len(calls(log))
+    time.sleep(2.5)  # a worker left running would start another input meanwhile
+    assert len(calls(log)) == started <= 4
+    statuses = [r["status"] for r in read_manifest(out / MANIFEST)]
+    assert statuses.count("pending") >= 4
+    rows = run_batch([str(videos)], out, record_job, {**options, "sleep": 0}, progress=False)
+    assert all(r.status == "ok" for r in rows)  # other options: all run

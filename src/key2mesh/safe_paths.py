@@ -27,10 +27,13 @@ def safe_name(name: object, default: str = "frame") -> str:
     return text if text.strip(".") else default
 
 
-def unique_names(names: Iterable[object], default: str = "frame") -> list[str]:
+def unique_names(
+    names: Iterable[object], default: str = "frame", taken: Iterable[str] = ()
+) -> list[str]:
     """:func:`safe_name` of each name, made unique in order: ``a``, ``a_1``, ``a_2``, ...
-    (case-insensitively, so they stay distinct on case-insensitive file systems)."""
-    used: set[str] = set()
+    (case-insensitively, so they stay distinct on case-insensitive file systems), and different
+    from every name in ``taken``."""
+    used: set[str] = {t.lower() for t in taken}
     out = []
     for name in names:
         base = safe_name(name, default)
@@ -50,10 +53,11 @@ def input_stem(path: str | os.PathLike) -> str:
     return path.name if not path.suffix or path.is_dir() else path.stem
 
 
-def output_stems(paths: Iterable[str | os.PathLike]) -> list[str]:
+def output_stems(paths: Iterable[str | os.PathLike], taken: Iterable[str] = ()) -> list[str]:
     """The one naming rule for outputs named after inputs (predict, demo, exports, meshes): each
-    input's :func:`input_stem`, made a safe and unique name (``input`` when nothing is left)."""
-    return unique_names((input_stem(p) for p in paths), default="input")
+    input's :func:`input_stem`, made a safe and unique name (``input`` when nothing is left),
+    none of ``taken``."""
+    return unique_names((input_stem(p) for p in paths), default="input", taken=taken)
 
 
 def stem_path(folder: str | os.PathLike, stem: str, tail: str) -> Path:

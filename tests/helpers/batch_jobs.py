@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 
 def record_job(input: str, out_dir: Path, options: dict) -> dict:
     """Writes ``out_dir/result.txt`` and appends the input to ``options["log"]``; fails on inputs
-    whose name holds ``options["fail"]`` (a ValueError), kills its own process on
-    ``options.get("die")`` (like a killed run)."""
+    whose name holds ``options["fail"]`` (a ValueError), kills its own process on inputs whose
+    name holds ``options.get("die")`` (like a killed run or a crashed worker), both only while
+    the file ``options["only_while"]`` exists when that is given (the same options can then
+    fail once and succeed later); sleeps ``options.get("sleep", 0)`` seconds first."""
+    time.sleep(options.get("sleep", 0))
     with open(options["log"], "a", encoding="utf-8") as f:
         f.write(Path(input).name + "\n")
     (out_dir / "result.txt").write_text(input, encoding="utf-8")
-    if options.get("die") and options["die"] in input:
+    active = "only_while" not in options or Path(options["only_while"]).exists()
+    if options.get("die") and options["die"] in input and active:
         os.kill(os.getpid(), signal.SIGKILL)
-    if options.get("fail") and options["fail"] in input:
+    if options.get("fail") and options["fail"] in input and active:
         raise ValueError(f"cannot read {Path(input).name}\nsecond line")
     return {"frames": len(Path(input).stem), "people": 1}

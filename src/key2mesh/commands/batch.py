@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.data.demo_inputs import DEMO_VIDEOS
     from key2mesh.inference.batch import MANIFEST, run_batch, summary
 
-    demo._range(args.frames)  # a bad --frames fails here, not once per input
+    demo.check_processing_options(demo_options(args))  # a bad option fails here, not per input
     rows = run_batch(
         args.inputs,
         args.out,

@@ -143,18 +143,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_input(args: argparse.Namespace, model=None):
-    """``key2mesh demo`` on ``args.input``; returns its :class:`~key2mesh.inference.demo.DemoReport`.
-    ``model``: a loaded :class:`~key2mesh.inference.predictor.Key2Mesh` to reuse (``key2mesh
-    batch`` keeps one per worker), else ``args.checkpoint`` is loaded."""
-    from key2mesh.data.demo_inputs import DEMO_VIDEOS, demo_video
+def check_processing_options(args: argparse.Namespace):
+    """The checks of :func:`add_processing_arguments`' values that need no input and no model
+    (``key2mesh batch`` runs them once, before any input): returns (start, stop, step) of
+    ``--frames``, the ``--export`` formats and the world-frame options; raises Key2MeshError."""
     from key2mesh.errors import Key2MeshError
-    from key2mesh.inference.demo import DemoOptions, ReplayableFrames, run_demo, timing_summary
-    from key2mesh.inference.motion_export import check_formats, parse_formats
-    from key2mesh.inference.predictor import Key2Mesh
-    from key2mesh.media.detect import warm_up
-    from key2mesh.media.video import folder_images, iter_frames, source_info
-    from key2mesh.safe_paths import output_stems, refuse_overwriting_inputs
+    from key2mesh.inference.motion_export import parse_formats
 
     start, stop, step = _range(args.frames)
     exports = parse_formats(args.export)
@@ -167,6 +161,23 @@ def run_input(args: argparse.Namespace, model=None):
         raise Key2MeshError(f"--search-every must be >= 0 seconds, got {args.search_every}")
     if args.focal is not None and args.focal <= 0:
         raise Key2MeshError(f"--focal must be a positive number of pixels, got {args.focal}")
+    return start, stop, step, exports, frame_options
+
+
+def run_input(args: argparse.Namespace, model=None):
+    """``key2mesh demo`` on ``args.input``; returns its :class:`~key2mesh.inference.demo.DemoReport`.
+    ``model``: a loaded :class:`~key2mesh.inference.predictor.Key2Mesh` to reuse (``key2mesh
+    batch`` keeps one per worker), else ``args.checkpoint`` is loaded."""
+    from key2mesh.data.demo_inputs import DEMO_VIDEOS, demo_video
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.inference.demo import DemoOptions, ReplayableFrames, run_demo, timing_summary
+    from key2mesh.inference.motion_export import check_formats
+    from key2mesh.inference.predictor import Key2Mesh
+    from key2mesh.media.detect import warm_up
+    from key2mesh.media.video import folder_images, iter_frames, source_info
+    from key2mesh.safe_paths import output_stems, refuse_overwriting_inputs
+
+    start, stop, step, exports, frame_options = check_processing_options(args)
     src = Path(demo_video(args.input)) if args.input in DEMO_VIDEOS else Path(args.input)
     if not src.exists():
         raise Key2MeshError(

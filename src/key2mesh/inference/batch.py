@@ -1,28 +1,42 @@
 """One job per input over a corpus (videos, image folders): resumable, in N worker processes or
 as Ray tasks, with a manifest.
 
-Each input ``i`` gets its own output folder ``OUT/<stem>/`` (stems from
-:func:`key2mesh.safe_paths.output_stems`: unique, file-system safe). A job is a picklable
-function ``job(input: str, out_dir: Path, options) -> {"frames": int, "people": int}``; it may
-raise, which fails that input only. When a job returns, a completion marker
-``OUT/<stem>/.key2mesh-done.json`` is written atomically (a failure leaves
-``.key2mesh-failed.json``): a rerun skips the inputs with a done marker and, unless told to
-retry them, those with a failed one. A folder without a marker (a killed run) is cleared and
-redone. ``OUT/manifest.csv`` has one row per input (:data:`FIELDS`), rewritten atomically after
-every finished input (inputs not yet run are ``pending`` there).
+Each input gets its own output folder ``OUT/<stem>/`` (its :func:`~key2mesh.safe_paths.input_stem`,
+made safe and unique). A job is a picklable function ``job(input: str, out_dir: Path, options) ->
+{"frames": int, "people": int}`` (``input``: an absolute path, or a name of ``names``); it may
+raise, which fails that input only. Markers in the folder say whose it is and how far it got:
+``.key2mesh-running.json`` when the input starts, then ``.key2mesh-done.json`` (or
+``.key2mesh-failed.json``), written atomically, each with the input and a digest of the options.
+
+A rerun skips the inputs done with the same options and, unless told to retry them, those that
+failed with them; an input done or failed with other options, or left running by a killed run,
+is redone from an emptied folder. A folder keeps its input across runs (the markers say which),
+new inputs take names that no entry of ``OUT`` has, and a folder without a marker is never
+emptied: it is not ours. ``OUT/manifest.csv`` has one row per input (:data:`FIELDS`), rewritten
+atomically after every finished input (inputs not yet run are ``pending`` there).
+
+A worker process that dies (a crash, the out-of-memory killer) takes the pool with it: the
+inputs that were running are run again one at a time, so that only an input that kills a
+worker on its own is ``failed`` ("worker died"); the others go on in a new pool. Ctrl-C or
+SIGTERM stops the workers at once; a worker ends when the main process dies.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import io
 import json
 import os
 import shutil
+import signal
+import sys
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,13 +46,26 @@ from key2mesh.media.video import VIDEO_SUFFIXES
 from key2mesh.safe_paths import atomic_write_text, output_stems
 
 MANIFEST = "manifest.csv"
+RUNNING_MARKER = ".key2mesh-running.json"
 DONE_MARKER = ".key2mesh-done.json"
 FAILED_MARKER = ".key2mesh-failed.json"
+MARKERS = (DONE_MARKER, FAILED_MARKER, RUNNING_MARKER)
 FIELDS = ("input", "status", "frames", "people", "seconds", "error")
 LIST_SUFFIXES = (".txt", ".csv", ".lst")
 _LIST_HEADERS = ("input", "inputs", "path", "file", "video")
+WORKER_DIED = "worker died"
 
 Job = Callable[[str, Path, Any], dict]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input of the corpus: ``input`` as given, its folder name ``stem`` and ``key``, what
+    identifies it across runs and what the job gets (the resolved path, or the name)."""
+
+    input: str
+    stem: str
+    key: str
 
 
 @dataclass
@@ -54,6 +81,19 @@ class Outcome:
     error: str = ""
 
 
+def input_key(spec: str, names: Iterable[str] = ()) -> str:
+    """What identifies an input across runs: a name of ``names`` as is, else its resolved path."""
+    return spec if spec in set(names) else str(Path(spec).expanduser().resolve())
+
+
+def options_digest(options: Any) -> str:
+    """A short digest of a job's options (a Namespace or a dict; None for none): a marker
+    written with other options does not count as done."""
+    data = vars(options) if hasattr(options, "__dict__") else options
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 # ------------------------------------------------------------------ inputs
 def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
     """Input specs → the corpus, in order, without repeats.
@@ -62,7 +102,8 @@ def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
     expanded), a folder (its videos, sorted; a folder without videos is one image-folder
     input), a list file (``.txt``/``.lst``: one input per line; ``.csv``: the first column, an
     ``input``/``path`` header skipped; ``#`` comments; relative paths from the list's folder),
-    or any other path (kept: a missing file fails as that input's row, not the whole run).
+    or any other path (kept: a missing file fails as that input's row, not the whole run). An
+    input reached twice (two specs, or a relative and an absolute path) is kept once.
     """
     names = set(names)
     out: list[str] = []
@@ -73,7 +114,7 @@ def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
             return
         if base is not None and not Path(spec).is_absolute():
             spec = str(base / spec)
-        if any(c in spec for c in "*?["):
+        if any(c in spec for c in "*?[") and not Path(spec).exists():  # "take[1].mp4" is a file
             matches = sorted(glob.glob(spec, recursive=True))
             if not matches:
                 raise Key2MeshError(f"{spec}: the pattern matches no file")
@@ -94,18 +135,21 @@ def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
 
     for spec in specs:
         add(str(spec))
-    return list(dict.fromkeys(out))
+    unique: dict[str, str] = {}  # an input given twice (a relative and an absolute path) runs once
+    for spec in out:
+        unique.setdefault(input_key(spec, names), spec)
+    return list(unique.values())
 
 
 def _read_list(path: Path) -> list[str]:
     """The entries of a list file (see :func:`expand_inputs`)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Excel's CSV UTF-8) too
         rows = list(csv.reader(io.StringIO(text))) if path.suffix.lower() == ".csv" else None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise Key2MeshError(f"{path}: cannot read it as a list of inputs ({exc})") from None
-    if rows is not None:
-        rows = [r for r in rows if r and r[0].strip()]
+    if rows is not None:  # comments and blank rows out before the header is looked for
+        rows = [r for r in rows if r and r[0].strip() and not r[0].strip().startswith("#")]
         if rows and rows[0][0].strip().lower() in _LIST_HEADERS:
             rows = rows[1:]
         entries = [r[0].strip() for r in rows]
@@ -117,27 +161,68 @@ def _read_list(path: Path) -> list[str]:
 # ------------------------------------------------------------------ markers and manifest
 def _read_marker(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
-def previous_outcome(item: Outcome, out: Path) -> Outcome | None:
-    """The outcome an earlier run left for ``item`` (its marker), or None."""
-    folder = out / item.stem
-    for marker, status in ((DONE_MARKER, "skipped"), (FAILED_MARKER, "failed")):
+def _owner(folder: Path) -> str | None:
+    """The key of the input whose folder this is (from its markers), or None: not ours."""
+    for marker in MARKERS:
         data = _read_marker(folder / marker)
         if data is not None:
-            return Outcome(
-                item.input,
-                item.stem,
-                status,
-                int(data.get("frames", 0)),
-                int(data.get("people", 0)),
-                float(data.get("seconds", 0.0)),
-                str(data.get("error", "")),
-            )
+            return str(data.get("key") or input_key(str(data.get("input", ""))))
     return None
+
+
+def assign_stems(inputs: Sequence[str], out: Path, names: Iterable[str] = ()) -> list[Task]:
+    """The corpus's tasks: an input that has a folder in ``out`` (its markers say so) keeps it;
+    a new input takes its stem, made unique against every entry of ``out`` (a folder that is
+    not ours, a file, the manifest) and the other inputs."""
+    names = set(names)
+    keys = [input_key(i, names) for i in inputs]
+    owned: dict[str, str] = {}
+    taken: list[str] = []
+    if out.is_dir():
+        for entry in sorted(out.iterdir()):
+            taken.append(entry.name)
+            key = _owner(entry) if entry.is_dir() else None
+            if key is not None:
+                owned.setdefault(key, entry.name)
+    new = [k for k, key in enumerate(keys) if key not in owned]
+    fresh = iter(output_stems([inputs[k] for k in new], taken=taken))
+    stems = [owned[key] if key in owned else next(fresh) for key in keys]
+    return [Task(*t) for t in zip(inputs, stems, keys, strict=True)]
+
+
+def previous_outcome(task: Task, out: Path, digest: str | None = None) -> Outcome | None:
+    """The outcome an earlier run left for ``task`` (its done or failed marker), or None: none,
+    another input's, or (with ``digest``) made with other options."""
+    folder = out / task.stem
+    for marker, status in ((DONE_MARKER, "skipped"), (FAILED_MARKER, "failed")):
+        data = _read_marker(folder / marker)
+        if data is None:
+            continue
+        key = data.get("key") or input_key(str(data.get("input", "")))
+        if key != task.key or (digest is not None and data.get("options") != digest):
+            return None
+        return Outcome(
+            task.input,
+            task.stem,
+            status,
+            int(data.get("frames", 0)),
+            int(data.get("people", 0)),
+            float(data.get("seconds", 0.0)),
+            str(data.get("error", "")),
+        )
+    return None
+
+
+def _write_marker(folder: Path, marker: str, task: Task, stamp: dict, **fields) -> None:
+    """A marker for ``task``: the input, its key, ``stamp`` (options digest, run id), ``fields``."""
+    data = {"input": task.input, "key": task.key, **stamp, **fields}
+    atomic_write_text(folder / marker, json.dumps(data))
 
 
 def write_manifest(path: Path, outcomes: Sequence[Outcome]) -> Path:
@@ -157,17 +242,31 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
 
 
 # ------------------------------------------------------------------ one input
-def run_one(job: Job, options: Any, item: Outcome, out: Path) -> Outcome:
-    """Run ``job`` on one input into ``out/<stem>/`` (cleared first: a killed run's leftovers)
-    and leave its marker; an exception fails this input only (its last line in ``error``)."""
-    folder = out / item.stem
+def run_one(job: Job, options: Any, task: Task, out: Path, stamp: dict) -> Outcome:
+    """Run ``job`` on one input into ``out/<stem>/`` (emptied first: a killed run's leftovers)
+    and leave its markers (with ``stamp``: the options' digest and the run's id); an exception
+    fails this input only (its last line in ``error``). A folder that another input's markers
+    claim, or that has no marker and is not empty, is left alone: the input fails."""
+    folder = out / task.stem
+    result = Outcome(task.input, task.stem)
     if folder.exists():
+        owner = _owner(folder) if folder.is_dir() else "?"
+        if owner is None and folder.is_dir() and not any(folder.iterdir()):
+            owner = task.key  # an empty folder: nothing to lose
+        if owner != task.key:
+            result.status = "failed"
+            result.error = (
+                f"{folder} exists and is not this input's output folder (it holds "
+                f"{'another input' if owner not in (None, '?') else 'files key2mesh did not write'})"
+                "; nothing was changed there"
+            )
+            return result
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    _write_marker(folder, RUNNING_MARKER, task, stamp, pid=os.getpid())
     start = time.perf_counter()
-    result = Outcome(item.input, item.stem)
     try:
-        info = job(item.input, folder, options) or {}
+        info = job(task.key, folder, options) or {}
         result.status = "ok"
         result.frames, result.people = int(info.get("frames", 0)), int(info.get("people", 0))
     except Exception as exc:  # noqa: BLE001 - one bad input must not stop the corpus
@@ -175,9 +274,25 @@ def run_one(job: Job, options: Any, item: Outcome, out: Path) -> Outcome:
         result.error = _error_line(exc)
         (folder / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
     result.seconds = time.perf_counter() - start
+    _finish_marker(folder, task, stamp, result)
+    return result
+
+
+def _finish_marker(folder: Path, task: Task, stamp: dict, result: Outcome) -> None:
+    """The done or failed marker replaces the running one (written first, then the other
+    removed: a crash in between leaves the folder claimed)."""
     marker = DONE_MARKER if result.status == "ok" else FAILED_MARKER
     fields = {k: v for k, v in asdict(result).items() if k not in ("input", "stem", "status")}
-    atomic_write_text(folder / marker, json.dumps({"input": item.input, **fields}))
+    _write_marker(folder, marker, task, stamp, **fields)
+    (folder / RUNNING_MARKER).unlink(missing_ok=True)
+
+
+def _worker_died(task: Task, out: Path, stamp: dict) -> Outcome:
+    """The failed row (and marker) of an input whose worker process died under it."""
+    result = Outcome(task.input, task.stem, "failed", error=WORKER_DIED)
+    folder = out / task.stem
+    if folder.is_dir() and _owner(folder) == task.key:
+        _finish_marker(folder, task, stamp, result)
     return result
 
 
@@ -186,11 +301,23 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, Key2MeshError) else text
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
+    """A pool worker: ``threads`` CPU threads; Ctrl-C is the main process's to handle (it
+    stops the workers); the worker ends when the main process ``parent`` dies (Linux)."""
     import torch
 
     from key2mesh.devices import set_cpu_share
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:  # PR_SET_PDEATHSIG: SIGTERM when the parent ends
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before that
+        os._exit(1)
     torch.set_num_threads(threads)
     set_cpu_share(threads)  # the detector's and the encoder's threads too
 
@@ -213,23 +340,34 @@ def run_batch(
     ``workers``: processes (1: this process; more: a spawn pool, torch threads split between
     them). ``ray``: ``"auto"`` (the running Ray cluster, else a local Ray instance) or a
     cluster address: one Ray task per input instead of local processes. Inputs finished by an
-    earlier run are ``skipped``; failed ones are retried only with ``retry_failed``.
+    earlier run with the same ``options`` are ``skipped``; failed ones are retried only with
+    ``retry_failed`` (or when the options changed).
     """
     if workers < 1:
         raise Key2MeshError(f"--workers must be at least 1, got {workers}")
+    names = tuple(names)
     inputs = expand_inputs(specs, names)
     if not inputs:
         raise Key2MeshError("no input to process")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [Outcome(i, s) for i, s in zip(inputs, output_stems(inputs), strict=True)]
+    tasks = assign_stems(inputs, out, names)
+    stamp = {"options": options_digest(options)}
+    rows = [Outcome(t.input, t.stem) for t in tasks]
     todo: list[int] = []
-    for k, item in enumerate(rows):
-        before = previous_outcome(item, out)
+    redone = 0
+    for k, task in enumerate(tasks):
+        before = previous_outcome(task, out, stamp["options"])
         if before is not None and (before.status == "skipped" or not retry_failed):
             rows[k] = before
         else:
             todo.append(k)
+            redone += before is None and previous_outcome(task, out) is not None
+    if redone and progress:
+        print(
+            f"key2mesh batch: {redone} input(s) finished before with other options: run again",
+            file=sys.stderr,
+        )
     manifest = out / MANIFEST
     write_manifest(manifest, rows)
     from tqdm.auto import tqdm
@@ -244,41 +382,122 @@ def run_batch(
         bar.set_postfix_str(f"{failed} failed" if failed else "", refresh=True)
 
     try:
-        if ray is not None:
-            _run_ray(ray, job, options, rows, todo, out, finished)
-        elif workers == 1 or len(todo) <= 1:
-            for k in todo:
-                finished(k, run_one(job, options, rows[k], out))
-        else:
-            _run_pool(workers, job, options, rows, todo, out, finished)
+        with _sigterm_as_exit():
+            if ray is not None:
+                _run_ray(ray, job, options, tasks, todo, out, stamp, finished)
+            elif workers == 1 or len(todo) <= 1:
+                for k in todo:
+                    finished(k, run_one(job, options, tasks[k], out, stamp))
+            else:
+                _run_pool(workers, job, options, tasks, todo, out, stamp, finished)
     finally:
         bar.close()
     return rows
 
 
-def _run_pool(workers, job, options, rows, todo, out, finished) -> None:
+@contextmanager
+def _sigterm_as_exit():
+    """SIGTERM raises SystemExit meanwhile (in the main thread), so that the workers are
+    stopped and the manifest kept as on Ctrl-C, instead of the process ending on the spot."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _run_pool(workers, job, options, tasks, todo, out, stamp, finished) -> None:
+    """``todo`` in pools of ``workers`` processes. When a worker dies, the inputs that were
+    running are run again one at a time (only one that kills a worker alone fails) and the
+    rest go on in a new pool."""
+    pending = list(todo)
+    while pending:
+        broken = _pool_round(
+            min(workers, len(pending)), job, options, tasks, pending, out, stamp, finished
+        )
+        if broken is None:
+            return
+        running, pending = broken
+        for k in running:
+            if _pool_round(1, job, options, tasks, [k], out, stamp, finished) is not None:
+                finished(k, _worker_died(tasks[k], out, stamp))
+
+
+def _pool_round(workers, job, options, tasks, items, out, stamp, finished):
+    """Run ``items`` in one pool; None when every item finished, else (the items that were
+    running when a worker died, the items not started) once the pool is gone."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(
-        min(workers, len(todo)),
+    round_stamp = {**stamp, "run": uuid.uuid4().hex}
+    pool = ProcessPoolExecutor(
+        workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(threads,),
-    ) as pool:
-        futures = {pool.submit(run_one, job, options, rows[k], out): k for k in todo}
+        initargs=(threads, os.getpid()),
+    )
+    lost: list[int] = []
+    try:
+        futures = {pool.submit(run_one, job, options, tasks[k], out, round_stamp): k for k in items}
         for future in as_completed(futures):
             k = futures[future]
             try:
-                outcome = future.result()
-            except BrokenProcessPool:  # a worker died (e.g. killed, out of memory)
-                outcome = Outcome(rows[k].input, rows[k].stem, "failed", error="worker died")
-            finished(k, outcome)
+                finished(k, future.result())
+            except BrokenProcessPool:  # a worker died (killed, out of memory, a crash)
+                lost.append(k)
+    except BaseException:  # Ctrl-C, SIGTERM, an error of ours: the workers stop now
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if not lost:
+        return None
+    running, unstarted = [], []
+    for k in sorted(lost, key=items.index):
+        marker = _marker_of_run(out / tasks[k].stem, round_stamp["run"])
+        if marker is None:
+            unstarted.append(k)
+        elif marker == RUNNING_MARKER:
+            running.append(k)
+        else:  # it finished, but its result was lost with the pool: its marker has it
+            done = previous_outcome(tasks[k], out, stamp["options"])
+            finished(k, done if done is not None else _worker_died(tasks[k], out, stamp))
+    return running, unstarted
 
 
-def _run_ray(address, job, options, rows, todo, out, finished) -> None:
+def _marker_of_run(folder: Path, run: str) -> str | None:
+    """The furthest marker that run ``run`` left in ``folder`` (done, failed, running), or None."""
+    for name in MARKERS:
+        data = _read_marker(folder / name)
+        if data is not None and data.get("run") == run:
+            return name
+    return None
+
+
+def _stop_workers(pool) -> None:
+    """Terminate a pool's worker processes (an interrupted run must not go on in them)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+
+
+def _run_ray(address, job, options, tasks, todo, out, stamp, finished) -> None:
     try:
         import ray
     except ImportError:
@@ -293,17 +512,24 @@ def _run_ray(address, job, options, rows, todo, out, finished) -> None:
                 ray.init(log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
-    task = ray.remote(num_cpus=1)(run_one)
-    pending = {task.remote(job, options, rows[k], out.resolve()): k for k in todo}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
-            k = pending.pop(ref)
-            try:
-                outcome = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - the task's worker died
-                outcome = Outcome(rows[k].input, rows[k].stem, "failed", error=_error_line(exc))
-            finished(k, outcome)
+    # no retries: a task whose worker dies is a failed row, as with local workers
+    task = ray.remote(num_cpus=1, max_retries=0)(run_one)
+    run_stamp = {**stamp, "run": uuid.uuid4().hex}
+    pending = {task.remote(job, options, tasks[k], out.resolve(), run_stamp): k for k in todo}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                k = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception:  # noqa: BLE001 - the task's worker died
+                    outcome = _worker_died(tasks[k], out, stamp)
+                finished(k, outcome)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
 
 
 def summary(rows: Sequence[Outcome], manifest: Path) -> str:
