@@ -5,6 +5,7 @@ pygltflib and trimesh (skin, animation frames)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -281,6 +282,48 @@ def test_predict_writes_params_and_exports_for_keypoint_files(tmp_path, capsys):
         names
     )
     assert "2 track(s)" in capsys.readouterr().out
+
+
+def test_predict_reads_a_tables_fps_options_win_and_reruns_leave_no_stale_outputs(tmp_path):
+    """A motion table records its frame rate: predicting from it keeps it (a 25 Hz motion is not
+    written at 30 Hz); --fps / --image-size given win over the file's; a rerun into the same
+    folder with fewer tracks and frames leaves no track file or mesh of the earlier run."""
+    from key2mesh.cli import main
+    from key2mesh.keypoints.io import Detections, write_npz
+
+    def clip(tracks: int, f: int) -> Path:
+        kp = np.zeros((f, tracks, 17, 2), np.float32)
+        for t in range(f):
+            kp[t, 0] = _COCO * [180, 400] + [200 + 3 * t, 100]
+            if tracks == 2:
+                kp[t, 1] = _COCO * [160, 350] + [800 - 3 * t, 150]
+        det = Detections(kp, np.full((f, tracks, 17), 0.9, np.float32), "coco17",
+                         [f"f{t}" for t in range(f)], np.tile(np.arange(tracks), (f, 1)),
+                         image_size=(1280, 720), tracked=True)  # fmt: skip
+        return write_npz(det, tmp_path / "clip.npz")
+
+    out, again = tmp_path / "out", tmp_path / "again"
+    common = ["--checkpoint", "anny-coco17", "--device", "cpu"]
+    src = clip(2, 12)
+    assert main(["predict", str(src), "--out", str(out), "--fps", "25", "--export", "bvh",
+                 "--meshes", "ply", *common]) == 0  # fmt: skip
+    assert {"clip_track0.bvh", "clip_track1.bvh"} <= {p.name for p in out.iterdir()}
+    assert len(list((out / "clip_meshes").iterdir())) == 24
+    table = out / "clip_params.npz"
+    assert main(["predict", str(table), "--out", str(again), "--export", "bvh", *common]) == 0
+    d = np.load(again / "clip_params_params.npz")
+    assert float(d["fps"]) == 25.0 and d["image_size"].tolist() == [720, 1280]
+    assert "Frame Time: 0.04" in (again / "clip_params_track0.bvh").read_text()
+    assert main(["predict", str(table), "--out", str(again), "--fps", "50",
+                 "--image-size", "640x480", *common]) == 0  # fmt: skip
+    d = np.load(again / "clip_params_params.npz")
+    assert float(d["fps"]) == 50.0 and d["image_size"].tolist() == [480, 640]
+    src = clip(1, 5)  # the same name, one person, fewer frames
+    assert main(["predict", str(src), "--out", str(out), "--fps", "25", "--export", "bvh",
+                 "--meshes", "ply", *common]) == 0  # fmt: skip
+    names = {p.name for p in out.iterdir()}
+    assert "clip_track0.bvh" in names and "clip_track1.bvh" not in names
+    assert len(list((out / "clip_meshes").iterdir())) == 5
 
 
 def test_amass_export_of_an_smpl_track(tmp_path):

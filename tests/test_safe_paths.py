@@ -324,3 +324,20 @@ def test_atomic_writes_fsync_before_replace(tmp_path, monkeypatch):
     atomic_write_text(tmp_path / "a.json", "{}")
     atomic_save({"a": 1}, tmp_path / "c.pt")
     assert events == ["fsync", "replace"] * 2
+
+
+def test_remove_stale_deletes_only_matching_files_not_written_now(tmp_path):
+    from key2mesh.safe_paths import remove_stale
+
+    for name in ("clip_track0.bvh", "clip_track1.bvh", "clip_track1.glb", "notes.txt"):
+        (tmp_path / name).write_text(name)
+    (tmp_path / "clip_track7.bvh").mkdir()  # a folder is never removed
+    removed = remove_stale(tmp_path, r"clip_track\d+\.bvh", [tmp_path / "clip_track0.bvh"])
+    assert [p.name for p in removed] == ["clip_track1.bvh"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "clip_track0.bvh",
+        "clip_track1.glb",
+        "clip_track7.bvh",
+        "notes.txt",
+    ]
+    assert remove_stale(tmp_path / "missing", r".*", []) == []

@@ -149,6 +149,28 @@ def fsync_file(path: Path) -> None:
 _TEMP = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp(\.[^.]*)?")
 
 
+def remove_stale(
+    folder: str | os.PathLike, pattern: str, keep: Iterable[str | os.PathLike]
+) -> list[Path]:
+    """Delete the files directly in ``folder`` whose names fully match the regular expression
+    ``pattern`` and that are not in ``keep``: what an earlier run wrote under this run's names
+    and this run did not write again (a track that is gone, a frame no longer predicted), so
+    that a rerun into the same folder leaves no outputs of another input. Returns them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    regex = re.compile(pattern)
+    kept = {Path(p).resolve() for p in keep}
+    stale = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and regex.fullmatch(p.name) and p.resolve() not in kept
+    ]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temp files (:func:`temp_name`) that killed processes left in ``folder``: those
     of a process id no longer running (a checkpoint's is ~40 MB). Returns what was removed."""

@@ -59,8 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fps",
         type=positive_float,
-        default=30.0,
-        help="frame rate of the input's frames, Hz (their clock) (default: %(default)s)",
+        default=None,
+        help="frame rate of the input's frames, Hz (their clock) (default: the file's, as a "
+        "motion table records it, else 30)",
     )
     p.add_argument(
         "--image-size",

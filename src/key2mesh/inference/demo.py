@@ -443,6 +443,7 @@ def _run_demo(
     writer = VideoWriter(out, fps / _stride(frame_indices), background=True) if is_video else None
     failed = True
     mesh_names = None
+    meshes_written: list[Path] = []
     try:
         frames = report.timed_frames(prefetched(source()))
         progress = tqdm(frames, desc="render", unit="frame", total=total)
@@ -478,7 +479,11 @@ def _run_demo(
                 with report.timed("export"):
                     for k, row in enumerate(sel):
                         name = f"frame{index:06d}_track{motion.track_id[row]}.{options.save_meshes}"
-                        write_mesh(vcam[k].numpy(), model.faces.cpu().numpy(), mesh_names / name)
+                        meshes_written.append(
+                            write_mesh(
+                                vcam[k].numpy(), model.faces.cpu().numpy(), mesh_names / name
+                            )
+                        )
             with report.timed("encode"):
                 if writer is not None:
                     writer.write(panel)
@@ -495,6 +500,10 @@ def _run_demo(
             if not failed:
                 report.outputs.append(out)
     if mesh_names is not None:
+        from key2mesh.inference.pipeline import MESH_FILES
+        from key2mesh.safe_paths import remove_stale
+
+        remove_stale(mesh_names, MESH_FILES, meshes_written)  # an earlier run's other frames
         report.outputs.append(mesh_names)
     report.seconds = time.perf_counter() - start
     return report

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 CHUNK = 4096  # detections per chunk: outputs beyond the compact parameters are never held for more
 MESH_BATCH = 256  # bodies per mesh batch (their vertices are dropped once the meshes are written)
 NOT_TRACKED = "not tracked (no keypoint box)"
+MESH_FILES = r".+\.(?:obj|ply|glb)"  # what a <stem>_meshes/ folder holds
+DEFAULT_FPS = 30.0  # Hz, for keypoint files that do not say their frame rate
 
 
 @dataclass
@@ -42,7 +44,7 @@ def predict_file(
     model: Key2Mesh,
     path: str,
     keypoint_set: str | None = None,
-    fps: float = 30.0,
+    fps: float | None = None,
     image_size: tuple[int, int] | None = None,
     focal: float | None = None,
     smoothing=None,
@@ -51,8 +53,9 @@ def predict_file(
     **options,
 ) -> FilePrediction:
     """One keypoint file → its motion table (the demo's table: tracked identities, camera
-    translation, standard keys), predicted once. ``image_size`` (H, W) px: from the file when it
-    has one, else this argument, else the keypoints' extent (principal point at its centre).
+    translation, standard keys), predicted once. ``fps`` (Hz): this argument, else the file's
+    (a motion table records it), else 30. ``image_size`` (H, W) px: this argument, else the
+    file's, else the keypoints' extent (principal point at its centre).
     ``smoothing`` (:class:`~key2mesh.inference.motion.MotionSmoothing`) runs per tracked person;
     ``world``: the export frame (:func:`~key2mesh.inference.world.estimate_world`); ``options``:
     more :func:`~key2mesh.inference.motion.build_motion` keywords (``origin``, ``subjects``)."""
@@ -60,6 +63,7 @@ def predict_file(
     from key2mesh.keypoints.io import read_detections
 
     det = read_detections(path, keypoint_set=keypoint_set)
+    fps = fps or det.fps or DEFAULT_FPS
     ids = track_ids(det, fps=fps)
     det = det.to(model.keypoint_set)
     kp, conf, index = det.flatten()
@@ -75,7 +79,7 @@ def predict_file(
     if untracked:
         skipped[NOT_TRACKED] = untracked
     keep = check.usable & (ids >= 0)
-    if det.image_size is not None:
+    if image_size is None and det.image_size is not None:
         image_size = (det.image_size[1], det.image_size[0])
     if image_size is None:
         ok = conf > model.normalization.conf_threshold
@@ -130,7 +134,7 @@ def write_meshes(
     from tqdm import tqdm
 
     from key2mesh.inference.meshes import write_mesh
-    from key2mesh.safe_paths import unique_names
+    from key2mesh.safe_paths import remove_stale, unique_names
 
     motion = result.motion
     # names come from inside the input files: plain, unique file names inside mesh_dir only
@@ -139,12 +143,14 @@ def write_meshes(
     faces = model.faces.cpu().numpy()
     batch = min(MESH_BATCH, chunk_size)
     mesh_dir.mkdir(parents=True, exist_ok=True)
+    written = []
     with tqdm(total=len(motion), desc="meshes", disable=not progress) as bar:
         for part, verts in model.mesh_chunks(rot_t, shape_t, batch):
             for j, k in enumerate(range(part.start, part.stop)):
-                write_mesh(verts[j], faces, mesh_dir / f"{stems[k]}.{fmt}")
+                written.append(write_mesh(verts[j], faces, mesh_dir / f"{stems[k]}.{fmt}"))
             bar.update(len(verts))
             del verts  # this batch's vertices go before the next batch is computed
+    remove_stale(mesh_dir, MESH_FILES, written)  # an earlier run's meshes of other frames
     return len(motion)
 
 

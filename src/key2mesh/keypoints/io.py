@@ -141,6 +141,7 @@ class Detections:
     frame_names: F names (file stems or image ids). person_ids: (F, P) int64 track ids (or the slot
     index for untracked detectors), -1 = padding. image_size: (width, height) px when known.
     tracked: whether ``person_ids`` are real track ids (OpenPose writes ``person_id: [-1]`` otherwise).
+    fps: the frames' rate in Hz when the file says it (a motion table does), else None.
     """
 
     keypoints: np.ndarray
@@ -151,6 +152,7 @@ class Detections:
     image_size: tuple[int, int] | None = None
     tracked: bool = False
     source: str = field(default="<memory>", compare=False)
+    fps: float | None = None
 
     def __post_init__(self) -> None:
         self.keypoint_set = canonical_set_name(self.keypoint_set)
@@ -190,6 +192,16 @@ class Detections:
                     f"{self.source}: image_size must be (width, height) in pixels, got {self.image_size!r}"
                 )
             self.image_size = (w, h)
+        if self.fps is not None:
+            try:
+                fps = float(self.fps)
+            except (TypeError, ValueError):
+                fps = math.nan
+            if not (math.isfinite(fps) and fps > 0):
+                raise Key2MeshError(
+                    f"{self.source}: fps must be a positive number, got {self.fps!r}"
+                )
+            self.fps = fps
 
     @property
     def num_frames(self) -> int:
@@ -784,6 +796,9 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
             f"{path}: tracked must be one boolean, got {tracked.shape} {tracked.dtype}"
         )
     tracked = bool(tracked.reshape(-1)[0])
+    fps = extra.get("fps")
+    if fps is not None and (fps.size != 1 or fps.dtype.kind not in "iuf"):
+        raise Key2MeshError(f"{path}: fps must be one number, got {fps.shape} {fps.dtype}")
     return Detections(
         xyc[..., :2],
         xyc[..., 2],
@@ -793,6 +808,7 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
         image_size=size,
         tracked=tracked,
         source=str(path),
+        fps=None if fps is None else float(fps.reshape(-1)[0]),
     )
 
 
@@ -806,6 +822,8 @@ def write_npz(detections: Detections, path: str | Path) -> Path:
         if detections.image_size is None
         else {"image_size": np.asarray(detections.image_size, dtype=np.int64)}
     )
+    if detections.fps is not None:
+        extra["fps"] = np.float64(detections.fps)
     return atomic_savez(
         path,
         keypoints=detections.keypoints.astype(np.float32),

@@ -66,7 +66,7 @@ def export_motion(
     written. ``amass`` needs an SMPL body (a one-line error for anny). With ``glb``, also
     ``<stem>_all.glb``: every track on the video's timeline, with the video camera."""
     from key2mesh.inference.motion_export.series import track_series
-    from key2mesh.safe_paths import stem_path
+    from key2mesh.safe_paths import remove_stale, stem_path
 
     formats = (
         parse_formats(",".join(formats)) if not isinstance(formats, str) else parse_formats(formats)
@@ -91,6 +91,9 @@ def export_motion(
         if names is not None:
             names.claim(path, what)
         written.append(write_glb(model, every, path, camera))
+    # an earlier run's files of this family that this one did not write (e.g. a track that is
+    # gone) would pass for this motion's
+    remove_stale(out_dir, export_pattern(stem, formats), written)
     return written
 
 
