@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.devices import torch_threads
     from key2mesh.errors import Key2MeshError
     from key2mesh.inference.predictor import Key2Mesh
-    from key2mesh.viewer.live import open_stream, run_live
+    from key2mesh.viewer.live import LiveStats, open_stream, run_live
 
     if not 0 <= args.port <= 65535:
         raise Key2MeshError(f"--port must be 0..65535, got {args.port}")
@@ -88,17 +88,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"live viewer: {viewer.url}; Ctrl-C to stop")
         if not args.no_browser:
             webbrowser.open(viewer.url)
+    stats = LiveStats()
     try:
         with torch_threads(1):
-            stats = run_live(model, stream, viewer, args.max_people)
-    except KeyboardInterrupt:
-        stats = None
+            run_live(model, stream, viewer, args.max_people, stats=stats)
+    except KeyboardInterrupt:  # how a camera stops: the table of what was measured, then 130
+        print_table(stats)
+        raise
     finally:
         if viewer is not None:
             viewer.close()
-    if stats is not None and stats.frames:
-        print(
-            f"{len(stats.frames)} frames: "
-            + latency_table(stats.summary(skip=min(5, len(stats.frames) - 1)))
-        )
+    print_table(stats)
     return 0
+
+
+def print_table(stats) -> None:
+    """Print the latency table of a run's :class:`~key2mesh.viewer.live.LiveStats` (nothing
+    when no frame was processed)."""
+    if stats.count:
+        print(f"{stats.count} frames: " + latency_table(stats.summary()), flush=True)

@@ -42,35 +42,64 @@ class FrameTiming:
     dropped: int = 0
 
 
+def _values(timing: FrameTiming) -> dict[str, float]:
+    """What :class:`LiveStats` averages: seconds per stage, ``latency`` (s), ``people``."""
+    return {**timing.stages, "latency": timing.latency, "people": timing.people}
+
+
 @dataclass
 class LiveStats:
-    """Timings of a live run; :meth:`summary` gives means, percentiles and the frame rate."""
+    """Timings of a live run in bounded memory (a session may run for hours): the first
+    ``warmup`` frames kept apart, running sums over the rest and at most ``max_samples`` of
+    their latencies (a uniform sample beyond, for the percentiles); :meth:`summary` gives means,
+    percentiles and the frame rate."""
 
-    frames: list[FrameTiming] = field(default_factory=list)
     wall_s: float = 0.0
     source_frames: int = 0  # frames the source delivered (processed + dropped)
+    warmup: int = 5
+    max_samples: int = 50_000
+    count: int = 0  # frames processed
+    _head: list[FrameTiming] = field(default_factory=list)  # the first ``warmup`` frames
+    _sums: dict[str, float] = field(default_factory=dict)  # over the frames after them (s)
+    _latency: list[float] = field(default_factory=list)  # s
+    _rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def add(self, timing: FrameTiming) -> None:
-        self.frames.append(timing)
+        self.count += 1
+        if len(self._head) < self.warmup:
+            self._head.append(timing)
+            return
+        for key, value in _values(timing).items():
+            self._sums[key] = self._sums.get(key, 0.0) + value
+        n = self.count - len(self._head)
+        if len(self._latency) < self.max_samples:
+            self._latency.append(timing.latency)
+        elif (j := int(self._rng.integers(n))) < self.max_samples:
+            self._latency[j] = timing.latency  # reservoir sampling: each frame kept alike
 
-    def summary(self, skip: int = 0) -> dict[str, float]:
+    def summary(self, skip: int | None = None) -> dict[str, float]:
         """Means (ms) per stage, latency mean / p50 / p95 (ms), processed fps over the run's
-        wall time, the dropped fraction; ``skip`` first frames left out (warm-up)."""
-        rows = self.frames[skip:]
-        if not rows:
+        wall time, the dropped fraction; ``skip`` (at most ``warmup``) first frames left out,
+        by default min(``warmup``, frames - 1)."""
+        skip = min(self.warmup, self.count - 1) if skip is None else min(skip, self.warmup)
+        head = self._head[skip:]
+        n = len(head) + self.count - len(self._head)
+        if n <= 0:
             return {}
-        lat = 1000 * np.array([r.latency for r in rows])
-        out = {
-            f"{s}_ms": 1000 * float(np.mean([r.stages.get(s, 0.0) for r in rows]))
-            for s in LIVE_STAGES
-        }
+
+        def mean(key: str) -> float:
+            own = sum(_values(r).get(key, 0.0) for r in head)
+            return (own + self._sums.get(key, 0.0)) / n
+
+        lat = 1000 * np.array([r.latency for r in head] + self._latency)
+        out = {f"{s}_ms": 1000 * mean(s) for s in LIVE_STAGES}
         out.update(
-            latency_ms=float(lat.mean()),
+            latency_ms=1000 * mean("latency"),
             latency_p50_ms=float(np.percentile(lat, 50)),
             latency_p95_ms=float(np.percentile(lat, 95)),
-            fps=len(self.frames) / self.wall_s if self.wall_s > 0 else 0.0,
-            dropped=1 - len(self.frames) / max(self.source_frames, 1),
-            people=float(np.mean([r.people for r in rows])),
+            fps=self.count / self.wall_s if self.wall_s > 0 else 0.0,
+            dropped=1 - self.count / max(self.source_frames, 1),
+            people=mean("people"),
         )
         return out
 
@@ -278,7 +307,7 @@ def run_live(model, stream, viewer=None, max_people: int = 2, stats: LiveStats |
     """Process ``stream`` until it ends (or Ctrl-C) into ``viewer`` (a
     :class:`~key2mesh.viewer.live_app.LiveViewer`, or None: timing only); returns the
     :class:`LiveStats`."""
-    stats = stats or LiveStats()
+    stats = LiveStats() if stats is None else stats
     pipeline = LivePipeline(model, stream.fps, max_people)
     start = time.perf_counter()
     try:
@@ -293,8 +322,8 @@ def run_live(model, stream, viewer=None, max_people: int = 2, stats: LiveStats |
             done = time.perf_counter()
             stages["view"] = done - t_view
             timing = FrameTiming(index, stages, done - arrival, len(people), dropped)
-            stats.add(timing)
             stats.source_frames = index + 1
+            stats.add(timing)
             if viewer is not None:
                 viewer.report(timing)
             read0 = time.perf_counter()
