@@ -1,10 +1,12 @@
 """`key2mesh live` without a camera or a browser: Ctrl-C prints the latency table of what was
-measured and the run's statistics stay bounded."""
+measured, the run's statistics stay bounded, and a camera's clock follows the frames' arrival
+(fake capture on a fake clock)."""
 
 from __future__ import annotations
 
 import sys
 import types
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -101,3 +103,94 @@ def test_ctrl_c_prints_the_table_and_exits_130(monkeypatch, capsys):
     assert main(["live", "--camera", "0", "--no-viewer"]) == 130
     out, err = capsys.readouterr()
     assert out == "" and "interrupted" in err  # nothing measured: no table
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class FakeCapture:
+    """A camera at ``fps`` on ``clock`` holding one frame (CAP_PROP_BUFFERSIZE 1): ``read``
+    returns the newest frame if one arrived since the last read, else waits for the next;
+    frame k (k = 1, 2, ...) arrives at 100 s + k / fps; the camera stops after ``until`` s."""
+
+    def __init__(self, clock: FakeClock, fps: float = 50.0, until: float = 3.0):
+        self.clock, self.fps, self.until, self.last = clock, fps, until, 0
+
+    def isOpened(self):
+        return True
+
+    def set(self, *a):
+        return True
+
+    def get(self, prop):
+        import cv2
+
+        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self):
+        pass
+
+    def read(self):
+        k = int(np.floor((self.clock.now - 100.0) * self.fps + 1e-6))
+        if k <= self.last:  # nothing new: wait for the next frame
+            k = self.last + 1
+            self.clock.now = 100.0 + k / self.fps
+        if self.clock.now - 100.0 > self.until:
+            return False, None
+        self.last = k
+        return True, np.full((4, 6, 3), k % 256, np.uint8)
+
+
+def test_device_clock_follows_arrival_when_processing_is_slow(monkeypatch):
+    """A 50 fps camera, 0.1 s per processed frame: every processed frame is 5 camera frames
+    (0.1 s) after the last, 4 dropped in between; the pipeline's clock is the arrival time."""
+    import cv2
+
+    clock = FakeClock()
+    monkeypatch.setattr(live, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCapture(clock))
+    calls = []
+
+    class SlowPipeline:
+        def __init__(self, model, fps, max_people):
+            assert fps == 50.0
+
+        def __call__(self, index, frame, t):
+            calls.append((index, t))
+            clock.now += 0.1
+            return [], {"detect": 0.1, "track": 0.0, "predict": 0.0}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(live, "LivePipeline", SlowPipeline)
+    stream = live.open_stream("0")
+    stats = live.run_live("model", stream, None)
+    index = np.array([c[0] for c in calls])
+    t = np.array([c[1] for c in calls])
+    n = len(calls)
+    assert 25 <= n <= 31
+    np.testing.assert_allclose(t, 0.1 * np.arange(n), atol=1e-6)  # arrival - first arrival
+    np.testing.assert_array_equal(index, 5 * np.arange(n))
+    assert stats.source_frames == index[-1] + 1
+    assert stats.summary()["dropped"] == pytest.approx(1 - n / (5 * (n - 1) + 1))
+
+
+def test_file_stream_keeps_its_own_clock(tmp_path):
+    from key2mesh.media.video import VideoWriter
+
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path, 25.0) as w:
+        for i in range(5):
+            w.write(np.full((32, 48, 3), 40 * i, np.uint8))
+    stream = live.FileStream(path, realtime=False)
+    items = []
+    while (item := stream.latest()) is not None:
+        items.append(item)
+    assert [i.index for i in items] == list(range(5))
+    np.testing.assert_allclose([i.time_s for i in items], np.arange(5) / 25.0)

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -104,12 +105,25 @@ class LiveStats:
         return out
 
 
+class StreamFrame(NamedTuple):
+    """A frame taken from a stream: ``index`` in the source, ``rgb`` (H, W, 3) uint8,
+    ``arrival`` when the source delivered it (perf_counter s), ``dropped`` frames skipped since
+    the last one taken, ``time_s`` its time on the source's clock (s)."""
+
+    index: int
+    rgb: np.ndarray
+    arrival: float
+    dropped: int
+    time_s: float
+
+
 class FileStream:
-    """A video file played as a camera. ``realtime``: a reader thread decodes the frames at the
-    file's frame rate, as a camera delivers them, keeping only the newest; :meth:`latest` waits
-    for a frame newer than the last one taken (the ones in between are dropped). Otherwise
-    every frame is given as soon as asked (arrival = when it was read). ``repeat``: play the
-    file that many times in a row (longer timing runs; the indices go on counting)."""
+    """A video file played as a camera, on the file's own clock (frame index / fps).
+    ``realtime``: a reader thread decodes the frames at the file's frame rate, as a camera
+    delivers them, keeping only the newest; :meth:`latest` waits for a frame newer than the
+    last one taken (the ones in between are dropped). Otherwise every frame is given as soon as
+    asked (arrival = when it was read). ``repeat``: play the file that many times in a row
+    (longer timing runs; the indices go on counting)."""
 
     def __init__(
         self,
@@ -153,15 +167,15 @@ class FileStream:
             self._done = True
             self._cond.notify_all()
 
-    def latest(self) -> tuple[int, np.ndarray, float, int] | None:
-        """(index, RGB frame, arrival time (perf_counter), frames dropped since the last one
-        taken) or None at the end."""
+    def latest(self) -> StreamFrame | None:
+        """The next frame (realtime: the newest one) or None at the end."""
         if not self.realtime:
             frame = next(self._frames, None)
             if frame is None:
                 return None
             self._next += 1
-            return self._next - 1, frame, time.perf_counter(), 0
+            i = self._next - 1
+            return StreamFrame(i, frame, time.perf_counter(), 0, i / self.fps)
         if not self._thread.is_alive() and not self._done:
             self._thread.start()  # the stream starts when first read
         with self._cond:
@@ -171,14 +185,17 @@ class FileStream:
                 return None
             index, frame, arrival = self._slot
         dropped, self._taken = index - self._taken - 1, index
-        return index, frame, arrival, dropped
+        return StreamFrame(index, frame, arrival, dropped, index / self.fps)
 
     def close(self) -> None:
         self._stop.set()
 
 
 class DeviceStream:
-    """A camera by index (OpenCV): each :meth:`latest` grabs the newest frame."""
+    """A camera by index (OpenCV): each :meth:`latest` grabs the newest frame. The camera does
+    not wait for us, so its clock is the wall clock: a frame's time is its arrival after the
+    first frame's (s), its index that time × the camera's fps; the frames in between (never
+    read while one was processed) are the dropped ones."""
 
     def __init__(self, index: int):
         import cv2
@@ -189,20 +206,26 @@ class DeviceStream:
         self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
         self.total = None
-        self._next = 0
+        self._start: float | None = None  # the first frame's arrival (perf_counter s)
+        self._last = -1  # the last index given
 
     def close(self) -> None:
         self.cap.release()
 
-    def latest(self):
+    def latest(self) -> StreamFrame | None:
+        """The camera's newest frame, or None when it stops delivering."""
         import cv2
 
         ok, bgr = self.cap.read()
         arrival = time.perf_counter()
         if not ok:
             return None
-        self._next += 1
-        return self._next - 1, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), arrival, 0
+        if self._start is None:
+            self._start = arrival
+        t = arrival - self._start
+        index = max(round(t * self.fps), self._last + 1)
+        dropped, self._last = index - self._last - 1, index
+        return StreamFrame(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), arrival, dropped, t)
 
 
 def open_stream(spec: str, realtime: bool = True, max_frames: int | None = None):
@@ -295,7 +318,7 @@ class LivePipeline:
         return out, times
 
 
-def frames_of(stream) -> Iterator[tuple[int, np.ndarray, float, int]]:
+def frames_of(stream) -> Iterator[StreamFrame]:
     while True:
         item = stream.latest()
         if item is None:
@@ -312,9 +335,9 @@ def run_live(model, stream, viewer=None, max_people: int = 2, stats: LiveStats |
     start = time.perf_counter()
     try:
         read0 = time.perf_counter()
-        for index, frame, arrival, dropped in frames_of(stream):
+        for index, frame, arrival, dropped, t in frames_of(stream):
             read = time.perf_counter() - read0
-            people, stages = pipeline(index, frame, index / stream.fps)
+            people, stages = pipeline(index, frame, t)
             stages["read"] = read
             t_view = time.perf_counter()
             if viewer is not None:
