@@ -1,6 +1,6 @@
 """`key2mesh live` without a camera or a browser: Ctrl-C prints the latency table of what was
-measured, the run's statistics stay bounded, and a camera's clock follows the frames' arrival
-(fake capture on a fake clock)."""
+measured, the run's statistics stay bounded, the viewer keeps a bounded set of bodies, and a
+camera's clock follows the frames' arrival (fake capture on a fake clock)."""
 
 from __future__ import annotations
 
@@ -194,3 +194,60 @@ def test_file_stream_keeps_its_own_clock(tmp_path):
         items.append(item)
     assert [i.index for i in items] == list(range(5))
     np.testing.assert_allclose([i.time_s for i in items], np.arange(5) / 25.0)
+
+
+def _tiny_body():
+    """A 3-joint chain, one triangle per bone (stands in for a body model's skinned mesh)."""
+    from key2mesh.inference.motion_export.skeleton import Skeleton
+    from key2mesh.viewer.bodies import SkinnedBody
+
+    offsets = np.array([[0.0, 1.0, 0.0], [0.0, 0.5, 0.0], [0.0, 0.5, 0.0]])
+    sk = Skeleton(
+        np.array([0, 3, 6]), ["pelvis", "spine1", "spine2"], np.array([-1, 0, 1]), offsets, {},
+        np.cumsum(offsets, axis=0),
+    )  # fmt: skip
+    verts = np.array([[0, 1, 0], [0.1, 1.2, 0], [0, 1.5, 0.1], [0.1, 1.7, 0], [0, 2, 0.1]])
+    faces = np.array([[0, 1, 2], [2, 3, 4]])
+    weights = np.eye(3)[[0, 0, 1, 1, 2]]
+    return SkinnedBody(verts, faces, weights, sk, np.zeros((1, 3, 3, 3)), np.zeros((1, 3, 3)))
+
+
+def test_live_viewer_keeps_a_bounded_set_of_bodies(monkeypatch):
+    """30 frames, each with a person never seen before (track ids never repeat): the bodies of
+    the people gone are removed from the scene, only a few recent ones kept hidden; a person
+    who comes back soon keeps their body."""
+    pytest.importorskip("viser")
+    import key2mesh.viewer.bodies as bodies
+    from key2mesh.viewer.app import LiveViewer
+    from key2mesh.viewer.live import LivePerson
+
+    made = []
+
+    def skinned_body(kit, track):
+        made.append(track.track)
+        return _tiny_body()
+
+    monkeypatch.setattr(bodies, "skinned_body", skinned_body)
+    kit = SimpleNamespace(body=SimpleNamespace(name="anny"))
+    viewer = LiveViewer(kit, port=0)
+
+    def person(track):
+        return LivePerson(track, np.tile(np.eye(3), (24, 1, 1)), np.zeros(6), np.zeros(3))
+
+    def in_scene():
+        names = viewer.server.scene._handle_from_node_name
+        return sorted(int(n[len("/people/track") :]) for n in names if n.startswith("/people/"))
+
+    try:
+        for track in range(30):
+            viewer.update([person(track)])
+            kept = in_scene()
+            assert len(kept) <= 1 + viewer.hidden and sorted(viewer.meshes) == kept
+            visible = [t for t in kept if viewer.meshes[t][1].visible]
+            assert visible == [track]
+        assert kept == list(range(29 - viewer.hidden, 30))  # the most recently seen
+        viewer.update([person(28), person(29)])  # 28 comes back: the same body, both shown
+        assert made.count(28) == 1
+        assert [t for t in in_scene() if viewer.meshes[t][1].visible] == [28, 29]
+    finally:
+        viewer.close()

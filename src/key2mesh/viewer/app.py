@@ -437,9 +437,18 @@ def _image_size(scene: Scene) -> tuple[int, int] | None:
 class LiveViewer:
     """The live mode's page: each tracked person's skinned body posed from the newest frame
     (camera frame, the video camera at the origin), the frame itself and the per-stage
-    latency table (:class:`~key2mesh.viewer.live.RecentStats`)."""
+    latency table (:class:`~key2mesh.viewer.live.RecentStats`). Track ids never repeat, so the
+    scene stays bounded: the bodies of the ``hidden`` people seen most recently but not in the
+    frame are kept (hidden) for when they come back, older ones are removed."""
 
-    def __init__(self, kit, host: str = "127.0.0.1", port: int = 8080, fov: float = 0.9):
+    def __init__(
+        self,
+        kit,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        fov: float = 0.9,
+        hidden: int = 4,
+    ):
         from key2mesh.viewer.live import RecentStats
 
         viser = import_viser()
@@ -460,7 +469,8 @@ class LiveViewer:
             wxyz=(0.0, 1.0, 0.0, 0.0),  # OpenCV axes in the y-up frame: x kept, y and z flipped
         )  # fmt: skip
         self.fov = fov
-        self.meshes: dict[int, tuple] = {}
+        self.hidden = hidden
+        self.meshes: OrderedDict[int, tuple] = OrderedDict()  # track → (body, mesh), oldest first
         self.recent = RecentStats()
         self.lowest = np.inf
         with gui.add_folder("Latency (last 30 frames)"):
@@ -486,7 +496,8 @@ class LiveViewer:
 
     def update(self, people, frame: np.ndarray | None = None) -> None:
         """Pose the bodies of ``people`` (:class:`~key2mesh.viewer.live.LivePerson`); hide the
-        others; show ``frame`` (RGB) scaled to the panel."""
+        others, removing all but the ``hidden`` most recently seen; show ``frame`` (RGB) scaled
+        to the panel."""
         from key2mesh.viewer.bodies import bone_poses
 
         seen = set()
@@ -494,6 +505,7 @@ class LiveViewer:
             for p in people:
                 if p.track not in self.meshes:
                     self.meshes[p.track] = self._body(p)
+                self.meshes.move_to_end(p.track)
                 b, mesh = self.meshes[p.track]
                 g, pos = bone_poses(b.skeleton, p.rotmats[None].astype(np.float64), p.root[None])
                 q = quaternions_wxyz(g[0])
@@ -503,9 +515,12 @@ class LiveViewer:
                 mesh.visible = True
                 seen.add(p.track)
                 self.lowest = min(self.lowest, float(p.root[1]) - 1.0)
-            for t, (_, mesh) in self.meshes.items():
-                if t not in seen:
-                    mesh.visible = False
+            gone = [t for t in self.meshes if t not in seen]  # least recently seen first
+            old = max(0, len(gone) - self.hidden)
+            for t in gone[:old]:
+                self.meshes.pop(t)[1].remove()
+            for t in gone[old:]:
+                self.meshes[t][1].visible = False
             if np.isfinite(self.lowest):
                 self.grid.position = (0.0, self.lowest, -5.0)
         if frame is not None:
