@@ -245,6 +245,17 @@ def test_3dpw_bad_files(tmp_path):
     short.write_bytes(pickle.dumps(data, protocol=2))
     with pytest.raises(Key2MeshError, match=r"short.pkl: 'poses\[0\]' must be \(10, 72\)"):
         load_3dpw(short)
+    odd = tmp_path / "odd.pkl"  # malformed fields: one line each, never a traceback
+    for key, value, message in (
+        ("poses", 3.0, "'poses' must be a list with one entry per person, got float"),
+        ("poses2d", [np.full((10, 3, 18), "x")], r"'poses2d\[0\]' must hold numbers"),
+        ("poses2d", [[[1.0, 2.0], [3.0]]], r"'poses2d\[0\]' must hold numbers of one shape"),
+    ):
+        data = write_synthetic_3dpw(odd, persons=1)
+        data[key] = value
+        odd.write_bytes(pickle.dumps(data, protocol=2))
+        with pytest.raises(Key2MeshError, match="odd.pkl: " + message):
+            load_3dpw(odd)
 
 
 class _Evil:
@@ -418,6 +429,21 @@ def test_h36m_bad_files(tmp_path):
     write_synthetic_h36m_npz(path, ROWS)
     with pytest.raises(Key2MeshError, match="no image of subjects S5 from camera 60457274"):
         load_h36m_p2(path, subjects=("S5",))
+    data = write_synthetic_h36m_npz(path, ROWS, with_pose=False)
+    data["S"][..., :3] *= 1000  # millimetres: every error would be 1000x too large
+    np.savez(path, **data)
+    with pytest.raises(Key2MeshError, match="'S' must be in metres .* as in millimetres"):
+        load_h36m_p2(path)
+
+
+def test_h36m_imgname_as_bytes(tmp_path):
+    """Names stored as bytes (dtype 'S', Python 2 era files) read as the same text."""
+    path = tmp_path / "p2.npz"
+    data = write_synthetic_h36m_npz(path, ROWS)
+    text = load_h36m_p2(path)
+    np.savez(path, **{**data, "imgname": data["imgname"].astype("S")})
+    raw = load_h36m_p2(path)
+    assert raw.image_names == text.image_names and len(raw.image_names) > 0
 
 
 def test_benchmark_set_validates_shapes():

@@ -101,6 +101,8 @@ def test_smplx_key_name_smpl_width_and_no_subsampling(tmp_path):
         ({"poses": np.zeros((5, 40))}, "expected (F, 156)"),
         ({"mocap_framerate": np.array(0.0)}, "frame rate > 0"),
         ({"betas": np.zeros(4)}, "'betas'"),
+        ({"poses": np.full((5, 156), "x")}, "'poses' must hold numbers"),
+        ({"betas": np.full(16, "x")}, "'betas' must hold numbers"),
     ],
 )
 def test_bad_content_names_the_file(tmp_path, override, message):
@@ -143,12 +145,17 @@ def test_folder_is_recursive_and_skips_bad_files(tmp_path, caplog):
     )  # metadata: ignored
     (tmp_path / "KIT" / "broken.npz").write_bytes(b"garbage")
     write_amass(tmp_path / "KIT" / "empty.npz", frames=0)
+    write_amass(tmp_path / "KIT" / "text.npz", frames=5, betas=np.full(16, "x"))
     with caplog.at_level(logging.WARNING):
         report = load_report("amass", paths=[tmp_path], target_fps=30)
     assert sorted(c.name for c in report.clips) == ["01_01_poses", "walk"]
     assert [c.num_frames for c in sorted(report.clips, key=lambda c: c.name)] == [30, 30]
-    assert report.num_skipped == 2
-    assert sorted(p.rsplit("/", 1)[-1] for p, _ in report.skipped) == ["broken.npz", "empty.npz"]
+    assert report.num_skipped == 3
+    assert sorted(p.rsplit("/", 1)[-1] for p, _ in report.skipped) == [
+        "broken.npz",
+        "empty.npz",
+        "text.npz",
+    ]
     assert "broken.npz" in caplog.text and "empty.npz" in caplog.text
     with pytest.raises(Key2MeshError, match="no such AMASS file or folder"):
         load_clips("amass", paths=tmp_path / "none")

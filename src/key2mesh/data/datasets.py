@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,12 +117,35 @@ def _array(path: Path, value: Any, key: str, shape: tuple[int | None, ...]) -> n
     """``value`` as float64 array whose shape matches ``shape`` (None = any size)."""
     try:
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise Key2MeshError(f"{path}: {key!r} must hold numbers") from None
+    except (TypeError, ValueError):  # text, or ragged lists
+        raise Key2MeshError(f"{path}: {key!r} must hold numbers of one shape") from None
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise Key2MeshError(f"{path}: {key!r} must be {want}, got {arr.shape}")
     return arr
+
+
+def _check_metres(path: Path, joints: torch.Tensor) -> None:
+    """Refuse 3D joints (N, J, 3) that are not in metres: a body's joints lie within about a
+    metre of its root, so a median distance above 10 means millimetres (or centimetres), which
+    would make every error in mm come out 1000 (100) times too large."""
+    if joints.numel() == 0:
+        return
+    spread = (joints - joints[:, :1]).norm(dim=-1).median().item()
+    if spread > 10:
+        raise Key2MeshError(
+            f"{path}: 'S' must be in metres (SPIN's files are); its joints lie a median "
+            f"{spread:.0f} units from the root, as in millimetres: divide it by 1000"
+        )
+
+
+def _per_person(path: Path, value: Any, key: str) -> Sequence[Any]:
+    """A 3DPW per-person field (a list or an array with one entry per person)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, np.ndarray)):
+        raise Key2MeshError(
+            f"{path}: {key!r} must be a list with one entry per person, got {type(value).__name__}"
+        )
+    return value
 
 
 def _rotmats(axis_angle: np.ndarray) -> torch.Tensor:
@@ -167,10 +191,11 @@ def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
     """One 3DPW sequence → per-detection arrays of its camera-valid frames (all persons)."""
     data = _load_pickle(path)
     seq = str(require_key(path, data, "sequence"))
-    poses = require_key(path, data, "poses")
+    poses = _per_person(path, require_key(path, data, "poses"), "poses")
     persons = len(poses)
     per_person = {
-        k: require_key(path, data, k) for k in ("genders", "betas", "campose_valid", "poses2d")
+        k: _per_person(path, require_key(path, data, k), k)
+        for k in ("genders", "betas", "campose_valid", "poses2d")
     }
     for key, values in per_person.items():
         if len(values) != persons:
@@ -186,6 +211,8 @@ def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
     if "cam_intrinsics" in data:
         intr = _array(path, data["cam_intrinsics"], "cam_intrinsics", (3, 3))
     joints = data.get("jointPositions")
+    if joints is not None:
+        joints = _per_person(path, joints, "jointPositions")
     if joints is not None and len(joints) != persons:
         raise Key2MeshError(
             f"{path}: 'jointPositions' has {len(joints)} entries for {persons} persons"
@@ -196,12 +223,13 @@ def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
     invalid = 0
     for p in range(persons):  # a sequence has one or two persons
         pose = _array(path, poses[p], f"poses[{p}]", (frames, 72))
-        valid = np.asarray(per_person["campose_valid"][p]).astype(bool).reshape(-1)
+        valid = _array(path, per_person["campose_valid"][p], f"campose_valid[{p}]", (None,))
+        valid = valid.astype(bool)
         if valid.shape != (frames,):
             raise Key2MeshError(
                 f"{path}: 'campose_valid[{p}]' must have {frames} entries, got {valid.shape}"
             )
-        kp = np.asarray(per_person["poses2d"][p], dtype=np.float64)
+        kp = _array(path, per_person["poses2d"][p], f"poses2d[{p}]", (frames, None, None))
         if kp.shape == (frames, 3, 18):
             kp = kp.transpose(0, 2, 1)
         elif kp.shape != (frames, 18, 3):
@@ -387,7 +415,10 @@ def load_h36m_p2(
     """
     path = Path(npz)
     data = load_npz(path)
-    names = [str(n) for n in np.asarray(require_key(path, data, "imgname")).reshape(-1)]
+    names = [  # bytes in files written from Python 2 or with dtype 'S'
+        n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)
+        for n in np.asarray(require_key(path, data, "imgname")).reshape(-1)
+    ]
     n = len(names)
     subj, cams = _parse_h36m_names(path, names)
     rows = np.nonzero(np.isin(subj, list(subjects)) & (cams == str(camera)))[0]
@@ -411,6 +442,7 @@ def load_h36m_p2(
                 f"{path}: 'S' must be ({n}, 24, 4) joints with confidence, got {s.shape}"
             )
         joints = torch.from_numpy(s[rows][:, list(J24_TO_H36M17), :3]).float()
+        _check_metres(path, joints)
     if pose is None and joints is None:
         raise Key2MeshError(
             f"{path}: missing key 'pose' (with 'shape') or 'S': no ground truth to evaluate against"

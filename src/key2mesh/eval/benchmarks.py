@@ -29,6 +29,8 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.eval.evaluate import EvalResult, result_from_errors
 from key2mesh.eval.metrics import Protocol, per_sample_metrics
 
+GT_CHUNK = 512  # ground-truth SMPL bodies per forward pass (bounds memory on whole test sets)
+
 
 def model_to_camera_frame(points: torch.Tensor) -> torch.Tensor:
     """Points (..., 3) in metres from the model's world frame to the camera frame: (x, -y, -z).
@@ -53,18 +55,19 @@ def _gt_smpl(
     verts = None
     genders = bench.genders if protocol.gt_gender == "gendered" else ["neutral"] * n
     body = None
-    for gender in sorted(set(genders)):  # one batch per gender
+    for gender in sorted(set(genders)):  # one body model per gender
         idx = torch.tensor([i for i, g in enumerate(genders) if g == gender])
         opts = {"joint_regressor_h36m": h36m_regressor} if h36m_regressor else {}
         body = load_body_model(
             "smpl", model_dir=smpl_dir, gender=gender, device=str(device), **opts
         )
-        with torch.no_grad():
-            out = body(bench.pose[idx].to(device), bench.betas[idx].to(device))
-        joints[idx] = body.regress(out.vertices, "h36m17").cpu()
         if verts is None:
-            verts = torch.zeros(n, out.vertices.shape[1], 3)
-        verts[idx] = out.vertices.cpu()
+            verts = torch.zeros(n, body.num_vertices, 3)
+        for part in idx.split(GT_CHUNK):  # bounded memory: a whole test set at once took ~30 GB
+            with torch.no_grad():
+                out = body(bench.pose[part].to(device), bench.betas[part].to(device))
+            joints[part] = body.regress(out.vertices, "h36m17").cpu()
+            verts[part] = out.vertices.cpu()
     return joints, verts, body
 
 

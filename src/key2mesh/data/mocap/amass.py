@@ -65,6 +65,8 @@ def load_amass_file(path: str | Path, target_fps: float | None = 30.0) -> Motion
             f"{path}: expected AMASS keys 'poses' and 'mocap_framerate' (or 'mocap_frame_rate'), found: {found}"
         )
     poses = np.asarray(data["poses"])
+    if poses.dtype.kind not in "iuf":
+        raise Key2MeshError(f"{path}: 'poses' must hold numbers, got dtype {poses.dtype}")
     if poses.ndim != 2 or poses.shape[1] < 66 or poses.shape[1] % 3:
         raise Key2MeshError(
             f"{path}: 'poses' has shape {poses.shape}, expected (F, 156) SMPL-H, (F, 72) SMPL or (F, 165) SMPL-X axis-angles"
@@ -84,6 +86,10 @@ def load_amass_file(path: str | Path, target_fps: float | None = 30.0) -> Motion
         raise Key2MeshError(f"{path}: '{fps_key}' = {fps}, expected a frame rate > 0")
     betas = None
     if "betas" in data:
+        if np.asarray(data["betas"]).dtype.kind not in "iuf":
+            raise Key2MeshError(
+                f"{path}: 'betas' must hold numbers, got dtype {np.asarray(data['betas']).dtype}"
+            )
         betas = np.asarray(data["betas"], dtype=np.float32).reshape(-1)[:10]
         if betas.shape[0] < 10 or not np.isfinite(betas).all():
             raise Key2MeshError(
