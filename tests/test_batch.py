@@ -384,6 +384,38 @@ def test_a_worker_that_dies_fails_its_own_input_only(corpus):
     assert [r.status for r in again] == ["skipped", "failed"] + ["skipped"] * 4
 
 
+def test_inputs_lost_with_a_broken_pool_are_sorted_by_their_markers(tmp_path):
+    """After a worker died: an input whose run left no marker was not started, one with a
+    running marker was running (a suspect), one with a done or failed marker finished and its
+    row comes from the marker (ok, not 'skipped': this run did it)."""
+    from key2mesh.inference.batch import (
+        RUNNING_MARKER,
+        Task,
+        _finish_marker,
+        _write_marker,
+        options_digest,
+        sort_lost,
+    )
+    from key2mesh.inference.batch import Outcome as Row
+
+    stamp = {"options": options_digest({"x": 1})}
+    run = {**stamp, "run": "r1"}
+    tasks = [Task(f"/v/{n}.mp4", n, f"/v/{n}.mp4") for n in "abcde"]
+    for t in tasks:
+        (tmp_path / t.stem).mkdir()
+    _write_marker(tmp_path / "b", RUNNING_MARKER, tasks[1], run)
+    _finish_marker(tmp_path / "c", tasks[2], run, Row(tasks[2].input, "c", "ok", frames=7))
+    _finish_marker(tmp_path / "d", tasks[3], run, Row(tasks[3].input, "d", "failed", error="e"))
+    _write_marker(tmp_path / "e", RUNNING_MARKER, tasks[4], {**stamp, "run": "r0"})  # older run
+    rows = {}
+    running, unstarted = sort_lost(
+        range(5), tasks, tmp_path, stamp, "r1", lambda k, o: rows.update({k: o})
+    )
+    assert (running, unstarted) == ([1], [0, 4])
+    assert (rows[2].status, rows[2].frames) == ("ok", 7)
+    assert (rows[3].status, rows[3].error) == ("failed", "e")
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
 def test_a_stopped_run_stops_its_workers_and_keeps_the_manifest(tmp_path, sig):
     """SIGTERM (or Ctrl-C) on a run with workers: the workers stop at once instead of working

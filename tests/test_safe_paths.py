@@ -341,3 +341,19 @@ def test_remove_stale_deletes_only_matching_files_not_written_now(tmp_path):
         "notes.txt",
     ]
     assert remove_stale(tmp_path / "missing", r".*", []) == []
+
+
+def test_remove_stale_temps_takes_folders_only_when_asked(tmp_path):
+    import os
+
+    from key2mesh.safe_paths import remove_stale_temps
+
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    stale_dir = tmp_path / f".clip.{dead}.0123abcd.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "marker.json").write_text("{}")
+    mine = tmp_path / f".clip.{os.getpid()}.0123abcd.tmp"  # this process is still building it
+    mine.mkdir()
+    assert remove_stale_temps(tmp_path) == [] and stale_dir.exists()
+    assert remove_stale_temps(tmp_path, folders=True) == [stale_dir]
+    assert not stale_dir.exists() and mine.exists()

@@ -171,19 +171,25 @@ def remove_stale(
     return stale
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temps(folder: str | os.PathLike, folders: bool = False) -> list[Path]:
     """Delete the temp files (:func:`temp_name`) that killed processes left in ``folder``: those
-    of a process id no longer running (a checkpoint's is ~40 MB). Returns what was removed."""
+    of a process id no longer running (a checkpoint's is ~40 MB); with ``folders``, temp-named
+    folders too (an output folder being built). Returns what was removed."""
+    import shutil
+
     folder = Path(folder)
     removed = []
     if not folder.is_dir():
         return removed
     for p in folder.iterdir():
         m = _TEMP.fullmatch(p.name)
-        if m is None or not p.is_file() or _running(int(m.group(1))):
+        if m is None or _running(int(m.group(1))):
+            continue
+        is_dir = p.is_dir() and not p.is_symlink()
+        if not (p.is_file() or (folders and is_dir)):
             continue
         with suppress(OSError):
-            p.unlink()
+            shutil.rmtree(p) if is_dir else p.unlink()
             removed.append(p)
     return removed
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.media.video import VIDEO_SUFFIXES
-from key2mesh.safe_paths import atomic_write_text, output_stems
+from key2mesh.safe_paths import atomic_write_text, output_stems, remove_stale_temps, temp_name
 
 MANIFEST = "manifest.csv"
 RUNNING_MARKER = ".key2mesh-running.json"
@@ -262,8 +262,12 @@ def run_one(job: Job, options: Any, task: Task, out: Path, stamp: dict) -> Outco
             )
             return result
         shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    _write_marker(folder, RUNNING_MARKER, task, stamp, pid=os.getpid())
+    # the folder appears with its running marker (built under a temp name, then renamed): a
+    # worker killed at any point leaves no folder that looks like someone else's
+    building = temp_name(folder)
+    building.mkdir(parents=True)
+    _write_marker(building, RUNNING_MARKER, task, stamp, pid=os.getpid())
+    os.rename(building, folder)
     start = time.perf_counter()
     try:
         info = job(task.key, folder, options) or {}
@@ -351,6 +355,7 @@ def run_batch(
         raise Key2MeshError("no input to process")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out, folders=True)  # what killed runs were building
     tasks = assign_stems(inputs, out, names)
     stamp = {"options": options_digest(options)}
     rows = [Outcome(t.input, t.stem) for t in tasks]
@@ -463,16 +468,27 @@ def _pool_round(workers, job, options, tasks, items, out, stamp, finished):
         pool.shutdown(wait=True, cancel_futures=True)
     if not lost:
         return None
+    return sort_lost(sorted(lost, key=items.index), tasks, out, stamp, round_stamp["run"], finished)
+
+
+def sort_lost(lost, tasks, out, stamp, run, finished) -> tuple[list[int], list[int]]:
+    """The items ``lost`` with a broken pool of run ``run``, by their markers: (running when a
+    worker died, not started); one that finished (its result lost with the pool) is passed to
+    ``finished`` from its marker."""
     running, unstarted = [], []
-    for k in sorted(lost, key=items.index):
-        marker = _marker_of_run(out / tasks[k].stem, round_stamp["run"])
+    for k in lost:
+        marker = _marker_of_run(out / tasks[k].stem, run)
         if marker is None:
             unstarted.append(k)
         elif marker == RUNNING_MARKER:
             running.append(k)
-        else:  # it finished, but its result was lost with the pool: its marker has it
+        else:
             done = previous_outcome(tasks[k], out, stamp["options"])
-            finished(k, done if done is not None else _worker_died(tasks[k], out, stamp))
+            if done is None:
+                done = _worker_died(tasks[k], out, stamp)
+            elif done.status == "skipped":  # done by this run, not by an earlier one
+                done.status = "ok"
+            finished(k, done)
     return running, unstarted
 
 
