@@ -291,3 +291,31 @@ def test_fit_set_option(tmp_path, capsys):
     )
     assert main(["fit", str(inp), "--set", "weights.nope=0", "--out", str(out)]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_adapt_threads_apply_before_the_targets_are_built(
+    pretrained, bank_path, tmp_path, monkeypatch
+):
+    """--threads holds while the target and --val are built (4,096 posed bodies each for
+    synthetic: sets), not only from the training loop on."""
+    import torch
+
+    from key2mesh.commands import adapt
+    from key2mesh.errors import Key2MeshError
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise Key2MeshError("stop here")
+
+    monkeypatch.setattr(adapt, "load_targets", record)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        argv = ["adapt", "--checkpoint", str(pretrained), "--target", "synthetic:strong",
+                "--cache", str(bank_path), "--out", str(tmp_path / "a"), "--threads", "1"]  # fmt: skip
+        assert main(argv) != 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]

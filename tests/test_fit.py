@@ -273,3 +273,14 @@ def test_fit_runs_on_one_thread_and_restores_the_setting(anny_body, target):
         torch.set_num_threads(before)
     torch.testing.assert_close(one.rotmats, two.rotmats, atol=1e-5, rtol=0)
     torch.testing.assert_close(one.shape, two.shape, atol=1e-5, rtol=0)
+
+
+def test_a_diverging_fit_is_an_error_not_nan_parameters(anny_body, target):
+    """A step size far too large makes L-BFGS diverge: one line naming it, no NaN written."""
+    from key2mesh.errors import Key2MeshError
+
+    kp2d, conf = target[3][:2], torch.ones(2, 25)
+    with pytest.raises(Key2MeshError, match="lbfgs fit diverged: .* of 2 fits .*lr=1e\\+30"):
+        fit_to_keypoints(
+            anny_body, kp2d, conf, KSET, iters=3, select_iters=0, optimizer="lbfgs", lr=1e30
+        )

@@ -287,6 +287,10 @@ def run(args: argparse.Namespace) -> int:
     for option, value in (("--checkpoint", cfg.source), ("--cache", cfg.cache)):
         if not value:
             raise Key2MeshError(f"adapt needs {option} (on the command line or in --config)")
+    if cfg.threads:  # before the targets are built (synthetic: and --val pose 4,096 bodies each)
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     cfg.source = str(resolve_checkpoint(cfg.source))
     ck = load_checkpoint(cfg.source)
     offsets = None

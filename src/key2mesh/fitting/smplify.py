@@ -250,6 +250,12 @@ def _optimise(
         if shape_bounds is not None and fit_shape:
             with torch.no_grad():
                 shape.clamp_(*shape_bounds)
+    bad = ~(torch.isfinite(rot6d).flatten(1).all(1) & torch.isfinite(shape).flatten(1).all(1))
+    if bool(bad.any()):  # a step size far too large: NaN parameters must not be written
+        raise Key2MeshError(
+            f"the {optimizer} fit diverged: {int(bad.sum())} of {len(bad)} fits ended with "
+            f"non-finite parameters at lr={lr:g}; use a smaller --lr"
+        )
     return rot6d.detach(), shape.detach(), history
 
 
