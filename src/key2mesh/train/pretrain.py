@@ -3,6 +3,8 @@ held-out clips, atomic checkpoints, exact ``--resume``, optional torchrun DDP an
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -134,6 +136,24 @@ def _set_rng_state(gen: torch.Generator, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def cache_fingerprint(bank: PoseBank, max_frames: int = 65536) -> dict:
+    """What identifies a training cache's content wherever it lies (``--resume`` compares it, not
+    the path): frame and clip counts and a BLAKE2 digest of the clip names, sources and subjects,
+    the body config, the clip index (N,), the shapes (M,S) and the rotations (N,24,3,3) of at most
+    ``max_frames`` evenly spaced frames (~0.06 GB read at most: milliseconds)."""
+    h = hashlib.blake2b(digest_size=16)
+    names = [bank.clip_names, bank.clip_sources, bank.clip_subjects, bank.body]
+    h.update(json.dumps(names, sort_keys=True, default=str).encode())
+    stride = max(1, bank.num_frames // max_frames)
+    for array, dtype in (
+        (bank.clip_index, np.int32),
+        (bank.shapes, np.float32),
+        (bank.rotmats[::stride], np.float32),
+    ):
+        h.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
+    return {"frames": bank.num_frames, "clips": len(bank.clip_names), "digest": h.hexdigest()}
+
+
 def mean_pose_baseline(bank: PoseBank, train_idx: np.ndarray) -> torch.Tensor:
     """(24,3,3) per-joint chordal mean of the training rotations (the "mean-pose predictor")."""
     import roma
@@ -170,6 +190,7 @@ class PretrainState(TrainState):
     averaged: torch.nn.Module | None = None
     model: torch.nn.Module | None = None
     amp: bool = False
+    cache_fingerprint: dict = field(default_factory=dict)  # :func:`cache_fingerprint` of ``bank``
 
 
 def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> dict:
@@ -308,6 +329,7 @@ def _setup(cfg: PretrainConfig) -> PretrainState:
         shapes_all=torch.from_numpy(bank.shapes),
         normalization=InputNormalization(cfg.synth.conf_threshold, cfg.synth.missing_value, "bbox"),
         amp=(cfg.amp and device.type == "cuda") or (cfg.amp_cpu and device.type == "cpu"),
+        cache_fingerprint=cache_fingerprint(bank),
     )
 
 
@@ -350,7 +372,7 @@ def _restore(run: PretrainState, resume: bool) -> None:
         ck = load_checkpoint(
             out / "last.pt", expect_body=run.bank.body, expect_keypoint_set=cfg.keypoint_set
         )
-        _check_resume_config(ck.config, cfg, out / "last.pt")
+        _check_resume_config(ck, run, out / "last.pt")
         state = ck.extra
         net.load_state_dict(ck.model)
         run.opt.load_state_dict(state["optimizer"])
@@ -498,11 +520,15 @@ def _save(run: PretrainState, name: str, metrics: dict) -> None:
             "sampler": None if run.sampler is None else run.sampler.generator.get_state(),
         },
         config=cfg.to_dict(),
+        cache_fingerprint=run.cache_fingerprint,
         baseline=run.baseline,
         **ema_state,
     )
 
 
+# the options --resume refuses to change: they change the random stream, the model, the loss, the
+# synthesised pairs or the validation set (steps/epochs, val_every, device, threads may change).
+# The cache is compared by content (``cache_fingerprint``), not by path.
 _RESUME_KEYS = (
     "seed",
     "batch_size",
@@ -512,10 +538,16 @@ _RESUME_KEYS = (
     "lr_step",
     "val_fraction",
     "val_subjects",
+    "val_size",
     "pose_augment",
     "model",
     "init",
     "ema",
+    "amp",
+    "amp_cpu",
+    "weights",
+    "synth",
+    "camera",
 )
 
 
@@ -586,17 +618,49 @@ def _remap_input_columns(
     return out.reshape(weight.shape[0], 2 * len(new))
 
 
-def _check_resume_config(saved: dict, cfg: PretrainConfig, path: Path) -> None:
-    """``--resume`` continues the same run: options that change the random stream or the model must match."""
-    now = cfg.to_dict()
-    diff = [
-        f"{k} {saved[k]!r} → {now[k]!r}" for k in _RESUME_KEYS if k in saved and saved[k] != now[k]
-    ]
+def _check_resume_config(ck, run: PretrainState, path: Path) -> None:
+    """``--resume`` continues the same run: the options of ``_RESUME_KEYS`` and the cache's content
+    must match checkpoint ``ck``'s; one error names each difference (old → new value). A
+    checkpoint without a cache fingerprint (older versions) is resumed with a warning."""
+    saved, now = _plain(ck.config), _plain(run.cfg.to_dict())
+    diff = []
+    for key in _RESUME_KEYS:
+        if key not in saved or saved[key] == now[key]:
+            continue
+        old, new = saved[key], now[key]
+        if isinstance(old, dict) and isinstance(new, dict):  # name the sub-options: synth.yaw_deg
+            diff += [
+                f"{key}.{k} {old.get(k, 'unset')!r} → {new.get(k, 'unset')!r}"
+                for k in sorted(set(old) | set(new), key=str)
+                if old.get(k, "unset") != new.get(k, "unset")
+            ]
+        else:
+            diff.append(f"{key} {old!r} → {new!r}")
+    stored = ck.extra.get("cache_fingerprint")
+    if stored is None:
+        log.warning(
+            "--resume: %s stores no fingerprint of its training cache (an older version): "
+            "not checking that --cache %s is the one it was trained on",
+            path,
+            run.cfg.cache,
+        )
+    elif stored != run.cache_fingerprint:
+        fp = run.cache_fingerprint
+        diff.append(
+            f"cache: {run.cfg.cache} is another training cache than {saved.get('cache', '?')} "
+            f"({stored['frames']} frames, {stored['clips']} clips, digest {stored['digest'][:12]} → "
+            f"{fp['frames']} frames, {fp['clips']} clips, digest {fp['digest'][:12]})"
+        )
     if diff:
         raise Key2MeshError(
             f"--resume: {path} was trained with other options ({'; '.join(diff)}); "
             "use the same options or a new --out"
         )
+
+
+def _plain(config: dict) -> dict:
+    """``config`` with tuples as lists (a saved default tuple equals the same list from a file)."""
+    return json.loads(json.dumps(config, default=str))
 
 
 def _fmt(m: dict) -> str:

@@ -1,0 +1,91 @@
+"""``key2mesh pretrain --resume`` continues the same run or refuses; a new run never silently
+replaces one (``--overwrite``); torchrun (DDP) cut-and-resume equals an uninterrupted run."""
+
+import dataclasses
+import logging
+import shutil
+
+import pytest
+import torch
+
+from helpers.tiny_training import tiny_pretrain_config as _cfg
+from key2mesh.data.cache import PoseBank
+from key2mesh.data.synth import SynthConfig
+from key2mesh.errors import Key2MeshError
+from key2mesh.geometry.camera import VirtualCamera
+from key2mesh.model.checkpoint import load_checkpoint
+from key2mesh.train.losses import PretrainWeights
+from key2mesh.train.pretrain import run_pretrain
+
+
+def _cut(bank_path, out, **kw):
+    """A 6-step run "killed" after 3 steps (its last.pt holds step 3)."""
+    run_pretrain(_cfg(bank_path, out, stop_after=3, **kw), progress=False)
+    assert load_checkpoint(out / "last.pt").step == 3
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (
+            dict(
+                synth=SynthConfig(noise_profile="strong"),
+                weights=PretrainWeights(kp2d=100.0),
+                camera=VirtualCamera(focal=5000.0),
+            ),
+            [
+                "synth.noise_profile 'none' → 'strong'",
+                "weights.kp2d 50.0 → 100.0",
+                "camera.focal 256.0 → 5000.0",
+            ],
+        ),
+        (dict(amp_cpu=True, val_size=64), ["amp_cpu False → True", "val_size 32 → 64"]),
+    ],
+)
+def test_resume_refuses_changed_options(bank_path, tmp_path, change, named):
+    """Options that change the training stream, the loss or the validation set must match
+    the checkpoint's: one error naming each differing option with its old and new value."""
+    _cut(bank_path, tmp_path / "r")
+    with pytest.raises(Key2MeshError) as err:
+        cfg = dataclasses.replace(_cfg(bank_path, tmp_path / "r"), **change)
+        run_pretrain(cfg, resume=True, progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "--resume" in msg
+    for text in named:
+        assert text in msg, msg
+    assert load_checkpoint(tmp_path / "r" / "last.pt").step == 3  # untouched
+
+
+def test_resume_compares_the_cache_by_content(bank_path, tmp_path, caplog):
+    """Another bank is refused; the same bank under another path resumes exactly; a checkpoint
+    without a stored fingerprint (older versions) resumes with a warning."""
+    _cut(bank_path, tmp_path / "r")
+    bank = PoseBank.load(bank_path)
+    other = PoseBank(
+        bank.rotmats[::-1].copy(),
+        bank.clip_index,
+        bank.clip_names,
+        bank.clip_sources,
+        bank.shapes,
+        bank.body,
+    ).save(tmp_path / "other.npz")  # same size and clips, other poses
+    with pytest.raises(Key2MeshError, match=r"cache: .*other.npz is another training cache"):
+        run_pretrain(_cfg(other, tmp_path / "r"), resume=True, progress=False)
+    moved = tmp_path / "moved" / "bank.npz"
+    moved.parent.mkdir()
+    shutil.copy(bank_path, moved)
+    run_pretrain(_cfg(moved, tmp_path / "r"), resume=True, progress=False)
+    run_pretrain(_cfg(bank_path, tmp_path / "full"), progress=False)
+    a = load_checkpoint(tmp_path / "full" / "last.pt").model
+    b = load_checkpoint(tmp_path / "r" / "last.pt").model
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # an old checkpoint: no fingerprint stored → warned, resumed
+    _cut(bank_path, tmp_path / "old")
+    raw = torch.load(tmp_path / "old" / "last.pt", weights_only=False)
+    assert "cache_fingerprint" in raw
+    del raw["cache_fingerprint"]
+    torch.save(raw, tmp_path / "old" / "last.pt")
+    with caplog.at_level(logging.WARNING):
+        res = run_pretrain(_cfg(other, tmp_path / "old"), resume=True, progress=False)
+    assert res["step"] == 6
+    assert any("fingerprint" in r.getMessage() for r in caplog.records)
