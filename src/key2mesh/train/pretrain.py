@@ -129,6 +129,59 @@ def _rng_state(gen: torch.Generator) -> dict:
     }
 
 
+def _rng_states(run: PretrainState) -> dict:
+    """The random streams a checkpoint stores (the run's generator, torch's CPU and CUDA ones,
+    the pose sampler's). With several ranks (DDP) every rank's, gathered to all (a collective:
+    every rank calls it at the same step): rank 0's at the top level, as older versions wrote,
+    and each rank's under ``"ranks"`` (a list indexed by rank)."""
+    own = {
+        **_rng_state(run.gen),
+        "sampler": None if run.sampler is None else run.sampler.generator.get_state(),
+    }
+    if run.dist.world_size == 1:
+        return own
+    import torch.distributed as dist
+
+    ranks: list = [None] * run.dist.world_size
+    dist.all_gather_object(ranks, own)
+    return {**ranks[0], "ranks": ranks}
+
+
+def _rank_rng_state(rng: dict, rank: int, world_size: int) -> dict | None:
+    """The streams rank ``rank`` resumes with from a checkpoint's ``rng``: its own from
+    ``rng["ranks"]``; a checkpoint with one state (a single process, or older versions) gives it to
+    rank 0, and None to the other ranks (they draw a fresh stream, not a copy of rank 0's)."""
+    ranks = rng.get("ranks")
+    if ranks is not None:
+        return ranks[rank] if rank < len(ranks) else None
+    return rng if rank == 0 else None
+
+
+def _restore_rng(run: PretrainState, rng: dict, path: Path) -> None:
+    """Set this rank's random streams from checkpoint ``path``'s ``rng`` (exact --resume when the
+    checkpoint holds them and the number of processes is the same; else a warning)."""
+    rank, world = run.dist.rank, run.dist.world_size
+    saved = len(rng["ranks"]) if rng.get("ranks") is not None else 1
+    if saved != world and run.dist.is_main:
+        log.warning(
+            "--resume: %s holds the random streams of %d process(es), this run has %d: "
+            "the batches from here on differ from an uninterrupted run's",
+            path,
+            saved,
+            world,
+        )
+    state = _rank_rng_state(rng, rank, world)
+    if state is None:  # a rank the checkpoint has no streams for: its own, new for this step
+        seed = int(np.random.SeedSequence([run.cfg.seed, rank, run.step]).generate_state(1)[0])
+        run.gen.manual_seed(seed)
+        if run.sampler is not None:
+            run.sampler.generator.manual_seed(seed + 17)
+        return
+    _set_rng_state(run.gen, state)
+    if run.sampler is not None and state.get("sampler") is not None:
+        run.sampler.generator.set_state(state["sampler"])
+
+
 def _set_rng_state(gen: torch.Generator, state: dict) -> None:
     gen.set_state(state["gen"])
     torch.set_rng_state(state["torch"])
@@ -215,9 +268,11 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
             ran += 1
             stopping = bool(cfg.stop_after) and ran >= cfg.stop_after
             due = run.step % cfg.val_every == 0 or run.step == run.total_steps
+            rng: dict = {}
             if due or stopping:
                 # before validating and saving: an update that exploded stops here, naming its step
                 check_finite_parameters(run.net, run.step - 1, run.out)
+                rng = _rng_states(run)  # every rank's random streams (collective under DDP)
             seen += cfg.batch_size
             bar.update(1)
             if run.step % 20 == 0:
@@ -225,13 +280,15 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
                     loss=f"{loss.item():.3f}", samples_s=f"{seen / (time.perf_counter() - t0):.0f}"
                 )
             if run.dist.is_main and due:
-                metrics = _validate_and_save(run, loss, terms, seen / (time.perf_counter() - t0))
+                metrics = _validate_and_save(
+                    run, loss, terms, seen / (time.perf_counter() - t0), rng
+                )
                 bar.write(
                     f"step {run.step}: val {_fmt(metrics)}  (mean-pose predictor: {_fmt(run.baseline)})"
                 )
             if stopping:
                 if run.dist.is_main:
-                    _save(run, "last.pt", metrics)
+                    _save(run, "last.pt", metrics, rng)
                 break
     finally:  # an error is printed on a line of its own, not after the bar
         bar.close()
@@ -379,9 +436,7 @@ def _restore(run: PretrainState, resume: bool) -> None:
         if state.get("scheduler") is not None:
             run.sched.load_state_dict(state["scheduler"])
         run.step, run.best = state["step"], state.get("best", run.best)
-        _set_rng_state(run.gen, state["rng"])
-        if run.sampler is not None and state["rng"].get("sampler") is not None:
-            run.sampler.generator.set_state(state["rng"]["sampler"])
+        _restore_rng(run, state["rng"], out / "last.pt")
         log.info("resumed from %s at step %d", out / "last.pt", run.step)
     elif resume:
         log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
@@ -474,13 +529,14 @@ def _validate(run: PretrainState) -> dict:
 
 
 def _validate_and_save(
-    run: PretrainState, loss: torch.Tensor, terms: dict, samples_per_s: float
+    run: PretrainState, loss: torch.Tensor, terms: dict, samples_per_s: float, rng: dict
 ) -> dict:
-    """Validate, keep ``best.pt`` when PA-MPJPE improved, log the row, write ``last.pt``."""
+    """Validate, keep ``best.pt`` when PA-MPJPE improved, log the row, write ``last.pt`` (``rng``:
+    :func:`_rng_states`)."""
     metrics = _validate(run)
     if metrics["pa_mpjpe"] < run.best["pa_mpjpe"]:
         run.best = {**metrics, "step": run.step}
-        _save(run, "best.pt", metrics)
+        _save(run, "best.pt", metrics, rng)
     run.logger.log(
         run.step,
         {
@@ -491,13 +547,14 @@ def _validate_and_save(
             "samples_per_s": samples_per_s,
         },
     )
-    _save(run, "last.pt", metrics)
+    _save(run, "last.pt", metrics, rng)
     return metrics
 
 
-def _save(run: PretrainState, name: str, metrics: dict) -> None:
+def _save(run: PretrainState, name: str, metrics: dict, rng: dict) -> None:
     """Write checkpoint ``name`` atomically: the averaged network, and what ``--resume`` needs
-    (never over a good one when the raw weights broke)."""
+    (``rng``: every rank's random streams, :func:`_rng_states`; never over a good one when the raw
+    weights broke)."""
     net, cfg = run.net, run.cfg
     ema_state = {}
     if run.ema is not None:
@@ -515,10 +572,7 @@ def _save(run: PretrainState, name: str, metrics: dict) -> None:
         step=run.step,
         best=run.best,
         metrics=metrics,
-        rng={
-            **_rng_state(run.gen),
-            "sampler": None if run.sampler is None else run.sampler.generator.get_state(),
-        },
+        rng=rng,
         config=cfg.to_dict(),
         cache_fingerprint=run.cache_fingerprint,
         baseline=run.baseline,
