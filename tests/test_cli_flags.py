@@ -565,6 +565,7 @@ TABLE: dict[str, Case | Elsewhere] = {
     "pretrain --device": Case(("--device", "cpu"), cfg("device"), "cpu"),
     "pretrain --threads": Case(("--threads", "1"), cfg("threads"), 1),
     "pretrain --resume": Case(("--resume",), called("run_pretrain", "resume"), True),
+    "pretrain --overwrite": Case(("--overwrite",), called("run_pretrain", "overwrite"), True),
     "pretrain --checkpoint": Case(("--checkpoint", "w.pt"), cfg("init"), "w.pt"),
     "pretrain --ema": Case(("--ema", "0.9"), cfg("ema"), 0.9),
     "pretrain --amp-cpu": Case(("--amp-cpu",), cfg("amp_cpu"), True),

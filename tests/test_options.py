@@ -98,7 +98,7 @@ def test_pretrain_command_holds_out_the_named_subject(monkeypatch, tmp_path):
     import key2mesh.train.pretrain as pretrain
 
     seen = []
-    monkeypatch.setattr(pretrain, "run_pretrain", lambda cfg, resume: seen.append(cfg) or {})
+    monkeypatch.setattr(pretrain, "run_pretrain", lambda cfg, **_: seen.append(cfg) or {})
     base = ["pretrain", "--cache", str(tmp_path / "c.npz"), "--out", str(tmp_path / "pt")]
     assert main([*base, "--set", "val_subjects=cmu_02"]) == 0
     assert main([*base, "--val-subjects", "cmu_02"]) == 0

@@ -94,6 +94,32 @@ def test_resume_compares_the_cache_by_content(bank_path, tmp_path, caplog):
     assert any("fingerprint" in r.getMessage() for r in caplog.records)
 
 
+def test_new_run_refuses_a_folder_with_a_run(bank_path, tmp_path, capsys):
+    """Without --resume a folder holding last.pt is refused (one line); --overwrite starts over."""
+    from key2mesh.cli import main
+
+    out = tmp_path / "o"
+    _cut(bank_path, out)
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(Key2MeshError, match=r"already holds a run .*--resume.*--overwrite"):
+        run_pretrain(_cfg(bank_path, out), progress=False)
+    assert (out / "last.pt").read_bytes() == before
+    sets = ["batch_size=16", "val_size=32", "model.hidden=64", "pose_augment=false"]
+    argv = ["pretrain", "--cache", str(bank_path), "--out", str(out), "--steps", "6"]
+    argv += ["--threads", "1", "--device", "cpu", "--val-every", "3"]
+    argv += [x for s in sets for x in ("--set", s)]
+    assert main(argv) == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert "last.pt" in line and "--overwrite" in line
+    assert (out / "last.pt").read_bytes() == before
+    assert main([*argv, "--overwrite"]) == 0
+    assert load_checkpoint(out / "last.pt").step == 6
+    run_pretrain(_cfg(bank_path, tmp_path / "fresh"), progress=False)
+    a = load_checkpoint(tmp_path / "fresh" / "last.pt").model
+    b = load_checkpoint(out / "last.pt").model
+    assert all(torch.equal(a[k], b[k]) for k in a)  # started over from scratch
+
+
 def _torchrun(bank_path, out, *extra):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += ["-m", "key2mesh.cli", "pretrain", "--cache", str(bank_path), "--out", str(out)]

@@ -72,6 +72,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue from OUT/last.pt (same result as an uninterrupted run)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an --out folder that holds a run (replaces its last.pt, best.pt and "
+        "metrics.csv; without it or --resume such a folder is refused)",
+    )
     add_checkpoint_argument(
         p,
         "start from this checkpoint's weights (fine-tuning; fresh optimizer and schedule)",
@@ -135,6 +141,6 @@ def run(args: argparse.Namespace) -> int:
     names["init"] = "--checkpoint"
     cfg = merged_config(PretrainConfig, args.config, flags, args.set_options, names)
     output_folder(cfg.out_dir, writes="best.pt, last.pt and metrics.csv")
-    result = run_pretrain(cfg, resume=args.resume)
+    result = run_pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps(result, indent=2, default=float))
     return 0

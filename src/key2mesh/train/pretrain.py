@@ -246,12 +246,22 @@ class PretrainState(TrainState):
     cache_fingerprint: dict = field(default_factory=dict)  # :func:`cache_fingerprint` of ``bank``
 
 
-def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> dict:
+def run_pretrain(
+    cfg: PretrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False
+) -> dict:
     """Train; returns the best validation metrics. Writes ``last.pt``, ``best.pt``,
-    ``metrics.csv`` (and TensorBoard logs when available) under ``cfg.out_dir``."""
+    ``metrics.csv`` (and TensorBoard logs when available) under ``cfg.out_dir``. A folder that
+    already holds a run's checkpoints is continued (``resume``) or started over (``overwrite``:
+    its checkpoints are removed once the new run is set up); with neither it is refused."""
+    _check_out_dir(Path(cfg.out_dir), resume, overwrite)
     run = _setup(cfg)
     _validation_pairs(run)
     _restore(run, resume)
+    if overwrite and run.dist.is_main:
+        for name in _RUN_FILES:
+            if (run.out / name).exists():
+                (run.out / name).unlink()
+                log.info("--overwrite: removed %s", run.out / name)
     _start_logging(run)
     bar = tqdm(
         total=run.total_steps,
@@ -300,6 +310,24 @@ def run_pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = Tru
         "step": run.step,
         "samples_per_s": seen / max(time.perf_counter() - t0, 1e-9),
     }
+
+
+_RUN_FILES = ("last.pt", "best.pt")  # a folder holding one of these holds a run
+
+
+def _check_out_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """A new run never silently replaces another's checkpoints: refused unless ``resume`` or
+    ``overwrite`` (not both)."""
+    if resume and overwrite:
+        raise Key2MeshError(
+            "--resume continues the run in --out, --overwrite starts it over: give one of them"
+        )
+    held = [name for name in _RUN_FILES if (out / name).exists()]
+    if held and not (resume or overwrite):
+        raise Key2MeshError(
+            f"{out} already holds a run ({', '.join(held)}); continue it with --resume, start it "
+            "over with --overwrite (replaces its checkpoints and metrics.csv), or choose another --out"
+        )
 
 
 def _check_options(cfg: PretrainConfig) -> None:
