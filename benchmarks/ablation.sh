@@ -45,7 +45,7 @@ multiview() { case "$1" in *mv) echo --multiview ;; esac; }
 evaluate_all "$SOURCE" pretrained
 for L in 2d 2d+wd 2d+wd+reg 2d+mv 2d+wd+reg+mv; do
   $K2M adapt --checkpoint "$SOURCE" --cache "$CACHE" --target "$DEV" --val "$DEV" $(multiview "$L") \
-      --losses "$L" --out "$OUT/dev_$L" --steps "$STEPS" --select-every 25 > "$OUT/dev_$L.log" 2>&1
+      --losses "$L" --out "$OUT/dev_$L" --steps "$STEPS" --select-every 25 --overwrite > "$OUT/dev_$L.log" 2>&1
   evaluate_all "$OUT/dev_$L/best.pt" "dev_$L"
 done
 [ -n "$DATA_FREE" ] && evaluate_all "$DATA_FREE" data_free

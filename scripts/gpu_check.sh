@@ -15,9 +15,9 @@ $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible'
 $PY -m pytest -q tests/test_cuda.py tests/test_random_devices.py
 [ -f "$CACHE" ] || $K2M data prepare --cache "$CACHE"
 rm -rf "$OUT"
-$K2M pretrain --cache "$CACHE" --out "$OUT/pt" --keypoint-set coco17 --steps 200 --val-every 100 --device cuda \
+$K2M pretrain --cache "$CACHE" --out "$OUT/pt" --keypoint-set coco17 --steps 200 --val-every 100 --device cuda --overwrite \
     | tee "$OUT.pretrain.log" | grep -E '"samples_per_s"|pa_mpjpe' | tail -3
 $K2M adapt --checkpoint "$OUT/pt/last.pt" --cache "$CACHE" --target synthetic:strong --val synthetic:strong \
-    --out "$OUT/ad" --steps 50 --select-every 25 --device cuda | tee "$OUT.adapt.log" | grep -E '"samples_per_s"' | tail -1
+    --out "$OUT/ad" --steps 50 --select-every 25 --device cuda --overwrite | tee "$OUT.adapt.log" | grep -E '"samples_per_s"' | tail -1
 $PY benchmarks/inference_device.py --device cuda | tee "$OUT.inference.log" | tail -3
 $PY scripts/gpu_rates.py "$OUT"

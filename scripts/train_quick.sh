@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 K2M=.venv/bin/key2mesh
 [ -f cache/mocap_anny.npz ] || $K2M data prepare --cache cache/mocap_anny.npz
 $K2M data stats cache/mocap_anny.npz
-$K2M pretrain --cache cache/mocap_anny.npz --out runs/quickstart_pretrain --steps 300 --val-every 100
+$K2M pretrain --cache cache/mocap_anny.npz --out runs/quickstart_pretrain --steps 300 --val-every 100 --overwrite
 $K2M adapt --checkpoint runs/quickstart_pretrain/best.pt --cache cache/mocap_anny.npz \
-    --target synthetic:strong --val synthetic:strong --out runs/quickstart_adapt --steps 100 --select-every 50
+    --target synthetic:strong --val synthetic:strong --out runs/quickstart_adapt --steps 100 --select-every 50 --overwrite
 echo "done: see runs/quickstart_pretrain and runs/quickstart_adapt"

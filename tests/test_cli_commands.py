@@ -67,8 +67,8 @@ def test_adapt_cli_selection_flags_and_verdict(pretrained, bank_path, tmp_path, 
     assert printed[-1].startswith("kept the pre-trained model (best.pt = step 0)")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kept_source"] is True and summary["rule"] == "guarded"
-    # a second run into the same folder starts a new metrics.csv (adapt does not resume)
-    assert main(argv) == 0
+    # a second run into the same folder (--overwrite) starts a new metrics.csv (no resume)
+    assert main([*argv, "--overwrite"]) == 0
     steps = [r.split(",")[0] for r in (out / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == ["0", "1", "2"]
     assert main([*argv[:-2], "--selection", "bogus"]) == 2
@@ -319,3 +319,22 @@ def test_adapt_threads_apply_before_the_targets_are_built(
     finally:
         torch.set_num_threads(before)
     assert seen == [1]
+
+
+def test_adapt_refuses_an_earlier_run_unless_overwrite(pretrained, bank_path, tmp_path, capsys):
+    """An --out folder holding an earlier adapt run is refused (its best.pt would sit beside
+    the new run's metrics); --overwrite replaces that run's files."""
+    out = tmp_path / "ad"
+    argv = ["adapt", "--checkpoint", str(pretrained), "--target", "synthetic:strong",
+            "--cache", str(bank_path), "--out", str(out), "--steps", "2", "--batch-size", "16",
+            "--select-every", "1", "--threads", "1", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    (out / "old-notes.txt").write_text("mine")
+    first = (out / "summary.json").read_text()
+    capsys.readouterr()
+    assert main(argv) != 0
+    assert "already holds an adapt run (best.pt, last.pt, summary.json)" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == first
+    assert main([*argv, "--steps", "3", "--overwrite"]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3
+    assert (out / "old-notes.txt").read_text() == "mine"  # only the run's own files go

@@ -572,6 +572,9 @@ TABLE: dict[str, Case | Elsewhere] = {
     "pretrain --stop-after": Case(("--stop-after", "3"), cfg("stop_after"), 3),
     # adapt: the AdaptConfig and the target sets handed to run_adapt (real checkpoint and files)
     "adapt --config": Elsewhere("tests/test_cli_commands.py::test_adapt_config_file_and_flags"),
+    "adapt --overwrite": Elsewhere(
+        "tests/test_cli_commands.py::test_adapt_refuses_an_earlier_run_unless_overwrite"
+    ),
     "adapt --set": Case(("--set", "critic_dropout=0.5"), cfg("critic_dropout"), 0.5),
     "adapt --checkpoint": Case(
         swap={"anny-coco17": "anny-coco17-seed1"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from pathlib import Path
 
 from key2mesh.commands._args import add_checkpoint_argument, add_out_argument
 from key2mesh.commands._config import ConfigDefaults, add_config_arguments
@@ -137,6 +138,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--device", help=d.help("device", "cpu, cuda, cuda:N or auto (cuda when available)")
     )
     p.add_argument("--threads", help=d.help("threads", "CPU threads for torch (0: torch's own)"))
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an --out folder that holds an earlier adapt run (replaces its "
+        "best.pt, last.pt, metrics.csv and summary.json; without it such a folder is refused)",
+    )
+
+
+RUN_FILES = ("best.pt", "last.pt", "summary.json", "metrics.csv")  # what an adapt run writes
+
+
+def _earlier_run(out: Path) -> list[str]:
+    """The files of an earlier adapt run in ``out`` (its checkpoints or summary)."""
+    return [n for n in RUN_FILES[:3] if (out / n).exists()]
 
 
 def _non_negative(groups):
@@ -284,6 +299,12 @@ def run(args: argparse.Namespace) -> int:
         cfg.weights = replace(ABLATIONS[MULTIVIEW_LOSSES])  # a copy
     if cfg.out_dir:
         output_folder(cfg.out_dir, writes="best.pt, last.pt, metrics.csv and summary.json")
+        earlier = _earlier_run(Path(cfg.out_dir))
+        if earlier and not args.overwrite:  # its models would sit beside this run's metrics
+            raise Key2MeshError(
+                f"{cfg.out_dir} already holds an adapt run ({', '.join(earlier)}); start it over "
+                "with --overwrite (replaces them) or choose another --out"
+            )
     for option, value in (("--checkpoint", cfg.source), ("--cache", cfg.cache)):
         if not value:
             raise Key2MeshError(f"adapt needs {option} (on the command line or in --config)")
@@ -324,6 +345,9 @@ def run(args: argparse.Namespace) -> int:
             f"validation: {len(validation)} labelled samples from {args.val} (model selection by PA-MPJPE)"
         )
     monitor = benchmark_target(args.monitor, ck, cfg.min_keypoints) if args.monitor else None
+    if cfg.out_dir and args.overwrite:  # the inputs are ready: the earlier run goes now
+        for name in RUN_FILES:
+            (Path(cfg.out_dir) / name).unlink(missing_ok=True)
     result = run_adapt(cfg, target, validation, monitor=monitor)
     print(json.dumps(result, indent=2, default=float))
     print(result["verdict"])  # which model best.pt is, and why (also in summary.json)
