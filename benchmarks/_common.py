@@ -86,6 +86,20 @@ class _Tee(io.TextIOBase):
         self.stream.flush()
 
 
+def results_header(title: str, command: str | None = None) -> str:
+    """The header of a results file: title, command (default: this process's), commit, machine
+    and date, as markdown lines (a blank line and the body follow)."""
+    if command is None:
+        command = " ".join(["python", *[shlex.quote(x) for x in sys.argv]])
+    return (
+        f"**{title}**\n\n"
+        f"- command: `{command}`\n"
+        f"- commit: {_commit()}\n"
+        f"- machine: {_machine()}\n"
+        f"- date: {datetime.date.today().isoformat()}\n"
+    )
+
+
 def record_results(name: str, title: str, markdown: bool = False) -> Path:
     """Write what this run prints into ``benchmarks/results/<name>.md`` when it ends with a
     ``RESULT`` line, under a header with the command, commit, machine and date (the docs
@@ -102,15 +116,8 @@ def record_results(name: str, title: str, markdown: bool = False) -> Path:
         if "RESULT " not in text:  # a failed or interrupted run writes nothing
             return
         body = text if markdown else f"```text\n{text}\n```"
-        header = (
-            f"**{title}**\n\n"
-            f"- command: `{command}`\n"
-            f"- commit: {_commit()}\n"
-            f"- machine: {_machine()}\n"
-            f"- date: {datetime.date.today().isoformat()}\n"
-        )
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(header + "\n" + body + "\n")
+        path.write_text(results_header(title, command) + "\n" + body + "\n")
         print(f"wrote {path.relative_to(RESULTS.parent.parent)}")
 
     atexit.register(write)

@@ -58,7 +58,10 @@ def main() -> None:
         lines.append(f"| {row} | {cells(f'dev_{loss}')} |")
     text = "\n".join(lines)
     print(text)
-    Path("benchmarks/results/ablation.md").write_text(text + "\n")
+    from _common import results_header
+
+    header = results_header(f"Loss ablation: tables built from the evaluations in {a.out}")
+    Path("benchmarks/results/ablation.md").write_text(header + "\n" + text + "\n")
     if a.data_free and a.data_all:
         scale = "\n".join(
             [
@@ -71,7 +74,8 @@ def main() -> None:
             ]
         )
         print(scale)
-        Path("benchmarks/results/data_scale.md").write_text(scale + "\n")
+        header = results_header(f"Data scale: table built from the evaluations in {a.out}")
+        Path("benchmarks/results/data_scale.md").write_text(header + "\n" + scale + "\n")
     result = {
         f"{short}_{d}_pa_mpjpe": res(name, d)["pa_mpjpe"]
         for short, name in (

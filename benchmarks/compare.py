@@ -313,7 +313,10 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(text + "\n")
+    from _common import results_header
+
+    header = results_header("Key2Mesh vs the optimisation baseline")
+    Path(a.out).write_text(header + "\n" + text + "\n")
     print("RESULT " + " ".join(result))
 
 
