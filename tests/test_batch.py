@@ -38,6 +38,20 @@ def calls(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
+def _batch_in_child(videos: Path, out: Path, options: dict, workers: int = 1) -> list[str]:
+    """The command of a separate Python process running ``run_batch`` with ``record_job`` (a
+    run the test can kill)."""
+    script = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]);"
+        "from key2mesh.inference.batch import run_batch;"
+        "from tests.helpers.batch_jobs import record_job;"
+        "run_batch([sys.argv[2]], sys.argv[3], record_job, json.loads(sys.argv[4]),"
+        " workers=int(sys.argv[5]), progress=False)"
+    )
+    args = (ROOT, videos, out, json.dumps(options), workers)
+    return [sys.executable, "-c", script, *map(str, args)]
+
+
 def test_expand_inputs_folders_globs_lists_and_names(tmp_path):
     (tmp_path / "clips").mkdir()
     for name in ("b.mp4", "a.MOV", "notes.txt"):
@@ -178,17 +192,7 @@ def test_a_killed_run_resumes_without_redoing_finished_inputs(corpus):
     killing = videos.parent / "killing"
     killing.touch()
     options = {"log": str(log), "die": "c.mp4", "only_while": str(killing)}
-    script = (
-        "import sys, json; sys.path.insert(0, sys.argv[1]);"
-        "from key2mesh.inference.batch import run_batch;"
-        "from tests.helpers.batch_jobs import record_job;"
-        "run_batch([sys.argv[2]], sys.argv[3], record_job, json.loads(sys.argv[4]), progress=False)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(ROOT), str(videos), str(out), json.dumps(options)],
-        capture_output=True,
-        text=True,
-    )
+    done = subprocess.run(_batch_in_child(videos, out, options), capture_output=True, text=True)
     assert done.returncode == -9  # killed while working on c.mp4
     assert [r["status"] for r in read_manifest(out / MANIFEST)] == ["ok", "ok", "pending"]
     assert (out / "c" / "result.txt").exists() and not (out / "c" / DONE_MARKER).exists()
@@ -432,17 +436,8 @@ def test_a_stopped_run_stops_its_workers_and_keeps_the_manifest(tmp_path, sig):
         (videos / f"v{i}.mp4").write_bytes(b"x")
     log, out = tmp_path / "calls.log", tmp_path / "out"
     options = {"log": str(log), "sleep": 1.0}
-    script = (
-        "import sys, json; sys.path.insert(0, sys.argv[1]);"
-        "from key2mesh.inference.batch import run_batch;"
-        "from tests.helpers.batch_jobs import record_job;"
-        "run_batch([sys.argv[2]], sys.argv[3], record_job, json.loads(sys.argv[4]),"
-        " workers=2, progress=False)"
-    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, str(ROOT), str(videos), str(out), json.dumps(options)],
-        stderr=subprocess.PIPE,
-        text=True,
+        _batch_in_child(videos, out, options, workers=2), stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 60
     while len(calls(log)) < 2 and time.monotonic() < deadline:  # two inputs have started

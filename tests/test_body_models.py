@@ -476,16 +476,22 @@ def test_anny_bone_transforms_equal_annys_forward_kinematics(anny_body):
     torch.testing.assert_close(heads, w_ref[..., :3, 3], atol=1e-6, rtol=0)
 
 
+def _skinning_inputs(body, n: int, seed: int):
+    """Rest vertices (n, V, 3) of random shapes and the bone transforms of random poses."""
+    g = torch.Generator().manual_seed(seed)
+    rot = roma.rotvec_to_rotmat(0.5 * torch.randn(n, 24, 3, generator=g))
+    shape = torch.rand(n, 6, generator=g)
+    poses, _, rest = body._rest(shape, vertices=True)
+    t_rot, t_trans, _ = body._bone_transforms(rot, poses)
+    return rest, t_rot, t_trans
+
+
 def test_anny_skinning_kernel_equals_annys_bit_for_bit(anny_body):
     """key2mesh's Warp kernel visits each vertex's non-zero weights only: a skipped term adds
     exactly 0, so its vertices are anny's Warp kernel's bit for bit (batch split in threads or
     not), and they need no padding (batch_invariant)."""
-    g = torch.Generator().manual_seed(5)
-    rot = roma.rotvec_to_rotmat(0.5 * torch.randn(40, 24, 3, generator=g))
-    shape = torch.rand(40, 6, generator=g)
     with torch.no_grad():
-        poses, _, rest = anny_body._rest(shape, vertices=True)
-        t_rot, t_trans, _ = anny_body._bone_transforms(rot, poses)
+        rest, t_rot, t_trans = _skinning_inputs(anny_body, 40, seed=5)
         ours = anny_body._skin(rest, t_rot, t_trans)
         ct = anny_body.frame.T
         folded = torch.eye(4).repeat(40, anny_body.num_bones, 1, 1)
@@ -507,12 +513,8 @@ def test_anny_skinning_runs_of_vertices_keep_the_bits(anny_body, monkeypatch, bl
     divide the vertex count or exceeds it included, gives the same vertices."""
     from key2mesh.body import anny_backend
 
-    g = torch.Generator().manual_seed(6)
-    rot = roma.rotvec_to_rotmat(0.5 * torch.randn(3, 24, 3, generator=g))
-    shape = torch.rand(3, 6, generator=g)
     with torch.no_grad():
-        poses, _, rest = anny_body._rest(shape, vertices=True)
-        t_rot, t_trans, _ = anny_body._bone_transforms(rot, poses)
+        rest, t_rot, t_trans = _skinning_inputs(anny_body, 3, seed=6)
         default = anny_body._skin(rest, t_rot, t_trans)
         monkeypatch.setattr(anny_backend, "SKIN_BLOCK", block)
         other = anny_body._skin(rest, t_rot, t_trans)
