@@ -275,7 +275,7 @@ def test_batch_takes_every_demo_option():
     args = b.parse_args(["x.mp4", "--out", "D", "--frames", "0:40:4", "--max-people", "2"])
     options = batch.demo_options(args)
     assert (options.frames, options.max_people, options.view) == ("0:40:4", 2, None)
-    assert not hasattr(options, "inputs")
+    assert not hasattr(options, "inputs") and not hasattr(options, "out")
 
 
 @pytest.mark.slow

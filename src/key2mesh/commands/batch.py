@@ -55,7 +55,10 @@ def demo_options(args: argparse.Namespace) -> argparse.Namespace:
     keep = {
         k: v
         for k, v in vars(args).items()
-        if k not in ("inputs", "workers", "retry_failed", "ray", "_run", "command", "verbose")
+        # out: each job gets its own folder (and a moved or re-spelled --out must not count as
+        # other options: the markers hold a digest of these)
+        if k
+        not in ("inputs", "out", "workers", "retry_failed", "ray", "_run", "command", "verbose")
     }
     return argparse.Namespace(**keep, view=None)
 
