@@ -205,3 +205,24 @@ def test_registry_wraps_plain_lists_and_lists_known_sources():
         Key2MeshError, match="known: amass, asf_amc, bvh, custom_test, deepmimic, holosoma"
     ):
         load_report("missing_source")
+
+
+def test_prepare_keeps_max_fps_and_reads_a_take_once(tmp_path, capsys):
+    """`data prepare --max-fps 60` keeps 60 Hz of a 120 Hz AMASS clip (its loader's own 30 Hz
+    default used to win), and the same take given twice (the file twice, and a copy under
+    another name) is one clip: a copy could land in training and its twin in validation."""
+    from key2mesh.cli import main
+    from key2mesh.data.cache import PoseBank
+
+    write_amass(tmp_path / "a" / "walk.npz", frames=24, fps=120.0)
+    write_amass(tmp_path / "b" / "walk_copy.npz", frames=24, fps=120.0)  # the same content
+    write_amass(tmp_path / "a" / "run.npz", frames=24, fps=120.0, seed=1)
+    out = tmp_path / "cache.npz"
+    argv = ["data", "prepare", "--sources", "amass", "--amass", str(tmp_path / "a" / "walk.npz"),
+            str(tmp_path / "a" / "walk.npz"), str(tmp_path / "b"), str(tmp_path / "a" / "run.npz"),
+            "--out", str(out), "--max-fps", "60", "--num-shapes", "8"]  # fmt: skip
+    assert main(argv) == 0
+    bank = PoseBank.load(out)
+    assert sorted(bank.clip_names) == ["run", "walk"]
+    assert bank.rotmats.shape[0] == 2 * 12  # 24 frames at 120 Hz -> 12 at 60 Hz, per clip
+    assert "the same clip was read before" in capsys.readouterr().out

@@ -7,6 +7,7 @@ fitted by the batched IK. Every frame keeps the index of its clip, for held-out 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,17 @@ class PrepareReport:
     ik_error_mm: dict[str, float] = field(
         default_factory=dict
     )  # mean IK residual per joint-only source
+
+
+def _clip_digest(clip: MotionClip) -> str:
+    """A digest of a clip's motion (its rotations or joint positions and frame rate): equal for
+    the same take read twice, whatever its file is called."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(clip.fps).encode())
+    for arr in (clip.rotmats, clip.joints):
+        if arr is not None:
+            h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
 
 
 def clip_to_body_rotations(
@@ -103,6 +115,8 @@ def prepare_cache(
     clips: list[MotionClip] = []
     paths = {"amass": amass, "bvh": bvh, "asf_amc": asf_amc}
     sources = tuple(sources) + tuple(s for s in ("bvh", "asf_amc") if paths[s] and s not in sources)
+    sources = tuple(dict.fromkeys(sources))  # a source named twice is read once
+    seen: set[tuple[str, str]] = set()  # (source, content digest) of the clips kept
     for source in sources:
         if source in paths and not paths[source]:
             flag = source.replace("_", "-")
@@ -112,10 +126,20 @@ def prepare_cache(
         opts: dict = {"paths": paths[source]} if source in paths else {}
         if source in ("bvh", "asf_amc"):
             opts.update(index=index, fps_override=fps_override)
+        if source in ("amass", "holosoma", "deepmimic"):  # their loaders' own default was 30 Hz
+            opts["target_fps"] = fps
         rep = load_report(source, **opts)
         report.skipped_files += rep.num_skipped
         report.skipped.extend(rep.skipped)
-        clips.extend(c.subsample(fps).validate() for c in rep.clips)
+        for clip in rep.clips:
+            key = (source, _clip_digest(clip))
+            if key in seen:  # the same take twice (a file listed twice, an archive and its
+                # extracted folder): a copy could land in training and its twin in validation
+                report.skipped_files += 1
+                report.skipped.append((f"{source}:{clip.name}", "the same clip was read before"))
+                continue
+            seen.add(key)
+            clips.append(clip.subsample(fps).validate())
     if not clips:
         raise Key2MeshError(f"no MoCap clips found in sources {list(sources)}")
     rots, clip_index, names, srcs, subjects = [], [], [], [], []
