@@ -338,3 +338,11 @@ def test_adapt_refuses_an_earlier_run_unless_overwrite(pretrained, bank_path, tm
     assert main([*argv, "--steps", "3", "--overwrite"]) == 0
     assert json.loads((out / "summary.json").read_text())["steps"] == 3
     assert (out / "old-notes.txt").read_text() == "mine"  # only the run's own files go
+
+
+def test_export_check_without_onnx_is_refused(tmp_path, capsys):
+    """--check compares an ONNX file with PyTorch: without --onnx it would silently do nothing."""
+    argv = ["export-model", "--checkpoint", "anny-coco17", "--slim", str(tmp_path / "s.pt")]
+    assert main([*argv, "--check"]) != 0
+    assert "--check compares an ONNX export with PyTorch" in capsys.readouterr().err
+    assert not (tmp_path / "s.pt").exists()

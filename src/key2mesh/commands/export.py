@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise Key2MeshError(
             "nothing to do: give --onnx PATH, --torchscript PATH and/or --slim PATH"
         )
+    if args.check and not args.onnx:
+        raise Key2MeshError("--check compares an ONNX export with PyTorch: give --onnx PATH too")
     from key2mesh.safe_paths import refuse_overwriting_inputs
 
     for option, out in (
