@@ -32,7 +32,13 @@ def _run(
 
 @pytest.mark.parametrize(
     ("module", "extra"),
-    [("viser", "viewer"), ("onnxruntime", "export"), ("mediapipe", "detect"), ("ray", "cluster")],
+    [
+        ("viser", "viewer"),
+        ("onnxruntime", "export"),
+        ("mediapipe", "detect"),
+        ("imageio_ffmpeg", "detect"),  # H.264 videos: the demo falls back to mp4v without it
+        ("ray", "cluster"),
+    ],
 )
 def test_a_missing_extra_is_named_with_its_install_command(capsys, monkeypatch, module, extra):
     out = _run(capsys, monkeypatch, absent={module}, others_present=True)

@@ -31,7 +31,11 @@ class Extra:
 
 
 EXTRAS = (
-    Extra("detect", ("mediapipe",), "detect keypoints in videos and images (demo, live)"),
+    Extra(
+        "detect",
+        ("mediapipe", "imageio_ffmpeg"),
+        "detect keypoints in videos and images (demo, live); H.264 videos",
+    ),
     Extra(
         "export",
         ("onnx", "onnxruntime"),
