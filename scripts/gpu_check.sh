@@ -13,7 +13,10 @@ OUT=${OUT:-runs/gpu_check}
 export ANNY_CACHE_DIR=${ANNY_CACHE_DIR:-$PWD/.cache/anny} KEY2MESH_CACHE_DIR=${KEY2MESH_CACHE_DIR:-$PWD/.cache/key2mesh}
 $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible'; print('device:', torch.cuda.get_device_name(0))"
 $PY -m pytest -q tests/test_cuda.py tests/test_random_devices.py
-[ -f "$CACHE" ] || $K2M data prepare --cache "$CACHE"
+if ! $PY -c "import sys; from key2mesh.data.cache import PoseBank
+sys.exit(bool(PoseBank.load(sys.argv[1]).stale_sources()))" "$CACHE" 2>/dev/null; then
+  $K2M data prepare --cache "$CACHE"  # missing, or retargeted before the current version
+fi
 rm -rf "$OUT"
 $K2M pretrain --cache "$CACHE" --out "$OUT/pt" --keypoint-set coco17 --steps 200 --val-every 100 --device cuda --overwrite \
     | tee "$OUT.pretrain.log" | grep -E '"samples_per_s"|pa_mpjpe' | tail -3

@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || bash scripts/setup.sh
 K2M=.venv/bin/key2mesh
-[ -f cache/mocap_anny.npz ] || $K2M data prepare --cache cache/mocap_anny.npz
+# (re)build the cache when missing or retargeted before the current retargeting version
+if ! .venv/bin/python -c "import sys; from key2mesh.data.cache import PoseBank
+sys.exit(bool(PoseBank.load(sys.argv[1]).stale_sources()))" cache/mocap_anny.npz 2>/dev/null; then
+  $K2M data prepare --cache cache/mocap_anny.npz
+fi
 $K2M data stats cache/mocap_anny.npz
 $K2M pretrain --cache cache/mocap_anny.npz --out runs/quickstart_pretrain --steps 300 --val-every 100 --overwrite
 $K2M adapt --checkpoint runs/quickstart_pretrain/best.pt --cache cache/mocap_anny.npz \
