@@ -146,12 +146,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-RUN_FILES = ("best.pt", "last.pt", "summary.json", "metrics.csv")  # what an adapt run writes
+RUN_RESULTS = ("best.pt", "last.pt", "summary.json")  # what marks a folder as holding a run
+RUN_FILES = (*RUN_RESULTS, "metrics.csv")  # everything an adapt run writes
 
 
 def _earlier_run(out: Path) -> list[str]:
     """The files of an earlier adapt run in ``out`` (its checkpoints or summary)."""
-    return [n for n in RUN_FILES[:3] if (out / n).exists()]
+    return [n for n in RUN_RESULTS if (out / n).exists()]
 
 
 def _non_negative(groups):

@@ -167,12 +167,17 @@ def _read_marker(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _marker_key(data: dict) -> str:
+    """The input key a marker names (markers from before keys were stored: their input)."""
+    return str(data.get("key") or input_key(str(data.get("input", ""))))
+
+
 def _owner(folder: Path) -> str | None:
     """The key of the input whose folder this is (from its markers), or None: not ours."""
     for marker in MARKERS:
         data = _read_marker(folder / marker)
         if data is not None:
-            return str(data.get("key") or input_key(str(data.get("input", ""))))
+            return _marker_key(data)
     return None
 
 
@@ -204,8 +209,7 @@ def previous_outcome(task: Task, out: Path, digest: str | None = None) -> Outcom
         data = _read_marker(folder / marker)
         if data is None:
             continue
-        key = data.get("key") or input_key(str(data.get("input", "")))
-        if key != task.key or (digest is not None and data.get("options") != digest):
+        if _marker_key(data) != task.key or (digest is not None and data.get("options") != digest):
             return None
         return Outcome(
             task.input,
@@ -250,15 +254,14 @@ def run_one(job: Job, options: Any, task: Task, out: Path, stamp: dict) -> Outco
     folder = out / task.stem
     result = Outcome(task.input, task.stem)
     if folder.exists():
-        owner = _owner(folder) if folder.is_dir() else "?"
-        if owner is None and folder.is_dir() and not any(folder.iterdir()):
-            owner = task.key  # an empty folder: nothing to lose
-        if owner != task.key:
+        owner = _owner(folder) if folder.is_dir() else None
+        empty = folder.is_dir() and not any(folder.iterdir())  # nothing to lose
+        if owner != task.key and not empty:
+            what = "another input" if owner is not None else "files key2mesh did not write"
             result.status = "failed"
             result.error = (
-                f"{folder} exists and is not this input's output folder (it holds "
-                f"{'another input' if owner not in (None, '?') else 'files key2mesh did not write'})"
-                "; nothing was changed there"
+                f"{folder} exists and is not this input's output folder (it holds {what}); "
+                "nothing was changed there"
             )
             return result
         shutil.rmtree(folder)

@@ -464,11 +464,11 @@ class _H264:
         except BaseException:
             self.abort()
             raise
-        if code != 0:
-            error = self._failure("to finish the file")
+        try:
+            if code != 0:
+                raise self._failure("to finish the file")
+        finally:
             self._log.close()
-            raise error
-        self._log.close()
 
     def abort(self) -> None:
         """Stop FFmpeg now (the file is left incomplete, for the caller to remove)."""
