@@ -30,6 +30,24 @@ def timeit(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float
     return sorted(times)[len(times) // 2]
 
 
+def timeit_interleaved(
+    fns: dict[str, Callable[[], object]], rounds: int = 7, repeats: int = 5
+) -> dict[str, float]:
+    """Median over ``rounds`` of each ``fn``'s mean wall time (s) over ``repeats`` calls, the
+    functions taking turns in every round: an A/B ratio measured this way is not skewed by the
+    machine's speed drifting during the run."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            times[key].append((time.perf_counter() - t0) / repeats)
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+
+
 def random_poses(n: int, scale: float = 0.3, seed: int = 0) -> torch.Tensor:
     from key2mesh.geometry.rotations import axis_angle_to_matrix
 

@@ -7,9 +7,11 @@
 shape-only rest model is recomputed); "tracked" reuses one shape (a tracked person whose shape is
 held fixed: the rest mesh comes from the body's cache). "anny" is anny's own forward (rest model,
 Warp skinning, dense regressor) on the same parameters, for the ratio in the same process.
-"params" is the network on normalised keypoints; ``predict_b1_ms`` is ``Key2Mesh.predict(...,
-mesh=False)`` at batch 1 (input checks, padding to 4 rows for batch-invariant numbers, the body's
-3D keypoints). The last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=...
+"params" is the network on normalised keypoints (at batch 1 on 1 row, as "mesh" runs it);
+``predict_b1_ms`` is ``Key2Mesh.predict(..., mesh=False)`` at batch 1 (input checks, the network
+padded to 4 rows for batch-invariant numbers, the training body's 3D keypoints) and
+``predict_mesh_b1_ms`` the same with the full mesh of a new shape: what a caller of the API
+waits for one detection. The last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=...
 meshes_per_s_b512=... ...``;
 ``mesh_full_b1_not_invariant_ms`` is the batch-1 mesh with ``batch_invariant=False`` (see the
 design notes, docs/design.md). Like the ``key2mesh`` command, it sets ``THP_MEM_ALLOC_ENABLE=1``
@@ -79,6 +81,9 @@ def main() -> None:
             t_params = timeit(params, 2 * reps)
             # the API: validation, padding for batch invariance, body keypoints included
             t_predict = timeit(lambda: model.predict(x, conf, mesh=False), 2 * reps)
+            t_predict_mesh = timeit(
+                lambda: (full.clear_cache(), low.clear_cache(), model.predict(x, conf)), reps
+            )
             t_low = timeit(lambda: mesh(low), reps)
             t_full = timeit(lambda: mesh(full), reps)
             t_tracked = timeit(lambda: full(params()[0], s), reps)
@@ -98,6 +103,7 @@ def main() -> None:
                 params_b1_ms=1000 * t_params,
                 params_b1_int8_ms=1000 * t_params_int8,
                 predict_b1_ms=1000 * t_predict,
+                predict_mesh_b1_ms=1000 * t_predict_mesh,
                 mesh_full_b1_ms=1000 * t_full,
                 mesh_full_b1_tracked_ms=1000 * t_tracked,
                 mesh_full_b1_not_invariant_ms=1000 * t_gemv,

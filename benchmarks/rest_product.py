@@ -2,24 +2,29 @@
 rest-vertex product costs on this CPU (issue #25's goal: ≤ 3 ms for the whole mesh).
 
 A new shape's rest vertices are ``rest0 + c B`` with ``c`` (1, 136) blendshape coefficients and
-``B`` anny's (136, 41,154) float32 blendshapes (22 MB). The batch-invariant body runs the product
-on 4 rows (``GEMM_ROWS``: MKL's sgemm gives other last bits for 1-3 rows, so a shape's mesh would
-depend on its batch); a 1-row GEMV is the same product without that guarantee. Rows:
+``B`` anny's (136, 41,154) float32 blendshapes (22 MB). Without autograd the body now takes them
+from the per-cell multilinear bases of ``key2mesh.body.anny_cells`` (a (4, K ≤ 45) × (K, 41,154)
+GEMM in the shape's cell of anny's phenotype grid); the blendshape product is what it used before
+and still uses with gradients. Both run on 4 rows (``GEMM_ROWS``: MKL's sgemm gives other last
+bits for 1-3 rows, so a shape's mesh would depend on its batch). Rows:
 
 - the whole batch-1 mesh, new shape (network included, as ``inference.py``'s
-  ``mesh_full_b1_ms``) and tracked shape, and the body alone for each;
-- the product as a 1-row GEMV, the 4-row GEMM, MKL's packed 4-row GEMM
+  ``mesh_full_b1_ms``), with the cell bases and with the blendshape product, interleaved in one
+  run (``_product`` rows), and the same for the body alone; the tracked shape;
+- the cell path's parts: the rest vertices of one new shape (cell lookup, monomials, GEMM) and
+  its 4-row GEMM alone, and the number of terms K of that cell;
+- batch 512 (new shapes, network included): meshes/s with the cell bases and with the product,
+  interleaved;
+- the blendshape product as a 1-row GEMV, the 4-row GEMM, MKL's packed 4-row GEMM
   (``torch.ops.mkl._mkl_linear``), the transposed product (B^T c^T), and a per-row sparse CSR
-  product over the 64 corner meshes of the shape's grid cell (the multilinear structure of
-  ``shape_basis.py``), at batch 1, 16 and 512, against the dense GEMM at 512: a per-row product
-  keeps each mesh's numbers independent of its batch, so it could replace the 4-row GEMM only if
-  it also served large batches;
+  product over the 64 corner meshes of the shape's grid cell, at batch 1, 16 and 512, against the
+  dense GEMM at 512;
 - the share of coefficients that are non-zero (a sparse product needs zeros: anny's
   projection makes all 136 non-zero).
 
     .venv/bin/python benchmarks/rest_product.py [--threads 2] [--checkpoint anny-body25]
 
-The last line is ``RESULT mesh_new_b1_ms=... gemv_ms=... gemm4_ms=... ...``.
+The last line is ``RESULT mesh_new_b1_ms=... mesh_new_b1_product_ms=... ...``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import os
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
 import torch  # noqa: E402
-from _common import record_results, timeit  # noqa: E402
+from _common import record_results, timeit, timeit_interleaved  # noqa: E402
 
 
 def _cell_weights(rows: int, counts: list[int], g: torch.Generator) -> torch.Tensor:
@@ -69,22 +74,67 @@ def main() -> None:
     x = 300 * torch.rand(1, k, 2, generator=g)
     conf = torch.ones(x.shape[:2])
     res: dict[str, float] = {}
+    cells = body._cells
+
+    def use_cells(on: bool) -> None:
+        body._cells = cells if on else None
+        body.clear_cache()  # a new shape every call
+
     with torch.no_grad():
         rot, shape = model.net.predict(model.normalize(x, conf)[0])
 
-        def new_mesh():
-            body.clear_cache()
+        def new_mesh(on: bool):
+            use_cells(on)
             return body(*model.net.predict(model.normalize(x, conf)[0]))
 
-        res["mesh_new_b1_ms"] = 1000 * timeit(new_mesh, 30)
+        def new_body(on: bool):
+            use_cells(on)
+            return body(rot, shape)
+
+        ab = timeit_interleaved(
+            {
+                "mesh_new_b1_ms": lambda: new_mesh(True),
+                "mesh_new_b1_product_ms": lambda: new_mesh(False),
+                "body_new_b1_ms": lambda: new_body(True),
+                "body_new_b1_product_ms": lambda: new_body(False),
+            },
+            rounds=15,
+            repeats=10,
+        )
+        res.update({k: 1000 * v for k, v in ab.items()})
+        use_cells(True)
         res["mesh_tracked_b1_ms"] = 1000 * timeit(
             lambda: body(model.net.predict(model.normalize(x, conf)[0])[0], shape), 30
         )
         res["network_b1_ms"] = 1000 * timeit(
             lambda: model.net.predict(model.normalize(x, conf)[0]), 30
         )
-        res["body_new_b1_ms"] = 1000 * timeit(lambda: (body.clear_cache(), body(rot, shape)), 30)
         res["body_tracked_b1_ms"] = 1000 * timeit(lambda: body(rot, shape), 30)
+        res["cells_rest_b1_ms"] = 1000 * timeit(lambda: cells.rest_vertices(shape, 4), 30)
+        cell, t = cells.locate(shape)
+        terms, basis = cells.basis(int(cell[0]))
+        mono4 = cells.monomials(t, terms).expand(4, -1).contiguous()
+        res["cell_terms"] = float(len(terms))
+        res["cells_gemm4_ms"] = 1000 * timeit(lambda: mono4 @ basis, 30)
+        x512 = 300 * torch.rand(512, k, 2, generator=g)
+        conf512 = torch.ones(x512.shape[:2])
+        ab = timeit_interleaved(
+            {
+                "cells": lambda: (
+                    use_cells(True),
+                    body(*model.net.predict(model.normalize(x512, conf512)[0])),
+                ),
+                "product": lambda: (
+                    use_cells(False),
+                    body(*model.net.predict(model.normalize(x512, conf512)[0])),
+                ),
+            },
+            rounds=5,
+            repeats=1,
+        )
+        use_cells(True)
+        res["meshes_per_s_b512"] = 512 / ab["cells"]
+        res["meshes_per_s_b512_product"] = 512 / ab["product"]
 
         c = body.blendshape_coefficients(shape.to(body.dtype)).float()
         blend = body.model.blendshapes.reshape(body._vert_blend_shape).float().contiguous()
@@ -109,7 +159,10 @@ def main() -> None:
             res[f"corner_csr_b{rows}_ms"] = 1000 * timeit(lambda: sparse @ corners, reps)
         c512 = torch.rand(512, blend.shape[0], generator=g)
         res["gemm_b512_ms"] = 1000 * timeit(lambda: c512 @ blend, 3)
-    print(f"checkpoint {a.checkpoint}, {a.threads} threads; times: median of 30 calls\n")
+    print(
+        f"checkpoint {a.checkpoint}, {a.threads} threads; times: median of 30 calls, the A/B "
+        "pairs (cells vs _product) interleaved in rounds\n"
+    )
     width = max(len(k) for k in res)
     for key, v in res.items():
         print(f"{key:<{width}}  {v:8.3f}")

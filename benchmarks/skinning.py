@@ -48,7 +48,8 @@ def main() -> None:
         reps = max(1, 2048 // batch)
         times: dict[int, list[float]] = {1: [], block: []}
         with torch.no_grad():
-            poses, _, rest = body._rest(shape, vertices=True)
+            poses, _, rest, rows = body._rest(shape, vertices=True)
+            rest = rest if rows is None else rest[rows]  # one rest mesh per sample, as before
             t_rot, t_trans, _ = body._bone_transforms(rot, poses)
             outs = {}
             for b in times:

@@ -21,6 +21,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from key2mesh.body.anny_cells import CellBases, NotMultilinear
 from key2mesh.body.base import BodyModel, BodyOutput
 from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
 from key2mesh.errors import Key2MeshError
@@ -168,8 +169,9 @@ def _nearest_rotation(m: torch.Tensor, iters: int = 6, tol: float = 1e-5) -> tor
 
 
 def _lbs_kernel(scalar, vec3, mat44):
-    """Warp kernel: out[b, v] = Σ_i w[v, i] T[b, j[v, i]] (rest[b, v], 1) over the first
-    ``count[v]`` slots (anny's ``warp_skinning`` kernel, without its zero-weight slots).
+    """Warp kernel: out[b, v] = Σ_i w[v, i] T[b, j[v, i]] (rest[rows[b], v], 1) over the first
+    ``count[v]`` slots (anny's ``warp_skinning`` kernel, without its zero-weight slots; the rest
+    vertices read through a row index, so samples sharing a shape share its rest mesh).
 
     One Warp thread skins a run of ``block`` consecutive vertices of one sample (anny's kernel:
     one vertex): Warp's CPU backend calls the kernel function once per thread, and that call
@@ -178,12 +180,13 @@ def _lbs_kernel(scalar, vec3, mat44):
     if key not in _LBS_KERNELS:
         import warp as wp
 
-        def lbs(rest, weights, indices, counts, transforms, out, block: int):
+        def lbs(rest, rows, weights, indices, counts, transforms, out, block: int):
             b, run = wp.tid()
             first = run * block
             last = wp.min(first + block, rest.shape[1])
+            r = rows[b]
             for v in range(first, last):
-                x = rest[b, v]
+                x = rest[r, v]
                 result = vec3(scalar(0.0), scalar(0.0), scalar(0.0))
                 for i in range(counts[v]):
                     result += weights[v, i] * wp.transform_point(transforms[b, indices[v, i]], x)
@@ -192,6 +195,7 @@ def _lbs_kernel(scalar, vec3, mat44):
         # the argument types as objects (this module's annotations are strings)
         lbs.__annotations__ = {
             "rest": wp.array2d(dtype=vec3),
+            "rows": wp.array(dtype=wp.int32),
             "weights": wp.array2d(dtype=scalar),
             "indices": wp.array2d(dtype=wp.int32),
             "counts": wp.array(dtype=wp.int32),
@@ -221,8 +225,8 @@ class AnnyBody(BodyModel):
         self.rig, self.topology = rig, topology
         # True: a body's numbers do not depend on the other rows of its batch (the shape GEMMs
         # run on multiples of GEMM_ROWS distinct shapes; skinning is per vertex), so callers need
-        # not pad batches. False: a single new shape takes MKL's 1-row GEMV for its rest
-        # vertices (~2 ms less at batch 1 here), whose last bits differ from the batched GEMM's.
+        # not pad batches. False: a single new shape's GEMMs run on 1 row (a little faster at
+        # batch 1), whose last bits differ from the batched GEMM's.
         self.batch_invariant = batch_invariant
         model = _build_anny(rig, topology)
         self.phenotype_labels = list(model.phenotype_labels)
@@ -258,6 +262,8 @@ class AnnyBody(BodyModel):
         self._rest_cache: OrderedDict = OrderedDict()
         # Per thread, the rest-vertex buffer of the last large uncached batch (see _rest).
         self._scratch: dict[int, torch.Tensor] = {}
+        # A new shape's rest vertices without autograd: per-cell multilinear bases (anny_cells).
+        self._cells: CellBases | None = CellBases(self)
 
     def config(self) -> dict:
         return {"name": "anny", "rig": self.rig, "topology": self.topology}
@@ -473,7 +479,7 @@ class AnnyBody(BodyModel):
         for i in range(1, factors.shape[-1]):
             weights = weights * factors[..., i]
         if m.phenotype_blendshape_projection is not None:
-            weights = weights @ m.phenotype_blendshape_projection
+            weights = weights @ m.phenotype_blendshape_projection.to(weights.dtype)
         return weights
 
     def _anny_delta(self, rotmats: torch.Tensor) -> torch.Tensor:
@@ -562,14 +568,17 @@ class AnnyBody(BodyModel):
 
     def _rest(
         self, shape: torch.Tensor, vertices: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Shapes (B, 6) → rest bone poses (B, bones, 4, 4), keypoint pairs' rest points (B, P, 3)
-        and, with ``vertices``, anny's rest vertices (B, V, 3) (anny's frame).
+        and, with ``vertices``, anny's rest vertices (R, V, 3) (anny's frame) with each shape's
+        row in them (B,) long, or None when the rows are the batch's own (R = B).
 
         Without autograd, repeated shapes are computed once (a tracked person's shape, a padded
-        batch), and the rest models of the last few shape sets are kept: a rest mesh is a
-        function of the shape only. Every GEMM runs on a multiple of :data:`GEMM_ROWS` rows, so a
-        shape's numbers do not depend on which others share its batch.
+        batch), the rest models of the last few shape sets are kept (a rest mesh is a function of
+        the shape only), and the rest vertices come from the per-cell bases of
+        :mod:`~key2mesh.body.anny_cells` (a (rows, ≤45) GEMM instead of anny's (rows, 136) one).
+        Every GEMM runs on a multiple of :data:`GEMM_ROWS` rows, so a shape's numbers do not
+        depend on which others share its batch.
         """
         b = shape.shape[0]
         tracked = shape.requires_grad and torch.is_grad_enabled()
@@ -594,21 +603,36 @@ class AnnyBody(BodyModel):
                 self._rest_cache.move_to_end(key)
                 return self._expand_rest(hit, inverse, b)
         n = shape.shape[0]
-        pad = 0 if tracked or not self.batch_invariant else -n % GEMM_ROWS
+        multiple = GEMM_ROWS if self.batch_invariant and not tracked else 1
+        pad = -n % multiple
         padded = torch.cat([shape, shape[-1:].expand(pad, -1)]) if pad else shape
         coeffs = self.blendshape_coefficients(padded)
         poses, pairs = self._skeleton_rest(coeffs, n)  # procrustes on the real rows only
-        verts = None
+        verts = rows = None
         if vertices:
-            blend = self.model.blendshapes.reshape(self._vert_blend_shape)
             # A large batch that is not cached writes its rest vertices (an intermediate: only
             # skinning reads them) into a buffer kept for the next call: a fresh (B, 3V) array
             # costs more in page faults than the GEMM that fills it (~30 ms at batch 512).
-            buf = None
-            if key is None and not tracked and len(coeffs) > 16:
-                buf = self._rest_buffer(coeffs.shape[0], blend.shape[1], coeffs)
-            verts = torch.addmm(self._vert_rest0, coeffs, blend, out=buf)[:n].reshape(n, -1, 3)
-        out = (poses, pairs, verts)
+            large = key is None and not tracked and n > 16
+            width = self._vert_rest0.shape[0]
+            cells = self._cells if not tracked and not self.model.extrapolate_phenotypes else None
+            if cells is not None:
+                try:
+                    # at most GEMM_ROWS - 1 padding rows per cell
+                    extra = (multiple - 1) * cells.num_cells
+                    buf = self._rest_buffer(n + extra, width, self._vert_rest0) if large else None
+                    flat, rows = cells.rest_vertices(shape, multiple, out=buf)
+                    if torch.equal(rows, torch.arange(n, device=rows.device)):
+                        flat, rows = flat[:n], None
+                    verts = flat.view(flat.shape[0], -1, 3)
+                except NotMultilinear as exc:
+                    log.warning("%s", exc)
+                    self._cells = None
+            if verts is None:
+                blend = self.model.blendshapes.reshape(self._vert_blend_shape)
+                buf = self._rest_buffer(coeffs.shape[0], width, self._vert_rest0) if large else None
+                verts = torch.addmm(self._vert_rest0, coeffs, blend, out=buf)[:n].view(n, -1, 3)
+        out = (poses, pairs, verts, rows)
         if key is not None:
             self._rest_cache[key] = out
             while len(self._rest_cache) > 8:
@@ -634,11 +658,18 @@ class AnnyBody(BodyModel):
 
     @staticmethod
     def _expand_rest(rest, inverse: torch.Tensor | None, b: int):
+        """The rest model of the distinct shapes → the batch's: poses and pairs per row; the
+        vertices stay as they are, only their row index is mapped (skinning reads by row)."""
         if inverse is None:
             return rest
-        if len(rest[0]) == 1:  # one shape for the whole batch: broadcast, no copy
-            return tuple(None if t is None else t.expand(b, *t.shape[1:]) for t in rest)
-        return tuple(None if t is None else t[inverse] for t in rest)
+        poses, pairs, verts, rows = rest
+        if len(poses) == 1:  # one shape for the whole batch: broadcast, no copy
+            poses, pairs = poses.expand(b, *poses.shape[1:]), pairs.expand(b, *pairs.shape[1:])
+        else:
+            poses, pairs = poses[inverse], pairs[inverse]
+        if verts is not None:
+            rows = inverse if rows is None else rows[inverse]
+        return poses, pairs, verts, rows
 
     def _folded_keypoints(
         self, rot: torch.Tensor, trans: torch.Tensor, pairs: torch.Tensor
@@ -652,12 +683,23 @@ class AnnyBody(BodyModel):
         return kp.index_add(1, self._pair_kp, contrib)
 
     def clear_cache(self) -> None:
-        """Forget the cached rest models (they are also keyed by device and dtype)."""
+        """Forget the cached rest models (they are also keyed by device and dtype); the cell
+        bases, which depend on the model only, are kept."""
         self._rest_cache.clear()
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out the skinning thread pool (not copyable; a copy starts its
+        own) and this body's scratch buffers."""
+        state = self.__dict__.copy()
+        state.pop("_skin_pool", None)
+        state["_scratch"] = {}
+        return state
 
     def _apply(self, fn, *args, **kwargs):  # .to()/.cuda()/.double(): cached tensors are stale
         self.__dict__.get("_rest_cache", {}).clear()
         self.__dict__["_scratch"] = {}
+        if self.__dict__.get("_cells") is not None:
+            self.__dict__["_cells"].clear()
         self.__dict__.pop("_warp_launchers", None)  # they hold the skinning weights' arrays
         return super()._apply(fn, *args, **kwargs)
 
@@ -667,7 +709,7 @@ class AnnyBody(BodyModel):
         """Keypoints (B, K, 3) of ``keypoint_set`` only: linear-blend skinning folded into the
         regressor, so no vertex is skinned (same numbers as ``regress(forward().vertices)``)."""
         rotmats, shape = self._check_pose(rotmats, shape)
-        poses, pairs, _ = self._rest(shape, vertices=False)
+        poses, pairs, _, _ = self._rest(shape, vertices=False)
         rot, trans, _ = self._bone_transforms(rotmats, poses)
         kp = self._folded_keypoints(rot, trans, pairs) @ self.frame
         if keypoint_set == "coco23":
@@ -677,10 +719,18 @@ class AnnyBody(BodyModel):
             "kc,bcd->bkd", torch.as_tensor(conv, dtype=kp.dtype, device=kp.device), kp
         )
 
-    def _skin(self, rest: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
-        """Linear-blend skinning of anny's rest vertices (B or 1, V, 3) by the bone transforms
-        [R | t] (B, bones, 3, 3) and (B, bones, 3), returned in the SMPL frame: the frame change
-        is folded into the transforms (Cᵀ [R | t]), so no extra pass over the vertices.
+    def _skin(
+        self,
+        rest: torch.Tensor,
+        rot: torch.Tensor,
+        trans: torch.Tensor,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Linear-blend skinning of anny's rest vertices (R, V, 3) by the bone transforms
+        [R | t] (B, bones, 3, 3) and (B, bones, 3), returned (B, V, 3) in the SMPL frame: the
+        frame change is folded into the transforms (Cᵀ [R | t]), so no extra pass over the
+        vertices. Sample b skins ``rest[rows[b]]`` (default: ``rest[b]``, or ``rest[0]`` when
+        R = 1); shared rest meshes are not copied per sample.
 
         anny's fused per-vertex kernel (NVIDIA Warp) does the skinning: each (sample, vertex) is
         computed on its own, so a mesh's numbers do not depend on its batch; it beat every
@@ -693,24 +743,29 @@ class AnnyBody(BodyModel):
         bottom = top.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(*top.shape[:2], 1, 4)
         folded = torch.cat([top, bottom], -2)
         b = folded.shape[0]
-        if rest.shape[0] != b:
-            rest = rest.expand(b, -1, -1)
+        if rows is None:
+            rows = torch.zeros(b, dtype=torch.long) if rest.shape[0] != b else None
         m = self.model
+
+        def per_sample() -> torch.Tensor:  # (B, V, 3) for anny's own skinning
+            return (rest if rows is None else rest[rows.to(rest.device)]).contiguous()
+
         if (
             (torch.is_grad_enabled() and (rest.requires_grad or folded.requires_grad))
             or folded.device.type != "cpu"
             or m._skinning_method_parameter not in (None, "warp_lbs")
         ):
-            return m.get_skinned_vertices(rest.contiguous(), folded)
+            return m.get_skinned_vertices(per_sample(), folded)
         try:
             launch = self._warp_launcher()
         except ImportError:  # no Warp: anny's own fallback
-            return m.get_skinned_vertices(rest.contiguous(), folded)
+            return m.get_skinned_vertices(per_sample(), folded)
         rest, folded = rest.contiguous(), folded.contiguous()
-        out = torch.empty_like(rest)
+        rows = (torch.arange(b) if rows is None else rows).to(torch.int32).contiguous()
+        out = rest.new_empty(b, *rest.shape[1:])
         parts = min(torch.get_num_threads(), max(1, b // 16))
         if parts == 1:
-            launch(rest, folded, out)
+            launch(rest, rows, folded, out)
             return out
         from concurrent.futures import ThreadPoolExecutor
 
@@ -719,7 +774,7 @@ class AnnyBody(BodyModel):
             pool = self.__dict__["_skin_pool"] = ThreadPoolExecutor(parts)
         bounds = [b * i // parts for i in range(parts + 1)]
         jobs = [
-            pool.submit(launch, rest[i:j], folded[i:j], out[i:j])
+            pool.submit(launch, rest, rows[i:j], folded[i:j], out[i:j])
             for i, j in zip(bounds, bounds[1:])
         ]
         for job in jobs:
@@ -727,8 +782,8 @@ class AnnyBody(BodyModel):
         return out
 
     def _warp_launcher(self):
-        """A function (rest (B,V,3), transforms (B,bones,4,4), out (B,V,3)) → None skinning on
-        the CPU with Warp (built once per dtype).
+        """A function (rest (R,V,3), rows (B,) int32, transforms (B,bones,4,4), out (B,V,3)) →
+        None skinning on the CPU with Warp (built once per dtype).
 
         anny's kernel visits all 9 weight slots of every vertex, most of them 0 (1.95 bones per
         vertex on the full mesh); this one visits each vertex's non-zero weights only, in anny's
@@ -762,13 +817,16 @@ class AnnyBody(BodyModel):
         )
         keep = (weights, indices, counts)  # the Warp arrays view these tensors' memory
 
-        def launch(rest: torch.Tensor, transforms: torch.Tensor, out: torch.Tensor) -> None:
+        def launch(
+            rest: torch.Tensor, rows: torch.Tensor, transforms: torch.Tensor, out: torch.Tensor
+        ) -> None:
             runs = -(-rest.shape[1] // SKIN_BLOCK)
             wp.launch(
                 kernel,
-                dim=(rest.shape[0], runs),
+                dim=(out.shape[0], runs),
                 inputs=[
                     wp.from_torch(rest, dtype=vec3),
+                    wp.from_torch(rows, dtype=wp.int32),
                     *arrays,
                     wp.from_torch(transforms, dtype=mat44),
                     wp.from_torch(out, dtype=vec3),
@@ -791,9 +849,9 @@ class AnnyBody(BodyModel):
         vectorised skinning, the shape-only rest model computed once per distinct shape)."""
         rotmats, shape = self._check_pose(rotmats, shape)
         b = rotmats.shape[0]
-        poses, pairs, rest = self._rest(shape, vertices=True)
+        poses, pairs, rest, rows = self._rest(shape, vertices=True)
         rot, trans, heads = self._bone_transforms(rotmats, poses)
-        verts = self._skin(rest, rot, trans)
+        verts = self._skin(rest, rot, trans, rows)
         keypoints = self._folded_keypoints(rot, trans, pairs) @ self.frame
         heads = heads @ self.frame  # row vectors: (Cᵀ v)ᵀ = vᵀ C
         joints = verts.new_zeros(b, 24, 3)

@@ -1,0 +1,207 @@
+"""anny's rest vertices from per-cell multilinear bases: the new-shape mesh without the 22 MB
+blendshape product.
+
+anny's rest vertices are ``template + c(p) B`` with ``B`` its (136, 3V) blendshapes and ``c`` the
+blendshape coefficients of the phenotypes ``p``. Each coefficient is a product of "hat"
+weights of distinct features (projected linearly), and inside one cell of the anchor grid each
+hat weight is linear in its feature. So inside a cell the rest vertices are *multilinear* in the
+six local coordinates ``t`` ∈ [0, 1]^6 (``t_i`` = the phenotype's position between the cell's
+two anchors):
+
+    rest(t) = Σ_S a_S Π_{i∈S} t_i,   S ⊆ {gender, age, muscle, weight, height, proportions}
+
+The 64 coefficients ``a_S`` (3V each) follow from the cell's 64 corner meshes by a Möbius
+transform. Many are exactly 0: anny's blendshapes never combine height with proportions, nor
+every pair of features in every cell; only the others are kept (18-45 of 64 per cell on anny).
+A new shape then costs one (rows, K) × (K, 3V) product instead of (rows, 136) × (136, 3V).
+
+Each cell's basis is built on first use in float64 from the body's own (float32) blendshapes,
+checked against the blendshape product inside the cell, and stored in the body's dtype: the
+rest vertices are anny's to float precision (the terms dropped as 0 are below
+:data:`ZERO_TERM_M` at every vertex). anny has 16 cells (age 4 × muscle 2 × weight 2); all of
+them built take ~80 MB for the full mesh (~7 MB for the 1,229-vertex training mesh).
+
+Batch invariance: each cell's rows run one GEMM padded to a multiple of ``rows_multiple``
+rows (MKL's sgemm gives the same numbers per row from 4 rows on), and a row's cell and
+coordinates depend on that row only.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+# A monomial whose coefficient is below this at every vertex (metres) is dropped as zero: the
+# Möbius transform of the float64 corner meshes leaves ~1e-16 m where anny has no such term.
+ZERO_TERM_M = 1e-9
+# The basis must reproduce the blendshape product inside its cell to this (metres, float64).
+CHECK_TOL_M = 1e-9
+
+
+class NotMultilinear(RuntimeError):
+    """A cell's rest vertices are not multilinear in its phenotypes (another anny release):
+    the body falls back to the blendshape product."""
+
+
+class CellBases:
+    """Per-cell multilinear bases of an :class:`~key2mesh.body.anny_backend.AnnyBody`'s rest
+    vertices (built lazily, one per cell of anny's phenotype anchor grid)."""
+
+    def __init__(self, body) -> None:
+        self.body = body
+        src = body._phen_source.tolist()
+        # the anchor-table row of each shape column (cupsize/firmness read anny's fixed 0.5 and
+        # are folded into the corners)
+        self._feature = [src.index(j) for j in range(body.shape_dim)]
+        counts = [int(body._phen_count[f]) for f in self._feature]
+        self._cells_per_dim = [n - 1 for n in counts]
+        strides = [1] * len(counts)
+        for i in range(len(counts) - 2, -1, -1):
+            strides[i] = strides[i + 1] * self._cells_per_dim[i + 1]
+        self._strides = strides
+        dims = body.shape_dim
+        # (64, 6) bit patterns: monomial S ↔ its features; also the corners' low/high anchors
+        self._bits = torch.tensor(list(itertools.product((0, 1), repeat=dims)), dtype=torch.bool)
+        # built lazily; two threads may both build a missing cell (the same numbers, kept once)
+        self._bases: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def num_cells(self) -> int:
+        n = 1
+        for c in self._cells_per_dim:
+            n *= c
+        return n
+
+    def built(self) -> dict[int, int]:
+        """{cell: number of kept terms} of the bases built so far."""
+        return {c: len(terms) for c, (terms, _) in self._bases.items()}
+
+    def clear(self) -> None:
+        """Forget the built bases (the body moved to another device or dtype)."""
+        self._bases.clear()
+
+    def locate(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Phenotypes (B, 6) → cell index (B,) long and local coordinates t (B, 6) in [0, 1]
+        (``shape``'s dtype), the interval ``phenotype_weights`` interpolates in."""
+        body = self.body
+        feature = torch.tensor(self._feature, device=shape.device)
+        anchors = body._phen_anchors.to(shape.dtype)[feature]  # (6, max anchors), inf-padded
+        count = body._phen_count[feature]
+        first = anchors[:, 0]
+        last = anchors.gather(1, (count - 1)[:, None])[:, 0]
+        x = torch.minimum(torch.maximum(shape, first), last)
+        idx = torch.searchsorted(anchors, x.T.contiguous(), side="left").T
+        idx = torch.minimum(idx.clamp(min=1), count - 1)
+        rows = torch.arange(len(anchors), device=shape.device).expand(shape.shape[0], -1)
+        lower, upper = anchors[rows, idx - 1], anchors[rows, idx]
+        t = (x - lower) / (upper - lower)
+        strides = torch.tensor(self._strides, device=shape.device)
+        return ((idx - 1) * strides).sum(1), t
+
+    def monomials(self, t: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+        """Local coordinates (B, 6) → the kept monomials Π_{i∈S} t_i (B, K) of ``terms`` (K,)
+        (indices into the 64 subsets), one elementwise product per feature: the same numbers for
+        a row whatever its batch."""
+        bits = self._bits.to(t.device)[terms]  # (K, 6)
+        out = t.new_ones(t.shape[0], len(terms))
+        for i in range(t.shape[1]):
+            out = out * torch.where(bits[:, i], t[:, i : i + 1], t.new_ones(()))
+        return out
+
+    def basis(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kept terms (K,) and their coefficients (K, 3V) of ``cell``, built on first use."""
+        hit = self._bases.get(cell)
+        if hit is None:
+            hit = self._bases.setdefault(cell, self._build(cell))
+        return hit
+
+    def _corners(self, cell: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The cell's low and high anchors (6,) and its 64 corner phenotypes (64, 6), float64."""
+        body = self.body
+        index = []
+        for stride, n in zip(self._strides, self._cells_per_dim):
+            index.append(cell // stride % n)
+        anchors = body._phen_anchors.to(torch.float64)
+        lo = torch.stack([anchors[f, i] for f, i in zip(self._feature, index)])
+        hi = torch.stack([anchors[f, i + 1] for f, i in zip(self._feature, index)])
+        bits = self._bits.to(anchors.device, torch.float64)
+        return lo, hi, lo + bits * (hi - lo)
+
+    def _rest64(self, shape: torch.Tensor) -> torch.Tensor:
+        """Rest vertices (B, 3V) of float64 phenotypes by the blendshape product, float64."""
+        body = self.body
+        m = body.model
+        coeffs = body.blendshape_coefficients(shape)
+        blend = m.blendshapes.reshape(body._vert_blend_shape).to(torch.float64)
+        return torch.addmm(m.template_vertices.reshape(-1).to(torch.float64), coeffs, blend)
+
+    def _build(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+        body = self.body
+        lo, hi, corners = self._corners(cell)
+        with torch.no_grad():
+            a = self._rest64(corners)  # (64, 3V): corner meshes, bit pattern order
+            dims = body.shape_dim
+            a = a.reshape(*(2,) * dims, -1)
+            for d in range(dims):  # Möbius transform: corner values → monomial coefficients
+                low, high = a.narrow(d, 0, 1), a.narrow(d, 1, 1)
+                a = torch.cat([low, high - low], d)
+            a = a.reshape(2**dims, -1)
+            vertex_max = a.reshape(2**dims, -1, 3).norm(dim=-1).amax(1)
+            terms = torch.nonzero(vertex_max > ZERO_TERM_M).squeeze(1)
+            coeffs = a[terms]
+            # the multilinear premise, checked at an interior point of the cell
+            t = torch.linspace(0.2, 0.7, dims, dtype=torch.float64, device=a.device)[None]
+            ref = self._rest64(lo + t * (hi - lo))
+            err = (self.monomials(t, terms) @ coeffs - ref).abs().max()
+            if not bool(err <= CHECK_TOL_M):
+                raise NotMultilinear(
+                    f"anny's rest vertices are not multilinear in cell {cell} "
+                    f"(error {float(err):.3g} m): the cell bases do not apply to this model"
+                )
+        return terms.to(torch.long), coeffs.to(body.dtype).contiguous()
+
+    def rest_vertices(
+        self,
+        shape: torch.Tensor,
+        rows_multiple: int = 1,
+        out: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Phenotypes (B, 6) → rest vertices (R, 3V) (anny's frame, flat) and each shape's row
+        (B,) long in them: the shapes grouped by cell, each group's GEMM on a multiple of
+        ``rows_multiple`` rows (the last row repeated), written into ``out`` (≥ R rows) when
+        given. With one cell and no padding the rows are 0..B-1."""
+        b = shape.shape[0]
+        cell, t = self.locate(shape)
+        cells = torch.unique(cell).tolist()
+        sizes = []
+        members = []
+        for c in cells:
+            idx = torch.nonzero(cell == c).squeeze(1) if len(cells) > 1 else None
+            members.append(idx)
+            n = b if idx is None else len(idx)
+            sizes.append(n + (-n % rows_multiple))
+        total = sum(sizes)
+        width = self.basis(cells[0])[1].shape[1]
+        if out is None:
+            out = shape.new_empty(total, width, dtype=self.body.dtype)
+        else:
+            out = out[:total]
+        row_of = torch.empty(b, dtype=torch.long, device=shape.device)
+        start = 0
+        for c, idx, size in zip(cells, members, sizes):
+            terms, coeffs = self.basis(c)
+            tc = t if idx is None else t[idx]
+            n = tc.shape[0]
+            if size > n:
+                tc = torch.cat([tc, tc[-1:].expand(size - n, -1)])
+            torch.mm(
+                self.monomials(tc, terms).to(coeffs.dtype), coeffs, out=out[start : start + size]
+            )
+            positions = torch.arange(start, start + n, device=shape.device)
+            if idx is None:
+                row_of = positions
+            else:
+                row_of[idx] = positions
+            start += size
+        return out, row_of
