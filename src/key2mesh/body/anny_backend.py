@@ -622,9 +622,7 @@ class AnnyBody(BodyModel):
                     extra = (multiple - 1) * cells.num_cells
                     buf = self._rest_buffer(n + extra, width, self._vert_rest0) if large else None
                     flat, rows = cells.rest_vertices(shape, multiple, out=buf)
-                    if torch.equal(rows, torch.arange(n, device=rows.device)):
-                        flat, rows = flat[:n], None
-                    verts = flat.view(flat.shape[0], -1, 3)
+                    verts = (flat if rows is not None else flat[:n]).view(-1, width // 3, 3)
                 except NotMultilinear as exc:
                     log.warning("%s", exc)
                     self._cells = None

@@ -65,6 +65,7 @@ class CellBases:
         self._bits = torch.tensor(list(itertools.product((0, 1), repeat=dims)), dtype=torch.bool)
         # built lazily; two threads may both build a missing cell (the same numbers, kept once)
         self._bases: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._tables: dict[tuple, tuple[torch.Tensor, ...]] = {}  # locate's, per dtype/device
 
     @property
     def num_cells(self) -> int:
@@ -80,23 +81,33 @@ class CellBases:
     def clear(self) -> None:
         """Forget the built bases (the body moved to another device or dtype)."""
         self._bases.clear()
+        self._tables.clear()
+
+    def _table(self, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(6, anchors) anchors, first and last anchors (6,), counts (6,) and cell strides (6,)
+        in ``like``'s dtype and device."""
+        key = (like.dtype, like.device)
+        hit = self._tables.get(key)
+        if hit is None:
+            body = self.body
+            feature = torch.tensor(self._feature, device=body._phen_anchors.device)
+            anchors = body._phen_anchors[feature].to(like)  # inf-padded rows
+            count = body._phen_count[feature].to(like.device)
+            last = anchors.gather(1, (count - 1)[:, None])[:, 0]
+            strides = torch.tensor(self._strides, device=like.device)
+            hit = self._tables[key] = (anchors, anchors[:, 0].clone(), last, count, strides)
+        return hit
 
     def locate(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Phenotypes (B, 6) → cell index (B,) long and local coordinates t (B, 6) in [0, 1]
         (``shape``'s dtype), the interval ``phenotype_weights`` interpolates in."""
-        body = self.body
-        feature = torch.tensor(self._feature, device=shape.device)
-        anchors = body._phen_anchors.to(shape.dtype)[feature]  # (6, max anchors), inf-padded
-        count = body._phen_count[feature]
-        first = anchors[:, 0]
-        last = anchors.gather(1, (count - 1)[:, None])[:, 0]
+        anchors, first, last, count, strides = self._table(shape)
         x = torch.minimum(torch.maximum(shape, first), last)
         idx = torch.searchsorted(anchors, x.T.contiguous(), side="left").T
         idx = torch.minimum(idx.clamp(min=1), count - 1)
         rows = torch.arange(len(anchors), device=shape.device).expand(shape.shape[0], -1)
         lower, upper = anchors[rows, idx - 1], anchors[rows, idx]
         t = (x - lower) / (upper - lower)
-        strides = torch.tensor(self._strides, device=shape.device)
         return ((idx - 1) * strides).sum(1), t
 
     def monomials(self, t: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
@@ -166,14 +177,14 @@ class CellBases:
         shape: torch.Tensor,
         rows_multiple: int = 1,
         out: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Phenotypes (B, 6) → rest vertices (R, 3V) (anny's frame, flat) and each shape's row
         (B,) long in them: the shapes grouped by cell, each group's GEMM on a multiple of
         ``rows_multiple`` rows (the last row repeated), written into ``out`` (≥ R rows) when
-        given. With one cell and no padding the rows are 0..B-1."""
+        given. Rows None: shape i is row i (one cell; padding rows, if any, follow the B)."""
         b = shape.shape[0]
         cell, t = self.locate(shape)
-        cells = torch.unique(cell).tolist()
+        cells = [int(cell[0])] if b == 1 else torch.unique(cell).tolist()
         sizes = []
         members = []
         for c in cells:
@@ -187,7 +198,7 @@ class CellBases:
             out = shape.new_empty(total, width, dtype=self.body.dtype)
         else:
             out = out[:total]
-        row_of = torch.empty(b, dtype=torch.long, device=shape.device)
+        row_of = None if len(cells) == 1 else torch.empty(b, dtype=torch.long, device=shape.device)
         start = 0
         for c, idx, size in zip(cells, members, sizes):
             terms, coeffs = self.basis(c)
@@ -198,10 +209,7 @@ class CellBases:
             torch.mm(
                 self.monomials(tc, terms).to(coeffs.dtype), coeffs, out=out[start : start + size]
             )
-            positions = torch.arange(start, start + n, device=shape.device)
-            if idx is None:
-                row_of = positions
-            else:
-                row_of[idx] = positions
+            if row_of is not None:
+                row_of[idx] = torch.arange(start, start + n, device=shape.device)
             start += size
         return out, row_of
