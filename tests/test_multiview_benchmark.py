@@ -126,6 +126,16 @@ def test_estimate_frame_offsets_negative_delay():
     np.testing.assert_array_equal(estimate_frame_offsets(det, calib, max_offset=3), [0, 0, -1, 0])
 
 
+def test_estimate_frame_offsets_ignores_frames_without_a_detection():
+    # camera 1 loses the person in its last 4 frames (zeros, confidence 0, as detect_frames
+    # writes them): those placeholder pixels must not pull its offset away from 0
+    det, calib, _ = detections(delay=0)
+    kp, conf = det.keypoints.copy(), det.confidence.copy()
+    kp[1, -4:], conf[1, -4:] = 0.0, 0.0
+    det = MultiViewDetections(kp, conf, det.keypoint_set, det.cameras)
+    np.testing.assert_array_equal(estimate_frame_offsets(det, calib, max_offset=4), [0, 0, 0, 0])
+
+
 # --- building the benchmark ------------------------------------------------------------------------
 
 

@@ -285,6 +285,24 @@ def test_triangulate_robust_ignores_unconfident_views():
     assert not tri3.views[2].any() and tri3.valid.all()
 
 
+def test_triangulate_robust_zero_confidence_view_is_never_used():
+    """conf_threshold=0 (as estimate_frame_offsets calls it) must not make a view with no
+    detection (zeros, confidence 0: no weight in the solve) count as used, nor add its error."""
+    K, dist, R, t = four_cameras()
+    n = 5
+    pts = random_points(n, seed=12)
+    pix, _, _ = ref_project(pts, K, dist, R, t)
+    conf = np.full((4, n), 0.9)
+    pix[1], conf[1] = 0.0, 0.0  # camera 1 detected nothing
+    tri = triangulate_robust(pix, conf, K, dist, R, t, conf_threshold=0.0, max_error=np.inf)
+    assert not tri.views[1].any() and tri.views[[0, 2, 3]].all()
+    np.testing.assert_allclose(tri.points, pts, atol=1e-6)
+    np.testing.assert_allclose(tri.error, 0.0, atol=1e-6)
+    # all views required: a point a camera did not see cannot be triangulated
+    tri4 = triangulate_robust(pix, conf, K, dist, R, t, 4, conf_threshold=0.0, max_error=np.inf)
+    assert not tri4.valid.any()
+
+
 def test_triangulate_robust_single_view_is_invalid():
     K, dist, R, t = four_cameras()
     n = 6

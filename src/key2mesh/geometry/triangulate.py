@@ -133,8 +133,9 @@ def triangulate_robust(
     """Triangulate N points from C calibrated views, rejecting inconsistent views.
 
     pixels (C, N, 2), confidence (C, N) in [0, 1] (views below ``conf_threshold`` are never
-    used); cameras ``K`` (C, 3, 3), ``dist`` (C, 4), ``R`` (C, 3, 3), ``t`` (C, 3). Every camera
-    subset of size ≥ ``min_views`` is solved (confidence-weighted DLT); a subset is acceptable
+    used, nor are views of confidence 0); cameras ``K`` (C, 3, 3), ``dist`` (C, 4), ``R`` (C, 3, 3),
+    ``t`` (C, 3). Every camera subset of size ≥ ``min_views`` is solved (confidence-weighted
+    DLT); a subset is acceptable
     when all its views are confident, the point lies in front of them and its worst reprojection
     error is ≤ ``max_error`` pixels. The largest acceptable subset wins (then the lowest mean
     error).
@@ -157,7 +158,9 @@ def triangulate_robust(
     masks = np.zeros((len(subsets), c), dtype=bool)
     for i, s in enumerate(subsets):
         masks[i, list(s)] = True
-    usable = confidence >= conf_threshold  # (C,N)
+    # a view of confidence 0 (no detection) has no weight in the solve: never count it as used,
+    # even with conf_threshold=0 (its reprojection error against a placeholder pixel is noise)
+    usable = (confidence >= conf_threshold) & (confidence > 0)  # (C,N)
     # all subsets at once: (S, C, N) weights → (S·N, 3) points
     weights = np.where(masks[:, :, None] & usable[None], confidence[None], 0.0)
     flat_w = weights.transpose(1, 0, 2).reshape(c, -1)
