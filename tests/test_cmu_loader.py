@@ -14,6 +14,7 @@ from key2mesh.data.cache import DEFAULT_VAL_SUBJECTS, PoseBank, split_options
 from key2mesh.data.mocap.clip import MotionClip
 from key2mesh.data.mocap.cmu import (
     JOINT_TABLES,
+    blend_prefix,
     load_asf_amc_files,
     load_bvh_files,
     match_joint_table,
@@ -851,3 +852,41 @@ def test_real_cmu_bvh_archive():
     assert len({c.subject for c in report.clips}) == 17
     heights = [float(c.joints[0, :, 1].max() - c.joints[0, :, 1].min()) for c in report.clips]
     assert 1.2 < np.median(heights) < 1.9  # metres, standing people, y up
+
+
+def _bvh_with_hips(hips: list[float]) -> str:
+    """A cgspeed-style BVH whose frame k has its hip at x = hips[k] cm (frame 0: the T-pose)."""
+    rows = [_frame(h, arms_down=k > 0) for k, h in enumerate(hips)]
+    return (
+        "HIERARCHY\n" + "\n".join(_hierarchy(SKELETON)) + "\nMOTION\n"
+        f"Frames:\t{len(hips)}\nFrame Time:\t0.00833333\n" + "\n".join(rows) + "\n"
+    )
+
+
+def test_blend_prefix_counts_the_fast_leading_frames():
+    """Leading steps above 2x the clip's median step are blend frames (at most 6); a clip
+    shorter than 10 frames, or one whose motion starts slowly, keeps every frame."""
+    x = np.array([0.0, 30, 55, 72, 80] + [80 + k for k in range(1, 21)])  # steps 30,25,17,8,1...
+    joints = np.zeros((len(x), 3, 3))
+    joints[:, :, 0] = x[:, None]
+    assert blend_prefix(joints) == 4
+    assert blend_prefix(joints, max_frames=2) == 2
+    assert blend_prefix(joints[4:]) == 0  # from the first captured pose on: uniform 1-unit steps
+    assert blend_prefix(joints[:9]) == 0  # too short for a median
+    fast = joints.copy()
+    fast[:, :, 0] = 10 * np.arange(len(x))[:, None]  # fast but uniform
+    assert blend_prefix(fast) == 0
+    assert blend_prefix(np.repeat(joints[:1], 30, axis=0)) == 0  # no motion at all
+
+
+def test_frames_easing_from_the_tpose_are_dropped(tmp_path: Path):
+    """cgspeed eases from its T-pose frame into the motion: after the T-pose, the frames moving
+    far faster than the clip's median step are dropped too; with ``tpose_frames`` 0 in the index
+    (the T-pose kept) nothing is."""
+    hips = [0.0, 0.0, 30, 55, 72, 80] + [80 + k for k in range(1, 21)]  # cm
+    (tmp_path / "60_01.bvh").write_text(_bvh_with_hips(hips))
+    clip = load_bvh_files([tmp_path]).clips[0]
+    assert len(clip.joints) == len(hips) - 5  # the T-pose and 4 blend frames
+    assert clip.joints[0, 0, 0] == pytest.approx(0.80)  # the pelvis at the first captured pose
+    (tmp_path / "INDEX.tsv").write_text("trial\ttpose_frames\n60_01\t0\n")
+    assert len(load_bvh_files([tmp_path]).clips[0].joints) == len(hips)

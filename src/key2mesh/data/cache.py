@@ -21,7 +21,9 @@ DEFAULT_VAL_SUBJECTS: tuple[str, ...] = ("cmu_02", "cmu_05")
 # Version of the skeleton-file retargeting written into a cache's meta by `data prepare`; caches
 # holding the sources in RETARGET_FIXED from an older version trigger a warning on load.
 # 2: cgspeed BVH root no longer fitted as the pelvis, collars/axial chain held near rest.
-RETARGET_VERSION = 2
+# 3: cgspeed BVH: the frames easing from the dropped T-pose into the motion are dropped too
+#    (data.mocap.cmu.blend_prefix).
+RETARGET_VERSION = 3
 RETARGET_FIXED = ("bvh",)
 
 

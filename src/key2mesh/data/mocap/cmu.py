@@ -11,7 +11,9 @@ Per-trial facts come from an index file (CMU's ``INDEX.tsv`` layout: ``trial``, 
 ``tpose_frames``, ``cmu_fps``), found next to the archive or given with ``--index``: the true
 capture rate (cgspeed wrote 120 fps into the 60 fps salsa trials) and the added T-pose frames to
 drop. ``--fps-override PATTERN=FPS`` (glob on the trial name) does the same without an index.
-Without either, leading T-pose frames are detected (both arms horizontal, then a jump).
+Without either, leading T-pose frames are detected (both arms horizontal, then a jump). After
+a dropped T-pose, the few frames that ease from it into the motion are dropped too
+(:func:`blend_prefix`).
 Unreadable files and files of an unknown skeleton are skipped, counted and named.
 """
 
@@ -255,6 +257,23 @@ def tpose_prefix(joints: np.ndarray, names: tuple[str, ...], max_frames: int = 5
     return k
 
 
+def blend_prefix(
+    joints: np.ndarray, ratio: float = 2.0, max_frames: int = 6, min_frames: int = 10
+) -> int:
+    """How many leading frames of (F, J, 3) positions still blend from an added T-pose into the
+    motion: frames whose step to the next frame (mean joint move) is above ``ratio`` times the
+    clip's median step, at most ``max_frames``; 0 for clips shorter than ``min_frames``.
+
+    cgspeed's BVH files ease from their T-pose frame into the first captured pose over a few
+    frames; ``benchmarks/cmu_blend_frames.py`` measures the steps on the 185 cgspeed trials and
+    what this rule drops (``benchmarks/results/cmu_blend_frames.md``)."""
+    if len(joints) < min_frames:
+        return 0
+    step = np.linalg.norm(np.diff(joints, axis=0), axis=-1).mean(axis=1)  # (F-1,)
+    big = step[:max_frames] > ratio * np.median(step)
+    return int(np.argmin(big)) if not big.all() else len(big)
+
+
 def _to_clip(
     positions: np.ndarray,
     names: tuple[str, ...],
@@ -280,6 +299,8 @@ def _to_clip(
     drop = info.tpose_frames if info.tpose_frames is not None else tpose_prefix(joints, smpl_names)
     if drop >= len(joints):
         raise Key2MeshError(f"{member}: no frames left after dropping {drop} T-pose frame(s)")
+    if drop:  # and the frames easing from the T-pose into the motion
+        drop += blend_prefix(joints[drop:])
     subject = info.subject or _subject_from_name(trial)
     return MotionClip(
         name=trial,
