@@ -57,3 +57,14 @@ def test_paired_difference_sees_what_unpaired_intervals_hide():
     d = paired_difference(a, b)
     assert d.mean == pytest.approx(-1.0) and d.excludes_zero and d.high < 0
     assert not paired_difference(b, b).excludes_zero
+
+
+def test_cluster_ids_are_compared_exactly():
+    """Ids are grouped as given: two int64 ids that collide as float64 (2**53, 2**53 + 1) are two
+    clusters, like 0 and 1 (interval [0, 10], see test_two_clusters_by_hand); names work too."""
+    values = [0.0, 0.0, 10.0, 10.0]
+    big = np.array([2**53, 2**53, 2**53 + 1, 2**53 + 1], dtype=np.int64)
+    ci = bootstrap_mean(values, clusters=big)
+    assert (ci.low, ci.high) == (0.0, 10.0)
+    named = bootstrap_mean(values, clusters=["seq_a", "seq_a", "seq_b", "seq_b"])
+    assert (named.low, named.high) == (0.0, 10.0)

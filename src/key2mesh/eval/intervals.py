@@ -43,6 +43,14 @@ def _as_array(values) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).reshape(-1)
 
 
+def _ids(clusters) -> np.ndarray:
+    """(N,) cluster ids as given (integers or names), compared exactly: a cast through float64
+    would merge distinct int64 ids beyond 2**53 and truncate fractional ones."""
+    if isinstance(clusters, torch.Tensor):
+        clusters = clusters.detach().cpu().numpy()
+    return np.asarray(clusters).reshape(-1)
+
+
 def bootstrap_mean(
     values,
     clusters=None,
@@ -50,15 +58,15 @@ def bootstrap_mean(
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> Interval:
-    """Mean of ``values`` (N,) with its cluster-bootstrap interval; ``clusters`` (N,) ids (e.g. the
-    instant of each view; None: each sample alone). Vectorised: (resamples, G) draws of clusters,
+    """Mean of ``values`` (N,) with its cluster-bootstrap interval; ``clusters`` (N,) ids, integers or
+    names (e.g. the instant of each view; None: each sample alone). Vectorised: (resamples, G) draws of clusters,
     each draw's mean = Σ cluster sums / Σ cluster counts."""
     x = _as_array(values)
     if len(x) == 0:
         raise ValueError("no values to bootstrap")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    ids = np.arange(len(x)) if clusters is None else _as_array(clusters).astype(np.int64)
+    ids = np.arange(len(x)) if clusters is None else _ids(clusters)
     if ids.shape != x.shape:
         raise ValueError(f"{len(ids)} cluster ids for {len(x)} values")
     _, inverse = np.unique(ids, return_inverse=True)
