@@ -13,12 +13,13 @@ from key2mesh.fitting.smplify import (
     FitResult,
     FitWeights,
     _Objective,
+    _similarity_align,
     fit_to_keypoints,
     hinge_axes,
     hinge_flexion,
     joint_weights,
 )
-from key2mesh.geometry import VirtualCamera, axis_angle_to_matrix, rotation_y
+from key2mesh.geometry import VirtualCamera, axis_angle_to_matrix, rotation_y, rotation_z
 from key2mesh.keypoints.sets import OPENPOSE_BODY25, SMPL24
 
 KSET = "openpose_body25"
@@ -116,6 +117,22 @@ def test_back_view_picks_flipped_orientation(anny_body):
         anny_body, kp2d, torch.ones(2, 25), KSET, iters=5, yaw_candidates=(0.0,)
     )
     assert (res.reprojection_error < only_front.reprojection_error).all()
+
+
+def test_alignment_never_turns_the_projection_upside_down(anny_body):
+    """The 2D similarity has no negative scale: an upright body does not match a person upside
+    down (a handstand) by a 180° image rotation and report ~0 error."""
+    pred = torch.tensor([[[0.0, 0.0], [1.0, 2.0], [2.0, 0.0]]])
+    w = torch.ones(1, 3)
+    mean = (-pred).mean(1, keepdim=True)
+    torch.testing.assert_close(_similarity_align(pred, -pred, w), mean.expand(1, 3, 2))
+    torch.testing.assert_close(_similarity_align(pred, 2 * pred + 1, w), 2 * pred + 1)
+    rot = torch.eye(3).repeat(1, 24, 1, 1)
+    rot[:, 0] = rotation_z(torch.tensor([math.pi]))  # upside down
+    with torch.no_grad():
+        kp2d = VirtualCamera().project(anny_body.forward_keypoints(rot, None, KSET))
+    res = fit_to_keypoints(anny_body, kp2d, torch.ones(1, 25), KSET, iters=0, select_iters=0)
+    assert res.reprojection_error.item() > 0.1  # the rest pose (upright) is far from it
 
 
 def test_missing_keypoints_are_ignored(anny_body, target):

@@ -133,10 +133,12 @@ def _as_tensor(x, name: str, device, dtype) -> torch.Tensor:
 
 
 def _similarity_align(pred: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Per-sample scale s and offset t minimising Σ w ‖s·pred + t − target‖²; returns s·pred + t.
+    """Per-sample scale s ≥ 0 and offset t minimising Σ w ‖s·pred + t − target‖²; returns s·pred + t.
 
     pred, target (B,K,2); w (B,K) ≥ 0. Closed form (weighted means, 1D regression of the
-    centred points), differentiable; a sample with no weight is returned unchanged.
+    centred points), differentiable; a sample with no weight is returned unchanged. The scale
+    is never negative: s < 0 would turn the projection 180° in the image, matching an upright
+    body to a person upside down (a handstand) with no error.
     """
     wsum = w.sum(-1, keepdim=True).clamp(min=1e-8)[..., None]  # (B,1,1)
     wk = w[..., None]
@@ -145,7 +147,7 @@ def _similarity_align(pred: torch.Tensor, target: torch.Tensor, w: torch.Tensor)
     pc, tc = pred - mp, target - mt
     num = (wk * pc * tc).sum((-2, -1), keepdim=True)
     den = (wk * pc * pc).sum((-2, -1), keepdim=True).clamp(min=1e-12)
-    scale = num / den
+    scale = (num / den).clamp(min=0.0)
     return scale * pc + mt
 
 
