@@ -68,3 +68,15 @@ def test_cluster_ids_are_compared_exactly():
     assert (ci.low, ci.high) == (0.0, 10.0)
     named = bootstrap_mean(values, clusters=["seq_a", "seq_a", "seq_b", "seq_b"])
     assert (named.low, named.high) == (0.0, 10.0)
+
+
+def test_one_cluster_has_no_interval():
+    """Every resample of a single cluster is that cluster: the spread says nothing about
+    uncertainty, so the bounds are NaN (not [mean, mean]), no difference is called significant,
+    and the text / JSON row say so."""
+    ci = bootstrap_mean([20.0, 80.0, 140.0], clusters=[3, 3, 3])
+    assert ci.mean == 80.0 and np.isnan(ci.low) and np.isnan(ci.high)
+    assert not ci.excludes_zero and ci.text() == "80.0 [n/a]" and ci.row() == [None, None]
+    d = paired_difference([10.0], [30.0])
+    assert d.mean == -20.0 and not d.excludes_zero
+    assert bootstrap_mean([1.0, 3.0], clusters=[0, 1]).text() == "2.0 [1.0, 3.0]"

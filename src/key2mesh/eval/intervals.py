@@ -19,7 +19,8 @@ RESAMPLES = 2000
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean and its ``level`` percentile-bootstrap interval [low, high]."""
+    """A mean and its ``level`` percentile-bootstrap interval [low, high] (NaN bounds: no interval,
+    from a single cluster)."""
 
     mean: float
     low: float
@@ -30,11 +31,18 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
+    @property
+    def defined(self) -> bool:
+        return not (np.isnan(self.low) or np.isnan(self.high))
+
     def text(self, digits: int = 1) -> str:
+        if not self.defined:
+            return f"{self.mean:.{digits}f} [n/a]"
         return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
-    def row(self) -> list[float]:
-        return [self.low, self.high]
+    def row(self) -> list[float | None]:
+        """[low, high] for JSON ([None, None] without an interval: JSON has no NaN)."""
+        return [self.low, self.high] if self.defined else [None, None]
 
 
 def _as_array(values) -> np.ndarray:
@@ -60,7 +68,7 @@ def bootstrap_mean(
 ) -> Interval:
     """Mean of ``values`` (N,) with its cluster-bootstrap interval; ``clusters`` (N,) ids, integers or
     names (e.g. the instant of each view; None: each sample alone). Vectorised: (resamples, G) draws of clusters,
-    each draw's mean = Σ cluster sums / Σ cluster counts."""
+    each draw's mean = Σ cluster sums / Σ cluster counts. One cluster: NaN bounds (no interval)."""
     x = _as_array(values)
     if len(x) == 0:
         raise ValueError("no values to bootstrap")
@@ -72,6 +80,8 @@ def bootstrap_mean(
     _, inverse = np.unique(ids, return_inverse=True)
     sums = np.bincount(inverse, weights=x)
     counts = np.bincount(inverse).astype(np.float64)
+    if len(sums) < 2:  # every resample is the one cluster: its spread is not an uncertainty
+        return Interval(float(x.mean()), float("nan"), float("nan"), level)
     draws = np.random.default_rng(seed).integers(0, len(sums), (resamples, len(sums)))
     means = sums[draws].sum(1) / counts[draws].sum(1)
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
