@@ -153,8 +153,24 @@ def test_flip_permutation_is_an_involution_that_maps_left_to_right(name):
     for i, n in enumerate(names):
         if "left_" in n:
             assert names[perm[i]] == n.replace("left_", "right_")
-        elif "right_" not in n:
+        elif not {"left", "right"} & set(n.split("_")):  # unsided (mouth_left is sided)
             assert perm[i] == i
+
+
+def test_flip_permutation_swaps_side_suffixed_mediapipe_mouth_points():
+    """MediaPipe names its mouth corners ``mouth_left``/``mouth_right`` (side last): a mirror swaps them."""
+    names = keypoint_names("mediapipe33")
+    perm = flip_permutation("mediapipe33")
+    assert names[perm[names.index("mouth_left")]] == "mouth_right"
+    assert names[perm[names.index("mouth_right")]] == "mouth_left"
+    # every sided name, side first or last, maps to its partner in every set
+    for name in KEYPOINT_SETS:
+        names, perm = keypoint_names(name), flip_permutation(name)
+        for i, n in enumerate(names):
+            tokens = n.split("_")
+            if "left" in tokens or "right" in tokens:
+                swap = {"left": "right", "right": "left"}
+                assert names[perm[i]] == "_".join(swap.get(t, t) for t in tokens), (name, n)
 
 
 def test_unknown_set_name_raises():

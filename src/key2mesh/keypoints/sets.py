@@ -138,14 +138,13 @@ def num_keypoints(name: str) -> int:
 
 
 def flip_permutation(name: str) -> list[int]:
-    """Index permutation that swaps left/right points of a set (for mirroring)."""
+    """Index permutation that swaps left/right points of a set (for mirroring). A side is a
+    ``left``/``right`` token anywhere in the name (``left_hip``, MediaPipe's ``mouth_left``)."""
     names = keypoint_names(name)
     index = {n: i for i, n in enumerate(names)}
+    swap = {"left": "right", "right": "left"}
 
     def partner(n: str) -> str:
-        for a, b in (("left_", "right_"), ("right_", "left_")):
-            if a in n:
-                return n.replace(a, b)
-        return n
+        return "_".join(swap.get(t, t) for t in n.split("_"))
 
     return [index.get(partner(n), i) for i, n in enumerate(names)]
