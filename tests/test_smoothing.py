@@ -111,7 +111,28 @@ def test_one_smoothing_function_for_predict_and_demo():
     for pid in (0, 1):
         sel = np.nonzero(pids == pid)[0][::-1]  # in frame order
         want_r, want_s = smooth_parameters(rot[sel.copy()], shape[sel.copy()])
-        assert torch.equal(r[sel.copy()], want_r) and torch.equal(s[sel.copy()], want_s)
+        torch.testing.assert_close(r[sel.copy()], want_r)
+        torch.testing.assert_close(s[sel.copy()], want_s)
+
+
+def test_smooth_tracks_restarts_after_a_gap_and_uses_real_time_steps():
+    """A person seen in frames 0-29 and again in 300-329 (left the view): the second visit is
+    filtered afresh, not as if frame 300 followed frame 29; a skipped frame uses its real dt."""
+    import numpy as np
+    import torch
+
+    from key2mesh.inference.smoothing import one_euro, smooth_tracks
+
+    frames = np.r_[np.arange(30), np.arange(300, 330)]
+    rot = torch.eye(3).repeat(60, 24, 1, 1)
+    shape = torch.zeros(60, 6)
+    shape[30:] = 1.0
+    _, s = smooth_tracks(rot, shape, frames, np.zeros(60, int), fps=30.0)
+    torch.testing.assert_close(s[30:], torch.ones(30, 6))
+    # frames 0, 2, 4, ... at 30 fps: the same as a 15 fps filter
+    x = torch.linspace(0, 1, 20)[:, None].expand(20, 6).contiguous()
+    _, s2 = smooth_tracks(torch.eye(3).repeat(20, 24, 1, 1), x, 2 * np.arange(20), np.zeros(20))
+    torch.testing.assert_close(s2, one_euro(x, fps=15.0), rtol=1e-5, atol=1e-6)
 
 
 def test_series_timestamps_zero_phase_and_gaps():

@@ -100,14 +100,23 @@ def one_euro(
     beta: float = 0.0,
     d_cutoff: float = 1.0,
     valid=None,
+    times=None,
 ):
     """Filter a whole sequence (T, ...) along its first axis; returns the same type (numpy array
     or torch tensor, same dtype/device) and shape. ``valid`` (T, ...) bool, broadcastable,
-    marks the samples to trust (e.g. keypoint confidence above a threshold)."""
+    marks the samples to trust (e.g. keypoint confidence above a threshold). ``times`` (T,)
+    seconds, non-decreasing: each step is filtered with the time that passed (default: ``1 / fps``
+    per sample)."""
     is_torch = torch.is_tensor(x)
     arr = x.detach().cpu().numpy() if is_torch else np.asarray(x)
     if arr.ndim < 1 or arr.shape[0] == 0:
         raise Key2MeshError(f"one_euro expects a sequence (T, ...), got shape {arr.shape}")
+    dts = [None] * arr.shape[0]
+    if times is not None:
+        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        if len(times) != arr.shape[0] or np.any(np.diff(times) < 0):
+            raise Key2MeshError("one_euro needs one non-decreasing timestamp per sample")
+        dts = [None, *np.diff(times).tolist()]
     if valid is not None:
         v = valid.detach().cpu().numpy() if torch.is_tensor(valid) else np.asarray(valid)
         v = (
@@ -118,7 +127,9 @@ def one_euro(
             )
         )
     filt = OneEuroFilter(fps, min_cutoff, beta, d_cutoff)
-    out = np.stack([filt(arr[i], None if valid is None else v[i]) for i in range(arr.shape[0])])
+    out = np.stack(
+        [filt(arr[i], None if valid is None else v[i], dts[i]) for i in range(arr.shape[0])]
+    )
     if is_torch:
         return torch.as_tensor(out, dtype=x.dtype, device=x.device)
     return out.astype(arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.float64)
@@ -180,9 +191,11 @@ def smooth_parameters(
     shape: torch.Tensor,
     fps: float = 30.0,
     settings: SmoothingSettings = TRACK_SMOOTHING,
+    times=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The one smoothing of body parameters over a sequence (T, ...) of one person: One-Euro on
-    the 6D rotations (re-orthonormalised) and on the shape; returns (rotmats (T,24,3,3), shape)."""
+    the 6D rotations (re-orthonormalised) and on the shape; returns (rotmats (T,24,3,3), shape).
+    ``times`` (T,) seconds (default: evenly spaced at ``fps``)."""
     from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 
     six = one_euro(
@@ -190,9 +203,10 @@ def smooth_parameters(
         fps=fps,
         min_cutoff=settings.rotation_min_cutoff,
         beta=settings.rotation_beta,
+        times=times,
     )
     return rot6d_to_matrix(six), one_euro(
-        shape, fps=fps, min_cutoff=settings.shape_min_cutoff, beta=settings.shape_beta
+        shape, fps=fps, min_cutoff=settings.shape_min_cutoff, beta=settings.shape_beta, times=times
     )
 
 
@@ -203,16 +217,24 @@ def smooth_tracks(
     person_ids: np.ndarray,
     fps: float = 30.0,
     settings: SmoothingSettings = TRACK_SMOOTHING,
+    max_gap_s: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`smooth_parameters` along frames, separately per person id (tracks shorter than 3
-    frames are left as they are); rows in any order."""
+    """:func:`smooth_parameters` along frames (``frames / fps`` seconds: skipped frames are
+    filtered with the time that passed), separately per person id and restarted after a gap of
+    more than ``max_gap_s`` (a person leaving and re-entering); pieces shorter than 3 frames are
+    left as they are; rows in any order."""
     rotmats, shape = rotmats.clone(), shape.clone()
     for pid in np.unique(person_ids):
         sel = np.nonzero(person_ids == pid)[0]
-        sel = sel[np.argsort(frames[sel])]
-        if len(sel) < 3:
-            continue
-        rotmats[sel], shape[sel] = smooth_parameters(rotmats[sel], shape[sel], fps, settings)
+        sel = sel[np.argsort(frames[sel], kind="stable")]
+        times = np.asarray(frames, np.float64)[sel] / fps
+        for piece in np.split(np.arange(len(sel)), np.flatnonzero(np.diff(times) > max_gap_s) + 1):
+            if len(piece) < 3:
+                continue
+            rows = sel[piece]
+            rotmats[rows], shape[rows] = smooth_parameters(
+                rotmats[rows], shape[rows], fps, settings, times=times[piece]
+            )
     return rotmats, shape
 
 
