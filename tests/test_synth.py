@@ -106,3 +106,22 @@ def test_drop_keypoints_are_always_missing(anny_body):
     assert torch.isfinite(batch.target2d[:, idx]).all()  # still supervised in 2D
     with pytest.raises(Key2MeshError, match="left_pinky"):
         PairSynthesizer(anny_body, "coco23", config=SynthConfig(drop_keypoints=["left_pinky"]))
+
+
+def test_noise_truncation_after_a_swap_drops_the_points_low_in_the_image():
+    """A swapped sample's labels move, its points do not: truncation (the image ending below a cut)
+    must drop the slots whose points lie below the cut, not the slots of their mirror partners."""
+    from key2mesh.data.noise import NoiseProfile, apply_noise_profile
+    from key2mesh.keypoints.sets import keypoint_names
+
+    names = keypoint_names("coco17")
+    kp = torch.zeros(1, 17, 2)
+    kp[0, :, 0] = torch.arange(17.0)
+    kp[0, names.index("left_ankle"), 1] = 100.0  # the one point low in the image (y down)
+    profile = NoiseProfile(sigma=0.0, swap_prob=1.0, truncation_prob=1.0, conf_noise=0.0)
+    noisy, conf = apply_noise_profile(
+        kp, torch.ones(1, 17), "coco17", profile, torch.Generator().manual_seed(0)
+    )
+    # swapped: the low point now carries the right_ankle label; only that slot is cut off
+    assert noisy[0, names.index("right_ankle"), 1] == 100.0
+    assert (conf[0] == 0).nonzero().flatten().tolist() == [names.index("right_ankle")]

@@ -82,6 +82,8 @@ def apply_noise_profile(
     trunc = rand(b, generator, dev) < profile.truncation_prob
     top = keypoints[..., 1].amin(-1)
     cut = top + height * (0.4 + 0.5 * rand(b, generator, dev, dt))
-    below = keypoints[..., 1] > cut[:, None]
+    # a swapped sample's slot i holds the point of slot perm[i]: cut by where the points are
+    y = torch.where(swap[:, None], keypoints[:, perm, 1], keypoints[..., 1])
+    below = y > cut[:, None]
     conf = torch.where(trunc[:, None] & below, torch.zeros_like(conf), conf)
     return noisy, conf
