@@ -78,3 +78,15 @@ def test_per_sample_camera_distance_matches_separate_cameras():
         assert torch.allclose(out[i], VirtualCamera(distance=d).project(pts[i]), atol=1e-5)
     # hand value: x = f·X / (d − Z) = 256·0.1 / (2.5 − 0.2)
     assert abs(out[0, 0, 0].item() - 256 * 0.1 / 2.3) < 1e-4
+
+
+def test_camera_in_front_marks_points_behind_the_camera():
+    cam = VirtualCamera()  # 6 m away on +z, looking at the origin
+    pts = torch.tensor([[[0.0, 0.0, 0.0], [0.5, 0.0, 5.99], [0.5, 0.0, 6.0], [0.5, 0.0, 7.0]]])
+    assert cam.in_front(pts).tolist() == [[True, True, False, False]]
+    # per-sample distances (distance augmentation)
+    two = pts.expand(2, 4, 3)
+    assert cam.in_front(two, torch.tensor([6.0, 8.0])).tolist() == [
+        [True, True, False, False],
+        [True, True, True, True],
+    ]

@@ -125,3 +125,18 @@ def test_noise_truncation_after_a_swap_drops_the_points_low_in_the_image():
     # swapped: the low point now carries the right_ankle label; only that slot is cut off
     assert noisy[0, names.index("right_ankle"), 1] == 100.0
     assert (conf[0] == 0).nonzero().flatten().tolist() == [names.index("right_ankle")]
+
+
+def test_joints_behind_the_camera_are_never_confident_inputs(anny_body):
+    """A camera closer than the body's reach (``distance_range`` allows any distance > 0) puts
+    joints behind it; they have no image position, so they come out missing (confidence 0),
+    while the joints in front keep theirs."""
+    cfg = SynthConfig(distance_range=[0.2, 0.3], occlusion_prob=0.0, jitter_px=0.0)
+    synth = PairSynthesizer(anny_body, "openpose_body25", config=cfg)
+    n = 64
+    b = synth(torch.eye(3).repeat(n, 24, 1, 1), anny_body.default_shape(n), torch.Generator())
+    front = synth.camera.to_camera(b.keypoints3d, b.distance)[..., 2] > 1e-3
+    assert (~front).sum() > 50 and front.sum() > 50  # both kinds present
+    assert (b.confidence[~front] == 0).all() and not b.valid[~front].any()
+    assert (b.inputs[~front] == cfg.missing_value).all()
+    assert (b.confidence[front] == 1).all()

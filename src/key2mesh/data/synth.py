@@ -140,6 +140,8 @@ class PairSynthesizer:
         if profile is not None:
             noisy, conf = apply_noise_profile(noisy, conf, self.keypoint_set, profile, generator)
         occluded = rand((b, k), generator, dev, dt) < cfg.occlusion_prob
+        # joints behind the camera (a camera closer than the body's reach) have no pixel
+        occluded |= ~self.camera.in_front(kp3d, distance)
         conf = torch.where(occluded, torch.zeros_like(conf), conf)
         if len(self._dropped):
             conf[:, self._dropped.to(dev)] = 0.0

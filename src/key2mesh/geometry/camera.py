@@ -18,6 +18,8 @@ import torch
 
 from key2mesh.options import rule
 
+NEAR = 1e-3  # metres: points closer to the image plane than this (or behind it) have no pixel
+
 
 @dataclass(frozen=True)
 class VirtualCamera:
@@ -37,10 +39,16 @@ class VirtualCamera:
         out = points * flip
         return torch.cat([out[..., :2], out[..., 2:] + distance.to(out)[..., None, None]], -1)
 
+    def in_front(self, points: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., N) bool: world points (..., N, 3) in front of the camera (depth > ``NEAR``);
+        :meth:`project` gives the others a meaningless pixel."""
+        return self.to_camera(points, distance)[..., 2] > NEAR
+
     def project(self, points: torch.Tensor, distance: torch.Tensor | None = None) -> torch.Tensor:
-        """World points (..., N, 3) in metres → pixels (..., N, 2) (``distance``: see :meth:`to_camera`)."""
+        """World points (..., N, 3) in metres → pixels (..., N, 2) (``distance``: see :meth:`to_camera`).
+        Depth is clamped to ``NEAR``: points not :meth:`in_front` get finite but meaningless pixels."""
         cam = self.to_camera(points, distance)
-        depth = cam[..., 2:3].clamp(min=1e-3)
+        depth = cam[..., 2:3].clamp(min=NEAR)
         centre = points.new_tensor([self.cx, self.cy])
         return self.focal * cam[..., :2] / depth + centre
 
