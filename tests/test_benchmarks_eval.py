@@ -182,3 +182,24 @@ def test_stub_prediction_of_gt_scores_zero_on_3dpw(tmp_path, smpl_dir, monkeypat
     model = _StubModel(_bodies(smpl_dir)["neutral"], kp, r_model, betas)
     res = evaluate_benchmark(model, "3dpw", str(pkl), PROTOCOLS["key2mesh"])
     assert res.count == 8 and res.mpjpe < 1e-3 and res.pa_mpjpe < 1e-3 and res.pve < 1e-3
+
+
+def test_3dpw_intervals_resample_sequences_not_frames(tmp_path, smpl_dir, monkeypatch):
+    """Frames of one video are not independent samples: two 3DPW sequences (2 persons x 6 frames
+    each) are 2 clusters of the bootstrap, not 24 frames."""
+    from key2mesh.eval.benchmarks import evaluate_benchmark
+    from test_eval_datasets import write_synthetic_3dpw
+
+    (tmp_path / "test").mkdir()
+    for i, seq in enumerate(("seq_a", "seq_b")):
+        write_synthetic_3dpw(tmp_path / "test" / f"{seq}.pkl", frames=6, sequence=seq, seed=i)
+    monkeypatch.setenv("KEY2MESH_SMPL_DIR", str(smpl_dir))
+    n = 24
+    model = _StubModel(
+        _bodies(smpl_dir)["neutral"],
+        torch.zeros(1, 18, 2),
+        torch.eye(3).expand(1, 24, 3, 3),
+        torch.zeros(1, 10),
+    )
+    res = evaluate_benchmark(model, "3dpw", str(tmp_path / "test"), PROTOCOLS["key2mesh"])
+    assert res.count == n and res.clusters == 2 and res.row()["instants"] == 2

@@ -467,3 +467,34 @@ def test_benchmark_set_validates_shapes():
         BenchmarkSet(**{**kw, "pose": None})
     one = BenchmarkSet(**kw).subset(slice(1, 2))
     assert len(one) == 1 and one.image_names == ["b"] and one.pose.shape == (1, 24, 3, 3)
+
+
+def test_interval_clusters_are_video_sequences():
+    """Bootstrap unit: the image name less its frame number (3DPW folder, H3.6M video), stored
+    instants first; bare frame numbers leave each sample alone."""
+    names = [
+        "images/S9_Directions_1.60457274_000001.jpg",
+        "images/S9_Directions_1.60457274_000006.jpg",
+        "images/S11_Eating.60457274_000001.jpg",
+        "imageFiles/downtown_bus_00/image_00007.jpg",
+        "imageFiles/downtown_bus_00/image_00007.jpg",  # the second person of the same frame
+        "imageFiles/courtyard_dancing_01/image_00000.jpg",
+    ]
+    n = len(names)
+    kw = dict(
+        name="x",
+        keypoints2d=torch.zeros(n, 17, 2),
+        confidence=torch.zeros(n, 17),
+        keypoint_set="coco17",
+        pose=torch.eye(3).expand(n, 24, 3, 3),
+        betas=torch.zeros(n, 10),
+        genders=["neutral"] * n,
+        image_names=names,
+    )
+    ids = BenchmarkSet(**kw).interval_clusters()
+    assert ids.dtype == np.int64 and len(set(ids)) == 4
+    assert ids[0] == ids[1] and ids[3] == ids[4] and len({ids[0], ids[2], ids[3], ids[5]}) == 4
+    numbered = BenchmarkSet(**{**kw, "image_names": [f"{i:06d}" for i in range(n)]})
+    np.testing.assert_array_equal(numbered.interval_clusters(), np.arange(n))
+    views = BenchmarkSet(**{**kw, "instants": torch.tensor([5, 5, 6, 6, 7, 7])})
+    np.testing.assert_array_equal(views.interval_clusters(), [5, 5, 6, 6, 7, 7])

@@ -179,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
         )
     table = Table(
         title=f"{result.name} — protocol {args.protocol} {protocol.__dict__}",
-        caption=f"\\[low, high]: 95 % bootstrap interval over {result.clusters} instants",
+        caption=f"\\[low, high]: 95 % bootstrap interval over {result.clusters} clusters "
+        "(instants of a multi-view set, or video sequences)",
     )
     for col in ("n", "dropped", "MPJPE (mm)", "PA-MPJPE (mm)", "PVE (mm)"):
         table.add_column(col, justify="right")

@@ -9,6 +9,7 @@ readers of :mod:`key2mesh.data.datasets` (3DPW, Human3.6M), and the MoCap held-o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ import torch
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
+
+# a frame number at the end of an image name, with its separator and file extension
+_FRAME_NUMBER = re.compile(r"[_\-. ]*\d+(\.[A-Za-z]\w*)?$")
 
 GENDER_NAMES = {
     "m": "male",
@@ -126,6 +130,20 @@ class BenchmarkSet:
         if self.instants is not None:
             return self.instants.numpy().astype(np.int64)
         return np.arange(len(self), dtype=np.int64)
+
+    def interval_clusters(self) -> np.ndarray:
+        """(N,) int64: the unit that bootstrap intervals resample. Stored ``instants`` when present
+        (the synchronised views of one instant); else the video sequence of each sample, its
+        image name without the trailing frame number and extension (3DPW
+        ``imageFiles/<seq>/image_00042.jpg``, H3.6M ``images/S9_Directions_1.60457274_000042.jpg``):
+        the frames of one video are not independent samples. Names that are bare numbers leave
+        every sample a cluster of its own."""
+        if self.instants is not None:
+            return self.instant_ids()
+        sequences = [_FRAME_NUMBER.sub("", name) for name in self.image_names]
+        if not all(sequences):
+            return np.arange(len(self), dtype=np.int64)
+        return np.unique(sequences, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
     def split_by_instant(self, fraction: float = 0.5) -> tuple[BenchmarkSet, BenchmarkSet]:
         """(development, test) parts by whole instants in time order: the first ``fraction`` of

@@ -171,7 +171,7 @@ def evaluate_benchmark(
     h36m_regressor: str | None = None,
 ) -> EvalResult:
     """Load ``dataset`` (``3dpw``, ``h36m-p2`` or a benchmark ``.npz``), predict, and score, with
-    bootstrap intervals over the set's instants.
+    bootstrap intervals over the set's instants (multi-view sets) or video sequences.
 
     ``h36m_regressor``: SPIN's ``J_regressor_h36m.npy`` for the SMPL ground truth's H36M-17 joints
     (default: key2mesh's name-derived regressor)."""
@@ -191,7 +191,8 @@ def benchmark_errors(
     h36m_regressor: str | None = None,
 ) -> tuple[dict[str, torch.Tensor], np.ndarray, int]:
     """Per-sample errors (mm) of ``model`` on a loaded :class:`BenchmarkSet` (scored samples
-    only), their instant ids (for intervals and paired differences) and the dropped count."""
+    only), their cluster ids for intervals and paired differences (instants, or video sequences:
+    :meth:`~key2mesh.data.benchmark.BenchmarkSet.interval_clusters`) and the dropped count."""
     gj, gset, gv = ground_truth(bench, protocol, smpl_dir, model.device, h36m_regressor)
     pred = model.predict(
         bench.keypoints2d, bench.confidence, keypoint_set=bench.keypoint_set, mesh=False
@@ -213,7 +214,7 @@ def benchmark_errors(
         )
     return (
         {k: v[keep.to(v.device)].cpu() for k, v in errors.items()},
-        bench.instant_ids()[keep.numpy()],
+        bench.interval_clusters()[keep.numpy()],
         bench.dropped + int((~keep).sum()),
     )
 

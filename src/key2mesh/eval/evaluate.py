@@ -23,7 +23,8 @@ METRICS = ("mpjpe", "pa_mpjpe", "pve")
 @dataclass
 class EvalResult:
     """Mean errors (mm) over ``count`` scored samples, with 95 % bootstrap intervals over
-    instants (``intervals``: metric → Interval; ``clusters`` counts the instants resampled)."""
+    clusters (``intervals``: metric → Interval; ``clusters`` counts the clusters resampled:
+    instants of a multi-view set or video sequences; JSON key ``instants``)."""
 
     name: str
     protocol: Protocol
