@@ -151,6 +151,28 @@ def test_foot_skate_and_the_contact_correction():
     assert speeds.shape == (40, 2) and np.isfinite(speeds).all()
 
 
+def test_a_track_without_a_slow_foot_stands_on_the_ground():
+    """A person seen in one frame only (no foot speed, so no contact candidate) has no level of
+    its own in the plane fit: it is put on the ground (level 0), not a KeyError."""
+    from key2mesh.inference.world import ground_world
+
+    motion, r, c = _scene()
+    joints = np.concatenate([motion.joints3d, motion.joints3d[:1] + [0.5, 0.0, 0.0]])
+    track = np.r_[motion.track_id, 3]
+    one = SimpleNamespace(
+        joints3d=joints,
+        transl=joints[:, 0],
+        track_id=track,
+        time_s=np.r_[motion.time_s, 1.0],
+        tracks=lambda: [0, 1, 2, 3],
+        rows_of=lambda k: np.flatnonzero(track == k),
+    )
+    world = ground_world(one, sole={k: ANKLE for k in range(4)})
+    assert world.fit.level[3] == 0.0 and not world.contact[-1].any()
+    ref = ground_world(motion, sole={k: ANKLE for k in range(3)})
+    np.testing.assert_allclose(world.rotation, ref.rotation, atol=1e-3)  # (the up hint moves)
+
+
 def test_no_contact_is_one_line():
     from key2mesh.inference.world import ground_world
 

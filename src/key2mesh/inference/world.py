@@ -126,6 +126,8 @@ def ground_world(
     up = up if np.linalg.norm(up) > 0.5 else np.array([0.0, -1.0, 0.0])
     rows, foot = np.nonzero(slow)
     fit = fit_ground(feet[rows, foot], track[rows], up, sole)
+    for t in motion.tracks():  # a track never slow (one frame, always running): on the ground
+        fit.level.setdefault(int(t), 0.0)
     level = np.array([fit.level[int(t)] + sole[int(t)] for t in track])  # ankle height standing
     height = feet @ fit.normal - fit.ground  # ankle height above the ground
     contact = slow & (height - level[:, None] < contact_height)
