@@ -68,6 +68,16 @@ def test_bbox_normalize_no_valid_joint():
     assert not valid.any() and torch.all(out == -1)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_bbox_normalize_non_finite_point_is_missing_not_contagious(bad):
+    """A confident point without a finite position is missing; the box comes from the others."""
+    kp = torch.tensor([[[10.0, 20.0], [30.0, 60.0], [bad, 5.0]]])
+    out, valid = bbox_normalize(kp, torch.ones(1, 3))
+    assert valid.tolist() == [[True, True, False]]
+    assert torch.allclose(out[0, :2], torch.tensor([[0.25, 0.0], [0.75, 1.0]]))
+    assert torch.equal(out[0, 2], torch.tensor([-1.0, -1.0]))
+
+
 def test_per_sample_camera_distance_matches_separate_cameras():
     from key2mesh.geometry.camera import VirtualCamera
 

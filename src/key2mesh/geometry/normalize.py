@@ -16,7 +16,8 @@ def bbox_normalize(
 
     Args:
         keypoints: (..., K, 2) pixels.
-        confidence: (..., K) in [0, 1]; joints below ``threshold`` are treated as missing.
+        confidence: (..., K) in [0, 1]; joints below ``threshold``, or without a finite
+            position, are treated as missing.
         threshold: minimum confidence of a joint used for the box (official code: 0.1).
         missing_value: value written to both coordinates of missing joints.
         valid: optional (..., K) bool mask overriding ``confidence >= threshold``.
@@ -31,7 +32,7 @@ def bbox_normalize(
             f"{tuple(keypoints.shape)} and {tuple(confidence.shape)}"
         )
     if valid is None:
-        valid = confidence >= threshold
+        valid = (confidence >= threshold) & torch.isfinite(keypoints).all(dim=-1)
     big = torch.finfo(keypoints.dtype).max / 4
     m = valid.unsqueeze(-1)
     lo = torch.where(m, keypoints, big).amin(dim=-2, keepdim=True)
