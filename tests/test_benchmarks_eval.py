@@ -203,3 +203,23 @@ def test_3dpw_intervals_resample_sequences_not_frames(tmp_path, smpl_dir, monkey
     )
     res = evaluate_benchmark(model, "3dpw", str(tmp_path / "test"), PROTOCOLS["key2mesh"])
     assert res.count == n and res.clusters == 2 and res.row()["instants"] == 2
+
+
+def test_score_bodies_pve_root_is_the_protocols_pelvis(anny_body):
+    """mocap-heldout's PVE with pve_align='root' subtracts the protocol's pelvis of the H36M-17
+    joints, as the benchmarks do (per_sample_metrics' default), not the body's joint 0."""
+    from key2mesh.eval.evaluate import score_bodies
+    from key2mesh.eval.metrics import Protocol
+    from key2mesh.geometry.rotations import axis_angle_to_matrix
+
+    g = torch.Generator().manual_seed(0)
+    gt_rot, pred_rot = axis_angle_to_matrix(0.3 * torch.randn(2, 3, 24, 3, generator=g))
+    shape = anny_body.default_shape(3)
+    for pelvis in ("midhip", "h36m_root"):
+        protocol = Protocol("neutral", pelvis, "root")
+        got = score_bodies(anny_body, pred_rot, shape, anny_body, gt_rot, shape, protocol)
+        with torch.no_grad():
+            pv, gv = anny_body(pred_rot, shape).vertices, anny_body(gt_rot, shape).vertices
+        pj, gj = anny_body.regress(pv, "h36m17"), anny_body.regress(gv, "h36m17")
+        want = per_sample_metrics(pj, gj, pv, gv, protocol)["pve"]
+        torch.testing.assert_close(got["pve"], want, rtol=1e-5, atol=1e-3)

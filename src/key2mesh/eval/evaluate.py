@@ -89,7 +89,8 @@ def score_bodies(
     protocol: Protocol | str = "key2mesh",
     chunk: int = 512,
 ) -> dict[str, torch.Tensor]:
-    """Per-sample errors (mm) of predicted vs ground-truth parameters (each with its body model)."""
+    """Per-sample errors (mm) of predicted vs ground-truth parameters (each with its body model);
+    PVE on the same mesh, root-aligned (if the protocol asks) on the protocol's pelvis."""
     protocol = get_protocol(protocol)
     same_mesh = (
         pred_body.num_vertices == gt_body.num_vertices and pred_body.config() == gt_body.config()
@@ -101,19 +102,9 @@ def score_bodies(
         go = gt_body(gt_rot[sl].to(gt_body.device), gt_shape[sl].to(gt_body.device))
         pj = pred_body.regress(po.vertices, "h36m17")
         gj = gt_body.regress(go.vertices, "h36m17").to(pj)
-        verts = (
-            (
-                po.vertices,
-                go.vertices.to(po.vertices),
-                po.joints[:, 0],
-                go.joints[:, 0].to(po.vertices),
-            )
-            if same_mesh
-            else (None,) * 4
-        )
-        for k, v in per_sample_metrics(
-            pj, gj, verts[0], verts[1], protocol, "h36m17", verts[2], verts[3]
-        ).items():
+        pv, gv = (po.vertices, go.vertices.to(po.vertices)) if same_mesh else (None, None)
+        # PVE roots (pve_align="root"): each side's pelvis of the protocol, as on the benchmarks
+        for k, v in per_sample_metrics(pj, gj, pv, gv, protocol, "h36m17").items():
             out.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in out.items() if v}
 
