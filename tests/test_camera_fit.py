@@ -101,6 +101,17 @@ def test_keeps_body_in_front_and_rejects_bad_input():
         fit_camera(x3, uv)
     with pytest.raises(Key2MeshError, match="confidence"):
         fit_camera(x3, uv, torch.ones(3), focal=FOCAL, principal=PRINCIPAL)
+    # per-frame focal / principal of the wrong length, a focal that is not a positive number
+    with pytest.raises(Key2MeshError, match="focal must be a scalar or one per frame"):
+        fit_camera(x3, uv, focal=[1000.0, 1000.0], principal=PRINCIPAL)
+    with pytest.raises(Key2MeshError, match="principal must be"):
+        fit_camera(x3, uv, focal=FOCAL, principal=[320.0, 240.0, 1.0])
+    for bad in (0.0, -1000.0, float("nan")):
+        with pytest.raises(Key2MeshError, match="finite and > 0"):
+            fit_camera(x3, uv, focal=bad, principal=PRINCIPAL)
+    lists = fit_camera(x3, uv, focal=FOCAL.tolist(), principal=[PRINCIPAL.tolist()] * len(x3))
+    fit = fit_camera(x3, uv, focal=FOCAL, principal=PRINCIPAL)
+    torch.testing.assert_close(lists.translation, fit.translation)
 
 
 # ------------------------------------------------------------------- Qualisys calibration reader

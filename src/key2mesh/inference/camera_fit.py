@@ -128,24 +128,19 @@ def fit_camera(
         )
     if (focal is None or principal is None) and image_size is None:
         raise Key2MeshError("camera fit: give image_size=(H, W) or both focal and principal")
-    f = (
-        torch.as_tensor(
-            default_focal(*image_size) if focal is None else focal, dtype=x3.dtype, device=x3.device
-        )
-        .reshape(-1)
-        .expand(b)
-        .clone()
+    f = _per_frame(default_focal(*image_size) if focal is None else focal, b, (), "focal", x3)
+    c = _per_frame(
+        default_principal(*image_size) if principal is None else principal,
+        b,
+        (2,),
+        "principal",
+        x3,
     )
-    c = (
-        torch.as_tensor(
-            default_principal(*image_size) if principal is None else principal,
-            dtype=x3.dtype,
-            device=x3.device,
+    if not (torch.isfinite(f).all() and (f > 0).all() and torch.isfinite(c).all()):
+        raise Key2MeshError(
+            "camera fit: focal must be finite and > 0 pixels and principal finite, got "
+            f"focal {f.unique()[:4].tolist()}, principal {c.unique(dim=0)[:2].tolist()}"
         )
-        .reshape(-1, 2)
-        .expand(b, 2)
-        .clone()
-    )
     rot = (WORLD_TO_CAMERA if rotation is None else torch.as_tensor(rotation)).to(x3)
 
     w = torch.where(
@@ -206,6 +201,22 @@ def fit_camera(
         error=error.to(out_dtype),
         valid=valid,
     )
+
+
+def _per_frame(value, b: int, tail: tuple, name: str, like: torch.Tensor) -> torch.Tensor:
+    """A scalar / (*tail) value or one per frame (B, *tail) → (B, *tail), one-line errors."""
+    try:
+        v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise Key2MeshError(f"camera fit: {name} must be numeric ({exc})") from None
+    if tuple(v.shape) in (tail, (1, *tail)):
+        v = v.reshape(1, *tail)
+    if tuple(v.shape) not in ((1, *tail), (b, *tail)):
+        raise Key2MeshError(
+            f"camera fit: {name} must be {tail or 'a scalar'} or one per frame {(b, *tail)}, "
+            f"got {tuple(v.shape)}"
+        )
+    return v.expand(b, *tail).clone()
 
 
 def _ridge(m: torch.Tensor) -> torch.Tensor:
