@@ -193,6 +193,34 @@ def test_detections_constructor_cleans_nan_and_padding():
         Detections(kp, np.ones((1, 2, 17)), "coco17", ["a", "b"], [[0, -1]])
 
 
+def test_one_person_id_twice_in_a_frame_is_refused(tmp_path):
+    """A track id names one person: two persons with one id in a frame (a tracker fault) would
+    make ``select_person`` return both, so every reader refuses it in one line naming the file."""
+    op = tmp_path / "op"
+    op.mkdir()
+    _write(op / "f_000000000000_keypoints.json", {"people": [_person(25, 0, 3), _person(25, 1, 3)]})
+    _write(op / "f_000000000001_keypoints.json", {"people": [_person(25, 2, 3)]})
+    with pytest.raises(
+        Key2MeshError, match=r"op: person id 3 appears 2 times in frame 'f_000000000000'"
+    ):
+        read_openpose_json(op)
+    coco = _write(
+        tmp_path / "res.json", [{**_coco_result(7, 17, s), "track_id": 0} for s in (0, 1)]
+    )
+    with pytest.raises(Key2MeshError, match=r"res.json: person id 0 appears 2 times in frame '7'"):
+        read_coco_json(coco)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, keypoints=np.ones((1, 2, 17, 2)), person_ids=np.array([[5, 5]]),
+             keypoint_set=np.asarray("coco17"))  # fmt: skip
+    with pytest.raises(Key2MeshError, match=r"d.npz: person id 5 appears 2 times"):
+        read_numpy(npz)
+    # distinct ids, untracked slots and padding are fine
+    _write(op / "f_000000000000_keypoints.json", {"people": [_person(25, 0, 3), _person(25, 1, 4)]})
+    assert read_openpose_json(op).person_ids.tolist() == [[3, 4], [3, -1]]
+    det = Detections(np.ones((1, 3, 17, 2)), np.ones((1, 3, 17)), "coco17", ["a"], [[0, -1, -1]])
+    assert det.num_detections == 1
+
+
 # ---------------------------------------------------------------------------------------- COCO
 
 

@@ -179,6 +179,7 @@ class Detections:
             )
         self.keypoints, self.confidence = _sanitize(kp, conf, self.source)
         self.person_ids = pids.copy()
+        self._check_unique_ids()
         pad = self.person_ids < 0
         self.confidence[pad] = 0.0
         self.keypoints[pad] = 0.0
@@ -202,6 +203,19 @@ class Detections:
                     f"{self.source}: fps must be a positive number, got {self.fps!r}"
                 )
             self.fps = fps
+
+    def _check_unique_ids(self) -> None:
+        """A person id names one person: refuse one id on two present slots of a frame."""
+        frames, slots = np.nonzero(self.person_ids >= 0)
+        pairs = np.stack([frames, self.person_ids[frames, slots]], axis=1)
+        unique, counts = np.unique(pairs, axis=0, return_counts=True)
+        if (counts > 1).any():
+            i = int(np.argmax(counts > 1))
+            f, pid = (int(v) for v in unique[i])
+            raise Key2MeshError(
+                f"{self.source}: person id {pid} appears {counts[i]} times in frame "
+                f"{self.frame_names[f]!r} (expected one person per id and frame)"
+            )
 
     @property
     def num_frames(self) -> int:
