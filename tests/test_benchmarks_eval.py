@@ -223,3 +223,31 @@ def test_score_bodies_pve_root_is_the_protocols_pelvis(anny_body):
         pj, gj = anny_body.regress(pv, "h36m17"), anny_body.regress(gv, "h36m17")
         want = per_sample_metrics(pj, gj, pv, gv, protocol)["pve"]
         torch.testing.assert_close(got["pve"], want, rtol=1e-5, atol=1e-3)
+
+
+def test_split_is_refused_where_it_would_be_ignored(tmp_path):
+    """--split picks a 3DPW split; a benchmark file or H3.6M has none, and scoring the whole file
+    when its dev or test part was asked for would mix the parts."""
+    from key2mesh.data.benchmark import BenchmarkSet, save_benchmark
+    from key2mesh.eval.benchmarks import evaluate_benchmark
+
+    n = 4
+    path = save_benchmark(
+        BenchmarkSet(
+            name="b",
+            keypoints2d=torch.ones(n, 17, 2),
+            confidence=torch.ones(n, 17),
+            keypoint_set="coco17",
+            pose=None,
+            betas=None,
+            genders=["neutral"] * n,
+            image_names=[f"{i:06d}" for i in range(n)],
+            joints3d=torch.zeros(n, 17, 3),
+            joints3d_set="coco17",
+        ),
+        tmp_path / "b.npz",
+    )
+    model = _StubModel(None, torch.zeros(1, 17, 2), torch.zeros(1), torch.zeros(1))
+    for dataset, where in ((str(path), None), ("h36m-p2", str(path))):
+        with pytest.raises(Key2MeshError, match="--split.*3dpw only"):
+            evaluate_benchmark(model, dataset, where, PROTOCOLS["key2mesh"], split="dev")

@@ -48,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "or only the held-out subjects (e.g. CMU 02 and 05) (default: %(default)s)",
     )
     p.add_argument(
-        "--split", default="test", help="3dpw split: test, validation, train (default: %(default)s)"
+        "--split",
+        help="3dpw split: test, validation, train (default: test; other datasets have none)",
     )
     p.add_argument(
         "--smpl-dir",

@@ -165,7 +165,7 @@ def evaluate_benchmark(
     dataset: str,
     path: str | None,
     protocol: Protocol,
-    split: str = "test",
+    split: str | None = None,
     detections: str | None = None,
     smpl_dir: str | None = None,
     h36m_regressor: str | None = None,
@@ -174,10 +174,16 @@ def evaluate_benchmark(
     bootstrap intervals over the set's instants (multi-view sets) or video sequences.
 
     ``h36m_regressor``: SPIN's ``J_regressor_h36m.npy`` for the SMPL ground truth's H36M-17 joints
-    (default: key2mesh's name-derived regressor)."""
+    (default: key2mesh's name-derived regressor). ``split``: the 3DPW split (default ``test``);
+    other datasets have none and refuse one (scoring a whole file would mix its dev/test parts)."""
     from key2mesh.data.datasets import load_benchmark
 
-    bench = load_benchmark(dataset, path, split, detections)
+    if split is not None and dataset != "3dpw":
+        raise Key2MeshError(
+            f"--split {split} applies to 3dpw only; {dataset} has no splits (a benchmark file's "
+            "development / test parts are the _dev / _test files of `key2mesh data pose2sim`)"
+        )
+    bench = load_benchmark(dataset, path, split or "test", detections)
     errors, clusters, dropped = benchmark_errors(model, bench, protocol, smpl_dir, h36m_regressor)
     name = bench.name if dataset not in ("3dpw", "h36m-p2") else f"{dataset} ({bench.source})"
     return result_from_errors(name, errors, protocol, dropped, clusters=clusters)
