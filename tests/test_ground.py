@@ -173,6 +173,38 @@ def test_a_track_without_a_slow_foot_stands_on_the_ground():
     np.testing.assert_allclose(world.rotation, ref.rotation, atol=1e-3)  # (the up hint moves)
 
 
+def test_feet_that_disagree_with_the_trunks_are_not_a_ground():
+    """A walker on flat ground and one climbing stairs (31°): one level per track cannot hold
+    the climber, and the shared normal came out ~88° from gravity. The trunks say where up is:
+    such a plane is a one-line error (--world auto then keeps the camera frame)."""
+    from key2mesh.inference.world import ground_world
+
+    r, c = _camera()
+    t = np.arange(0, 4.0, 1 / FPS)
+    flat = _walker(np.array([-2.0, 0, -5.0]), [1.0, 0, 0], t)
+    feet, pelvis, neck = _walker(np.array([-1.0, 0, -7.0]), [1.0, 0, 0], t, speed=0.56)
+    feet[..., 1] += np.floor(np.clip(feet[..., 0] + 1.0, 0, None) / 0.28) * 0.17
+    joints = []
+    for f, p, n in (flat, (feet, pelvis, neck)):
+        j = np.zeros((len(t), 24, 3))
+        j[:, 0], j[:, 12], j[:, 7:9] = p, n, f
+        joints.append((j - c) @ r.T)
+    joints = np.concatenate(joints)
+    track = np.repeat([0, 1], len(t))
+    motion = SimpleNamespace(
+        joints3d=joints,
+        transl=joints[:, 0],
+        track_id=track,
+        time_s=np.r_[t, t],
+        tracks=lambda: [0, 1],
+        rows_of=lambda k: np.flatnonzero(track == k),
+    )
+    with pytest.raises(Key2MeshError, match="from the people's trunks"):
+        ground_world(motion, sole={0: ANKLE, 1: ANKLE})
+    tipped = ground_world(motion, sole={0: ANKLE, 1: ANKLE}, max_tilt_deg=90.0)
+    assert _angle(tipped.fit.normal, r @ [0.0, 1.0, 0.0]) > 45.0  # what it guards against
+
+
 def test_no_contact_is_one_line():
     from key2mesh.inference.world import ground_world
 

@@ -102,11 +102,14 @@ def ground_world(
     correct: bool | None = None,
     origin: str = "first-pelvis",
     guard: bool = True,
+    max_tilt_deg: float = 45.0,
 ) -> World:
     """Estimate the ground of a static camera's motion (see module doc). ``sole`` {track: m}
     (default 0.08 m each); ``origin``: one of :data:`ORIGINS`; ``correct``: keep the contact root correction (None: only when it
     lowers the foot skate); ``guard``: the no-penetration lift (see module doc). A one-line
-    error when there is no foot contact to fit."""
+    error when there is no foot contact to fit, or when the feet's plane is more than
+    ``max_tilt_deg`` from the people's mean trunk direction (feet that do not lie on one level
+    ground per person, e.g. someone climbing stairs, tilt the fit)."""
     n = len(motion.track_id)
     ok = np.isfinite(motion.joints3d).all((1, 2))
     if not ok.any():
@@ -126,6 +129,12 @@ def ground_world(
     up = up if np.linalg.norm(up) > 0.5 else np.array([0.0, -1.0, 0.0])
     rows, foot = np.nonzero(slow)
     fit = fit_ground(feet[rows, foot], track[rows], up, sole)
+    tilt = float(np.degrees(np.arccos(np.clip(fit.normal @ up / np.linalg.norm(up), -1, 1))))
+    if tilt > max_tilt_deg:
+        raise Key2MeshError(
+            f"--world ground: the plane through the feet is {tilt:.0f}° from the people's trunks "
+            "(not one level ground per person, e.g. stairs or a slope; use --world camera)"
+        )
     for t in motion.tracks():  # a track never slow (one frame, always running): on the ground
         fit.level.setdefault(int(t), 0.0)
     level = np.array([fit.level[int(t)] + sole[int(t)] for t in track])  # ankle height standing
