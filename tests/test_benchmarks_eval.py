@@ -251,3 +251,16 @@ def test_split_is_refused_where_it_would_be_ignored(tmp_path):
     for dataset, where in ((str(path), None), ("h36m-p2", str(path))):
         with pytest.raises(Key2MeshError, match="--split.*3dpw only"):
             evaluate_benchmark(model, dataset, where, PROTOCOLS["key2mesh"], split="dev")
+
+
+def test_non_finite_errors_are_a_one_line_error():
+    """A NaN per-sample error (a broken prediction) would make every mean NaN: refused, counted."""
+    from key2mesh.eval.evaluate import result_from_errors
+
+    gt = torch.randn(3, 17, 3)
+    pred = gt + 0.01
+    pred[1, 4] = float("nan")
+    with pytest.raises(Key2MeshError, match="x: 1 of 3 samples have non-finite mpjpe"):
+        result_from_errors("x", per_sample_metrics(pred, gt), PROTOCOLS["key2mesh"])
+    ok = result_from_errors("x", per_sample_metrics(gt + 0.01, gt), PROTOCOLS["key2mesh"])
+    assert ok.mpjpe < 1e-3 and ok.count == 3  # a constant offset: gone after pelvis centring

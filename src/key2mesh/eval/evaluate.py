@@ -63,6 +63,13 @@ def result_from_errors(
         raise Key2MeshError(
             f"{name}: no sample left to score ({dropped} dropped); the mean errors would be NaN"
         )
+    for k, v in errors.items():
+        bad = int((~torch.as_tensor(v).isfinite()).sum())
+        if bad:
+            raise Key2MeshError(
+                f"{name}: {bad} of {len(v)} samples have non-finite {k} (NaN or infinite "
+                "predictions); the mean errors would be NaN"
+            )
     intervals = {k: bootstrap_mean(v, clusters) for k, v in errors.items() if k in METRICS}
     n = int(len(errors["mpjpe"]))
     return EvalResult(
