@@ -35,7 +35,8 @@ def main() -> None:
     def cell(name: str, d: str) -> str:
         r = res(name, d)
         ci = r.get("pa_mpjpe_ci95")
-        interval = f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci and d == "pose2sim" else ""
+        has_ci = ci and ci[0] is not None and d == "pose2sim"  # [null, null]: one cluster
+        interval = f" [{ci[0]:.1f}, {ci[1]:.1f}]" if has_ci else ""
         return f"{r['pa_mpjpe']:.1f}{interval} / {r['mpjpe']:.1f}"
 
     def cells(name: str) -> str:

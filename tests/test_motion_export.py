@@ -499,3 +499,15 @@ def test_unwritable_format_is_refused_before_detection(tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert "amass" in err and "SMPL" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_a_zero_focal_is_refused_not_replaced(model):
+    """``focal=0`` is a bad value (one-line error), not "no focal given" (the default max(H, W))."""
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.inference.motion import build_motion
+
+    kp = np.tile(_COCO * [180.0, 400.0] + [400.0, 150.0], (3, 1, 1))
+    args = (model, np.arange(3), np.arange(3) / 30.0, np.zeros(3, int), kp, np.ones(kp.shape[:2]))
+    assert build_motion(*args, (720, 1280), 30.0, focal=None).focal_length[0] == 1280
+    with pytest.raises(Key2MeshError, match="focal"):
+        build_motion(*args, (720, 1280), 30.0, focal=0.0)

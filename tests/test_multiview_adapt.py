@@ -252,6 +252,11 @@ def test_select_step_guarded_rule():
     assert not select_step(start, better, "reproj", **strict)
     assert select_step(start, better, "reproj")
     assert not select_step(start, {**better, "src_mpjpe": 101.5}, "reproj")
+    # no interval (a check of one sample: NaN bounds): the point estimate decides, never "passes"
+    nan = {**better, "src_pa_mpjpe_rise_low": float("nan"), "src_mpjpe_rise_low": float("nan")}
+    assert select_step(start, nan, "reproj")
+    assert not select_step(start, {**nan, "src_mpjpe": 101.5}, "reproj")
+    assert not select_step(start, {**nan, "src_mpjpe": float("nan")}, "reproj")
     # the 3D shift from the pre-trained keypoints: mostly along the camera depth is refused
     in_plane = {**fine, "shift_mm": 20.0, "depth_shift_mm": 9.0}  # depth share 0.45
     assert select_step(start, in_plane, "reproj")

@@ -167,7 +167,7 @@ def build_motion(
             matrix_to_rot6d(rot).numpy(), track_id, time_s, *args, smoothing.max_gap_s
         )
         rot = rot6d_to_matrix(torch.from_numpy(six))
-    f = float(focal) if focal else default_focal(*image_size)
+    f = float(focal) if focal is not None else default_focal(*image_size)
     transl = np.zeros((n, 3))
     err = np.zeros(n)
     kp3 = np.zeros((n, kp2.shape[1], 3))

@@ -331,8 +331,9 @@ def select_step(
             if src not in start:
                 continue
             low = metrics.get(f"{src}_rise_low")
-            rise = low if low is not None else metrics[src] - start[src]
-            if rise > source_tolerance * start[src]:
+            # no interval (None, or NaN from a check of one sample): the point estimate
+            rise = low if low is not None and math.isfinite(low) else metrics[src] - start[src]
+            if not rise <= source_tolerance * start[src]:  # a NaN rise is not admissible
                 return False
     return metrics[key] <= start[key] * (1 - min_gain)
 
