@@ -201,17 +201,17 @@ def assign_stems(inputs: Sequence[str], out: Path, names: Iterable[str] = ()) ->
     return [Task(*t) for t in zip(inputs, stems, keys, strict=True)]
 
 
-def previous_outcome(task: Task, out: Path, digest: str | None = None) -> Outcome | None:
-    """The outcome an earlier run left for ``task`` (its done or failed marker), or None: none,
-    another input's, or (with ``digest``) made with other options."""
+def _previous(task: Task, out: Path) -> tuple[Outcome, object] | None:
+    """The outcome an earlier run left for ``task`` (its done or failed marker) with the options
+    digest it was made with, or None: no marker, or another input's."""
     folder = out / task.stem
     for marker, status in ((DONE_MARKER, "skipped"), (FAILED_MARKER, "failed")):
         data = _read_marker(folder / marker)
         if data is None:
             continue
-        if _marker_key(data) != task.key or (digest is not None and data.get("options") != digest):
+        if _marker_key(data) != task.key:
             return None
-        return Outcome(
+        outcome = Outcome(
             task.input,
             task.stem,
             status,
@@ -220,7 +220,17 @@ def previous_outcome(task: Task, out: Path, digest: str | None = None) -> Outcom
             float(data.get("seconds", 0.0)),
             str(data.get("error", "")),
         )
+        return outcome, data.get("options")
     return None
+
+
+def previous_outcome(task: Task, out: Path, digest: str | None = None) -> Outcome | None:
+    """The outcome an earlier run left for ``task`` (its done or failed marker), or None: none,
+    another input's, or (with ``digest``) made with other options."""
+    found = _previous(task, out)
+    if found is None or (digest is not None and found[1] != digest):
+        return None
+    return found[0]
 
 
 def _write_marker(folder: Path, marker: str, task: Task, stamp: dict, **fields) -> None:
@@ -365,12 +375,13 @@ def run_batch(
     todo: list[int] = []
     redone = 0
     for k, task in enumerate(tasks):
-        before = previous_outcome(task, out, stamp["options"])
+        found = _previous(task, out)  # one read of its markers
+        before = found[0] if found is not None and found[1] == stamp["options"] else None
         if before is not None and (before.status == "skipped" or not retry_failed):
             rows[k] = before
         else:
             todo.append(k)
-            redone += before is None and previous_outcome(task, out) is not None
+            redone += before is None and found is not None
     if redone and progress:
         print(
             f"key2mesh batch: {redone} input(s) finished before with other options: run again",
