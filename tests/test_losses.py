@@ -131,3 +131,34 @@ def test_critic_steps_are_detached_and_wd_has_the_right_sign():
     assert float(after.detach()) < float(lwd.detach())
     # the critic's own dropout, independent of the model's
     assert DomainCritic(cfg).net[2].p == 0.2 and DomainCritic(cfg, 0.5).net[2].p == 0.5
+
+
+def test_pretrain_2d_term_leaves_out_joints_behind_the_camera():
+    """A joint behind the camera (a short synth.distance_range) has no pixel: the 2D term is
+    normalised over the joints in front only, so it still sees their errors and not the hidden
+    joint's meaningless pixel (before: its pixel set the box and hid a 10 cm error, 0.000066)."""
+    cam = VirtualCamera()
+    kp = torch.tensor(
+        [[[0.0, 0.0, 0.0], [0.0, 0.5, 0.0], [0.3, -0.4, 0.0], [-0.3, 0.2, 0.1], [0.1, 0.3, 0.6]]]
+    )
+    dist = torch.tensor([0.5])  # joint 4 (z = 0.6 m towards the camera) is behind it
+    front = cam.in_front(kp, dist)
+    assert front.tolist() == [[True, True, True, True, False]]
+    target_all, _ = bbox_normalize(cam.project(kp, dist), torch.ones(1, 5))  # as synthesised
+    r, s = torch.eye(3).repeat(1, 24, 1, 1), torch.zeros(1, 6)
+    wrong = kp.clone()
+    wrong[0, 2, 0] += 0.10  # 10 cm off on an in-front joint
+    _, terms = pretrain_loss(r, s, wrong, r, s, kp, target_all, cam, PretrainWeights(), None, dist)
+    target_front, _ = bbox_normalize(cam.project(kp, dist), front.float(), valid=front)
+    expected = reprojection_loss(wrong, target_front, front, cam, None, dist).item()
+    assert expected > 0.01 and abs(terms["kp2d"] - expected) < 1e-7
+    hidden = kp.clone()
+    hidden[0, 4, 0] += 0.001  # the hidden joint moves: no 2D evidence about it
+    _, terms = pretrain_loss(r, s, hidden, r, s, kp, target_all, cam, PretrainWeights(), None, dist)
+    assert terms["kp2d"] < 1e-7
+    # every joint in front: the synthesised target is used as before (same value)
+    far = torch.tensor([3.0])
+    target_far, _ = bbox_normalize(cam.project(kp, far), torch.ones(1, 5))
+    _, terms = pretrain_loss(r, s, wrong, r, s, kp, target_far, cam, PretrainWeights(), None, far)
+    full = reprojection_loss(wrong, target_far, torch.ones(1, 5, dtype=torch.bool), cam, None, far)
+    assert terms["kp2d"] == full.item()

@@ -79,8 +79,15 @@ def pretrain_loss(
     distance: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """L_PT and its terms. Rotations compared as matrices (B,24,3,3); kp3d (B,K,3) metres.
-    ``joint_weights`` (K,) weight both keypoint terms, reduced as mean(w·|e|) (LGD)."""
-    all_valid = torch.ones(target2d.shape[:2], dtype=torch.bool, device=target2d.device)
+    ``joint_weights`` (K,) weight both keypoint terms, reduced as mean(w·|e|) (LGD).
+
+    target2d (B,K,2) is the clean projection of ``kp3d`` box-normalised over every joint. A joint
+    behind the camera (a short ``synth.distance_range``) has no pixel: in its sample the 2D term
+    is normalised over the joints in front of the camera only and leaves it out (its 3D term
+    stays)."""
+    front = camera.in_front(kp3d, distance)  # (B,K)
+    in_front, _ = bbox_normalize(camera.project(kp3d, distance), front.to(kp3d.dtype), valid=front)
+    target2d = torch.where(front.all(-1)[:, None, None], target2d, in_front)
     w3d = (
         torch.ones(1, device=kp3d.device)
         if joint_weights is None
@@ -89,7 +96,7 @@ def pretrain_loss(
     terms = {
         "pose": (pred_rotmats - rotmats).abs().mean(),
         "shape": (pred_shape - shape).abs().mean(),
-        "kp2d": reprojection_loss(pred_kp3d, target2d, all_valid, camera, joint_weights, distance),
+        "kp2d": reprojection_loss(pred_kp3d, target2d, front, camera, joint_weights, distance),
         "kp3d": ((pred_kp3d - kp3d).abs() * w3d).mean(),
     }
     w = weights.to_dict()
