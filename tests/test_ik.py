@@ -218,3 +218,21 @@ def test_per_joint_prior_holds_untargeted_collars_at_rest(anny_body, skeleton):
 def test_bad_prior_raises(anny_body, prior):
     with pytest.raises(Key2MeshError, match="prior"):
         fit_joints(anny_body, torch.zeros(2, 24, 3), SMPL24, iters=1, prior=prior)
+
+
+def test_coincident_targets_give_finite_rotations(anny_body, skeleton):
+    """A knee target on its hip (a zero-length bone, bad MoCap) or every target at one point gives
+    a zero bone scale; the fit must stay finite (it was NaN everywhere: the hinge init divided the
+    zero rest bone by its length)."""
+    rot = plausible_poses(4, seed=3)
+    joints, _ = skeleton(rot)
+    knee_on_hip = joints.clone()
+    knee_on_hip[:, SMPL24.index("smpl_left_knee")] = joints[:, SMPL24.index("smpl_left_hip")]
+    collapsed = joints[:, :1].expand(-1, 24, -1).clone()
+    for target in (knee_on_hip, collapsed):
+        res = fit_joints(anny_body, target, SMPL24, iters=10)
+        assert torch.isfinite(res.rotmats).all() and torch.isfinite(res.error).all()
+    # the untouched limbs still fit
+    res = fit_joints(anny_body, knee_on_hip, SMPL24, iters=100)
+    right_leg = [SMPL24.index(f"smpl_right_{j}") for j in ("hip", "knee", "ankle")]
+    assert (res.joints - knee_on_hip)[:, right_leg].norm(dim=-1).mean() < 0.02

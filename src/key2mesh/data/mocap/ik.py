@@ -509,7 +509,7 @@ def _analytic_init(
                 ok = has[:, j] & has[:, k] & has[:, child]
                 x = torch.stack(
                     [
-                        v_rest / v_rest.norm(dim=-1, keepdim=True),
+                        torch.nn.functional.normalize(v_rest, dim=-1),  # 0 if bone scale is 0
                         axis.expand(n_frames, 3),
                         axis.expand(n_frames, 3),
                     ],
