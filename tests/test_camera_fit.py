@@ -141,7 +141,13 @@ def test_read_qca_calibration(tmp_path):
     assert cal.names == ["cam01", "cam02"]  # sorted by name
     assert np.allclose(cal.size, [[1280, 720], [1280, 720]])
     assert np.allclose(cal.K[0], [[1000, 0, 600], [0, 1000, 400], [0, 0, 1]])
-    assert np.allclose(cal.dist[0], [-0.001, 0.002, 0, 0])
+    # distortion coefficients act on normalised image coordinates: dimensionless, read as
+    # they are (not /64 like the sensor-unit intrinsics: the corners of the Pose2Sim demo's
+    # checkerboard images are most nearly a plane's with the file's values)
+    assert np.allclose(cal.dist[0], [-0.064, 0.128, 0, 0])
+    binned = read_qca_calibration(path, binning_factor=2)
+    assert np.allclose(binned.K[0, :2, :2], cal.K[0, :2, :2] / 2)
+    assert np.allclose(binned.dist, cal.dist)  # the same lens, whatever the binning
     # cam01 stands 5 m behind the origin along -y, 1 m up, looking along +y (Qualisys: z up)
     assert np.allclose(cal.centers[0], [0, -5, 1])
     uv, depth = cal.project(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [0.0, 0.0, 2.0]]))

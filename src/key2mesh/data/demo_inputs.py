@@ -104,9 +104,13 @@ def read_qca_calibration(path: str | Path, binning_factor: int = 1) -> MultiCame
 
     Qualisys stores, per camera, its position (mm) and a rotation whose rows ``r1*, r2*, r3*``
     map world to the Qualisys camera frame (x right, y up, looking along −z); flipping y and z
-    gives OpenCV's frame: ``R = diag(1, −1, −1) · M``, ``t = −R · position``. Intrinsics are in
-    1/64 sensor units relative to the sensor origin; the video field of view is subtracted
-    (the convention Pose2Sim uses for the same files). Cameras are returned sorted by name.
+    gives OpenCV's frame: ``R = diag(1, −1, −1) · M``, ``t = −R · position``. Focal lengths and
+    the centre point are in 1/64 sensor units relative to the sensor origin; the video field of
+    view is subtracted (Pose2Sim's convention for the same files). The distortion coefficients
+    act on normalised coordinates and are read as they are: Pose2Sim's reader also divides
+    them by 64, but the corners of its demo's own checkerboard images are straightest with the
+    file's values (scale 1 of 0 … 3; /64 is as good as no distortion at all). Cameras are
+    returned sorted by name.
     """
     path = Path(path)
     try:
@@ -138,21 +142,9 @@ def read_qca_calibration(path: str | Path, binning_factor: int = 1) -> MultiCame
             )
         )
         k_all.append([[fu, 0.0, cu - left], [0.0, fv, cv - top], [0.0, 0.0, 1.0]])
-        dist.append(
-            [
-                x / 64.0 / binning_factor
-                for x in _floats(
-                    intr,
-                    (
-                        "radialDistortion1",
-                        "radialDistortion2",
-                        "tangentalDistortion1",
-                        "tangentalDistortion2",
-                    ),
-                    path,
-                )
-            ]
-        )
+        # on normalised coordinates (x/z, y/z): dimensionless, the same at any binning
+        keys = ("radialDistortion1", "radialDistortion2", "tangentalDistortion1")
+        dist.append(_floats(intr, (*keys, "tangentalDistortion2"), path))
         m = np.array(
             _floats(tr, tuple(f"r{i}{j}" for i in (1, 2, 3) for j in (1, 2, 3)), path)
         ).reshape(3, 3)
