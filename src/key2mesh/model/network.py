@@ -38,6 +38,15 @@ class ModelConfig:
         return asdict(self)
 
 
+def _rotations(rot6d: torch.Tensor) -> torch.Tensor:
+    """(B, J, 6) → (B, J, 3, 3) by :func:`rot6d_to_matrix`, in at least float32: under bf16/fp16
+    autocast (``amp``) the output layer gives half precision, in which Gram-Schmidt is off by
+    ~5e-3 (det 0.994–1.006); autocast is meant for the GEMMs only."""
+    if rot6d.dtype in (torch.float16, torch.bfloat16):
+        rot6d = rot6d.float()
+    return rot6d_to_matrix(rot6d)
+
+
 def _layer(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(d_in, d_out), nn.BatchNorm1d(d_out), nn.PReLU(), nn.Dropout(dropout)
@@ -109,7 +118,7 @@ class ParamHead(nn.Module):
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.out(self.blocks(features))
         rot6d = y[:, : 6 * self.num_joints].reshape(-1, self.num_joints, 6)
-        return rot6d_to_matrix(rot6d), y[:, 6 * self.num_joints :]
+        return _rotations(rot6d), y[:, 6 * self.num_joints :]
 
 
 class Key2MeshNet(nn.Module):
@@ -134,7 +143,7 @@ class Key2MeshNet(nn.Module):
         x = _blocks_eval(ext.blocks, _layer_eval(ext.inp, keypoints.flatten(1)))
         y = F.linear(_blocks_eval(head.blocks, x), head.out.weight, head.out.bias)
         rot6d = y[:, : 6 * head.num_joints].reshape(-1, head.num_joints, 6)
-        return rot6d_to_matrix(rot6d), y[:, 6 * head.num_joints :]
+        return _rotations(rot6d), y[:, 6 * head.num_joints :]
 
 
 class DomainCritic(nn.Module):
