@@ -207,3 +207,28 @@ def test_real_mediapipe_on_tiny_noise(tmp_path, model):
 
     report = run_demo(model, [_noise((8, 8))], tmp_path, is_video=False)
     assert report.skipped == {"image smaller than 32x32 px": [0]}
+
+
+def test_images_of_different_sizes_get_their_own_camera(tmp_path, detector, model):
+    """A folder of unrelated images of different sizes: every row's camera is fitted with its
+    own image's centre (the principal point the overlay is rendered with) and default focal
+    (max(H, W)), so the mesh's keypoints project back onto the detected ones in every image
+    (the first image's camera for all of them put the 300x900 image's mesh ~300 px off)."""
+    from key2mesh.inference.camera_fit import default_focal, default_principal
+    from key2mesh.inference.demo import run_demo
+
+    images = [_noise((400, 300)), _noise((300, 900), seed=3)]
+    motion = run_demo(model, images, tmp_path, is_video=False).motion
+    assert sorted(set(motion.frame_index.tolist())) == [0, 1]
+    for r in range(len(motion)):
+        h, w = images[motion.frame_index[r]].shape[:2]
+        assert motion.focal_length[r] == default_focal(h, w)
+        k3 = motion.keypoints3d[r]
+        uv = motion.focal_length[r] * k3[:, :2] / k3[:, 2:] + default_principal(h, w)
+        ok = motion.confidence[r] > 0.3
+        err = np.linalg.norm(uv - motion.keypoints2d[r], axis=1)[ok].mean()
+        tall = np.ptp(motion.keypoints2d[r][ok, 1])  # the person's height in the image, px
+        assert err < 0.1 * tall, (r, h, w, err, tall)
+        assert motion.reprojection_error[r] < 0.1 * tall
+    h0 = images[0].shape[:2]
+    assert motion.image_size == h0  # the params record the first image's size

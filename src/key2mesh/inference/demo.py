@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from key2mesh.devices import torch_threads
 from key2mesh.errors import Key2MeshError
-from key2mesh.inference.camera_fit import WORLD_TO_CAMERA, default_focal
+from key2mesh.inference.camera_fit import WORLD_TO_CAMERA, default_focal, default_principal
 from key2mesh.inference.motion import Motion, MotionSmoothing, build_motion, write_params
 from key2mesh.inference.predictor import Key2Mesh
 from key2mesh.inference.render import (
@@ -294,6 +294,24 @@ def _drop_short_tracks(rows: dict[str, list], report: DemoReport, min_frames: in
     log.info("dropped %d track(s) seen in fewer than %d frames", len(short), min_frames)
 
 
+def _in_first_camera(
+    kp: np.ndarray, sizes: np.ndarray, focal: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (N, K, 2) px of images of sizes (N, 2) (H, W) as the first image's camera
+    (principal point its centre, focal ``focal`` or its default) would see the same rays, and
+    each row's scale (N,): that focal over the row's own. The motion is fitted with one
+    camera, whose translations for these keypoints are those of each row's own camera (the
+    renderer's: its image's centre, its focal); the network's input (the keypoints' box,
+    normalised) does not change. Identity for frames of one size (videos)."""
+    if not len(sizes):
+        return kp, np.ones(0)
+    own = np.array([focal or default_focal(h, w) for h, w in sizes], np.float64)
+    centre = np.array([default_principal(h, w) for h, w in sizes], np.float64)
+    scale = own[0] / own
+    moved = (kp - centre[:, None]) * scale[:, None, None] + centre[0]
+    return moved.astype(np.float32), scale
+
+
 def _render_frame(
     model, image, motion: Motion, sel: np.ndarray, options, scale: tuple[float, float] = (1, 1)
 ) -> tuple:
@@ -411,15 +429,18 @@ def _run_demo(
         _drop_short_tracks(rows, report, min(options.min_track_frames, report.frames))
     sizes = np.array(rows["size"], dtype=np.int64).reshape(-1, 2)
     k = num_keypoints(model.keypoint_set)
+    kp = np.array(rows["kp"], dtype=np.float32).reshape(len(sizes), k, 2)
+    ref = tuple(int(x) for x in sizes[0]) if len(sizes) else (1, 1)
+    kp_ref, scale = _in_first_camera(kp, sizes, options.focal)
     with report.timed("predict"):
         motion = build_motion(
             model,
             np.array(rows["frame"], dtype=np.int64),
             np.array(rows["time"], dtype=np.float64),
             np.array(rows["track"], dtype=np.int64),
-            np.array(rows["kp"], dtype=np.float32).reshape(len(sizes), k, 2),
+            kp_ref,
             np.array(rows["conf"], dtype=np.float32).reshape(len(sizes), k),
-            tuple(sizes[0]) if len(sizes) else (1, 1),
+            ref,
             fps,
             focal=options.focal,
             smoothing=options.smoothing,
@@ -427,6 +448,9 @@ def _run_demo(
             origin=options.origin,
             subjects=options.subjects,
         )
+        # each row back in its own image: its pixels, its focal (the fit is the same)
+        motion.keypoints2d, motion.focal_length = kp, motion.focal_length / scale
+        motion.reprojection_error = motion.reprojection_error / scale
     report.motion = motion
     if len(motion):
         with report.timed("export"):
