@@ -459,14 +459,20 @@ def _analytic_init(
     eye = torch.eye(3, dtype=dt).expand(1, 24, 3, 3)
     rest, _ = skel(eye, scale)
     rest = rest[0]  # (24, 3) scaled rest joints
-    for names in (_ROOT_RIGID, _TORSO, SMPL24):  # joints rigid with the root first
+    # per frame, the first set with >= 3 targets: joints rigid with the root, the torso, all
+    root_rot, root_t, chosen = None, None, torch.zeros(n_frames, dtype=torch.bool)
+    for names in (_ROOT_RIGID, _TORSO, SMPL24):
         torso = torch.tensor([_INDEX[n] for n in names])
         wt = wf[:, torso]
-        if (wt > 0).sum(1).min() >= 3:
-            break
-    root_rot, root_t = roma.rigid_points_registration(
-        rest[torso].expand(n_frames, -1, -1), tgt[:, torso], weights=wt + 1e-9
-    )
+        use = ~chosen & ((wt > 0).sum(1) >= 3) if names is not SMPL24 else ~chosen
+        if not use.any():
+            continue
+        r, t = roma.rigid_points_registration(
+            rest[torso].expand(n_frames, -1, -1), tgt[:, torso], weights=wt + 1e-9
+        )
+        root_rot = r if root_rot is None else torch.where(use[:, None, None], r, root_rot)
+        root_t = t if root_t is None else torch.where(use[:, None], t, root_t)
+        chosen |= use
     glob: list[torch.Tensor] = [root_rot]
     pos: list[torch.Tensor] = [root_rot @ rest[0] + root_t]
     local = eye.repeat(n_frames, 1, 1, 1)
