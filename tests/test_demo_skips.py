@@ -232,3 +232,25 @@ def test_images_of_different_sizes_get_their_own_camera(tmp_path, detector, mode
         assert motion.reprojection_error[r] < 0.1 * tall
     h0 = images[0].shape[:2]
     assert motion.image_size == h0  # the params record the first image's size
+
+
+def test_skipped_frames_are_named_by_their_video_frame(tmp_path, detector, model):
+    """``--frames 100:106:2``: a frame without anyone is reported as video frame 102 (what the
+    user asked for and the params' frame_index say), not as the second frame processed."""
+    from key2mesh.inference.demo import DemoOptions, run_demo
+
+    detector.output = staticmethod(
+        lambda image: None if image.max() == 0 else person(image.shape[1], image.shape[0])
+    )
+    frames = [_noise((120, 90), seed=s) for s in range(3)]
+    frames[1][:] = 0  # black: nobody
+    report = run_demo(
+        model,
+        frames,
+        tmp_path / "v.mp4",
+        is_video=True,
+        frame_indices=range(100, 106, 2),
+        options=DemoOptions(min_track_frames=1, side_view=False),
+    )
+    assert report.skipped == {"no person found": [102]}
+    assert sorted(set(report.motion.frame_index.tolist())) == [100, 104]

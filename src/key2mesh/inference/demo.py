@@ -106,7 +106,9 @@ class DemoOptions:
 class DemoReport:
     frames: int = 0
     written: int = 0
-    skipped: dict[str, list[int]] = field(default_factory=dict)
+    skipped: dict[str, list[int]] = field(
+        default_factory=dict
+    )  # reason: video frames (images: positions)
     outputs: list[Path] = field(default_factory=list)
     people_per_frame: list[int] = field(default_factory=list)  # usable people found per frame
     detector_calls: int = 0
@@ -242,7 +244,7 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_v
             t = index / fps
             h, w = np.shape(frame)[:2]
             if min(h, w) < MIN_IMAGE_SIDE:
-                report.skip(i, f"image smaller than {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px")
+                report.skip(index, f"image smaller than {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px")
                 report.people_per_frame.append(0)
                 continue
             with report.timed("detect"):
@@ -253,7 +255,7 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_v
             if not usable:
                 first = people[0] if people else None
                 raw = (first.keypoints, first.confidence) if first else detector.rejected
-                report.skip(i, "no person found" if raw is None else _unusable(raw, model))
+                report.skip(index, "no person found" if raw is None else _unusable(raw, model))
                 report.people_per_frame.append(0)
                 tracker.update(t, np.zeros((0, 4)), *no_people(detector.keypoint_set))
                 continue
