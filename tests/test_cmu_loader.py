@@ -694,7 +694,15 @@ def test_cache_of_bvh_poses_from_before_the_retargeting_fix_warns(tmp_path: Path
     with caplog.at_level("WARNING", logger="key2mesh.data.cache"):
         PoseBank.load(old.save(tmp_path / "old.npz"))
     assert "rebuild it with `key2mesh data prepare`" in caplog.text and "bvh" in caplog.text
+    assert "pelvis pitched" in caplog.text and "easing from the dropped T-pose" in caplog.text
     assert old.stale_sources() == ["bvh"]
+    caplog.clear()
+    v2 = make_bank()  # built after the root fix, before the T-pose blend frames were dropped
+    v2.meta["retarget_version"] = 2
+    with caplog.at_level("WARNING", logger="key2mesh.data.cache"):
+        PoseBank.load(v2.save(tmp_path / "v2.npz"))
+    assert "easing from the dropped T-pose" in caplog.text and "pelvis" not in caplog.text
+    assert v2.stale_sources() == ["bvh"]
     free = make_bank()
     free.clip_sources = ["holosoma"] * len(free.clip_names)
     assert free.stale_sources() == []  # no BVH poses: nothing to rebuild

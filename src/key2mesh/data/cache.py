@@ -20,10 +20,12 @@ DEFAULT_VAL_SUBJECTS: tuple[str, ...] = ("cmu_02", "cmu_05")
 
 # Version of the skeleton-file retargeting written into a cache's meta by `data prepare`; caches
 # holding the sources in RETARGET_FIXED from an older version trigger a warning on load.
-# 2: cgspeed BVH root no longer fitted as the pelvis, collars/axial chain held near rest.
-# 3: cgspeed BVH: the frames easing from the dropped T-pose into the motion are dropped too
-#    (data.mocap.cmu.blend_prefix).
-RETARGET_VERSION = 3
+# What each version fixed in the poses of RETARGET_FIXED sources (named in the stale warning).
+RETARGET_FIXES = {
+    2: "the CMU BVH root was fitted as the pelvis: pelvis pitched ~100°, collars rolled ~50°",
+    3: "the CMU BVH frames easing from the dropped T-pose into the motion were kept",
+}
+RETARGET_VERSION = max(RETARGET_FIXES)
 RETARGET_FIXED = ("bvh",)
 
 
@@ -149,13 +151,16 @@ class PoseBank:
         )
         stale = bank.stale_sources()
         if stale:
+            built = meta.get("retarget_version", 1)
+            fixes = "; ".join(v for k, v in sorted(RETARGET_FIXES.items()) if k > built)
             log.warning(
-                "%s: its %s poses were retargeted before the CMU BVH fix (retarget_version %s < %d: "
-                "pelvis pitched ~100°, collars rolled ~50°); rebuild it with `key2mesh data prepare`",
+                "%s: its %s poses were built before retarget_version %d (it has %s: %s); "
+                "rebuild it with `key2mesh data prepare`",
                 path,
                 "/".join(stale),
-                meta.get("retarget_version", 1),
                 RETARGET_VERSION,
+                built,
+                fixes,
             )
         return bank
 
