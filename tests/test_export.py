@@ -65,3 +65,24 @@ def test_checkpoint_errors(tmp_path, checkpoint):
         load_checkpoint(tmp_path / "ok.pt", expect_body={"name": "smpl"})
     with pytest.raises(Key2MeshError, match="keypoint set"):
         load_checkpoint(tmp_path / "ok.pt", expect_keypoint_set="coco17")
+
+
+def test_export_refuses_overwriting_a_shipped_checkpoint_named_as_input(
+    checkpoint, tmp_path, monkeypatch, capsys
+):
+    """`--checkpoint anny-coco17 --torchscript <its shipped file>`: the input is found by name,
+    so the guard compares the output with the resolved file, not the name (it used to replace
+    the shipped checkpoint with a TorchScript archive)."""
+    import key2mesh.model.checkpoint as ckpt_module
+    from key2mesh.cli import main
+
+    shipped = tmp_path / "pretrained"
+    shipped.mkdir()
+    target = shipped / "anny_coco17.pt"
+    atomic_save(checkpoint, target)
+    before = target.read_bytes()
+    monkeypatch.setattr(ckpt_module, "PRETRAINED_DIR", shipped)
+    for option in ("--torchscript", "--onnx", "--slim"):
+        assert main(["export-model", "--checkpoint", "anny-coco17", option, str(target)]) == 2
+        assert "would destroy the input" in capsys.readouterr().err
+    assert target.read_bytes() == before

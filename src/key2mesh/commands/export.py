@@ -65,14 +65,16 @@ def run(args: argparse.Namespace) -> int:
         raise Key2MeshError("--check compares an ONNX export with PyTorch: give --onnx PATH too")
     from key2mesh.safe_paths import refuse_overwriting_inputs
 
+    # the file itself, not the name: `--checkpoint anny-coco17` is a file in the package
+    source = resolve_checkpoint(args.checkpoint)
     for option, out in (
         ("--onnx", args.onnx),
         ("--torchscript", args.torchscript),
         ("--slim", args.slim),
     ):
         if out:
-            refuse_overwriting_inputs(out, [args.checkpoint], option=option)
-    ck = load_checkpoint(resolve_checkpoint(args.checkpoint))
+            refuse_overwriting_inputs(out, [source], option=option)
+    ck = load_checkpoint(source)
     if args.slim:
         from key2mesh.model.checkpoint import atomic_save, slim_checkpoint
 
