@@ -86,3 +86,17 @@ def test_export_refuses_overwriting_a_shipped_checkpoint_named_as_input(
         assert main(["export-model", "--checkpoint", "anny-coco17", option, str(target)]) == 2
         assert "would destroy the input" in capsys.readouterr().err
     assert target.read_bytes() == before
+
+
+def test_export_refuses_one_path_for_two_outputs(checkpoint, tmp_path, capsys):
+    """--onnx X --torchscript X: the second file would silently replace the first."""
+    from key2mesh.cli import main
+
+    src = tmp_path / "m.pt"
+    atomic_save(checkpoint, src)
+    out = tmp_path / "model.out"
+    argv = ["export-model", "--checkpoint", str(src), "--onnx", str(out), "--torchscript", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is both --onnx and --torchscript" in err
+    assert not out.exists()

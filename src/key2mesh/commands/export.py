@@ -63,17 +63,19 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.check and not args.onnx:
         raise Key2MeshError("--check compares an ONNX export with PyTorch: give --onnx PATH too")
-    from key2mesh.safe_paths import refuse_overwriting_inputs
+    from key2mesh.safe_paths import OutputNames
 
     # the file itself, not the name: `--checkpoint anny-coco17` is a file in the package
     source = resolve_checkpoint(args.checkpoint)
+    # never the input, never one file for two outputs (the second would replace the first)
+    outputs = OutputNames([source], option="output path")
     for option, out in (
         ("--onnx", args.onnx),
         ("--torchscript", args.torchscript),
         ("--slim", args.slim),
     ):
         if out:
-            refuse_overwriting_inputs(out, [source], option=option)
+            outputs.claim(out, option)
     ck = load_checkpoint(source)
     if args.slim:
         from key2mesh.model.checkpoint import atomic_save, slim_checkpoint
