@@ -100,3 +100,27 @@ def test_export_refuses_one_path_for_two_outputs(checkpoint, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is both --onnx and --torchscript" in err
     assert not out.exists()
+
+
+def test_export_check_fails_when_onnx_differs(checkpoint, tmp_path, monkeypatch, capsys):
+    """--check is a check: an ONNX file whose outputs differ from PyTorch's is an error (exit 2),
+    at batch 1 as well as a larger batch; a faithful export passes."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import key2mesh.inference.export as export_module
+    from key2mesh.cli import main
+
+    src = tmp_path / "m.pt"
+    atomic_save(checkpoint, src)
+    argv = ["export-model", "--checkpoint", str(src), "--onnx", str(tmp_path / "m.onnx"), "--check"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "batch 1" in out and "batch 7" in out
+    other = checkpoint.to_dict()
+    other["model"] = {k: v * 1.5 if "out" in k else v for k, v in other["model"].items()}
+    atomic_save(other, tmp_path / "other.pt")
+    wrong = load_checkpoint(tmp_path / "other.pt")
+    real = export_module.export_onnx
+    monkeypatch.setattr(export_module, "export_onnx", lambda ck, path: real(wrong, path))
+    assert main(argv) == 2
+    assert "ONNX model's outputs differ from PyTorch's" in capsys.readouterr().err
