@@ -41,6 +41,19 @@ def test_fold_batchnorm_is_exact(net):
         fold_batchnorm(Key2MeshNet(ModelConfig(num_keypoints=17, hidden=16)))  # training mode
 
 
+def test_folded_rotations_are_orthonormal_under_bf16_autocast(net):
+    """The folded network turns 6D into matrices like the float one (in float32 even under
+    bf16 autocast, network._rotations): same rotations within bf16 GEMM error, orthonormal."""
+    x = _inputs()
+    folded = fold_batchnorm(net)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        (r0, _), (r1, _) = net.predict(x), folded.predict(x)
+    assert r1.dtype == r0.dtype == torch.float32
+    eye = torch.eye(3).expand_as(r1)
+    assert (r1.transpose(-1, -2) @ r1 - eye).abs().max() < 1e-5
+    assert torch.allclose(torch.linalg.det(r1), torch.ones(len(r1), 24), atol=1e-5)
+
+
 def test_int8_network_is_quantized_and_close(net):
     x = _inputs()
     q = quantize_int8(net)

@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from key2mesh.errors import Key2MeshError
-from key2mesh.geometry.rotations import rot6d_to_matrix
-from key2mesh.model.network import Key2MeshNet
+from key2mesh.model.network import Key2MeshNet, _rotations
 
 
 def _fold(layer: nn.Sequential) -> nn.Linear:
@@ -64,7 +63,8 @@ class FoldedNet(nn.Module):
             x = x + self.acts[i + 1](self.linears[i + 1](h))
         y = self.out(x)
         rot6d = y[:, : 6 * self.num_joints].reshape(-1, self.num_joints, 6)
-        return rot6d_to_matrix(rot6d), y[:, 6 * self.num_joints :]
+        # the float network's 6D -> matrix step (float32 even under bf16/fp16 autocast)
+        return _rotations(rot6d), y[:, 6 * self.num_joints :]
 
     def predict(self, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The :meth:`Key2MeshNet.predict` interface."""
