@@ -420,3 +420,42 @@ def test_live_command_on_a_video_file(capsys):
     assert main([*args, "--max-frames", "20"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("20 frames:") and "frames/s processed" in out and "detect" in out
+
+
+def _within(seconds: float, fn):
+    """fn()'s result or exception, run in a thread; a TimeoutError when it is still running
+    after ``seconds`` (a hang fails the test instead of blocking the suite)."""
+    import threading
+
+    out = {}
+
+    def go():
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            out["error"] = exc
+
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    th.join(seconds)
+    if th.is_alive():
+        raise TimeoutError(f"still running after {seconds} s")
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def test_an_address_not_on_this_machine_is_a_one_line_error(tmp_path):
+    """viser retries 1000 ports on any bind error, then waits forever: the viewers check the
+    address first (203.0.113.5 is TEST-NET-3, never a local address)."""
+    pytest.importorskip("viser")
+    from key2mesh.viewer.app import LiveViewer
+    from key2mesh.viewer.demo_view import DemoView
+
+    def demo():
+        return DemoView(tmp_path, "clip", [0], 30.0, host="203.0.113.5", port=0, open_browser=False)
+
+    with pytest.raises(Key2MeshError, match="cannot serve on 203.0.113.5"):
+        _within(10, demo)
+    with pytest.raises(Key2MeshError, match="cannot serve on 203.0.113.5"):
+        _within(10, lambda: LiveViewer(None, host="203.0.113.5", port=0))

@@ -35,6 +35,22 @@ def import_viser():
     return viser
 
 
+def open_server(host: str, port: int, label: str):
+    """A viser server on ``host``:``port`` (viser takes the next free port when it is busy), or
+    a one-line error when ``host`` is not an address of this machine: viser retries 1000 ports
+    on any bind error and then waits forever, so the address is tried here first."""
+    import socket
+
+    viser = import_viser()
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.bind(addr)
+    except OSError as err:
+        raise Key2MeshError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+    return viser.ViserServer(host=host, port=port, label=label, verbose=False)
+
+
 def rgb255(color) -> tuple[int, int, int]:
     return tuple(int(round(255 * float(c))) for c in color)
 
@@ -167,14 +183,8 @@ class Viewer:
         video: bool = True,
         server=None,
     ):
-        viser = import_viser()
         self.scene, self.bodies = scene, bodies
-        try:
-            self.server = server or viser.ViserServer(
-                host=host, port=port, label="key2mesh", verbose=False
-            )
-        except OSError as err:
-            raise Key2MeshError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+        self.server = server or open_server(host, port, "key2mesh")
         self.url = f"http://{host}:{self.server.get_port()}"
         self.clock = scene.clock
         self.time = float(self.clock[0])
@@ -451,14 +461,8 @@ class LiveViewer:
     ):
         from key2mesh.viewer.live import RecentStats
 
-        viser = import_viser()
         self.kit = kit
-        try:
-            self.server = viser.ViserServer(
-                host=host, port=port, label="key2mesh live", verbose=False
-            )
-        except OSError as err:
-            raise Key2MeshError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
+        self.server = open_server(host, port, "key2mesh live")
         self.url = f"http://{host}:{self.server.get_port()}"
         s, gui = self.server.scene, self.server.gui
         gui.configure_theme(control_width="large", show_share_button=False)

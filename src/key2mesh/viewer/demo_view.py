@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from key2mesh.viewer.app import VIDEO_WIDTH, Viewer, import_viser, wait_until_stopped
+from key2mesh.viewer.app import VIDEO_WIDTH, Viewer, open_server, wait_until_stopped
 
 
 class DemoView:
@@ -30,10 +30,9 @@ class DemoView:
         host: str = "127.0.0.1",
         open_browser: bool = True,
     ):
-        viser = import_viser()
         self.out_dir, self.stem = Path(out_dir), stem
         self.indices, self.fps = list(indices), fps
-        self.server = viser.ViserServer(host=host, port=port, label="key2mesh demo", verbose=False)
+        self.server = open_server(host, port, "key2mesh demo")
         self.url = f"http://{host}:{self.server.get_port()}"
         self.viewer: Viewer | None = None
         self.calls = 0
