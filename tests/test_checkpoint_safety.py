@@ -434,3 +434,18 @@ def test_config_and_weights_that_disagree_are_one_line(tmp_path, capsys, edit):
         == 2
     )
     assert "model config and weights disagree" in _one_line_error(capsys)
+
+
+def test_keypoint_set_that_disagrees_with_the_input_size_is_one_line(tmp_path, capsys):
+    """A network of 25 inputs labelled with the 17-point coco17 set is refused when loaded,
+    naming the file (it used to load, then fail inside the first Linear: 'mat1 and mat2
+    shapes cannot be multiplied')."""
+    ck = dict(_small_checkpoint(), keypoint_set="coco17")
+    atomic_save(ck, tmp_path / "odd.pt")
+    with pytest.raises(
+        Key2MeshError,
+        match=r"odd\.pt: its network takes 25 keypoints, its keypoint set 'coco17' has 17",
+    ):
+        load_checkpoint(tmp_path / "odd.pt")
+    atomic_save(dict(ck, keypoint_set="openpose_body25"), tmp_path / "ok.pt")
+    assert load_checkpoint(tmp_path / "ok.pt").keypoint_set == "openpose_body25"

@@ -467,7 +467,25 @@ def load_checkpoint(
     except (TypeError, ValueError, AttributeError) as exc:
         raise Key2MeshError(f"{path}: malformed checkpoint entries ({exc})") from None
     _check_weights_fit(ck, path)
+    _check_keypoint_count(ck, path)
     return ck
+
+
+def _check_keypoint_count(ck: Checkpoint, path: Path) -> None:
+    """The network takes as many points as its keypoint set has: a one-line error naming the
+    file, not a matrix-shape error inside the first Linear. (An unknown set is named by the
+    predictor.)"""
+    from key2mesh.keypoints.sets import KEYPOINT_SETS, canonical_set_name
+
+    try:
+        n = len(KEYPOINT_SETS[canonical_set_name(ck.keypoint_set)])
+    except (Key2MeshError, AttributeError):
+        return
+    if n != ck.model_config.num_keypoints:
+        raise Key2MeshError(
+            f"{path}: its network takes {ck.model_config.num_keypoints} keypoints, its keypoint "
+            f"set {ck.keypoint_set!r} has {n}; the file is damaged or was edited"
+        )
 
 
 def _check_weights_fit(ck: Checkpoint, path: Path) -> None:
