@@ -459,3 +459,57 @@ def test_an_address_not_on_this_machine_is_a_one_line_error(tmp_path):
         _within(10, demo)
     with pytest.raises(Key2MeshError, match="cannot serve on 203.0.113.5"):
         _within(10, lambda: LiveViewer(None, host="203.0.113.5", port=0))
+
+
+def _triangle_bodies(scene) -> dict:
+    """{track name: SkinnedBody}: one triangle on a one-joint skeleton following the root (no
+    body model needed: for the page's GUI and clock)."""
+    from key2mesh.viewer.bodies import SkinnedBody
+
+    sk = Skeleton(np.array([0]), ["pelvis"], np.array([-1]), np.zeros((1, 3)), {}, np.zeros((1, 3)))
+    tri = np.array([[0.0, 0, 0], [0.3, 0, 0], [0, 0.3, 0]])
+    return {
+        tr.name: SkinnedBody(
+            tri,
+            np.array([[0, 1, 2]]),
+            np.ones((3, 1)),
+            sk,
+            np.tile(np.eye(3), (len(tr.times), 1, 1, 1)),
+            tr.root[:, None].copy(),
+        )  # fmt: skip
+        for tr in scene.tracks
+    }
+
+
+def test_file_names_reach_the_page_as_text_not_html(tmp_path):
+    """viser renders raw HTML inside markdown: names of files and folders (title, notes, the
+    people shown) are escaped, so a result named with HTML cannot run script in the page."""
+    pytest.importorskip("viser")
+    import re
+
+    from key2mesh.inference.motion import write_params
+    from key2mesh.inference.world import camera_world
+    from key2mesh.viewer import load_scene
+    from key2mesh.viewer.app import Viewer
+
+    folder = tmp_path / "r<iframe srcdoc=x>*b*"
+    folder.mkdir()
+    motion, _, _ = _motion()
+    motion.world = camera_world(len(motion))  # a note names the file
+    write_params(motion, folder / "a<img src=x onerror=alert(1)>_params.npz")
+    write_params(motion, folder / "b_params.npz")
+    scene = load_scene(folder)
+    viewer = Viewer(scene, _triangle_bodies(scene), port=0, video=False)
+    unescape = lambda s: re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", s)  # noqa: E731
+    try:
+        info = viewer.g_info.content  # t = 0.00 s · shown: <both people>
+        assert not re.search(r"(?<!\\)[<>*]", info), info  # no raw tag, no emphasis
+        assert "shown: a<img src=x onerror=alert(1)>/track0, b/track0" in unescape(info)
+        title, notes = viewer.g_title.content, viewer.g_notes.content
+    finally:
+        viewer.close()
+    assert title.startswith("**") and title.endswith("**")  # bold markup kept
+    for md in (title[2:-2], notes):
+        assert not re.search(r"(?<!\\)[<>*]", md), md
+    assert unescape(title[2:-2]) == str(folder)
+    assert "a<img src=x onerror=alert(1)>_params.npz: camera frame" in unescape(notes)

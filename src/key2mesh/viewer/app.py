@@ -8,6 +8,7 @@ The web client ships inside the viser wheel: nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -49,6 +50,13 @@ def open_server(host: str, port: int, label: str):
     except OSError as err:
         raise Key2MeshError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
     return viser.ViserServer(host=host, port=port, label=label, verbose=False)
+
+
+def md_text(text: str) -> str:
+    """``text`` as literal markdown: whitespace made spaces and every ASCII punctuation
+    character backslash-escaped, so a file name shows as written, never as markup or HTML
+    (viser's markdown renders raw HTML unsanitised)."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", re.sub(r"\s", " ", text))
 
 
 def rgb255(color) -> tuple[int, int, int]:
@@ -260,8 +268,7 @@ class Viewer:
     def _gui(self) -> None:
         gui, sc = self.server.gui, self.scene
         n = len(self.clock)
-        if sc.title:
-            gui.add_markdown(f"**{sc.title}**")
+        self.g_title = gui.add_markdown(f"**{md_text(sc.title)}**") if sc.title else None
         with gui.add_folder("Timeline"):
             self.g_time = gui.add_slider(
                 "Time (s)",
@@ -296,8 +303,9 @@ class Viewer:
                 first = self.frames[0][0]
                 if first is not None:
                     self.g_video = gui.add_image(first, format="jpeg", jpeg_quality=80)
-        if sc.notes:
-            gui.add_markdown("\n".join(f"- {n}" for n in sc.notes))
+        self.g_notes = (
+            gui.add_markdown("\n".join(f"- {md_text(n)}" for n in sc.notes)) if sc.notes else None
+        )
 
     # --- state -----------------------------------------------------------------------------
     def _scrubbed(self) -> None:
@@ -359,7 +367,7 @@ class Viewer:
                     mesh.visible = on
                 if not from_slider:
                     self.g_time.value = self.time
-                people = ", ".join(shown) or "nobody"
+                people = ", ".join(md_text(name) for name in shown) or "nobody"
                 self.g_info.content = f"t = {self.time:.2f} s · shown: {people}"
                 self._follow_camera()
             self._show_video()
