@@ -78,3 +78,37 @@ def test_checkpoints_and_anny_cache_are_reported(capsys, monkeypatch, tmp_path):
     caches = out.split("\ncaches:")[1].splitlines()
     anny = next(line for line in caches if line.strip().startswith("anny "))
     assert str(tmp_path / "nowhere") in anny and "not built yet" in anny
+
+
+def test_a_damaged_shipped_checkpoint_is_reported_and_named_on_load(capsys, monkeypatch, tmp_path):
+    """A truncated shipped file, or a Git LFS pointer in its place, is not 'present': `info`
+    calls it DAMAGED, and loading it by name says it is the shipped model and how to restore it."""
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.geometry.camera import VirtualCamera
+    from key2mesh.model import checkpoint as C
+    from key2mesh.model.network import Key2MeshNet, ModelConfig
+
+    ck = C.make_checkpoint(
+        Key2MeshNet(ModelConfig(num_keypoints=17, hidden=16)),
+        keypoint_set="coco17",
+        body_config={"name": "anny"},
+        camera=VirtualCamera(),
+        normalization={},
+        stage="test",
+    )
+    for file in C.PRETRAINED.values():
+        C.atomic_save(ck, tmp_path / file)
+    data = (tmp_path / C.PRETRAINED["anny-coco17"]).read_bytes()
+    (tmp_path / C.PRETRAINED["anny-coco17"]).write_bytes(data[: len(data) // 2])
+    (tmp_path / C.PRETRAINED["anny-body25"]).write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 13085237\n"
+    )
+    monkeypatch.setattr(C, "PRETRAINED_DIR", tmp_path)
+    out = _run(capsys, monkeypatch, absent=set())
+    rows = {line.split()[0]: line for line in out.split("shipped checkpoints")[1].splitlines()[1:5]}
+    assert "DAMAGED" in rows["anny-coco17"] and "DAMAGED" in rows["anny-body25"]
+    assert rows["anny-coco17-seed1"].split()[1:] == ["present"]
+    assert "reinstall" in out
+    for name in ("anny-coco17", "anny-body25"):
+        with pytest.raises(Key2MeshError, match=f"shipped model {name}.*reinstall"):
+            C.load_checkpoint(C.resolve_checkpoint(name))

@@ -7,6 +7,7 @@ import importlib.metadata as md
 import importlib.util
 import os
 import platform
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,17 +102,33 @@ def _print_extras() -> None:
             print(f"  {'':<8} install: {extra.install}")
 
 
+def shipped_file_state(path: Path) -> str:
+    """``present``, ``MISSING`` or ``DAMAGED (why)``: a checkpoint is a zip archive, so a
+    truncated file or a Git LFS pointer in its place is seen without loading it (a CRC pass)."""
+    if not path.is_file():
+        return "MISSING"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return "DAMAGED (not a torch file: truncated, or a Git LFS pointer)"
+    return f"DAMAGED (bad CRC in {bad})" if bad else "present"
+
+
 def _print_checkpoints() -> None:
     from key2mesh.model.checkpoint import PRETRAINED, PRETRAINED_DIR
 
     print(f"\nshipped checkpoints ({PRETRAINED_DIR}):")
-    missing = 0
+    missing = damaged = 0
     for name, file in PRETRAINED.items():
-        present = (PRETRAINED_DIR / file).is_file()
-        missing += not present
-        print(f"  {name:<20} {'present' if present else 'MISSING'}")
+        state = shipped_file_state(PRETRAINED_DIR / file)
+        missing += state == "MISSING"
+        damaged += state.startswith("DAMAGED")
+        print(f"  {name:<20} {state}")
     if missing:
         print("  rebuild the missing ones: bash scripts/train_default.sh (docs/training.md)")
+    if damaged:
+        print("  damaged ones: reinstall key2mesh, or rebuild them: bash scripts/train_default.sh")
 
 
 def _print_caches() -> None:

@@ -377,6 +377,30 @@ def _without_model_dir(body, path: Path):
     return body
 
 
+def shipped_name(path: str | Path) -> str | None:
+    """The name in :data:`PRETRAINED` of the shipped checkpoint at ``path``, or None."""
+    try:
+        resolved = Path(path).resolve()
+    except OSError:
+        return None
+    for name, file in PRETRAINED.items():
+        if resolved == (PRETRAINED_DIR / file).resolve():
+            return name
+    return None
+
+
+def _unreadable(path: Path, detail: str) -> Key2MeshError:
+    """The error for a file torch cannot read; for a shipped checkpoint, how to restore it."""
+    msg = f"{path} is not a readable key2mesh checkpoint ({detail})"
+    name = shipped_name(path)
+    if name is not None:
+        msg += (
+            f"; it is the shipped model {name}, damaged in this install (truncated, or a Git LFS "
+            "pointer): reinstall key2mesh, or rebuild it with `bash scripts/train_default.sh`"
+        )
+    return Key2MeshError(msg)
+
+
 def load_checkpoint(
     path: str | Path,
     expect_body: dict | None = None,
@@ -398,9 +422,7 @@ def load_checkpoint(
     except pickle.UnpicklingError as exc:
         unsafe = re.search(r"GLOBAL (\S+)|allowlist|add_safe_globals", str(exc))
         if not unsafe:
-            raise Key2MeshError(
-                f"{path} is not a readable key2mesh checkpoint (corrupt, or not a torch file)"
-            ) from None
+            raise _unreadable(path, "corrupt, or not a torch file") from None
         what = f" ({unsafe.group(1)})" if unsafe.group(1) else ""
         raise Key2MeshError(
             f"{path} is refused: it holds Python objects{what} besides tensors and plain values "
@@ -409,9 +431,7 @@ def load_checkpoint(
             "'state_dict' entry, with torch.save) and pass that file"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise Key2MeshError(
-            f"{path} is not a readable key2mesh checkpoint ({type(exc).__name__})"
-        ) from exc
+        raise _unreadable(path, type(exc).__name__) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         from key2mesh.model.paper_import import convert_paper_state_dict, paper_state_dict
 
