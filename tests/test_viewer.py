@@ -513,3 +513,22 @@ def test_file_names_reach_the_page_as_text_not_html(tmp_path):
         assert not re.search(r"(?<!\\)[<>*]", md), md
     assert unescape(title[2:-2]) == str(folder)
     assert "a<img src=x onerror=alert(1)>_params.npz: camera frame" in unescape(notes)
+
+
+def test_the_url_of_an_ipv6_address_opens(tmp_path):
+    """An IPv6 --host is written in brackets in the URL printed, opened and screenshotted."""
+    pytest.importorskip("viser")
+    import urllib.request
+
+    from key2mesh.viewer.demo_view import DemoView
+
+    try:
+        view = DemoView(tmp_path, "clip", [0], 30.0, host="::1", port=0, open_browser=False)
+    except Key2MeshError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        assert view.url == f"http://[::1]:{view.server.get_port()}"
+        with urllib.request.urlopen(view.url, timeout=10) as page:
+            assert b"<html" in page.read().lower()
+    finally:
+        view.server.stop()

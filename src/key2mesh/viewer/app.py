@@ -52,6 +52,12 @@ def open_server(host: str, port: int, label: str):
     return viser.ViserServer(host=host, port=port, label=label, verbose=False)
 
 
+def server_url(host: str, server) -> str:
+    """The address a browser opens for a viser ``server`` bound to ``host`` (an IPv6 address in
+    brackets)."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{server.get_port()}"
+
+
 def md_text(text: str) -> str:
     """``text`` as literal markdown: whitespace made spaces and every ASCII punctuation
     character backslash-escaped, so a file name shows as written, never as markup or HTML
@@ -193,7 +199,7 @@ class Viewer:
     ):
         self.scene, self.bodies = scene, bodies
         self.server = server or open_server(host, port, "key2mesh")
-        self.url = f"http://{host}:{self.server.get_port()}"
+        self.url = server_url(host, self.server)
         self.clock = scene.clock
         self.time = float(self.clock[0])
         self.playing = False
@@ -471,7 +477,7 @@ class LiveViewer:
 
         self.kit = kit
         self.server = open_server(host, port, "key2mesh live")
-        self.url = f"http://{host}:{self.server.get_port()}"
+        self.url = server_url(host, self.server)
         s, gui = self.server.scene, self.server.gui
         gui.configure_theme(control_width="large", show_share_button=False)
         s.set_up_direction("+y")

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from key2mesh.viewer.app import VIDEO_WIDTH, Viewer, open_server, wait_until_stopped
+from key2mesh.viewer.app import (
+    VIDEO_WIDTH,
+    Viewer,
+    open_server,
+    server_url,
+    wait_until_stopped,
+)
 
 
 class DemoView:
@@ -33,7 +39,7 @@ class DemoView:
         self.out_dir, self.stem = Path(out_dir), stem
         self.indices, self.fps = list(indices), fps
         self.server = open_server(host, port, "key2mesh demo")
-        self.url = f"http://{host}:{self.server.get_port()}"
+        self.url = server_url(host, self.server)
         self.viewer: Viewer | None = None
         self.calls = 0
         self.g_status = self.server.gui.add_markdown("starting")
