@@ -532,3 +532,25 @@ def test_the_url_of_an_ipv6_address_opens(tmp_path):
             assert b"<html" in page.read().lower()
     finally:
         view.server.stop()
+
+
+def test_people_of_a_coarser_file_do_not_blink(tmp_path):
+    """Results sampled at different steps on one clock: each person is shown between their own
+    samples (within half their own step), not only at the ticks that are theirs."""
+    from key2mesh.inference.motion import write_params
+
+    coarse, _, _ = _motion()  # every 4th frame at 30 fps
+    fine, _, _ = _motion()
+    fine.frame_index = fine.frame_index // 4  # the same rows every frame: 4x finer in time
+    fine.time_s = fine.frame_index / FPS
+    write_params(coarse, tmp_path / "coarse_params.npz")
+    write_params(fine, tmp_path / "fine_params.npz")
+    scene = load_params_scene(find_results(tmp_path))
+    assert scene.interval_s == pytest.approx(1 / FPS)
+    tr = next(t for t in scene.tracks if t.name == "coarse/track0")
+    ticks = scene.clock[(scene.clock >= tr.start_s) & (scene.clock <= tr.end_s)]
+    assert len(ticks) == 26  # 15 of its own + 11 of the fine file's only
+    got = [scene.visible(t).get(tr.name) for t in ticks]
+    assert None not in got, got
+    np.testing.assert_array_less(np.abs(tr.times[got] - ticks), 2 / FPS + 1e-6)  # a nearest one
+    assert scene.visible(tr.end_s + 3 / FPS) == {}  # after its last sample and half a step

@@ -331,7 +331,7 @@ class Viewer:
 
     def _root(self, name: str) -> np.ndarray | None:
         tr = next(t for t in self.scene.tracks if t.name == name)
-        k = tr.sample_at(self.time, 0.5 * self.scene.interval_s + 1e-6)
+        k = self.scene.visible(self.time).get(name)
         return None if k is None else tr.root[k].copy()
 
     def _look(self, which: str, client=None) -> None:

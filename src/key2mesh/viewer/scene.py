@@ -51,6 +51,13 @@ class TrackScene:
     def end_s(self) -> float:
         return float(self.times[-1])
 
+    @property
+    def step_s(self) -> float:
+        """Seconds between this track's samples (0 with one sample)."""
+        d = np.diff(self.times)
+        d = d[d > 1e-6]
+        return float(d.min()) if len(d) else 0.0
+
     def sample_at(self, t: float, tolerance: float) -> int | None:
         """Index of the sample shown at clock time ``t`` (the nearest one within
         ``tolerance`` seconds), or None: the person is not tracked then."""
@@ -149,11 +156,12 @@ class Scene:
         return float(d.min()) if len(d) else 1.0 / 30.0
 
     def visible(self, t: float) -> dict[str, int]:
-        """{track name: sample index} of the people shown at clock time ``t``."""
-        tol = 0.5 * self.interval_s + 1e-6
+        """{track name: sample index} of the people shown at clock time ``t``: each person's
+        nearest sample within half their own step (at least half the clock's), so the people
+        of a coarser file on a finer clock stay shown between their samples."""
         out = {}
         for tr in self.tracks:
-            k = tr.sample_at(t, tol)
+            k = tr.sample_at(t, 0.5 * max(self.interval_s, tr.step_s) + 1e-6)
             if k is not None:
                 out[tr.name] = k
         return out
