@@ -449,3 +449,20 @@ def test_keypoint_set_that_disagrees_with_the_input_size_is_one_line(tmp_path, c
         load_checkpoint(tmp_path / "odd.pt")
     atomic_save(dict(ck, keypoint_set="openpose_body25"), tmp_path / "ok.pt")
     assert load_checkpoint(tmp_path / "ok.pt").keypoint_set == "openpose_body25"
+
+
+@pytest.mark.parametrize("edit", ["body", "versions"])
+def test_entries_of_the_wrong_type_are_one_line(tmp_path, edit):
+    """A hand-edited file whose body (or versions) is a string, not a dict: a one-line
+    Key2MeshError naming the file, not an AttributeError ('str' object has no attribute 'get')."""
+    ck = _small_checkpoint()
+    if edit == "body":
+        ck["body"] = "anny"
+        pattern = r"odd\.pt: malformed checkpoint entries \('body' is a str, not a dict\)"
+    else:
+        ck["versions"] = "0.1"
+        del ck["camera"]
+        pattern = r"odd\.pt lacks \['camera'\]; was it written by key2mesh \?"
+    atomic_save(ck, tmp_path / "odd.pt")
+    with pytest.raises(Key2MeshError, match=pattern):
+        load_checkpoint(tmp_path / "odd.pt", expect_body={"name": "anny"})

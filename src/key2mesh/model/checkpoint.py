@@ -451,8 +451,18 @@ def load_checkpoint(
         )
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
+        versions = ckpt.get("versions")
+        by = versions.get("key2mesh", "?") if isinstance(versions, dict) else "?"
+        raise Key2MeshError(f"{path} lacks {missing}; was it written by key2mesh {by}?")
+    not_dict = [
+        k
+        for k in ("model_config", "body", "camera", "normalization")
+        if not isinstance(ckpt[k], dict)
+    ]
+    if not_dict:
+        k = not_dict[0]
         raise Key2MeshError(
-            f"{path} lacks {missing}; was it written by key2mesh {ckpt.get('versions', {}).get('key2mesh', '?')}?"
+            f"{path}: malformed checkpoint entries ({k!r} is a {type(ckpt[k]).__name__}, not a dict)"
         )
     if not isinstance(ckpt["model"], dict) or not all(
         torch.is_tensor(v) for v in ckpt["model"].values()
