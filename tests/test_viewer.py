@@ -554,3 +554,29 @@ def test_people_of_a_coarser_file_do_not_blink(tmp_path):
     assert None not in got, got
     np.testing.assert_array_less(np.abs(tr.times[got] - ticks), 2 / FPS + 1e-6)  # a nearest one
     assert scene.visible(tr.end_s + 3 / FPS) == {}  # after its last sample and half a step
+
+
+def test_malformed_results_are_one_line_errors(tmp_path):
+    """A truncated params file and a frame rate of 0 are one-line errors; a sidecar .json of
+    another shape is ignored like an unreadable one."""
+    import json
+
+    from key2mesh.inference.motion import write_params
+
+    motion, _, _ = _motion()
+    good = tmp_path / "good_params.npz"
+    write_params(motion, good)
+    cut = tmp_path / "cut_params.npz"
+    cut.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(Key2MeshError, match="not a readable params file"):
+        load_params_scene([cut])
+    zero = tmp_path / "zero_params.npz"
+    with np.load(good) as z:
+        np.savez(zero, **{**{k: z[k] for k in z.files}, "fps": np.float64(0.0)})
+    with pytest.raises(Key2MeshError, match="fps"):
+        load_params_scene([zero])
+    for sidecar in ({"world": ["a", "list"]}, ["not", "an", "object"], {"frame_range": "x"}):
+        good.with_suffix(".json").write_text(json.dumps(sidecar))
+        (tmp_path / "good_key2mesh.mp4").write_bytes(b"")  # the demo's video beside it
+        scene = load_params_scene([good])
+        assert [t.name for t in scene.tracks] == ["track0", "track1"]

@@ -191,13 +191,16 @@ def world_of(arrays) -> tuple:
 def motion_from_params(path: str | Path):
     """A :class:`~key2mesh.inference.motion.Motion` read back from a ``<stem>_params.npz``
     (``demo`` / ``predict``), with its export frame; a one-line error for other files."""
+    import zipfile
+    import zlib
+
     from key2mesh.inference.motion import Motion
 
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise Key2MeshError(f"{path}: not a readable params file ({err})") from None
     need = ("frame_index", "time_s", "track_id", "rotmats", "transl", "fps", "image_size")
     missing = [k for k in need if k not in a]
@@ -206,6 +209,8 @@ def motion_from_params(path: str | Path):
     shape = a.get("phenotypes", a.get("betas"))
     if shape is None:
         raise Key2MeshError(f"{path}: holds no body shape (phenotypes or betas)")
+    if not (a["fps"].size == 1 and np.isfinite(a["fps"]) and a["fps"] > 0):
+        raise Key2MeshError(f"{path}: fps must be a positive number, got {a['fps']}")
     n = len(a["track_id"])
     kp = a.get("keypoints2d", np.zeros((n, 0, 3), np.float32))
     kp3 = a.get("keypoints3d", np.zeros((n, kp.shape[1], 3), np.float32))
@@ -237,8 +242,20 @@ def _sidecar(npz: Path) -> dict:
     if not js.exists():
         return {}
     try:
-        return json.loads(js.read_text())
+        side = json.loads(js.read_text())
     except (OSError, ValueError):
+        return {}
+    return side if isinstance(side, dict) else {}
+
+
+def _levels(sidecar: dict) -> dict[int, float]:
+    """{track id: ground level, metres} of a sidecar's ``world.levels_m`` ({} when it has none
+    or it is not of that shape)."""
+    levels = sidecar.get("world", {})
+    levels = levels.get("levels_m", {}) if isinstance(levels, dict) else {}
+    try:
+        return {int(k): float(v) for k, v in levels.items()}
+    except (AttributeError, TypeError, ValueError):
         return {}
 
 
@@ -317,7 +334,11 @@ def demo_video(npz: Path, sidecar: dict, motion) -> VideoScene | None:
     if not video.exists() or not len(motion):
         return None
     step = frame_step(motion.frame_index)
-    first = int(sidecar.get("frame_range", [int(motion.frame_index.min())])[0])
+    first = int(motion.frame_index.min())
+    try:
+        first = int(sidecar.get("frame_range", [first])[0])
+    except (TypeError, ValueError, IndexError, KeyError):
+        pass  # a sidecar of another shape: the first processed frame
     return VideoScene(video, first / motion.fps, step / motion.fps, None)
 
 
@@ -341,7 +362,7 @@ def load_params_scene(paths: list[Path], title: str = "") -> Scene:
         side = _sidecar(npz)
         stem = npz.name[: -len("_params.npz")] if npz.name.endswith("_params.npz") else npz.stem
         prefix = f"{stem}/" if len(paths) > 1 else ""
-        levels = {int(k): v for k, v in side.get("world", {}).get("levels_m", {}).items()}
+        levels = _levels(side)
         tracks += tracks_of(motion, prefix, levels)
         if motion.world is None or motion.world.mode != "ground":
             estimated = False
