@@ -580,3 +580,25 @@ def test_malformed_results_are_one_line_errors(tmp_path):
         (tmp_path / "good_key2mesh.mp4").write_bytes(b"")  # the demo's video beside it
         scene = load_params_scene([good])
         assert [t.name for t in scene.tracks] == ["track0", "track1"]
+
+
+def test_screenshot_fails_at_once_when_the_browser_exits(result, monkeypatch, tmp_path):
+    """A headless browser that exits at once (a broken install) is an error then, not after
+    the 60 s wait for it to connect."""
+    pytest.importorskip("viser")
+    import shutil
+
+    from key2mesh.viewer.app import Viewer
+    from key2mesh.viewer.screenshot import screenshot
+
+    if shutil.which("false") is None:
+        pytest.skip("no `false` program")
+    monkeypatch.setenv("KEY2MESH_CHROMIUM", shutil.which("false"))
+    scene = load_params_scene(find_results(result[0]))
+    viewer = Viewer(scene, _triangle_bodies(scene), port=0, video=False)
+    try:
+        with pytest.raises(Key2MeshError, match="exited"):
+            _within(15, lambda: screenshot(viewer, tmp_path / "x.png", size=(320, 240)))
+    finally:
+        viewer.close()
+    assert not (tmp_path / "x.png").exists()

@@ -74,13 +74,19 @@ def stop_browser(proc: subprocess.Popen) -> None:
             continue
 
 
-def wait_for_client(server, timeout: float = 60.0):
-    """The first browser connected to a viser ``server`` (a one-line error after ``timeout``)."""
+def wait_for_client(server, timeout: float = 60.0, browser: subprocess.Popen | None = None):
+    """The first browser connected to a viser ``server`` (a one-line error after ``timeout``,
+    or as soon as the ``browser`` process started for it has exited)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         clients = server.get_clients()
         if clients:
             return next(iter(clients.values()))
+        if browser is not None and browser.poll() is not None:
+            raise Key2MeshError(
+                f"the headless browser {browser.args[0]} exited (status {browser.returncode}) "
+                "before it opened the viewer"
+            )
         time.sleep(0.1)
     raise Key2MeshError(f"no browser connected to the viewer within {timeout:.0f} s")
 
@@ -103,7 +109,7 @@ def screenshot(viewer, path: str | Path, t: float | None = None, size=(960, 540)
     w, h = size
     browser = launch_headless(viewer.url, (w, h))
     try:
-        client = wait_for_client(viewer.server)
+        client = wait_for_client(viewer.server, browser=browser)
         viewer.show(viewer.time if t is None else t)
         viewer.set_view(view or overview(viewer.scene), client)
         time.sleep(1.0)  # the scene and the poses reach the page
