@@ -602,3 +602,31 @@ def test_screenshot_fails_at_once_when_the_browser_exits(result, monkeypatch, tm
     finally:
         viewer.close()
     assert not (tmp_path / "x.png").exists()
+
+
+def test_other_web_pages_cannot_open_the_viewer_socket():
+    """viser checks no ``Origin``: a page on another site could open the viewer's websocket and
+    read the scene. The socket now accepts pages of this machine's loopback names or the bound
+    address (any port) and clients sending no origin; others get HTTP 403."""
+    pytest.importorskip("viser")
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from key2mesh.viewer.app import allowed_origins, open_server
+
+    assert allowed_origins("0.0.0.0") is None  # a wildcard bind: names unknown, every origin
+    pattern = allowed_origins("192.168.1.20")[1]
+    assert pattern.match("http://192.168.1.20:8080") and pattern.match("http://[::1]:1")
+    assert not pattern.match("http://192.168.1.20.evil.example:8080")
+    server = open_server("127.0.0.1", 0, "test")
+    try:
+        url = f"ws://127.0.0.1:{server.get_port()}"
+        version = ["viser-v" + __import__("viser").__version__]
+        for origin in ("https://evil.example", "http://localhost.evil.example", "null"):
+            with pytest.raises(InvalidStatus) as err:
+                connect(url, origin=origin, subprotocols=version, open_timeout=5).close()
+            assert err.value.response.status_code == 403, origin
+        for origin in (None, f"http://127.0.0.1:{server.get_port()}", "http://localhost:9"):
+            connect(url, origin=origin, subprotocols=version, open_timeout=5).close()
+    finally:
+        server.stop()

@@ -8,6 +8,8 @@ The web client ships inside the viser wheel: nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import threading
 import time
@@ -36,10 +38,44 @@ def import_viser():
     return viser
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def allowed_origins(host: str) -> list | None:
+    """The ``Origin`` headers the viewer's websocket accepts when bound to ``host``: none (a
+    non-browser client), or a page served by this machine under a loopback name or ``host``
+    itself, any port. Any other web page the user has open is refused: viser checks no origin,
+    so such a page could otherwise read the bodies, cameras and video frames being shown (a
+    cross-site websocket hijack, also through DNS rebinding). None (every origin) for a
+    wildcard bind, whose pages are reached under names this machine cannot know."""
+    if host in WILDCARD_HOSTS:
+        return None
+    names = {*LOOPBACK_NAMES, f"[{host}]" if ":" in host else host}
+    alternation = "|".join(re.escape(n) for n in sorted(names))
+    return [None, re.compile(rf"^https?://({alternation})(:\d+)?$", re.IGNORECASE)]
+
+
+@contextlib.contextmanager
+def _websocket_origins(origins: list | None):
+    """viser's websocket server started with ``origins`` checked (viser passes none to
+    ``websockets``' ``serve``, which it looks up when it starts, in the constructor)."""
+    import websockets.asyncio.server as ws_server
+
+    serve = ws_server.serve
+    if origins is not None:
+        ws_server.serve = functools.partial(serve, origins=origins)
+    try:
+        yield
+    finally:
+        ws_server.serve = serve
+
+
 def open_server(host: str, port: int, label: str):
-    """A viser server on ``host``:``port`` (viser takes the next free port when it is busy), or
-    a one-line error when ``host`` is not an address of this machine: viser retries 1000 ports
-    on any bind error and then waits forever, so the address is tried here first."""
+    """A viser server on ``host``:``port`` (viser takes the next free port when it is busy) whose
+    websocket accepts the :func:`allowed_origins` only, or a one-line error when ``host`` is not
+    an address of this machine: viser retries 1000 ports on any bind error and then waits
+    forever, so the address is tried here first."""
     import socket
 
     viser = import_viser()
@@ -49,7 +85,8 @@ def open_server(host: str, port: int, label: str):
             sock.bind(addr)
     except OSError as err:
         raise Key2MeshError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
-    return viser.ViserServer(host=host, port=port, label=label, verbose=False)
+    with _websocket_origins(allowed_origins(host)):
+        return viser.ViserServer(host=host, port=port, label=label, verbose=False)
 
 
 def server_url(host: str, server) -> str:
