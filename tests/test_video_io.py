@@ -265,3 +265,23 @@ def test_ctrl_c_while_close_waits_for_a_slow_encoder_start(tmp_path, fake_ffmpeg
     assert CtrlCOnFirstWait.calls > 1  # it went on waiting after the interrupt
     assert _writer_threads() == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-ffmpeg"]
+
+
+def test_read_image_turns_a_photo_as_its_exif_orientation_says(tmp_path):
+    """A phone's portrait photo is landscape pixels plus EXIF orientation 6 ("rotate 90° clockwise
+    to display"): it is read as displayed, portrait, its left column on top."""
+    from PIL import Image
+
+    from key2mesh.media.video import read_image
+
+    pixels = np.zeros((100, 200, 3), np.uint8)  # H 100, W 200: stored landscape
+    pixels[:, :20] = (255, 0, 0)  # the stored left edge is red
+    im = Image.fromarray(pixels)
+    exif = im.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90° CW to display
+    im.save(tmp_path / "portrait.jpg", exif=exif, quality=95)
+    im.save(tmp_path / "plain.jpg", quality=95)
+    shown = read_image(tmp_path / "portrait.jpg")
+    assert shown.shape == (200, 100, 3)  # portrait
+    assert shown[:15, :, 0].mean() > 200 and shown[-15:, :, 0].mean() < 60  # red edge on top
+    assert read_image(tmp_path / "plain.jpg").shape == (100, 200, 3)  # no tag: as stored

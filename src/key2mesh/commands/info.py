@@ -40,7 +40,7 @@ EXTRAS = (
     Extra(
         "export",
         ("onnx", "onnxruntime"),
-        "key2mesh export --onnx (ONNX model) and its check against PyTorch",
+        "key2mesh export-model --onnx (ONNX model) and its check against PyTorch",
     ),
     Extra("viewer", ("viser",), "key2mesh view / live and demo --view (3-D browser viewer)"),
     Extra("cluster", ("ray",), "key2mesh batch --ray (one Ray task per input)"),

@@ -80,11 +80,12 @@ def folder_images(folder: str | Path) -> list[Path]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """One image file → (H, W, 3) uint8 RGB. Images over ``MAX_IMAGE_PIXELS`` are refused from
-    their header, before any decoding (a decompression bomb never reaches memory)."""
+    """One image file → (H, W, 3) uint8 RGB, turned as it displays (EXIF orientation). Images
+    over ``MAX_IMAGE_PIXELS`` are refused from their header, before any decoding (a decompression
+    bomb never reaches memory)."""
     import warnings
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
@@ -104,7 +105,9 @@ def read_image(path: str | Path) -> np.ndarray:
                         f"{path}: {w}x{h} image has a side over {MAX_IMAGE_SIDE} px, more than "
                         "OpenCV handles; crop or downscale it first"
                     )
-                return _rgb8(im)
+                # as the photo displays: a camera's EXIF orientation tag applied (phones store
+                # portrait shots as landscape pixels plus "rotate 90°")
+                return _rgb8(ImageOps.exif_transpose(im))
     except FileNotFoundError as exc:
         raise Key2MeshError(f"{path}: no such image file") from exc
     except Image.DecompressionBombError as exc:
