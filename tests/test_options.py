@@ -239,3 +239,17 @@ def test_control_characters_in_a_value_stay_on_one_line():
     with pytest.raises(Key2MeshError) as err:
         merged_config(PretrainConfig, None, {}, ["steps=\n\t"])
     assert "\n" not in str(err.value) and "steps=\\n\\t" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "text, lr", [("1e-3", 1e-3), ("1E-3", 1e-3), ("2.5e-4", 2.5e-4), ("5e+1", 50.0), ("0.5", 0.5)]
+)
+def test_yaml_config_numbers_in_exponent_form_are_numbers(tmp_path, text, lr):
+    """PyYAML reads ``1e-3`` (no dot, or no exponent sign) as text (YAML 1.1); a config file
+    means the number, as JSON and YAML 1.2 do."""
+    config = tmp_path / "run.yaml"
+    config.write_text(f"lr: {text}\nsynth: {{distance_range: [2e0, 8]}}\n")
+    cfg = merged_config(PretrainConfig, str(config), {})
+    assert cfg.lr == lr and cfg.synth.distance_range == [2.0, 8.0]
+    config.write_text("init: '1e-3'\n")  # quoted: text
+    assert merged_config(PretrainConfig, str(config), {}).init == "1e-3"

@@ -3,7 +3,9 @@ installed), ``--set KEY=VALUE`` and named flags, each value checked by :mod:`key
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from pathlib import Path
 
 from key2mesh.errors import Key2MeshError
@@ -18,9 +20,7 @@ def read_config(path: str | None) -> dict:
     text = p.read_text()
     try:
         if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _yaml_loads(text)
         else:
             data = json.loads(text)
     except Exception as exc:  # noqa: BLE001
@@ -28,6 +28,29 @@ def read_config(path: str | None) -> dict:
     if not isinstance(data, dict):
         raise Key2MeshError(f"config {p} must hold a mapping of options")
     return data
+
+
+# YAML 1.2's numbers in exponent form that PyYAML (YAML 1.1: a dot and a signed exponent) reads
+# as text: 1e-3, 2E5, 1.5e3
+_EXPONENT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+@functools.cache
+def _yaml_loader():
+    """``yaml.SafeLoader`` reading ``1e-3`` as the number (as JSON and YAML 1.2 do)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT, list("-+0123456789"))
+    return Loader
+
+
+def _yaml_loads(text: str):
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader: no arbitrary objects
 
 
 def add_config_arguments(p, what: str) -> None:
