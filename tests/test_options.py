@@ -253,3 +253,24 @@ def test_yaml_config_numbers_in_exponent_form_are_numbers(tmp_path, text, lr):
     assert cfg.lr == lr and cfg.synth.distance_range == [2.0, 8.0]
     config.write_text("init: '1e-3'\n")  # quoted: text
     assert merged_config(PretrainConfig, str(config), {}).init == "1e-3"
+
+
+def test_unreadable_config_files_are_one_line_errors(tmp_path, capsys):
+    """A config saved as UTF-16 or Latin-1 is a one-line error (a UnicodeDecodeError traceback
+    before); a folder is named as a folder; ``.YAML`` is YAML."""
+    latin1 = tmp_path / "run.yaml"
+    latin1.write_bytes("lr: 0.001 # café\n".encode("latin-1"))
+    with pytest.raises(Key2MeshError, match=r"cannot parse config .*run.yaml: not UTF-8 text"):
+        merged_config(PretrainConfig, str(latin1), {})
+    utf16 = tmp_path / "run.json"
+    utf16.write_text('{"lr": 0.001}', encoding="utf-16")
+    assert main(["pretrain", "--config", str(utf16)]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err
+    bom = tmp_path / "bom.json"
+    bom.write_text('{"lr": 0.25}', encoding="utf-8-sig")  # Windows Notepad's UTF-8
+    assert merged_config(PretrainConfig, str(bom), {}).lr == 0.25
+    upper = tmp_path / "run.YAML"
+    upper.write_text("lr: 0.5\n")
+    assert merged_config(PretrainConfig, str(upper), {}).lr == 0.5
+    with pytest.raises(Key2MeshError, match="is a folder, not a file"):
+        merged_config(PretrainConfig, str(tmp_path), {})

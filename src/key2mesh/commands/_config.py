@@ -15,11 +15,19 @@ def read_config(path: str | None) -> dict:
     if not path:
         return {}
     p = Path(path)
+    if p.is_dir():
+        raise Key2MeshError(f"config file {p} is a folder, not a file")
     if not p.is_file():
         raise Key2MeshError(f"config file {p} does not exist")
-    text = p.read_text()
+    raw = p.read_bytes()
     try:
-        if p.suffix in (".yaml", ".yml"):
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Key2MeshError(
+            f"cannot parse config {p}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
             data = _yaml_loads(text)
         else:
             data = json.loads(text)
