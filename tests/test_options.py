@@ -274,3 +274,30 @@ def test_unreadable_config_files_are_one_line_errors(tmp_path, capsys):
     assert merged_config(PretrainConfig, str(upper), {}).lr == 0.5
     with pytest.raises(Key2MeshError, match="is a folder, not a file"):
         merged_config(PretrainConfig, str(tmp_path), {})
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("run.yaml", "lr: 0.1\nsteps: 3\nlr: 0.001\n"),
+        ("run.yaml", "synth:\n  noise_profile: none\n  noise_profile: strong\n"),
+        ("run.json", '{"lr": 0.1, "lr": 0.001}'),
+    ],
+)
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path, name, text):
+    """The parsers keep the last of two equal keys silently: the first value the user reads in
+    the file is not the one used."""
+    config = tmp_path / name
+    config.write_text(text)
+    with pytest.raises(Key2MeshError, match=r"cannot parse config .*: duplicate key '"):
+        merged_config(PretrainConfig, str(config), {})
+
+
+def test_an_empty_or_comment_only_yaml_config_changes_nothing(tmp_path):
+    config = tmp_path / "run.yaml"
+    for text in ("", "# no overrides yet\n"):
+        config.write_text(text)
+        assert merged_config(PretrainConfig, str(config), {"lr": "0.5"}).lr == 0.5
+    config.write_text("- lr\n")
+    with pytest.raises(Key2MeshError, match="must hold a mapping of options"):
+        merged_config(PretrainConfig, str(config), {})

@@ -29,8 +29,9 @@ def read_config(path: str | None) -> dict:
     try:
         if p.suffix.lower() in (".yaml", ".yml"):
             data = _yaml_loads(text)
+            data = {} if data is None else data  # empty, or comments only
         else:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
     except Exception as exc:  # noqa: BLE001
         raise Key2MeshError(f"cannot parse config {p}: {exc}".splitlines()[0]) from exc
     if not isinstance(data, dict):
@@ -45,14 +46,33 @@ _EXPONENT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 
 @functools.cache
 def _yaml_loader():
-    """``yaml.SafeLoader`` reading ``1e-3`` as the number (as JSON and YAML 1.2 do)."""
+    """``yaml.SafeLoader`` reading ``1e-3`` as the number (as JSON and YAML 1.2 do) and refusing
+    a key given twice in one mapping (PyYAML keeps the last)."""
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in seen:
+                        line = key.start_mark.line + 1
+                        raise ValueError(f"duplicate key {key.value!r} (line {line})")
+                    seen.add(key.value)
+            return super().construct_mapping(node, deep)
 
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT, list("-+0123456789"))
     return Loader
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object's pairs as a dict; a key given twice is refused (``json`` keeps the last)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
 
 
 def _yaml_loads(text: str):
