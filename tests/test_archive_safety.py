@@ -314,3 +314,19 @@ def test_an_offline_download_says_which_file_to_put_where(tmp_path, monkeypatch)
     with pytest.raises(Key2MeshError, match="or in a folder named by KEY2MESH_WHEEL_DIR") as err:
         extract("pose2sim", CALIB)
     assert "is not a folder" not in str(err.value)
+
+
+def test_cache_and_wheel_folder_variables_empty_or_with_a_tilde(tmp_path, monkeypatch):
+    """An empty ``KEY2MESH_CACHE_DIR`` (``export KEY2MESH_CACHE_DIR=``, an unset variable in a
+    .env file) is unset, not the current folder; ``~`` (quoted, or from a .env file) is the home
+    folder, not a folder named ``~`` in the current one."""
+    from key2mesh.paths import key2mesh_cache_dir, wheel_dirs
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KEY2MESH_CACHE_DIR", "")
+    assert key2mesh_cache_dir() == tmp_path / "home" / ".cache" / "key2mesh"
+    monkeypatch.setenv("KEY2MESH_CACHE_DIR", "~/k2m")
+    monkeypatch.setenv("KEY2MESH_WHEEL_DIR", "~/wheels")
+    assert key2mesh_cache_dir() == tmp_path / "home" / "k2m"
+    assert wheel_dirs() == [tmp_path / "home" / "wheels", tmp_path / "home" / "k2m" / "wheels"]

@@ -12,14 +12,20 @@ import os
 from pathlib import Path
 
 
+def _env_dir(name: str) -> Path | None:
+    """The folder named by environment variable ``name`` (``~`` expanded), or None when it is
+    unset or empty (``export NAME=`` means unset, not the current folder)."""
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value else None
+
+
 def key2mesh_cache_dir() -> Path:
     """Cache root of key2mesh (``KEY2MESH_CACHE_DIR``, default ``~/.cache/key2mesh``)."""
-    return Path(os.environ.get("KEY2MESH_CACHE_DIR", Path.home() / ".cache" / "key2mesh"))
+    return _env_dir("KEY2MESH_CACHE_DIR") or Path.home() / ".cache" / "key2mesh"
 
 
 def wheel_dirs() -> list[Path]:
     """Folders searched for wheels, in order: ``KEY2MESH_WHEEL_DIR`` (when set), then the cache's
     ``wheels/`` (where downloads go)."""
-    dirs = [Path(os.environ["KEY2MESH_WHEEL_DIR"])] if os.environ.get("KEY2MESH_WHEEL_DIR") else []
-    dirs.append(key2mesh_cache_dir() / "wheels")
-    return dirs
+    own = _env_dir("KEY2MESH_WHEEL_DIR")
+    return [*([own] if own else []), key2mesh_cache_dir() / "wheels"]

@@ -111,8 +111,8 @@ def fetch_wheel(dist: str, version: str | None = None) -> Path:
 def _wheel_dir_problem() -> str:
     """``" (KEY2MESH_WHEEL_DIR=X is not a folder)"`` when it is set to no folder (a typo: it is
     skipped), else ``""``."""
-    value = os.environ.get("KEY2MESH_WHEEL_DIR")
-    if value and not wheel_dirs()[0].is_dir():
+    value = os.environ.get("KEY2MESH_WHEEL_DIR", "").strip()
+    if value and not wheel_dirs()[0].is_dir():  # wheel_dirs()[0] is that folder when set
         return f" (KEY2MESH_WHEEL_DIR={value} is not a folder)"
     return ""
 
