@@ -357,3 +357,30 @@ def test_remove_stale_temps_takes_folders_only_when_asked(tmp_path):
     assert remove_stale_temps(tmp_path) == [] and stale_dir.exists()
     assert remove_stale_temps(tmp_path, folders=True) == [stale_dir]
     assert not stale_dir.exists() and mine.exists()
+
+
+def test_atomic_writes_keep_the_permissions_of_the_file_they_replace(tmp_path):
+    """A rewrite of a file made private (600) or executable (755) keeps its mode: the new file
+    had the umask's default (644: a private file became readable by everyone)."""
+    import os
+    import stat
+
+    from key2mesh.safe_paths import atomic_savez, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        for mode in (0o600, 0o755, 0o640):
+            path = tmp_path / f"out{mode:o}.txt"
+            path.write_text("old")
+            path.chmod(mode)
+            atomic_write_text(path, "new")
+            assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == mode
+        fresh = atomic_write_text(tmp_path / "fresh.txt", "x")  # a new file: the umask's mode
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+        arrays = tmp_path / "a.npz"
+        atomic_savez(arrays, x=np.zeros(2))
+        arrays.chmod(0o600)
+        atomic_savez(arrays, x=np.ones(2))
+        assert stat.S_IMODE(arrays.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

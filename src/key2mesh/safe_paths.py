@@ -8,6 +8,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -125,12 +126,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         fsync_file(tmp)  # the data is on disk before the new name points at it
+        _keep_mode(path, tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise write_error(path, exc) from None
     finally:
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def _keep_mode(path: Path, tmp: Path) -> None:
+    """Give ``tmp`` the permission bits of the file ``path`` it replaces (a private file stays
+    private); a new file keeps the umask's. A file system without modes (FAT, some network
+    shares) is not an error."""
+    with suppress(OSError):
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
 
 
 def fsync_file(path: Path) -> None:
