@@ -1152,3 +1152,31 @@ def test_flag_changes_what_the_command_does(key, bench):
         want = bench.fill(case.want)
         assert _matches(got, want), detail
         assert not _matches(before, want), detail
+
+
+def test_a_reader_that_closes_stdout_early_ends_the_command_quietly():
+    """``key2mesh info | head -1``: the reader going away is no error of the command (it printed
+    'key2mesh info: error: Broken pipe', status 2); status 141 as for SIGPIPE, nothing printed."""
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "key2mesh.cli", "info"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before the command writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == ""
+
+
+def test_a_broken_pipe_other_than_stdout_is_still_an_error(monkeypatch, capsys):
+    """A pipe to a helper process (e.g. an encoder that died) is a real error."""
+    from key2mesh import cli
+    from key2mesh.commands import info
+
+    def run(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(info, "run", run)
+    assert cli.main(["info"]) == 2
+    assert "key2mesh info: error: Broken pipe" in capsys.readouterr().err

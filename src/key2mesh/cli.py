@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     except (
         OSError
     ) as exc:  # a file that cannot be read or written (disk full, permissions, a folder...)
+        if isinstance(exc, BrokenPipeError) and _stdout_gone():
+            return _reader_gone()
         if args.verbose:
             raise
         _close_progress_bars()
@@ -116,6 +118,27 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader went away (``key2mesh info | head -1``)."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no real stdout
+        return False
+
+
+def _reader_gone() -> int:
+    """End quietly, as a command killed by SIGPIPE does (status 141): stdout points at the null
+    device so the interpreter's last flush does not print another broken pipe."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def _close_progress_bars() -> None:
