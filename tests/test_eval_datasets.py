@@ -446,21 +446,26 @@ def test_h36m_imgname_as_bytes(tmp_path):
     assert raw.image_names == text.image_names and len(raw.image_names) > 0
 
 
-def test_benchmark_set_validates_shapes():
-    n = 2
-    kw = dict(
+def _set_fields(image_names: list[str], keypoint_set: str = "coco17") -> dict:
+    """BenchmarkSet fields of len(image_names) blank COCO-17 samples with SMPL rest poses."""
+    n = len(image_names)
+    return dict(
         name="x",
         keypoints2d=torch.zeros(n, 17, 2),
         confidence=torch.zeros(n, 17),
-        keypoint_set="coco",
+        keypoint_set=keypoint_set,
         pose=torch.eye(3).expand(n, 24, 3, 3),
         betas=torch.zeros(n, 10),
         genders=["neutral"] * n,
-        image_names=["a", "b"],
+        image_names=image_names,
     )
+
+
+def test_benchmark_set_validates_shapes():
+    kw = _set_fields(["a", "b"], keypoint_set="coco")
     assert BenchmarkSet(**kw).keypoint_set == "coco17"
     with pytest.raises(Key2MeshError, match=r"betas must be \(2, 10\)"):
-        BenchmarkSet(**{**kw, "betas": torch.zeros(n, 11)})
+        BenchmarkSet(**{**kw, "betas": torch.zeros(2, 11)})
     with pytest.raises(Key2MeshError, match="1 genders for 2 samples"):
         BenchmarkSet(**{**kw, "genders": ["male"]})
     with pytest.raises(Key2MeshError, match="needs ground-truth poses or 3D joints"):
@@ -481,16 +486,7 @@ def test_interval_clusters_are_video_sequences():
         "imageFiles/courtyard_dancing_01/image_00000.jpg",
     ]
     n = len(names)
-    kw = dict(
-        name="x",
-        keypoints2d=torch.zeros(n, 17, 2),
-        confidence=torch.zeros(n, 17),
-        keypoint_set="coco17",
-        pose=torch.eye(3).expand(n, 24, 3, 3),
-        betas=torch.zeros(n, 10),
-        genders=["neutral"] * n,
-        image_names=names,
-    )
+    kw = _set_fields(names)
     ids = BenchmarkSet(**kw).interval_clusters()
     assert ids.dtype == np.int64 and len(set(ids)) == 4
     assert ids[0] == ids[1] and ids[3] == ids[4] and len({ids[0], ids[2], ids[3], ids[5]}) == 4
