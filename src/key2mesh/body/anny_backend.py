@@ -437,9 +437,11 @@ class AnnyBody(BodyModel):
         high = high.scatter_reduce(0, src[own], last[own].to(high), "amin")
         return torch.minimum(torch.maximum(shape, low), high)
 
-    def phenotype_weights(self, shape: torch.Tensor) -> torch.Tensor:
-        """Phenotypes (B, 6) → anny's variation weights (B, 26), the numbers of anny's
-        ``phenotype_blendshape_weights`` in a few batched operations instead of per feature."""
+    def phenotype_intervals(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Phenotypes (B, 6) → for each of anny's features (B, F): the upper anchor's index of
+        the interval its value interpolates in, and its position alpha in [0, 1] there (the
+        value clamped to the anchors unless ``extrapolate_phenotypes``); features the shape does
+        not set read anny's fixed 0.5."""
         b = shape.shape[0]
         x = torch.cat([shape, shape.new_full((b, 1), 0.5)], 1)[:, self._phen_source]  # (B, F)
         anchors = self._phen_anchors.to(shape.dtype)
@@ -452,16 +454,21 @@ class AnnyBody(BodyModel):
         idx = torch.minimum(idx.clamp(min=1), self._phen_count - 1)
         rows = torch.arange(len(anchors), device=shape.device).expand(b, -1)
         lower, upper = anchors[rows, idx - 1], anchors[rows, idx]
-        alpha = (x - lower) / (upper - lower)
+        return idx, (x - lower) / (upper - lower)
+
+    def phenotype_weights(self, shape: torch.Tensor) -> torch.Tensor:
+        """Phenotypes (B, 6) → anny's variation weights (B, 26), the numbers of anny's
+        ``phenotype_blendshape_weights`` in a few batched operations instead of per feature."""
+        idx, alpha = self.phenotype_intervals(shape)
         f = self._phen_feature
         hit = idx[:, f]  # (B, NV): the upper anchor of each variation's feature
-        zero = x.new_zeros(())
+        zero = alpha.new_zeros(())
         w = torch.where(
             self._phen_slot == hit - 1,
             1.0 - alpha[:, f],
             torch.where(self._phen_slot == hit, alpha[:, f], zero),
         )
-        half = x.new_full((), 0.5)
+        half = alpha.new_full((), 0.5)
         return torch.where(self._phen_race, half / (half + half + half), w)
 
     def blendshape_coefficients(self, shape: torch.Tensor) -> torch.Tensor:

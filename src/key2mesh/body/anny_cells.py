@@ -29,6 +29,7 @@ coordinates depend on that row only.
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 
@@ -65,14 +66,10 @@ class CellBases:
         self._bits = torch.tensor(list(itertools.product((0, 1), repeat=dims)), dtype=torch.bool)
         # built lazily; two threads may both build a missing cell (the same numbers, kept once)
         self._bases: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._tables: dict[tuple, tuple[torch.Tensor, ...]] = {}  # locate's, per dtype/device
 
     @property
     def num_cells(self) -> int:
-        n = 1
-        for c in self._cells_per_dim:
-            n *= c
-        return n
+        return math.prod(self._cells_per_dim)
 
     def built(self) -> dict[int, int]:
         """{cell: number of kept terms} of the bases built so far."""
@@ -81,33 +78,14 @@ class CellBases:
     def clear(self) -> None:
         """Forget the built bases (the body moved to another device or dtype)."""
         self._bases.clear()
-        self._tables.clear()
-
-    def _table(self, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(6, anchors) anchors, first and last anchors (6,), counts (6,) and cell strides (6,)
-        in ``like``'s dtype and device."""
-        key = (like.dtype, like.device)
-        hit = self._tables.get(key)
-        if hit is None:
-            body = self.body
-            feature = torch.tensor(self._feature, device=body._phen_anchors.device)
-            anchors = body._phen_anchors[feature].to(like)  # inf-padded rows
-            count = body._phen_count[feature].to(like.device)
-            last = anchors.gather(1, (count - 1)[:, None])[:, 0]
-            strides = torch.tensor(self._strides, device=like.device)
-            hit = self._tables[key] = (anchors, anchors[:, 0].clone(), last, count, strides)
-        return hit
 
     def locate(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Phenotypes (B, 6) → cell index (B,) long and local coordinates t (B, 6) in [0, 1]
-        (``shape``'s dtype), the interval ``phenotype_weights`` interpolates in."""
-        anchors, first, last, count, strides = self._table(shape)
-        x = torch.minimum(torch.maximum(shape, first), last)
-        idx = torch.searchsorted(anchors, x.T.contiguous(), side="left").T
-        idx = torch.minimum(idx.clamp(min=1), count - 1)
-        rows = torch.arange(len(anchors), device=shape.device).expand(shape.shape[0], -1)
-        lower, upper = anchors[rows, idx - 1], anchors[rows, idx]
-        t = (x - lower) / (upper - lower)
+        (``shape``'s dtype): the interval ``phenotype_weights`` interpolates in
+        (:meth:`~key2mesh.body.anny_backend.AnnyBody.phenotype_intervals`)."""
+        idx, alpha = self.body.phenotype_intervals(shape)
+        idx, t = idx[:, self._feature], alpha[:, self._feature]
+        strides = torch.tensor(self._strides, device=shape.device)
         return ((idx - 1) * strides).sum(1), t
 
     def monomials(self, t: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
