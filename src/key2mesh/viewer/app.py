@@ -51,7 +51,7 @@ def allowed_origins(host: str) -> list | None:
     wildcard bind, whose pages are reached under names this machine cannot know."""
     if host in WILDCARD_HOSTS:
         return None
-    names = {*LOOPBACK_NAMES, f"[{host}]" if ":" in host else host}
+    names = {*LOOPBACK_NAMES, _url_host(host)}
     alternation = "|".join(re.escape(n) for n in sorted(names))
     return [None, re.compile(rf"^https?://({alternation})(:\d+)?$", re.IGNORECASE)]
 
@@ -89,10 +89,14 @@ def open_server(host: str, port: int, label: str):
         return viser.ViserServer(host=host, port=port, label=label, verbose=False)
 
 
+def _url_host(host: str) -> str:
+    """``host`` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def server_url(host: str, server) -> str:
-    """The address a browser opens for a viser ``server`` bound to ``host`` (an IPv6 address in
-    brackets)."""
-    return f"http://{f'[{host}]' if ':' in host else host}:{server.get_port()}"
+    """The address a browser opens for a viser ``server`` bound to ``host``."""
+    return f"http://{_url_host(host)}:{server.get_port()}"
 
 
 def md_text(text: str) -> str:
