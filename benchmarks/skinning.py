@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
 import torch  # noqa: E402
-from _common import random_poses, record_results  # noqa: E402
+from _common import random_poses, record_results, timeit_interleaved  # noqa: E402
 
 
 def main() -> None:
@@ -46,26 +44,22 @@ def main() -> None:
         rot = random_poses(batch, seed=batch)
         shape = torch.rand(batch, 6, generator=g)
         reps = max(1, 2048 // batch)
-        times: dict[int, list[float]] = {1: [], block: []}
         with torch.no_grad():
             poses, _, rest, rows = body._rest(shape, vertices=True)
             rest = rest if rows is None else rest[rows]  # one rest mesh per sample, as before
             t_rot, t_trans, _ = body._bone_transforms(rot, poses)
-            outs = {}
-            for b in times:
-                anny_backend.SKIN_BLOCK = b
-                outs[b] = body._skin(rest, t_rot, t_trans)  # also the warm-up
-            if not torch.equal(outs[1], outs[block]):
+
+            def skin(run: int):
+                anny_backend.SKIN_BLOCK = run
+                return body._skin(rest, t_rot, t_trans)
+
+            if not torch.equal(skin(1), skin(block)):
                 raise SystemExit("the two layouts gave different vertices")
-            for _ in range(a.rounds):
-                for b in times:
-                    anny_backend.SKIN_BLOCK = b
-                    t0 = time.perf_counter()
-                    for _ in range(reps):
-                        body._skin(rest, t_rot, t_trans)
-                    times[b].append((time.perf_counter() - t0) / reps)
+            times = timeit_interleaved(
+                {1: lambda: skin(1), block: lambda: skin(block)}, a.rounds, reps
+            )
         anny_backend.SKIN_BLOCK = block
-        one, many = (1000 * statistics.median(times[b]) for b in (1, block))
+        one, many = (1000 * times[b] for b in (1, block))
         print(f"{batch:>5} {one:>19.3f} {many:>24.3f} {one / many:>6.2f}")
         res[f"skin_b{batch}_ms"] = many
         res[f"skin_b{batch}_block1_ms"] = one
