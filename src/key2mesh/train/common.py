@@ -54,6 +54,22 @@ def init_distributed(device: torch.device) -> DistInfo:
     return info
 
 
+def finish_distributed(info: DistInfo, completed: bool) -> None:
+    """Leave the ``torchrun`` job: wait for every rank when the run ``completed`` (rank 0 may
+    still be saving), then destroy the process group. Without it a rank that finished first
+    tore Gloo's threads down at interpreter exit and aborted (``terminate called without an
+    active exception``, SIGABRT), failing the whole job after a good run."""
+    if info.world_size <= 1:
+        return
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return
+    if completed:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 class MetricLogger:
     """Writes ``metrics.csv`` (one row per call, columns = union of all keys seen, rewritten
     atomically each time so new metrics get their own column) and TensorBoard scalars when the

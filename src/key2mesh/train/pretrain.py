@@ -31,6 +31,7 @@ from key2mesh.train.common import (
     MetricLogger,
     check_finite,
     check_finite_parameters,
+    finish_distributed,
     init_distributed,
     pick_device,
 )
@@ -272,6 +273,7 @@ def run_pretrain(
     )
     t0, seen, ran = time.perf_counter(), 0, 0
     metrics: dict = {}
+    completed = False
     try:
         while run.step < run.total_steps:
             loss, terms = _train_step(run)
@@ -300,9 +302,11 @@ def run_pretrain(
                 if run.dist.is_main:
                     _save(run, "last.pt", metrics, rng)
                 break
+        completed = True
     finally:  # an error is printed on a line of its own, not after the bar
         bar.close()
         run.logger.close()
+        finish_distributed(run.dist, completed)
     return {
         "best": run.best,
         "baseline_mean_pose": run.baseline,
