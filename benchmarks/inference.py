@@ -103,6 +103,7 @@ def main() -> None:
             res.update(
                 params_b1_ms=1000 * t_params,
                 params_b1_int8_ms=1000 * t_params_int8,
+                mesh_full_b1_int8_ms=1000 * t_full_int8,
                 predict_b1_ms=1000 * t_predict,
                 predict_mesh_b1_ms=1000 * t_predict_mesh,
                 mesh_full_b1_ms=1000 * t_full,

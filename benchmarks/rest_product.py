@@ -20,7 +20,10 @@ bits for 1-3 rows, so a shape's mesh would depend on its batch). Rows:
   product over the 64 corner meshes of the shape's grid cell, at batch 1, 16 and 512, against the
   dense GEMM at 512;
 - the share of coefficients that are non-zero (a sparse product needs zeros: anny's
-  projection makes all 136 non-zero).
+  projection makes all 136 non-zero);
+- the body's Warp kernels (forward kinematics, nearest rotations of the rest orientations)
+  against their torch versions, interleaved: the new-shape and tracked body at batch 1 and each
+  part (``*_kernels_ms`` vs ``*_torch_ms``), each part and the meshes/s at batch 512.
 
     .venv/bin/python benchmarks/rest_product.py [--threads 2] [--checkpoint anny-body25]
 
@@ -135,6 +138,7 @@ def main() -> None:
         use_cells(True)
         res["meshes_per_s_b512"] = 512 / ab["cells"]
         res["meshes_per_s_b512_product"] = 512 / ab["product"]
+        res.update(_kernel_rows(body, rot, shape, new_body, model, x512, conf512))
 
         c = body.blendshape_coefficients(shape.to(body.dtype)).float()
         blend = body.model.blendshapes.reshape(body._vert_blend_shape).float().contiguous()
@@ -169,6 +173,77 @@ def main() -> None:
     print(
         "RESULT " + " ".join(f"{key}={v:.3g}" for key, v in res.items()) + f" threads={a.threads}"
     )
+
+
+def _kernel_rows(body, rot, shape, new_body, model, x512, conf512) -> dict[str, float]:
+    """The Warp kernels of the body's forward kinematics and rest orientations (nearest
+    rotations) against their torch versions, interleaved: the new-shape and tracked body at
+    batch 1, each part at batch 1 and 512, and meshes/s at batch 512."""
+    from key2mesh.body import anny_backend
+
+    kernel_nearest = anny_backend._nearest_rotation
+
+    def use_kernels(on: bool) -> None:
+        anny_backend._nearest_rotation = (
+            kernel_nearest if on else anny_backend._nearest_rotation_torch
+        )
+        if on:
+            body.__dict__.pop("_bone_transforms", None)
+        else:
+            body._bone_transforms = body._bone_transforms_torch
+
+    def timed(fn, on: bool):
+        return lambda: (use_kernels(on), fn())
+
+    r512, s512 = model.net.predict(model.normalize(x512, conf512)[0])
+    poses1 = body._rest(shape, vertices=False)[0]
+    poses512 = body._rest(s512, vertices=False)[0]
+    nb, npair = body.num_bones, len(body._pair_kp)
+    blended = {
+        n: body._cells.rest(s, 4, vertices=False)[2][:, (nb + npair) * 3 :].reshape(n, nb, 3, 3)
+        for n, s in ((1, shape), (512, s512))
+    }
+    out: dict[str, float] = {}
+    try:
+        b1 = timeit_interleaved(
+            {
+                f"{name}{suffix}": timed(fn, on)
+                for name, fn in (
+                    ("body_new_b1", lambda: new_body(True)),
+                    ("body_tracked_b1", lambda: body(rot, shape)),
+                    ("fk_b1", lambda: body._bone_transforms(rot, poses1)),
+                    ("nearest_b1", lambda: anny_backend._nearest_rotation(blended[1])),
+                )
+                for suffix, on in (("_kernels_ms", True), ("_torch_ms", False))
+            },
+            rounds=15,
+            repeats=10,
+        )
+        out.update({k: 1000 * v for k, v in b1.items()})
+        b512 = timeit_interleaved(
+            {
+                f"{name}{suffix}": timed(fn, on)
+                for name, fn in (
+                    ("fk_b512", lambda: body._bone_transforms(r512, poses512)),
+                    ("nearest_b512", lambda: anny_backend._nearest_rotation(blended[512])),
+                    (
+                        "mesh_b512",
+                        lambda: body(*model.net.predict(model.normalize(x512, conf512)[0])),
+                    ),
+                )
+                for suffix, on in (("_kernels", True), ("_torch", False))
+            },
+            rounds=5,
+            repeats=1,
+        )
+    finally:
+        use_kernels(True)
+    for key, v in b512.items():
+        if key.startswith("mesh_b512"):
+            out["meshes_per_s_b512" + key.removeprefix("mesh_b512")] = 512 / v
+        else:
+            out[key + "_ms"] = 1000 * v
+    return out
 
 
 if __name__ == "__main__":

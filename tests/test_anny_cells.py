@@ -90,6 +90,30 @@ def test_cell_bases_give_the_blendshape_product(topology, anny_body):
     assert all(8 <= k < 64 for k in built.values())
 
 
+def test_cell_skeleton_gives_the_blendshape_product(anny_body):
+    """The skeleton features (bone heads, keypoint pairs' rest points, blended rest orientations)
+    from the cell bases are the float64 blendshape product's to float32 precision in every cell,
+    in the shapes' order; keypoints without gradients (cells) and with them (product) agree."""
+    body = anny_body
+    cells = CellBases(body)
+    shape = _shapes(200, seed=11)
+    with torch.no_grad():
+        verts, rows, feats = cells.rest(shape, rows_multiple=4, vertices=False)
+        c = body.blendshape_coefficients(shape.double())
+        ref = body._skel_rest0.double() + c @ body._skel_blend.double()
+    assert verts is None and rows is None and feats.shape == ref.shape
+    assert (feats.double() - ref).abs().max() < 2e-6
+    assert len(cells._skeleton) == 16 and not cells.built()  # no vertex basis was needed
+    rot = roma.rotvec_to_rotmat(0.4 * torch.randn(len(shape), 24, 3))
+    body.clear_cache()
+    with torch.no_grad():
+        fast = body.forward_keypoints(rot, shape)
+    tracked = shape.clone().requires_grad_(True)
+    torch.testing.assert_close(
+        body.forward_keypoints(rot, tracked).detach(), fast, atol=4e-6, rtol=0
+    )
+
+
 def test_cell_rows_do_not_depend_on_their_batch(anny_body):
     """A shape's rest vertices are the same bits alone, in a small mixed-cell batch (the cached
     path) and in a large one (the reused buffer), and the mesh rows follow."""

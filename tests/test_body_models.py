@@ -405,12 +405,15 @@ def test_anny_large_batches_reuse_a_rest_buffer_safely(anny_body):
     assert torch.equal(again.vertices, kept)
 
 
-def test_nearest_rotation_equals_roma():
-    """The Newton polar iteration gives roma.special_procrustes's rotations: on scaled,
-    sheared near-rotations (det > 0), on reflections (det < 0: roma's answer via the fallback)
-    and on a singular matrix; each matrix's numbers do not depend on the batch."""
-    from key2mesh.body.anny_backend import _nearest_rotation
+@pytest.mark.parametrize("impl", ["_nearest_rotation", "_nearest_rotation_torch"])
+def test_nearest_rotation_equals_roma(impl):
+    """The Newton polar iteration (the Warp kernel on the CPU, and the torch version used
+    elsewhere) gives roma.special_procrustes's rotations: on scaled, sheared near-rotations
+    (det > 0), on reflections (det < 0: roma's answer via the fallback) and on a singular
+    matrix; each matrix's numbers do not depend on the batch; both versions agree."""
+    from key2mesh.body import anny_backend
 
+    nearest = getattr(anny_backend, impl)
     g = torch.Generator().manual_seed(0)
     r = roma.random_rotmat(600, generator=g)
     m = r * torch.empty(600, 1, 1).uniform_(0.05, 2.0, generator=g)
@@ -419,11 +422,16 @@ def test_nearest_rotation_equals_roma():
     m[20] = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 0]])
     det = torch.linalg.det(m)
     assert (det < 0).sum() >= 20 and (det > 0).sum() > 500
-    got, ref = _nearest_rotation(m), roma.special_procrustes(m)
+    got, ref = nearest(m), roma.special_procrustes(m)
     assert torch.allclose(got, ref, atol=2e-5)
     assert torch.allclose(torch.linalg.det(got), torch.ones(600), atol=1e-5)
     for n in (1, 5, 37):  # a matrix's numbers do not depend on how many share the call
-        assert torch.equal(_nearest_rotation(m[:n]), got[:n])
+        assert torch.equal(nearest(m[:n]), got[:n])
+    assert torch.allclose(got, anny_backend._nearest_rotation_torch(m), atol=1e-6)
+    shaped = m[:24].reshape(2, 12, 3, 3).double()  # any leading shape, float64
+    got64 = nearest(shaped)
+    assert got64.shape == shaped.shape and got64.dtype == torch.float64
+    assert torch.allclose(got64, roma.special_procrustes(shaped), atol=1e-9)
 
 
 def test_anny_gradients_flow_without_the_cache(anny_body):
@@ -461,19 +469,28 @@ def test_anny_phenotype_weights_equal_annys(anny_body):
     assert torch.equal(g_new, g_ref)
 
 
-def test_anny_bone_transforms_equal_annys_forward_kinematics(anny_body):
-    """The 3x3 forward kinematics are anny's ``get_bone_transforms`` (4x4, broadcast sums) to
-    float precision: skinning rotations, translations and posed bone heads."""
+@pytest.mark.parametrize("impl", ["_bone_transforms", "_bone_transforms_torch"])
+def test_anny_bone_transforms_equal_annys_forward_kinematics(anny_body, impl):
+    """The 3x3 forward kinematics (the Warp kernel without autograd on the CPU, and the torch
+    version) are anny's ``get_bone_transforms`` (4x4, broadcast sums) to float precision:
+    skinning rotations, translations and posed bone heads; a sample's numbers do not depend on
+    its batch."""
     g = torch.Generator().manual_seed(3)
     rot = roma.rotvec_to_rotmat(0.7 * torch.randn(9, 24, 3, generator=g))
     shape = torch.rand(9, 6, generator=g)
+    fk = getattr(anny_body, impl)
     with torch.no_grad():
         poses, _, _, _ = anny_body._rest(shape, vertices=False)
         t_ref, w_ref = anny_body.model.get_bone_transforms(anny_body._anny_delta(rot), poses)
-        t_rot, t_trans, heads = anny_body._bone_transforms(rot, poses)
+        t_rot, t_trans, heads = fk(rot, poses)
+        for i in (0, 4, 8):
+            one = fk(rot[i : i + 1], poses[i : i + 1])
+            assert all(torch.equal(a[0], full[i]) for a, full in zip(one, (t_rot, t_trans, heads)))
     torch.testing.assert_close(t_rot, t_ref[..., :3, :3], atol=1e-6, rtol=0)
     torch.testing.assert_close(t_trans, t_ref[..., :3, 3], atol=1e-6, rtol=0)
     torch.testing.assert_close(heads, w_ref[..., :3, 3], atol=1e-6, rtol=0)
+    if impl == "_bone_transforms":  # the kernel ran (not the torch fallback)
+        assert ("fk", torch.float32) in anny_body.__dict__["_warp_launchers"]
 
 
 def _skinning_inputs(body, n: int, seed: int):

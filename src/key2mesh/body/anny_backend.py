@@ -130,7 +130,102 @@ _LBS_KERNELS: dict = {}
 SKIN_BLOCK = 128  # vertices per Warp thread (benchmarks/skinning.py: 1 → 128 is ~1.5x faster)
 
 
-def _nearest_rotation(m: torch.Tensor, iters: int = 6, tol: float = 1e-5) -> torch.Tensor:
+POLAR_ITERS = 6  # scaled Newton iterations of the polar factor (see _nearest_rotation_torch)
+POLAR_TOL = 1e-5  # largest |XᵀX - I| entry accepted from them; the others go to roma
+POLAR_BLOCK = 64  # matrices per Warp thread (a thread's call costs about one matrix's work)
+_POLAR_KERNELS: dict = {}
+
+
+def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
+    """The rotation nearest to each matrix ``m`` (..., 3, 3), without autograd: roma's
+    ``special_procrustes`` result (see :func:`_nearest_rotation_torch`), on the CPU in one Warp
+    kernel (one thread per matrix: ~40 µs for anny's 36 bones instead of ~0.4 ms of ~100 small
+    torch ops, and ~10x faster at batch 512); elsewhere, or without Warp, in torch."""
+    if m.device.type != "cpu" or m.dtype not in (torch.float32, torch.float64) or m.numel() == 0:
+        return _nearest_rotation_torch(m)
+    try:
+        kernel = _polar_kernel(m.dtype)
+    except ImportError:
+        return _nearest_rotation_torch(m)
+    import roma
+    import warp as wp
+
+    mat33 = wp.mat33f if m.dtype == torch.float32 else wp.mat33d
+    flat = m.reshape(-1, 3, 3).contiguous()
+    out = torch.empty_like(flat)
+    ok = torch.empty(len(flat), dtype=torch.int32)
+    wp.launch(
+        kernel,
+        dim=-(-len(flat) // POLAR_BLOCK),
+        inputs=[
+            wp.from_torch(flat, dtype=mat33),
+            POLAR_ITERS,
+            POLAR_TOL,
+            POLAR_BLOCK,
+            wp.from_torch(out, dtype=mat33),
+            wp.from_torch(ok, dtype=wp.int32),
+        ],
+        device="cpu",
+    )
+    bad = ok == 0
+    if bool(bad.any()):
+        out[bad] = roma.special_procrustes(flat[bad])
+    return out.view(m.shape)
+
+
+def _polar_kernel(dtype: torch.dtype):
+    """Warp kernel: the scaled Newton polar iteration of :func:`_nearest_rotation_torch` on
+    ``block`` consecutive matrices per thread, with each one's convergence flag (0: det ≤ 0 or not orthonormal to ``tol``).
+    Scalar code with +, ×, / and sqrt only: a matrix's result does not depend on its batch."""
+    if dtype not in _POLAR_KERNELS:
+        import warp as wp
+
+        wp.init()  # once per process (a no-op after)
+        scalar = wp.float32 if dtype == torch.float32 else wp.float64
+        mat33 = wp.mat33f if dtype == torch.float32 else wp.mat33d
+
+        def polar(m, iters: int, tol: float, block: int, out, ok):
+            first = wp.tid() * block
+            for i in range(first, wp.min(first + block, m.shape[0])):
+                x = m[i]
+                zero, one, half = scalar(0.0), scalar(1.0), scalar(0.5)
+                first_det = wp.determinant(x)
+                for _ in range(iters):
+                    a, b, c = x[0], x[1], x[2]
+                    cof = wp.matrix_from_rows(wp.cross(b, c), wp.cross(c, a), wp.cross(a, b))
+                    det = wp.dot(a, cof[0])
+                    if det <= zero:  # not a polar factor's start: flagged below
+                        det = one
+                    inv_t = cof * (one / det)  # reciprocals: 2 divisions, not 19
+                    ratio = wp.ddot(inv_t, inv_t) / wp.ddot(x, x)
+                    gamma = wp.sqrt(wp.sqrt(ratio))
+                    x = half * (gamma * x + inv_t * (one / gamma))
+                e = wp.mul(wp.transpose(x), x) - wp.identity(n=3, dtype=scalar)
+                worst = zero
+                for r in range(3):
+                    for k in range(3):
+                        worst = wp.max(worst, wp.abs(e[r, k]))
+                flag = 0
+                if first_det > zero and worst <= scalar(tol):
+                    flag = 1
+                out[i] = x
+                ok[i] = flag
+
+        polar.__annotations__ = {
+            "m": wp.array(dtype=mat33),
+            "iters": int,
+            "tol": float,
+            "block": int,
+            "out": wp.array(dtype=mat33),
+            "ok": wp.array(dtype=wp.int32),
+        }
+        _POLAR_KERNELS[dtype] = wp.kernel(polar, enable_backward=False, module="unique")
+    return _POLAR_KERNELS[dtype]
+
+
+def _nearest_rotation_torch(
+    m: torch.Tensor, iters: int = POLAR_ITERS, tol: float = POLAR_TOL
+) -> torch.Tensor:
     """The rotation nearest to each matrix ``m`` (..., 3, 3): ``roma.special_procrustes``'s
     result, ~2x faster on anny's blended rest orientations (no autograd needed).
 
@@ -205,6 +300,74 @@ def _lbs_kernel(scalar, vec3, mat44):
         }
         _LBS_KERNELS[key] = wp.kernel(lbs, enable_backward=False, module="unique")
     return _LBS_KERNELS[key]
+
+
+_FK_KERNELS: dict = {}
+
+
+def _fk_kernel(dtype: torch.dtype):
+    """Warp kernel: anny's 'local-ref' forward kinematics with reference orientations for one
+    sample per thread, bones in topological order (``AnnyBody._bone_transforms_torch``'s
+    formulas, bone by bone). Inputs: SMPL-frame local rotations (B, 24), rest orientations
+    (B, bones) and heads (B, bones), the reference orientations U (bones), each bone's parent,
+    the order, its SMPL joint (-1: none, identity) and the frame change C (1,). Outputs: world
+    rotations W (B, bones; scratch), skinning rotations W Rᵀ and translations w - W Rᵀ h, and
+    the posed heads w."""
+    if dtype not in _FK_KERNELS:
+        import warp as wp
+
+        wp.init()
+        scalar = wp.float32 if dtype == torch.float32 else wp.float64
+        mat33 = wp.mat33f if dtype == torch.float32 else wp.mat33d
+        vec3 = wp.vec3f if dtype == torch.float32 else wp.vec3d
+
+        def fk(rot, rest_rot, heads, u, parent, order, smpl, frame, w_rot, t_rot, t_trans, w_trans):
+            b = wp.tid()
+            c = frame[0]
+            for i in range(order.shape[0]):
+                j = order[i]
+                d = wp.identity(n=3, dtype=scalar)
+                if smpl[j] >= 0:
+                    d = wp.mul(wp.mul(c, rot[b, smpl[j]]), wp.transpose(c))
+                h = heads[b, j]
+                if i == 0:  # the root: W = Uᵀ D U, w = 0
+                    wr = wp.mul(wp.transpose(u[j]), wp.mul(d, u[j]))
+                    wt = vec3(scalar(0.0), scalar(0.0), scalar(0.0))
+                else:
+                    p = parent[j]
+                    # the head offset in the parent's reference frame: A_p (h - h_p),
+                    # A_p = U_p R_pᵀ (A_0 = I)
+                    off = h - heads[b, p]
+                    if p != 0:
+                        off = wp.mul(wp.mul(u[p], wp.transpose(rest_rot[b, p])), off)
+                    up_t = wp.transpose(u[p])
+                    k_rot = wp.mul(up_t, wp.mul(d, u[j]))
+                    k_trans = wp.mul(up_t, off)
+                    pr = w_rot[b, p]
+                    wr = wp.mul(pr, k_rot)
+                    wt = wp.mul(pr, k_trans) + w_trans[b, p]
+                w_rot[b, j] = wr
+                w_trans[b, j] = wt
+                tr = wp.mul(wr, wp.transpose(rest_rot[b, j]))
+                t_rot[b, j] = tr
+                t_trans[b, j] = wt - wp.mul(tr, h)
+
+        fk.__annotations__ = {
+            "rot": wp.array2d(dtype=mat33),
+            "rest_rot": wp.array2d(dtype=mat33),
+            "heads": wp.array2d(dtype=vec3),
+            "u": wp.array(dtype=mat33),
+            "parent": wp.array(dtype=wp.int32),
+            "order": wp.array(dtype=wp.int32),
+            "smpl": wp.array(dtype=wp.int32),
+            "frame": wp.array(dtype=mat33),
+            "w_rot": wp.array2d(dtype=mat33),
+            "t_rot": wp.array2d(dtype=mat33),
+            "t_trans": wp.array2d(dtype=vec3),
+            "w_trans": wp.array2d(dtype=vec3),
+        }
+        _FK_KERNELS[dtype] = wp.kernel(fk, enable_backward=False, module="unique")
+    return _FK_KERNELS[dtype]
 
 
 class AnnyBody(BodyModel):
@@ -502,6 +665,30 @@ class AnnyBody(BodyModel):
         self, rotmats: torch.Tensor, poses: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """SMPL-frame local rotations (B, 24, 3, 3) and rest bone poses (B, bones, 4, 4) →
+        skinning rotations (B, bones, 3, 3), translations (B, bones, 3) and posed bone heads
+        (B, bones, 3) in anny's frame: :meth:`_bone_transforms_torch`'s numbers, without
+        autograd on the CPU in one Warp kernel (one thread per sample walks the chain: ~0.05 ms
+        at batch 1 instead of ~0.5 ms of small torch ops)."""
+        m = self.model
+        if (
+            (torch.is_grad_enabled() and (rotmats.requires_grad or poses.requires_grad))
+            or rotmats.device.type != "cpu"
+            or self.dtype not in (torch.float32, torch.float64)
+            or m.pose_parameterization != "local-ref"
+            or m.reference_bone_orientations is None
+            or int(m.kinematic_chain_indices[1][0]) != 0  # the kernel's root is bone 0
+        ):
+            return self._bone_transforms_torch(rotmats, poses)
+        try:
+            launch = self._fk_launcher()
+        except ImportError:
+            return self._bone_transforms_torch(rotmats, poses)
+        return launch(rotmats.to(self.dtype), poses.to(self.dtype))
+
+    def _bone_transforms_torch(
+        self, rotmats: torch.Tensor, poses: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """SMPL-frame local rotations (B, 24, 3, 3) and rest bone poses (B, bones, 4, 4) →
         skinning transforms [R | t] as rotations (B, bones, 3, 3) and translations (B, bones, 3),
         and the posed bone heads (B, bones, 3), all in anny's frame.
 
@@ -543,16 +730,83 @@ class AnnyBody(BodyModel):
         t_rot = w_rot @ rest_rot.transpose(-1, -2)
         return t_rot, w_trans - (t_rot @ heads[..., None])[..., 0], w_trans
 
+    def _fk_launcher(self):
+        """A function (rotmats (B, 24, 3, 3), poses (B, bones, 4, 4)) → (rotations, translations,
+        heads) running :func:`_fk_kernel` on the CPU (its tables built once per dtype)."""
+        key = self.dtype
+        cache = self.__dict__.setdefault("_warp_launchers", {})
+        if ("fk", key) in cache:
+            return cache[("fk", key)]
+        import warp as wp
+
+        m = self.model
+        mat33 = wp.mat33f if key == torch.float32 else wp.mat33d
+        vec3 = wp.vec3f if key == torch.float32 else wp.vec3d
+        _, order, _, parent = m.kinematic_chain_indices
+        smpl_of_bone = torch.full((self.num_bones,), -1, dtype=torch.int32)
+        smpl_of_bone[self.bone_idx] = self.smpl_idx.to(torch.int32)
+        tables = {
+            "u": m.reference_bone_orientations.to(key).contiguous(),
+            "parent": parent.to(torch.int32).contiguous(),
+            "order": order.to(torch.int32).contiguous(),
+            "smpl": smpl_of_bone,
+            "frame": self.frame.to(key).reshape(1, 3, 3).contiguous(),
+        }
+        arrays = [
+            wp.from_torch(tables["u"], dtype=mat33),
+            wp.from_torch(tables["parent"], dtype=wp.int32),
+            wp.from_torch(tables["order"], dtype=wp.int32),
+            wp.from_torch(tables["smpl"], dtype=wp.int32),
+            wp.from_torch(tables["frame"], dtype=mat33),
+        ]
+        kernel = _fk_kernel(key)
+        nb = self.num_bones
+
+        def launch(rotmats: torch.Tensor, poses: torch.Tensor):
+            b = rotmats.shape[0]
+            rot = rotmats.contiguous()
+            rest_rot = poses[..., :3, :3].contiguous()
+            heads = poses[..., :3, 3].contiguous()
+            t_rot = rot.new_empty(b, nb, 3, 3)
+            w_rot = rot.new_empty(b, nb, 3, 3)
+            t_trans = rot.new_empty(b, nb, 3)
+            w_trans = rot.new_empty(b, nb, 3)
+            wp.launch(
+                kernel,
+                dim=b,
+                inputs=[
+                    wp.from_torch(rot, dtype=mat33),
+                    wp.from_torch(rest_rot, dtype=mat33),
+                    wp.from_torch(heads, dtype=vec3),
+                    *arrays,
+                    wp.from_torch(w_rot, dtype=mat33),
+                    wp.from_torch(t_rot, dtype=mat33),
+                    wp.from_torch(t_trans, dtype=vec3),
+                    wp.from_torch(w_trans, dtype=vec3),
+                ],
+                device="cpu",
+            )
+            return t_rot, t_trans, w_trans
+
+        launch.keep = tables  # type: ignore[attr-defined]  # the Warp arrays view these
+        cache[("fk", key)] = launch
+        return launch
+
     # ------------------------------------------------------------------ shape → rest model
     def _skeleton_rest(
-        self, coeffs: torch.Tensor, rows: int | None = None
+        self,
+        coeffs: torch.Tensor | None,
+        rows: int | None = None,
+        feats: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Blendshape coefficients (B, C) → rest bone poses (rows, bones, 4, 4) and the folded
         keypoint pairs' rest points (rows, P, 3), without anny's rest vertices (one GEMM, on all
-        B rows; the per-bone work on the first ``rows`` only, default all)."""
+        B rows; the per-bone work on the first ``rows`` only, default all). ``feats`` (rows, F):
+        that GEMM's result, already computed (the cell bases'; ``coeffs`` may then be None)."""
         nb, npair = self.num_bones, len(self._pair_kp)
-        feats = torch.addmm(self._skel_rest0, coeffs, self._skel_blend)[:rows]
-        coeffs = coeffs[:rows]
+        if feats is None:
+            feats = torch.addmm(self._skel_rest0, coeffs, self._skel_blend)[:rows]
+            coeffs = coeffs[:rows]
         b = feats.shape[0]
         heads = feats[:, : nb * 3].reshape(b, nb, 3)
         pairs = feats[:, nb * 3 : (nb + npair) * 3].reshape(b, npair, 3)
@@ -582,8 +836,9 @@ class AnnyBody(BodyModel):
 
         Without autograd, repeated shapes are computed once (a tracked person's shape, a padded
         batch), the rest models of the last few shape sets are kept (a rest mesh is a function of
-        the shape only), and the rest vertices come from the per-cell bases of
-        :mod:`~key2mesh.body.anny_cells` (a (rows, ≤45) GEMM instead of anny's (rows, 136) one).
+        the shape only), and the rest vertices and skeleton come from the per-cell bases of
+        :mod:`~key2mesh.body.anny_cells` (a (rows, ≤45) GEMM instead of anny's (rows, 136) one,
+        and no blendshape coefficients).
         Every GEMM runs on a multiple of :data:`GEMM_ROWS` rows, so a shape's numbers do not
         depend on which others share its batch.
         """
@@ -612,28 +867,34 @@ class AnnyBody(BodyModel):
         n = shape.shape[0]
         multiple = GEMM_ROWS if self.batch_invariant and not tracked else 1
         pad = -n % multiple
-        padded = torch.cat([shape, shape[-1:].expand(pad, -1)]) if pad else shape
-        coeffs = self.blendshape_coefficients(padded)
-        poses, pairs = self._skeleton_rest(coeffs, n)  # procrustes on the real rows only
-        verts = rows = None
-        if vertices:
-            # A large batch that is not cached writes its rest vertices (an intermediate: only
-            # skinning reads them) into a buffer kept for the next call: a fresh (B, 3V) array
-            # costs more in page faults than the GEMM that fills it (~30 ms at batch 512).
-            large = key is None and not tracked and n > 16
-            width = self._vert_rest0.shape[0]
-            cells = self._cells if not tracked and not self.model.extrapolate_phenotypes else None
-            if cells is not None:
-                try:
-                    # at most GEMM_ROWS - 1 padding rows per cell
-                    extra = (multiple - 1) * cells.num_cells
-                    buf = self._rest_buffer(n + extra, width, self._vert_rest0) if large else None
-                    flat, rows = cells.rest_vertices(shape, multiple, out=buf)
+        verts = rows = feats = None
+        # A large batch that is not cached writes its rest vertices (an intermediate: only
+        # skinning reads them) into a buffer kept for the next call: a fresh (B, 3V) array
+        # costs more in page faults than the GEMM that fills it (~30 ms at batch 512).
+        large = key is None and not tracked and n > 16
+        width = self._vert_rest0.shape[0]
+        cells = self._cells if not tracked and not self.model.extrapolate_phenotypes else None
+        if cells is not None:
+            try:
+                # at most GEMM_ROWS - 1 padding rows per cell
+                extra = (multiple - 1) * cells.num_cells
+                buf = self._rest_buffer(n + extra, width, self._vert_rest0) if large else None
+                flat, rows, feats = cells.rest(
+                    shape, multiple, buf, vertices=vertices, skeleton=self._cached_orientation
+                )
+                if vertices:
                     verts = (flat if rows is not None else flat[:n]).view(-1, width // 3, 3)
-                except NotMultilinear as exc:
-                    log.warning("%s", exc)
-                    self._cells = None
-            if verts is None:
+            except NotMultilinear as exc:
+                log.warning("%s", exc)
+                self._cells = None
+                feats = verts = rows = None
+        if feats is not None:
+            poses, pairs = self._skeleton_rest(None, feats=feats)
+        else:
+            padded = torch.cat([shape, shape[-1:].expand(pad, -1)]) if pad else shape
+            coeffs = self.blendshape_coefficients(padded)
+            poses, pairs = self._skeleton_rest(coeffs, n)  # procrustes on the real rows only
+            if vertices and verts is None:
                 blend = self.model.blendshapes.reshape(self._vert_blend_shape)
                 buf = self._rest_buffer(coeffs.shape[0], width, self._vert_rest0) if large else None
                 verts = torch.addmm(self._vert_rest0, coeffs, blend, out=buf)[:n].view(n, -1, 3)

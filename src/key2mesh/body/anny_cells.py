@@ -34,8 +34,9 @@ import math
 
 import torch
 
-# A monomial whose coefficient is below this at every vertex (metres) is dropped as zero: the
-# Möbius transform of the float64 corner meshes leaves ~1e-16 m where anny has no such term.
+# A monomial whose coefficient is below this in every coordinate (metres; the skeleton's rest
+# orientations are unitless) is dropped as zero: the Möbius transform of the float64 corner
+# values leaves ~1e-16 where anny has no such term.
 ZERO_TERM_M = 1e-9
 # The basis must reproduce the blendshape product inside its cell to this (metres, float64).
 CHECK_TOL_M = 1e-9
@@ -67,6 +68,7 @@ class CellBases:
         self._bits = torch.tensor(list(itertools.product((0, 1), repeat=dims)), dtype=torch.bool)
         # built lazily; two threads may both build a missing cell (the same numbers, kept once)
         self._bases: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._skeleton: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def num_cells(self) -> int:
@@ -79,6 +81,7 @@ class CellBases:
     def clear(self) -> None:
         """Forget the built bases (the body moved to another device or dtype)."""
         self._bases.clear()
+        self._skeleton.clear()
 
     def locate(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Phenotypes (B, 6) → cell index (B,) long and local coordinates t (B, 6) in [0, 1]
@@ -100,10 +103,21 @@ class CellBases:
         return out
 
     def basis(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The kept terms (K,) and their coefficients (K, 3V) of ``cell``, built on first use."""
+        """The kept terms (K,) and their coefficients (K, 3V) of ``cell``'s rest vertices, built
+        on first use."""
         hit = self._bases.get(cell)
         if hit is None:
-            hit = self._bases.setdefault(cell, self._build(cell))
+            hit = self._bases.setdefault(cell, self._build(cell, self._rest64, "rest vertices"))
+        return hit
+
+    def skeleton_basis(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kept terms (K,) and their coefficients (K, F) of ``cell``'s skeleton features
+        (the body's ``_skel_rest0 + c _skel_blend``: bone heads, the keypoint pairs' rest points,
+        the blended rest orientations), built on first use (64 corners × F = 885: ~ms)."""
+        hit = self._skeleton.get(cell)
+        if hit is None:
+            built = self._build(cell, self._skeleton64, "skeleton features")
+            hit = self._skeleton.setdefault(cell, built)
         return hit
 
     def _corners(self, cell: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -126,28 +140,37 @@ class CellBases:
         blend = m.blendshapes.reshape(body._vert_blend_shape).to(torch.float64)
         return torch.addmm(m.template_vertices.reshape(-1).to(torch.float64), coeffs, blend)
 
-    def _build(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _skeleton64(self, shape: torch.Tensor) -> torch.Tensor:
+        """Skeleton features (B, F) of float64 phenotypes by the blendshape product, float64."""
+        body = self.body
+        coeffs = body.blendshape_coefficients(shape)
+        f64 = torch.float64
+        return torch.addmm(body._skel_rest0.to(f64), coeffs, body._skel_blend.to(f64))
+
+    def _build(self, cell: int, values64, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The multilinear basis of ``values64`` (float64 phenotypes (B, 6) → (B, D)) in
+        ``cell``: kept terms (K,) long and coefficients (K, D) in the body's dtype."""
         body = self.body
         lo, hi, corners = self._corners(cell)
         with torch.no_grad():
-            a = self._rest64(corners)  # (64, 3V): corner meshes, bit pattern order
+            a = values64(corners)  # (64, D): corner values, bit pattern order
             dims = body.shape_dim
             a = a.reshape(*(2,) * dims, -1)
             for d in range(dims):  # Möbius transform: corner values → monomial coefficients
                 low, high = a.narrow(d, 0, 1), a.narrow(d, 1, 1)
                 a = torch.cat([low, high - low], d)
             a = a.reshape(2**dims, -1)
-            vertex_max = a.reshape(2**dims, -1, 3).norm(dim=-1).amax(1)
-            terms = torch.nonzero(vertex_max > ZERO_TERM_M).squeeze(1)
+            # a term is kept if it moves one coordinate by more than ZERO_TERM_M
+            terms = torch.nonzero(a.abs().amax(1) > ZERO_TERM_M).squeeze(1)
             coeffs = a[terms]
             # the multilinear premise, checked at an interior point of the cell
             t = torch.linspace(0.2, 0.7, dims, dtype=torch.float64, device=a.device)[None]
-            ref = self._rest64(lo + t * (hi - lo))
+            ref = values64(lo + t * (hi - lo))
             err = (self.monomials(t, terms) @ coeffs - ref).abs().max()
             if not bool(err <= CHECK_TOL_M):
                 raise NotMultilinear(
-                    f"anny's rest vertices are not multilinear in cell {cell} "
-                    f"(error {float(err):.3g} m): the cell bases do not apply to this model"
+                    f"anny's {what} are not multilinear in cell {cell} "
+                    f"(error {float(err):.3g}): the cell bases do not apply to this model"
                 )
         return terms.to(torch.long), coeffs.to(body.dtype).contiguous()
 
@@ -158,9 +181,26 @@ class CellBases:
         out: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Phenotypes (B, 6) → rest vertices (R, 3V) (anny's frame, flat) and each shape's row
-        (B,) long in them: the shapes grouped by cell, each group's GEMM on a multiple of
-        ``rows_multiple`` rows (the last row repeated), written into ``out`` (≥ R rows) when
-        given. Rows None: shape i is row i (one cell; padding rows, if any, follow the B)."""
+        (B,) long in them (:meth:`rest` without the skeleton)."""
+        verts, rows, _ = self.rest(shape, rows_multiple, out, skeleton=False)
+        return verts, rows
+
+    def rest(
+        self,
+        shape: torch.Tensor,
+        rows_multiple: int = 1,
+        out: torch.Tensor | None = None,
+        vertices: bool = True,
+        skeleton: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Phenotypes (B, 6) → with ``vertices``, rest vertices (R, 3V) (anny's frame, flat) and
+        each shape's row (B,) long in them; with ``skeleton``, the skeleton features (B, F) (the
+        body's ``_skel_rest0 + c _skel_blend``); None for those not asked for.
+
+        The shapes are grouped by cell; each group's GEMMs run on a multiple of
+        ``rows_multiple`` rows (the last row repeated), the vertices written into ``out``
+        (≥ R rows) when given. Rows None: shape i is row i (one cell; padding rows, if any,
+        follow the B)."""
         b = shape.shape[0]
         cell, t = self.locate(shape)
         cells = [int(cell[0])] if b == 1 else torch.unique(cell).tolist()
@@ -171,24 +211,37 @@ class CellBases:
             members.append(idx)
             n = b if idx is None else len(idx)
             sizes.append(n + (-n % rows_multiple))
-        total = sum(sizes)
-        width = self.basis(cells[0])[1].shape[1]
-        if out is None:
-            out = shape.new_empty(total, width, dtype=self.body.dtype)
-        else:
-            out = out[:total]
-        row_of = None if len(cells) == 1 else torch.empty(b, dtype=torch.long, device=shape.device)
+        dtype = self.body.dtype
+        verts = feats = row_of = None
+        if vertices:
+            total, width = sum(sizes), self.basis(cells[0])[1].shape[1]
+            verts = shape.new_empty(total, width, dtype=dtype) if out is None else out[:total]
+            if len(cells) > 1:
+                row_of = torch.empty(b, dtype=torch.long, device=shape.device)
+        if skeleton:
+            width = self.skeleton_basis(cells[0])[1].shape[1]
+            feats = shape.new_empty(b, width, dtype=dtype)
         start = 0
         for c, idx, size in zip(cells, members, sizes):
-            terms, coeffs = self.basis(c)
             tc = t if idx is None else t[idx]
             n = tc.shape[0]
             if size > n:
                 tc = torch.cat([tc, tc[-1:].expand(size - n, -1)])
-            torch.mm(
-                self.monomials(tc, terms).to(coeffs.dtype), coeffs, out=out[start : start + size]
-            )
-            if row_of is not None:
-                row_of[idx] = torch.arange(start, start + n, device=shape.device)
+            mono = None
+            if verts is not None:
+                terms, coeffs = self.basis(c)
+                mono = self.monomials(tc, terms).to(dtype)
+                torch.mm(mono, coeffs, out=verts[start : start + size])
+                if row_of is not None:
+                    row_of[idx] = torch.arange(start, start + n, device=shape.device)
+            if feats is not None:
+                skel_terms, coeffs = self.skeleton_basis(c)
+                if mono is None or not torch.equal(skel_terms, terms):
+                    mono = self.monomials(tc, skel_terms).to(dtype)
+                part = (mono @ coeffs)[:n]
+                if idx is None:
+                    feats = part
+                else:
+                    feats[idx] = part
             start += size
-        return out, row_of
+        return verts, row_of, feats
