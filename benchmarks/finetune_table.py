@@ -53,7 +53,10 @@ def main() -> None:
         result[f"{v}_pose2sim_mpjpe"] = res(v, "pose2sim")["mpjpe"]
     text = "\n".join(lines)
     print(text)
-    Path(a.results).write_text(text + "\n")
+    from _common import results_header
+
+    header = results_header(f"Stage-2 recipe variants: table built from the evaluations in {out}")
+    Path(a.results).write_text(header + "\n" + text + "\n")
     print("RESULT " + " ".join(f"{k}={v:.1f}" for k, v in result.items()))
 
 
