@@ -36,7 +36,9 @@ def write_synthetic_3dpw(
     seed: int = 0,
     drop_keys: tuple[str, ...] = (),
 ) -> dict:
-    """A 3DPW sequence pickle (the original layout; lists per person, Python-2 style protocol 2).
+    """A 3DPW sequence pickle (the original layout; lists per person, Python-2 style protocol 2;
+    ``campose_valid`` uint8 and ``img_frame_ids`` the uint16 60 Hz video ids 0, 2, 4, … as in the
+    released files, while the images are numbered by frame index).
 
     invalid: person → frames with ``campose_valid`` 0. sparse: person → {frame: number of
     keypoints with confidence > 0}. cam_rot: the world→camera rotation of every frame.
@@ -55,7 +57,7 @@ def write_synthetic_3dpw(
         for f, count in sparse.get(p, {}).items():
             kp[f, 2, count:] = 0.0
         poses2d.append(kp)
-        v = np.ones(frames, dtype=np.int64)
+        v = np.ones(frames, dtype=np.uint8)
         v[invalid.get(p, [])] = 0
         valid.append(v)
         joints.append(rng.normal(size=(frames, 72)))
@@ -69,7 +71,7 @@ def write_synthetic_3dpw(
         "cam_intrinsics": np.array([[1961.0, 0.0, 540.0], [0.0, 1969.0, 960.0], [0.0, 0.0, 1.0]]),
         "campose_valid": valid,
         "poses2d": poses2d,
-        "img_frame_ids": np.arange(frames),
+        "img_frame_ids": (2 * np.arange(frames)).astype(np.uint16),
         "jointPositions": joints,
     }
     for key in drop_keys:
@@ -256,6 +258,21 @@ def test_3dpw_bad_files(tmp_path):
         odd.write_bytes(pickle.dumps(data, protocol=2))
         with pytest.raises(Key2MeshError, match="odd.pkl: " + message):
             load_3dpw(odd)
+
+
+def test_3dpw_text_fields_as_python2_bytes(tmp_path):
+    # Python 2 NumPy text arrays unpickle as 'S' (bytes) arrays: 0-d for 'sequence', and a gender
+    # may come as a 0-d or one-element array; str() of those is their repr, not the text
+    pkl = tmp_path / "seq.pkl"
+    data = write_synthetic_3dpw(pkl, frames=3, persons=2, sequence="ignored")
+    data["sequence"] = np.array(b"courtyard_arguing_00")
+    data["genders"] = [np.array(b"f"), np.array([b"m"])]
+    pkl.write_bytes(pickle.dumps(data, protocol=2))
+    ds = load_3dpw(pkl)
+    assert ds.image_names[:3] == [
+        f"imageFiles/courtyard_arguing_00/image_{i:05d}.jpg" for i in range(3)
+    ]
+    assert ds.genders == ["female"] * 3 + ["male"] * 3
 
 
 class _Evil:

@@ -179,8 +179,16 @@ def clean_keypoints(xy: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.nd
     return xy, conf
 
 
+def text_value(value: Any) -> str:
+    """One text value as ``str``: Python-2 pickles and ``'S'``-dtype arrays hold bytes, and a
+    value may come as a 0-d or one-element NumPy array (``str()`` of those is their repr)."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(-1)[0]
+    return value.decode("latin1") if isinstance(value, bytes) else str(value)
+
+
 def gender_name(path: Path, value: Any) -> str:
-    text = value.decode() if isinstance(value, bytes) else str(value)
+    text = text_value(value)
     key = text.strip().lower()
     if key not in GENDER_NAMES:
         raise Key2MeshError(

@@ -28,6 +28,7 @@ from key2mesh.data.benchmark import (
     load_benchmark_file,
     load_npz,
     require_key,
+    text_value,
 )
 from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.rotations import axis_angle_to_matrix
@@ -190,7 +191,7 @@ def _3dpw_files(path: Path, split: str) -> tuple[list[Path], str]:
 def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
     """One 3DPW sequence → per-detection arrays of its camera-valid frames (all persons)."""
     data = _load_pickle(path)
-    seq = str(require_key(path, data, "sequence"))
+    seq = text_value(require_key(path, data, "sequence"))
     poses = _per_person(path, require_key(path, data, "poses"), "poses")
     persons = len(poses)
     per_person = {
@@ -204,9 +205,8 @@ def _read_3dpw_sequence(path: Path) -> dict[str, Any]:
             )
     cam = _array(path, require_key(path, data, "cam_poses"), "cam_poses", (None, 4, 4))
     frames = cam.shape[0]
+    # images are numbered by frame index; 'img_frame_ids' holds 60 Hz video ids (0, 2, 4, ...)
     frame_ids = np.arange(frames)
-    if "img_frame_ids" in data:
-        frame_ids = _array(path, data["img_frame_ids"], "img_frame_ids", (frames,)).astype(np.int64)
     intr = None
     if "cam_intrinsics" in data:
         intr = _array(path, data["cam_intrinsics"], "cam_intrinsics", (3, 3))
