@@ -161,6 +161,21 @@ def test_folder_is_recursive_and_skips_bad_files(tmp_path, caplog):
         load_clips("amass", paths=tmp_path / "none")
 
 
+def test_archives_ask_to_be_extracted(tmp_path):
+    # AMASS is downloaded as .tar.bz2 per sub-dataset: np.load called it pickled data
+    import tarfile
+
+    write_amass(tmp_path / "CMU" / "01" / "01_01_poses.npz", frames=4)
+    archive = tmp_path / "dl" / "CMU.tar.bz2"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:bz2") as tar:
+        tar.add(tmp_path / "CMU", arcname="CMU")
+    with pytest.raises(Key2MeshError, match=r"CMU\.tar\.bz2: AMASS is read from extracted .npz"):
+        load_clips("amass", paths=archive)
+    with pytest.raises(Key2MeshError, match=r"no AMASS .npz motion file; .*`tar xf CMU\.tar\.bz2`"):
+        load_clips("amass", paths=archive.parent)
+
+
 def test_empty_folder_and_unknown_source(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(Key2MeshError, match="holds no AMASS"):

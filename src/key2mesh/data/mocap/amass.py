@@ -26,6 +26,23 @@ from key2mesh.errors import Key2MeshError
 FPS_KEYS = ("mocap_framerate", "mocap_frame_rate")
 # AMASS folders hold one shape.npz (betas + gender only) per subject: not a motion.
 METADATA_FILES = frozenset({"shape.npz"})
+# AMASS is downloaded as one .tar.bz2 per sub-dataset; the loader reads the extracted .npz files.
+ARCHIVE_SUFFIXES = (".tar.bz2", ".tbz2", ".tar.gz", ".tgz", ".tar.xz", ".tar", ".zip")
+
+
+def _extract_first(archives: list[Path]) -> str:
+    """The message for AMASS archives given instead of their extracted .npz files."""
+    names = ", ".join(a.name for a in archives[:3]) + (" ..." if len(archives) > 3 else "")
+    first = archives[0].name
+    tool = "unzip" if first.lower().endswith(".zip") else "tar xf"
+    return (
+        f"AMASS is read from extracted .npz files, not from its archives ({names}): "
+        f"extract them first (e.g. `{tool} {first}`) and pass the folder"
+    )
+
+
+def _archives(paths) -> list[Path]:
+    return [p for p in paths if p.name.lower().endswith(ARCHIVE_SUFFIXES)]
 
 
 def zup_to_yup() -> np.ndarray:
@@ -123,12 +140,16 @@ def load_amass(paths: str | Path | list[str | Path], target_fps: float | None = 
         if item.is_dir():
             files = sorted(p for p in item.rglob("*.npz") if p.name not in METADATA_FILES)
             if not files:
-                raise Key2MeshError(f"{item}: folder holds no AMASS .npz motion file")
+                archives = _archives(sorted(p for p in item.rglob("*") if p.is_file()))
+                hint = f"; {_extract_first(archives)}" if archives else ""
+                raise Key2MeshError(f"{item}: folder holds no AMASS .npz motion file{hint}")
             for f in files:
                 try:
                     report.clips.append(load_amass_file(f, target_fps))
                 except Key2MeshError as exc:
                     report.skip(f, str(exc))
+        elif _archives([item]):
+            raise Key2MeshError(f"{item}: {_extract_first([item])}")
         elif item.exists() or item.suffix == ".npz":
             report.clips.append(load_amass_file(item, target_fps))
         else:
