@@ -554,3 +554,21 @@ def test_anny_latency_mode_matches_invariant_mode():
         fast = body(rot, shape)
     torch.testing.assert_close(fast.vertices, exact.vertices, atol=1e-6, rtol=0)
     torch.testing.assert_close(fast.joints, exact.joints, atol=1e-6, rtol=0)
+
+
+def test_anny_no_grad_forward_leaves_inputs_without_grad(anny_body):
+    """Inputs that require grad, used under no_grad (a preview in a fitting loop), take the Warp
+    kernels; those must not attach a gradient to them (Warp's from_torch allocates a zero .grad
+    for any tensor that requires grad, which an optimizer with weight decay then steps on)."""
+    from key2mesh.body import anny_backend
+
+    g = torch.Generator().manual_seed(12)
+    rot = roma.rotvec_to_rotmat(0.4 * torch.randn(3, 24, 3, generator=g)).requires_grad_(True)
+    shape = torch.rand(3, 6, generator=g).requires_grad_(True)
+    m = torch.randn(5, 3, 3, generator=g).requires_grad_(True)
+    with torch.no_grad():
+        anny_body(rot, shape)
+        anny_body.forward_keypoints(rot, shape)
+        anny_backend._nearest_rotation(m)
+    assert ("fk", torch.float32) in anny_body.__dict__["_warp_launchers"]  # the kernel ran
+    assert rot.grad is None and shape.grad is None and m.grad is None

@@ -136,6 +136,14 @@ POLAR_BLOCK = 64  # matrices per Warp thread (a thread's call costs about one ma
 _POLAR_KERNELS: dict = {}
 
 
+def _warp_array(t: torch.Tensor, dtype):
+    """``t`` as a Warp array of ``dtype`` (no copy), without a gradient: Warp's ``from_torch``
+    would attach a zero ``.grad`` to a tensor that requires grad (a caller's pose under no_grad)."""
+    import warp as wp
+
+    return wp.from_torch(t, dtype=dtype, requires_grad=False)
+
+
 def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
     """The rotation nearest to each matrix ``m`` (..., 3, 3), without autograd: roma's
     ``special_procrustes`` result (see :func:`_nearest_rotation_torch`), on the CPU in one Warp
@@ -158,12 +166,12 @@ def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
         kernel,
         dim=-(-len(flat) // POLAR_BLOCK),
         inputs=[
-            wp.from_torch(flat, dtype=mat33),
+            _warp_array(flat, mat33),
             POLAR_ITERS,
             POLAR_TOL,
             POLAR_BLOCK,
-            wp.from_torch(out, dtype=mat33),
-            wp.from_torch(ok, dtype=wp.int32),
+            _warp_array(out, mat33),
+            _warp_array(ok, wp.int32),
         ],
         device="cpu",
     )
@@ -753,11 +761,11 @@ class AnnyBody(BodyModel):
             "frame": self.frame.to(key).reshape(1, 3, 3).contiguous(),
         }
         arrays = [
-            wp.from_torch(tables["u"], dtype=mat33),
-            wp.from_torch(tables["parent"], dtype=wp.int32),
-            wp.from_torch(tables["order"], dtype=wp.int32),
-            wp.from_torch(tables["smpl"], dtype=wp.int32),
-            wp.from_torch(tables["frame"], dtype=mat33),
+            _warp_array(tables["u"], mat33),
+            _warp_array(tables["parent"], wp.int32),
+            _warp_array(tables["order"], wp.int32),
+            _warp_array(tables["smpl"], wp.int32),
+            _warp_array(tables["frame"], mat33),
         ]
         kernel = _fk_kernel(key)
         nb = self.num_bones
@@ -775,14 +783,14 @@ class AnnyBody(BodyModel):
                 kernel,
                 dim=b,
                 inputs=[
-                    wp.from_torch(rot, dtype=mat33),
-                    wp.from_torch(rest_rot, dtype=mat33),
-                    wp.from_torch(heads, dtype=vec3),
+                    _warp_array(rot, mat33),
+                    _warp_array(rest_rot, mat33),
+                    _warp_array(heads, vec3),
                     *arrays,
-                    wp.from_torch(w_rot, dtype=mat33),
-                    wp.from_torch(t_rot, dtype=mat33),
-                    wp.from_torch(t_trans, dtype=vec3),
-                    wp.from_torch(w_trans, dtype=vec3),
+                    _warp_array(w_rot, mat33),
+                    _warp_array(t_rot, mat33),
+                    _warp_array(t_trans, vec3),
+                    _warp_array(w_trans, vec3),
                 ],
                 device="cpu",
             )
@@ -1077,9 +1085,9 @@ class AnnyBody(BodyModel):
         counts = used.sum(1).to(torch.int32).contiguous()
         kernel = _lbs_kernel(scalar, vec3, mat44)
         arrays = (
-            wp.from_torch(weights, dtype=scalar),
-            wp.from_torch(indices, dtype=wp.int32),
-            wp.from_torch(counts, dtype=wp.int32),
+            _warp_array(weights, scalar),
+            _warp_array(indices, wp.int32),
+            _warp_array(counts, wp.int32),
         )
         keep = (weights, indices, counts)  # the Warp arrays view these tensors' memory
 
@@ -1091,11 +1099,11 @@ class AnnyBody(BodyModel):
                 kernel,
                 dim=(out.shape[0], runs),
                 inputs=[
-                    wp.from_torch(rest, dtype=vec3),
-                    wp.from_torch(rows, dtype=wp.int32),
+                    _warp_array(rest, vec3),
+                    _warp_array(rows, wp.int32),
                     *arrays,
-                    wp.from_torch(transforms, dtype=mat44),
-                    wp.from_torch(out, dtype=vec3),
+                    _warp_array(transforms, mat44),
+                    _warp_array(out, vec3),
                     SKIN_BLOCK,
                 ],
                 device="cpu",
