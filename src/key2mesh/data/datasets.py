@@ -392,6 +392,25 @@ def _detections_for(
     return out_kp, out_conf, det.keypoint_set
 
 
+def _smpl_fits(path: Path, data: dict, n: int, rows: np.ndarray) -> tuple[bool, np.ndarray]:
+    """Whether ``pose``/``shape`` are ground truth, and which of the ``rows`` have it: SPIN writes
+    a zero pose and shape where ``has_smpl`` is 0. With no fitted row, ``S`` alone is used."""
+    fit = np.ones(len(rows), dtype=bool)
+    if not ("pose" in data or "shape" in data):
+        return False, fit
+    if "has_smpl" not in data:
+        return True, fit
+    fitted = _array(path, data["has_smpl"], "has_smpl", (n,))[rows] > 0
+    if fitted.any():
+        return True, fitted
+    if "S" not in data:
+        raise Key2MeshError(
+            f"{path}: 'has_smpl' is 0 for every selected image and there is no 'S': "
+            "no ground truth to evaluate against"
+        )
+    return False, fit
+
+
 def load_h36m_p2(
     npz: str | Path,
     detections: str | Path | None = None,
@@ -405,8 +424,9 @@ def load_h36m_p2(
 
     Keys: ``imgname`` (required; subject and camera are read from it, e.g.
     ``images/S9_Directions_1.60457274_000001.jpg``), ground truth ``pose`` (N,72) axis-angle in
-    the camera frame + ``shape`` (N,10) and/or ``S`` (N,24,4) root-centred 3D joints in metres,
-    camera frame, SPIN's 24-joint layout (→ ``joints3d`` (N,17,3) in ``"h36m17"`` order, see
+    the camera frame + ``shape`` (N,10) (rows whose optional ``has_smpl`` is 0 are left out;
+    with no fitted row, ``S`` alone is the ground truth) and/or ``S`` (N,24,4) root-centred 3D
+    joints in metres, camera frame, SPIN's 24-joint layout (→ ``joints3d`` (N,17,3) in ``"h36m17"`` order, see
     ``J24_TO_H36M17``), optional ``gender``, and 2D detections from ``openpose`` (N,25,3)
     BODY_25 unless a ``detections`` file (any format of
     :func:`key2mesh.keypoints.io.read_detections`) is given. Keeps ``subjects`` seen by
@@ -427,7 +447,11 @@ def load_h36m_p2(
             f"{path}: no image of subjects {', '.join(subjects)} from camera {camera}"
         )
     pose = betas = joints = None
-    if "pose" in data or "shape" in data:
+    excluded = {"other subjects/cameras": n - len(rows)}
+    smpl, fit = _smpl_fits(path, data, n, rows)
+    if not fit.all():
+        excluded["no SMPL fit (has_smpl 0)"] = int((~fit).sum())
+    if smpl:
         aa = _array(path, require_key(path, data, "pose"), "pose", (n, 72))
         betas = _array(path, require_key(path, data, "shape"), "shape", (n, None))[:, :10]
         if betas.shape[1] < 10:
@@ -461,8 +485,8 @@ def load_h36m_p2(
     else:
         genders = [H36M_GENDERS.get(s, "neutral") for s in subj[rows]]
     kp, conf = clean_keypoints(kp, conf)
-    sparse = sparse_detections(conf, min_keypoints, threshold)
-    keep = torch.from_numpy(~sparse)
+    sparse = sparse_detections(conf, min_keypoints, threshold) & fit
+    keep = torch.from_numpy(~sparse & fit)
     keep_list = keep.tolist()
     return BenchmarkSet(
         name="h36m-p2",
@@ -477,7 +501,7 @@ def load_h36m_p2(
         joints3d_set=None if joints is None else "h36m17",
         dropped=int(sparse.sum()),
         drop_reason=_drop_reason(int(sparse.sum()), min_keypoints, threshold),
-        excluded={"other subjects/cameras": n - len(rows)},
+        excluded=excluded,
         source=str(path),
     )
 
