@@ -14,6 +14,7 @@ from key2mesh.data.datasets import (
     J24_TO_LSP14,
     BenchmarkSet,
     load_3dpw,
+    load_benchmark,
     load_h36m_p2,
 )
 from key2mesh.errors import Key2MeshError
@@ -273,6 +274,16 @@ def test_3dpw_text_fields_as_python2_bytes(tmp_path):
         f"imageFiles/courtyard_arguing_00/image_{i:05d}.jpg" for i in range(3)
     ]
     assert ds.genders == ["female"] * 3 + ["male"] * 3
+
+
+def test_detections_file_only_for_h36m(tmp_path):
+    # 3DPW and benchmark files carry their own detections: a detections file was silently ignored
+    pkl = tmp_path / "seq.pkl"
+    write_synthetic_3dpw(pkl, frames=3, persons=1)
+    assert len(load_benchmark("3dpw", str(pkl))) == 3
+    for dataset, path in (("3dpw", str(pkl)), (str(tmp_path / "b.npz"), None)):
+        with pytest.raises(Key2MeshError, match="--detections applies to h36m-p2 only"):
+            load_benchmark(dataset, path, detections=str(tmp_path / "dets.json"))
 
 
 class _Evil:

@@ -513,7 +513,13 @@ def load_benchmark(
     dataset: str, path: str | None = None, split: str = "test", detections: str | None = None
 ):
     """``3dpw`` / ``h36m-p2`` from ``path`` (licensed, user-supplied) or a key2mesh benchmark file
-    (``dataset`` is then the ``.npz`` path, e.g. from ``key2mesh data pose2sim``)."""
+    (``dataset`` is then the ``.npz`` path, e.g. from ``key2mesh data pose2sim``).
+    ``detections`` replaces H3.6M's ``openpose`` key; the other sets carry their own detections."""
+    if detections is not None and dataset != "h36m-p2":
+        raise Key2MeshError(
+            f"--detections applies to h36m-p2 only; {dataset} is scored on its own detections "
+            "(3DPW: the OpenPose poses2d of its sequence files; a benchmark file: its keypoints)"
+        )
     if dataset in ("3dpw", "h36m-p2"):
         if not path:
             raise Key2MeshError(
