@@ -161,6 +161,33 @@ def test_folder_is_recursive_and_skips_bad_files(tmp_path, caplog):
         load_clips("amass", paths=tmp_path / "none")
 
 
+def test_cmu_subset_carries_its_subject(tmp_path):
+    # AMASS's CMU subset holds the same takes as the CMU BVH/ASF files: a subject held out there
+    # (cmu_02) was a subject-less AMASS clip here, free to land in the training frames
+    from key2mesh.data.cache import PoseBank
+
+    write_amass(tmp_path / "CMU" / "02" / "02_01_poses.npz", frames=8)
+    write_amass(tmp_path / "CMU" / "7" / "7_12_stageii.npz", frames=8, width=165)
+    write_amass(tmp_path / "KIT" / "3" / "3_01_poses.npz", frames=8)  # not CMU
+    clips = sorted(load_report("amass", paths=[tmp_path]).clips, key=lambda c: c.name)
+    assert [(c.name, c.subject) for c in clips] == [
+        ("02_01_poses", "cmu_02"),
+        ("3_01_poses", None),
+        ("7_12_stageii", "cmu_07"),
+    ]
+    bank = PoseBank(
+        rotmats=np.concatenate([c.rotmats for c in clips]),
+        clip_index=np.repeat(np.arange(3), [c.num_frames for c in clips]),
+        clip_names=[c.name for c in clips],
+        clip_sources=["amass"] * 3,
+        shapes=np.zeros((1, 10), dtype=np.float32),
+        body={},
+        clip_subjects=[c.subject or "" for c in clips],
+    )
+    val = bank.validation_sets(val_subjects=("cmu_02",))
+    assert set(bank.clip_index[val["subjects"]]) == {0}
+
+
 def test_archives_ask_to_be_extracted(tmp_path):
     # AMASS is downloaded as .tar.bz2 per sub-dataset: np.load called it pickled data
     import tarfile

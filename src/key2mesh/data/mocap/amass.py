@@ -4,7 +4,8 @@ An AMASS file holds ``poses`` (F, 156) SMPL-H axis-angles (or (F, 72) SMPL, (F, 
 ``betas`` (16,), ``mocap_framerate`` (``mocap_frame_rate`` in the SMPL-X release), ``trans`` and
 ``gender``. We keep the 22 body joints (``poses[:, :66]``), set the two SMPL hand joints to
 identity (kept as given for 72-wide SMPL poses), keep ``betas[:10]`` and subsample to a target
-frame rate.
+frame rate. Clips of AMASS's CMU subset carry their CMU subject (``cmu_02``), as the CMU BVH/ASF
+clips do, for held-out splits by subject.
 
 AMASS global orientations live in a z-up world; key2mesh's world is y-up, so the root rotation is
 left-multiplied by ``Rx(-90°)`` (a person standing along +z then stands along +y).
@@ -13,6 +14,7 @@ left-multiplied by ``Rx(-90°)`` (a person standing along +z then stands along +
 from __future__ import annotations
 
 import math
+import re
 import zipfile
 from pathlib import Path
 
@@ -70,6 +72,17 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         ) from exc
 
 
+def cmu_subject(path: Path) -> str | None:
+    """The CMU subject of a file of AMASS's CMU subset (``CMU/<subject>/<subject>_<trial>_*.npz``),
+    named as the CMU BVH/ASF loaders name it (``cmu_02``): a subject held out for validation then
+    stays out of training whichever source carries its takes. None for other AMASS subsets."""
+    parts = path.parts
+    match = re.match(r"^(\d+)_\d+", path.stem)
+    if len(parts) < 3 or parts[-3].lower() != "cmu" or match is None:
+        return None
+    return f"cmu_{int(match.group(1)):02d}"
+
+
 def load_amass_file(path: str | Path, target_fps: float | None = 30.0) -> MotionClip:
     """One AMASS ``.npz`` → :class:`MotionClip` with rotmats (F', 24, 3, 3) in key2mesh's y-up world,
     betas (10,) (or None when the file has none), subsampled to ``target_fps`` (None keeps all)."""
@@ -119,7 +132,12 @@ def load_amass_file(path: str | Path, target_fps: float | None = 30.0) -> Motion
     rotmats = roma.rotvec_to_rotmat(torch.from_numpy(aa)).numpy()
     rotmats[:, 0] = zup_to_yup() @ rotmats[:, 0]
     clip = MotionClip(
-        name=path.stem, source="amass", fps=fps, rotmats=rotmats.astype(np.float32), betas=betas
+        name=path.stem,
+        source="amass",
+        fps=fps,
+        rotmats=rotmats.astype(np.float32),
+        betas=betas,
+        subject=cmu_subject(path),
     )
     if target_fps is not None:
         clip = clip.subsample(target_fps)
