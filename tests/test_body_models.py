@@ -572,3 +572,31 @@ def test_anny_no_grad_forward_leaves_inputs_without_grad(anny_body):
         anny_backend._nearest_rotation(m)
     assert ("fk", torch.float32) in anny_body.__dict__["_warp_launchers"]  # the kernel ran
     assert rot.grad is None and shape.grad is None and m.grad is None
+
+
+def test_anny_rest_cache_lookup_survives_a_concurrent_eviction(anny_body, monkeypatch):
+    """The body serves several threads (batch workers): another thread clearing or evicting the
+    rest cache while this one looks a shape up must wait for the lookup (before: the entry
+    vanished between the lookup and the LRU update, KeyError)."""
+    import threading
+    from collections import OrderedDict
+
+    class OtherThreadClearsOnLookup(OrderedDict):
+        def get(self, key, default=None):
+            value = super().get(key, default)
+            other = threading.Thread(target=anny_body.clear_cache)
+            other.start()
+            other.join(timeout=0.2)  # it runs now unless the lookup holds the cache's lock
+            return value
+
+    g = torch.Generator().manual_seed(13)
+    rot = roma.rotvec_to_rotmat(0.4 * torch.randn(2, 24, 3, generator=g))
+    shape = torch.rand(2, 6, generator=g)
+    anny_body.clear_cache()
+    with torch.no_grad():
+        first = anny_body(rot, shape)
+        monkeypatch.setattr(
+            anny_body, "_rest_cache", OtherThreadClearsOnLookup(anny_body._rest_cache)
+        )
+        again = anny_body(rot, shape)  # a cache hit
+    assert torch.equal(again.vertices, first.vertices)

@@ -126,6 +126,10 @@ def _coco23_regressor(model, rig: str, topology: str) -> torch.Tensor:
     return torch.from_numpy(w_low)
 
 
+# Guards the bodies' rest caches and scratch-buffer tables: a body serves several threads (batch
+# workers), and an OrderedDict's lookup, LRU update and eviction interleave badly between them.
+_CACHE_LOCK = threading.Lock()
+
 _LBS_KERNELS: dict = {}
 SKIN_BLOCK = 128  # vertices per Warp thread (benchmarks/skinning.py: 1 → 128 is ~1.5x faster)
 
@@ -868,9 +872,11 @@ class AnnyBody(BodyModel):
                 str(shape.device),
                 shape.detach().cpu().numpy().tobytes(),
             )
-            hit = self._rest_cache.get(key)
+            with _CACHE_LOCK:  # other threads look up, add and evict entries too
+                hit = self._rest_cache.get(key)
+                if hit is not None:
+                    self._rest_cache.move_to_end(key)
             if hit is not None:
-                self._rest_cache.move_to_end(key)
                 return self._expand_rest(hit, inverse, b)
         n = shape.shape[0]
         multiple = GEMM_ROWS if self.batch_invariant and not tracked else 1
@@ -908,9 +914,10 @@ class AnnyBody(BodyModel):
                 verts = torch.addmm(self._vert_rest0, coeffs, blend, out=buf)[:n].view(n, -1, 3)
         out = (poses, pairs, verts, rows)
         if key is not None:
-            self._rest_cache[key] = out
-            while len(self._rest_cache) > 8:
-                self._rest_cache.popitem(last=False)
+            with _CACHE_LOCK:
+                self._rest_cache[key] = out
+                while len(self._rest_cache) > 8:
+                    self._rest_cache.popitem(last=False)
         return self._expand_rest(out, inverse, b)
 
     def _rest_buffer(self, rows: int, width: int, like: torch.Tensor) -> torch.Tensor:
@@ -925,9 +932,10 @@ class AnnyBody(BodyModel):
             or buf.device != like.device
         ):
             buf = torch.empty(rows * width, dtype=like.dtype, device=like.device)
-            scratch[threading.get_ident()] = buf
-            while len(scratch) > 4:  # threads come and go (e.g. a pool): keep the last few
-                scratch.pop(next(iter(scratch)))
+            with _CACHE_LOCK:
+                scratch[threading.get_ident()] = buf
+                while len(scratch) > 4:  # threads come and go (e.g. a pool): keep the last few
+                    scratch.pop(next(iter(scratch)))
         return buf[: rows * width].view(rows, width)
 
     @staticmethod
@@ -959,7 +967,8 @@ class AnnyBody(BodyModel):
     def clear_cache(self) -> None:
         """Forget the cached rest models (they are also keyed by device and dtype); the cell
         bases, which depend on the model only, are kept."""
-        self._rest_cache.clear()
+        with _CACHE_LOCK:
+            self._rest_cache.clear()
 
     def __getstate__(self) -> dict:
         """Copies and pickles leave out the skinning thread pool (not copyable; a copy starts its
@@ -970,7 +979,8 @@ class AnnyBody(BodyModel):
         return state
 
     def _apply(self, fn, *args, **kwargs):  # .to()/.cuda()/.double(): cached tensors are stale
-        self.__dict__.get("_rest_cache", {}).clear()
+        with _CACHE_LOCK:
+            self.__dict__.get("_rest_cache", {}).clear()
         self.__dict__["_scratch"] = {}
         if self.__dict__.get("_cells") is not None:
             self.__dict__["_cells"].clear()
