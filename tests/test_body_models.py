@@ -600,3 +600,19 @@ def test_anny_rest_cache_lookup_survives_a_concurrent_eviction(anny_body, monkey
         )
         again = anny_body(rot, shape)  # a cache hit
     assert torch.equal(again.vertices, first.vertices)
+
+
+def test_anny_rest_cache_follows_extrapolate_phenotypes(anny_body, monkeypatch):
+    """A rest model cached with clamped phenotypes is not served once anny extrapolates them
+    (before: the cached, clamped body, 4 cm off, until clear_cache)."""
+    rot = torch.eye(3).expand(1, 24, 3, 3)
+    shape = torch.tensor([[0.5, 1.3, 0.5, -0.2, 0.5, 0.5]])  # age and weight out of range
+    anny_body.clear_cache()
+    with torch.no_grad():
+        clamped = anny_body(rot, shape).vertices
+        monkeypatch.setattr(anny_body.model, "extrapolate_phenotypes", True)
+        extrapolated = anny_body(rot, shape).vertices
+        anny_body.clear_cache()
+        fresh = anny_body(rot, shape).vertices
+    assert (fresh - clamped).abs().max() > 0.01
+    assert torch.equal(extrapolated, fresh)

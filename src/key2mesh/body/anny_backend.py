@@ -868,6 +868,7 @@ class AnnyBody(BodyModel):
             key = (
                 vertices,
                 self.batch_invariant,
+                bool(self.model.extrapolate_phenotypes),
                 shape.dtype,
                 str(shape.device),
                 shape.detach().cpu().numpy().tobytes(),
