@@ -452,3 +452,31 @@ def test_a_stopped_run_stops_its_workers_and_keeps_the_manifest(tmp_path, sig):
     assert statuses.count("pending") >= 4
     rows = run_batch([str(videos)], out, record_job, {**options, "sleep": 0}, progress=False)
     assert all(r.status == "ok" for r in rows)  # other options: all run
+
+
+def test_odd_file_names_round_trip_through_the_manifest(tmp_path):
+    """Commas, quotes, a newline, a lone carriage return, non-ASCII and a name that is not UTF-8
+    (Linux allows any bytes): each input is one manifest row that reads back as its name, and
+    a failure naming such a file is that input's row, not the end of the run."""
+    import os
+
+    names = ["a,b.mp4", 'q"uote.mp4', "new\nline.mp4", "cr\rx.mp4", "ünï çødé.mp4"]
+    names.append(os.fsdecode(b"bad\xff.mp4"))
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+
+    def job(input, out_dir, options):
+        if "bad" in input:
+            raise ValueError(f"cannot read {input}")
+        return {"frames": 1, "people": 1}
+
+    inputs = [str(tmp_path / n) for n in names]
+    out = tmp_path / "out"
+    rows = run_batch(inputs, out, job, None, progress=False)
+    assert [r.status for r in rows] == ["ok"] * 5 + ["failed"]
+    manifest = read_manifest(out / MANIFEST)
+    assert [r["input"] for r in manifest] == inputs
+    assert [r["status"] for r in manifest] == ["ok"] * 5 + ["failed"]
+    assert "bad\\udcff.mp4" in (out / "bad" / "error.txt").read_text(encoding="utf-8")
+    again = run_batch(inputs, out, job, None, progress=False)
+    assert [r.status for r in again] == ["skipped"] * 5 + ["failed"]

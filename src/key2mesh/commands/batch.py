@@ -92,7 +92,8 @@ def _output_to(path: Path):
         stream.flush()
     saved = [os.dup(1), os.dup(2)]
     try:
-        with open(path, "a", encoding="utf-8", buffering=1) as log:  # lines in order
+        # lines in order; a file name that is not UTF-8 escaped, not an error in the demo
+        with open(path, "a", encoding="utf-8", errors="backslashreplace", buffering=1) as log:
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
             with redirect_stdout(log), redirect_stderr(log):

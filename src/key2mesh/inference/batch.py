@@ -43,7 +43,13 @@ from typing import Any
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.media.video import VIDEO_SUFFIXES
-from key2mesh.safe_paths import atomic_write_text, output_stems, remove_stale_temps, temp_name
+from key2mesh.safe_paths import (
+    atomic_write_bytes,
+    atomic_write_text,
+    output_stems,
+    remove_stale_temps,
+    temp_name,
+)
 
 MANIFEST = "manifest.csv"
 RUNNING_MARKER = ".key2mesh-running.json"
@@ -240,18 +246,20 @@ def _write_marker(folder: Path, marker: str, task: Task, stamp: dict, **fields) 
 
 
 def write_manifest(path: Path, outcomes: Sequence[Outcome]) -> Path:
-    """``manifest.csv`` (:data:`FIELDS`), written atomically."""
+    """``manifest.csv`` (:data:`FIELDS`), written atomically. Rows end in CRLF (RFC 4180; with
+    it the csv module quotes a name holding a lone CR too); UTF-8, a file name that is not UTF-8
+    as its own bytes (``surrogateescape``, as Python decoded it)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf)
     writer.writerow(FIELDS)
     for o in outcomes:
         writer.writerow([o.input, o.status, o.frames, o.people, f"{o.seconds:.2f}", o.error])
-    return atomic_write_text(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue().encode("utf-8", "surrogateescape"))
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict]:
     """The rows of a manifest as dicts of strings."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         return list(csv.DictReader(f))
 
 
@@ -289,7 +297,8 @@ def run_one(job: Job, options: Any, task: Task, out: Path, stamp: dict) -> Outco
     except Exception as exc:  # noqa: BLE001 - one bad input must not stop the corpus
         result.status = "failed"
         result.error = _error_line(exc)
-        (folder / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+        text = traceback.format_exc()  # a name that is not UTF-8 in it: escaped
+        (folder / "error.txt").write_text(text, encoding="utf-8", errors="backslashreplace")
     result.seconds = time.perf_counter() - start
     _finish_marker(folder, task, stamp, result)
     return result
