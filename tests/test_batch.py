@@ -480,3 +480,27 @@ def test_odd_file_names_round_trip_through_the_manifest(tmp_path):
     assert "bad\\udcff.mp4" in (out / "bad" / "error.txt").read_text(encoding="utf-8")
     again = run_batch(inputs, out, job, None, progress=False)
     assert [r.status for r in again] == ["skipped"] * 5 + ["failed"]
+
+
+def test_a_list_file_that_reaches_itself_is_read_once(tmp_path):
+    """A list with a '*' line matches itself, and two lists may name each other: each list is
+    read once (it was a RecursionError)."""
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.mp4").write_bytes(b"x")
+    (tmp_path / "corpus.txt").write_text("*.mp4\n*\nsub/more.lst\n")
+    (tmp_path / "sub" / "more.lst").write_text("b.mp4\n../corpus.txt\n")
+    got = expand_inputs([str(tmp_path / "corpus.txt")])
+    assert got == [str(tmp_path / "a.mp4"), str(tmp_path / "sub" / "b.mp4")]
+
+
+def test_an_input_named_like_the_manifest_gets_another_folder(tmp_path):
+    """manifest.csv.mp4's stem is the manifest's name: its folder is manifest.csv_1 (the first
+    run failed it: the manifest, written before any input, took the name)."""
+    (tmp_path / "manifest.csv.mp4").write_bytes(b"x")
+    out = tmp_path / "out"
+    rows = run_batch(
+        [str(tmp_path / "manifest.csv.mp4")], out, record_job, {"log": str(tmp_path / "log")}
+    )
+    assert [(r.stem, r.status) for r in rows] == [("manifest.csv_1", "ok")]
+    assert (out / "manifest.csv_1" / DONE_MARKER).exists() and (out / MANIFEST).is_file()

@@ -107,12 +107,15 @@ def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
     A spec is a name in ``names`` (kept as is: e.g. the demo videos), a glob pattern (each match
     expanded), a folder (its videos, sorted; a folder without videos is one image-folder
     input), a list file (``.txt``/``.lst``: one input per line; ``.csv``: the first column, an
-    ``input``/``path`` header skipped; ``#`` comments; relative paths from the list's folder),
+    ``input``/``path`` header skipped; ``#`` comments; relative paths from the list's folder; a
+    list reached again while it is read, by its own ``*`` say, is left out),
     or any other path (kept: a missing file fails as that input's row, not the whole run). An
     input reached twice (two specs, or a relative and an absolute path) is kept once.
     """
     names = set(names)
     out: list[str] = []
+
+    reading: set[Path] = set()  # the list files being read: one that lists itself is left out
 
     def add(spec: str, base: Path | None = None) -> None:
         if spec in names:
@@ -134,8 +137,12 @@ def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
             )
             out.extend(str(v) for v in videos) if videos else out.append(str(path))
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
+            if path.resolve() in reading:  # a list reached from itself ('*' in it, say)
+                return
+            reading.add(path.resolve())
             for entry in _read_list(path):
                 add(entry, path.parent)
+            reading.discard(path.resolve())
         else:
             out.append(str(path))
 
@@ -194,7 +201,7 @@ def assign_stems(inputs: Sequence[str], out: Path, names: Iterable[str] = ()) ->
     names = set(names)
     keys = [input_key(i, names) for i in inputs]
     owned: dict[str, str] = {}
-    taken: list[str] = []
+    taken: list[str] = [MANIFEST]  # written before the first input runs
     if out.is_dir():
         for entry in sorted(out.iterdir()):
             taken.append(entry.name)
