@@ -616,3 +616,28 @@ def test_anny_rest_cache_follows_extrapolate_phenotypes(anny_body, monkeypatch):
         fresh = anny_body(rot, shape).vertices
     assert (fresh - clamped).abs().max() > 0.01
     assert torch.equal(extrapolated, fresh)
+
+
+def test_anny_state_kept_under_inference_mode_serves_autograd_later():
+    """A body first used under torch.inference_mode (a predictor) keeps rest models, a scratch
+    buffer, cell bases and keypoint regressors; none of them may break a later no_grad batch or
+    a pose fit with autograd (before: 'Inplace update to inference tensor outside InferenceMode'
+    for the next large batch, 'Inference tensors cannot be saved for backward' for a cached shape
+    and for regress)."""
+    from key2mesh.body.anny_backend import AnnyBody
+
+    body = AnnyBody()
+    g = torch.Generator().manual_seed(14)
+    rot = roma.rotvec_to_rotmat(0.4 * torch.randn(20, 24, 3, generator=g))
+    shape = torch.rand(20, 6, generator=g)
+    with torch.inference_mode():
+        body(rot, shape)  # 20 new shapes: the uncached path with its scratch buffer
+        tracked = body(rot[:1], shape[:1])  # one shape: cached
+        body.regress(tracked.vertices, "coco17")
+    with torch.no_grad():
+        body(rot, torch.rand(20, 6, generator=g))  # writes into the scratch buffer
+    pose = rot[:1].clone().requires_grad_(True)
+    out = body(pose, shape[:1])
+    torch.testing.assert_close(out.vertices.detach(), tracked.vertices.clone(), atol=1e-6, rtol=0)
+    body.regress(out.vertices, "coco17").sum().backward()
+    assert pose.grad is not None and pose.grad.abs().sum() > 0

@@ -869,6 +869,8 @@ class AnnyBody(BodyModel):
                 vertices,
                 self.batch_invariant,
                 bool(self.model.extrapolate_phenotypes),
+                # inference tensors cannot serve autograd (nor be written) outside that mode
+                torch.is_inference_mode_enabled(),
                 shape.dtype,
                 str(shape.device),
                 shape.detach().cpu().numpy().tobytes(),
@@ -931,6 +933,7 @@ class AnnyBody(BodyModel):
             or buf.numel() < rows * width
             or buf.dtype != like.dtype
             or buf.device != like.device
+            or (buf.is_inference() and not torch.is_inference_mode_enabled())  # not writable
         ):
             buf = torch.empty(rows * width, dtype=like.dtype, device=like.device)
             with _CACHE_LOCK:

@@ -120,9 +120,10 @@ class BodyModel(nn.Module):
                 raise Key2MeshError(
                     f"keypoint set {name!r} cannot be regressed on {self.name}: no source for {missing}"
                 )
-            cache[key] = (
-                torch.as_tensor(m, dtype=self.dtype, device=self.device) @ self.coco23_regressor
-            )
+            with torch.inference_mode(False):  # a normal tensor: autograd may use it later
+                cache[key] = (
+                    torch.as_tensor(m, dtype=self.dtype, device=self.device) @ self.coco23_regressor
+                )
         return cache[key]
 
     def regress(self, vertices: torch.Tensor, keypoint_set: str) -> torch.Tensor:
