@@ -504,3 +504,36 @@ def test_an_input_named_like_the_manifest_gets_another_folder(tmp_path):
     )
     assert [(r.stem, r.status) for r in rows] == [("manifest.csv_1", "ok")]
     assert (out / "manifest.csv_1" / DONE_MARKER).exists() and (out / MANIFEST).is_file()
+
+
+def test_a_rerun_does_not_take_its_own_outputs_as_inputs(tmp_path, capsys):
+    """``data/*`` (or ``'data/**/*.mp4'``) with ``--out data/results``: on the rerun the pattern
+    also reaches the output folder and the videos written in it; they are left out, so the
+    rerun only skips (it ran the results folder as an image-folder input, and the rendered
+    videos as new inputs)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a", "b"):
+        (data / f"{name}.mp4").write_bytes(b"x")
+    out = data / "results"
+    log = tmp_path / "calls.log"
+
+    def job(input, out_dir, options):
+        record_job(input, out_dir, {"log": str(log)})
+        (out_dir / f"{Path(input).stem}_key2mesh.mp4").write_bytes(b"rendered")
+        return {"frames": 1, "people": 1}
+
+    first = run_batch([str(data / "*")], out, job, None, progress=False)
+    assert [r.status for r in first] == ["ok", "ok"]
+    for pattern in ("*", "**/*.mp4"):
+        rows = run_batch([str(data / pattern)], out, job, None)
+        assert [(Path(r.input).name, r.status) for r in rows] == [
+            ("a.mp4", "skipped"),
+            ("b.mp4", "skipped"),
+        ]
+    assert "input(s) left out" in capsys.readouterr().err
+    assert calls(log) == ["a.mp4", "b.mp4"]
+    (out / "shots").mkdir()  # a folder of OUT without markers is not ours: still an input
+    (out / "shots" / "0001.png").write_bytes(b"image")
+    rows = run_batch([str(out / "shots")], out, job, None, progress=False)
+    assert [(r.stem, r.status) for r in rows] == [("shots_1", "ok")]

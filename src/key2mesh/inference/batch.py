@@ -194,6 +194,17 @@ def _owner(folder: Path) -> str | None:
     return None
 
 
+def in_outputs(key: str, out: Path) -> bool:
+    """Whether the input ``key`` is ``out`` itself or lies in one of its inputs' folders (one
+    with our markers): what a rerun's ``data/*`` or ``'data/**/*.mp4'`` reaches with ``--out
+    data/results``. A folder of ``out`` without markers (not ours) may be an input."""
+    try:
+        rel = Path(key).relative_to(out.resolve())
+    except ValueError:
+        return False
+    return not rel.parts or _owner(out / rel.parts[0]) is not None
+
+
 def assign_stems(inputs: Sequence[str], out: Path, names: Iterable[str] = ()) -> list[Task]:
     """The corpus's tasks: an input that has a folder in ``out`` (its markers say so) keeps it;
     a new input takes its stem, made unique against every entry of ``out`` (a folder that is
@@ -379,10 +390,17 @@ def run_batch(
     if workers < 1:
         raise Key2MeshError(f"--workers must be at least 1, got {workers}")
     names = tuple(names)
+    out = Path(out)
     inputs = expand_inputs(specs, names)
+    ours = {i for i in inputs if in_outputs(input_key(i, names), out)}
+    if ours and progress:
+        print(
+            f"key2mesh batch: {len(ours)} input(s) left out: {out} or outputs in it",
+            file=sys.stderr,
+        )
+    inputs = [i for i in inputs if i not in ours]
     if not inputs:
         raise Key2MeshError("no input to process")
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out, folders=True)  # what killed runs were building
     tasks = assign_stems(inputs, out, names)
