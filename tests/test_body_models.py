@@ -641,3 +641,18 @@ def test_anny_state_kept_under_inference_mode_serves_autograd_later():
     torch.testing.assert_close(out.vertices.detach(), tracked.vertices.clone(), atol=1e-6, rtol=0)
     body.regress(out.vertices, "coco17").sum().backward()
     assert pose.grad is not None and pose.grad.abs().sum() > 0
+
+
+def test_empty_batch_gives_empty_outputs(body):
+    """A batch of 0 poses (a frame without people) gives empty outputs of the right shapes, with
+    or without shapes (before: anny raised IndexError in its cell bases, SMPL a reshape error
+    in smplx)."""
+    rot = torch.zeros(0, 24, 3, 3)
+    nv = body.num_vertices
+    for shape in (None, body.default_shape(0), body.default_shape(1)):
+        with torch.no_grad():
+            out = body(rot, shape)
+            kp = body.forward_keypoints(rot, shape, "coco17")
+        assert out.vertices.shape == (0, nv, 3) and out.vertices.dtype == body.dtype
+        assert out.joints.shape == (0, 24, 3) and out.keypoints.shape == (0, 23, 3)
+        assert kp.shape == (0, 17, 3)

@@ -997,9 +997,12 @@ class AnnyBody(BodyModel):
         """Keypoints (B, K, 3) of ``keypoint_set`` only: linear-blend skinning folded into the
         regressor, so no vertex is skinned (same numbers as ``regress(forward().vertices)``)."""
         rotmats, shape = self._check_pose(rotmats, shape)
-        poses, pairs, _, _ = self._rest(shape, vertices=False)
-        rot, trans, _ = self._bone_transforms(rotmats, poses)
-        kp = self._folded_keypoints(rot, trans, pairs) @ self.frame
+        if rotmats.shape[0] == 0:  # an empty batch (the rest model needs a shape)
+            kp = self._empty_output().keypoints
+        else:
+            poses, pairs, _, _ = self._rest(shape, vertices=False)
+            rot, trans, _ = self._bone_transforms(rotmats, poses)
+            kp = self._folded_keypoints(rot, trans, pairs) @ self.frame
         if keypoint_set == "coco23":
             return kp
         conv, _ = conversion_matrix("coco23", keypoint_set)
@@ -1137,6 +1140,8 @@ class AnnyBody(BodyModel):
         vectorised skinning, the shape-only rest model computed once per distinct shape)."""
         rotmats, shape = self._check_pose(rotmats, shape)
         b = rotmats.shape[0]
+        if b == 0:  # an empty batch (the rest model needs a shape)
+            return self._empty_output()
         poses, pairs, rest, rows = self._rest(shape, vertices=True)
         rot, trans, heads = self._bone_transforms(rotmats, poses)
         verts = self._skin(rest, rot, trans, rows)

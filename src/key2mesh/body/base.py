@@ -99,6 +99,15 @@ class BodyModel(nn.Module):
     ) -> BodyOutput:
         raise NotImplementedError
 
+    def _empty_output(self) -> BodyOutput:
+        """The output of an empty batch (B = 0): empty vertices, joints and keypoints."""
+        new = self.coco23_regressor.new_zeros
+        return BodyOutput(
+            vertices=new(0, self.num_vertices, 3),
+            joints=new(0, self.num_joints, 3),
+            keypoints=new(0, self.coco23_regressor.shape[0], 3),
+        )
+
     # ------------------------------------------------------------------ keypoints
     def keypoint_regressor(self, keypoint_set: str) -> torch.Tensor:
         """(K, V) vertex regressor W for a named keypoint set: ``X = W @ vertices``.

@@ -314,6 +314,8 @@ class SMPLBody(BodyModel):
             raise Key2MeshError(
                 f"smpl expects transl of shape ({rotmats.shape[0]}, 3), got {tuple(transl.shape)}"
             )
+        if rotmats.shape[0] == 0:  # smplx cannot run an empty batch
+            return self._empty_output()
         out = self.smpl(
             betas=shape, global_orient=rotmats[:, :1], body_pose=rotmats[:, 1:], pose2rot=False
         )
