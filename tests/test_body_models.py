@@ -656,3 +656,14 @@ def test_empty_batch_gives_empty_outputs(body):
         assert out.vertices.shape == (0, nv, 3) and out.vertices.dtype == body.dtype
         assert out.joints.shape == (0, 24, 3) and out.keypoints.shape == (0, 23, 3)
         assert kp.shape == (0, 17, 3)
+
+
+def test_transl_of_another_shape_raises(body):
+    """transl must be (B, 3): anny broadcast a (2, 3) one onto a batch of 1 (two bodies out) and
+    raised a bare RuntimeError for (3,) or (B,); both backends now say what they expect."""
+    rot = identity(1)
+    for transl in (torch.zeros(3), torch.zeros(1), torch.zeros(2, 3), torch.zeros(1, 1, 3)):
+        with pytest.raises(Key2MeshError, match=r"transl of shape \(1, 3\)"):
+            body(rot, transl=transl)
+    out = body(rot, transl=torch.tensor([[1.0, 2.0, 3.0]]))
+    torch.testing.assert_close(out.joints[0, 0], torch.tensor([1.0, 2.0, 3.0]), atol=1e-6, rtol=0)

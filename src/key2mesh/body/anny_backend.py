@@ -1140,6 +1140,7 @@ class AnnyBody(BodyModel):
         vectorised skinning, the shape-only rest model computed once per distinct shape)."""
         rotmats, shape = self._check_pose(rotmats, shape)
         b = rotmats.shape[0]
+        self._check_transl(transl, b)
         if b == 0:  # an empty batch (the rest model needs a shape)
             return self._empty_output()
         poses, pairs, rest, rows = self._rest(shape, vertices=True)

@@ -99,6 +99,13 @@ class BodyModel(nn.Module):
     ) -> BodyOutput:
         raise NotImplementedError
 
+    def _check_transl(self, transl: torch.Tensor | None, batch_size: int) -> None:
+        """``transl`` must be None or (B, 3) metres."""
+        if transl is not None and tuple(transl.shape) != (batch_size, 3):
+            raise Key2MeshError(
+                f"{self.name} expects transl of shape ({batch_size}, 3), got {tuple(transl.shape)}"
+            )
+
     def _empty_output(self) -> BodyOutput:
         """The output of an empty batch (B = 0): empty vertices, joints and keypoints."""
         new = self.coco23_regressor.new_zeros

@@ -310,10 +310,7 @@ class SMPLBody(BodyModel):
         """rotmats (B, 24, 3, 3), shape (B, 10) betas, transl (B, 3) metres → :class:`BodyOutput`
         with vertices (B, 6890, 3), joints (B, 24, 3), keypoints (B, 23, 3); root at ``transl``."""
         rotmats, shape = self._check_pose(rotmats, shape)
-        if transl is not None and tuple(transl.shape) != (rotmats.shape[0], 3):
-            raise Key2MeshError(
-                f"smpl expects transl of shape ({rotmats.shape[0]}, 3), got {tuple(transl.shape)}"
-            )
+        self._check_transl(transl, rotmats.shape[0])
         if rotmats.shape[0] == 0:  # smplx cannot run an empty batch
             return self._empty_output()
         out = self.smpl(
