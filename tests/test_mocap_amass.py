@@ -143,6 +143,9 @@ def test_folder_is_recursive_and_skips_bad_files(tmp_path, caplog):
     np.savez(
         tmp_path / "CMU" / "01" / "shape.npz", betas=np.zeros(16), gender=np.array("male")
     )  # metadata: ignored
+    np.savez(  # SMPL-X (and GRAB/SOMA) subjects' shape/calibration file: metadata too
+        tmp_path / "KIT" / "3" / "male_stagei.npz", betas=np.zeros(16), gender=np.array("male")
+    )
     (tmp_path / "KIT" / "broken.npz").write_bytes(b"garbage")
     write_amass(tmp_path / "KIT" / "empty.npz", frames=0)
     write_amass(tmp_path / "KIT" / "text.npz", frames=5, betas=np.full(16, "x"))

@@ -26,8 +26,10 @@ from key2mesh.data.mocap.clip import LoadReport, MotionClip, register_loader
 from key2mesh.errors import Key2MeshError
 
 FPS_KEYS = ("mocap_framerate", "mocap_frame_rate")
-# AMASS folders hold one shape.npz (betas + gender only) per subject: not a motion.
+# AMASS folders hold one shape.npz (SMPL+H) or <gender>_stagei.npz (SMPL-X; GRAB and SOMA in
+# SMPL+H too) per subject: the shape and marker calibration, not a motion.
 METADATA_FILES = frozenset({"shape.npz"})
+METADATA_SUFFIX = "_stagei.npz"
 # AMASS is downloaded as one .tar.bz2 per sub-dataset; the loader reads the extracted .npz files.
 ARCHIVE_SUFFIXES = (".tar.bz2", ".tbz2", ".tar.gz", ".tgz", ".tar.xz", ".tar", ".zip")
 
@@ -156,7 +158,11 @@ def load_amass(paths: str | Path | list[str | Path], target_fps: float | None = 
     report = LoadReport()
     for item in map(Path, items):
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*.npz") if p.name not in METADATA_FILES)
+            files = sorted(
+                p
+                for p in item.rglob("*.npz")
+                if p.name not in METADATA_FILES and not p.name.endswith(METADATA_SUFFIX)
+            )
             if not files:
                 archives = _archives(sorted(p for p in item.rglob("*") if p.is_file()))
                 hint = f"; {_extract_first(archives)}" if archives else ""
