@@ -537,3 +537,22 @@ def test_a_rerun_does_not_take_its_own_outputs_as_inputs(tmp_path, capsys):
     (out / "shots" / "0001.png").write_bytes(b"image")
     rows = run_batch([str(out / "shots")], out, job, None, progress=False)
     assert [(r.stem, r.status) for r in rows] == [("shots_1", "ok")]
+
+
+def test_workers_split_the_cores_this_process_may_use(corpus, monkeypatch):
+    """On a 16-core node where the job may run on 2 cores (Slurm's cpuset, taskset), 2 workers
+    get 1 torch thread each, not 16 // 2 = 8 each (os.cpu_count counts the whole node)."""
+    import os
+
+    from tests.helpers.batch_jobs import threads_job
+
+    from key2mesh import devices
+
+    videos, _ = corpus
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(devices, "_CPU_SHARE", None)
+    rows = run_batch(
+        [str(videos)], videos.parent / "out", threads_job, None, workers=2, progress=False
+    )
+    assert [(r.frames, r.people) for r in rows] == [(1, 1)] * 3  # torch threads, cpu_share()

@@ -24,3 +24,12 @@ def record_job(input: str, out_dir: Path, options: dict) -> dict:
     if options.get("fail") and options["fail"] in input and active:
         raise ValueError(f"cannot read {Path(input).name}\nsecond line")
     return {"frames": len(Path(input).stem), "people": 1}
+
+
+def threads_job(input: str, out_dir: Path, options: dict) -> dict:
+    """Reports the worker's torch threads as ``frames`` and its CPU share as ``people``."""
+    import torch
+
+    from key2mesh.devices import cpu_share
+
+    return {"frames": torch.get_num_threads(), "people": cpu_share()}

@@ -492,7 +492,9 @@ def _pool_round(workers, job, options, tasks, items, out, stamp, finished):
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    from key2mesh.devices import cpu_share
+
+    threads = max(1, cpu_share() // workers)  # the cores this process may use (a cpuset, taskset)
     round_stamp = {**stamp, "run": uuid.uuid4().hex}
     pool = ProcessPoolExecutor(
         workers,
