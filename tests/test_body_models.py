@@ -667,3 +667,15 @@ def test_transl_of_another_shape_raises(body):
             body(rot, transl=transl)
     out = body(rot, transl=torch.tensor([[1.0, 2.0, 3.0]]))
     torch.testing.assert_close(out.joints[0, 0], torch.tensor([1.0, 2.0, 3.0]), atol=1e-6, rtol=0)
+
+
+def test_forward_keypoints_of_a_set_without_a_source_raises(body):
+    """forward_keypoints follows keypoint_regressor: SMPL-24 (kinematic joints) has no source in
+    COCO-23, so it raises (before: anny's folded path returned 24 points at (0, 0, 0))."""
+    with pytest.raises(Key2MeshError, match="kinematic"):
+        body.forward_keypoints(identity(1), keypoint_set="smpl24")
+    with pytest.raises(Key2MeshError, match="kinematic"):
+        body.keypoint_regressor("smpl24")
+    kp = body.forward_keypoints(identity(1), keypoint_set="h36m17")
+    ref = body.regress(body(identity(1)).vertices, "h36m17")
+    torch.testing.assert_close(kp, ref, atol=1e-5, rtol=0)

@@ -25,7 +25,6 @@ from key2mesh.body.anny_cells import CellBases, NotMultilinear
 from key2mesh.body.base import BodyModel, BodyOutput
 from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
 from key2mesh.errors import Key2MeshError
-from key2mesh.keypoints.convert import conversion_matrix
 from key2mesh.keypoints.sets import COCO23, SMPL24
 from key2mesh.paths import key2mesh_cache_dir
 
@@ -1005,7 +1004,7 @@ class AnnyBody(BodyModel):
             kp = self._folded_keypoints(rot, trans, pairs) @ self.frame
         if keypoint_set == "coco23":
             return kp
-        conv, _ = conversion_matrix("coco23", keypoint_set)
+        conv = self._from_coco23(keypoint_set)  # raises for points without a source
         return torch.einsum(
             "kc,bcd->bkd", torch.as_tensor(conv, dtype=kp.dtype, device=kp.device), kp
         )

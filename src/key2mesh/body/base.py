@@ -126,21 +126,28 @@ class BodyModel(nn.Module):
         cache = self.__dict__.setdefault("_regressor_cache", {})
         key = (name, self.device, self.dtype)
         if key not in cache:
-            if name == "smpl24":
-                raise Key2MeshError(
-                    "SMPL-24 joints are kinematic: use BodyOutput.joints instead of a vertex regressor"
-                )
-            m, ok = conversion_matrix("coco23", name)
-            if not ok.all():
-                missing = [n for n, good in zip(keypoint_names(name), ok) if not good]
-                raise Key2MeshError(
-                    f"keypoint set {name!r} cannot be regressed on {self.name}: no source for {missing}"
-                )
+            m = self._from_coco23(name)
             with torch.inference_mode(False):  # a normal tensor: autograd may use it later
                 cache[key] = (
                     torch.as_tensor(m, dtype=self.dtype, device=self.device) @ self.coco23_regressor
                 )
         return cache[key]
+
+    def _from_coco23(self, keypoint_set: str) -> np.ndarray:
+        """(K, 23) map from COCO-23 to ``keypoint_set``; Key2MeshError when a point of the set
+        has no source in COCO-23 (SMPL-24's kinematic joints above all)."""
+        name = canonical_set_name(keypoint_set)
+        if name == "smpl24":
+            raise Key2MeshError(
+                "SMPL-24 joints are kinematic: use BodyOutput.joints instead of a vertex regressor"
+            )
+        m, ok = conversion_matrix("coco23", name)
+        if not ok.all():
+            missing = [n for n, good in zip(keypoint_names(name), ok) if not good]
+            raise Key2MeshError(
+                f"keypoint set {name!r} cannot be regressed on {self.name}: no source for {missing}"
+            )
+        return m
 
     def regress(self, vertices: torch.Tensor, keypoint_set: str) -> torch.Tensor:
         """Vertices (B, V, 3) → keypoints (B, K, 3) of ``keypoint_set``."""
