@@ -556,3 +556,34 @@ def test_workers_split_the_cores_this_process_may_use(corpus, monkeypatch):
         [str(videos)], videos.parent / "out", threads_job, None, workers=2, progress=False
     )
     assert [(r.frames, r.people) for r in rows] == [(1, 1)] * 3  # torch threads, cpu_share()
+
+
+def test_an_input_whose_worker_dies_after_it_finished_is_ok_once(tmp_path, monkeypatch):
+    """A pool whose only worker dies after its input finished (the done marker is written; the
+    result was being sent back): the round reports nothing lost and the row is 'ok', once.
+    Before, the round returned ([], []), and _run_pool, rerunning a suspect alone, then also
+    failed it ('worker died', a failed marker beside the done one: the next run said
+    'skipped')."""
+    import os
+
+    from tests.helpers.batch_jobs import DiesWhenSent
+
+    from key2mesh.inference.batch import Task, _pool_round, options_digest
+
+    monkeypatch.setenv("BATCH_MAIN_PID", str(os.getpid()))
+    path = str(tmp_path / "y.mp4")
+    tasks = [Task(DiesWhenSent(path), "y", path)]
+    stamp = {"options": options_digest({"log": str(tmp_path / "log")})}
+    rows = []
+    lost = _pool_round(
+        1,
+        record_job,
+        {"log": str(tmp_path / "log")},
+        tasks,
+        [0],
+        tmp_path,
+        stamp,
+        lambda k, o: rows.append((k, o.status)),
+    )
+    assert lost is None and rows == [(0, "ok")]
+    assert (tmp_path / "y" / DONE_MARKER).exists() and not (tmp_path / "y" / FAILED_MARKER).exists()

@@ -33,3 +33,16 @@ def threads_job(input: str, out_dir: Path, options: dict) -> dict:
     from key2mesh.devices import cpu_share
 
     return {"frames": torch.get_num_threads(), "people": cpu_share()}
+
+
+class DiesWhenSent(str):
+    """An input whose pickling in a process other than ``$BATCH_MAIN_PID`` kills that process:
+    its worker dies after the input finished (done marker written), sending the result back."""
+
+    def __deepcopy__(self, memo):  # dataclasses.asdict copies the row: not a pickling
+        return self
+
+    def __reduce__(self):
+        if os.getpid() != int(os.environ["BATCH_MAIN_PID"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return (DiesWhenSent, (str(self),))

@@ -516,9 +516,11 @@ def _pool_round(workers, job, options, tasks, items, out, stamp, finished):
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    if not lost:
-        return None
-    return sort_lost(sorted(lost, key=items.index), tasks, out, stamp, round_stamp["run"], finished)
+    if lost:  # those that finished before the pool broke are passed to finished here
+        lost = sort_lost(
+            sorted(lost, key=items.index), tasks, out, stamp, round_stamp["run"], finished
+        )
+    return lost if any(lost) else None
 
 
 def sort_lost(lost, tasks, out, stamp, run, finished) -> tuple[list[int], list[int]]:
