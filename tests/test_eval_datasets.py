@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 
@@ -385,31 +386,31 @@ def test_h36m_spin_layout_without_pose(tmp_path):
     assert torch.equal(sub.joints3d, ds.joints3d[[0, 2]])
 
 
-def test_h36m_rows_without_smpl_fit_are_left_out(tmp_path):
+def test_h36m_rows_without_smpl_fit(tmp_path, caplog):
     # SPIN's files mark rows without an SMPL fit by has_smpl 0 and store a zero pose/shape there
     path = tmp_path / "p2.npz"
     data = write_synthetic_h36m_npz(path, ROWS, sparse={7: 2})  # P2 rows 0, 2, 4, 5, 7
     has = np.ones(len(ROWS))
     has[[2, 5, 7]] = 0  # row 7 is both unfitted and too sparse: counted once, as unfitted
     data["pose"][has == 0], data["shape"][has == 0] = 0.0, 0.0
+    # with 'S' (H3.6M's own ground truth): every P2 row scored on it, the SMPL fits unused
     np.savez(path, **data, has_smpl=has)
+    with caplog.at_level(logging.WARNING):
+        ds = load_h36m_p2(path)
+    assert ds.pose is None and ds.betas is None and len(ds) == 4 and ds.dropped == 1
+    assert "'has_smpl' is 0 for 3 of the 5 selected images: scoring on 'S'" in caplog.text
+    # without 'S': the rows without a fit are left out
+    np.savez(path, **{k: v for k, v in data.items() if k != "S"}, has_smpl=has)
     ds = load_h36m_p2(path)
     kept = [0, 4]
     assert ds.image_names == [str(data["imgname"][r]) for r in kept]
     assert ds.excluded == {"other subjects/cameras": 3, "no SMPL fit (has_smpl 0)": 3}
-    assert ds.dropped == 0
+    assert ds.dropped == 0 and ds.joints3d is None
     assert torch.allclose(
         ds.pose,
         axis_angle_to_matrix(torch.tensor(data["pose"][kept]).reshape(2, 24, 3)).float(),
         atol=1e-6,
     )
-    assert torch.equal(
-        ds.joints3d, torch.tensor(data["S"][kept][:, list(J24_TO_H36M17), :3]).float()
-    )
-    # no selected row fitted: the 3D joints alone are the ground truth, every row kept
-    np.savez(path, **{**data, "has_smpl": np.zeros(len(ROWS))})
-    ds = load_h36m_p2(path)
-    assert ds.pose is None and ds.betas is None and len(ds) == 4 and ds.dropped == 1
     np.savez(path, **{k: v for k, v in data.items() if k != "S"}, has_smpl=np.zeros(len(ROWS)))
     with pytest.raises(Key2MeshError, match="p2.npz: 'has_smpl' is 0 for every selected image"):
         load_h36m_p2(path)

@@ -12,6 +12,7 @@ how many. Bad files raise :class:`~key2mesh.errors.Key2MeshError` with one line 
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 from collections.abc import Sequence
@@ -61,6 +62,7 @@ LSP14 = (
     "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
     "neck", "head_top",
 )  # fmt: skip
+log = logging.getLogger(__name__)
 _H36M_NAME = re.compile(r"(S\d+)_.*\.(\d+)_\d+(?:\.\w+)?$")
 
 
@@ -393,22 +395,32 @@ def _detections_for(
 
 
 def _smpl_fits(path: Path, data: dict, n: int, rows: np.ndarray) -> tuple[bool, np.ndarray]:
-    """Whether ``pose``/``shape`` are ground truth, and which of the ``rows`` have it: SPIN writes
-    a zero pose and shape where ``has_smpl`` is 0. With no fitted row, ``S`` alone is used."""
+    """Whether ``pose``/``shape`` are ground truth, and which of the ``rows`` to keep. SPIN writes a
+    zero pose and shape where ``has_smpl`` is 0: then ``S`` (H3.6M's own ground truth) scores
+    every row if the file has it, else the rows without a fit are left out."""
     fit = np.ones(len(rows), dtype=bool)
     if not ("pose" in data or "shape" in data):
         return False, fit
     if "has_smpl" not in data:
         return True, fit
     fitted = _array(path, data["has_smpl"], "has_smpl", (n,))[rows] > 0
-    if fitted.any():
-        return True, fitted
-    if "S" not in data:
+    if fitted.all():
+        return True, fit
+    if "S" in data:
+        log.warning(
+            "%s: 'has_smpl' is 0 for %d of the %d selected images: scoring on 'S', "
+            "the SMPL ground truth ('pose'/'shape') is not used",
+            path,
+            int((~fitted).sum()),
+            len(rows),
+        )
+        return False, fit
+    if not fitted.any():
         raise Key2MeshError(
             f"{path}: 'has_smpl' is 0 for every selected image and there is no 'S': "
             "no ground truth to evaluate against"
         )
-    return False, fit
+    return True, fitted
 
 
 def load_h36m_p2(
@@ -424,9 +436,9 @@ def load_h36m_p2(
 
     Keys: ``imgname`` (required; subject and camera are read from it, e.g.
     ``images/S9_Directions_1.60457274_000001.jpg``), ground truth ``pose`` (N,72) axis-angle in
-    the camera frame + ``shape`` (N,10) (rows whose optional ``has_smpl`` is 0 are left out;
-    with no fitted row, ``S`` alone is the ground truth) and/or ``S`` (N,24,4) root-centred 3D
-    joints in metres, camera frame, SPIN's 24-joint layout (→ ``joints3d`` (N,17,3) in ``"h36m17"`` order, see
+    the camera frame + ``shape`` (N,10) (where an optional ``has_smpl`` is 0 for some rows: ``S``
+    alone is the ground truth, or without ``S`` those rows are left out) and/or ``S`` (N,24,4)
+    root-centred 3D joints in metres, camera frame, SPIN's 24-joint layout (→ ``joints3d`` (N,17,3) in ``"h36m17"`` order, see
     ``J24_TO_H36M17``), optional ``gender``, and 2D detections from ``openpose`` (N,25,3)
     BODY_25 unless a ``detections`` file (any format of
     :func:`key2mesh.keypoints.io.read_detections`) is given. Keeps ``subjects`` seen by
