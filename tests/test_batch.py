@@ -587,3 +587,16 @@ def test_an_input_whose_worker_dies_after_it_finished_is_ok_once(tmp_path, monke
     )
     assert lost is None and rows == [(0, "ok")]
     assert (tmp_path / "y" / DONE_MARKER).exists() and not (tmp_path / "y" / FAILED_MARKER).exists()
+
+
+def test_the_summary_stays_one_line_for_a_name_with_a_line_break(tmp_path):
+    from key2mesh.inference.batch import summary
+
+    name = str(tmp_path / "take\n2.mp4")
+    Path(name).write_bytes(b"x")
+    rows = run_batch(
+        [name], tmp_path / "out", record_job, {"log": str(tmp_path / "log"), "fail": "take"}
+    )
+    line = summary(rows, tmp_path / "out" / MANIFEST)
+    assert len(line.splitlines()) == 1 and repr(name) in line
+    assert line.endswith("ValueError: cannot read take\n2.mp4 second line".replace("\n", " "))

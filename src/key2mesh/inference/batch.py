@@ -608,6 +608,7 @@ def summary(rows: Sequence[Outcome], manifest: Path) -> str:
         f"(done before) of {len(rows)} input(s); manifest: {manifest}"
     )
     first = next((r for r in rows if r.status == "failed"), None)
-    if first is not None:
-        line += f"; first failure: {first.input}: {first.error}"
+    if first is not None:  # a name with a line break (or not UTF-8) quoted: still one line
+        name = first.input if first.input.isprintable() else repr(first.input)
+        line += f"; first failure: {name}: {first.error}"
     return line
