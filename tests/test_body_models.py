@@ -679,3 +679,20 @@ def test_forward_keypoints_of_a_set_without_a_source_raises(body):
     kp = body.forward_keypoints(identity(1), keypoint_set="h36m17")
     ref = body.regress(body(identity(1)).vertices, "h36m17")
     torch.testing.assert_close(kp, ref, atol=1e-5, rtol=0)
+
+
+def test_anny_only_a_float32_body_claims_batch_invariance():
+    """MKL's dgemm gives a row other last bits at odd positions of a GEMM, so a float64 body's
+    rows depend on their batch (2e-16 m; /tmp/review_body/r3): it must not claim invariance
+    (callers then pad, and expect no bitwise equality). float32 keeps it, and the flag asked for."""
+    from key2mesh.body.anny_backend import AnnyBody
+
+    body = AnnyBody()
+    assert body.batch_invariant
+    body.double()
+    assert not body.batch_invariant
+    body.float()
+    assert body.batch_invariant
+    body.batch_invariant = False
+    assert not body.batch_invariant
+    assert not AnnyBody(dtype=torch.float64).batch_invariant

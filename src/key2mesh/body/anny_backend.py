@@ -399,8 +399,8 @@ class AnnyBody(BodyModel):
         self.rig, self.topology = rig, topology
         # True: a body's numbers do not depend on the other rows of its batch (the shape GEMMs
         # run on multiples of GEMM_ROWS distinct shapes; skinning is per vertex), so callers need
-        # not pad batches. False: a single new shape's GEMMs run on 1 row (a little faster at
-        # batch 1), whose last bits differ from the batched GEMM's.
+        # not pad batches; float32 only (see batch_invariant). False: a single new shape's GEMMs
+        # run on 1 row (a little faster at batch 1), whose last bits differ from the batched GEMM's.
         self.batch_invariant = batch_invariant
         model = _build_anny(rig, topology)
         self.phenotype_labels = list(model.phenotype_labels)
@@ -438,6 +438,18 @@ class AnnyBody(BodyModel):
         self._scratch: dict[int, torch.Tensor] = {}
         # A new shape's rest vertices without autograd: per-cell multilinear bases (anny_cells).
         self._cells: CellBases | None = CellBases(self)
+
+    @property
+    def batch_invariant(self) -> bool:  # type: ignore[override]
+        """Whether a row's outputs are the same bits whatever else shares its batch: as asked at
+        construction, and only in float32. MKL's dgemm gives a row other last bits at odd
+        positions of the GEMM for many term counts (18 and 136 among them), which no padding of
+        the row count fixes, so a float64 body is not batch-invariant (2e-16 m)."""
+        return self._invariant and self.dtype == torch.float32
+
+    @batch_invariant.setter
+    def batch_invariant(self, value: bool) -> None:
+        self._invariant = bool(value)
 
     def config(self) -> dict:
         return {"name": "anny", "rig": self.rig, "topology": self.topology}
