@@ -600,3 +600,29 @@ def test_the_summary_stays_one_line_for_a_name_with_a_line_break(tmp_path):
     line = summary(rows, tmp_path / "out" / MANIFEST)
     assert len(line.splitlines()) == 1 and repr(name) in line
     assert line.endswith("ValueError: cannot read take\n2.mp4 second line".replace("\n", " "))
+
+
+def test_a_run_killed_while_emptying_a_folder_leaves_no_orphan(tmp_path):
+    """A rerun with other options empties the input's folder first; killed meanwhile (a big
+    --save-meshes folder takes seconds), after the markers went but not the rest, the next run
+    finds no half-emptied folder without markers (it was left forever and the input moved to
+    clip_1): the folder is emptied under a temp name, which the next run removes."""
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    out, log = tmp_path / "out", tmp_path / "calls.log"
+    run_batch([str(tmp_path / "clip.mp4")], out, record_job, {"log": str(log)}, progress=False)
+    (out / "clip" / "meshes").mkdir()
+    (out / "clip" / "meshes" / "f0.obj").write_text("v 0 0 0\n")
+    script = (  # shutil.rmtree removes the markers, then the process is killed
+        "import os, shutil, sys, json; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "from key2mesh.inference import batch; from tests.helpers.batch_jobs import record_job;"
+        "shutil.rmtree = lambda p: [(Path(p) / m).unlink() for m in (batch.DONE_MARKER,)]"
+        " and os.kill(os.getpid(), 9);"
+        "batch.run_batch([sys.argv[2]], sys.argv[3], record_job, json.loads(sys.argv[4]),"
+        " progress=False)"
+    )
+    options = json.dumps({"log": str(log), "other": 1})
+    args = [sys.executable, "-c", script, str(ROOT), str(tmp_path / "clip.mp4"), str(out), options]
+    assert subprocess.run(args).returncode == -9
+    rows = run_batch([str(tmp_path / "clip.mp4")], out, record_job, json.loads(options))
+    assert [(r.stem, r.status) for r in rows] == [("clip", "ok")]
+    assert sorted(p.name for p in out.iterdir()) == ["clip", MANIFEST]

@@ -300,7 +300,9 @@ def run_one(job: Job, options: Any, task: Task, out: Path, stamp: dict) -> Outco
                 "nothing was changed there"
             )
             return result
-        shutil.rmtree(folder)
+        trash = temp_name(folder)  # a kill while it is emptied leaves a temp folder, which the
+        os.rename(folder, trash)  # next run removes, not a half-emptied one without markers
+        shutil.rmtree(trash)
     # the folder appears with its running marker (built under a temp name, then renamed): a
     # worker killed at any point leaves no folder that looks like someone else's
     building = temp_name(folder)
