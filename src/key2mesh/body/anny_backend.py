@@ -987,9 +987,11 @@ class AnnyBody(BodyModel):
 
     def __getstate__(self) -> dict:
         """Copies and pickles leave out the skinning thread pool (not copyable; a copy starts its
-        own) and this body's scratch buffers."""
+        own), the Warp launchers (closures, not picklable; rebuilt on first use) and this body's
+        scratch buffers."""
         state = self.__dict__.copy()
         state.pop("_skin_pool", None)
+        state.pop("_warp_launchers", None)
         state["_scratch"] = {}
         return state
 
