@@ -760,8 +760,8 @@ TABLE: dict[str, Case | Elsewhere] = {
         ("--check",), called("max_onnx_difference"), 2, also=("--onnx", "m.onnx")
     ),
     # evaluate: the model, the samples and the protocol it evaluates with
-    "evaluate --dataset": Case(
-        swap={"mocap-heldout": "{in}/bench.npz"},
+    "evaluate --dataset": Case(  # --cache is mocap-heldout's (refused with a file): --path
+        swap={"mocap-heldout": "{in}/bench.npz", "--cache": "--path", "c.npz": "{in}/bench.npz"},
         probe=calls_of("mocap_samples", "evaluate_benchmark"),
         want=["evaluate_benchmark"],
         setup="evaluate[mocap]",

@@ -97,6 +97,32 @@ def test_evaluate_all_dropped_errors_instead_of_nan(tmp_path, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.parametrize(
+    "dataset, extra, named",
+    [
+        ("mocap-heldout", ["--cache", "c.npz", "--detections", "d.json"], "--detections does"),
+        (
+            "mocap-heldout",
+            ["--cache", "c.npz", "--path", "p", "--split", "test"],
+            "--path, --split do",
+        ),
+        ("3dpw", ["--path", "p", "--noise-profile", "detector"], "--noise-profile does"),
+        (
+            "bench.npz",
+            ["--cache", "c.npz", "--num", "10", "--heldout", "subjects"],
+            "--cache, --num, --heldout do",
+        ),
+    ],
+)
+def test_evaluate_refuses_options_its_dataset_ignores(tmp_path, capsys, dataset, extra, named):
+    """Options of another dataset were ignored silently (e.g. ``--detections`` with
+    mocap-heldout scored the synthetic detections); now a one-line error before any work."""
+    argv = ["evaluate", "--dataset", dataset, "--checkpoint", "no-such-model", *extra]
+    assert main(argv) == 2
+    line = _one_line(capsys)
+    assert f"{named} not apply to --dataset {dataset}" in line
+
+
 def test_summarize_refuses_empty():
     from key2mesh.eval.evaluate import summarize
     from key2mesh.eval.metrics import PROTOCOLS

@@ -7,6 +7,9 @@ import json
 
 from key2mesh.commands._args import add_checkpoint_argument, add_device_argument, positive_int
 
+# the mocap-heldout options' defaults (another value given with a real dataset is refused)
+NOISE_DEFAULT, NUM_DEFAULT, HELDOUT_DEFAULT = "none", 4096, "all"
+
 HELP = "evaluate a checkpoint (3dpw, h36m-p2, mocap-heldout, a benchmark .npz) with explicit protocol switches"
 
 
@@ -31,19 +34,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", help="mocap-heldout: the MoCap training cache")
     p.add_argument(
         "--noise-profile",
-        default="none",
+        default=NOISE_DEFAULT,
         help="mocap-heldout: none, detector, strong (default: %(default)s)",
     )
     p.add_argument(
         "--num",
         type=positive_int,
-        default=4096,
+        default=NUM_DEFAULT,
         help="mocap-heldout: number of samples (default: %(default)s)",
     )
     p.add_argument(
         "--heldout",
         choices=["all", "clips", "subjects"],
-        default="all",
+        default=HELDOUT_DEFAULT,
         help="mocap-heldout: every held-out frame, only the held-out clips of sources without subjects, "
         "or only the held-out subjects (e.g. CMU 02 and 05) (default: %(default)s)",
     )
@@ -112,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             ],
             option="--json",
         )
+    _refuse_unused_options(args)
     protocol = PROTOCOLS[args.protocol]
     overrides = {
         k: v
@@ -193,3 +197,32 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(result.row(), indent=2))
     return 0
+
+
+def _refuse_unused_options(args: argparse.Namespace) -> None:
+    """A one-line error for options that do not apply to ``--dataset`` (they were ignored
+    silently: e.g. ``--detections`` or ``--path`` with mocap-heldout, ``--noise-profile`` with a
+    real benchmark). The mocap-heldout options with defaults count as given when not the
+    default."""
+    from key2mesh.errors import Key2MeshError
+
+    if args.dataset == "mocap-heldout":
+        unused = {
+            "--path": args.path,
+            "--detections": args.detections,
+            "--split": args.split,
+            "--h36m-regressor": args.h36m_regressor,
+        }
+    else:
+        unused = {
+            "--cache": args.cache,
+            "--noise-profile": args.noise_profile != NOISE_DEFAULT,
+            "--num": args.num != NUM_DEFAULT,
+            "--heldout": args.heldout != HELDOUT_DEFAULT,
+        }
+    given = [name for name, value in unused.items() if value]
+    if given:
+        raise Key2MeshError(
+            f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --dataset "
+            f"{args.dataset} (see `key2mesh evaluate --help`: each option names its datasets)"
+        )
