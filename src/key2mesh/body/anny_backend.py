@@ -898,8 +898,9 @@ class AnnyBody(BodyModel):
         verts = rows = feats = None
         # A large batch that is not cached writes its rest vertices (an intermediate: only
         # skinning reads them) into a buffer kept for the next call: a fresh (B, 3V) array
-        # costs more in page faults than the GEMM that fills it (~30 ms at batch 512).
-        large = key is None and not tracked and n > 16
+        # costs more in page faults than the GEMM that fills it (~30 ms at batch 512). Not with
+        # autograd: anny's skinning keeps the rest vertices for its backward.
+        large = key is None and not tracked and n > 16 and not torch.is_grad_enabled()
         width = self._vert_rest0.shape[0]
         cells = self._cells if not tracked and not self.model.extrapolate_phenotypes else None
         if cells is not None:
