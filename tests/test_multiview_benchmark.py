@@ -340,6 +340,35 @@ def test_save_load_round_trip(tmp_path, bench):
         assert json.loads(str(raw["excluded"])) == bench.excluded
 
 
+def test_benchmark_files_record_the_builders_version(tmp_path, bench, caplog):
+    """A built file records the multi-view builder's version (kept by the dev/test parts); a
+    multi-view file without one (built before the lens-distortion fix) or with an older one is
+    read with a warning naming what was fixed since; other files are not the builder's."""
+    import dataclasses
+    import logging
+
+    from key2mesh.data import benchmark as bm
+
+    assert bench.build_version == bm.MULTIVIEW_BUILD_VERSION == 2
+    dev, _ = bench.split_by_instant(0.5)
+    with caplog.at_level(logging.WARNING, logger="key2mesh.data.benchmark"):
+        assert load_benchmark_file(save_benchmark(dev, tmp_path / "dev.npz")).build_version == 2
+        assert not caplog.records
+        old = save_benchmark(dataclasses.replace(bench, build_version=None), tmp_path / "old.npz")
+        assert load_benchmark_file(old).build_version == 1
+        (record,) = caplog.records
+        assert "version 1 of 2" in record.message and "distortion" in record.message
+        caplog.clear()
+        other = dataclasses.replace(bench, build_version=None, instants=None)
+        assert load_benchmark_file(save_benchmark(other, tmp_path / "o.npz")).build_version is None
+        assert not caplog.records
+    with np.load(tmp_path / "dev.npz") as raw:
+        arrays = dict(raw)
+    np.savez(tmp_path / "bad.npz", **{**arrays, "build_version": np.array([1, 2])})
+    with pytest.raises(Key2MeshError, match="'build_version' must be one integer"):
+        load_benchmark_file(tmp_path / "bad.npz")
+
+
 def test_benchmark_file_is_a_detections_file(tmp_path, bench):
     path = save_benchmark(bench, tmp_path / "bench.npz")
     det = read_detections(path)

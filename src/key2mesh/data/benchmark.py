@@ -9,6 +9,7 @@ readers of :mod:`key2mesh.data.datasets` (3DPW, Human3.6M), and the MoCap held-o
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,19 @@ import torch
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
+
+log = logging.getLogger(__name__)
+
+# What each version of the multi-view benchmark builder (``key2mesh data pose2sim``,
+# :mod:`key2mesh.data.multiview`) fixed. Its files record their version; reading an older one
+# (or a multi-view file without one) says what changed since and to rebuild it.
+MULTIVIEW_BUILD_FIXES = {
+    1: "(files without a recorded version, built before 2026-12-07)",
+    2: "the Qualisys lens distortion is applied as stored (it was divided by 64: the ground "
+    "truth moved a median 1.7 mm); views without detections are not counted in the cameras' "
+    "frame-offset search",
+}
+MULTIVIEW_BUILD_VERSION = max(MULTIVIEW_BUILD_FIXES)
 
 # a frame number at the end of an image name, with its separator and file extension
 _FRAME_NUMBER = re.compile(r"[_\-. ]*\d+(\.[A-Za-z]\w*)?$")
@@ -66,6 +80,9 @@ class BenchmarkSet:
     excluded: dict[str, int] = field(default_factory=dict)
     source: str = "<memory>"
     instants: torch.Tensor | None = None
+    build_version: int | None = (
+        None  # the multi-view builder's (MULTIVIEW_BUILD_FIXES); None: other
+    )
 
     def __post_init__(self) -> None:
         self.keypoint_set = canonical_set_name(self.keypoint_set)
@@ -253,6 +270,8 @@ def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
             arrays[key] = value.numpy()
     if bench.joints3d_set:
         arrays["joints3d_set"] = np.array(bench.joints3d_set)
+    if bench.build_version is not None:
+        arrays["build_version"] = np.array(bench.build_version, dtype=np.int64)
     tmp = path.with_name(path.name + ".part.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
@@ -360,6 +379,7 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
         )
     genders = names("genders", n)
     genders = [gender_name(path, g) for g in genders] if genders is not None else ["neutral"] * n
+    build_version = _build_version(path, data, multiview=instants is not None)
 
     def tensor(value: np.ndarray | None) -> torch.Tensor | None:
         return None if value is None else torch.from_numpy(np.asarray(value, dtype=np.float32))
@@ -381,4 +401,34 @@ def load_benchmark_file(path: str | Path) -> BenchmarkSet:
         excluded=excluded,
         source=str(path),
         instants=None if instants is None else torch.from_numpy(instants.astype(np.int64)),
+        build_version=build_version,
     )
+
+
+def _build_version(path: Path, data: dict[str, np.ndarray], multiview: bool) -> int | None:
+    """The multi-view builder's version a file records (1: a multi-view file, with instants,
+    from before versions were recorded; None: not the builder's), with a warning naming what
+    the later versions fixed when it is older than :data:`MULTIVIEW_BUILD_VERSION`."""
+    value = data.get("build_version")
+    if value is None:
+        if not multiview:
+            return None
+        version = 1
+    else:
+        if value.size != 1 or value.dtype.kind not in "iu" or int(value.reshape(-1)[0]) < 1:
+            raise Key2MeshError(
+                f"{path}: 'build_version' must be one integer >= 1, got "
+                f"{value.reshape(-1)[:3].tolist()} ({value.dtype})"
+            )
+        version = int(value.reshape(-1)[0])
+    if version < MULTIVIEW_BUILD_VERSION:
+        since = "; ".join(v for k, v in sorted(MULTIVIEW_BUILD_FIXES.items()) if k > version)
+        log.warning(
+            "%s was built by an older multi-view benchmark builder (version %d of %d); fixed "
+            "since: %s. Rebuild it (`key2mesh data pose2sim`) for the current ground truth.",
+            path,
+            version,
+            MULTIVIEW_BUILD_VERSION,
+            since,
+        )
+    return version

@@ -179,7 +179,7 @@ def build_multiview_benchmark(
     truth ``joints3d`` (N, 17, 3) are the triangulated COCO-17 points in that camera's frame
     (OpenCV: x right, y down, z forward; metres). A sample is kept when all 17 were triangulated.
     """
-    from key2mesh.data.benchmark import BenchmarkSet
+    from key2mesh.data.benchmark import MULTIVIEW_BUILD_VERSION, BenchmarkSet
 
     if det.keypoint_set != "mediapipe33":
         raise Key2MeshError(
@@ -231,6 +231,7 @@ def build_multiview_benchmark(
         # synchronised frame index: equal for the views of one instant (not the raw frame numbers
         # of the names, which differ by the cameras' offsets)
         instants=torch.from_numpy(np.tile(frame0 + np.arange(t), c)[keep]),
+        build_version=MULTIVIEW_BUILD_VERSION,
     )
     report = MultiViewReport(
         frames=t,
