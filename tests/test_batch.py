@@ -626,3 +626,27 @@ def test_a_run_killed_while_emptying_a_folder_leaves_no_orphan(tmp_path):
     rows = run_batch([str(tmp_path / "clip.mp4")], out, record_job, json.loads(options))
     assert [(r.stem, r.status) for r in rows] == [("clip", "ok")]
     assert sorted(p.name for p in out.iterdir()) == ["clip", MANIFEST]
+
+
+def test_checkpoint_files_reach_the_workers_as_absolute_paths(tmp_path, monkeypatch):
+    """Ray workers run in another folder (another node, or a head started elsewhere): a
+    relative --checkpoint (an ensemble's members too) is sent as an absolute path; a shipped
+    model's name as it is."""
+    import argparse
+
+    from key2mesh.commands import batch
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("my.pt", "b.pt"):
+        (tmp_path / name).write_bytes(b"weights")
+    parser = argparse.ArgumentParser()
+    batch.add_arguments(parser)
+
+    def sent(checkpoint):
+        args = parser.parse_args(["x.mp4", "--out", "D", "--checkpoint", checkpoint])
+        return batch.demo_options(args).checkpoint
+
+    assert sent("my.pt") == str(tmp_path / "my.pt")
+    assert sent("my.pt+b.pt") == f"{tmp_path / 'my.pt'}+{tmp_path / 'b.pt'}"
+    assert sent("anny-coco17") == "anny-coco17"
+    assert sent("my.pt+anny-coco17") == f"{tmp_path / 'my.pt'}+anny-coco17"

@@ -60,7 +60,18 @@ def demo_options(args: argparse.Namespace) -> argparse.Namespace:
         if k
         not in ("inputs", "out", "workers", "retry_failed", "ray", "_run", "command", "verbose")
     }
+    keep["checkpoint"] = _absolute_checkpoint(keep.get("checkpoint"))
     return argparse.Namespace(**keep, view=None)
+
+
+def _absolute_checkpoint(spec: str | None) -> str | None:
+    """``--checkpoint`` with its files (an ensemble's members too: ``a.pt+b.pt``) as absolute
+    paths: Ray workers do not run in this folder (another node, a head started elsewhere);
+    shipped model names as they are."""
+    if spec is None or Path(spec).is_file():
+        return None if spec is None else str(Path(spec).resolve())
+    members = [m.strip() for m in spec.split("+")]
+    return "+".join(str(Path(m).resolve()) if m and Path(m).is_file() else m for m in members)
 
 
 _MODELS: dict = {}  # per process: the last model loaded (one per worker)
