@@ -650,3 +650,27 @@ def test_checkpoint_files_reach_the_workers_as_absolute_paths(tmp_path, monkeypa
     assert sent("my.pt+b.pt") == f"{tmp_path / 'my.pt'}+{tmp_path / 'b.pt'}"
     assert sent("anny-coco17") == "anny-coco17"
     assert sent("my.pt+anny-coco17") == f"{tmp_path / 'my.pt'}+anny-coco17"
+
+
+@pytest.mark.slow
+def test_ray_names_the_error_of_a_task_that_could_not_run(corpus, tmp_path, monkeypatch):
+    """A job the Ray workers cannot import (key2mesh missing on a node; here a module on the
+    driver's path only): the row says so, not 'worker died' (no worker died)."""
+    ray = pytest.importorskip("ray")
+    videos, log = corpus
+    (tmp_path / "driver_only_jobs.py").write_text(
+        "def job(input, out_dir, options):\n    return {'frames': 1, 'people': 1}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from driver_only_jobs import job
+
+    try:
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        rows = run_batch(
+            [str(videos / "a.mp4")], tmp_path / "ray", job, None, ray="auto", progress=False
+        )
+    finally:
+        ray.shutdown()
+    assert [(r.status, r.error) for r in rows] == [
+        ("failed", "ModuleNotFoundError: No module named 'driver_only_jobs'")
+    ]

@@ -333,9 +333,10 @@ def _finish_marker(folder: Path, task: Task, stamp: dict, result: Outcome) -> No
     (folder / RUNNING_MARKER).unlink(missing_ok=True)
 
 
-def _worker_died(task: Task, out: Path, stamp: dict) -> Outcome:
-    """The failed row (and marker) of an input whose worker process died under it."""
-    result = Outcome(task.input, task.stem, "failed", error=WORKER_DIED)
+def _worker_died(task: Task, out: Path, stamp: dict, error: str = WORKER_DIED) -> Outcome:
+    """The failed row (and marker) of an input whose worker process died under it (or, on Ray,
+    whose task could not run: ``error``)."""
+    result = Outcome(task.input, task.stem, "failed", error=error)
     folder = out / task.stem
     if folder.is_dir() and _owner(folder) == task.key:
         _finish_marker(folder, task, stamp, result)
@@ -593,6 +594,8 @@ def _run_ray(address, job, options, tasks, todo, out, stamp, finished) -> None:
                 k = pending.pop(ref)
                 try:
                     outcome = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:  # no run_one there (no key2mesh...)
+                    outcome = _worker_died(tasks[k], out, stamp, _ray_error(exc))
                 except Exception:  # noqa: BLE001 - the task's worker died
                     outcome = _worker_died(tasks[k], out, stamp)
                 finished(k, outcome)
@@ -600,6 +603,14 @@ def _run_ray(address, job, options, tasks, todo, out, stamp, finished) -> None:
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
+
+
+def _ray_error(exc: BaseException) -> str:
+    """The error line of a Ray task that raised: its cause (a RaySystemError unwrapped: an
+    import or unpickling error on the worker), not Ray's traceback text."""
+    cause = getattr(exc, "cause", None) or exc
+    cause = getattr(cause, "client_exc", None) or cause
+    return _error_line(cause)
 
 
 def summary(rows: Sequence[Outcome], manifest: Path) -> str:
