@@ -674,3 +674,16 @@ def test_ray_names_the_error_of_a_task_that_could_not_run(corpus, tmp_path, monk
     assert [(r.status, r.error) for r in rows] == [
         ("failed", "ModuleNotFoundError: No module named 'driver_only_jobs'")
     ]
+
+
+def test_ray_before_the_inputs_is_one_clear_error(corpus, capsys):
+    """``key2mesh batch --ray a.mp4 b.mp4``: argparse takes a.mp4 as the cluster's address; that
+    is one error line naming it (it was Ray's ValueError traceback, a.mp4 silently dropped)."""
+    pytest.importorskip("ray")
+    from key2mesh import cli
+
+    videos, _ = corpus
+    argv = ["batch", "--ray", str(videos / "a.mp4"), str(videos / "c.mp4"), "--out"]
+    assert cli.main([*argv, str(videos.parent / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--ray " in err and "a.mp4" in err and "--ray after the inputs" in err

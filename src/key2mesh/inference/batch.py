@@ -582,7 +582,15 @@ def _run_ray(address, job, options, tasks, todo, out, stamp, finished) -> None:
             except ConnectionError:  # no running cluster: a local Ray instance
                 ray.init(log_to_driver=False)
         else:
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ValueError, ConnectionError) as exc:  # a bad address, no cluster there
+                hint = ""
+                if Path(address).exists():  # `--ray clip.mp4 ...`: argparse took an input
+                    hint = " (an input? write --ray auto, or --ray after the inputs)"
+                raise Key2MeshError(
+                    f"--ray {address}: no Ray cluster joined: {_error_line(exc)}{hint}"
+                ) from None
     # no retries: a task whose worker dies is a failed row, as with local workers
     task = ray.remote(num_cpus=1, max_retries=0)(run_one)
     run_stamp = {**stamp, "run": uuid.uuid4().hex}
