@@ -687,3 +687,12 @@ def test_ray_before_the_inputs_is_one_clear_error(corpus, capsys):
     assert cli.main([*argv, str(videos.parent / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--ray " in err and "a.mp4" in err and "--ray after the inputs" in err
+
+
+def test_a_folder_leaves_out_hidden_files_like_a_glob(tmp_path):
+    """macOS writes '._a.mp4' metadata beside a.mp4 on FAT/exFAT drives: not videos (each was a
+    failed row); the folder's inputs are the glob's."""
+    for name in ("a.mp4", "._a.mp4", "b.mp4", ".hidden.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    want = [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
+    assert expand_inputs([str(tmp_path)]) == want == expand_inputs([str(tmp_path / "*")])

@@ -105,8 +105,8 @@ def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
     """Input specs → the corpus, in order, without repeats.
 
     A spec is a name in ``names`` (kept as is: e.g. the demo videos), a glob pattern (each match
-    expanded), a folder (its videos, sorted; a folder without videos is one image-folder
-    input), a list file (``.txt``/``.lst``: one input per line; ``.csv``: the first column, an
+    expanded), a folder (its videos, sorted, hidden ones left out; a folder without videos is
+    one image-folder input), a list file (``.txt``/``.lst``: one input per line; ``.csv``: the first column, an
     ``input``/``path`` header skipped; ``#`` comments; relative paths from the list's folder; a
     list reached again while it is read, by its own ``*`` say, is left out),
     or any other path (kept: a missing file fails as that input's row, not the whole run). An
@@ -132,8 +132,10 @@ def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
             return
         path = Path(spec)
         if path.is_dir():
-            videos = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+            videos = sorted(  # hidden files left out, as by a glob ('._a.mp4': macOS metadata)
+                p
+                for p in path.iterdir()
+                if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")
             )
             out.extend(str(v) for v in videos) if videos else out.append(str(path))
         elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
