@@ -732,3 +732,21 @@ def test_anny_pose_gradients_survive_a_second_large_batch(anny_body):
     second = anny_body(rot[1].requires_grad_(True), shape[1]).vertices.square().sum()
     (loss + second).backward()
     assert torch.equal(first.grad, alone)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_anny_half_precision_is_refused_clearly(anny_body, dtype):
+    """anny's kernels and caches run in float32/float64 only: a half-precision body says so
+    (before: KeyError torch.float16 from the skinning launcher, TypeError 'Got unsupported
+    ScalarType BFloat16' from the rest cache)."""
+    import copy
+
+    from key2mesh.body.anny_backend import AnnyBody
+
+    with pytest.raises(Key2MeshError, match="float32 or float64"):
+        AnnyBody(dtype=dtype)
+    half = copy.deepcopy(anny_body).to(dtype)
+    with pytest.raises(Key2MeshError, match="float32 or float64"):
+        half(identity(1).to(dtype))
+    with pytest.raises(Key2MeshError, match="float32 or float64"):
+        half.forward_keypoints(identity(1).to(dtype))

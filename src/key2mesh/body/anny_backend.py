@@ -58,6 +58,12 @@ def _frame_change(dtype=torch.float64) -> torch.Tensor:
     )
 
 
+def _check_dtype(dtype: torch.dtype) -> None:
+    """The anny body's kernels, cell bases and rest cache run in float32 or float64 only."""
+    if dtype not in (torch.float32, torch.float64):
+        raise Key2MeshError(f"the anny body runs in float32 or float64, not {dtype} (use .float())")
+
+
 def _quiet_warp() -> None:
     """anny's skinning runs on NVIDIA Warp, which prints a multi-line banner when it initialises
     (into every command's output and error stream); keep it quiet (errors still surface)."""
@@ -396,6 +402,7 @@ class AnnyBody(BodyModel):
         batch_invariant: bool = True,
     ):
         super().__init__()
+        _check_dtype(dtype)
         self.rig, self.topology = rig, topology
         # True: a body's numbers do not depend on the other rows of its batch (the shape GEMMs
         # run on multiples of GEMM_ROWS distinct shapes; skinning is per vertex), so callers need
@@ -453,6 +460,12 @@ class AnnyBody(BodyModel):
 
     def config(self) -> dict:
         return {"name": "anny", "rig": self.rig, "topology": self.topology}
+
+    def _check_pose(
+        self, rotmats: torch.Tensor, shape: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        _check_dtype(self.dtype)  # e.g. after .half()
+        return super()._check_pose(rotmats, shape)
 
     def default_shape(self, batch_size: int = 1) -> torch.Tensor:
         """The mean adult of :func:`key2mesh.data.shapes.sample_shapes` (1.70 m tall)."""
