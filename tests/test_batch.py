@@ -696,3 +696,19 @@ def test_a_folder_leaves_out_hidden_files_like_a_glob(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     want = [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
     assert expand_inputs([str(tmp_path)]) == want == expand_inputs([str(tmp_path / "*")])
+
+
+def test_workers_that_cannot_start_end_the_run_with_one_error(corpus, monkeypatch):
+    """Workers that die before any input starts (here each dies importing the job's module):
+    the pool was rebuilt for ever; now, after two such pools in a row, one error, and the
+    manifest keeps the inputs pending."""
+    import os
+
+    from tests.helpers.batch_job_dies_on_import import job
+
+    monkeypatch.setenv("BATCH_MAIN_PID", str(os.getpid()))
+    videos, _ = corpus
+    out = videos.parent / "out"
+    with pytest.raises(Key2MeshError, match="died before starting any input, twice"):
+        run_batch([str(videos)], out, job, None, workers=2, progress=False)
+    assert [r["status"] for r in read_manifest(out / MANIFEST)] == ["pending"] * 3

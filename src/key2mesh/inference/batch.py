@@ -476,15 +476,23 @@ def _sigterm_as_exit():
 def _run_pool(workers, job, options, tasks, todo, out, stamp, finished) -> None:
     """``todo`` in pools of ``workers`` processes. When a worker dies, the inputs that were
     running are run again one at a time (only one that kills a worker alone fails) and the
-    rest go on in a new pool."""
-    pending = list(todo)
+    rest go on in a new pool; Key2MeshError when two pools in a row die before any input
+    starts (workers that cannot start: an import error, a memory limit)."""
+    pending, stalled = list(todo), 0
     while pending:
         broken = _pool_round(
             min(workers, len(pending)), job, options, tasks, pending, out, stamp, finished
         )
         if broken is None:
             return
-        running, pending = broken
+        running, left = broken
+        stalled = stalled + 1 if not running and len(left) == len(pending) else 0
+        if stalled == 2:  # twice no input started: the workers cannot (it looped for ever)
+            raise Key2MeshError(
+                "the worker processes died before starting any input, twice (their error is "
+                "above); with --workers 1 the inputs run in this process"
+            )
+        pending = left
         for k in running:
             if _pool_round(1, job, options, tasks, [k], out, stamp, finished) is not None:
                 finished(k, _worker_died(tasks[k], out, stamp))
