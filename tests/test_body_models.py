@@ -10,6 +10,7 @@ import math
 import pickle
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -750,3 +751,27 @@ def test_anny_half_precision_is_refused_clearly(anny_body, dtype):
         half(identity(1).to(dtype))
     with pytest.raises(Key2MeshError, match="float32 or float64"):
         half.forward_keypoints(identity(1).to(dtype))
+
+
+def test_the_low_res_regressor_cache_is_written_atomically(tmp_path, monkeypatch):
+    """The transferred COCO-23 regressor of a reduced mesh is cached by a rename: a write that
+    fails half-way (a full disk, a killed rank) leaves no file that a later body (or another
+    torchrun rank building at the same time) would read as the regressor."""
+    from key2mesh.body import anny_backend
+
+    monkeypatch.setenv("KEY2MESH_CACHE_DIR", str(tmp_path))
+    model = anny_backend._build_anny(anny_backend.TRAIN_RIG, anny_backend.TRAIN_TOPOLOGY)
+    real_save = anny_backend.np.save
+
+    def broken_save(file, arr, *args, **kwargs):
+        Path(file).write_bytes(b"\x93NUMPY half")  # the start of a file, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(anny_backend.np, "save", broken_save)
+    with pytest.raises((OSError, Key2MeshError)):
+        anny_backend._coco23_regressor(model, anny_backend.TRAIN_RIG, anny_backend.TRAIN_TOPOLOGY)
+    assert list((tmp_path / "regressors").glob("*.npy")) == []  # nothing under the final name
+    monkeypatch.setattr(anny_backend.np, "save", real_save)
+    reg = anny_backend._coco23_regressor(model, anny_backend.TRAIN_RIG, anny_backend.TRAIN_TOPOLOGY)
+    (cached,) = (tmp_path / "regressors").iterdir()
+    assert torch.equal(torch.from_numpy(np.load(cached)), reg) and reg.shape[0] == 23

@@ -27,6 +27,7 @@ from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import COCO23, SMPL24
 from key2mesh.paths import key2mesh_cache_dir
+from key2mesh.safe_paths import atomic_path
 
 TRAIN_RIG = "anny-notoes-nohands-noeyes"
 TRAIN_TOPOLOGY = "notoes_collapse10pc"
@@ -126,8 +127,10 @@ def _coco23_regressor(model, rig: str, topology: str) -> torch.Tensor:
     )
     w_low = w_full[:, support].numpy() @ transfer
     w_low /= w_low.sum(1, keepdims=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, w_low)
+    # atomically: torchrun ranks or batch workers building the body at once on a fresh cache
+    # must never read a half-written file
+    with atomic_path(path) as tmp:
+        np.save(tmp, w_low)
     return torch.from_numpy(w_low)
 
 
