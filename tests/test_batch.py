@@ -712,3 +712,24 @@ def test_workers_that_cannot_start_end_the_run_with_one_error(corpus, monkeypatc
     with pytest.raises(Key2MeshError, match="died before starting any input, twice"):
         run_batch([str(videos)], out, job, None, workers=2, progress=False)
     assert [r["status"] for r in read_manifest(out / MANIFEST)] == ["pending"] * 3
+
+
+def test_an_input_that_crashes_the_default_single_worker_run_is_failed_on_the_rerun(corpus):
+    """--workers 1 runs the inputs in the command's own process: an input that crashes it (a
+    segfault) ended the run, and every rerun again at that input (c never ran). A rerun now
+    runs the inputs left running in a worker process of their own: the crashing one is failed
+    ('worker died'), the others finish."""
+    videos, log = corpus
+    out = videos.parent / "out"
+    options = {"log": str(log), "die": "b_bad"}
+    command = _batch_in_child(videos, out, options, workers=1)
+    assert subprocess.run(command).returncode == -9
+    assert [r["status"] for r in read_manifest(out / MANIFEST)] == ["ok", "pending", "pending"]
+    assert subprocess.run(command).returncode == 0
+    rows = read_manifest(out / MANIFEST)
+    assert [(r["status"], r["error"]) for r in rows] == [
+        ("skipped", ""),
+        ("failed", "worker died"),
+        ("ok", ""),
+    ]
+    assert calls(log) == ["a.mp4", "b_bad.mp4", "b_bad.mp4", "c.mp4"]

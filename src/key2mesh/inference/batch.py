@@ -17,8 +17,11 @@ atomically after every finished input (inputs not yet run are ``pending`` there)
 
 A worker process that dies (a crash, the out-of-memory killer) takes the pool with it: the
 inputs that were running are run again one at a time, so that only an input that kills a
-worker on its own is ``failed`` ("worker died"); the others go on in a new pool. Ctrl-C or
-SIGTERM stops the workers at once; a worker ends when the main process dies.
+worker on its own is ``failed`` ("worker died"); the others go on in a new pool. An input
+that a killed run left running is rerun in a worker process of its own (with one worker too,
+where the inputs run in this process): one that crashed the run is failed, not a crash of
+every rerun. Ctrl-C or SIGTERM stops the workers at once; a worker ends when the main process
+dies.
 """
 
 from __future__ import annotations
@@ -443,11 +446,8 @@ def run_batch(
         with _sigterm_as_exit():
             if ray is not None:
                 _run_ray(ray, job, options, tasks, todo, out, stamp, finished)
-            elif workers == 1 or len(todo) <= 1:
-                for k in todo:
-                    finished(k, run_one(job, options, tasks[k], out, stamp))
             else:
-                _run_pool(workers, job, options, tasks, todo, out, stamp, finished)
+                _run_local(workers, job, options, tasks, todo, out, stamp, finished)
     finally:
         bar.close()
     return rows
@@ -473,6 +473,29 @@ def _sigterm_as_exit():
         signal.signal(signal.SIGTERM, before)
 
 
+def _run_local(workers, job, options, tasks, todo, out, stamp, finished) -> None:
+    """``todo`` on this machine: first the inputs an earlier run left running (it was killed,
+    or one of them crashed it: a segfault) each in a worker process of its own, so that one
+    that crashes is failed instead of ending every rerun at it; then the others in this
+    process (one worker, or one input) or in a pool of ``workers``."""
+    left_running = [k for k in todo if _left_running(tasks[k], out)]
+    for k in left_running:
+        _run_alone(job, options, tasks, k, out, stamp, finished)
+    alone = set(left_running)
+    rest = [k for k in todo if k not in alone]
+    if workers == 1 or len(rest) <= 1:
+        for k in rest:
+            finished(k, run_one(job, options, tasks[k], out, stamp))
+    else:
+        _run_pool(workers, job, options, tasks, rest, out, stamp, finished)
+
+
+def _left_running(task: Task, out: Path) -> bool:
+    """Whether an earlier run left ``task`` running: its folder holds its running marker."""
+    data = _read_marker(out / task.stem / RUNNING_MARKER)
+    return data is not None and _marker_key(data) == task.key
+
+
 def _run_pool(workers, job, options, tasks, todo, out, stamp, finished) -> None:
     """``todo`` in pools of ``workers`` processes. When a worker dies, the inputs that were
     running are run again one at a time (only one that kills a worker alone fails) and the
@@ -494,8 +517,13 @@ def _run_pool(workers, job, options, tasks, todo, out, stamp, finished) -> None:
             )
         pending = left
         for k in running:
-            if _pool_round(1, job, options, tasks, [k], out, stamp, finished) is not None:
-                finished(k, _worker_died(tasks[k], out, stamp))
+            _run_alone(job, options, tasks, k, out, stamp, finished)
+
+
+def _run_alone(job, options, tasks, k, out, stamp, finished) -> None:
+    """Input ``k`` in a worker process of its own: failed ("worker died") if it kills it."""
+    if _pool_round(1, job, options, tasks, [k], out, stamp, finished) is not None:
+        finished(k, _worker_died(tasks[k], out, stamp))
 
 
 def _pool_round(workers, job, options, tasks, items, out, stamp, finished):
