@@ -775,3 +775,20 @@ def test_the_low_res_regressor_cache_is_written_atomically(tmp_path, monkeypatch
     reg = anny_backend._coco23_regressor(model, anny_backend.TRAIN_RIG, anny_backend.TRAIN_TOPOLOGY)
     (cached,) = (tmp_path / "regressors").iterdir()
     assert torch.equal(torch.from_numpy(np.load(cached)), reg) and reg.shape[0] == 23
+
+
+def test_a_body_pickled_before_the_invariance_property_loads(anny_body):
+    """An AnnyBody pickled when ``batch_invariant`` was a plain attribute (no ``_invariant``)
+    loads with that setting instead of failing on first use."""
+    import pickle
+
+    with torch.no_grad():
+        anny_body(torch.eye(3).expand(1, 24, 3, 3), anny_body.default_shape(1))
+    state = anny_body.__getstate__()
+    old = {k: v for k, v in state.items() if k != "_invariant"}
+    for setting in (False, True):
+        body = type(anny_body).__new__(type(anny_body))
+        body.__setstate__({**old, "batch_invariant": setting})
+        assert body.batch_invariant is setting and "batch_invariant" not in body.__dict__
+    again = pickle.loads(pickle.dumps(anny_body))
+    assert again.batch_invariant is anny_body.batch_invariant

@@ -1012,6 +1012,13 @@ class AnnyBody(BodyModel):
         state["_scratch"] = {}
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        """Bodies pickled before ``batch_invariant`` became a property (float32 only) stored it
+        as a plain attribute: it becomes the setting the property reads."""
+        state = dict(state)
+        state.setdefault("_invariant", state.pop("batch_invariant", True))
+        super().__setstate__(state)
+
     def _apply(self, fn, *args, **kwargs):  # .to()/.cuda()/.double(): cached tensors are stale
         with _CACHE_LOCK:
             self.__dict__.get("_rest_cache", {}).clear()
