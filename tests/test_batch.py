@@ -676,7 +676,7 @@ def test_ray_names_the_error_of_a_task_that_could_not_run(corpus, tmp_path, monk
     ]
 
 
-def test_ray_before_the_inputs_is_one_clear_error(corpus, capsys):
+def test_ray_before_the_inputs_is_one_clear_error(corpus, capsys, monkeypatch):
     """``key2mesh batch --ray a.mp4 b.mp4``: argparse takes a.mp4 as the cluster's address; that
     is one error line naming it (it was Ray's ValueError traceback, a.mp4 silently dropped)."""
     pytest.importorskip("ray")
@@ -687,6 +687,11 @@ def test_ray_before_the_inputs_is_one_clear_error(corpus, capsys):
     assert cli.main([*argv, str(videos.parent / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--ray " in err and "a.mp4" in err and "--ray after the inputs" in err
+    monkeypatch.setenv("RAY_ADDRESS", "not-an-address")  # --ray auto with a bad RAY_ADDRESS
+    assert (
+        cli.main(["batch", str(videos / "a.mp4"), "--out", str(videos.parent / "o2"), "--ray"]) == 2
+    )
+    assert "--ray auto: no Ray cluster joined" in capsys.readouterr().err
 
 
 def test_a_folder_leaves_out_hidden_files_like_a_glob(tmp_path):

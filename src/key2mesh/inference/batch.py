@@ -614,21 +614,15 @@ def _run_ray(address, job, options, tasks, todo, out, stamp, finished) -> None:
             "--ray needs Ray: pip install 'key2mesh[cluster]' (or pip install 'ray[default]')"
         ) from None
     if not ray.is_initialized():
-        if address == "auto":
-            try:
-                ray.init(address="auto", log_to_driver=False)
-            except ConnectionError:  # no running cluster: a local Ray instance
-                ray.init(log_to_driver=False)
-        else:
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except (ValueError, ConnectionError) as exc:  # a bad address, no cluster there
-                hint = ""
-                if Path(address).exists():  # `--ray clip.mp4 ...`: argparse took an input
-                    hint = " (an input? write --ray auto, or --ray after the inputs)"
-                raise Key2MeshError(
-                    f"--ray {address}: no Ray cluster joined: {_error_line(exc)}{hint}"
-                ) from None
+        try:
+            _ray_init(ray, address)
+        except (ValueError, ConnectionError) as exc:  # a bad address (RAY_ADDRESS too), no cluster
+            hint = ""
+            if Path(address).exists():  # `--ray clip.mp4 ...`: argparse took an input
+                hint = " (an input? write --ray auto, or --ray after the inputs)"
+            raise Key2MeshError(
+                f"--ray {address}: no Ray cluster joined: {_error_line(exc)}{hint}"
+            ) from None
     # no retries: a task whose worker dies is a failed row, as with local workers
     task = ray.remote(num_cpus=1, max_retries=0)(run_one)
     run_stamp = {**stamp, "run": uuid.uuid4().hex}
@@ -649,6 +643,18 @@ def _run_ray(address, job, options, tasks, todo, out, stamp, finished) -> None:
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
+
+
+def _ray_init(ray, address: str) -> None:
+    """Join the cluster at ``address``; ``"auto"``: the running one (``RAY_ADDRESS`` or the
+    local head), else a local Ray instance."""
+    if address != "auto":
+        ray.init(address=address, log_to_driver=False)
+        return
+    try:
+        ray.init(address="auto", log_to_driver=False)
+    except ConnectionError:  # no running cluster: a local Ray instance
+        ray.init(log_to_driver=False)
 
 
 def _ray_error(exc: BaseException) -> str:
