@@ -182,3 +182,23 @@ def test_finish_distributed_leaves_no_process_group(tmp_path, completed):
         if dist.is_initialized():
             dist.destroy_process_group()
     finish_distributed(DistInfo(0, 2, 0), completed)  # nothing left to leave: no error
+
+
+def test_resume_refuses_a_checkpoint_that_holds_weights_only(bank_path, tmp_path):
+    """--resume in a folder whose last.pt is an exported (slim) copy or an adapted model: one
+    Key2MeshError naming the file (before: KeyError 'optimizer', a traceback)."""
+    from key2mesh.model.checkpoint import atomic_save, slim_checkpoint
+
+    _cut(bank_path, tmp_path / "r")
+    ck = load_checkpoint(tmp_path / "r" / "last.pt")
+    for name in ("slim", "ad"):
+        (tmp_path / name).mkdir()
+    atomic_save(slim_checkpoint(ck, half=False), tmp_path / "slim" / "last.pt")
+    with pytest.raises(Key2MeshError, match=r"slim.last\.pt is not a pre-training .*no optimizer"):
+        run_pretrain(_cfg(bank_path, tmp_path / "slim"), resume=True, progress=False)
+    adapted = {**ck.to_dict(), "stage": "adapt"}
+    for key in ("optimizer", "rng", "scheduler"):
+        adapted.pop(key, None)
+    atomic_save(adapted, tmp_path / "ad" / "last.pt")
+    with pytest.raises(Key2MeshError, match=r"ad.last\.pt is not a pre-training .*stage 'adapt'"):
+        run_pretrain(_cfg(bank_path, tmp_path / "ad"), resume=True, progress=False)

@@ -461,6 +461,7 @@ def _restore(run: PretrainState, resume: bool) -> None:
         ck = load_checkpoint(
             out / "last.pt", expect_body=run.bank.body, expect_keypoint_set=cfg.keypoint_set
         )
+        _check_resumable(ck, out / "last.pt")
         _check_resume_config(ck, run, out / "last.pt")
         state = ck.extra
         net.load_state_dict(ck.model)
@@ -702,6 +703,24 @@ def _remap_input_columns(
         len(new),
     )
     return out.reshape(weight.shape[0], 2 * len(new))
+
+
+def _check_resumable(ck, path: Path) -> None:
+    """``--resume`` continues a pre-training run: checkpoint ``ck`` must be one of its ``last.pt``
+    files (stage ``pretrain``, with the optimiser and random states), not an adapted model or an
+    exported (slim) copy, which hold the weights only."""
+    missing = [k for k in ("optimizer", "rng") if k not in ck.extra]
+    if ck.stage not in ("", "pretrain") or missing:
+        what = (
+            f"stage {ck.stage!r}"
+            if ck.stage not in ("", "pretrain")
+            else "no " + " or ".join(missing)
+        )
+        raise Key2MeshError(
+            f"--resume: {path} is not a pre-training run's checkpoint ({what}: an adapted model "
+            "or an exported copy holds the weights only); start from its weights with "
+            "--checkpoint and a new --out"
+        )
 
 
 def _check_resume_config(ck, run: PretrainState, path: Path) -> None:
