@@ -38,7 +38,9 @@ def calls(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-def _batch_in_child(videos: Path, out: Path, options: dict, workers: int = 1) -> list[str]:
+def _batch_in_child(
+    videos: Path, out: Path, options: dict, workers: int = 1, retry_failed: bool = False
+) -> list[str]:
     """The command of a separate Python process running ``run_batch`` with ``record_job`` (a
     run the test can kill)."""
     script = (
@@ -46,9 +48,9 @@ def _batch_in_child(videos: Path, out: Path, options: dict, workers: int = 1) ->
         "from key2mesh.inference.batch import run_batch;"
         "from tests.helpers.batch_jobs import record_job;"
         "run_batch([sys.argv[2]], sys.argv[3], record_job, json.loads(sys.argv[4]),"
-        " workers=int(sys.argv[5]), progress=False)"
+        " workers=int(sys.argv[5]), retry_failed=sys.argv[6] == '1', progress=False)"
     )
-    args = (ROOT, videos, out, json.dumps(options), workers)
+    args = (ROOT, videos, out, json.dumps(options), workers, int(retry_failed))
     return [sys.executable, "-c", script, *map(str, args)]
 
 
@@ -738,3 +740,10 @@ def test_an_input_that_crashes_the_default_single_worker_run_is_failed_on_the_re
         ("ok", ""),
     ]
     assert calls(log) == ["a.mp4", "b_bad.mp4", "b_bad.mp4", "c.mp4"]
+    # --retry-failed: the input whose worker died runs alone again (it crashed the whole run,
+    # the earlier failed rows turned pending)
+    retry = _batch_in_child(videos, out, options, workers=1, retry_failed=True)
+    assert subprocess.run(retry).returncode == 0
+    rows = read_manifest(out / MANIFEST)
+    assert [(r["status"], r["error"]) for r in rows][1] == ("failed", "worker died")
+    assert calls(log).count("b_bad.mp4") == 3

@@ -474,14 +474,14 @@ def _sigterm_as_exit():
 
 
 def _run_local(workers, job, options, tasks, todo, out, stamp, finished) -> None:
-    """``todo`` on this machine: first the inputs an earlier run left running (it was killed,
-    or one of them crashed it: a segfault) each in a worker process of its own, so that one
-    that crashes is failed instead of ending every rerun at it; then the others in this
-    process (one worker, or one input) or in a pool of ``workers``."""
-    left_running = [k for k in todo if _left_running(tasks[k], out)]
-    for k in left_running:
+    """``todo`` on this machine: first the inputs that may crash their process (an earlier run
+    was killed while they ran, or their worker died) each in a worker process of its own, so
+    that one that crashes is failed instead of ending every rerun at it; then the others in
+    this process (one worker, or one input) or in a pool of ``workers``."""
+    suspects = [k for k in todo if _suspect(tasks[k], out)]
+    for k in suspects:
         _run_alone(job, options, tasks, k, out, stamp, finished)
-    alone = set(left_running)
+    alone = set(suspects)
     rest = [k for k in todo if k not in alone]
     if workers == 1 or len(rest) <= 1:
         for k in rest:
@@ -490,10 +490,14 @@ def _run_local(workers, job, options, tasks, todo, out, stamp, finished) -> None
         _run_pool(workers, job, options, tasks, rest, out, stamp, finished)
 
 
-def _left_running(task: Task, out: Path) -> bool:
-    """Whether an earlier run left ``task`` running: its folder holds its running marker."""
-    data = _read_marker(out / task.stem / RUNNING_MARKER)
-    return data is not None and _marker_key(data) == task.key
+def _suspect(task: Task, out: Path) -> bool:
+    """Whether ``task`` may crash its process: an earlier run left it running (its running
+    marker) or it failed there because its worker died (retried: --retry-failed)."""
+    running = _read_marker(out / task.stem / RUNNING_MARKER)
+    failed = _read_marker(out / task.stem / FAILED_MARKER)
+    if failed is not None and failed.get("error") != WORKER_DIED:
+        failed = None
+    return any(d is not None and _marker_key(d) == task.key for d in (running, failed))
 
 
 def _run_pool(workers, job, options, tasks, todo, out, stamp, finished) -> None:
