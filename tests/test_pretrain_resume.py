@@ -129,6 +129,8 @@ def _torchrun(bank_path, out, *extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    # one result, rank 0's (the rank that validated): not one per rank, the others' best = inf
+    assert res.stdout.count('"best"') == 1 and "Infinity" not in res.stdout, res.stdout
 
 
 def test_ddp_resume_matches_uninterrupted_run(bank_path, tmp_path):

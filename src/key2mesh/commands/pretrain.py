@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from key2mesh.commands._args import add_checkpoint_argument, add_out_argument
 from key2mesh.commands._config import ConfigDefaults, add_config_arguments
@@ -142,5 +143,6 @@ def run(args: argparse.Namespace) -> int:
     cfg = merged_config(PretrainConfig, args.config, flags, args.set_options, names)
     output_folder(cfg.out_dir, writes="best.pt, last.pt and metrics.csv")
     result = run_pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
-    print(json.dumps(result, indent=2, default=float))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 validated: its result
+        print(json.dumps(result, indent=2, default=float))
     return 0
