@@ -511,3 +511,64 @@ def test_a_zero_focal_is_refused_not_replaced(model):
     assert build_motion(*args, (720, 1280), 30.0, focal=None).focal_length[0] == 1280
     with pytest.raises(Key2MeshError, match="focal"):
         build_motion(*args, (720, 1280), 30.0, focal=0.0)
+
+
+def test_build_motion_refuses_a_bad_frame_rate_or_row_count(model):
+    """A frame rate that is not a positive number (0, NaN, negative: every export's clock
+    divides by it; before, NaN / inf landed in the TRC, BVH, GLB and the sidecar) and per-row
+    arrays of another length than the frame indices are one-line errors, not numpy tracebacks."""
+    from key2mesh.inference.motion import build_motion
+
+    kp = np.tile(_COCO * [180.0, 400.0] + [400.0, 150.0], (3, 1, 1))
+    conf = np.ones(kp.shape[:2])
+    rows = (np.arange(3), np.arange(3) / 30.0, np.zeros(3, int))
+    for fps in (0.0, float("nan"), -30.0):
+        with pytest.raises(Key2MeshError, match="fps must be a positive number"):
+            build_motion(model, *rows, kp, conf, (720, 1280), fps)
+    with pytest.raises(Key2MeshError, match=r"track_id must be \(3,\)"):
+        build_motion(model, rows[0], rows[1], rows[2][:2], kp, conf, (720, 1280), 30.0)
+    with pytest.raises(Key2MeshError, match=r"keypoints2d must be \(3, 17, 2\)"):
+        build_motion(model, *rows, kp[:, :12], conf[:, :12], (720, 1280), 30.0)
+
+
+def test_exports_leave_out_a_track_without_camera_fit(tmp_path, model, caplog):
+    """A track with no camera fit (every row below the fit's confidence) is left out with a
+    warning (as the viewer does), the other tracks are written; before, the export stopped at
+    it (Key2MeshError) with the first track's files written and no ``_all.glb``. A track twice
+    in one frame is a one-line error (was scipy's "Times must be in strictly increasing")."""
+    from key2mesh.inference.motion import build_motion
+    from key2mesh.inference.motion_export import export_motion
+
+    f = np.repeat(np.arange(6), 2)
+    pid = np.tile([0, 1], 6)
+    kp = np.stack([_COCO * [180.0, 400.0] + [200.0 + 500 * p, 150.0] for p in pid])
+    conf = np.where(pid[:, None] == 1, 0.05, 0.9) * np.ones(kp.shape[:2])
+    m = build_motion(model, f, f / 30.0, pid, kp, conf, (720, 1280), 30.0)
+    assert np.isnan(m.transl[pid == 1]).all() and np.isfinite(m.transl[pid == 0]).all()
+    with caplog.at_level("WARNING"):
+        paths = export_motion(model, m, tmp_path, "c", ["bvh", "trc", "glb"])
+    assert sorted(p.name for p in paths) == sorted(
+        ["c_track0.bvh", "c_track0.trc", "c_track0.glb", "c_all.glb"]
+    )
+    assert "track 1 has no frame with a camera fit" in caplog.text
+    twice = build_motion(model, np.array([0, 1, 1]), np.array([0, 1, 1]) / 30.0,
+                         np.zeros(3, int), kp[:3], np.full((3, 17), 0.9), (720, 1280), 30.0)  # fmt: skip
+    with pytest.raises(Key2MeshError, match="track 0 has two rows in frame 1"):
+        export_motion(model, twice, tmp_path / "twice", "t", ["bvh"])
+
+
+def test_run_ik_on_a_trc_already_in_its_output_folder(tmp_path, model, motion):
+    """``run_ik("run/x.trc", "run")``: the TRC is used where it is (copying it onto itself
+    raised shutil.SameFileError)."""
+    pytest.importorskip("opensim")
+    from key2mesh.data.wheels import cached_wheel
+    from key2mesh.inference.motion_export import export_motion
+    from key2mesh.inference.motion_export.opensim_setup import run_ik
+
+    if cached_wheel("pose2sim") is None:
+        pytest.skip("the pose2sim wheel is not cached (key2mesh data pose2sim fetches it)")
+    (trc,) = export_motion(model, motion, tmp_path / "run", "c", ["trc"])[:1]
+    text = trc.read_text()
+    res = run_ik(trc, tmp_path / "run")
+    assert res["motion"].is_file() and np.isfinite(res["rms_m"]).all()
+    assert trc.read_text() == text  # the file itself, unchanged

@@ -145,6 +145,7 @@ def build_motion(
 
     n = len(frame_index)
     k = num_keypoints(model.keypoint_set)
+    _check_rows(n, k, model.keypoint_set, time_s, track_id, keypoints2d, confidence, fps)
     kp2 = np.asarray(keypoints2d, np.float32).reshape(n, k, 2)
     conf = np.asarray(confidence, np.float32).reshape(n, k)
     rot, shape = [], []
@@ -213,6 +214,30 @@ def build_motion(
 
     motion.world = estimate_world(model, motion, world, origin=origin)
     return motion
+
+
+def _check_rows(n, k, keypoint_set, time_s, track_id, keypoints2d, confidence, fps) -> None:
+    """A one-line error for inputs :func:`build_motion` cannot turn into a motion: a frame rate
+    that is not a positive number (every export's clock divides by it), or per-row arrays whose
+    lengths differ from the ``n`` frame indices (``k`` keypoints of ``keypoint_set``)."""
+    try:
+        rate = float(fps)
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if not (np.isfinite(rate) and rate > 0):
+        raise Key2MeshError(f"fps must be a positive number (Hz), got {fps!r}")
+    arrays = {
+        "time_s": (time_s, (n,)),
+        "track_id": (track_id, (n,)),
+        "keypoints2d": (keypoints2d, (n, k, 2)),
+        "confidence": (confidence, (n, k)),
+    }
+    for name, (array, shape) in arrays.items():
+        if np.size(array) != np.prod(shape):
+            raise Key2MeshError(
+                f"{name} must be {shape} for {n} frame indices ({keypoint_set}: {k} keypoints), "
+                f"got {np.shape(array)}"
+            )
 
 
 def axis_angle(rotmats: np.ndarray) -> np.ndarray:

@@ -13,10 +13,13 @@ and the video camera."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 from key2mesh.errors import Key2MeshError
+
+log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("bvh", "glb", "trc", "amass")
 
@@ -64,7 +67,10 @@ def export_motion(
     appended, so a dotted stem keeps its track id); returns the paths. ``names``: an
     :class:`~key2mesh.safe_paths.OutputNames` each path is claimed in (as ``what``) before it is
     written. ``amass`` needs an SMPL body (a one-line error for anny). With ``glb``, also
-    ``<stem>_all.glb``: every track on the video's timeline, with the video camera."""
+    ``<stem>_all.glb``: every track on the video's timeline, with the video camera. A track
+    without any camera fit (no position) is left out with a warning."""
+    import numpy as np
+
     from key2mesh.inference.motion_export.series import track_series
     from key2mesh.safe_paths import remove_stale, stem_path
 
@@ -75,7 +81,11 @@ def export_motion(
     camera = _camera(motion)
     written: list[Path] = []
     every = []
+    fitted = np.isfinite(motion.transl).all(1)
     for track in motion.tracks():
+        if not fitted[motion.track_id == track].any():  # nothing to place (as in the viewer)
+            log.warning("track %s has no frame with a camera fit: not exported", track)
+            continue
         series = track_series(motion, track)
         for fmt in (f for f in TAILS if f in formats):
             path = stem_path(out_dir, f"{stem}_track{track}", TAILS[fmt])

@@ -149,7 +149,9 @@ def run_ik(
     out = Path(out_dir).resolve()
     setup = write_setup(out, keypoint_set, correct)
     # OpenSim resolves a setup's file names against the setup's folder: everything goes there
-    trc = Path(shutil.copy(trc, out / Path(trc).name))
+    # (a TRC already there is used as it is: copying a file onto itself fails)
+    there = out / Path(trc).name
+    trc = there if there.exists() and there.samefile(trc) else Path(shutil.copy(trc, there))
     _, times, _, _ = read_trc(trc)
     t0, t1 = float(times[0]), float(times[-1])
     opensim.Logger.setLevelString("error")

@@ -66,6 +66,21 @@ def _slerp(rot: np.ndarray, t_known: np.ndarray, t_all: np.ndarray) -> np.ndarra
     return out
 
 
+def _check_frame_order(track: int, frames: np.ndarray) -> None:
+    """A one-line error unless a track's frames (in its rows' time order) strictly increase:
+    one row per frame and track, ``time_s`` in frame order (slerp and the glTF / BVH / TRC
+    clocks need it)."""
+    d = np.diff(frames)
+    if (d <= 0).any():
+        i = int(np.flatnonzero(d <= 0)[0])
+        a, b = int(frames[i]), int(frames[i + 1])
+        raise Key2MeshError(
+            f"track {track} has two rows in frame {a}: one row per frame and track"
+            if a == b
+            else f"track {track}: time_s is not in frame order (frame {b} after frame {a})"
+        )
+
+
 def track_series(motion, track: int) -> TrackSeries:
     """Rows of ``track`` resampled onto frames first..last every :func:`frame_step` of the
     whole motion: rows at those frames are taken as they are, missing frames interpolated
@@ -80,6 +95,7 @@ def track_series(motion, track: int) -> TrackSeries:
         raise Key2MeshError(f"track {track} has no frame with a camera fit")
     step = frame_step(motion.frame_index)
     known = motion.frame_index[rows]
+    _check_frame_order(track, known)
     grid = np.arange(known[0], known[-1] + 1, step)
     root = world.points(motion.transl[rows]) + world.root_shift[rows]
     kp3 = world.points(motion.keypoints3d[rows]) + world.root_shift[rows, None]
