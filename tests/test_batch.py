@@ -747,3 +747,31 @@ def test_an_input_that_crashes_the_default_single_worker_run_is_failed_on_the_re
     rows = read_manifest(out / MANIFEST)
     assert [(r["status"], r["error"]) for r in rows][1] == ("failed", "worker died")
     assert calls(log).count("b_bad.mp4") == 3
+
+
+def test_a_folder_made_by_another_run_meanwhile_fails_that_input_only(tmp_path, monkeypatch):
+    """Two runs on one OUT at once (a Slurm array whose videos share a name): the other run
+    makes OUT/clip/ between this run's look and its rename. That input fails, the folder is
+    left as the other run made it, the temp folder is gone, the others run (it was an OSError
+    that ended the whole run)."""
+    from key2mesh.inference import batch
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "clip.mp4").write_bytes(b"x")
+    (tmp_path / "d.mp4").write_bytes(b"x")
+    out = tmp_path / "out"
+    write_marker = batch._write_marker
+
+    def other_run_meanwhile(folder, marker, task, stamp, **fields):
+        write_marker(folder, marker, task, stamp, **fields)
+        if task.stem == "clip" and not (out / "clip").exists():
+            (out / "clip").mkdir()
+            (out / "clip" / batch.RUNNING_MARKER).write_text('{"key": "/b/clip.mp4"}')
+
+    monkeypatch.setattr(batch, "_write_marker", other_run_meanwhile)
+    inputs = [str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "d.mp4")]
+    rows = run_batch(inputs, out, record_job, {"log": str(tmp_path / "log")}, progress=False)
+    assert [(r.stem, r.status) for r in rows] == [("clip", "failed"), ("d", "ok")]
+    assert "made by another run meanwhile" in rows[0].error
+    assert sorted(p.name for p in (out / "clip").iterdir()) == [batch.RUNNING_MARKER]
+    assert sorted(p.name for p in out.iterdir()) == ["clip", "d", MANIFEST]

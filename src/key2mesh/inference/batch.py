@@ -313,7 +313,15 @@ def run_one(job: Job, options: Any, task: Task, out: Path, stamp: dict) -> Outco
     building = temp_name(folder)
     building.mkdir(parents=True)
     _write_marker(building, RUNNING_MARKER, task, stamp, pid=os.getpid())
-    os.rename(building, folder)
+    try:
+        os.rename(building, folder)
+    except OSError:  # another run on this OUT made the folder meanwhile: not ours to change
+        shutil.rmtree(building, ignore_errors=True)
+        if not folder.is_dir():
+            raise
+        result.status = "failed"
+        result.error = f"{folder} was made by another run meanwhile; nothing was changed there"
+        return result
     start = time.perf_counter()
     try:
         info = job(task.key, folder, options) or {}
