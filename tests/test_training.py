@@ -358,3 +358,20 @@ def test_adaptation_without_domain_shift_is_a_no_op(bank_path, tmp_path):
             if k.startswith("extractor.")
         )
         assert changed == moved
+
+
+def test_adaptation_refuses_the_wasserstein_term_without_critic_steps(tmp_path, capsys):
+    """critic_steps 0 with w_wd > 0 trained the extractor against an untrained random critic,
+    silently: one error line, before anything is read (the checkpoint here does not exist);
+    without the Wasserstein term 0 critic steps are fine."""
+    from key2mesh.cli import main
+    from key2mesh.train.adapt import check_adapt_options
+
+    argv = ["adapt", "--checkpoint", str(tmp_path / "missing.pt"), "--cache", "x.npz"]
+    argv += ["--target", "synthetic:strong", "--out", str(tmp_path / "ad"), "--critic-steps", "0"]
+    assert main(argv) == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert "critic_steps 0 with the Wasserstein term" in line, line
+    with pytest.raises(Key2MeshError, match="critic_steps 0"):
+        run_adapt(AdaptConfig(critic_steps=0), target=None, progress=False)
+    check_adapt_options(AdaptConfig(critic_steps=0, weights=ABLATIONS["2d"]))  # no error

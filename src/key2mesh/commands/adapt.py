@@ -287,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
         MULTIVIEW_LOSSES,
         AdaptConfig,
         benchmark_target,
+        check_adapt_options,
         run_adapt,
         synthetic_target,
     )
@@ -298,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
     if args.multiview and args.losses is None and cfg.weights.mv == 0:
         # --multiview alone: L2D^t + L_mv (chosen on the pose2sim development part)
         cfg.weights = replace(ABLATIONS[MULTIVIEW_LOSSES])  # a copy
+    check_adapt_options(cfg)  # before the targets are read
     if cfg.out_dir:
         output_folder(cfg.out_dir, writes="best.pt, last.pt, metrics.csv and summary.json")
         earlier = _earlier_run(Path(cfg.out_dir))

@@ -405,6 +405,7 @@ def run_adapt(
     in ``cfg.out_dir``. ``validation``: labelled, selects by PA-MPJPE. ``monitor``: labelled,
     only logged (``val_mon_*`` in metrics.csv), never used for selection: for studies of the
     label-free rules."""
+    check_adapt_options(cfg)
     run = _setup_adapt(cfg, target, validation, monitor)
     _split_target(run)
     _prepare_selection(run)
@@ -459,6 +460,17 @@ def run_adapt(
     }
     atomic_write_text(run.out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     return summary
+
+
+def check_adapt_options(cfg: AdaptConfig) -> None:
+    """Options that pass one by one but not together: the Wasserstein term (w_wd > 0) needs a
+    critic that learns (``critic_steps`` ≥ 1); with none, the extractor chased an untrained
+    random critic."""
+    if cfg.weights.wd > 0 and cfg.critic_steps < 1:
+        raise Key2MeshError(
+            f"critic_steps {cfg.critic_steps} with the Wasserstein term (w_wd = {cfg.weights.wd}): "
+            "the critic would never train; give --critic-steps 1 or more, or --losses without wd"
+        )
 
 
 def _setup_adapt(
