@@ -94,3 +94,26 @@ def test_opensim_ik_on_the_sports2d_export(tmp_path):
         print(f"{trc.name}: IK RMS {rms:.1f} mm (max {1000 * res['max_m'].max():.1f})")
         assert rms <= 30.0, rms
         assert res["notes"] and res["motion"].is_file()
+
+
+def test_read_trc_reads_pose2sim_style_files(tmp_path):
+    """run_ik takes its time range from read_trc: a TRC as Pose2Sim's triangulation writes it
+    (no blank line before the data, trailing tabs, a missing marker as empty fields) reads with
+    NaN for the missing marker (was ValueError: could not convert string to float: '')."""
+    from key2mesh.inference.motion_export.trc import read_trc
+
+    head = [
+        "PathFileType\t4\t(X/Y/Z)\tx.trc",
+        "DataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\tOrigDataRate\tOrigDataStartFrame"
+        "\tOrigNumFrames",
+        "30\t30\t3\t2\tm\t30\t5\t3",
+        "Frame#\tTime\tNose\t\t\tLEye\t\t\t",
+        "\t\tX1\tY1\tZ1\tX2\tY2\tZ2\t",
+    ]
+    rows = ["5\t0.1667\t1\t2\t3\t4\t5\t6", "6\t0.2\t1\t2\t3\t\t\t", "7\t0.2333\t1\t2\t3\t4\t5\t6"]
+    (tmp_path / "x.trc").write_text("\n".join(head + rows) + "\n")
+    names, times, xyz, header = read_trc(tmp_path / "x.trc")
+    assert names == ["Nose", "LEye"] and header["Units"] == "m"
+    assert np.allclose(times, [0.1667, 0.2, 0.2333]) and xyz.shape == (3, 2, 3)
+    assert np.isnan(xyz[1, 1]).all() and np.allclose(xyz[[0, 2], 1], [4, 5, 6])
+    assert np.allclose(xyz[:, 0], [1, 2, 3])

@@ -96,10 +96,19 @@ def write_trc(series: TrackSeries, path: str | Path) -> Path:
 
 
 def read_trc(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, str]]:
-    """Parse a TRC file: (marker names, times (T,), positions (T, M, 3), header values)."""
+    """Parse a TRC file: (marker names, times (T,), positions (T, M, 3), header values).
+    Also other writers' files (Pose2Sim's: no blank line before the data, trailing tabs): an
+    empty field (a marker missing in that frame) is NaN."""
     lines = Path(path).read_text().splitlines()
     keys, vals = lines[1].split("\t"), lines[2].split("\t")
     header = dict(zip(keys, vals))
     names = [n for n in lines[3].split("\t")[2:] if n]
-    data = np.array([[float(v) for v in ln.split("\t")] for ln in lines[5:] if ln.strip()])
+    width = 2 + 3 * len(names)
+    data = np.array(
+        [
+            [float(v) if v.strip() else np.nan for v in (ln.split("\t") + [""] * width)[:width]]
+            for ln in lines[5:]
+            if ln.strip()
+        ]
+    ).reshape(-1, width)
     return names, data[:, 1], data[:, 2:].reshape(len(data), len(names), 3), header
