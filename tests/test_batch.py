@@ -775,3 +775,25 @@ def test_a_folder_made_by_another_run_meanwhile_fails_that_input_only(tmp_path, 
     assert "made by another run meanwhile" in rows[0].error
     assert sorted(p.name for p in (out / "clip").iterdir()) == [batch.RUNNING_MARKER]
     assert sorted(p.name for p in out.iterdir()) == ["clip", "d", MANIFEST]
+
+
+@pytest.mark.slow
+def test_a_ray_task_uses_the_cpus_ray_gave_it(corpus):
+    """One CPU per Ray task: its torch threads and its cpu_share (the detector's regions at once,
+    x264's threads) are 1, not every core of the node (cpu_share was the node's cores)."""
+    import os
+
+    ray = pytest.importorskip("ray")
+    from tests.helpers.batch_jobs import threads_job
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores to tell 1 CPU from all")
+    videos, _ = corpus
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        rows = run_batch(
+            [str(videos)], videos.parent / "ray", threads_job, None, ray="auto", progress=False
+        )
+    finally:
+        ray.shutdown()
+    assert [(r.frames, r.people) for r in rows] == [(1, 1)] * 3

@@ -636,7 +636,7 @@ def _run_ray(address, job, options, tasks, todo, out, stamp, finished) -> None:
                 f"--ray {address}: no Ray cluster joined: {_error_line(exc)}{hint}"
             ) from None
     # no retries: a task whose worker dies is a failed row, as with local workers
-    task = ray.remote(num_cpus=1, max_retries=0)(run_one)
+    task = ray.remote(num_cpus=1, max_retries=0)(_run_one_on_ray)
     run_stamp = {**stamp, "run": uuid.uuid4().hex}
     pending = {task.remote(job, options, tasks[k], out.resolve(), run_stamp): k for k in todo}
     try:
@@ -655,6 +655,20 @@ def _run_ray(address, job, options, tasks, todo, out, stamp, finished) -> None:
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
+
+
+def _run_one_on_ray(job: Job, options: Any, task: Task, out: Path, stamp: dict) -> Outcome:
+    """:func:`run_one` as a Ray task: its threads (torch's, and :func:`~key2mesh.devices.cpu_share`:
+    the detector's and the encoder's) are the CPUs Ray gave it, not every core of the node."""
+    import ray
+    import torch
+
+    from key2mesh.devices import set_cpu_share
+
+    cpus = max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    torch.set_num_threads(cpus)
+    set_cpu_share(cpus)
+    return run_one(job, options, task, out, stamp)
 
 
 def _ray_init(ray, address: str) -> None:
