@@ -109,15 +109,14 @@ def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
 
     A spec is a name in ``names`` (kept as is: e.g. the demo videos), a glob pattern (each match
     expanded), a folder (its videos, sorted, hidden ones left out; a folder without videos is
-    one image-folder input), a list file (``.txt``/``.lst``: one input per line; ``.csv``: the first column, an
-    ``input``/``path`` header skipped; ``#`` comments; relative paths from the list's folder; a
-    list reached again while it is read, by its own ``*`` say, is left out),
+    one image-folder input), a list file (``.txt``/``.lst``: one input per line; ``.csv``: the
+    first column, an ``input``/``path`` header skipped; ``#`` comments; relative paths from the
+    list's folder; a list reached again while it is read, by its own ``*`` say, is left out),
     or any other path (kept: a missing file fails as that input's row, not the whole run). An
     input reached twice (two specs, or a relative and an absolute path) is kept once.
     """
     names = set(names)
     out: list[str] = []
-
     reading: set[Path] = set()  # the list files being read: one that lists itself is left out
 
     def add(spec: str, base: Path | None = None) -> None:
