@@ -117,3 +117,22 @@ def test_read_trc_reads_pose2sim_style_files(tmp_path):
     assert np.allclose(times, [0.1667, 0.2, 0.2333]) and xyz.shape == (3, 2, 3)
     assert np.isnan(xyz[1, 1]).all() and np.allclose(xyz[[0, 2], 1], [4, 5, 6])
     assert np.allclose(xyz[:, 0], [1, 2, 3])
+
+
+def test_write_setup_writes_the_corrected_set_and_refuses_a_file_as_folder(tmp_path):
+    """write_setup writes the model, the corrected marker set, the setups and a README
+    (atomically); a folder that is a file is one line (was FileExistsError /
+    NotADirectoryError tracebacks)."""
+    _pose2sim_wheel()
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.inference.motion_export.opensim_setup import write_setup
+
+    paths = write_setup(tmp_path / "setup", "coco17")
+    assert set(paths) == {"model", "markers", "scaling", "ik", "readme"}
+    rhip = marker_locations(paths["markers"].read_text())["RHip"][1]
+    assert abs(rhip[2]) > 0.05 and "Changed: RHip" in paths["readme"].read_text()
+    assert not [p for p in (tmp_path / "setup").iterdir() if p.name.startswith(".")]
+    (tmp_path / "taken").write_text("x")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "sub"):
+        with pytest.raises(Key2MeshError, match="is a file, not a folder"):
+            write_setup(out, "coco17")

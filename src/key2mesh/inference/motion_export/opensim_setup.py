@@ -97,20 +97,21 @@ def write_setup(
     """Write Pose2Sim's model, the corrected marker set (:func:`corrected_markers`; upstream's
     with ``correct=False``) and the scaling / IK setups for ``keypoint_set`` into ``out_dir``
     (with a ``README.txt`` saying what was changed); returns their paths."""
+    from key2mesh.safe_paths import atomic_write_text
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written = {}
     notes: list[str] = []
     for role, src in pose2sim_members(keypoint_set).items():
-        text = src.read_text()
+        text = src.read_text(encoding="utf-8")
         if role == "markers" and correct:
             text, notes = corrected_markers(text)
-        written[role] = out / src.name
-        written[role].write_text(text)
-    readme = out / "README.txt"
-    readme.write_text(
+        # atomic: never a half-written model; a bad folder is a one-line Key2MeshError
+        written[role] = atomic_write_text(out / src.name, text)
+    readme = atomic_write_text(
+        out / "README.txt",
         "Pose2Sim 0.10.49's OpenSim setup for key2mesh TRC files (markers in mm, y up).\n"
-        + "".join(f"Changed: {n}\n" for n in notes)
+        + "".join(f"Changed: {n}\n" for n in notes),
     )
     written["readme"] = readme
     return written
