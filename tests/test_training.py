@@ -257,6 +257,11 @@ def test_adaptation_freezes_pretrained_parts(bank_path, tmp_path):
     assert result["selection"] == "pa_mpjpe"
     ad = load_checkpoint(tmp_path / "ad" / "last.pt")
     assert ad.stage == "adapt"
+    # the MoCap cache it drew source pairs from is recorded by content, as pre-training does
+    from key2mesh.train.state import cache_fingerprint
+
+    assert ad.extra["cache_fingerprint"] == cache_fingerprint(PoseBank.load(bank_path))
+    assert ad.extra["cache_fingerprint"] == ck.extra["cache_fingerprint"]
     # the head H_pt is frozen: identical weights; the extractor F was trained: different
     for k, v in ck.model.items():
         if k.startswith("head."):

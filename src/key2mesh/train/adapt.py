@@ -55,7 +55,7 @@ from key2mesh.train.losses import (
     wasserstein_distance,
 )
 from key2mesh.train.random import choose
-from key2mesh.train.state import TrainState, source_batch, write_checkpoint
+from key2mesh.train.state import TrainState, cache_fingerprint, source_batch, write_checkpoint
 from key2mesh.train.validation import body_errors
 
 log = logging.getLogger(__name__)
@@ -392,6 +392,7 @@ class AdaptState(TrainState):
     key: str = "reproj"
     rule: str = "guarded"
     start: dict = field(default_factory=dict)
+    cache_fingerprint: dict = field(default_factory=dict)  # of ``cfg.cache`` (source pairs, guard)
 
 
 def run_adapt(
@@ -525,6 +526,7 @@ def _setup_adapt(
         target=target,
         validation=validation,
         monitor=monitor,
+        cache_fingerprint=cache_fingerprint(bank),
     )
 
 
@@ -725,6 +727,7 @@ def _save_adapted(run: AdaptState, name: str, state: dict, metrics: dict, at_ste
         selection=run.key,
         config={**run.ck.config, "adapt": run.cfg.to_dict()},
         target=run.target.name,
+        cache_fingerprint=run.cache_fingerprint,
     )
 
 

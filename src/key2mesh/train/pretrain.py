@@ -3,7 +3,6 @@ held-out clips, atomic checkpoints, exact ``--resume``, optional torchrun DDP an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -37,7 +36,7 @@ from key2mesh.train.common import (
 )
 from key2mesh.train.losses import PretrainWeights, pretrain_loss
 from key2mesh.train.random import choose
-from key2mesh.train.state import TrainState, source_batch, write_checkpoint
+from key2mesh.train.state import TrainState, cache_fingerprint, source_batch, write_checkpoint
 from key2mesh.train.validation import keypoint_metrics
 
 log = logging.getLogger(__name__)
@@ -188,24 +187,6 @@ def _set_rng_state(gen: torch.Generator, state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def cache_fingerprint(bank: PoseBank, max_frames: int = 65536) -> dict:
-    """What identifies a training cache's content wherever it lies (``--resume`` compares it, not
-    the path): frame and clip counts and a BLAKE2 digest of the clip names, sources and subjects,
-    the body config, the clip index (N,), the shapes (M,S) and the rotations (N,24,3,3) of at most
-    ``max_frames`` evenly spaced frames (~0.06 GB read at most: milliseconds)."""
-    h = hashlib.blake2b(digest_size=16)
-    names = [bank.clip_names, bank.clip_sources, bank.clip_subjects, bank.body]
-    h.update(json.dumps(names, sort_keys=True, default=str).encode())
-    stride = max(1, bank.num_frames // max_frames)
-    for array, dtype in (
-        (bank.clip_index, np.int32),
-        (bank.shapes, np.float32),
-        (bank.rotmats[::stride], np.float32),
-    ):
-        h.update(np.ascontiguousarray(array, dtype=dtype).tobytes())
-    return {"frames": bank.num_frames, "clips": len(bank.clip_names), "digest": h.hexdigest()}
 
 
 def mean_pose_baseline(bank: PoseBank, train_idx: np.ndarray) -> torch.Tensor:
