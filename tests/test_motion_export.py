@@ -572,3 +572,25 @@ def test_run_ik_on_a_trc_already_in_its_output_folder(tmp_path, model, motion):
     res = run_ik(trc, tmp_path / "run")
     assert res["motion"].is_file() and np.isfinite(res["rms_m"]).all()
     assert trc.read_text() == text  # the file itself, unchanged
+
+
+def test_sidecar_start_is_where_the_exports_start(tmp_path, model):
+    """``tracks.<id>.start_s`` is the first sample of the track's exports (docs: a BVH starts
+    there) also when its first rows have no camera fit (the exports skip them; it was the first
+    row's time, 0.1 s early here); null for a track with no fit (not exported)."""
+    from key2mesh.inference.motion import build_motion, write_params
+    from key2mesh.inference.motion_export import export_motion
+    from key2mesh.inference.motion_export.trc import read_trc
+
+    f = np.repeat(np.arange(8), 2)
+    pid = np.tile([0, 1], 8)
+    kp = np.stack([_COCO * [180.0, 400.0] + [200.0 + 500 * p, 150.0] for p in pid])
+    conf = np.where((f[:, None] < 3) | (pid[:, None] == 1), 0.05, 0.9) * np.ones(kp.shape[:2])
+    m = build_motion(model, f, f / 30.0, pid, kp, conf, (720, 1280), 30.0)
+    _, js = write_params(m, tmp_path / "c_params.npz")
+    tracks = json.loads(js.read_text())["tracks"]
+    (trc,) = [p for p in export_motion(model, m, tmp_path, "c", ["trc"]) if "track0" in p.name]
+    assert tracks["0"]["first_frame"] == 0 and tracks["0"]["rows"] == 8
+    assert tracks["0"]["start_s"] == pytest.approx(read_trc(trc)[1][0], abs=1e-6)
+    assert tracks["0"]["start_s"] == pytest.approx(3 / 30.0)
+    assert tracks["1"]["start_s"] is None

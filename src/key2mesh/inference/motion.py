@@ -325,6 +325,14 @@ def params_arrays(motion: Motion) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _export_start(motion: Motion, track: int) -> float | None:
+    """Seconds (video clock: frame / fps) of a track's first row with a camera fit: where its
+    exports start (:func:`~key2mesh.inference.motion_export.series.track_series` skips rows
+    without one); None when it has none (it is not exported)."""
+    sel = (motion.track_id == track) & np.isfinite(motion.transl).all(1)
+    return float(motion.frame_index[sel].min() / motion.fps) if sel.any() else None
+
+
 def write_params(motion: Motion, path: str | Path, source: str = "") -> tuple[Path, Path]:
     """Write ``path`` (``*_params.npz``) and its JSON sidecar (``*_params.json``: keys with
     shapes, units and meaning, frames, tracks with their start on the video clock, the export
@@ -371,7 +379,7 @@ def write_params(motion: Motion, path: str | Path, source: str = "") -> tuple[Pa
                 "rows": int((motion.track_id == t).sum()),
                 "first_frame": int(motion.frame_index[motion.track_id == t].min()),
                 "last_frame": int(motion.frame_index[motion.track_id == t].max()),
-                "start_s": float(motion.time_s[motion.track_id == t].min()),
+                "start_s": _export_start(motion, t),
                 "sample_interval_s": frame_step(motion.frame_index) / motion.fps,
                 **((motion.bodies or {}).get(t, {})),
             }
