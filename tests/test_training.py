@@ -380,3 +380,16 @@ def test_adaptation_refuses_the_wasserstein_term_without_critic_steps(tmp_path, 
     with pytest.raises(Key2MeshError, match="critic_steps 0"):
         run_adapt(AdaptConfig(critic_steps=0), target=None, progress=False)
     check_adapt_options(AdaptConfig(critic_steps=0, weights=ABLATIONS["2d"]))  # no error
+
+
+def test_adaptation_refuses_to_run_under_torchrun(tmp_path, capsys, monkeypatch):
+    """Under torchrun (WORLD_SIZE > 1) every process ran the whole adaptation into the same --out
+    (two results, files raced over); now one error line before anything is read."""
+    from key2mesh.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    argv = ["adapt", "--checkpoint", str(tmp_path / "missing.pt"), "--cache", "x.npz"]
+    argv += ["--target", "synthetic:strong", "--out", str(tmp_path / "ad")]
+    assert main(argv) == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert "adapt runs in one process (WORLD_SIZE=2" in line, line

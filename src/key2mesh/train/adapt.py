@@ -21,6 +21,7 @@ import copy
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -466,7 +467,14 @@ def run_adapt(
 def check_adapt_options(cfg: AdaptConfig) -> None:
     """Options that pass one by one but not together: the Wasserstein term (w_wd > 0) needs a
     critic that learns (``critic_steps`` ≥ 1); with none, the extractor chased an untrained
-    random critic."""
+    random critic. And adaptation runs in one process: under ``torchrun`` every process ran the
+    whole adaptation into the same folder (on one GPU), racing on its files."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        raise Key2MeshError(
+            f"adapt runs in one process (WORLD_SIZE={world}: under torchrun each process would "
+            "run the whole adaptation into the same --out); start it without torchrun"
+        )
     if cfg.weights.wd > 0 and cfg.critic_steps < 1:
         raise Key2MeshError(
             f"critic_steps {cfg.critic_steps} with the Wasserstein term (w_wd = {cfg.weights.wd}): "
