@@ -29,6 +29,7 @@ def test_resume_matches_uninterrupted_run(bank_path, tmp_path, augment):
         _cfg(bank_path, tmp_path / "cut", stop_after=4, pose_augment=augment), progress=False
     )  # "killed" after 4 steps
     assert load_checkpoint(tmp_path / "cut" / "last.pt").step == 4
+    best_cut = load_checkpoint(tmp_path / "cut" / "best.pt")  # written before the cut
     resumed = run_pretrain(
         _cfg(bank_path, tmp_path / "cut", pose_augment=augment), resume=True, progress=False
     )
@@ -36,6 +37,12 @@ def test_resume_matches_uninterrupted_run(bank_path, tmp_path, augment):
     a = load_checkpoint(tmp_path / "full" / "last.pt").model
     b = load_checkpoint(tmp_path / "cut" / "last.pt").model
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the checkpoints' configs are the run's, not the (simulated) kill's: a config read back from
+    # best.pt reproduces the uninterrupted run (stop_after 4 was recorded in it)
+    best_full = load_checkpoint(tmp_path / "full" / "best.pt")
+    best_resumed = load_checkpoint(tmp_path / "cut" / "best.pt")
+    assert best_cut.config["stop_after"] == 0
+    assert {**best_resumed.config, "out_dir": ""} == {**best_full.config, "out_dir": ""}
     import csv
 
     rows = list(csv.DictReader(open(tmp_path / "full" / "metrics.csv")))

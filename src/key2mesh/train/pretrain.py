@@ -587,7 +587,8 @@ def _save(run: PretrainState, name: str, metrics: dict, rng: dict) -> None:
         best=run.best,
         metrics=metrics,
         rng=rng,
-        config=cfg.to_dict(),
+        # stop_after simulates a kill: not part of the run (a resumed run's best.pt recorded it)
+        config={**cfg.to_dict(), "stop_after": 0},
         cache_fingerprint=run.cache_fingerprint,
         baseline=run.baseline,
         **ema_state,
