@@ -359,6 +359,31 @@ def test_remove_stale_temps_takes_folders_only_when_asked(tmp_path):
     assert not stale_dir.exists() and mine.exists()
 
 
+def test_temps_of_another_machine_are_left_until_old(tmp_path):
+    """On shared storage (a Slurm array, a Ray cluster) a temp written by another node names a
+    process id that means nothing here: it is left alone (removing it crashed that node's run)
+    until FOREIGN_TEMP_AGE_S old. This machine's temps carry its tag and are removed as before
+    when their process is gone."""
+    import os
+    import time
+
+    from key2mesh import safe_paths
+
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    name = safe_paths.temp_name(tmp_path / "manifest.csv").name
+    assert name.startswith(f".manifest.csv.{safe_paths._host_tag()}-{os.getpid()}.")
+    assert name.endswith(".tmp.csv")
+    other = "0" * 8 if safe_paths._host_tag() != "0" * 8 else "1" * 8
+    foreign = tmp_path / f".manifest.csv.{other}-{dead}.0123abcd.tmp.csv"
+    foreign.write_text("another node writes this")
+    own_dead = tmp_path / f".manifest.csv.{safe_paths._host_tag()}-{dead}.0123abcd.tmp.csv"
+    own_dead.write_text("a killed run of this machine")
+    assert safe_paths.remove_stale_temps(tmp_path) == [own_dead] and foreign.exists()
+    old = time.time() - safe_paths.FOREIGN_TEMP_AGE_S - 60
+    os.utime(foreign, (old, old))
+    assert safe_paths.remove_stale_temps(tmp_path) == [foreign]
+
+
 def test_atomic_writes_keep_the_permissions_of_the_file_they_replace(tmp_path):
     """A rewrite of a file made private (600) or executable (755) keeps its mode: the new file
     had the umask's default (644: a private file became readable by everyone)."""

@@ -103,10 +103,21 @@ def write_error(path: str | os.PathLike, exc: OSError) -> Key2MeshError:
     return Key2MeshError(f"cannot write {path}: {reason}")
 
 
+def _host_tag() -> str:
+    """8 hex digits naming this machine in temp names (a process id means something on its own
+    machine only: on shared storage, another node's live process is not visible here)."""
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def temp_name(path: Path) -> Path:
-    """A fresh name next to ``path`` with the same suffix (writers that pick the format from it)."""
+    """A fresh name next to ``path`` with the same suffix (writers that pick the format from it),
+    holding this machine's tag and process id (see :func:`remove_stale_temps`)."""
     return path.with_name(
-        f".{path.name[:MAX_NAME]}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}"
+        f".{path.name[:MAX_NAME]}.{_host_tag()}-{os.getpid()}.{secrets.token_hex(4)}"
+        f".tmp{path.suffix}"
     )
 
 
@@ -156,7 +167,11 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-_TEMP = re.compile(r"\..+\.(\d+)\.[0-9a-f]{8}\.tmp(\.[^.]*)?")
+# temp names: .NAME.HOST-PID.TOKEN.tmp[.SUFFIX] (HOST absent in names from before it was added)
+_TEMP = re.compile(r"\..+\.(?:([0-9a-f]{8})-)?(\d+)\.[0-9a-f]{8}\.tmp(\.[^.]*)?")
+# a temp of another machine (shared storage: its process cannot be checked from here) is
+# removed only once it is this old
+FOREIGN_TEMP_AGE_S = 2 * 24 * 3600
 
 
 def remove_stale(
@@ -183,18 +198,32 @@ def remove_stale(
 
 def remove_stale_temps(folder: str | os.PathLike, folders: bool = False) -> list[Path]:
     """Delete the temp files (:func:`temp_name`) that killed processes left in ``folder``: those
-    of a process id no longer running (a checkpoint's is ~40 MB); with ``folders``, temp-named
-    folders too (an output folder being built). Returns what was removed."""
+    of this machine's process ids no longer running (a checkpoint's is ~40 MB); with
+    ``folders``, temp-named folders too (an output folder being built). A temp of another
+    machine (a shared folder: a Slurm array, a Ray cluster) is left alone until it is
+    :data:`FOREIGN_TEMP_AGE_S` old, since its process may be running there. Returns what was
+    removed."""
     import shutil
+    import time
 
     folder = Path(folder)
     removed = []
     if not folder.is_dir():
         return removed
+    host = _host_tag()
     for p in folder.iterdir():
         m = _TEMP.fullmatch(p.name)
-        if m is None or _running(int(m.group(1))):
+        if m is None:
             continue
+        if m.group(1) is None or m.group(1) == host:  # this machine's (or an old-style name)
+            if _running(int(m.group(2))):
+                continue
+        else:
+            try:
+                if time.time() - p.lstat().st_mtime < FOREIGN_TEMP_AGE_S:
+                    continue
+            except OSError:
+                continue
         is_dir = p.is_dir() and not p.is_symlink()
         if not (p.is_file() or (folders and is_dir)):
             continue
