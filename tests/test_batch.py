@@ -137,10 +137,36 @@ def test_other_options_redo_what_was_done_with_the_earlier_ones(corpus, capsys):
     run_batch([str(videos)], out, record_job, {"log": str(log), "frames": "0:8"})
     rows = run_batch([str(videos)], out, record_job, {"log": str(log), "frames": "0:40"})
     assert [r.status for r in rows] == ["ok", "ok", "ok"]
-    assert "3 input(s) finished before with other options: run again" in capsys.readouterr().err
+    assert "3 input(s) finished before with other options or changed since: run again" in (
+        capsys.readouterr().err
+    )
     assert calls(log) == 2 * ["a.mp4", "b_bad.mp4", "c.mp4"]
     rows = run_batch([str(videos)], out, record_job, {"log": str(log), "frames": "0:40"})
     assert [r.status for r in rows] == ["skipped"] * 3
+
+
+def test_an_input_replaced_since_is_done_again(corpus, capsys):
+    """A marker records the input's size and modification time: a video replaced or edited at
+    the same path is redone by the next run (it was skipped, its outputs those of the old
+    file); the others are still skipped."""
+    import os
+
+    videos, log = corpus
+    out = videos.parent / "out"
+    options = {"log": str(log)}
+    run_batch([str(videos)], out, record_job, options, progress=False)
+    (videos / "c.mp4").write_bytes(b"another take, longer than before")
+    a = videos / "a.mp4"
+    os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 10**9))  # edited in place
+    capsys.readouterr()
+    rows = run_batch([str(videos)], out, record_job, options)
+    assert [r.status for r in rows] == ["ok", "skipped", "ok"]
+    assert calls(log)[3:] == ["a.mp4", "c.mp4"]
+    assert "2 input(s) finished before with other options or changed since" in (
+        capsys.readouterr().err
+    )
+    again = run_batch([str(videos)], out, record_job, options, progress=False)
+    assert [r.status for r in again] == ["skipped"] * 3
 
 
 def test_folders_keep_their_input_and_folders_not_ours_are_never_touched(tmp_path):

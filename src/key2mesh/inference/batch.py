@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 import traceback
@@ -57,6 +58,8 @@ from key2mesh.safe_paths import (
 MANIFEST = "manifest.csv"
 RUNNING_MARKER = ".key2mesh-running.json"
 DONE_MARKER = ".key2mesh-done.json"
+# what an earlier outcome's options digest reads when its input changed since (redo it)
+INPUT_CHANGED = "input changed"
 FAILED_MARKER = ".key2mesh-failed.json"
 MARKERS = (DONE_MARKER, FAILED_MARKER, RUNNING_MARKER)
 FIELDS = ("input", "status", "frames", "people", "seconds", "error")
@@ -239,6 +242,10 @@ def _previous(task: Task, out: Path) -> tuple[Outcome, object] | None:
             continue
         if _marker_key(data) != task.key:
             return None
+        options = data.get("options")
+        stored = data.get("input_stamp")  # absent in markers from before it was recorded
+        if stored is not None and stored != input_stamp(task.key):
+            options = INPUT_CHANGED  # replaced or edited since: matches no options digest
         outcome = Outcome(
             task.input,
             task.stem,
@@ -248,7 +255,7 @@ def _previous(task: Task, out: Path) -> tuple[Outcome, object] | None:
             float(data.get("seconds", 0.0)),
             str(data.get("error", "")),
         )
-        return outcome, data.get("options")
+        return outcome, options
     return None
 
 
@@ -262,9 +269,24 @@ def previous_outcome(task: Task, out: Path, digest: str | None = None) -> Outcom
 
 
 def _write_marker(folder: Path, marker: str, task: Task, stamp: dict, **fields) -> None:
-    """A marker for ``task``: the input, its key, ``stamp`` (options digest, run id), ``fields``."""
-    data = {"input": task.input, "key": task.key, **stamp, **fields}
+    """A marker for ``task``: the input, its key, the input file's size and modification time
+    (:func:`input_stamp`), ``stamp`` (options digest, run id), ``fields``."""
+    data = {"input": task.input, "key": task.key, "input_stamp": input_stamp(task.key)}
+    data.update({**stamp, **fields})
     atomic_write_text(folder / marker, json.dumps(data))
+
+
+def input_stamp(key: str) -> dict | None:
+    """What says an input changed since its outputs were made: a file's size and modification
+    time (ns), a folder's modification time (files added, removed or renamed in it); None for a
+    named input (a demo) or a path that cannot be read."""
+    try:
+        st = os.stat(key)
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return {"mtime_ns": st.st_mtime_ns}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def write_manifest(path: Path, outcomes: Sequence[Outcome]) -> Path:
@@ -433,7 +455,8 @@ def run_batch(
             redone += before is None and found is not None
     if redone and progress:
         print(
-            f"key2mesh batch: {redone} input(s) finished before with other options: run again",
+            f"key2mesh batch: {redone} input(s) finished before with other options or "
+            "changed since: run again",
             file=sys.stderr,
         )
     manifest = out / MANIFEST
