@@ -391,6 +391,20 @@ def test_list_files_with_a_bom_comments_brackets_and_repeats(tmp_path, monkeypat
     assert got == ["clips/take[1].mp4", "clips/a.mp4"]  # not take1.mp4; a.mp4 once
 
 
+def test_list_entries_with_a_tilde_are_in_the_home_folder(tmp_path, monkeypatch):
+    """A list's '~/clips/a.mp4' is the home folder's file, as a shell reads it (it was taken
+    as a path relative to the list: 'lists/~/clips/a.mp4', a failed row)."""
+    home = tmp_path / "home"
+    (home / "clips").mkdir(parents=True)
+    (home / "clips" / "a.mp4").write_bytes(b"x")
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "corpus.txt").write_text("~/clips/a.mp4\n~/clips/*.mp4\n")
+    assert expand_inputs([str(tmp_path / "lists" / "corpus.txt")]) == [
+        str(home / "clips" / "a.mp4")
+    ]
+
+
 def test_a_worker_that_dies_fails_its_own_input_only(corpus):
     """A worker killed under an input (a crash, the out-of-memory killer) breaks the pool: the
     inputs that were running are run again one at a time, so only the one that kills a worker

@@ -126,8 +126,10 @@ def expand_inputs(specs: Sequence[str], names: Iterable[str] = ()) -> list[str]:
         if spec in names:
             out.append(spec)
             return
-        if base is not None and not Path(spec).is_absolute():
-            spec = str(base / spec)
+        if base is not None:  # a list's entry: '~/clips/a.mp4' as a shell would read it
+            spec = os.path.expanduser(spec)
+            if not Path(spec).is_absolute():
+                spec = str(base / spec)
         if any(c in spec for c in "*?[") and not Path(spec).exists():  # "take[1].mp4" is a file
             matches = sorted(glob.glob(spec, recursive=True))
             if not matches:
