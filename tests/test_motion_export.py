@@ -559,7 +559,7 @@ def test_exports_leave_out_a_track_without_camera_fit(tmp_path, model, caplog):
 
 def test_run_ik_on_a_trc_already_in_its_output_folder(tmp_path, model, motion):
     """``run_ik("run/x.trc", "run")``: the TRC is used where it is (copying it onto itself
-    raised shutil.SameFileError)."""
+    raised shutil.SameFileError); a missing TRC is one line, before anything is written."""
     pytest.importorskip("opensim")
     from key2mesh.data.wheels import cached_wheel
     from key2mesh.inference.motion_export import export_motion
@@ -572,6 +572,9 @@ def test_run_ik_on_a_trc_already_in_its_output_folder(tmp_path, model, motion):
     res = run_ik(trc, tmp_path / "run")
     assert res["motion"].is_file() and np.isfinite(res["rms_m"]).all()
     assert trc.read_text() == text  # the file itself, unchanged
+    with pytest.raises(Key2MeshError, match="no TRC file"):  # was FileNotFoundError
+        run_ik(tmp_path / "missing.trc", tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()  # nothing written for it
 
 
 def test_sidecar_start_is_where_the_exports_start(tmp_path, model):

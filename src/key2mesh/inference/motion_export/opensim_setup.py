@@ -147,6 +147,8 @@ def run_ik(
 
     from key2mesh.inference.motion_export.trc import read_trc
 
+    if not Path(trc).is_file():
+        raise Key2MeshError(f"no TRC file {trc}")
     out = Path(out_dir).resolve()
     setup = write_setup(out, keypoint_set, correct)
     # OpenSim resolves a setup's file names against the setup's folder: everything goes there
