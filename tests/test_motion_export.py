@@ -531,6 +531,19 @@ def test_build_motion_refuses_a_bad_frame_rate_or_row_count(model):
         build_motion(model, *rows, kp[:, :12], conf[:, :12], (720, 1280), 30.0)
 
 
+def test_an_unknown_smoothing_mode_is_refused():
+    """``MotionSmoothing("zero_phase")`` (a misspelt mode) is one line; it ran One-Euro."""
+    from key2mesh.inference.motion import MotionSmoothing
+
+    with pytest.raises(Key2MeshError, match="smoothing mode 'zero_phase': choose from none"):
+        MotionSmoothing("zero_phase")
+    assert MotionSmoothing("zero-phase").mode == "zero-phase"
+    from key2mesh.commands._args import SMOOTHING_MODES  # the CLI's copy (no torch import)
+    from key2mesh.inference.motion import SMOOTHING_MODES as MODES
+
+    assert SMOOTHING_MODES == MODES
+
+
 def test_exports_leave_out_a_track_without_camera_fit(tmp_path, model, caplog):
     """A track with no camera fit (every row below the fit's confidence) is left out with a
     warning (as the viewer does), the other tracks are written; before, the export stopped at

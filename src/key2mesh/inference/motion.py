@@ -27,6 +27,7 @@ from key2mesh.inference.world import World
 from key2mesh.keypoints.sets import SMPL24, keypoint_names, num_keypoints
 
 CHUNK = 2048
+SMOOTHING_MODES = ("none", "one-euro", "zero-phase")  # MotionSmoothing.mode
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,12 @@ class MotionSmoothing:
     min_cutoff: float = 1.0
     beta: float = 0.05
     max_gap_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.mode not in SMOOTHING_MODES:  # (any other name ran One-Euro, unsaid)
+            raise Key2MeshError(
+                f"smoothing mode {self.mode!r}: choose from {', '.join(SMOOTHING_MODES)}"
+            )
 
 
 @dataclass
