@@ -400,3 +400,21 @@ def test_adaptation_refuses_to_run_under_torchrun(tmp_path, capsys, monkeypatch)
     assert main(argv) == 2
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
     assert "adapt runs in one process (WORLD_SIZE=2" in line, line
+
+
+def test_adapt_overwrite_never_deletes_the_checkpoint_it_adapts(bank_path, tmp_path, capsys):
+    """adapt --checkpoint DIR/last.pt --out DIR --overwrite deleted DIR/last.pt (the model being
+    adapted) once the targets were read, then failed on the missing file; now one error line
+    before, the file kept byte for byte."""
+    from key2mesh.cli import main
+
+    run_pretrain(_cfg(bank_path, tmp_path / "pt", steps=1), progress=False)
+    src = tmp_path / "pt" / "last.pt"
+    before = src.read_bytes()
+    argv = ["adapt", "--checkpoint", str(src), "--cache", str(bank_path), "--steps", "1"]
+    argv += ["--target", "synthetic:strong", "--out", str(tmp_path / "pt"), "--overwrite"]
+    argv += ["--device", "cpu", "--threads", "1", "--set", "source_samples=16"]
+    assert main(argv) == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert "is the last.pt that --overwrite replaces" in line, line
+    assert src.read_bytes() == before and (tmp_path / "pt" / "best.pt").exists()

@@ -316,6 +316,13 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(cfg.threads)
     cfg.source = str(resolve_checkpoint(cfg.source))
+    if cfg.out_dir and args.overwrite:  # it would delete the model it is about to adapt
+        replaced = {(Path(cfg.out_dir) / name).resolve(): name for name in RUN_FILES}
+        if Path(cfg.source).resolve() in replaced:
+            raise Key2MeshError(
+                f"--checkpoint {cfg.source} is the {replaced[Path(cfg.source).resolve()]} that "
+                f"--overwrite replaces in --out {cfg.out_dir}; choose another --out"
+            )
     ck = load_checkpoint(cfg.source)
     offsets = None
     if args.frame_offsets:
