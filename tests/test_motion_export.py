@@ -610,3 +610,23 @@ def test_sidecar_start_is_where_the_exports_start(tmp_path, model):
     assert tracks["0"]["start_s"] == pytest.approx(read_trc(trc)[1][0], abs=1e-6)
     assert tracks["0"]["start_s"] == pytest.approx(3 / 30.0)
     assert tracks["1"]["start_s"] is None
+
+
+def test_glb_rotation_keys_stay_on_one_side():
+    """q and -q are one rotation and scipy returns either: consecutive keys are put on the same
+    side (positive dot), each still the same rotation, so a player blending components linearly
+    does not spin the joint round between two keys."""
+    from scipy.spatial.transform import Rotation
+
+    from key2mesh.inference.motion_export.gltf import _continuous
+
+    angles = np.linspace(0.0, 2.5 * np.pi, 40)  # one joint turning past 180° (scipy flips)
+    q = Rotation.from_rotvec(angles[:, None] * np.array([0.0, 1.0, 0.0])).as_quat()
+    q = np.stack([q, q[::-1]], 1)  # (T, 2 joints, 4)
+    q[7, 1] *= -1  # a flip of one key of the other joint
+    raw_dots = np.einsum("tjc,tjc->tj", q[1:], q[:-1])
+    assert (raw_dots < 0).any()
+    got = _continuous(q)
+    assert (np.einsum("tjc,tjc->tj", got[1:], got[:-1]) > 0).all()
+    np.testing.assert_allclose(np.abs(np.einsum("tjc,tjc->tj", got, q)), 1.0, atol=1e-12)
+    assert np.array_equal(got[0], q[0]) and _continuous(q[:1]).shape == (1, 2, 4)

@@ -112,7 +112,9 @@ def _add_track(model, series: TrackSeries, buf: _Buffer, doc: dict, color) -> No
     ibm[:, :3, 3] = -skeleton.rest
     ibm_acc = buf.add(ibm.transpose(0, 2, 1).reshape(n, 16), "MAT4", _FLOAT)  # column-major
     rot = series.rotmats[:, skeleton.smpl_index]  # (T, n, 3, 3)
-    quats = Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat().reshape(len(series), n, 4)
+    quats = _continuous(
+        Rotation.from_matrix(rot.reshape(-1, 3, 3)).as_quat().reshape(len(series), n, 4)
+    )
     root_k = int(np.flatnonzero(skeleton.parents < 0)[0])
     base, nodes = len(doc["nodes"]), doc["nodes"]
     for k in range(n):  # joints are nodes base..base+n-1, the mesh node base+n
@@ -244,3 +246,14 @@ def write_glb(model, series, path: str | Path, camera: dict | None = None) -> Pa
     colors = [track_color(s.track) for s in many]
     name = "all_tracks" if isinstance(series, list | tuple) else ""
     return atomic_write_bytes(Path(path), glb_bytes(model, series, colors, camera, name))
+
+
+def _continuous(quats: np.ndarray) -> np.ndarray:
+    """(T, J, 4) quaternions with each key on the same side as the one before (q and -q are one
+    rotation; scipy picks either): a player that blends components linearly instead of by the
+    shortest slerp would otherwise spin a joint all the way round between two keys."""
+    if len(quats) < 2:
+        return quats
+    flip = np.einsum("tjc,tjc->tj", quats[1:], quats[:-1]) < 0
+    sign = np.cumprod(np.where(flip, -1.0, 1.0), axis=0)
+    return np.concatenate([quats[:1], quats[1:] * sign[..., None]])
