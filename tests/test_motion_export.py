@@ -568,6 +568,11 @@ def test_exports_leave_out_a_track_without_camera_fit(tmp_path, model, caplog):
                          np.zeros(3, int), kp[:3], np.full((3, 17), 0.9), (720, 1280), 30.0)  # fmt: skip
     with pytest.raises(Key2MeshError, match="track 0 has two rows in frame 1"):
         export_motion(model, twice, tmp_path / "twice", "t", ["bvh"])
+    from key2mesh.viewer.scene import tracks_of  # the viewer: the same rules
+
+    assert [t.track for t in tracks_of(m)] == [0]  # no camera fit: left out
+    with pytest.raises(Key2MeshError, match="track 0 has two rows in frame 1"):
+        tracks_of(twice)  # an error, not a track silently missing from the scene
 
 
 def test_run_ik_on_a_trc_already_in_its_output_folder(tmp_path, model, motion):

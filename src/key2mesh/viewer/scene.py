@@ -263,15 +263,15 @@ def tracks_of(motion, prefix: str = "", levels: dict | None = None) -> list[Trac
     """Every track of ``motion`` as a :class:`TrackScene` (resampled onto its frame grid,
     :func:`~key2mesh.inference.motion_export.series.track_series`: the same samples as the
     exports); ``prefix`` names them ``<prefix>track<ID>``; ``levels`` {track id: ground level}."""
-    from key2mesh.inference.motion_export.series import track_series
+    from key2mesh.inference.motion_export.series import NoCameraFit, track_series
     from key2mesh.inference.render import track_color
 
     out = []
     for t in motion.tracks():
         try:
             s = track_series(motion, t)
-        except Key2MeshError:
-            continue  # no frame with a camera fit: nothing to place
+        except NoCameraFit:
+            continue  # nothing to place (a track twice in one frame is an error, not this)
         out.append(
             TrackScene(
                 name=f"{prefix}track{t}",

@@ -81,6 +81,11 @@ def _check_frame_order(track: int, frames: np.ndarray) -> None:
         )
 
 
+class NoCameraFit(Key2MeshError):
+    """A track without any frame with a camera fit: nothing to place in the world (callers
+    leave it out; other errors, e.g. a track twice in one frame, are real errors)."""
+
+
 def track_series(motion, track: int) -> TrackSeries:
     """Rows of ``track`` resampled onto frames first..last every :func:`frame_step` of the
     whole motion: rows at those frames are taken as they are, missing frames interpolated
@@ -92,7 +97,7 @@ def track_series(motion, track: int) -> TrackSeries:
     rows = motion.rows_of(track)
     rows = rows[np.isfinite(motion.transl[rows]).all(1)]
     if len(rows) == 0:
-        raise Key2MeshError(f"track {track} has no frame with a camera fit")
+        raise NoCameraFit(f"track {track} has no frame with a camera fit")
     step = frame_step(motion.frame_index)
     known = motion.frame_index[rows]
     _check_frame_order(track, known)
