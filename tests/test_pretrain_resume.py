@@ -204,3 +204,33 @@ def test_resume_refuses_a_checkpoint_that_holds_weights_only(bank_path, tmp_path
     atomic_save(adapted, tmp_path / "ad" / "last.pt")
     with pytest.raises(Key2MeshError, match=r"ad.last\.pt is not a pre-training .*stage 'adapt'"):
         run_pretrain(_cfg(bank_path, tmp_path / "ad"), resume=True, progress=False)
+
+
+@pytest.mark.parametrize("where", ["setup", "restore"])
+def test_a_rank_that_fails_before_training_leaves_the_job(bank_path, tmp_path, monkeypatch, where):
+    """A rank whose set-up fails (a missing cache) or whose --resume is refused also destroys
+    its process group (it stayed up: the SIGABRT at exit of ae6f5f3, only around the loop)."""
+    import torch.distributed as dist
+
+    from key2mesh.train import pretrain
+    from key2mesh.train.common import DistInfo
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    monkeypatch.setattr(pretrain, "init_distributed", lambda device: DistInfo(0, 2, 0))
+    try:
+        if where == "setup":
+            cfg = _cfg(tmp_path / "missing.npz", tmp_path / "r")
+        else:
+            monkeypatch.setattr(pretrain, "_restore", _refuse)
+            cfg = _cfg(bank_path, tmp_path / "r")
+        with pytest.raises(Key2MeshError):
+            run_pretrain(cfg, progress=False)
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _refuse(run, resume):
+    raise Key2MeshError("--resume refused")

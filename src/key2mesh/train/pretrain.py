@@ -237,14 +237,18 @@ def run_pretrain(
     its checkpoints are removed once the new run is set up); with neither it is refused."""
     _check_out_dir(Path(cfg.out_dir), resume, overwrite)
     run = _setup(cfg)
-    _validation_pairs(run)
-    _restore(run, resume)
-    if overwrite and run.dist.is_main:
-        for name in _RUN_FILES:
-            if (run.out / name).exists():
-                (run.out / name).unlink()
-                log.info("--overwrite: removed %s", run.out / name)
-    _start_logging(run)
+    try:
+        _validation_pairs(run)
+        _restore(run, resume)
+        if overwrite and run.dist.is_main:
+            for name in _RUN_FILES:
+                if (run.out / name).exists():
+                    (run.out / name).unlink()
+                    log.info("--overwrite: removed %s", run.out / name)
+        _start_logging(run)
+    except BaseException:  # e.g. a refused --resume: this rank leaves the job cleanly
+        finish_distributed(run.dist, completed=False)
+        raise
     bar = tqdm(
         total=run.total_steps,
         initial=run.step,
@@ -336,6 +340,15 @@ def _setup(cfg: PretrainConfig) -> PretrainState:
     cfg.keypoint_set = canonical_set_name(cfg.keypoint_set)
     device = pick_device(cfg.device)
     dist = init_distributed(device)
+    try:
+        return _build(cfg, device, dist)
+    except BaseException:  # a rank that fails here leaves the torchrun job too
+        finish_distributed(dist, completed=False)
+        raise
+
+
+def _build(cfg: PretrainConfig, device: torch.device, dist: DistInfo) -> PretrainState:
+    """:func:`_setup` once the device and the distributed job are known."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     bank = PoseBank.load(cfg.cache)
