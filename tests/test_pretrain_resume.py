@@ -234,3 +234,20 @@ def test_a_rank_that_fails_before_training_leaves_the_job(bank_path, tmp_path, m
 
 def _refuse(run, resume):
     raise Key2MeshError("--resume refused")
+
+
+def test_each_rank_takes_its_own_gpu(caplog):
+    """Under torchrun on CUDA each rank trains on cuda:LOCAL_RANK; an explicit ``--device
+    cuda:1`` put every rank on GPU 1 (DDP expects one GPU per rank). CPU and single-process
+    runs keep what was asked."""
+    import logging
+
+    from key2mesh.train.common import DistInfo, rank_device
+
+    cuda1 = torch.device("cuda", 1)
+    assert rank_device(cuda1, DistInfo()) == cuda1
+    assert rank_device(torch.device("cpu"), DistInfo(1, 2, 1)) == torch.device("cpu")
+    assert rank_device(torch.device("cuda"), DistInfo(3, 4, 1)) == torch.device("cuda", 1)
+    with caplog.at_level(logging.WARNING, logger="key2mesh.train.common"):
+        assert rank_device(cuda1, DistInfo(0, 2, 0)) == torch.device("cuda", 0)
+    assert "each rank uses its own GPU" in caplog.text

@@ -54,6 +54,21 @@ def init_distributed(device: torch.device) -> DistInfo:
     return info
 
 
+def rank_device(device: torch.device, info: DistInfo) -> torch.device:
+    """The device of this rank: under a multi-process job on CUDA, the rank's own GPU
+    (``cuda:LOCAL_RANK``), whatever index was asked for (``--device cuda:1`` put every rank on
+    GPU 1 while DDP expected each on its own); else ``device``."""
+    if info.world_size <= 1 or device.type != "cuda":
+        return device
+    own = torch.device("cuda", info.local_rank)
+    if device.index is not None and device.index != info.local_rank and info.is_main:
+        log.warning(
+            "--device %s under torchrun: each rank uses its own GPU (cuda:LOCAL_RANK) instead",
+            device,
+        )
+    return own
+
+
 def finish_distributed(info: DistInfo, completed: bool) -> None:
     """Leave the ``torchrun`` job: wait for every rank when the run ``completed`` (rank 0 may
     still be saving), then destroy the process group. Without it a rank that finished first

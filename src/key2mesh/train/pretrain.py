@@ -33,6 +33,7 @@ from key2mesh.train.common import (
     finish_distributed,
     init_distributed,
     pick_device,
+    rank_device,
 )
 from key2mesh.train.losses import PretrainWeights, pretrain_loss
 from key2mesh.train.random import choose
@@ -340,6 +341,7 @@ def _setup(cfg: PretrainConfig) -> PretrainState:
     cfg.keypoint_set = canonical_set_name(cfg.keypoint_set)
     device = pick_device(cfg.device)
     dist = init_distributed(device)
+    device = rank_device(device, dist)
     try:
         return _build(cfg, device, dist)
     except BaseException:  # a rank that fails here leaves the torchrun job too
