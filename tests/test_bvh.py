@@ -188,6 +188,19 @@ def test_crlf_tabs_blank_lines_and_extra_frames_tolerated():
     np.testing.assert_allclose(pos2, EXPECTED[:2], atol=1e-9)
 
 
+def test_double_crlf_lines_and_motion_inside_a_joint_name():
+    # a file converted to CRLF twice ends its lines with \r\r\n: a blank line after each,
+    # also between "Frames:" and "Frame Time:" (was refused: "Frame Time > 0 (got 4, -1.0)")
+    pos, names = forward_kinematics(parse_bvh(BVH.replace("\n", "\r\r\n")))
+    assert names == NAMES
+    np.testing.assert_allclose(pos, EXPECTED, atol=1e-9)
+    # only a whole MOTION token starts the motion (was split inside the name: "JOINT without a name")
+    renamed = BVH.replace("leg", "MOTIONleg")
+    pos, names = forward_kinematics(parse_bvh(renamed))
+    assert names == tuple(n.replace("leg", "MOTIONleg") for n in NAMES)
+    np.testing.assert_allclose(pos, EXPECTED, atol=1e-9)
+
+
 def test_read_bvh_file(tmp_path: Path):
     path = tmp_path / "walk.bvh"
     path.write_text(BVH)

@@ -18,6 +18,7 @@ caller (cgspeed's CMU conversion is in ≈ cm).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,8 +84,10 @@ def _floats(tokens: list[str], where: str) -> np.ndarray:
 
 def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
     """Parse BVH ``text``; any malformed part raises :class:`Key2MeshError` naming ``source``."""
-    head, sep, motion = text.partition("MOTION")
-    if not sep:
+    # the MOTION keyword is a whole token: a joint may be called e.g. "MOTIONsensor"
+    m = re.search(r"(?<!\S)MOTION(?!\S)", text)
+    head, motion = (text[: m.start()], text[m.end() :]) if m else (text, "")
+    if not m:
         raise Key2MeshError(f"{source}: no MOTION section (is this a BVH file?)")
     tokens = head.split()
     if not tokens or tokens[0] != "HIERARCHY":
@@ -159,7 +162,9 @@ def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
         dup = sorted({n for n in names if names.count(n) > 1})
         raise Key2MeshError(f"{source}: duplicate joint names {dup}")
 
-    lines = [ln.strip() for ln in motion.strip().splitlines()]
+    # blank lines are dropped everywhere (a file converted to CRLF twice ends lines with \r\r\n,
+    # which splitlines reads as a blank line after each)
+    lines = [ln.strip() for ln in motion.strip().splitlines() if ln.strip()]
     try:
         n_frames = int(lines[0].split(":", 1)[1]) if lines[0].lower().startswith("frames:") else -1
         frame_time = (
@@ -180,7 +185,7 @@ def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
     for j in joints:
         starts.append(c)
         c += len(j.channels)
-    rows = [ln for ln in lines[2:] if ln]
+    rows = lines[2:]
     if len(rows) < n_frames:
         raise Key2MeshError(f"{source}: header says {n_frames} frames, the file holds {len(rows)}")
     try:
