@@ -239,6 +239,15 @@ def test_root_translation_is_moved_by_root_position_and_orientation():
     np.testing.assert_allclose(pos[1, names.index("b")], [1, 0, -2], atol=1e-6)
 
 
+def test_utf8_byte_order_mark_is_ignored(tmp_path: Path):
+    # an AMC with a BOM was refused: "line 1: '\ufeff' before the first frame number"
+    (tmp_path / "t.asf").write_bytes(b"\xef\xbb\xbf" + ASF.encode())
+    (tmp_path / "t.amc").write_bytes(b"\xef\xbb\xbf" + AMC.encode())
+    pos, names, _ = read_asf_amc(tmp_path / "t.asf", tmp_path / "t.amc")
+    assert names == NAMES
+    np.testing.assert_allclose(pos, expected_units() * 0.0254 / 0.5, atol=1e-6)
+
+
 def test_read_files_fps_and_latin1(tmp_path: Path):
     (tmp_path / "t.asf").write_bytes(ASF.replace("# AST", "# caf\xe9 AST").encode("latin-1"))
     (tmp_path / "t.amc").write_text(AMC)

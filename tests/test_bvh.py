@@ -201,6 +201,15 @@ def test_double_crlf_lines_and_motion_inside_a_joint_name():
     np.testing.assert_allclose(pos, EXPECTED, atol=1e-9)
 
 
+def test_utf8_byte_order_mark_is_ignored(tmp_path: Path):
+    # was refused: "a BVH file starts with HIERARCHY"
+    path = tmp_path / "bom.bvh"
+    path.write_bytes(b"\xef\xbb\xbf" + BVH.encode())
+    pos, names = forward_kinematics(read_bvh(path))
+    assert names == NAMES
+    np.testing.assert_allclose(pos, EXPECTED, atol=1e-9)
+
+
 def test_read_bvh_file(tmp_path: Path):
     path = tmp_path / "walk.bvh"
     path.write_text(BVH)

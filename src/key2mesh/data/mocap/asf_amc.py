@@ -177,6 +177,7 @@ def _is_number(token: str) -> bool:
 
 def parse_asf(text: str, source: str = "<asf>") -> AsfSkeleton:
     """Parse the text of an ASF skeleton file (errors name ``source``)."""
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark (files saved on Windows)
     name = ""
     length_scale = 1.0
     angle_unit = "deg"
@@ -398,6 +399,7 @@ def parse_amc(text: str, skeleton: AsfSkeleton, source: str = "<amc>") -> dict[s
     (converted from radians under ``:RADIANS``, or when the ASF's angle unit is rad and the AMC
     states neither), translations in ASF length units.
     """
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark (files saved on Windows)
     channels = _amc_channels(skeleton)
     radians = skeleton.angle_unit == "rad"
     values: dict[str, list[list[float]]] = {n: [] for n in channels}

@@ -84,6 +84,7 @@ def _floats(tokens: list[str], where: str) -> np.ndarray:
 
 def parse_bvh(text: str, source: str = "<bvh>") -> BvhMotion:
     """Parse BVH ``text``; any malformed part raises :class:`Key2MeshError` naming ``source``."""
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark (files saved on Windows)
     # the MOTION keyword is a whole token: a joint may be called e.g. "MOTIONsensor"
     m = re.search(r"(?<!\S)MOTION(?!\S)", text)
     head, motion = (text[: m.start()], text[m.end() :]) if m else (text, "")
