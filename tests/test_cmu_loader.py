@@ -3,6 +3,7 @@ frames, joint-name tables, ASF/AMC folders, subject splits of the cache, clip re
 
 from __future__ import annotations
 
+import csv
 import tarfile
 import zipfile
 from pathlib import Path
@@ -856,7 +857,12 @@ def test_real_cmu_bvh_archive():
         and sum(abs(r - 120) < 1e-3 for r in rates) == 157
     )
     assert all(c.name.split("_")[0] in ("60", "61") for c in report.clips if abs(c.fps - 60) < 1e-3)
-    assert sum(c.subsample(30).num_frames for c in report.clips) == 73202
+    # the trials' frames in INDEX.tsv less 185 T-pose frames and 684 blend frames
+    # (benchmarks/results/cmu_blend_frames.md: 68 trials x 3, 108 x 4, 8 x 6)
+    with open(CMU_DIR / "INDEX.tsv", encoding="utf-8") as f:
+        frames = {r["trial"]: int(r["frames"]) for r in csv.DictReader(f, delimiter="\t")}
+    assert sum(frames[c.name] - c.num_frames for c in report.clips) == 185 + 684
+    assert sum(c.subsample(30).num_frames for c in report.clips) == 73007
     assert len({c.subject for c in report.clips}) == 17
     heights = [float(c.joints[0, :, 1].max() - c.joints[0, :, 1].min()) for c in report.clips]
     assert 1.2 < np.median(heights) < 1.9  # metres, standing people, y up
