@@ -38,6 +38,16 @@ def calls(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
+def on_local_ray(num_cpus: int, run):
+    """``run()`` with a local Ray instance of ``num_cpus`` CPUs up (skipped without Ray)."""
+    ray = pytest.importorskip("ray")
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        return run()
+    finally:
+        ray.shutdown()
+
+
 def _batch_in_child(
     videos: Path, out: Path, options: dict, workers: int = 1, retry_failed: bool = False
 ) -> list[str]:
@@ -309,17 +319,16 @@ def test_batch_takes_every_demo_option():
 @pytest.mark.slow
 def test_ray_gives_the_same_manifest(corpus):
     """One Ray task per input on a local Ray instance: the same rows as the local run."""
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
     videos, log = corpus
     options = {"log": str(log), "fail": "bad"}
     local = run_batch([str(videos)], videos.parent / "local", record_job, options, progress=False)
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        remote = run_batch(
+    remote = on_local_ray(
+        2,
+        lambda: run_batch(
             [str(videos)], videos.parent / "ray", record_job, options, ray="auto", progress=False
-        )
-    finally:
-        ray.shutdown()
+        ),
+    )
     strip = lambda rows: [(r.input, r.status, r.frames, r.people, r.error) for r in rows]  # noqa: E731
     assert strip(remote) == strip(local)
     assert [r["status"] for r in read_manifest(videos.parent / "ray" / MANIFEST)] == [
@@ -333,22 +342,14 @@ def test_ray_gives_the_same_manifest(corpus):
 def test_ray_fails_a_task_whose_worker_dies_once_like_local_workers(corpus):
     """No Ray retries: an input that kills its worker runs once and is a failed row with the
     local pool's text and marker; the other inputs finish."""
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
     videos, log = corpus
     (videos / "b_bad.mp4").rename(videos / "b_die.mp4")
     out = videos.parent / "ray"
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        rows = run_batch(
-            [str(videos)],
-            out,
-            record_job,
-            {"log": str(log), "die": "b_die"},
-            ray="auto",
-            progress=False,
-        )
-    finally:
-        ray.shutdown()
+    options = {"log": str(log), "die": "b_die"}
+    rows = on_local_ray(
+        2, lambda: run_batch([str(videos)], out, record_job, options, ray="auto", progress=False)
+    )
     assert [(r.stem, r.status, r.error) for r in rows] == [
         ("a", "ok", ""),
         ("b_die", "failed", "worker died"),
@@ -698,7 +699,7 @@ def test_checkpoint_files_reach_the_workers_as_absolute_paths(tmp_path, monkeypa
 def test_ray_names_the_error_of_a_task_that_could_not_run(corpus, tmp_path, monkeypatch):
     """A job the Ray workers cannot import (key2mesh missing on a node; here a module on the
     driver's path only): the row says so, not 'worker died' (no worker died)."""
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
     videos, log = corpus
     (tmp_path / "driver_only_jobs.py").write_text(
         "def job(input, out_dir, options):\n    return {'frames': 1, 'people': 1}\n"
@@ -706,13 +707,12 @@ def test_ray_names_the_error_of_a_task_that_could_not_run(corpus, tmp_path, monk
     monkeypatch.syspath_prepend(str(tmp_path))
     from driver_only_jobs import job
 
-    try:
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-        rows = run_batch(
+    rows = on_local_ray(
+        1,
+        lambda: run_batch(
             [str(videos / "a.mp4")], tmp_path / "ray", job, None, ray="auto", progress=False
-        )
-    finally:
-        ray.shutdown()
+        ),
+    )
     assert [(r.status, r.error) for r in rows] == [
         ("failed", "ModuleNotFoundError: No module named 'driver_only_jobs'")
     ]
@@ -823,17 +823,16 @@ def test_a_ray_task_uses_the_cpus_ray_gave_it(corpus):
     x264's threads) are 1, not every core of the node (cpu_share was the node's cores)."""
     import os
 
-    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray")
     from tests.helpers.batch_jobs import threads_job
 
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs 2 cores to tell 1 CPU from all")
     videos, _ = corpus
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        rows = run_batch(
+    rows = on_local_ray(
+        2,
+        lambda: run_batch(
             [str(videos)], videos.parent / "ray", threads_job, None, ray="auto", progress=False
-        )
-    finally:
-        ray.shutdown()
+        ),
+    )
     assert [(r.frames, r.people) for r in rows] == [(1, 1)] * 3
