@@ -792,3 +792,16 @@ def test_a_body_pickled_before_the_invariance_property_loads(anny_body):
         assert body.batch_invariant is setting and "batch_invariant" not in body.__dict__
     again = pickle.loads(pickle.dumps(anny_body))
     assert again.batch_invariant is anny_body.batch_invariant
+
+
+def test_load_body_model_refuses_options_it_does_not_take():
+    """A misspelt option ('topolgy') was dropped silently and the default body built; now one
+    line naming it and the options the backend takes (before any model is built)."""
+    from key2mesh.body import load_body_model
+
+    with pytest.raises(Key2MeshError, match=r"unknown option\(s\) 'topolgy' for the anny body"):
+        load_body_model("anny", topolgy="anny")
+    with pytest.raises(Key2MeshError, match="it takes model_dir, gender, joint_regressor_h36m"):
+        load_body_model("smpl", rig="x", gender="male")
+    with pytest.raises(Key2MeshError, match="unknown body model 'mano'"):
+        load_body_model("mano")

@@ -9,6 +9,10 @@ from key2mesh.errors import Key2MeshError
 BACKENDS = tuple(TRAITS)
 
 
+# the options each backend takes (its ``config()`` keys besides ``name``)
+_OPTIONS = {"anny": ("rig", "topology"), "smpl": ("model_dir", "gender", "joint_regressor_h36m")}
+
+
 def load_body_model(name: str = "anny", device: str | None = None, **options) -> BodyModel:
     """Build a body model by backend name.
 
@@ -17,24 +21,22 @@ def load_body_model(name: str = "anny", device: str | None = None, **options) ->
     ``$KEY2MESH_SMPL_DIR``), ``gender`` (neutral/male/female).
     """
     name = name.lower()
+    if name not in _OPTIONS:
+        raise Key2MeshError(f"unknown body model {name!r}; available: {', '.join(BACKENDS)}")
+    unknown = sorted(set(options) - set(_OPTIONS[name]))
+    if unknown:  # a typo ('topolgy') was dropped silently: the default body was built
+        raise Key2MeshError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for the {name} body model; "
+            f"it takes {', '.join(_OPTIONS[name])}"
+        )
     if name == "anny":
         from key2mesh.body.anny_backend import AnnyBody
 
-        model: BodyModel = AnnyBody(
-            **{k: v for k, v in options.items() if k in ("rig", "topology")}
-        )
-    elif name == "smpl":
+        model: BodyModel = AnnyBody(**options)
+    else:
         from key2mesh.body.smpl_backend import SMPLBody
 
-        model = SMPLBody(
-            **{
-                k: v
-                for k, v in options.items()
-                if k in ("model_dir", "gender", "joint_regressor_h36m")
-            }
-        )
-    else:
-        raise Key2MeshError(f"unknown body model {name!r}; available: {', '.join(BACKENDS)}")
+        model = SMPLBody(**options)
     if device is not None:
         model = model.to(device)
     return model
