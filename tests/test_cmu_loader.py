@@ -904,3 +904,33 @@ def test_frames_easing_from_the_tpose_are_dropped(tmp_path: Path):
     assert clip.joints[0, 0, 0] == pytest.approx(0.80)  # the pelvis at the first captured pose
     (tmp_path / "INDEX.tsv").write_text("trial\ttpose_frames\n60_01\t0\n")
     assert len(load_bvh_files([tmp_path]).clips[0].joints) == len(hips)
+
+
+def test_a_body_not_human_sized_in_metres_is_skipped(tmp_path: Path):
+    """Joints scaled by the wrong unit (a file named like one skeleton but in other units) give
+    a body 100x too tall: the file is skipped with its thigh length and the unit named, not
+    trained on; the right unit loads."""
+    from key2mesh.data.mocap.bvh import forward_kinematics, parse_bvh
+    from key2mesh.data.mocap.cmu import _to_clip
+
+    motion = parse_bvh(cgspeed_bvh(), "x.bvh")
+    pos, names = forward_kinematics(motion)
+    args = (pos, names, motion.fps, "60_01", "bvh", "x.bvh", None, {})
+    clip = _to_clip(*args, None)  # cm, as cgspeed's naming says: a 0.37 m thigh
+    assert clip.num_frames > 0
+    with pytest.raises(Key2MeshError, match=r"x.bvh: its thigh is 37 m long with 1 m per file"):
+        _to_clip(*args, 1.0)
+    (tmp_path / "02_01.bvh").write_text(cgspeed_bvh())
+    (tmp_path / "02_02.bvh").write_text(cgspeed_bvh().replace("0.00833333", "0.00833333 "))
+    import key2mesh.data.mocap.cmu as cmu
+
+    report = load_bvh_files([tmp_path])
+    assert report.num_skipped == 0
+    old = cmu.UNIT_SCALE["cgspeed_daz"]
+    try:
+        cmu.UNIT_SCALE["cgspeed_daz"] = 1.0  # as if the naming implied metres
+        report = load_bvh_files([tmp_path])
+    finally:
+        cmu.UNIT_SCALE["cgspeed_daz"] = old
+    assert report.clips == [] and report.num_skipped == 2
+    assert all("thigh is 37 m" in why for _, why in report.skipped)

@@ -287,10 +287,10 @@ def _to_clip(
 ) -> MotionClip:
     table, mapping = match_joint_table(names, member)
     keep = [i for i, n in enumerate(names) if n in mapping]
-    joints = (positions[:, keep] * (UNIT_SCALE[table] if metres is None else metres)).astype(
-        np.float32
-    )
+    scale = UNIT_SCALE[table] if metres is None else metres
+    joints = (positions[:, keep] * scale).astype(np.float32)
     smpl_names = tuple(mapping[names[i]] for i in keep)
+    _check_body_size(joints, smpl_names, member, table, scale)
     info = info or TrialInfo()
     fps = info.fps or fps  # the index's true rate, then any matching override (the last one wins)
     for pat, val in overrides.items():
@@ -317,6 +317,32 @@ def _trial_facts(paths: list[Path], index: str | Path | None, fps_override: list
     """(trial → :class:`TrialInfo` from ``index`` or an INDEX.tsv beside ``paths``, fps overrides)."""
     idx_path = Path(index) if index else _find_index(paths)
     return (read_index(idx_path) if idx_path else {}), parse_fps_overrides(fps_override)
+
+
+# A thigh (hip to knee, median over the frames) outside this range (metres) means the file's
+# units are not the ones assumed: a child's is ~0.2 m, an adult's ~0.4-0.5 m.
+THIGH_RANGE_M = (0.12, 1.0)
+
+
+def _check_body_size(
+    joints: np.ndarray, names: tuple[str, ...], member: str, table: str, scale: float
+) -> None:
+    """A :class:`Key2MeshError` (the file is skipped, the reason reported) when the body is not
+    human-sized in metres: e.g. a BVH converted from ASF that keeps CMU's bone names (read as
+    metres) but is in inches or ASF units would train on a body 17-39x too tall."""
+    at = {n: i for i, n in enumerate(names)}
+    thighs = [
+        np.linalg.norm(joints[:, at[f"smpl_{s}_hip"]] - joints[:, at[f"smpl_{s}_knee"]], axis=-1)
+        for s in ("left", "right")
+    ]
+    thigh = float(np.median(np.concatenate(thighs)))
+    low, high = THIGH_RANGE_M
+    if not low <= thigh <= high:
+        raise Key2MeshError(
+            f"{member}: its thigh is {thigh:.3g} m long with {scale:g} m per file unit (the "
+            f"{table} skeleton's unit): the file's units are not that naming's (expected "
+            f"{low}-{high} m)"
+        )
 
 
 def load_bvh_files(
