@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,18 @@ def test_prepare_keeps_max_fps_and_reads_a_take_once(tmp_path, capsys):
     assert sorted(bank.clip_names) == ["run", "walk"]
     assert bank.rotmats.shape[0] == 2 * 12  # 24 frames at 120 Hz -> 12 at 60 Hz, per clip
     assert "the same clip was read before" in capsys.readouterr().out
+
+
+def test_a_folder_with_both_releases_reads_each_take_once(tmp_path):
+    """An AMASS root holding the SMPL+H and the SMPL-X release (``SMPL-H/CMU/01/01_01_poses.npz``
+    and ``SMPL-X/CMU/01/01_01_stageii.npz``) loaded every take twice, the copies free to land in
+    training and validation; now the second is skipped, naming the first."""
+    write_amass(tmp_path / "SMPL-H" / "CMU" / "01" / "01_01_poses.npz", frames=8)
+    write_amass(tmp_path / "SMPL-H" / "CMU" / "01" / "01_02_poses.npz", frames=8)
+    write_amass(tmp_path / "SMPL-X" / "CMU" / "01" / "01_01_stageii.npz", frames=8, width=165)
+    write_amass(tmp_path / "SMPL-X" / "KIT" / "01" / "01_01_stageii.npz", frames=8, width=165)
+    report = load_report("amass", paths=[tmp_path])
+    assert sorted(c.name for c in report.clips) == ["01_01_poses", "01_01_stageii", "01_02_poses"]
+    ((path, why),) = report.skipped
+    assert Path(path).parts[-4] == "SMPL-X" and Path(path).parts[-3] == "CMU"
+    assert "the same take as" in why and "01_01_poses.npz" in why

@@ -85,6 +85,25 @@ def cmu_subject(path: Path) -> str | None:
     return f"cmu_{int(match.group(1)):02d}"
 
 
+# the take-name endings of AMASS's releases: SMPL+H ``<take>_poses.npz``, SMPL-X ``<take>_stageii.npz``
+RELEASE_SUFFIXES = ("_poses", "_stageii")
+
+
+def take_key(path: Path) -> tuple[str, str, str]:
+    """(sub-dataset, subject, take) of an AMASS file, the same for a take's SMPL+H and SMPL-X
+    files (``CMU/01/01_01_poses.npz`` and ``CMU/01/01_01_stageii.npz``): a folder holding both
+    releases reads each take once (their contents differ, so no content check finds them)."""
+    stem = path.stem
+    for suffix in RELEASE_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    parts = path.parts
+    return (
+        parts[-3].lower() if len(parts) > 2 else "",
+        parts[-2].lower() if len(parts) > 1 else "",
+        stem.lower(),
+    )
+
+
 def load_amass_file(path: str | Path, target_fps: float | None = 30.0) -> MotionClip:
     """One AMASS ``.npz`` → :class:`MotionClip` with rotmats (F', 24, 3, 3) in key2mesh's y-up world,
     betas (10,) (or None when the file has none), subsampled to ``target_fps`` (None keeps all)."""
@@ -156,6 +175,7 @@ def load_amass(paths: str | Path | list[str | Path], target_fps: float | None = 
     if not items:
         raise Key2MeshError("no AMASS path given")
     report = LoadReport()
+    seen: dict[tuple[str, str, str], Path] = {}  # a take → the file it was read from
     for item in map(Path, items):
         if item.is_dir():
             files = sorted(
@@ -168,6 +188,10 @@ def load_amass(paths: str | Path | list[str | Path], target_fps: float | None = 
                 hint = f"; {_extract_first(archives)}" if archives else ""
                 raise Key2MeshError(f"{item}: folder holds no AMASS .npz motion file{hint}")
             for f in files:
+                first = seen.setdefault(take_key(f), f)
+                if first != f:  # the other release of a take already read
+                    report.skip(f, f"the same take as {first} (another AMASS release): read once")
+                    continue
                 try:
                     report.clips.append(load_amass_file(f, target_fps))
                 except Key2MeshError as exc:
