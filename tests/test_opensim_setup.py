@@ -8,9 +8,11 @@ import zipfile
 import numpy as np
 import pytest
 
+from key2mesh.errors import Key2MeshError
 from key2mesh.inference.motion_export.opensim_setup import (
     SETUP_DIR,
     SETUPS,
+    check_trc_markers,
     corrected_markers,
     marker_locations,
 )
@@ -136,3 +138,13 @@ def test_write_setup_writes_the_corrected_set_and_refuses_a_file_as_folder(tmp_p
     for out in (tmp_path / "taken", tmp_path / "taken" / "sub"):
         with pytest.raises(Key2MeshError, match="is a file, not a folder"):
             write_setup(out, "coco17")
+
+
+def test_a_trc_of_another_keypoint_set_is_refused_before_ik():
+    """``run_ik`` checks the TRC's markers against the setup's marker set: a COCO-17 TRC with
+    the BODY_25 setup (most markers missing) ran silently, OpenSim ignoring what it lacks."""
+    body25 = _set(**{n: (0, 0, 0) for n in ("Neck", "MidHip", "RBigToe", "LBigToe", "RHip")})
+    coco17 = ["Nose", "LEye", "REye", "LHip", "RHip", "LKnee", "RKnee"]
+    with pytest.raises(Key2MeshError, match=r"4 of the 5 markers of the body25 setup are not"):
+        check_trc_markers(coco17, body25, "body25", "x.trc")
+    check_trc_markers(["Neck", "MidHip", "RBigToe", "RHip", "Nose"], body25, "body25", "x.trc")

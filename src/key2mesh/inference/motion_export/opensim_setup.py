@@ -80,6 +80,20 @@ def corrected_markers(xml: str) -> tuple[str, list[str]]:
     return xml, notes
 
 
+def check_trc_markers(names: list[str], marker_xml: str, keypoint_set: str, trc) -> None:
+    """A one-line :class:`Key2MeshError` when fewer than half the markers of ``keypoint_set``'s
+    marker set are columns of the TRC (``names``): a TRC of another keypoint set (COCO-17 with
+    the BODY_25 setup) ran silently, OpenSim ignoring the markers it lacks."""
+    expected = list(marker_locations(marker_xml))
+    missing = [m for m in expected if m not in set(names)]
+    if expected and len(missing) > len(expected) / 2:
+        raise Key2MeshError(
+            f"{trc}: {len(missing)} of the {len(expected)} markers of the {keypoint_set} "
+            f"setup are not in it (e.g. {', '.join(missing[:4])}); its markers are "
+            f"{', '.join(names[:6])}{' ...' if len(names) > 6 else ''}: give its keypoint set"
+        )
+
+
 def pose2sim_members(keypoint_set: str) -> dict[str, Path]:
     """The model, marker set, scaling and IK setups of ``keypoint_set`` extracted from the
     pose2sim wheel: {"model", "markers", "scaling", "ik": path}."""
@@ -149,6 +163,8 @@ def run_ik(
 
     if not Path(trc).is_file():
         raise Key2MeshError(f"no TRC file {trc}")
+    markers = pose2sim_members(keypoint_set)["markers"].read_text(encoding="utf-8")
+    check_trc_markers(read_trc(trc)[0], markers, keypoint_set, trc)
     out = Path(out_dir).resolve()
     setup = write_setup(out, keypoint_set, correct)
     # OpenSim resolves a setup's file names against the setup's folder: everything goes there
