@@ -156,11 +156,24 @@ def _warp_array(t: torch.Tensor, dtype):
     return wp.from_torch(t, dtype=dtype, requires_grad=False)
 
 
+def _warp_types(dtype: torch.dtype):
+    """Warp's (scalar, vec3, mat33, mat44) types for a float32 / float64 torch dtype, with Warp
+    initialised quietly (a kernel may be the first Warp use of the process: no banner)."""
+    import warp as wp
+
+    _quiet_warp()
+    wp.init()  # once per process (a no-op after)
+    if dtype == torch.float32:
+        return wp.float32, wp.vec3f, wp.mat33f, wp.mat44f
+    return wp.float64, wp.vec3d, wp.mat33d, wp.mat44d
+
+
 def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
     """The rotation nearest to each matrix ``m`` (..., 3, 3), without autograd: roma's
     ``special_procrustes`` result (see :func:`_nearest_rotation_torch`), on the CPU in one Warp
-    kernel (one thread per matrix: ~40 µs for anny's 36 bones instead of ~0.4 ms of ~100 small
-    torch ops, and ~10x faster at batch 512); elsewhere, or without Warp, in torch."""
+    kernel (:data:`POLAR_BLOCK` matrices per thread, instead of ~100 small torch ops; timings in
+    ``benchmarks/results/rest_product_threads2.md``, ``nearest_*``); elsewhere, or without Warp,
+    in torch."""
     if m.device.type != "cpu" or m.dtype not in (torch.float32, torch.float64) or m.numel() == 0:
         return _nearest_rotation_torch(m)
     try:
@@ -170,7 +183,7 @@ def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
     import roma
     import warp as wp
 
-    mat33 = wp.mat33f if m.dtype == torch.float32 else wp.mat33d
+    mat33 = _warp_types(m.dtype)[2]
     flat = m.reshape(-1, 3, 3).contiguous()
     out = torch.empty_like(flat)
     ok = torch.empty(len(flat), dtype=torch.int32)
@@ -200,9 +213,7 @@ def _polar_kernel(dtype: torch.dtype):
     if dtype not in _POLAR_KERNELS:
         import warp as wp
 
-        wp.init()  # once per process (a no-op after)
-        scalar = wp.float32 if dtype == torch.float32 else wp.float64
-        mat33 = wp.mat33f if dtype == torch.float32 else wp.mat33d
+        scalar, _, mat33, _ = _warp_types(dtype)
 
         def polar(m, iters: int, tol: float, block: int, out, ok):
             first = wp.tid() * block
@@ -336,10 +347,7 @@ def _fk_kernel(dtype: torch.dtype):
     if dtype not in _FK_KERNELS:
         import warp as wp
 
-        wp.init()
-        scalar = wp.float32 if dtype == torch.float32 else wp.float64
-        mat33 = wp.mat33f if dtype == torch.float32 else wp.mat33d
-        vec3 = wp.vec3f if dtype == torch.float32 else wp.vec3d
+        scalar, vec3, mat33, _ = _warp_types(dtype)
 
         def fk(rot, rest_rot, heads, u, parent, order, smpl, frame, w_rot, t_rot, t_trans, w_trans):
             b = wp.tid()
@@ -706,8 +714,9 @@ class AnnyBody(BodyModel):
         """SMPL-frame local rotations (B, 24, 3, 3) and rest bone poses (B, bones, 4, 4) →
         skinning rotations (B, bones, 3, 3), translations (B, bones, 3) and posed bone heads
         (B, bones, 3) in anny's frame: :meth:`_bone_transforms_torch`'s numbers, without
-        autograd on the CPU in one Warp kernel (one thread per sample walks the chain: ~0.05 ms
-        at batch 1 instead of ~0.5 ms of small torch ops)."""
+        autograd on the CPU in one Warp kernel (one thread per sample walks the chain instead of
+        ~60 small torch ops; timings in ``benchmarks/results/rest_product_threads2.md``,
+        ``fk_*``)."""
         m = self.model
         if (
             (torch.is_grad_enabled() and (rotmats.requires_grad or poses.requires_grad))
@@ -779,8 +788,7 @@ class AnnyBody(BodyModel):
         import warp as wp
 
         m = self.model
-        mat33 = wp.mat33f if key == torch.float32 else wp.mat33d
-        vec3 = wp.vec3f if key == torch.float32 else wp.vec3d
+        _, vec3, mat33, _ = _warp_types(key)
         _, order, _, parent = m.kinematic_chain_indices
         smpl_of_bone = torch.full((self.num_bones,), -1, dtype=torch.int32)
         smpl_of_bone[self.bone_idx] = self.smpl_idx.to(torch.int32)
@@ -1124,11 +1132,7 @@ class AnnyBody(BodyModel):
         import warp as wp
 
         m = self.model
-        scalar = wp.dtype_from_torch(self.dtype)
-        vec3, mat44 = {
-            torch.float32: (wp.vec3f, wp.mat44f),
-            torch.float64: (wp.vec3d, wp.mat44d),
-        }[self.dtype]
+        scalar, vec3, _, mat44 = _warp_types(self.dtype)
         weights = m.vertex_bone_weights.to(self.dtype)
         indices = m.vertex_bone_indices.long()
         used = weights != 0
