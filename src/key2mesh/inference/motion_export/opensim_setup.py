@@ -164,14 +164,14 @@ def run_ik(
     if not Path(trc).is_file():
         raise Key2MeshError(f"no TRC file {trc}")
     markers = pose2sim_members(keypoint_set)["markers"].read_text(encoding="utf-8")
-    check_trc_markers(read_trc(trc)[0], markers, keypoint_set, trc)
+    names, times, _, _ = read_trc(trc)  # read once: the copy below has the same content
+    check_trc_markers(names, markers, keypoint_set, trc)
     out = Path(out_dir).resolve()
     setup = write_setup(out, keypoint_set, correct)
     # OpenSim resolves a setup's file names against the setup's folder: everything goes there
     # (a TRC already there is used as it is: copying a file onto itself fails)
     there = out / Path(trc).name
     trc = there if there.exists() and there.samefile(trc) else Path(shutil.copy(trc, there))
-    _, times, _, _ = read_trc(trc)
     t0, t1 = float(times[0]), float(times[-1])
     opensim.Logger.setLevelString("error")
     opensim.Logger.removeFileSink()  # no opensim.log in the working folder
