@@ -171,9 +171,9 @@ def _warp_types(dtype: torch.dtype):
 def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
     """The rotation nearest to each matrix ``m`` (..., 3, 3), without autograd: roma's
     ``special_procrustes`` result (see :func:`_nearest_rotation_torch`), on the CPU in one Warp
-    kernel (:data:`POLAR_BLOCK` matrices per thread, instead of ~100 small torch ops; timings in
-    ``benchmarks/results/rest_product_threads2.md``, ``nearest_*``); elsewhere, or without Warp,
-    in torch."""
+    kernel (:data:`POLAR_BLOCK` matrices per thread, instead of dozens of small torch ops;
+    timings in ``benchmarks/results/rest_product_threads2.md``, ``nearest_*``); elsewhere, or
+    without Warp, in torch."""
     if m.device.type != "cpu" or m.dtype not in (torch.float32, torch.float64) or m.numel() == 0:
         return _nearest_rotation_torch(m)
     try:
@@ -715,7 +715,7 @@ class AnnyBody(BodyModel):
         skinning rotations (B, bones, 3, 3), translations (B, bones, 3) and posed bone heads
         (B, bones, 3) in anny's frame: :meth:`_bone_transforms_torch`'s numbers, without
         autograd on the CPU in one Warp kernel (one thread per sample walks the chain instead of
-        ~60 small torch ops; timings in ``benchmarks/results/rest_product_threads2.md``,
+        dozens of small torch ops; timings in ``benchmarks/results/rest_product_threads2.md``,
         ``fk_*``)."""
         m = self.model
         if (
