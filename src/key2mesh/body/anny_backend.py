@@ -208,7 +208,8 @@ def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
 
 def _polar_kernel(dtype: torch.dtype):
     """Warp kernel: the scaled Newton polar iteration of :func:`_nearest_rotation_torch` on
-    ``block`` consecutive matrices per thread, with each one's convergence flag (0: det ≤ 0 or not orthonormal to ``tol``).
+    ``block`` consecutive matrices per thread, with each one's convergence flag (0: det ≤ 0 or
+    not orthonormal to ``tol``).
     Scalar code with +, ×, / and sqrt only: a matrix's result does not depend on its batch."""
     if dtype not in _POLAR_KERNELS:
         import warp as wp
