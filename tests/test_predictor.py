@@ -67,6 +67,32 @@ def test_inference_path_gives_the_same_numbers(model):
     assert torch.equal(r1, copy.deepcopy(model.net).train()(x)[0])
 
 
+@pytest.mark.parametrize("backend", ["onednn", "torch"])
+def test_one_detection_is_a_row_of_any_batch(model, monkeypatch, backend):
+    """With oneDNN's products (key2mesh.dense) the network and the body run a detection as it
+    is, unpadded; with ``KEY2MESH_DENSE=torch`` (MKL) they are padded to PAD_ROWS. Either way a
+    detection's numbers (mesh included) are its row's in a batch of 7."""
+    from key2mesh import dense
+    from key2mesh.inference.predictor import PAD_ROWS
+
+    if backend == "torch":
+        monkeypatch.setenv(dense.ENV, "torch")
+    elif not dense.enabled():
+        pytest.skip("oneDNN's linear is not available or not row-invariant here")
+    seen: list[int] = []
+    real = model.net.predict
+    monkeypatch.setattr(model.net, "predict", lambda x: (seen.append(len(x)), real(x))[1])
+    b = _sample(model, n=7, seed=4)
+    whole = model.predict(b.keypoints2d, b.confidence)
+    for i in (0, 6):
+        model.body.clear_cache()
+        one = model.predict(b.keypoints2d[i], b.confidence[i])
+        for field in ("rotmats", "shape", "vertices", "joints", "keypoints3d"):
+            assert torch.equal(getattr(one, field)[0], getattr(whole, field)[i]), field
+    assert seen == ([7, 1, 1] if backend == "onednn" else [8, PAD_ROWS, PAD_ROWS])
+    assert model.net.batch_invariant == (backend == "onednn")
+
+
 def test_predict_from_another_keypoint_set(model):
     from key2mesh.keypoints.convert import convert_keypoints
 

@@ -21,6 +21,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from key2mesh import dense
 from key2mesh.body.anny_cells import CellBases, NotMultilinear
 from key2mesh.body.base import BodyModel, BodyOutput
 from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
@@ -43,9 +44,10 @@ DEFAULT_PHENOTYPES = {
     "proportions": 0.5,
 }
 
-# Without autograd, the shape GEMMs run on a multiple of this many rows: MKL's sgemm takes
-# another code path (other last bits) for 1-3 rows and for row counts 5-7 and 9-11, so a mesh's
-# numbers would depend on how many distinct shapes share its batch.
+# Without autograd, where :mod:`key2mesh.dense` does not apply (its oneDNN products give a row
+# the same numbers in any batch), the shape GEMMs run on a multiple of this many rows: MKL's
+# sgemm takes another code path (other last bits) for 1-3 rows and for row counts 5-7 and 9-11,
+# so a mesh's numbers would depend on how many distinct shapes share its batch.
 GEMM_ROWS = 4
 
 log = logging.getLogger(__name__)
@@ -697,7 +699,7 @@ class AnnyBody(BodyModel):
         for i in range(1, factors.shape[-1]):
             weights = weights * factors[..., i]
         if m.phenotype_blendshape_projection is not None:
-            weights = weights @ m.phenotype_blendshape_projection.to(weights.dtype)
+            weights = dense.matmul(weights, m.phenotype_blendshape_projection.to(weights.dtype))
         return weights
 
     def _anny_delta(self, rotmats: torch.Tensor) -> torch.Tensor:
@@ -853,7 +855,7 @@ class AnnyBody(BodyModel):
         that GEMM's result, already computed (the cell bases'; ``coeffs`` may then be None)."""
         nb, npair = self.num_bones, len(self._pair_kp)
         if feats is None:
-            feats = torch.addmm(self._skel_rest0, coeffs, self._skel_blend)[:rows]
+            feats = dense.matmul(coeffs, self._skel_blend, self._skel_rest0)[:rows]
             coeffs = coeffs[:rows]
         b = feats.shape[0]
         heads = feats[:, : nb * 3].reshape(b, nb, 3)
@@ -918,7 +920,8 @@ class AnnyBody(BodyModel):
             if hit is not None:
                 return self._expand_rest(hit, inverse, b)
         n = shape.shape[0]
-        multiple = GEMM_ROWS if self.batch_invariant and not tracked else 1
+        padded = not dense.rows_independent(shape.device, self.dtype)
+        multiple = GEMM_ROWS if self.batch_invariant and not tracked and padded else 1
         pad = -n % multiple
         verts = rows = feats = None
         # A large batch that is not cached writes its rest vertices (an intermediate: only
@@ -951,7 +954,7 @@ class AnnyBody(BodyModel):
             if vertices and verts is None:
                 blend = self.model.blendshapes.reshape(self._vert_blend_shape)
                 buf = self._rest_buffer(coeffs.shape[0], width, self._vert_rest0) if large else None
-                verts = torch.addmm(self._vert_rest0, coeffs, blend, out=buf)[:n].view(n, -1, 3)
+                verts = dense.matmul(coeffs, blend, self._vert_rest0, out=buf)[:n].view(n, -1, 3)
         out = (poses, pairs, verts, rows)
         if key is not None:
             with _CACHE_LOCK:

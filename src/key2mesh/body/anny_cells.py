@@ -22,9 +22,10 @@ rest vertices are anny's to float precision (the terms dropped as 0 are below
 :data:`ZERO_TERM_M` at every vertex). anny has 16 cells (age 4 × muscle 2 × weight 2), built
 only when a shape falls in them.
 
-Batch invariance: each cell's rows run one GEMM padded to a multiple of ``rows_multiple``
-rows (MKL's sgemm gives the same numbers per row from 4 rows on), and a row's cell and
-coordinates depend on that row only.
+Batch invariance: a row's cell and coordinates depend on that row only, and each cell's rows
+run one product by :func:`key2mesh.dense.matmul` (oneDNN: the same numbers per row in any
+batch) or, where that does not apply, an MKL GEMM padded to a multiple of ``rows_multiple`` rows
+(MKL's sgemm gives the same numbers per row from 4 rows on).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import itertools
 import math
 
 import torch
+
+from key2mesh import dense
 
 # A monomial whose coefficient is below this in every coordinate (metres; the skeleton's rest
 # orientations are unitless) is dropped as zero: the Möbius transform of the float64 corner
@@ -197,9 +200,9 @@ class CellBases:
         each shape's row (B,) long in them; with ``skeleton``, the skeleton features (B, F) (the
         body's ``_skel_rest0 + c _skel_blend``); None for those not asked for.
 
-        The shapes are grouped by cell; each group's GEMMs run on a multiple of
-        ``rows_multiple`` rows (the last row repeated), the vertices written into ``out``
-        (≥ R rows) when given. Rows None: shape i is row i (one cell; padding rows, if any,
+        The shapes are grouped by cell; each group's products (:func:`key2mesh.dense.matmul`) run
+        on a multiple of ``rows_multiple`` rows (the last row repeated), the vertices written
+        into ``out`` (≥ R rows) when given. Rows None: shape i is row i (one cell; padding rows, if any,
         follow the B)."""
         b = shape.shape[0]
         cell, t = self.locate(shape)
@@ -213,11 +216,12 @@ class CellBases:
             sizes.append(n + (-n % rows_multiple))
         dtype = self.body.dtype
         verts = feats = row_of = None
-        if vertices:
+        own = vertices and out is None and len(cells) == 1
+        if vertices and not own:
             total, width = sum(sizes), self.basis(cells[0])[1].shape[1]
             verts = shape.new_empty(total, width, dtype=dtype) if out is None else out[:total]
-            if len(cells) > 1:
-                row_of = torch.empty(b, dtype=torch.long, device=shape.device)
+        if vertices and len(cells) > 1:
+            row_of = torch.empty(b, dtype=torch.long, device=shape.device)
         if skeleton:
             width = self.skeleton_basis(cells[0])[1].shape[1]
             feats = shape.new_empty(b, width, dtype=dtype)
@@ -228,17 +232,20 @@ class CellBases:
             if size > n:
                 tc = torch.cat([tc, tc[-1:].expand(size - n, -1)])
             mono = None
-            if verts is not None:
+            if vertices:
                 terms, coeffs = self.basis(c)
                 mono = self.monomials(tc, terms).to(dtype)
-                torch.mm(mono, coeffs, out=verts[start : start + size])
+                if own:  # one cell, no buffer: the product's own array
+                    verts = dense.matmul(mono, coeffs)
+                else:
+                    dense.matmul(mono, coeffs, out=verts[start : start + size])
                 if row_of is not None:
                     row_of[idx] = torch.arange(start, start + n, device=shape.device)
             if feats is not None:
                 skel_terms, coeffs = self.skeleton_basis(c)
                 if mono is None or not torch.equal(skel_terms, terms):
                     mono = self.monomials(tc, skel_terms).to(dtype)
-                part = (mono @ coeffs)[:n]
+                part = dense.matmul(mono, coeffs)[:n]
                 if idx is None:
                     feats = part
                 else:

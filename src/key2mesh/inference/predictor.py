@@ -26,11 +26,12 @@ from key2mesh.model.checkpoint import (
     resolve_checkpoint,
 )
 
-# Every batch through the network and the body model is padded to a multiple of this many rows:
-# for 1-3 rows the CPU BLAS takes another code path whose sums differ in the last bit, so a
-# detection's numbers would depend on how many others it is batched (or chunked) with. From 4
-# rows on, every batch size gives the same numbers per row (checked up to 64 rows, and by the
-# tests: a batch of 1 and the same row in a larger batch).
+# A batch through a network or body model whose rows are not independent of their batch
+# (``batch_invariant`` False: MKL's float32 products, where :mod:`key2mesh.dense` does not apply;
+# the int8 network; the SMPL body) is padded to a multiple of this many rows: for 1-3 rows MKL
+# takes another code path whose sums differ in the last bit, so a detection's numbers would
+# depend on how many others it is batched (or chunked) with. From 4 rows on, every batch size
+# gives the same numbers per row (checked up to 64 rows, and by the tests).
 PAD_ROWS = 4
 
 
@@ -239,7 +240,11 @@ class Key2Mesh:
         usable = self.usable(kp, conf)
         rots, shapes, verts, joints, kps = [], [], [], [], []
         for i in range(0, len(inputs), batch_size):
-            r, s = _padded(self.net.predict, inputs[i : i + batch_size].to(self.device))
+            r, s = _padded(
+                self.net.predict,
+                inputs[i : i + batch_size].to(self.device),
+                invariant=getattr(self.net, "batch_invariant", False),
+            )
             rots.append(r)
             shapes.append(s)
             kps.append(_padded(self._body_keypoints, r, s, invariant=self.body.batch_invariant))

@@ -22,18 +22,18 @@ import torch
 from torch import nn
 
 from key2mesh.errors import Key2MeshError
-from key2mesh.model.network import Key2MeshNet, _rotations
+from key2mesh.model.network import Key2MeshNet, _rotations, fold_layer
 
 
 def _fold(layer: nn.Sequential) -> nn.Linear:
     """[Linear, BatchNorm1d (eval statistics), PReLU, Dropout] → the Linear with the BatchNorm
-    folded in: ``W' = W·γ/σ`` (per output row), ``b' = (b − μ)·γ/σ + β``, σ = sqrt(var + eps)."""
-    lin, bn = layer[0], layer[1]
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    folded in (:func:`~key2mesh.model.network.fold_layer`)."""
+    lin = layer[0]
     out = nn.Linear(lin.in_features, lin.out_features)
+    weight, bias = fold_layer(layer)
     with torch.no_grad():
-        out.weight.copy_(lin.weight * scale[:, None])
-        out.bias.copy_((lin.bias - bn.running_mean) * scale + bn.bias)
+        out.weight.copy_(weight)
+        out.bias.copy_(bias)
     return out
 
 
