@@ -872,7 +872,10 @@ class AnnyBody(BodyModel):
             rot = _nearest_rotation(blended)
         if m.rest_orientation_refiner is not None:
             rot = m.rest_orientation_refiner(rot, heads)
-        poses = roma.Rigid(linear=rot, translation=heads).to_homogeneous()
+        poses = rot.new_zeros(b, nb, 4, 4)  # [R | h; 0 0 0 1]
+        poses[..., :3, :3] = rot
+        poses[..., :3, 3] = heads
+        poses[..., 3, 3] = 1.0
         if m.root_identity_orientation:
             poses[:, 0, :3, :3] = torch.eye(3, dtype=poses.dtype, device=poses.device)
         return poses, pairs

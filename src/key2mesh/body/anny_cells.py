@@ -72,6 +72,7 @@ class CellBases:
         # built lazily; two threads may both build a missing cell (the same numbers, kept once)
         self._bases: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._skeleton: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._located: dict[tuple, tuple[torch.Tensor, ...]] = {}  # see _tables
 
     @property
     def num_cells(self) -> int:
@@ -85,25 +86,41 @@ class CellBases:
         """Forget the built bases (the body moved to another device or dtype)."""
         self._bases.clear()
         self._skeleton.clear()
+        self._located.clear()
 
     def locate(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Phenotypes (B, 6) → cell index (B,) long and local coordinates t (B, 6) in [0, 1]
         (``shape``'s dtype): the interval ``phenotype_weights`` interpolates in
-        (:meth:`~key2mesh.body.anny_backend.AnnyBody.phenotype_intervals`)."""
-        idx, alpha = self.body.phenotype_intervals(shape)
-        idx, t = idx[:, self._feature], alpha[:, self._feature]
-        strides = torch.tensor(self._strides, device=shape.device)
-        return ((idx - 1) * strides).sum(1), t
+        (:meth:`~key2mesh.body.anny_backend.AnnyBody.phenotype_intervals`, values clamped to
+        the anchors: the bases serve bodies without ``extrapolate_phenotypes``)."""
+        anchors, count, first, last, strides = self._tables(shape.dtype, shape.device)
+        # phenotype_intervals' arithmetic on the six shape columns only (the same numbers)
+        x = torch.minimum(torch.maximum(shape, first), last)
+        idx = torch.searchsorted(anchors, x.T.contiguous(), side="left").T
+        idx = torch.minimum(idx.clamp(min=1), count - 1)
+        lower, upper = anchors.gather(1, (idx - 1).T).T, anchors.gather(1, idx.T).T
+        return ((idx - 1) * strides).sum(1), (x - lower) / (upper - lower)
+
+    def _tables(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """The shape columns' anchors (6, A) (padded with inf), anchor counts (6,), first and
+        last anchors (6,) and the cell index strides (6,), for :meth:`locate`."""
+        key = (dtype, str(device))
+        hit = self._located.get(key)
+        if hit is None:
+            body = self.body
+            anchors = body._phen_anchors[self._feature].to(device, dtype).contiguous()
+            count = body._phen_count[self._feature].to(device)
+            last = anchors.gather(1, (count - 1)[:, None])[:, 0]
+            strides = torch.tensor(self._strides, device=device)
+            hit = self._located.setdefault(key, (anchors, count, anchors[:, 0], last, strides))
+        return hit
 
     def monomials(self, t: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
         """Local coordinates (B, 6) → the kept monomials Π_{i∈S} t_i (B, K) of ``terms`` (K,)
-        (indices into the 64 subsets), one elementwise product per feature: the same numbers for
-        a row whatever its batch."""
+        (indices into the 64 subsets): each a product of six factors (t_i or 1) in a fixed order,
+        the same numbers for a row whatever its batch."""
         bits = self._bits.to(t.device)[terms]  # (K, 6)
-        out = t.new_ones(t.shape[0], len(terms))
-        for i in range(t.shape[1]):
-            out = out * torch.where(bits[:, i], t[:, i : i + 1], t.new_ones(()))
-        return out
+        return torch.where(bits, t[:, None, :], 1.0).prod(-1)
 
     def basis(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The kept terms (K,) and their coefficients (K, 3V) of ``cell``'s rest vertices, built
