@@ -147,3 +147,23 @@ def test_network_eval_path_follows_every_parameter_change():
     with torch.no_grad():
         net.head.out.bias += 1.0
     check()
+
+
+def test_prepared_layers_are_linear_then_leaky_relu(monkeypatch):
+    """dense.Prepared: the checked call is linear + leaky ReLU (oneDNN or F.linear), fast()
+    gives the same bits as the checked call where ready() holds, and ready() refuses what
+    fast() cannot take."""
+    w, b, x = _weights(3)
+    layer = dense.Prepared(w, b, 0.2)
+    ref = F.leaky_relu(F.linear(x, w, b), 0.2)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), ref, atol=1e-5, rtol=1e-5)
+        if layer.packed is not None:
+            assert dense.ready(x) and torch.equal(layer.fast(x), layer(x))
+            assert torch.equal(layer.fast(x[2:3]), layer(x)[2:3])
+        assert not dense.ready(x.double()) and not dense.ready(x.t())  # dtype, not contiguous
+        assert not dense.ready(x[:0])
+    assert not dense.ready(x)  # autograd on
+    monkeypatch.setenv(dense.ENV, "torch")
+    with torch.no_grad():
+        assert not dense.ready(x) and torch.equal(layer(x), ref)
