@@ -1,6 +1,7 @@
 """The per-cell multilinear bases of anny's rest vertices (``key2mesh.body.anny_cells``) for
-both meshes: terms kept per cell (of 64), memory, build time, and the largest vertex error
-against anny's float64 blendshape product over random shapes in every cell.
+both meshes: terms kept per cell (of 64), the rank of the stored low-rank form per cell
+(``RANK_TOL_M``), memory, build time, and the largest vertex error against anny's float64
+blendshape product over random shapes in every cell.
 
     .venv/bin/python benchmarks/cell_bases.py [--shapes 2000]
 
@@ -24,8 +25,12 @@ def measure(body, shapes: torch.Tensor) -> dict[str, float]:
     for c in range(cells.num_cells):
         cells.basis(c)
     build_s = time.perf_counter() - t0
-    terms = [len(t) for t, _ in (cells.basis(c) for c in range(cells.num_cells))]
-    nbytes = sum(b.numel() * b.element_size() for _, b in cells._bases.values())
+    terms = list(cells.built().values())
+    ranks = list(cells.ranks().values())
+    nbytes = sum(
+        sum(t.numel() * t.element_size() for t in (b.mix, b.factors, b.constant) if t is not None)
+        for b in cells._bases.values()
+    )
     with torch.no_grad():
         flat, rows = cells.rest_vertices(shapes)
         m = body.model
@@ -38,6 +43,10 @@ def measure(body, shapes: torch.Tensor) -> dict[str, float]:
         "cells": cells.num_cells,
         "terms_min": min(terms),
         "terms_max": max(terms),
+        "rank_min": min(ranks),
+        "rank_max": max(ranks),
+        "terms_all": sum(terms),
+        "rank_all": sum(ranks),
         "mb_all": nbytes / 1e6,
         "build_ms_per_cell": 1000 * build_s / cells.num_cells,
         "max_err_m": float(err),
@@ -57,13 +66,15 @@ def main() -> None:
     res: dict[str, float] = {}
     print(f"{a.shapes} random shapes over every cell; error vs anny's float64 product\n")
     print(
-        f"{'mesh':<6} {'cells':>5} {'terms/cell':>11} {'MB (all)':>9} {'build ms/cell':>14} {'max err m':>10}"
+        f"{'mesh':<6} {'cells':>5} {'terms/cell':>11} {'rank/cell':>10} {'terms':>6} {'rank':>5} "
+        f"{'MB (all)':>9} {'build ms/cell':>14} {'max err m':>10}"
     )
     for name, topology in (("full", FULL_TOPOLOGY), ("train", TRAIN_TOPOLOGY)):
         r = measure(AnnyBody(topology=topology), shapes)
         print(
-            f"{name:<6} {r['cells']:>5} {r['terms_min']:>5}-{r['terms_max']:<5} {r['mb_all']:>9.1f} "
-            f"{r['build_ms_per_cell']:>14.1f} {r['max_err_m']:>10.2e}"
+            f"{name:<6} {r['cells']:>5} {r['terms_min']:>5}-{r['terms_max']:<5} "
+            f"{r['rank_min']:>4}-{r['rank_max']:<5} {r['terms_all']:>6} {r['rank_all']:>5} "
+            f"{r['mb_all']:>9.1f} {r['build_ms_per_cell']:>14.1f} {r['max_err_m']:>10.2e}"
         )
         res.update({f"{name}_{k}": v for k, v in r.items()})
     print("RESULT " + " ".join(f"{k}={v:.3g}" for k, v in res.items()))

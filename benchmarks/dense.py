@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from _common import record_results, timeit_interleaved  # noqa: E402
 
 from key2mesh import dense  # noqa: E402
+from key2mesh.allocator import keep_large_allocations  # noqa: E402
 
 
 def _backend(name: str) -> None:
@@ -62,6 +63,7 @@ def main() -> None:
     a = p.parse_args()
     record_results(f"dense_threads{a.threads}", "oneDNN vs MKL products, CPU")
     torch.set_num_threads(a.threads)
+    keep_large_allocations()  # as the key2mesh command does
     if not dense.enabled():
         raise SystemExit("oneDNN's linear is not available or not row-invariant here")
     from key2mesh.body.anny_backend import GEMM_ROWS
@@ -95,12 +97,13 @@ def main() -> None:
         cells = full._cells
         shape = torch.rand(1, 6, generator=g)
         cell, tt = cells.locate(shape)
-        terms, coeffs = cells.basis(int(cell[0]))
-        mono1 = cells.monomials(tt, terms)
-        mono4 = mono1.expand(GEMM_ROWS, -1)
+        terms, mix, factors, _ = cells.basis(int(cell[0]))
+        z1 = cells.monomials(tt, terms)
+        z1 = z1 if mix is None else z1 @ mix
+        z4 = z1.expand(GEMM_ROWS, -1)
         t = _pair(
             lambda b: (
-                (lambda: dense.matmul(mono1, coeffs)) if b == "onednn" else (lambda: mono4 @ coeffs)
+                (lambda: dense.matmul(z1, factors)) if b == "onednn" else (lambda: z4 @ factors)
             ),
             9,
             40,
@@ -135,12 +138,12 @@ def main() -> None:
         sizes = [*range(1, 65), 100, 512, 1000]
         big = model.normalize(300 * torch.rand(1100, k, 2, generator=g))[0]
         ref_r, ref_s = net.predict(big)
-        mono_big = torch.rand(1100, len(terms), generator=g)
-        ref_v = dense.matmul(mono_big, coeffs)
+        mono_big = torch.rand(1100, len(factors), generator=g)
+        ref_v = dense.matmul(mono_big, factors)
         equal = 0
         for n in sizes:
             r, s = net.predict(big[:n])
-            v = dense.matmul(mono_big[:n], coeffs)
+            v = dense.matmul(mono_big[:n], factors)
             same = torch.equal(r, ref_r[:n]) and torch.equal(s, ref_s[:n])
             equal += int(same and torch.equal(v, ref_v[:n]))
         res["rows_checked"], res["rows_equal"] = len(sizes), equal

@@ -29,6 +29,8 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command se
 import torch  # noqa: E402
 from _common import record_results, timeit  # noqa: E402
 
+from key2mesh.allocator import keep_large_allocations  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser()
@@ -37,6 +39,7 @@ def main() -> None:
     a = p.parse_args()
     record_results(f"inference_threads{a.threads}", "Inference latency and throughput, CPU")
     torch.set_num_threads(a.threads)
+    keep_large_allocations()  # as the key2mesh command does
     from key2mesh.inference.predictor import Key2Mesh
     from key2mesh.model.int8 import quantize_int8
 

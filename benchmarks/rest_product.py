@@ -3,16 +3,18 @@ rest-vertex product costs on this CPU (issue #25's goal: ≤ 3 ms for the whole 
 
 A new shape's rest vertices are ``rest0 + c B`` with ``c`` (1, 136) blendshape coefficients and
 ``B`` anny's (136, 41,154) float32 blendshapes (22 MB). Without autograd the body now takes them
-from the per-cell multilinear bases of ``key2mesh.body.anny_cells`` (a (4, K ≤ 45) × (K, 41,154)
-GEMM in the shape's cell of anny's phenotype grid); the blendshape product is what it used before
-and still uses with gradients. Both run on 4 rows (``GEMM_ROWS``: MKL's sgemm gives other last
-bits for 1-3 rows, so a shape's mesh would depend on its batch). Rows:
+from the per-cell multilinear bases of ``key2mesh.body.anny_cells`` (a (1, r ≤ 34) × (r, 41,154)
+product in the shape's cell of anny's phenotype grid, through oneDNN: ``key2mesh.dense``); the
+blendshape product is what it used before and still uses with gradients. Neither is padded
+(oneDNN's rows do not depend on their batch); the ``*gemm4*`` rows are MKL's 4-row products,
+what batch invariance needed before. Rows:
 
 - the whole batch-1 mesh, new shape (network included, as ``inference.py``'s
   ``mesh_full_b1_ms``), with the cell bases and with the blendshape product, interleaved in one
   run (``_product`` rows), and the same for the body alone; the tracked shape;
-- the cell path's parts: the rest vertices of one new shape (cell lookup, monomials, GEMM) and
-  its 4-row GEMM alone, and the number of terms K of that cell;
+- the cell path's parts: the rest vertices of one new shape (cell lookup, monomials, product)
+  and MKL's 4-row GEMM of its factors alone, the number of terms K of that cell and the rank r
+  of its stored form;
 - batch 512 (new shapes, network included): meshes/s with the cell bases and with the product,
   interleaved;
 - the blendshape product as a 1-row GEMV, the 4-row GEMM, MKL's packed 4-row GEMM
@@ -38,6 +40,8 @@ import os
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
 import torch  # noqa: E402
 from _common import record_results, timeit, timeit_interleaved  # noqa: E402
+
+from key2mesh.allocator import keep_large_allocations  # noqa: E402
 
 
 def _cell_weights(rows: int, counts: list[int], g: torch.Generator) -> torch.Tensor:
@@ -67,6 +71,7 @@ def main() -> None:
     p.add_argument("--checkpoint", default="anny-body25")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    keep_large_allocations()  # as the key2mesh command does
     record_results(f"rest_product_threads{a.threads}", "The new-shape mesh at batch 1, CPU")
     from key2mesh.inference.predictor import Key2Mesh
 
@@ -113,12 +118,14 @@ def main() -> None:
             lambda: model.net.predict(model.normalize(x, conf)[0]), 30
         )
         res["body_tracked_b1_ms"] = 1000 * timeit(lambda: body(rot, shape), 30)
-        res["cells_rest_b1_ms"] = 1000 * timeit(lambda: cells.rest_vertices(shape, 4), 30)
+        res["cells_rest_b1_ms"] = 1000 * timeit(lambda: cells.rest_vertices(shape), 30)
         cell, t = cells.locate(shape)
-        terms, basis = cells.basis(int(cell[0]))
-        mono4 = cells.monomials(t, terms).expand(4, -1).contiguous()
+        terms, mix, factors, _ = cells.basis(int(cell[0]))
+        z = cells.monomials(t, terms)
+        z4 = (z if mix is None else z @ mix).expand(4, -1).contiguous()
         res["cell_terms"] = float(len(terms))
-        res["cells_gemm4_ms"] = 1000 * timeit(lambda: mono4 @ basis, 30)
+        res["cell_rank"] = float(len(factors))
+        res["cells_gemm4_ms"] = 1000 * timeit(lambda: z4 @ factors, 30)
         x512 = 300 * torch.rand(512, k, 2, generator=g)
         conf512 = torch.ones(x512.shape[:2])
         ab = timeit_interleaved(

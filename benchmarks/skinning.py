@@ -21,6 +21,8 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command se
 import torch  # noqa: E402
 from _common import random_poses, record_results, timeit_interleaved  # noqa: E402
 
+from key2mesh.allocator import keep_large_allocations  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -28,6 +30,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10, help="interleaved rounds per batch size")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    keep_large_allocations()  # as the key2mesh command does
     record_results(f"skinning_threads{a.threads}", "Skinning of anny's full mesh, CPU")
     from key2mesh.body import anny_backend
     from key2mesh.body.anny_backend import AnnyBody

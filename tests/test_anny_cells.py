@@ -218,3 +218,32 @@ def test_moving_the_body_rebuilds_the_bases(anny_body):
     assert f64.dtype == torch.float64
     assert next(iter(body._cells._bases.values()))[1].dtype == torch.float64
     torch.testing.assert_close(f64.float(), f32, atol=2e-6, rtol=0)
+
+
+def test_vertex_bases_keep_the_exact_rank(anny_body):
+    """A cell's non-constant coefficient rows are linearly dependent: the basis keeps only the
+    singular directions its error bound needs (a synthetic rank-3 cell: rank 3, the values at
+    every corner to 1e-7 m); anny's own cells shrink too (ranks below their term counts)."""
+    cells = CellBases(anny_body)
+    g = torch.Generator().manual_seed(5)
+    terms = torch.tensor([0, 1, 2, 3, 5, 8, 13, 21])  # the empty set first
+    low = torch.randn(7, 3, generator=g, dtype=torch.float64) @ torch.randn(
+        3, 600, generator=g, dtype=torch.float64
+    )
+    coeffs = torch.cat([torch.rand(1, 600, generator=g, dtype=torch.float64), 0.1 * low])
+    basis = cells._factor(terms, coeffs)
+    assert basis.mix.shape == (7, 3) and basis.factors.shape == (3, 600)
+    assert torch.equal(basis.terms, terms[1:])
+    corners = cells._bits.double()
+    ref = cells.monomials(corners, terms) @ coeffs
+    got = (
+        cells.monomials(corners, basis.terms) @ basis.mix.double() @ basis.factors.double()
+        + basis.constant.double()
+    )
+    assert (got - ref).abs().max() < 1e-6  # float32 storage; the rank cut itself is exact
+    with pytest.raises(anny_cells.NotMultilinear, match="constant"):
+        cells._factor(terms[1:], coeffs[1:])
+    for c in (8, 12):  # adult cells: 44 and 45 terms
+        cells.basis(c)
+    built, ranks = cells.built(), cells.ranks()
+    assert all(ranks[c] < built[c] - 1 for c in (8, 12))

@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        from key2mesh.allocator import keep_large_allocations
         from key2mesh.devices import check_device
 
+        keep_large_allocations()  # large arrays reused, not faulted in again per batch
         check_device(getattr(args, "device", None))
         return int(args._run(args) or 0)
     except NotImplementedYet as exc:

@@ -418,10 +418,11 @@ class AnnyBody(BodyModel):
         super().__init__()
         _check_dtype(dtype)
         self.rig, self.topology = rig, topology
-        # True: a body's numbers do not depend on the other rows of its batch (the shape GEMMs
-        # run on multiples of GEMM_ROWS distinct shapes; skinning is per vertex), so callers need
-        # not pad batches; float32 only (see batch_invariant). False: a single new shape's GEMMs
-        # run on 1 row (a little faster at batch 1), whose last bits differ from the batched GEMM's.
+        # True: a body's numbers do not depend on the other rows of its batch (oneDNN's products,
+        # key2mesh.dense; where those do not apply, the shape GEMMs run on multiples of
+        # GEMM_ROWS distinct shapes; skinning is per vertex), so callers need not pad batches;
+        # float32 only (see batch_invariant). False: without oneDNN, a single new shape's GEMMs
+        # run on 1 row (a little faster), whose last bits differ from the batched GEMM's.
         self.batch_invariant = batch_invariant
         model = _build_anny(rig, topology)
         self.phenotype_labels = list(model.phenotype_labels)

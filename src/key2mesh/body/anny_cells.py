@@ -15,6 +15,9 @@ transform. Many are exactly 0: anny's blendshapes never combine height with prop
 every pair of features in every cell; only the others are kept
 (``benchmarks/results/cell_bases.md``: terms per cell, memory, build time, error).
 A new shape then costs one (rows, K) × (K, 3V) product instead of (rows, 136) × (136, 3V).
+The K coefficient rows of a cell are linearly dependent, so the vertex basis is stored in its
+exact low-rank form (K, r) × (r, 3V) (r = 15-34 for K = 18-45; the dropped singular directions
+bound the vertex error by :data:`RANK_TOL_M` over the whole cell): (rows, r) × (r, 3V).
 
 Each cell's basis is built on first use in float64 from the body's own (float32) blendshapes,
 checked against the blendshape product inside the cell, and stored in the body's dtype: the
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -43,6 +47,21 @@ from key2mesh import dense
 ZERO_TERM_M = 1e-9
 # The basis must reproduce the blendshape product inside its cell to this (metres, float64).
 CHECK_TOL_M = 1e-9
+# A vertex basis keeps the singular directions needed for its worst vertex error to stay below
+# this (metres; a bound over the whole cell, see CellBases._factor).
+RANK_TOL_M = 1e-7
+
+
+class VertexBasis(NamedTuple):
+    """A cell's rest vertices (anny's frame, flat):
+    ``monomials(t, terms) @ mix @ factors + constant``. terms (K,) long: the kept subsets but
+    the empty one (indices into the 64); mix (K, r), or None for the identity (r = K); factors
+    (r, 3V); constant (3V,): the empty subset's term, the mesh at the cell's lowest corner."""
+
+    terms: torch.Tensor
+    mix: torch.Tensor | None
+    factors: torch.Tensor
+    constant: torch.Tensor
 
 
 class NotMultilinear(RuntimeError):
@@ -80,7 +99,12 @@ class CellBases:
 
     def built(self) -> dict[int, int]:
         """{cell: number of kept terms} of the bases built so far."""
-        return {c: len(terms) for c, (terms, _) in self._bases.items()}
+        return {c: len(basis.terms) + 1 for c, basis in self._bases.items()}  # + the constant
+
+    def ranks(self) -> dict[int, int]:
+        """{cell: rank of its vertex basis' non-constant terms (rows of ``factors``)} of the
+        bases built so far."""
+        return {c: len(basis.factors) for c, basis in self._bases.items()}
 
     def clear(self) -> None:
         """Forget the built bases (the body moved to another device or dtype)."""
@@ -122,13 +146,33 @@ class CellBases:
         bits = self._bits.to(t.device)[terms]  # (K, 6)
         return torch.where(bits, t[:, None, :], 1.0).prod(-1)
 
-    def basis(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The kept terms (K,) and their coefficients (K, 3V) of ``cell``'s rest vertices, built
-        on first use."""
+    def basis(self, cell: int) -> VertexBasis:
+        """``cell``'s rest-vertex basis (:class:`VertexBasis`), built on first use."""
         hit = self._bases.get(cell)
         if hit is None:
-            hit = self._bases.setdefault(cell, self._build(cell, self._rest64, "rest vertices"))
+            terms, coeffs = self._build(cell, self._rest64, "rest vertices", keep64=True)
+            hit = self._bases.setdefault(cell, self._factor(terms, coeffs))
         return hit
+
+    def _factor(self, terms: torch.Tensor, coeffs64: torch.Tensor) -> VertexBasis:
+        """Coefficients (K, 3V) float64 → the constant term (the cell's lowest corner) and the
+        others' exact low-rank form ``mix @ factors``, keeping the singular directions whose
+        sum bounds the vertex error by :data:`RANK_TOL_M` (a cell's terms are linearly
+        dependent), in the body's dtype."""
+        if int(terms[0]) != 0:  # the empty set's term (the corner mesh) is never 0
+            raise NotMultilinear("a cell basis without its constant term")
+        dtype = self.body.dtype
+        constant, rest = coeffs64[0], coeffs64[1:]
+        u, s, vh = torch.linalg.svd(rest, full_matrices=False)
+        k = len(rest)
+        # |m(t) (A - A_r)| per vertex ≤ |m| Σ_{i>r} s_i √3, |m| ≤ √K (monomials in [0, 1])
+        tail = torch.cat([s.flip(0).cumsum(0).flip(0), s.new_zeros(1)])  # Σ_{j≥i} s_j
+        rank = int(torch.nonzero(math.sqrt(3 * k) * tail <= RANK_TOL_M)[0, 0])
+        if rank == k:
+            mix, factors = None, rest
+        else:
+            mix, factors = u[:, :rank].to(dtype).contiguous(), s[:rank, None] * vh[:rank]
+        return VertexBasis(terms[1:], mix, factors.to(dtype).contiguous(), constant.to(dtype))
 
     def skeleton_basis(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The kept terms (K,) and their coefficients (K, F) of ``cell``'s skeleton features
@@ -167,9 +211,12 @@ class CellBases:
         f64 = torch.float64
         return torch.addmm(body._skel_rest0.to(f64), coeffs, body._skel_blend.to(f64))
 
-    def _build(self, cell: int, values64, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _build(
+        self, cell: int, values64, what: str, keep64: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The multilinear basis of ``values64`` (float64 phenotypes (B, 6) → (B, D)) in
-        ``cell``: kept terms (K,) long and coefficients (K, D) in the body's dtype."""
+        ``cell``: kept terms (K,) long and coefficients (K, D) in the body's dtype (float64
+        with ``keep64``)."""
         body = self.body
         lo, hi, corners = self._corners(cell)
         with torch.no_grad():
@@ -192,7 +239,7 @@ class CellBases:
                     f"anny's {what} are not multilinear in cell {cell} "
                     f"(error {float(err):.3g}): the cell bases do not apply to this model"
                 )
-        return terms.to(torch.long), coeffs.to(body.dtype).contiguous()
+        return terms.to(torch.long), coeffs if keep64 else coeffs.to(body.dtype).contiguous()
 
     def rest_vertices(
         self,
@@ -235,7 +282,7 @@ class CellBases:
         verts = feats = row_of = None
         own = vertices and out is None and len(cells) == 1
         if vertices and not own:
-            total, width = sum(sizes), self.basis(cells[0])[1].shape[1]
+            total, width = sum(sizes), self.basis(cells[0]).factors.shape[1]
             verts = shape.new_empty(total, width, dtype=dtype) if out is None else out[:total]
         if vertices and len(cells) > 1:
             row_of = torch.empty(b, dtype=torch.long, device=shape.device)
@@ -248,20 +295,19 @@ class CellBases:
             n = tc.shape[0]
             if size > n:
                 tc = torch.cat([tc, tc[-1:].expand(size - n, -1)])
-            mono = None
             if vertices:
-                terms, coeffs = self.basis(c)
-                mono = self.monomials(tc, terms).to(dtype)
+                terms, mix, factors, constant = self.basis(c)
+                z = self.monomials(tc, terms).to(dtype)
+                z = z if mix is None else dense.matmul(z, mix)
                 if own:  # one cell, no buffer: the product's own array
-                    verts = dense.matmul(mono, coeffs)
+                    verts = dense.matmul(z, factors, constant)
                 else:
-                    dense.matmul(mono, coeffs, out=verts[start : start + size])
+                    dense.matmul(z, factors, constant, out=verts[start : start + size])
                 if row_of is not None:
                     row_of[idx] = torch.arange(start, start + n, device=shape.device)
             if feats is not None:
                 skel_terms, coeffs = self.skeleton_basis(c)
-                if mono is None or not torch.equal(skel_terms, terms):
-                    mono = self.monomials(tc, skel_terms).to(dtype)
+                mono = self.monomials(tc, skel_terms).to(dtype)
                 part = dense.matmul(mono, coeffs)[:n]
                 if idx is None:
                     feats = part

@@ -389,6 +389,7 @@ def _init_worker(threads: int, parent: int) -> None:
     stops the workers); the worker ends when the main process ``parent`` dies (Linux)."""
     import torch
 
+    from key2mesh.allocator import keep_large_allocations
     from key2mesh.devices import set_cpu_share
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -403,6 +404,7 @@ def _init_worker(threads: int, parent: int) -> None:
         os._exit(1)
     torch.set_num_threads(threads)
     set_cpu_share(threads)  # the detector's and the encoder's threads too
+    keep_large_allocations()  # as the key2mesh command does
 
 
 # ------------------------------------------------------------------ the corpus

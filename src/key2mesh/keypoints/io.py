@@ -783,7 +783,8 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
         conf = arr[..., 2].astype(np.float64)
     else:
         conf = np.ones((f, p, k))
-    xyc = np.concatenate([arr[..., :2].astype(np.float64), conf[..., None]], axis=-1)
+    with np.errstate(invalid="ignore"):  # values that do not cast are reported just below
+        xyc = np.concatenate([arr[..., :2].astype(np.float64), conf[..., None]], axis=-1)
     _finite_check(path, xyc, "keypoints")
     if "frame_names" in extra and extra["frame_names"].shape != (f,):
         raise Key2MeshError(
