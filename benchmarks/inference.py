@@ -9,13 +9,16 @@ held fixed: the rest mesh comes from the body's cache). "anny" is anny's own for
 Warp skinning, dense regressor) on the same parameters, for the ratio in the same process.
 "params" is the network on normalised keypoints (at batch 1 on 1 row, as "mesh" runs it);
 ``predict_b1_ms`` is ``Key2Mesh.predict(..., mesh=False)`` at batch 1 (input checks, the network
-padded to 4 rows for batch-invariant numbers, the training body's 3D keypoints) and
+unpadded where oneDNN's rows are batch-invariant (``key2mesh.dense``), the training body's 3D
+keypoints) and
 ``predict_mesh_b1_ms`` the same with the full mesh of a new shape: what a caller of the API
-waits for one detection. The last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=...
-meshes_per_s_b512=... ...``;
-``mesh_full_b1_not_invariant_ms`` is the batch-1 mesh with ``batch_invariant=False`` (see the
-design notes, docs/design.md). Like the ``key2mesh`` command, it sets ``THP_MEM_ALLOC_ENABLE=1``
-(transparent huge pages for large CPU buffers) unless the environment says otherwise.
+waits for one detection. Every row is measured in ``--rounds`` rounds ``--pause`` seconds apart
+(this shared machine's speed drifts by tens of per cent over minutes); the figures are the
+medians over the rounds, and the full mesh's fastest and slowest rounds are recorded too
+(``*_min_ms``/``*_max_ms``). The last line is ``RESULT params_b1_ms=... mesh_full_b1_ms=...
+meshes_per_s_b512=... ...``. Like the ``key2mesh`` command, it sets ``THP_MEM_ALLOC_ENABLE=1``
+(transparent huge pages for large CPU buffers) unless the environment says otherwise, and keeps
+large freed arrays for reuse (``key2mesh.allocator``).
 ``*_int8`` rows use the int8 network (``Key2Mesh(..., int8=True)``,
 :mod:`key2mesh.model.int8`) with the same body model.
 """
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import time
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
 import torch  # noqa: E402
@@ -36,6 +41,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", default="anny-body25")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=5, help="rounds of every row (medians reported)")
+    p.add_argument("--pause", type=float, default=2.0, help="seconds between rounds")
     a = p.parse_args()
     record_results(f"inference_threads{a.threads}", "Inference latency and throughput, CPU")
     torch.set_num_threads(a.threads)
@@ -79,48 +86,69 @@ def main() -> None:
             body.clear_cache()  # a new shape every call
             return body(*params(net))
 
-        with torch.no_grad():
-            r, s = params()
-            t_params = timeit(params, 2 * reps)
-            # the API: validation, padding for batch invariance, body keypoints included
-            t_predict = timeit(lambda: model.predict(x, conf, mesh=False), 2 * reps)
-            if batch == 1:  # the API's wait for one detection (recorded at batch 1 only)
-                t_predict_mesh = timeit(
-                    lambda: (full.clear_cache(), low.clear_cache(), model.predict(x, conf)), reps
-                )
-            t_low = timeit(lambda: mesh(low), reps)
-            t_full = timeit(lambda: mesh(full), reps)
-            t_tracked = timeit(lambda: full(params()[0], s), reps)
-            t_anny = timeit(lambda: anny_forward(full, *params()), reps)
-            full.batch_invariant = False  # a new shape's rest vertices by MKL's 1-row GEMV
-            t_gemv = timeit(lambda: mesh(full), reps)
-            full.batch_invariant = True
-            t_params_int8 = timeit(lambda: params(net_int8), 2 * reps)
-            t_full_int8 = timeit(lambda: mesh(full, net_int8), reps)
+        def one_round() -> dict[str, float]:
+            """Every row once (median of ``reps`` calls each), seconds."""
+            with torch.no_grad():
+                r, s = params()
+                for _ in range(50 if batch == 1 else 2):  # back to speed after the pause
+                    mesh(full)
+                t = {
+                    "params": timeit(params, 2 * reps),
+                    # the API: validation, body keypoints included
+                    "predict": timeit(lambda: model.predict(x, conf, mesh=False), 2 * reps),
+                    "low": timeit(lambda: mesh(low), reps),
+                    "full": timeit(lambda: mesh(full), reps),
+                    "tracked": timeit(lambda: full(params()[0], s), reps),
+                    "anny": timeit(lambda: anny_forward(full, *params()), reps),
+                    "params_int8": timeit(lambda: params(net_int8), 2 * reps),
+                    "full_int8": timeit(lambda: mesh(full, net_int8), reps),
+                }
+                if batch == 1:  # the API's wait for one detection (recorded at batch 1 only)
+                    t["predict_mesh"] = timeit(
+                        lambda: (full.clear_cache(), low.clear_cache(), model.predict(x, conf)),
+                        reps,
+                    )
+            return t
+
+        rounds = []
+        for i in range(a.rounds):
+            if i:
+                time.sleep(a.pause)  # rounds spread over time: this machine's speed drifts
+            rounds.append(one_round())
+        t = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+        full_ms = sorted(1000 * r["full"] for r in rounds)
         print(
-            f"{batch:>5} {1000 * t_params:>10.2f} {1000 * t_low:>13.2f} {1000 * t_full:>14.2f} "
-            f"{1000 * t_tracked:>11.2f} {1000 * t_anny:>8.2f} {batch / t_full:>16.0f} "
-            f"{1000 * t_params_int8:>15.2f} {batch / t_full_int8:>14.0f}"
+            f"{batch:>5} {1000 * t['params']:>10.2f} {1000 * t['low']:>13.2f} "
+            f"{1000 * t['full']:>14.2f} {1000 * t['tracked']:>11.2f} {1000 * t['anny']:>8.2f} "
+            f"{batch / t['full']:>16.0f} {1000 * t['params_int8']:>15.2f} "
+            f"{batch / t['full_int8']:>14.0f}"
+        )
+        print(
+            f"      mesh(full) ms in each of the {a.rounds} rounds: "
+            + ", ".join(f"{v:.2f}" for v in full_ms)
         )
         if batch == 1:
             res.update(
-                params_b1_ms=1000 * t_params,
-                params_b1_int8_ms=1000 * t_params_int8,
-                mesh_full_b1_int8_ms=1000 * t_full_int8,
-                predict_b1_ms=1000 * t_predict,
-                predict_mesh_b1_ms=1000 * t_predict_mesh,
-                mesh_full_b1_ms=1000 * t_full,
-                mesh_full_b1_tracked_ms=1000 * t_tracked,
-                mesh_full_b1_not_invariant_ms=1000 * t_gemv,
-                mesh_low_b1_ms=1000 * t_low,
-                anny_full_b1_ms=1000 * t_anny,
+                params_b1_ms=1000 * t["params"],
+                params_b1_int8_ms=1000 * t["params_int8"],
+                mesh_full_b1_int8_ms=1000 * t["full_int8"],
+                predict_b1_ms=1000 * t["predict"],
+                predict_mesh_b1_ms=1000 * t["predict_mesh"],
+                mesh_full_b1_ms=1000 * t["full"],
+                mesh_full_b1_min_ms=full_ms[0],
+                mesh_full_b1_max_ms=full_ms[-1],
+                mesh_full_b1_tracked_ms=1000 * t["tracked"],
+                mesh_low_b1_ms=1000 * t["low"],
+                anny_full_b1_ms=1000 * t["anny"],
             )
         else:
             res.update(
-                params_b512_ms=1000 * t_params,
-                meshes_per_s_b512=batch / t_full,
-                meshes_per_s_b512_int8=batch / t_full_int8,
-                anny_meshes_per_s_b512=batch / t_anny,
+                params_b512_ms=1000 * t["params"],
+                meshes_per_s_b512=batch / t["full"],
+                meshes_per_s_b512_min=batch / (full_ms[-1] / 1000),
+                meshes_per_s_b512_max=batch / (full_ms[0] / 1000),
+                meshes_per_s_b512_int8=batch / t["full_int8"],
+                anny_meshes_per_s_b512=batch / t["anny"],
             )
     print(
         "RESULT " + " ".join(f"{key}={v:.3g}" for key, v in res.items()) + f" threads={a.threads}"
