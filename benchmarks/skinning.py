@@ -49,6 +49,7 @@ def main() -> None:
         reps = max(1, 2048 // batch)
         with torch.no_grad():
             poses, _, rest, rows = body._rest(shape, vertices=True)
+            rest = torch.cat(rest) if isinstance(rest, list) else rest  # one array per cell
             rest = rest if rows is None else rest[rows]  # one rest mesh per sample, as before
             t_rot, t_trans, _ = body._bone_transforms(rot, poses)
 

@@ -135,6 +135,15 @@ def test_cell_rows_do_not_depend_on_their_batch(anny_body):
             assert torch.equal(one[0], flat[rows[i]])
     assert torch.equal(small, large[:12])
     assert len(torch.unique(anny_body._cells.locate(shape)[0])) > 4  # several cells mixed
+    from key2mesh import dense
+
+    if dense.rows_independent("cpu", torch.float32):  # a large batch: one array per cell
+        with torch.no_grad():
+            anny_body.clear_cache()
+            _, _, verts, rows = anny_body._rest(shape, vertices=True)
+        assert isinstance(verts, list) and len(verts) > 4 and rows.shape == (len(shape),)
+        one, _ = cells.rest_vertices(shape[42:43])
+        assert torch.equal(torch.cat(verts)[rows[42]].flatten(), one[0])
 
 
 def test_repeated_shapes_share_one_rest_mesh(anny_body):

@@ -501,6 +501,7 @@ def _skinning_inputs(body, n: int, seed: int):
     shape = torch.rand(n, 6, generator=g)
     poses, _, rest, rows = body._rest(shape, vertices=True)
     t_rot, t_trans, _ = body._bone_transforms(rot, poses)
+    rest = torch.cat(rest) if isinstance(rest, list) else rest  # one array per cell
     return (rest if rows is None else rest[rows]), t_rot, t_trans
 
 

@@ -298,9 +298,10 @@ def _nearest_rotation_torch(
 
 
 def _lbs_kernel(scalar, vec3, mat44):
-    """Warp kernel: out[b, v] = Σ_i w[v, i] T[b, j[v, i]] (rest[rows[b], v], 1) over the first
-    ``count[v]`` slots (anny's ``warp_skinning`` kernel, without its zero-weight slots; the rest
-    vertices read through a row index, so samples sharing a shape share its rest mesh).
+    """Warp kernel: out[b, v] = Σ_i w[v, i] T[b, j[v, i]] (rest[rows[k], v], 1) over the first
+    ``count[v]`` slots, for the samples b = samples[k] of the launch (anny's ``warp_skinning``
+    kernel, without its zero-weight slots; the rest vertices read through a row index, so
+    samples sharing a shape share its rest mesh, and a launch may skin any subset of the batch).
 
     One Warp thread skins a run of ``block`` consecutive vertices of one sample (anny's kernel:
     one vertex): Warp's CPU backend calls the kernel function once per thread, and that call
@@ -309,11 +310,12 @@ def _lbs_kernel(scalar, vec3, mat44):
     if key not in _LBS_KERNELS:
         import warp as wp
 
-        def lbs(rest, rows, weights, indices, counts, transforms, out, block: int):
-            b, run = wp.tid()
+        def lbs(rest, rows, samples, weights, indices, counts, transforms, out, block: int):
+            i, run = wp.tid()
+            b = samples[i]
             first = run * block
             last = wp.min(first + block, rest.shape[1])
-            r = rows[b]
+            r = rows[i]
             for v in range(first, last):
                 x = rest[r, v]
                 result = vec3(scalar(0.0), scalar(0.0), scalar(0.0))
@@ -325,6 +327,7 @@ def _lbs_kernel(scalar, vec3, mat44):
         lbs.__annotations__ = {
             "rest": wp.array2d(dtype=vec3),
             "rows": wp.array(dtype=wp.int32),
+            "samples": wp.array(dtype=wp.int32),
             "weights": wp.array2d(dtype=scalar),
             "indices": wp.array2d(dtype=wp.int32),
             "counts": wp.array(dtype=wp.int32),
@@ -937,13 +940,25 @@ class AnnyBody(BodyModel):
         cells = self._cells if not tracked and not self.model.extrapolate_phenotypes else None
         if cells is not None:
             try:
-                # at most GEMM_ROWS - 1 padding rows per cell
+                # at most GEMM_ROWS - 1 padding rows per cell; oneDNN writes its own arrays (one
+                # per cell: skinning reads them as they are, without a copy into one buffer)
                 extra = (multiple - 1) * cells.num_cells
-                buf = self._rest_buffer(n + extra, width, self._vert_rest0) if large else None
-                flat, rows, feats = cells.rest(
-                    shape, multiple, buf, vertices=vertices, skeleton=self._cached_orientation
+                buf = (
+                    self._rest_buffer(n + extra, width, self._vert_rest0)
+                    if large and padded
+                    else None
                 )
-                if vertices:
+                flat, rows, feats = cells.rest(
+                    shape,
+                    multiple,
+                    buf,
+                    vertices=vertices,
+                    skeleton=self._cached_orientation,
+                    groups=large and not padded,
+                )
+                if vertices and isinstance(flat, list):
+                    verts = [f.view(-1, width // 3, 3) for f in flat]
+                elif vertices:
                     verts = (flat if rows is not None else flat[:n]).view(-1, width // 3, 3)
             except NotMultilinear as exc:
                 log.warning("%s", exc)
@@ -1065,7 +1080,7 @@ class AnnyBody(BodyModel):
 
     def _skin(
         self,
-        rest: torch.Tensor,
+        rest: torch.Tensor | list[torch.Tensor],
         rot: torch.Tensor,
         trans: torch.Tensor,
         rows: torch.Tensor | None = None,
@@ -1074,7 +1089,9 @@ class AnnyBody(BodyModel):
         [R | t] (B, bones, 3, 3) and (B, bones, 3), returned (B, V, 3) in the SMPL frame: the
         frame change is folded into the transforms (Cᵀ [R | t]), so no extra pass over the
         vertices. Sample b skins ``rest[rows[b]]`` (default: ``rest[b]``, or ``rest[0]`` when
-        R = 1); shared rest meshes are not copied per sample.
+        R = 1); shared rest meshes are not copied per sample. ``rest`` may also be a list of
+        arrays (one per cell of a large batch, :meth:`_rest`): ``rows`` then index their
+        concatenation, which is never built on this path.
 
         anny's fused per-vertex kernel (NVIDIA Warp) does the skinning: each (sample, vertex) is
         computed on its own, so a mesh's numbers do not depend on its batch; it beat every
@@ -1087,15 +1104,17 @@ class AnnyBody(BodyModel):
         bottom = top.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(*top.shape[:2], 1, 4)
         folded = torch.cat([top, bottom], -2)
         b = folded.shape[0]
+        groups = rest if isinstance(rest, list) else [rest]
         if rows is None:
-            rows = torch.zeros(b, dtype=torch.long) if rest.shape[0] != b else None
+            rows = torch.zeros(b, dtype=torch.long) if groups[0].shape[0] != b else None
         m = self.model
 
         def per_sample() -> torch.Tensor:  # (B, V, 3) for anny's own skinning
-            return (rest if rows is None else rest[rows.to(rest.device)]).contiguous()
+            whole = groups[0] if len(groups) == 1 else torch.cat(groups)
+            return (whole if rows is None else whole[rows.to(whole.device)]).contiguous()
 
         if (
-            (torch.is_grad_enabled() and (rest.requires_grad or folded.requires_grad))
+            (torch.is_grad_enabled() and (groups[0].requires_grad or folded.requires_grad))
             or folded.device.type != "cpu"
             or m._skinning_method_parameter not in (None, "warp_lbs")
         ):
@@ -1104,30 +1123,47 @@ class AnnyBody(BodyModel):
             launch = self._warp_launcher()
         except ImportError:  # no Warp: anny's own fallback
             return m.get_skinned_vertices(per_sample(), folded)
-        rest, folded = rest.contiguous(), folded.contiguous()
-        rows = (torch.arange(b) if rows is None else rows).to(torch.int32).contiguous()
-        out = rest.new_empty(b, *rest.shape[1:])
+        folded = folded.contiguous()
+        rows = torch.arange(b) if rows is None else rows
+        out = groups[0].new_empty(b, *groups[0].shape[1:])
+        # (rest array, its samples' rows in it, the samples) per launch
+        calls = []
+        start = 0
+        for group in groups:
+            if len(groups) == 1:
+                samples, local = torch.arange(b), rows
+            else:
+                samples = torch.nonzero((rows >= start) & (rows < start + len(group))).squeeze(1)
+                local = rows[samples] - start
+            start += len(group)
+            calls.append((group.contiguous(), local.to(torch.int32), samples.to(torch.int32)))
         parts = min(torch.get_num_threads(), max(1, b // 16))
         if parts == 1:
-            launch(rest, rows, folded, out)
+            for group, local, samples in calls:
+                launch(group, local, samples, folded, out)
             return out
         from concurrent.futures import ThreadPoolExecutor
 
         pool = self.__dict__.get("_skin_pool")
         if pool is None or pool._max_workers < parts:
             pool = self.__dict__["_skin_pool"] = ThreadPoolExecutor(parts)
-        bounds = [b * i // parts for i in range(parts + 1)]
-        jobs = [
-            pool.submit(launch, rest, rows[i:j], folded[i:j], out[i:j])
-            for i, j in zip(bounds, bounds[1:])
-        ]
+        jobs = []
+        for group, local, samples in calls:
+            n = len(samples)
+            bounds = [n * i // parts for i in range(parts + 1)]
+            jobs += [
+                pool.submit(launch, group, local[i:j], samples[i:j], folded, out)
+                for i, j in zip(bounds, bounds[1:])
+                if j > i
+            ]
         for job in jobs:
             job.result()
         return out
 
     def _warp_launcher(self):
-        """A function (rest (R,V,3), rows (B,) int32, transforms (B,bones,4,4), out (B,V,3)) →
-        None skinning on the CPU with Warp (built once per dtype).
+        """A function (rest (R,V,3), rows (N,) int32, samples (N,) int32, transforms
+        (B,bones,4,4), out (B,V,3)) → None skinning samples[k] from rest[rows[k]] on the CPU
+        with Warp (built once per dtype).
 
         anny's kernel visits all 9 weight slots of every vertex, most of them 0 (1.95 bones per
         vertex on the full mesh); this one visits each vertex's non-zero weights only, in anny's
@@ -1158,15 +1194,20 @@ class AnnyBody(BodyModel):
         keep = (weights, indices, counts)  # the Warp arrays view these tensors' memory
 
         def launch(
-            rest: torch.Tensor, rows: torch.Tensor, transforms: torch.Tensor, out: torch.Tensor
+            rest: torch.Tensor,
+            rows: torch.Tensor,
+            samples: torch.Tensor,
+            transforms: torch.Tensor,
+            out: torch.Tensor,
         ) -> None:
             runs = -(-rest.shape[1] // SKIN_BLOCK)
             wp.launch(
                 kernel,
-                dim=(out.shape[0], runs),
+                dim=(samples.shape[0], runs),
                 inputs=[
                     _warp_array(rest, vec3),
                     _warp_array(rows, wp.int32),
+                    _warp_array(samples, wp.int32),
                     *arrays,
                     _warp_array(transforms, mat44),
                     _warp_array(out, vec3),

@@ -259,15 +259,18 @@ class CellBases:
         out: torch.Tensor | None = None,
         vertices: bool = True,
         skeleton: bool = True,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        groups: bool = False,
+    ) -> tuple[torch.Tensor | list[torch.Tensor] | None, torch.Tensor | None, torch.Tensor | None]:
         """Phenotypes (B, 6) → with ``vertices``, rest vertices (R, 3V) (anny's frame, flat) and
         each shape's row (B,) long in them; with ``skeleton``, the skeleton features (B, F) (the
         body's ``_skel_rest0 + c _skel_blend``); None for those not asked for.
 
         The shapes are grouped by cell; each group's products (:func:`key2mesh.dense.matmul`) run
         on a multiple of ``rows_multiple`` rows (the last row repeated), the vertices written
-        into ``out`` (≥ R rows) when given. Rows None: shape i is row i (one cell; padding rows, if any,
-        follow the B)."""
+        into ``out`` (≥ R rows) when given. Rows None: shape i is row i (one cell; padding
+        rows, if any, follow the B). With ``groups`` (and no ``out``) the vertices of several
+        cells are a list of arrays, one per cell, and the rows index their concatenation (a
+        large batch: no copy into one array)."""
         b = shape.shape[0]
         cell, t = self.locate(shape)
         cells = [int(cell[0])] if b == 1 else torch.unique(cell).tolist()
@@ -281,7 +284,9 @@ class CellBases:
         dtype = self.body.dtype
         verts = feats = row_of = None
         own = vertices and out is None and len(cells) == 1
-        if vertices and not own:
+        split = vertices and out is None and groups and len(cells) > 1
+        parts: list[torch.Tensor] = []
+        if vertices and not own and not split:
             total, width = sum(sizes), self.basis(cells[0]).factors.shape[1]
             verts = shape.new_empty(total, width, dtype=dtype) if out is None else out[:total]
         if vertices and len(cells) > 1:
@@ -301,6 +306,8 @@ class CellBases:
                 z = z if mix is None else dense.matmul(z, mix)
                 if own:  # one cell, no buffer: the product's own array
                     verts = dense.matmul(z, factors, constant)
+                elif split:
+                    parts.append(dense.matmul(z, factors, constant))
                 else:
                     dense.matmul(z, factors, constant, out=verts[start : start + size])
                 if row_of is not None:
@@ -314,4 +321,4 @@ class CellBases:
                 else:
                     feats[idx] = part
             start += size
-        return verts, row_of, feats
+        return (parts if split else verts), row_of, feats
