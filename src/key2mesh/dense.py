@@ -3,17 +3,19 @@ do not depend on the other rows of its batch, and small batches run at memory sp
 
 torch's float32 ``F.linear``/``mm`` on the CPU calls MKL, which takes other code paths (other
 last bits) for 1–3 rows than for 4 and more: batch invariance then needs every batch padded to
-4 rows, and MKL's 4-row product is ~3× its 1-row GEMV on this AMD CPU. oneDNN's inner-product
-kernels, with the weights packed once into its blocked layout (or given as the transpose of a
-row-major (K, N) matrix), give the same numbers for a row whatever the batch, 1 row included,
-and the small batches read the weights at memory speed (``benchmarks/results/dense.md``).
+4 rows, and MKL's 4-row product costs about twice its 1-row GEMV on this AMD CPU. oneDNN's
+inner-product kernels, with the weights packed once into its blocked layout (or given as the
+transpose of a row-major (K, N) matrix), give the same numbers for a row whatever the batch, 1
+row included, and small batches read the weights at memory speed (``benchmarks/dense.py``,
+``benchmarks/results/dense_threads2.md``: ``network_b1*`` and ``rows_equal``).
 
 :func:`linear` takes this path for float32 CPU tensors without autograd or autocast; otherwise it
 is ``F.linear``. :func:`rows_independent` says whether it applies to a device and dtype: the
 callers (the network's eval path, anny's rest model, the predictor) pad batches to
 ``PAD_ROWS`` only where it does not. Whether the kernels are row-invariant on this machine is
 checked once per process (:func:`_probe`); a CPU where they are not gets ``F.linear`` and the
-padding. The numbers depend on torch's thread count (as MKL's do).
+padding. Unlike MKL's, oneDNN's numbers depend on torch's thread count (last bits); with
+``KEY2MESH_DENSE=torch`` they do not.
 """
 
 from __future__ import annotations

@@ -179,10 +179,8 @@ class Key2MeshNet(nn.Module):
             layers = self._folded()
             x = keypoints.flatten(1).contiguous()
             # one check, then the layers back to back (see dense.Prepared)
-            run = [
-                p.fast if all(p.packed is not None for p in layers) and dense.ready(x) else p
-                for p in layers
-            ]
+            fast = all(p.packed is not None for p in layers) and dense.ready(x)
+            run = [p.fast if fast else p for p in layers]
             x = run[0](x)
             for i in range(1, len(run) - 1, 2):  # residual blocks of two layers
                 x = x + run[i + 1](run[i](x))
