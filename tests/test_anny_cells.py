@@ -256,3 +256,22 @@ def test_vertex_bases_keep_the_exact_rank(anny_body):
         cells.basis(c)
     built, ranks = cells.built(), cells.ranks()
     assert all(ranks[c] < built[c] - 1 for c in (8, 12))
+
+
+def test_a_large_batch_of_several_cells_skins_in_threads_row_for_row(anny_body):
+    """A large batch of several cells (per-cell rest arrays, one skinning launch per cell, split
+    over two threads) gives every row the bits of that row alone, with the same thread count."""
+    shape = _shapes(60, seed=13)
+    g = torch.Generator().manual_seed(13)
+    rot = roma.rotvec_to_rotmat(0.4 * torch.randn(len(shape), 24, 3, generator=g))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            anny_body.clear_cache()
+            whole = anny_body(rot, shape).vertices
+            alone = [anny_body(rot[i : i + 1], shape[i : i + 1]).vertices[0] for i in (0, 31, 64)]
+    finally:
+        torch.set_num_threads(threads)
+    for got, i in zip(alone, (0, 31, 64)):
+        assert torch.equal(got, whole[i]), i
