@@ -494,3 +494,25 @@ def test_track_ids_read_from_json_beyond_int64_are_untracked():
     assert _track_id(2**61) == 2**61 and _track_id(-3) == -3 and _track_id([7]) == 7
     assert _track_id(4.0) == 4 and _track_id(4.5) is None and _track_id(float("nan")) is None
     assert _track_id(1e30) is None and _track_id(True) is None and _track_id("3") is None
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-32"])
+def test_json_with_byte_order_mark_or_utf16_is_read(tmp_path, openpose_folder, encoding):
+    """Windows tools write JSON with a UTF-8 byte-order mark (Notepad, PowerShell's
+    ``Out-File -Encoding utf8``) or in UTF-16; both were refused ('Unexpected UTF-8 BOM')."""
+    src = openpose_folder / "clip_1_keypoints.json"
+    f = tmp_path / f"bom_{encoding}_keypoints.json"
+    f.write_text(src.read_text(), encoding=encoding)
+    det, ref = read_detections(f), read_detections(src)
+    np.testing.assert_array_equal(det.keypoints, ref.keypoints)
+    np.testing.assert_array_equal(det.confidence, ref.confidence)
+    coco = tmp_path / f"coco_{encoding}.json"
+    coco.write_text(
+        json.dumps([{"image_id": 1, "keypoints": [5.0, 6.0, 0.5] * 17}]), encoding=encoding
+    )
+    assert read_detections(coco).keypoints[0, 0, 16].tolist() == [5.0, 6.0]
+    latin = tmp_path / "latin_keypoints.json"
+    latin.write_bytes(b'{"people": [], "note": "caf\xe9"}')
+    with pytest.raises(Key2MeshError, match="cannot read") as excinfo:
+        read_detections(latin)
+    _one_line_naming(excinfo, latin)

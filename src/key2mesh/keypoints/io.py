@@ -285,8 +285,11 @@ def _natural_key(name: str) -> list[Any]:
 
 
 def _load_json(path: Path) -> Any:
+    """Parse a JSON file in UTF-8 (with or without a byte-order mark, as Windows tools write
+    it), UTF-16 or UTF-32 (told apart from the first bytes, as JSON allows)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode(json.detect_encoding(raw))
     except (OSError, UnicodeDecodeError) as e:
         raise Key2MeshError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
     if not text.strip():
