@@ -91,6 +91,17 @@ def test_openpose_folder_multi_person_and_empty_frames(openpose_folder):
     assert det.select_person(1).keypoints.shape == (1, 25, 2)
 
 
+def test_openpose_folder_with_superscript_digit_names(tmp_path):
+    """'²'.isdigit() is true but int('²') fails: such a file name crashed the folder sort with a
+    ValueError traceback. Number runs still sort by value (Arabic-Indic ١١ = 11 after 9)."""
+    folder = tmp_path / "op"
+    folder.mkdir()
+    for name in ("clip_10", "m²2", "clip_\u0661\u0661", "clip_9", "²1"):
+        _write(folder / f"{name}_keypoints.json", {"people": [_person(25, 0)]})
+    det = read_openpose_json(folder)
+    assert det.frame_names == ["clip_9", "clip_10", "clip_\u0661\u0661", "m²2", "²1"]
+
+
 def test_openpose_json_round_trip_is_exact(openpose_folder, tmp_path):
     det = read_openpose_json(openpose_folder)
     paths = write_openpose_json(det, tmp_path / "out")

@@ -281,7 +281,9 @@ class Detections:
 
 
 def _natural_key(name: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+    """Text and number runs alternating (text first), so frame_10 sorts after frame_9. The number
+    runs are the split's odd parts: ``str.isdigit`` also holds for '²', which ``int`` refuses."""
+    return [int(t) if i % 2 else t.lower() for i, t in enumerate(re.split(r"(\d+)", name))]
 
 
 def _load_json(path: Path) -> Any:
