@@ -100,3 +100,16 @@ def test_camera_in_front_marks_points_behind_the_camera():
         [True, True, False, False],
         [True, True, True, True],
     ]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_bbox_normalize_gradient_ignores_a_non_finite_missing_point(bad):
+    """A missing point at NaN / inf gets no gradient and gives none to the others: before, the
+    box's size picked up 0 · NaN and every valid joint's gradient was NaN."""
+    kp = torch.tensor([[0.0, 0.0], [2.0, 1.0], [1.0, 0.5], [bad, 5.0]], requires_grad=True)
+    out, _ = bbox_normalize(kp, torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    out[2, 0].backward()
+    # box x∈[x0, x1] = [0, 2] (the longest side): out = (x2 − (x0 + x1)/2) / (x1 − x0) + 0.5
+    # d/dx2 = 1/2; d/dx0 = d/dx1 = (−(x1 − x0)/2 ∓ (x2 − 1)) / (x1 − x0)² = −1/4 (x2 = 1)
+    expected = torch.tensor([[-0.25, 0.0], [-0.25, 0.0], [0.5, 0.0], [0.0, 0.0]])
+    assert torch.equal(kp.grad, expected)

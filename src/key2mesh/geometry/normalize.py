@@ -42,6 +42,9 @@ def bbox_normalize(
     hi = torch.where(any_valid, hi, torch.ones_like(hi))
     size = (hi - lo).amax(dim=-1, keepdim=True).clamp(min=1e-6)
     centre = 0.5 * (lo + hi)
-    out = (keypoints - centre) / size + 0.5
+    # a missing joint's position (NaN, inf) must not reach the arithmetic: masked out below, it
+    # would still give the box's size and centre NaN gradients (0 · NaN), spoiling every joint's
+    safe = torch.where(m, keypoints, centre.detach())
+    out = (safe - centre) / size + 0.5
     out = torch.where(m, out, torch.full_like(out, missing_value))
     return out, valid
