@@ -285,3 +285,19 @@ def test_read_image_turns_a_photo_as_its_exif_orientation_says(tmp_path):
     assert shown.shape == (200, 100, 3)  # portrait
     assert shown[:15, :, 0].mean() > 200 and shown[-15:, :, 0].mean() < 60  # red edge on top
     assert read_image(tmp_path / "plain.jpg").shape == (100, 200, 3)  # no tag: as stored
+
+
+def test_folder_skips_hidden_files_and_folders(tmp_path):
+    """A folder copied by macOS to a FAT/network drive holds a ``._name.png`` resource file per
+    image (not an image), and an interrupted write leaves ``.name.tmp.png``: both are left out,
+    as is a sub-folder whose name ends in .png; the real images are read in natural order."""
+    from key2mesh.media.video import folder_images, iter_frames, source_info, write_image
+
+    for i in (2, 10, 1):
+        write_image(tmp_path / f"frame{i}.png", np.full((8, 12, 3), i, np.uint8))
+    (tmp_path / "._frame1.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (tmp_path / ".frame2.png.host-1.tmp.png").write_bytes(b"")
+    (tmp_path / "thumbs.png").mkdir()
+    assert [p.name for p in folder_images(tmp_path)] == ["frame1.png", "frame2.png", "frame10.png"]
+    assert source_info(tmp_path).num_frames == 3
+    assert [int(f[0, 0, 0]) for f in iter_frames(tmp_path)] == [1, 2, 10]

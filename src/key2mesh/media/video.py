@@ -69,10 +69,17 @@ def _kind(path: Path) -> str:
 
 
 def folder_images(folder: str | Path) -> list[Path]:
-    """Image files of a folder in natural order (frame2 before frame10)."""
+    """Image files of a folder in natural order (frame2 before frame10). Hidden files are left
+    out: macOS writes a ``._name.png`` resource file beside every image copied to a FAT or
+    network drive, and key2mesh's own unfinished writes are ``.name.tmp.png``."""
     folder = Path(folder)
     files = sorted(
-        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key
+        (
+            p
+            for p in folder.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        ),
+        key=_natural_key,
     )
     if not files:
         raise Key2MeshError(f"{folder}: folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
