@@ -136,6 +136,20 @@ def test_conversion_rejects_wrong_point_count():
         convert_keypoints(torch.zeros(3, 18, 2), None, "coco17", "openpose_body25")
 
 
+def test_conversion_rejects_confidence_of_another_shape():
+    """A confidence array that does not fit the keypoints was a RuntimeError traceback from
+    inside torch.where; a per-point (K,) confidence shared by every sample still works."""
+    kp = torch.rand(2, 17, 2)
+    with pytest.raises(Key2MeshError, match=r"confidence must be \(2, 17\).*got shape \(2, 16\)"):
+        convert_keypoints(kp, torch.ones(2, 16), "coco17", "openpose_body25")
+    with pytest.raises(Key2MeshError, match="confidence must be"):
+        convert_keypoints(kp, np.ones((17, 2)), "coco17", "openpose_body25")
+    conf = torch.linspace(0.1, 0.9, 17)
+    _, shared = convert_keypoints(kp, conf, "coco17", "openpose_body25")
+    _, each = convert_keypoints(kp, conf.expand(2, 17), "coco17", "openpose_body25")
+    assert shared.shape == (2, 25) and torch.equal(shared, each)
+
+
 def test_flip_permutation_coco17_swaps_left_right():
     assert flip_permutation("coco17") == [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
     perm = flip_permutation("openpose_body25")

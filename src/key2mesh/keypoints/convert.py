@@ -13,6 +13,7 @@ from functools import cache
 import numpy as np
 import torch
 
+from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import canonical_set_name, keypoint_names
 
 # name -> list of (source name, weight). Approximations are documented inline.
@@ -87,7 +88,8 @@ def convert_keypoints(
     src: str,
     dst: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Convert (..., K_src, D) keypoints and (..., K_src) confidences to set ``dst``.
+    """Convert (..., K_src, D) keypoints and (..., K_src) confidences (or a shape that broadcasts
+    to it, e.g. one (K_src,) for all) to set ``dst``.
 
     A derived point's confidence is the minimum of its sources'; underivable points get 0.
     """
@@ -96,8 +98,6 @@ def convert_keypoints(
         kp = kp.float()
     k_src = len(keypoint_names(src))
     if kp.ndim < 2 or kp.shape[-2] != k_src:
-        from key2mesh.errors import Key2MeshError
-
         raise Key2MeshError(
             f"keypoints of set {canonical_set_name(src)!r} need {k_src} points, got shape {tuple(kp.shape)}"
         )
@@ -106,6 +106,16 @@ def convert_keypoints(
         if confidence is None
         else torch.as_tensor(confidence, dtype=kp.dtype, device=kp.device)
     )
+    try:
+        fits = torch.broadcast_shapes(conf.shape, kp.shape[:-1]) == kp.shape[:-1]
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise Key2MeshError(
+            f"confidence must be {tuple(kp.shape[:-1])} to match keypoints {tuple(kp.shape)}, "
+            f"got shape {tuple(conf.shape)}"
+        )
+    conf = conf.expand(kp.shape[:-1])  # a (K,) confidence shared by every sample
     m_np, ok_np = conversion_matrix(src, dst)
     m = torch.as_tensor(m_np, dtype=kp.dtype, device=kp.device)
     ok = torch.as_tensor(ok_np, device=kp.device)
