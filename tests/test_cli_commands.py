@@ -346,3 +346,13 @@ def test_export_check_without_onnx_is_refused(tmp_path, capsys):
     assert main([*argv, "--check"]) != 0
     assert "--check compares an ONNX export with PyTorch" in capsys.readouterr().err
     assert not (tmp_path / "s.pt").exists()
+
+
+def test_export_float32_without_slim_is_refused(tmp_path, capsys):
+    """--float32 applies to --slim only: with --onnx / --torchscript alone it was ignored."""
+    onnx = tmp_path / "m.onnx"
+    assert (
+        main(["export-model", "--checkpoint", "anny-coco17", "--onnx", str(onnx), "--float32"]) == 2
+    )
+    assert "--float32 keeps the float32 weights of a --slim checkpoint" in capsys.readouterr().err
+    assert not onnx.exists()

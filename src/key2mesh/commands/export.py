@@ -85,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.check and not args.onnx:
         raise Key2MeshError("--check compares an ONNX export with PyTorch: give --onnx PATH too")
+    if args.float32 and not args.slim:
+        raise Key2MeshError(
+            "--float32 keeps the float32 weights of a --slim checkpoint (ONNX and TorchScript "
+            "exports are float32 already): give --slim PATH too, or leave --float32 out"
+        )
     from key2mesh.safe_paths import OutputNames
 
     # the file itself, not the name: `--checkpoint anny-coco17` is a file in the package
