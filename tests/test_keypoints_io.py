@@ -527,3 +527,20 @@ def test_json_with_byte_order_mark_or_utf16_is_read(tmp_path, openpose_folder, e
     with pytest.raises(Key2MeshError, match="cannot read") as excinfo:
         read_detections(latin)
     _one_line_naming(excinfo, latin)
+
+
+def test_npz_names_stored_as_bytes_are_decoded(tmp_path):
+    """Names saved as bytes (``S`` arrays: h5py, Python 2, ``np.bytes_``) read as text: the set was
+    refused as "unknown keypoint set \\"np.bytes_(b'coco17')\\"" and frame names came back "b'f0'"."""
+    kp = np.random.default_rng(0).uniform(1, 100, (2, 17, 3))
+    f = tmp_path / "bytes.npz"
+    np.savez(
+        f,
+        keypoints=kp,
+        keypoint_set=np.bytes_(b"coco17"),
+        frame_names=np.array([b"f0", b"caf\xc3\xa9"]),
+    )
+    det = read_numpy(f)
+    assert det.keypoint_set == "coco17" and det.frame_names == ["f0", "café"]
+    np.savez(f, keypoints=kp, keypoint_set=np.array(["h36m17"]))  # a one-element list of the name
+    assert read_numpy(f).keypoint_set == "h36m17"

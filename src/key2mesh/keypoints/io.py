@@ -679,6 +679,16 @@ def _set_from_k(path: Path, k: int, declared: str | None) -> str:
     return _check_count(path, k, declared, unique, "array")
 
 
+def _text(value: Any) -> str:
+    """A name stored in a NumPy file: text, or bytes (``S`` arrays, as h5py or Python 2 code
+    writes them) decoded as UTF-8 rather than shown as "b'...'"; a one-element array is its element."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(-1)[0]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)
+
+
 def _params_table(path: Path, extra: dict[str, Any]) -> np.ndarray:
     """A motion table (``<stem>_params.npz`` of ``demo``/``predict``: one row per (frame, person),
     ``frame_index`` (N,), ``track_id`` (N,), ``keypoints2d`` (N, K, 3) px + confidence) → keypoints
@@ -766,7 +776,7 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
     declared = _declared(keypoint_set)
     if declared is None and "keypoint_set" in extra:
         try:
-            declared = _declared(str(extra["keypoint_set"]))
+            declared = _declared(_text(extra["keypoint_set"]))
         except Key2MeshError as e:
             raise Key2MeshError(f"{path}: {e}") from None
     name = _set_from_k(path, arr.shape[2], declared)
@@ -796,7 +806,7 @@ def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
             f"{path}: frame_names must be a list of {f} names, got shape {extra['frame_names'].shape}"
         )
     names = (
-        [str(n) for n in extra["frame_names"]]
+        [_text(n) for n in extra["frame_names"]]
         if "frame_names" in extra
         else [f"{i:06d}" for i in range(f)]
     )
