@@ -301,3 +301,48 @@ def test_folder_skips_hidden_files_and_folders(tmp_path):
     assert [p.name for p in folder_images(tmp_path)] == ["frame1.png", "frame2.png", "frame10.png"]
     assert source_info(tmp_path).num_frames == 3
     assert [int(f[0, 0, 0]) for f in iter_frames(tmp_path)] == [1, 2, 10]
+
+
+def _numbered_frame(i: int) -> np.ndarray:
+    """(32, 64, 3) frame whose 8 vertical bars spell ``i`` in binary (white: bit set)."""
+    bits = (i >> np.arange(8)) & 1
+    return np.repeat(np.repeat(bits * 255, 8)[None, :, None], 32, 0).repeat(3, 2).astype(np.uint8)
+
+
+def _frame_number(frame: np.ndarray) -> int:
+    bars = frame[8:24, :, 1].reshape(16, 8, 8)[:, :, 2:6].mean(axis=(0, 2))
+    return int(((bars > 127) << np.arange(8)).sum())
+
+
+@pytest.mark.parametrize(
+    "suffix, codec",
+    [
+        (".mpeg", ["-c:v", "mpeg1video", "-g", "12"]),  # MPEG program stream
+        # variable frame rate: frames 30.. come 0.5 s late (a pause, dropped frames)
+        (".mp4", ["-vf", "setpts='(N+15*gte(N,30))/30/TB'", "-fps_mode", "vfr", "-c:v", "mpeg4"]),
+    ],
+)
+def test_frame_range_starts_on_the_right_frame(tmp_path, suffix, codec):
+    """``iter_frames(path, start, ...)`` gives the file's frame ``start`` first: OpenCV's seek
+    by frame number lands one frame early in MPEG program streams (from frame ~32 of 90) and
+    several frames off after a pause in a variable-frame-rate video."""
+    import subprocess
+
+    pytest.importorskip("cv2")
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    from key2mesh.media.video import iter_frames, read_frame
+
+    frames = np.stack([_numbered_frame(i) for i in range(60)])
+    path = tmp_path / f"numbered{suffix}"
+    argv = [ffmpeg, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x32"]
+    argv += ["-r", "30", "-i", "pipe:0", *codec, "-q:v", "2", str(path)]
+    subprocess.run(argv, input=frames.tobytes(), check=True)
+    assert [_frame_number(f) for f in iter_frames(path)] == list(range(60))
+    for start in (33, 45, 50, 57):
+        assert [_frame_number(f) for f in iter_frames(path, start, start + 3)] == [
+            start,
+            start + 1,
+            start + 2,
+        ]
+    assert [_frame_number(f) for f in iter_frames(path, 41, 59, 6)] == [41, 47, 53]
+    assert _frame_number(read_frame(path, 58)) == 58

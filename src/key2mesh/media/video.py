@@ -201,10 +201,16 @@ def source_info(path: str | Path) -> SourceInfo:
 
 
 def iter_frames(
-    path: str | Path, start: int = 0, stop: int | None = None, step: int = 1
+    path: str | Path, start: int = 0, stop: int | None = None, step: int = 1, seek: bool = False
 ) -> Iterator[np.ndarray]:
     """Yield RGB frames (H, W, 3) uint8 with indices ``range(start, stop, step)`` of a video,
-    a single image (one frame) or a folder of images (natural order)."""
+    a single image (one frame) or a folder of images (natural order).
+
+    A video's frames before ``start`` are decoded and dropped (not converted), so frame ``i``
+    is the ``i``-th frame of the file. ``seek``: jump to ``start`` through the container's
+    timestamps instead (fast, but OpenCV lands one or more frames off in MPEG program streams
+    (.mpg) and in variable-frame-rate videos; right for constant-rate files such as the demo's
+    own H.264 outputs)."""
     path = Path(path)
     if start < 0 or step < 1 or (stop is not None and stop < 0):
         raise Key2MeshError(
@@ -219,12 +225,13 @@ def iter_frames(
     cv2 = _cv2()
     cap = _open_video(path)
     try:
-        if start:
+        index = 0
+        if start and seek:
             cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-        index = start
+            index = start
         while stop is None or index < stop:
-            if (index - start) % step:
-                if not cap.grab():  # a frame between the kept ones: decoded, not converted
+            if index < start or (index - start) % step:
+                if not cap.grab():  # a frame before or between the kept ones: not converted
                     break
             else:
                 ok, bgr = cap.read()

@@ -209,7 +209,8 @@ class VideoFrames:
                 self._cache.move_to_end(k)
                 return self._cache[k]
             if self._it is None or k < self._next:
-                self._it, self._next = iter_frames(self.video.path, k), k
+                # the demo's own constant-rate H.264: seeking lands on frame k
+                self._it, self._next = iter_frames(self.video.path, k, seek=True), k
             frame = None
             while self._next <= k:
                 frame = next(self._it, None)
