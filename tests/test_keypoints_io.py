@@ -260,6 +260,19 @@ def test_coco_results_list(tmp_path):
     assert det.confidence.max() <= 1.0
 
 
+def test_coco_frames_named_by_image_id_text_are_in_natural_order(tmp_path):
+    """Image ids that are frame names sorted as text put frame_10 between frame_1 and frame_2,
+    scrambling the motion; they now sort like OpenPose file names (numbers first, by value)."""
+    ids = ["frame_10", "frame_9", 7, "frame_2", "frame_1", 3.5]
+    f = _write(tmp_path / "named.json", [_coco_result(i, 17, s) for s, i in enumerate(ids)])
+    det = read_detections(f)
+    assert det.frame_names == ["3.5", "7", "frame_1", "frame_2", "frame_9", "frame_10"]
+    first_x = [_coco_result(i, 17, s)["keypoints"][0] for s, i in enumerate(ids)]
+    np.testing.assert_allclose(
+        det.keypoints[:, 0, 0, 0], np.float32([first_x[i] for i in (5, 2, 4, 3, 1, 0)])
+    )
+
+
 @pytest.mark.parametrize(("k", "expected"), [(23, "coco23"), (133, "coco23")])
 def test_coco_results_feet_and_wholebody(tmp_path, k, expected):
     res = _coco_result(1, k, 0)

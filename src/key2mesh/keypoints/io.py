@@ -602,8 +602,10 @@ def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
         k = len(names) if isinstance(names, list) else 0
         name = _check_count(path, k, None, {**_COCO_SETS, _WHOLEBODY: "coco23"}, "category")
 
+    # numbers in value order, then names in natural order (frame_9 before frame_10)
     ids = sorted(
-        by_image, key=lambda i: (0, i, "") if isinstance(i, (int, float)) else (1, 0, str(i))
+        by_image,
+        key=lambda i: (0, i, []) if isinstance(i, (int, float)) else (1, 0, _natural_key(i)),
     )
     tracked = all(pid is not None and pid >= 0 for i in ids for pid, _ in by_image[i])
     frames = [
