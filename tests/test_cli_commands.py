@@ -356,3 +356,18 @@ def test_export_float32_without_slim_is_refused(tmp_path, capsys):
     )
     assert "--float32 keeps the float32 weights of a --slim checkpoint" in capsys.readouterr().err
     assert not onnx.exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "demo", "batch"])
+@pytest.mark.parametrize("flag", [("--smooth-min-cutoff", "0.3"), ("--smooth-beta", "0.5")])
+def test_one_euro_settings_without_smooth_are_refused(tmp_path, capsys, command, flag):
+    """--smooth-min-cutoff / --smooth-beta tune a smoothing that is off by default: without
+    --smooth they were accepted and ignored."""
+    src = tmp_path / "kp.npz"
+    np.savez(
+        src, keypoints=np.ones((2, 25, 2), np.float32), confidence=np.ones((2, 25), np.float32)
+    )
+    argv = [command, str(src), "--out", str(tmp_path / "out"), *flag]
+    assert main(argv) == 2
+    assert f"{flag[0]} tune the smoothing, which is off" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

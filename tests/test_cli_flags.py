@@ -681,9 +681,14 @@ TABLE: dict[str, Case | Elsewhere] = {
     "demo --max-people": Case(("--max-people", "2"), demo_option("max_people"), 2),
     "demo --smooth": Case(("--smooth",), demo_option("smoothing"), "one-euro"),
     "demo --smooth-min-cutoff": Case(
-        ("--smooth-min-cutoff", "0.3"), demo_option("smoothing"), "min_cutoff=0.3"
+        ("--smooth-min-cutoff", "0.3"),
+        demo_option("smoothing"),
+        "min_cutoff=0.3",
+        also=("--smooth",),
     ),
-    "demo --smooth-beta": Case(("--smooth-beta", "0.7"), demo_option("smoothing"), "beta=0.7"),
+    "demo --smooth-beta": Case(
+        ("--smooth-beta", "0.7"), demo_option("smoothing"), "beta=0.7", also=("--smooth",)
+    ),
     "demo --focal": Case(("--focal", "900"), demo_option("focal"), 900.0),
     "demo --search-every": Elsewhere(
         "tests/test_demo_streaming.py::test_demo_cli_searches_whole_frames_on_schedule"
@@ -724,9 +729,11 @@ TABLE: dict[str, Case | Elsewhere] = {
     "batch --max-people": Case(("--max-people", "2"), job("max_people"), 2),
     "batch --smooth": Case(("--smooth", "zero-phase"), job("smooth"), "zero-phase"),
     "batch --smooth-min-cutoff": Case(
-        ("--smooth-min-cutoff", "0.3"), job("smooth_min_cutoff"), 0.3
+        ("--smooth-min-cutoff", "0.3"), job("smooth_min_cutoff"), 0.3, also=("--smooth",)
     ),
-    "batch --smooth-beta": Case(("--smooth-beta", "0.7"), job("smooth_beta"), 0.7),
+    "batch --smooth-beta": Case(
+        ("--smooth-beta", "0.7"), job("smooth_beta"), 0.7, also=("--smooth",)
+    ),
     "batch --focal": Case(("--focal", "900"), job("focal"), 900.0),
     "batch --search-every": Case(("--search-every", "0.5"), job("search_every"), 0.5),
     "batch --max-height": Case(("--max-height", "480"), job("max_height"), 480),

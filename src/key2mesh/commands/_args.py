@@ -126,6 +126,7 @@ def add_out_argument(
 
 
 SMOOTHING_MODES = ("none", "one-euro", "zero-phase")  # key2mesh.inference.motion.MotionSmoothing
+SMOOTH_MIN_CUTOFF, SMOOTH_BETA = 1.0, 0.05  # the One-Euro defaults of --smooth-min-cutoff / -beta
 
 
 def add_smoothing_arguments(p: argparse.ArgumentParser) -> None:
@@ -143,20 +144,36 @@ def add_smoothing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--smooth-min-cutoff",
         type=positive_float,
-        default=1.0,
+        default=SMOOTH_MIN_CUTOFF,
         metavar="HZ",
         help="One-Euro cutoff at rest, Hz (lower: smoother) (default: %(default)s)",
     )
     p.add_argument(
         "--smooth-beta",
         type=non_negative_float,
-        default=0.05,
+        default=SMOOTH_BETA,
         help="One-Euro speed coefficient (higher: less lag on fast motion) (default: %(default)s)",
     )
 
 
 def smoothing(args: argparse.Namespace):
-    """The :class:`~key2mesh.inference.motion.MotionSmoothing` of the parsed options."""
+    """The :class:`~key2mesh.inference.motion.MotionSmoothing` of the parsed options; the One-Euro
+    settings without a smoothing mode (they would be ignored) are a one-line error."""
+    from key2mesh.errors import Key2MeshError
     from key2mesh.inference.motion import MotionSmoothing
 
+    if args.smooth == "none":
+        given = [
+            flag
+            for flag, value, default in (
+                ("--smooth-min-cutoff", args.smooth_min_cutoff, SMOOTH_MIN_CUTOFF),
+                ("--smooth-beta", args.smooth_beta, SMOOTH_BETA),
+            )
+            if value != default
+        ]
+        if given:
+            raise Key2MeshError(
+                f"{' and '.join(given)} tune the smoothing, which is off (--smooth none, the "
+                "default): give --smooth one-euro or --smooth zero-phase too"
+            )
     return MotionSmoothing(args.smooth, args.smooth_min_cutoff, args.smooth_beta)

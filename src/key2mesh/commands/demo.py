@@ -153,6 +153,7 @@ def check_processing_options(args: argparse.Namespace):
     start, stop, step = _range(args.frames)
     exports = parse_formats(args.export)
     frame_options = motion_options(args)  # world, origin, subjects: checked before any work
+    smoothing(args)  # One-Euro settings while smoothing is off: refused before any work
     if args.max_height < 0 or 0 < args.max_height < MIN_OUTPUT_HEIGHT:
         raise Key2MeshError(
             f"--max-height must be 0 (source size) or at least {MIN_OUTPUT_HEIGHT} px, got {args.max_height}"

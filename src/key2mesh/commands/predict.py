@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     plan = _plan(args)
     options = motion_options(args)  # --world / --origin / --subject errors before any work
+    smooth = smoothing(args)
     model = Key2Mesh.from_pretrained(args.checkpoint, device=args.device, int8=args.int8)
     if plan.formats:  # before any prediction
         check_formats(plan.formats, str(model.checkpoint.body.get("name", "anny")))
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             fps=args.fps,
             image_size=plan.image_size,
             focal=args.focal,
-            smoothing=smoothing(args),
+            smoothing=smooth,
             chunk_size=args.chunk_size,
             **options,
         )
