@@ -346,3 +346,29 @@ def test_frame_range_starts_on_the_right_frame(tmp_path, suffix, codec):
         ]
     assert [_frame_number(f) for f in iter_frames(path, 41, 59, 6)] == [41, 47, 53]
     assert _frame_number(read_frame(path, 58)) == 58
+
+
+def test_mpeg_program_stream_frames_are_counted(tmp_path):
+    """An .mpg stores no frame count and OpenCV's guess is far off (a 30-frame file read as 1
+    frame, which made the demo take it for a still image and process frame 0 only): MPEG
+    program streams are counted by decoding."""
+    import subprocess
+
+    pytest.importorskip("cv2")
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    from key2mesh.media.video import iter_frames, source_info
+
+    frames = np.stack([_numbered_frame(i) for i in range(30)])
+    path = tmp_path / "clip.mpg"
+    argv = [ffmpeg, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x32"]
+    argv += ["-r", "30", "-i", "pipe:0", "-c:v", "mpeg2video", str(path)]
+    subprocess.run(argv, input=frames.tobytes(), check=True)
+    info = source_info(path)
+    assert (info.kind, info.num_frames, info.width, info.height, info.fps) == (
+        "video",
+        30,
+        64,
+        32,
+        30.0,
+    )
+    assert [_frame_number(f) for f in iter_frames(path)] == list(range(30))

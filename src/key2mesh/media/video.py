@@ -28,6 +28,9 @@ from key2mesh.errors import Key2MeshError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+# MPEG program streams store no frame count: OpenCV's is guessed from the bit rate (a 30-frame
+# .mpg read as 1 frame, 90 as 68), so their frames are counted by decoding
+_NO_COUNT = (".mpg", ".mpeg")
 MAX_IMAGE_PIXELS = 100_000_000  # larger images are refused before decoding
 # x264's speed preset: the demo's panels are wide (input | overlay | side view), and encoding
 # them was the largest CPU cost of a two-person demo on 2 cores; superfast takes about half of
@@ -153,7 +156,8 @@ def write_image(path: str | Path, image: np.ndarray) -> Path:
 @dataclass
 class SourceInfo:
     """What :func:`iter_frames` will read: ``kind`` is video / image / folder; ``fps`` is None
-    for images (``num_frames`` of a video is the container's count and may be approximate)."""
+    for images (``num_frames`` of a video is the container's count and may be approximate;
+    MPEG program streams and videos without a duration are counted by decoding)."""
 
     kind: str
     num_frames: int
@@ -186,7 +190,7 @@ def source_info(path: str | Path) -> SourceInfo:
             w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
             if fps is not None and not (math.isfinite(fps) and fps > 0):
                 fps = None
-            if math.isfinite(count) and count > 0:
+            if math.isfinite(count) and count > 0 and path.suffix.lower() not in _NO_COUNT:
                 n = int(count)
             else:  # no duration in the header (piped ffmpeg output, browser recordings): count
                 n = 0
