@@ -557,3 +557,14 @@ def test_npz_names_stored_as_bytes_are_decoded(tmp_path):
     assert det.keypoint_set == "coco17" and det.frame_names == ["f0", "café"]
     np.savez(f, keypoints=kp, keypoint_set=np.array(["h36m17"]))  # a one-element list of the name
     assert read_numpy(f).keypoint_set == "h36m17"
+
+
+def test_openpose_folder_skips_hidden_appledouble_files(openpose_folder):
+    """A folder copied from a Mac to an exFAT drive or SMB share has a binary '._<name>' twin of
+    each file; the first one made the whole folder fail ('malformed JSON')."""
+    ref = read_openpose_json(openpose_folder)
+    for f in list(openpose_folder.iterdir()):
+        (openpose_folder / f"._{f.name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    det = read_detections(openpose_folder)
+    assert det.frame_names == ref.frame_names == ["clip_1", "clip_2", "clip_10"]
+    np.testing.assert_array_equal(det.keypoints, ref.keypoints)

@@ -423,13 +423,19 @@ def read_openpose_json(path: str | Path, keypoint_set: str | None = None) -> Det
     """An OpenPose ``*_keypoints.json`` file or a folder of them (natural frame order).
 
     BODY_25 (75 values a person) or COCO-18 (54) is inferred from the length. A frame with no
-    person is kept as a frame without detections.
+    person is kept as a frame without detections. A folder's hidden files (``.name``) are skipped.
     """
     path = Path(path)
     declared = _declared(keypoint_set)
     if path.is_dir():
+        # hidden files left out: macOS writes a binary '._<name>' twin of every file it copies
+        # to a FAT/exFAT drive or a network share
         files = sorted(
-            (p for p in path.iterdir() if p.suffix.lower() == ".json" and p.is_file()),
+            (
+                p
+                for p in path.iterdir()
+                if p.suffix.lower() == ".json" and not p.name.startswith(".") and p.is_file()
+            ),
             key=lambda p: _natural_key(p.name),
         )
         if not files:
