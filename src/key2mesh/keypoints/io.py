@@ -740,8 +740,9 @@ def _params_table(path: Path, extra: dict[str, Any]) -> np.ndarray:
 
 def read_numpy(path: str | Path, keypoint_set: str | None = None) -> Detections:
     """``.npy`` array (F, K, 2|3) or (F, P, K, 2|3), or ``.npz`` with ``keypoints`` (+ optional
-    ``confidence``/``scores``, ``keypoint_set``, ``frame_names``, ``person_ids``, ``image_size``),
-    or a motion table ``<stem>_params.npz`` written by ``demo``/``predict`` (its ``keypoints2d``).
+    ``confidence``/``scores``, ``keypoint_set``, ``frame_names``, ``person_ids``, ``tracked``,
+    ``image_size`` as (width, height), ``fps``), or a motion table ``<stem>_params.npz`` written by
+    ``demo``/``predict`` (its ``keypoints2d``; its ``image_size`` is (height, width)).
 
     The set is the given one, else the ``keypoint_set`` stored in the npz, else inferred from K
     when only one set has K points (never SMPL's 24 joints: those must be named). A third
