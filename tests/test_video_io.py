@@ -372,3 +372,25 @@ def test_mpeg_program_stream_frames_are_counted(tmp_path):
         30.0,
     )
     assert [_frame_number(f) for f in iter_frames(path)] == list(range(30))
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_opencv_writers_keep_the_last_column_and_row_of_odd_sizes(tmp_path, suffix):
+    """OpenCV's MJPG (.avi) and mp4v (.mp4 without imageio-ffmpeg) writers cropped an odd
+    width/height to even, losing the frame's last column and row (a 17x33 frame came back
+    16x32): the frame is padded by a black column/row instead, as the H.264 writer does."""
+    pytest.importorskip("cv2")
+    from key2mesh.media.video import VideoWriter, iter_frames
+
+    frame = np.zeros((17, 33, 3), np.uint8)
+    frame[:, -1] = 255  # white last column and row (brightness: not subsampled)
+    frame[-1] = 255
+    with VideoWriter(tmp_path / f"odd{suffix}", fps=10, h264=False) as writer:
+        for _ in range(3):
+            writer.write(frame)
+    assert writer.codec == ("MJPG" if suffix == ".avi" else "mp4v")
+    got = next(iter_frames(tmp_path / f"odd{suffix}")).astype(int)
+    assert got.shape == (18, 34, 3)
+    assert got[:17, 32].mean() > 200 and got[16, :33].mean() > 200  # the last column and row
+    assert got[:17, 33].mean() < 100 and got[17, :33].mean() < 100  # the black padding
+    assert got[4:13, 4:28].mean() < 20  # the black inside

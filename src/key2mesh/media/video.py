@@ -505,7 +505,8 @@ class _H264:
 class VideoWriter:
     """Write RGB frames to a video file (.mp4/.mov/.m4v: H.264, or mp4v without imageio-ffmpeg;
     .avi: MJPG) or, for a path without a video suffix, to numbered PNGs in that folder. Use as a
-    context manager; ``codec`` says what was used (h264, mp4v, MJPG or png).
+    context manager; ``codec`` says what was used (h264, mp4v, MJPG or png). A video of an odd
+    width or height gets one more black column or row (the codecs need even sizes).
 
     A video is written to a temporary file next to ``path`` and renamed to ``path`` by
     :meth:`close`; ``close(discard=True)`` (or leaving the ``with`` block on an error) removes it,
@@ -585,11 +586,16 @@ class VideoWriter:
             self._writer.write(np.ascontiguousarray(frame))
         else:
             cv2 = _cv2()
+            # OpenCV's MJPG and mp4v writers crop an odd size to even (the last column or row
+            # lost): padded by a black one instead, as for H.264
+            w, h = (size[0] + size[0] % 2, size[1] + size[1] % 2)
             if self._writer is None:
                 fourcc = cv2.VideoWriter_fourcc(*_FOURCC[self.path.suffix.lower()])
-                self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, size)
+                self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w, h))
                 if not self._writer.isOpened():
                     raise Key2MeshError(f"{self.path}: OpenCV cannot write this video file")
+            if (w, h) != size:
+                frame = np.pad(frame, ((0, h - size[1]), (0, w - size[0]), (0, 0)))
             self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
 
     def close(self, discard: bool = False) -> None:
