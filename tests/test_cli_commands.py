@@ -371,3 +371,36 @@ def test_one_euro_settings_without_smooth_are_refused(tmp_path, capsys, command,
     assert main(argv) == 2
     assert f"{flag[0]} tune the smoothing, which is off" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "folder"),
+    [("res.npz", "res.npz"), ("res", "res.npz"), ("res", "res"), ("kp.npz/fit.npz", None)],
+)
+def test_fit_out_a_folder_is_refused_before_fitting(tmp_path, capsys, monkeypatch, out, folder):
+    """fit writes ONE .npz at the end: an --out that is a folder (as given, or with the .npz
+    np.savez appends) or lies under a file failed only after every fit, or (a folder res) wrote
+    res.npz next to it."""
+    import key2mesh.fitting.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "fit_files", lambda *a, **k: pytest.fail("fitted"))
+    src = tmp_path / "kp.npz"
+    np.savez(
+        src, keypoints=np.ones((2, 25, 2), np.float32), confidence=np.ones((2, 25), np.float32)
+    )
+    if folder:
+        (tmp_path / folder).mkdir()
+    assert main(["fit", str(src), "--out", str(tmp_path / out)]) == 2
+    expected = "is a folder; --out names" if folder else "kp.npz is a file, not a folder"
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "res.npz").is_file()
+
+
+def test_evaluate_json_a_folder_is_refused_before_evaluating(tmp_path, capsys, monkeypatch):
+    """--json FILE is written after the whole evaluation: a folder failed only then."""
+    from key2mesh.inference.predictor import Key2Mesh
+
+    monkeypatch.setattr(Key2Mesh, "from_pretrained", lambda *a, **k: pytest.fail("loaded"))
+    argv = ["evaluate", "--dataset", "mocap-heldout", "--checkpoint", "anny-coco17"]
+    assert main([*argv, "--cache", "c.npz", "--json", str(tmp_path)]) == 2
+    assert "is a folder; --json names the one file" in capsys.readouterr().err

@@ -115,6 +115,29 @@ def output_folder(path: str, option: str = "--out", writes: str = "its files"):
     return p
 
 
+def output_file(path: str, option: str = "--out", suffix: str = ""):
+    """An output FILE option checked before any work (the write is at the end): the path as it is
+    written (``suffix`` appended when missing, as ``np.savez`` does) must not be an existing
+    folder, nor lie under a file; a one-line error naming ``option``."""
+    from pathlib import Path
+
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.safe_paths import output_file as written_as
+
+    given = Path(path)
+    real = written_as(given, suffix) if suffix else given
+    for p in dict.fromkeys((given, real)):
+        if p.is_dir():
+            raise Key2MeshError(
+                f"{option} {path!r}: {p} is a folder; {option} names the one file the command "
+                f"writes, e.g. {option} {p / ('results' + (suffix or '.json'))}"
+            )
+    blocker = next((a for a in real.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise Key2MeshError(f"{option} {path!r}: {blocker} is a file, not a folder")
+    return real
+
+
 def add_out_argument(
     p: argparse.ArgumentParser, writes: str, default: str | None = None, dest: str = "out"
 ) -> None:

@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from key2mesh.commands._args import output_file
     from key2mesh.errors import Key2MeshError
     from key2mesh.eval.evaluate import score_bodies, summarize
     from key2mesh.eval.metrics import PROTOCOLS
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from key2mesh.safe_paths import atomic_write_text, refuse_overwriting_inputs
 
     if args.json_out:
+        output_file(args.json_out, "--json")  # a folder: refused now, not after the evaluation
         refuse_overwriting_inputs(
             args.json_out,
             [

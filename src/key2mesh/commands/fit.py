@@ -77,6 +77,7 @@ WEIGHT_FLAGS = {
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from key2mesh.commands._args import output_file
     from key2mesh.commands._config import merged_config
     from key2mesh.fitting.pipeline import FitConfig, fit_files
     from key2mesh.safe_paths import atomic_savez, refuse_overwriting_inputs
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     }
     names["init_from"] = "--checkpoint"
     cfg = merged_config(FitConfig, args.config, flags, args.set_options, names)
+    output_file(args.out, suffix=".npz")  # a folder: refused now, not after the fit
     refuse_overwriting_inputs(args.out, [*args.inputs, cfg.init_from])
     table = fit_files(cfg, args.inputs, args.keypoint_set)
     out = atomic_savez(
