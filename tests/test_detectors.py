@@ -69,3 +69,34 @@ def test_unknown_detector_names_the_registered_ones():
         detectors.make_detector("nope")
     with pytest.raises(Key2MeshError, match="unknown detector"):
         MultiPersonDetector(detector="nope")
+
+
+def test_mediapipe_model_choice_errors_are_one_line(monkeypatch):
+    """BlazePose's models 0 and 2 are not in the wheel: MediaPipe downloads them on first use,
+    and offline that was a raw URLError traceback; a model_complexity other than 0, 1, 2 made
+    MediaPipe abort the whole process (a C++ check). Both are a Key2MeshError now."""
+    import subprocess
+    import sys
+    import urllib.error
+
+    code = (
+        "from key2mesh.errors import Key2MeshError\n"
+        "from key2mesh.media.detect import PoseDetector\n"
+        "try:\n    PoseDetector(video=False, model_complexity=3)\n"
+        "except Key2MeshError as exc:\n    print('refused:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "refused: model_complexity must be 0, 1 or 2, got 3" in done.stdout
+
+    pytest.importorskip("mediapipe")
+    from mediapipe.python.solutions import download_utils
+
+    from key2mesh.media.detect import PoseDetector
+
+    def offline(path):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(download_utils, "download_oss_model", offline)
+    with pytest.raises(Key2MeshError, match="could not download its model_complexity=2 pose"):
+        PoseDetector(video=False, model_complexity=2)

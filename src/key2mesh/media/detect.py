@@ -82,7 +82,8 @@ class PoseDetector:
     Args:
         video: True for consecutive video frames (landmarks are tracked, faster and steadier),
             False for unrelated images (``static_image_mode``).
-        model_complexity: 0, 1 (default; the model bundled in the wheel) or 2.
+        model_complexity: 0, 1 (default; the model bundled in the wheel) or 2 (0 and 2 are
+            downloaded by MediaPipe on first use, into its package folder).
         min_detection_confidence, min_tracking_confidence: MediaPipe thresholds in [0, 1].
 
     Call it on an RGB frame (H, W, 3) uint8: returns ``(keypoints (33, 2) pixels, confidence
@@ -96,6 +97,8 @@ class PoseDetector:
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
     ):
+        if model_complexity not in (0, 1, 2):  # MediaPipe aborts the process on another value
+            raise Key2MeshError(f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
         pose = _pose_module()
         try:
             self._pose = pose.Pose(
@@ -115,6 +118,11 @@ class PoseDetector:
         except (FileNotFoundError, RuntimeError) as exc:
             raise Key2MeshError(
                 f"MediaPipe could not load its pose model ({exc}); reinstall with {INSTALL_HINT}"
+            ) from exc
+        except OSError as exc:  # models 0 and 2 are downloaded on first use (URLError: offline)
+            raise Key2MeshError(
+                f"MediaPipe could not download its model_complexity={model_complexity} pose "
+                f"model ({exc}); only model 1 ships inside the wheel"
             ) from exc
 
     def __call__(self, image) -> tuple[np.ndarray, np.ndarray] | None:
