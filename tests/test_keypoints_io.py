@@ -102,6 +102,19 @@ def test_openpose_folder_with_superscript_digit_names(tmp_path):
     assert det.frame_names == ["clip_9", "clip_10", "clip_\u0661\u0661", "m²2", "²1"]
 
 
+def test_openpose_1_0_files_with_pose_keypoints_are_read(tmp_path):
+    """OpenPose 1.0/1.1 wrote 'pose_keypoints' (no _2d): such files were refused ('person 0 has no
+    'pose_keypoints_2d' list')."""
+    new = _person(18, 4)
+    old = {"pose_keypoints": new["pose_keypoints_2d"], "face_keypoints": []}
+    a = _write(tmp_path / "old_keypoints.json", {"version": 1.0, "people": [old]})
+    b = _write(tmp_path / "new_keypoints.json", {"version": 1.3, "people": [new]})
+    det, ref = read_detections(a), read_detections(b)
+    assert det.keypoint_set == "openpose_coco18"
+    np.testing.assert_array_equal(det.keypoints, ref.keypoints)
+    np.testing.assert_array_equal(det.confidence, ref.confidence)
+
+
 def test_openpose_json_round_trip_is_exact(openpose_folder, tmp_path):
     det = read_openpose_json(openpose_folder)
     paths = write_openpose_json(det, tmp_path / "out")

@@ -385,7 +385,12 @@ def _openpose_frame(
         )
     out, found, untracked = [], None, False
     for j, person in enumerate(data["people"]):
-        values = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
+        # OpenPose 1.0/1.1 (JSON version 1.0/1.1) named the array 'pose_keypoints'
+        values = (
+            person.get("pose_keypoints_2d", person.get("pose_keypoints"))
+            if isinstance(person, dict)
+            else None
+        )
         if not isinstance(values, list):
             raise Key2MeshError(f"{path}: person {j} has no 'pose_keypoints_2d' list")
         if not values:  # OpenPose run without the body network (e.g. hands/face only)
