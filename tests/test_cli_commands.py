@@ -404,3 +404,13 @@ def test_evaluate_json_a_folder_is_refused_before_evaluating(tmp_path, capsys, m
     argv = ["evaluate", "--dataset", "mocap-heldout", "--checkpoint", "anny-coco17"]
     assert main([*argv, "--cache", "c.npz", "--json", str(tmp_path)]) == 2
     assert "is a folder; --json names the one file" in capsys.readouterr().err
+
+
+def test_export_output_a_folder_is_refused_before_writing_anything(tmp_path, capsys):
+    """--slim s.pt --onnx FOLDER wrote s.pt, then failed on the folder: half a run's outputs."""
+    (tmp_path / "folder").mkdir()
+    slim = tmp_path / "s.pt"
+    argv = ["export-model", "--checkpoint", "anny-coco17", "--slim", str(slim)]
+    assert main([*argv, "--onnx", str(tmp_path / "folder")]) == 2
+    assert "is a folder; --onnx names the one file" in capsys.readouterr().err
+    assert not slim.exists()

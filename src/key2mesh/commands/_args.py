@@ -115,10 +115,11 @@ def output_folder(path: str, option: str = "--out", writes: str = "its files"):
     return p
 
 
-def output_file(path: str, option: str = "--out", suffix: str = ""):
+def output_file(path: str, option: str = "--out", suffix: str = "", example: str = "results.json"):
     """An output FILE option checked before any work (the write is at the end): the path as it is
     written (``suffix`` appended when missing, as ``np.savez`` does) must not be an existing
-    folder, nor lie under a file; a one-line error naming ``option``."""
+    folder, nor lie under a file; a one-line error naming ``option`` (``example``: a file name
+    for the hint)."""
     from pathlib import Path
 
     from key2mesh.errors import Key2MeshError
@@ -130,7 +131,7 @@ def output_file(path: str, option: str = "--out", suffix: str = ""):
         if p.is_dir():
             raise Key2MeshError(
                 f"{option} {path!r}: {p} is a folder; {option} names the one file the command "
-                f"writes, e.g. {option} {p / ('results' + (suffix or '.json'))}"
+                f"writes, e.g. {option} {p / example}"
             )
     blocker = next((a for a in real.parents if a.exists() and not a.is_dir()), None)
     if blocker is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from key2mesh.commands._args import add_checkpoint_argument
+from key2mesh.commands._args import add_checkpoint_argument, output_file
 
 # largest |onnx - torch| --check accepts (float32 rounding: ~6e-7 on the shipped models)
 CHECK_TOLERANCE = 1e-4
@@ -96,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_checkpoint(args.checkpoint)
     # never the input, never one file for two outputs (the second would replace the first)
     outputs = OutputNames([source], option="output path")
-    for option, out in (
-        ("--onnx", args.onnx),
-        ("--torchscript", args.torchscript),
-        ("--slim", args.slim),
+    for option, out, example in (
+        ("--onnx", args.onnx, "model.onnx"),
+        ("--torchscript", args.torchscript, "model.pt"),
+        ("--slim", args.slim, "slim.pt"),
     ):
         if out:
+            output_file(out, option, example=example)  # a folder: refused before any write
             outputs.claim(out, option)
     ck = load_checkpoint(source)
     if args.slim:

@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     }
     names["init_from"] = "--checkpoint"
     cfg = merged_config(FitConfig, args.config, flags, args.set_options, names)
-    output_file(args.out, suffix=".npz")  # a folder: refused now, not after the fit
+    output_file(
+        args.out, suffix=".npz", example="fit.npz"
+    )  # a folder: refused now, not after the fit
     refuse_overwriting_inputs(args.out, [*args.inputs, cfg.init_from])
     table = fit_files(cfg, args.inputs, args.keypoint_set)
     out = atomic_savez(
