@@ -394,3 +394,26 @@ def test_opencv_writers_keep_the_last_column_and_row_of_odd_sizes(tmp_path, suff
     assert got[:17, 32].mean() > 200 and got[16, :33].mean() > 200  # the last column and row
     assert got[:17, 33].mean() < 100 and got[17, :33].mean() < 100  # the black padding
     assert got[4:13, 4:28].mean() < 20  # the black inside
+
+
+@pytest.mark.parametrize(
+    "name, codec",
+    [("clip.MTS", ["-c:v", "mpeg2video", "-f", "mpegts"]), ("clip.3gp", ["-c:v", "mpeg4"])],
+)
+def test_camcorder_and_phone_videos_are_read(tmp_path, name, codec):
+    """AVCHD camcorder clips (.MTS, an MPEG transport stream, where OpenCV's seek also lands
+    off) and old phones' .3gp were refused as an unknown input type although OpenCV reads them."""
+    import subprocess
+
+    pytest.importorskip("cv2")
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    from key2mesh.media.video import iter_frames, source_info
+
+    frames = np.stack([_numbered_frame(i) for i in range(20)])
+    path = tmp_path / name
+    argv = [ffmpeg, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x32"]
+    argv += ["-r", "30", "-i", "pipe:0", *codec, "-q:v", "2", str(path)]
+    subprocess.run(argv, input=frames.tobytes(), check=True)
+    info = source_info(path)
+    assert (info.kind, info.num_frames, info.width, info.height) == ("video", 20, 64, 32)
+    assert [_frame_number(f) for f in iter_frames(path, 12, 15)] == [12, 13, 14]

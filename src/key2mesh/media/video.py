@@ -26,7 +26,11 @@ from key2mesh.devices import cpu_share
 from key2mesh.errors import Key2MeshError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+# .mts/.m2ts: camcorders' AVCHD (MPEG transport streams, as .ts); .3gp: older phones
+VIDEO_SUFFIXES = (
+    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
+    ".ts", ".mts", ".m2ts", ".3gp", ".wmv", ".flv", ".ogv",
+)  # fmt: skip
 _FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 # MPEG program streams store no frame count: OpenCV's is guessed from the bit rate (a 30-frame
 # .mpg read as 1 frame, 90 as 68), so their frames are counted by decoding
