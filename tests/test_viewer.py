@@ -630,3 +630,16 @@ def test_other_web_pages_cannot_open_the_viewer_socket():
             connect(url, origin=origin, subprotocols=version, open_timeout=5).close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [("--size", "320x200"), ("--screenshot", "s.png", "--play"),
+     ("--screenshot", "s.png", "--max-seconds", "5")],
+)  # fmt: skip
+def test_view_options_the_mode_ignores_are_refused(tmp_path, capsys, flags):
+    """--size without --screenshot, --play / --max-seconds with it: accepted and ignored before."""
+    from key2mesh.cli import main
+
+    assert main(["view", str(tmp_path), "--no-browser", "--port", "0", *flags]) == 2
+    assert "would be ignored" in capsys.readouterr().err

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from key2mesh.commands._args import positive_int
 
+SIZE_DEFAULT = "960x540"  # --size (of --screenshot)
+
 HELP = "open a result (demo / predict output folder, params file, adapt run) in a browser viewer"
 
 
@@ -41,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--size",
-        default="960x540",
+        default=SIZE_DEFAULT,
         help="--screenshot size WIDTHxHEIGHT px (default: %(default)s)",
     )
     p.add_argument(
@@ -71,6 +73,22 @@ def parse_size(spec: str) -> tuple[int, int]:
     return w, h
 
 
+def _refuse_unused_options(args: argparse.Namespace) -> None:
+    """One line for the options the chosen mode ignores: ``--size`` without ``--screenshot``;
+    ``--play`` and ``--max-seconds`` with it (a screenshot serves nothing and plays nothing)."""
+    from key2mesh.errors import Key2MeshError
+
+    if args.screenshot:
+        unused = {"--play": args.play, "--max-seconds": args.max_seconds is not None}
+        why = "--screenshot writes one picture and exits"
+    else:
+        unused = {"--size": args.size != SIZE_DEFAULT}
+        why = "--size is the --screenshot's size (the browser picks its own)"
+    given = [name for name, value in unused.items() if value]
+    if given:
+        raise Key2MeshError(f"{' and '.join(given)} would be ignored: {why}")
+
+
 def run(args: argparse.Namespace) -> int:
     import webbrowser
 
@@ -83,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.time is not None and not math.isfinite(args.time):
         raise Key2MeshError(f"--time must be a number of seconds, got {args.time}")
     size = parse_size(args.size)
+    _refuse_unused_options(args)
     if not Path(args.path).exists():
         raise Key2MeshError(f"{args.path} does not exist")
     import_viser()  # the extra, before any work
