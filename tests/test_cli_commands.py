@@ -414,3 +414,14 @@ def test_export_output_a_folder_is_refused_before_writing_anything(tmp_path, cap
     assert main([*argv, "--onnx", str(tmp_path / "folder")]) == 2
     assert "is a folder; --onnx names the one file" in capsys.readouterr().err
     assert not slim.exists()
+
+
+def test_evaluate_noise_profile_is_checked_before_loading(capsys):
+    """A misspelt --noise-profile was refused only after the cache and the model were loaded."""
+    from key2mesh.commands import evaluate
+    from key2mesh.data.noise import PROFILES
+
+    assert evaluate.NOISE_PROFILES == tuple(PROFILES)
+    argv = ["evaluate", "--dataset", "mocap-heldout", "--checkpoint", "anny-coco17"]
+    assert main([*argv, "--cache", "missing.npz", "--noise-profile", "strnog"]) == 2
+    assert "--noise-profile: invalid choice: 'strnog'" in capsys.readouterr().err

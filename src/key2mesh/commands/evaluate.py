@@ -9,6 +9,8 @@ from key2mesh.commands._args import add_checkpoint_argument, add_device_argument
 
 # the mocap-heldout options' defaults (another value given with a real dataset is refused)
 NOISE_DEFAULT, NUM_DEFAULT, HELDOUT_DEFAULT = "none", 4096, "all"
+# --noise-profile: the keys of key2mesh.data.noise.PROFILES (not imported: torch; a test checks)
+NOISE_PROFILES = ("none", "detector", "strong")
 
 HELP = "evaluate a checkpoint (3dpw, h36m-p2, mocap-heldout, a benchmark .npz) with explicit protocol switches"
 
@@ -35,7 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--noise-profile",
         default=NOISE_DEFAULT,
-        help="mocap-heldout: none, detector, strong (default: %(default)s)",
+        choices=list(NOISE_PROFILES),
+        help="mocap-heldout: the 2D noise of the synthetic detections (default: %(default)s)",
     )
     p.add_argument(
         "--num",
