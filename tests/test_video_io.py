@@ -417,3 +417,34 @@ def test_camcorder_and_phone_videos_are_read(tmp_path, name, codec):
     info = source_info(path)
     assert (info.kind, info.num_frames, info.width, info.height) == ("video", 20, 64, 32)
     assert [_frame_number(f) for f in iter_frames(path, 12, 15)] == [12, 13, 14]
+
+
+def test_anamorphic_video_is_read_in_square_pixels(tmp_path):
+    """An anamorphic video (HDV/AVCHD 1440x1080 shown 1920x1080, DVD, DV) stores wider pixels
+    (sample aspect ratio 4:3 here): OpenCV gives the stored pixels, so people came out 25%
+    narrower, and the 3D fit saw squeezed bodies. Frames are stretched to square pixels (a
+    turned one, stored sideways, along its height), and ``source_info`` gives that size."""
+    import subprocess
+
+    pytest.importorskip("cv2")
+    ffmpeg = pytest.importorskip("imageio_ffmpeg").get_ffmpeg_exe()
+    from key2mesh.media.video import iter_frames, source_info
+
+    frames = np.zeros((3, 32, 48, 3), np.uint8)
+    frames[:, :, :24] = 255  # the left half white
+    path, turned = tmp_path / "anamorphic.mp4", tmp_path / "turned.mp4"
+    argv = [ffmpeg, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "48x32"]
+    argv += ["-r", "10", "-i", "pipe:0", "-vf", "setsar=4/3", "-c:v", "mpeg4", "-q:v", "2"]
+    subprocess.run([*argv, str(path)], input=frames.tobytes(), check=True)
+    rotate = [ffmpeg, "-v", "error", "-display_rotation", "90", "-i", str(path), "-c", "copy"]
+    subprocess.run([*rotate, str(turned)], check=True)
+    info = source_info(path)
+    assert (info.width, info.height) == (64, 32)
+    frame = next(iter_frames(path, 1, 2)).astype(int)
+    assert frame.shape == (32, 64, 3)
+    assert frame[:, :30].min() > 200 and frame[:, 34:].max() < 50  # white on the left 32 px
+    info = source_info(turned)
+    assert (info.width, info.height) == (32, 64)
+    assert next(iter_frames(turned)).shape == (64, 32, 3)
+    # the stored pixels, for a camera calibration made on them (multi-view detection)
+    assert next(iter_frames(path, square_pixels=False)).shape == (32, 48, 3)

@@ -54,7 +54,7 @@ def detect_videos(
 
     kps, confs = [], []
     for cam, video in zip(cameras, videos):
-        frames = iter_frames(video)
+        frames = iter_frames(video, square_pixels=False)  # the calibration's pixels
         if progress:
             from tqdm import tqdm
 

@@ -181,8 +181,26 @@ def _open_video(path: Path):
     return cap
 
 
+def _pixel_aspect(cap) -> tuple[float, float]:
+    """(x, y) stretch that makes a video's frames, as OpenCV gives them (turned upright), square
+    pixels: anamorphic videos (HDV/AVCHD 1440x1080 shown 1920x1080, DVD and DV 720x480) store
+    wider pixels (sample aspect ratio), which OpenCV does not apply. (1, 1) for square pixels."""
+    cv2 = _cv2()
+    num, den = cap.get(cv2.CAP_PROP_SAR_NUM), cap.get(cv2.CAP_PROP_SAR_DEN)
+    if not (math.isfinite(num) and math.isfinite(den) and num > 0 and den > 0) or num == den:
+        return 1.0, 1.0
+    turned = round(cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 180 == 90  # stored sideways
+    return (1.0, num / den) if turned else (num / den, 1.0)
+
+
+def _square_size(width: int, height: int, aspect: tuple[float, float]) -> tuple[int, int]:
+    """(width, height) in square pixels of a frame of ``width`` x ``height`` stored pixels."""
+    return max(1, round(width * aspect[0])), max(1, round(height * aspect[1]))
+
+
 def source_info(path: str | Path) -> SourceInfo:
-    """Frame count, size and frame rate of a video, image or folder of images."""
+    """Frame count, size and frame rate of a video, image or folder of images (a video's size
+    in square pixels: see :func:`iter_frames`)."""
     path = Path(path)
     kind = _kind(path)
     if kind == "video":
@@ -192,6 +210,7 @@ def source_info(path: str | Path) -> SourceInfo:
             fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
             count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT))
             w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            w, h = _square_size(w, h, _pixel_aspect(cap))
             if fps is not None and not (math.isfinite(fps) and fps > 0):
                 fps = None
             if math.isfinite(count) and count > 0 and path.suffix.lower() not in _NO_COUNT:
@@ -209,7 +228,12 @@ def source_info(path: str | Path) -> SourceInfo:
 
 
 def iter_frames(
-    path: str | Path, start: int = 0, stop: int | None = None, step: int = 1, seek: bool = False
+    path: str | Path,
+    start: int = 0,
+    stop: int | None = None,
+    step: int = 1,
+    seek: bool = False,
+    square_pixels: bool = True,
 ) -> Iterator[np.ndarray]:
     """Yield RGB frames (H, W, 3) uint8 with indices ``range(start, stop, step)`` of a video,
     a single image (one frame) or a folder of images (natural order).
@@ -218,7 +242,11 @@ def iter_frames(
     is the ``i``-th frame of the file. ``seek``: jump to ``start`` through the container's
     timestamps instead (fast, but OpenCV lands one or more frames off in MPEG program streams
     (.mpg) and in variable-frame-rate videos; right for constant-rate files such as the demo's
-    own H.264 outputs)."""
+    own H.264 outputs).
+
+    ``square_pixels``: an anamorphic video's frames (stored pixels wider or higher than they
+    show) are stretched to square pixels, the size :func:`source_info` gives; False: the stored
+    pixels (those of a camera calibration made on them)."""
     path = Path(path)
     if start < 0 or step < 1 or (stop is not None and stop < 0):
         raise Key2MeshError(
@@ -233,6 +261,7 @@ def iter_frames(
     cv2 = _cv2()
     cap = _open_video(path)
     try:
+        aspect, size = _pixel_aspect(cap) if square_pixels else (1.0, 1.0), None
         index = 0
         if start and seek:
             cap.set(cv2.CAP_PROP_POS_FRAMES, start)
@@ -245,6 +274,12 @@ def iter_frames(
                 ok, bgr = cap.read()
                 if not ok:
                     break
+                if aspect != (1.0, 1.0):  # anamorphic: stretched to square pixels
+                    size = size or _square_size(bgr.shape[1], bgr.shape[0], aspect)
+                    smaller = size[0] * size[1] < bgr.shape[0] * bgr.shape[1]
+                    bgr = cv2.resize(
+                        bgr, size, interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR
+                    )
                 yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             index += 1
     finally:
