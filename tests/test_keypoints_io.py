@@ -286,6 +286,18 @@ def test_coco_frames_named_by_image_id_text_are_in_natural_order(tmp_path):
     )
 
 
+def test_coco_file_names_written_on_windows_name_frames_by_stem(tmp_path):
+    """'C:\\data\\img_0001.jpg' named its frame 'C:\\data\\img_0001' (the whole path, then the
+    output files' names); an empty file name falls back to the image id."""
+    files = {1: "C:\\data\\run1\\img_0001.jpg", 2: "run1/img_0002.jpg", 3: "", 4: "shots\\"}
+    data = {
+        "images": [{"id": i, "file_name": n} for i, n in files.items()],
+        "annotations": [_coco_result(i, 17, i) for i in files],
+    }
+    det = read_detections(_write(tmp_path / "win.json", data))
+    assert det.frame_names == ["img_0001", "img_0002", "3", "shots"]
+
+
 @pytest.mark.parametrize(("k", "expected"), [(23, "coco23"), (133, "coco23")])
 def test_coco_results_feet_and_wholebody(tmp_path, k, expected):
     res = _coco_result(1, k, 0)

@@ -623,9 +623,10 @@ def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
         [(pid if tracked else s, xyc) for s, (pid, xyc) in enumerate(by_image[i])] for i in ids
     ]
     kp, conf, pids = _pack(frames, num_keypoints(name))
+    # the file name's stem, '/' or '\\' separated (datasets written on Windows), else the image id
     names = [
-        Path(images[i]["file_name"]).stem
-        if isinstance(images.get(i, {}).get("file_name"), str) and images[i]["file_name"]
+        Path(re.split(r"[/\\]", images[i]["file_name"].rstrip("/\\"))[-1]).stem or str(i)
+        if isinstance(images.get(i, {}).get("file_name"), str)
         else str(i)
         for i in ids
     ]
