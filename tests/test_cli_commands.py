@@ -425,3 +425,16 @@ def test_evaluate_noise_profile_is_checked_before_loading(capsys):
     argv = ["evaluate", "--dataset", "mocap-heldout", "--checkpoint", "anny-coco17"]
     assert main([*argv, "--cache", "missing.npz", "--noise-profile", "strnog"]) == 2
     assert "--noise-profile: invalid choice: 'strnog'" in capsys.readouterr().err
+
+
+def test_predict_out_under_a_file_is_refused_before_predicting(tmp_path, capsys, monkeypatch):
+    """--out kp.npz/sub (under a file) failed only at the first write, after the predictions."""
+    from key2mesh.inference.predictor import Key2Mesh
+
+    monkeypatch.setattr(Key2Mesh, "from_pretrained", lambda *a, **k: pytest.fail("loaded"))
+    src = tmp_path / "kp.npz"
+    np.savez(
+        src, keypoints=np.ones((2, 25, 2), np.float32), confidence=np.ones((2, 25), np.float32)
+    )
+    assert main(["predict", str(src), "--out", str(src / "sub")]) == 2
+    assert f"{src} is a file, not a folder" in capsys.readouterr().err

@@ -100,8 +100,8 @@ FILE_SUFFIXES = (".npz", ".npy", ".json", ".pt", ".csv", ".mp4", ".png", ".jpg",
 
 
 def output_folder(path: str, option: str = "--out", writes: str = "its files"):
-    """``--out`` is always a folder: a one-line error for a file name (``x.npz``) or an existing
-    file, naming what the command writes there."""
+    """``--out`` is always a folder: a one-line error for a file name (``x.npz``), an existing
+    file or a path under a file, naming what the command writes there."""
     from pathlib import Path
 
     from key2mesh.errors import Key2MeshError
@@ -112,6 +112,9 @@ def output_folder(path: str, option: str = "--out", writes: str = "its files"):
             f"{option} {path!r}: {option} is the output folder (the command writes {writes} "
             f"there), not a file; e.g. {option} {p.with_suffix('')}"
         )
+    blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:  # else the first write fails, after the work
+        raise Key2MeshError(f"{option} {path!r}: {blocker} is a file, not a folder")
     return p
 
 
