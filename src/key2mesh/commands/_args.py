@@ -114,7 +114,7 @@ def output_folder(path: str, option: str = "--out", writes: str = "its files"):
         )
     blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
     if blocker is not None:  # else the first write fails, after the work
-        raise Key2MeshError(f"{option} {path!r}: {blocker} is a file, not a folder")
+        raise Key2MeshError(f"cannot write {option} {path}: {blocker} is a file, not a folder")
     return p
 
 
@@ -138,7 +138,7 @@ def output_file(path: str, option: str = "--out", suffix: str = "", example: str
             )
     blocker = next((a for a in real.parents if a.exists() and not a.is_dir()), None)
     if blocker is not None:
-        raise Key2MeshError(f"{option} {path!r}: {blocker} is a file, not a folder")
+        raise Key2MeshError(f"cannot write {option} {path}: {blocker} is a file, not a folder")
     return real
 
 
