@@ -438,3 +438,29 @@ def test_predict_out_under_a_file_is_refused_before_predicting(tmp_path, capsys,
     )
     assert main(["predict", str(src), "--out", str(src / "sub")]) == 2
     assert f"{src} is a file, not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["predict", "demo", "batch"])
+def test_int8_with_device_auto_runs_on_the_cpu_when_cuda_is_present(tmp_path, monkeypatch, command):
+    """--int8 runs on the CPU only: with the default --device auto on a machine with a GPU it
+    picked cuda and failed ('int8 inference runs on the CPU only (device cuda)')."""
+    from key2mesh.inference.predictor import Key2Mesh
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    seen = []
+
+    def load(name, device=None, int8=False, **kw):
+        seen.append((device, int8))
+        raise KeyboardInterrupt  # stop here: the device is what is checked
+
+    monkeypatch.setattr(Key2Mesh, "from_pretrained", load)
+    if command == "predict":
+        src = tmp_path / "kp.npz"
+        np.savez(src, keypoints=np.ones((2, 25, 2)), confidence=np.ones((2, 25)))
+    else:  # demo, batch: an image
+        from PIL import Image
+
+        src = tmp_path / "frame.png"
+        Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(src)
+    main([command, str(src), "--int8", "--out", str(tmp_path / "out")])
+    assert seen[:1] == [("cpu", True)]

@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         from key2mesh.devices import check_device
 
         keep_large_allocations()  # large arrays reused, not faulted in again per batch
+        if getattr(args, "int8", False) and getattr(args, "device", "") is None:
+            args.device = "cpu"  # --device auto with --int8 (a CPU path): not cuda when present
         check_device(getattr(args, "device", None))
         return int(args._run(args) or 0)
     except NotImplementedYet as exc:
