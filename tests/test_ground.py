@@ -287,3 +287,16 @@ def test_no_ankle_goes_below_its_sole_height():
     assert guard["rows_lifted"] == int((on.lift > 1e-6).sum()) and guard[
         "max_lift_m"
     ] == pytest.approx(on.lift.max())
+
+
+def test_a_group_whose_points_all_lose_their_weight_keeps_its_mean_level():
+    """Two contacts of one track 0.6 m apart in height are both outliers to their own centroid
+    (weight 0): its level was 0 / 1e-12 = 0 as a height, i.e. |ground| = 1.5 m above the ground."""
+    rng = np.random.default_rng(1)
+    # camera frame, y down: the ground is y = 1.5, i.e. up · X = -1.5 for up = (0, -1, 0)
+    floor = np.c_[rng.uniform(-1, 1, 40), 1.5 + rng.normal(0, 0.005, 40), rng.uniform(4, 6, 40)]
+    track1 = np.array([[0.5, 1.2, 5.0], [0.6, 1.8, 5.1]])  # mean height on the ground
+    fit = fit_ground(np.r_[floor, track1], np.r_[np.zeros(40, int), 1, 1], np.array([0, -1.0, 0]))
+    assert fit.weights[40:].tolist() == [0.0, 0.0]
+    assert abs(fit.ground + 1.5) < 0.01
+    assert abs(fit.level[1]) < 0.02  # (−1.2 − 1.8) / 2 − ground: on the ground; was 1.50

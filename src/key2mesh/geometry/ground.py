@@ -102,6 +102,10 @@ def fit_ground(
     height = p @ n - np.array([sole.get(int(t), 0.0) for t in ids])[gi]  # sole level per point
     tot = np.bincount(gi, w, len(ids))
     off = np.bincount(gi, w * height, len(ids)) / np.maximum(tot, 1e-12)
+    # a group whose every point lost its weight (e.g. two contacts far apart in height) has no
+    # weighted level: its plain mean, not 0 (which put it |ground| metres above the ground)
+    cnt = np.bincount(gi, minlength=len(ids))
+    off = np.where(tot > 1e-12, off, np.bincount(gi, height, len(ids)) / np.maximum(cnt, 1))
     supported = tot >= min(min_points, max(tot.max(), 1e-12))
     ground = float(off[supported].min())
     on = supported & (off < ground + level_tol_m)
