@@ -169,3 +169,22 @@ def test_cli_predict_round_trip(tmp_path, model):
     assert r.returncode == 0, r.stderr
     q = np.load(tmp_path / "q" / "json_params.npz")["rotmats"]
     assert not np.array_equal(q, z["rotmats"]) and np.abs(q - z["rotmats"]).max() < 0.1
+
+
+def test_confidences_of_another_shape_are_refused_and_nan_is_missing(model):
+    """Confidences must match the keypoints' (N, K) (or (K,) for one (K, 2) detection): a
+    transposed (K, N) array was reshaped silently and scrambled; NaN confidences count as 0."""
+    b = _sample(model, n=3, seed=8)
+    conf = torch.zeros(3, 25)
+    conf[0] = 1.0
+    with pytest.raises(Key2MeshError, match=r"confidences must be \(3, 25\).*got \(25, 3\)"):
+        model.predict(b.keypoints2d, conf.T, mesh=False)
+    with pytest.raises(Key2MeshError, match="confidences must be"):
+        model.predict(b.keypoints2d, torch.ones(3, 26), mesh=False)
+    one = model.predict(b.keypoints2d[0], torch.ones(25), mesh=False)  # (K,) for one (K, 2)
+    assert one.rotmats.shape == (1, 24, 3, 3)
+    nan = torch.ones(3, 25)
+    nan[1] = float("nan")
+    _, c = model._in_model_set(b.keypoints2d, nan)
+    assert torch.equal(c[1], torch.zeros(25)) and torch.equal(c[0], torch.ones(25))
+    assert model.usable(b.keypoints2d, nan).tolist() == [True, False, True]

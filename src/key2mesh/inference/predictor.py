@@ -191,19 +191,25 @@ class Key2Mesh:
         kp = torch.as_tensor(
             np.asarray(keypoints, dtype=np.float32) if not torch.is_tensor(keypoints) else keypoints
         ).float()
-        if kp.ndim == 2:
+        single = kp.ndim == 2
+        if single:
             kp = kp[None]
         if kp.ndim != 3 or kp.shape[-1] != 2:
             raise Key2MeshError(
                 f"keypoints must be (N, K, 2) or (K, 2) pixels, got shape {tuple(kp.shape)}"
             )
-        conf = (
-            torch.ones(kp.shape[:2])
-            if confidences is None
-            else torch.as_tensor(np.asarray(confidences, dtype=np.float32))
-            .float()
-            .reshape(kp.shape[:2])
-        )
+        if confidences is None:
+            conf = torch.ones(kp.shape[:2])
+        else:
+            conf = torch.as_tensor(np.asarray(confidences, dtype=np.float32)).float()
+            if single and conf.shape == kp.shape[1:2]:
+                conf = conf[None]
+            if conf.shape != kp.shape[:2]:  # e.g. (K, N) by mistake: never reshaped silently
+                raise Key2MeshError(
+                    f"confidences must be {tuple(kp.shape[:2])} to match keypoints of shape "
+                    f"{tuple(kp.shape)}, got {tuple(conf.shape)}"
+                )
+            conf = torch.nan_to_num(conf, nan=0.0, posinf=0.0, neginf=0.0)  # not finite: missing
         src = canonical_set_name(keypoint_set or self.keypoint_set)
         if kp.shape[1] != num_keypoints(src):
             raise Key2MeshError(
