@@ -28,6 +28,13 @@ def safe_name(name: object, default: str = "frame") -> str:
     return text if text.strip(".") else default
 
 
+def natural_key(name: str) -> list:
+    """Text and number runs alternating (text first), for sorting file names so that frame_10
+    comes after frame_9. The number runs are the split's odd parts: ``str.isdigit`` also holds
+    for '²', which ``int`` refuses."""
+    return [int(t) if i % 2 else t.lower() for i, t in enumerate(re.split(r"(\d+)", name))]
+
+
 def unique_names(
     names: Iterable[object], default: str = "frame", taken: Iterable[str] = ()
 ) -> list[str]:

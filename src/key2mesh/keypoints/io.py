@@ -21,7 +21,7 @@ import numpy as np
 
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import KEYPOINT_SETS, canonical_set_name, num_keypoints
-from key2mesh.safe_paths import atomic_savez, atomic_write_text, unique_names
+from key2mesh.safe_paths import atomic_savez, atomic_write_text, natural_key, unique_names
 
 OPENPOSE_VERSION = 1.3
 # OpenPose body models by number of points: BODY_25 (default) and COCO (18).
@@ -280,12 +280,6 @@ class Detections:
 # ---------------------------------------------------------------------------------------- helpers
 
 
-def _natural_key(name: str) -> list[Any]:
-    """Text and number runs alternating (text first), so frame_10 sorts after frame_9. The number
-    runs are the split's odd parts: ``str.isdigit`` also holds for '²', which ``int`` refuses."""
-    return [int(t) if i % 2 else t.lower() for i, t in enumerate(re.split(r"(\d+)", name))]
-
-
 def _load_json(path: Path) -> Any:
     """Parse a JSON file in UTF-8 (with or without a byte-order mark, as Windows tools write
     it), UTF-16 or UTF-32 (told apart from the first bytes, as JSON allows)."""
@@ -441,7 +435,7 @@ def read_openpose_json(path: str | Path, keypoint_set: str | None = None) -> Det
                 for p in path.iterdir()
                 if p.suffix.lower() == ".json" and not p.name.startswith(".") and p.is_file()
             ),
-            key=lambda p: _natural_key(p.name),
+            key=lambda p: natural_key(p.name),
         )
         if not files:
             raise Key2MeshError(
@@ -616,7 +610,7 @@ def _coco_from_data(path: Path, data: Any, declared: str | None) -> Detections:
     # numbers in value order, then names in natural order (frame_9 before frame_10)
     ids = sorted(
         by_image,
-        key=lambda i: (0, i, []) if isinstance(i, (int, float)) else (1, 0, _natural_key(i)),
+        key=lambda i: (0, i, []) if isinstance(i, (int, float)) else (1, 0, natural_key(i)),
     )
     tracked = all(pid is not None and pid >= 0 for i in ids for pid, _ in by_image[i])
     frames = [

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import numpy as np
 
 from key2mesh.devices import cpu_share
 from key2mesh.errors import Key2MeshError
+from key2mesh.safe_paths import natural_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # .mts/.m2ts: camcorders' AVCHD (MPEG transport streams, as .ts); .3gp: older phones
@@ -55,10 +55,6 @@ def _cv2():
     return cv2
 
 
-def _natural_key(p: Path) -> list:
-    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
-
-
 def _kind(path: Path) -> str:
     if path.is_dir():
         return "folder"
@@ -86,7 +82,7 @@ def folder_images(folder: str | Path) -> list[Path]:
             for p in folder.iterdir()
             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
         ),
-        key=_natural_key,
+        key=lambda p: natural_key(p.name),
     )
     if not files:
         raise Key2MeshError(f"{folder}: folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
