@@ -188,3 +188,14 @@ def test_confidences_of_another_shape_are_refused_and_nan_is_missing(model):
     _, c = model._in_model_set(b.keypoints2d, nan)
     assert torch.equal(c[1], torch.zeros(25)) and torch.equal(c[0], torch.ones(25))
     assert model.usable(b.keypoints2d, nan).tolist() == [True, False, True]
+
+
+def test_auto_device_is_the_cpu_for_int8_even_with_a_gpu(monkeypatch):
+    """device None / 'auto' picks CUDA when there is one, except for the int8 network (CPU
+    only): Key2Mesh(int8=True) on a GPU machine raised 'int8 inference runs on the CPU only'."""
+    from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint
+
+    ck = load_checkpoint(resolve_checkpoint("anny-body25"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for device in (None, "auto"):
+        assert Key2Mesh(ck, device=device, full_mesh=False, int8=True).device.type == "cpu"

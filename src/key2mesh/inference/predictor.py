@@ -82,6 +82,7 @@ class Prediction:
 class Key2Mesh:
     """Keypoints → body-model parameters and mesh in one forward pass (no autograd).
 
+    ``device``: None or ``auto`` picks the GPU when there is one (the CPU with ``int8``).
     ``int8``: run the network with int8 weights on the CPU (:mod:`key2mesh.model.int8`; about
     2x faster at batch 1, accuracy in docs/evaluation.md); a row's numbers then depend slightly on the
     other rows of its batch."""
@@ -95,11 +96,10 @@ class Key2Mesh:
         int8: bool = False,
     ):
         check_device(None if device is None else str(device))
-        self.device = (
-            torch.device(device)
-            if device
-            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
+        auto = device is None or str(device) in ("", "auto")
+        # auto: the GPU when there is one, but int8 runs on the CPU only
+        gpu = torch.cuda.is_available() and not int8
+        self.device = torch.device("cuda" if gpu else "cpu") if auto else torch.device(device)
         if int8 and self.device.type != "cpu":
             raise Key2MeshError(f"int8 inference runs on the CPU only (device {self.device})")
         if not isinstance(checkpoint, Checkpoint):  # the on-disk dict (e.g. torch.load's)
