@@ -19,7 +19,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 
@@ -31,16 +30,12 @@ def child(threads: int) -> dict[str, float]:
 
     torch.set_num_threads(threads)
     tuned = keep_large_allocations()
+    from _common import timeit  # the script's folder is on the path, as a script or a child
+
     from key2mesh.inference.predictor import Key2Mesh
 
     def median_ms(fn, n: int) -> float:
-        fn()
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return 1000 * statistics.median(times)
+        return 1000 * timeit(fn, n)
 
     out = {"tuned": float(tuned)}
     out["fresh_84mb_ms"] = median_ms(lambda: torch.empty(512, 41154).fill_(1.0), 15)
