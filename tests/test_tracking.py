@@ -117,3 +117,26 @@ def test_one_corrupted_detection_does_not_lose_the_tracks():
     kps[bad[1], :5] += [30, 150]  # person 1's head lost into its torso
     pred = _track(frames, times, truth, kps, Tracker())
     assert identity_switches(truth, pred, frames) == 0 and len(np.unique(pred)) == 2
+
+
+def test_nan_keypoints_and_boxes_do_not_break_the_tracks():
+    """A missing point written as NaN (with confidence 0, or even 1) is untrusted and a
+    detection with a NaN box stays untracked (-1); before, the similarity matrix held NaN and
+    scipy raised "matrix contains invalid numeric entries" on the next frame."""
+    tracker = Tracker()
+    conf = np.ones((2, 17))
+    kp = np.stack([_FIGURE * [90, 200] + [100, 50], _FIGURE * [90, 200] + [600, 50]])
+    box = keypoint_box(kp, conf, 0.5)
+    assert tracker.update(0.0, box, kp, conf).tolist() == [0, 1]
+    holes, hconf = kp.copy(), conf.copy()
+    holes[0, 3] = np.nan
+    hconf[0, 3] = 0.0
+    holes[1, 5] = [np.nan, 7.0]  # confident but not a number
+    hconf[1, 0] = np.nan
+    assert tracker.update(1 / 30, box, holes, hconf).tolist() == [0, 1]
+    nan_box = np.vstack([box[:1], np.full((1, 4), np.nan)])
+    assert tracker.update(2 / 30, nan_box, kp, conf).tolist() == [0, -1]
+    assert tracker.update(3 / 30, box + 2.0, kp + 2.0, conf).tolist() == [0, 1]
+    assert all(
+        np.isfinite(t.keypoints).all() and np.isfinite(t.velocity).all() for t in tracker.tracks
+    )

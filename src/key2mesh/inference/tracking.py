@@ -108,14 +108,19 @@ class Tracker:
     ) -> np.ndarray:
         """Assign the detections of the frame at ``time_s`` (seconds, increasing): ``boxes``
         (N, 4), ``keypoints`` (N, K, 2) pixels, ``confidence`` (N, K). Returns track ids (N,)
-        int, -1 for detections left untracked (over ``max_people``)."""
+        int, -1 for detections left untracked (over ``max_people``, or a box that is not finite).
+        Non-finite keypoints (a missing point written as NaN) are untrusted."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         kp = np.asarray(keypoints, np.float64)
-        ok = np.asarray(confidence) >= self.min_confidence
+        finite = np.isfinite(kp).all(-1)
+        conf = np.nan_to_num(np.asarray(confidence, np.float64), nan=0.0)
+        ok = (conf >= self.min_confidence) & finite
+        kp = np.where(finite[..., None], kp, 0.0)
         n = len(boxes)
         ids = np.full(n, -1, dtype=int)
         tracks = self._alive(time_s)
-        matched_det: set[int] = set()
+        # a detection without a finite box can be neither matched nor start a track
+        matched_det: set[int] = set(np.flatnonzero(~np.isfinite(boxes).all(1)).tolist())
         if tracks and n:
             dt = np.array([time_s - t.time for t in tracks])
             vel = np.stack([t.velocity for t in tracks])
