@@ -74,10 +74,16 @@ def tsne_figure(
 
 
 def domain_gap(src: np.ndarray, tgt: np.ndarray) -> float:
-    """Linear-probe accuracy of telling source from target features (0.5 = indistinguishable)."""
+    """Linear-probe balanced accuracy (mean of the per-class recalls, 3-fold) of telling source
+    (N, d) from target (M, d) features: 0.5 = indistinguishable whatever N and M (plain accuracy
+    would reward always guessing the larger set: 0.6 for 600 vs 392 identical features)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
 
     x = np.concatenate([src, tgt])
     y = np.r_[np.zeros(len(src)), np.ones(len(tgt))]
-    return float(cross_val_score(LogisticRegression(max_iter=500), x, y, cv=3).mean())
+    return float(
+        cross_val_score(
+            LogisticRegression(max_iter=500), x, y, cv=3, scoring="balanced_accuracy"
+        ).mean()
+    )
