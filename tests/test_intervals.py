@@ -80,3 +80,17 @@ def test_one_cluster_has_no_interval():
     d = paired_difference([10.0], [30.0])
     assert d.mean == -20.0 and not d.excludes_zero
     assert bootstrap_mean([1.0, 3.0], clusters=[0, 1]).text() == "2.0 [1.0, 3.0]"
+
+
+def test_a_non_finite_value_gives_no_interval():
+    """One infinite error among 200 (a diverged prediction): the resamples that miss it gave a
+    finite lower bound (0.5 for a 0.5 mm rise), so the paired interval 'excluded 0' and adapt's
+    source guard read a small finite rise for an infinite error. No interval instead."""
+    start = np.random.default_rng(0).normal(60.0, 10.0, 200)
+    now = start + 0.5
+    now[7] = np.inf
+    d = paired_difference(now, start)
+    assert d.mean == np.inf and np.isnan(d.low) and np.isnan(d.high)
+    assert not d.excludes_zero and d.text() == "inf [n/a]"
+    ci = bootstrap_mean([1.0, np.nan, 3.0], clusters=[0, 1, 2])
+    assert np.isnan(ci.mean) and not ci.defined and not ci.excludes_zero

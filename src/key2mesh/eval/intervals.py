@@ -20,7 +20,7 @@ RESAMPLES = 2000
 @dataclass(frozen=True)
 class Interval:
     """A mean and its ``level`` percentile-bootstrap interval [low, high] (NaN bounds: no interval,
-    from a single cluster)."""
+    from a single cluster or non-finite values; such an interval excludes nothing)."""
 
     mean: float
     low: float
@@ -29,7 +29,7 @@ class Interval:
 
     @property
     def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
+        return self.defined and (self.low > 0 or self.high < 0)
 
     @property
     def defined(self) -> bool:
@@ -68,7 +68,8 @@ def bootstrap_mean(
 ) -> Interval:
     """Mean of ``values`` (N,) with its cluster-bootstrap interval; ``clusters`` (N,) ids, integers or
     names (e.g. the instant of each view; None: each sample alone). Vectorised: (resamples, G) draws of clusters,
-    each draw's mean = Σ cluster sums / Σ cluster counts. One cluster: NaN bounds (no interval)."""
+    each draw's mean = Σ cluster sums / Σ cluster counts. One cluster, or a non-finite value (NaN
+    or inf: the draws that miss it would give finite, meaningless bounds): NaN bounds (no interval)."""
     x = _as_array(values)
     if len(x) == 0:
         raise ValueError("no values to bootstrap")
@@ -80,7 +81,8 @@ def bootstrap_mean(
     _, inverse = np.unique(ids, return_inverse=True)
     sums = np.bincount(inverse, weights=x)
     counts = np.bincount(inverse).astype(np.float64)
-    if len(sums) < 2:  # every resample is the one cluster: its spread is not an uncertainty
+    if len(sums) < 2 or not np.isfinite(x).all():
+        # one cluster: every resample is that cluster, its spread is not an uncertainty
         return Interval(float(x.mean()), float("nan"), float("nan"), level)
     draws = np.random.default_rng(seed).integers(0, len(sums), (resamples, len(sums)))
     means = sums[draws].sum(1) / counts[draws].sum(1)
