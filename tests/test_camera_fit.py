@@ -114,6 +114,25 @@ def test_keeps_body_in_front_and_rejects_bad_input():
     torch.testing.assert_close(lists.translation, fit.translation)
 
 
+def test_an_infinite_point_is_ignored_not_spread_to_its_frame():
+    """An infinite pixel or 3D point gets weight 0 like a NaN one; before, inf · 0 = NaN in the
+    normal equations made the frame's translation NaN while ``valid`` said True. A frame whose
+    solve overflows (pixels near the float limit) is not valid."""
+    x3, _ = _scene(6)
+    x3 = x3.double()
+    x3[:, 3, 2] = -1.5  # a hand stretched forward (its camera-frame z before translation: +1.5)
+    cam = x3 @ WORLD_TO_CAMERA.double().T + T_TRUE[:, None].double()
+    uv = FOCAL[:, None, None] * cam[..., :2] / cam[..., 2:3] + PRINCIPAL
+    uv[0, 3, 0] = float("inf")
+    uv[1, 3, 1] = -float("inf")
+    x3[2, 5, 1] = float("inf")
+    uv[3, 3, 0] = 1e308  # finite, confident, absurd
+    fit = fit_camera(x3, uv, focal=FOCAL, principal=PRINCIPAL)
+    assert fit.valid.tolist() == [True, True, True, False]
+    assert (fit.translation[:3] - T_TRUE[:3]).abs().max() < 1e-3
+    assert fit.error[:3].max() < 0.05 and torch.isnan(fit.translation[3]).all()
+
+
 # ------------------------------------------------------------------- Qualisys calibration reader
 QCA = """<?xml version='1.0' encoding='ASCII'?>
 <calibration type="regular"><cameras>

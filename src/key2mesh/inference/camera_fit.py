@@ -149,8 +149,10 @@ def fit_camera(
         torch.zeros_like(conf),
     )
     valid = (w > 0).sum(dim=1) >= 2
-    x2 = torch.nan_to_num(x2)
-    p = torch.nan_to_num(x3) @ rot.T  # rotated, not yet translated (B, K, 3)
+    # ignored points at 0 (an infinite pixel times its weight 0 would be NaN, not 0)
+    x2 = torch.where(w[..., None] > 0, x2, torch.zeros_like(x2))
+    # rotated, not yet translated (B, K, 3)
+    p = torch.where(w[..., None] > 0, x3, torch.zeros_like(x3)) @ rot.T
     d = x2 - c[:, None, :]  # centred pixels (B, K, 2)
 
     # Linear system A t = r, two rows per keypoint: [f, 0, -du] t = du·z − f·x (and for y).
@@ -191,6 +193,7 @@ def fit_camera(
     q = p + t[:, None, :]
     err_px = (f[:, None, None] * q[..., :2] / q[..., 2:3].clamp(min=1e-6) - d).norm(dim=-1)
     error = (err_px * w).sum(1) / w.sum(1).clamp(min=1e-12)
+    valid = valid & torch.isfinite(t).all(-1) & torch.isfinite(error)  # (overflowing pixels)
     t = torch.where(valid[:, None], t, torch.full_like(t, float("nan")))
     error = torch.where(valid, error, torch.full_like(error, float("nan")))
     return CameraFit(
