@@ -68,12 +68,14 @@ def fit_files(cfg: FitConfig, inputs: list[str], keypoint_set: str | None = None
     from key2mesh.body import load_body_model
     from key2mesh.keypoints.io import check_detections, read_detections
 
-    model = None
+    model = camera = None
     if cfg.init_from:
         from key2mesh.inference.predictor import Key2Mesh
 
         model = Key2Mesh.from_pretrained(cfg.init_from, full_mesh=False, smpl_dir=cfg.smpl_dir)
-        body, fit_set = model.body, model.keypoint_set
+        # the checkpoint's camera: its predicted orientation and pose explain the input through
+        # that camera (a non-default one, e.g. 2.5 m away, projects the same body differently)
+        body, fit_set, camera = model.body, model.keypoint_set, model.camera
     else:
         body = load_body_model(cfg.body, **body_traits(cfg.body).model_dir_options(cfg.smpl_dir))
         fit_set = cfg.fit_set
@@ -104,6 +106,7 @@ def fit_files(cfg: FitConfig, inputs: list[str], keypoint_set: str | None = None
                 k,
                 c,
                 fit_set,
+                camera=camera,
                 init_rotmats=init_r,
                 init_shape=init_s,
                 iters=cfg.iters,
