@@ -227,6 +227,8 @@ def test_compute_metrics_rejects_bad_input():
         compute_metrics(gt, gt, pred_verts=torch.zeros(2, 5, 3))
     with pytest.raises(ValueError, match="unknown protocol"):
         compute_metrics(gt, gt, protocol="hmr")
+    with pytest.raises(ValueError, match="no samples to score"):  # was {'mpjpe': nan, ...}
+        compute_metrics(gt[:0], gt[:0])
     with pytest.raises(ValueError, match="'h36m17', 'eval14' or 'eval12'"):
         compute_metrics(
             torch.zeros(2, 25, 3), torch.zeros(2, 25, 3), keypoint_set="openpose_body25"

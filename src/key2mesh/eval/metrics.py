@@ -267,8 +267,8 @@ def compute_metrics(
 ) -> dict[str, float]:
     """Mean ``mpjpe``, ``pa_mpjpe`` (and ``pve``) in mm plus the sample ``count``.
 
-    Same arguments as :func:`per_sample_metrics`; non-finite inputs raise :class:`ValueError`
-    (a mean over NaNs would hide the failure).
+    Same arguments as :func:`per_sample_metrics`; non-finite inputs and an empty batch raise
+    :class:`ValueError` (a mean over NaNs, or over nothing, would hide the failure).
     """
     for name, t in (
         ("pred_joints", pred_joints),
@@ -284,6 +284,8 @@ def compute_metrics(
     errors = per_sample_metrics(
         pred_joints, gt_joints, pred_verts, gt_verts, protocol, keypoint_set, pred_root, gt_root
     )
+    if len(pred_joints) == 0:  # the means of no sample would be NaN
+        raise ValueError("no samples to score: pred_joints and gt_joints are empty (B = 0)")
     out: dict[str, float] = {k: float(v.mean()) for k, v in errors.items()}
     out["count"] = int(pred_joints.shape[0])
     return out
