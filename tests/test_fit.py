@@ -333,3 +333,20 @@ def test_fit_from_a_checkpoint_projects_with_its_camera(tmp_path, monkeypatch):
     table = fit_files(FitConfig(init_from=str(path), iters=0), [str(inputs)])
     assert table.reprojection_error.shape == (3,)
     assert table.reprojection_error.max() < 1e-3
+
+
+def test_zero_confidence_points_stay_missing_at_threshold_zero(anny_body, target):
+    """``conf_threshold=0`` uses every detected point, not the undetected ones: points of
+    confidence 0 (here NaN positions) were valid points at (0, 0), so the true pose read 0.05
+    re-projection error instead of 0."""
+    rot, shape, _, kp2d = target
+    kp2d = kp2d.clone()
+    kp2d[:, :5] = float("nan")
+    conf = torch.ones(4, 25)
+    conf[:, :5] = 0.0
+    res = fit_to_keypoints(
+        anny_body, kp2d, conf, KSET, init_rotmats=rot, init_shape=shape, iters=0, conf_threshold=0
+    )
+    assert (res.valid.sum(-1) == 20).all() and not res.valid[:, :5].any()
+    assert res.reprojection_error.max() < 1e-4
+    assert (res.projected2d[:, :5] == -1).all()

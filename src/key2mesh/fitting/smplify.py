@@ -303,7 +303,8 @@ def fit_to_keypoints(
             lowest-objective candidate of each sample is kept (skipped with a single candidate;
             0 picks the best candidate at its starting pose).
         fit_shape: optimise the shape as well as the pose.
-        conf_threshold: minimum confidence of a used joint.
+        conf_threshold: minimum confidence of a used joint (a joint of confidence 0, or without a
+            finite position, is never used).
         num_threads: torch intra-op threads while fitting (restored afterwards; None: leave
             torch's setting). Each step is ~1,000 small tensor ops; an OpenMP fork/join per op
             costs more than it saves at these sizes, and collapses when the cores are shared:
@@ -363,7 +364,9 @@ def fit_to_keypoints(
         finite = torch.isfinite(kp).all(-1)
         conf = torch.where(finite, conf, torch.zeros_like(conf))
         kp = torch.where(finite[..., None], kp, torch.zeros_like(kp))
-        valid = conf >= conf_threshold
+        # confidence 0 is a missing point whatever the threshold (conf_threshold=0 must not make
+        # the (0, 0) written for a NaN or undetected point a valid one)
+        valid = (conf >= conf_threshold) & (conf > 0)
         target, _ = bbox_normalize(kp, conf, valid=valid)
         weight = conf * valid * joint_weights(kset).to(dev, dt)
         big = torch.finfo(dt).max / 4
