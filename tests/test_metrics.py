@@ -71,6 +71,20 @@ def test_procrustes_matches_independent_weighted_umeyama():
     )
 
 
+def test_procrustes_refuses_weights_that_define_no_fit():
+    """A sample whose weights are all 0 had a NaN alignment (0 / 0); a negative weight turned
+    the least-squares fit into a meaningless one. Both are refused."""
+    x, y = torch.randn(2, 14, 3), torch.randn(2, 14, 3)
+    w = torch.ones(2, 14)
+    w[1] = 0
+    with pytest.raises(ValueError, match="not all zero"):
+        pa_mpjpe(x, y, w)
+    with pytest.raises(ValueError, match="non-negative"):
+        procrustes_align(x, y, torch.tensor([-1.0] + [1.0] * 13))
+    w[1, 0] = 1.0  # one weighted point: a fit exists (the point itself)
+    assert torch.isfinite(pa_mpjpe(x, y, w)).all()
+
+
 def test_procrustes_is_reflection_safe():
     torch.manual_seed(1)
     x = torch.randn(2, 10, 3, dtype=torch.float64)

@@ -107,6 +107,13 @@ def procrustes_align(
                 f"weights must be (N,) or (B, N) for points {tuple(pred.shape)}, got {tuple(weights.shape)}"
             )
         weights = weights.expand(pred.shape[:2])
+        if not bool(((weights >= 0) & weights.isfinite()).all()) or not bool(
+            (weights.sum(-1) > 0).all()
+        ):
+            raise ValueError(
+                "weights must be finite, non-negative and not all zero for a sample "
+                "(a zero total gave a NaN alignment)"
+            )
     r, t, s = roma.rigid_points_registration(pred, gt, weights=weights, compute_scaling=True)
     aligned = s[:, None, None] * pred @ r.transpose(-1, -2) + t[:, None]
     w = (
