@@ -350,3 +350,23 @@ def test_zero_confidence_points_stay_missing_at_threshold_zero(anny_body, target
     assert (res.valid.sum(-1) == 20).all() and not res.valid[:, :5].any()
     assert res.reprojection_error.max() < 1e-4
     assert (res.projected2d[:, :5] == -1).all()
+
+
+def test_a_sample_without_valid_joints_has_no_error_not_zero(anny_body, target):
+    """A detection with no joint above the threshold has nothing to fit: its re-projection
+    error was 0 (a perfect fit, to a reader); it is NaN (px too), the other samples' fits and
+    errors are those they get without it."""
+    rot, shape, _, kp2d = target
+    conf = torch.ones(4, 25)
+    conf[1] = 0.05  # all below the 0.1 threshold
+    res = fit_to_keypoints(anny_body, kp2d, conf, KSET, init_rotmats=rot, iters=3)
+    assert not res.valid[1].any()
+    assert res.reprojection_error[1].isnan() and res.reprojection_error_px[1].isnan()
+    keep = [0, 2, 3]
+    alone = fit_to_keypoints(
+        anny_body, kp2d[keep], conf[keep], KSET, init_rotmats=rot[keep], iters=3
+    )
+    torch.testing.assert_close(
+        res.reprojection_error[keep], alone.reprojection_error, atol=1e-5, rtol=0
+    )
+    assert torch.isfinite(res.rotmats).all()

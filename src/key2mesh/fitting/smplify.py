@@ -77,7 +77,8 @@ class FitResult:
     rotmats (B,24,3,3); shape (B,S); vertices (B,V,3); keypoints3d (B,K,3) of the fitted set;
     loss_history (T,B) per-sample objective at every step (both stages; the first stage reports
     the best candidate); reprojection_error (B,) final mean distance over valid joints between
-    the aligned projection and the input, in bbox-normalised units; reprojection_error_px (B,)
+    the aligned projection and the input, in bbox-normalised units (NaN for a sample without a
+    valid joint: nothing to fit, only the priors); reprojection_error_px (B,)
     the same in the input's units (pixels); projected2d (B,K,2) and target2d (B,K,2) the aligned
     projection and the normalised input (missing joints of the target = -1); valid (B,K).
     """
@@ -440,8 +441,10 @@ def fit_to_keypoints(
             history.append(obj(rotmats, shape))
             pred = obj.project(kp3d)
             dist = (pred - target).norm(dim=-1)
-            n_valid = valid.sum(-1).clamp(min=1)
-            err = (dist * valid).sum(-1) / n_valid
+            n_valid = valid.sum(-1)
+            err = (dist * valid).sum(-1) / n_valid.clamp(min=1)
+            # no valid joint: nothing was fitted, and an error of 0 would read as a perfect fit
+            err = torch.where(n_valid > 0, err, torch.full_like(err, float("nan")))
             pred = torch.where(valid[..., None], pred, torch.full_like(pred, -1.0))
         return FitResult(
             rotmats=rotmats,
