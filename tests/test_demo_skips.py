@@ -254,3 +254,26 @@ def test_skipped_frames_are_named_by_their_video_frame(tmp_path, detector, model
     )
     assert report.skipped == {"no person found": [102]}
     assert sorted(set(report.motion.frame_index.tolist())) == [100, 104]
+
+
+def test_unrelated_images_are_not_one_track(tmp_path, detector, model):
+    """A folder of images: each detection is its own track. Before, the tracker linked the
+    people of consecutive images (1/30 s apart, similar boxes) into one track, which gave every
+    image the median shape of all of them (image 1's last phenotype 0.43 instead of its own
+    0.35) and exported them as one person."""
+    from key2mesh.inference.demo import run_demo
+
+    def wide(image):  # image 1 shows another person: 1.6x wider
+        kp, conf = person(image.shape[1], image.shape[0])
+        if image.mean() > 127:
+            kp = kp.copy()
+            kp[:, 0] = image.shape[1] / 2 + (kp[:, 0] - image.shape[1] / 2) * 1.6
+        return kp, conf
+
+    detector.output = staticmethod(wide)
+    images = [np.full((400, 300, 3), v, np.uint8) for v in (60, 200, 60)]
+    motion = run_demo(model, images, tmp_path / "all", is_video=False).motion
+    assert motion.track_id.tolist() == [0, 1, 2] and motion.frame_index.tolist() == [0, 1, 2]
+    alone = run_demo(model, images[1:2], tmp_path / "one", is_video=False).motion
+    np.testing.assert_allclose(motion.shape[1], alone.shape[0], atol=1e-6)
+    assert np.abs(motion.shape[0] - motion.shape[1]).max() > 0.05  # (two different bodies)

@@ -222,7 +222,9 @@ def _frames(source) -> Callable[[], Iterable[np.ndarray]]:
 
 
 def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_video):
-    """Pass 1: detection + tracking; returns per-row lists and the image size of each row."""
+    """Pass 1: detection + tracking; returns per-row lists and the image size of each row.
+    Unrelated images (not ``is_video``) are not tracked: every detection is its own track (one
+    person's shape, ground or smoothing must not mix in another image's)."""
     from key2mesh.media.detectors import no_people
     from key2mesh.media.multi_detect import MultiPersonDetector, VideoSearch
 
@@ -263,7 +265,11 @@ def _detect_pass(model, frames, report, options, frame_indices, fps, total, is_v
             kp33 = np.stack([p.keypoints for p in usable])
             conf33 = np.stack([p.confidence for p in usable])
             with report.timed("track"):
-                ids = tracker.update(t, np.stack([p.box for p in usable]), kp33, conf33)
+                if is_video:
+                    ids = tracker.update(t, np.stack([p.box for p in usable]), kp33, conf33)
+                else:
+                    ids = tracker.next_id + np.arange(len(usable))
+                    tracker.next_id += len(usable)
             kp, conf = convert_keypoints(
                 torch.from_numpy(kp33).float(),
                 torch.from_numpy(conf33).float(),
