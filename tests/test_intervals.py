@@ -34,6 +34,8 @@ def test_constant_values_and_errors():
         bootstrap_mean([1.0, 2.0], clusters=[0])
     with pytest.raises(ValueError, match="level"):
         bootstrap_mean([1.0], level=1.5)
+    with pytest.raises(ValueError, match="resamples"):  # was an IndexError from np.quantile
+        bootstrap_mean([1.0, 2.0], resamples=0)
     with pytest.raises(ValueError, match="differ in length"):
         paired_difference([1.0], [1.0, 2.0])
 

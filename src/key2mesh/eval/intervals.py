@@ -75,6 +75,8 @@ def bootstrap_mean(
         raise ValueError("no values to bootstrap")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    if int(resamples) != resamples or resamples < 1:
+        raise ValueError(f"resamples must be a positive integer, got {resamples}")
     ids = np.arange(len(x)) if clusters is None else _ids(clusters)
     if ids.shape != x.shape:
         raise ValueError(f"{len(ids)} cluster ids for {len(x)} values")
