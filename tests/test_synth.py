@@ -140,3 +140,24 @@ def test_joints_behind_the_camera_are_never_confident_inputs(anny_body):
     assert (b.confidence[~front] == 0).all() and not b.valid[~front].any()
     assert (b.inputs[~front] == cfg.missing_value).all()
     assert (b.confidence[front] == 1).all()
+
+
+def test_noise_profile_box_spans_only_the_points_with_a_pixel():
+    """The noise scale (a fraction of the person's box height) and the truncation height come
+    from the points of confidence > 0: one point behind the camera (confidence 0, a meaningless
+    pixel 1e5 px away) made the noise of the others ~1,000 times too large and the cut miss."""
+    from key2mesh.data.noise import NoiseProfile, apply_noise_profile
+
+    kp = torch.zeros(2, 17, 2)
+    kp[:, :, 1] = torch.linspace(0, 100, 17)  # a 100 px tall person
+    conf = torch.ones(2, 17)
+    kp[1, 3, 1], conf[1, 3] = 1e5, 0.0  # sample 1: one point without a pixel
+    profile = NoiseProfile(sigma=0.01, extremity_scale=1.0, swap_prob=0.0, truncation_prob=0.0)
+    noisy, out = apply_noise_profile(kp, conf, "coco17", profile, torch.Generator().manual_seed(0))
+    shift = (noisy - kp).norm(dim=-1)  # sigma 1 px for both samples' points
+    assert shift[0].max() < 6 and shift[1][conf[1] > 0].max() < 6
+    assert out[1, 3] == 0
+    cut = NoiseProfile(sigma=0.0, swap_prob=0.0, truncation_prob=1.0, conf_noise=0.0)
+    _, out = apply_noise_profile(kp, conf, "coco17", cut, torch.Generator().manual_seed(0))
+    kept = (out[1] > 0).sum()  # a cut at 40-90 % of the 100 px keeps 7 to 15 of the 16 points
+    assert 7 <= kept <= 15

@@ -64,10 +64,20 @@ def apply_noise_profile(
     profile: NoiseProfile,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Corrupt (B, K, 2) pixel keypoints and (B, K) confidences with ``profile``."""
+    """Corrupt (B, K, 2) pixel keypoints and (B, K) confidences with ``profile``.
+
+    The person's box (noise scale, truncation height) spans the points of confidence > 0 only:
+    a point without a pixel (behind the camera: confidence 0) must not stretch it."""
     b, k, _ = keypoints.shape
     dev, dt = keypoints.device, keypoints.dtype
-    height = (keypoints[..., 1].amax(-1) - keypoints[..., 1].amin(-1)).clamp(min=1.0)  # (B,)
+    present = confidence > 0
+    big = torch.finfo(dt).max / 4
+    any_present = present.any(-1)
+    top = torch.where(present, keypoints[..., 1], big).amin(-1)  # (B,)
+    bottom = torch.where(present, keypoints[..., 1], -big).amax(-1)
+    top = torch.where(any_present, top, torch.zeros_like(top))
+    bottom = torch.where(any_present, bottom, torch.zeros_like(bottom))
+    height = (bottom - top).clamp(min=1.0)  # (B,)
     scale = _extremity_weights(keypoint_set, profile.extremity_scale).to(dev, dt)
     sigma = profile.sigma * height[:, None] * scale[None]  # (B, K)
     eps = randn((b, k, 2), generator, dev, dt)
@@ -80,7 +90,6 @@ def apply_noise_profile(
     conf = torch.where(swap[:, None], conf[:, perm], conf)
     # truncation: drop everything below a random cut between 40% and 90% of the height
     trunc = rand(b, generator, dev) < profile.truncation_prob
-    top = keypoints[..., 1].amin(-1)
     cut = top + height * (0.4 + 0.5 * rand(b, generator, dev, dt))
     # a swapped sample's slot i holds the point of slot perm[i]: cut by where the points are
     y = torch.where(swap[:, None], keypoints[:, perm, 1], keypoints[..., 1])

@@ -133,15 +133,15 @@ class PairSynthesizer:
             lo, hi = cfg.distance_range
             distance = lo + (hi - lo) * rand(b, generator, dev, dt)
         clean = self.camera.project(kp3d, distance)
-        k = clean.shape[1]
-        conf = torch.ones(b, k, device=dev, dtype=dt)
+        # joints behind the camera (a camera closer than the body's reach) have no pixel
+        front = self.camera.in_front(kp3d, distance)
+        conf = front.to(dt)
         noisy = clean + cfg.jitter_px * randn(clean.shape, generator, dev, dt)
         profile = PROFILES[cfg.noise_profile]
         if profile is not None:
             noisy, conf = apply_noise_profile(noisy, conf, self.keypoint_set, profile, generator)
-        occluded = rand((b, k), generator, dev, dt) < cfg.occlusion_prob
-        # joints behind the camera (a camera closer than the body's reach) have no pixel
-        occluded |= ~self.camera.in_front(kp3d, distance)
+        occluded = rand(conf.shape, generator, dev, dt) < cfg.occlusion_prob
+        occluded |= ~front
         conf = torch.where(occluded, torch.zeros_like(conf), conf)
         if len(self._dropped):
             conf[:, self._dropped.to(dev)] = 0.0
