@@ -161,3 +161,27 @@ def test_noise_profile_box_spans_only_the_points_with_a_pixel():
     _, out = apply_noise_profile(kp, conf, "coco17", cut, torch.Generator().manual_seed(0))
     kept = (out[1] > 0).sum()  # a cut at 40-90 % of the 100 px keeps 7 to 15 of the 16 points
     assert 7 <= kept <= 15
+
+
+def test_a_swapped_sample_keeps_no_pixel_of_a_joint_behind_the_camera(anny_body, monkeypatch):
+    """A left/right swap moves a joint's pixel into its mirror slot: the slot holding the pixel
+    of a joint behind the camera must be missing, and the slot holding a joint in front kept
+    (the old code zeroed the slot by the joint's own index after the swap: 130 of the 1,445
+    slots in front of this batch were dropped, and before fcf4253 as many slots behind kept)."""
+    from key2mesh.data import noise
+    from key2mesh.keypoints.sets import flip_permutation
+
+    swap = noise.NoiseProfile(
+        name="swap", sigma=0.0, swap_prob=1.0, truncation_prob=0.0, conf_noise=0.0
+    )
+    monkeypatch.setitem(noise.PROFILES, "swap", swap)
+    cfg = SynthConfig(
+        distance_range=[0.2, 0.3], occlusion_prob=0.0, jitter_px=0.0, noise_profile="swap"
+    )
+    synth = PairSynthesizer(anny_body, "openpose_body25", config=cfg)
+    n = 64
+    b = synth(torch.eye(3).repeat(n, 24, 1, 1), anny_body.default_shape(n), torch.Generator())
+    perm = torch.as_tensor(flip_permutation("openpose_body25"))
+    front_of_slot = synth.camera.in_front(b.keypoints3d, b.distance)[:, perm]
+    assert (~front_of_slot).sum() > 50  # joints behind the camera are present
+    assert torch.equal(b.valid, front_of_slot)

@@ -140,8 +140,9 @@ class PairSynthesizer:
         profile = PROFILES[cfg.noise_profile]
         if profile is not None:
             noisy, conf = apply_noise_profile(noisy, conf, self.keypoint_set, profile, generator)
+        # (a joint behind the camera already has confidence 0, in its own slot or, after a
+        # left/right swap of the noise profile, in the slot now holding its pixel)
         occluded = rand(conf.shape, generator, dev, dt) < cfg.occlusion_prob
-        occluded |= ~front
         conf = torch.where(occluded, torch.zeros_like(conf), conf)
         if len(self._dropped):
             conf[:, self._dropped.to(dev)] = 0.0
