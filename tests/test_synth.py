@@ -185,3 +185,15 @@ def test_a_swapped_sample_keeps_no_pixel_of_a_joint_behind_the_camera(anny_body,
     front_of_slot = synth.camera.in_front(b.keypoints3d, b.distance)[:, perm]
     assert (~front_of_slot).sum() > 50  # joints behind the camera are present
     assert torch.equal(b.valid, front_of_slot)
+
+
+def test_occlusion_survives_a_zero_confidence_threshold(anny_body):
+    """``conf_threshold=0`` (use every detected point) still leaves the occluded joints
+    (confidence 0) missing: they were all valid inputs, the occlusion rate 0 instead of 0.2."""
+    cfg = SynthConfig(conf_threshold=0.0, drop_keypoints=["nose"])
+    synth = PairSynthesizer(anny_body, "openpose_body25", config=cfg)
+    n = 256
+    b = synth(torch.eye(3).repeat(n, 24, 1, 1), anny_body.default_shape(n), torch.Generator())
+    assert torch.equal(b.valid, b.confidence > 0)
+    assert abs((~b.valid[:, 1:]).float().mean().item() - 0.2) < 0.02
+    assert not b.valid[:, 0].any() and (b.inputs[~b.valid] == cfg.missing_value).all()

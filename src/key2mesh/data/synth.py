@@ -146,7 +146,10 @@ class PairSynthesizer:
         conf = torch.where(occluded, torch.zeros_like(conf), conf)
         if len(self._dropped):
             conf[:, self._dropped.to(dev)] = 0.0
-        inputs, valid = bbox_normalize(noisy, conf, cfg.conf_threshold, cfg.missing_value)
+        # confidence 0 (occluded, dropped, behind the camera) is missing whatever the threshold:
+        # conf_threshold=0 must not turn every occluded joint back into an input
+        valid = (conf >= cfg.conf_threshold) & (conf > 0)
+        inputs, valid = bbox_normalize(noisy, conf, missing_value=cfg.missing_value, valid=valid)
         target2d, _ = bbox_normalize(
             clean, torch.ones_like(conf), cfg.conf_threshold, cfg.missing_value
         )
