@@ -370,3 +370,22 @@ def test_a_sample_without_valid_joints_has_no_error_not_zero(anny_body, target):
         res.reprojection_error[keep], alone.reprojection_error, atol=1e-5, rtol=0
     )
     assert torch.isfinite(res.rotmats).all()
+
+
+@pytest.mark.parametrize("iters", [0, 5])
+def test_a_non_finite_start_is_refused(anny_body, target, iters):
+    """A NaN in init_rotmats/init_shape was reported as a divergence ('use a smaller --lr') or,
+    with iters=0, returned as a NaN body; it is refused, naming the argument and the sample."""
+    rot, shape, _, kp2d = target
+    bad_rot = rot.clone()
+    bad_rot[1, 5] = float("nan")
+    with pytest.raises(Key2MeshError, match=r"init_rotmats is not finite for 1 of 4 .*first: 1"):
+        fit_to_keypoints(
+            anny_body, kp2d, torch.ones(4, 25), KSET, init_rotmats=bad_rot, iters=iters
+        )
+    bad_shape = shape.clone()
+    bad_shape[2, 0] = float("inf")
+    with pytest.raises(Key2MeshError, match=r"init_shape is not finite .*first: 2"):
+        fit_to_keypoints(
+            anny_body, kp2d, torch.ones(4, 25), KSET, init_shape=bad_shape, iters=iters
+        )

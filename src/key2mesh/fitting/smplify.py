@@ -357,6 +357,13 @@ def fit_to_keypoints(
                 raise Key2MeshError(
                     f"fit_to_keypoints: init_shape must have shape ({b}, {body.shape_dim}), got {tuple(init_shape.shape)}"
                 )
+        for name, start in (("init_rotmats", init_rotmats), ("init_shape", init_shape)):
+            if start is not None and not bool(torch.isfinite(start).all()):
+                bad = ~torch.isfinite(start).flatten(1).all(1)
+                raise Key2MeshError(
+                    f"fit_to_keypoints: {name} is not finite for {int(bad.sum())} of {b} samples "
+                    f"(first: {int(bad.nonzero()[0, 0])}); a fit cannot start from NaN/inf"
+                )
         if lr is None:
             lr = 1.0 if optimizer == "lbfgs" else 0.05 if init_rotmats is None else 0.01
 
