@@ -197,3 +197,19 @@ def test_occlusion_survives_a_zero_confidence_threshold(anny_body):
     assert torch.equal(b.valid, b.confidence > 0)
     assert abs((~b.valid[:, 1:]).float().mean().item() - 0.2) < 0.02
     assert not b.valid[:, 0].any() and (b.inputs[~b.valid] == cfg.missing_value).all()
+
+
+def test_noise_profile_extremities_include_feet_and_hands_of_every_set():
+    """smpl24's feet and hands (``smpl_left_foot``, ``smpl_right_hand``) got the torso's noise:
+    only toes/heels and finger points were matched. Every foot and hand point is an extremity."""
+    from key2mesh.data.noise import _extremity_weights
+    from key2mesh.keypoints.sets import keypoint_names
+
+    for kset in ("smpl24", "openpose_body25", "mediapipe33", "coco17"):
+        w = dict(zip(keypoint_names(kset), _extremity_weights(kset, 3.0).tolist(), strict=True))
+        for name, value in w.items():
+            limb_end = any(t in name for t in ("foot", "hand", "toe", "heel", "wrist", "ankle"))
+            if limb_end:
+                assert value == 3.0, (kset, name)
+    w = dict(zip(keypoint_names("smpl24"), _extremity_weights("smpl24", 3.0).tolist(), strict=True))
+    assert w["smpl_left_knee"] == 2.0 and w["smpl_spine1"] == 1.0 and w["smpl_head"] == 1.0

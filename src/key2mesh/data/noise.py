@@ -20,7 +20,7 @@ class NoiseProfile:
     """Parameters of a detector-like noise model.
 
     sigma: localisation std as a fraction of the person's box height, for a torso point;
-        ``extremity_scale`` multiplies it for wrists/ankles/feet (elbows/knees get half of that).
+        ``extremity_scale`` multiplies it for wrists/ankles/hands/feet (elbows/knees get half of that).
     swap_prob: probability per sample of swapping the left/right labels of the whole body.
     truncation_prob: probability per sample of cutting the body at a random height (the part
         below is dropped, as when the image ends at the knees).
@@ -48,7 +48,8 @@ PROFILES: dict[str, NoiseProfile | None] = {
 def _extremity_weights(keypoint_set: str, scale: float) -> torch.Tensor:
     w = []
     for n in keypoint_names(keypoint_set):
-        if any(t in n for t in ("wrist", "ankle", "toe", "heel", "pinky", "index", "thumb")):
+        extremity = ("wrist", "ankle", "foot", "toe", "heel", "hand", "pinky", "index", "thumb")
+        if any(t in n for t in extremity):
             w.append(scale)
         elif any(t in n for t in ("elbow", "knee")):
             w.append(0.5 * (1 + scale))
