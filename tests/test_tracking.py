@@ -140,3 +140,22 @@ def test_nan_keypoints_and_boxes_do_not_break_the_tracks():
     assert all(
         np.isfinite(t.keypoints).all() and np.isfinite(t.velocity).all() for t in tracker.tracks
     )
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+def test_a_runner_at_a_frame_stride_keeps_one_track(stride):
+    """One person running at 3-5 body heights per second (5-9 m/s), every ``stride``-th frame of
+    a 30 fps video (``--frames ::4``: 7.5 samples/s): their boxes of consecutive samples no
+    longer overlap. Before, each sample started a new track (7 ids for 10 samples at 3 h/s,
+    stride 4; velocities were capped at 2 heights/s)."""
+    rng = np.random.default_rng(stride)
+    h = 300.0
+    for speed in (3.0, 5.0):
+        frames = np.arange(0, int(90 / speed) + 8, stride)
+        times = frames / 30.0
+        kps = _FIGURE * [0.45 * h, h] + [50.0, 300.0] + rng.normal(0, 3, (len(frames), 17, 2))
+        kps[..., 0] += speed * h * times[:, None]
+        swing = np.sin(2 * np.pi * 2.5 * times[:, None] + np.array([0, np.pi, 0, np.pi]))
+        kps[:, 13:, 0] += 0.25 * h * swing  # running legs
+        pred = _track(frames, times, np.zeros(len(frames), int), kps, Tracker())
+        assert np.unique(pred).tolist() == [0], (speed, pred)

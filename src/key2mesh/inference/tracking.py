@@ -11,9 +11,12 @@ trust (``s²`` = box area, κ = 0.1), and the assignment maximising the total si
 by the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`). Pairs below
 ``min_similarity`` are not matched; tracks and detections left over are matched once more
 against the tracks' last observations (one poor detection, e.g. two people merged where they
-overlap in the image, must not make a bad velocity lose the track). Velocities are the median
+overlap in the image, must not make a bad velocity lose the track), and a third time by reach
+alone: a detection of the track's size whose centre is within ``max_speed`` box sizes per second
+of its predicted one, for tracks seen at most ``REACH_S`` ago (a runner at a frame stride, whose
+boxes no longer overlap). Velocities are the median
 displacement of the keypoints (robust to partial detections), capped at ``max_speed`` box
-sizes per second. The constant-velocity prediction keeps two people apart while they cross; a track unseen for more than ``max_gap_s`` seconds ends, and an unmatched
+sizes per second (6: a sprinter's 10 m/s is ~5.5 body heights per second). The constant-velocity prediction keeps two people apart while they cross; a track unseen for more than ``max_gap_s`` seconds ends, and an unmatched
 detection starts a new track while fewer than ``max_people`` are alive.
 """
 
@@ -27,6 +30,7 @@ from scipy.optimize import linear_sum_assignment
 from key2mesh.errors import Key2MeshError
 
 OKS_KAPPA = 0.1
+REACH_S = 0.25  # seconds unseen up to which a track is matched by reach alone (stage 3)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -79,7 +83,7 @@ class Tracker:
         min_similarity: float = 0.1,
         min_confidence: float = 0.3,
         velocity_smoothing: float = 0.5,
-        max_speed: float = 2.0,
+        max_speed: float = 6.0,
     ):
         if max_people < 1 or max_gap_s <= 0:
             raise Key2MeshError(
@@ -129,23 +133,25 @@ class Tracker:
             pok = np.stack([t.trusted for t in tracks])
             shift = vel * dt[:, None]
             # stage 1 with the constant-velocity prediction; stage 2, for what is left, with the
-            # last observation (a bad velocity from one poor detection must not lose the track)
+            # last observation (a bad velocity from one poor detection must not lose the track);
+            # stage 3: a detection of the track's size within reach of its motion (a fast
+            # person at a frame stride, whose boxes no longer overlap)
             free_t = list(range(len(tracks)))
-            for stage_box, stage_kp in (
-                (box + np.tile(shift, 2), pkp + shift[:, None]),
-                (box, pkp),
-            ):
+            for stage in range(3):
                 free_d = [c for c in range(n) if c not in matched_det]
                 if not free_t or not free_d:
                     break
-                sim = self._similarity(
-                    stage_box[free_t],
-                    stage_kp[free_t],
-                    pok[free_t],
-                    boxes[free_d],
-                    kp[free_d],
-                    ok[free_d],
-                )
+                if stage < 2:
+                    tb, tk = (
+                        (box + np.tile(shift, 2), pkp + shift[:, None])
+                        if stage == 0
+                        else (box, pkp)
+                    )
+                    sim = self._similarity(
+                        tb[free_t], tk[free_t], pok[free_t], boxes[free_d], kp[free_d], ok[free_d]
+                    )
+                else:
+                    sim = self._within_reach(box[free_t], shift[free_t], dt[free_t], boxes[free_d])
                 rows, cols = linear_sum_assignment(-sim)
                 done = []
                 for r, c in zip(rows, cols):
@@ -166,6 +172,25 @@ class Tracker:
             ids[c] = self.next_id
             self.next_id += 1
         return ids
+
+    def _within_reach(
+        self, tbox: np.ndarray, shift: np.ndarray, dt: np.ndarray, dbox: np.ndarray
+    ) -> np.ndarray:
+        """(T, D) for track boxes tbox (T, 4) moved by shift (T, 2) over dt (T,) s and detection
+        boxes dbox (D, 4): in [min_similarity, 1], falling with the distance of the box centres
+        over ``max_speed`` box sizes per second of reach, where the sizes agree within 1.5x and
+        the distance is within reach and the track was seen at most ``REACH_S`` ago (a stride
+        or a missed frame, not someone else coming in where it left); -1 elsewhere."""
+        size_t = np.clip((tbox[:, 2:] - tbox[:, :2]).max(-1), 1.0, None)
+        size_d = np.clip((dbox[:, 2:] - dbox[:, :2]).max(-1), 1.0, None)
+        ct = 0.5 * (tbox[:, :2] + tbox[:, 2:]) + shift
+        cd = 0.5 * (dbox[:, :2] + dbox[:, 2:])
+        d = np.linalg.norm(ct[:, None] - cd[None], axis=-1)
+        reach = (self.max_speed * size_t * np.maximum(dt, 1e-3))[:, None]
+        ratio = size_d[None] / size_t[:, None]
+        near = (d < reach) & (ratio < 1.5) & (ratio > 1 / 1.5) & (dt <= REACH_S)[:, None]
+        lo = max(self.min_similarity, 1e-6)
+        return np.where(near, lo + (1 - lo) * (1 - d / reach), -1.0)
 
     @staticmethod
     def _similarity(tbox, tkp, tok, dbox, dkp, dok) -> np.ndarray:
