@@ -133,6 +133,16 @@ def test_an_infinite_point_is_ignored_not_spread_to_its_frame():
     assert fit.error[:3].max() < 0.05 and torch.isnan(fit.translation[3]).all()
 
 
+@pytest.mark.parametrize("size", [(720,), (720, 1280, 3), (-720, 1280), (0, 0), ("a", "b")])
+def test_an_image_size_that_is_not_two_positive_numbers_is_one_line(size):
+    """A frame's shape (H, W, 3), one number or a negative height: before, a TypeError from
+    default_focal, or (-720, 1280) silently fitted with the principal point 360 px above the
+    image."""
+    x3, uv = _scene(7)
+    with pytest.raises(Key2MeshError, match=r"image_size must be \(H, W\)"):
+        fit_camera(x3, uv, image_size=size)
+
+
 # ------------------------------------------------------------------- Qualisys calibration reader
 QCA = """<?xml version='1.0' encoding='ASCII'?>
 <calibration type="regular"><cameras>

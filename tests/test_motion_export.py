@@ -635,3 +635,15 @@ def test_glb_rotation_keys_stay_on_one_side():
     assert (np.einsum("tjc,tjc->tj", got[1:], got[:-1]) > 0).all()
     np.testing.assert_allclose(np.abs(np.einsum("tjc,tjc->tj", got, q)), 1.0, atol=1e-12)
     assert np.array_equal(got[0], q[0]) and _continuous(q[:1]).shape == (1, 2, 4)
+
+
+def test_build_motion_refuses_an_image_size_that_is_not_h_w(model):
+    """``image_size=frame.shape`` (H, W, 3) or None was a TypeError from default_focal; a
+    negative height was fitted with the principal point above the image."""
+    from key2mesh.inference.motion import build_motion
+
+    kp = np.tile(_COCO * [180.0, 400.0] + [400.0, 150.0], (3, 1, 1))
+    args = (model, np.arange(3), np.arange(3) / 30.0, np.zeros(3, int), kp, np.ones(kp.shape[:2]))
+    for size in ((720, 1280, 3), None, (-720, 1280)):
+        with pytest.raises(Key2MeshError, match=r"image_size must be \(H, W\)"):
+            build_motion(*args, size, 30.0)

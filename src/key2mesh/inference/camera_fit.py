@@ -29,6 +29,21 @@ WORLD_TO_CAMERA = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 MIN_DEPTH = 0.1  # metres
 
 
+def check_image_size(image_size) -> tuple[float, float]:
+    """``image_size`` as (H, W) pixels, two positive numbers, else a one-line error (a frame's
+    ``shape`` (H, W, 3) or a negative height gave a TypeError or a camera fit far off)."""
+    try:
+        h, w = (float(v) for v in image_size)
+    except (TypeError, ValueError):
+        h = w = float("nan")
+    if not (np.isfinite(h) and np.isfinite(w) and h > 0 and w > 0):
+        raise Key2MeshError(
+            f"image_size must be (H, W): two positive numbers of pixels (e.g. frame.shape[:2]), "
+            f"got {image_size!r}"
+        )
+    return h, w
+
+
 def default_focal(height: int, width: int) -> float:
     """Assumed focal length in pixels when none is known: ``max(H, W)`` (~53° FOV)."""
     return float(max(height, width))
@@ -128,6 +143,8 @@ def fit_camera(
         )
     if (focal is None or principal is None) and image_size is None:
         raise Key2MeshError("camera fit: give image_size=(H, W) or both focal and principal")
+    if image_size is not None:
+        image_size = check_image_size(image_size)
     f = _per_frame(default_focal(*image_size) if focal is None else focal, b, (), "focal", x3)
     c = _per_frame(
         default_principal(*image_size) if principal is None else principal,

@@ -147,9 +147,10 @@ def build_motion(
     if subjects and not track_shape:
         raise Key2MeshError("a subject's height / sex needs one shape per track (track_shape)")
     from key2mesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
-    from key2mesh.inference.camera_fit import default_focal
+    from key2mesh.inference.camera_fit import check_image_size, default_focal
     from key2mesh.inference.smoothing import smooth_track_series
 
+    check_image_size(image_size)
     n = len(frame_index)
     k = num_keypoints(model.keypoint_set)
     _check_rows(n, k, model.keypoint_set, time_s, track_id, keypoints2d, confidence, fps)
