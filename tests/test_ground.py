@@ -300,3 +300,16 @@ def test_a_group_whose_points_all_lose_their_weight_keeps_its_mean_level():
     assert fit.weights[40:].tolist() == [0.0, 0.0]
     assert abs(fit.ground + 1.5) < 0.01
     assert abs(fit.level[1]) < 0.02  # (−1.2 − 1.8) / 2 − ground: on the ground; was 1.50
+
+
+def test_first_pelvis_is_the_person_seen_first_not_the_lowest_id():
+    """Track ids of a tracked keypoint file need not follow time: with track 2 seen 1 s before
+    tracks 0 and 1, the origin is under track 2's first pelvis (before: track 0's, and the
+    person seen first started at x, z = (1.01, -3.03) m)."""
+    from key2mesh.inference.world import ground_world
+
+    motion, _, _ = _scene()
+    motion.time_s = motion.time_s + np.where(motion.track_id == 2, 0.0, 1.0)
+    world = ground_world(motion, sole={0: ANKLE, 1: ANKLE, 2: ANKLE})
+    first = np.flatnonzero(motion.track_id == 2)[0]
+    assert np.abs(world.points(motion.transl[first])[[0, 2]]).max() < 1e-9

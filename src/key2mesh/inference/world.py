@@ -7,8 +7,9 @@ Ground: ankles (SMPL-24 joints 7, 8) moving slower than ``max_speed`` are contac
 a robust plane through them over all tracks (:func:`~key2mesh.geometry.ground.fit_ground`,
 one parallel level per track, so a person on a box stands on a higher level), lowered by each
 body's ankle-to-sole height (its rest mesh), is the ground. Y up, ground at y = 0, x along the
-camera's x projected on the ground; the origin (``--origin``) on the ground under the first
-track's first pelvis (``first-pelvis``, default: the first person starts at x = z = 0), under
+camera's x projected on the ground; the origin (``--origin``) on the ground under the pelvis
+of the first row in time with a camera fit (``first-pelvis``, default: the first person seen
+starts at x = z = 0), under
 the median pelvis of all rows (``people``: the scene centred) or under the camera (``camera``:
 the camera at x = z = 0, its height on y); contacts are then the slow ankles within
 ``contact_height`` of their level. A contact-aware root correction
@@ -167,12 +168,13 @@ def origin_point(motion, ok: np.ndarray, origin: str) -> np.ndarray:
         return np.median(motion.transl[ok], axis=0)
     if origin != "first-pelvis":
         raise Key2MeshError(f"--origin {origin!r}: choose from {', '.join(ORIGINS)}")
-    for track in motion.tracks():  # the first track with a camera fit (a few tracks)
-        rows = motion.rows_of(track)
-        rows = rows[ok[rows]]
-        if len(rows):
-            return motion.transl[rows[0]]
-    raise Key2MeshError("--world ground: no frame with a camera fit to put the origin under")
+    rows = np.flatnonzero(ok)
+    if not len(rows):
+        raise Key2MeshError("--world ground: no frame with a camera fit to put the origin under")
+    # the person seen first (not the lowest track id: a tracked file's ids need not follow
+    # time), at their first row with a camera fit; ties: the lowest id
+    first = rows[np.lexsort((motion.track_id[rows], motion.time_s[rows]))[0]]
+    return motion.transl[first]
 
 
 def estimate_world(model, motion, mode: str = "ground", **kw) -> World:
