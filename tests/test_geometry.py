@@ -63,6 +63,19 @@ def test_bbox_normalize_hand_computed():
     assert torch.allclose(out[0, :2], out2[0, :2], atol=1e-6)
 
 
+def test_bbox_normalize_zero_confidence_is_missing_at_threshold_zero():
+    """A point of confidence 0 (not detected; readers write (0, 0) or anything) stays missing
+    when the threshold is 0: it counted as valid and stretched the box to it."""
+    kp = torch.tensor([[[10.0, 20.0], [30.0, 60.0], [1000.0, 1000.0]]])
+    conf = torch.tensor([[1.0, 0.9, 0.0]])
+    out, valid = bbox_normalize(kp, conf, threshold=0.0)
+    assert valid.tolist() == [[True, True, False]]
+    assert torch.allclose(out[0, :2], torch.tensor([[0.25, 0.0], [0.75, 1.0]]))
+    from key2mesh.keypoints.io import confident_points
+
+    assert confident_points(conf.numpy(), 0.0).tolist() == [[True, True, False]]
+
+
 def test_bbox_normalize_no_valid_joint():
     out, valid = bbox_normalize(torch.ones(1, 4, 2), torch.zeros(1, 4))
     assert not valid.any() and torch.all(out == -1)

@@ -16,8 +16,8 @@ def bbox_normalize(
 
     Args:
         keypoints: (..., K, 2) pixels.
-        confidence: (..., K) in [0, 1]; joints below ``threshold``, or without a finite
-            position, are treated as missing.
+        confidence: (..., K) in [0, 1]; joints below ``threshold``, of confidence 0 (not
+            detected: also with threshold 0), or without a finite position, are missing.
         threshold: minimum confidence of a joint used for the box (official code: 0.1).
         missing_value: value written to both coordinates of missing joints.
         valid: optional (..., K) bool mask overriding ``confidence >= threshold``.
@@ -32,7 +32,7 @@ def bbox_normalize(
             f"{tuple(keypoints.shape)} and {tuple(confidence.shape)}"
         )
     if valid is None:
-        valid = (confidence >= threshold) & torch.isfinite(keypoints).all(dim=-1)
+        valid = (confidence >= threshold) & (confidence > 0) & torch.isfinite(keypoints).all(-1)
     big = torch.finfo(keypoints.dtype).max / 4
     m = valid.unsqueeze(-1)
     lo = torch.where(m, keypoints, big).amin(dim=-2, keepdim=True)

@@ -59,9 +59,11 @@ def confident_points(
     confidence, threshold: float = CONF_THRESHOLD, keypoints=None, *, strict: bool = False
 ) -> np.ndarray:
     """(..., K) bool: points with confidence >= ``threshold`` (> ``threshold`` when ``strict``;
-    NaN counts as 0) and, when ``keypoints`` (..., K, 2) are given, finite positions."""
+    NaN counts as 0; confidence 0 is never a point, even with threshold 0: readers write 0 for
+    what the detector did not find) and, when ``keypoints`` (..., K, 2) are given, finite
+    positions."""
     conf = np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0)
-    ok = conf > threshold if strict else conf >= threshold
+    ok = (conf > threshold if strict else conf >= threshold) & (conf > 0)
     if keypoints is not None:
         ok &= np.isfinite(np.asarray(keypoints, dtype=np.float64)).all(-1)
     return ok
