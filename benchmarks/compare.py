@@ -181,6 +181,7 @@ def main() -> None:
             init_rotmats=None if init is None else init[0],
             init_shape=None if init is None else init[1],
             iters=iters,
+            camera=model.camera,  # the refined prediction explains the input through it
         )
         return r.rotmats.detach(), r.shape.detach()
 
