@@ -118,6 +118,15 @@ def results_header(title: str, command: str | None = None) -> str:
     )
 
 
+def result_line(values: dict[str, float], digits: int = 3, **extra) -> str:
+    """The machine-readable last line: ``RESULT key=value ...`` (``digits`` significant digits),
+    then ``extra`` as given (e.g. ``threads=2``)."""
+    parts = [f"{k}={v:.{digits}g}" for k, v in values.items()] + [
+        f"{k}={v}" for k, v in extra.items()
+    ]
+    return "RESULT " + " ".join(parts)
+
+
 def record_results(name: str, title: str, markdown: bool = False) -> Path:
     """Write what this run prints into ``benchmarks/results/<name>.md`` when it ends with a
     ``RESULT`` line, under a header with the command, commit, machine and date (the docs

@@ -65,7 +65,7 @@ def main() -> None:
         print(json.dumps(child(a.threads)))
         return
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import record_results
+    from _common import record_results, result_line
 
     record_results(f"allocator_threads{a.threads}", "glibc's malloc vs key2mesh's, CPU")
     runs: dict[str, list[dict[str, float]]] = {"system": [], "key2mesh": []}
@@ -98,11 +98,7 @@ def main() -> None:
         f"key2mesh {result['meshes_per_s_b512_key2mesh']:.0f}"
     )
     tuned = all(r["tuned"] for r in runs["key2mesh"])
-    print(
-        "RESULT "
-        + " ".join(f"{k}={v:.4g}" for k, v in result.items())
-        + f" tuned={int(tuned)} threads={a.threads}"
-    )
+    print(result_line(result, 4, tuned=int(tuned), threads=a.threads))
 
 
 if __name__ == "__main__":

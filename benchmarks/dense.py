@@ -25,7 +25,7 @@ import os
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
 import torch  # noqa: E402
-from _common import record_results, timeit_interleaved  # noqa: E402
+from _common import record_results, result_line, timeit_interleaved  # noqa: E402
 
 from key2mesh import dense  # noqa: E402
 from key2mesh.allocator import keep_large_allocations  # noqa: E402
@@ -150,9 +150,7 @@ def main() -> None:
         print(
             f"rows: {equal} of {len(sizes)} batch sizes gave every row the bits of a batch of 1,100"
         )
-    print(
-        "RESULT " + " ".join(f"{key}={v:.4g}" for key, v in res.items()) + f" threads={a.threads}"
-    )
+    print(result_line(res, 4, threads=a.threads))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import time
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
 import torch  # noqa: E402
-from _common import record_results, timeit  # noqa: E402
+from _common import record_results, result_line, timeit  # noqa: E402
 
 from key2mesh.allocator import keep_large_allocations  # noqa: E402
 
@@ -150,9 +150,7 @@ def main() -> None:
                 meshes_per_s_b512_int8=batch / t["full_int8"],
                 anny_meshes_per_s_b512=batch / t["anny"],
             )
-    print(
-        "RESULT " + " ".join(f"{key}={v:.3g}" for key, v in res.items()) + f" threads={a.threads}"
-    )
+    print(result_line(res, threads=a.threads))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import os
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
 import torch  # noqa: E402
-from _common import record_results, timeit, timeit_interleaved  # noqa: E402
+from _common import record_results, result_line, timeit, timeit_interleaved  # noqa: E402
 
 from key2mesh.allocator import keep_large_allocations  # noqa: E402
 
@@ -177,9 +177,7 @@ def main() -> None:
     width = max(len(k) for k in res)
     for key, v in res.items():
         print(f"{key:<{width}}  {v:8.3f}")
-    print(
-        "RESULT " + " ".join(f"{key}={v:.3g}" for key, v in res.items()) + f" threads={a.threads}"
-    )
+    print(result_line(res, threads=a.threads))
 
 
 def _kernel_rows(body, rot, shape, new_body, model, x512, conf512) -> dict[str, float]:

@@ -19,7 +19,7 @@ import os
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the key2mesh command sets it
 import torch  # noqa: E402
-from _common import random_poses, record_results, timeit_interleaved  # noqa: E402
+from _common import random_poses, record_results, result_line, timeit_interleaved  # noqa: E402
 
 from key2mesh.allocator import keep_large_allocations  # noqa: E402
 
@@ -68,11 +68,7 @@ def main() -> None:
         res[f"skin_b{batch}_ms"] = many
         res[f"skin_b{batch}_block1_ms"] = one
         res[f"speedup_b{batch}"] = one / many
-    print(
-        "RESULT "
-        + " ".join(f"{k}={v:.3g}" for k, v in res.items())
-        + f" block={block} threads={a.threads}"
-    )
+    print(result_line(res, block=block, threads=a.threads))
 
 
 if __name__ == "__main__":
