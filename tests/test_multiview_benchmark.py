@@ -565,3 +565,35 @@ def test_split_by_instant_keeps_instants_whole_and_in_time_order(tmp_path, bench
     # a set without instants: each sample its own
     plain = BenchmarkSet(**{**bench.__dict__, "instants": None})
     np.testing.assert_array_equal(plain.instant_ids(), np.arange(len(bench)))
+
+
+def test_bad_options_are_one_line_errors_before_any_detection(tmp_path, monkeypatch, capsys):
+    """min_views outside [2, C], a negative offset search or a non-integer --offsets: a
+    Key2MeshError (not a ValueError traceback), and from the CLI before the videos are read."""
+    det, calib, _ = detections()
+    for kw, match in (
+        ({"offsets": [0, 0, 2, 0], "min_views": 1}, "min_views must be in"),
+        ({"offsets": [0, 0, 2, 0], "min_views": 5}, "min_views must be in"),
+        ({"max_offset": -1}, "must be >= 0"),
+    ):
+        with pytest.raises(Key2MeshError, match=match):
+            build_multiview_benchmark(det, calib, **kw)
+    import key2mesh.data.demo_inputs as demo_inputs
+    import key2mesh.data.multiview as multiview
+    from key2mesh.cli import main
+
+    def no_detection(*a, **k):
+        raise AssertionError("the videos were read before the options were checked")
+
+    monkeypatch.setattr(demo_inputs, "pose2sim_calibration", lambda: calib)
+    monkeypatch.setattr(multiview, "detect_videos", no_detection)
+    out = str(tmp_path / "b.npz")
+    for flags, match in (
+        (["--offsets", "0,a,0,0"], "--offsets '0,a,0,0'"),
+        (["--offsets", "0,0,2"], "3 frame offsets for 4 cameras"),
+        (["--min-views", "1"], "min_views must be in"),
+        (["--max-offset", "-1"], "must be >= 0"),
+    ):
+        assert main(["data", "pose2sim", "--benchmark", out, *flags]) == 2
+        err = capsys.readouterr().err
+        assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

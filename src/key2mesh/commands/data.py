@@ -133,8 +133,14 @@ def run(args: argparse.Namespace) -> int:
 def _pose2sim(args: argparse.Namespace) -> int:
     from key2mesh.data.benchmark import save_benchmark
     from key2mesh.data.multiview import pose2sim_benchmark
+    from key2mesh.errors import Key2MeshError
 
-    offsets = [int(x) for x in args.offsets.split(",")] if args.offsets else None
+    try:
+        offsets = [int(x) for x in args.offsets.split(",")] if args.offsets else None
+    except ValueError:
+        raise Key2MeshError(
+            f"--offsets {args.offsets!r}: expected one integer per camera, e.g. 0,0,2,0"
+        ) from None
     bench, report = pose2sim_benchmark(
         offsets=offsets,
         max_offset=args.max_offset,

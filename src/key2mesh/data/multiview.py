@@ -163,6 +163,19 @@ def limb_length_variation(points: np.ndarray, names: tuple[str, ...] = COCO17) -
     return float(np.nanmean(np.nanstd(lengths, 0) / np.nanmean(lengths, 0)))
 
 
+def check_options(cameras: int, offsets, max_offset: int, min_views: int) -> None:
+    """Key2MeshError for options :func:`build_multiview_benchmark` cannot use with ``cameras``
+    views (checked before the slow detection)."""
+    if offsets is not None and len(offsets) != cameras:
+        raise Key2MeshError(f"{len(offsets)} frame offsets for {cameras} cameras")
+    if offsets is None and max_offset < 0:
+        raise Key2MeshError(f"the largest frame offset searched must be >= 0, got {max_offset}")
+    if not 2 <= min_views <= cameras:
+        raise Key2MeshError(
+            f"min_views must be in [2, {cameras}] (a point needs 2 views), got {min_views}"
+        )
+
+
 def build_multiview_benchmark(
     det: MultiViewDetections,
     calib,
@@ -187,14 +200,13 @@ def build_multiview_benchmark(
         )
     if len(det.cameras) != len(calib.names):
         raise Key2MeshError(f"{len(det.cameras)} videos for {len(calib.names)} calibrated cameras")
+    check_options(len(det.cameras), offsets, max_offset, min_views)
     kw = {"min_views": min_views, "conf_threshold": conf_threshold, "max_error": max_error}
     offsets = (
         estimate_frame_offsets(det, calib, max_offset)
         if offsets is None
         else np.asarray(offsets, np.int64)
     )
-    if offsets.shape != (len(det.cameras),):
-        raise Key2MeshError(f"{len(offsets)} frame offsets for {len(det.cameras)} cameras")
     kp, conf = _shifted(det.keypoints, offsets), _shifted(det.confidence, offsets)  # (C,T,33,.)
     t = kp.shape[1]
     tri = _triangulate(kp[:, :, _GT_INDEX], conf[:, :, _GT_INDEX], calib, **kw)
@@ -308,6 +320,9 @@ def pose2sim_benchmark(progress: bool = True, **kw):
     from key2mesh.data.demo_inputs import demo_video, pose2sim_calibration
 
     calib = pose2sim_calibration()
+    check_options(
+        len(calib.names), kw.get("offsets"), kw.get("max_offset", 6), kw.get("min_views", 2)
+    )
     videos = [demo_video(f"pose2sim-{cam}") for cam in calib.names]
     det = detect_videos(videos, calib.names, progress=progress)
     return build_multiview_benchmark(det, calib, name="pose2sim-demo", **kw)
