@@ -176,6 +176,10 @@ def test_read_qca_calibration(tmp_path):
     assert np.allclose(cal.dist[0], [-0.064, 0.128, 0, 0])
     binned = read_qca_calibration(path, binning_factor=2)
     assert np.allclose(binned.K[0, :2, :2], cal.K[0, :2, :2] / 2)
+    # the video window (left 100, top 300 sensor pixels) is binned too: the principal point
+    # stays where it was in the picture, (600, 400) of 1280x720 → (300, 200) of 640x360
+    assert np.allclose(binned.size[0], [640, 360])
+    assert np.allclose(binned.K[0, :2, 2], [300, 200])
     assert np.allclose(binned.dist, cal.dist)  # the same lens, whatever the binning
     # cam01 stands 5 m behind the origin along -y, 1 m up, looking along +y (Qualisys: z up)
     assert np.allclose(cal.centers[0], [0, -5, 1])

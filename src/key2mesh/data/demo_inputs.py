@@ -139,13 +139,15 @@ def read_qca_calibration(path: str | Path, binning_factor: int = 1) -> MultiCame
         left, top, right, bottom = _floats(fov, ("left", "top", "right", "bottom"), path)
         names.append(cam.attrib.get("serial", f"cam{len(names) + 1:02d}"))
         size.append([(right - left + 1) / binning_factor, (bottom - top + 1) / binning_factor])
+        # sensor pixels (the video window's left/top too) → the binned video's pixels
         fu, fv, cu, cv = (
-            x / 64.0 / binning_factor
+            x / 64.0
             for x in _floats(
                 intr, ("focalLengthU", "focalLengthV", "centerPointU", "centerPointV"), path
             )
         )
-        k_all.append([[fu, 0.0, cu - left], [0.0, fv, cv - top], [0.0, 0.0, 1.0]])
+        b = binning_factor
+        k_all.append([[fu / b, 0.0, (cu - left) / b], [0.0, fv / b, (cv - top) / b], [0, 0, 1.0]])
         # on normalised coordinates (x/z, y/z): dimensionless, the same at any binning
         keys = ("radialDistortion1", "radialDistortion2", "tangentalDistortion1")
         dist.append(_floats(intr, (*keys, "tangentalDistortion2"), path))
