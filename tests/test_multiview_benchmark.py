@@ -597,3 +597,21 @@ def test_bad_options_are_one_line_errors_before_any_detection(tmp_path, monkeypa
         assert main(["data", "pose2sim", "--benchmark", out, *flags]) == 2
         err = capsys.readouterr().err
         assert match in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_data_pose2sim_writes_nothing_when_the_set_cannot_be_split(tmp_path, monkeypatch, bench):
+    """A rebuilt benchmark of one instant cannot be split into development and test parts: the
+    command fails without writing the new benchmark beside an earlier run's parts."""
+    import key2mesh.data.multiview as multiview
+    from key2mesh.cli import main
+
+    out = tmp_path / "b.npz"
+    report = SimpleNamespace(lines=lambda: [])
+    monkeypatch.setattr(multiview, "pose2sim_benchmark", lambda **kw: (bench, report))
+    assert main(["data", "pose2sim", "--benchmark", str(out)]) == 0
+    first = {p.name: p.read_bytes() for p in tmp_path.glob("*.npz")}
+    assert sorted(first) == ["b.npz", "b_dev.npz", "b_test.npz"]
+    one = bench.subset(bench.instant_ids() == bench.instant_ids()[0])
+    monkeypatch.setattr(multiview, "pose2sim_benchmark", lambda **kw: (one, report))
+    assert main(["data", "pose2sim", "--benchmark", str(out)]) == 2
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.npz")} == first

@@ -147,14 +147,16 @@ def _pose2sim(args: argparse.Namespace) -> int:
         max_error=args.max_error,
         min_views=args.min_views,
     )
+    # development / test parts by whole instants (first and second half of the clip): choose
+    # defaults on the first, report the second. Split before writing anything, so a set that
+    # cannot be split leaves no new benchmark beside the parts of an earlier run.
+    parts = bench.split_by_instant(0.5)
     save_benchmark(bench, args.out)
     for line in report.lines():
         print(line)
     print(f"wrote {args.out}: {bench.summary()}")
-    # development / test parts by whole instants (first and second half of the clip): choose
-    # defaults on the first, report the second
     out = Path(args.out)
-    for part in bench.split_by_instant(0.5):
+    for part in parts:
         tag = part.name.rsplit("-", 1)[1]
         path = save_benchmark(part, out.with_name(f"{out.stem}_{tag}{out.suffix or '.npz'}"))
         print(f"wrote {path}: {part.summary()} ({tag} part, instants {_span(part)})")
