@@ -251,3 +251,44 @@ def test_live_viewer_keeps_a_bounded_set_of_bodies(monkeypatch):
         assert [t for t in in_scene() if viewer.meshes[t][1].visible] == [28, 29]
     finally:
         viewer.close()
+
+
+def test_file_stream_ends_with_the_readers_error(tmp_path, monkeypatch):
+    """A realtime file stream whose decoder fails mid-file raises that error in the consumer
+    after the frames read before it (the reader thread used to die and leave latest() waiting
+    forever)."""
+    import threading
+
+    import key2mesh.media.video as video
+    from key2mesh.errors import Key2MeshError
+    from key2mesh.media.video import VideoWriter
+
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path, 30.0) as w:
+        for i in range(6):
+            w.write(np.full((32, 48, 3), 40 * i, np.uint8))
+    real = video.iter_frames
+
+    def failing(*args, **kwargs):
+        for i, frame in enumerate(real(*args, **kwargs)):
+            if i == 2:
+                raise Key2MeshError("decoder failed at frame 2")
+            yield frame
+
+    monkeypatch.setattr(video, "iter_frames", failing)
+    stream = live.FileStream(path, realtime=True)
+    got = []
+
+    def consume():
+        try:
+            while (item := stream.latest()) is not None:
+                got.append(item.index)
+        except Key2MeshError as err:
+            got.append(str(err))
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive(), "latest() still waiting for a frame after the reader died"
+    assert got[-1] == "decoder failed at frame 2"
+    assert got[:-1] == sorted(got[:-1]) and set(got[:-1]) <= {0, 1}

@@ -148,24 +148,31 @@ class FileStream:
         self._taken = -1
         self._slot: tuple[int, np.ndarray, float] | None = None
         self._done = False
+        self._error: BaseException | None = None  # what ended the reader thread early
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True) if realtime else None
 
     def _read(self) -> None:
+        """The reader thread; an error of the decoder is kept for :meth:`latest` to raise
+        (the stream ends either way, so nobody waits for a frame that never comes)."""
         start = time.perf_counter()
-        for i, frame in enumerate(self._frames):
-            if self._stop.is_set():
-                break
-            wait = start + i / self.fps - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
+        try:
+            for i, frame in enumerate(self._frames):
+                if self._stop.is_set():
+                    break
+                wait = start + i / self.fps - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                with self._cond:
+                    self._slot = (i, frame, time.perf_counter())
+                    self._cond.notify_all()
+        except BaseException as err:  # handed over to the consumer's thread
+            self._error = err
+        finally:
             with self._cond:
-                self._slot = (i, frame, time.perf_counter())
+                self._done = True
                 self._cond.notify_all()
-        with self._cond:
-            self._done = True
-            self._cond.notify_all()
 
     def latest(self) -> StreamFrame | None:
         """The next frame (realtime: the newest one) or None at the end."""
@@ -182,6 +189,8 @@ class FileStream:
             while not self._done and (self._slot is None or self._slot[0] <= self._taken):
                 self._cond.wait(0.5)
             if self._slot is None or self._slot[0] <= self._taken:
+                if self._error is not None:
+                    raise self._error
                 return None
             index, frame, arrival = self._slot
         dropped, self._taken = index - self._taken - 1, index
