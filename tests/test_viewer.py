@@ -643,3 +643,21 @@ def test_view_options_the_mode_ignores_are_refused(tmp_path, capsys, flags):
 
     assert main(["view", str(tmp_path), "--no-browser", "--port", "0", *flags]) == 2
     assert "would be ignored" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["shot.txt", "shot", "folder"])
+def test_a_screenshot_name_that_cannot_be_written_is_refused_first(
+    result, tmp_path, capsys, monkeypatch, name
+):
+    """--screenshot to a name Pillow cannot write (no image suffix, a folder): one line before
+    any work; it was a ValueError traceback after the whole headless render."""
+    pytest.importorskip("viser")
+    from key2mesh.cli import main
+
+    monkeypatch.setenv("KEY2MESH_CHROMIUM", str(tmp_path / "no-browser-here"))
+    (tmp_path / "folder").mkdir()
+    folder = result[0]
+    assert main(["view", str(folder), "--port", "0", "--screenshot", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert f"--screenshot {tmp_path / name}: " in err and "Chromium" not in err, err
+    assert not list(tmp_path.glob("shot*"))

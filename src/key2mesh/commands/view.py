@@ -73,6 +73,22 @@ def parse_size(spec: str) -> tuple[int, int]:
     return w, h
 
 
+def check_screenshot_path(path: str) -> None:
+    """A one-line error, before any work, for a ``--screenshot`` that could not be written at
+    the end: a folder, or a name whose suffix is no image format Pillow writes."""
+    from PIL import Image
+
+    from key2mesh.errors import Key2MeshError
+
+    if Path(path).is_dir():
+        raise Key2MeshError(f"--screenshot {path}: is a folder; give a file name, e.g. view.png")
+    suffix = Path(path).suffix.lower()
+    if Image.registered_extensions().get(suffix) not in Image.SAVE:
+        raise Key2MeshError(
+            f"--screenshot {path}: {suffix or 'no suffix'} is not an image format; use .png"
+        )
+
+
 def _refuse_unused_options(args: argparse.Namespace) -> None:
     """One line for the options the chosen mode ignores: ``--size`` without ``--screenshot``;
     ``--play`` and ``--max-seconds`` with it (a screenshot serves nothing and plays nothing)."""
@@ -102,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         raise Key2MeshError(f"--time must be a number of seconds, got {args.time}")
     size = parse_size(args.size)
     _refuse_unused_options(args)
+    if args.screenshot:
+        check_screenshot_path(args.screenshot)
     if not Path(args.path).exists():
         raise Key2MeshError(f"{args.path} does not exist")
     import_viser()  # the extra, before any work
