@@ -661,3 +661,22 @@ def test_a_screenshot_name_that_cannot_be_written_is_refused_first(
     err = capsys.readouterr().err
     assert f"--screenshot {tmp_path / name}: " in err and "Chromium" not in err, err
     assert not list(tmp_path.glob("shot*"))
+
+
+def test_an_unreadable_overlay_video_is_left_out_with_a_note(result):
+    """The overlay video is optional: a corrupt one is left out with a note (the viewer used to
+    refuse the whole result with its error); a readable one is kept."""
+    from key2mesh.media.video import VideoWriter
+
+    folder = result[0]
+    video = folder / "clip_key2mesh.mp4"
+    video.write_bytes(b"not a video" * 20)
+    scene = load_params_scene(find_results(folder))
+    assert scene.videos == [] and len(scene.tracks) == 2
+    assert any(n.startswith("overlay video left out: ") and str(video) in n for n in scene.notes)
+    with VideoWriter(video, FPS / 4) as w:
+        for _ in range(3):
+            w.write(np.zeros((32, 48, 3), np.uint8))
+    scene = load_params_scene(find_results(folder))
+    assert [v.path for v in scene.videos] == [video]
+    assert not any("overlay video" in n for n in scene.notes)

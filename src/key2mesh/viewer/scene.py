@@ -354,7 +354,10 @@ def overlay_crop(frame_width: int, height: int, image_size: tuple[int, int]) -> 
 def load_params_scene(paths: list[Path], title: str = "") -> Scene:
     """The scene of one or several params files (``demo`` / ``predict`` outputs): their tracks
     (named ``<stem>/track<ID>`` when there are several files), each file's video camera, the
-    ground and the overlay videos found next to them."""
+    ground and the overlay videos found next to them (one that cannot be read is left out,
+    with a note)."""
+    from key2mesh.media.video import source_info
+
     tracks, cameras, videos, notes = [], [], [], []
     estimated = True
     for npz in paths:
@@ -372,7 +375,12 @@ def load_params_scene(paths: list[Path], title: str = "") -> Scene:
             cameras.append(cam)
         video = demo_video(npz, side, motion)
         if video is not None:
-            videos.append(video)
+            try:  # an optional extra: an unreadable one is left out, the bodies still shown
+                source_info(video.path)
+            except Key2MeshError as err:
+                notes.append(f"overlay video left out: {err}")
+            else:
+                videos.append(video)
     if not tracks:
         raise Key2MeshError(f"{', '.join(str(p) for p in paths)}: no track to show")
     ground = ground_of(tracks, estimated)
