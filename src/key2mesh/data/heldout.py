@@ -54,6 +54,13 @@ def mocap_samples(
     (its body, keypoint set, camera and held-out split). ``views`` > 1: each drawn pose and shape
     is seen ``views`` times in a row, each from its own random viewpoint (the synthesizer's global
     rotation): synchronised views of one instant, rows ``i·views … (i+1)·views − 1``."""
+    if split not in ("val", "train"):
+        raise Key2MeshError(f"split must be 'val' (held-out frames) or 'train', got {split!r}")
+    if heldout not in HELDOUT or (split == "train" and heldout != "all"):
+        raise Key2MeshError(
+            f"heldout must be one of {', '.join(HELDOUT)} (and 'all' for split='train'), "
+            f"got {heldout!r} with split={split!r}"
+        )
     bank = PoseBank.load(cache)
     body = body_model_from_config(checkpoint.body)
     opts = checkpoint.split_options()
