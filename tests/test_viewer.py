@@ -680,3 +680,40 @@ def test_an_unreadable_overlay_video_is_left_out_with_a_note(result):
     scene = load_params_scene(find_results(folder))
     assert [v.path for v in scene.videos] == [video]
     assert not any("overlay video" in n for n in scene.notes)
+
+
+def test_an_adapt_run_on_several_people_per_frame_loads(tmp_path):
+    """An adapt run whose target holds two people per frame: one track per person (every
+    detection was track 0 before: 'track 0 has two rows in frame 0')."""
+    import torch
+
+    from key2mesh.keypoints.io import Detections, write_npz
+    from key2mesh.viewer import load_scene
+
+    base = np.array(
+        [[320, 100], [330, 90], [310, 90], [340, 95], [300, 95], [360, 150], [280, 150],
+         [380, 220], [260, 220], [390, 290], [250, 290], [350, 300], [290, 300], [355, 400],
+         [285, 400], [360, 500], [280, 500]], np.float32,
+    )  # fmt: skip
+    kp = np.stack([np.stack([base + [5 * f, 0], base + [400 + 5 * f, 0]]) for f in range(6)])
+    names = [f"{f:04d}" for f in range(6)]
+    det = Detections(
+        kp, np.ones(kp.shape[:3], np.float32), "coco17", names, np.tile([0, 1], (6, 1))
+    )
+    write_npz(det, tmp_path / "target.npz")
+    pretrained = Path(__file__).parents[1] / "src/key2mesh/pretrained/anny_coco17.pt"
+    ck = torch.load(pretrained, weights_only=False, map_location="cpu")
+    torch.save({**ck, "target": str(tmp_path / "target.npz"), "step": 1}, tmp_path / "best.pt")
+    scene = load_scene(tmp_path)
+    assert [t.name for t in scene.tracks] == ["track0", "track1"]
+    assert all(len(t.times) == 6 for t in scene.tracks)
+    # the two people stand apart (x), as the detections put them
+    assert abs(scene.tracks[1].root[0, 0] - scene.tracks[0].root[0, 0]) > 0.5
+
+
+def test_views_are_fitted_on_instants_with_one_person_each():
+    from key2mesh.viewer.adapt_run import _paired_rows
+
+    a, b = _paired_rows(np.array([3, 1, 1, 2, 5]), np.array([1, 2, 3, 3, 5, 7]))
+    np.testing.assert_array_equal(a, [3, 4])  # instants 2 and 5: 1 and 3 are ambiguous
+    np.testing.assert_array_equal(b, [1, 4])

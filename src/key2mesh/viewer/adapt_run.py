@@ -1,8 +1,9 @@
 """An ``adapt`` run in the viewer: its adapted network (``best.pt``) on the run's own target
-detections, one body per view. Views of a multi-camera target (frame names ``CAMERA/FRAME``)
-are placed in the first camera's frame by a rigid fit (Kabsch) of each view's predicted joints
-onto the first view's over the instants both saw: the cameras appear where the predictions put
-them, and how well the bodies of one instant overlap shows the multi-view consistency."""
+detections, one body per person and view. Views of a multi-camera target (frame names
+``CAMERA/FRAME``) are placed in the first camera's frame by a rigid fit (Kabsch) of each view's
+predicted joints onto the first view's over the instants both saw: the cameras appear where the
+predictions put them, and how well the bodies of one instant overlap shows the multi-view
+consistency."""
 
 from __future__ import annotations
 
@@ -65,11 +66,12 @@ def load_adapt_scene(run: str | Path, checkpoint: str = "best.pt") -> Scene:
     except Key2MeshError:  # one camera: frames in order
         instants, cams = index[:, 0], [""] * len(names)
     size, focal = _intrinsics(target, index[:, 0])
+    people = det.person_ids[index[:, 0], index[:, 1]]  # track ids (slots when untracked)
     motions = {}
     for c in dict.fromkeys(cams):
         rows = np.flatnonzero(np.array(cams) == c)
         motions[c] = build_motion(
-            model, instants[rows], instants[rows] / FPS, np.zeros(len(rows), np.int64),
+            model, instants[rows], instants[rows] / FPS, people[rows],
             kp[rows], conf[rows], size or (1080, 1920), FPS,
             focal=focal, world="camera",
         )  # fmt: skip
@@ -79,7 +81,7 @@ def load_adapt_scene(run: str | Path, checkpoint: str = "best.pt") -> Scene:
     for i, (c, m) in enumerate(motions.items()):
         r, t = np.eye(3), np.zeros(3)
         if c != ref:
-            common, a, b = np.intersect1d(m.frame_index, ref_m.frame_index, return_indices=True)
+            a, b = _paired_rows(m.frame_index, ref_m.frame_index)
             ok = np.isfinite(m.joints3d[a]).all((1, 2)) & np.isfinite(ref_m.joints3d[b]).all((1, 2))
             if ok.sum() >= 3:
                 r, t = kabsch(
@@ -105,6 +107,19 @@ def load_adapt_scene(run: str | Path, checkpoint: str = "best.pt") -> Scene:
         f"views placed by a rigid fit of their predicted joints onto {ref or 'the first'}",
     ]
     return Scene(tracks, cameras, ground_of(tracks, estimated=False), [], str(run), notes)
+
+
+def _paired_rows(frames: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (a, b) of two views' instants ``frames`` and ``ref`` that show the same person: the
+    instants each view saw exactly one person at (with several, which is whom is unknown)."""
+
+    def once(f: np.ndarray) -> np.ndarray:
+        u, n = np.unique(f, return_counts=True)
+        return u[n == 1]
+
+    both = np.intersect1d(once(frames), once(ref))
+    a, b = np.flatnonzero(np.isin(frames, both)), np.flatnonzero(np.isin(ref, both))
+    return a[np.argsort(frames[a], kind="stable")], b[np.argsort(ref[b], kind="stable")]
 
 
 def _intrinsics(target: Path, frames: np.ndarray) -> tuple[tuple[int, int] | None, float | None]:
