@@ -615,3 +615,40 @@ def test_data_pose2sim_writes_nothing_when_the_set_cannot_be_split(tmp_path, mon
     monkeypatch.setattr(multiview, "pose2sim_benchmark", lambda **kw: (one, report))
     assert main(["data", "pose2sim", "--benchmark", str(out)]) == 2
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.npz")} == first
+
+
+def test_save_benchmark_concurrent_writers_never_mix(tmp_path, bench):
+    """Writers of one path (two runs of `data pose2sim`, threads) each write a temp file of
+    their own: the file read afterwards is one of them, whole (a shared temp name let them
+    truncate and rename each other's half-written archive: FileNotFoundError, Bad CRC)."""
+    import threading
+
+    small = replace_name(bench.subset(slice(0, 7)), "small")
+    path = tmp_path / "x.npz"
+    errors: list[str] = []
+
+    def write(b):
+        try:
+            save_benchmark(b, path)
+        except Exception as exc:  # noqa: BLE001 - collected, asserted below
+            errors.append(repr(exc))
+
+    for _ in range(10):
+        threads = [threading.Thread(target=write, args=(b,)) for b in (bench, small) * 2]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        got = load_benchmark_file(path)
+        assert (got.name, len(got)) in {(bench.name, len(bench)), ("small", 7)}
+    assert errors == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]  # no temp left behind
+    # a path without the .npz suffix is written as named (no suffix appended)
+    assert save_benchmark(small, tmp_path / "plain") == tmp_path / "plain"
+    assert len(load_benchmark_file(tmp_path / "plain")) == 7
+
+
+def replace_name(b: BenchmarkSet, name: str) -> BenchmarkSet:
+    from dataclasses import replace
+
+    return replace(b, name=name)

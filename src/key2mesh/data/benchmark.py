@@ -252,7 +252,6 @@ def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
     import json
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, Any] = {
         "keypoints": bench.keypoints2d.numpy(),
         "confidence": bench.confidence.numpy(),
@@ -272,9 +271,12 @@ def save_benchmark(bench: BenchmarkSet, path: str | Path) -> Path:
         arrays["joints3d_set"] = np.array(bench.joints3d_set)
     if bench.build_version is not None:
         arrays["build_version"] = np.array(bench.build_version, dtype=np.int64)
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    from key2mesh.safe_paths import atomic_path
+
+    # a temp name of this process's own (two writers of one path never share a half-written
+    # file); written through a file object, so no ".npz" is appended to a path without it
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return path
 
 
