@@ -877,9 +877,17 @@ TABLE: dict[str, Case | Elsewhere] = {
         (0, None),
     ),
     "live --as-fast-as-possible": Case(
-        ("--as-fast-as-possible",), called("open_stream", "realtime"), False
+        ("--as-fast-as-possible",),
+        called("open_stream", "realtime"),
+        False,
+        also=("--camera", "{in}/clip.mp4"),  # a video file's option (refused with a camera)
     ),
-    "live --max-frames": Case(("--max-frames", "5"), called("open_stream", "max_frames"), 5),
+    "live --max-frames": Case(
+        ("--max-frames", "5"),
+        called("open_stream", "max_frames"),
+        5,
+        also=("--camera", "{in}/clip.mp4"),
+    ),
     "live --device": Case(("--device", "cpu"), loader("device"), "cpu"),
     "live --int8": Case(("--int8",), loader("int8"), True),
 }

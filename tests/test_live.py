@@ -292,3 +292,20 @@ def test_file_stream_ends_with_the_readers_error(tmp_path, monkeypatch):
     assert not reader.is_alive(), "latest() still waiting for a frame after the reader died"
     assert got[-1] == "decoder failed at frame 2"
     assert got[:-1] == sorted(got[:-1]) and set(got[:-1]) <= {0, 1}
+
+
+@pytest.mark.parametrize(
+    "flags, refused",
+    [(("--camera", "0", "--max-frames", "5"), "--max-frames would be ignored"),
+     (("--camera", "1", "--as-fast-as-possible"), "--as-fast-as-possible would be ignored"),
+     (("--camera", "clip.mp4", "--no-viewer", "--port", "9000"), "--port would be ignored"),
+     (("--no-viewer", "--no-browser"), "--no-browser would be ignored")],
+)  # fmt: skip
+def test_live_options_the_source_ignores_are_refused(monkeypatch, capsys, flags, refused):
+    """--max-frames / --as-fast-as-possible with a camera index (a camera ran until Ctrl-C
+    whatever --max-frames said), viewer options with --no-viewer: one line, status 2."""
+    from key2mesh.cli import main
+
+    monkeypatch.setattr(live, "open_stream", lambda *a: pytest.fail("the stream was opened"))
+    assert main(["live", *flags]) == 2
+    assert refused in capsys.readouterr().err

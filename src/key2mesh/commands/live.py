@@ -60,6 +60,43 @@ def latency_table(summary: dict[str, float]) -> str:
     )
 
 
+def _refuse_unused_options(args: argparse.Namespace) -> None:
+    """One line for the options the chosen source or mode ignores: ``--max-frames`` and
+    ``--as-fast-as-possible`` with a camera index (a camera runs until Ctrl-C, at its own pace);
+    ``--host``, ``--port`` and ``--no-browser`` with ``--no-viewer`` (nothing is served)."""
+    from key2mesh.errors import Key2MeshError
+
+    problems = []
+    if args.camera.isdigit():
+        given = [
+            name
+            for name, value in (
+                ("--max-frames", args.max_frames is not None),
+                ("--as-fast-as-possible", args.as_fast_as_possible),
+            )
+            if value
+        ]
+        if given:
+            problems.append(
+                f"{' and '.join(given)} would be ignored: --camera {args.camera} is a camera "
+                "(a video file option)"
+            )
+    if args.no_viewer:
+        given = [
+            name
+            for name, value in (
+                ("--host", args.host != "127.0.0.1"),
+                ("--port", args.port != 8080),
+                ("--no-browser", args.no_browser),
+            )
+            if value
+        ]
+        if given:
+            problems.append(f"{' and '.join(given)} would be ignored: --no-viewer serves nothing")
+    if problems:
+        raise Key2MeshError("; ".join(problems))
+
+
 def run(args: argparse.Namespace) -> int:
     import webbrowser
 
@@ -70,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise Key2MeshError(f"--port must be 0..65535, got {args.port}")
+    _refuse_unused_options(args)
     viewer = None
     if not args.no_viewer:
         from key2mesh.viewer.app import import_viser
