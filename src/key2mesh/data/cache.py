@@ -49,11 +49,18 @@ class PoseBank:
         return int(self.rotmats.shape[0])
 
     def save(self, path: str | Path) -> Path:
+        from key2mesh.safe_paths import atomic_path
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
+        # a temp name of this process's own: two writers of one cache (two `data prepare` runs)
+        # never truncate or rename each other's half-written archive
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            self._write(f)
+        return path
+
+    def _write(self, f) -> None:
         np.savez(
-            tmp,
+            f,
             rotmats=self.rotmats.astype(np.float32),
             clip_index=self.clip_index.astype(np.int32),
             clip_names=np.array(self.clip_names),
@@ -63,8 +70,6 @@ class PoseBank:
             body=np.array(json.dumps(self.body)),
             meta=np.array(json.dumps(self.meta)),
         )
-        tmp.replace(path)
-        return path
 
     @classmethod
     def load(cls, path: str | Path) -> PoseBank:
