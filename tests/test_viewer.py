@@ -717,3 +717,33 @@ def test_views_are_fitted_on_instants_with_one_person_each():
     a, b = _paired_rows(np.array([3, 1, 1, 2, 5]), np.array([1, 2, 3, 3, 5, 7]))
     np.testing.assert_array_equal(a, [3, 4])  # instants 2 and 5: 1 and 3 are ambiguous
     np.testing.assert_array_equal(b, [1, 4])
+
+
+def test_closing_the_viewer_releases_the_video_reader(result, monkeypatch):
+    """Viewer.close() closes the overlay video's reader (its OpenCV capture stayed open)."""
+    pytest.importorskip("viser")
+    import key2mesh.media.video as video
+    from key2mesh.media.video import VideoWriter
+    from key2mesh.viewer import load_scene
+    from key2mesh.viewer.app import Viewer
+
+    folder = result[0]
+    with VideoWriter(folder / "clip_key2mesh.mp4", FPS / 4) as w:
+        for i in range(15):
+            w.write(np.full((64, 96, 3), 10 * i, np.uint8))
+    released = []
+    real = video.iter_frames
+
+    def tracked(*args, **kwargs):
+        try:
+            yield from real(*args, **kwargs)
+        finally:
+            released.append(True)
+
+    monkeypatch.setattr(video, "iter_frames", tracked)
+    scene = load_scene(folder)
+    viewer = Viewer(scene, _triangle_bodies(scene), port=0)
+    viewer.show(0.4)  # frame 3 read: the reader is open
+    assert released == []
+    viewer.close()
+    assert released == [True]

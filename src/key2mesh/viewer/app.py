@@ -224,6 +224,13 @@ class VideoFrames:
                 self._cache.popitem(last=False)
             return out
 
+    def close(self) -> None:
+        """Release the video reader (a later frame opens it again)."""
+        with self._lock:
+            if self._it is not None:
+                self._it.close()
+            self._it, self._next = None, 0
+
 
 class Viewer:
     """A viser server showing ``scene`` (bodies from ``bodies`` {track name: SkinnedBody};
@@ -473,6 +480,8 @@ class Viewer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        for frames in self.frames:
+            frames.close()
         self.server.stop()
 
 
