@@ -309,3 +309,34 @@ def test_live_options_the_source_ignores_are_refused(monkeypatch, capsys, flags,
     monkeypatch.setattr(live, "open_stream", lambda *a: pytest.fail("the stream was opened"))
     assert main(["live", *flags]) == 2
     assert refused in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_closing_a_file_stream_releases_the_file(tmp_path, monkeypatch, realtime):
+    """FileStream.close() after a few frames releases the video reader (it stayed open)."""
+    import time
+
+    import key2mesh.media.video as video
+    from key2mesh.media.video import VideoWriter
+
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path, 30.0) as w:
+        for i in range(30):
+            w.write(np.full((32, 48, 3), 8 * i, np.uint8))
+    released = []
+    real = video.iter_frames
+
+    def tracked(*args, **kwargs):
+        try:
+            yield from real(*args, **kwargs)
+        finally:
+            released.append(True)
+
+    monkeypatch.setattr(video, "iter_frames", tracked)
+    stream = live.FileStream(path, realtime=realtime)
+    assert stream.latest() is not None and stream.latest() is not None
+    stream.close()
+    end = time.monotonic() + 5
+    while not released and time.monotonic() < end:  # realtime: the reader's next frame
+        time.sleep(0.01)
+    assert released == [True]

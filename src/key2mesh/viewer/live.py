@@ -170,6 +170,7 @@ class FileStream:
         except BaseException as err:  # handed over to the consumer's thread
             self._error = err
         finally:
+            self._frames.close()  # the reader's file, also when stopped early
             with self._cond:
                 self._done = True
                 self._cond.notify_all()
@@ -197,7 +198,10 @@ class FileStream:
         return StreamFrame(index, frame, arrival, dropped, index / self.fps)
 
     def close(self) -> None:
+        """Stop reading and release the file (the reader thread releases it when it runs)."""
         self._stop.set()
+        if self._thread is None or not self._thread.is_alive():
+            self._frames.close()
 
 
 class DeviceStream:
