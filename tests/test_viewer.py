@@ -747,3 +747,29 @@ def test_closing_the_viewer_releases_the_video_reader(result, monkeypatch):
     assert released == []
     viewer.close()
     assert released == [True]
+
+
+def test_demo_view_aligns_the_overlay_video_of_a_late_entrant(tmp_path, monkeypatch):
+    """demo --view knows the frames it read: the overlay video's frame k is the k-th of them,
+    also when nobody was in the first ones (it was taken as the k-th after the first row)."""
+    pytest.importorskip("viser")
+    from key2mesh.inference.motion import write_params
+    from key2mesh.media.video import VideoWriter
+    from key2mesh.viewer.demo_view import DemoView
+
+    motion, _, _ = _motion()
+    motion.frame_index = motion.frame_index + 8  # first person at frame 8, read from frame 0
+    motion.time_s = motion.frame_index / FPS
+    write_params(motion, tmp_path / "clip_params.npz")
+    with VideoWriter(tmp_path / "clip_key2mesh.mp4", FPS / 4) as w:
+        for i in range(17):
+            w.write(np.full((64, 96, 3), 10 * i, np.uint8))
+    monkeypatch.setattr("key2mesh.viewer.load_bodies", _triangle_bodies)  # no body model
+    view = DemoView(tmp_path, "clip", range(0, 68, 4), FPS, port=0, open_browser=False)
+    try:
+        viewer = view._show_result()
+        video = viewer.frames[0].video
+        assert video.frame_at(8 / FPS) == 2 and video.frame_at(0.0) == 0
+        assert video.frame_at(20 / FPS) == 5
+    finally:
+        view.server.stop()

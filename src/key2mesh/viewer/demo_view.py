@@ -87,6 +87,10 @@ class DemoView:
         self.server.scene.reset()
         self.server.gui.reset()
         scene = load_scene(params)
+        if scene.videos and self.indices:  # its frame k is the k-th frame read (not the k-th
+            video = scene.videos[0]  # after the first one with a person, as the file implies)
+            step = self.indices[1] - self.indices[0] if len(self.indices) > 1 else 1
+            video.start_s, video.interval_s = self.indices[0] / self.fps, step / self.fps
         return Viewer(scene, load_bodies(scene), video=video, server=self.server)
 
     def _rendering(self, frames: Iterable[np.ndarray]):
