@@ -773,3 +773,25 @@ def test_demo_view_aligns_the_overlay_video_of_a_late_entrant(tmp_path, monkeypa
         assert video.frame_at(20 / FPS) == 5
     finally:
         view.server.stop()
+
+
+def test_play_at_the_end_starts_over(result):
+    """Loop off, played to the end: Play again plays from the start (it stopped at once)."""
+    pytest.importorskip("viser")
+    from key2mesh.viewer import load_scene
+    from key2mesh.viewer.app import Viewer
+
+    scene = load_scene(result[0])
+    viewer = Viewer(scene, _triangle_bodies(scene), port=0, video=False)
+    try:
+        viewer.g_loop.value = False
+        viewer.playing = True
+        viewer.step(10.0)  # past the end: stops there
+        assert viewer.time == viewer.clock[-1] and not viewer.playing
+        viewer.playing = True  # Play pressed again
+        viewer.step(0.05)
+        assert viewer.playing and viewer.time == viewer.clock[0]
+        viewer.step(0.1)
+        assert viewer.time == pytest.approx(viewer.clock[0] + 0.1)
+    finally:
+        viewer.close()

@@ -450,7 +450,11 @@ class Viewer:
 
     # --- playback --------------------------------------------------------------------------
     def step(self, dt: float) -> None:
-        """Advance the clock by ``dt`` seconds of wall time × the chosen speed."""
+        """Advance the clock by ``dt`` seconds of wall time × the chosen speed (from the start
+        when it stands at the end: Play pressed there without Loop)."""
+        if self.time >= self.clock[-1] and len(self.clock) > 1:
+            self.show(float(self.clock[0]))
+            return
         t = self.time + dt * float(self.g_speed.value)
         if t > self.clock[-1]:
             t = self.clock[0] if self.g_loop.value else self.clock[-1]
