@@ -283,7 +283,10 @@ def _pose2sim(bench, rec):
     import key2mesh.data.benchmark as benchmark
     import key2mesh.data.multiview as multiview
 
-    rec.stub(multiview, "pose2sim_benchmark", (SimpleNamespace(), None))
+    # split into dev/test parts before anything is saved (the stand-in has none)
+    rec.stub(
+        multiview, "pose2sim_benchmark", (SimpleNamespace(split_by_instant=lambda f: []), None)
+    )
     rec.stub(benchmark, "save_benchmark", stop=True)
 
 
