@@ -81,7 +81,15 @@ def finish_distributed(info: DistInfo, completed: bool) -> None:
     if not dist.is_initialized():
         return
     if completed:
-        dist.barrier()
+        if dist.get_backend() == "gloo":
+            # Gloo's barrier() leaves its work object to be freed by Gloo's own thread, which
+            # needs the GIL to drop the barrier's Python tensor; the main thread, holding the
+            # GIL, then freed the process group (destroy_process_group, or the DDP model's
+            # reducer), whose destructor waits for that thread: a deadlock, seen once in a test
+            # run. monitored_barrier synchronises by send/recv of C++ tensors in this thread.
+            dist.monitored_barrier(wait_all_ranks=True)
+        else:
+            dist.barrier()
     dist.destroy_process_group()
 
 
