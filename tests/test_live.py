@@ -316,23 +316,15 @@ def test_closing_a_file_stream_releases_the_file(tmp_path, monkeypatch, realtime
     """FileStream.close() after a few frames releases the video reader (it stayed open)."""
     import time
 
-    import key2mesh.media.video as video
+    from tests.helpers.video_readers import record_reader_releases
+
     from key2mesh.media.video import VideoWriter
 
     path = tmp_path / "clip.mp4"
     with VideoWriter(path, 30.0) as w:
         for i in range(30):
             w.write(np.full((32, 48, 3), 8 * i, np.uint8))
-    released = []
-    real = video.iter_frames
-
-    def tracked(*args, **kwargs):
-        try:
-            yield from real(*args, **kwargs)
-        finally:
-            released.append(True)
-
-    monkeypatch.setattr(video, "iter_frames", tracked)
+    released = record_reader_releases(monkeypatch)
     stream = live.FileStream(path, realtime=realtime)
     assert stream.latest() is not None and stream.latest() is not None
     stream.close()

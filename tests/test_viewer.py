@@ -722,7 +722,8 @@ def test_views_are_fitted_on_instants_with_one_person_each():
 def test_closing_the_viewer_releases_the_video_reader(result, monkeypatch):
     """Viewer.close() closes the overlay video's reader (its OpenCV capture stayed open)."""
     pytest.importorskip("viser")
-    import key2mesh.media.video as video
+    from tests.helpers.video_readers import record_reader_releases
+
     from key2mesh.media.video import VideoWriter
     from key2mesh.viewer import load_scene
     from key2mesh.viewer.app import Viewer
@@ -731,16 +732,7 @@ def test_closing_the_viewer_releases_the_video_reader(result, monkeypatch):
     with VideoWriter(folder / "clip_key2mesh.mp4", FPS / 4) as w:
         for i in range(15):
             w.write(np.full((64, 96, 3), 10 * i, np.uint8))
-    released = []
-    real = video.iter_frames
-
-    def tracked(*args, **kwargs):
-        try:
-            yield from real(*args, **kwargs)
-        finally:
-            released.append(True)
-
-    monkeypatch.setattr(video, "iter_frames", tracked)
+    released = record_reader_releases(monkeypatch)
     scene = load_scene(folder)
     viewer = Viewer(scene, _triangle_bodies(scene), port=0)
     viewer.show(0.4)  # frame 3 read: the reader is open
