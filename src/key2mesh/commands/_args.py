@@ -112,10 +112,17 @@ def output_folder(path: str, option: str = "--out", writes: str = "its files"):
             f"{option} {path!r}: {option} is the output folder (the command writes {writes} "
             f"there), not a file; e.g. {option} {p.with_suffix('')}"
         )
-    blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
-    if blocker is not None:  # else the first write fails, after the work
-        raise Key2MeshError(f"cannot write {option} {path}: {blocker} is a file, not a folder")
+    _no_file_above(p, option, path)  # else the first write fails, after the work
     return p
+
+
+def _no_file_above(p, option: str, path: str) -> None:
+    """A one-line error when a folder above ``p`` is an existing file (``path``: as given)."""
+    from key2mesh.errors import Key2MeshError
+
+    blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise Key2MeshError(f"cannot write {option} {path}: {blocker} is a file, not a folder")
 
 
 def output_file(path: str, option: str = "--out", suffix: str = "", example: str = "results.json"):
@@ -136,9 +143,7 @@ def output_file(path: str, option: str = "--out", suffix: str = "", example: str
                 f"{option} {path!r}: {p} is a folder; {option} names the one file the command "
                 f"writes, e.g. {option} {p / example}"
             )
-    blocker = next((a for a in real.parents if a.exists() and not a.is_dir()), None)
-    if blocker is not None:
-        raise Key2MeshError(f"cannot write {option} {path}: {blocker} is a file, not a folder")
+    _no_file_above(real, option, path)
     return real
 
 
