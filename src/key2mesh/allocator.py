@@ -3,11 +3,11 @@ not fault in (and zero) fresh pages for its arrays again.
 
 glibc serves large allocations (above its mmap threshold: 128 KB, growing to at most 32 MB) from
 fresh pages and gives them back when freed, so every batch of 512 full meshes faults in its
-~84 MB arrays again (the rest vertices, the skinned vertices, oneDNN's outputs): ~7-20 ms per
-such array here even with transparent huge pages. :func:`keep_large_allocations` raises the mmap
-and trim thresholds (``mallopt``) so that those blocks come from the heap and stay there: a
-fresh 84 MB array costs a fraction of what it did (``benchmarks/allocator.py``,
-``benchmarks/results/allocator_threads2.md``). The price: up to :data:`TRIM_BYTES` of freed memory stays with the process
+~84 MB arrays again (the rest vertices, the skinned vertices, oneDNN's outputs), even with
+transparent huge pages. :func:`keep_large_allocations` raises the mmap and trim thresholds
+(``mallopt``) so that those blocks come from the heap and stay there (``benchmarks/allocator.py``,
+``benchmarks/results/allocator_threads2.md``: a fresh 84 MB array and the batch-512 mesh path
+with both settings). The price: up to :data:`TRIM_BYTES` of freed memory stays with the process
 instead of going back to the system.
 
 The ``key2mesh`` command (and the ``batch`` command's workers) call it at start; API users may
