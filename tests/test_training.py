@@ -418,3 +418,52 @@ def test_adapt_overwrite_never_deletes_the_checkpoint_it_adapts(bank_path, tmp_p
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
     assert "is the last.pt that --overwrite replaces" in line, line
     assert src.read_bytes() == before and (tmp_path / "pt" / "best.pt").exists()
+
+
+def test_adapt_accepts_an_smpl_cache_that_names_its_model_folder(tmp_path, monkeypatch):
+    """An SMPL cache built with --smpl-dir stores the folder in its body config; the checkpoint
+    pre-trained on it loads without it (a checkpoint never chooses the folder), so adapt refused
+    the pair as "for body {...model_dir: DIR}, checkpoint for {...model_dir: None}"."""
+    import dataclasses
+
+    import numpy as np
+
+    from helpers.synthetic_smpl import write_synthetic_smpl
+    from key2mesh.body import load_body_model
+    from key2mesh.geometry.rotations import axis_angle_to_matrix
+
+    write_synthetic_smpl(tmp_path / "smpl" / "SMPL_NEUTRAL.pkl")
+    body = load_body_model("smpl", model_dir=str(tmp_path / "smpl"))
+    monkeypatch.setenv("KEY2MESH_SMPL_DIR", str(tmp_path / "smpl"))
+    rot = axis_angle_to_matrix(0.3 * torch.randn(80, 24, 3, generator=torch.Generator()))
+    bank = PoseBank(
+        rot.numpy().astype(np.float32),
+        np.repeat(np.arange(4), 20).astype(np.int32),
+        [f"c{i}" for i in range(4)],
+        ["test"] * 4,
+        body.default_shape(4).numpy(),
+        body.config(),
+    )
+    bank_path = bank.save(tmp_path / "bank.npz")
+    assert bank.body["model_dir"] == str(tmp_path / "smpl")
+    run_pretrain(
+        _cfg(bank_path, tmp_path / "pt", keypoint_set="coco17", steps=1),
+        progress=False,
+    )
+    ck = load_checkpoint(tmp_path / "pt" / "last.pt")
+    target = synthetic_target(str(bank_path), ck, "detector", n=32, split="train")
+    cfg = AdaptConfig(
+        source=str(tmp_path / "pt" / "last.pt"),
+        cache=str(bank_path),
+        out_dir=str(tmp_path / "ad"),
+        steps=1,
+        batch_size=16,
+        source_samples=8,
+        threads=1,
+    )
+    assert run_adapt(cfg, target, progress=False)["steps"] == 1
+    # another body is still refused
+    other = dataclasses.replace(bank, body={**bank.body, "gender": "male"})
+    cfg.cache = str(other.save(tmp_path / "male.npz"))
+    with pytest.raises(Key2MeshError, match="is for body"):
+        run_adapt(cfg, target, progress=False)

@@ -494,7 +494,10 @@ def _setup_adapt(
         torch.set_num_threads(cfg.threads)
     ck = load_checkpoint(cfg.source)
     bank = PoseBank.load(cfg.cache)
-    if bank.body != ck.body:
+    # the model folder is not part of the body (load_checkpoint drops a stored one; a cache
+    # built with --smpl-dir names it): compare the rest
+    folder_free = lambda body: {k: v for k, v in body.items() if k != "model_dir"}  # noqa: E731
+    if folder_free(bank.body) != folder_free(ck.body):
         raise Key2MeshError(
             f"cache {cfg.cache} is for body {bank.body}, checkpoint {cfg.source} for {ck.body}"
         )
