@@ -571,14 +571,16 @@ def _prepare_selection(run: AdaptState) -> None:
     disagreement when L_mv trains, else by the re-projection error on held-out detections, both
     under the rule ``cfg.selection``."""
     cfg, ck = run.cfg, run.ck
+    synth = dict(ck.config.get("synth", {}))  # pre-training's synthesis, all of it
     run.source_check = (
         synthetic_target(
             cfg.cache,
             ck,
-            ck.config.get("synth", {}).get("noise_profile", "none"),
+            synth.pop("noise_profile", "none"),
             n=cfg.source_samples,
             seed=cfg.seed + 101,
             split="val",
+            synth_overrides=synth,
         )
         if cfg.source_samples > 0
         else None
