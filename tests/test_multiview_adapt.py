@@ -165,6 +165,21 @@ def test_load_targets_one_file_uses_stored_instants_and_offsets(tmp_path, anny_c
         load_targets([plain], ck, "", frame_offsets=[0, 1])
 
 
+def test_load_targets_views_without_any_detection_is_one_line(tmp_path, anny_coco17_checkpoint):
+    """--multiview with camera folders whose frames hold nobody: a ValueError traceback (the
+    instant ids' minimum over no detection) instead of the one-line "0 of 0 detections"."""
+    from key2mesh.commands.adapt import load_targets
+
+    folders = []
+    for cam in ("cam1", "cam2"):
+        (tmp_path / cam).mkdir()
+        for f in range(3):
+            (tmp_path / cam / f"f_{f:012d}_keypoints.json").write_text('{"people": []}')
+        folders.append(str(tmp_path / cam))
+    with pytest.raises(Key2MeshError, match="only 0 of 0 detections"):
+        load_targets(folders, anny_coco17_checkpoint, "", "openpose_body25", multiview=True)
+
+
 @pytest.fixture(scope="module")
 def anny_coco17_checkpoint():
     from key2mesh.model.checkpoint import load_checkpoint, resolve_checkpoint

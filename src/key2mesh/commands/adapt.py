@@ -156,8 +156,9 @@ def _earlier_run(out: Path) -> list[str]:
 
 
 def _non_negative(groups):
-    """Instant ids shifted to start at 0 (offsets can make them negative; -1 means no group)."""
-    return groups - min(0, int(groups.min()))
+    """Instant ids shifted to start at 0 (offsets can make them negative; -1 means no group);
+    no ids (views without a detection) stay none."""
+    return groups - min(0, int(groups.min())) if len(groups) else groups
 
 
 def load_targets(
