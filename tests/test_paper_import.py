@@ -279,3 +279,39 @@ def test_a_file_with_python_objects_is_refused_with_a_hint(tmp_path):
     torch.save({"state_dict": official_state_dict(), "hyper_parameters": _HParams()}, path)
     with pytest.raises(Key2MeshError, match="refused.*official Key2Mesh.*'state_dict' entry"):
         load_checkpoint(path)
+
+
+def test_adapting_the_official_checkpoint_feeds_its_missing_joint_value(tmp_path, monkeypatch):
+    """adapt's source-domain pairs (critic, L_reg's features) were normalised with the default
+    synthesis (missing joints -1) while the official network and the target use 0.5: every
+    missing joint of a source pair was an input the network never saw."""
+    import numpy as np
+
+    from key2mesh.body import load_body_model
+    from key2mesh.data.cache import PoseBank
+    from key2mesh.geometry.rotations import axis_angle_to_matrix
+    from key2mesh.train import adapt
+    from key2mesh.train.state import source_batch
+
+    write_synthetic_smpl(tmp_path / "smpl" / "SMPL_NEUTRAL.pkl")
+    monkeypatch.setenv("KEY2MESH_SMPL_DIR", str(tmp_path / "smpl"))
+    body = load_body_model("smpl")
+    rot = axis_angle_to_matrix(0.3 * torch.randn(80, 24, 3, generator=torch.Generator()))
+    bank = PoseBank(
+        rot.numpy().astype(np.float32),
+        np.repeat(np.arange(4), 20).astype(np.int32),
+        [f"c{i}" for i in range(4)],
+        ["test"] * 4,
+        body.default_shape(4).numpy(),
+        body.config(),
+    ).save(tmp_path / "bank.npz")
+    torch.save(official_state_dict(), tmp_path / "paper.pt")
+    ck = load_checkpoint(tmp_path / "paper.pt")
+    target = adapt.synthetic_target(str(bank), ck, "detector", n=32, split="train")
+    cfg = adapt.AdaptConfig(source=str(tmp_path / "paper.pt"), cache=str(bank), threads=1)
+    cfg.out_dir = str(tmp_path / "ad")
+    run = adapt._setup_adapt(cfg, target, None, None)
+    pairs = source_batch(run, 256)
+    assert (~pairs.valid).any() and (~target.valid).any()
+    assert torch.unique(pairs.inputs[~pairs.valid]).tolist() == [0.5]
+    assert torch.unique(target.inputs[~target.valid]).tolist() == [0.5]

@@ -528,8 +528,9 @@ def _setup_adapt(
         critic=critic,
         opt_f=torch.optim.Adam(extractor.parameters(), lr=cfg.lr),
         opt_d=torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr),
-        # source-domain pairs are synthesised exactly as in pre-training
-        synth=PairSynthesizer(body, kset, ck.camera, SynthConfig(**ck.config.get("synth", {}))),
+        # source-domain pairs are synthesised exactly as in pre-training, normalised as the
+        # network expects (an imported paper checkpoint has no synth config: missing joints 0.5)
+        synth=PairSynthesizer(body, kset, ck.camera, _source_synth(ck)),
         jw=joint_weights(kset).to(device),
         train_idx=bank.split(**ck.split_options())[0],  # exactly what pre-training held out
         rot_all=torch.from_numpy(bank.rotmats),
@@ -538,6 +539,19 @@ def _setup_adapt(
         validation=validation,
         monitor=monitor,
         cache_fingerprint=cache_fingerprint(bank),
+    )
+
+
+def _source_synth(ck: Checkpoint) -> SynthConfig:
+    """Pre-training's synthesis (``config["synth"]``), its inputs normalised with the
+    checkpoint's own rule (confidence threshold, value of missing joints)."""
+    norm = ck.normalization
+    return SynthConfig(
+        **{
+            **ck.config.get("synth", {}),
+            "conf_threshold": norm.conf_threshold,
+            "missing_value": norm.missing_value,
+        }
     )
 
 
