@@ -497,3 +497,17 @@ def test_the_source_guard_synthesises_as_pre_training_did(bank_path, tmp_path):
     assert not source_batch(run, 64).valid[:, nose].any()  # pre-training's pairs
     assert not run.source_check.valid[:, nose].any()  # the guard's samples, the same way
     assert run.source_check.valid[:, nose + 1].any()
+
+
+def test_init_takes_a_shipped_models_name(bank_path, tmp_path):
+    """``pretrain --checkpoint anny-coco17`` (fine-tuning a shipped model, as every other
+    command names it) failed with "checkpoint anny-coco17 does not exist"."""
+    from key2mesh.model.checkpoint import resolve_checkpoint
+
+    shipped = load_checkpoint(resolve_checkpoint("anny-coco17"))
+    cfg = _cfg(bank_path, tmp_path / "ft", keypoint_set="coco17", steps=1, lr=1e-12)
+    cfg.model, cfg.init = {"hidden": shipped.model_config.hidden, "dropout": 0.0}, "anny-coco17"
+    run_pretrain(cfg, progress=False)
+    tuned = load_checkpoint(tmp_path / "ft" / "last.pt").model
+    w = "extractor.inp.0.weight"
+    torch.testing.assert_close(tuned[w], shipped.model[w].float(), atol=1e-9, rtol=0)

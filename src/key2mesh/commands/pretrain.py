@@ -81,7 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_checkpoint_argument(
         p,
-        "start from this checkpoint's weights (fine-tuning; fresh optimizer and schedule)",
+        "start from this checkpoint's weights, a file or a shipped model name such as "
+        "anny-coco17 (fine-tuning; fresh optimizer and schedule)",
         dest="init",
         old=("--init",),
     )

@@ -22,7 +22,7 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 from key2mesh.keypoints.weights import joint_weights
-from key2mesh.model.checkpoint import InputNormalization, load_checkpoint
+from key2mesh.model.checkpoint import InputNormalization, load_checkpoint, resolve_checkpoint
 from key2mesh.model.network import Key2MeshNet, ModelConfig
 from key2mesh.options import DEVICE, SEED, rule
 from key2mesh.train.common import (
@@ -646,13 +646,14 @@ def _make_ema(net: Key2MeshNet, decay: float) -> torch.optim.swa_utils.AveragedM
 
 
 def _init_from(net: Key2MeshNet, path: str, body: dict, keypoint_set: str) -> None:
-    """Load the network weights of checkpoint ``path`` into ``net`` (``init``: fine-tuning).
+    """Load the network weights of checkpoint ``path`` (a file or a shipped model's name) into
+    ``net`` (``init``: fine-tuning).
 
     A checkpoint of another keypoint set is accepted: its input layer's columns move to the
     keypoints of the same name, and this set's other keypoints start with zero weights (e.g.
     coco17 → coco23 adds the feet; at the first step the network computes what it did on the
     shared keypoints, up to their box normalisation)."""
-    ck = load_checkpoint(path, expect_body=body)
+    ck = load_checkpoint(resolve_checkpoint(path), expect_body=body)  # a file or a shipped name
     state = {k: v.float() for k, v in ck.model.items()}
     if ck.keypoint_set != keypoint_set:
         state[_INPUT_WEIGHT] = _remap_input_columns(
