@@ -494,6 +494,46 @@ def test_anny_bone_transforms_equal_annys_forward_kinematics(anny_body, impl):
         assert ("fk", torch.float32) in anny_body.__dict__["_warp_launchers"]
 
 
+def test_anny_posed_kernel_readout_matches_torch(anny_body):
+    """Without autograd, the forward kinematics kernel also reads the posed body out (the
+    skinning transforms folded into the SMPL frame, COCO-23 keypoints, SMPL-24 joints): the
+    same as the torch readout of the same transforms to float precision, the folded transforms
+    bit for bit (so the mesh is the one skinned from the kernel's [R | t]); a sample's numbers
+    do not depend on its batch; with autograd, the torch path gives the same body."""
+    g = torch.Generator().manual_seed(21)
+    rot = roma.rotvec_to_rotmat(0.8 * torch.randn(6, 24, 3, generator=g))
+    shape = torch.rand(6, 6, generator=g)
+    with torch.no_grad():
+        poses, pairs, rest, rows = anny_body._rest(shape, vertices=True)
+        t_rot, t_trans, folded, kp, joints = anny_body._posed(rot, poses, pairs)
+        assert folded is not None  # the kernel ran
+        heads = anny_body._bone_transforms(rot, poses)[2]
+        kp_ref, joints_ref = anny_body._readout_torch(t_rot, t_trans, heads, pairs)
+        one = anny_body._posed(rot[2:3], poses[2:3], pairs[2:3])
+        out = anny_body(rot, shape)
+    ct = anny_body.frame.T
+    ref = torch.eye(4).repeat(6, anny_body.num_bones, 1, 1)
+    ref[..., :3, :3], ref[..., :3, 3] = ct @ t_rot, (ct @ t_trans[..., None])[..., 0]
+    assert torch.equal(folded, ref)
+    torch.testing.assert_close(kp, kp_ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(joints, joints_ref, atol=1e-6, rtol=0)
+    assert all(torch.equal(a[0], full[2]) for a, full in zip(one, (t_rot, t_trans, folded, kp)))
+    assert torch.equal(one[4][0], joints[2])
+    assert torch.equal(out.keypoints, kp) and torch.equal(out.joints, joints)
+    # the hands lie 8 cm beyond the wrists along the forearms
+    fore = joints[:, 20:22] - joints[:, 18:20]
+    hand = joints[:, 22:24] - joints[:, 20:22]
+    torch.testing.assert_close(hand.norm(dim=-1), torch.full((6, 2), 0.08), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        torch.linalg.cross(fore, hand), torch.zeros(6, 2, 3), atol=1e-6, rtol=0
+    )
+    grad_rot = rot.clone().requires_grad_(True)
+    with_grad = anny_body(grad_rot, shape)
+    torch.testing.assert_close(with_grad.joints.detach(), joints, atol=1e-6, rtol=0)
+    torch.testing.assert_close(with_grad.keypoints.detach(), kp, atol=1e-6, rtol=0)
+    torch.testing.assert_close(with_grad.vertices.detach(), out.vertices, atol=1e-6, rtol=0)
+
+
 def _skinning_inputs(body, n: int, seed: int):
     """Rest vertices (n, V, 3) of random shapes and the bone transforms of random poses."""
     g = torch.Generator().manual_seed(seed)

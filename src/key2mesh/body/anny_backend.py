@@ -151,6 +151,12 @@ _POLAR_KERNELS: dict = {}
 
 
 _WARP_LAYOUT: dict = {}  # Warp dtype → (its element shape, its scalar's torch dtype)
+_IOTA = torch.arange(16, dtype=torch.int32)  # never written: launches read it
+
+
+def _iota(n: int) -> torch.Tensor:
+    """0, 1, ..., n - 1 as an int32 CPU tensor (a view of a shared one for n ≤ 16)."""
+    return _IOTA[:n] if n <= len(_IOTA) else torch.arange(n, dtype=torch.int32)
 
 
 def _warp_array(t: torch.Tensor, dtype):
@@ -367,28 +373,60 @@ _FK_KERNELS: dict = {}
 def _fk_kernel(dtype: torch.dtype):
     """Warp kernel: anny's 'local-ref' forward kinematics with reference orientations for one
     sample per thread, bones in topological order (``AnnyBody._bone_transforms_torch``'s
-    formulas, bone by bone). Inputs: SMPL-frame local rotations (B, 24), rest orientations
-    (B, bones) and heads (B, bones), the reference orientations U (bones), each bone's parent,
-    the order, its SMPL joint (-1: none, identity) and the frame change C (1,). Outputs: world
-    rotations W (B, bones; scratch), skinning rotations W Rᵀ and translations w - W Rᵀ h, and
-    the posed heads w."""
+    formulas, bone by bone), and with ``points`` = 1 the readout of the posed body
+    (:meth:`AnnyBody._readout_torch`'s formulas, point by point).
+
+    Inputs: SMPL-frame local rotations (B, 24), rest orientations (B, bones) and heads
+    (B, bones), the keypoint pairs' rest points (B, P), the reference orientations U (bones),
+    each bone's parent, the order, its SMPL joint (-1: none, identity), the frame change C (1,),
+    each pair's bone, keypoint and skin-weight sum (P,), each SMPL joint's bone (24,; -1: none)
+    and the toe keypoints (4,: big left, big right, small left, small right).
+    Outputs: world rotations W (B, bones; scratch), skinning rotations W Rᵀ and translations
+    w - W Rᵀ h, the posed heads w (anny's frame); with ``points``, the skinning transforms in
+    the SMPL frame Cᵀ [W Rᵀ | w - W Rᵀ h] (B, bones, 4x4), the COCO-23 keypoints (B, 23) and
+    the SMPL-24 joints (B, 24), SMPL frame."""
     if dtype not in _FK_KERNELS:
         import warp as wp
 
-        scalar, vec3, mat33, _ = _warp_types(dtype)
+        scalar, vec3, mat33, mat44 = _warp_types(dtype)
 
-        def fk(rot, rest_rot, heads, u, parent, order, smpl, frame, w_rot, t_rot, t_trans, w_trans):
+        def fk(
+            rot,
+            rest_rot,
+            heads,
+            pairs,
+            u,
+            parent,
+            order,
+            smpl,
+            frame,
+            pair_bone,
+            pair_kp,
+            pair_scale,
+            joint_bone,
+            toes,
+            points: int,
+            w_rot,
+            t_rot,
+            t_trans,
+            w_trans,
+            skin,
+            kp,
+            joints,
+        ):
             b = wp.tid()
             c = frame[0]
+            ct = wp.transpose(c)
+            zero = scalar(0.0)
             for i in range(order.shape[0]):
                 j = order[i]
                 d = wp.identity(n=3, dtype=scalar)
                 if smpl[j] >= 0:
-                    d = wp.mul(wp.mul(c, rot[b, smpl[j]]), wp.transpose(c))
+                    d = wp.mul(wp.mul(c, rot[b, smpl[j]]), ct)
                 h = heads[b, j]
                 if i == 0:  # the root: W = Uᵀ D U, w = 0
                     wr = wp.mul(wp.transpose(u[j]), wp.mul(d, u[j]))
-                    wt = vec3(scalar(0.0), scalar(0.0), scalar(0.0))
+                    wt = vec3(zero, zero, zero)
                 else:
                     p = parent[j]
                     # the head offset in the parent's reference frame: A_p (h - h_p),
@@ -405,22 +443,68 @@ def _fk_kernel(dtype: torch.dtype):
                 w_rot[b, j] = wr
                 w_trans[b, j] = wt
                 tr = wp.mul(wr, wp.transpose(rest_rot[b, j]))
+                tt = wt - wp.mul(tr, h)
                 t_rot[b, j] = tr
-                t_trans[b, j] = wt - wp.mul(tr, h)
+                t_trans[b, j] = tt
+                if points != 0:
+                    sr = wp.mul(ct, tr)
+                    st = wp.mul(ct, tt)
+                    one = scalar(1.0)
+                    skin[b, j] = mat44(
+                        sr[0, 0], sr[0, 1], sr[0, 2], st[0],
+                        sr[1, 0], sr[1, 1], sr[1, 2], st[1],
+                        sr[2, 0], sr[2, 1], sr[2, 2], st[2],
+                        zero, zero, zero, one,
+                    )  # fmt: skip
+            if points != 0:
+                # keypoints: Σ over each point's pairs of T_n p_n + t_n s_n, in pair order
+                for k in range(kp.shape[1]):
+                    kp[b, k] = vec3(zero, zero, zero)
+                for n in range(pair_bone.shape[0]):
+                    j = pair_bone[n]
+                    q = pair_kp[n]
+                    kp[b, q] = kp[b, q] + (
+                        wp.mul(t_rot[b, j], pairs[b, n]) + t_trans[b, j] * pair_scale[n]
+                    )
+                for k in range(kp.shape[1]):
+                    kp[b, k] = wp.mul(ct, kp[b, k])
+                for s in range(joint_bone.shape[0]):
+                    if joint_bone[s] >= 0:
+                        joints[b, s] = wp.mul(ct, w_trans[b, joint_bone[s]])
+                # feet (10, 11): toe midpoints; hands (22, 23): 8 cm beyond the wrists (20, 21)
+                # along the forearms (from the elbows 18, 19)
+                half = scalar(0.5)
+                joints[b, 10] = half * (kp[b, toes[0]] + kp[b, toes[2]])
+                joints[b, 11] = half * (kp[b, toes[1]] + kp[b, toes[3]])
+                for side in range(2):
+                    wrist = joints[b, 20 + side]
+                    fore = wrist - joints[b, 18 + side]
+                    length = wp.max(wp.length(fore), scalar(1e-6))
+                    joints[b, 22 + side] = wrist + (scalar(0.08) * fore) / length
 
         fk.__annotations__ = {
             "rot": wp.array2d(dtype=mat33),
             "rest_rot": wp.array2d(dtype=mat33),
             "heads": wp.array2d(dtype=vec3),
+            "pairs": wp.array2d(dtype=vec3),
             "u": wp.array(dtype=mat33),
             "parent": wp.array(dtype=wp.int32),
             "order": wp.array(dtype=wp.int32),
             "smpl": wp.array(dtype=wp.int32),
             "frame": wp.array(dtype=mat33),
+            "pair_bone": wp.array(dtype=wp.int32),
+            "pair_kp": wp.array(dtype=wp.int32),
+            "pair_scale": wp.array(dtype=scalar),
+            "joint_bone": wp.array(dtype=wp.int32),
+            "toes": wp.array(dtype=wp.int32),
+            "points": int,
             "w_rot": wp.array2d(dtype=mat33),
             "t_rot": wp.array2d(dtype=mat33),
             "t_trans": wp.array2d(dtype=vec3),
             "w_trans": wp.array2d(dtype=vec3),
+            "skin": wp.array2d(dtype=mat44),
+            "kp": wp.array2d(dtype=vec3),
+            "joints": wp.array2d(dtype=vec3),
         }
         _FK_KERNELS[dtype] = wp.kernel(fk, enable_backward=False, module="unique")
     return _FK_KERNELS[dtype]
@@ -746,6 +830,15 @@ class AnnyBody(BodyModel):
         autograd on the CPU in one Warp kernel (one thread per sample walks the chain instead of
         dozens of small torch ops; timings in ``benchmarks/results/rest_product_threads2.md``,
         ``fk_*``)."""
+        launch = self._fk_launch(rotmats, poses)
+        if launch is None:
+            return self._bone_transforms_torch(rotmats, poses)
+        return launch(rotmats.to(self.dtype), poses.to(self.dtype))[:3]
+
+    def _fk_launch(self, rotmats: torch.Tensor, poses: torch.Tensor):
+        """The Warp forward kinematics' launcher (:meth:`_fk_launcher`) where it applies (no
+        autograd through the pose or rest model, CPU, float32/64, anny's 'local-ref' chain with
+        its root first), else None (the torch version)."""
         m = self.model
         if (
             (torch.is_grad_enabled() and (rotmats.requires_grad or poses.requires_grad))
@@ -755,12 +848,52 @@ class AnnyBody(BodyModel):
             or m.reference_bone_orientations is None
             or int(m.kinematic_chain_indices[1][0]) != 0  # the kernel's root is bone 0
         ):
-            return self._bone_transforms_torch(rotmats, poses)
+            return None
         try:
-            launch = self._fk_launcher()
+            return self._fk_launcher()
         except ImportError:
-            return self._bone_transforms_torch(rotmats, poses)
-        return launch(rotmats.to(self.dtype), poses.to(self.dtype))
+            return None
+
+    def _posed(
+        self, rotmats: torch.Tensor, poses: torch.Tensor, pairs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """SMPL-frame local rotations (B, 24, 3, 3), rest bone poses (B, bones, 4, 4) and the
+        keypoint pairs' rest points (B, P, 3) → skinning rotations (B, bones, 3, 3) and
+        translations (B, bones, 3) (anny's frame), the skinning transforms folded into the SMPL
+        frame (B, bones, 4, 4) or None (then :meth:`_skin` folds them), COCO-23 keypoints
+        (B, 23, 3) and SMPL-24 joints (B, 24, 3) (SMPL frame): without autograd on the CPU
+        all in one Warp kernel (:func:`_fk_kernel`), else :meth:`_bone_transforms_torch` and
+        :meth:`_readout_torch` (the same formulas; the kernel's sums may round differently,
+        ~1e-7 m)."""
+        launch = self._fk_launch(rotmats, poses)
+        if launch is None or pairs.requires_grad and torch.is_grad_enabled():
+            rot, trans, heads = self._bone_transforms_torch(rotmats, poses)
+            keypoints, joints = self._readout_torch(rot, trans, heads, pairs)
+            return rot, trans, None, keypoints, joints
+        rot, trans, _, folded, keypoints, joints = launch(
+            rotmats.to(self.dtype), poses.to(self.dtype), pairs.to(self.dtype)
+        )
+        return rot, trans, folded, keypoints, joints
+
+    def _readout_torch(
+        self, rot: torch.Tensor, trans: torch.Tensor, heads: torch.Tensor, pairs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Skinning transforms [R | t] (B, bones, 3, 3), (B, bones, 3), posed heads
+        (B, bones, 3) (anny's frame) and the pairs' rest points (B, P, 3) → COCO-23 keypoints
+        (B, 23, 3) and SMPL-24 joints (B, 24, 3), SMPL frame. SMPL joints on anny bones are the
+        posed bone heads; the feet (10, 11) are the toe midpoints and the hands (22, 23) lie
+        8 cm beyond the wrists along the forearms."""
+        keypoints = self._folded_keypoints(rot, trans, pairs) @ self.frame
+        heads = heads @ self.frame  # row vectors: (Cᵀ v)ᵀ = vᵀ C
+        joints = heads.new_zeros(heads.shape[0], 24, 3)
+        joints[:, self.smpl_idx] = heads[:, self.bone_idx]
+        big, small = self._toe_idx
+        joints[:, [10, 11]] = 0.5 * (keypoints[:, big] + keypoints[:, small])
+        fore = joints[:, [20, 21]] - joints[:, [18, 19]]
+        joints[:, [22, 23]] = joints[:, [20, 21]] + 0.08 * fore / fore.norm(
+            dim=-1, keepdim=True
+        ).clamp(min=1e-6)
+        return keypoints, joints
 
     def _bone_transforms_torch(
         self, rotmats: torch.Tensor, poses: torch.Tensor
@@ -808,8 +941,10 @@ class AnnyBody(BodyModel):
         return t_rot, w_trans - (t_rot @ heads[..., None])[..., 0], w_trans
 
     def _fk_launcher(self):
-        """A function (rotmats (B, 24, 3, 3), poses (B, bones, 4, 4)) → (rotations, translations,
-        heads) running :func:`_fk_kernel` on the CPU (its tables built once per dtype)."""
+        """A function (rotmats (B, 24, 3, 3), poses (B, bones, 4, 4), pairs (B, P, 3) or None)
+        → (rotations, translations, heads, folded transforms, keypoints, joints) running
+        :func:`_fk_kernel` on the CPU (its tables built once per dtype); the last three are None
+        without ``pairs``."""
         key = self.dtype
         cache = self.__dict__.setdefault("_warp_launchers", {})
         if ("fk", key) in cache:
@@ -817,28 +952,42 @@ class AnnyBody(BodyModel):
         import warp as wp
 
         m = self.model
-        _, vec3, mat33, _ = _warp_types(key)
+        scalar, vec3, mat33, mat44 = _warp_types(key)
         _, order, _, parent = m.kinematic_chain_indices
         smpl_of_bone = torch.full((self.num_bones,), -1, dtype=torch.int32)
         smpl_of_bone[self.bone_idx] = self.smpl_idx.to(torch.int32)
+        bone_of_joint = torch.full((24,), -1, dtype=torch.int32)
+        bone_of_joint[self.smpl_idx] = self.bone_idx.to(torch.int32)
+        big, small = self._toe_idx
+        i32 = torch.int32
         tables = {
             "u": m.reference_bone_orientations.to(key).contiguous(),
-            "parent": parent.to(torch.int32).contiguous(),
-            "order": order.to(torch.int32).contiguous(),
+            "parent": parent.to(i32).contiguous(),
+            "order": order.to(i32).contiguous(),
             "smpl": smpl_of_bone,
             "frame": self.frame.to(key).reshape(1, 3, 3).contiguous(),
+            "pair_bone": self._pair_bone.to(i32).contiguous(),
+            "pair_kp": self._pair_kp.to(i32).contiguous(),
+            "pair_scale": self._pair_skin_sum.to(key).contiguous(),
+            "joint_bone": bone_of_joint,
+            "toes": torch.tensor([*big, *small], dtype=i32),
+            # stand-ins for the readout's arrays when it is not asked for (never read)
+            "none3": torch.zeros(1, 1, 3, dtype=key),
+            "none44": torch.zeros(1, 1, 4, 4, dtype=key),
         }
+        kinds = {"u": mat33, "frame": mat33, "pair_scale": scalar}
         arrays = [
-            _warp_array(tables["u"], mat33),
-            _warp_array(tables["parent"], wp.int32),
-            _warp_array(tables["order"], wp.int32),
-            _warp_array(tables["smpl"], wp.int32),
-            _warp_array(tables["frame"], mat33),
-        ]
+            _warp_array(tables[name], kinds.get(name, wp.int32))
+            for name in (
+                "u", "parent", "order", "smpl", "frame",
+                "pair_bone", "pair_kp", "pair_scale", "joint_bone", "toes",
+            )
+        ]  # fmt: skip
+        none3, none44 = _warp_array(tables["none3"], vec3), _warp_array(tables["none44"], mat44)
         kernel = _fk_kernel(key)
         nb = self.num_bones
 
-        def launch(rotmats: torch.Tensor, poses: torch.Tensor):
+        def launch(rotmats: torch.Tensor, poses: torch.Tensor, pairs: torch.Tensor | None = None):
             b = rotmats.shape[0]
             rot = rotmats.contiguous()
             rest_rot = poses[..., :3, :3].contiguous()
@@ -847,6 +996,19 @@ class AnnyBody(BodyModel):
             w_rot = rot.new_empty(b, nb, 3, 3)
             t_trans = rot.new_empty(b, nb, 3)
             w_trans = rot.new_empty(b, nb, 3)
+            folded = keypoints = joints = None
+            if pairs is None:
+                readout = [none44, none3, none3]
+            else:
+                pairs = pairs.contiguous()
+                folded = rot.new_empty(b, nb, 4, 4)
+                keypoints = rot.new_empty(b, len(COCO23), 3)
+                joints = rot.new_empty(b, 24, 3)
+                readout = [
+                    _warp_array(folded, mat44),
+                    _warp_array(keypoints, vec3),
+                    _warp_array(joints, vec3),
+                ]
             wp.launch(
                 kernel,
                 dim=b,
@@ -854,15 +1016,18 @@ class AnnyBody(BodyModel):
                     _warp_array(rot, mat33),
                     _warp_array(rest_rot, mat33),
                     _warp_array(heads, vec3),
+                    none3 if pairs is None else _warp_array(pairs, vec3),
                     *arrays,
+                    int(pairs is not None),
                     _warp_array(w_rot, mat33),
                     _warp_array(t_rot, mat33),
                     _warp_array(t_trans, vec3),
                     _warp_array(w_trans, vec3),
+                    *readout,
                 ],
                 device="cpu",
             )
-            return t_rot, t_trans, w_trans
+            return t_rot, t_trans, w_trans, folded, keypoints, joints
 
         launch.keep = tables  # type: ignore[attr-defined]  # the Warp arrays view these
         cache[("fk", key)] = launch
@@ -1106,14 +1271,16 @@ class AnnyBody(BodyModel):
         rot: torch.Tensor,
         trans: torch.Tensor,
         rows: torch.Tensor | None = None,
+        folded: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Linear-blend skinning of anny's rest vertices (R, V, 3) by the bone transforms
         [R | t] (B, bones, 3, 3) and (B, bones, 3), returned (B, V, 3) in the SMPL frame: the
-        frame change is folded into the transforms (Cᵀ [R | t]), so no extra pass over the
-        vertices. Sample b skins ``rest[rows[b]]`` (default: ``rest[b]``, or ``rest[0]`` when
-        R = 1); shared rest meshes are not copied per sample. ``rest`` may also be a list of
-        arrays (one per cell of a large batch, :meth:`_rest`): ``rows`` then index their
-        concatenation, which is never built on this path.
+        frame change is folded into the transforms (Cᵀ [R | t]; ``folded`` (B, bones, 4, 4):
+        those already, from :meth:`_posed`), so no extra pass over the vertices. Sample b skins
+        ``rest[rows[b]]`` (default: ``rest[b]``, or ``rest[0]`` when R = 1); shared rest meshes
+        are not copied per sample. ``rest`` may also be a list of arrays (one per cell of a
+        large batch, :meth:`_rest`): ``rows`` then index their concatenation, which is never
+        built on this path.
 
         anny's fused per-vertex kernel (NVIDIA Warp) does the skinning: each (sample, vertex) is
         computed on its own, so a mesh's numbers do not depend on its batch; it beat every
@@ -1121,10 +1288,11 @@ class AnnyBody(BodyModel):
         (B, V, 12) blended transforms). Without autograd the kernel is built once and launched
         directly (anny rebuilds it every call), on slices of the batch in parallel threads (one
         per torch thread: Warp's CPU kernels are single-threaded and release the GIL)."""
-        ct = self.frame.T
-        top = torch.cat([ct @ rot, (ct @ trans[..., None])], -1)  # (B, bones, 3, 4)
-        bottom = top.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(*top.shape[:2], 1, 4)
-        folded = torch.cat([top, bottom], -2)
+        if folded is None:
+            ct = self.frame.T
+            top = torch.cat([ct @ rot, (ct @ trans[..., None])], -1)  # (B, bones, 3, 4)
+            bottom = top.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(*top.shape[:2], 1, 4)
+            folded = torch.cat([top, bottom], -2)
         b = folded.shape[0]
         groups = rest if isinstance(rest, list) else [rest]
         if rows is None:
@@ -1146,8 +1314,12 @@ class AnnyBody(BodyModel):
         except ImportError:  # no Warp: anny's own fallback
             return m.get_skinned_vertices(per_sample(), folded)
         folded = folded.contiguous()
-        rows = torch.arange(b) if rows is None else rows
         out = groups[0].new_empty(b, *groups[0].shape[1:])
+        if len(groups) == 1 and rows is None and b <= 16:  # a small batch, each its own mesh
+            iota = _iota(b)
+            launch(groups[0].contiguous(), iota, iota, folded, out)
+            return out
+        rows = torch.arange(b) if rows is None else rows
         # (rest array, its samples' rows in it, the samples) per launch
         calls = []
         start = 0
@@ -1256,19 +1428,8 @@ class AnnyBody(BodyModel):
         if b == 0:  # an empty batch (the rest model needs a shape)
             return self._empty_output()
         poses, pairs, rest, rows = self._rest(shape, vertices=True)
-        rot, trans, heads = self._bone_transforms(rotmats, poses)
-        verts = self._skin(rest, rot, trans, rows)
-        keypoints = self._folded_keypoints(rot, trans, pairs) @ self.frame
-        heads = heads @ self.frame  # row vectors: (Cᵀ v)ᵀ = vᵀ C
-        joints = verts.new_zeros(b, 24, 3)
-        joints[:, self.smpl_idx] = heads[:, self.bone_idx]
-        # Unmapped SMPL joints: feet = toe midpoints; hands = 8 cm beyond the wrist along the forearm.
-        big, small = self._toe_idx
-        joints[:, [10, 11]] = 0.5 * (keypoints[:, big] + keypoints[:, small])
-        fore = joints[:, [20, 21]] - joints[:, [18, 19]]
-        joints[:, [22, 23]] = joints[:, [20, 21]] + 0.08 * fore / fore.norm(
-            dim=-1, keepdim=True
-        ).clamp(min=1e-6)
+        rot, trans, folded, keypoints, joints = self._posed(rotmats, poses, pairs)
+        verts = self._skin(rest, rot, trans, rows, folded)
         if transl is not None:
             t = transl.to(self.dtype)[:, None]
             verts, joints, keypoints = verts + t, joints + t, keypoints + t
