@@ -511,3 +511,34 @@ def test_init_takes_a_shipped_models_name(bank_path, tmp_path):
     tuned = load_checkpoint(tmp_path / "ft" / "last.pt").model
     w = "extractor.inp.0.weight"
     torch.testing.assert_close(tuned[w], shipped.model[w].float(), atol=1e-9, rtol=0)
+
+
+def test_init_with_another_held_out_split_is_warned(anny_body, tmp_path, caplog):
+    """Fine-tuning with another --seed draws other held-out clips: all 30 validation frames of
+    the new run were training frames of its init, and nothing said so."""
+    import numpy as np
+
+    from key2mesh.geometry.rotations import axis_angle_to_matrix
+
+    rot = axis_angle_to_matrix(0.3 * torch.randn(240, 24, 3, generator=torch.Generator()))
+    bank = PoseBank(
+        rot.numpy().astype(np.float32),
+        np.repeat(np.arange(8), 30).astype(np.int32),
+        [f"c{i}" for i in range(8)],
+        ["test"] * 8,
+        anny_body.default_shape(16).numpy(),
+        anny_body.config(),
+    )
+    path = bank.save(tmp_path / "bank.npz")
+    run_pretrain(_cfg(path, tmp_path / "a", steps=1, seed=0), progress=False)
+    init = str(tmp_path / "a" / "last.pt")
+    with caplog.at_level("WARNING", logger="key2mesh.train.pretrain"):
+        run_pretrain(_cfg(path, tmp_path / "same", steps=1, seed=0, init=init), progress=False)
+    assert "other held-out frames" not in caplog.text  # the same split: nothing to say
+    with caplog.at_level("WARNING", logger="key2mesh.train.pretrain"):
+        run_pretrain(_cfg(path, tmp_path / "b", steps=1, seed=1, init=init), progress=False)
+    train_a, _ = bank.split(0.1, 0, ())
+    _, val_b = bank.split(0.1, 1, ())
+    seen = int(np.isin(val_b, train_a).sum())
+    assert seen > 0
+    assert f"{seen} of this run's {len(val_b)} validation frames were its training" in caplog.text

@@ -22,7 +22,12 @@ from key2mesh.errors import Key2MeshError
 from key2mesh.geometry.camera import VirtualCamera
 from key2mesh.keypoints.sets import canonical_set_name, num_keypoints
 from key2mesh.keypoints.weights import joint_weights
-from key2mesh.model.checkpoint import InputNormalization, load_checkpoint, resolve_checkpoint
+from key2mesh.model.checkpoint import (
+    Checkpoint,
+    InputNormalization,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from key2mesh.model.network import Key2MeshNet, ModelConfig
 from key2mesh.options import DEVICE, SEED, rule
 from key2mesh.train.common import (
@@ -470,7 +475,7 @@ def _restore(run: PretrainState, resume: bool) -> None:
     elif resume:
         log.warning("--resume: no %s yet, starting from scratch", out / "last.pt")
     if cfg.init and run.step == 0:
-        _init_from(net, cfg.init, run.bank.body, cfg.keypoint_set)
+        _check_init_split(run, _init_from(net, cfg.init, run.bank.body, cfg.keypoint_set))
     run.ema = _make_ema(net, cfg.ema)
     if run.ema is not None and run.step > 0:  # resumed: the checkpoint's network is the average
         if "ema" not in state:
@@ -645,7 +650,7 @@ def _make_ema(net: Key2MeshNet, decay: float) -> torch.optim.swa_utils.AveragedM
     return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _init_from(net: Key2MeshNet, path: str, body: dict, keypoint_set: str) -> None:
+def _init_from(net: Key2MeshNet, path: str, body: dict, keypoint_set: str) -> Checkpoint:
     """Load the network weights of checkpoint ``path`` (a file or a shipped model's name) into
     ``net`` (``init``: fine-tuning).
 
@@ -670,6 +675,38 @@ def _init_from(net: Key2MeshNet, path: str, body: dict, keypoint_set: str) -> No
             f"{net.config.head_blocks}); set the same model options (e.g. --hidden): {first}"
         ) from None
     log.info("initialised the network from %s (stage %s)", path, ck.stage or "?")
+    return ck
+
+
+def _check_init_split(run: PretrainState, init: Checkpoint) -> None:
+    """Warn when this run validates on frames its ``init`` checkpoint trained on: a pre-training
+    of this cache (same fingerprint, or none stored) with other split options (another ``seed``
+    draws other held-out clips), whose training frames this run holds out. Validation and
+    best.pt's selection would then score frames the network has seen."""
+    stored = init.extra.get("cache_fingerprint")
+    if not init.config.get("cache") or stored not in (None, run.cache_fingerprint):
+        return  # trained on another cache (or imported): its frames are not this cache's
+    theirs, ours = init.split_options(), split_options(run.cfg.to_dict())
+    if theirs == ours or not run.dist.is_main:
+        return
+    try:
+        seen, _ = run.bank.split(**theirs)
+    except Key2MeshError:
+        return
+    _, held = run.bank.split(**ours)
+    n = int(np.isin(held, seen).sum())
+    if n:
+        log.warning(
+            "init: %s was trained with other held-out frames (%s) than this run (%s): %d of "
+            "this run's %d validation frames were its training frames, so validation and best.pt "
+            "score frames the network has seen; give the same --seed, --val-fraction and "
+            "--val-subjects for a clean held-out set",
+            run.cfg.init,
+            theirs,
+            ours,
+            n,
+            len(held),
+        )
 
 
 _INPUT_WEIGHT = "extractor.inp.0.weight"  # (hidden, 2K): columns 2k, 2k+1 read keypoint k's x, y
