@@ -846,25 +846,3 @@ def test_load_body_model_refuses_options_it_does_not_take():
         load_body_model("smpl", rig="x", gender="male")
     with pytest.raises(Key2MeshError, match="unknown body model 'mano'"):
         load_body_model("mano")
-
-
-def test_warp_arrays_view_the_tensors_memory_with_their_checks():
-    """_warp_array wraps a contiguous CPU tensor of the right layout by its pointer (no copy:
-    a kernel's writes land in the tensor), and leaves anything else to Warp's from_torch, with
-    its checks (a float64 tensor is not a float32 vector array)."""
-    import warp as wp
-
-    from key2mesh.body.anny_backend import _warp_array, _warp_types
-
-    _warp_types(torch.float32)  # Warp initialised quietly
-    t = torch.arange(12, dtype=torch.float32).reshape(4, 3)
-    a = _warp_array(t, wp.vec3f)
-    assert a.shape == (4,) and a.ptr == t.data_ptr() and a.dtype == wp.vec3f
-    a.fill_(wp.vec3f(1.0, 2.0, 3.0))
-    assert torch.equal(t, torch.tensor([[1.0, 2.0, 3.0]] * 4))
-    m = torch.eye(4).repeat(2, 5, 1, 1)
-    assert _warp_array(m, wp.mat44f).shape == (2, 5)
-    strided = torch.zeros(3, 6)[:, ::2]  # not contiguous: from_torch
-    assert _warp_array(strided, wp.float32).shape == (3, 3)
-    with pytest.raises(RuntimeError):
-        _warp_array(t.double(), wp.vec3f)

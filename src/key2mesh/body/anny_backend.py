@@ -25,6 +25,7 @@ from key2mesh import dense
 from key2mesh.body.anny_cells import CellBases, NotMultilinear
 from key2mesh.body.base import BodyModel, BodyOutput
 from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
+from key2mesh.body.warp_call import WarpCall
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import COCO23, SMPL24
 from key2mesh.paths import key2mesh_cache_dir
@@ -150,40 +151,12 @@ POLAR_BLOCK = 64  # matrices per Warp thread (a thread's call costs about one ma
 _POLAR_KERNELS: dict = {}
 
 
-_WARP_LAYOUT: dict = {}  # Warp dtype → (its element shape, its scalar's torch dtype)
 _IOTA = torch.arange(16, dtype=torch.int32)  # never written: launches read it
 
 
 def _iota(n: int) -> torch.Tensor:
     """0, 1, ..., n - 1 as an int32 CPU tensor (a view of a shared one for n ≤ 16)."""
     return _IOTA[:n] if n <= len(_IOTA) else torch.arange(n, dtype=torch.int32)
-
-
-def _warp_array(t: torch.Tensor, dtype):
-    """``t`` as a Warp array of ``dtype`` (no copy; ``t`` must outlive it), without a gradient:
-    Warp's ``from_torch`` would attach a zero ``.grad`` to a tensor that requires grad (a
-    caller's pose under no_grad). A contiguous CPU tensor whose trailing dimensions and dtype are
-    ``dtype``'s is wrapped by its pointer (about half of ``from_torch``'s ~6 µs; a batch-1 mesh
-    makes ~14 of these); anything else goes through ``from_torch`` and its checks."""
-    import warp as wp
-
-    layout = _WARP_LAYOUT.get(dtype)
-    if layout is None:
-        shape = tuple(getattr(dtype, "_shape_", ()))
-        scalar = getattr(dtype, "_wp_scalar_type_", dtype)
-        layout = _WARP_LAYOUT[dtype] = (shape, wp.dtype_to_torch(scalar))
-    shape, scalar = layout
-    lead = t.dim() - len(shape)
-    if (
-        lead > 0
-        and t.dtype == scalar
-        and t.device.type == "cpu"
-        and t.numel() > 0
-        and tuple(t.shape[lead:]) == shape
-        and t.is_contiguous()
-    ):
-        return wp.array(ptr=t.data_ptr(), dtype=dtype, shape=tuple(t.shape[:lead]), device="cpu")
-    return wp.from_torch(t, dtype=dtype, requires_grad=False)
 
 
 def _warp_types(dtype: torch.dtype):
@@ -207,29 +180,15 @@ def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
     if m.device.type != "cpu" or m.dtype not in (torch.float32, torch.float64) or m.numel() == 0:
         return _nearest_rotation_torch(m)
     try:
-        kernel = _polar_kernel(m.dtype)
+        call = _polar_kernel(m.dtype)
     except ImportError:
         return _nearest_rotation_torch(m)
     import roma
-    import warp as wp
 
-    mat33 = _warp_types(m.dtype)[2]
     flat = m.reshape(-1, 3, 3).contiguous()
     out = torch.empty_like(flat)
     ok = torch.empty(len(flat), dtype=torch.int32)
-    wp.launch(
-        kernel,
-        dim=-(-len(flat) // POLAR_BLOCK),
-        inputs=[
-            _warp_array(flat, mat33),
-            POLAR_ITERS,
-            POLAR_TOL,
-            POLAR_BLOCK,
-            _warp_array(out, mat33),
-            _warp_array(ok, wp.int32),
-        ],
-        device="cpu",
-    )
+    call(-(-len(flat) // POLAR_BLOCK), flat, POLAR_ITERS, POLAR_TOL, POLAR_BLOCK, out, ok)
     bad = ok == 0
     if bool(bad.any()):
         out[bad] = roma.special_procrustes(flat[bad])
@@ -237,7 +196,8 @@ def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
 
 
 def _polar_kernel(dtype: torch.dtype):
-    """Warp kernel: the scaled Newton polar iteration of :func:`_nearest_rotation_torch` on
+    """Warp kernel (a :class:`~key2mesh.body.warp_call.WarpCall`): the scaled Newton polar
+    iteration of :func:`_nearest_rotation_torch` on
     ``block`` consecutive matrices per thread, with each one's convergence flag (0: det ≤ 0 or
     not orthonormal to ``tol``).
     Scalar code with +, ×, / and sqrt only: a matrix's result does not depend on its batch."""
@@ -281,7 +241,7 @@ def _polar_kernel(dtype: torch.dtype):
             "out": wp.array(dtype=mat33),
             "ok": wp.array(dtype=wp.int32),
         }
-        _POLAR_KERNELS[dtype] = wp.kernel(polar, enable_backward=False, module="unique")
+        _POLAR_KERNELS[dtype] = WarpCall(wp.kernel(polar, enable_backward=False, module="unique"))
     return _POLAR_KERNELS[dtype]
 
 
@@ -326,7 +286,8 @@ def _nearest_rotation_torch(
 
 
 def _lbs_kernel(scalar, vec3, mat44):
-    """Warp kernel: out[b, v] = Σ_i w[v, i] T[b, j[v, i]] (rest[rows[k], v], 1) over the first
+    """Warp kernel (a :class:`~key2mesh.body.warp_call.WarpCall`):
+    out[b, v] = Σ_i w[v, i] T[b, j[v, i]] (rest[rows[k], v], 1) over the first
     ``count[v]`` slots, for the samples b = samples[k] of the launch (anny's ``warp_skinning``
     kernel, without its zero-weight slots; the rest vertices read through a row index, so
     samples sharing a shape share its rest mesh, and a launch may skin any subset of the batch).
@@ -363,7 +324,7 @@ def _lbs_kernel(scalar, vec3, mat44):
             "out": wp.array2d(dtype=vec3),
             "block": int,
         }
-        _LBS_KERNELS[key] = wp.kernel(lbs, enable_backward=False, module="unique")
+        _LBS_KERNELS[key] = WarpCall(wp.kernel(lbs, enable_backward=False, module="unique"))
     return _LBS_KERNELS[key]
 
 
@@ -371,7 +332,8 @@ _FK_KERNELS: dict = {}
 
 
 def _fk_kernel(dtype: torch.dtype):
-    """Warp kernel: anny's 'local-ref' forward kinematics with reference orientations for one
+    """Warp kernel (a :class:`~key2mesh.body.warp_call.WarpCall`): anny's 'local-ref' forward
+    kinematics with reference orientations for one
     sample per thread, bones in topological order (``AnnyBody._bone_transforms_torch``'s
     formulas, bone by bone), and with ``points`` = 1 the readout of the posed body
     (:meth:`AnnyBody._readout_torch`'s formulas, point by point).
@@ -506,7 +468,7 @@ def _fk_kernel(dtype: torch.dtype):
             "kp": wp.array2d(dtype=vec3),
             "joints": wp.array2d(dtype=vec3),
         }
-        _FK_KERNELS[dtype] = wp.kernel(fk, enable_backward=False, module="unique")
+        _FK_KERNELS[dtype] = WarpCall(wp.kernel(fk, enable_backward=False, module="unique"))
     return _FK_KERNELS[dtype]
 
 
@@ -949,10 +911,8 @@ class AnnyBody(BodyModel):
         cache = self.__dict__.setdefault("_warp_launchers", {})
         if ("fk", key) in cache:
             return cache[("fk", key)]
-        import warp as wp
 
         m = self.model
-        scalar, vec3, mat33, mat44 = _warp_types(key)
         _, order, _, parent = m.kinematic_chain_indices
         smpl_of_bone = torch.full((self.num_bones,), -1, dtype=torch.int32)
         smpl_of_bone[self.bone_idx] = self.smpl_idx.to(torch.int32)
@@ -975,16 +935,13 @@ class AnnyBody(BodyModel):
             "none3": torch.zeros(1, 1, 3, dtype=key),
             "none44": torch.zeros(1, 1, 4, 4, dtype=key),
         }
-        kinds = {"u": mat33, "frame": mat33, "pair_scale": scalar}
-        arrays = [
-            _warp_array(tables[name], kinds.get(name, wp.int32))
-            for name in (
-                "u", "parent", "order", "smpl", "frame",
-                "pair_bone", "pair_kp", "pair_scale", "joint_bone", "toes",
-            )
-        ]  # fmt: skip
-        none3, none44 = _warp_array(tables["none3"], vec3), _warp_array(tables["none44"], mat44)
-        kernel = _fk_kernel(key)
+        names = (
+            "u", "parent", "order", "smpl", "frame",
+            "pair_bone", "pair_kp", "pair_scale", "joint_bone", "toes",
+        )  # fmt: skip
+        constant = [tables[name] for name in names]
+        none3, none44 = tables["none3"], tables["none44"]
+        call = _fk_kernel(key)
         nb = self.num_bones
 
         def launch(rotmats: torch.Tensor, poses: torch.Tensor, pairs: torch.Tensor | None = None):
@@ -996,40 +953,31 @@ class AnnyBody(BodyModel):
             w_rot = rot.new_empty(b, nb, 3, 3)
             t_trans = rot.new_empty(b, nb, 3)
             w_trans = rot.new_empty(b, nb, 3)
-            folded = keypoints = joints = None
             if pairs is None:
-                readout = [none44, none3, none3]
+                folded = keypoints = joints = None
+                readout = (none3, none44, none3, none3)
             else:
                 pairs = pairs.contiguous()
                 folded = rot.new_empty(b, nb, 4, 4)
                 keypoints = rot.new_empty(b, len(COCO23), 3)
                 joints = rot.new_empty(b, 24, 3)
-                readout = [
-                    _warp_array(folded, mat44),
-                    _warp_array(keypoints, vec3),
-                    _warp_array(joints, vec3),
-                ]
-            wp.launch(
-                kernel,
-                dim=b,
-                inputs=[
-                    _warp_array(rot, mat33),
-                    _warp_array(rest_rot, mat33),
-                    _warp_array(heads, vec3),
-                    none3 if pairs is None else _warp_array(pairs, vec3),
-                    *arrays,
-                    int(pairs is not None),
-                    _warp_array(w_rot, mat33),
-                    _warp_array(t_rot, mat33),
-                    _warp_array(t_trans, vec3),
-                    _warp_array(w_trans, vec3),
-                    *readout,
-                ],
-                device="cpu",
+                readout = (pairs, folded, keypoints, joints)
+            call(
+                b,
+                rot,
+                rest_rot,
+                heads,
+                readout[0],
+                *constant,
+                int(pairs is not None),
+                w_rot,
+                t_rot,
+                t_trans,
+                w_trans,
+                *readout[1:],
             )
             return t_rot, t_trans, w_trans, folded, keypoints, joints
 
-        launch.keep = tables  # type: ignore[attr-defined]  # the Warp arrays view these
         cache[("fk", key)] = launch
         return launch
 
@@ -1367,7 +1315,6 @@ class AnnyBody(BodyModel):
         cache = self.__dict__.setdefault("_warp_launchers", {})
         if key in cache:
             return cache[key]
-        import warp as wp
 
         m = self.model
         scalar, vec3, _, mat44 = _warp_types(self.dtype)
@@ -1379,13 +1326,7 @@ class AnnyBody(BodyModel):
         weights = weights.gather(1, slots).contiguous()
         indices = indices.gather(1, slots).to(torch.int32).contiguous()
         counts = used.sum(1).to(torch.int32).contiguous()
-        kernel = _lbs_kernel(scalar, vec3, mat44)
-        arrays = (
-            _warp_array(weights, scalar),
-            _warp_array(indices, wp.int32),
-            _warp_array(counts, wp.int32),
-        )
-        keep = (weights, indices, counts)  # the Warp arrays view these tensors' memory
+        call = _lbs_kernel(scalar, vec3, mat44)
 
         def launch(
             rest: torch.Tensor,
@@ -1395,22 +1336,11 @@ class AnnyBody(BodyModel):
             out: torch.Tensor,
         ) -> None:
             runs = -(-rest.shape[1] // SKIN_BLOCK)
-            wp.launch(
-                kernel,
-                dim=(samples.shape[0], runs),
-                inputs=[
-                    _warp_array(rest, vec3),
-                    _warp_array(rows, wp.int32),
-                    _warp_array(samples, wp.int32),
-                    *arrays,
-                    _warp_array(transforms, mat44),
-                    _warp_array(out, vec3),
-                    SKIN_BLOCK,
-                ],
-                device="cpu",
+            call(
+                (samples.shape[0], runs),
+                *(rest, rows, samples, weights, indices, counts, transforms, out, SKIN_BLOCK),
             )
 
-        launch.keep = keep  # type: ignore[attr-defined]
         cache[key] = launch
         return launch
 

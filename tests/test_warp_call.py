@@ -1,0 +1,99 @@
+"""key2mesh.body.warp_call: recorded Warp CPU launches re-aimed at new tensors."""
+
+import threading
+
+import pytest
+import torch
+
+wp = pytest.importorskip("warp")
+
+from key2mesh.body.anny_backend import _warp_types  # noqa: E402
+from key2mesh.body.warp_call import WarpCall  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def affine():
+    """out[i, j] = m[i] x[i, j] + s (a 2-d array of vec3, a 1-d array of mat33, a scalar)."""
+    _warp_types(torch.float32)  # Warp initialised quietly
+
+    def kernel(
+        m: wp.array(dtype=wp.mat33f),
+        x: wp.array2d(dtype=wp.vec3f),
+        s: float,
+        out: wp.array2d(dtype=wp.vec3f),
+    ):
+        i, j = wp.tid()
+        out[i, j] = wp.mul(m[i], x[i, j]) + wp.vec3f(s, s, s)
+
+    return WarpCall(wp.kernel(kernel, enable_backward=False, module="unique"))
+
+
+def _expected(m, x, s):
+    return torch.einsum("bij,bkj->bki", m, x) + s
+
+
+def test_warp_call_relaunches_on_new_tensors_shapes_and_scalars(affine):
+    """Each call reads and writes the tensors it is given (the recorded launch's array
+    descriptors and scalar are rewritten, the launch grid resized): a later call with other
+    tensors, another batch size and another scalar is the kernel's result on those, and the
+    first call's tensors are left alone."""
+    g = torch.Generator().manual_seed(0)
+    m1, x1 = torch.randn(3, 3, 3, generator=g), torch.randn(3, 5, 3, generator=g)
+    out1 = torch.zeros(3, 5, 3)
+    affine((3, 5), m1, x1, 0.5, out1)
+    torch.testing.assert_close(out1, _expected(m1, x1, 0.5))
+    first = out1.clone()
+    m2, x2 = torch.randn(7, 3, 3, generator=g), torch.randn(7, 2, 3, generator=g)
+    out2 = torch.zeros(7, 2, 3)
+    affine((7, 2), m2, x2, -2.0, out2)
+    torch.testing.assert_close(out2, _expected(m2, x2, -2.0))
+    assert torch.equal(out1, first)
+    # a view into a larger tensor (an offset data pointer) is an array of its own
+    big = torch.zeros(10, 2, 3)
+    affine((7, 2), m2, x2, -2.0, big[3:])
+    assert torch.equal(big[3:], out2) and not big[:3].any()
+
+
+def test_warp_call_falls_back_to_from_torch_with_its_checks(affine):
+    """A tensor that is not a contiguous array of the element type goes through from_torch:
+    a strided view gives the same numbers; a float64 tensor for a float32 array is refused;
+    a tensor that requires grad gets no .grad attached (from_torch's default would)."""
+    g = torch.Generator().manual_seed(1)
+    m = torch.randn(2, 3, 3, generator=g)
+    wide = torch.randn(2, 8, 3, generator=g)
+    x = wide[:, ::2]  # (2, 4, 3), every other vertex: not contiguous
+    assert not x.is_contiguous()
+    out = torch.zeros(2, 4, 3)
+    affine((2, 4), m, x, 1.0, out)
+    torch.testing.assert_close(out, _expected(m, x, 1.0))
+    with pytest.raises(RuntimeError):
+        affine((2, 4), m.double(), x.contiguous(), 1.0, out)
+    with pytest.raises(TypeError, match="takes 4 arguments, got 3"):
+        affine((2, 4), m, x, out)
+    leaf = m.clone().requires_grad_(True)
+    with torch.no_grad():
+        affine((2, 4), leaf, x.contiguous(), 1.0, out)
+    assert leaf.grad is None
+
+
+def test_warp_call_threads_keep_their_own_launches(affine):
+    """Several threads launching the same kernel at once on their own tensors each get their
+    own results (each thread records and re-aims its own launch)."""
+    g = torch.Generator().manual_seed(2)
+    jobs = [
+        (torch.randn(4, 3, 3, generator=g), torch.randn(4, 300, 3, generator=g), float(k))
+        for k in range(4)
+    ]
+    outs = [torch.zeros(4, 300, 3) for _ in jobs]
+
+    def work(k: int) -> None:
+        for _ in range(50):
+            affine((4, 300), *jobs[k][:2], jobs[k][2], outs[k])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (m, x, s), out in zip(jobs, outs):
+        torch.testing.assert_close(out, _expected(m, x, s))
