@@ -254,3 +254,23 @@ def test_checkpoints_of_the_same_body_in_another_folder_still_match(tmp_path):
     with pytest.raises(Key2MeshError, match="trained for body model"):
         load_checkpoint(tmp_path / "ours.pt", expect_body=dict(body, gender="male"))
     assert torch.is_tensor(next(iter(ck.model.values())))
+
+
+def test_a_checkpoint_never_chooses_the_h36m_regressor_file(tmp_path, monkeypatch, caplog):
+    """``body.joint_regressor_h36m`` names a file the SMPL body reads: a crafted checkpoint chose
+    it (the planted regressor was used for the h36m17 keypoints); now dropped with a log line."""
+    from key2mesh.inference.predictor import Key2Mesh
+
+    planted = tmp_path / "elsewhere" / "planted.npy"
+    planted.parent.mkdir()
+    np.save(planted, np.full((17, 6890), 1.0 / 6890))
+    ck = convert_paper_state_dict(official_state_dict())
+    ck.body["joint_regressor_h36m"] = str(planted)
+    atomic_save(ck, tmp_path / "crafted.pt")
+    monkeypatch.setenv("KEY2MESH_SMPL_DIR", str(_good_dir(tmp_path)))
+    with caplog.at_level(logging.WARNING, logger="key2mesh"):
+        loaded = load_checkpoint(tmp_path / "crafted.pt")
+    assert "joint_regressor_h36m" not in loaded.body
+    assert any(str(planted) in r.getMessage() for r in caplog.records)
+    model = Key2Mesh.from_pretrained(tmp_path / "crafted.pt", device="cpu", full_mesh=False)
+    assert model.body.joint_regressor_h36m is None

@@ -363,9 +363,14 @@ def slim_checkpoint(ckpt: Checkpoint | dict, half: bool = True) -> dict:
     return keep
 
 
+# body options that name files the body model reads: never taken from a checkpoint
+BODY_FILE_OPTIONS = ("model_dir", "joint_regressor_h36m")
+
+
 def _without_model_dir(body, path: Path):
-    """``body`` with its stored model folder dropped (said in a log line): the user's flags and
-    environment choose where model files are read from, never a checkpoint."""
+    """``body`` with its stored model folder (and any other file it names,
+    :data:`BODY_FILE_OPTIONS`) dropped, said in a log line: the user's flags and environment
+    choose where model files are read from, never a checkpoint."""
     if isinstance(body, dict) and body.get("model_dir") is not None:
         log.warning(
             "%s names the body model folder %s; ignored (pass --smpl-dir / smpl_dir= or set "
@@ -374,6 +379,14 @@ def _without_model_dir(body, path: Path):
             body["model_dir"],
         )
         body = {**body, "model_dir": None}
+    if isinstance(body, dict) and body.get("joint_regressor_h36m") is not None:
+        log.warning(
+            "%s names the H36M joint regressor file %s; ignored (a checkpoint never chooses "
+            "which files are read)",
+            path,
+            body["joint_regressor_h36m"],
+        )
+        body = {k: v for k, v in body.items() if k != "joint_regressor_h36m"}
     return body
 
 
@@ -411,7 +424,8 @@ def load_checkpoint(
     An official Key2Mesh checkpoint (the paper's Lightning ``best-model.ckpt`` or its
     ``state_dict``) is converted on the fly (:mod:`key2mesh.model.paper_import`): SMPL body
     (files from ``$KEY2MESH_SMPL_DIR`` unless a folder is given later), OpenPose COCO-18 input.
-    A stored ``body.model_dir`` is dropped; ``expect_body`` ignores the folder."""
+    A stored ``body.model_dir`` (or other file, :data:`BODY_FILE_OPTIONS`) is dropped;
+    ``expect_body`` ignores them."""
     path = Path(path)
     if not path.is_file():
         raise Key2MeshError(f"checkpoint {path} does not exist")
@@ -485,7 +499,7 @@ def load_checkpoint(
             f"{MAX_WEIGHT:g}); it cannot be used (was training diverging?)"
         )
     ckpt["body"] = _without_model_dir(ckpt["body"], path)
-    want = {k: v for k, v in (expect_body or {}).items() if k != "model_dir"}
+    want = {k: v for k, v in (expect_body or {}).items() if k not in BODY_FILE_OPTIONS}
     if expect_body is not None and {k: ckpt["body"].get(k) for k in want} != want:
         raise Key2MeshError(f"{path} was trained for body model {ckpt['body']}, not {expect_body}")
     if expect_keypoint_set is not None and ckpt["keypoint_set"] != expect_keypoint_set:

@@ -38,6 +38,7 @@ from key2mesh.eval.intervals import paired_difference
 from key2mesh.keypoints.io import MIN_KEYPOINTS, check_detections
 from key2mesh.keypoints.weights import joint_weights
 from key2mesh.model.checkpoint import (
+    BODY_FILE_OPTIONS,
     Checkpoint,
     InputNormalization,
     build_network,
@@ -494,9 +495,11 @@ def _setup_adapt(
         torch.set_num_threads(cfg.threads)
     ck = load_checkpoint(cfg.source)
     bank = PoseBank.load(cfg.cache)
-    # the model folder is not part of the body (load_checkpoint drops a stored one; a cache
-    # built with --smpl-dir names it): compare the rest
-    folder_free = lambda body: {k: v for k, v in body.items() if k != "model_dir"}  # noqa: E731
+    # the files a body reads are not part of it (load_checkpoint drops stored ones; a cache
+    # built with --smpl-dir names its folder): compare the rest
+    folder_free = lambda body: {  # noqa: E731
+        k: v for k, v in body.items() if k not in BODY_FILE_OPTIONS
+    }
     if folder_free(bank.body) != folder_free(ck.body):
         raise Key2MeshError(
             f"cache {cfg.cache} is for body {bank.body}, checkpoint {cfg.source} for {ck.body}"
