@@ -97,3 +97,52 @@ def test_warp_call_threads_keep_their_own_launches(affine):
         t.join()
     for (m, x, s), out in zip(jobs, outs):
         torch.testing.assert_close(out, _expected(m, x, s))
+
+
+def test_run_jobs_runs_all_then_raises_and_survives_a_fork():
+    """run_jobs returns when every job is done, raises a job's exception only after the others
+    finished, and works in a forked child (the parent's pool threads do not exist there: the
+    child makes its own pool instead of queueing jobs nobody runs)."""
+    import multiprocessing
+    import time
+
+    from key2mesh.body.warp_call import run_jobs, split
+
+    assert split(10, 3) == [(0, 3), (3, 6), (6, 10)] and split(1, 4) == [(0, 1)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        done = []
+
+        def slow(k):
+            time.sleep(0.05)
+            done.append(k)
+
+        def boom():
+            raise ValueError("job failed")
+
+        run_jobs([lambda k=k: slow(k) for k in range(4)])
+        assert sorted(done) == [0, 1, 2, 3]
+        done.clear()
+        with pytest.raises(ValueError, match="job failed"):
+            run_jobs([boom, lambda: slow(9)])
+        assert done == [9]
+        ctx = multiprocessing.get_context("fork")
+        child = ctx.Process(target=_jobs_in_child)
+        child.start()
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+            pytest.fail("run_jobs hung in a forked child")
+        assert child.exitcode == 0
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _jobs_in_child() -> None:
+    from key2mesh.body.warp_call import run_jobs
+
+    torch.set_num_threads(2)
+    out = []
+    run_jobs([lambda: out.append(1), lambda: out.append(2)])
+    assert sorted(out) == [1, 2]

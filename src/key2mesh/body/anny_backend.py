@@ -11,6 +11,7 @@ The first build of a rig/topology takes ~35 s and writes ~0.8 GB under ``ANNY_CA
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -25,7 +26,7 @@ from key2mesh import dense
 from key2mesh.body.anny_cells import CellBases, NotMultilinear
 from key2mesh.body.base import BodyModel, BodyOutput
 from key2mesh.body.joint_map import SMPL_TO_ANNY_BONE
-from key2mesh.body.warp_call import WarpCall
+from key2mesh.body.warp_call import WarpCall, run_jobs, split
 from key2mesh.errors import Key2MeshError
 from key2mesh.keypoints.sets import COCO23, SMPL24
 from key2mesh.paths import key2mesh_cache_dir
@@ -148,6 +149,9 @@ SKIN_BLOCK = 128  # vertices per Warp thread (benchmarks/skinning.py: 1 → 128 
 POLAR_ITERS = 6  # scaled Newton iterations of the polar factor (see _nearest_rotation_torch)
 POLAR_TOL = 1e-5  # largest |XᵀX - I| entry accepted from them; the others go to roma
 POLAR_BLOCK = 64  # matrices per Warp thread (a thread's call costs about one matrix's work)
+# Polar factors and forward kinematics run in parallel torch threads from this many matrices
+# (bones × samples) on: a launch in a pool thread costs ~20 µs more than one in the caller's.
+PARALLEL_MATRICES = 1024
 _POLAR_KERNELS: dict = {}
 
 
@@ -188,7 +192,17 @@ def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
     flat = m.reshape(-1, 3, 3).contiguous()
     out = torch.empty_like(flat)
     ok = torch.empty(len(flat), dtype=torch.int32)
-    call(-(-len(flat) // POLAR_BLOCK), flat, POLAR_ITERS, POLAR_TOL, POLAR_BLOCK, out, ok)
+    n = len(flat)
+    parts = min(torch.get_num_threads(), max(1, n // PARALLEL_MATRICES))
+    run_jobs(
+        [
+            functools.partial(
+                call, -(-(j - i) // POLAR_BLOCK), flat[i:j], POLAR_ITERS, POLAR_TOL, POLAR_BLOCK,
+                out[i:j], ok[i:j],
+            )
+            for i, j in split(n, parts)
+        ]
+    )  # fmt: skip
     bad = ok == 0
     if bool(bad.any()):
         out[bad] = roma.special_procrustes(flat[bad])
@@ -962,19 +976,22 @@ class AnnyBody(BodyModel):
                 keypoints = rot.new_empty(b, len(COCO23), 3)
                 joints = rot.new_empty(b, 24, 3)
                 readout = (pairs, folded, keypoints, joints)
-            call(
-                b,
-                rot,
-                rest_rot,
-                heads,
-                readout[0],
-                *constant,
-                int(pairs is not None),
-                w_rot,
-                t_rot,
-                t_trans,
-                w_trans,
-                *readout[1:],
+            arrays = (rot, rest_rot, heads, readout[0])
+            outputs = (w_rot, t_rot, t_trans, w_trans, *readout[1:])
+            points = int(pairs is not None)
+            parts = min(torch.get_num_threads(), max(1, b * nb // PARALLEL_MATRICES))
+            run_jobs(
+                [
+                    functools.partial(
+                        call,
+                        j - i,
+                        *(a if a.shape[0] != b else a[i:j] for a in arrays),
+                        *constant,
+                        points,
+                        *(a if a.shape[0] != b else a[i:j] for a in outputs),
+                    )
+                    for i, j in split(b, parts)
+                ]
             )
             return t_rot, t_trans, w_trans, folded, keypoints, joints
 
@@ -1169,11 +1186,10 @@ class AnnyBody(BodyModel):
             self._rest_cache.clear()
 
     def __getstate__(self) -> dict:
-        """Copies and pickles leave out the skinning thread pool (not copyable; a copy starts its
-        own), the Warp launchers (closures, not picklable; rebuilt on first use) and this body's
-        scratch buffers."""
+        """Copies and pickles leave out the Warp launchers (closures, not picklable; rebuilt on
+        first use) and this body's scratch buffers."""
         state = self.__dict__.copy()
-        state.pop("_skin_pool", None)
+        state.pop("_skin_pool", None)  # bodies pickled before the pool was shared (warp_call)
         state.pop("_warp_launchers", None)
         state["_scratch"] = {}
         return state
@@ -1280,26 +1296,13 @@ class AnnyBody(BodyModel):
             start += len(group)
             calls.append((group.contiguous(), local.to(torch.int32), samples.to(torch.int32)))
         parts = min(torch.get_num_threads(), max(1, b // 16))
-        if parts == 1:
-            for group, local, samples in calls:
-                launch(group, local, samples, folded, out)
-            return out
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = self.__dict__.get("_skin_pool")
-        if pool is None or pool._max_workers < parts:
-            pool = self.__dict__["_skin_pool"] = ThreadPoolExecutor(parts)
-        jobs = []
-        for group, local, samples in calls:
-            n = len(samples)
-            bounds = [n * i // parts for i in range(parts + 1)]
-            jobs += [
-                pool.submit(launch, group, local[i:j], samples[i:j], folded, out)
-                for i, j in zip(bounds, bounds[1:])
-                if j > i
+        run_jobs(
+            [
+                functools.partial(launch, group, local[i:j], samples[i:j], folded, out)
+                for group, local, samples in calls
+                for i, j in split(len(samples), parts)
             ]
-        for job in jobs:
-            job.result()
+        )
         return out
 
     def _warp_launcher(self):

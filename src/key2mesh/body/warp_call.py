@@ -11,7 +11,10 @@ exactly as ``wp.launch`` would run it (the same compiled function, the same argu
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -114,3 +117,43 @@ class WarpCall:
         shape = tuple(getattr(dtype, "_shape_", ()))
         lead = t.shape[: t.dim() - len(shape)]
         return wp.array(ptr=t.data_ptr(), dtype=dtype, shape=tuple(lead), device="cpu")
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (the creating process' id, the pool)
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The process' pool for :func:`run_jobs`, with at least ``workers`` threads: made again in
+    a forked child (a parent's pool threads do not exist there) or when more threads are
+    asked for (the old pool is shut down once its queued jobs are done)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers:
+            if _POOL is not None and _POOL[0] == os.getpid():
+                _POOL[1].shutdown(wait=False)
+            _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="key2mesh-warp"))
+        return _POOL[1]
+
+
+def split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``range(n)`` in ``parts`` contiguous, non-empty (start, stop) pieces of near-equal size."""
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(i, j) for i, j in zip(bounds, bounds[1:]) if j > i]
+
+
+def run_jobs(jobs: Sequence[Callable[[], None]]) -> None:
+    """Runs ``jobs`` (Warp CPU launches: single-threaded kernels that release the GIL) in
+    parallel on a pool of ``torch.get_num_threads()`` threads shared by the process (serially
+    with one torch thread or one job) and returns when all are done; a job's exception is
+    raised after every job has finished. Jobs must not wait on other jobs."""
+    threads = torch.get_num_threads()
+    if len(jobs) <= 1 or threads <= 1:
+        for job in jobs:
+            job()
+        return
+    futures = [_pool(threads).submit(job) for job in jobs]
+    for future in futures:
+        future.exception()  # wait for all of them first
+    for future in futures:
+        future.result()
