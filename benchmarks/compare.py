@@ -2,14 +2,15 @@
 inputs in one run, for two input sets:
 
 - ``mocap``: held-out MoCap clips projected with a detector-like noise profile (ground truth: the
-  body parameters; 14 H36M joints);
+  body parameters; 14 H36M joints): only frames held out by every network scored (each member of
+  an ensemble, the adapted checkpoints), the same frames for every row;
 - ``pose2sim``: real MediaPipe detections in the 4 Pose2Sim demo views (ground truth: 3D
   triangulated from all views, ``key2mesh data pose2sim``; 12 limb joints), its **test part**
   (second half of the clip's instants; defaults are chosen on the first half).
 
     .venv/bin/python benchmarks/compare.py [--checkpoint anny-coco17] [--inputs mocap,pose2sim]
         [--adapted CKPT|none] [--adapted-mv CKPT|none] [--num 512] [--iters 100] [--refine-iters 50]
-        [--out benchmarks/results/compare.md]
+        [--out benchmarks/results/compare.md]  (the RESULT line also goes to compare_result.txt beside it)
 
 Accuracy: PA-MPJPE / MPJPE (mm, mid-hip pelvis) with 95 % bootstrap intervals over instants,
 and paired differences to the baseline (a method is called better only where the paired interval
@@ -32,15 +33,21 @@ ADAPTED = "runs/adaptation/single_test/best.pt"
 ADAPTED_MV = "runs/adaptation/mv_test/best.pt"
 
 
-def _mocap_inputs(model, a):
-    """(keypoints (N,K,2), confidence (N,K), score(rotmats, shape) -> errors) of held-out clips."""
+def _mocap_inputs(model, a, nets):
+    """(keypoints (N,K,2), confidence (N,K), score(rotmats, shape) -> errors, description,
+    instants, RESULT keys) of held-out clips: only frames that every network of ``nets`` (each
+    member of an ensemble) held out in pre-training, so no row is scored on its own training
+    frames and every row on the same ones."""
     from key2mesh.data.heldout import mocap_samples
     from key2mesh.eval.evaluate import score_bodies
 
-    batch = mocap_samples(
-        a.cache, model.checkpoint, a.profile, n=a.num, seed=7, split="val"
-    )  # what pre-training held out
-    desc = f"{a.num} held-out MoCap frames ({a.cache}), noise profile '{a.profile}', 14 joints"
+    checkpoints = [ck for net in nets for ck in net.member_checkpoints]
+    batch = mocap_samples(a.cache, checkpoints, a.profile, n=a.num, seed=7, split="val")
+    desc = (
+        f"{a.num} frames drawn from the {batch.pool_size} MoCap frames ({a.cache}) held out by "
+        f"every network below ({len(checkpoints)} checkpoints), noise profile '{a.profile}', "
+        "14 joints"
+    )
     return (
         batch.keypoints2d,
         batch.confidence,
@@ -49,10 +56,11 @@ def _mocap_inputs(model, a):
         ),
         desc,
         None,  # every sample its own instant
+        {"heldout_frames": batch.pool_size},  # RESULT keys
     )
 
 
-def _pose2sim_inputs(model, a):
+def _pose2sim_inputs(model, a, nets):
     """The same for the real pose2sim views (detections converted to the model's keypoint set)."""
     from key2mesh.data.datasets import load_benchmark
     from key2mesh.eval.benchmarks import ground_truth, score_parameters
@@ -78,6 +86,7 @@ def _pose2sim_inputs(model, a):
         lambda r, s: score_parameters(model.body, r, s, gj, gset, gv, PROTOCOLS["key2mesh"]),
         desc,
         bench.instant_ids(),
+        {},
     )
 
 
@@ -224,8 +233,10 @@ def main() -> None:
     ]
     short = {name: code for name, (code, _) in methods.items()}
     result: list[str] = []
+    nets = [n for n in (model, model_int8, ensemble, adapted, adapted_mv) if n is not None]
     for name in [s.strip() for s in a.inputs.split(",") if s.strip()]:
-        kp, conf, score, desc, instants = loaders[name](model, a)
+        kp, conf, score, desc, instants, keys = loaders[name](model, a, nets)
+        result += [f"{name}_{k}={v}" for k, v in keys.items()]
         n = len(kp)
         rows, errors = [], {}
         for method, (code, fn) in methods.items():
@@ -318,7 +329,9 @@ def main() -> None:
 
     header = results_header("Key2Mesh vs the optimisation baseline")
     Path(a.out).write_text(header + "\n" + text + "\n")
-    print("RESULT " + " ".join(result))
+    line = "RESULT " + " ".join(result)
+    Path(a.out).with_name(Path(a.out).stem + "_result.txt").write_text(line + "\n")
+    print(line)
 
 
 if __name__ == "__main__":

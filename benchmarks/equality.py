@@ -225,7 +225,9 @@ def run_dump_errors(a: argparse.Namespace) -> None:
         from key2mesh.data.heldout import mocap_samples
         from key2mesh.eval.evaluate import score_bodies
 
-        batch = mocap_samples(a.cache, model.checkpoint, a.profile, n=a.num, seed=7, split="val")
+        # an ensemble: frames every member held out (a package before that has no member list)
+        held = getattr(model, "member_checkpoints", None) or model.checkpoint
+        batch = mocap_samples(a.cache, held, a.profile, n=a.num, seed=7, split="val")
         pred = model.predict(batch.keypoints2d, batch.confidence, mesh=False)
         errors = score_bodies(
             model.body, pred.rotmats, pred.shape, model.body, batch.rotmats, batch.shape, protocol

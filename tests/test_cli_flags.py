@@ -178,7 +178,8 @@ def _stub_model(bench, rec, through=False):
         model = bench.model()
         rec.stub(Key2Mesh, "from_pretrained", lambda seen: model)
     else:
-        stand_in = SimpleNamespace(checkpoint=SimpleNamespace(body={"name": "anny"}), device="cpu")
+        ck = SimpleNamespace(body={"name": "anny"})
+        stand_in = SimpleNamespace(checkpoint=ck, member_checkpoints=[ck], device="cpu")
         rec.stub(Key2Mesh, "from_pretrained", stand_in)
 
 

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
         data = mocap_samples(
             args.cache,
-            model.checkpoint,
+            model.member_checkpoints,  # an ensemble: only frames every member held out
             args.noise_profile,
             n=args.num,
             split="val",

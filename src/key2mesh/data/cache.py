@@ -3,8 +3,10 @@ each frame comes from (for held-out splits by clip, never by frame), and a bank 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,6 +228,31 @@ class PoseBank:
                 f"(val_fraction {val_fraction}, val_subjects {list(val_subjects)})"
             )
         return out
+
+    def common_frames(
+        self, splits: Sequence[dict], part: str = "val", heldout: str = "all"
+    ) -> np.ndarray:
+        """The frames that every split of ``splits`` (keyword dicts of :meth:`split`, e.g. the
+        :func:`split_options` of each member of an ensemble) puts in ``part``: ``"val"`` (held out;
+        ``heldout``: ``"all"``, or only the ``"clips"`` / ``"subjects"`` set of
+        :meth:`validation_sets`) or ``"train"``. Sorted frame indices (M,), the intersection over
+        the splits (one split: exactly its own frames); may be empty. A split without the
+        ``heldout`` set raises :class:`Key2MeshError`."""
+        if not splits:
+            raise Key2MeshError("common_frames needs at least one split")
+        per_split = []
+        for opts in splits:
+            if part == "val" and heldout != "all":
+                sets = self.validation_sets(**opts)
+                if heldout not in sets:
+                    raise Key2MeshError(
+                        f"no held-out {heldout} in the split {opts} (held out: {sorted(sets)})"
+                    )
+                per_split.append(sets[heldout])
+            else:
+                train, val = self.split(**opts)
+                per_split.append(val if part == "val" else train)
+        return functools.reduce(np.intersect1d, per_split)
 
     def split_for(self, config: dict) -> tuple[np.ndarray, np.ndarray]:
         """The split a pre-training ``config`` (checkpoint ``config`` dict) used."""

@@ -108,6 +108,7 @@ class Key2Mesh:
         self.int8 = int8
         self.net = self._network(checkpoint)
         self.members = 1  # networks averaged (see from_pretrained: ensembles)
+        self.member_checkpoints: list[Checkpoint] = [checkpoint]  # one per averaged network
         self.keypoint_set: str = checkpoint.keypoint_set
         self.camera = checkpoint.camera
         self.normalization = checkpoint.normalization
@@ -172,6 +173,7 @@ class Key2Mesh:
         nets = [self.net, *(self._network(ck) for ck in others)]
         self.net = EnsembleNet(nets, self.body.clamp_shape)
         self.members = len(nets)
+        self.member_checkpoints = [first, *others]
 
     @property
     def faces(self) -> torch.Tensor:
