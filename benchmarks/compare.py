@@ -43,10 +43,12 @@ def _mocap_inputs(model, a, nets):
 
     checkpoints = [ck for net in nets for ck in net.member_checkpoints]
     batch = mocap_samples(a.cache, checkpoints, a.profile, n=a.num, seed=7, split="val")
+    counts = _heldout_counts(a.cache, checkpoints)
     desc = (
         f"{a.num} frames drawn from the {batch.pool_size} MoCap frames ({a.cache}) held out by "
-        f"every network below ({len(checkpoints)} checkpoints), noise profile '{a.profile}', "
-        "14 joints"
+        f"every network below ({len(checkpoints)} checkpoints; {counts['clip_frames']} of them "
+        f"in held-out clips, {counts['subject_frames']} of held-out subjects; {a.checkpoint} "
+        f"alone holds out {counts['own_frames']}), noise profile '{a.profile}', 14 joints"
     )
     return (
         batch.keypoints2d,
@@ -56,8 +58,29 @@ def _mocap_inputs(model, a, nets):
         ),
         desc,
         None,  # every sample its own instant
-        {"heldout_frames": batch.pool_size},  # RESULT keys
+        {"heldout_frames": batch.pool_size, **{f"heldout_{k}": v for k, v in counts.items()}},
     )
+
+
+def _heldout_counts(cache: str, checkpoints) -> dict[str, int]:
+    """How many frames of ``cache`` every checkpoint held out, per held-out set, and how many the
+    first one alone held out."""
+    from key2mesh.data.cache import PoseBank
+
+    bank = PoseBank.load(cache)
+    splits = [ck.split_options() for ck in checkpoints]
+
+    def common(heldout: str) -> int:
+        sets = [bank.validation_sets(**o) for o in splits]
+        if any(heldout not in s for s in sets):
+            return 0
+        return len(bank.common_frames(splits, "val", heldout))
+
+    return {
+        "clip_frames": common("clips"),
+        "subject_frames": common("subjects"),
+        "own_frames": len(bank.common_frames(splits[:1])),
+    }
 
 
 def _pose2sim_inputs(model, a, nets):
