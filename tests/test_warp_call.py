@@ -76,9 +76,39 @@ def test_warp_call_falls_back_to_from_torch_with_its_checks(affine):
     assert leaf.grad is None
 
 
-def test_warp_call_threads_keep_their_own_launches(affine):
-    """Several threads launching the same kernel at once on their own tensors each get their
-    own results (each thread records and re-aims its own launch)."""
+def test_warp_call_reads_and_writes_through_strides(affine):
+    """Arrays that are views with their own row strides (every other row; the columns of a
+    wider matrix, e.g. the vertex part of a skeleton-and-vertex product) are read and written
+    in place, without a copy, first launch and relaunch alike."""
+    g = torch.Generator().manual_seed(3)
+    m = torch.randn(4, 3, 3, generator=g)
+    wide = torch.randn(4, 7 + 5 * 3, generator=g)
+    x = wide[:, 7:].view(4, 5, 3)  # rows 22 floats apart
+    assert not x.is_contiguous()
+    out_rows = torch.zeros(8, 5, 3)
+    out = out_rows[::2]  # every other row
+    for _ in range(2):  # the recorded launch, then a relaunch
+        out_rows.zero_()
+        affine((4, 5), m, x, 0.25, out)
+        torch.testing.assert_close(out, _expected(m, x, 0.25))
+        assert not out_rows[1::2].any()
+
+
+def test_warp_call_threads_keep_their_own_launches():
+    """Several threads launching a new kernel at once on their own tensors each get their own
+    results: the first launches (which load the kernel's module) take turns, and each thread
+    records and re-aims its own launch."""
+
+    def kernel(
+        m: wp.array(dtype=wp.mat33f),
+        x: wp.array2d(dtype=wp.vec3f),
+        s: float,
+        out: wp.array2d(dtype=wp.vec3f),
+    ):
+        i, j = wp.tid()
+        out[i, j] = wp.mul(m[i], x[i, j]) + wp.vec3f(s, s, s) * 2.0  # not the fixture's module
+
+    affine = WarpCall(wp.kernel(kernel, enable_backward=False, module="unique"))
     g = torch.Generator().manual_seed(2)
     jobs = [
         (torch.randn(4, 3, 3, generator=g), torch.randn(4, 300, 3, generator=g), float(k))
@@ -96,7 +126,7 @@ def test_warp_call_threads_keep_their_own_launches(affine):
     for t in threads:
         t.join()
     for (m, x, s), out in zip(jobs, outs):
-        torch.testing.assert_close(out, _expected(m, x, s))
+        torch.testing.assert_close(out, _expected(m, x, 2 * s))
 
 
 def test_run_jobs_runs_all_then_raises_and_survives_a_fork():

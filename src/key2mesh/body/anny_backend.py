@@ -1281,7 +1281,7 @@ class AnnyBody(BodyModel):
         out = groups[0].new_empty(b, *groups[0].shape[1:])
         if len(groups) == 1 and rows is None and b <= 16:  # a small batch, each its own mesh
             iota = _iota(b)
-            launch(groups[0].contiguous(), iota, iota, folded, out)
+            launch(groups[0], iota, iota, folded, out)  # Warp reads it through its strides
             return out
         rows = torch.arange(b) if rows is None else rows
         # (rest array, its samples' rows in it, the samples) per launch
@@ -1294,7 +1294,7 @@ class AnnyBody(BodyModel):
                 samples = torch.nonzero((rows >= start) & (rows < start + len(group))).squeeze(1)
                 local = rows[samples] - start
             start += len(group)
-            calls.append((group.contiguous(), local.to(torch.int32), samples.to(torch.int32)))
+            calls.append((group, local.to(torch.int32), samples.to(torch.int32)))
         parts = min(torch.get_num_threads(), max(1, b // 16))
         run_jobs(
             [

@@ -53,15 +53,20 @@ RANK_TOL_M = 1e-7
 
 
 class VertexBasis(NamedTuple):
-    """A cell's rest vertices (anny's frame, flat):
+    """A cell's skeleton features and rest vertices (anny's frame, flat) in one product:
     ``monomials(t, terms) @ mix @ factors + constant``. terms (K,) long: the kept subsets but
     the empty one (indices into the 64); mix (K, r), or None for the identity (r = K); factors
-    (r, 3V); constant (3V,): the empty subset's term, the mesh at the cell's lowest corner."""
+    (r, F + 3V); constant (F + 3V,): the empty subset's term, the values at the cell's lowest
+    corner. The first ``skeleton`` (F) columns are the skeleton features (the body's
+    ``_skel_rest0 + c _skel_blend``: 885 on anny), the others the vertices; ``skeleton`` is 0
+    when those features are not in the vertices' span (another anny release: they then come
+    from :meth:`CellBases.skeleton_basis`)."""
 
     terms: torch.Tensor
     mix: torch.Tensor | None
     factors: torch.Tensor
     constant: torch.Tensor
+    skeleton: int = 0
 
 
 class NotMultilinear(RuntimeError):
@@ -147,18 +152,30 @@ class CellBases:
         return torch.where(bits, t[:, None, :], 1.0).prod(-1)
 
     def basis(self, cell: int) -> VertexBasis:
-        """``cell``'s rest-vertex basis (:class:`VertexBasis`), built on first use."""
+        """``cell``'s skeleton-and-vertex basis (:class:`VertexBasis`), built on first use."""
         hit = self._bases.get(cell)
         if hit is None:
             terms, coeffs = self._build(cell, self._rest64, "rest vertices", keep64=True)
-            hit = self._bases.setdefault(cell, self._factor(terms, coeffs))
+            skeleton = None
+            if self.body._cached_orientation:  # the skeleton features of _skeleton_rest
+                s_terms, s_coeffs = self._build(
+                    cell, self._skeleton64, "skeleton features", keep64=True
+                )
+                skeleton = s_coeffs if torch.equal(s_terms, terms) else None
+            hit = self._bases.setdefault(cell, self._factor(terms, coeffs, skeleton))
         return hit
 
-    def _factor(self, terms: torch.Tensor, coeffs64: torch.Tensor) -> VertexBasis:
+    def _factor(
+        self, terms: torch.Tensor, coeffs64: torch.Tensor, skeleton64: torch.Tensor | None = None
+    ) -> VertexBasis:
         """Coefficients (K, 3V) float64 → the constant term (the cell's lowest corner) and the
         others' exact low-rank form ``mix @ factors``, keeping the singular directions whose
         sum bounds the vertex error by :data:`RANK_TOL_M` (a cell's terms are linearly
-        dependent), in the body's dtype."""
+        dependent), in the body's dtype. ``skeleton64`` (K, F): the skeleton features'
+        coefficients on the same terms; when the kept directions reproduce them within
+        :data:`RANK_TOL_M` over the whole cell (anny's are linear in its vertices: ~1e-15),
+        they become the first F columns (``H = mixᵀ S``, ``mix`` orthonormal), so one product
+        gives both."""
         if int(terms[0]) != 0:  # the empty set's term (the corner mesh) is never 0
             raise NotMultilinear("a cell basis without its constant term")
         dtype = self.body.dtype
@@ -171,8 +188,20 @@ class CellBases:
         if rank == k:
             mix, factors = None, rest
         else:
-            mix, factors = u[:, :rank].to(dtype).contiguous(), s[:rank, None] * vh[:rank]
-        return VertexBasis(terms[1:], mix, factors.to(dtype).contiguous(), constant.to(dtype))
+            mix, factors = u[:, :rank], s[:rank, None] * vh[:rank]
+        width = 0
+        if skeleton64 is not None:
+            h = skeleton64[1:] if mix is None else mix.T @ skeleton64[1:]
+            residual = skeleton64[1:] - (h if mix is None else mix @ h)
+            # |m(t) (S - U H)| per feature ≤ |m| |column| ≤ √K max column norm
+            if math.sqrt(k) * float(residual.norm(dim=0).max()) <= RANK_TOL_M:
+                factors = torch.cat([h, factors], 1)
+                constant = torch.cat([skeleton64[0], constant])
+                width = skeleton64.shape[1]
+        mix = None if mix is None else mix.to(dtype).contiguous()
+        return VertexBasis(
+            terms[1:], mix, factors.to(dtype).contiguous(), constant.to(dtype), width
+        )
 
     def skeleton_basis(self, cell: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The kept terms (K,) and their coefficients (K, F) of ``cell``'s skeleton features
@@ -287,11 +316,12 @@ class CellBases:
         split = vertices and out is None and groups and len(cells) > 1
         parts: list[torch.Tensor] = []
         if vertices and not own and not split:
-            total, width = sum(sizes), self.basis(cells[0]).factors.shape[1]
+            first = self.basis(cells[0])
+            total, width = sum(sizes), first.factors.shape[1] - first.skeleton
             verts = shape.new_empty(total, width, dtype=dtype) if out is None else out[:total]
         if vertices and len(cells) > 1:
             row_of = torch.empty(b, dtype=torch.long, device=shape.device)
-        if skeleton:
+        if skeleton and len(cells) > 1:
             width = self.skeleton_basis(cells[0])[1].shape[1]
             feats = shape.new_empty(b, width, dtype=dtype)
         start = 0
@@ -300,22 +330,30 @@ class CellBases:
             n = tc.shape[0]
             if size > n:
                 tc = torch.cat([tc, tc[-1:].expand(size - n, -1)])
+            part = None  # this cell's skeleton features (n, F)
             if vertices:
-                terms, mix, factors, constant = self.basis(c)
+                terms, mix, factors, constant, sk = self.basis(c)
                 z = self.monomials(tc, terms).to(dtype)
                 z = z if mix is None else dense.matmul(z, mix)
-                if own:  # one cell, no buffer: the product's own array
-                    verts = dense.matmul(z, factors, constant)
-                elif split:
-                    parts.append(dense.matmul(z, factors, constant))
-                else:
+                if own or split or sk:  # the product's own array: skeleton, then vertices
+                    joint = dense.matmul(z, factors, constant)
+                    flat = joint[:, sk:]
+                    if own:
+                        verts = flat
+                    elif split:
+                        parts.append(flat)
+                    else:
+                        verts[start : start + size] = flat
+                    part = joint[:n, :sk] if sk and skeleton else None
+                else:  # vertices only (no skeleton columns): written where they go
                     dense.matmul(z, factors, constant, out=verts[start : start + size])
                 if row_of is not None:
                     row_of[idx] = torch.arange(start, start + n, device=shape.device)
-            if feats is not None:
+            if skeleton and part is None:
                 skel_terms, coeffs = self.skeleton_basis(c)
                 mono = self.monomials(tc, skel_terms).to(dtype)
                 part = dense.matmul(mono, coeffs)[:n]
+            if skeleton:
                 if idx is None:
                     feats = part
                 else:

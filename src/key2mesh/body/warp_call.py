@@ -19,6 +19,17 @@ from typing import Any
 
 import torch
 
+_RECORD_LOCK = threading.Lock()
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The strides (in elements) of a contiguous array of ``shape``."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
 
 class WarpCall:
     """``call(dim, *args)`` = ``wp.launch(kernel, dim=dim, inputs=args, device="cpu")`` for a
@@ -46,8 +57,10 @@ class WarpCall:
                 self._arrays.append(None)
 
     def _fits(self, args: tuple) -> bool:
-        """Whether every tensor argument can be described in place: a contiguous, non-empty
-        CPU tensor of the element's scalar type with the element's trailing shape."""
+        """Whether every tensor argument can be described in place: a non-empty CPU tensor of
+        the element's scalar type with the element's trailing shape, each element contiguous
+        (the array's own strides may be any positive ones: a slice of rows of a wider matrix, a
+        view of every other row)."""
         for value, spec in zip(args, self._arrays):
             if spec is None:
                 continue
@@ -59,7 +72,11 @@ class WarpCall:
                 or value.dim() != ndim + len(shape)
                 or tuple(value.shape[ndim:]) != shape
                 or value.numel() == 0
-                or not value.is_contiguous()
+                or value.stride()[ndim:] != _contiguous_strides(shape)
+                or any(
+                    st < 0 or (st == 0 and n > 1)  # broadcast rows: from_torch decides
+                    for st, n in zip(value.stride()[:ndim], value.shape[:ndim])
+                )
             ):
                 return False
         return True
@@ -80,7 +97,8 @@ class WarpCall:
                 else wp.from_torch(a, dtype=self.kernel.adj.args[i].type.dtype, requires_grad=False)
                 for i, (a, spec) in enumerate(zip(args, self._arrays))
             ]
-            wp.launch(self.kernel, dim=dim, inputs=inputs, device="cpu")
+            with _RECORD_LOCK:
+                wp.launch(self.kernel, dim=dim, inputs=inputs, device="cpu")
             return
         launch = getattr(self._local, "launch", None)
         if launch is None:
@@ -88,7 +106,10 @@ class WarpCall:
                 a if spec is None else self._wrap(a, self.kernel.adj.args[i].type.dtype)
                 for i, (a, spec) in enumerate(zip(args, self._arrays))
             ]
-            launch = wp.launch(self.kernel, dim=dim, inputs=inputs, device="cpu", record_cmd=True)
+            with _RECORD_LOCK:  # Warp's first launch loads the kernel's module: one at a time
+                launch = wp.launch(
+                    self.kernel, dim=dim, inputs=inputs, device="cpu", record_cmd=True
+                )
             self._local.launch, self._local.dim = launch, dim
             launch.fwd_args = None  # the first call's wrappers: never read again
         else:
@@ -115,8 +136,9 @@ class WarpCall:
         import warp as wp
 
         shape = tuple(getattr(dtype, "_shape_", ()))
-        lead = t.shape[: t.dim() - len(shape)]
-        return wp.array(ptr=t.data_ptr(), dtype=dtype, shape=tuple(lead), device="cpu")
+        lead = tuple(t.shape[: t.dim() - len(shape)])
+        strides = tuple(t.stride(d) * t.element_size() for d in range(len(lead)))
+        return wp.array(ptr=t.data_ptr(), dtype=dtype, shape=lead, strides=strides, device="cpu")
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (the creating process' id, the pool)
