@@ -458,3 +458,37 @@ def test_anamorphic_video_is_read_in_square_pixels(tmp_path):
     assert next(iter_frames(turned)).shape == (64, 32, 3)
     # the stored pixels, for a camera calibration made on them (multi-view detection)
     assert next(iter_frames(path, square_pixels=False)).shape == (32, 48, 3)
+
+
+def test_h264_video_is_bt709_and_says_so(tmp_path):
+    """The H.264 writer converts RGB with BT.709's matrix and tags the stream (colour matrix,
+    primaries, transfer, limited range): untagged, players guess BT.709 for HD sizes while
+    FFmpeg's default conversion was BT.601's, shifting saturated colours. A saturated red and
+    green come back within a few levels of what was written."""
+    import subprocess
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    from key2mesh.media.video import VideoWriter
+
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[:, :32] = (220, 30, 30)
+    frame[:, 32:] = (30, 200, 60)
+    path = tmp_path / "colours.mp4"
+    w = VideoWriter(path, fps=10)
+    if w.codec != "h264":
+        pytest.skip("no H.264 writer here")
+    for _ in range(5):
+        w.write(frame)
+    w.close()
+    probe = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    stream = next(line for line in probe.stderr.splitlines() if "Video:" in line)
+    assert "yuv420p(tv, bt709" in stream, stream
+    frames = imageio_ffmpeg.read_frames(str(path))  # FFmpeg decodes by the stream's tags
+    meta = next(frames)
+    back = np.frombuffer(next(frames), np.uint8).reshape(meta["size"][1], meta["size"][0], 3)
+    assert np.abs(back[8:56, 4:28].astype(int) - (220, 30, 30)).max() <= 8
+    assert np.abs(back[8:56, 36:60].astype(int) - (30, 200, 60)).max() <= 8

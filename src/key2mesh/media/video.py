@@ -2,10 +2,10 @@
 
 Images go through Pillow (a core dependency). Video files use OpenCV, which the ``detect`` extra
 brings (MediaPipe depends on it, with its own FFmpeg inside the wheel): no system packages and
-no second video stack. Written .mp4/.mov/.m4v videos are H.264 (yuv420p, ``+faststart``:
-browsers play them) through the FFmpeg binary inside the ``imageio-ffmpeg`` wheel (``[detect]``
-extra); without it they fall back to OpenCV's MPEG-4 Part 2 (``mp4v``), which browsers do not
-play. .avi is Motion-JPEG.
+no second video stack. Written .mp4/.mov/.m4v videos are H.264 (yuv420p, BT.709, tagged so;
+``+faststart``: browsers play them) through the FFmpeg binary inside the ``imageio-ffmpeg``
+wheel (``[detect]`` extra); without it they fall back to OpenCV's MPEG-4 Part 2 (``mp4v``),
+which browsers do not play. .avi is Motion-JPEG.
 """
 
 from __future__ import annotations
@@ -437,7 +437,8 @@ def h264_available() -> bool:
 
 class _H264:
     """Frames piped to the FFmpeg of ``imageio-ffmpeg`` (libx264 at ``preset``, CRF 23, yuv420p,
-    half the cores); odd sizes are padded by one black row/column (yuv420p needs even sizes).
+    BT.709 limited range, tagged so; half the cores); odd sizes are padded by one black
+    row/column (yuv420p needs even sizes).
 
     FFmpeg runs as our own subprocess (only its binary comes from ``imageio-ffmpeg``), so that a
     failure is seen: :meth:`write` and :meth:`release` raise with FFmpeg's last error lines when
@@ -472,6 +473,19 @@ class _H264:
             "-i",
             "-",
             "-an",
+            # RGB → BT.709 limited-range YUV, and the stream says so: untagged, players guess
+            # (HD sizes as BT.709), and FFmpeg's default conversion is BT.601's, so reds and
+            # greens came out shifted in players that trust the tags
+            "-vf",
+            "scale=out_color_matrix=bt709:out_range=tv",
+            "-colorspace",
+            "bt709",
+            "-color_primaries",
+            "bt709",
+            "-color_trc",
+            "bt709",
+            "-color_range",
+            "tv",
             "-vcodec",
             "libx264",
             "-pix_fmt",
