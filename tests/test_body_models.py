@@ -534,6 +534,29 @@ def test_anny_posed_kernel_readout_matches_torch(anny_body):
     torch.testing.assert_close(with_grad.vertices.detach(), out.vertices, atol=1e-6, rtol=0)
 
 
+def test_anny_forward_keypoints_read_out_by_the_kernel(anny_body):
+    """Without autograd, forward_keypoints takes the kinematics kernel's readout: forward's
+    keypoints and the autograd path's to float precision (forward's skeleton comes from the
+    vertex product, forward_keypoints' from the skeleton basis), in another set too; a
+    conversion kept from an inference-mode call still serves autograd afterwards."""
+    g = torch.Generator().manual_seed(22)
+    rot = roma.rotvec_to_rotmat(0.6 * torch.randn(5, 24, 3, generator=g))
+    shape = torch.rand(5, 6, generator=g)
+    with torch.no_grad():
+        kp = anny_body.forward_keypoints(rot, shape)
+        out = anny_body(rot, shape)
+    torch.testing.assert_close(kp, out.keypoints, atol=1e-6, rtol=0)
+    with torch.inference_mode():
+        anny_body.forward_keypoints(rot, shape, "coco17")
+    grad_rot = rot.clone().requires_grad_(True)
+    slow = anny_body.forward_keypoints(grad_rot, shape, "coco17")
+    slow.sum().backward()
+    assert grad_rot.grad is not None
+    with torch.no_grad():
+        fast = anny_body.forward_keypoints(rot, shape, "coco17")
+    torch.testing.assert_close(slow.detach(), fast, atol=1e-6, rtol=0)
+
+
 def _skinning_inputs(body, n: int, seed: int):
     """Rest vertices (n, V, 3) of random shapes and the bone transforms of random poses."""
     g = torch.Generator().manual_seed(seed)

@@ -176,3 +176,27 @@ def _jobs_in_child() -> None:
     out = []
     run_jobs([lambda: out.append(1), lambda: out.append(2)])
     assert sorted(out) == [1, 2]
+
+
+def test_warp_call_bind_fixes_arguments(affine):
+    """bind() fixes arguments once (a body's constant tables, a scalar): the call then takes
+    the others only, and two bound calls of one kernel keep their own values; a bad index or a
+    fixed tensor of the wrong dtype is refused."""
+    g = torch.Generator().manual_seed(4)
+    m = torch.randn(2, 3, 3, generator=g)
+    x = torch.randn(2, 3, 3, generator=g)
+    half = affine.bind({0: m, 2: 0.5})
+    three = affine.bind({0: m, 2: 3.0})
+    out1, out2 = torch.zeros(2, 3, 3), torch.zeros(2, 3, 3)
+    for _ in range(2):  # recorded, then relaunched
+        half((2, 3), x, out1)
+        three((2, 3), x, out2)
+        torch.testing.assert_close(out1, _expected(m, x, 0.5))
+        torch.testing.assert_close(out2, _expected(m, x, 3.0))
+    with pytest.raises(TypeError, match="takes 2 arguments, got 3"):
+        half((2, 3), m, x, out1)
+    with pytest.raises(IndexError, match="has 4 arguments"):
+        affine.bind({7: 1.0})
+    wrong = affine.bind({0: m.double(), 2: 1.0})
+    with pytest.raises(RuntimeError):
+        wrong((2, 3), x, out1)

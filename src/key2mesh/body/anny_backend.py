@@ -196,13 +196,10 @@ def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
     parts = min(torch.get_num_threads(), max(1, n // PARALLEL_MATRICES))
     run_jobs(
         [
-            functools.partial(
-                call, -(-(j - i) // POLAR_BLOCK), flat[i:j], POLAR_ITERS, POLAR_TOL, POLAR_BLOCK,
-                out[i:j], ok[i:j],
-            )
+            functools.partial(call, -(-(j - i) // POLAR_BLOCK), flat[i:j], out[i:j], ok[i:j])
             for i, j in split(n, parts)
         ]
-    )  # fmt: skip
+    )
     bad = ok == 0
     if bool(bad.any()):
         out[bad] = roma.special_procrustes(flat[bad])
@@ -255,7 +252,8 @@ def _polar_kernel(dtype: torch.dtype):
             "out": wp.array(dtype=mat33),
             "ok": wp.array(dtype=wp.int32),
         }
-        _POLAR_KERNELS[dtype] = WarpCall(wp.kernel(polar, enable_backward=False, module="unique"))
+        kernel = wp.kernel(polar, enable_backward=False, module="unique")
+        _POLAR_KERNELS[dtype] = WarpCall(kernel, {1: POLAR_ITERS, 2: POLAR_TOL, 3: POLAR_BLOCK})
     return _POLAR_KERNELS[dtype]
 
 
@@ -953,9 +951,12 @@ class AnnyBody(BodyModel):
             "u", "parent", "order", "smpl", "frame",
             "pair_bone", "pair_kp", "pair_scale", "joint_bone", "toes",
         )  # fmt: skip
-        constant = [tables[name] for name in names]
+        # the body's tables bound once (arguments 4-13); without the readout, its arrays are
+        # stand-ins bound too (never read)
+        with_points = _fk_kernel(key).bind({4 + i: tables[name] for i, name in enumerate(names)})
         none3, none44 = tables["none3"], tables["none44"]
-        call = _fk_kernel(key)
+        no_points = with_points.bind({3: none3, 14: 0, 19: none44, 20: none3, 21: none3})
+        with_points = with_points.bind({14: 1})
         nb = self.num_bones
 
         def launch(rotmats: torch.Tensor, poses: torch.Tensor, pairs: torch.Tensor | None = None):
@@ -968,31 +969,25 @@ class AnnyBody(BodyModel):
             t_trans = rot.new_empty(b, nb, 3)
             w_trans = rot.new_empty(b, nb, 3)
             if pairs is None:
-                folded = keypoints = joints = None
-                readout = (none3, none44, none3, none3)
+                call, folded, keypoints, joints = no_points, None, None, None
+                arrays = (rot, rest_rot, heads, w_rot, t_rot, t_trans, w_trans)
             else:
-                pairs = pairs.contiguous()
+                call = with_points
                 folded = rot.new_empty(b, nb, 4, 4)
                 keypoints = rot.new_empty(b, len(COCO23), 3)
                 joints = rot.new_empty(b, 24, 3)
-                readout = (pairs, folded, keypoints, joints)
-            arrays = (rot, rest_rot, heads, readout[0])
-            outputs = (w_rot, t_rot, t_trans, w_trans, *readout[1:])
-            points = int(pairs is not None)
+                arrays = (rot, rest_rot, heads, pairs, w_rot, t_rot, t_trans, w_trans)
+                arrays += (folded, keypoints, joints)
             parts = min(torch.get_num_threads(), max(1, b * nb // PARALLEL_MATRICES))
-            run_jobs(
-                [
-                    functools.partial(
-                        call,
-                        j - i,
-                        *(a if a.shape[0] != b else a[i:j] for a in arrays),
-                        *constant,
-                        points,
-                        *(a if a.shape[0] != b else a[i:j] for a in outputs),
-                    )
-                    for i, j in split(b, parts)
-                ]
-            )
+            if parts == 1:
+                call(b, *arrays)
+            else:
+                run_jobs(
+                    [
+                        functools.partial(call, j - i, *(a[i:j] for a in arrays))
+                        for i, j in split(b, parts)
+                    ]
+                )
             return t_rot, t_trans, w_trans, folded, keypoints, joints
 
         cache[("fk", key)] = launch
@@ -1214,20 +1209,35 @@ class AnnyBody(BodyModel):
         self, rotmats: torch.Tensor, shape: torch.Tensor | None = None, keypoint_set: str = "coco23"
     ) -> torch.Tensor:
         """Keypoints (B, K, 3) of ``keypoint_set`` only: linear-blend skinning folded into the
-        regressor, so no vertex is skinned (same numbers as ``regress(forward().vertices)``)."""
+        regressor, so no vertex is skinned (same numbers as ``regress(forward().vertices)``).
+        Without autograd on the CPU the kinematics kernel reads them out (:meth:`_posed`: the
+        same as the torch readout to float precision)."""
         rotmats, shape = self._check_pose(rotmats, shape)
         if rotmats.shape[0] == 0:  # an empty batch (the rest model needs a shape)
             kp = self._empty_output().keypoints
         else:
             poses, pairs, _, _ = self._rest(shape, vertices=False)
-            rot, trans, _ = self._bone_transforms(rotmats, poses)
-            kp = self._folded_keypoints(rot, trans, pairs) @ self.frame
+            launch = self._fk_launch(rotmats, poses)
+            if launch is not None and not (pairs.requires_grad and torch.is_grad_enabled()):
+                kp = launch(rotmats.to(self.dtype), poses.to(self.dtype), pairs.to(self.dtype))[4]
+            else:
+                rot, trans, _ = self._bone_transforms(rotmats, poses)
+                kp = self._folded_keypoints(rot, trans, pairs) @ self.frame
         if keypoint_set == "coco23":
             return kp
-        conv = self._from_coco23(keypoint_set)  # raises for points without a source
-        return torch.einsum(
-            "kc,bcd->bkd", torch.as_tensor(conv, dtype=kp.dtype, device=kp.device), kp
-        )
+        return torch.einsum("kc,bcd->bkd", self._conversion(keypoint_set, kp), kp)
+
+    def _conversion(self, keypoint_set: str, like: torch.Tensor) -> torch.Tensor:
+        """The (K, 23) COCO-23 → ``keypoint_set`` map (:meth:`_from_coco23`, which raises for
+        points without a source) in ``like``'s dtype and device, kept per set (and per
+        inference mode: an inference tensor cannot be saved for autograd's backward)."""
+        key = (keypoint_set, like.dtype, like.device, torch.is_inference_mode_enabled())
+        cache = self.__dict__.setdefault("_conversions", {})
+        hit = cache.get(key)
+        if hit is None:
+            conv = self._from_coco23(keypoint_set)
+            hit = cache[key] = torch.as_tensor(conv, dtype=like.dtype, device=like.device)
+        return hit
 
     def _skin(
         self,
@@ -1329,7 +1339,7 @@ class AnnyBody(BodyModel):
         weights = weights.gather(1, slots).contiguous()
         indices = indices.gather(1, slots).to(torch.int32).contiguous()
         counts = used.sum(1).to(torch.int32).contiguous()
-        call = _lbs_kernel(scalar, vec3, mat44)
+        call = _lbs_kernel(scalar, vec3, mat44).bind({3: weights, 4: indices, 5: counts})
 
         def launch(
             rest: torch.Tensor,
@@ -1339,10 +1349,7 @@ class AnnyBody(BodyModel):
             out: torch.Tensor,
         ) -> None:
             runs = -(-rest.shape[1] // SKIN_BLOCK)
-            call(
-                (samples.shape[0], runs),
-                *(rest, rows, samples, weights, indices, counts, transforms, out, SKIN_BLOCK),
-            )
+            call((samples.shape[0], runs), rest, rows, samples, transforms, out, SKIN_BLOCK)
 
         cache[key] = launch
         return launch

@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -31,80 +31,99 @@ def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
+class _Spec(NamedTuple):
+    """An array argument: its element's shape, contiguous strides and scalar torch dtype, and
+    the array's own number of dimensions."""
+
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    dtype: torch.dtype
+    ndim: int
+
+
 class WarpCall:
-    """``call(dim, *args)`` = ``wp.launch(kernel, dim=dim, inputs=args, device="cpu")`` for a
+    """``call(dim, *args)`` = ``wp.launch(kernel, dim=dim, inputs=[...], device="cpu")`` for a
     Warp kernel whose arguments are arrays (given as CPU torch tensors whose trailing
     dimensions are the array's element, e.g. (B, 24, 3, 3) for a 2-d array of mat33) and
-    scalars (int or float). A tensor must stay alive until the call returns; the kernel reads
-    and writes its memory directly. Thread-safe: each thread keeps its own recorded launch.
-    A tensor that is not a contiguous CPU array of the element's scalar type goes through
-    ``wp.from_torch`` and ``wp.launch`` (their checks and errors)."""
+    scalars (int or float). ``args`` are the arguments not ``fixed`` (argument index → value:
+    a body's constant tables, bound once with :meth:`bind` and never checked or rewritten
+    again), in order. A tensor must stay alive until the call returns (a fixed one as long as
+    the call); the kernel reads and writes its memory directly, through the tensor's strides.
+    Thread-safe: each thread keeps its own recorded launch. Anything else (another dtype, an
+    element that is not contiguous) goes through ``wp.from_torch`` and ``wp.launch`` (their
+    checks and errors)."""
 
-    def __init__(self, kernel) -> None:
+    def __init__(self, kernel, fixed: dict[int, Any] | None = None) -> None:
         import warp as wp
 
         self.kernel = kernel
         self._local = threading.local()
-        # per argument: None (a scalar), or (element shape, element scalar's torch dtype, ndim)
-        self._arrays: list[tuple[tuple[int, ...], torch.dtype, int] | None] = []
+        # per argument: None (a scalar), or its array's _Spec
+        self._specs: list[_Spec | None] = []
         for arg in kernel.adj.args:
             if wp.types.is_array(arg.type):
                 dtype = arg.type.dtype
                 shape = tuple(getattr(dtype, "_shape_", ()))
                 scalar = getattr(dtype, "_wp_scalar_type_", dtype)
-                self._arrays.append((shape, wp.dtype_to_torch(scalar), arg.type.ndim))
+                strides = _contiguous_strides(shape)
+                self._specs.append(_Spec(shape, strides, wp.dtype_to_torch(scalar), arg.type.ndim))
             else:
-                self._arrays.append(None)
+                self._specs.append(None)
+        self._fixed = dict(fixed or {})
+        if any(not 0 <= k < len(self._specs) for k in self._fixed):
+            raise IndexError(f"{kernel.key} has {len(self._specs)} arguments: {sorted(fixed)}")
+        self._free = [k for k in range(len(self._specs)) if k not in self._fixed]
+        self._fixed_fit = self._fits(self._fixed.items())
 
-    def _fits(self, args: tuple) -> bool:
-        """Whether every tensor argument can be described in place: a non-empty CPU tensor of
-        the element's scalar type with the element's trailing shape, each element contiguous
-        (the array's own strides may be any positive ones: a slice of rows of a wider matrix, a
-        view of every other row)."""
-        for value, spec in zip(args, self._arrays):
+    def bind(self, fixed: dict[int, Any]) -> WarpCall:
+        """This kernel with more arguments ``fixed`` (index → value), recorded on its own."""
+        return WarpCall(self.kernel, {**self._fixed, **fixed})
+
+    def _fits(self, items) -> bool:
+        """Whether every tensor of ``items`` ((index, value) pairs) can be described in place: a
+        non-empty CPU tensor of the element's scalar type with the element's trailing shape,
+        each element contiguous (the array's own strides may be any positive ones: a slice of
+        rows of a wider matrix, a view of every other row)."""
+        specs = self._specs
+        for k, value in items:
+            spec = specs[k]
             if spec is None:
                 continue
-            shape, scalar, ndim = spec
+            if not isinstance(value, torch.Tensor) or value.dtype != spec.dtype:
+                return False
+            nd = spec.ndim
+            size, stride = value.shape, value.stride()
             if (
-                not isinstance(value, torch.Tensor)
-                or value.device.type != "cpu"
-                or value.dtype != scalar
-                or value.dim() != ndim + len(shape)
-                or tuple(value.shape[ndim:]) != shape
+                len(size) != nd + len(spec.shape)
+                or not value.is_cpu
+                or size[nd:] != spec.shape
+                or stride[nd:] != spec.strides
                 or value.numel() == 0
-                or value.stride()[ndim:] != _contiguous_strides(shape)
-                or any(
-                    st < 0 or (st == 0 and n > 1)  # broadcast rows: from_torch decides
-                    for st, n in zip(value.stride()[:ndim], value.shape[:ndim])
-                )
             ):
                 return False
+            for d in range(nd):
+                if stride[d] <= 0 and (stride[d] < 0 or size[d] > 1):
+                    return False  # broadcast or reversed rows: from_torch decides
         return True
 
     def __call__(self, dim: int | tuple[int, ...], *args: Any) -> None:
         import warp as wp
 
-        if len(args) != len(self._arrays):
-            raise TypeError(
-                f"{self.kernel.key} takes {len(self._arrays)} arguments, got {len(args)}"
-            )
-        if not self._fits(args):
-            # requires_grad=False: from_torch would attach a zero .grad to a tensor that
-            # requires grad (a caller's pose under no_grad)
-            inputs = [
-                a
-                if spec is None
-                else wp.from_torch(a, dtype=self.kernel.adj.args[i].type.dtype, requires_grad=False)
-                for i, (a, spec) in enumerate(zip(args, self._arrays))
-            ]
-            with _RECORD_LOCK:
-                wp.launch(self.kernel, dim=dim, inputs=inputs, device="cpu")
+        free = self._free
+        if len(args) != len(free):
+            raise TypeError(f"{self.kernel.key} takes {len(free)} arguments, got {len(args)}")
+        items = list(zip(free, args))
+        if not (self._fixed_fit and self._fits(items)):
+            self._launch_checked(dim, items)
             return
         launch = getattr(self._local, "launch", None)
         if launch is None:
+            values = {**self._fixed, **dict(items)}
             inputs = [
-                a if spec is None else self._wrap(a, self.kernel.adj.args[i].type.dtype)
-                for i, (a, spec) in enumerate(zip(args, self._arrays))
+                values[k]
+                if spec is None
+                else self._wrap(values[k], self.kernel.adj.args[k].type.dtype)
+                for k, spec in enumerate(self._specs)
             ]
             with _RECORD_LOCK:  # Warp's first launch loads the kernel's module: one at a time
                 launch = wp.launch(
@@ -112,23 +131,42 @@ class WarpCall:
                 )
             self._local.launch, self._local.dim = launch, dim
             launch.fwd_args = None  # the first call's wrappers: never read again
-        else:
-            if dim != self._local.dim:
-                launch.set_dim(dim)
-                self._local.dim = dim
-            params = launch.params
-            for i, (value, spec) in enumerate(zip(args, self._arrays)):
-                p = params[i + 1]  # params[0]: the launch bounds
-                if spec is None:
-                    p.value = value
-                    continue
-                ndim = spec[2]
-                p.data = value.data_ptr()
-                size = value.element_size()
-                for d in range(ndim):
-                    p.shape[d] = value.shape[d]
-                    p.strides[d] = value.stride(d) * size
+            launch.launch()
+            return
+        if dim != self._local.dim:
+            launch.set_dim(dim)
+            self._local.dim = dim
+        params, specs = launch.params, self._specs
+        for k, value in items:
+            p = params[k + 1]  # params[0]: the launch bounds
+            spec = specs[k]
+            if spec is None:
+                p.value = value
+                continue
+            p.data = value.data_ptr()
+            size, stride, item = value.shape, value.stride(), value.element_size()
+            for d in range(spec.ndim):
+                p.shape[d] = size[d]
+                p.strides[d] = stride[d] * item
         launch.launch()
+
+    def _launch_checked(self, dim, items) -> None:
+        """``wp.launch`` with every tensor through ``wp.from_torch`` (its checks and errors)."""
+        import warp as wp
+
+        values = {**self._fixed, **dict(items)}
+        # requires_grad=False: from_torch would attach a zero .grad to a tensor that requires
+        # grad (a caller's pose under no_grad)
+        inputs = [
+            values[k]
+            if spec is None
+            else wp.from_torch(
+                values[k], dtype=self.kernel.adj.args[k].type.dtype, requires_grad=False
+            )
+            for k, spec in enumerate(self._specs)
+        ]
+        with _RECORD_LOCK:
+            wp.launch(self.kernel, dim=dim, inputs=inputs, device="cpu")
 
     @staticmethod
     def _wrap(t: torch.Tensor, dtype):
