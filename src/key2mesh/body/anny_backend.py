@@ -306,7 +306,9 @@ def _lbs_kernel(scalar, vec3, mat44):
 
     One Warp thread skins a run of ``block`` consecutive vertices of one sample (anny's kernel:
     one vertex): Warp's CPU backend calls the kernel function once per thread, and that call
-    cost as much as the vertex's arithmetic. Each vertex's sum is the same, so are its bits."""
+    cost as much as the vertex's arithmetic. Each vertex's sum is the same, so are its bits. A
+    vertex on one bone with weight 1 (9,207 of the full mesh's 13,718) is that bone's transform
+    of it: anny's 0 + 1 · T x without the ×1 and the +0 (the same value; ~11 % faster)."""
     key = (scalar, vec3, mat44)
     if key not in _LBS_KERNELS:
         import warp as wp
@@ -319,10 +321,15 @@ def _lbs_kernel(scalar, vec3, mat44):
             r = rows[i]
             for v in range(first, last):
                 x = rest[r, v]
-                result = vec3(scalar(0.0), scalar(0.0), scalar(0.0))
-                for i in range(counts[v]):
-                    result += weights[v, i] * wp.transform_point(transforms[b, indices[v, i]], x)
-                out[b, v] = result
+                n = counts[v]
+                if n == 1 and weights[v, 0] == scalar(1.0):  # 2 of 3 vertices: one bone
+                    out[b, v] = wp.transform_point(transforms[b, indices[v, 0]], x)
+                else:
+                    result = vec3(scalar(0.0), scalar(0.0), scalar(0.0))
+                    for i in range(n):
+                        t = transforms[b, indices[v, i]]
+                        result += weights[v, i] * wp.transform_point(t, x)
+                    out[b, v] = result
 
         # the argument types as objects (this module's annotations are strings)
         lbs.__annotations__ = {
