@@ -97,7 +97,7 @@ def main() -> None:
         cells = full._cells
         shape = torch.rand(1, 6, generator=g)
         cell, tt = cells.locate(shape)
-        terms, mix, factors, _ = cells.basis(int(cell[0]))
+        terms, mix, factors, *_ = cells.basis(int(cell[0]))  # factors: skeleton + vertices
         z1 = cells.monomials(tt, terms)
         z1 = z1 if mix is None else z1 @ mix
         z4 = z1.expand(GEMM_ROWS, -1)

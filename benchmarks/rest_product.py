@@ -23,7 +23,7 @@ what batch invariance needed before. Rows:
   dense GEMM at 512;
 - the share of coefficients that are non-zero (a sparse product needs zeros: anny's
   projection makes all 136 non-zero);
-- the body's Warp kernels (forward kinematics, nearest rotations of the rest orientations)
+- the body's Warp kernels (forward kinematics with the posed body's readout, nearest rotations)
   against their torch versions, interleaved: the new-shape and tracked body at batch 1 and each
   part (``*_kernels_ms`` vs ``*_torch_ms``), each part and the meshes/s at batch 512.
 
@@ -120,7 +120,7 @@ def main() -> None:
         res["body_tracked_b1_ms"] = 1000 * timeit(lambda: body(rot, shape), 30)
         res["cells_rest_b1_ms"] = 1000 * timeit(lambda: cells.rest_vertices(shape), 30)
         cell, t = cells.locate(shape)
-        terms, mix, factors, _ = cells.basis(int(cell[0]))
+        terms, mix, factors, *_ = cells.basis(int(cell[0]))  # factors: skeleton + vertices
         z = cells.monomials(t, terms)
         z4 = (z if mix is None else z @ mix).expand(4, -1).contiguous()
         res["cell_terms"] = float(len(terms))
@@ -181,9 +181,10 @@ def main() -> None:
 
 
 def _kernel_rows(body, rot, shape, new_body, model, x512, conf512) -> dict[str, float]:
-    """The Warp kernels of the body's forward kinematics and rest orientations (nearest
-    rotations) against their torch versions, interleaved: the new-shape and tracked body at
-    batch 1, each part at batch 1 and 512, and meshes/s at batch 512."""
+    """The Warp kernels of the body's forward kinematics (with the posed body's readout) and
+    rest orientations (nearest rotations) against their torch versions, interleaved: the
+    new-shape and tracked body at batch 1, each part at batch 1 and 512, and meshes/s at
+    batch 512."""
     from key2mesh.body import anny_backend
 
     kernel_nearest = anny_backend._nearest_rotation
@@ -193,9 +194,9 @@ def _kernel_rows(body, rot, shape, new_body, model, x512, conf512) -> dict[str, 
             kernel_nearest if on else anny_backend._nearest_rotation_torch
         )
         if on:
-            body.__dict__.pop("_bone_transforms", None)
-        else:
-            body._bone_transforms = body._bone_transforms_torch
+            body.__dict__.pop("_fk_launch", None)
+        else:  # no kinematics kernel: torch's chain and readout (forward, forward_keypoints)
+            body._fk_launch = lambda rotmats, poses: None
 
     def timed(fn, on: bool):
         return lambda: (use_kernels(on), fn())
