@@ -607,14 +607,24 @@ def test_screenshot_fails_at_once_when_the_browser_exits(result, monkeypatch, tm
 def test_other_web_pages_cannot_open_the_viewer_socket():
     """viser checks no ``Origin``: a page on another site could open the viewer's websocket and
     read the scene. The socket now accepts pages of this machine's loopback names or the bound
-    address (any port) and clients sending no origin; others get HTTP 403."""
+    address (any port) and clients sending no origin; others get HTTP 403. A wildcard bind
+    accepts IP addresses and this machine's host name, no other name (it accepted every
+    origin)."""
     pytest.importorskip("viser")
+    import socket
+
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
     from key2mesh.viewer.app import allowed_origins, open_server
 
-    assert allowed_origins("0.0.0.0") is None  # a wildcard bind: names unknown, every origin
+    for wildcard in ("0.0.0.0", "::"):  # reached under this machine's addresses: any IP
+        pattern = allowed_origins(wildcard)[1]
+        for ok in ("http://10.1.2.3:8080", "http://[fe80::1]:80", "http://localhost:1",
+                   f"http://{socket.gethostname()}:8080"):  # fmt: skip
+            assert pattern.match(ok), ok
+        for bad in ("http://evil.example:8080", "http://10.1.2.3.evil.example", "null"):
+            assert not pattern.match(bad), bad  # a rebinding page comes under its own name
     pattern = allowed_origins("192.168.1.20")[1]
     assert pattern.match("http://192.168.1.20:8080") and pattern.match("http://[::1]:1")
     assert not pattern.match("http://192.168.1.20.evil.example:8080")

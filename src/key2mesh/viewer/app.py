@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -42,29 +43,38 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
-def allowed_origins(host: str) -> list | None:
+# an IP address as a URL writes it: dotted IPv4, or IPv6 in brackets
+_IP_LITERAL = r"\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\]"
+
+
+def allowed_origins(host: str) -> list:
     """The ``Origin`` headers the viewer's websocket accepts when bound to ``host``: none (a
     non-browser client), or a page served by this machine under a loopback name or ``host``
     itself, any port. Any other web page the user has open is refused: viser checks no origin,
     so such a page could otherwise read the bodies, cameras and video frames being shown (a
-    cross-site websocket hijack, also through DNS rebinding). None (every origin) for a
-    wildcard bind, whose pages are reached under names this machine cannot know."""
+    cross-site websocket hijack, also through DNS rebinding). A wildcard bind (``0.0.0.0``,
+    ``::``) is reached under this machine's addresses, which it cannot list: any IP address is
+    accepted there, and this machine's own host names, but no other name (a rebinding page
+    comes under its own domain name)."""
+    names = {*LOOPBACK_NAMES}
     if host in WILDCARD_HOSTS:
-        return None
-    names = {*LOOPBACK_NAMES, _url_host(host)}
+        names |= {socket.gethostname()} - {""}  # not getfqdn: a DNS lookup that may hang
+        literal = f"|{_IP_LITERAL}"
+    else:
+        names.add(_url_host(host))
+        literal = ""
     alternation = "|".join(re.escape(n) for n in sorted(names))
-    return [None, re.compile(rf"^https?://({alternation})(:\d+)?$", re.IGNORECASE)]
+    return [None, re.compile(rf"^https?://({alternation}{literal})(:\d+)?$", re.IGNORECASE)]
 
 
 @contextlib.contextmanager
-def _websocket_origins(origins: list | None):
+def _websocket_origins(origins: list):
     """viser's websocket server started with ``origins`` checked (viser passes none to
     ``websockets``' ``serve``, which it looks up when it starts, in the constructor)."""
     import websockets.asyncio.server as ws_server
 
     serve = ws_server.serve
-    if origins is not None:
-        ws_server.serve = functools.partial(serve, origins=origins)
+    ws_server.serve = functools.partial(serve, origins=origins)
     try:
         yield
     finally:
@@ -76,8 +86,6 @@ def open_server(host: str, port: int, label: str):
     websocket accepts the :func:`allowed_origins` only, or a one-line error when ``host`` is not
     an address of this machine: viser retries 1000 ports on any bind error and then waits
     forever, so the address is tried here first."""
-    import socket
-
     viser = import_viser()
     try:
         family, kind, proto, _, addr = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)[0]
