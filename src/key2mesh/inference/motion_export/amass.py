@@ -1,7 +1,10 @@
 """AMASS-style npz export of an SMPL track (what AMASS tools and the SMPL-X Blender add-on's
 "Add Animation" read): ``poses`` (T, 156) SMPL-H axis-angle (root, 21 body joints, 30 hand
 joints left at zero: SMPL's two hand joints have no SMPL-H counterpart), ``trans`` (T, 3) m,
-``betas`` (16,) (the track's 10 SMPL betas, zero-padded), ``gender``, ``mocap_framerate``.
+``betas`` (16,) (the track's 10 SMPL betas, zero-padded), ``gender``, ``mocap_framerate``,
+``surface_model_type`` "smplh" (what those tools need for the 156-value poses). The betas are
+SMPL's: a tool that loads SMPL-H shows the pose exactly and the shape approximately (SMPL-H's
+shape space is its own); SMPL itself with the first 72 pose values is exact (tested).
 
 AMASS is z up: the model's y-up world is turned by ``C = Rx(+90°)`` (root orientation and
 translation). ``trans`` follows SMPL's convention: ``vertices = SMPL(poses, betas) + trans``,
