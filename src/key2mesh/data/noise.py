@@ -24,8 +24,10 @@ class NoiseProfile:
     swap_prob: probability per sample of swapping the left/right labels of the whole body.
     truncation_prob: probability per sample of cutting the body at a random height (the part
         below is dropped, as when the image ends at the knees).
-    conf_noise: confidences are ``1 - conf_noise * |noise| / sigma_box`` clipped, so noisier
-        points get lower scores (as real detectors roughly do).
+    conf_noise: confidences are multiplied by ``1 - conf_noise * |ε| / 2``, clipped to
+        [0.05, 1], where ε is the point's standard-normal 2D draw (its displacement divided by
+        its own sigma, so relative to the point's noise scale, not the box), so noisier points
+        get lower scores (as real detectors roughly do).
     """
 
     name: str = "detector"
