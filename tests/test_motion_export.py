@@ -647,3 +647,30 @@ def test_build_motion_refuses_an_image_size_that_is_not_h_w(model):
     for size in ((720, 1280, 3), None, (-720, 1280)):
         with pytest.raises(Key2MeshError, match=r"image_size must be \(H, W\)"):
             build_motion(*args, size, 30.0)
+
+
+def test_rows_without_usable_keypoints_do_not_steer_their_track(model):
+    """build_motion on a track with two rows whose keypoints are unusable (every confidence
+    below the threshold: predicted, flagged invalid) gives its usable rows the same rotations,
+    shape and translation as a run without those rows: they no longer vote in the track's
+    median shape nor pull their neighbours through the smoothing."""
+    from key2mesh.inference.motion import MotionSmoothing, build_motion
+
+    rng = np.random.default_rng(3)
+    f = np.arange(0, 40, 2)
+    kp = np.stack([_COCO * [180.0, 400.0] + [200.0 + 3 * i, 150.0] for i in f])
+    kp = kp + rng.normal(0, 3, kp.shape)
+    conf = np.full(kp.shape[:2], 0.9)
+    bad = np.isin(f, [10, 12])
+    kp[bad] = rng.uniform(0, 1280, (2, 17, 2))  # garbage that the network still predicts on
+    conf[bad] = 0.05
+    smooth = MotionSmoothing("one-euro")
+    args = ((720, 1280), 30.0)
+    every = build_motion(model, f, f / 30.0, np.zeros(len(f), int), kp, conf, *args,
+                         smoothing=smooth)  # fmt: skip
+    good = ~bad
+    alone = build_motion(model, f[good], f[good] / 30.0, np.zeros(good.sum(), int), kp[good],
+                         conf[good], *args, smoothing=smooth)  # fmt: skip
+    np.testing.assert_allclose(every.rotmats[good], alone.rotmats, atol=1e-5)
+    np.testing.assert_allclose(every.shape[good], alone.shape, atol=1e-6)
+    np.testing.assert_allclose(every.transl[good], alone.transl, atol=1e-4)

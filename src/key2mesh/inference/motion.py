@@ -156,24 +156,29 @@ def build_motion(
     _check_rows(n, k, model.keypoint_set, time_s, track_id, keypoints2d, confidence, fps)
     kp2 = np.asarray(keypoints2d, np.float32).reshape(n, k, 2)
     conf = np.asarray(confidence, np.float32).reshape(n, k)
-    rot, shape = [], []
+    rot, shape, valid = [], [], []
     for _, pred in model.predict_chunks(kp2, conf, mesh=False, chunk_size=chunk_size):
         rot.append(pred.rotmats.cpu())
         shape.append(pred.shape.cpu())
+        valid.append(pred.valid.cpu())
     rot = torch.cat(rot).double() if n else torch.zeros(0, 24, 3, 3, dtype=torch.float64)
     shape = torch.cat(shape).double() if n else torch.zeros(0, model.body.shape_dim)
+    # rows without usable keypoints (too few, all on one spot) are predicted, but neither enter
+    # a track's shape nor the smoothing of their neighbours (the demo makes no such rows)
+    valid = torch.cat(valid).numpy().astype(bool) if n else np.zeros(0, bool)
     track_id, time_s = np.asarray(track_id), np.asarray(time_s, np.float64)
     bodies = None
     if track_shape and n:
         from key2mesh.inference.subject import track_shapes
 
-        one, bodies = track_shapes(model.mesh_body, shape.numpy(), track_id, subjects)
+        one, bodies = track_shapes(model.mesh_body, shape.numpy(), track_id, subjects, valid)
         shape = torch.from_numpy(one).double()
     smooth = smoothing.mode != "none"
     args = (smoothing.min_cutoff, smoothing.beta, smoothing.mode == "zero-phase")
-    if smooth and n:
-        six = smooth_track_series(
-            matrix_to_rot6d(rot).numpy(), track_id, time_s, *args, smoothing.max_gap_s
+    if smooth and valid.any():
+        six = matrix_to_rot6d(rot).numpy()
+        six[valid] = smooth_track_series(
+            six[valid], track_id[valid], time_s[valid], *args, smoothing.max_gap_s
         )
         rot = rot6d_to_matrix(torch.from_numpy(six))
     f = float(focal) if focal is not None else default_focal(*image_size)
@@ -193,7 +198,7 @@ def build_motion(
         kp3[part] = k.numpy()
         joints[part] = out.joints.cpu().double().numpy()
     if smooth and n:
-        ok = np.isfinite(transl).all(1)
+        ok = np.isfinite(transl).all(1) & valid
         transl[ok] = smooth_track_series(
             transl[ok], track_id[ok], time_s[ok], *args, smoothing.max_gap_s
         )

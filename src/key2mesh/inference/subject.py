@@ -205,9 +205,11 @@ def track_shapes(
     shape: np.ndarray,
     track_id: np.ndarray,
     subjects: dict[int | None, Subject] | None = None,
+    valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[int, dict]]:
     """One shape per track: ``shape`` (N, S) per-row predictions → (N, S), every row of a
-    track the median of its rows, set to the track's subject (:func:`subject_of`) where one is
+    track the median of its rows (of its ``valid`` (N,) rows where it has any: rows without
+    usable keypoints do not vote), set to the track's subject (:func:`subject_of`) where one is
     given; and per track {"height_m": stature of its body, "subject": what was given or None}."""
     shape = np.asarray(shape, np.float32)
     out = shape.copy()
@@ -218,7 +220,8 @@ def track_shapes(
     info: dict[int, dict] = {}
     for t in tracks:  # a few tracks, not samples
         sel = track_id == t
-        s = np.median(shape[sel], axis=0)
+        vote = sel if valid is None or not (sel & valid).any() else sel & valid
+        s = np.median(shape[vote], axis=0)
         subject = subject_of(subjects, int(t))
         if subject is not None:
             s = fit_subject(body, s, subject)
