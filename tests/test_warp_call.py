@@ -200,3 +200,52 @@ def test_warp_call_bind_fixes_arguments(affine):
     wrong = affine.bind({0: m.double(), 2: 1.0})
     with pytest.raises(RuntimeError):
         wrong((2, 3), x, out1)
+
+
+def test_run_jobs_survives_another_thread_growing_the_pool(monkeypatch):
+    """A thread asking for more pool threads (a larger torch thread count) replaces the shared
+    pool and shuts the old one down; a thread submitting its jobs at that moment still gets
+    them run (before: 'cannot schedule new futures after shutdown' when the other thread
+    came between finding the pool and submitting to it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from key2mesh.body import warp_call
+
+    errors, others = [], []
+
+    def grow() -> None:  # another thread's run_jobs with one more torch thread
+        try:
+            torch.set_num_threads(3)
+            warp_call.run_jobs([lambda: None, lambda: None])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    class Pool(ThreadPoolExecutor):
+        made: list = []
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            Pool.made.append(self)
+
+        def submit(self, fn, /, *args, **kwargs):
+            if not others:  # the first submission: the other thread comes in now
+                others.append(threading.Thread(target=grow))
+                others[0].start()
+                others[0].join(timeout=1.0)  # it finishes, or waits for this submission
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(warp_call, "ThreadPoolExecutor", Pool)
+    monkeypatch.setattr(warp_call, "_POOL", None)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        done = []
+        warp_call.run_jobs([lambda k=k: done.append(k) for k in range(4)])
+        others[0].join(timeout=10)
+        assert sorted(done) == [0, 1, 2, 3]
+        assert not errors and not others[0].is_alive()
+        assert len(Pool.made) == 2  # the pool was replaced by the other thread's
+    finally:
+        torch.set_num_threads(threads)
+        for pool in Pool.made:
+            pool.shutdown()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import torch
@@ -183,17 +183,20 @@ _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (the creating process' id
 _POOL_LOCK = threading.Lock()
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """The process' pool for :func:`run_jobs`, with at least ``workers`` threads: made again in
-    a forked child (a parent's pool threads do not exist there) or when more threads are
-    asked for (the old pool is shut down once its queued jobs are done)."""
+def _submit(jobs: Sequence[Callable[[], None]], workers: int) -> list[Future]:
+    """``jobs`` submitted to the process' pool for :func:`run_jobs`, with at least ``workers``
+    threads: made again in a forked child (a parent's pool threads do not exist there) or when
+    more threads are asked for (the old pool is shut down once its queued jobs are done). The
+    jobs are submitted under the lock: another thread asking for more threads must not shut
+    the pool down between finding it and submitting to it."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL[0] != os.getpid() or _POOL[1]._max_workers < workers:
             if _POOL is not None and _POOL[0] == os.getpid():
                 _POOL[1].shutdown(wait=False)
             _POOL = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="key2mesh-warp"))
-        return _POOL[1]
+        pool = _POOL[1]
+        return [pool.submit(job) for job in jobs]
 
 
 def split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -212,7 +215,7 @@ def run_jobs(jobs: Sequence[Callable[[], None]]) -> None:
         for job in jobs:
             job()
         return
-    futures = [_pool(threads).submit(job) for job in jobs]
+    futures = _submit(jobs, threads)
     for future in futures:
         future.exception()  # wait for all of them first
     for future in futures:
