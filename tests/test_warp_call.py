@@ -249,3 +249,27 @@ def test_run_jobs_survives_another_thread_growing_the_pool(monkeypatch):
         torch.set_num_threads(threads)
         for pool in Pool.made:
             pool.shutdown()
+
+
+def test_warp_call_relaunch_repacks_vector_and_half_arguments():
+    """A vector (or matrix, struct) or half-float argument is re-packed by Warp at each
+    relaunch: a later call's value is used (before: a vector kept the first call's value
+    silently, and a half float was written as its raw bits or refused)."""
+    _warp_types(torch.float32)
+
+    def kernel(
+        x: wp.array(dtype=wp.vec3f),
+        s: wp.vec3f,
+        h: wp.float16,
+        k: int,
+        out: wp.array(dtype=wp.vec3f),
+    ):
+        i = wp.tid()
+        out[i] = x[i] + s * (wp.float32(h) * float(k))
+
+    call = WarpCall(wp.kernel(kernel, enable_backward=False, module="unique"))
+    x, out = torch.ones(3, 3), torch.zeros(3, 3)
+    for s, h, k in (((1.0, 2.0, 3.0), 0.5, 1), ((5.0, -1.0, 0.0), 1, 3), ((0.0, 1.0, 0.0), 2.0, 2)):
+        call(3, x, wp.vec3f(*s), h, k, out)  # recorded, then relaunched twice
+        expected = 1.0 + torch.tensor(s) * (h * k)
+        assert torch.equal(out, expected.expand(3, 3)), (s, h, k, out[0])

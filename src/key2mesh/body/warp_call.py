@@ -45,10 +45,11 @@ class WarpCall:
     """``call(dim, *args)`` = ``wp.launch(kernel, dim=dim, inputs=[...], device="cpu")`` for a
     Warp kernel whose arguments are arrays (given as CPU torch tensors whose trailing
     dimensions are the array's element, e.g. (B, 24, 3, 3) for a 2-d array of mat33) and
-    scalars (int or float). ``args`` are the arguments not ``fixed`` (argument index → value:
-    a body's constant tables, bound once with :meth:`bind` and never checked or rewritten
-    again), in order. A tensor must stay alive until the call returns (a fixed one as long as
-    the call); the kernel reads and writes its memory directly, through the tensor's strides.
+    other values (int, float; vectors, matrices and half floats are packed by Warp at each
+    call). ``args`` are the arguments not ``fixed`` (argument index → value: a body's constant
+    tables, bound once with :meth:`bind` and never checked or rewritten again), in order. A
+    tensor must stay alive until the call returns (a fixed one as long as the call); the
+    kernel reads and writes its memory directly, through the tensor's strides.
     Thread-safe: each thread keeps its own recorded launch. Anything else (another dtype, an
     element that is not contiguous) goes through ``wp.from_torch`` and ``wp.launch`` (their
     checks and errors)."""
@@ -60,7 +61,10 @@ class WarpCall:
         self._local = threading.local()
         # per argument: None (a scalar), or its array's _Spec
         self._specs: list[_Spec | None] = []
-        for arg in kernel.adj.args:
+        # the other arguments whose value is not its ctypes value (vectors, matrices, structs,
+        # half floats: their bits): re-packed by Warp at each relaunch
+        self._packed: set[int] = set()
+        for k, arg in enumerate(kernel.adj.args):
             if wp.types.is_array(arg.type):
                 dtype = arg.type.dtype
                 shape = tuple(getattr(dtype, "_shape_", ()))
@@ -69,6 +73,10 @@ class WarpCall:
                 self._specs.append(_Spec(shape, strides, wp.dtype_to_torch(scalar), arg.type.ndim))
             else:
                 self._specs.append(None)
+                plain = arg.type is wp.bool or wp.types.type_is_int(arg.type)
+                plain = plain or arg.type in (wp.float32, wp.float64)
+                if not plain:
+                    self._packed.add(k)
         self._fixed = dict(fixed or {})
         if any(not 0 <= k < len(self._specs) for k in self._fixed):
             raise IndexError(f"{kernel.key} has {len(self._specs)} arguments: {sorted(fixed)}")
@@ -141,7 +149,10 @@ class WarpCall:
             p = params[k + 1]  # params[0]: the launch bounds
             spec = specs[k]
             if spec is None:
-                p.value = value
+                if k in self._packed:
+                    launch.set_param_at_index(k, value)
+                else:
+                    p.value = value
                 continue
             p.data = value.data_ptr()
             size, stride, item = value.shape, value.stride(), value.element_size()
