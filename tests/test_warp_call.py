@@ -273,3 +273,33 @@ def test_warp_call_relaunch_repacks_vector_and_half_arguments():
         call(3, x, wp.vec3f(*s), h, k, out)  # recorded, then relaunched twice
         expected = 1.0 + torch.tensor(s) * (h * k)
         assert torch.equal(out, expected.expand(3, 3)), (s, h, k, out[0])
+
+
+def test_warp_call_reads_broadcast_rows_in_place(affine):
+    """Rows broadcast by ``expand`` (stride 0: one shape's rest model shared by a batch) are
+    described in place, first launch and relaunch alike, not sent through from_torch and
+    wp.launch (~3x the cost of the anny body's kinematics at batch 8 before, and under the
+    first-launch lock); the numbers are the copied tensor's."""
+
+    def kernel(
+        m: wp.array(dtype=wp.mat33f),
+        x: wp.array2d(dtype=wp.vec3f),
+        s: float,
+        out: wp.array2d(dtype=wp.vec3f),
+    ):
+        i, j = wp.tid()
+        out[i, j] = wp.mul(m[i], x[i, j]) - wp.vec3f(s, s, s)  # a module of its own
+
+    call = WarpCall(wp.kernel(kernel, enable_backward=False, module="unique"))
+
+    def refused(*args):
+        raise AssertionError("went through from_torch")
+
+    call._launch_checked = refused
+    g = torch.Generator().manual_seed(5)
+    for _ in range(2):  # recorded, then relaunched
+        m = torch.randn(1, 3, 3, generator=g).expand(6, 3, 3)
+        x = torch.randn(1, 4, 3, generator=g).expand(6, 4, 3)
+        out = torch.zeros(6, 4, 3)
+        call((6, 4), m, x, 0.5, out)
+        torch.testing.assert_close(out, _expected(m.contiguous(), x.contiguous(), -0.5))

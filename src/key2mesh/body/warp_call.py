@@ -90,8 +90,9 @@ class WarpCall:
     def _fits(self, items) -> bool:
         """Whether every tensor of ``items`` ((index, value) pairs) can be described in place: a
         non-empty CPU tensor of the element's scalar type with the element's trailing shape,
-        each element contiguous (the array's own strides may be any positive ones: a slice of
-        rows of a wider matrix, a view of every other row)."""
+        each element contiguous (the array's own strides may be any non-negative ones: a slice
+        of rows of a wider matrix, a view of every other row, rows broadcast by ``expand`` (a
+        shape's rest model shared by a batch; stride 0, as ``from_torch`` would pass it))."""
         specs = self._specs
         for k, value in items:
             spec = specs[k]
@@ -110,8 +111,8 @@ class WarpCall:
             ):
                 return False
             for d in range(nd):
-                if stride[d] <= 0 and (stride[d] < 0 or size[d] > 1):
-                    return False  # broadcast or reversed rows: from_torch decides
+                if stride[d] < 0:
+                    return False  # reversed rows: from_torch decides
         return True
 
     def __call__(self, dim: int | tuple[int, ...], *args: Any) -> None:
