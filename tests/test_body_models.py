@@ -435,6 +435,22 @@ def test_nearest_rotation_equals_roma(impl):
     assert torch.allclose(got64, roma.special_procrustes(shaped), atol=1e-9)
 
 
+@pytest.mark.parametrize("block", [1, 128, 5000])
+def test_nearest_rotation_kernel_follows_polar_block(monkeypatch, block):
+    """The polar kernel's runs of matrices per Warp thread and its launch grid follow
+    ``POLAR_BLOCK`` together, also when it changes after the kernel was first used (a
+    benchmark trying another run length): every matrix is computed, with the same bits
+    (before: the kernel kept the first use's 64 while the grid followed the new value, leaving
+    488 of 1,000 matrices unwritten at 128)."""
+    from key2mesh.body import anny_backend
+
+    g = torch.Generator().manual_seed(3)
+    m = roma.random_rotmat(1000, generator=g) + 0.2 * torch.randn(1000, 3, 3, generator=g)
+    default = anny_backend._nearest_rotation(m)  # the kernel is built with the default
+    monkeypatch.setattr(anny_backend, "POLAR_BLOCK", block)
+    assert torch.equal(anny_backend._nearest_rotation(m), default)
+
+
 def test_anny_gradients_flow_without_the_cache(anny_body):
     """With autograd the shape-only rest model is never cached: gradients reach the shape."""
     shape = anny_body.default_shape(2).requires_grad_(True)

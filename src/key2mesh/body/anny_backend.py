@@ -194,9 +194,10 @@ def _nearest_rotation(m: torch.Tensor) -> torch.Tensor:
     ok = torch.empty(len(flat), dtype=torch.int32)
     n = len(flat)
     parts = min(torch.get_num_threads(), max(1, n // PARALLEL_MATRICES))
+    block = POLAR_BLOCK  # the launch grid and the kernel's runs from one value
     run_jobs(
         [
-            functools.partial(call, -(-(j - i) // POLAR_BLOCK), flat[i:j], out[i:j], ok[i:j])
+            functools.partial(call, -(-(j - i) // block), flat[i:j], block, out[i:j], ok[i:j])
             for i, j in split(n, parts)
         ]
     )
@@ -253,7 +254,7 @@ def _polar_kernel(dtype: torch.dtype):
             "ok": wp.array(dtype=wp.int32),
         }
         kernel = wp.kernel(polar, enable_backward=False, module="unique")
-        _POLAR_KERNELS[dtype] = WarpCall(kernel, {1: POLAR_ITERS, 2: POLAR_TOL, 3: POLAR_BLOCK})
+        _POLAR_KERNELS[dtype] = WarpCall(kernel, {1: POLAR_ITERS, 2: POLAR_TOL})
     return _POLAR_KERNELS[dtype]
 
 
