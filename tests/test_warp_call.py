@@ -303,3 +303,47 @@ def test_warp_call_reads_broadcast_rows_in_place(affine):
         out = torch.zeros(6, 4, 3)
         call((6, 4), m, x, 0.5, out)
         torch.testing.assert_close(out, _expected(m.contiguous(), x.contiguous(), -0.5))
+
+
+def test_a_fork_while_another_thread_holds_a_launch_lock_does_not_hang_the_child():
+    """A child forked while another thread of the parent holds the first-launch lock gets
+    fresh locks: its own first launch goes through (no thread of the child would ever
+    release the parent's lock)."""
+    import multiprocessing
+
+    from key2mesh.body import warp_call
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with warp_call._RECORD_LOCK:
+            held.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        child = multiprocessing.get_context("fork").Process(target=_first_launch_in_child)
+        child.start()
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+            pytest.fail("the child's first launch waited for a lock held by a parent thread")
+        assert child.exitcode == 0
+    finally:
+        release.set()
+        holder.join()
+
+
+def _first_launch_in_child() -> None:
+    _warp_types(torch.float32)
+
+    def kernel(x: wp.array(dtype=wp.float32), out: wp.array(dtype=wp.float32), s: float):
+        i = wp.tid()
+        out[i] = x[i] * s + 3.0  # a module of its own: a first launch
+
+    call = WarpCall(wp.kernel(kernel, enable_backward=False, module="unique"))
+    out = torch.zeros(4)
+    call(4, torch.ones(4), out, 2.0)
+    assert torch.equal(out, torch.full((4,), 5.0))

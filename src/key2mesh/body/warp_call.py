@@ -195,6 +195,17 @@ _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (the creating process' id
 _POOL_LOCK = threading.Lock()
 
 
+def _fresh_locks() -> None:
+    """In a forked child: new locks (another thread of the parent may have held one at the
+    fork, and no thread of the child would ever release it)."""
+    global _RECORD_LOCK, _POOL_LOCK
+    _RECORD_LOCK, _POOL_LOCK = threading.Lock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks)
+
+
 def _submit(jobs: Sequence[Callable[[], None]], workers: int) -> list[Future]:
     """``jobs`` submitted to the process' pool for :func:`run_jobs`, with at least ``workers``
     threads: made again in a forked child (a parent's pool threads do not exist there) or when
