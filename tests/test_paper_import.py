@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers.pose_banks import random_pose_bank
 from helpers.synthetic_smpl import write_synthetic_smpl
 from key2mesh.errors import Key2MeshError
 from key2mesh.model.checkpoint import atomic_save, build_network, load_checkpoint
@@ -285,26 +286,15 @@ def test_adapting_the_official_checkpoint_feeds_its_missing_joint_value(tmp_path
     """adapt's source-domain pairs (critic, L_reg's features) were normalised with the default
     synthesis (missing joints -1) while the official network and the target use 0.5: every
     missing joint of a source pair was an input the network never saw."""
-    import numpy as np
 
     from key2mesh.body import load_body_model
-    from key2mesh.data.cache import PoseBank
-    from key2mesh.geometry.rotations import axis_angle_to_matrix
     from key2mesh.train import adapt
     from key2mesh.train.state import source_batch
 
     write_synthetic_smpl(tmp_path / "smpl" / "SMPL_NEUTRAL.pkl")
     monkeypatch.setenv("KEY2MESH_SMPL_DIR", str(tmp_path / "smpl"))
     body = load_body_model("smpl")
-    rot = axis_angle_to_matrix(0.3 * torch.randn(80, 24, 3, generator=torch.Generator()))
-    bank = PoseBank(
-        rot.numpy().astype(np.float32),
-        np.repeat(np.arange(4), 20).astype(np.int32),
-        [f"c{i}" for i in range(4)],
-        ["test"] * 4,
-        body.default_shape(4).numpy(),
-        body.config(),
-    ).save(tmp_path / "bank.npz")
+    bank = random_pose_bank(body, clips=4, per_clip=20, shapes=4).save(tmp_path / "bank.npz")
     torch.save(official_state_dict(), tmp_path / "paper.pt")
     ck = load_checkpoint(tmp_path / "paper.pt")
     target = adapt.synthetic_target(str(bank), ck, "detector", n=32, split="train")

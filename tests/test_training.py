@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from helpers.pose_banks import random_pose_bank
 from helpers.tiny_training import tiny_pretrain_config
 from key2mesh.data.cache import PoseBank
 from key2mesh.errors import Key2MeshError
@@ -426,24 +427,13 @@ def test_adapt_accepts_an_smpl_cache_that_names_its_model_folder(tmp_path, monke
     the pair as "for body {...model_dir: DIR}, checkpoint for {...model_dir: None}"."""
     import dataclasses
 
-    import numpy as np
-
     from helpers.synthetic_smpl import write_synthetic_smpl
     from key2mesh.body import load_body_model
-    from key2mesh.geometry.rotations import axis_angle_to_matrix
 
     write_synthetic_smpl(tmp_path / "smpl" / "SMPL_NEUTRAL.pkl")
     body = load_body_model("smpl", model_dir=str(tmp_path / "smpl"))
     monkeypatch.setenv("KEY2MESH_SMPL_DIR", str(tmp_path / "smpl"))
-    rot = axis_angle_to_matrix(0.3 * torch.randn(80, 24, 3, generator=torch.Generator()))
-    bank = PoseBank(
-        rot.numpy().astype(np.float32),
-        np.repeat(np.arange(4), 20).astype(np.int32),
-        [f"c{i}" for i in range(4)],
-        ["test"] * 4,
-        body.default_shape(4).numpy(),
-        body.config(),
-    )
+    bank = random_pose_bank(body, clips=4, per_clip=20, shapes=4)
     bank_path = bank.save(tmp_path / "bank.npz")
     assert bank.body["model_dir"] == str(tmp_path / "smpl")
     run_pretrain(
@@ -518,17 +508,7 @@ def test_init_with_another_held_out_split_is_warned(anny_body, tmp_path, caplog)
     the new run were training frames of its init, and nothing said so."""
     import numpy as np
 
-    from key2mesh.geometry.rotations import axis_angle_to_matrix
-
-    rot = axis_angle_to_matrix(0.3 * torch.randn(240, 24, 3, generator=torch.Generator()))
-    bank = PoseBank(
-        rot.numpy().astype(np.float32),
-        np.repeat(np.arange(8), 30).astype(np.int32),
-        [f"c{i}" for i in range(8)],
-        ["test"] * 8,
-        anny_body.default_shape(16).numpy(),
-        anny_body.config(),
-    )
+    bank = random_pose_bank(anny_body, clips=8, per_clip=30, shapes=16)
     path = bank.save(tmp_path / "bank.npz")
     run_pretrain(_cfg(path, tmp_path / "a", steps=1, seed=0), progress=False)
     init = str(tmp_path / "a" / "last.pt")

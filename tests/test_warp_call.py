@@ -11,10 +11,11 @@ from key2mesh.body.anny_backend import _warp_types  # noqa: E402
 from key2mesh.body.warp_call import WarpCall  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def affine():
-    """out[i, j] = m[i] x[i, j] + s (a 2-d array of vec3, a 1-d array of mat33, a scalar)."""
+def _affine_call(scale: float) -> WarpCall:
+    """out[i, j] = m[i] x[i, j] + scale · s (a 2-d array of vec3, a 1-d array of mat33, a
+    scalar); each ``scale`` a kernel module of its own (a first launch of its own)."""
     _warp_types(torch.float32)  # Warp initialised quietly
+    factor = wp.constant(scale)
 
     def kernel(
         m: wp.array(dtype=wp.mat33f),
@@ -23,9 +24,15 @@ def affine():
         out: wp.array2d(dtype=wp.vec3f),
     ):
         i, j = wp.tid()
-        out[i, j] = wp.mul(m[i], x[i, j]) + wp.vec3f(s, s, s)
+        out[i, j] = wp.mul(m[i], x[i, j]) + wp.vec3f(s, s, s) * factor
 
     return WarpCall(wp.kernel(kernel, enable_backward=False, module="unique"))
+
+
+@pytest.fixture(scope="module")
+def affine():
+    """out[i, j] = m[i] x[i, j] + s."""
+    return _affine_call(1.0)
 
 
 def _expected(m, x, s):
@@ -98,17 +105,7 @@ def test_warp_call_threads_keep_their_own_launches():
     """Several threads launching a new kernel at once on their own tensors each get their own
     results: the first launches (which load the kernel's module) take turns, and each thread
     records and re-aims its own launch."""
-
-    def kernel(
-        m: wp.array(dtype=wp.mat33f),
-        x: wp.array2d(dtype=wp.vec3f),
-        s: float,
-        out: wp.array2d(dtype=wp.vec3f),
-    ):
-        i, j = wp.tid()
-        out[i, j] = wp.mul(m[i], x[i, j]) + wp.vec3f(s, s, s) * 2.0  # not the fixture's module
-
-    affine = WarpCall(wp.kernel(kernel, enable_backward=False, module="unique"))
+    affine = _affine_call(2.0)  # not the fixture's module
     g = torch.Generator().manual_seed(2)
     jobs = [
         (torch.randn(4, 3, 3, generator=g), torch.randn(4, 300, 3, generator=g), float(k))
