@@ -277,17 +277,7 @@ def test_warp_call_reads_broadcast_rows_in_place(affine):
     described in place, first launch and relaunch alike, not sent through from_torch and
     wp.launch (~3x the cost of the anny body's kinematics at batch 8 before, and under the
     first-launch lock); the numbers are the copied tensor's."""
-
-    def kernel(
-        m: wp.array(dtype=wp.mat33f),
-        x: wp.array2d(dtype=wp.vec3f),
-        s: float,
-        out: wp.array2d(dtype=wp.vec3f),
-    ):
-        i, j = wp.tid()
-        out[i, j] = wp.mul(m[i], x[i, j]) - wp.vec3f(s, s, s)  # a module of its own
-
-    call = WarpCall(wp.kernel(kernel, enable_backward=False, module="unique"))
+    call = _affine_call(-1.0)  # a module of its own: out = m x - s
 
     def refused(*args):
         raise AssertionError("went through from_torch")
