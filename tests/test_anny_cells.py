@@ -277,3 +277,20 @@ def test_a_large_batch_of_several_cells_skins_in_threads_row_for_row(anny_body):
         torch.set_num_threads(threads)
     for got, i in zip(alone, (0, 31, 64)):
         assert torch.equal(got, whole[i]), i
+
+
+def test_keypoints_of_many_shapes_reserve_no_vertex_buffer(anny_body, monkeypatch):
+    """forward_keypoints on more than 16 distinct shapes needs no rest vertices: with the MKL
+    fallback (``KEY2MESH_DENSE=torch``, where large batches write their vertices into a kept
+    buffer) it reserved a vertex-sized buffer anyway; the keypoints are unchanged by it."""
+    from key2mesh import dense
+
+    monkeypatch.setenv(dense.ENV, "torch")
+    shape = _shapes(20, seed=14)
+    rot = torch.eye(3).expand(len(shape), 24, 3, 3)
+    anny_body.__dict__["_scratch"] = {}
+    anny_body.clear_cache()
+    with torch.no_grad():
+        kp = anny_body.forward_keypoints(rot, shape)
+    assert anny_body._scratch == {}
+    assert kp.shape == (len(shape), 23, 3) and torch.isfinite(kp).all()

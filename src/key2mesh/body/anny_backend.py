@@ -1090,7 +1090,7 @@ class AnnyBody(BodyModel):
         # skinning reads them) into a buffer kept for the next call: a fresh (B, 3V) array
         # costs more in page faults than the GEMM that fills it (~30 ms at batch 512). Not with
         # autograd: anny's skinning keeps the rest vertices for its backward.
-        large = key is None and not tracked and n > 16 and not torch.is_grad_enabled()
+        large = vertices and key is None and not tracked and n > 16 and not torch.is_grad_enabled()
         width = self._vert_rest0.shape[0]
         cells = self._cells if not tracked and not self.model.extrapolate_phenotypes else None
         if cells is not None:
