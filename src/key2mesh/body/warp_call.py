@@ -1,11 +1,11 @@
 """Warp CPU kernels launched again and again on torch tensors, with little Python per launch.
 
 ``wp.launch`` costs ~10 µs, plus ~5 µs for each tensor wrapped in a ``wp.array`` (even by
-pointer), on this project's 2-core CPU; a batch-1 anny mesh launches three kernels with 16
-arrays between them (~90 µs of a ~2.5 ms mesh). :class:`WarpCall` records a kernel's first
+pointer; ad hoc timings on this project's 2-core CPU), and a batch-1 anny mesh launches three
+kernels with 16 arrays between them. :class:`WarpCall` records a kernel's first
 launch in each thread (``wp.launch(..., record_cmd=True)``, Warp's public API for re-launching)
 and, on later calls, rewrites the recorded launch's packed array descriptors in place (data
-pointer, shape and byte strides): ~3 µs plus well under 1 µs per array. The kernel then runs
+pointer, shape and byte strides): a few µs in all. The kernel then runs
 exactly as ``wp.launch`` would run it (the same compiled function, the same arguments).
 """
 
