@@ -836,6 +836,13 @@ class AnnyBody(BodyModel):
         except ImportError:
             return None
 
+    def _readout_launch(self, rotmats: torch.Tensor, poses: torch.Tensor, pairs: torch.Tensor):
+        """The kinematics launcher (:meth:`_fk_launch`) where it may also read the posed body out
+        (no autograd through the keypoint pairs' rest points either), else None."""
+        if pairs.requires_grad and torch.is_grad_enabled():
+            return None
+        return self._fk_launch(rotmats, poses)
+
     def _posed(
         self, rotmats: torch.Tensor, poses: torch.Tensor, pairs: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
@@ -847,8 +854,8 @@ class AnnyBody(BodyModel):
         all in one Warp kernel (:func:`_fk_kernel`), else :meth:`_bone_transforms_torch` and
         :meth:`_readout_torch` (the same formulas; the kernel's sums may round differently,
         ~1e-7 m)."""
-        launch = self._fk_launch(rotmats, poses)
-        if launch is None or pairs.requires_grad and torch.is_grad_enabled():
+        launch = self._readout_launch(rotmats, poses, pairs)
+        if launch is None:
             rot, trans, heads = self._bone_transforms_torch(rotmats, poses)
             keypoints, joints = self._readout_torch(rot, trans, heads, pairs)
             return rot, trans, None, keypoints, joints
@@ -987,15 +994,12 @@ class AnnyBody(BodyModel):
                 arrays = (rot, rest_rot, heads, pairs, w_rot, t_rot, t_trans, w_trans)
                 arrays += (folded, keypoints, joints)
             parts = min(torch.get_num_threads(), max(1, b * nb // PARALLEL_MATRICES))
-            if parts == 1:
-                call(b, *arrays)
-            else:
-                run_jobs(
-                    [
-                        functools.partial(call, j - i, *(a[i:j] for a in arrays))
-                        for i, j in split(b, parts)
-                    ]
-                )
+            run_jobs(
+                [
+                    functools.partial(call, j - i, *(a[i:j] for a in arrays))
+                    for i, j in split(b, parts)
+                ]
+            )
             return t_rot, t_trans, w_trans, folded, keypoints, joints
 
         cache[("fk", key)] = launch
@@ -1225,8 +1229,8 @@ class AnnyBody(BodyModel):
             kp = self._empty_output().keypoints
         else:
             poses, pairs, _, _ = self._rest(shape, vertices=False)
-            launch = self._fk_launch(rotmats, poses)
-            if launch is not None and not (pairs.requires_grad and torch.is_grad_enabled()):
+            launch = self._readout_launch(rotmats, poses, pairs)
+            if launch is not None:
                 kp = launch(rotmats.to(self.dtype), poses.to(self.dtype), pairs.to(self.dtype))[4]
             else:
                 rot, trans, _ = self._bone_transforms(rotmats, poses)

@@ -322,8 +322,8 @@ class CellBases:
         if vertices and len(cells) > 1:
             row_of = torch.empty(b, dtype=torch.long, device=shape.device)
         if skeleton and len(cells) > 1:
-            joint = self.basis(cells[0]).skeleton if vertices else 0
-            width = joint or self.skeleton_basis(cells[0])[1].shape[1]
+            in_joint = self.basis(cells[0]).skeleton if vertices else 0  # its width, or 0
+            width = in_joint or self.skeleton_basis(cells[0])[1].shape[1]
             feats = shape.new_empty(b, width, dtype=dtype)
         start = 0
         for c, idx, size in zip(cells, members, sizes):
