@@ -1,9 +1,10 @@
 """The MoCap held-out split as a labelled dataset: the frames pre-training held out (read from the
-checkpoint's config, :meth:`~key2mesh.model.checkpoint.Checkpoint.split_options`; for an
-ensemble, the frames every member held out) with random shapes, projected through the virtual camera with a detector-like noise profile. Inputs are
-pixel keypoints of the model's set (what :meth:`Key2Mesh.predict` takes); the ground truth is
-the body parameters. ``key2mesh evaluate --dataset mocap-heldout`` scores on it, and adaptation
-uses it as a labelled synthetic target (:func:`key2mesh.train.adapt.synthetic_target`).
+checkpoint's config, :meth:`~key2mesh.model.checkpoint.Checkpoint.split_options`; for an ensemble,
+the frames every member held out) with random shapes, projected through the virtual camera with a
+detector-like noise profile. Inputs are pixel keypoints of the model's set (what
+:meth:`Key2Mesh.predict` takes); the ground truth is the body parameters. ``key2mesh evaluate
+--dataset mocap-heldout`` scores on it, and adaptation uses it as a labelled synthetic target
+(:func:`key2mesh.train.adapt.synthetic_target`).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def mocap_samples(
         splits = ", ".join(str(ck.split_options()) for ck in checkpoints)
         raise Key2MeshError(
             f"{cache}: no frame{part} is {what} by all {len(checkpoints)} networks (splits: "
-            f"{splits}): each would be scored on frames another one trained on; score them one by one"
+            f"{splits}): each would be scored on frames another one trained on; score them one "
+            "by one"
         )
     if views < 1 or n % views:
         raise Key2MeshError(f"views must be >= 1 and divide n ({n}), got {views}")

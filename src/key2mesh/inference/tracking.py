@@ -1,23 +1,24 @@
 """Identities across frames: detections → persistent track ids.
 
-Each track keeps its last keypoints and box and a constant-velocity estimate (pixels per
-second, from real timestamps, so skipped or missing frames are bridged correctly). Per frame,
-every (track, detection) pair is scored by
+Each track keeps its last keypoints and box and a constant-velocity estimate (pixels per second,
+from real timestamps, so skipped or missing frames are bridged correctly). Per frame, every (track,
+detection) pair is scored by
 
     similarity = ½ · IoU(predicted box, box) + ½ · OKS(predicted keypoints, keypoints),
 
-OKS being COCO's keypoint similarity ``mean_k exp(-d_k² / (2 s² κ²))`` over the points both
-trust (``s²`` = box area, κ = 0.1), and the assignment maximising the total similarity is solved
-by the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`). Pairs below
-``min_similarity`` are not matched; tracks and detections left over are matched once more
-against the tracks' last observations (one poor detection, e.g. two people merged where they
-overlap in the image, must not make a bad velocity lose the track), and a third time by reach
-alone: a detection of the track's size whose centre is within ``max_speed`` box sizes per second
-of its predicted one, for tracks seen at most ``REACH_S`` ago (a runner at a frame stride, whose
-boxes no longer overlap). Velocities are the median
-displacement of the keypoints (robust to partial detections), capped at ``max_speed`` box
-sizes per second (6: a sprinter's 10 m/s is ~5.5 body heights per second). The constant-velocity prediction keeps two people apart while they cross; a track unseen for more than ``max_gap_s`` seconds ends, and an unmatched
-detection starts a new track while fewer than ``max_people`` are alive.
+OKS being COCO's keypoint similarity ``mean_k exp(-d_k² / (2 s² κ²))`` over the points both trust
+(``s²`` = box area, κ = 0.1), and the assignment maximising the total similarity is solved by the
+Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`). Pairs below ``min_similarity``
+are not matched; tracks and detections left over are matched once more against the tracks' last
+observations (one poor detection, e.g. two people merged where they overlap in the image, must not
+make a bad velocity lose the track), and a third time by reach alone: a detection of the track's
+size whose centre is within ``max_speed`` box sizes per second of its predicted one, for tracks
+seen at most ``REACH_S`` ago (a runner at a frame stride, whose boxes no longer overlap).
+Velocities are the median displacement of the keypoints (robust to partial detections), capped at
+``max_speed`` box sizes per second (6: a sprinter's 10 m/s is ~5.5 body heights per second). The
+constant-velocity prediction keeps two people apart while they cross; a track unseen for more than
+``max_gap_s`` seconds ends, and an unmatched detection starts a new track while fewer than
+``max_people`` are alive.
 """
 
 from __future__ import annotations
