@@ -130,7 +130,6 @@ def test_run_jobs_runs_all_then_raises_and_survives_a_fork():
     """run_jobs returns when every job is done, raises a job's exception only after the others
     finished, and works in a forked child (the parent's pool threads do not exist there: the
     child makes its own pool instead of queueing jobs nobody runs)."""
-    import multiprocessing
     import time
 
     from key2mesh.body.warp_call import run_jobs, split
@@ -154,14 +153,7 @@ def test_run_jobs_runs_all_then_raises_and_survives_a_fork():
         with pytest.raises(ValueError, match="job failed"):
             run_jobs([boom, lambda: slow(9)])
         assert done == [9]
-        ctx = multiprocessing.get_context("fork")
-        child = ctx.Process(target=_jobs_in_child)
-        child.start()
-        child.join(timeout=30)
-        if child.is_alive():
-            child.kill()
-            pytest.fail("run_jobs hung in a forked child")
-        assert child.exitcode == 0
+        _in_forked_child(_jobs_in_child, "run_jobs hung in a forked child")
     finally:
         torch.set_num_threads(threads)
 
@@ -296,7 +288,6 @@ def test_a_fork_while_another_thread_holds_a_launch_lock_does_not_hang_the_child
     """A child forked while another thread of the parent holds the first-launch lock gets
     fresh locks: its own first launch goes through (no thread of the child would ever
     release the parent's lock)."""
-    import multiprocessing
 
     from key2mesh.body import warp_call
 
@@ -311,13 +302,10 @@ def test_a_fork_while_another_thread_holds_a_launch_lock_does_not_hang_the_child
     holder.start()
     try:
         assert held.wait(10)
-        child = multiprocessing.get_context("fork").Process(target=_first_launch_in_child)
-        child.start()
-        child.join(timeout=30)
-        if child.is_alive():
-            child.kill()
-            pytest.fail("the child's first launch waited for a lock held by a parent thread")
-        assert child.exitcode == 0
+        _in_forked_child(
+            _first_launch_in_child,
+            "the child's first launch waited for a lock held by a parent thread",
+        )
     finally:
         release.set()
         holder.join()
@@ -334,3 +322,16 @@ def _first_launch_in_child() -> None:
     out = torch.zeros(4)
     call(4, torch.ones(4), out, 2.0)
     assert torch.equal(out, torch.full((4,), 5.0))
+
+
+def _in_forked_child(target, hang: str) -> None:
+    """``target()`` in a forked child: it must exit 0 within 30 s (``hang``: the failure)."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=target)
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+        pytest.fail(hang)
+    assert child.exitcode == 0
